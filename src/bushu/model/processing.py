@@ -1,0 +1,79 @@
+"""Pre- and post-processing with numpy and Pillow only (the serving path and SDK never need torch)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserInputError
+from .artifact import Postprocess, Preprocess
+
+__all__ = ["IMAGE_SUFFIXES", "load_image", "preprocess_image", "preprocess_images", "softmax", "top_k"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def load_image(src: str | Path | bytes):
+    """Decode an image file or bytes into an RGB PIL image; a clear error for anything else."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        name = "the uploaded bytes" if isinstance(src, (bytes, bytearray)) else str(src)
+        raise UserInputError(f"cannot decode {name} as an image: {e}",
+                             hint=f"send a {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])} file") from e
+    return img
+
+
+def preprocess_image(img, pp: Preprocess) -> np.ndarray:
+    """One PIL image -> float32 array, CHW or HWC as ``pp.layout`` says (no batch dim)."""
+    from PIL import Image
+
+    img = img.convert("RGB")
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pp.interpolation]
+    if pp.resize:
+        w, h = img.size
+        s = pp.resize / min(w, h)
+        img = img.resize((max(1, round(w * s)), max(1, round(h * s))), resample)
+    if pp.crop:
+        w, h = img.size
+        c = pp.crop
+        left, top = int(round((w - c) / 2.0)), int(round((h - c) / 2.0))
+        img = img.crop((left, top, left + c, top + c))
+    x = np.asarray(img, dtype=np.float32) * np.float32(pp.scale)
+    if pp.color == "BGR":
+        x = x[..., ::-1]
+    x = (x - np.asarray(pp.mean, np.float32)) / np.asarray(pp.std, np.float32)
+    if pp.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def preprocess_images(images: Sequence, pp: Preprocess) -> np.ndarray:
+    """Images (paths, bytes or PIL images) -> one float32 batch."""
+    arrays = [preprocess_image(im if hasattr(im, "convert") else load_image(im), pp) for im in images]
+    return np.stack(arrays)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def top_k(logits: np.ndarray, labels: Sequence[str] | None, post: Postprocess | None = None,
+          k: int | None = None) -> list[list[tuple[int, str, float]]]:
+    """Per row of a [batch, classes] array: the k best (index, label, score)."""
+    post = post or Postprocess()
+    k = min(k or post.top_k, logits.shape[-1])
+    scores = softmax(logits.astype(np.float64)) if post.softmax else logits.astype(np.float64)
+    idx = np.argsort(-scores, axis=-1)[:, :k]
+    out = []
+    for row, ids in zip(scores, idx):
+        out.append([(int(i), labels[i] if labels and i < len(labels) else str(int(i)), float(row[i])) for i in ids])
+    return out
