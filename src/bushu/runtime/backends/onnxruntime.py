@@ -33,15 +33,18 @@ def _spec(arg: Any, batch_name: str = "batch") -> TensorSpec:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
-    options = ("threads", "inter_threads", "optimization", "providers")
+    options = ("threads", "inter_threads", "optimization", "providers", "mem_pattern")
 
     def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, inter_threads: int | None = None,
-             optimization: str = "all", providers: list[str] | None = None) -> None:
+             optimization: str = "all", providers: list[str] | None = None,
+             mem_pattern: bool | None = None) -> None:
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
         if inter_threads:
             so.inter_op_num_threads = int(inter_threads)
+        if mem_pattern is not None:  # off for servers: a pattern cached per input shape grows memory
+            so.enable_mem_pattern = str(mem_pattern).lower() not in ("0", "false", "no", "off")
         so.graph_optimization_level = {
             "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -59,6 +62,9 @@ class OnnxRuntimeBackend(Backend):
             if "NOT_IMPLEMENTED" in msg or "Could not find an implementation" in msg:
                 op = msg.split("for ")[-1].split("(")[0].strip() if "for " in msg else "?"
                 raise UnsupportedOpError(op, self.name, msg.splitlines()[0]) from e
+            if "No Op registered for " in msg:  # an op (or opset) this onnxruntime does not know
+                detail = msg[msg.index("No Op registered for "):].splitlines()[0]
+                raise UnsupportedOpError(detail.split()[4], self.name, detail) from e
             raise ModelLoadError(f"{Path(path).name} is not a loadable ONNX model: {msg.splitlines()[0][:300]}",
                                  hint="re-export the model, or check the file is complete (not truncated)") from e
         self._inputs = [_spec(a) for a in self.session.get_inputs()]

@@ -1,0 +1,269 @@
+"""Serving efficiency: served throughput ÷ raw in-process throughput of the same backend, same run.
+
+    python bench/serving.py [--model M.onnx] [--duration 5] [--concurrency 1,16,64]
+    python bench/serving.py --soak 600      # concurrency 64 over gRPC, a model swap half-way
+
+Raw: the model in this process with onnxruntime at batch 1..64 (best batch = the reference).
+Served: `bushu serve` in a subprocess, driven by an asyncio load generator on tritonclient's aio
+clients (binary KServe v2 over HTTP, and gRPC), bounded in time, loopback only. At concurrency 1
+the figure of merit is the latency the server adds over raw batch-1 inference (p50).
+Writes bench/results/serving.json and .md (soak: serving_soak.json and .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command_line, write_results  # noqa: E402
+
+
+def mlp_onnx(path: Path, sizes=(256, 1024, 1024, 256)) -> Path:
+    """A small MLP (about 1.6 MMAC per row): enough compute that batching matters."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "x"
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        inits.append(numpy_helper.from_array((rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32), f"W{i}"))
+        inits.append(numpy_helper.from_array(np.zeros(b, np.float32), f"B{i}"))
+        out = "y" if i == len(sizes) - 2 else f"h{i}"
+        nodes.append(helper.make_node("Gemm", [prev, f"W{i}", f"B{i}"], [out if out == "y" else out + "_"]))
+        if out != "y":
+            nodes.append(helper.make_node("Relu", [out + "_"], [out]))
+        prev = out
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", sizes[-1]])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def cnn_onnx(path: Path) -> Path:
+    """A small image CNN, [batch, 3, 64, 64] -> [batch, 10] (about 41 MMAC per image): compute-bound
+    like the classifiers bushu serves, small enough for a 2-core machine."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "x"
+    for i, (cin, cout, stride) in enumerate([(3, 32, 1), (32, 64, 2), (64, 128, 2)]):
+        w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(cin * 9)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"C{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"c{i}")]
+        nodes += [helper.make_node("Conv", [prev, f"C{i}", f"c{i}"], [f"v{i}"], pads=[1, 1, 1, 1], strides=[stride] * 2),
+                  helper.make_node("Relu", [f"v{i}"], [f"r{i}"])]
+        prev = f"r{i}"
+    inits += [numpy_helper.from_array((rng.standard_normal((128, 10)) / 11).astype(np.float32), "W"),
+              numpy_helper.from_array(np.zeros(10, np.float32), "B")]
+    nodes += [helper.make_node("GlobalAveragePool", [prev], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("Gemm", ["f", "W", "B"], ["y"])]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def raw_throughput(model: Path, duration: float, threads: int | None, batches) -> list[dict]:
+    from bushu.runtime import load_backend
+    from bushu.spec import synthetic_feeds
+
+    rows = []
+    with load_backend(model, "onnxruntime", **({"threads": threads} if threads else {})) as be:
+        for batch in batches:
+            feeds = synthetic_feeds(be.inputs, batch=batch)
+            be.infer(feeds)
+            lat, t0 = [], time.perf_counter()
+            while time.perf_counter() - t0 < duration:
+                t = time.perf_counter()
+                be.infer(feeds)
+                lat.append(time.perf_counter() - t)
+            rows.append({"mode": "raw", "batch": batch, "rps": batch * len(lat) / sum(lat),
+                         "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)})
+    return rows
+
+
+async def load(protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float,
+               name: str = "x") -> dict:
+    if protocol == "http":
+        import tritonclient.http.aio as client
+        c = client.InferenceServerClient(url, conn_limit=concurrency)
+    else:
+        import tritonclient.grpc.aio as client
+        c = client.InferenceServerClient(url)
+    inp = client.InferInput(name, list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+
+    async def worker():
+        nonlocal errors
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            try:
+                await c.infer(model, [inp])
+                lat.append(time.perf_counter() - t)
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+
+    for _ in range(20):  # warm the connections
+        await c.infer(model, [inp])
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await c.close()
+    return {"rps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50) * 1e3),
+            "p99_ms": float(np.percentile(lat, 99) * 1e3), "errors": errors, "requests": len(lat)}
+
+
+def start(repo: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", "0", "--grpc-port", "0",
+                             "--metrics-port", "-1", "--log-level", "warning", *extra], stdout=subprocess.PIPE, text=True)
+    urls = {}
+    for line in proc.stdout:
+        if m := re.match(r"(HTTP|gRPC)\s+(\S+)", line):
+            urls[m[1]] = m[2]
+        if "ready" in line:
+            break
+    return proc, urls["HTTP"].removeprefix("http://").removesuffix("/v2"), urls["gRPC"]
+
+
+def soak(repo: Path, x: np.ndarray, seconds: float, concurrency: int = 64, name: str = "x") -> None:
+    """Sustained gRPC load with a new model version dropped in half-way (poll mode): count failed
+    requests and follow the server's resident memory."""
+    import threading
+
+    import psutil
+    import tritonclient.grpc as grpcclient
+
+    proc, _, grpc_url = start(repo, "--model-control-mode", "poll", "--repository-poll-secs", "1")
+    rss: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    done = threading.Event()
+
+    def sample():
+        p = psutil.Process(proc.pid)
+        while not done.wait(1.0):
+            rss.append((time.perf_counter() - t0, p.memory_info().rss / 2**20))
+
+    def swap():
+        if not done.wait(seconds / 2):
+            v2 = repo / "m" / "2"
+            tmp = repo / "m" / ".2.tmp"
+            tmp.mkdir()
+            (tmp / "model.onnx").write_bytes((repo / "m" / "1" / "model.onnx").read_bytes())
+            tmp.rename(v2)  # appears whole: the poller never sees a half-written version
+
+    threads = [threading.Thread(target=sample), threading.Thread(target=swap)]
+    for t in threads:
+        t.start()
+    try:
+        r = asyncio.run(load("grpc", grpc_url, "m", x, concurrency, seconds, name))
+        versions = list(grpcclient.InferenceServerClient(grpc_url).get_model_metadata("m").versions)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    warm = [m for t, m in rss if t >= min(30.0, seconds * 0.1)] or [m for _, m in rss]
+    growth = (warm[-1] - warm[0]) / warm[0]
+    settled = [m for t, m in rss if t >= seconds / 2 + min(15.0, seconds * 0.1)] or warm
+    row = {**r, "seconds": seconds, "concurrency": concurrency, "versions_after": ",".join(versions),
+           "rss_after_warmup_mb": warm[0], "rss_end_mb": warm[-1], "rss_max_mb": max(warm), "rss_growth": growth,
+           "rss_growth_after_swap": (settled[-1] - settled[0]) / settled[0]}
+    print(row)
+    write_results("serving_soak", {"rss_samples": rss}, [row],
+                  ["seconds", "concurrency", "requests", "errors", "rps", "p50_ms", "p99_ms", "versions_after",
+                   "rss_after_warmup_mb", "rss_end_mb", "rss_max_mb", "rss_growth", "rss_growth_after_swap"],
+                  "Soak: sustained gRPC load with a model swap half-way",
+                  [f"command: `{command_line()}`", "server in poll mode (1 s); version 2 appears at half time",
+                   "rss_growth = (last − first sample after warm-up) ÷ first sample after warm-up (warm-up: "
+                   "the first 10% of the run, at most 30 s); rss_growth_after_swap: the same from 15 s after the swap"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="cnn", help="cnn (default), mlp, or an ONNX file with one float32 input "
+                    "[batch, ...]")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (raw and served)")
+    ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--delay-us", type=int, default=500, help="max_queue_delay_microseconds of the served model")
+    ap.add_argument("--soak", type=float, default=0, help="run the soak test for this many seconds instead")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bushu-bench-") as d:
+        run(args, Path(d))
+
+
+def run(args, tmp: Path) -> None:
+    from bushu.runtime import load_backend
+    from bushu.serve.config import write_config
+
+    builtin = {"cnn": cnn_onnx, "mlp": mlp_onnx}
+    model = builtin[args.model](tmp / f"{args.model}.onnx") if args.model in builtin else Path(args.model)
+    repo = tmp / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    (repo / "m" / "1" / "model.onnx").write_bytes(model.read_bytes())
+    write_config(repo / "m" / "config.pbtxt", "m", "onnxruntime", args.max_batch, args.delay_us, 1, args.threads)
+    with load_backend(model, "onnxruntime") as be:
+        spec = be.inputs[0]
+    x = np.random.default_rng(0).standard_normal(spec.concrete_shape(1)).astype(np.float32)
+
+    if args.soak:
+        soak(repo, x, args.soak, name=spec.name)
+        return
+    batches = [b for b in (1, 2, 4, 8, 16, 32, 64) if b <= args.max_batch]
+    raw_rows = raw_throughput(model, min(args.duration, 2.0), args.threads, batches)
+    best = max(raw_rows, key=lambda r: r["rps"])
+    raw1 = raw_rows[0]
+    rows = list(raw_rows)
+    proc, http_url, grpc_url = start(repo)
+    try:
+        for proto, url in (("http", http_url), ("grpc", grpc_url)):
+            for conc in (int(c) for c in args.concurrency.split(",")):
+                # The machine is shared: measure the raw reference right before each served run.
+                ref = raw_throughput(model, min(args.duration, 2.0), args.threads,
+                                     [1 if conc == 1 else best["batch"]])[0]
+                r = asyncio.run(load(proto, url, "m", x, conc, args.duration, spec.name))
+                r.update(mode=f"served {proto}", concurrency=conc, raw_ref_rps=ref["rps"],
+                         efficiency=r["rps"] / ref["rps"] if conc > 1 else None,
+                         added_p50_ms=r["p50_ms"] - ref["p50_ms"] if conc == 1 else None)
+                rows.append(r)
+                print(f"{proto:4s} c={conc:3d}: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                      + (f"  added p50 {r['added_p50_ms']:.2f} ms" if conc == 1 else f"  efficiency {r['efficiency']:.2f}"),
+                      flush=True)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    notes = [f"command: `{command_line()}`",
+             f"model: {args.model} ({'built by bench/serving.py' if args.model in builtin else 'file'}); "
+             f"served with max_batch_size "
+             f"{args.max_batch}, max_queue_delay {args.delay_us} µs, 1 instance",
+             f"raw best: batch {best['batch']} at {best['rps']:.0f} rows/s; raw batch 1 p50 {raw1['p50_ms']:.3f} ms",
+             "efficiency = served req/s (1 row each) ÷ raw rows/s at the best batch, measured just before "
+             "that served run (raw_ref_rps); the load generator shares the machine's cores",
+             "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before"]
+    write_results("serving", {"best_raw": best, "raw_batch1": raw1}, rows,
+                  ["mode", "batch", "concurrency", "rps", "p50_ms", "p99_ms", "raw_ref_rps", "efficiency",
+                   "added_p50_ms", "errors"],
+                  "Serving efficiency (bushu serve vs raw onnxruntime, same run)", notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""`bushu serve REPO`: the inference server (KServe v2 HTTP + gRPC, Prometheus metrics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _port(ctx, param, value: int) -> int | None:
+    if value < 0:  # -1 turns a front end off
+        return None
+    if value > 65535:
+        raise click.BadParameter(f"{value} is not a port (0..65535, 0 = any free port, -1 = off)")
+    return value
+
+
+@click.command("serve")
+@click.argument("repo", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@click.option("--http-port", default=8000, show_default=True, callback=_port, help="KServe v2 HTTP port (-1: off).")
+@click.option("--grpc-port", default=8001, show_default=True, callback=_port, help="KServe v2 gRPC port (-1: off).")
+@click.option("--metrics-port", default=8002, show_default=True, callback=_port, help="Prometheus port (-1: off).")
+@click.option("--model-control-mode", type=click.Choice(["none", "poll", "explicit"]), default="none",
+              show_default=True, help="none: load all at start; poll: also pick up changes; explicit: load/unload "
+                                      "through the repository API only.")
+@click.option("--load-model", "load_models", multiple=True, metavar="NAME",
+              help="With explicit control: load this model at start (repeatable; '*' = all).")
+@click.option("--repository-poll-secs", default=15.0, show_default=True, help="Poll interval in poll mode.")
+@click.option("--api-key", envvar="BUSHU_API_KEY", default=None, help="Require this key for inference "
+              "(Authorization: Bearer KEY or X-API-Key). Env: BUSHU_API_KEY.")
+@click.option("--admin-key", envvar="BUSHU_ADMIN_KEY", default=None,
+              help="Require this key for the repository API. Env: BUSHU_ADMIN_KEY.")
+@click.option("--max-body-mb", default=64.0, show_default=True, help="Largest request body accepted.")
+@click.option("--access-log", is_flag=True, help="Log one JSON line per HTTP request (logger bushu.serve.access).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None, metrics_port: int | None,
+            model_control_mode: str, load_models: tuple[str, ...], repository_poll_secs: float, api_key: str | None, admin_key: str | None,
+            max_body_mb: float, access_log: bool, log_level: str) -> None:
+    """Serve the Triton-layout model repository REPO (REPO/<model>/<version>/model.onnx) over KServe v2
+    HTTP and gRPC, with dynamic batching. Ctrl-C stops it."""
+    import asyncio
+    import logging
+
+    try:
+        import grpc  # noqa: F401
+        import tritonclient.grpc.model_config_pb2  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(f"bushu serve ({e.name})", "serve") from e
+    from ..serve.app import Server, ServerOptions, new_event_loop
+    from ._output import console
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if access_log:  # asked for explicitly: shown whatever --log-level says
+        logging.getLogger("bushu.serve.access").setLevel(logging.INFO)
+    opts = ServerOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                         model_control_mode=model_control_mode, repository_poll_secs=repository_poll_secs,
+                         load_models=load_models,
+                         api_key=api_key, admin_key=admin_key, max_body_mb=max_body_mb, access_log=access_log)
+    server = Server(repo, opts)
+
+    def started(s: Server) -> None:
+        for row in s.manager.index():
+            state = row["state"] + (f" ({row['reason']})" if row.get("reason") else "")
+            console.print(f"  model {row['name']} version {row.get('version', '-')}: {state}")
+        h = f"[{host}]" if ":" in host else host
+        if s.http_port is not None:
+            console.print(f"HTTP    http://{h}:{s.http_port}/v2  (OpenAPI: /openapi.json)")
+        if s.grpc_port is not None:
+            console.print(f"gRPC    {h}:{s.grpc_port}")
+        if s.metrics_port is not None:
+            console.print(f"metrics http://{h}:{s.metrics_port}/metrics")
+        console.print("ready; Ctrl-C stops", style="bold green")
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(server.serve(on_started=started, handle_signals=True))
+    console.print("stopped")

@@ -1,0 +1,364 @@
+"""KServe v2 over HTTP as a raw ASGI app (no framework in the infer path), served by uvicorn.
+
+Triton's binary tensor extension: the body is a JSON header of ``Inference-Header-Content-Length``
+bytes followed by raw tensors; requests may have no Content-Type. Errors are ``{"error": "..."}``
+with the exception's HTTP status (503 "busy" answers carry Retry-After).
+
+    curl -s -d '{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}' \
+        localhost:8000/v2/models/classifier/infer
+    curl -s --data-binary @cat.jpg 'localhost:8000/v1/models/resnet18:classify?k=3'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import zlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..errors import BushuError, InferenceInputError, UserInputError
+from .core import ModelManager
+from .openapi import openapi_document
+from .protocol import check_shape, datatype_of, from_json_data, from_raw, output_bytes, requested_outputs, to_json_data
+
+__all__ = ["HttpApp"]
+
+log = logging.getLogger("bushu.serve.http")
+access = logging.getLogger("bushu.serve.access")  # one JSON object per request, when enabled
+_JSON = [(b"content-type", b"application/json")]
+
+
+class HttpError(UserInputError):
+    def __init__(self, status: int, message: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.http_status = status
+
+
+class HttpApp:
+    def __init__(self, manager: ModelManager, *, api_key: str | None = None, admin_key: str | None = None,
+                 max_body_bytes: int = 64 << 20, server_name: str = "bushu", version: str = "0.1.0",
+                 access_log: bool = False) -> None:
+        self.manager = manager
+        self.access_log = access_log
+        self.api_key, self.admin_key = api_key, admin_key
+        self.max_body = max_body_bytes
+        self.server_meta = {"name": server_name, "version": version,
+                            "extensions": ["classification", "binary_tensor_data", "model_repository", "statistics",
+                                           "model_configuration"]}
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                msg = await receive()
+                await send({"type": msg["type"] + ".complete"})
+            return
+        start = time.perf_counter() if self.access_log else 0.0
+        try:
+            status, headers, body = await self.route(scope, receive)
+        except BushuError as e:
+            status, headers = e.http_status, _JSON if e.http_status != 503 else _JSON + [(b"retry-after", b"1")]
+            body = json.dumps({"error": e.message, **({"hint": e.hint} if e.hint else {})}).encode()
+        except Exception as e:  # a bug must cost one request, not the server
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            status, headers, body = 500, _JSON, json.dumps({"error": f"internal error: {e!r}"}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        if self.access_log:
+            client = scope.get("client") or ("-", 0)
+            access.info(json.dumps({"client": client[0], "method": scope["method"], "path": scope["path"],
+                                    "status": status, "bytes": len(body),
+                                    "ms": round((time.perf_counter() - start) * 1000, 3)}))
+
+    # -- routing ------------------------------------------------------------------------------------
+    async def route(self, scope: dict, receive) -> tuple[int, list, bytes]:
+        method, path = scope["method"], scope["path"]
+        segs = [s for s in path.split("/") if s]
+        headers = dict(scope["headers"])
+        if segs == ["openapi.json"] and method == "GET":
+            return _ok(openapi_document())
+        if segs[:1] == ["v2"] and segs[1:2] == ["health"]:
+            self._method(method, "GET")
+            if segs[2:] == ["live"]:
+                return 200, _JSON, b""
+            if segs[2:] == ["ready"]:
+                return (200 if self.manager.ready else 400), _JSON, b""
+            raise HttpError(404, f"no endpoint {path}", hint="health endpoints: /v2/health/live, /v2/health/ready")
+        if segs[:2] == ["v2", "repository"]:
+            self._auth(headers, self.admin_key or self.api_key, "repository")
+            body = await self._body(scope, receive, headers)
+            return await self._repository(method, segs[2:], body)
+        if segs[:1] not in (["v2"], ["v1"]):
+            raise HttpError(404, f"no endpoint {path}", hint="see /openapi.json for the endpoints")
+        self._auth(headers, self.api_key, "inference")
+        if segs == ["v2"]:
+            self._method(method, "GET")
+            return _ok(self.server_meta)
+        if segs == ["v2", "models", "stats"]:
+            self._method(method, "GET")
+            return _ok({"model_stats": [m.stats.to_dict() for m in self.manager.loaded()]})
+        if segs[:2] == ["v1", "models"] and len(segs) == 3 and segs[2].endswith(":classify"):
+            self._method(method, "POST")
+            return await self._classify_image(segs[2].removesuffix(":classify"), scope, receive, headers)
+        if segs[:2] != ["v2", "models"] or len(segs) < 3:
+            raise HttpError(404, f"no endpoint {path}", hint="see /openapi.json for the endpoints")
+        name, rest, version = segs[2], segs[3:], None
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2:
+                raise HttpError(404, f"no endpoint {path}", hint="use /v2/models/{name}/versions/{version}")
+            version, rest = rest[1], rest[2:]
+        return await self._model(method, name, version, rest, scope, receive, headers)
+
+    async def _model(self, method, name, version, rest, scope, receive, headers) -> tuple[int, list, bytes]:
+        if rest == ["ready"]:
+            self._method(method, "GET")
+            self.manager.get(name, version)  # 404 with did-you-mean when unknown
+            return 200, _JSON, b""
+        if rest == ["stats"]:
+            self._method(method, "GET")
+            models = [self.manager.get(name, version)] if version else \
+                [self.manager.get(name, v) for v in self.manager.versions(name)] or [self.manager.get(name)]
+            return _ok({"model_stats": [m.stats.to_dict() for m in models]})
+        model = self.manager.get(name, version)
+        if rest == []:
+            self._method(method, "GET")
+            return _ok(model.metadata(self.manager.versions(name)))
+        if rest == ["config"]:
+            self._method(method, "GET")
+            return _ok(model.config_dict())
+        if rest == ["infer"]:
+            self._method(method, "POST")
+            with self.manager.arrivals.ticket() as ticket:
+                body = await self._body(scope, receive, headers)
+                return await _unless_client_leaves(self._infer(model, body, headers, ticket), receive)
+        raise HttpError(404, f"no endpoint {scope['path']}",
+                        hint="model endpoints: '', /ready, /config, /stats, /infer (see /openapi.json)")
+
+    # -- inference ----------------------------------------------------------------------------------
+    async def _infer(self, model, body: bytes, headers: dict, ticket=None) -> tuple[int, list, bytes]:
+        hlen = headers.get(b"inference-header-content-length")
+        if hlen is not None:
+            try:
+                n = int(hlen)
+            except ValueError:
+                raise InferenceInputError(f"Inference-Header-Content-Length is {hlen.decode(errors='replace')!r}, "
+                                          "not an integer") from None
+            if not 0 <= n <= len(body):
+                raise InferenceInputError(f"Inference-Header-Content-Length {n} is larger than the body ({len(body)} "
+                                          "bytes)")
+            header, binary = _json(body[:n]), memoryview(body)[n:]
+        else:
+            header, binary = _json(body), memoryview(b"")
+        if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+            raise InferenceInputError("the request must be a JSON object with an 'inputs' list",
+                                      hint='{"inputs": [{"name": ..., "shape": [...], "datatype": "FP32", "data": [...]}]}')
+        feeds, offset = {}, 0
+        for spec in header["inputs"]:
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise InferenceInputError(f"each input needs a 'name'; got {spec!r}"[:300])
+            name = spec["name"]
+            if name in feeds:
+                raise InferenceInputError(f"input {name!r} is given twice")
+            shape = check_shape(name, spec.get("shape"))
+            dt = spec.get("datatype")
+            if not isinstance(dt, str):
+                raise InferenceInputError(f"input {name!r} has no 'datatype' (e.g. \"FP32\")")
+            size = (spec.get("parameters") or {}).get("binary_data_size")
+            if size is not None:
+                if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                    raise InferenceInputError(f"input {name!r}: binary_data_size {size} runs past the end of the body "
+                                              f"({len(binary) - offset} binary bytes left)")
+                feeds[name] = from_raw(name, dt, shape, binary[offset:offset + size])
+                offset += size
+            elif "data" in spec:
+                feeds[name] = from_json_data(name, dt, shape, spec["data"])
+            else:
+                raise InferenceInputError(f"input {name!r} has neither 'data' nor a binary_data_size parameter")
+        if offset != len(binary):
+            raise InferenceInputError(f"the body has {len(binary) - offset} bytes after the inputs' binary data; "
+                                      "binary_data_size values do not add up to the body length")
+        params = header.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InferenceInputError("'parameters' must be an object")
+        requested = requested_outputs(header.get("outputs"), model.output_names, bool(params.get("binary_data_output")))
+        timeout = params.get("timeout")
+        timeout_s = timeout / 1e6 if isinstance(timeout, (int, float)) and timeout > 0 else None
+        outputs = await model.infer_selected(feeds, requested, timeout_s, ticket)
+        return _response(model, header.get("id"), outputs)
+
+    async def _classify_image(self, name: str, scope, receive, headers) -> tuple[int, list, bytes]:
+        model = self.manager.get(name)
+        if model.preprocess is None:
+            raise UserInputError(f"model {name!r} has no image pre-processing recorded",
+                                 hint="serve a bushu artifact (bushu.yaml in the version directory), or use /v2 infer")
+        with self.manager.arrivals.ticket() as ticket:
+            return await self._classify_body(model, name, scope, receive, headers, ticket)
+
+    async def _classify_body(self, model, name, scope, receive, headers, ticket) -> tuple[int, list, bytes]:
+        from ..model.processing import load_image, preprocess_image, top_k
+
+        body = await self._body(scope, receive, headers)
+        if not body:
+            raise UserInputError("the body is empty; send an image file",
+                                 hint=f"curl --data-binary @cat.jpg .../v1/models/{name}:classify")
+        ctype = headers.get(b"content-type", b"").decode("latin-1")
+        if ctype.startswith("multipart/form-data"):
+            body = _first_file(body, ctype)
+        query = parse_qs(scope.get("query_string", b"").decode())
+        try:
+            k = int(query.get("k", query.get("top_k", ["5"]))[0])
+        except ValueError:
+            raise UserInputError("query parameter k must be an integer") from None
+        x = await asyncio.to_thread(lambda: preprocess_image(load_image(body), model.preprocess)[None])
+        logits = (await model.infer({model.inputs[0].name: x}, ticket=ticket))[model.output_names[0]]
+        preds = top_k(logits.reshape(logits.shape[0], -1), model.labels, model.postprocess, k=max(1, k))[0]
+        return _ok({"model_name": model.name, "model_version": model.version,
+                    "predictions": [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]})
+
+    # -- repository ---------------------------------------------------------------------------------
+    async def _repository(self, method: str, rest: list[str], body: bytes) -> tuple[int, list, bytes]:
+        self._method(method, "POST")
+        if rest == ["index"]:
+            req = _json(body) if body.strip() else {}
+            ready = bool(req.get("ready")) if isinstance(req, dict) else False
+            return _ok(self.manager.index(ready_only=ready))
+        if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
+            if self.manager.control_mode != "explicit":
+                raise HttpError(403, f"model {rest[2]} is off: the server runs with --model-control-mode "
+                                f"{self.manager.control_mode}", hint="start it with --model-control-mode explicit")
+            fn = self.manager.load if rest[2] == "load" else self.manager.unload
+            await asyncio.to_thread(fn, rest[1])
+            return 200, _JSON, b""
+        raise HttpError(404, f"no repository endpoint {'/'.join(rest)}",
+                        hint="POST /v2/repository/index, /v2/repository/models/{name}/load or /unload")
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _auth(self, headers: dict, key: str | None, what: str) -> None:
+        if not key:
+            return
+        given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(b"Bearer ")
+        if not hmac.compare_digest(given, key.encode()):
+            raise HttpError(401, f"missing or wrong API key for {what}",
+                            hint="send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+
+    @staticmethod
+    def _method(method: str, want: str) -> None:
+        if method != want:
+            raise HttpError(405, f"method {method} is not allowed here; use {want}")
+
+    async def _body(self, scope, receive, headers: dict) -> bytes:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise HttpError(413, f"request body of {int(declared)} bytes is over the {self.max_body}-byte limit",
+                            hint="send smaller batches, or start the server with a larger --max-body-mb")
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise HttpError(400, "the client disconnected before sending the whole body")
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise HttpError(413, f"request body is over the {self.max_body}-byte limit",
+                                hint="send smaller batches, or start the server with a larger --max-body-mb")
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        enc = headers.get(b"content-encoding", b"").lower()
+        if enc in (b"gzip", b"deflate"):
+            d = zlib.decompressobj(wbits=31 if enc == b"gzip" else 15)
+            try:
+                body = d.decompress(body, self.max_body + 1)
+            except zlib.error as e:
+                raise InferenceInputError(f"body is not valid {enc.decode()}: {e}") from None
+            if len(body) > self.max_body:
+                raise HttpError(413, f"decompressed body is over the {self.max_body}-byte limit")
+        elif enc not in (b"", b"identity"):
+            raise HttpError(415, f"Content-Encoding {enc.decode()!r} is not supported; use gzip, deflate or none")
+        return body
+
+
+async def _unless_client_leaves(coro, receive):
+    """Await ``coro``, cancelling it when the client disconnects: a request nobody waits for leaves
+    the queue without running."""
+    task = asyncio.current_task()
+    gone = False
+
+    def on_message(t: asyncio.Future) -> None:
+        nonlocal gone
+        if not t.cancelled() and t.exception() is None and t.result().get("type") == "http.disconnect":
+            gone = True
+            task.cancel()
+
+    watch = asyncio.ensure_future(receive())
+    watch.add_done_callback(on_message)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if gone:
+            raise HttpError(499, "the client disconnected before the answer was ready") from None
+        raise
+    finally:
+        watch.cancel()
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json(raw: bytes | memoryview) -> Any:
+    try:
+        return json.loads(bytes(raw), parse_constant=_no_constants)
+    except ValueError as e:
+        if not isinstance(e, json.JSONDecodeError) and "JSON number" in str(e):
+            raise InferenceInputError(f"malformed JSON: {e}", hint="NaN and Infinity are not valid JSON; send "
+                                      "such tensors as binary data") from None
+        raise _malformed(e) from None  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+
+
+def _malformed(e: Exception) -> InferenceInputError:
+    return InferenceInputError(f"malformed JSON: {e}", hint="check the request body (or the "
+                               "Inference-Header-Content-Length header for binary requests)")
+
+
+def _ok(obj: Any) -> tuple[int, list, bytes]:
+    return 200, _JSON, json.dumps(obj).encode()
+
+
+def _response(model, rid: Any, outputs) -> tuple[int, list, bytes]:
+    outs, blobs = [], []
+    for name, binary, arr in outputs:
+        o: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
+        if binary:
+            blob = output_bytes(arr)
+            o["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            o["data"] = to_json_data(arr)
+        outs.append(o)
+    header: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outs}
+    if rid is not None:
+        header["id"] = rid
+    head = json.dumps(header).encode()
+    if not blobs:
+        return 200, _JSON, head
+    return 200, [(b"content-type", b"application/octet-stream"),
+                 (b"inference-header-content-length", str(len(head)).encode())], b"".join([head, *blobs])
+
+
+def _first_file(body: bytes, ctype: str) -> bytes:
+    """The first part of a multipart/form-data body (curl -F file=@cat.jpg)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
+    for part in msg.iter_parts() if msg.is_multipart() else []:
+        payload = part.get_payload(decode=True)
+        if payload:
+            return payload
+    raise UserInputError("the multipart body has no file part", hint="curl -F file=@cat.jpg URL")

@@ -1,0 +1,80 @@
+"""The server's OpenAPI 3.1 document (served at /openapi.json)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_ERRORS = {"400": _ERROR, "401": _ERROR, "404": _ERROR, "413": _ERROR, "503": _ERROR}
+_JSON_OK = {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}, **_ERRORS}
+_NAME = {"name": "model", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^[0-9]+$"}}
+
+
+def _get(summary: str, params: list | None = None) -> dict[str, Any]:
+    return {"get": {"summary": summary, "parameters": params or [], "responses": _JSON_OK}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    infer = {"post": {
+        "summary": "KServe v2 inference (JSON, or Triton's binary tensor extension with Inference-Header-Content-Length)",
+        "parameters": [_NAME],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}}},
+        "responses": _JSON_OK}}
+    paths: dict[str, Any] = {
+        "/v2/health/live": {"get": {"summary": "liveness", "responses": {"200": {"description": "live"}}}},
+        "/v2/health/ready": {"get": {"summary": "readiness (every model loaded)",
+                                     "responses": {"200": {"description": "ready"}, "400": {"description": "not ready"}}}},
+        "/v2": _get("server metadata"),
+        "/v2/models/stats": _get("statistics of every loaded model (Triton's format)"),
+        "/v2/models/{model}": _get("model metadata: versions, platform, inputs, outputs", [_NAME]),
+        "/v2/models/{model}/ready": _get("model readiness", [_NAME]),
+        "/v2/models/{model}/config": _get("the model's completed config (Triton's ModelConfig as JSON)", [_NAME]),
+        "/v2/models/{model}/stats": _get("the model's statistics", [_NAME]),
+        "/v2/models/{model}/infer": infer,
+        "/v2/models/{model}/versions/{version}": _get("metadata of one version", [_NAME, _VERSION]),
+        "/v2/models/{model}/versions/{version}/infer": {"post": {**infer["post"], "parameters": [_NAME, _VERSION]}},
+        "/v1/models/{model}:classify": {"post": {
+            "summary": "classify an image: send the file as the body (or multipart field), get the top-k labels",
+            "parameters": [_NAME, {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+            "requestBody": {"required": True, "content": {
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary"}}}}}},
+            "responses": {"200": {"description": "top-k labels", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Predictions"}}}}, **_ERRORS}}},
+        "/v2/repository/index": {"post": {"summary": "models in the repository and their state", "responses": _JSON_OK}},
+        "/v2/repository/models/{model}/load": {"post": {"summary": "load or reload (--model-control-mode explicit)",
+                                                        "parameters": [_NAME], "responses": _JSON_OK}},
+        "/v2/repository/models/{model}/unload": {"post": {"summary": "unload (--model-control-mode explicit)",
+                                                          "parameters": [_NAME], "responses": _JSON_OK}},
+    }
+    tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                                                "INT64", "FP16", "FP32", "FP64", "BYTES"]},
+        "parameters": {"type": "object"}, "data": {"type": "array"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "bushu inference server", "version": "0.1.0",
+                 "description": "KServe v2 / Open Inference Protocol with Triton's extensions, plus an image endpoint."},
+        "paths": paths,
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
+                                                                             "hint": {"type": "string"}}},
+            "InferRequest": {"type": "object", "required": ["inputs"], "properties": {
+                "id": {"type": "string"}, "parameters": {"type": "object"},
+                "inputs": {"type": "array", "items": tensor},
+                "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"}, "parameters": {"type": "object"}}}}}},
+            "Predictions": {"type": "object", "properties": {
+                "model_name": {"type": "string"}, "model_version": {"type": "string"},
+                "predictions": {"type": "array", "items": {"type": "object", "properties": {
+                    "label": {"type": "string"}, "index": {"type": "integer"}, "score": {"type": "number"}}}}}},
+        }},
+    }
