@@ -1,0 +1,95 @@
+"""Run a model on a batch of inputs and compare it with its float source: tolerance, agreement, accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import OutputMismatch, ShapeError, ToleranceError
+from ..model.processing import softmax
+
+__all__ = ["accuracy", "agreement", "check_tolerance", "run_model"]
+
+CONFIDENT = 0.5  # fp32 top-1 probability above which a sample counts as confidently classified
+
+
+def run_model(path: str | Path, feeds: Mapping[str, np.ndarray], chunk: int = 16,
+              backend: str = "onnxruntime") -> dict[str, np.ndarray]:
+    """All samples through the model, ``chunk`` at a time (bounded memory); outputs concatenated."""
+    from ..runtime import load_backend
+
+    n = len(next(iter(feeds.values())))
+    with load_backend(path, backend) as be:
+        step = chunk if all(s.has_batch for s in be.inputs) else 1
+        parts: dict[str, list[np.ndarray]] = {}
+        for i in range(0, n, step):
+            for k, v in be.infer({k: v[i:i + step] for k, v in feeds.items()}).items():
+                parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def check_tolerance(what: str, ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
+                    atol: float, rtol: float) -> list[OutputMismatch]:
+    """Every output within |got - ref| <= atol + rtol·max|ref|, else ShapeError / ToleranceError naming each.
+
+    rtol is relative to the output's largest magnitude: reduced-precision arithmetic errs in
+    proportion to the values it accumulates, so near-zero elements would make an element-wise
+    relative error meaningless.
+    """
+    rows, bad_shape, bad_value = [], [], []
+    for name, r in ref.items():
+        g = got.get(name)
+        if g is None or g.shape != r.shape:
+            m = OutputMismatch(name, float("inf"), float("inf"), atol, rtol, tuple(r.shape),
+                               None if g is None else tuple(g.shape))
+            rows.append(m)
+            bad_shape.append(m)
+            continue
+        r64, g64 = r.astype(np.float64), g.astype(np.float64)
+        diff = np.abs(g64 - r64)
+        scale = max(float(np.abs(r64).max(initial=0.0)), 1e-12)
+        m = OutputMismatch(name, float(diff.max(initial=0.0)), float(diff.max(initial=0.0)) / scale, atol, rtol,
+                           tuple(r.shape), tuple(g.shape))
+        rows.append(m)
+        if not np.isfinite(g64).all() or np.any(diff > atol + rtol * scale):
+            bad_value.append(m)
+    if bad_shape:
+        raise ShapeError(what, bad_shape)
+    if bad_value:
+        raise ToleranceError(what, bad_value, hint="keep this model in fp32, or loosen the tolerance")
+    return rows
+
+
+def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per output: top-1 agreement (for [batch, classes] outputs) and cosine similarity."""
+    out: dict[str, dict[str, float]] = {}
+    for name, r in ref.items():
+        g = got[name].astype(np.float64).reshape(len(r), -1)
+        r2 = r.astype(np.float64).reshape(len(r), -1)
+        cos = np.sum(r2 * g, axis=1) / np.maximum(np.linalg.norm(r2, axis=1) * np.linalg.norm(g, axis=1), 1e-12)
+        row = {"cosine_min": round(float(cos.min()), 5), "max_abs": float(np.abs(r2 - g).max(initial=0.0))}
+        if r.ndim == 2 and r.shape[1] > 1:
+            same = r2.argmax(1) == g.argmax(1)
+            row["top1_agreement"] = round(float(np.mean(same)), 4)
+            probs = r2 if np.all(r2 >= 0) and np.allclose(r2.sum(1), 1, atol=1e-3) else softmax(r2)
+            sure = probs.max(1) >= CONFIDENT
+            row["top1_agreement_confident"] = round(float(np.mean(same[sure])), 4) if sure.any() else None
+            row["confident_samples"] = int(sure.sum())
+            # The gate: confident samples when there are enough of them, else all.
+            use = sure if sure.sum() >= 10 else np.ones_like(sure)
+            row["gate_agreement"], row["gate_samples"] = round(float(np.mean(same[use])), 4), int(use.sum())
+        out[name] = row
+    return out
+
+
+def accuracy(logits: np.ndarray, targets: Sequence[int]) -> float:
+    """Top-1 accuracy in percent."""
+    return round(100.0 * float(np.mean(logits.reshape(len(targets), -1).argmax(1) == np.asarray(targets))), 3)
+
+
+def summarize(rows: list[OutputMismatch]) -> list[dict[str, Any]]:
+    return [{"name": m.name, "max_abs": m.max_abs, "max_rel": m.max_rel, "atol": m.atol, "rtol": m.rtol}
+            for m in rows]

@@ -1,0 +1,484 @@
+"""Quantize an ONNX artifact with ONNX Runtime's own tooling, validate it, write a new artifact.
+
+    quantize(artifact_in, out, config) -> Artifact      config: StaticInt8Config | DynamicInt8Config | Fp16Config
+
+- static int8: ``quant_pre_process`` (shape inference + graph optimization), then ``quantize_static``
+  in QDQ format, weights per channel, calibrated on the user's data. The activation/weight types follow
+  ONNX Runtime's CPU guidance for this CPU (U8S8 on x86; 7-bit weights without VNNI; S8S8 on ARM).
+- dynamic int8: ``quantize_dynamic``, only for models whose arithmetic is mostly MatMul/Gemm (for
+  conv nets ORT's dynamic kernels are slower than fp32).
+- fp16: onnxconverter-common's float16 converter with float32 inputs/outputs kept.
+
+Every result is checked against the float source: fp16 within a tolerance (ToleranceError per output),
+int8 by top-1 agreement / cosine similarity, and by accuracy on ``data`` when given. With
+``max_accuracy_drop``, static int8 keeps the most sensitive nodes in float until the drop is within
+the bound. The input artifact is never modified; the output is written atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+import numpy as np
+
+from ..errors import BushuError, UnknownNameError, UserInputError, ValidationError
+from ..model.artifact import Artifact, write_artifact
+from . import _checks
+from ._analysis import CONV_OPS, MATMUL_OPS, ModelProfile, cpu_int8, profile_model
+from .calibration import ArrayReader, calibration_reader, from_image_folder
+
+__all__ = ["AccuracyDropError", "DynamicInt8Config", "Fp16Config", "QuantConfig", "StaticInt8Config",
+           "choose_int8", "quantize"]
+
+METHODS = ("minmax", "entropy", "percentile")
+INT8_TYPES = ("uint8", "int8")
+
+
+@dataclass(frozen=True)
+class StaticInt8Config:
+    """Static int8 (QDQ). ``activation_type``/``reduce_range`` None = what runs fastest on this CPU."""
+
+    calibration: Any = None  # folder of images, .npy/.npz file, {input: array} or an ArrayReader
+    method: str = "minmax"
+    per_channel: bool = True
+    activation_type: str | None = None
+    weight_type: str = "int8"
+    reduce_range: bool | None = None
+    exclude_nodes: tuple[str, ...] = ()
+    calib_size: int = 100
+    # top-1 agreement with fp32 required on the validation inputs fp32 is confident about (p ≥ 0.5);
+    # where fp32 itself hesitates, int8 noise flips near-ties and says little about quality
+    min_top1_agreement: float = 0.9
+    kind: ClassVar[str] = "int8"
+
+
+@dataclass(frozen=True)
+class DynamicInt8Config:
+    """Dynamic int8: weights int8, activations quantized at run time. For MatMul/Gemm-heavy models."""
+
+    weight_type: str = "int8"
+    per_channel: bool = False
+    op_types: tuple[str, ...] = ("MatMul", "Gemm")
+    exclude_nodes: tuple[str, ...] = ()
+    allow_conv_models: bool = False  # quantize anyway when most MACs are in Conv (slower on CPUs)
+    validation: Any = None  # optional inputs to validate on (as StaticInt8Config.calibration)
+    min_top1_agreement: float = 0.9
+    kind: ClassVar[str] = "dynamic"
+
+
+@dataclass(frozen=True)
+class Fp16Config:
+    keep_io_types: bool = True
+    atol: float = 1e-2
+    rtol: float = 2e-2  # of each output's largest magnitude (see _checks.check_tolerance)
+    validation: Any = None
+    kind: ClassVar[str] = "fp16"
+
+
+QuantConfig = Union[StaticInt8Config, DynamicInt8Config, Fp16Config]
+
+
+class AccuracyDropError(ValidationError):
+    """The compressed model loses more accuracy (or agreement) than allowed."""
+
+    def __init__(self, message: str, *, hint: str | None = None, best: dict[str, Any] | None = None):
+        BushuError.__init__(self, message, hint=hint)
+        self.mismatches = []
+        self.best = best or {}
+
+
+# -- defaults by model type and CPU ---------------------------------------------------------------
+def choose_int8(profile: ModelProfile, has_calibration: bool) -> tuple[str, str]:
+    """('static' | 'dynamic', why) for ``--quantize int8``."""
+    conv, mm = profile.share(CONV_OPS), profile.share(MATMUL_OPS)
+    if profile.kind == "conv":
+        return "static", (f"conv net ({conv:.0%} of MACs in Conv): static int8 with calibration; "
+                          "dynamic int8 runs convolutions slower than fp32 on CPUs")
+    if has_calibration:
+        return "static", f"MatMul-heavy model ({mm:.0%} of MACs) with calibration data: static int8"
+    return "dynamic", (f"MatMul-heavy model ({mm:.0%} of MACs in MatMul/Gemm) and no calibration data: "
+                       "dynamic int8 quantizes activations at run time")
+
+
+def _resolve_static(cfg: StaticInt8Config) -> tuple[StaticInt8Config, str]:
+    if cfg.method not in METHODS:
+        raise UnknownNameError("calibration method", cfg.method, METHODS)
+    for t in (cfg.activation_type, cfg.weight_type):
+        if t is not None and t not in INT8_TYPES:
+            raise UnknownNameError("int8 type", t, INT8_TYPES)
+    if cfg.calib_size < 1:
+        raise UserInputError(f"calib_size must be at least 1, got {cfg.calib_size}")
+    cpu = cpu_int8()
+    act = cfg.activation_type or cpu.activation_type
+    rr = cpu.reduce_range if cfg.reduce_range is None else cfg.reduce_range
+    reason = cpu.reason if cfg.activation_type is None else f"activations {act} as asked"
+    if act == "int8" and cfg.activation_type and "x86" in cpu.reason:
+        reason += " (S8S8 on this x86 CPU is barely faster than fp32; uint8 activations are the fast path)"
+    return StaticInt8Config(**{**asdict(cfg), "calibration": cfg.calibration, "activation_type": act,
+                               "reduce_range": rr}), reason
+
+
+# -- the entry point ------------------------------------------------------------------------------
+def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantConfig, *,
+             data: str | Path | None = None, max_accuracy_drop: float | None = None, measure: bool = True,
+             log: Callable[[str], None] | None = None) -> Artifact:
+    """Quantize ``artifact_in`` into a new artifact at ``out``; the input is left untouched.
+
+    ``data``: a labelled image folder (one folder per class) to measure accuracy before/after.
+    ``max_accuracy_drop``: points of top-1 accuracy int8 may lose on ``data`` (needs ``data``).
+    """
+    log = log or (lambda _msg: None)
+    art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
+    out = Path(out)
+    if art.format != "onnx":
+        raise UserInputError(f"quantize reads ONNX artifacts; {art.path} is {art.format!r}",
+                             hint="export it first: bushu export ART --format onnx")
+    if out.resolve() == art.path.resolve():
+        raise UserInputError("the output must be a new directory, not the input artifact",
+                             hint="pass another -o OUT; the input stays as it is")
+    if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
+        raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
+                             "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
+    profile = profile_model(art.model_path)
+    dataset = _load_dataset(data, art) if data is not None else None
+
+    with tempfile.TemporaryDirectory(prefix="bushu-quant-") as tmpdir:
+        tmp = Path(tmpdir)
+        if isinstance(config, StaticInt8Config):
+            job = _StaticJob(art, config, profile, tmp, log)
+        elif isinstance(config, DynamicInt8Config):
+            job = _DynamicJob(art, config, profile, tmp, log)
+        elif isinstance(config, Fp16Config):
+            job = _Fp16Job(art, config, profile, tmp, log)
+        else:
+            raise UserInputError(f"unknown quantization config {type(config).__name__}",
+                                 hint="use StaticInt8Config, DynamicInt8Config or Fp16Config")
+        log(f"{job.name}: building and validating against {art.model_file}")
+        model = job.build(job.settings.exclude_nodes if hasattr(job.settings, "exclude_nodes") else ())
+        feeds, feeds_from = job.validation_feeds(dataset)
+        ref = _checks.run_model(art.model_path, feeds)
+        validation = job.validate(ref, _checks.run_model(model, feeds))
+        validation["inputs"] = {"from": feeds_from, "samples": len(next(iter(feeds.values())))}
+        acc = None
+        if dataset is not None:
+            acc = _accuracy_check(job, model, dataset, max_accuracy_drop, tmp, log)
+            model = acc.pop("_model")
+        _check_io(art, model)
+        rows = _rows(art, model, job, validation, acc, measure, log)
+        new = _new_artifact(art, job, validation, acc, rows)
+        files = {"model.onnx": model}
+        result = write_artifact(out, files, new, art.labels)
+    return result
+
+
+# -- jobs: one per config kind --------------------------------------------------------------------
+class _Job:
+    name: ClassVar[str]
+
+    def __init__(self, art: Artifact, cfg: Any, profile: ModelProfile, tmp: Path, log: Callable[[str], None]):
+        self.art, self.settings, self.profile, self.tmp, self.log = art, cfg, profile, tmp, log
+        self.reason = ""
+        self.reader: ArrayReader | None = None
+        self.details: dict[str, Any] = {}
+
+    def validation_feeds(self, dataset: ArrayReader | None) -> tuple[dict[str, np.ndarray], str]:
+        src = dataset or self.reader
+        if src is not None:
+            return src.feeds, "data" if src is dataset else "calibration"
+        from ..spec import synthetic_feeds
+
+        self.details["validation_warning"] = "validated on synthetic random inputs only; pass real inputs"
+        batch = 8 if all(s.has_batch for s in self.art.inputs) else 1
+        return synthetic_feeds(self.art.inputs, batch=batch, seed=1), "synthetic"
+
+    def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
+        per_output = _checks.agreement(ref, got)
+        floor = self.settings.min_top1_agreement
+        low = {k: v for k, v in per_output.items() if v.get("gate_agreement", 1.0) < floor}
+        if low:
+            detail = ", ".join(f"{k}: {v['gate_agreement']:.1%} of {v['gate_samples']}" for k, v in low.items())
+            raise AccuracyDropError(f"{self.name} model agrees with fp32 on top-1 for only {detail} validation "
+                                    f"inputs where fp32 is confident (minimum {floor:.0%})",
+                                    hint="calibrate on more representative data, try --method entropy, "
+                                         "or bound the loss with --data DIR --max-accuracy-drop X")
+        return {"outputs": per_output}
+
+    def config_dict(self) -> dict[str, Any]:
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.settings).items()
+             if k not in ("calibration", "validation")}
+        return {"kind": self.settings.kind, **d}
+
+    def _validation_reader(self, source: Any) -> None:
+        if source is not None:
+            self.reader = calibration_reader(source, self.art, limit=64, batch_size=8)
+
+
+class _StaticJob(_Job):
+    name = "int8"
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.settings, cpu_reason = _resolve_static(self.settings)
+        cfg = self.settings
+        if cfg.calibration is None:
+            raise UserInputError("static int8 needs calibration data: a folder of representative images "
+                                 f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in self.art.inputs)})",
+                                 hint="pass --calib DIR (100 images is plenty)")
+        # Histogram methods stack per-run outputs, so every run must have the same batch size.
+        batch = 8 if cfg.method == "minmax" and all(s.has_batch for s in self.art.inputs) else 1
+        self.reader = calibration_reader(cfg.calibration, self.art, limit=cfg.calib_size, batch_size=batch)
+        kind, why = choose_int8(self.profile, True)
+        self.reason = f"static int8 QDQ, {_short(cfg.activation_type)}{_short(cfg.weight_type)}" \
+                      f"{' per-channel' if cfg.per_channel else ''}{', 7-bit weights' if cfg.reduce_range else ''}, " \
+                      f"{cfg.method} calibration on {len(self.reader)} sample(s): {why}; {cpu_reason}"
+        self.details["calibration"] = {"source": self.reader.source, "samples": len(self.reader),
+                                       "skipped_files": self.reader.skipped[:20], "method": cfg.method}
+        self.pre = self.tmp / "pre.onnx"
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        try:
+            quant_pre_process(str(self.art.model_path), str(self.pre), skip_symbolic_shape=False)
+        except Exception as e:  # symbolic shape inference gives up on some graphs; ONNX's is enough then
+            self.log(f"pre-processing with symbolic shapes failed ({str(e)[:100]}); retrying without")
+            quant_pre_process(str(self.art.model_path), str(self.pre), skip_symbolic_shape=True)
+        self._check_exclusions(cfg.exclude_nodes)
+        self.cache = self.tmp / "calibration.json"
+        self.builds = 0
+
+    def _check_exclusions(self, names: tuple[str, ...]) -> None:
+        import onnx
+
+        known = {n.name for n in onnx.load(str(self.pre), load_external_data=False).graph.node}
+        for n in names:
+            if n not in known:
+                raise UnknownNameError("node", n, sorted(known)[:200], hint="node names as in the ONNX graph "
+                                       "after pre-processing; see them with netron or onnx.load(...).graph.node")
+
+    def build(self, exclude: tuple[str, ...]) -> Path:
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                              quantize_static)
+
+        cfg = self.settings
+        types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[cfg.method]
+
+        class _Reader(CalibrationDataReader):  # ORT's own reader type, fed from ours, in runs
+            def __init__(self, r: ArrayReader):
+                r.rewind()
+                self.runs = list(iter(r.get_next, None))
+                self.pos, self.end = 0, len(self.runs)
+
+            def get_next(self):
+                if self.pos >= self.end:
+                    return None
+                self.pos += 1
+                return self.runs[self.pos - 1]
+
+            def set_range(self, start_index: int, end_index: int) -> None:
+                self.pos, self.end = start_index, min(end_index, len(self.runs))
+
+            def __len__(self) -> int:
+                return len(self.runs)
+
+        reader = _Reader(self.reader)
+        # Histogram methods keep every run's activations until they reduce them: calibrate in strides
+        # to bound memory. (MinMax reduces inside the graph; its CalibMaxIntermediateOutputs option
+        # drops data in ORT 1.31 instead of merging it, so it is not used.)
+        extra = {} if cfg.method == "minmax" else {
+            "CalibStridedMinMax": max(d for d in range(1, 17) if len(reader) % d == 0)}
+
+        self.builds += 1
+        out = self.tmp / f"int8-{self.builds}.onnx"
+        try:
+            quantize_static(str(self.pre), str(out), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=cfg.per_channel, reduce_range=bool(cfg.reduce_range),
+                            activation_type=types[cfg.activation_type], weight_type=types[cfg.weight_type],
+                            nodes_to_exclude=list(exclude), calibrate_method=method,
+                            calibration_cache_path=str(self.cache), extra_options=extra)
+        except (ValueError, RuntimeError) as e:
+            from ..errors import BackendError
+
+            raise BackendError(f"onnxruntime static quantization failed: {str(e)[:300]}",
+                               hint="try --method minmax, or exclude the failing node") from e
+        return out
+
+
+class _DynamicJob(_Job):
+    name = "dynamic int8"
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        cfg = self.settings
+        conv = self.profile.share(CONV_OPS)
+        if self.profile.kind == "conv" and not cfg.allow_conv_models:
+            raise UserInputError(f"dynamic int8 is for MatMul/Gemm-heavy models (transformers, MLPs); this is a "
+                                 f"conv net ({conv:.0%} of its MACs in Conv), and ONNX Runtime's dynamic int8 "
+                                 "convolutions run slower than fp32 on CPUs (measured: 0.44× on resnet18)",
+                                 hint="use static int8: --quantize int8 --calib DIR")
+        self.reason = (f"dynamic int8 on {', '.join(cfg.op_types)}: "
+                       f"{self.profile.share(MATMUL_OPS):.0%} of MACs are in MatMul/Gemm")
+        self._validation_reader(cfg.validation)
+
+    def build(self, exclude: tuple[str, ...]) -> Path:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        out = self.tmp / "dynamic.onnx"
+        quantize_dynamic(str(self.art.model_path), str(out), op_types_to_quantize=list(self.settings.op_types),
+                         per_channel=self.settings.per_channel, nodes_to_exclude=list(exclude),
+                         weight_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[self.settings.weight_type])
+        return out
+
+
+class _Fp16Job(_Job):
+    name = "fp16"
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.reason = ("fp16 weights and arithmetic, float32 inputs/outputs kept: half the size; fast on GPUs "
+                       "and CPUs with native fp16, on other CPUs ONNX Runtime falls back to casts")
+        self._validation_reader(self.settings.validation)
+
+    def build(self, exclude: tuple[str, ...] = ()) -> Path:
+        import onnx
+
+        try:
+            from onnxconverter_common import float16
+        except ImportError as e:
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError("fp16 conversion (onnxconverter-common)", "optimize") from e
+        with warnings.catch_warnings():  # one warning per tiny weight clamped to fp16's range
+            warnings.simplefilter("ignore", UserWarning)
+            model = float16.convert_float_to_float16(onnx.load(str(self.art.model_path)),
+                                                     keep_io_types=self.settings.keep_io_types)
+        out = self.tmp / "fp16.onnx"
+        onnx.save(model, str(out))
+        return out
+
+    def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
+        rows = _checks.check_tolerance("fp16 model", ref, got, self.settings.atol, self.settings.rtol)
+        return {"outputs": {**_checks.agreement(ref, got)},
+                "tolerance": _checks.summarize(rows)}
+
+
+# -- accuracy, accuracy-aware retries ----------------------------------------------------------------
+def _load_dataset(data: str | Path, art: Artifact) -> ArrayReader:
+    ds = from_image_folder(data, art.inputs, art.preprocess, limit=None, batch_size=8)
+    if ds.labels is None:
+        raise UserInputError(f"{data} has no class folders, so accuracy cannot be measured",
+                             hint="put the images in one sub-folder per class (named as in labels.txt)")
+    n_out = int(np.prod([d for d in art.outputs[0].shape[1:] if isinstance(d, int)] or [1]))
+    from ..evaluate import match_classes  # the same folder → output mapping as `bushu eval`
+
+    index = match_classes(sorted(set(ds.labels)), art.labels, n_out)
+    ds.targets = [index[c] for c in ds.labels]  # type: ignore[attr-defined]
+    return ds
+
+
+def _accuracy_check(job: _Job, model: Path, ds: ArrayReader, bound: float | None, tmp: Path,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    out_name = job.art.outputs[0].name
+    targets = ds.targets  # type: ignore[attr-defined]
+    before = _checks.accuracy(_checks.run_model(job.art.model_path, ds.feeds)[out_name], targets)
+    after = _checks.accuracy(_checks.run_model(model, ds.feeds)[out_name], targets)
+    log(f"accuracy on {len(ds)} labelled sample(s): fp32 {before:.2f}%, {job.name} {after:.2f}%")
+    result: dict[str, Any] = {"samples": len(ds), "fp32": before, "quantized": after, "drop": round(before - after, 3),
+                              "excluded_nodes": [], "_model": model}
+    if bound is None or before - after <= bound:
+        return result
+    if not isinstance(job, _StaticJob):
+        raise AccuracyDropError(f"{job.name} loses {before - after:.2f} points of accuracy ({before:.2f}% → "
+                                f"{after:.2f}%), more than the {bound:g} allowed",
+                                hint="use static int8 with --calib DIR, or keep fp32")
+    return _keep_sensitive_in_float(job, model, ds, bound, before, result, tmp, log)
+
+
+def _keep_sensitive_in_float(job: _StaticJob, model: Path, ds: ArrayReader, bound: float, before: float,
+                             result: dict[str, Any], tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from ._sensitivity import rank_nodes
+
+    sub = ds.take(min(len(ds), 16))
+    ranking = rank_nodes(job.pre, model, sub.feeds, tmp)
+    base = tuple(job.settings.exclude_nodes)
+    ranked = [n for n, _ in ranking if n not in base]
+    log(f"accuracy drop {before - result['quantized']:.2f} > {bound:g}: keeping the most sensitive nodes in float "
+        f"(most sensitive: {', '.join(ranked[:3])})")
+    best = dict(result)
+    out_name, targets, k, limit = job.art.outputs[0].name, ds.targets, 1, max(1, len(ranked) // 2)  # type: ignore[attr-defined]
+    tried = []
+    while k <= limit:
+        excluded = tuple(ranked[:k])
+        candidate = job.build(base + excluded)
+        acc = _checks.accuracy(_checks.run_model(candidate, ds.feeds)[out_name], targets)
+        tried.append({"excluded": k, "accuracy": acc})
+        log(f"  {k} node(s) in float: {acc:.2f}% (drop {before - acc:.2f})")
+        if acc > best["quantized"]:
+            best = {**result, "quantized": acc, "drop": round(before - acc, 3), "excluded_nodes": list(excluded),
+                    "_model": candidate}
+        if before - acc <= bound:
+            best["search"] = tried
+            return best
+        k = k * 2 if k * 2 <= limit or k == limit else limit
+    raise AccuracyDropError(
+        f"int8 stays {best['drop']:.2f} points below fp32 ({before:.2f}% → {best['quantized']:.2f}%), more than the "
+        f"{bound:g} allowed, even with up to {tried[-1]['excluded'] if tried else 0} of {len(ranked)} quantizable "
+        f"nodes kept in float; best reached: {best['quantized']:.2f}% with {len(best['excluded_nodes'])} in float",
+        hint="calibrate on more representative data (--calib), try --method entropy or percentile, "
+             "raise --max-accuracy-drop, or use --quantize fp16",
+        best={k: v for k, v in best.items() if k != "_model"} | {"search": tried})
+
+
+# -- output ---------------------------------------------------------------------------------------
+def _check_io(art: Artifact, model: Path) -> None:
+    """Same input/output names and dtypes as the source: the artifact's IO spec stays valid."""
+    from ..errors import BackendError
+    from ..runtime import load_backend
+
+    with load_backend(model, "onnxruntime") as be:
+        got = [(s.name, s.dtype) for s in be.inputs + be.outputs]
+    want = [(s.name, s.dtype) for s in art.inputs + art.outputs]
+    if got != want:
+        raise BackendError(f"the quantized model's IO {got} differs from the source's {want}",
+                           hint="keep float inputs/outputs (Fp16Config(keep_io_types=True))")
+
+
+def _rows(art: Artifact, model: Path, job: _Job, validation: dict[str, Any], acc: dict[str, Any] | None,
+          measure: bool, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    from ._measure import measure as _measure
+
+    if measure:
+        log("measuring size, latency (batch 1) and throughput (batch 8), before and after")
+    before = {"model": "fp32", **_measure(art.model_path, speed=measure)}
+    after = {"model": job.name, **_measure(model, speed=measure)}
+    first = next(iter(validation["outputs"].values()), {})
+    if "top1_agreement" in first:
+        before["top1_agreement"], after["top1_agreement"] = 1.0, first["top1_agreement"]
+    if acc is not None:
+        before["accuracy"], after["accuracy"] = acc["fp32"], acc["quantized"]
+    return [before, after]
+
+
+def _new_artifact(art: Artifact, job: _Job, validation: dict[str, Any], acc: dict[str, Any] | None,
+                  rows: list[dict[str, Any]]) -> Artifact:
+    section: dict[str, Any] = {"rows": rows, "quantize": job.config_dict(), "reason": job.reason,
+                               "validation": validation, **job.details}
+    if acc is not None:
+        section["accuracy"] = {k: v for k, v in acc.items() if not k.startswith("_")}
+    new = Artifact(path=art.path, model_file="model.onnx", format="onnx", inputs=list(art.inputs),
+                   outputs=list(art.outputs), name=art.name, task=art.task, preprocess=art.preprocess,
+                   postprocess=art.postprocess, provenance=copy.deepcopy(art.provenance),
+                   metrics={"optimize": section})
+    new.add_step("optimize", quantize=job.config_dict(), reason=job.reason, source=str(art.path),
+                 excluded_nodes=(acc or {}).get("excluded_nodes", []))
+    return new
+
+
+def _short(t: str | None) -> str:
+    return {"uint8": "U8", "int8": "S8"}.get(t or "", str(t))
