@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": "bench",
     "eval": "eval_",
     "serve": "serve",
+    "optimize": "optimize",
 }
 
 

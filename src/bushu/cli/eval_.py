@@ -1,0 +1,75 @@
+"""`bushu eval ART --data DIR`: top-1/top-5, per-class precision/recall/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._output import console, print_json, table
+
+
+def _read_label_map(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    import yaml
+
+    from ..errors import UserInputError
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UserInputError(f"cannot read label map {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise UserInputError(f"label map {path} must map folder names to labels, e.g. 'cats: tabby'",
+                             hint="a YAML or JSON object: {folder: label name or output index}")
+    return {str(k): v for k, v in data.items()}
+
+
+@click.command("eval")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="Dataset folder: one sub-folder of images per class, named after the model's labels.")
+@click.option("--backend", default="onnxruntime", show_default=True, help="Backend to run the model on.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(1),
+              help="Also report top-k accuracy for this k (top-1 and top-5 always).")
+@click.option("--label-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML/JSON file mapping folder names to label names (or output indices).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the confusion matrix as a PNG here (default: REPORT.confusion.png with --report).")
+@click.option("--no-record", is_flag=True, help="Do not record the metrics into the artifact.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def command(model: Path, data: Path, backend: str, batch_size: int, top_k: int, label_map: Path | None,
+            report: Path | None, plot: Path | None, no_record: bool, as_json: bool) -> None:
+    """Accuracy of an artifact on a labelled image folder (DIR/<class>/<image>).
+
+    JSON keys: accuracy (= top1), top5, top_k, top_k_accuracy, n_images, n_skipped, skipped, classes, per_class (class, label,
+    precision, recall, f1, support), macro, confusion (rows, columns, matrix), mistakes, env."""
+    import warnings
+
+    from ..evaluate import evaluate
+
+    if report and not plot:
+        plot = report.with_suffix(".confusion.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped files are listed below instead
+        res = evaluate(model, data, backend=backend, batch_size=batch_size, top_k=top_k,
+                       label_map=_read_label_map(label_map), report=report, plot=plot, record=not no_record,
+                       progress=not as_json)
+    if as_json:
+        print_json(res)
+        return
+    topk = f"  top-{res['top_k']} {res['top_k_accuracy']:.4f}" if res["top_k"] != 5 else ""
+    console.print(f"[bold]top-1 {res['accuracy']:.4f}[/]  top-5 {res['top5']:.4f}{topk}  on "
+                  f"{res['n_images']} images ({res['n_skipped']} skipped), macro F1 {res['macro']['f1']:.4f}")
+    table(res["per_class"], ["class", "label", "precision", "recall", "f1", "support"], title="per class")
+    cm = res["confusion"]
+    table([{"true \\ pred": r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])],
+          ["true \\ pred", *cm["columns"]], title="confusion matrix")
+    for s in res["skipped"]:
+        console.print(f"[yellow]skipped {s['path']}: {s['reason']}[/]")
+    for key in ("plot", "report"):
+        if res.get(key):
+            console.print(f"wrote {res[key]}")

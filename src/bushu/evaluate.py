@@ -1,0 +1,295 @@
+"""Accuracy of an artifact on a folder-per-class image dataset: top-1/top-k, per-class precision,
+recall and F1, a confusion matrix (PNG via matplotlib, and an HTML report).
+
+Class folders are matched to the artifact's labels by name (exactly, then ignoring case, ``_`` and
+``-``), or through a label map. Metrics are over the dataset's classes; a prediction of any other
+label counts as wrong and lands in the confusion matrix's ``(other)`` column.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.images import ImageFolder
+from .errors import UserInputError, did_you_mean
+from .model.artifact import Artifact
+from .spec import np_dtype
+
+__all__ = ["classification_metrics", "evaluate", "match_classes", "write_confusion_png", "write_html_report"]
+
+OTHER = "(other)"
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", s).strip().lower()
+
+
+def match_classes(folders: Sequence[str], labels: Sequence[str] | None, n_outputs: int,
+                  label_map: Mapping[str, str | int] | None = None) -> dict[str, int]:
+    """Folder name → output index; a UserInputError naming every folder that matches no label."""
+    label_map = dict(label_map or {})
+    exact = {lbl: i for i, lbl in reversed(list(enumerate(labels or [])))}  # first occurrence wins
+    loose = {_norm(lbl): i for i, lbl in reversed(list(enumerate(labels or [])))}
+    out, bad = {}, []
+    for folder in folders:
+        target = label_map.get(folder, folder)
+        if isinstance(target, int) or (isinstance(target, str) and target.isdigit() and not labels):
+            idx = int(target)
+        else:
+            idx = exact.get(str(target), loose.get(_norm(str(target)), -1))
+        if not 0 <= idx < n_outputs:
+            bad.append(str(target))
+            continue
+        out[folder] = idx
+    if bad:
+        if labels:
+            parts = []
+            for b in bad:
+                close = did_you_mean(_norm(b), list(loose), n=3)
+                parts.append(f"{b!r}" + (f" (did you mean {' or '.join(repr(labels[loose[c]]) for c in close)}?)"
+                                         if close else ""))
+            msg = f"class folder(s) not among the model's {len(labels)} labels: {', '.join(parts)}"
+        else:
+            msg = (f"the model has no labels, so class folders must be output indices 0..{n_outputs - 1}; "
+                   f"got {', '.join(map(repr, bad))}")
+        raise UserInputError(msg, hint="rename the folders to label names, or pass --label-map MAP.yaml "
+                                       "mapping each folder to a label (or an output index)")
+    return out
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) -> dict[str, Any]:
+    """Per-class precision/recall/F1/support over ``classes`` (label indices), with sklearn if present."""
+    classes = list(classes)
+    try:
+        from sklearn.metrics import precision_recall_fscore_support
+
+        p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
+    except ImportError:
+        p, r, f, s = _prfs(y_true, y_pred, classes)
+    return {"precision": np.asarray(p, float), "recall": np.asarray(r, float), "f1": np.asarray(f, float),
+            "support": np.asarray(s, int)}
+
+
+def _prfs(y_true, y_pred, classes):
+    """numpy version of sklearn's precision_recall_fscore_support(labels=..., zero_division=0)."""
+    p, r, f, s = [], [], [], []
+    for c in classes:
+        tp = int(np.sum((y_pred == c) & (y_true == c)))
+        npred, ntrue = int(np.sum(y_pred == c)), int(np.sum(y_true == c))
+        pc = tp / npred if npred else 0.0
+        rc = tp / ntrue if ntrue else 0.0
+        p.append(pc)
+        r.append(rc)
+        f.append(2 * pc * rc / (pc + rc) if pc + rc else 0.0)
+        s.append(ntrue)
+    return p, r, f, s
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) -> tuple[np.ndarray, bool]:
+    """Rows: true class; columns: predicted class, plus one ``(other)`` column when needed."""
+    pos = {c: i for i, c in enumerate(classes)}
+    other = any(p not in pos for p in y_pred.tolist())
+    m = np.zeros((len(classes), len(classes) + other), dtype=int)
+    for t, p in zip(y_true.tolist(), y_pred.tolist()):
+        m[pos[t], pos.get(p, len(classes))] += 1
+    return m, other
+
+
+def evaluate(model: str | Path | Artifact, data: str | Path, backend: str = "onnxruntime", batch_size: int = 16,
+             top_k: int = 5, label_map: Mapping[str, str | int] | None = None, report: str | Path | None = None,
+             plot: str | Path | None = None, record: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Run the artifact over ``data`` (a folder per class) and return the metrics as a plain dict."""
+    from .envinfo import summary
+    from .profile.bench import files_for_backends, resolve_model
+    from .runtime import load_backend
+
+    if batch_size < 1:
+        raise UserInputError(f"batch size must be a positive integer, got {batch_size}")
+    art, main = resolve_model(model)
+    if art is None or art.preprocess is None:
+        raise UserInputError(f"{main} has no pre-processing metadata, so its images cannot be prepared",
+                             hint="evaluate an artifact: bushu import MODEL -o ART, then bushu eval ART --data DIR")
+    ds = ImageFolder.scan(data)
+    target = files_for_backends(art, main, [backend])[backend]
+    if isinstance(target, str):
+        raise UserInputError(f"backend {backend!r} cannot run this artifact: {target}",
+                             hint="use --backend onnxruntime")
+    labels = art.labels
+    n_out = art.outputs[0].shape[-1] if isinstance(art.outputs[0].shape[-1], int) else None
+    mapping = match_classes(ds.classes, labels, n_out or (len(labels) if labels else 0) or 1 << 30, label_map)
+    t0 = time.perf_counter()
+    with load_backend(target, backend) as be:
+        spec, out_name = be.inputs[0], be.outputs[0].name
+        if isinstance(spec.shape[0], int) and spec.shape[0] > 0:
+            batch_size = spec.shape[0]  # a fixed-batch model takes exactly that many
+        y_true, y_pred, topk, scores, paths = [], [], [], [], []
+        with _Progress(progress, len(ds.items)) as advance:
+            for x, t, p in ds.batches(art.preprocess, batch_size):
+                n = len(t)
+                if n < batch_size and isinstance(spec.shape[0], int) and spec.shape[0] > 0:  # pad a fixed batch
+                    x = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
+                logits = np.asarray(be.infer({spec.name: x.astype(np_dtype(spec.dtype))})[out_name])[:n]
+                logits = logits.reshape(n, -1)
+                k = min(max(top_k, 5), logits.shape[1])
+                order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+                y_true += [mapping[ds.classes[i]] for i in t]
+                y_pred += order[:, 0].tolist()
+                topk += order.tolist()
+                scores += _softmax_max(logits).tolist()
+                paths += p
+                advance(len(p))
+            advance(len(ds.skipped), final=True)
+    if not y_true:
+        raise UserInputError(f"no image in {data} could be decoded ({len(ds.skipped)} skipped)",
+                             hint="check the files are real jpg/png/bmp/webp images")
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    classes = list(dict.fromkeys(mapping[c] for c in ds.classes))  # folder order; merged if two map to one label
+    folder_of = {v: k for k, v in reversed(list(mapping.items()))}
+    names = [folder_of[c] for c in classes]
+    m = classification_metrics(yt, yp, classes)
+    cm, other = confusion(yt, yp, classes)
+    label = (lambda i: labels[i] if labels and i < len(labels) else str(i))
+    result: dict[str, Any] = {
+        "model": str(art.path), "data": str(Path(data)), "backend": backend,
+        "n_images": len(yt), "n_skipped": len(ds.skipped),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in ds.skipped],
+        "accuracy": float(np.mean(yt == yp)), "top1": float(np.mean(yt == yp)),
+        "top5": _topk_acc(y_true, topk, 5), "top_k": top_k, "top_k_accuracy": _topk_acc(y_true, topk, top_k),
+        "classes": names,
+        "per_class": [{"class": n, "label": label(c), "precision": float(m["precision"][i]),
+                       "recall": float(m["recall"][i]), "f1": float(m["f1"][i]), "support": int(m["support"][i])}
+                      for i, (n, c) in enumerate(zip(names, classes))],
+        "macro": {k: float(np.mean(m[k])) for k in ("precision", "recall", "f1")},
+        "confusion": {"rows": names, "columns": names + ([OTHER] if other else []), "matrix": cm.tolist()},
+        "mistakes": [{"path": str(p), "true": label(t), "pred": label(q), "score": round(s, 4)}
+                     for p, t, q, s in zip(paths, y_true, y_pred, scores) if t != q][:100],
+        "seconds": round(time.perf_counter() - t0, 2),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "env": summary(),
+    }
+    if plot:
+        result["plot"] = write_confusion_png(result, plot)
+    if report:
+        result["report"] = write_html_report(result, report)
+    if record:
+        art.record("eval", {k: v for k, v in result.items() if k not in ("mistakes", "skipped")})
+    return result
+
+
+def _topk_acc(y_true: list[int], topk: list[list[int]], k: int) -> float:
+    return float(np.mean([t in row[:k] for t, row in zip(y_true, topk)]))
+
+
+def _softmax_max(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).max(axis=1)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n, final=False: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from .cli._output import err_console
+
+        self.bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=err_console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task("", total=self.total)
+        return lambda n, final=False: self.bar.update(task, completed=self.total) if final else \
+            self.bar.update(task, advance=n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def _confusion_figure_png(result: Mapping[str, Any]) -> bytes | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    cm = np.asarray(result["confusion"]["matrix"])
+    rows, cols = result["confusion"]["rows"], result["confusion"]["columns"]
+    size = max(4.0, 0.45 * len(cols) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {result['accuracy']:.3f} on {result['n_images']} images")
+    if len(cols) <= 30:
+        for (i, j), v in np.ndenumerate(cm):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_confusion_png(result: Mapping[str, Any], path: str | Path) -> str:
+    png = _confusion_figure_png(result)
+    if png is None:
+        from .errors import MissingDependencyError
+
+        raise MissingDependencyError("the confusion-matrix plot (matplotlib)", "data")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(png)
+    return str(path)
+
+
+def write_html_report(result: Mapping[str, Any], path: str | Path) -> str:
+    """One self-contained HTML file: summary, per-class table, confusion matrix, mistakes, skipped files."""
+    e = html.escape
+    png = _confusion_figure_png(result)
+    cm = result["confusion"]
+    img = (f'<img alt="confusion matrix" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else "")
+    head = "".join(f"<th>{e(c)}</th>" for c in cm["columns"])
+    cm_rows = "".join(f"<tr><th>{e(r)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
+                      for r, row in zip(cm["rows"], cm["matrix"]))
+    per_class = "".join(f"<tr><td>{e(p['class'])}</td><td>{e(p['label'])}</td><td>{p['precision']:.3f}</td>"
+                        f"<td>{p['recall']:.3f}</td><td>{p['f1']:.3f}</td><td>{p['support']}</td></tr>"
+                        for p in result["per_class"])
+    mistakes = "".join(f"<tr><td>{e(m['path'])}</td><td>{e(m['true'])}</td><td>{e(m['pred'])}</td>"
+                       f"<td>{m['score']:.3f}</td></tr>" for m in result["mistakes"])
+    skipped = "".join(f"<li>{e(s['path'])}: {e(s['reason'])}</li>" for s in result["skipped"])
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu eval: {e(result['model'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
+padding:2px 6px;text-align:right}}</style></head><body>
+<h1>bushu eval</h1>
+<p>model <code>{e(result['model'])}</code> on <code>{e(result['data'])}</code> with {e(result['backend'])}:
+<b>top-1 {result['accuracy']:.4f}</b>, top-5 {result['top5']:.4f}, {result['n_images']} images,
+{result['n_skipped']} skipped; macro F1 {result['macro']['f1']:.4f}.
+{e(result['time'])}, {e(str(result['env']['cpu']))}.</p>
+<h2>Per class</h2><table>
+<tr><th>class</th><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{per_class}</table>
+<h2>Confusion matrix</h2>{img}<table><tr><th>true \\ predicted</th>{head}</tr>{cm_rows}</table>
+<h2>Mistakes</h2><table><tr><th>file</th><th>true</th><th>predicted</th><th>score</th></tr>{mistakes}</table>
+<h2>Skipped files</h2><ul>{skipped or "<li>none</li>"}</ul>
+</body></html>
+"""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(doc, encoding="utf-8")
+    return str(path)
