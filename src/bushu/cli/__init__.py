@@ -22,6 +22,11 @@ COMMANDS = {
     "eval": "eval_",
     "serve": "serve",
     "optimize": "optimize",
+    "export": "export",
+    "plan": "plan",
+    "train": "train",
+    "package": "package",
+    "ui": "ui",
 }
 
 
@@ -32,7 +37,12 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        return importlib.import_module(f"bushu.cli.{COMMANDS[name]}").command
+        try:
+            return importlib.import_module(f"bushu.cli.{COMMANDS[name]}").command
+        except ModuleNotFoundError as e:
+            if e.name != f"bushu.cli.{COMMANDS[name]}":
+                raise
+            return None  # a command whose module is not in this build
 
     def resolve_command(self, ctx: click.Context, args: list[str]):  # "did you mean" for typos
         try:

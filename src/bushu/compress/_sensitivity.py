@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import run_model
+from ..validate import run_model
 
 __all__ = ["rank_nodes"]
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import BushuError, UnknownNameError, UserInputError, ValidationError
 from ..model.artifact import Artifact, write_artifact
-from . import _checks
+from .. import validate
 from ._analysis import CONV_OPS, MATMUL_OPS, ModelProfile, cpu_int8, profile_model
 from .calibration import ArrayReader, calibration_reader, from_image_folder
 
@@ -76,7 +76,7 @@ class DynamicInt8Config:
 class Fp16Config:
     keep_io_types: bool = True
     atol: float = 1e-2
-    rtol: float = 2e-2  # of each output's largest magnitude (see _checks.check_tolerance)
+    rtol: float = 2e-2  # of each output's largest magnitude (see bushu.validate.check_tolerance)
     validation: Any = None
     kind: ClassVar[str] = "fp16"
 
@@ -162,8 +162,8 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         log(f"{job.name}: building and validating against {art.model_file}")
         model = job.build(job.settings.exclude_nodes if hasattr(job.settings, "exclude_nodes") else ())
         feeds, feeds_from = job.validation_feeds(dataset)
-        ref = _checks.run_model(art.model_path, feeds)
-        validation = job.validate(ref, _checks.run_model(model, feeds))
+        ref = validate.run_model(art.model_path, feeds)
+        validation = job.validate(ref, validate.run_model(model, feeds))
         validation["inputs"] = {"from": feeds_from, "samples": len(next(iter(feeds.values())))}
         acc = None
         if dataset is not None:
@@ -198,7 +198,7 @@ class _Job:
         return synthetic_feeds(self.art.inputs, batch=batch, seed=1), "synthetic"
 
     def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
-        per_output = _checks.agreement(ref, got)
+        per_output = validate.agreement(ref, got)
         floor = self.settings.min_top1_agreement
         low = {k: v for k, v in per_output.items() if v.get("gate_agreement", 1.0) < floor}
         if low:
@@ -363,9 +363,9 @@ class _Fp16Job(_Job):
         return out
 
     def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
-        rows = _checks.check_tolerance("fp16 model", ref, got, self.settings.atol, self.settings.rtol)
-        return {"outputs": {**_checks.agreement(ref, got)},
-                "tolerance": _checks.summarize(rows)}
+        rows = validate.check_tolerance("fp16 model", ref, got, self.settings.atol, self.settings.rtol)
+        return {"outputs": {**validate.agreement(ref, got)},
+                "tolerance": validate.summarize(rows)}
 
 
 # -- accuracy, accuracy-aware retries ----------------------------------------------------------------
@@ -386,8 +386,8 @@ def _accuracy_check(job: _Job, model: Path, ds: ArrayReader, bound: float | None
                     log: Callable[[str], None]) -> dict[str, Any]:
     out_name = job.art.outputs[0].name
     targets = ds.targets  # type: ignore[attr-defined]
-    before = _checks.accuracy(_checks.run_model(job.art.model_path, ds.feeds)[out_name], targets)
-    after = _checks.accuracy(_checks.run_model(model, ds.feeds)[out_name], targets)
+    before = validate.accuracy(validate.run_model(job.art.model_path, ds.feeds)[out_name], targets)
+    after = validate.accuracy(validate.run_model(model, ds.feeds)[out_name], targets)
     log(f"accuracy on {len(ds)} labelled sample(s): fp32 {before:.2f}%, {job.name} {after:.2f}%")
     result: dict[str, Any] = {"samples": len(ds), "fp32": before, "quantized": after, "drop": round(before - after, 3),
                               "excluded_nodes": [], "_model": model}
@@ -416,7 +416,7 @@ def _keep_sensitive_in_float(job: _StaticJob, model: Path, ds: ArrayReader, boun
     while k <= limit:
         excluded = tuple(ranked[:k])
         candidate = job.build(base + excluded)
-        acc = _checks.accuracy(_checks.run_model(candidate, ds.feeds)[out_name], targets)
+        acc = validate.accuracy(validate.run_model(candidate, ds.feeds)[out_name], targets)
         tried.append({"excluded": k, "accuracy": acc})
         log(f"  {k} node(s) in float: {acc:.2f}% (drop {before - acc:.2f})")
         if acc > best["quantized"]:

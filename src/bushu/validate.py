@@ -1,4 +1,8 @@
-"""Run a model on a batch of inputs and compare it with its float source: tolerance, agreement, accuracy."""
+"""Run a model and compare it with its source: tolerance per output, top-1 agreement, accuracy.
+
+Every conversion (import, export, compress) checks its result with these, so a failure always
+names each output that differed and by how much.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OutputMismatch, ShapeError, ToleranceError
-from ..model.processing import softmax
+from .errors import OutputMismatch, ShapeError, ToleranceError
+from .model.processing import softmax
 
-__all__ = ["accuracy", "agreement", "check_tolerance", "run_model"]
+__all__ = ["accuracy", "agreement", "check_tolerance", "run_model", "summarize"]
 
 CONFIDENT = 0.5  # fp32 top-1 probability above which a sample counts as confidently classified
 
@@ -19,7 +23,7 @@ CONFIDENT = 0.5  # fp32 top-1 probability above which a sample counts as confide
 def run_model(path: str | Path, feeds: Mapping[str, np.ndarray], chunk: int = 16,
               backend: str = "onnxruntime") -> dict[str, np.ndarray]:
     """All samples through the model, ``chunk`` at a time (bounded memory); outputs concatenated."""
-    from ..runtime import load_backend
+    from .runtime import load_backend
 
     n = len(next(iter(feeds.values())))
     with load_backend(path, backend) as be:

@@ -1,0 +1,100 @@
+"""PyTorch → ONNX with a dynamic batch axis, then graph simplification.
+
+The TorchScript-based exporter (``dynamo=False``, opset 17) is used: with torch 2.14 it writes one
+self-contained file in seconds, where the dynamo exporter splits weights into ``.onnx.data`` and
+takes several times longer (NOTES.md). ``torch.export`` programs are exported through their module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BushuError
+from ..spec import TensorSpec
+
+__all__ = ["OPSET", "export_onnx", "save_reference", "simplify"]
+
+OPSET = 17
+
+
+class ExportError(BushuError):
+    pass
+
+
+def export_onnx(module: Any, example: Sequence[np.ndarray], out: Path, input_names: Sequence[str],
+                output_names: Sequence[str], opset: int = OPSET) -> Path:
+    """Export ``module`` called on ``example`` to ``out`` with dim 0 of every input/output named ``batch``."""
+    import torch
+
+    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in example)
+    axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's own deprecation notice and tracer warnings
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            torch.onnx.export(module, args, str(out), dynamo=False, opset_version=opset,
+                              input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes=axes, do_constant_folding=True)
+    except Exception as e:  # the exporter raises many types (UnsupportedOperatorError, RuntimeError...)
+        raise ExportError(f"torch.onnx.export failed: {str(e).splitlines()[0][:400]}",
+                          hint="check the model runs on the example input; unsupported ops need a newer opset "
+                               "(--opset) or a custom symbolic") from e
+    return out
+
+
+def simplify(path: Path) -> dict[str, Any]:
+    """Simplify the graph in place with onnxslim (constant folding, dead code, fusion-friendly patterns)."""
+    import onnx
+
+    try:
+        import onnxslim
+    except ImportError:
+        return {"simplified": False, "reason": "onnxslim not installed (pip install 'bushu[torch]')"}
+    model = onnx.load(str(path))
+    before = len(model.graph.node)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(model)
+    except Exception as e:  # noqa: BLE001 - simplification is an optimization; keep the plain export
+        return {"simplified": False, "reason": f"onnxslim failed: {str(e).splitlines()[0][:200]}"}
+    onnx.save(slim, str(path))
+    return {"simplified": True, "tool": "onnxslim", "nodes_before": before, "nodes_after": len(slim.graph.node)}
+
+
+def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs: Sequence[TensorSpec],
+                   outputs: Sequence[TensorSpec]) -> Path | None:
+    """Save ``module`` as a ``torch.export`` program (the torch backend's reference), batch dim dynamic.
+
+    Returns None when the model cannot be exported this way (data-dependent control flow...): the
+    ONNX model is still valid, only the torch backend row is missing.
+    """
+    import torch
+    from torch.export import Dim
+
+    from ..runtime.backends.torch import IO_EXTRA_FILE
+
+    # an example batch of 1 is specialised to the constant 1 (NOTES.md): export with 2
+    ex2 = tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate([a, a])[:2] if len(a) < 2 else a))
+                for a in example)
+    batch = Dim("batch", min=1, max=4096)
+    shapes = tuple({0: batch} for _ in ex2)
+    io = {IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in inputs],
+                                     "outputs": [s.to_dict() for s in outputs]})}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.export").setLevel(logging.ERROR)
+            program = torch.export.export(module, ex2, dynamic_shapes=shapes)
+            torch.export.save(program, str(out), extra_files=io)
+    except Exception:  # noqa: BLE001 - see docstring
+        return None
+    return out
