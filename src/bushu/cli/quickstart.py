@@ -84,23 +84,33 @@ def command(out: Path, model: str, duration: float, no_serve: bool, as_json: boo
                   + ", ".join(f"{o['name']} max abs {o['max_abs']:.2g}" for o in parity.get("outputs", [])))
 
     console.rule("2. classify real photos (onnxruntime)")
-    preds = classify(art, sample_photos())
+    photos = sample_photos()
+    preds = classify(art, photos)
     table(preds)
     summary["predictions"] = preds
 
-    console.rule("3. benchmark every installed backend")
+    console.rule("3. optimize: static int8, calibrated on the photos, checked against fp32")
+    int8 = quantize_int8(art, out / f"{model}-int8", photos)
+    summary["int8"] = int8["summary"]
+    console.print(f"int8 artifact: {int8['art'].path} ({int8['summary']['size_mb']} MB, "
+                  f"{int8['summary']['size_ratio']}× the fp32 size); top-1 agreement with fp32 on the photos: "
+                  f"{int8['summary']['top1_agreement']}")
+
+    console.rule("4. benchmark every installed backend (fp32) and onnxruntime int8")
     rows = benchmark(art, backends=None, batch_sizes=(1, 8), duration_s=duration)
+    rows += [{**r, "precision": "int8"} for r in benchmark(int8["art"], backends=["onnxruntime"],
+                                                           batch_sizes=(1, 8), duration_s=duration)]
     table(rows, ["backend", "batch", "precision", "p50_ms", "p99_ms", "throughput", "peak_rss_mb", "status"])
     summary["bench"] = rows
 
-    console.rule("4. write a Triton-layout model repository")
+    console.rule("5. write a Triton-layout model repository")
     repo = out / "models"
     entry = add_to_repository(repo, art, name=model)
     console.print(f"wrote {entry} (config.pbtxt with dynamic batching)")
     summary["repository"] = str(repo)
 
     if not no_serve:
-        console.rule("5. serve it and query once")
+        console.rule("6. serve it and query once")
         summary["served"] = serve_and_query(repo, model, sample_photos()["chelsea"])
         console.print(f"POST {summary['served']['url']} → {summary['served']['top1']}")
 
@@ -115,6 +125,22 @@ def command(out: Path, model: str, duration: float, no_serve: bool, as_json: boo
         f"  bushu serve {repo}      # then: curl -s -X POST --data-binary @cat.jpg "
         f"http://127.0.0.1:8000/v1/models/{model}:classify\n"
         f"done in {summary['seconds']} s")
+
+
+def quantize_int8(art, out: Path, photos: dict[str, object]) -> dict:
+    """Static int8 calibrated on the quickstart photos; agreement with fp32 measured on the same photos."""
+    from ..compress import StaticInt8Config, quantize
+    from ..model.processing import preprocess_images
+    from ..validate import agreement, run_model
+
+    x = preprocess_images(list(photos.values()), art.preprocess)
+    feeds = {art.inputs[0].name: x}
+    q = quantize(art, out, StaticInt8Config(calibration=feeds), measure=False)
+    agree = agreement(run_model(art.model_path, feeds), run_model(q.model_path, feeds))
+    top1 = next(iter(agree.values())).get("top1_agreement")
+    return {"art": q, "summary": {"path": str(q.path), "size_mb": round(q.size_bytes / 1e6, 2),
+                                  "size_ratio": round(q.size_bytes / art.size_bytes, 2), "top1_agreement": top1,
+                                  "samples": len(x)}}
 
 
 def serve_and_query(repo: Path, model: str, image) -> dict:
