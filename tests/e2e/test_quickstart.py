@@ -36,6 +36,12 @@ def test_parity_against_pytorch_recorded(quickstart):
     assert outs and all(o["max_abs"] < 1e-3 for o in outs)
 
 
+def test_int8_step_is_smaller_and_agrees(quickstart):
+    q = quickstart["int8"]
+    assert q["size_ratio"] < 0.35 and q["top1_agreement"] >= 0.8, q
+    assert any(r["precision"] == "int8" and r["status"] == "ok" for r in quickstart["bench"])
+
+
 def test_benchmarked_every_installed_backend(quickstart):
     from bushu.runtime.registry import installed_backends
 

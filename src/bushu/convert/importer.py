@@ -84,7 +84,8 @@ def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None
     import torch  # noqa: F401 - every other source needs it; fail early with the install hint below
 
     module, pre, post, lbls, shape, details = _load_torch_source(kind, src, input_shape)
-    return _import_torch(module, src, kind, out, shape=shape, labels=labels or lbls, preprocess=preprocess or pre,
+    exportable = torch.export.load(src) if kind == "pt2" else None
+    return _import_torch(module, src, kind, out, exportable=exportable, shape=shape, labels=labels or lbls, preprocess=preprocess or pre,
                          postprocess=post, tolerance=tolerance, simplify=simplify, reference=reference,
                          name=name or (src if kind == "zoo" else out.name), details=details)
 
@@ -156,7 +157,7 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None):
 def _import_torch(module: Any, src: str, kind: str, out: Path, *, shape: tuple[int, ...],
                   labels: Sequence[str] | None, preprocess: Preprocess | None, postprocess: Postprocess | None,
                   tolerance: Tolerance, simplify: bool, reference: bool, name: str,
-                  details: dict[str, Any]) -> Artifact:
+                  details: dict[str, Any], exportable: Any = None) -> Artifact:
     import torch
 
     from . import onnx as conv
@@ -175,13 +176,19 @@ def _import_torch(module: Any, src: str, kind: str, out: Path, *, shape: tuple[i
     input_names = ["input"]
     with tempfile.TemporaryDirectory(prefix="bushu-import-") as tmpd:
         tmp = Path(tmpd)
-        onnx_path = conv.export_onnx(module, [example], tmp / MODEL_FILE, input_names, output_names)
+        onnx_path = conv.export_onnx(exportable if exportable is not None else module, [example],
+                                     tmp / MODEL_FILE, input_names, output_names)
         simp = conv.simplify(onnx_path) if simplify else {"simplified": False, "reason": "--no-simplify"}
         inputs, outputs = _onnx_specs(onnx_path)
         parity = _parity(module, onnx_path, inputs, tolerance, what=f"ONNX export of {src}")
         files: dict[str, Any] = {MODEL_FILE: onnx_path}
         roles = {}
-        if reference and conv.save_reference(module, [example], tmp / REFERENCE_FILE, inputs, outputs):
+        if kind == "pt2":  # the source already is the reference; add the IO spec to it
+            reference = conv.save_reference(exportable, [example], tmp / REFERENCE_FILE, inputs, outputs) is not None
+            if reference:
+                files[REFERENCE_FILE] = tmp / REFERENCE_FILE
+                roles["reference"] = REFERENCE_FILE
+        elif reference and conv.save_reference(module, [example], tmp / REFERENCE_FILE, inputs, outputs):
             files[REFERENCE_FILE] = tmp / REFERENCE_FILE
             roles["reference"] = REFERENCE_FILE
         art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs, name=name,

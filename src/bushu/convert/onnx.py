@@ -30,7 +30,11 @@ class ExportError(BushuError):
 
 def export_onnx(module: Any, example: Sequence[np.ndarray], out: Path, input_names: Sequence[str],
                 output_names: Sequence[str], opset: int = OPSET) -> Path:
-    """Export ``module`` called on ``example`` to ``out`` with dim 0 of every input/output named ``batch``."""
+    """Export ``module`` called on ``example`` to ``out`` with dim 0 of every input/output named ``batch``.
+
+    A ``torch.export.ExportedProgram`` goes through the dynamo exporter, which reads it directly
+    (the TorchScript exporter cannot re-trace its graph module).
+    """
     import torch
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in example)
@@ -40,9 +44,14 @@ def export_onnx(module: Any, example: Sequence[np.ndarray], out: Path, input_nam
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's own deprecation notice and tracer warnings
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-            torch.onnx.export(module, args, str(out), dynamo=False, opset_version=opset,
-                              input_names=list(input_names), output_names=list(output_names),
-                              dynamic_axes=axes, do_constant_folding=True)
+            if isinstance(module, torch.export.ExportedProgram):  # already traced, dynamic dims included
+                torch.onnx.export(module, dynamo=True, f=str(out), opset_version=max(opset, 18),
+                                  input_names=list(input_names), output_names=list(output_names),
+                                  external_data=False, verbose=False)
+            else:
+                torch.onnx.export(module, args, str(out), dynamo=False, opset_version=opset,
+                                  input_names=list(input_names), output_names=list(output_names),
+                                  dynamic_axes=axes, do_constant_folding=True)
     except Exception as e:  # the exporter raises many types (UnsupportedOperatorError, RuntimeError...)
         raise ExportError(f"torch.onnx.export failed: {str(e).splitlines()[0][:400]}",
                           hint="check the model runs on the example input; unsupported ops need a newer opset "
@@ -93,7 +102,8 @@ def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             logging.getLogger("torch.export").setLevel(logging.ERROR)
-            program = torch.export.export(module, ex2, dynamic_shapes=shapes)
+            program = module if isinstance(module, torch.export.ExportedProgram) else \
+                torch.export.export(module, ex2, dynamic_shapes=shapes)
             torch.export.save(program, str(out), extra_files=io)
     except Exception:  # noqa: BLE001 - see docstring
         return None

@@ -16,10 +16,14 @@ __all__ = ["IMAGE_SUFFIXES", "load_image", "preprocess_image", "preprocess_image
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-def load_image(src: str | Path | bytes):
-    """Decode an image file or bytes into an RGB PIL image; a clear error for anything else."""
+def load_image(src: str | Path | bytes | np.ndarray):
+    """Decode an image file or bytes (or wrap an HxW[xC] uint8 array) into a PIL image; a clear error otherwise."""
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(src, np.ndarray):
+        if src.dtype != np.uint8 or src.ndim not in (2, 3):
+            raise UserInputError(f"an image array must be uint8 HxW or HxWxC, got {src.dtype} {list(src.shape)}")
+        return Image.fromarray(src)
     try:
         img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
         img.load()
