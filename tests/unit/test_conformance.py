@@ -166,3 +166,56 @@ def test_golden_onnx_needs_no_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout) >= 7
+
+
+# -- edge backends (ncnn, MNN, LiteRT, OpenCV DNN): the formats `bushu export` writes ------------------
+EDGE = {"ncnn": ".param", "mnn": ".mnn", "litert": ".tflite", "opencv": ".onnx"}
+
+
+@pytest.mark.parametrize("backend", [b for b in EDGE if registry.is_installed(b)])
+def test_edge_golden_models_written(cases, backend):
+    from bushu.testing.golden import EDGE_FORMATS
+
+    with_file = [c.name for c in cases if EDGE[backend] in c.files]
+    assert {"add_sub_float32", "gemm_softmax", "conv_relu"} <= set(with_file)
+    if EDGE[backend] in EDGE_FORMATS:  # float32 only: these runtimes take no int64/fp16 tensors
+        assert not any(n.startswith(("add_sub_int", "add_sub_float16")) for n in with_file)
+
+
+@pytest.mark.parametrize(("backend", "options"), [
+    pytest.param(b, o, id=f"{b}-{next(iter(o))}") for b in ("ncnn", "mnn") if registry.is_installed(b)
+    for o in ({"precision": "int3"}, {"threads": "two"}, {"device": "gpu"})
+] + [pytest.param(b, {"threads": "two"}, id=f"{b}-threads") for b in ("litert", "opencv") if registry.is_installed(b)])
+def test_edge_backends_reject_bad_options(cases, backend, options):
+    conv = next(c for c in cases if c.name == "conv_relu")
+    with pytest.raises(UserInputError, match=backend):
+        load_backend(conv.files[EDGE[backend]], backend, **options)
+
+
+@pytest.mark.skipif(not registry.is_installed("ncnn"), reason="pip install 'bushu[ncnn]'")
+def test_ncnn_is_fp32_by_default_and_fp16_on_request(cases):
+    conv = next(c for c in cases if c.name == "conv_relu")
+    feeds = conv.feeds(batch=2)
+    with load_backend(conv.files[".param"], "ncnn") as b:
+        assert b.describe()["precision"] == "fp32"
+    with load_backend(conv.files[".param"], "ncnn", precision="fp16", threads=1) as b:
+        assert b.describe()["precision"] == "fp16"
+        np.testing.assert_allclose(b.infer(feeds)["OUTPUT0"], conv.expected(feeds)["OUTPUT0"], atol=2e-2)
+
+
+def test_edge_model_without_io_sidecar_is_a_clear_error(cases, tmp_path):
+    import shutil
+
+    from bushu.errors import ModelLoadError
+
+    for backend in ("ncnn", "mnn"):
+        if not registry.is_installed(backend):
+            continue
+        src = next(c for c in cases if c.name == "conv_relu").files[EDGE[backend]]
+        dst = tmp_path / src.name
+        shutil.copy(src, dst)
+        if backend == "ncnn":
+            shutil.copy(src.with_suffix(".bin"), dst.with_suffix(".bin"))
+        with pytest.raises(ModelLoadError, match="no IO description") as err:
+            load_backend(dst, backend)
+        assert "bushu export" in err.value.hint

@@ -25,6 +25,11 @@ BUILTIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "openvino": ("bushu.runtime.backends.openvino:OpenVINOBackend", "openvino", (".xml", ".onnx")),
     "torch": ("bushu.runtime.backends.torch:TorchBackend", "torch", (".pt2", ".pt", ".torchscript")),
     "null": ("bushu.runtime.backends.null:NullBackend", "core", (".null",)),
+    # edge runtimes for `bushu export` formats (ncnn/MNN/LiteRT read an .io.json sidecar written at export)
+    "ncnn": ("bushu.runtime.backends.ncnn:NcnnBackend", "ncnn", (".param",)),
+    "mnn": ("bushu.runtime.backends.mnn:MNNBackend", "mnn", (".mnn",)),
+    "litert": ("bushu.runtime.backends.litert:LiteRTBackend", "litert", (".tflite",)),
+    "opencv": ("bushu.runtime.backends.opencv:OpenCVBackend", "opencv", (".onnx",)),
 }
 
 
@@ -49,6 +54,8 @@ def get_backend(name: str) -> type[Backend]:
     try:
         return getattr(importlib.import_module(module), cls)
     except ImportError as e:
+        if e.name == "bushu" or (e.name or "").startswith("bushu."):  # our own module is broken: a bug, not a missing extra
+            raise
         raise MissingDependencyError(f"backend {name!r} ({e.name or e})", extra) from e
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..spec import DTYPES, TensorSpec, np_dtype
 
-__all__ = ["CASES", "IO_EXTRA_FILE", "UNSUPPORTED_OP", "GoldenCase", "golden_cases", "write_golden",
+__all__ = ["CASES", "EDGE_FORMATS", "IO_EXTRA_FILE", "UNSUPPORTED_OP", "GoldenCase", "golden_cases", "write_golden",
            "write_unsupported_onnx"]
 
 IO_EXTRA_FILE = "bushu_io.json"  # IO specs stored inside .pt2/.pt files (torch keeps no output names)
@@ -112,6 +112,12 @@ def _echo(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"OUTPUT0": f["INPUT0"].copy(), "OUTPUT1": f["INPUT1"].copy()}
 
 
+#: edge formats written for the float32 cases (by the converters `bushu export` uses), with the IO
+#: sidecar (``<file>.io.json``) their backends read: ncnn ``.param`` (+ ``.bin``), MNN, LiteRT
+EDGE_FORMATS = (".param", ".mnn", ".tflite")
+EDGE_CASES = ("add_sub_float32", "gemm_softmax", "conv_relu")
+
+
 def golden_cases(root: str | Path | None = None) -> list[GoldenCase]:
     """The golden models; with ``root``, each knows its files already written there (see write_golden)."""
     cases = []
@@ -128,10 +134,18 @@ def golden_cases(root: str | Path | None = None) -> list[GoldenCase]:
     io = [TensorSpec(f"INPUT{i}", "float32", ("batch", 4)) for i in range(2)]
     out = [TensorSpec(f"OUTPUT{i}", "float32", ("batch", 4)) for i in range(2)]
     cases.append(GoldenCase("echo", io, out, _echo, 0.0, 0.0, formats=(".null",)))
+    for case in cases:  # the edge formats (ncnn, MNN, LiteRT) take float32 tensors only
+        if case.name in EDGE_CASES:
+            case.formats = (*case.formats, *EDGE_FORMATS)
     if root is not None:
         for case in cases:
-            case.files = {sfx: p for sfx in case.formats if (p := Path(root) / f"{case.name}{sfx}").is_file()}
+            case.files = {sfx: p for sfx in case.formats if (p := Path(root) / _file_name(case.name, sfx)).is_file()}
     return cases
+
+
+def _file_name(name: str, suffix: str) -> str:
+    # ncnn's weights are NAME.bin beside NAME.param: keep them apart from OpenVINO's NAME.bin
+    return f"{name}.ncnn.param" if suffix == ".param" else f"{name}{suffix}"
 
 
 CASES = [c.name for c in golden_cases()]
@@ -287,4 +301,94 @@ def write_golden(out: str | Path, names: list[str] | None = None, torch: bool | 
             _write_ir(case, out)
         if ".pt2" in case.formats and with_torch:
             _write_torch(case, out)
+        if ".param" in case.formats and _installed("pnnx") and _installed("ncnn"):
+            _write_ncnn(case, out)
+        if ".mnn" in case.formats and _installed("MNN"):
+            _write_mnn(case, out)
+    tflite = [c for c in cases if ".tflite" in c.formats]
+    if tflite and with_torch and _installed("litert_torch"):
+        _write_tflite(tflite, out)
     return cases
+
+
+# -- edge formats, with the converters bushu export uses ----------------------------------------------
+def _tool(name: str) -> str:
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / name
+    return str(here) if here.is_file() else (shutil.which(name) or name)
+
+
+def _convert(cmd: list[str], out: Path, what: str) -> None:
+    import subprocess
+
+    proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-800:]}")
+
+
+def _write_ncnn(case: GoldenCase, out: Path) -> None:
+    import ncnn
+
+    from ..runtime.backends._io import write_io
+
+    param = out / _file_name(case.name, ".param")
+    weights = param.with_suffix(".bin")
+    scratch = out / f"{case.name}.pnnx"
+    scratch.mkdir(exist_ok=True)
+    shapes = ",".join("[" + ",".join(str(d) for d in s.concrete_shape(1)) + "]f32" for s in case.inputs)
+    _convert([_tool("pnnx"), str(case.files[".onnx"]), f"inputshape={shapes}", "fp16=0", f"ncnnparam={param}",
+              f"ncnnbin={weights}", f"pnnxparam={scratch / 'p.param'}", f"pnnxbin={scratch / 'p.bin'}",
+              f"pnnxpy={scratch / 'p.py'}", f"pnnxonnx={scratch / 'p.onnx'}", f"ncnnpy={scratch / 'n.py'}"],
+             out, "pnnx")
+    net = ncnn.Net()
+    net.load_param(str(param))
+    key = lambda n: int("".join(c for c in n if c.isdigit()) or 0)  # noqa: E731
+    write_io(param, case.inputs, case.outputs, sorted(net.input_names(), key=key),
+             sorted(net.output_names(), key=key), batch="loop")
+    case.files[".param"] = param
+
+
+def _write_mnn(case: GoldenCase, out: Path) -> None:
+    from ..runtime.backends._io import write_io
+
+    path = out / f"{case.name}.mnn"
+    from ..export._mnn import mnnconvert_command  # not the mnnconvert script: it pip-installs a telemetry SDK
+
+    _convert([*mnnconvert_command(), "-f", "ONNX", "--modelFile", str(case.files[".onnx"]), "--MNNModel", str(path),
+              "--bizCode", "bushu"], out, "mnnconvert")
+    write_io(path, case.inputs, case.outputs)
+    case.files[".mnn"] = path
+
+
+def _write_tflite(cases: list[GoldenCase], out: Path) -> None:
+    """In one child process: litert-torch imports JAX, whose threads make a later fork() of this process unsafe."""
+    import sys
+
+    code = ("import sys; from pathlib import Path; from bushu.testing import golden; "
+            "[golden._write_tflite_here(c, Path(sys.argv[1])) for c in golden.golden_cases() "
+            "if c.name in sys.argv[2:]]")
+    _convert([sys.executable, "-c", code, str(out), *(c.name for c in cases)], out, "litert-torch")
+    for case in cases:
+        case.files[".tflite"] = out / f"{case.name}.tflite"
+
+
+def _write_tflite_here(case: GoldenCase, out: Path) -> None:
+    import torch
+
+    from ..runtime.backends._io import write_io
+
+    import litert_torch  # noqa: I001 - heavy; only when writing .tflite
+
+    path = out / f"{case.name}.tflite"
+    args = tuple(torch.from_numpy(a) for a in case.feeds(batch=1).values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        litert_torch.convert(_torch_module(case), args).export(str(path))
+    from ai_edge_litert import interpreter as tfl
+
+    runner = tfl.Interpreter(model_path=str(path)).get_signature_runner()
+    write_io(path, case.inputs, case.outputs, list(runner.get_input_details()), list(runner.get_output_details()),
+             batch="loop")
+    case.files[".tflite"] = path

@@ -1,0 +1,131 @@
+"""The export formats as one table: name → Format (suffix, what it needs, what runs it here, options).
+
+Each format's exporter is a small function in its own module, named by a "module:function" string
+and imported only when that format is exported (in a worker process, see core.py)::
+
+    fmt = get_format("ncnn")          # UnknownNameError with "did you mean" for typos
+    names = resolve_formats("onnx,tflite")   # or "all": every format that takes part in --format all
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UnknownNameError, UserInputError
+
+__all__ = ["FORMATS", "Format", "get_format", "list_formats", "resolve_formats"]
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    exporter: str  # "module:function" taking an ExportContext, returning an Exported
+    suffix: str  # the main file written
+    description: str
+    #: python modules the exporter needs, each with the pip requirement that installs it
+    needs: tuple[tuple[str, str], ...] = ()
+    #: the bushu backend that runs the result here (None: convert-only on this platform)
+    backend: str | None = None
+    precision: str = "fp32"
+    #: part of --format all (AOTInductor is opt-in: it compiles C++ for about a minute per model)
+    in_all: bool = True
+    gpu: bool = False
+    #: |exported - onnx| <= atol + rtol·max|onnx| per output
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    note: str = ""
+    options: tuple[str, ...] = field(default=())
+
+    def row(self) -> dict[str, object]:
+        return {"format": self.name, "suffix": self.suffix, "precision": self.precision,
+                "runs_here": self.backend or ("gpu only" if self.gpu else "no (convert-only)"),
+                "needs": ", ".join(req for _, req in self.needs) or "-", "in_all": self.in_all,
+                "description": self.description}
+
+
+_M = "bushu.export"
+_FP16 = dict(precision="fp16", atol=5e-2, rtol=2e-2)
+
+FORMATS: dict[str, Format] = {f.name: f for f in [
+    Format("onnx", f"{_M}._onnx:export_onnx", ".onnx", "ONNX at the artifact's opset (or --opset)",
+           needs=(("onnx", "onnx"),), backend="onnxruntime", options=("opset",)),
+    Format("onnx-fp16", f"{_M}._onnx:export_onnx_fp16", ".onnx", "ONNX with fp16 weights and math, fp32 IO",
+           needs=(("onnxconverter_common", "onnxconverter-common"),), backend="onnxruntime", **_FP16,
+           options=("opset",)),
+    Format("openvino", f"{_M}._openvino:export_ir", ".xml", "OpenVINO IR, fp32 weights, run in f32",
+           needs=(("openvino", "openvino"),), backend="openvino"),
+    Format("openvino-fp16", f"{_M}._openvino:export_ir_fp16", ".xml", "OpenVINO IR with fp16-compressed weights",
+           needs=(("openvino", "openvino"),), backend="openvino", **_FP16),
+    Format("torchscript", f"{_M}._torch:export_torchscript", ".torchscript",
+           "TorchScript (torch.jit.trace of the artifact's torch.export reference), for libtorch",
+           needs=(("torch", "torch"),), backend="torch"),
+    Format("pt2", f"{_M}._torch:export_pt2", ".pt2", "torch.export ExportedProgram (dynamic batch)",
+           needs=(("torch", "torch"),), backend="torch"),
+    Format("aoti", f"{_M}._torch:export_aoti", ".pt2",
+           "AOTInductor package (compiled .so inside a .pt2) for libtorch C++; opt-in, ~1 min per model",
+           needs=(("torch", "torch"),), backend=None, in_all=False),
+    Format("tflite", f"{_M}._tflite:export_tflite", ".tflite", "LiteRT/TFLite flatbuffer via litert-torch (NCHW kept)",
+           needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")), backend="litert"),
+    Format("ncnn", f"{_M}._ncnn:export_ncnn", ".param", "ncnn param/bin via the pnnx CLI (fp16=0), run in fp32",
+           needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn"),
+    Format("ncnn-fp16", f"{_M}._ncnn:export_ncnn_fp16", ".param", "ncnn with fp16 weights (pnnx fp16=1), fp16 math",
+           needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn", **_FP16),
+    Format("mnn", f"{_M}._mnn:export_mnn", ".mnn", "MNN via mnnconvert from the ONNX model, run at high precision",
+           needs=(("MNN", "MNN"),), backend="mnn", atol=1e-3, rtol=1e-4,
+           note="MNN at high precision is ~1e-4 off ONNX Runtime (NOTES.md)"),
+    Format("mnn-fp16", f"{_M}._mnn:export_mnn_fp16", ".mnn", "MNN with fp16 weights (mnnconvert --fp16)",
+           needs=(("MNN", "MNN"),), backend="mnn", **_FP16),
+    Format("coreml", f"{_M}._coreml:export_coreml", ".mlpackage",
+           "Core ML ML Program (.mlpackage) via coremltools; convert-only on Linux (runs on macOS/iOS)",
+           needs=(("coremltools", "coremltools"), ("torch", "torch")), backend=None,
+           note="convert-only on Linux: Core ML runs on macOS/iOS, so no parity check here"),
+    Format("tensorrt", f"{_M}._tensorrt:export_engine", ".engine",
+           "TensorRT engine built from the ONNX model (needs an NVIDIA GPU and the tensorrt package)",
+           needs=(("tensorrt", "tensorrt"),), backend=None, gpu=True, atol=1e-3, rtol=1e-3),
+    Format("snpe", f"{_M}._onnx:export_profile_snpe", ".onnx",
+           "ONNX profile for Qualcomm SNPE's snpe-onnx-to-dlc (converter not installable here)",
+           needs=(("onnx", "onnx"),), backend="onnxruntime",
+           note="ONNX opset-13 profile, checked with ONNX Runtime; convert with snpe-onnx-to-dlc where the "
+                "SNPE SDK is installed"),
+    Format("mace", f"{_M}._onnx:export_profile_mace", ".onnx",
+           "ONNX profile for Xiaomi MACE's converter (not installable here)",
+           needs=(("onnx", "onnx"),), backend="onnxruntime",
+           note="ONNX opset-11 profile, checked with ONNX Runtime; convert with MACE's converter "
+                "(not installable here)"),
+    Format("paddle-lite", f"{_M}._onnx:export_profile_paddle", ".onnx",
+           "ONNX profile for Paddle-Lite via x2paddle (not installable here)",
+           needs=(("onnx", "onnx"),), backend="onnxruntime",
+           note="ONNX opset-13 profile, checked with ONNX Runtime; convert with x2paddle + paddle_lite_opt "
+                "(not installable here)"),
+]}
+
+_ALIASES = {"openvino_fp16": "openvino-fp16", "onnx_fp16": "onnx-fp16", "ncnn_fp16": "ncnn-fp16",
+            "mnn_fp16": "mnn-fp16", "paddle_lite": "paddle-lite", "paddlelite": "paddle-lite", "ir": "openvino",
+            "engine": "tensorrt", "trt": "tensorrt", "litert": "tflite", "torch.export": "pt2", "export": "pt2",
+            "mlpackage": "coreml", "aotinductor": "aoti", "libtorch": "torchscript"}
+
+
+def list_formats() -> list[str]:
+    return list(FORMATS)
+
+
+def get_format(name: str) -> Format:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise UnknownNameError("export format", name, [*FORMATS, "all"],
+                               hint="bushu export --list shows every format and whether it runs here")
+    return FORMATS[key]
+
+
+def resolve_formats(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+    """'onnx,ncnn' or ['onnx', 'ncnn'] or 'all' → format names, in the order given, without repeats."""
+    parts = [p for item in ([spec] if isinstance(spec, str) else spec) for p in str(item).split(",")]
+    parts = [p.strip() for p in parts if p.strip()]
+    if not parts:
+        raise UserInputError("no export format given", hint=f"--format one or more of: {', '.join(FORMATS)}, all")
+    out: list[str] = []
+    for p in parts:
+        names = [n for n, f in FORMATS.items() if f.in_all] if p.lower() == "all" else [get_format(p).name]
+        out += [n for n in names if n not in out]
+    return out

@@ -1,0 +1,101 @@
+"""LiteRT (TensorFlow Lite): ``.tflite`` flatbuffers through ``ai_edge_litert``'s interpreter (XNNPACK on CPU).
+
+IO goes through the model's first signature runner. Names, dtypes and the batch dim come from the
+``.io.json`` sidecar when the model was exported by bushu (litert-torch names inputs ``args_0``),
+else from the signature itself (a ``-1`` leading dim is the batch). A model exported with a fixed
+batch of 1 runs a batch sample by sample.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import interpreter as tfl
+
+from ...errors import BackendError, InferenceInputError, ModelLoadError, UserInputError
+from ...spec import TensorSpec, dtype_name
+from ..backend import Backend
+from ._io import read_io
+
+
+def _spec(name: str, d: dict[str, Any], batch: bool) -> TensorSpec:
+    sig = [int(x) for x in d.get("shape_signature", d["shape"])]
+    shape: list[int | str] = [("batch" if i == 0 else f"dim{i}") if x < 0 else x for i, x in enumerate(sig)]
+    if batch and shape and shape[0] == 1:
+        shape[0] = "batch"
+    return TensorSpec(name, dtype_name(np.dtype(d["dtype"])), tuple(shape))
+
+
+class LiteRTBackend(Backend):
+    name = "litert"
+    suffixes = (".tflite",)
+    options = ("threads",)
+
+    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None) -> None:
+        path = Path(path)
+        if device not in ("cpu", "CPU"):
+            raise UserInputError(f"the litert backend runs on the cpu only here, not {device!r}")
+        if threads is not None and not str(threads).isdigit():
+            raise UserInputError(f"litert threads {threads!r} is not a positive integer")
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        self.threads = int(threads) if threads else None
+        try:
+            self.interp = tfl.Interpreter(model_path=str(path), num_threads=self.threads)
+            sigs = self.interp.get_signature_list()
+            self._sig = next(iter(sigs)) if sigs else None
+            self.runner = self.interp.get_signature_runner(self._sig) if self._sig else None
+        except Exception as e:  # ValueError / RuntimeError for unreadable flatbuffers
+            raise ModelLoadError(f"{path.name} is not a model LiteRT can read: {str(e).splitlines()[0][:200]}",
+                                 hint="re-export the model, or check the file is complete (not truncated)") from e
+        if self.runner is None:
+            raise ModelLoadError(f"{path.name} has no signature; bushu runs LiteRT models through their signature",
+                                 hint="re-export it with bushu export "
+                                      "(litert-torch writes a serving_default signature)")
+        in_d, out_d = self.runner.get_input_details(), self.runner.get_output_details()
+        io = read_io(path, required=False)
+        if io is not None:
+            self._inputs, self._outputs, self._in_names, self._out_names, _ = io
+        else:
+            self._in_names, self._out_names = list(in_d), list(out_d)
+            self._inputs = [_spec(k, in_d[k], batch=True) for k in self._in_names]
+            self._outputs = [_spec(k, out_d[k], batch=True) for k in self._out_names]
+        missing = [n for n in self._in_names if n not in in_d] + [n for n in self._out_names if n not in out_d]
+        if missing:
+            raise ModelLoadError(f"{path.name} has no signature tensor(s) {missing} named in its IO description")
+        # a model whose leading dim is a fixed 1 runs one sample at a time
+        self._loop = any(int(in_d[n]["shape_signature"][0]) == 1 for n in self._in_names if len(in_d[n]["shape"]))
+        self._lock = threading.Lock()
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if getattr(self, "runner", None) is None:
+            raise BackendError("this litert model was closed", hint="load it again")
+        self.check(feeds)
+        n = len(next(iter(feeds.values())))
+        chunks = [slice(i, i + 1) for i in range(n)] if self._loop else [slice(0, n)]
+        parts: dict[str, list[np.ndarray]] = {s.name: [] for s in self._outputs}
+        with self._lock:
+            for sl in chunks:
+                args = {nat: np.ascontiguousarray(feeds[s.name][sl])
+                        for s, nat in zip(self._inputs, self._in_names, strict=True)}
+                try:
+                    outs = self.runner(**args)
+                except ValueError as e:
+                    raise InferenceInputError(f"litert rejected the inputs: {str(e)[:300]}") from e
+                except Exception as e:  # noqa: BLE001
+                    raise BackendError(f"litert failed: {str(e)[:300]}") from e
+                for s, nat in zip(self._outputs, self._out_names, strict=True):
+                    parts[s.name].append(np.array(outs[nat], copy=True))
+        return {k: np.concatenate(v) if v else np.zeros((0,), np.float32) for k, v in parts.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"threads": getattr(self, "threads", None) or "auto", "signature": getattr(self, "_sig", None),
+                "batch": "one sample at a time" if getattr(self, "_loop", False) else "whole batch"}
+
+    def close(self) -> None:
+        self.runner = None
+        self.interp = None
