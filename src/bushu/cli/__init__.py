@@ -67,7 +67,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="bushu", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="bushu", standalone_mode=False)
     except BushuError as e:
         if debug:
             raise
@@ -86,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0

@@ -1,0 +1,527 @@
+"""`bushu plan`: from an artifact, data and targets to a measured, verified model repository.
+
+    plan(artifact, data, out, Constraints(...), budget_s=600) -> dict (also written as OUT/plan.json)
+
+1. environment (bushu env) and the model's variants: backend × precision, each with its size and its
+   accuracy on ``data`` (bushu.compress.quantize for int8, calibrated on ``data``);
+2. variants that miss a size or accuracy bound are out; the others are timed in process for every
+   threads × batch size (bushu.profile.bench);
+3. served configurations (threads × instances × max batch × queue delay) are predicted from those
+   rows; dominated ones are dropped; the best few are served for real (``bushu serve`` in a
+   subprocess, closed-loop gRPC load at ``concurrency``); the winner's neighbours are served next;
+4. the best measured configuration that meets every constraint (by ``optimize``) is written as
+   OUT/repository (model + config.pbtxt); else the closest candidate and the bound to relax are named;
+5. verification: the written repository is served and the same load replayed; its p50/p99/throughput
+   are compared with the targets.
+
+Finished work (the int8 model, accuracy, in-process rows, served measurements) is journaled in
+OUT/.work, so a re-run after an interruption (or with other targets) reuses it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnknownNameError, UserInputError
+from ..model.artifact import Artifact
+from .constraints import BOUNDS, MODEL_BOUNDS, Constraints, failures, worst_ratio
+from .search import (BATCH_SIZES, Config, measure_variants, neighbours, objective_key, pareto, predict, shortlist,
+                     thread_choices)
+from .variants import BACKENDS, PRECISIONS, Variant, build_variants, load_dataset
+
+__all__ = ["check_target", "plan"]
+
+STARTUP_S = 6.0  # a served round: server start + model loads, roughly, for budgeting
+
+
+def check_target(target: str) -> None:
+    """cpu plans here; gpu and edge-<format> fail with what is (not) available."""
+    if target == "cpu":
+        return
+    if target == "gpu":
+        from ..envinfo import gpu_info
+
+        gpu = gpu_info()
+        if not gpu.get("available"):
+            raise UserInputError(f"--target gpu is not available here: no GPU found ({gpu.get('reason', 'none listed')})",
+                                 hint="plan for this machine with --target cpu, or run bushu plan on the GPU machine")
+        names = ", ".join(d.get("name", "?") for d in gpu.get("devices", []))
+        raise UserInputError(f"--target gpu: found {names}, but bushu plan searches CPU deployments only in this "
+                             "version (the server runs its instances on the CPU)",
+                             hint="use --target cpu; TensorRT/CUDA serving is not wired into the server yet")
+    if target.startswith("edge-"):
+        raise UserInputError(f"--target {target} is not available here: bushu plan measures server deployments "
+                             "on this machine; edge formats run on the device",
+                             hint="convert for devices with bushu export ART --format F, then measure on the device")
+    raise UnknownNameError("target", target, ["cpu", "gpu", "edge-<format>"], hint="use --target cpu to plan for this machine")
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _fingerprint(art: Artifact, data: Path) -> str:
+    from .. import __version__
+
+    h = hashlib.sha256(f"{__version__}:plan-1".encode())
+    with open(art.model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    for p in sorted(Path(data).rglob("*")):
+        if p.is_file():
+            h.update(f"{p.relative_to(data)}:{p.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+class _Journal:
+    """Finished work by key, in OUT/.work/journal.json (written after every step)."""
+
+    def __init__(self, path: Path, fingerprint: str, fresh: bool) -> None:
+        self.path = path
+        data = {}
+        if path.is_file() and not fresh:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = {}
+        if data.get("fingerprint") != fingerprint:
+            data = {"fingerprint": fingerprint}
+        self.data = data
+        self.reused = len(data) > 1
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, default=str))
+        tmp.replace(self.path)
+
+
+def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, constraints: Constraints, *,
+         budget_s: float = 600.0, backends: list[str] | None = None, precisions: list[str] | None = None,
+         duration_s: float = 3.0, bench_duration_s: float = 0.5, serve_top: int = 4, refine: bool = True,
+         verify: bool = True, verify_s: float | None = None, batch_sizes: tuple[int, ...] = BATCH_SIZES,
+         threads: list[int] | None = None, name: str | None = None, fresh: bool = False,
+         log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Search, serve, choose, write OUT/repository, verify; return the plan (also OUT/plan.json)."""
+    from ..envinfo import summary
+
+    t_start = time.perf_counter()
+    log = log or (lambda _m: None)
+    c = constraints
+    check_target(c.target)
+    if budget_s <= 0:
+        raise UserInputError(f"--budget must be > 0 seconds, got {budget_s:g}")
+    if duration_s <= 0 or bench_duration_s <= 0:
+        raise UserInputError("measurement durations must be > 0 seconds")
+    art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
+    if art.format != "onnx":
+        raise UserInputError(f"bushu plan reads ONNX artifacts; {art.path} is {art.format!r}",
+                             hint="import the model first: bushu import SRC -o ART")
+    data = Path(data)
+    if not data.is_dir():
+        raise UserInputError(f"--data {data} is not a folder",
+                             hint="pass a folder of images (one sub-folder per class for accuracy)")
+    backends = list(backends or _installed_backends())
+    for b in backends:
+        if b not in BACKENDS:
+            raise UnknownNameError("backend", b, BACKENDS)
+    precisions = list(precisions or PRECISIONS)
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise UnknownNameError("precision", p, PRECISIONS)
+    out = Path(out)
+    work = out / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    journal = _Journal(work / "journal.json", _fingerprint(art, data), fresh)
+    cache = journal.data
+    cores = _cores()
+    threads = list(threads or thread_choices(cores))
+    env = summary()
+    log(f"environment: {env['cpu']}, {cores} usable core(s), {env['memory_gb']} GB"
+        + (", reusing finished work from an earlier run" if journal.reused else ""))
+
+    # 1. variants: size and accuracy
+    ds = load_dataset(data, art)
+    log(f"data: {ds.n} images; {ds.why}")
+    variants = build_variants(art, data, work, backends, precisions, c.max_accuracy_drop, ds, log, cache)
+    journal.save()
+    usable = [v for v in variants if v.status == "ok"]
+    if not usable:
+        raise UserInputError("no variant of the model could run here: "
+                             + "; ".join(f"{v.key}: {v.reason}" for v in variants))
+    model_fail = {v.key: failures(c, _metrics(v), MODEL_BOUNDS) for v in usable}
+    eligible = [v for v in usable if not model_fail[v.key]]
+    if not eligible:  # nothing can meet the size/accuracy bounds: still measure the closest one
+        eligible = [min(usable, key=lambda v: worst_ratio(model_fail[v.key]))]
+        log(f"no variant meets the size/accuracy bounds; measuring the closest ({eligible[0].key}) to report on it")
+
+    # 2. in-process rows
+    rows = measure_variants(eligible, threads, batch_sizes, bench_duration_s, log, cache)
+    journal.save()
+    pruned = _dominated(eligible, rows)
+    for v, by in pruned.items():
+        log(f"{v}: dominated by {by} (no faster, no smaller, no more accurate): not served")
+    contenders = [v for v in eligible if v.key not in pruned]
+
+    # 3. serve the shortlist, then the winner's neighbours
+    elapsed = time.perf_counter() - t_start
+    verify_s = verify_s or max(duration_s * 2, 3.0)
+    per = duration_s + 1.0
+    room = budget_s - elapsed - (STARTUP_S + verify_s + 2 if verify else 0) - STARTUP_S
+    n_serve = max(len(contenders), min(serve_top, int(room // per)))
+    if room < per * len(contenders):
+        log(f"budget: {max(room, 0):.0f} s left for serving; serving only the best configuration per variant")
+    predicted, to_serve = shortlist(contenders, rows, c, cores, n_serve)
+    samples = _samples(ds)
+    served = _serve_round([_config(p) for p in to_serve], contenders, work / "serve-1", samples, c, duration_s,
+                          cache, journal, log)
+    table = _row_table(rows)
+    rounds = 0
+    while refine and rounds < 3:  # hill-climb around the two best variants' winners while one improves
+        leaders = _leaders(served, c, 2)
+        room = budget_s - (time.perf_counter() - t_start) - (STARTUP_S + verify_s + 2 if verify else 0) - STARTUP_S
+        if not leaders or room < per:
+            break
+        seen = {s["config"] for s in served}
+        more: list[Config] = []
+        for lead in leaders:
+            more += [n for n in neighbours(_config(lead), rows, cores) if n.key not in seen and n not in more]
+        more = more[:max(0, int(room // per))]
+        if not more:
+            break
+        rounds += 1
+        log(f"refining around {', '.join(x['config'] for x in leaders)}: {len(more)} neighbouring configuration(s)")
+        served += _serve_round(more, contenders, work / f"serve-{rounds + 1}", samples, c, duration_s, cache,
+                               journal, log, table=table, cores=cores)
+        if [x["config"] for x in _leaders(served, c, 2)] == [x["config"] for x in leaders]:
+            break
+
+    # 4. choose
+    by_key = {v.key: v for v in variants}
+    for s in served:
+        v = by_key[s["variant"]]
+        s.update(size_mb=v.size_mb, accuracy=v.accuracy, accuracy_drop=v.accuracy_drop)
+        s["failed"] = failures(c, s)
+    ok = [s for s in served if s.get("status") == "ok"]
+    feasible = [s for s in ok if not s["failed"] and s.get("errors", 0) == 0]
+    rank = objective_key(c.optimize)
+    feasible.sort(key=rank)
+    chosen = _with_headroom(feasible, c) if feasible else None
+    closest = None if chosen else _closest(served, variants, model_fail, c)
+    front = pareto(ok, [("throughput", 1), ("p99_ms", -1), ("size_mb", -1), ("accuracy", 1)])
+    front.sort(key=rank)
+    for s in served:
+        s["pareto"] = s in front
+
+    result: dict[str, Any] = {
+        "artifact": str(art.path), "model": art.name, "data": str(data), "out": str(out),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "constraints": c.to_dict(), "objective": c.optimize, "env": env, "cores": cores,
+        "accuracy_metric": ds.metric, "accuracy_note": ds.why, "samples": ds.n,
+        "met": chosen is not None,
+        "chosen": _public(chosen) if chosen else None,
+        "why": _why(chosen, feasible, served, c) if chosen else None,
+        "closest": closest,
+        "pareto": [_public(s) for s in front],
+        "candidates": [_public(s) for s in sorted(ok, key=rank) + [s for s in served if s not in ok]],
+        "variants": [v.to_dict() | {"failed": model_fail.get(v.key, []), "pruned": pruned.get(v.key)}
+                     for v in variants],
+        "in_process": rows,
+        "predicted": sorted(predicted, key=rank)[:50],
+        "search": {"backends": backends, "precisions": precisions, "threads": threads,
+                   "batch_sizes": list(batch_sizes), "delays_us": sorted({s["max_queue_delay_us"] for s in served}),
+                   "instances": sorted({s["instances"] for s in served}), "grid_size": len(predicted),
+                   "served": len(served), "in_process_rows": len(rows), "duration_s": duration_s,
+                   "method": "grid + dominance pruning; best predicted configurations served, then the winner's "
+                             "neighbours", "load": f"closed loop, {c.concurrency} gRPC client(s), 1 item per request"},
+        "budget_s": budget_s,
+    }
+    repo = out / "repository"
+    if chosen is not None:
+        v = by_key[chosen["variant"]]
+        model_dir = write_repository(repo, v, _config(chosen), name or art.name)
+        result["repository"] = str(repo)
+        result["model_dir"] = str(model_dir)
+        if verify:
+            result["verification"] = _verify(repo, model_dir.name, v, samples, c, verify_s, log)
+    else:
+        shutil.rmtree(repo, ignore_errors=True)  # a repository that misses the targets is not written
+        result["repository"] = None
+    result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    from .report import write_report
+
+    result["report"] = str(out / "report.html")
+    (out / "plan.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_report(result, out / "report.html")
+    journal.save()
+    return result
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _installed_backends() -> list[str]:
+    from ..profile.bench import default_backends
+
+    return [b for b in default_backends() if b in BACKENDS]
+
+
+def _metrics(v: Variant) -> dict[str, Any]:
+    return {"size_mb": v.size_mb, "accuracy": v.accuracy, "accuracy_drop": v.accuracy_drop}
+
+
+def _dominated(variants: list[Variant], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """variant -> the variant that beats it everywhere that matters: best throughput, batch-1 latency,
+    size and accuracy (all at least as good, one better)."""
+    stats = {}
+    for v in variants:
+        ok = [r for r in rows if r["variant"] == v.key and r["status"] == "ok"]
+        if not ok:
+            continue
+        b1 = [r["p50_ms"] for r in ok if r["batch"] == 1]
+        stats[v.key] = {"throughput": max(r["throughput"] for r in ok), "p50_ms": min(b1) if b1 else 1e9,
+                        "size_mb": v.size_mb or 0, "accuracy": v.accuracy or 0}
+    out: dict[str, str] = {}
+    for a, sa in stats.items():
+        for b, sb in stats.items():
+            if a == b or b in out:
+                continue
+            # 25% margin on speed: a shared CPU's noise must not prune a variant
+            if (sb["throughput"] >= sa["throughput"] * 1.25 and sb["p50_ms"] * 1.25 <= sa["p50_ms"]
+                    and sb["size_mb"] <= sa["size_mb"] and sb["accuracy"] >= sa["accuracy"]):
+                out[a] = b
+                break
+    return out
+
+
+def _row_table(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[int, dict[str, Any]]]]:
+    t: dict[str, dict[int, dict[int, dict[str, Any]]]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            t.setdefault(r["variant"], {}).setdefault(r["threads"], {})[r["batch"]] = r
+    return t
+
+
+def _config(d: dict[str, Any]) -> Config:
+    return Config(d["backend"], d["precision"], int(d["threads"]), int(d["instances"]), int(d["max_batch_size"]),
+                  int(d["max_queue_delay_us"]))
+
+
+def _samples(ds) -> list[dict[str, Any]]:
+    n = min(ds.n, 32)
+    return [{k: v[i:i + 1] for k, v in ds.feeds.items()} for i in range(n)]
+
+
+def write_repository(repo: Path, v: Variant, cfg: Config, name: str) -> Path:
+    """REPO/<name>/{config.pbtxt, labels.txt, 1/model.onnx + bushu.yaml}, as `bushu serve` reads it."""
+    from google.protobuf import text_format
+
+    from ..serve.config import CONFIG_FILE, read_config
+    from ..serve.repository import add_to_repository
+
+    model_dir = Path(repo) / name
+    shutil.rmtree(model_dir, ignore_errors=True)
+    model_dir = add_to_repository(Path(repo), v.artifact, name=name, max_batch_size=cfg.max_batch_size,
+                                  max_queue_delay_us=cfg.max_queue_delay_us, instances=cfg.instances,
+                                  backend=cfg.backend, threads=cfg.threads)
+    if v.options:  # backend options (openvino precision) travel as config.pbtxt parameters
+        pb = read_config(model_dir)
+        for k, val in v.options.items():
+            pb.parameters[k].string_value = str(val)
+        (model_dir / CONFIG_FILE).write_text(text_format.MessageToString(pb))
+        read_config(model_dir)
+    return model_dir
+
+
+def _serve_round(configs: list[Config], variants: list[Variant], repo: Path, samples, c: Constraints,
+                 duration_s: float, cache: dict[str, Any], journal: _Journal, log: Callable[[str], None],
+                 table=None, cores: int | None = None) -> list[dict[str, Any]]:
+    """Serve each configuration (one repository, one server) and measure it under the load."""
+    from .loadgen import ServedProcess, replay
+
+    by_key = {v.key: v for v in variants}
+    results, todo = [], []
+    for cfg in configs:
+        key = f"served:{cfg.key}:c{c.concurrency}:{duration_s}"
+        if key in cache:
+            log(f"{cfg.key}: reusing the served measurement")
+            results.append(cache[key])
+        else:
+            todo.append((cfg, key))
+    if not todo:
+        return results
+    shutil.rmtree(repo, ignore_errors=True)
+    names = {}
+    for i, (cfg, _) in enumerate(todo):
+        names[cfg.key] = f"c{i:02d}"
+        write_repository(repo, by_key[cfg.variant], cfg, names[cfg.key])
+    log(f"serving {len(todo)} configuration(s) at concurrency {c.concurrency}, {duration_s:g} s each")
+    with ServedProcess(repo) as server:
+        for cfg, key in todo:
+            name = names[cfg.key]
+            row: dict[str, Any] = {**cfg.to_dict()}
+            if table is not None and cores:
+                row["predicted"] = predict(cfg, table[cfg.variant][cfg.threads], c.concurrency, cores)
+            if not server.ready(name):
+                row.update(status="error", reason=f"did not load: {server.states.get(name, 'unknown')}",
+                           p50_ms=None, p99_ms=None, avg_ms=None, throughput=0.0, errors=1)
+                results.append(row)
+                continue
+            try:
+                m = replay(server.url, name, samples, c.concurrency, duration_s)
+            except Exception as e:  # noqa: BLE001 - one configuration failing must not end the plan
+                row.update(status="error", reason=str(getattr(e, "message", e))[:300], p50_ms=None, p99_ms=None,
+                           avg_ms=None, throughput=0.0, errors=1)
+                results.append(row)
+                continue
+            m.pop("_outputs", None)
+            row.update(status="ok", **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in m.items()})
+            log(f"  {cfg.key}: {row['throughput']:.1f} req/s, p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms")
+            cache[key] = row
+            journal.save()
+            results.append(row)
+    return results
+
+
+def _leaders(served: list[dict[str, Any]], c: Constraints, n: int) -> list[dict[str, Any]]:
+    """The best served configuration of each of the ``n`` best variants (feasible first)."""
+    ok = [s for s in served if s.get("status") == "ok"]
+    rank = objective_key(c.optimize)
+    ordered = sorted(ok, key=lambda s: (bool(failures(c, s)), worst_ratio(failures(c, s)), *rank(s)))
+    out: list[dict[str, Any]] = []
+    for s in ordered:
+        if s["variant"] not in {o["variant"] for o in out}:
+            out.append(s)
+    return out[:n]
+
+
+NEAR = 0.03  # measured objective values this close are a tie on a shared CPU
+
+
+def _with_headroom(feasible: list[dict[str, Any]], c: Constraints) -> dict[str, Any]:
+    """The best by the objective, except that among those within NEAR of it, the one with the most
+    room under the latency bounds wins (served figures on a busy machine move by several percent)."""
+    best = feasible[0]
+    if c.optimize == "throughput":
+        near = [s for s in feasible if s["throughput"] >= best["throughput"] * (1 - NEAR)]
+    elif c.optimize == "latency":
+        return best
+    else:
+        near = [s for s in feasible if s["size_mb"] <= best["size_mb"] and s["throughput"] >= best["throughput"] * (1 - NEAR)]
+    bounds = [(k, BOUNDS[k][0]) for k in ("max_p99_ms", "max_avg_ms") if getattr(c, k) is not None]
+    if not bounds or len(near) < 2:
+        return best
+    return max(near, key=lambda s: min(getattr(c, k) / max(s[m], 1e-9) for k, m in bounds))
+
+
+def _public(s: dict[str, Any]) -> dict[str, Any]:
+    keys = ("config", "variant", "backend", "precision", "threads", "instances", "max_batch_size",
+            "max_queue_delay_us", "p50_ms", "p99_ms", "avg_ms", "throughput", "size_mb", "accuracy", "accuracy_drop",
+            "requests", "errors", "status", "reason", "failed", "pareto", "predicted")
+    return {k: s.get(k) for k in keys if k in s}
+
+
+def _why(chosen: dict[str, Any], feasible: list[dict[str, Any]], served: list[dict[str, Any]],
+         c: Constraints) -> str:
+    what = {"throughput": f"the highest throughput ({chosen['throughput']:.1f} req/s)",
+            "latency": f"the lowest p99 ({chosen['p99_ms']:.1f} ms)",
+            "size": f"the smallest model ({chosen['size_mb']:.1f} MB) at {chosen['throughput']:.1f} req/s"}[c.optimize]
+    top = feasible[0]
+    if top is chosen:
+        parts = [f"{chosen['config']} meets every constraint and has {what} of the {len(feasible)} served "
+                 f"configuration(s) that do (of {len(served)} served at concurrency {c.concurrency})"]
+    else:
+        parts = [f"{chosen['config']} meets every constraint with {chosen['throughput']:.1f} req/s, within "
+                 f"{NEAR:.0%} of the best ({top['config']}, {top['throughput']:.1f} req/s: a tie on a shared CPU), "
+                 f"and leaves more room under the latency bounds (p99 {chosen['p99_ms']:.1f} vs {top['p99_ms']:.1f} ms); "
+                 f"{len(feasible)} of {len(served)} served configurations meet every constraint"]
+    others = {}
+    for s in served:
+        if s["failed"] and s["variant"] != chosen["variant"]:
+            others.setdefault(s["variant"], s)
+    for variant, s in others.items():
+        f = s["failed"][0]
+        parts.append(f"{variant} misses {f['flag']} {f['limit']:g} ({f['value']:g} {f['unit']})")
+    return "; ".join(parts)
+
+
+def _closest(served: list[dict[str, Any]], variants: list[Variant], model_fail: dict[str, list], c: Constraints
+             ) -> dict[str, Any]:
+    """The candidate nearest to meeting everything, the constraint it misses most, what would relax it,
+    and the best value any candidate reached for each failed bound."""
+    from .constraints import BOUNDS
+
+    pool = [s for s in served if s.get("status") == "ok"]
+    if not pool:
+        v = min((v for v in variants if v.key in model_fail), key=lambda v: worst_ratio(model_fail[v.key]))
+        fails = model_fail[v.key]
+        cand = {"config": v.key, "failed": fails}
+    else:
+        cand = min(pool, key=lambda s: (worst_ratio(s["failed"]), len(s["failed"])))
+        fails = cand["failed"]
+    worst = fails[0] if fails else None
+    best_seen = {}
+    for f in fails:
+        key, kind = BOUNDS[f["constraint"]][:2]
+        vals = [s[key] for s in pool if s.get(key) is not None] or \
+               [getattr(v, key, None) for v in variants if getattr(v, key, None) is not None]
+        if vals:
+            best_seen[f["constraint"]] = min(vals) if kind == "max" else max(vals)
+    relax = []
+    for f in fails:
+        relax.append(f"{f['flag']} {f['value']:g}" + (f" (best any candidate reached: {best_seen[f['constraint']]:g} "
+                                                      f"{f['unit']})" if f["constraint"] in best_seen else ""))
+    hints = {"max_p99_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8) shorten the tail",
+             "max_avg_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8)",
+             "min_throughput": "more cores, or int8 (it needs an accuracy bound that int8 meets)",
+             "max_size_mb": "int8 is about a quarter of fp32's size",
+             "min_accuracy": "more representative calibration data, or a larger model",
+             "max_accuracy_drop": "more representative calibration data; fp32 has no drop"}
+    return {"config": cand["config"], "failed": fails,
+            "constraint": worst["constraint"] if worst else None,
+            "flag": worst["flag"] if worst else None,
+            "message": (f"nothing meets the constraints; closest: {cand['config']}, which misses "
+                        + ", ".join(f"{f['flag']} {f['limit']:g} ({f['value']:g} {f['unit']}, {f['ratio']:.2f}×)"
+                                    for f in fails)) if fails else "nothing was measured",
+            "relax": ("relax to " + ", ".join(relax)) if relax else None,
+            "hint": hints.get(worst["constraint"]) if worst else None,
+            "best_seen": best_seen}
+
+
+def _verify(repo: Path, name: str, v: Variant, samples, c: Constraints, seconds: float,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    """Serve the written repository as users will (`bushu serve REPO`), replay the load, compare."""
+    import numpy as np
+
+    from .loadgen import ServedProcess, replay
+    from .variants import _run
+
+    log(f"verifying: bushu serve {repo}, {c.concurrency} client(s) for {seconds:g} s")
+    out_name = v.artifact.outputs[0].name
+    with ServedProcess(repo) as server:
+        if not server.ready(name):
+            return {"passed": False, "reason": f"model {name} did not load: {server.states.get(name)}"}
+        m = replay(server.url, name, samples, c.concurrency, seconds, keep_outputs=out_name)
+    outs = m.pop("_outputs")
+    feeds = {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}
+    local = _run(v.path, v.backend, v.options, feeds, out_name)
+    idx = sorted(outs)
+    agree = float(np.mean([outs[i].reshape(-1).argmax() == local[i].argmax() for i in idx])) if idx else None
+    measured = {k: (round(val, 3) if isinstance(val, float) else val) for k, val in m.items()}
+    fails = failures(c, measured, only=("max_p99_ms", "max_avg_ms", "min_throughput"))
+    targets = {k: c.given()[k] for k in ("max_p99_ms", "max_avg_ms", "min_throughput") if k in c.given()}
+    passed = not fails and measured["errors"] == 0
+    log(f"verification: {measured['throughput']:.1f} req/s, p50 {measured['p50_ms']:.1f} ms, "
+        f"p99 {measured['p99_ms']:.1f} ms: {'meets' if passed else 'MISSES'} the targets")
+    return {**measured, "concurrency": c.concurrency, "targets": targets, "failed": fails, "passed": passed,
+            "served_top1_agreement": agree, "checked_outputs": len(idx),
+            "command": f"bushu serve {repo}"}

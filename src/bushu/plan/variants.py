@@ -1,0 +1,322 @@
+"""Model variants: one (backend, precision) pair each, with its model file, size and accuracy.
+
+    fp32  onnxruntime and openvino run the artifact's model.onnx
+    int8  static int8 QDQ from bushu.compress.quantize, calibrated on --data; onnxruntime runs it with
+          its int8 kernels, openvino maps the QDQ pairs to its own int8 kernels
+    bf16  openvino with INFERENCE_PRECISION_HINT=bf16, offered where the CPU has native bf16
+    fp16  offered only where the CPU has native fp16 arithmetic (elsewhere the runtimes add casts
+          around fp32 kernels, slower than fp32); never on this kind of CPU
+
+Accuracy is measured here on --data for every variant, with the variant's own backend and
+precision: top-1 accuracy when the class folders are the model's labels, else top-1 agreement with
+the fp32 model on the same images (the accuracy proxy; plan.json says which one it is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BushuError, UserInputError
+from ..model.artifact import Artifact
+
+__all__ = ["Dataset", "Variant", "build_variants", "load_dataset", "variant_accuracy"]
+
+BACKENDS = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8", "bf16", "fp16")
+
+
+@dataclass
+class Variant:
+    backend: str
+    precision: str
+    artifact: Artifact | None  # the artifact whose model file this variant runs
+    options: dict[str, Any] = field(default_factory=dict)  # backend options (openvino precision)
+    size_mb: float | None = None
+    accuracy: float | None = None  # percent: accuracy, or agreement with fp32 (see Dataset.metric)
+    accuracy_drop: float | None = None
+    status: str = "ok"  # ok | skipped | failed
+    reason: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+    @property
+    def path(self) -> Path:
+        assert self.artifact is not None
+        return self.artifact.model_path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.key, "backend": self.backend, "precision": self.precision,
+                "file": str(self.path) if self.artifact is not None else None, "options": self.options,
+                "size_mb": self.size_mb, "accuracy": self.accuracy, "accuracy_drop": self.accuracy_drop,
+                "status": self.status, "reason": self.reason, **({"notes": self.notes} if self.notes else {})}
+
+
+@dataclass
+class Dataset:
+    feeds: dict[str, np.ndarray]
+    targets: list[int] | None  # output index per sample when the folders are the model's labels
+    metric: str  # "accuracy" | "agreement"
+    why: str
+    n: int
+    source: str
+    mask: np.ndarray | None = None  # proxy mode: the samples fp32 is confident about (agreement is taken there)
+
+
+def _confident(logits: np.ndarray) -> np.ndarray:
+    from ..model.processing import softmax
+    from ..validate import CONFIDENT
+
+    probs = logits if np.all(logits >= 0) and np.allclose(logits.sum(1), 1, atol=1e-3) else softmax(logits)
+    return probs.max(1) >= CONFIDENT
+
+
+def set_proxy_mask(ds: Dataset, reference: np.ndarray) -> None:
+    """Proxy mode: agreement counts on the images fp32 is confident about (top-1 probability ≥ 0.5);
+    where fp32 itself hesitates, a flip between near-tied classes says little about quality."""
+    from ..validate import CONFIDENT
+
+    mask = _confident(reference)
+    if mask.sum() >= max(10, ds.n // 5):
+        ds.mask = mask
+        ds.why += (f" where fp32's top-1 probability is ≥ {CONFIDENT:g} ({int(mask.sum())} of {ds.n} images; "
+                   "where fp32 hesitates, flips between near-tied classes say little about quality)")
+    else:
+        ds.why += f" (all {ds.n} images: too few where fp32 is confident)"
+
+
+def load_dataset(data: Path, art: Artifact, limit: int | None = 512) -> Dataset:
+    """The labelled (or plain) image folder as model inputs, and whether accuracy can be measured."""
+    from ..compress.calibration import from_image_folder
+    from ..evaluate import match_classes
+
+    if art.preprocess is None:
+        raise UserInputError(f"{art.path} has no pre-processing metadata, so the images in {data} cannot be prepared",
+                             hint="plan an artifact written by bushu import")
+    ds = from_image_folder(data, art.inputs, art.preprocess, limit=limit, batch_size=8)
+    n = len(ds)
+    if ds.labels is None:
+        return Dataset(ds.feeds, None, "agreement", f"{data} has no class folders: the accuracy figure is top-1 "
+                       "agreement with the fp32 model", n, str(data))
+    shape = art.outputs[0].shape
+    n_out = shape[-1] if isinstance(shape[-1], int) else (len(art.labels) if art.labels else 1 << 30)
+    try:
+        index = match_classes(sorted(set(ds.labels)), art.labels, n_out)
+    except UserInputError as e:
+        return Dataset(ds.feeds, None, "agreement", "the class folders are not the model's labels "
+                       f"({e.message.split(':')[0]}), so the accuracy figure is the proxy: top-1 agreement with the "
+                       "fp32 model on these images", n, str(data))
+    return Dataset(ds.feeds, [index[c] for c in ds.labels], "accuracy",
+                   f"top-1 accuracy on {n} labelled images in {data}", n, str(data))
+
+
+def _run(path: Path, backend: str, options: dict[str, Any], feeds: dict[str, np.ndarray], out: str,
+         batch: int = 8) -> np.ndarray:
+    from ..runtime import load_backend
+
+    n = len(next(iter(feeds.values())))
+    parts = []
+    with load_backend(path, backend, **options) as be:
+        for i in range(0, n, batch):
+            parts.append(np.asarray(be.infer({k: v[i:i + batch] for k, v in feeds.items()})[out]))
+    return np.concatenate(parts).reshape(n, -1)
+
+
+def variant_accuracy(v: Variant, ds: Dataset, reference: np.ndarray | None, out: str) -> np.ndarray:
+    """Run ``v`` over the dataset; set v.accuracy (percent) and v.accuracy_drop; return its logits."""
+    logits = _run(v.path, v.backend, v.options, ds.feeds, out)
+    if ds.targets is not None:
+        v.accuracy = round(100.0 * float(np.mean(logits.argmax(1) == np.asarray(ds.targets))), 3)
+    elif reference is not None:
+        same = logits.argmax(1) == reference.argmax(1)
+        v.accuracy = round(100.0 * float(np.mean(same[ds.mask] if ds.mask is not None else same)), 3)
+    else:  # the fp32 reference itself
+        v.accuracy = 100.0
+    if reference is not None:
+        v.notes["top1_agreement_with_fp32"] = round(float(np.mean(logits.argmax(1) == reference.argmax(1))), 4)
+    return logits
+
+
+def cpu_flags() -> set[str]:
+    from ..envinfo import cpu_info
+
+    return {f for f, on in cpu_info().get("isa", {}).items() if on}
+
+
+def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], precisions: list[str],
+                   max_accuracy_drop: float | None, ds: Dataset, log: Callable[[str], None],
+                   cache: dict[str, Any] | None = None) -> list[Variant]:
+    """Every (backend, precision) pair asked for, built (int8 once, shared) and measured for size and
+    accuracy; pairs that cannot help on this machine come back with status "skipped" and why."""
+    from ..compress._measure import file_size_mb
+
+    flags = cpu_flags()
+    out_name = art.outputs[0].name
+    # accuracy: the fp32 onnxruntime output is the reference for agreement and for the drop
+    ref_art_logits = None
+    try:
+        ref_art_logits = _run(art.model_path, "onnxruntime", {}, ds.feeds, out_name)
+    except BushuError as e:
+        log(f"fp32 reference on onnxruntime failed: {e.message}")
+    if ds.targets is None and ref_art_logits is not None:
+        set_proxy_mask(ds, ref_art_logits)
+    variants: list[Variant] = []
+    int8_art: Artifact | None = None
+    int8_error: str | None = None
+    for precision in precisions:
+        if precision == "int8" and any(b in backends for b in BACKENDS):
+            int8_art, int8_error = _int8_artifact(art, data, work, max_accuracy_drop, ds, log, cache)
+        for backend in backends:
+            v = Variant(backend, precision, None)
+            if precision == "fp32":
+                v.artifact = art
+                if backend == "openvino":
+                    v.options = {"precision": "f32"}
+            elif precision == "int8":
+                if int8_art is None:
+                    v.status, v.reason = "failed", int8_error or "int8 quantization failed"
+                else:
+                    v.artifact = int8_art
+            elif precision == "bf16":
+                if backend != "openvino":
+                    v.status, v.reason = "skipped", f"{backend} has no bf16 mode here (openvino does)"
+                elif not flags & {"avx512_bf16", "amx_bf16"}:
+                    v.status, v.reason = "skipped", "this CPU has no native bf16 (avx512_bf16 / amx_bf16)"
+                else:
+                    v.artifact, v.options = art, {"precision": "bf16"}
+            elif precision == "fp16":
+                if not flags & {"avx512_fp16", "amx_fp16"}:
+                    v.status, v.reason = "skipped", ("this CPU has no native fp16 arithmetic (avx512_fp16 / "
+                                                     "amx_fp16): fp16 runs as casts around fp32 kernels, slower "
+                                                     "than fp32; it pays off on GPUs")
+                elif backend == "openvino":
+                    v.artifact, v.options = art, {"precision": "f16"}
+                else:
+                    v.status, v.reason = "skipped", "onnxruntime's CPU provider has few fp16 kernels"
+            if v.artifact is not None:
+                v.size_mb = file_size_mb(v.path)
+            variants.append(v)
+    ref_acc = None
+    if ds.targets is not None and ref_art_logits is not None:
+        ref_acc = round(100.0 * float(np.mean(ref_art_logits.argmax(1) == np.asarray(ds.targets))), 3)
+    for v in variants:
+        if v.status != "ok":
+            continue
+        key = f"accuracy:{v.key}:{v.path.stat().st_mtime_ns}"
+        if cache is not None and key in cache:
+            v.accuracy, v.notes = cache[key]["accuracy"], cache[key]["notes"]
+        else:
+            try:
+                variant_accuracy(v, ds, ref_art_logits, out_name)
+            except BushuError as e:
+                v.status, v.reason = "failed", f"could not run on {ds.source}: {e.message.splitlines()[0]}"
+                continue
+            except Exception as e:  # a framework's own error: this variant is out, the plan goes on
+                v.status, v.reason = "failed", f"could not run: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                continue
+            if cache is not None:
+                cache[key] = {"accuracy": v.accuracy, "notes": v.notes}
+        base = ref_acc if ds.targets is not None else 100.0
+        if base is not None and v.accuracy is not None:
+            v.accuracy_drop = round(base - v.accuracy, 3)
+        log(f"{v.key}: {v.size_mb:.1f} MB, {ds.metric} {v.accuracy:.1f}%")
+    return variants
+
+
+def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None, ds: Dataset,
+                   log: Callable[[str], None], cache: dict[str, Any] | None) -> tuple[Artifact | None, str | None]:
+    """Static int8 calibrated on --data (bushu optimize's own quantizer); reused when already built.
+
+    With an accuracy bound, the quantizer keeps the most sensitive nodes in float until the bound
+    holds: on the labels when the folders are the model's labels, else on pseudo-labels (the fp32
+    model's own top-1 per image), which makes its accuracy the top-1 agreement with fp32."""
+    import contextlib
+    import shutil
+    import sys
+
+    from ..compress import StaticInt8Config, quantize
+    from ..compress.quantize import AccuracyDropError
+
+    out = work / "int8"
+    if cache is not None and cache.get("int8") == f"ok:{max_drop}" and (out / "bushu.yaml").is_file():
+        log(f"int8: reusing {out}")
+        return Artifact.load(out), None
+    check_data: Path | None = data if ds.targets is not None else None
+    if ds.targets is None and max_drop is not None:
+        check_data = _pseudo_labelled(art, data, work / "pseudo-labels", log)
+    bound = max_drop if check_data is not None else None
+    what = "accuracy" if ds.targets is not None else "agreement with fp32"
+    drops: dict[str, float] = {}
+
+    def build(method: str, allow: float | None) -> Artifact:
+        log(f"int8: static int8 (QDQ), {method} calibration on {data}"
+            + (f", keeping {what} within {allow:g} points" if allow is not None else ""))
+        shutil.rmtree(out, ignore_errors=True)
+        # ONNX Runtime's histogram calibrators print progress on stdout; keep stdout for --json
+        with contextlib.redirect_stdout(sys.stderr):
+            return quantize(art, out, StaticInt8Config(calibration=data, calib_size=100, method=method),
+                            data=check_data, max_accuracy_drop=allow, measure=False, log=log)
+
+    # Cheapest first: minmax; percentile when minmax loses more than the bound; then the quantizer
+    # keeps the most sensitive nodes in float, with the better of the two. (MobileNetV2 on real photos,
+    # agreement where fp32 is confident: minmax 94.4%, percentile 96.3%, entropy 92.6%.)
+    try:
+        result = None
+        for method in ("minmax", "percentile"):
+            result = build(method, None)
+            drop = (result.metrics["optimize"].get("accuracy") or {}).get("drop")
+            if bound is None or drop is None or drop <= bound:
+                break
+            drops[method] = drop
+            log(f"int8: {method} calibration loses {drop:g} points of {what} (bound {bound:g})")
+        else:
+            best = min(drops, key=drops.__getitem__)
+            result = build(best, bound)
+    except AccuracyDropError as e:
+        return None, f"int8 loses too much {what}: {e.message}"
+    except BushuError as e:
+        return None, f"int8 quantization failed: {e.message.splitlines()[0]}"
+    if cache is not None:
+        cache["int8"] = f"ok:{max_drop}"
+    return result, None
+
+
+def _pseudo_labelled(art: Artifact, data: Path, out: Path, log: Callable[[str], None]) -> Path | None:
+    """A copy of the images fp32 is confident about, under folders named by its top-1 label (labels
+    that occur once only)."""
+    import shutil
+
+    from ..compress.calibration import scan_images
+    from ..model.processing import preprocess_images
+
+    labels = art.labels or []
+    if not labels:
+        return None
+    unique = {lbl for lbl in labels if labels.count(lbl) == 1 and "/" not in lbl and not lbl.startswith(".")}
+    shutil.rmtree(out, ignore_errors=True)
+    from ..runtime import load_backend
+
+    kept = 0
+    with load_backend(art.model_path, "onnxruntime") as be:
+        name, out_name = be.inputs[0].name, be.outputs[0].name
+        for i, (path, _) in enumerate(scan_images(data)):
+            try:
+                x = preprocess_images([path], art.preprocess)
+            except UserInputError:
+                continue
+            logits = np.asarray(be.infer({name: x})[out_name]).reshape(1, -1)
+            top = int(logits.argmax())
+            if top < len(labels) and labels[top] in unique and _confident(logits)[0]:
+                d = out / labels[top]
+                d.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, d / f"{i:05d}{path.suffix.lower()}")
+                kept += 1
+    log(f"int8: {kept} image(s) pseudo-labelled with the fp32 model's top-1, to bound the loss of agreement")
+    return out if kept else None

@@ -1,0 +1,107 @@
+"""`bushu plan` as a user runs it: the real CLI in a subprocess, the written repository served by
+`bushu serve` in another, queried with the stock tritonclient."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FAST = ["--backend", "onnxruntime", "--precision", "fp32", "--precision", "int8", "--threads", "1",
+        "--batch-sizes", "1,4", "--duration", "0.6", "--bench-duration", "0.15", "--serve-top", "2", "--budget", "4m"]
+
+
+def _tiny(root: Path) -> dict[str, Path]:
+    path = Path(__file__).parents[1] / "integration" / "test_plan.py"
+    spec = importlib.util.spec_from_file_location("_plan_models", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build_tiny_classifier(root)
+
+
+def bushu(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bushu", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    return _tiny(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def planned(tiny, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("p") / "plan"
+    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", out, "--concurrency", 2,
+                 "--max-p99-ms", 5000, "--max-accuracy-drop", 5, *FAST, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"json": json.loads(proc.stdout), "out": out}
+
+
+def test_json_has_plain_keys(planned):
+    j = planned["json"]
+    assert j["met"] is True and j["verification"]["passed"] is True
+    for k in ("config", "backend", "precision", "threads", "instances", "max_batch_size", "max_queue_delay_us",
+              "p50_ms", "p99_ms", "throughput", "size_mb", "accuracy"):
+        assert j["chosen"][k] is not None, k
+    assert j["env"]["physical_cores"] >= 1 and j["constraints"]["max_p99_ms"] == 5000
+    assert Path(j["report"]).is_file() and Path(j["repository"]).is_dir()
+
+
+def test_bushu_serve_runs_the_repository_as_is(planned):
+    import tritonclient.grpc as grpcclient
+
+    j = planned["json"]
+    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", j["repository"], "--http-port", "-1",
+                             "--grpc-port", "0", "--metrics-port", "-1"], stdout=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if m := re.match(r"gRPC\s+(\S+)", line):
+                url = m[1]
+            if line.startswith("ready"):
+                break
+        assert url, "the server did not start"
+        c = grpcclient.InferenceServerClient(url)
+        name = Path(j["model_dir"]).name
+        cfg = c.get_model_config(name, as_json=True)["config"]
+        assert int(cfg["max_batch_size"]) == j["chosen"]["max_batch_size"]
+        x = np.zeros((1, 3, 32, 32), np.float32)
+        inp = grpcclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        assert c.infer(name, [inp]).as_numpy("logits").shape == (1, 2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+def test_table_output_and_unmet_constraints_exit_1(tiny, planned):
+    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", planned["out"], "--concurrency", 2,
+                 "--max-p99-ms", 0.001, *FAST)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    out = " ".join(proc.stdout.split())
+    assert "Pareto front" in out and "nothing meets the constraints" in out and "--max-p99-ms" in out
+    assert "relax to --max-p99-ms" in out
+
+
+@pytest.mark.parametrize("target, words", [("gpu", "not available here"), ("edge-tflite", "not available here"),
+                                           ("tpu", "unknown target")])
+def test_targets_other_than_cpu_fail_clearly(tiny, tmp_path, target, words):
+    gpu_here = subprocess.run(["which", "nvidia-smi"], capture_output=True).returncode == 0
+    if target == "gpu" and gpu_here:
+        words = "CPU deployments only"
+    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", tmp_path / "o", "--target", target)
+    assert proc.returncode == 2
+    assert words in proc.stderr and "Hint:" in proc.stderr
+
+
+def test_bad_constraint_is_a_clear_error(tiny, tmp_path):
+    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", tmp_path / "o", "--min-accuracy", 150)
+    assert proc.returncode == 2 and "percentage" in proc.stderr
