@@ -1,0 +1,289 @@
+"""`bushu package`: an artifact -> an offline SDK bundle (a pip-installable source tree, zipped).
+
+    <dist>-<version>/
+      pyproject.toml, _sdk_build.py, sdk-build.json   pip installs it with no setuptools and no network
+      requirements.txt                                 onnxruntime, numpy, pillow (nothing else)
+      README.md                                        install, predict, serve, scale
+      MANIFEST.sha256                                  every other file (`sha256sum -c MANIFEST.sha256`)
+      src/<package>/                                   Predictor API + CLI (templates/sdk)
+      src/<package>/model/                             model.onnx, labels.txt, sdk.json, bushu.yaml, SHA256SUMS
+      deploy/Dockerfile                                bushu serve with the model baked in
+      deploy/repository/<model>/config.pbtxt           + src/<package>/model/ = a Triton-layout repository
+      deploy/kubernetes/, deploy/kserve/               manifests (see manifests.py)
+
+The archive format follows the output name: ``.zip``, ``.tar.gz``/``.tgz``, anything else is a directory.
+A ``.zip``/``.tar.gz`` with one top directory holding pyproject.toml is also what pip takes as a
+source archive, so ``pip install bundle.zip`` works as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import string
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError, UserInputError
+from ..model.artifact import LABELS_FILE, META_FILE, Artifact, _dump, _now, library_versions
+from .manifests import DeploySettings, manifests
+
+__all__ = ["Bundle", "PackageConfig", "build_bundle", "names_for"]
+
+# the light runtime the SDK needs; lower bounds are versions bushu is tested with or older ones that work
+REQUIREMENTS = ["onnxruntime>=1.17", "numpy>=1.23", "pillow>=9.1"]
+SDK_FILES = ("__init__.py", "predictor.py", "cli.py", "__main__.py")
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    name: str | None = None  # distribution name stem (default: the artifact's name)
+    version: str = "1.0.0"
+    image: str | None = None  # container image tag used in the Dockerfile comments and manifests
+    min_replicas: int = 1
+    max_replicas: int = 4
+    cpu_target: int = 70
+    storage_uri: str | None = None
+    top_k: int | None = None  # default top_k of the SDK (default: the artifact's)
+
+
+@dataclass
+class Bundle:
+    path: Path
+    format: str  # zip | tar.gz | dir
+    dist: str
+    package: str
+    script: str
+    model: str
+    version: str
+    size_bytes: int
+    files: dict[str, int] = field(default_factory=dict)  # relative path -> bytes
+
+    def summary(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "dist": self.dist, "package": self.package,
+                "script": self.script, "model": self.model, "version": self.version,
+                "size_bytes": self.size_bytes, "size_mb": round(self.size_bytes / 1e6, 3),
+                "files": len(self.files)}
+
+
+def names_for(name: str) -> tuple[str, str, str, str]:
+    """Artifact name -> (model name in the repository, distribution, import package, console script)."""
+    model = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("._-") or "model"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+    if slug[0].isdigit():
+        slug = "m-" + slug
+    return model, f"{slug}-sdk", slug.replace("-", "_") + "_sdk", f"{slug}-predict"
+
+
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([abc]|rc|\.post|\.dev)?[0-9]*$")
+
+
+def _template(name: str) -> str:
+    return resources.files(__package__).joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+
+
+def _sdk_template(name: str) -> str:
+    return resources.files(__package__).joinpath("templates").joinpath("sdk").joinpath(name).read_text(
+        encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check(art: Artifact) -> None:
+    if art.model_path.suffix != ".onnx":
+        raise UserInputError(f"artifact {art.path} holds {art.model_file!r}; the SDK bundle ships an ONNX model",
+                             hint="import or export it to ONNX first (bushu import SRC -o ART)")
+    if art.preprocess is None or art.preprocess.kind != "image":
+        raise UserInputError(f"artifact {art.path} records no image pre-processing; the SDK predictor classifies "
+                             "images", hint="re-import it with --size/--mean/--std, or use bushu serve for raw tensors")
+    if art.task != "classification" or (art.postprocess and art.postprocess.kind != "classification"):
+        raise UserInputError(f"artifact {art.path} is a {art.task!r} model; the SDK predictor does classification")
+    if len(art.inputs) != 1:
+        raise UserInputError(f"artifact {art.path} has {len(art.inputs)} inputs; the SDK predictor feeds one image "
+                             "tensor", hint="serve multi-input models with bushu serve")
+
+
+def _config_pbtxt(model: str, art: Artifact) -> str:
+    batched = bool(art.inputs[0].shape) and isinstance(art.inputs[0].shape[0], str)
+    lines = [f'name: "{model}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {8 if batched else 0}"]
+    if batched:
+        lines.append("dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}")
+    lines.append("instance_group {\n  count: 1\n  kind: KIND_CPU\n}")
+    return "\n".join(lines) + "\n"
+
+
+def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageConfig | None = None,
+                 validate: bool = False) -> Bundle:
+    """Write the SDK bundle for artifact ``src`` to ``out`` (zip, tar.gz or a directory)."""
+    import yaml
+
+    cfg = config or PackageConfig()
+    art = src if isinstance(src, Artifact) else Artifact.load(src)
+    _check(art)
+    if not _VERSION.match(cfg.version):
+        raise UserInputError(f"version {cfg.version!r} is not a PEP 440 version", hint="e.g. 1.0.0 or 2.1rc1")
+    if not 1 <= cfg.min_replicas <= cfg.max_replicas:
+        raise UserInputError(f"replicas {cfg.min_replicas}:{cfg.max_replicas}: need 1 <= min <= max")
+    model, dist, package, script = names_for(cfg.name or art.name)
+    image = cfg.image or f"{dist.removesuffix('-sdk')}-server:{cfg.version}"
+    out = Path(out)
+    fmt = "zip" if out.name.endswith(".zip") else "tar.gz" if out.name.endswith((".tar.gz", ".tgz")) else "dir"
+    if fmt == "dir" and out.exists() and any(out.iterdir()) and not (out / "MANIFEST.sha256").is_file():
+        raise ArtifactError(f"refusing to overwrite {out}: it exists and is not an SDK bundle",
+                            hint="choose another -o, e.g. NAME.zip")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    top = f"{dist}-{cfg.version}"
+    work = Path(tempfile.mkdtemp(prefix=".bushu-package-", dir=out.parent))
+    try:
+        root = work / top
+        pkg_dir = root / "src" / package
+        model_dir = pkg_dir / "model"
+        model_dir.mkdir(parents=True)
+
+        # -- the model directory: also a bushu artifact, so the server can serve it as is ----------------
+        shutil.copyfile(art.model_path, model_dir / "model.onnx")
+        data = art.model_path.with_name(art.model_path.name + ".data")
+        if data.is_file():  # external weights keep the file name recorded in the graph
+            shutil.copyfile(data, model_dir / data.name)
+        labels = art.labels
+        if labels:
+            (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
+        post = art.postprocess.to_dict() if art.postprocess else {"kind": "classification", "top_k": 5, "softmax": True}
+        if cfg.top_k:
+            post["top_k"] = cfg.top_k
+        sdk = {"name": model, "version": cfg.version, "task": art.task, "model": "model.onnx",
+               "labels": LABELS_FILE if labels else None,
+               "inputs": [s.to_dict() for s in art.inputs], "outputs": [s.to_dict() for s in art.outputs],
+               "preprocess": art.preprocess.to_dict(), "postprocess": post,
+               "created": _now(), "source": str(art.provenance.get("source", art.path)),
+               "packaged_with": library_versions("bushu", "onnxruntime", "numpy", "pillow")}
+        (model_dir / "sdk.json").write_text(json.dumps(sdk, indent=2) + "\n", encoding="utf-8")
+        meta = art.to_meta()
+        meta["name"] = model
+        meta["model"]["file"] = "model.onnx"
+        meta["files"] = {}  # references (model.pt2 ...) stay behind: the bundle is light
+        meta["labels"] = LABELS_FILE if labels else None
+        meta["postprocess"] = post
+        meta["provenance"] = {**meta.get("provenance", {}), "packaged": {"time": sdk["created"], "dist": dist,
+                                                                          "version": cfg.version}}
+        (model_dir / META_FILE).write_text(_dump(meta), encoding="utf-8")
+        sums = [f"{_sha256(p)}  {p.name}" for p in sorted(model_dir.iterdir()) if p.is_file()]
+        (model_dir / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+
+        # -- the Python package ---------------------------------------------------------------------------
+        for f in SDK_FILES:
+            (pkg_dir / f).write_text(_sdk_template(f).replace("PACKAGE", package), encoding="utf-8")
+        build_meta = {"name": dist, "version": cfg.version, "package": package,
+                      "summary": f"Offline {model} image classifier (ONNX Runtime), packaged by bushu",
+                      "requires_python": ">=3.9", "dependencies": REQUIREMENTS,
+                      "scripts": {script: f"{package}.cli:main"}}
+        (root / "sdk-build.json").write_text(json.dumps(build_meta, indent=2) + "\n")
+        (root / "_sdk_build.py").write_text(_template("_sdk_build.py"))
+        (root / "pyproject.toml").write_text(_pyproject(build_meta))
+        (root / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
+
+        # -- deployment -------------------------------------------------------------------------------------
+        deploy = root / "deploy"
+        (deploy / "repository" / model).mkdir(parents=True)
+        (deploy / "repository" / model / "config.pbtxt").write_text(_config_pbtxt(model, art))
+        settings = DeploySettings(model=model, image=image, min_replicas=cfg.min_replicas,
+                                  max_replicas=cfg.max_replicas, cpu_target=cfg.cpu_target,
+                                  storage_uri=cfg.storage_uri)
+        for rel, obj in manifests(settings).items():
+            (deploy / rel).parent.mkdir(parents=True, exist_ok=True)
+            (deploy / rel).write_text(f"# {obj['kind']} for model {model}, written by bushu package\n"
+                                      + yaml.safe_dump(obj, sort_keys=False, width=120))
+        subst = {"image": image, "model": model, "package": package, "dist": dist, "version": cfg.version,
+                 "script": script, "task": art.task, "n_labels": len(labels or []) or "no",
+                 "created": sdk["created"][:10], "model_file": "model.onnx",
+                 "model_mb": f"{(model_dir / 'model.onnx').stat().st_size / 1e6:.1f}",
+                 "input": ", ".join(str(s) for s in art.inputs), "output": ", ".join(str(s) for s in art.outputs),
+                 "preprocess": _describe(art.preprocess), "top_k": post.get("top_k", 5),
+                 "archive": out.name if fmt != "dir" else ".", "min_replicas": cfg.min_replicas,
+                 "max_replicas": cfg.max_replicas}
+        (deploy / "Dockerfile").write_text(string.Template(_template("Dockerfile.txt")).substitute(subst))
+        (root / "README.md").write_text(string.Template(_template("README.md.txt")).substitute(subst))
+
+        if validate:
+            from .manifests import validate_manifests
+
+            validate_manifests(sorted(deploy.glob("*/*.yaml")))
+
+        files = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+        (root / "MANIFEST.sha256").write_text(
+            "".join(f"{_sha256(root / rel)}  {rel}\n" for rel in files))
+        files["MANIFEST.sha256"] = (root / "MANIFEST.sha256").stat().st_size
+
+        if fmt == "dir":
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(root, out)
+        else:
+            tmp_archive = work / ("bundle." + fmt)
+            (_write_zip if fmt == "zip" else _write_tar)(root, top, files, tmp_archive)
+            os.replace(tmp_archive, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    size = out.stat().st_size if fmt != "dir" else sum(files.values())
+    return Bundle(path=out, format=fmt, dist=dist, package=package, script=script, model=model,
+                  version=cfg.version, size_bytes=size, files=files)
+
+
+def _describe(pp) -> str:
+    steps = []
+    if pp.resize:
+        steps.append(f"resize shorter side to {pp.resize} ({pp.interpolation})")
+    if pp.crop:
+        steps.append(f"centre crop {pp.crop}")
+    steps.append(f"scale {pp.scale:.6g}, mean {list(pp.mean)}, std {list(pp.std)}, {pp.color}, {pp.layout}")
+    return "; ".join(steps)
+
+
+def _pyproject(meta: dict[str, Any]) -> str:
+    deps = ", ".join(json.dumps(d) for d in meta["dependencies"])
+    scripts = "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in meta["scripts"].items())
+    return ("# Built by _sdk_build.py (standard library only; metadata in sdk-build.json): pip install .\n"
+            "[build-system]\nrequires = []\nbuild-backend = \"_sdk_build\"\nbackend-path = [\".\"]\n\n"
+            f"[project]\nname = {json.dumps(meta['name'])}\nversion = {json.dumps(meta['version'])}\n"
+            f"description = {json.dumps(meta['summary'])}\nreadme = \"README.md\"\n"
+            f"requires-python = {json.dumps(meta['requires_python'])}\ndependencies = [{deps}]\n\n"
+            f"[project.scripts]\n{scripts}")
+
+
+def _write_zip(root: Path, top: str, files: dict[str, int], dest: Path) -> None:
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for rel in files:
+            zi = zipfile.ZipInfo(f"{top}/{rel}", date_time=_EPOCH)
+            zi.external_attr = 0o644 << 16
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            with open(root / rel, "rb") as f, zf.open(zi, "w") as w:
+                shutil.copyfileobj(f, w, 1 << 20)
+
+
+def _write_tar(root: Path, top: str, files: dict[str, int], dest: Path) -> None:
+    def clean(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        ti.mtime = 315532800
+        ti.mode = 0o644 if ti.isfile() else 0o755
+        return ti
+
+    with tarfile.open(dest, "w:gz") as tf:
+        for rel in files:
+            tf.add(root / rel, arcname=f"{top}/{rel}", recursive=False, filter=clean)

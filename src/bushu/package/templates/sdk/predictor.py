@@ -1,0 +1,210 @@
+"""The offline predictor: ONNX Runtime, numpy and Pillow only (no PyTorch, no bushu).
+
+    from PACKAGE import Predictor
+    p = Predictor()                      # the model shipped inside this package
+    p.predict("cat.jpg")                 # -> [("tabby", 0.61), ("tiger cat", 0.22), ...]
+    p.predict_batch(["a.jpg", "b.png"], top_k=1)
+    p.logits(["a.jpg"])                  # raw model outputs, shape [batch, classes]
+
+``Predictor(path)`` also takes another model directory (one holding ``sdk.json``) or an unpacked
+bundle. Every model file is checked against ``SHA256SUMS`` when the predictor loads: a changed or
+corrupted file raises ``ChecksumError`` instead of giving wrong answers.
+
+This file was written by ``bushu package``; the pre-processing below is the same as the bushu
+server's, so the predictions match the server's ``:classify`` answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, List, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["ChecksumError", "Predictor", "PredictorError", "verify_checksums"]
+
+CONFIG_FILE = "sdk.json"
+CHECKSUM_FILE = "SHA256SUMS"
+ImageLike = Union[str, os.PathLike, bytes, "np.ndarray", Any]  # path, encoded bytes, HWC uint8 array, PIL image
+
+
+class PredictorError(Exception):
+    """A problem with the model files or the input; the message says what to do."""
+
+
+class ChecksumError(PredictorError):
+    """A model file does not match the checksum recorded when the bundle was made."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_checksums(model_dir: Union[str, os.PathLike]) -> List[str]:
+    """Check every file listed in ``SHA256SUMS``; returns the names checked, raises ChecksumError."""
+    model_dir = Path(model_dir)
+    sums = model_dir / CHECKSUM_FILE
+    if not sums.is_file():
+        raise ChecksumError(f"{sums} is missing: cannot verify the model files. Reinstall the SDK bundle.")
+    checked = []
+    for n, line in enumerate(sums.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        want, sep, name = line.partition("  ")
+        name = name.lstrip("*")
+        if not sep or len(want) != 64 or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ChecksumError(f"{sums} line {n} is malformed: {line!r}")
+        path = model_dir / name
+        if not path.is_file():
+            raise ChecksumError(f"model file {name!r} is missing from {model_dir} (listed in {CHECKSUM_FILE})")
+        got = _sha256(path)
+        if got != want:
+            raise ChecksumError(
+                f"model file {name!r} in {model_dir} failed its SHA-256 check: it is {got[:16]}..., "
+                f"the bundle recorded {want[:16]}...; the file was changed or corrupted after packaging. "
+                "Reinstall the SDK bundle (or pass verify=False if you changed it on purpose).")
+        checked.append(name)
+    return checked
+
+
+def _find_model_dir(path: Union[str, os.PathLike, None]) -> Path:
+    if path is None:
+        return Path(__file__).resolve().parent / "model"
+    p = Path(path)
+    if (p / CONFIG_FILE).is_file():
+        return p
+    if p.is_dir():  # an unpacked bundle: src/<package>/model/sdk.json
+        found = sorted(p.glob(f"src/*/model/{CONFIG_FILE}")) + sorted(p.glob(f"*/model/{CONFIG_FILE}"))
+        if found:
+            return found[0].parent
+    raise PredictorError(f"{p} is not a model directory (no {CONFIG_FILE} in it or in src/*/model/)")
+
+
+def _load_image(src: ImageLike):
+    from PIL import Image, UnidentifiedImageError
+
+    if hasattr(src, "convert"):  # already a PIL image
+        return src
+    if isinstance(src, np.ndarray):
+        if src.dtype != np.uint8 or src.ndim not in (2, 3):
+            raise PredictorError(f"an array image must be HxW or HxWxC uint8, got {src.dtype} {src.shape}")
+        return Image.fromarray(src)
+    try:
+        img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
+        img.load()
+    except FileNotFoundError:
+        raise PredictorError(f"image not found: {src}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        name = "the given bytes" if isinstance(src, (bytes, bytearray)) else str(src)
+        raise PredictorError(f"cannot decode {name} as an image: {e}") from e
+    return img
+
+
+class Predictor:
+    """Image classifier over the bundled ONNX model.
+
+    path: a model directory (default: the one inside this package). providers: ONNX Runtime
+    execution providers in order of preference (default: CPU). threads: intra-op threads (default:
+    ONNX Runtime's choice). verify: check SHA256SUMS before loading (default: True).
+    """
+
+    def __init__(self, path: Union[str, os.PathLike, None] = None, *, providers: Sequence[str] | None = None,
+                 threads: int | None = None, verify: bool = True):
+        self.model_dir = _find_model_dir(path)
+        if verify:
+            verify_checksums(self.model_dir)
+        try:
+            self.config = json.loads((self.model_dir / CONFIG_FILE).read_text())
+        except ValueError as e:
+            raise PredictorError(f"{self.model_dir / CONFIG_FILE} is not valid JSON: {e}") from e
+        self.preprocess_config = self.config.get("preprocess") or {}
+        self.postprocess_config = self.config.get("postprocess") or {}
+        labels_file = self.config.get("labels")
+        self.labels: List[str] | None = None
+        if labels_file:
+            self.labels = (self.model_dir / labels_file).read_text(encoding="utf-8").splitlines()
+
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(self.model_dir / self.config["model"]), opts,
+                                            providers=list(providers or ["CPUExecutionProvider"]))
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    # -- pre-processing (same steps as bushu.model.processing.preprocess_image) ------------------------
+    def preprocess(self, image: ImageLike) -> np.ndarray:
+        """One image -> float32 array laid out as the model wants it (no batch dimension)."""
+        from PIL import Image
+
+        pp = self.preprocess_config
+        img = _load_image(image).convert("RGB")
+        resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                    "nearest": Image.NEAREST}[pp.get("interpolation", "bilinear")]
+        if pp.get("resize"):
+            w, h = img.size
+            s = pp["resize"] / min(w, h)
+            img = img.resize((max(1, round(w * s)), max(1, round(h * s))), resample)
+        if pp.get("crop"):
+            w, h = img.size
+            c = pp["crop"]
+            left, top = int(round((w - c) / 2.0)), int(round((h - c) / 2.0))
+            img = img.crop((left, top, left + c, top + c))
+        x = np.asarray(img, dtype=np.float32) * np.float32(pp.get("scale", 1 / 255))
+        if pp.get("color") == "BGR":
+            x = x[..., ::-1]
+        x = (x - np.asarray(pp.get("mean", (0.0, 0.0, 0.0)), np.float32)) / np.asarray(
+            pp.get("std", (1.0, 1.0, 1.0)), np.float32)
+        if pp.get("layout", "NCHW") == "NCHW":
+            x = x.transpose(2, 0, 1)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    # -- inference -----------------------------------------------------------------------------------
+    def logits(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Raw model outputs for a batch of images, shape [batch, classes]."""
+        if not images:
+            raise PredictorError("no images given")
+        x = np.stack([self.preprocess(im) for im in images])
+        out = self.session.run([self.output_name], {self.input_name: x})[0]
+        return out.reshape(out.shape[0], -1)
+
+    def scores(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Class scores (softmax of the logits when the model was packaged with softmax on)."""
+        z = self.logits(images).astype(np.float64)
+        if not self.postprocess_config.get("softmax", True):
+            return z
+        z = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def predict_batch(self, images: Sequence[ImageLike], top_k: int | None = None) -> List[List[Tuple[str, float]]]:
+        """The top_k (label, score) pairs for each image, best first."""
+        scores = self.scores(images)
+        k = min(int(top_k or self.postprocess_config.get("top_k", 5)), scores.shape[-1])
+        if k < 1:
+            raise PredictorError(f"top_k must be >= 1, got {top_k}")
+        out = []
+        for row in scores:
+            idx = np.argsort(-row)[:k]
+            out.append([(self.label(int(i)), float(row[i])) for i in idx])
+        return out
+
+    def predict(self, image: ImageLike, top_k: int | None = None) -> List[Tuple[str, float]]:
+        """The top_k (label, score) pairs for one image, best first."""
+        return self.predict_batch([image], top_k)[0]
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels and index < len(self.labels) else str(index)
+
+    def __repr__(self) -> str:
+        return f"Predictor({str(self.model_dir)!r}, model={self.config.get('name')!r})"

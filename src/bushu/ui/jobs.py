@@ -1,0 +1,204 @@
+"""Background jobs for the web UI: `bushu` commands run as subprocesses, their state in SQLite.
+
+A job row is written before its process starts; the process runs in its own session under
+``bushu.ui.runner``, which writes the exit status to ``jobs/<id>.rc``; its output goes to
+``jobs/<id>.log``. The UI may stop and start again at any time: on start it re-attaches to jobs whose
+process is still alive, finishes those whose .rc file appeared, and marks the rest ``interrupted``
+(a train job can be resumed: ``bushu train`` continues its search from its work directory).
+
+    queued -> running -> succeeded | failed | cancelled | interrupted
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFoundError, UserInputError
+
+__all__ = ["JobStore"]
+
+FINAL = ("succeeded", "failed", "cancelled", "interrupted")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  title TEXT NOT NULL,
+  argv TEXT NOT NULL,
+  output TEXT,
+  status TEXT NOT NULL,
+  pid INTEGER,
+  returncode INTEGER,
+  created REAL NOT NULL,
+  started REAL,
+  finished REAL
+);
+"""
+
+
+def _alive(pid: int | None, job_id: int) -> bool:
+    """Is pid still our runner for this job (not a recycled pid)?"""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True  # no /proc (macOS): trust the pid
+    return b"bushu.ui.runner" in cmdline and any(a.endswith(f"{job_id}.rc".encode()) for a in cmdline)
+
+
+class JobStore:
+    def __init__(self, workspace: Path, max_running: int = 1):
+        self.dir = Path(workspace) / "jobs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_running = max_running
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(Path(workspace) / "bushu-ui.sqlite"), check_same_thread=False,
+                                   isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reconcile()
+
+    # -- queries ----------------------------------------------------------------------------------------
+    def get(self, job_id: int, log_lines: int = 40) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no job {job_id}")
+        return self._public(row, log_lines)
+
+    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [self._public(r, 3) for r in rows]
+
+    def _public(self, row: sqlite3.Row, log_lines: int) -> dict[str, Any]:
+        d = dict(row)
+        d["argv"] = json.loads(d["argv"])
+        end = d["finished"] or time.time()
+        d["elapsed_s"] = round(end - d["started"], 1) if d["started"] else 0.0
+        d["log_tail"] = self.log_tail(d["id"], log_lines)
+        return d
+
+    def log_tail(self, job_id: int, lines: int) -> list[str]:
+        log = self.dir / f"{job_id}.log"
+        if not log.is_file():
+            return []
+        with open(log, "rb") as f:
+            f.seek(max(0, log.stat().st_size - 16384))
+            text = f.read().decode("utf-8", "replace")
+        # progress bars redraw with \r: keep the last state of each line
+        return [ln.split("\r")[-1] for ln in text.splitlines() if ln.strip()][-lines:]
+
+    # -- changes ----------------------------------------------------------------------------------------
+    def submit(self, kind: str, title: str, argv: list[str], output: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            cur = self._db.execute("INSERT INTO jobs (kind, title, argv, output, status, created) "
+                                   "VALUES (?, ?, ?, ?, 'queued', ?)",
+                                   (kind, title, json.dumps(argv), output, time.time()))
+            job_id = cur.lastrowid
+        self.reconcile()
+        return self.get(job_id)
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        job = self.get(job_id)
+        if job["status"] in FINAL:
+            raise UserInputError(f"job {job_id} has already ended ({job['status']})")
+        if job["status"] == "running" and _alive(job["pid"], job_id):
+            try:
+                os.killpg(job["pid"], signal.SIGTERM)  # the runner leads its own session and process group
+            except OSError:
+                pass
+        self._finish(job_id, "cancelled", None)
+        return self.get(job_id)
+
+    def retry(self, job_id: int) -> dict[str, Any]:
+        job = self.get(job_id)
+        if job["status"] not in FINAL:
+            raise UserInputError(f"job {job_id} is still {job['status']}")
+        return self.submit(job["kind"], job["title"] + " (again)", job["argv"], job["output"])
+
+    def _finish(self, job_id: int, status: str, rc: int | None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status = ?, returncode = ?, finished = ? WHERE id = ? "
+                             "AND status IN ('queued', 'running')", (status, rc, time.time(), job_id))
+
+    def _start(self, row: sqlite3.Row) -> None:
+        job_id = row["id"]
+        rc_file = self.dir / f"{job_id}.rc"
+        rc_file.unlink(missing_ok=True)
+        argv = json.loads(row["argv"])
+        log = open(self.dir / f"{job_id}.log", "ab")
+        try:
+            import subprocess
+
+            proc = subprocess.Popen([sys.executable, "-m", "bushu.ui.runner", str(rc_file), "--",
+                                     sys.executable, "-m", "bushu", *argv],
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"})
+        finally:
+            log.close()
+        self._children = getattr(self, "_children", {})
+        self._children[job_id] = proc  # reaped in reconcile
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status = 'running', pid = ?, started = ? WHERE id = ?",
+                             (proc.pid, time.time(), job_id))
+
+    def reconcile(self) -> None:
+        """Finish ended jobs, mark lost ones interrupted, start queued ones up to max_running."""
+        with self._lock:
+            for job_id, proc in list(getattr(self, "_children", {}).items()):
+                if proc.poll() is not None:
+                    del self._children[job_id]
+            running = self._db.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall()
+            n_running = 0
+            for row in running:
+                rc_file = self.dir / f"{row['id']}.rc"
+                if rc_file.is_file():
+                    try:
+                        rc = int(rc_file.read_text().strip())
+                    except ValueError:
+                        rc = -1
+                    self._finish(row["id"], "succeeded" if rc == 0 else "failed", rc)
+                elif _alive(row["pid"], row["id"]):
+                    n_running += 1
+                else:
+                    self._finish(row["id"], "interrupted", None)
+            queued = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id").fetchall()
+            for row in queued[:max(0, self.max_running - n_running)]:
+                self._start(row)
+
+    # -- the background loop ----------------------------------------------------------------------------
+    def start(self, interval_s: float = 0.5) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.reconcile()
+                except sqlite3.Error:
+                    pass
+
+        self._thread = threading.Thread(target=loop, name="bushu-ui-jobs", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop watching; running jobs go on (a restarted UI picks them up again)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,294 @@
+"""`bushu ui` over HTTP, as its pages use it: models, try-it, SDK download, dataset upload (with hostile
+zips), background jobs that survive a killed UI, and the security rules."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
+from test_package import _artifact, _images  # noqa: E402
+
+sys.path.pop(0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UI:
+    """`bushu ui` in a subprocess (its own session, so a test can kill it like a crash)."""
+
+    def __init__(self, workspace: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "bushu", "ui", "-w", str(workspace), "--port",
+                                      str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, "COLUMNS": "200"}, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(self.proc.stdout.read())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+
+    def request(self, path: str, data: bytes | None = None, method: str | None = None, headers=None,
+                csrf: bool = True) -> tuple[int, bytes, dict]:
+        h = {"X-Bushu-UI": "1"} if csrf else {}
+        h.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method or ("POST" if data is not None else "GET"),
+                                     headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), dict(e.headers)
+
+    def json(self, path: str, data: bytes | dict | None = None, **kw) -> tuple[int, dict]:
+        if isinstance(data, dict):
+            data = json.dumps(data).encode()
+        status, body, _ = self.request(path, data, **kw)
+        return status, json.loads(body)
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ui")
+    art = _artifact(tmp)
+    ws = tmp / "ws"
+    (ws / "models").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(art.path, ws / "models" / "pets")
+    ui = UI(ws)
+    try:
+        yield {"ui": ui, "ws": ws, "art": art, "images": _images(tmp), "tmp": tmp}
+    finally:
+        ui.stop()
+
+
+def _zip(entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _png(color: tuple[int, int, int], size=(24, 24)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_page_and_static_files(env):
+    ui = env["ui"]
+    status, body, headers = ui.request("/")
+    assert status == 200 and b"<title>bushu</title>" in body and b"/static/app.js" in body
+    assert "default-src 'self'" in headers["content-security-policy"]
+    for name in ("app.js", "style.css"):
+        assert ui.request(f"/static/{name}")[0] == 200
+    assert ui.request("/static/../app.py")[0] == 404
+
+
+def test_models_and_try_it_match_bushu(env):
+    from bushu.model.processing import preprocess_images, top_k
+    from bushu.validate import run_model
+
+    ui, art, images = env["ui"], env["art"], env["images"]
+    status, models = ui.json("/api/models")
+    assert status == 200
+    (m,) = models["models"]
+    assert m["name"] == "pets" and m["labels"] == art.labels and m["can_classify"]
+    logits = run_model(art.model_path, {"image": preprocess_images(images, art.preprocess)})["logits"]
+    want = top_k(logits, art.labels, art.postprocess, k=3)
+    for image, w in zip(images, want):
+        status, out = ui.json("/api/models/pets/classify?k=3", image.read_bytes())
+        assert status == 200, out
+        assert [p["label"] for p in out["predictions"]] == [lbl for _, lbl, _ in w]
+        np.testing.assert_allclose([p["score"] for p in out["predictions"]], [s for _, _, s in w], rtol=1e-5)
+    status, out = ui.json("/api/models/pets/classify", b"not an image")
+    assert status == 400 and "cannot decode" in out["error"]
+    status, out = ui.json("/api/models/nope/classify", images[0].read_bytes())
+    assert status == 404 and "no model 'nope'" in out["error"]
+
+
+def test_sdk_download_is_the_bundle(env):
+    status, body, headers = env["ui"].request("/api/models/pets/sdk")
+    assert status == 200 and headers["content-type"] == "application/zip"
+    assert 'filename="pets-sdk.zip"' in headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        names = zf.namelist()
+        model = zf.read("tiny-pets-sdk-1.0.0/src/tiny_pets_sdk/model/model.onnx")
+    assert "tiny-pets-sdk-1.0.0/deploy/kserve/inferenceservice.yaml" in names
+    assert model == env["art"].model_path.read_bytes()
+
+
+def test_dataset_upload_counts_thumbnails_and_warnings(env):
+    ui = env["ui"]
+    entries = {f"shapes/red/{i}.png": _png((200 + i, 0, 0)) for i in range(6)}
+    entries.update({f"shapes/blue/{i}.jpg": _png((0, 0, 200 + i)) for i in range(3)})
+    entries["shapes/README.txt"] = b"ignored"
+    entries["__MACOSX/shapes/._x.png"] = b"ignored"
+    status, info = ui.json("/api/datasets?name=shapes", _zip(entries))
+    assert status == 200, info
+    assert info["classes"] == {"blue": 3, "red": 6}
+    assert any("fewer than 5 images in blue" in w for w in info["warnings"])
+    status, body, headers = ui.request("/api/datasets/shapes/thumb?cls=red&i=0")
+    assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(body)).getpixel((5, 5))[0] > 150  # a red thumbnail
+    assert ui.request("/api/datasets/shapes/thumb?cls=../../etc&i=0")[0] == 404
+    assert ui.json("/api/datasets?name=shapes", _zip(entries))[0] == 409  # no silent overwrite
+    status, listed = ui.json("/api/datasets")
+    assert [d["name"] for d in listed["datasets"]] == ["shapes"]
+    # a folder on this machine can be linked instead of uploaded
+    folder = env["tmp"] / "linked"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(5):
+            (folder / cls / f"{i}.png").write_bytes(_png((i * 40, 100, 0)))
+    status, info = ui.json("/api/datasets/link", {"name": "linked", "path": str(folder)})
+    assert status == 200 and info["classes"] == {"a": 5, "b": 5} and info["warnings"] == []
+
+
+def test_hostile_zips_are_refused_and_write_nothing(env):
+    ui, ws = env["ui"], env["ws"]
+    outside = ws.parent / "escaped.png"
+    cases = {
+        "slip": (_zip({"c/ok.png": _png((1, 2, 3)), "../../escaped.png": _png((1, 2, 3))}), 400, "outside"),
+        "absolute": (_zip({"/tmp/abs.png": _png((1, 2, 3))}), 400, "outside"),
+        # 200 MB of zeros in a ~200 kB member, named like an image
+        "bomb": (_zip({"c/bomb.png": b"\0" * (200 << 20)}), 400, "limit"),
+        "notzip": (b"PK\x03\x04 this is not a zip", 400, "not a readable zip"),
+        "empty": (_zip({"notes.txt": b"no images here"}), 400, "no images"),
+    }
+    link = zipfile.ZipInfo("c/link.png")
+    link.external_attr = 0o120777 << 16
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(link, "/etc/passwd")
+    cases["symlink"] = (buf.getvalue(), 400, "link")
+    for name, (body, status_want, msg) in cases.items():
+        status, out = ui.json(f"/api/datasets?name={name}", body)
+        assert status == status_want and msg in out["error"], (name, out)
+        assert not (ws / "datasets" / name).exists(), name
+    assert not outside.exists() and not Path("/tmp/abs.png").exists()
+    assert list((ws / "uploads").iterdir()) == []  # temporary upload files are removed
+
+
+def test_upload_limit_names_csrf_and_host(env, tmp_path):
+    ui = env["ui"]
+    # a 201 MB upload is refused from its Content-Length, before any byte of the body is read
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", ui.port, timeout=30)
+    conn.putrequest("POST", "/api/datasets?name=big")
+    conn.putheader("X-Bushu-UI", "1")
+    conn.putheader("Content-Length", str(201 * 10**6))
+    conn.endheaders()
+    resp = conn.getresponse()
+    out = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 413 and "limit" in out["error"] and "--max-upload-mb" in out["hint"]
+    assert not (env["ws"] / "datasets" / "big").exists()
+    status, out = ui.json("/api/datasets?name=..", _zip({"c/a.png": _png((1, 1, 1))}))
+    assert status == 400 and "invalid dataset name" in out["error"]
+    # no X-Bushu-UI header: a cross-site form post is refused
+    status, out = ui.json("/api/jobs", {"kind": "import", "source": "mobilenet_v2"}, csrf=False)
+    assert status == 403 and "x-bushu-ui" in out["error"]
+    # DNS rebinding: a foreign Host header is refused even on loopback
+    status, out = ui.json("/api/models", headers={"Host": "attacker.example:8080"})
+    assert status == 403 and "loopback" in out["error"]
+
+
+def test_token_required_when_asked(tmp_path):
+    ui = UI(tmp_path / "ws", "--token", "s3cret")
+    try:
+        assert ui.request("/api/models")[0] == 401
+        assert ui.request("/api/models", headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert ui.request("/api/models", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        status, _, headers = ui.request("/?token=s3cret")
+        assert status == 200 and "bushu_token=s3cret" in headers["set-cookie"] and "HttpOnly" in headers["set-cookie"]
+        assert ui.request("/api/models", headers={"Cookie": "bushu_token=s3cret"})[0] == 200
+    finally:
+        ui.stop()
+
+
+def test_jobs_survive_a_killed_ui(env, tmp_path):
+    """A bench job keeps running while the UI is killed; the restarted UI reports how it ended and the
+    model page shows the recorded numbers."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(env["art"].path, ws / "models" / "pets")
+    ui = UI(ws)
+    try:
+        status, job = ui.json("/api/models/pets/bench", {"duration": 2})
+        assert status == 200 and job["status"] == "running", job
+        ui.stop(signal.SIGKILL)  # a crash: no shutdown hooks run
+    finally:
+        ui.stop()
+    ui = UI(ws)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            status, job = ui.json(f"/api/jobs/{job['id']}")
+            if job["status"] != "running":
+                break
+            time.sleep(0.5)
+        assert job["status"] == "succeeded" and job["returncode"] == 0, job
+        assert any("onnxruntime" in line for line in job["log_tail"])
+        status, model = ui.json("/api/models/pets")
+        rows = [r for r in model["bench"] if r["backend"] == "onnxruntime"]
+        assert rows and rows[0]["p50_ms"] > 0 and rows[0]["throughput"] > 0
+        # a job whose process vanished without an exit status is marked interrupted, and can be retried
+        import sqlite3
+
+        db = sqlite3.connect(ws / "bushu-ui.sqlite")
+        db.execute("INSERT INTO jobs (kind, title, argv, status, pid, created, started) VALUES "
+                   "('bench', 'lost', '[\"bench\", \"x\"]', 'running', 999999999, 0, 0)")
+        db.commit()
+        db.close()
+        time.sleep(1.5)
+        status, jobs = ui.json("/api/jobs")
+        lost = next(j for j in jobs["jobs"] if j["title"] == "lost")
+        assert lost["status"] == "interrupted"
+        status, again = ui.json(f"/api/jobs/{lost['id']}/retry", b"")
+        assert status == 200 and again["argv"] == ["bench", "x"] and again["id"] != lost["id"]
+    finally:
+        ui.stop()

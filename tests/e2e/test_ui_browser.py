@@ -1,0 +1,205 @@
+"""`bushu ui` in a real headless browser (Debian's chromium + chromedriver, driven by Selenium):
+upload a real dataset, train with a small budget, see the accuracy, try a prediction, download the
+SDK, then install that SDK in a fresh venv and predict. Screenshots go to $BUSHU_SCREENSHOTS (or the
+test's temporary folder)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
+from test_package import _artifact  # noqa: E402
+from test_package_venv import fresh_venv, pip_install, wheelhouse  # noqa: E402
+from test_ui import UI  # noqa: E402
+
+sys.path[:2] = []
+
+
+@pytest.fixture
+def shots(tmp_path):
+    d = Path(os.environ.get("BUSHU_SCREENSHOTS") or tmp_path / "screenshots")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900",
+                "--disable-gpu", "--no-first-run"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver, timeout: float = 30):
+    return WebDriverWait(driver, timeout)
+
+
+def _faces_zip(path: Path, every: int = 4) -> Path:
+    """scikit-image's lfw_subset (real photos: 100 faces, 100 non-faces) as a folder-per-class zip."""
+    from PIL import Image
+    from skimage import data
+
+    x = data.lfw_subset()
+    with zipfile.ZipFile(path, "w") as zf:
+        for idx in range(0, len(x), every):
+            buf = io.BytesIO()
+            Image.fromarray((x[idx] * 255).astype(np.uint8)).resize((64, 64)).save(buf, "PNG")
+            zf.writestr(f"faces/{'face' if idx < 100 else 'not_face'}/{idx}.png", buf.getvalue())
+    return path
+
+
+def test_try_it_and_datasets_pages(tmp_path, browser, shots):
+    art = _artifact(tmp_path)
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(art.path, ws / "models" / "pets")
+    ui = UI(ws)
+    try:
+        browser.get(ui.url + "/#models")
+        row = _wait(browser).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "tr[data-model=pets]")))
+        assert row.text.startswith("pets")
+        row.click()
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "md-info"), "cat, dog, bird, fish"))
+        browser.save_screenshot(str(shots / "models.png"))
+
+        from PIL import Image
+        from skimage import data
+
+        cat = tmp_path / "chelsea.jpg"
+        Image.fromarray(data.chelsea()).save(cat)
+        browser.get(ui.url + "/#try")
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#try-model option[value=pets]")))
+        browser.find_element(By.ID, "try-file").send_keys(str(cat))
+        _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#try-results li")) == 4)
+        shown = [li.find_element(By.TAG_NAME, "strong").text for li in browser.find_elements(By.CSS_SELECTOR, "#try-results li")]
+        status, body, _ = ui.request("/api/models/pets/classify?k=5", cat.read_bytes())
+        assert shown == [p["label"] for p in json.loads(body)["predictions"]]
+        browser.save_screenshot(str(shots / "try-it.png"))
+
+        browser.get(ui.url + "/#datasets")
+        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "upload-form")))
+        form.find_element(By.NAME, "name").send_keys("faces")
+        form.find_element(By.NAME, "file").send_keys(str(_faces_zip(tmp_path / "faces.zip", every=10)))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        box = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-dataset=faces]")))
+        assert "20 images, 2 classes" in box.text and "face (10)" in box.text and "not_face (10)" in box.text
+        _wait(browser).until(lambda d: all(img.get_attribute("naturalWidth") not in (None, "0")
+                                           for img in d.find_elements(By.CSS_SELECTOR, ".thumbs img")))
+        browser.save_screenshot(str(shots / "datasets.png"))
+        # a hostile upload shows its error on the page
+        bad = tmp_path / "slip.zip"
+        with zipfile.ZipFile(bad, "w") as zf:
+            zf.writestr("../evil.png", b"x")
+        form = browser.find_element(By.ID, "upload-form")
+        form.find_element(By.NAME, "name").send_keys("evil")
+        form.find_element(By.NAME, "file").send_keys(str(bad))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        err = _wait(browser).until(EC.visibility_of_element_located((By.ID, "error")))
+        assert "outside" in err.text
+        assert not (ws / "datasets" / "evil").exists()
+    finally:
+        ui.stop()
+
+
+@pytest.mark.slow
+def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots):
+    pytest.importorskip("torch")
+    wheels = wheelhouse(tmp_path)
+    ws = tmp_path / "ws"
+    ui = UI(ws)
+    try:
+        browser.get(ui.url + "/#datasets")
+        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "upload-form")))
+        form.find_element(By.NAME, "name").send_keys("faces")
+        form.find_element(By.NAME, "file").send_keys(str(_faces_zip(tmp_path / "faces.zip")))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "div[data-dataset=faces]"),
+                                                              "50 images, 2 classes"))
+
+        browser.get(ui.url + "/#training")
+        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "train-form")))
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#train-dataset option[value=faces]")))
+        Select(form.find_element(By.NAME, "dataset")).select_by_value("faces")
+        form.find_element(By.NAME, "name").send_keys("faces-model")
+        budget = form.find_element(By.NAME, "budget")
+        budget.clear()
+        budget.send_keys("2m")
+        form.find_element(By.NAME, "image_size").send_keys("96")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "running"))
+        time.sleep(3)
+        browser.save_screenshot(str(shots / "training-running.png"))
+        _wait(browser, 600).until(lambda d: any(s in d.find_element(By.ID, "job-title").text
+                                                for s in ("succeeded", "failed", "interrupted")))
+        title = browser.find_element(By.ID, "job-title").text
+        browser.save_screenshot(str(shots / "training-done.png"))
+        assert "succeeded" in title, browser.find_element(By.ID, "job-log").text
+
+        browser.get(ui.url + "/#models")
+        row = _wait(browser).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "tr[data-model=faces-model]")))
+        accuracy = float(row.find_elements(By.TAG_NAME, "td")[3].text)
+        assert accuracy >= 0.8, row.text  # lfw faces vs non-faces: pretrained features reach ~0.99
+        row.click()
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#md-confusion table")))
+        browser.save_screenshot(str(shots / "model-trained.png"))
+
+        face = tmp_path / "face.png"
+        from PIL import Image
+        from skimage import data
+
+        Image.fromarray((data.lfw_subset()[1] * 255).astype(np.uint8)).resize((64, 64)).save(face)
+        browser.get(ui.url + "/#try")
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#try-model option[value=faces-model]")))
+        Select(browser.find_element(By.ID, "try-model")).select_by_value("faces-model")
+        browser.find_element(By.ID, "try-file").send_keys(str(face))
+        _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#try-results li"))
+        top = browser.find_element(By.CSS_SELECTOR, "#try-results li strong").text
+        browser.save_screenshot(str(shots / "try-trained.png"))
+
+        browser.get(ui.url + "/#sdk")
+        link = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "a.sdk-link")))
+        with urllib.request.urlopen(link.get_attribute("href"), timeout=120) as r:
+            bundle = tmp_path / "faces-model-sdk.zip"
+            bundle.write_bytes(r.read())
+        browser.save_screenshot(str(shots / "sdk.png"))
+    finally:
+        ui.stop()
+
+    py = fresh_venv(tmp_path / "venv")
+    pip_install(py, bundle, wheels)
+    proc = subprocess.run([str(tmp_path / "venv/bin/faces-model-predict"), str(face), "--json", "-k", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["predictions"][0]["label"] == top
+    assert subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode != 0
