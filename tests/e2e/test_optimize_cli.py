@@ -79,7 +79,7 @@ def test_bad_input_one_line_exit_2_input_untouched(faces, tmp_path, case):
         "empty-calib": (["--quantize", "int8", "--calib", tmp_path / "empty"], ["no images", "float32[batch, 3, 112, 112]"]),
         "no-calib": (["--quantize", "int8"], ["needs calibration data", "--calib"]),
         "dynamic-conv": (["--quantize", "dynamic"], ["conv net"]),
-        "prune": (["--quantize", "int8", "--prune", "0.3"], ["not implemented yet"]),
+        "prune": (["--quantize", "int8", "--prune", "0.3"], ["no PyTorch module structure"]),
         "same-dir": (["--quantize", "fp16"], ["new directory"]),
         "bad-npy": (["--quantize", "int8", "--calib", tmp_path / "wrong.npy"], ["shape [4, 3, 64, 64]"]),
         "drop-without-data": (["--quantize", "int8", "--calib", faces["calib"], "--max-accuracy-drop", "1"], ["--data"]),

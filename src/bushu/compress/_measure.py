@@ -23,15 +23,16 @@ def file_size_mb(path: str | Path) -> float:
 
 def measure(path: str | Path, backend: str = "onnxruntime", duration_s: float = 1.0,
             speed: bool = True) -> dict[str, Any]:
-    """params, size_mb and (when ``speed``) p50_ms at batch 1 and throughput at batch 8."""
+    """params, mflops (batch 1), size_mb and (when ``speed``) p50_ms at batch 1 and throughput at batch 8."""
     from ..profile.bench import benchmark
 
     row: dict[str, Any] = {"size_mb": file_size_mb(path)}
     if Path(path).suffix == ".onnx":
-        from ..profile.flops import count_params
+        from ..profile.flops import count_flops, count_params
 
         # Quantization scales and zero points are counted too; they add well under 1%.
         row["params"] = count_params(str(path))[0]
+        row["mflops"] = round(count_flops(str(path), batch=1).flops / 1e6, 2)
     if speed:
         rows = benchmark(path, backends=[backend], batch_sizes=(1, 8), duration_s=duration_s, progress=False,
                          record=False)

@@ -1,0 +1,176 @@
+"""Static int8 for OpenVINO with NNCF: the artifact's ONNX model → an int8 OpenVINO IR (model.xml + .bin).
+
+NNCF's post-training quantization (``nncf.quantize``: min-max ranges on the calibration images,
+fast bias correction) inserts FakeQuantize nodes that OpenVINO's CPU plugin runs as int8
+(VNNI/AMX where the CPU has them). The IR is saved with fp32 weights where not quantized
+(``compress_to_fp16=False``). With ``data`` and ``max_accuracy_drop``, NNCF's accuracy-control loop
+(``quantize_with_accuracy_control``) reverts the most harmful layers to float until the drop in
+top-1 accuracy is within the bound.
+
+Validation: the int8 IR is run by OpenVINO (f32 inference precision) against the float ONNX model
+(ONNX Runtime) on the validation inputs: top-1 agreement where fp32 is confident, and accuracy on
+``data``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import validate
+from ..errors import MissingDependencyError, UnknownNameError, UserInputError
+from ..model.artifact import Artifact, library_versions, write_artifact
+from .calibration import calibration_reader
+
+__all__ = ["OpenVINOInt8Config", "quantize_openvino"]
+
+PRESETS = ("performance", "mixed")
+
+
+@dataclass(frozen=True)
+class OpenVINOInt8Config:
+    calibration: Any = None  # folder of images, .npy/.npz, {input: array} or an ArrayReader
+    calib_size: int = 300
+    preset: str = "performance"  # performance: symmetric activations; mixed: asymmetric activations
+    fast_bias_correction: bool = True
+    min_top1_agreement: float = 0.9
+    kind: ClassVar[str] = "openvino-int8"
+
+    def check(self) -> None:
+        if self.preset not in PRESETS:
+            raise UnknownNameError("NNCF preset", self.preset, PRESETS)
+        if self.calib_size < 1:
+            raise UserInputError(f"calib_size must be at least 1, got {self.calib_size}")
+
+
+def _deps():
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as e:
+        raise MissingDependencyError("OpenVINO int8 quantization (nncf, openvino)", "openvino",
+                                     package="'bushu[openvino]' nncf==3.4.0") from e
+    return nncf, ov
+
+
+def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, config: OpenVINOInt8Config, *,
+                      data: str | Path | None = None, max_accuracy_drop: float | None = None, measure: bool = True,
+                      log: Callable[[str], None] | None = None) -> Artifact:
+    """Quantize ``artifact_in`` (ONNX) to an int8 OpenVINO IR artifact at ``out``; the input is untouched."""
+    from .quantize import AccuracyDropError, _load_dataset
+
+    log = log or (lambda _m: None)
+    config.check()
+    art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
+    out = Path(out)
+    if art.format != "onnx":
+        raise UserInputError(f"OpenVINO int8 reads ONNX artifacts; {art.path} is {art.format!r}")
+    if out.resolve() == art.path.resolve():
+        raise UserInputError("the output must be a new directory, not the input artifact",
+                             hint="pass another -o OUT; the input stays as it is")
+    if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
+        raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
+                             "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
+    if config.calibration is None:
+        raise UserInputError("OpenVINO int8 needs calibration data: a folder of representative images "
+                             f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in art.inputs)})",
+                             hint="pass --calib DIR (100-300 images)")
+    nncf, ov = _deps()
+    reader = calibration_reader(config.calibration, art, limit=config.calib_size, batch_size=1)
+    dataset = _load_dataset(data, art) if data is not None else None
+    name = art.inputs[0].name
+    calib = nncf.Dataset([{k: v[i:i + 1] for k, v in reader.feeds.items()} for i in range(len(reader))])
+    model = ov.convert_model(str(art.model_path))
+    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}[config.preset]
+    log(f"NNCF int8 ({config.preset} preset) calibrating on {len(reader)} sample(s)")
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: keep stdout for results (--json)
+        qmodel, mode = _run_nncf(nncf, model, calib, dataset, name, preset, len(reader), config, max_accuracy_drop)
+    with tempfile.TemporaryDirectory(prefix="bushu-ov-") as tmpd:
+        xml = Path(tmpd) / "model.xml"
+        ov.save_model(qmodel, str(xml), compress_to_fp16=False)
+        feeds = dataset.feeds if dataset is not None else reader.feeds
+        ref = validate.run_model(art.model_path, feeds)
+        got = validate.run_model(xml, feeds, backend="openvino")
+        if list(got) != list(ref):
+            raise UserInputError(f"the OpenVINO model's outputs {list(got)} are named differently from the "
+                                 f"source's {list(ref)}")
+        per_output = validate.agreement(ref, got)
+        floor = config.min_top1_agreement
+        low = {k: v for k, v in per_output.items() if v.get("gate_agreement", 1.0) < floor}
+        if low:
+            detail = ", ".join(f"{k}: {v['gate_agreement']:.1%} of {v['gate_samples']}" for k, v in low.items())
+            raise AccuracyDropError(f"OpenVINO int8 agrees with fp32 on top-1 for only {detail} validation inputs "
+                                    f"where fp32 is confident (minimum {floor:.0%})",
+                                    hint="calibrate on more representative data, or use --preset mixed")
+        acc = None
+        if dataset is not None:
+            targets = dataset.targets  # type: ignore[attr-defined]
+            before = validate.accuracy(ref[art.outputs[0].name], targets)
+            after = validate.accuracy(got[art.outputs[0].name], targets)
+            acc = {"samples": len(dataset), "fp32": before, "quantized": after, "drop": round(before - after, 3)}
+            log(f"accuracy on {len(dataset)} labelled sample(s): fp32 {before:.2f}%, OpenVINO int8 {after:.2f}%")
+            if max_accuracy_drop is not None and before - after > max_accuracy_drop:
+                raise AccuracyDropError(f"OpenVINO int8 loses {before - after:.2f} points of accuracy ({before:.2f}% "
+                                        f"→ {after:.2f}%), more than the {max_accuracy_drop:g} allowed, even with "
+                                        "NNCF's accuracy control", hint="calibrate on more data, or keep fp32")
+        rows = _rows(art, xml, per_output, acc, measure, log)
+        reason = (f"OpenVINO int8 via NNCF post-training quantization ({config.preset} preset, {mode}, "
+                  f"{len(reader)} calibration sample(s)); the CPU plugin runs FakeQuantize as int8")
+        section: dict[str, Any] = {"rows": rows, "quantize": {"kind": config.kind, **{
+            k: v for k, v in asdict(config).items() if k != "calibration"}}, "reason": reason,
+            "validation": {"outputs": per_output, "inputs": {"from": "data" if dataset is not None else "calibration",
+                                                              "samples": len(next(iter(feeds.values())))},
+                           "backend": "openvino f32 vs onnxruntime fp32"},
+            "calibration": {"source": reader.source, "samples": len(reader), "skipped_files": reader.skipped[:20]}}
+        if acc is not None:
+            section["accuracy"] = acc
+        new = Artifact(path=art.path, model_file="model.xml", format="openvino", inputs=list(art.inputs),
+                       outputs=list(art.outputs), name=art.name, task=art.task, preprocess=art.preprocess,
+                       postprocess=art.postprocess, files={"weights": "model.bin"},
+                       provenance=copy.deepcopy(art.provenance), metrics={"optimize": section})
+        new.add_step("optimize", quantize=section["quantize"], reason=reason, source=str(art.path),
+                     versions_nncf=library_versions("nncf", "openvino"))
+        return write_artifact(out, {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}, new, art.labels)
+
+
+def _run_nncf(nncf, model, calib, dataset, name: str, preset, n: int, config: OpenVINOInt8Config,
+              max_accuracy_drop: float | None):
+    """(quantized ov.Model, mode): plain post-training quantization, or NNCF's accuracy-control loop."""
+    if max_accuracy_drop is None:
+        return nncf.quantize(model, calib, preset=preset, subset_size=n,
+                             fast_bias_correction=config.fast_bias_correction), "plain"
+    targets = np.asarray(dataset.targets)
+    x = dataset.feeds[name]
+    val = nncf.Dataset([(x[i:i + 1], int(targets[i])) for i in range(len(x))], lambda item: {name: item[0]})
+
+    def validation_fn(compiled, items) -> float:
+        port = compiled.outputs[0]
+        return float(np.mean([int(np.argmax(compiled({name: xi})[port]) == t) for xi, t in items]))
+
+    return nncf.quantize_with_accuracy_control(
+        model, calib, val, validation_fn, max_drop=max_accuracy_drop / 100.0, preset=preset,
+        subset_size=n, fast_bias_correction=config.fast_bias_correction), "accuracy control"
+
+
+def _rows(art: Artifact, xml: Path, per_output: dict[str, Any], acc: dict[str, Any] | None, measure: bool,
+          log: Callable[[str], None]) -> list[dict[str, Any]]:
+    from ._measure import measure as _measure
+
+    if measure:
+        log("measuring size, latency (batch 1) and throughput (batch 8) on OpenVINO, before and after")
+    before = {"model": "fp32 (openvino)", **_measure(art.model_path, backend="openvino", speed=measure)}
+    after = {"model": "int8 (openvino)", **_measure(xml, backend="openvino", speed=measure)}
+    first = next(iter(per_output.values()), {})
+    if "top1_agreement" in first:
+        before["top1_agreement"], after["top1_agreement"] = 1.0, first["top1_agreement"]
+    if acc is not None:
+        before["accuracy"], after["accuracy"] = acc["fp32"], acc["quantized"]
+    return [before, after]
