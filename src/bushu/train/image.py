@@ -1,0 +1,164 @@
+"""Image classification: frozen pretrained backbone features -> searched head -> one ONNX model."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserInputError
+from ..model.artifact import Artifact, Postprocess, library_versions, write_artifact
+from . import DEFAULT_BACKBONES, TrainConfig
+from .data import Dataset
+from .features import IMAGE_BACKBONES, backbone_module, backbone_preprocess, image_features, load_pixels
+from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit
+from .search import SearchSpace
+
+__all__ = ["train_images"]
+
+MODEL_FILE = "model.onnx"
+REPORT_FILE = "report.html"
+ATOL, RTOL = 1e-4, 1e-4  # fp32 export budget on logits (NOTES.md: ~1e-5 seen)
+
+
+def train_images(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
+    from ..errors import UnknownNameError
+
+    clock = Clock(cfg.budget_s)
+    _print_check(ds, echo)
+    backbones = tuple(cfg.sources or DEFAULT_BACKBONES)
+    for b in backbones:
+        if b not in IMAGE_BACKBONES:
+            raise UnknownNameError("backbone", b, IMAGE_BACKBONES)
+    if cfg.image_size is not None and not 32 <= cfg.image_size <= 512:
+        raise UserInputError(f"--image-size must be between 32 and 512, got {cfg.image_size}")
+
+    # 1. features, cached; later backbones only while the budget allows
+    features, feature_info = {}, {}
+    n_imgs = len(ds.train) * (2 if cfg.augment else 1) + len(ds.val)
+    for i, name in enumerate(backbones):
+        left = clock.left()
+        if i and left is not None:
+            est = max(v["seconds"] for v in feature_info.values()) * 1.5
+            if est > 0.5 * left:
+                echo(f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
+                     f"of the budget for the search")
+                continue
+        pp = backbone_preprocess(name, cfg.image_size)
+        with progress_bar(cfg.progress, f"features {name} @{pp.crop}px", n_imgs) as advance:
+            fs = image_features(ds, name, pp, cfg.work / "features", flip=cfg.augment, progress=advance)
+        features[name] = fs
+        feature_info[name] = {"dim": int(fs["train"].shape[1]), "image_size": pp.crop,
+                              "seconds": round(fs.seconds, 2), "cached": fs.cached}
+        echo(f"features {name} @{pp.crop}px: {fs['train'].shape[1]}-d, "
+             + ("from cache" if fs.cached else f"{fs.seconds:.1f} s for {n_imgs} images"))
+        left = clock.left()
+        if i == 0 and left is not None and left <= 0:
+            raise UserInputError(
+                f"the budget ({cfg.budget_s:g} s) ran out while extracting features ({clock.elapsed():.0f} s), "
+                "before any model was trained",
+                hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
+                     f"are cached in {cfg.work}, so the rerun goes straight to the search")
+
+    # 2. search heads on the cache
+    space = SearchSpace(sources=tuple(features), heads=tuple(cfg.heads), augment=cfg.augment)
+    outcome = search_and_fit(cfg, ds, space, features, clock, echo,
+                             {"image_size": cfg.image_size, "augment": cfg.augment})
+    name = outcome.params["source"]
+    pp = backbone_preprocess(name, cfg.image_size)
+
+    # 3. one ONNX graph, checked against PyTorch, evaluated with ONNX Runtime on the validation split
+    t_export = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bushu-train-") as tmpd:
+        onnx_path, parity, logits = _export(name, outcome.fit.module, ds, pp, Path(tmpd), cfg.progress)
+        y_val = np.asarray([it.label for it in ds.val])
+        metrics = prediction_metrics(ds.classes, y_val, logits, [relpath(it.source, Path(cfg.data)) for it in ds.val])
+        summary = _summary(cfg, ds, outcome, feature_info, metrics, parity, clock, time.perf_counter() - t_export)
+        from ..runtime import load_backend
+        from .report import html_report
+
+        with load_backend(onnx_path, "onnxruntime") as be:
+            inputs, outputs = list(be.inputs), list(be.outputs)
+        art = Artifact(path=cfg.out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
+                       name=cfg.out.name, task="classification", preprocess=pp, postprocess=Postprocess(),
+                       files={"report": REPORT_FILE},
+                       provenance={"source": str(cfg.data), "source_kind": "train",
+                                   "backbone": name, "head": outcome.params["head"],
+                                   "versions": library_versions()},
+                       metrics={"train": summary, "parity": parity})
+        art.add_step("train", data=str(cfg.data), backbone=name, params=outcome.params, trial=outcome.trial,
+                     study=outcome.study_name, storage=outcome.storage)
+        report = html_report(summary, title=f"bushu train: {cfg.out.name}", data_root=Path(cfg.data))
+        write_artifact(cfg.out, {MODEL_FILE: onnx_path, REPORT_FILE: report.encode()}, art, labels=ds.classes)
+    summary["artifact"] = str(cfg.out)
+    summary["report"] = str(cfg.out / REPORT_FILE)
+    return summary
+
+
+def _print_check(ds: Dataset, echo) -> None:
+    c = ds.check
+    echo(f"data: {len(ds.classes)} classes, {sum(c.counts.values())} {ds.kind}s "
+         f"({len(ds.train)} train / {len(ds.val)} val, {ds.split} split); "
+         + ", ".join(f"{k} {v}" for k, v in c.counts.items()))
+    for s in c.skipped[:10]:
+        echo(f"  skipped {s['path']}: {s['reason']}")
+    if len(c.skipped) > 10:
+        echo(f"  ... and {len(c.skipped) - 10} more skipped (all listed in the report)")
+    if c.duplicates:
+        echo(f"  {len(c.duplicates)} duplicate file(s) dropped (e.g. {c.duplicates[0]['dropped']} = "
+             f"{c.duplicates[0]['kept']})")
+    for w in c.warnings:
+        echo(f"warning: {w}")
+
+
+def _export(backbone: str, head, ds: Dataset, pp, tmp: Path, progress: bool):
+    import torch
+
+    from ..convert import onnx as conv
+    from ..validate import check_tolerance, run_model, summarize
+
+    full = torch.nn.Sequential(backbone_module(backbone), head).eval()
+    example = np.random.default_rng(0).standard_normal((2, 3, pp.crop, pp.crop)).astype(np.float32)
+    path = conv.export_onnx(full, [example], tmp / MODEL_FILE, ["input"], ["logits"])
+    simp = conv.simplify(path)
+    # parity on real validation images (up to 8), batch 3 and more: the dynamic batch axis is exercised
+    x = load_pixels(ds.val[:8], pp)
+    with torch.no_grad():
+        ref = {"logits": full(torch.from_numpy(x)).numpy()}
+    got = run_model(path, {"input": x})
+    rows = check_tolerance("exported ONNX model (backbone + head)", ref, got, ATOL, RTOL)
+    parity = {"reference": "torch eager (backbone + head)", "passed": True, "samples": len(x),
+              "outputs": summarize(rows), "simplify": simp}
+    logits = []
+    with progress_bar(progress, "validate (onnxruntime)", len(ds.val)) as advance:
+        for i in range(0, len(ds.val), 32):
+            chunk = load_pixels(ds.val[i:i + 32], pp)
+            logits.append(run_model(path, {"input": chunk}, chunk=32)["logits"])
+            advance(len(chunk))
+    return path, parity, np.concatenate(logits)
+
+
+def _summary(cfg: TrainConfig, ds: Dataset, outcome, feature_info, metrics, parity, clock: Clock,
+             export_s: float) -> dict[str, Any]:
+    return {
+        "kind": ds.kind,
+        "val_accuracy": metrics["accuracy"],  # ONNX Runtime on the exported model
+        "head_val_accuracy": round(outcome.fit.val_accuracy, 4),  # PyTorch head on cached features
+        "macro_f1": metrics["macro_f1"],
+        "n_train": len(ds.train), "n_val": len(ds.val), "split": ds.split,
+        "classes": ds.classes,
+        "best": {"trial": outcome.trial, **outcome.params, "best_epoch": outcome.fit.best_epoch},
+        "trials": outcome.n_trials, "trials_this_run": outcome.ran_now,
+        "budget_s": cfg.budget_s, "seconds": round(clock.elapsed(), 1), "export_s": round(export_s, 1),
+        "features": feature_info,
+        "data_check": ds.check.to_dict(),
+        "per_class": metrics["per_class"],
+        "confusion": metrics["confusion"],
+        "mistakes": metrics["mistakes"],
+        "leaderboard": outcome.leaderboard[:50],
+        "study": {"name": outcome.study_name, "storage": outcome.storage},
+        "parity_max_abs": max(o["max_abs"] for o in parity["outputs"]),
+    }

@@ -1,0 +1,173 @@
+"""Shared steps of every `bushu train` pipeline: budget bookkeeping, the search with a progress bar,
+refitting the chosen head, and the metrics of a set of predictions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserInputError
+from . import TrainConfig
+from .data import Dataset
+from .heads import FitResult, fit_head
+from .search import SearchSpace, best_trial, head_config, leaderboard, open_study, run_search, training_arrays
+
+__all__ = ["Clock", "SearchOutcome", "prediction_metrics", "progress_bar", "search_and_fit"]
+
+
+class Clock:
+    """The run's budget: ``left()`` seconds remaining (None = unlimited)."""
+
+    def __init__(self, budget_s: float | None):
+        self.t0 = time.monotonic()
+        self.budget_s = budget_s
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.budget_s is None else self.t0 + self.budget_s
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def left(self) -> float | None:
+        return None if self.budget_s is None else self.budget_s - self.elapsed()
+
+
+@dataclass
+class SearchOutcome:
+    params: dict[str, Any]
+    trial: int
+    fit: FitResult
+    leaderboard: list[dict[str, Any]]
+    n_trials: int  # finished trials in the study
+    ran_now: int  # trials run by this call (the rest were resumed)
+    study_name: str
+    storage: str
+
+
+class progress_bar:
+    """A rich progress bar on stderr (transient), or nothing when disabled."""
+
+    def __init__(self, enabled: bool, label: str, total: float | None):
+        self.enabled, self.label, self.total = enabled, label, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n=1, **kw: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ..cli._output import err_console
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err_console, transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=self.total)
+        return lambda n=1, **kw: self.bar.update(self.task, advance=n, **kw)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def study_identity(cfg: TrainConfig, ds: Dataset, space: SearchSpace, extra: Mapping[str, Any]) -> tuple[str, str]:
+    """(storage URL, study name): same data + same search space -> same study (resume)."""
+    key = json.dumps({"space": space.describe(), "seed": cfg.seed, **extra}, sort_keys=True, default=str)
+    name = f"bushu-train-{ds.kind}-{ds.fingerprint()}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    if cfg.storage:
+        return cfg.storage, name
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(cfg.work / 'study.db').resolve()}", name
+
+
+def search_and_fit(cfg: TrainConfig, ds: Dataset, space: SearchSpace, features: Mapping[str, Mapping[str, np.ndarray]],
+                   clock: Clock, echo, extra_identity: Mapping[str, Any] | None = None) -> SearchOutcome:
+    storage, name = study_identity(cfg, ds, space, extra_identity or {})
+    study = open_study(storage, name, cfg.seed)
+    from optuna.trial import TrialState
+
+    resumed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    if resumed:
+        echo(f"resuming the search: {resumed} finished trial(s) kept from an earlier run ({storage})")
+    y_train = np.asarray([it.label for it in ds.train])
+    y_val = np.asarray([it.label for it in ds.val])
+    n_classes = len(ds.classes)
+    total = cfg.trials if cfg.trials is not None else None
+    best = {"acc": None}
+
+    with progress_bar(cfg.progress, "search", total) as advance:
+        if resumed and total:
+            advance(min(resumed, total))
+
+        def on_trial(t) -> None:
+            if t.value is not None and t.state.name == "COMPLETE":
+                best["acc"] = max(best["acc"] or 0.0, t.value)
+            desc = f"search: trial {t.number} {t.state.name.lower()}" + (
+                f", best val acc {best['acc']:.3f}" if best["acc"] is not None else "")
+            advance(1, description=desc)
+
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small heads: one thread is faster than two, and --jobs scale across cores
+        try:
+            ran = run_search(study, space, features, y_train, y_val, n_classes, trials=cfg.trials,
+                             deadline=clock.deadline, seed=cfg.seed, jobs=cfg.jobs, on_trial=on_trial)
+        finally:
+            torch.set_num_threads(threads)
+    bt = best_trial(study)
+    if bt is None:
+        raise UserInputError(
+            f"no trial finished within the budget ({cfg.budget_s:.0f} s)" if cfg.budget_s else "no trial finished",
+            hint=f"give a larger --budget; the features are cached in {cfg.work}, so a rerun starts searching at once")
+    params = dict(bt.params)
+    hc = head_config(params, cfg.seed)
+    fs = features[params["source"]]
+    x, y = training_arrays(fs, y_train, hc.augment)
+    torch.set_num_threads(1)  # same arithmetic as in the trial, so the head is reproduced exactly
+    try:
+        fit = fit_head(hc, x, y, fs["val"], y_val, n_classes)
+    finally:
+        torch.set_num_threads(threads)
+    n_done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return SearchOutcome(params=params, trial=bt.number, fit=fit, leaderboard=leaderboard(study), n_trials=n_done,
+                         ran_now=ran, study_name=name, storage=storage)
+
+
+def prediction_metrics(classes: Sequence[str], y_true: np.ndarray, logits: np.ndarray, sources: Sequence[str],
+                       worst: int = 20) -> dict[str, Any]:
+    """Accuracy, per-class P/R/F1, confusion matrix and the most confident mistakes."""
+    from ..evaluate import classification_metrics, confusion
+    from ..model.processing import softmax
+
+    y_pred = logits.argmax(1)
+    idx = list(range(len(classes)))
+    m = classification_metrics(y_true, y_pred, idx)
+    cm, _ = confusion(y_true, y_pred, idx)
+    probs = softmax(logits.astype(np.float64))
+    wrong = np.flatnonzero(y_pred != y_true)
+    wrong = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:worst]
+    return {
+        "accuracy": round(float(np.mean(y_pred == y_true)), 4),
+        "n": int(len(y_true)),
+        "per_class": [{"class": c, "precision": round(float(m["precision"][i]), 4),
+                       "recall": round(float(m["recall"][i]), 4), "f1": round(float(m["f1"][i]), 4),
+                       "support": int(m["support"][i])} for i, c in enumerate(classes)],
+        "macro_f1": round(float(np.mean(m["f1"])), 4),
+        "confusion": {"rows": list(classes), "columns": list(classes), "matrix": cm.tolist()},
+        "mistakes": [{"path": sources[i], "true": classes[y_true[i]], "pred": classes[y_pred[i]],
+                      "score": round(float(probs[i, y_pred[i]]), 4)} for i in wrong],
+    }
+
+
+def relpath(p: str, root: Path) -> str:
+    try:
+        return str(Path(p).relative_to(root))
+    except ValueError:
+        return p
