@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -130,6 +131,95 @@ async def load(protocol: str, url: str, model: str, x: np.ndarray, concurrency: 
             "p99_ms": float(np.percentile(lat, 99) * 1e3), "errors": errors, "requests": len(lat)}
 
 
+async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float,
+                    name: str = "x") -> dict:
+    """The same requests as `load`, built once and sent as bytes (aiohttp for binary KServe v2 over HTTP,
+    a bytes-in/bytes-out gRPC method for ModelInfer): a load generator that leaves more of the shared
+    cores to the server. The first answer is decoded and checked against onnxruntime by the caller."""
+    import json
+
+    from tritonclient.grpc import service_pb2
+
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+    if protocol == "http":
+        import aiohttp
+
+        header = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x.nbytes}}],
+                             "parameters": {"binary_data_output": True}}).encode()
+        body = header + x.tobytes()
+        headers = {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+        target = f"http://{url}/v2/models/{model}/infer"
+
+        async def call() -> bytes:
+            async with session.post(target, data=body, headers=headers) as r:
+                out = await r.read()
+                if r.status != 200:
+                    raise RuntimeError(out[:200])
+                return out[int(r.headers["Inference-Header-Content-Length"]):]  # the first output's bytes
+
+        close = session.close
+    else:
+        import grpc
+
+        req = service_pb2.ModelInferRequest(model_name=model)
+        t = req.inputs.add(name=name, datatype="FP32", shape=list(x.shape))
+        req.raw_input_contents.append(x.tobytes())
+        del t
+        body = req.SerializeToString()
+        channel = grpc.aio.insecure_channel(url, options=[("grpc.max_receive_message_length", 64 << 20),
+                                                          ("grpc.max_send_message_length", 64 << 20)])
+        method = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
+
+        async def call() -> bytes:
+            return service_pb2.ModelInferResponse.FromString(await method(body)).raw_output_contents[0]
+
+        close = channel.close
+
+    async def worker():
+        nonlocal errors
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            try:
+                await call()
+                lat.append(time.perf_counter() - t)
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+
+    for _ in range(20):
+        first = await call()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await close()
+    return {"rps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50) * 1e3),
+            "p99_ms": float(np.percentile(lat, 99) * 1e3), "errors": errors, "requests": len(lat),
+            "first_output": np.frombuffer(first, np.float32)}
+
+
+def measured_load(server_pid: int, *args, lean: bool = False) -> dict:
+    """`load` plus where the CPU went: cores used by the server process and by this load generator
+    (they share the machine's cores, which bounds the efficiency reachable here)."""
+    import resource
+
+    import psutil
+
+    server = psutil.Process(server_pid)
+
+    def cpu():
+        s, c = server.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
+        return s.user + s.system, c.ru_utime + c.ru_stime, time.perf_counter()
+
+    s0, c0, t0 = cpu()
+    r = asyncio.run((load_lean if lean else load)(*args))
+    s1, c1, t1 = cpu()
+    r.update(server_cores=(s1 - s0) / (t1 - t0), client_cores=(c1 - c0) / (t1 - t0))
+    return r
+
+
 def start(repo: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", "0", "--grpc-port", "0",
                              "--metrics-port", "-1", "--log-level", "warning", *extra], stdout=subprocess.PIPE, text=True)
@@ -209,9 +299,15 @@ def main() -> None:
                     "[batch, ...]")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--concurrency", default="1,16,64")
-    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (raw and served)")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per served instance")
+    ap.add_argument("--raw-threads", type=int, default=None,
+                    help="intra-op threads of the raw reference (default: onnxruntime's, all cores)")
+    ap.add_argument("--instances", type=int, default=1, help="instance_group count of the served model")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--delay-us", type=int, default=500, help="max_queue_delay_microseconds of the served model")
+    ap.add_argument("--client", choices=("tritonclient", "lean"), default="tritonclient",
+                    help="load generator: tritonclient's aio clients, or the same requests pre-built and sent as "
+                         "bytes (less client CPU on the shared cores)")
     ap.add_argument("--soak", type=float, default=0, help="run the soak test for this many seconds instead")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bushu-bench-") as d:
@@ -227,16 +323,18 @@ def run(args, tmp: Path) -> None:
     repo = tmp / "repo"
     (repo / "m" / "1").mkdir(parents=True)
     (repo / "m" / "1" / "model.onnx").write_bytes(model.read_bytes())
-    write_config(repo / "m" / "config.pbtxt", "m", "onnxruntime", args.max_batch, args.delay_us, 1, args.threads)
+    write_config(repo / "m" / "config.pbtxt", "m", "onnxruntime", args.max_batch, args.delay_us, args.instances,
+                 args.threads)
     with load_backend(model, "onnxruntime") as be:
         spec = be.inputs[0]
-    x = np.random.default_rng(0).standard_normal(spec.concrete_shape(1)).astype(np.float32)
+        x = np.random.default_rng(0).standard_normal(spec.concrete_shape(1)).astype(np.float32)
+        expected = next(iter(be.infer({spec.name: x}).values()))
 
     if args.soak:
         soak(repo, x, args.soak, name=spec.name)
         return
     batches = [b for b in (1, 2, 4, 8, 16, 32, 64) if b <= args.max_batch]
-    raw_rows = raw_throughput(model, min(args.duration, 2.0), args.threads, batches)
+    raw_rows = raw_throughput(model, min(args.duration, 2.0), args.raw_threads, batches)
     best = max(raw_rows, key=lambda r: r["rps"])
     raw1 = raw_rows[0]
     rows = list(raw_rows)
@@ -245,9 +343,15 @@ def run(args, tmp: Path) -> None:
         for proto, url in (("http", http_url), ("grpc", grpc_url)):
             for conc in (int(c) for c in args.concurrency.split(",")):
                 # The machine is shared: measure the raw reference right before each served run.
-                ref = raw_throughput(model, min(args.duration, 2.0), args.threads,
+                ref = raw_throughput(model, min(args.duration, 2.0), args.raw_threads,
                                      [1 if conc == 1 else best["batch"]])[0]
-                r = asyncio.run(load(proto, url, "m", x, conc, args.duration, spec.name))
+                r = measured_load(proc.pid, proto, url, "m", x, conc, args.duration, spec.name,
+                                  lean=args.client == "lean")
+                if "first_output" in r:  # the lean client decodes only the first answer: check it
+                    got = r.pop("first_output")[:expected.size]
+                    if not np.allclose(got, expected.ravel(), atol=1e-4, rtol=1e-3):
+                        raise SystemExit(f"{proto}: served output differs from onnxruntime "
+                                         f"(max abs {np.abs(got - expected.ravel()).max():.3g})")
                 r.update(mode=f"served {proto}", concurrency=conc, raw_ref_rps=ref["rps"],
                          efficiency=r["rps"] / ref["rps"] if conc > 1 else None,
                          added_p50_ms=r["p50_ms"] - ref["p50_ms"] if conc == 1 else None)
@@ -259,16 +363,20 @@ def run(args, tmp: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     notes = [f"command: `{command_line()}`",
+             f"load generator: {args.client}",
              f"model: {args.model} ({'built by bench/serving.py' if args.model in builtin else 'file'}); "
              f"served with max_batch_size "
-             f"{args.max_batch}, max_queue_delay {args.delay_us} µs, 1 instance",
+             f"{args.max_batch}, max_queue_delay {args.delay_us} µs, {args.instances} instance(s) × "
+             f"{args.threads or 'default'} threads",
              f"raw best: batch {best['batch']} at {best['rps']:.0f} rows/s; raw batch 1 p50 {raw1['p50_ms']:.3f} ms",
              "efficiency = served req/s (1 row each) ÷ raw rows/s at the best batch, measured just before "
              "that served run (raw_ref_rps); the load generator shares the machine's cores",
-             "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before"]
+             "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before",
+             f"server_cores / client_cores: CPU seconds per second used by the server process and by the load "
+             f"generator during the run (this machine has {os.cpu_count()} cores)"]
     write_results("serving", {"best_raw": best, "raw_batch1": raw1}, rows,
                   ["mode", "batch", "concurrency", "rps", "p50_ms", "p99_ms", "raw_ref_rps", "efficiency",
-                   "added_p50_ms", "errors"],
+                   "added_p50_ms", "server_cores", "client_cores", "errors"],
                   "Serving efficiency (bushu serve vs raw onnxruntime, same run)", notes)
 
 

@@ -3,10 +3,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev || exit 1
-# The UI's browser test drives Debian's chromium; install it when we can (it skips without it).
-if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
-    || echo "could not install chromium: the browser test will be skipped" >&2
+# The UI's browser test drives Debian's chromium and the audio tests synthesize speech with espeak-ng;
+# install them when we can (those tests skip, saying why, without them).
+if { ! command -v chromium >/dev/null || ! command -v espeak-ng >/dev/null; } \
+    && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver espeak-ng >/dev/null) \
+    || echo "could not install chromium/espeak-ng: the browser and audio tests will be skipped" >&2
 fi
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -33,11 +33,11 @@ def _spec(arg: Any, batch_name: str = "batch") -> TensorSpec:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
-    options = ("threads", "inter_threads", "optimization", "providers", "mem_pattern")
+    options = ("threads", "inter_threads", "optimization", "providers", "mem_pattern", "spinning")
 
     def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, inter_threads: int | None = None,
              optimization: str = "all", providers: list[str] | None = None,
-             mem_pattern: bool | None = None) -> None:
+             mem_pattern: bool | None = None, spinning: bool | None = None) -> None:
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
@@ -45,6 +45,9 @@ class OnnxRuntimeBackend(Backend):
             so.inter_op_num_threads = int(inter_threads)
         if mem_pattern is not None:  # off for servers: a pattern cached per input shape grows memory
             so.enable_mem_pattern = str(mem_pattern).lower() not in ("0", "false", "no", "off")
+        if spinning is not None:  # off for servers: spinning workers take the cores the event loop needs
+            on = str(spinning).lower() not in ("0", "false", "no", "off")
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if on else "0")
         so.graph_optimization_level = {
             "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
