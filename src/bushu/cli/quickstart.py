@@ -100,7 +100,12 @@ def command(out: Path, model: str, duration: float, no_serve: bool, as_json: boo
     rows = benchmark(art, backends=None, batch_sizes=(1, 8), duration_s=duration)
     rows += [{**r, "precision": "int8"} for r in benchmark(int8["art"], backends=["onnxruntime"],
                                                            batch_sizes=(1, 8), duration_s=duration)]
-    table(rows, ["backend", "batch", "precision", "p50_ms", "p99_ms", "throughput", "peak_rss_mb", "status"])
+    table([r for r in rows if r["status"] != "skipped"],
+          ["backend", "batch", "precision", "p50_ms", "p99_ms", "throughput", "peak_rss_mb", "status"])
+    skipped = sorted({r["backend"] for r in rows if r["status"] == "skipped"})
+    if skipped:  # edge runtimes read their own formats, not the artifact's ONNX
+        console.print(f"not benchmarked: {', '.join(skipped)} (they run exported files: "
+                      f"bushu export {art.path} --format tflite,mnn,ncnn, then bushu bench the exported file)")
     summary["bench"] = rows
 
     console.rule("5. write a Triton-layout model repository")
