@@ -1,15 +1,16 @@
-"""bushu serve beside LitServe and BentoML: the same ONNX models, machine, load generator and duration.
+"""bushu serve beside LitServe, BentoML and Ray Serve: the same ONNX models, machine, load generator and duration.
 
     python bench/peers.py [--peer-venv /tmp/peers-venv] [--duration 5] [--repeats 2] [--concurrency 1,16,64]
 
 The peers live in their own virtualenv (never in bushu's):
-    python3 -m venv /tmp/peers-venv && /tmp/peers-venv/bin/pip install litserve bentoml onnxruntime numpy pillow
+    python3 -m venv /tmp/peers-venv && /tmp/peers-venv/bin/pip install litserve bentoml "ray[serve]" \
+        python-multipart onnxruntime numpy pillow
 
 Scenarios (each server runs onnxruntime on the CPU with the same intra-op threads, 1 instance/worker,
 its own dynamic batching on at the same max batch size and queue delay):
 - image: MobileNetV2 (`bushu import mobilenet_v2`), a JPEG posted as multipart/form-data (the same
   bytes to every server), answered with the top-5 labels: bushu `POST /v1/models/m:classify`,
-  a LitServe API and a BentoML service that decode, resize, crop and normalise exactly as bushu does.
+  a LitServe API, a BentoML service and a Ray Serve deployment (@serve.batch) that decode, resize, crop and normalise exactly as bushu does.
 - tiny: a [batch, 16] -> [batch, 16] Gemm (per-request overhead, no compute): JSON tensors for all
   (bushu: KServe v2 JSON), plus bushu's KServe v2 binary over HTTP and gRPC.
 Load generator: one aiohttp client for every HTTP server (bodies built once, a connection per
@@ -156,6 +157,43 @@ class Peer:
     @bentoml.api(batchable=True, max_batch_size=CFG["max_batch"], max_latency_ms=60000)
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.s.run(None, {self.name: x.astype(np.float32)})[0]
+'''
+
+RAY_APP = r'''
+import sys, time
+from pathlib import Path
+import numpy as np
+import ray
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from peer_common import CFG, session, decode, top5
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0})
+class Peer:
+    def __init__(self):
+        self.s, self.name = session()
+
+    @serve.batch(max_batch_size=CFG["max_batch"], batch_wait_timeout_s=CFG["delay_s"])
+    async def run(self, xs):
+        return list(self.s.run(None, {self.name: np.stack(xs)})[0])
+
+    async def __call__(self, request: Request):
+        if CFG["kind"] == "image":
+            form = await request.form()
+            return JSONResponse(top5(await self.run(decode(await form["file"].read()))))
+        x = np.asarray((await request.json())["x"], np.float32)[0]
+        return JSONResponse({"y": [(await self.run(x)).tolist()]})
+
+
+if __name__ == "__main__":
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": int(sys.argv[1])})
+    serve.run(Peer.bind(), route_prefix="/predict")  # returns once the replica is up
+    Path(sys.argv[2]).write_text("ready")
+    while True:
+        time.sleep(3600)
 '''
 
 
@@ -334,9 +372,15 @@ class Peer:
         self.log = workdir / f"{kind}-{cfg['kind']}-{self.port}.log"
         env = {**os.environ, "PEER_CFG": json.dumps(cfg), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(workdir),
                "OMP_NUM_THREADS": str(cfg["threads"])}
+        self.marker = None
         if kind == "litserve":
             cmd = [str(venv / "bin" / "python"), str(workdir / "litserve_app.py"), str(self.port)]
             ready = f"http://127.0.0.1:{self.port}/health"
+        elif kind == "ray":
+            self.marker = workdir / f"ray-ready-{self.port}"
+            env.update(RAY_USAGE_STATS_ENABLED="0", RAY_SERVE_LOG_TO_STDERR="0")
+            cmd = [str(venv / "bin" / "python"), str(workdir / "ray_app.py"), str(self.port), str(self.marker)]
+            ready = f"http://127.0.0.1:{self.port}/-/healthz"
         else:
             cmd = [str(venv / "bin" / "bentoml"), "serve", "bentoml_app:Peer", "--host", "127.0.0.1",
                    "--port", str(self.port)]
@@ -345,16 +389,23 @@ class Peer:
                                      start_new_session=True)
         try:
             wait_http(ready, self.proc, 180, self.log)
+            t0 = time.time()
+            while self.marker is not None and not self.marker.exists():  # Ray: the proxy is up before the app
+                if self.proc.poll() is not None or time.time() - t0 > 180:
+                    raise RuntimeError(f"Ray Serve app not deployed: {_tail(self.log)}")
+                time.sleep(0.5)
         except Exception:
-            stop_proc(self.proc)
+            self.close()
             raise
 
     def endpoint(self) -> str:
-        path = {"litserve": "/predict", "bentoml": "/classify" if self.cfg["kind"] == "image" else "/infer"}[self.kind]
+        path = {"litserve": "/predict", "ray": "/predict", "bentoml": "/classify" if self.cfg["kind"] == "image" else "/infer"}[self.kind]
         return f"http://127.0.0.1:{self.port}{path}"
 
     def close(self) -> None:
         stop_proc(self.proc)
+        if self.kind == "ray":  # ray.init's daemons (GCS, raylet, workers) outlive the driver's group
+            subprocess.run([str(self.venv / "bin" / "ray"), "stop", "--force"], capture_output=True, timeout=60)
 
 
 def peer_version(venv: Path, pkg: str) -> str | None:
@@ -399,7 +450,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=64, help="max batch size, every server")
     ap.add_argument("--delay-ms", type=float, default=2.0,
                     help="queue delay: bushu max_queue_delay, LitServe batch_timeout (BentoML adapts its own)")
-    ap.add_argument("--servers", default="bushu,litserve,bentoml")
+    ap.add_argument("--servers", default="bushu,litserve,bentoml,ray")
     ap.add_argument("--scenarios", default="image,tiny")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bushu-peers-") as d:
@@ -418,7 +469,8 @@ def run(args, tmp: Path) -> None:
     (tmp / "peer_common.py").write_text(PEER_COMMON)
     (tmp / "litserve_app.py").write_text(LITSERVE_APP)
     (tmp / "bentoml_app.py").write_text(BENTOML_APP)
-    versions = {p: peer_version(venv, p) for p in ("litserve", "bentoml", "onnxruntime")}
+    (tmp / "ray_app.py").write_text(RAY_APP)
+    versions = {p: peer_version(venv, p) for p in ("litserve", "bentoml", "ray", "onnxruntime")}
     import onnxruntime
 
     # models, repository, requests and reference answers
@@ -553,12 +605,13 @@ def run(args, tmp: Path) -> None:
     notes = [f"command: `{command_line()}`",
              f"machine: {os.cpu_count()} CPUs, shared; load average before {load_before[0]:.1f}, after "
              f"{load_after[0]:.1f} (1-min)",
-             f"peers: litserve {versions['litserve']}, bentoml {versions['bentoml']}, onnxruntime "
+             f"peers: litserve {versions['litserve']}, bentoml {versions['bentoml']}, ray {versions['ray']}, onnxruntime "
              f"{versions['onnxruntime']} (peers venv {venv}); bushu's onnxruntime {onnxruntime.__version__}",
              f"every server: onnxruntime CPU, {args.threads} intra-op thread(s), 1 instance/worker, max batch "
              f"{args.max_batch}; bushu max_queue_delay {args.delay_ms:g} ms, LitServe batch_timeout "
              f"{args.delay_ms:g} ms, BentoML batchable=True max_batch_size {args.max_batch} (adaptive delay, "
-             "max_latency_ms 60000)",
+             "max_latency_ms 60000), Ray Serve @serve.batch max_batch_size "
+             f"{args.max_batch} batch_wait_timeout {args.delay_ms:g} ms, 1 replica",
              "image: MobileNetV2, a 451x300 JPEG (skimage chelsea) as multipart/form-data, top-5 labels back; every "
              "server decodes/resizes/crops/normalises with PIL+numpy the same way; status 'ok' = the server's top-5 "
              "matched onnxruntime run here",
@@ -570,7 +623,7 @@ def run(args, tmp: Path) -> None:
                             "args": vars(args)}, rows,
                   ["scenario", "server", "path", "concurrency", "rps", "p50_ms", "p99_ms", "rps_vs_bushu", "errors",
                    "status"],
-                  "bushu serve vs LitServe and BentoML (same models, machine and load generator)", notes)
+                  "bushu serve vs LitServe, BentoML and Ray Serve (same models, machine and load generator)", notes)
     print((Path(__file__).resolve().parent / "results" / "peers.md").read_text())
 
 
