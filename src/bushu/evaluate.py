@@ -1,5 +1,6 @@
-"""Accuracy of an artifact on a folder-per-class image dataset: top-1/top-k, per-class precision,
-recall and F1, a confusion matrix (PNG via matplotlib, and an HTML report).
+"""Accuracy of an artifact on a folder-per-class dataset (images; texts .txt or clips .wav/.flac for
+text and audio artifacts): top-1/top-k, per-class precision, recall and F1, a confusion matrix (PNG
+via matplotlib, and an HTML report).
 
 Class folders are matched to the artifact's labels by name (exactly, then ignoring case, ``_`` and
 ``-``), or through a label map. Metrics are over the dataset's classes; a prediction of any other
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.images import ImageFolder
+from .data.images import ImageFolder, Skipped
 from .errors import UserInputError, did_you_mean
 from .model.artifact import Artifact
 from .spec import np_dtype
@@ -105,10 +106,13 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) ->
     return m, other
 
 
-def evaluate(model: str | Path | Artifact, data: str | Path, backend: str = "onnxruntime", batch_size: int = 16,
+def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None = None, batch_size: int = 16,
              top_k: int = 5, label_map: Mapping[str, str | int] | None = None, report: str | Path | None = None,
              plot: str | Path | None = None, record: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Run the artifact over ``data`` (a folder per class) and return the metrics as a plain dict."""
+    """Run the artifact over ``data`` (a folder per class) and return the metrics as a plain dict.
+
+    ``backend``: the runtime to run it on; by default the one that reads the artifact's model file
+    (onnxruntime for .onnx, litert for an exported .tflite, ncnn for .param, mnn, openvino for .xml)."""
     from .envinfo import summary
     from .profile.bench import files_for_backends, resolve_model
     from .runtime import load_backend
@@ -119,26 +123,39 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str = "onn
     if art is None or art.preprocess is None:
         raise UserInputError(f"{main} has no pre-processing metadata, so its images cannot be prepared",
                              hint="evaluate an artifact: bushu import MODEL -o ART, then bushu eval ART --data DIR")
-    ds = ImageFolder.scan(data)
+    raw = art.preprocess.kind in ("text", "audio")
+    ds = RawFolder.scan(data, art.preprocess.kind) if raw else ImageFolder.scan(data)
+    from .runtime.registry import backend_for_path
+
+    if backend is None:  # the model file's own runtime (raises with the install hint if it is missing)
+        backend = backend_for_path(main).name
     target = files_for_backends(art, main, [backend])[backend]
     if isinstance(target, str):
         raise UserInputError(f"backend {backend!r} cannot run this artifact: {target}",
-                             hint="use --backend onnxruntime")
+                             hint=f"leave --backend out to use the one that reads {main.name}")
     labels = art.labels
     n_out = art.outputs[0].shape[-1] if isinstance(art.outputs[0].shape[-1], int) else None
     mapping = match_classes(ds.classes, labels, n_out or (len(labels) if labels else 0) or 1 << 30, label_map)
     t0 = time.perf_counter()
     with load_backend(target, backend) as be:
         spec, out_name = be.inputs[0], be.outputs[0].name
-        if isinstance(spec.shape[0], int) and spec.shape[0] > 0:
+        fixed = isinstance(spec.shape[0], int) and spec.shape[0] > 0
+        if fixed:
             batch_size = spec.shape[0]  # a fixed-batch model takes exactly that many
+        if raw:
+            from .model.predict import pipeline_for
+
+            batches = ds.batches(pipeline_for(art.path, art.preprocess, spec.name), batch_size)
+        else:
+            batches = (({spec.name: x.astype(np_dtype(spec.dtype))}, t, p)
+                       for x, t, p in ds.batches(art.preprocess, batch_size))
         y_true, y_pred, topk, scores, paths = [], [], [], [], []
         with _Progress(progress, len(ds.items)) as advance:
-            for x, t, p in ds.batches(art.preprocess, batch_size):
+            for feeds, t, p in batches:
                 n = len(t)
-                if n < batch_size and isinstance(spec.shape[0], int) and spec.shape[0] > 0:  # pad a fixed batch
-                    x = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
-                logits = np.asarray(be.infer({spec.name: x.astype(np_dtype(spec.dtype))})[out_name])[:n]
+                if n < batch_size and fixed:  # pad a fixed batch
+                    feeds = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - n, axis=0)]) for k, v in feeds.items()}
+                logits = np.asarray(be.infer(feeds)[out_name])[:n]
                 logits = logits.reshape(n, -1)
                 k = min(max(top_k, 5), logits.shape[1])
                 order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
@@ -150,8 +167,10 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str = "onn
                 advance(len(p))
             advance(len(ds.skipped), final=True)
     if not y_true:
-        raise UserInputError(f"no image in {data} could be decoded ({len(ds.skipped)} skipped)",
-                             hint="check the files are real jpg/png/bmp/webp images")
+        noun = {"text": "text", "audio": "clip"}.get(art.preprocess.kind, "image")
+        raise UserInputError(f"no {noun} in {data} could be read ({len(ds.skipped)} skipped)",
+                             hint="check the files are real " + {"text": "UTF-8 .txt files", "audio": ".wav/.flac clips"}
+                             .get(art.preprocess.kind, "jpg/png/bmp/webp images"))
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     classes = list(dict.fromkeys(mapping[c] for c in ds.classes))  # folder order; merged if two map to one label
     folder_of = {v: k for k, v in reversed(list(mapping.items()))}
@@ -161,7 +180,8 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str = "onn
     label = (lambda i: labels[i] if labels and i < len(labels) else str(i))
     result: dict[str, Any] = {
         "model": str(art.path), "data": str(Path(data)), "backend": backend,
-        "n_images": len(yt), "n_skipped": len(ds.skipped),
+        "n_images": len(yt), "n_skipped": len(ds.skipped),  # n_images counts texts / clips too (see noun)
+        "noun": {"text": "text", "audio": "clip"}.get(art.preprocess.kind, "image"),
         "skipped": [{"path": s.path, "reason": s.reason} for s in ds.skipped],
         "accuracy": float(np.mean(yt == yp)), "top1": float(np.mean(yt == yp)),
         "top5": _topk_acc(y_true, topk, 5), "top_k": top_k, "top_k_accuracy": _topk_acc(y_true, topk, top_k),
@@ -184,6 +204,63 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str = "onn
     if record:
         art.record("eval", {k: v for k, v in result.items() if k not in ("mistakes", "skipped")})
     return result
+
+
+class RawFolder:
+    """``DIR/<class>/<file>`` of texts (.txt) or clips (.wav/.flac) for a text or audio artifact; files that
+    cannot be read (not UTF-8, empty, corrupt or unsupported audio) are skipped and listed."""
+
+    def __init__(self, root: Path, kind: str, classes: list[str], items: list[tuple[Path, int]]):
+        self.root, self.kind, self.classes, self.items = root, kind, classes, items
+        self.skipped: list[Skipped] = []
+
+    @classmethod
+    def scan(cls, root: str | Path, kind: str) -> RawFolder:
+        from .errors import NotFoundError
+        from .model.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO
+
+        root = Path(root)
+        noun, suffixes = ("texts", (".txt",)) if kind == "text" else ("clips", AUDIO_SUFFIXES + UNSUPPORTED_AUDIO)
+        if not root.is_dir():
+            raise NotFoundError(f"dataset directory not found: {root}",
+                                hint=f"pass a folder with one sub-folder of {noun} per class")
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        items = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).rglob("*"))
+                 if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")]
+        if not items:
+            raise UserInputError(f"{root} has no class sub-folders with {noun} "
+                                 f"({'/'.join(s[1:] for s in suffixes[:3])})",
+                                 hint=f"lay the dataset out as {root}/<class name>/<file>")
+        return cls(root, kind, classes, items)
+
+    def batches(self, pipe, batch_size: int):
+        """Yield (feeds, class indices [B], paths)."""
+        buf: list[tuple[Any, int, Path]] = []
+        for path, target in self.items:
+            try:
+                x = self._read_text(path) if self.kind == "text" else pipe.one(path)
+            except Exception as e:  # any decode failure: list it and carry on
+                reason = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+                self.skipped.append(Skipped(str(path), str(reason).splitlines()[0][:200]))
+                continue
+            buf.append((x, target, path))
+            if len(buf) == batch_size:
+                yield self._feeds(pipe, buf)
+                buf = []
+        if buf:
+            yield self._feeds(pipe, buf)
+
+    @staticmethod
+    def _read_text(path: Path) -> str:
+        text = path.read_bytes().decode("utf-8-sig").strip()  # as bushu train reads it
+        if not text:
+            raise UserInputError("empty text")
+        return text
+
+    def _feeds(self, pipe, buf):
+        xs = [b[0] for b in buf]
+        feeds = pipe(xs) if self.kind == "text" else {pipe.input_name: np.stack(xs)}
+        return feeds, np.asarray([b[1] for b in buf], np.int64), [b[2] for b in buf]
 
 
 def _topk_acc(y_true: list[int], topk: list[list[int]], k: int) -> float:
@@ -236,7 +313,7 @@ def _confusion_figure_png(result: Mapping[str, Any]) -> bytes | None:
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"accuracy {result['accuracy']:.3f} on {result['n_images']} images")
+    ax.set_title(f"accuracy {result['accuracy']:.3f} on {result['n_images']} {result.get('noun', 'image')}s")
     if len(cols) <= 30:
         for (i, j), v in np.ndenumerate(cm):
             if v:
@@ -279,7 +356,7 @@ def write_html_report(result: Mapping[str, Any], path: str | Path) -> str:
 padding:2px 6px;text-align:right}}</style></head><body>
 <h1>bushu eval</h1>
 <p>model <code>{e(result['model'])}</code> on <code>{e(result['data'])}</code> with {e(result['backend'])}:
-<b>top-1 {result['accuracy']:.4f}</b>, top-5 {result['top5']:.4f}, {result['n_images']} images,
+<b>top-1 {result['accuracy']:.4f}</b>, top-5 {result['top5']:.4f}, {result['n_images']} {result.get('noun', 'image')}s,
 {result['n_skipped']} skipped; macro F1 {result['macro']['f1']:.4f}.
 {e(result['time'])}, {e(str(result['env']['cpu']))}.</p>
 <h2>Per class</h2><table>

@@ -76,10 +76,10 @@ def test_split_is_stratified_and_reproducible() -> None:
 
 
 def test_given_train_val_folders_are_kept(tmp_path: Path) -> None:
-    for split, n in (("train", 3), ("val", 2)):
-        for c in ("a", "b"):
-            for i in range(n):
-                _img(tmp_path / split / c / f"{i}.png", hash((split, c, i)) % 1000)
+    for s, (split, n) in enumerate((("train", 3), ("val", 2))):
+        for j, c in enumerate(("a", "b")):
+            for i in range(n):  # distinct seeds: str hashes vary per process and could collide into a duplicate
+                _img(tmp_path / split / c / f"{i}.png", 100 * s + 10 * j + i)
     ds = load_dataset(tmp_path)
     assert ds.split == "given" and len(ds.train) == 6 and len(ds.val) == 4
 
@@ -143,3 +143,93 @@ def test_bad_inputs_give_one_clear_error(tmp_path: Path, capsys) -> None:
     assert "cannot read the budget" in _run_error([str(tmp_path / "one"), "-o", out, "--budget", "soon"], capsys)
     assert "unknown head 'tree'" in _run_error([str(tmp_path / "one"), "-o", out, "--head", "tree"], capsys)
     assert not (tmp_path / "art").exists()
+
+
+# -- audio ----------------------------------------------------------------------------------------------
+def _wav(path: Path, freq: float, sr: int = 22050, seconds: float = 0.5, width: int = 2) -> np.ndarray:
+    """A sine tone written with the stdlib (an encoder independent of the decoder under test)."""
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(sr * seconds)) / sr
+    x = 0.5 * np.sin(2 * np.pi * freq * t)
+    scale = 2 ** (8 * width - 1) - 1
+    ints = np.round(x * scale).astype("<i4")
+    raw = ints.astype("<i2").tobytes() if width == 2 else b"".join(int(v).to_bytes(3, "little", signed=True)
+                                                                      for v in ints)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(width)
+        w.setframerate(sr)
+        w.writeframes(raw)
+    return x
+
+
+def test_audio_folder_lists_unsupported_and_corrupt_clips_and_reads_flac(tmp_path: Path) -> None:
+    sf = pytest.importorskip("soundfile")
+    root = tmp_path / "clips"
+    for i in range(3):
+        _wav(root / "low" / f"{i}.wav", 300 + 10 * i)
+        _wav(root / "high" / f"{i}.wav", 3000 + 10 * i, seconds=0.25 * (i + 1))
+    t = np.arange(8000) / 16000
+    sf.write(str(root / "high" / "extra.flac"), 0.3 * np.sin(2 * np.pi * 2500 * t), 16000)
+    (root / "low" / "song.mp3").write_bytes(b"ID3\x03\x00" + bytes(100))
+    (root / "low" / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    (root / "low" / "notes.md").write_text("ignored")
+    ds = load_dataset(root, val_fraction=0.34)
+    assert ds.kind == "audio" and ds.classes == ["high", "low"]
+    assert ds.check.counts == {"high": 4, "low": 3} and ds.check.ignored == 1
+    reasons = {Path(s["path"]).name: s["reason"] for s in ds.check.skipped}
+    assert set(reasons) == {"song.mp3", "broken.wav"}
+    assert "unsupported audio format .mp3" in reasons["song.mp3"] and "convert it to .wav" in reasons["song.mp3"]
+    assert "cannot decode" in reasons["broken.wav"]
+    secs = {Path(it.source).name: it.seconds for it in ds.train + ds.val if "high" in it.source}
+    assert secs == {"0.wav": 0.25, "1.wav": 0.5, "2.wav": 0.75, "extra.flac": 0.5}
+
+
+@pytest.mark.parametrize("width", [2, 3])
+def test_wav_decoding_without_soundfile_matches_the_written_samples(tmp_path: Path, width: int, monkeypatch) -> None:
+    import sys
+
+    from bushu.model import audio
+
+    x = _wav(tmp_path / "a.wav", 440, sr=8000, width=width)
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # the stdlib `wave` path
+    y, sr = audio.load_audio(tmp_path / "a.wav")
+    assert sr == 8000 and y.dtype == np.float32
+    assert np.abs(y - x).max() < 2.0 / 2 ** (8 * width - 1)
+
+
+def test_log_mel_puts_a_tone_in_the_right_band_after_resampling() -> None:
+    from bushu.model.audio import DEFAULT_SPECTROGRAM, _hz_to_mel, _mel_to_hz, log_mel, mel_filterbank, resample
+
+    sr = 22050
+    t = np.arange(sr) / sr
+    for freq in (500.0, 2000.0, 6000.0):
+        x = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+        y = resample(x, sr, 16000)
+        assert len(y) == 16000
+        # the tone keeps its frequency and amplitude (FFT peak of the resampled signal)
+        spec = np.abs(np.fft.rfft(y)) / len(y) * 2
+        assert abs(np.argmax(spec) - freq) <= 1 and spec.max() == pytest.approx(0.5, abs=0.02)
+        db = log_mel(x, sr, DEFAULT_SPECTROGRAM)
+        assert db.shape == (64, 101) and db.max() == 0.0 and db.min() >= -80.0
+        centres = _mel_to_hz(np.linspace(_hz_to_mel(20.0), _hz_to_mel(8000.0), 66))[1:-1]
+        assert abs(centres[int(np.argmax(db.mean(axis=1)))] - freq) / freq < 0.1
+    assert (log_mel(np.zeros(8000, np.float32), 16000, DEFAULT_SPECTROGRAM) == -80.0).all()  # silence is dark
+    fb = mel_filterbank(16000, 400, 64, 20.0, 8000.0)
+    assert fb.shape == (64, 201) and (fb >= 0).all() and (fb.sum(axis=1) > 0).all()  # no empty filter
+
+
+def test_preprocess_params_round_trip_and_image_metadata_is_unchanged() -> None:
+    from bushu.model.artifact import Preprocess
+
+    img = Preprocess()
+    assert "params" not in img.to_dict() and Preprocess.from_dict(img.to_dict()) == img
+    text = Preprocess(kind="text", params={"tokenizer": "tokenizer.json", "max_length": 256, "files": ["tokenizer.json"]})
+    assert text.to_dict() == {"kind": "text", "params": text.params}  # no image fields for a text model
+    back = Preprocess.from_dict(text.to_dict())
+    assert back.kind == "text" and back.params == text.params and back.files == ["tokenizer.json"]
+    audio = Preprocess(kind="audio", crop=96, resize=None, params={"sample_rate": 16000, "n_mels": 64})
+    back = Preprocess.from_dict(audio.to_dict())
+    assert back.crop == 96 and back.resize is None and back.params == audio.params and back.files == []

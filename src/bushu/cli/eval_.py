@@ -29,8 +29,10 @@ def _read_label_map(path: Path | None) -> dict | None:
 @click.command("eval")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
-              help="Dataset folder: one sub-folder of images per class, named after the model's labels.")
-@click.option("--backend", default="onnxruntime", show_default=True, help="Backend to run the model on.")
+              help="Dataset folder: one sub-folder per class, named after the model's labels, of images "
+              "(or .txt texts / .wav clips for text / audio models).")
+@click.option("--backend", help="Backend to run the model on (default: the one that reads the model file: "
+              "onnxruntime for .onnx, litert for .tflite, ncnn, mnn, openvino for an exported artifact).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1),
               help="Also report top-k accuracy for this k (top-1 and top-5 always).")
@@ -41,9 +43,9 @@ def _read_label_map(path: Path | None) -> dict | None:
               help="Write the confusion matrix as a PNG here (default: REPORT.confusion.png with --report).")
 @click.option("--no-record", is_flag=True, help="Do not record the metrics into the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def command(model: Path, data: Path, backend: str, batch_size: int, top_k: int, label_map: Path | None,
+def command(model: Path, data: Path, backend: str | None, batch_size: int, top_k: int, label_map: Path | None,
             report: Path | None, plot: Path | None, no_record: bool, as_json: bool) -> None:
-    """Accuracy of an artifact on a labelled image folder (DIR/<class>/<image>).
+    """Accuracy of an artifact on a labelled folder (DIR/<class>/<image, .txt text or .wav clip>).
 
     JSON keys: accuracy (= top1), top5, top_k, top_k_accuracy, n_images, n_skipped, skipped, classes, per_class (class, label,
     precision, recall, f1, support), macro, confusion (rows, columns, matrix), mistakes, env."""
@@ -63,7 +65,7 @@ def command(model: Path, data: Path, backend: str, batch_size: int, top_k: int, 
         return
     topk = f"  top-{res['top_k']} {res['top_k_accuracy']:.4f}" if res["top_k"] != 5 else ""
     console.print(f"[bold]top-1 {res['accuracy']:.4f}[/]  top-5 {res['top5']:.4f}{topk}  on "
-                  f"{res['n_images']} images ({res['n_skipped']} skipped), macro F1 {res['macro']['f1']:.4f}")
+                  f"{res['n_images']} {res.get('noun', 'image')}s ({res['n_skipped']} skipped), macro F1 {res['macro']['f1']:.4f}")
     table(res["per_class"], ["class", "label", "precision", "recall", "f1", "support"], title="per class")
     cm = res["confusion"]
     table([{"true \\ pred": r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])],

@@ -20,9 +20,11 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               help="Wall-clock budget for the whole run: seconds (300) or a duration (90s, 5m, 1h); 'none' = no limit.")
 @click.option("--trials", default=30, show_default=True, type=int,
               help="Stop after this many finished trials (counting those of a resumed run); 0 = only the budget.")
-@click.option("--kind", type=click.Choice(["auto", "image", "text"]), default="auto", show_default=True)
+@click.option("--kind", type=click.Choice(["auto", "image", "text", "audio"]), default="auto", show_default=True,
+              help="What DATA holds; auto guesses from the file suffixes.")
 @click.option("--backbone", "sources", help="Comma-separated feature sources to search: image backbones "
-              "(efficientnet_lite0,mobilenet_v2,efficientnet_lite1,efficientnet_lite2) or text features (minilm,tfidf).")
+              "(efficientnet_lite0,mobilenet_v2,efficientnet_lite1,efficientnet_lite2; also for audio, on log-mel "
+              "spectrograms) or text features (minilm,tfidf).")
 @click.option("--head", "heads", default="logreg,linear,mlp", show_default=True,
               help="Head types to search: logreg (exact logistic regression), linear (SGD), mlp.")
 @click.option("--image-size", type=int, help="Input size in pixels (default: each backbone's own, 224-260). "
@@ -31,6 +33,10 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               "DATA has train/ and val/, else a stratified split of DATA.")
 @click.option("--val-fraction", default=0.2, show_default=True, type=float)
 @click.option("--no-augment", is_flag=True, help="Do not add horizontally flipped copies of training images.")
+@click.option("--no-finetune", is_flag=True, help="Do not fine-tune the top blocks of the chosen backbone after the "
+              "search (by default they are, when the budget allows, and kept only if better on validation).")
+@click.option("--finetune-blocks", default=2, show_default=True, type=click.IntRange(1, 10),
+              help="How many of the backbone's last blocks fine-tuning trains (with the head).")
 @click.option("--other", is_flag=True, help="Add an 'other' class of generic photos, so the model can answer "
               "'none of these' (images).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="Trials run in parallel (threads).")
@@ -40,9 +46,10 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               "(default: sqlite:///WORK/study.db).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources: str | None, heads: str,
-            image_size: int | None, val: Path | None, val_fraction: float, no_augment: bool, other: bool, jobs: int, seed: int,
+            image_size: int | None, val: Path | None, val_fraction: float, no_augment: bool, no_finetune: bool,
+            finetune_blocks: int, other: bool, jobs: int, seed: int,
             work_dir: Path | None, storage: str | None, as_json: bool) -> None:
-    """Train a classifier on DATA (DATA/<class>/<file>: images or .txt; or a text,label CSV) and write an artifact.
+    """Train a classifier on DATA (DATA/<class>/<file>: images, .txt or .wav/.flac clips; or a text,label CSV).
 
     Features from pretrained models are extracted once and cached; Optuna searches feature source x head x
     learning rate x batch size x epochs within --budget / --trials. Interrupted? Run the same command again:
@@ -68,7 +75,8 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
         raise UserInputError("-o must not be the data folder")
     cfg = TrainConfig(data=data, out=out, kind=kind, val=val, val_fraction=val_fraction,
                       budget_s=parse_budget(budget), trials=trials or None, sources=_csv(sources),
-                      heads=head_list, image_size=image_size, augment=not no_augment, other=other, jobs=jobs, seed=seed,
+                      heads=head_list, image_size=image_size, augment=not no_augment,
+                      finetune=not no_finetune, finetune_blocks=finetune_blocks, other=other, jobs=jobs, seed=seed,
                       work_dir=work_dir, storage=storage, progress=not as_json)
 
     def echo(msg: str) -> None:
@@ -87,3 +95,6 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
     if summary["kind"] == "image":
         console.print(f"next: bushu eval {out} --data DIR  |  bushu optimize {out} -o {out}-int8  |  "
                       f"bushu serve REPO (after adding {out} to a repository)")
+    else:  # text and audio models take raw strings / .wav clips at :classify
+        console.print(f"next: bushu eval {out} --data DIR  |  bushu serve REPO (after adding {out} to a repository), "
+                      f"then POST a {'text' if summary['kind'] == 'text' else '.wav clip'} to /v1/models/NAME:classify")

@@ -44,13 +44,27 @@ class Preprocess:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     layout: str = "NCHW"
     color: str = "RGB"
+    # kind "text": {"tokenizer": "tokenizer.json", "max_length", "inputs"} or {"features": "text_features.json"};
+    # kind "audio": the spectrogram settings (bushu.model.audio), then the image fields above apply.
+    # "files": artifact files the pre-processing reads (copied along into a serving repository).
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.params.get("files") or [])
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        if self.kind == "text":  # the image fields do not apply
+            return {"kind": self.kind, "params": d["params"]}
+        if not d["params"]:  # image artifacts keep their bushu.yaml (and feature cache keys) unchanged
+            del d["params"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Preprocess:
         known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        known["params"] = dict(d.get("params") or {})
         return cls(**known)
 
 

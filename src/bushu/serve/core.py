@@ -40,6 +40,7 @@ class LoadedModel:
                               cfg_in.default_model_filename if cfg_in is not None else None)
         self.preprocess = src.artifact.preprocess if src.artifact else None
         self.postprocess = src.artifact.postprocess if src.artifact else None
+        self.artifact_dir = src.artifact.path if src.artifact else None  # tokenizer etc. for :classify
         self.labels = read_labels(model_dir, src)
         options = {**_SERVING_DEFAULTS.get(src.backend, {}), **parameters_of(cfg_in)}
         try:

@@ -194,18 +194,24 @@ class HttpApp:
     async def _classify_image(self, name: str, scope, receive, headers) -> tuple[int, list, bytes]:
         model = self.manager.get(name)
         if model.preprocess is None:
-            raise UserInputError(f"model {name!r} has no image pre-processing recorded",
+            raise UserInputError(f"model {name!r} has no pre-processing recorded",
                                  hint="serve a bushu artifact (bushu.yaml in the version directory), or use /v2 infer")
         with self.manager.arrivals.ticket() as ticket:
             return await self._classify_body(model, name, scope, receive, headers, ticket)
 
     async def _classify_body(self, model, name, scope, receive, headers, ticket) -> tuple[int, list, bytes]:
-        from ..model.processing import load_image, preprocess_image, top_k
+        """An image file, a wav clip or a text (text/plain, or JSON {"text": "..."} / {"text": [...]})."""
+        from ..model.predict import pipeline_for
+        from ..model.processing import top_k
 
+        kind = model.preprocess.kind
+        what = {"text": "a text", "audio": "a .wav clip"}.get(kind, "an image file")
+        example = {"text": "-H 'Content-Type: text/plain' --data-binary @note.txt",
+                   "audio": "--data-binary @clip.wav"}.get(kind, "--data-binary @cat.jpg")
         body = await self._body(scope, receive, headers)
         if not body:
-            raise UserInputError("the body is empty; send an image file",
-                                 hint=f"curl --data-binary @cat.jpg .../v1/models/{name}:classify")
+            raise UserInputError(f"the body is empty; send {what}",
+                                 hint=f"curl {example} .../v1/models/{name}:classify")
         ctype = headers.get(b"content-type", b"").decode("latin-1")
         if ctype.startswith("multipart/form-data"):
             body = _first_file(body, ctype)
@@ -214,11 +220,23 @@ class HttpApp:
             k = int(query.get("k", query.get("top_k", ["5"]))[0])
         except ValueError:
             raise UserInputError("query parameter k must be an integer") from None
-        x = await asyncio.to_thread(lambda: preprocess_image(load_image(body), model.preprocess)[None])
-        logits = (await model.infer({model.inputs[0].name: x}, ticket=ticket))[model.output_names[0]]
-        preds = top_k(logits.reshape(logits.shape[0], -1), model.labels, model.postprocess, k=max(1, k))[0]
-        return _ok({"model_name": model.name, "model_version": model.version,
-                    "predictions": [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]})
+        raw: list = [body]
+        if kind == "text" and ctype.startswith("application/json"):
+            req = _json(body)
+            text = req.get("text") if isinstance(req, dict) else None
+            raw = [text] if isinstance(text, str) else text if isinstance(text, list) else None
+            if not raw or not all(isinstance(t, str) for t in raw):
+                raise UserInputError('a JSON body for a text model is {"text": "..."} (or a list of strings)',
+                                     hint="or send the text itself with Content-Type: text/plain")
+        feeds = await asyncio.to_thread(
+            lambda: pipeline_for(model.artifact_dir, model.preprocess, model.inputs[0].name)(raw))
+        logits = (await model.infer(feeds, ticket=ticket))[model.output_names[0]]
+        preds = top_k(logits.reshape(logits.shape[0], -1), model.labels, model.postprocess, k=max(1, k))
+        answer = [[{"label": lbl, "index": i, "score": s} for i, lbl, s in row] for row in preds]
+        out = {"model_name": model.name, "model_version": model.version, "predictions": answer[0]}
+        if len(answer) > 1:  # a JSON list of texts: one list of predictions per text
+            out["batch"] = answer
+        return _ok(out)
 
     # -- repository ---------------------------------------------------------------------------------
     async def _repository(self, method: str, rest: list[str], body: bytes) -> tuple[int, list, bytes]:

@@ -39,11 +39,16 @@ def openapi_document() -> dict[str, Any]:
         "/v2/models/{model}/versions/{version}": _get("metadata of one version", [_NAME, _VERSION]),
         "/v2/models/{model}/versions/{version}/infer": {"post": {**infer["post"], "parameters": [_NAME, _VERSION]}},
         "/v1/models/{model}:classify": {"post": {
-            "summary": "classify an image: send the file as the body (or multipart field), get the top-k labels",
+            "summary": "classify raw input, as the model's bushu.yaml preprocess.kind says: an image file, a .wav "
+                       "clip (audio) or a text (text/plain, or JSON {\"text\": str or [str]}); top-k labels",
             "parameters": [_NAME, {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
             "requestBody": {"required": True, "content": {
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
                 "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object", "required": ["text"], "properties": {
+                    "text": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}},
                 "multipart/form-data": {"schema": {"type": "object", "properties": {
                     "file": {"type": "string", "format": "binary"}}}}}},
             "responses": {"200": {"description": "top-k labels", "content": {"application/json": {
@@ -74,7 +79,10 @@ def openapi_document() -> dict[str, Any]:
                     "name": {"type": "string"}, "parameters": {"type": "object"}}}}}},
             "Predictions": {"type": "object", "properties": {
                 "model_name": {"type": "string"}, "model_version": {"type": "string"},
-                "predictions": {"type": "array", "items": {"type": "object", "properties": {
-                    "label": {"type": "string"}, "index": {"type": "integer"}, "score": {"type": "number"}}}}}},
+                "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
+                "batch": {"type": "array", "description": "for a JSON list of texts: the predictions of each",
+                          "items": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}}},
+            "Prediction": {"type": "object", "properties": {
+                "label": {"type": "string"}, "index": {"type": "integer"}, "score": {"type": "number"}}},
         }},
     }

@@ -108,6 +108,8 @@ def add_to_repository(repo: Path, artifact: Artifact, name: str | None = None, v
         data = artifact.model_path.with_name(artifact.model_path.name + ".data")
         if data.is_file():  # external weights are found by the name recorded in the graph: keep it
             shutil.copyfile(data, tmp / data.name)
+        for f in artifact.preprocess.files if artifact.preprocess else ():  # the tokenizer / vocabulary of a text model
+            shutil.copyfile(artifact.path / f, tmp / f)
         meta = artifact.to_meta()
         meta["model"]["file"] = "model" + artifact.model_path.suffix
         meta["files"] = {}  # references (e.g. model.pt2) stay in the artifact, not in the serving repo

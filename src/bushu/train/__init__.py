@@ -3,6 +3,8 @@
     load_dataset  -> data check (classes, counts, imbalance, duplicates, unreadable files), split
     features      -> frozen pretrained backbone features, cached under WORK/features
     search        -> Optuna over feature source x head x hyperparameters, stored in WORK/study.db
+    finetune      -> the last blocks of the chosen backbone + the head on augmented examples, when the
+                     budget allows; kept only if better on validation (finetune.py)
     export        -> backbone + head as ONE ONNX graph (image NCHW float32 -> logits), checked
                      against PyTorch, evaluated with ONNX Runtime on the validation split
     report        -> leaderboard, per-class P/R/F1, confusion matrix, worst mistakes (report.html)
@@ -29,7 +31,7 @@ DEFAULT_TEXT_FEATURES = ("minilm", "tfidf")
 class TrainConfig:
     data: Path
     out: Path
-    kind: str = "auto"  # auto | image | text
+    kind: str = "auto"  # auto | image | text | audio
     val: Path | None = None  # a given validation folder / CSV
     val_fraction: float = 0.2
     budget_s: float | None = 300.0  # wall-clock budget for the whole run (features + search)
@@ -38,6 +40,9 @@ class TrainConfig:
     heads: tuple[str, ...] = ("logreg", "linear", "mlp")
     image_size: int | None = None  # None = each backbone's native input size
     augment: bool = True
+    finetune: bool = True  # fine-tune the top blocks + head after the search, when the budget allows
+    finetune_blocks: int = 2
+    finetune_epochs: int = 30  # at most; early stopping on validation
     other: bool = False  # add a none-of-the-above class of generic photos
     jobs: int = 1
     seed: int = 0
@@ -86,6 +91,10 @@ def train(cfg: TrainConfig, echo=print) -> dict[str, Any]:
         from .image import train_images
 
         return train_images(cfg, ds, echo)
+    if ds.kind == "audio":
+        from .audio import train_audio
+
+        return train_audio(cfg, ds, echo)
     from .text import train_text
 
     return train_text(cfg, ds, echo)

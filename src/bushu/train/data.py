@@ -1,6 +1,6 @@
 """Labelled data for `bushu train`: scan, check, de-duplicate and split.
 
-Layouts (images ``.jpg/.png/.bmp/.webp/...``, texts ``.txt``):
+Layouts (images ``.jpg/.png/.bmp/.webp/...``, texts ``.txt``, audio clips ``.wav/.flac``):
 
     DATA/<class>/<file>                         split here, stratified by class (``val_fraction``)
     DATA/train/<class>/<file> + DATA/val/<class>/<file>   the given split is kept
@@ -8,8 +8,9 @@ Layouts (images ``.jpg/.png/.bmp/.webp/...``, texts ``.txt``):
 
 The check lists every class with its count, the imbalance ratio, exact duplicates (byte-identical
 files, also across classes), unreadable files (skipped with the reason, never fatal) and classes
-with too few examples. Input that cannot train a sound model (no classes, one class, a class with
-no usable file) raises a UserInputError that says what to do.
+with too few examples. Audio in other formats (.mp3, .ogg, ...) is listed as skipped, with a hint.
+Input that cannot train a sound model (no classes, one class, a class with no usable file) raises a
+UserInputError that says what to do.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotFoundError, UserInputError
+from ..model.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO
 from ..model.processing import IMAGE_SUFFIXES
 
 __all__ = ["MIN_RECOMMENDED", "DataCheck", "Dataset", "Item", "load_dataset", "split_stratified"]
@@ -39,6 +41,7 @@ class Item:
     source: str  # file path (or "file.csv:row")
     label: int
     text: str | None = None  # text examples carry their text
+    seconds: float | None = None  # audio examples carry their duration
 
 
 @dataclass
@@ -67,7 +70,7 @@ class DataCheck:
 
 @dataclass
 class Dataset:
-    kind: str  # "image" | "text"
+    kind: str  # "image" | "text" | "audio"
     classes: list[str]
     train: list[Item]
     val: list[Item]
@@ -105,8 +108,8 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
         kind = "text"
     elif kind == "auto":
         kind = _guess_kind(data)
-    if kind not in ("image", "text"):
-        raise UserInputError(f"unknown data kind {kind!r}", hint="use --kind image or --kind text")
+    if kind not in ("image", "text", "audio"):
+        raise UserInputError(f"unknown data kind {kind!r}", hint="use --kind image, text or audio")
 
     given_val = Path(val) if val else None
     train_root = data
@@ -147,12 +150,13 @@ def _guess_kind(root: Path) -> str:
     suffixes = Counter(p.suffix.lower() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     n_img = sum(n for s, n in suffixes.items() if s in IMAGE_SUFFIXES)
     n_txt = sum(n for s, n in suffixes.items() if s in TEXT_SUFFIXES)
-    if not n_img and not n_txt:
+    n_wav = sum(n for s, n in suffixes.items() if s in AUDIO_SUFFIXES + UNSUPPORTED_AUDIO)
+    if not n_img and not n_txt and not n_wav:
         if not any(root.iterdir()):
             raise UserInputError(f"{root} is empty", hint=_layout_hint(root))
-        raise UserInputError(f"{root} has no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])}) "
-                             "and no .txt files", hint=_layout_hint(root))
-    return "image" if n_img >= n_txt else "text"
+        raise UserInputError(f"{root} has no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])}), "
+                             "no .txt files and no .wav/.flac clips", hint=_layout_hint(root))
+    return max((n_img, 2, "image"), (n_txt, 1, "text"), (n_wav, 0, "audio"))[2]
 
 
 def _layout_hint(root: Path) -> str:
@@ -177,7 +181,7 @@ def _read(root: Path, kind: str, check: DataCheck, seen: dict, classes: list[str
         if extra:
             raise UserInputError(f"validation folder {root} has classes not in the training data: "
                                  f"{', '.join(extra)}", hint="use the same class folder names in train/ and val/")
-    suffixes = IMAGE_SUFFIXES if kind == "image" else TEXT_SUFFIXES
+    suffixes = {"image": IMAGE_SUFFIXES, "text": TEXT_SUFFIXES, "audio": AUDIO_SUFFIXES + UNSUPPORTED_AUDIO}[kind]
     items = []
     for i, c in enumerate(classes):
         folder = root / c
@@ -203,6 +207,16 @@ def _read_one(f: Path, label: int, kind: str, check: DataCheck) -> Item | None:
             check.skipped.append({"path": str(f), "reason": _reason(e)})
             return None
         return Item(str(f), label)
+    if kind == "audio":
+        from ..model.audio import load_audio
+
+        try:
+            x, sr = load_audio(f)
+        except Exception as e:  # noqa: BLE001 - unsupported format, corrupt or empty file: list and skip
+            check.skipped.append({"path": str(f), "reason": _reason(e) + (f"; {e.hint}" if getattr(e, "hint", None)
+                                                                          else "")})
+            return None
+        return Item(str(f), label, seconds=round(len(x) / sr, 4))
     raw = f.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -282,7 +296,7 @@ def open_image(path: str | Path):
 
 # -- checks and split ---------------------------------------------------------------------------------
 def _validate_counts(check: DataCheck, kind: str) -> None:
-    noun = "images" if kind == "image" else "texts"
+    noun = {"image": "images", "text": "texts", "audio": "clips"}[kind]
     if len(check.classes) < 2:
         only = f" (only {check.classes[0]!r})" if check.classes else ""
         raise UserInputError(f"training needs at least 2 classes; {check.root} has {len(check.classes)}{only}",

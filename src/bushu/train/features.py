@@ -104,7 +104,12 @@ def load_pixels(items: list[Item], pp: Preprocess, flip: bool = False) -> np.nda
 
     arrays = []
     for it in items:
-        img = open_image(it.source)
+        if pp.kind == "audio":  # a clip's log-mel spectrogram, as the served model computes it
+            from ..model.audio import audio_image
+
+            img = audio_image(it.source, pp.params, int(pp.crop))
+        else:
+            img = open_image(it.source)
         if flip:
             img = ImageOps.mirror(img)
         arrays.append(preprocess_image(img, pp))

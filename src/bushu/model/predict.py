@@ -1,0 +1,183 @@
+"""Raw inputs (image files, text strings, wav clips) -> model feeds -> labels with scores, without torch.
+
+The artifact's ``preprocess.kind`` says what the model takes:
+
+- ``image``: decode + resize/crop/normalise (bushu.model.processing);
+- ``text`` with a ``tokenizer``: the Rust ``tokenizers`` package (tokenizer.json in the artifact),
+  truncated at ``max_length``, padded per batch -> int64 ``input_ids``/``attention_mask``(/``token_type_ids``);
+- ``text`` with ``features``: numpy TF-IDF from the stored vocabulary and idf (text_features.json);
+- ``audio``: log-mel spectrogram image (bushu.model.audio), then the image steps.
+
+``Classifier(ART).predict([...])`` is what `bushu eval`, the server's ``:classify`` endpoint and the
+SDK run; they share ``Pipeline`` so they all see the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, MissingDependencyError, UserInputError
+from .artifact import Artifact, Preprocess
+
+__all__ = ["Classifier", "Pipeline", "TextClassifier", "pipeline_for", "tfidf_transform"]
+
+
+def tfidf_transform(desc: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
+    """numpy-only TF-IDF from the stored description (sklearn's sublinear tf, l2 norm)."""
+    vocab, idf = desc["vocabulary"], np.asarray(desc["idf"], np.float64)
+    pattern = re.compile(desc["token_pattern"])
+    out = np.zeros((len(texts), len(idf)), np.float32)
+    for r, text in enumerate(texts):
+        counts: dict[int, int] = {}
+        for tok in pattern.findall(text.lower() if desc["lowercase"] else text):
+            j = vocab.get(tok)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            continue
+        idx = np.fromiter(counts, int)
+        tf = np.fromiter(counts.values(), np.float64)
+        if desc["sublinear_tf"]:
+            tf = 1.0 + np.log(tf)
+        v = tf * idf[idx]
+        v /= max(np.linalg.norm(v), 1e-12)
+        out[r, idx] = v
+    return out
+
+
+def load_tokenizer(path: Path, max_length: int):
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as e:
+        raise MissingDependencyError("text models (the tokenizers package)", "serve", package="tokenizers") from e
+    tok = Tokenizer.from_file(str(path))
+    tok.enable_truncation(max_length=max_length)
+    pad_id = tok.token_to_id("[PAD]")
+    tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")  # to the longest in the batch
+    return tok
+
+
+class Pipeline:
+    """One artifact's pre-processing: a list of raw inputs -> the model's feeds."""
+
+    def __init__(self, root: Path, pp: Preprocess, input_name: str):
+        self.pp, self.kind, self.input_name = pp, pp.kind, input_name
+        p = pp.params
+        self._tok = self._tfidf = None
+        missing = [f for f in pp.files if not (root / f).is_file()]
+        if missing:
+            raise ArtifactError(f"{root} lacks {', '.join(missing)}, which its pre-processing reads",
+                                hint="copy the whole artifact directory (bushu.yaml, the model and these files) "
+                                     "into the version directory")
+        if self.kind == "text":
+            if p.get("tokenizer"):
+                self._tok = load_tokenizer(root / p["tokenizer"], int(p.get("max_length", 256)))
+                self.inputs = list(p.get("inputs") or ["input_ids", "attention_mask"])
+            elif p.get("features"):
+                self._tfidf = json.loads((root / p["features"]).read_text())
+            else:
+                raise ArtifactError(f"{root}: text pre-processing names neither a tokenizer nor features")
+
+    def __call__(self, raw: Sequence[Any]) -> dict[str, np.ndarray]:
+        if self.kind == "text":
+            texts = [_as_text(r) for r in raw]
+            if self._tfidf is not None:
+                return {self.input_name: tfidf_transform(self._tfidf, texts)}
+            enc = self._tok.encode_batch(texts)
+            cols = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
+                    "token_type_ids": [e.type_ids for e in enc]}
+            return {n: np.asarray(cols[n], np.int64) for n in self.inputs}
+        return {self.input_name: np.stack([self.one(r) for r in raw])}
+
+    def one(self, raw: Any) -> np.ndarray:
+        """One image or clip -> float32 CHW (not for text, whose batches are padded together)."""
+        from .processing import load_image, preprocess_image
+
+        if self.kind == "audio":
+            from .audio import audio_image
+
+            return preprocess_image(audio_image(raw, self.pp.params, int(self.pp.crop)), self.pp)
+        img = raw if hasattr(raw, "convert") else load_image(raw)
+        return preprocess_image(img, self.pp)
+
+
+def _as_text(r: Any) -> str:
+    if isinstance(r, (bytes, bytearray)):
+        try:
+            return bytes(r).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise UserInputError(f"the text is not UTF-8 (byte {e.start})", hint="send UTF-8 text") from e
+    if isinstance(r, Path):
+        return r.read_text(encoding="utf-8-sig")
+    if not isinstance(r, str):
+        raise UserInputError(f"a text model takes strings, got {type(r).__name__}")
+    return r
+
+
+@lru_cache(maxsize=32)
+def _cached(root: str, pp_json: str, input_name: str, stamp: float) -> Pipeline:
+    return Pipeline(Path(root), Preprocess.from_dict(json.loads(pp_json)), input_name)
+
+
+def pipeline_for(root: str | Path, pp: Preprocess, input_name: str) -> Pipeline:
+    """A Pipeline, built once per artifact directory (the tokenizer load is not free)."""
+    meta = Path(root) / "bushu.yaml"
+    stamp = meta.stat().st_mtime if meta.exists() else 0.0
+    return _cached(str(root), json.dumps(pp.to_dict(), sort_keys=True), input_name, stamp)
+
+
+class Classifier:
+    """Raw inputs -> labels with scores, from an artifact with recorded pre-processing (onnxruntime)."""
+
+    def __init__(self, artifact: str | Path | Artifact):
+        from ..runtime import load_backend
+
+        self.art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
+        if self.art.preprocess is None:
+            raise ArtifactError(f"{self.art.path} records no pre-processing, so it cannot take raw inputs",
+                                hint="train it with bushu train, or import it with --preprocess")
+        self.backend = load_backend(self.art.model_path, "onnxruntime")
+        self.pipeline = Pipeline(self.art.path, self.art.preprocess, self.backend.inputs[0].name)
+        self.kind = self.pipeline.kind
+
+    def logits(self, raw: Sequence[Any]) -> np.ndarray:
+        out = self.backend.infer(self.pipeline(list(raw)))[self.backend.outputs[0].name]
+        return np.asarray(out).reshape(len(raw), -1)
+
+    def predict(self, raw: Sequence[Any], k: int = 1) -> list[list[tuple[int, str, float]]]:
+        from .processing import top_k
+
+        return top_k(self.logits(raw), self.art.labels, self.art.postprocess, k=k)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TextClassifier(Classifier):
+    """Raw strings -> labels with scores, from a text artifact written by `bushu train`."""
+
+    def __init__(self, artifact: str | Path | Artifact):
+        art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
+        legacy = art.file("text_features")
+        if art.preprocess is None and legacy is not None and legacy.is_file() and \
+                json.loads(legacy.read_text()).get("kind") == "tfidf":  # trained before preprocess.kind "text"
+            art.preprocess = Preprocess(kind="text", resize=None, crop=None,
+                                        params={"features": art.files["text_features"]})
+        if art.preprocess is None or art.preprocess.kind != "text":
+            raise ArtifactError(f"{art.path} is not a text artifact (preprocess kind "
+                                f"{art.preprocess.kind if art.preprocess else None!r})",
+                                hint="retrain it with this bushu version: bushu train DATA -o ART")
+        super().__init__(art)
