@@ -2,7 +2,8 @@
 
 The source is a tiny real CNN imported with `bushu import`; the exported files are re-run here on
 fresh inputs and compared with PyTorch eager (an independent reference), not only with the figures
-the export recorded about itself.
+the export recorded about itself. The int8 formats are tested on pretrained EfficientNet-Lite0,
+calibrated on real photos and re-checked on other views of them.
 """
 
 from __future__ import annotations
@@ -246,3 +247,78 @@ def test_aoti_opt_in(tiny, tmp_path):
     rows = export(tiny, "aoti", tmp_path, samples=2, bench=False)
     assert rows[0]["status"] == "ok", rows[0]
     assert rows[0]["max_abs"] < 1e-4
+
+
+# -- int8 for edge formats: a real pretrained model calibrated on real photos ---------------------------
+def test_int8_needs_data_before_anything_runs(tiny, tmp_path):
+    with pytest.raises(UserInputError, match="mnn-int8, tflite-int8 need calibration images") as err:
+        export(tiny, "onnx,mnn-int8,tflite-int8", tmp_path)
+    assert "--data" in err.value.hint
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_int8_gate_names_the_output():
+    from bushu.export._worker import _accuracy_problem, _agreement_problems
+    from bushu.validate import agreement
+
+    rng = np.random.default_rng(0)
+    ref = {"logits": rng.standard_normal((20, 5)).astype(np.float32) * 5}
+    got = {"logits": ref["logits"].copy()}
+    assert _agreement_problems(FORMATS["mnn-int8"], ref, got, agreement(ref, got)) == []
+    got["logits"][:4] = -got["logits"][:4]  # 4 of 20 samples now pick another class
+    problems = _agreement_problems(FORMATS["mnn-int8"], ref, got, agreement(ref, got))
+    assert len(problems) == 1 and problems[0].startswith("logits: top-1 agreement") and "90%" in problems[0]
+    assert _accuracy_problem(ref, 80.0, 78.0, 50) == []  # one sample of 50 is 2 points
+    assert "logits: accuracy" in _accuracy_problem(ref, 80.0, 70.0, 50)[0]
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory) -> Path:
+    pytest.importorskip("bushu.convert.importer", reason="bushu import is not available")
+    root = tmp_path_factory.mktemp("lite0")
+    assert main(["import", "efficientnet_lite0", "-o", str(root / "art")]) == 0
+    return root / "art"
+
+
+@pytest.mark.slow
+def test_int8_edge_formats_on_real_photos(lite0, tmp_path):
+    """EfficientNet-Lite0 (pretrained) calibrated on real photos: each int8 export is really int8, agrees with
+    the fp32 model on new views of the photos when re-run by its own backend, and keeps its accuracy."""
+    from bushu.compress.calibration import calibration_reader
+    from bushu.testing.photos import write_imagenet_photos
+    from bushu.validate import agreement, run_model
+
+    data = write_imagenet_photos(tmp_path / "photos", per_class=8, seed=0)
+    rows = {r["format"]: r for r in export(lite0, "openvino-int8,tflite-int8,mnn-int8,ncnn-int8", tmp_path / "out",
+                                           data=data, samples=40)}
+    assert rows["ncnn-int8"]["status"] == "skipped" and "ncnn2table" in rows["ncnn-int8"]["reason"]
+    fp32_mb = lite0.joinpath("model.onnx").stat().st_size / 1e6
+    # fresh views of the photos (other crops), run by each export's own backend, against the fp32 ONNX model
+    fresh = calibration_reader(write_imagenet_photos(tmp_path / "fresh", per_class=6, seed=1), Artifact.load(lite0))
+    want = run_model(lite0 / "model.onnx", fresh.feeds)
+    for fmt in ("openvino-int8", "tflite-int8", "mnn-int8"):
+        row = rows[fmt]
+        if row["status"] == "skipped":
+            continue
+        assert row["status"] == "ok" and row["precision"] == "int8", row
+        assert row["size_mb"] < 0.4 * fp32_mb, row  # int8 weights: about a quarter of fp32
+        assert row["accuracy"] >= row["accuracy_onnx"] - 100 / 40 - 1e-6, row
+        art = Artifact.load(tmp_path / "out" / fmt)
+        assert art.metrics["parity"]["passed"] and art.provenance["steps"][-1]["calibration_samples"] == 40
+        with load_backend(art.model_path, FORMATS[fmt].backend) as b:
+            got = b.infer(fresh.feeds)
+        agree = agreement(want, got)["logits"]
+        assert agree["gate_agreement"] >= 0.9 and agree["top1_agreement"] >= 0.7, (fmt, agree)
+    if rows["tflite-int8"]["status"] == "ok":  # full-integer: int8 IO and weights; the backend (de)quantizes
+        from ai_edge_litert import interpreter as tfl
+
+        it = tfl.Interpreter(model_path=str(tmp_path / "out" / "tflite-int8" / "model.tflite"))
+        sig = it.get_signature_runner()
+        assert sig.get_input_details()["args_0"]["dtype"] == np.int8
+        assert sig.get_output_details()["output_0"]["dtype"] == np.int8
+        convs = [o for o in it._get_ops_details() if o["op_name"] == "CONV_2D"]
+        assert convs and all(it.get_tensor(o["inputs"][1]).dtype == np.int8 for o in convs)
+        q = Artifact.load(tmp_path / "out" / "tflite-int8").provenance["steps"][-1]["io_quantization"]
+        assert q["input"]["dtype"] == "int8" and q["logits"]["scale"] > 0
+    if rows["openvino-int8"]["status"] == "ok":
+        assert "FakeQuantize" in (tmp_path / "out" / "openvino-int8" / "model.xml").read_text()

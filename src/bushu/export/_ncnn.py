@@ -4,6 +4,9 @@ fp32: ``fp16=0`` (the pnnx Python ``convert()`` ignores ``fp16=False``; the CLI 
 and the ncnn backend runs with ``use_fp16_*`` off. ncnn has no batch axis: the model is converted
 for one sample and the backend runs a batch sample by sample. Blob names (``in0``, ``out0``...)
 are mapped to the artifact's IO names in the ``.io.json`` sidecar.
+
+int8: ncnn quantizes with its ``ncnn2table`` (calibration table) and ``ncnn2int8`` tools, which the
+ncnn and pnnx wheels do not ship; ``ncnn-int8`` is a skipped row until they are built from source.
 """
 
 from __future__ import annotations
@@ -77,3 +80,18 @@ def export_ncnn(ctx: ExportContext) -> Exported:
 
 def export_ncnn_fp16(ctx: ExportContext) -> Exported:
     return _export(ctx, fp16=True)
+
+
+def export_ncnn_int8(ctx: ExportContext) -> Exported:
+    import shutil
+    import sys
+
+    found = [t for t in ("ncnn2table", "ncnn2int8")
+             if (Path(sys.executable).parent / t).is_file() or shutil.which(t)]
+    if len(found) < 2:
+        raise Skip("ncnn int8 needs ncnn2table and ncnn2int8, which the ncnn/pnnx pip packages do not ship: "
+                   "build ncnn from source (tools/quantize) for them")
+    # The tools exist but calibrate on raw image files with their own resize/normalise: not wired to the
+    # artifact's pre-processing (and not testable here), so say so rather than export something unchecked.
+    raise Skip(f"found {', '.join(found)}, but bushu does not drive them yet; run ncnn2table/ncnn2int8 on "
+               "the fp32 export (bushu export --format ncnn)")

@@ -3,7 +3,9 @@
 fp32 keeps fp32 weights (``compress_to_fp16=False``: ``save_model`` compresses to fp16 by default)
 and is validated with ``INFERENCE_PRECISION_HINT=f32`` (the bushu openvino backend's default; the
 CPU's bf16 default misses fp32 parity, NOTES.md). fp16 compresses the weights and is judged with
-the fp16 budget.
+the fp16 budget. int8 reuses bushu optimize's NNCF post-training quantization
+(``compress/openvino_int8.py``) on the ``--data`` calibration images; the export is then judged by
+top-1 agreement, like the other int8 formats.
 """
 
 from __future__ import annotations
@@ -41,3 +43,28 @@ def export_ir(ctx: ExportContext) -> Exported:
 
 def export_ir_fp16(ctx: ExportContext) -> Exported:
     return _export(ctx, fp16=True)
+
+
+def export_ir_int8(ctx: ExportContext) -> Exported:
+    from ..compress.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+
+    reader = ctx.calibration()
+    ctx.step(f"NNCF post-training int8 quantization ({len(reader)} calibration samples)")
+    # no gate here (min 0): the export's own validation judges top-1 agreement on the validation images
+    config = OpenVINOInt8Config(calibration=reader, calib_size=len(reader), min_top1_agreement=0.0)
+    q = quantize_openvino(ctx.art, ctx.work / "nncf", config, measure=False, log=lambda m: print(m, flush=True))
+    (q.path / XML).rename(ctx.work / XML)
+    (q.path / BIN).rename(ctx.work / BIN)
+    import openvino as ov
+
+    return Exported(XML, files={"weights": BIN}, backend_options={"precision": "f32"},
+                    tool=f"nncf {_version('nncf')} + openvino {ov.get_version().split('-')[0]}",
+                    details={"quantization": "static int8, NNCF post-training (performance preset, fast bias "
+                                             "correction)", "calibration_samples": len(reader),
+                             "calibration": reader.source, "inference_precision": "f32 (non-quantized ops)"})
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata as md
+
+    return md.version(dist)

@@ -8,8 +8,14 @@ that raises, exits or crashes (a segfault in native code) fails only its own row
 step and the log; the other formats go on. The rows are saved as ``OUT/export.json`` and
 ``OUT/export.md``.
 
+int8 formats calibrate on up to ``calib_size`` images from ``data`` (the artifact's pre-processing
+applied) and are validated on at least ``INT8_MIN_SAMPLES`` of them, since top-1 agreement on a
+handful of images says little. Named explicitly without ``data`` they are an error before anything
+runs; through ``--format all`` they are skipped rows.
+
 Row keys: format, file, size_mb, precision, backend, max_abs, top1_agreement, accuracy, p50_ms,
-status (ok | exported | mismatch | error | skipped), reason, step, log, seconds.
+status (ok | exported | mismatch | error | skipped), reason, step, log, seconds; with labelled
+``data`` also accuracy_onnx (the source model's accuracy on the same images).
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ ROW_KEYS = ("format", "file", "size_mb", "precision", "backend", "max_abs", "top
             "status", "reason", "step", "log", "seconds")
 STATUSES = ("ok", "exported", "mismatch", "error", "skipped")
 REPORT_JSON, REPORT_MD = "export.json", "export.md"
+INT8_MIN_SAMPLES = 32
+DATA_HINT = ("pass --data DIR: a folder of representative images (100 or so; one sub-folder per class also "
+             "measures accuracy), pre-processed as the artifact says")
 
 
 class Skip(Exception):  # noqa: N818 - control flow inside a worker, never seen by users
@@ -104,6 +113,18 @@ class ExportContext:
         self.step("load torch.export reference")
         return torch.export.load(str(ref))
 
+    def calibration(self) -> Any:
+        """The calibration images (``--data``) as an ArrayReader of pre-processed samples, batch 1."""
+        from ..compress.calibration import calibration_reader
+
+        data = self.options.get("data")
+        if not data:
+            raise UserInputError(f"{self.fmt.name} needs calibration images", hint=DATA_HINT)
+        self.step("read the calibration images")
+        reader = calibration_reader(data, self.art, limit=self.options.get("calib_size") or 100, batch_size=1)
+        print(f"calibration: {len(reader)} sample(s) from {data}", flush=True)
+        return reader
+
     def example(self, batch: int = 1) -> dict[str, np.ndarray]:
         from ..spec import synthetic_feeds
 
@@ -134,7 +155,8 @@ def _exit(rc: int) -> str:
 # -- the parent side ----------------------------------------------------------------------------------
 def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: str | Path, *,
            samples: int = 8, data: str | Path | None = None, bench: bool = True, opset: int | None = None,
-           threads: int | None = 1, timeout: float = 900, on_row: Callable[[dict[str, Any]], None] | None = None,
+           threads: int | None = 1, timeout: float = 900, calib_size: int = 100,
+           on_row: Callable[[dict[str, Any]], None] | None = None,
            on_start: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Export ``artifact`` to each of ``formats`` under ``out``; returns one row per format (ROW_KEYS).
 
@@ -145,10 +167,19 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
     names = resolve_formats(formats)
     if samples < 1:
         raise UserInputError(f"--samples must be at least 1, got {samples}")
+    if calib_size < 1:
+        raise UserInputError(f"the calibration size must be at least 1, got {calib_size}")
     if threads is not None and int(threads) < 1:
         raise UserInputError(f"--threads must be at least 1, got {threads}")
     if opset is not None and not 7 <= int(opset) <= 23:
         raise UserInputError(f"--opset {opset} is outside the range ONNX converters support (7..23)")
+    int8 = [n for n in names if FORMATS[n].calibrated]
+    if int8 and data is None:
+        named = [n for n in int8 if n in _named(formats)]
+        if named:
+            raise UserInputError(f"int8 format(s) {', '.join(named)} need calibration images", hint=DATA_HINT)
+    if int8 and data is not None:
+        samples = max(samples, INT8_MIN_SAMPLES)
     out = Path(out)
     if out.resolve() == art.path.resolve():
         raise UserInputError("the export directory must differ from the artifact directory")
@@ -162,12 +193,19 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
             if on_start:
                 on_start(name)
             row = _run_worker(art, FORMATS[name], out, ref, bench=bench, opset=opset, threads=threads,
-                              timeout=timeout)
+                              timeout=timeout, data=data, calib_size=calib_size)
             rows.append(row)
             if on_row:
                 on_row(row)
     write_reports(art, rows, out)
     return rows
+
+
+def _named(formats: str | Sequence[str]) -> list[str]:
+    """The formats named one by one (not through 'all')."""
+    parts = [p.strip() for item in ([formats] if isinstance(formats, str) else formats) for p in str(item).split(",")]
+    named = [p for p in parts if p and p.lower() != "all"]
+    return resolve_formats(named) if named else []
 
 
 def _write_reference(art: Artifact, path: Path, samples: int, data: str | Path | None) -> None:
@@ -200,15 +238,18 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
     targets: list[int] | None = None
     if subdirs:
         from ..data.images import ImageFolder
+        from ..evaluate import match_classes
 
         folder = ImageFolder.scan(data)
-        labels = art.labels or []
-        # accuracy only when the class folders are the model's own labels
-        known = all(c in labels for c in folder.classes)
+        # accuracy only when the class folders are the model's own labels ('Egyptian_cat' for 'Egyptian cat')
+        try:
+            index = match_classes(folder.classes, art.labels, len(art.labels or []))
+        except UserInputError:
+            index = None
         rng = np.random.default_rng(0)
         items = [folder.items[i] for i in sorted(rng.permutation(len(folder.items))[:samples])]
         files = [p for p, _ in items]
-        targets = [labels.index(folder.classes[i]) for _, i in items] if known else None
+        targets = [index[folder.classes[i]] for _, i in items] if index else None
     else:
         files = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:samples]
     if not files:
@@ -218,7 +259,8 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
 
 
 def _run_worker(art: Artifact, fmt: Format, out: Path, ref: Path, *, bench: bool, opset: int | None,
-                threads: int | None, timeout: float) -> dict[str, Any]:
+                threads: int | None, timeout: float, data: str | Path | None = None,
+                calib_size: int = 100) -> dict[str, Any]:
     log, step_file = out / "logs" / f"{fmt.name}.log", out / "logs" / f"{fmt.name}.step"
     result = out / "logs" / f"{fmt.name}.result.json"
     for p in (log, step_file, result):
@@ -228,8 +270,8 @@ def _run_worker(art: Artifact, fmt: Format, out: Path, ref: Path, *, bench: bool
         shutil.rmtree(stale)
     job = {"artifact": str(art.path), "format": fmt.name, "exporter": fmt.exporter, "out": str(out),
            "reference": str(ref), "bench": bench, "opset": opset, "threads": threads, "log": str(log),
-           "step_file": str(step_file),
-           "result": str(result)}
+           "step_file": str(step_file), "result": str(result),
+           "data": str(Path(data).resolve()) if data is not None else None, "calib_size": calib_size}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     t0 = time.perf_counter()
     try:
@@ -264,7 +306,8 @@ def write_reports(art: Artifact, rows: list[dict[str, Any]], out: Path) -> None:
     (out / REPORT_MD).write_text(f"# bushu export: {art.name}\n\n" + markdown_table(rows) + "\n")
 
 
-MD_COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "p50_ms", "status", "reason")
+MD_COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "accuracy_onnx", "p50_ms", "status",
+              "reason")
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] = MD_COLUMNS) -> str:

@@ -5,6 +5,10 @@ and imported only when that format is exported (in a worker process, see core.py
 
     fmt = get_format("ncnn")          # UnknownNameError with "did you mean" for typos
     names = resolve_formats("onnx,tflite")   # or "all": every format that takes part in --format all
+
+int8 formats (``calibrated``) quantize with calibration images from ``--data`` and are judged by
+top-1 agreement with the fp32 ONNX model (``min_top1``) and accuracy on labelled data, not by a
+max-abs budget (NOTES.md: int8 is judged by the task metric on real data).
 """
 
 from __future__ import annotations
@@ -35,16 +39,22 @@ class Format:
     rtol: float = 1e-4
     note: str = ""
     options: tuple[str, ...] = field(default=())
+    #: quantizes with calibration images from --data (int8)
+    calibrated: bool = False
+    #: judged by top-1 agreement with the ONNX model (at least this) instead of atol/rtol
+    min_top1: float | None = None
 
     def row(self) -> dict[str, object]:
         return {"format": self.name, "suffix": self.suffix, "precision": self.precision,
                 "runs_here": self.backend or ("gpu only" if self.gpu else "no (convert-only)"),
-                "needs": ", ".join(req for _, req in self.needs) or "-", "in_all": self.in_all,
-                "description": self.description}
+                "needs": ", ".join(req for _, req in self.needs) + (" + --data" if self.calibrated else "") or "-",
+                "in_all": self.in_all, "description": self.description}
 
 
 _M = "bushu.export"
 _FP16 = dict(precision="fp16", atol=5e-2, rtol=2e-2)
+# top-1 agreement ≥ 0.9 where fp32 is confident: the gate bushu optimize's int8 uses too
+_INT8 = dict(precision="int8", calibrated=True, min_top1=0.9)
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("onnx", f"{_M}._onnx:export_onnx", ".onnx", "ONNX at the artifact's opset (or --opset)",
@@ -56,6 +66,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            needs=(("openvino", "openvino"),), backend="openvino"),
     Format("openvino-fp16", f"{_M}._openvino:export_ir_fp16", ".xml", "OpenVINO IR with fp16-compressed weights",
            needs=(("openvino", "openvino"),), backend="openvino", **_FP16),
+    Format("openvino-int8", f"{_M}._openvino:export_ir_int8", ".xml",
+           "OpenVINO IR, static int8 (NNCF post-training quantization calibrated on --data)",
+           needs=(("openvino", "openvino"), ("nncf", "nncf")), backend="openvino", **_INT8),
     Format("torchscript", f"{_M}._torch:export_torchscript", ".torchscript",
            "TorchScript (torch.jit.trace of the artifact's torch.export reference), for libtorch",
            needs=(("torch", "torch"),), backend="torch"),
@@ -66,15 +79,27 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            needs=(("torch", "torch"),), backend=None, in_all=False),
     Format("tflite", f"{_M}._tflite:export_tflite", ".tflite", "LiteRT/TFLite flatbuffer via litert-torch (NCHW kept)",
            needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")), backend="litert"),
+    Format("tflite-int8", f"{_M}._tflite:export_tflite_int8", ".tflite",
+           "LiteRT full-integer int8 (int8 weights, activations and IO; PT2E static quantization calibrated "
+           "on --data)",
+           needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert"), ("torchao", "torchao")),
+           backend="litert", **_INT8),
     Format("ncnn", f"{_M}._ncnn:export_ncnn", ".param", "ncnn param/bin via the pnnx CLI (fp16=0), run in fp32",
            needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn"),
     Format("ncnn-fp16", f"{_M}._ncnn:export_ncnn_fp16", ".param", "ncnn with fp16 weights (pnnx fp16=1), fp16 math",
            needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn", **_FP16),
+    Format("ncnn-int8", f"{_M}._ncnn:export_ncnn_int8", ".param",
+           "ncnn int8 via ncnn2table/ncnn2int8 (not in the pip packages: build ncnn from source)",
+           needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn", **_INT8),
     Format("mnn", f"{_M}._mnn:export_mnn", ".mnn", "MNN via mnnconvert from the ONNX model, run at high precision",
            needs=(("MNN", "MNN"),), backend="mnn", atol=1e-3, rtol=1e-4,
            note="MNN at high precision is ~1e-4 off ONNX Runtime (NOTES.md)"),
     Format("mnn-fp16", f"{_M}._mnn:export_mnn_fp16", ".mnn", "MNN with fp16 weights (mnnconvert --fp16)",
            needs=(("MNN", "MNN"),), backend="mnn", **_FP16),
+    Format("mnn-int8", f"{_M}._mnn:export_mnn_int8", ".mnn",
+           "MNN full int8 (weights and activations) via MNN's offline quantization tool (mnnquant, "
+           "feature ranges calibrated on --data)",
+           needs=(("MNN", "MNN"),), backend="mnn", **_INT8),
     Format("coreml", f"{_M}._coreml:export_coreml", ".mlpackage",
            "Core ML ML Program (.mlpackage) via coremltools; convert-only on Linux (runs on macOS/iOS)",
            needs=(("coremltools", "coremltools"), ("torch", "torch")), backend=None,
@@ -100,7 +125,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
 ]}
 
 _ALIASES = {"openvino_fp16": "openvino-fp16", "onnx_fp16": "onnx-fp16", "ncnn_fp16": "ncnn-fp16",
-            "mnn_fp16": "mnn-fp16", "paddle_lite": "paddle-lite", "paddlelite": "paddle-lite", "ir": "openvino",
+            "mnn_fp16": "mnn-fp16",
+            "openvino_int8": "openvino-int8", "tflite_int8": "tflite-int8", "litert-int8": "tflite-int8",
+            "ncnn_int8": "ncnn-int8", "mnn_int8": "mnn-int8", "paddle_lite": "paddle-lite",
+            "paddlelite": "paddle-lite", "ir": "openvino",
             "engine": "tensorrt", "trt": "tensorrt", "litert": "tflite", "torch.export": "pt2", "export": "pt2",
             "mlpackage": "coreml", "aotinductor": "aoti", "libtorch": "torchscript"}
 

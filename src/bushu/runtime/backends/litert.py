@@ -3,7 +3,9 @@
 IO goes through the model's first signature runner. Names, dtypes and the batch dim come from the
 ``.io.json`` sidecar when the model was exported by bushu (litert-torch names inputs ``args_0``),
 else from the signature itself (a ``-1`` leading dim is the batch). A model exported with a fixed
-batch of 1 runs a batch sample by sample.
+batch of 1 runs a batch sample by sample. A full-integer model (``bushu export --format tflite-int8``)
+takes int8 where its sidecar says float32: inputs are quantized and outputs dequantized here with
+the scale and zero point in the model's signature (real = scale·(q - zero_point)).
 """
 
 from __future__ import annotations
@@ -28,6 +30,26 @@ def _spec(name: str, d: dict[str, Any], batch: bool) -> TensorSpec:
     if batch and shape and shape[0] == 1:
         shape[0] = "batch"
     return TensorSpec(name, dtype_name(np.dtype(d["dtype"])), tuple(shape))
+
+
+def _quantized(spec: TensorSpec, d: dict[str, Any]) -> tuple[np.dtype, float, int] | None:
+    """(native dtype, scale, zero point) when the model holds integers where the spec says float."""
+    native = np.dtype(d["dtype"])
+    scale, zero = d.get("quantization", (0.0, 0))
+    if native.kind in "iu" and spec.dtype.startswith("float") and scale:
+        return native, float(scale), int(zero)
+    return None
+
+
+def _quantize(x: np.ndarray, q: tuple[np.dtype, float, int]) -> np.ndarray:
+    dtype, scale, zero = q
+    info = np.iinfo(dtype)
+    return np.ascontiguousarray(np.clip(np.rint(x / scale) + zero, info.min, info.max).astype(dtype))
+
+
+def _dequantize(x: np.ndarray, q: tuple[np.dtype, float, int]) -> np.ndarray:
+    _, scale, zero = q
+    return ((x.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 class LiteRTBackend(Backend):
@@ -69,6 +91,10 @@ class LiteRTBackend(Backend):
             raise ModelLoadError(f"{path.name} has no signature tensor(s) {missing} named in its IO description")
         # a model whose leading dim is a fixed 1 runs one sample at a time
         self._loop = any(int(in_d[n]["shape_signature"][0]) == 1 for n in self._in_names if len(in_d[n]["shape"]))
+        self._qin = {s.name: q for s, n in zip(self._inputs, self._in_names, strict=True)
+                     if (q := _quantized(s, in_d[n]))}
+        self._qout = {s.name: q for s, n in zip(self._outputs, self._out_names, strict=True)
+                      if (q := _quantized(s, out_d[n]))}
         self._lock = threading.Lock()
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -80,7 +106,8 @@ class LiteRTBackend(Backend):
         parts: dict[str, list[np.ndarray]] = {s.name: [] for s in self._outputs}
         with self._lock:
             for sl in chunks:
-                args = {nat: np.ascontiguousarray(feeds[s.name][sl])
+                args = {nat: _quantize(feeds[s.name][sl], self._qin[s.name]) if s.name in self._qin
+                        else np.ascontiguousarray(feeds[s.name][sl])
                         for s, nat in zip(self._inputs, self._in_names, strict=True)}
                 try:
                     outs = self.runner(**args)
@@ -89,12 +116,17 @@ class LiteRTBackend(Backend):
                 except Exception as e:  # noqa: BLE001
                     raise BackendError(f"litert failed: {str(e)[:300]}") from e
                 for s, nat in zip(self._outputs, self._out_names, strict=True):
-                    parts[s.name].append(np.array(outs[nat], copy=True))
+                    q = self._qout.get(s.name)
+                    parts[s.name].append(np.array(outs[nat], copy=True) if q is None else _dequantize(outs[nat], q))
         return {k: np.concatenate(v) if v else np.zeros((0,), np.float32) for k, v in parts.items()}
 
     def describe(self) -> dict[str, Any]:
-        return {"threads": getattr(self, "threads", None) or "auto", "signature": getattr(self, "_sig", None),
-                "batch": "one sample at a time" if getattr(self, "_loop", False) else "whole batch"}
+        out = {"threads": getattr(self, "threads", None) or "auto", "signature": getattr(self, "_sig", None),
+               "batch": "one sample at a time" if getattr(self, "_loop", False) else "whole batch"}
+        if getattr(self, "_qin", None) or getattr(self, "_qout", None):
+            out["quantized_io"] = {k: {"dtype": np.dtype(d).name, "scale": sc, "zero_point": z}
+                                   for k, (d, sc, z) in {**self._qin, **self._qout}.items()}
+        return out
 
     def close(self) -> None:
         self.runner = None
