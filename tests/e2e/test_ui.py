@@ -292,3 +292,256 @@ def test_jobs_survive_a_killed_ui(env, tmp_path):
         assert status == 200 and again["argv"] == ["bench", "x"] and again["id"] != lost["id"]
     finally:
         ui.stop()
+
+
+def _wait_job(ui: UI, job_id: int, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, job = ui.json(f"/api/jobs/{job_id}")
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still {job['status']}")
+
+
+@pytest.fixture(scope="module")
+def pets_data(env):
+    """A linked folder named after the model's labels: real photos plus plain colours (some will be wrong)."""
+    import shutil
+
+    folder = env["tmp"] / "pets-data"
+    for i, cls in enumerate(env["art"].labels):
+        (folder / cls).mkdir(parents=True)
+        shutil.copy(env["images"][i], folder / cls / f"photo{env['images'][i].suffix}")
+        for j in range(3):
+            (folder / cls / f"{j}.png").write_bytes(_png((60 * i, 80 * j, 255 - 60 * i), size=(30, 20)))
+    status, info = env["ui"].json("/api/datasets/link", {"name": "petsdata", "path": str(folder)})
+    assert status == 200, info
+    return folder
+
+
+def test_evaluation_job_matches_bushu_eval(env, pets_data):
+    from bushu.evaluate import evaluate
+    from bushu.model.artifact import Artifact
+
+    ui = env["ui"]
+    status, job = ui.json("/api/evals", {"model": "pets", "dataset": "petsdata"})
+    assert status == 200 and job["kind"] == "eval" and job["key"] == "pets@petsdata", job
+    job = _wait_job(ui, job["id"])
+    assert job["status"] == "succeeded", job["log_tail"]
+    status, got = ui.json("/api/evals/pets@petsdata")
+    assert status == 200, got
+    want = evaluate(env["art"].path, pets_data, record=False, progress=False)
+    assert got["accuracy"] == pytest.approx(want["accuracy"]) and got["n_images"] == want["n_images"] == 16
+    assert got["confusion"] == want["confusion"]
+    assert [(c["class"], c["precision"], c["recall"], c["f1"]) for c in got["per_class"]] == \
+        [(c["class"], c["precision"], c["recall"], c["f1"]) for c in want["per_class"]]
+    assert [(m["true"], m["pred"]) for m in got["mistakes"]] == [(m["true"], m["pred"]) for m in want["mistakes"]]
+    assert got["mistakes"] and "path" not in got["mistakes"][0]  # file paths stay on the server
+    status, body, headers = ui.request("/api/evals/pets@petsdata/mistakes/0")
+    assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+    assert ui.request(f"/api/evals/pets@petsdata/mistakes/{len(got['mistakes'])}")[0] == 404
+    assert ui.request("/api/evals/..@..%2Fetc")[0] in (400, 404)
+    status, listed = ui.json("/api/evals")
+    assert [(e["key"], e["n_images"]) for e in listed["evals"]] == [("pets@petsdata", 16)]
+    # the UI's evaluation does not overwrite the model's recorded accuracy
+    assert "eval" not in Artifact.load(env["ws"] / "models" / "pets").metrics
+    status, out = ui.json("/api/evals", {"model": "pets", "dataset": "nope"})
+    assert status == 404 and "no dataset 'nope'" in out["error"]
+
+
+def test_optimize_and_export_jobs_add_variants(env, pets_data):
+    from bushu.model.artifact import Artifact
+
+    ui = env["ui"]
+    status, out = ui.json("/api/models/pets/optimize", {"quantize": "int8"})
+    assert status == 400 and "choose a dataset" in out["error"]
+    status, job = ui.json("/api/models/pets/optimize", {"quantize": "int8", "dataset": "petsdata"})
+    assert status == 200 and job["kind"] == "optimize", job
+    assert _wait_job(ui, job["id"])["status"] == "succeeded", ui.json(f"/api/jobs/{job['id']}")[1]["log_tail"]
+    status, job = ui.json("/api/models/pets/export", {"format": "onnx"})
+    assert status == 200, job
+    job = _wait_job(ui, job["id"])
+    assert job["status"] == "succeeded" and any("onnx" in ln for ln in job["log_tail"]), job
+    assert ui.json("/api/models/pets/optimize", {"quantize": "int8", "dataset": "petsdata"})[0] == 409
+    assert ui.json("/api/models/pets/export", {"format": "nope"})[0] == 400
+
+    new = Artifact.load(env["ws"] / "models" / "pets-int8")
+    assert "QuantizeLinear" in {n.op_type for n in __import__("onnx").load(str(new.model_path)).graph.node}
+    status, model = ui.json("/api/models/pets")
+    rows = {r["name"]: r for r in model["variants"]}
+    assert set(rows) == {"pets", "pets-int8", "pets (onnx)"}, rows
+    assert rows["pets-int8"]["size_mb"] == pytest.approx(new.size_bytes / 1e6, abs=1e-3)
+    assert rows["pets-int8"]["size_mb"] < rows["pets"]["size_mb"]
+    assert rows["pets-int8"]["p50_ms"] > 0 and rows["pets-int8"]["top1_agreement"] is not None
+    assert rows["pets (onnx)"]["kind"] == "export: ok" and rows["pets (onnx)"]["p50_ms"] is not None
+    # the optimized model is a model of its own: listed, and it classifies
+    status, out = ui.json("/api/models/pets-int8/classify?k=1", env["images"][0].read_bytes())
+    assert status == 200 and out["predictions"][0]["label"] in env["art"].labels
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_deployment_serves_measures_and_stops(env):
+    ui, images = env["ui"], env["images"]
+    status, dep = ui.json("/api/deployments", {"model": "pets"})
+    assert status == 200 and dep["running"], dep
+    try:
+        urls = dep["urls"]
+        assert all(u.startswith(("http://127.0.0.1:", "127.0.0.1:")) for u in urls.values()), urls
+        port = int(urls["classify"].split(":")[2].split("/")[0])
+        assert any("--data-binary @image.jpg" in c and urls["classify"] in c for c in dep["curl"])
+        assert ui.json("/api/deployments", {"model": "pets"})[0] == 400  # already served
+        tops = []
+        for image in images[:3]:  # through the UI's proxy: the same answer as the in-process try-it
+            status, via = ui.json("/api/deployments/pets/classify", image.read_bytes())
+            tops.append(via["predictions"][0]["label"])
+            assert status == 200 and via["via"].startswith(urls["classify"]), via
+            status, direct = ui.json("/api/models/pets/classify?k=5", image.read_bytes())
+            assert [p["label"] for p in via["predictions"]] == [p["label"] for p in direct["predictions"]]
+            np.testing.assert_allclose([p["score"] for p in via["predictions"]],
+                                       [p["score"] for p in direct["predictions"]], rtol=1e-5)
+        # an independent client straight to the server
+        req = urllib.request.Request(urls["classify"] + "?k=1", data=images[0].read_bytes(), method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["predictions"][0]["label"] == tops[0]
+        with urllib.request.urlopen(urls["http"], timeout=30) as r:
+            assert json.loads(r.read())["name"] == "pets"
+        status, info = ui.json("/api/deployments/pets")
+        assert status == 200 and info["metrics"]["success"] == 4 and info["metrics"]["failure"] == 0, info
+        assert info["metrics"]["mean_latency_ms"] > 0
+        status, listed = ui.json("/api/deployments")
+        assert [d["name"] for d in listed["deployments"]] == ["pets"]
+    finally:
+        status, out = ui.json("/api/deployments/pets/stop", b"")
+    assert status == 200 and out["running"] is False
+    assert not _port_open(port)
+    status, out = ui.json("/api/deployments/pets/classify", images[0].read_bytes())
+    assert status == 404 and "not being served" in out["error"]
+
+
+def test_deployments_stop_with_the_ui(env, tmp_path):
+    """A clean UI shutdown stops its servers; so does a UI that is killed outright."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(env["art"].path, ws / "models" / "pets")
+    shutil.copytree(env["art"].path, ws / "models" / "broken")
+    (ws / "models" / "broken" / "model.onnx").write_bytes(b"not onnx")
+    for how in ("terminate", "kill"):
+        ui = UI(ws)
+        try:
+            if how == "terminate":  # a model the server cannot load: the reason, and no deployment left over
+                status, out = ui.json("/api/deployments", {"model": "broken"})
+                assert status == 500 and "could not load 'broken'" in out["error"] and "ONNX" in out["error"], out
+                assert ui.json("/api/deployments")[1]["deployments"] == []
+            status, dep = ui.json("/api/deployments", {"model": "pets"})
+            assert status == 200, dep
+            pid, port = dep["pid"], int(dep["urls"]["http"].split(":")[2].split("/")[0])
+            assert _port_open(port)
+            os.kill(ui.proc.pid, signal.SIGTERM if how == "terminate" else signal.SIGKILL)  # the UI alone
+            ui.proc.wait(30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and \
+                    "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]:
+                time.sleep(0.2)
+            assert not _port_open(port), how
+        finally:
+            ui.stop()
+
+
+def _text_artifact(out: Path):
+    """A TF-IDF text classifier built by hand: vocabulary good/bad/movie -> positive/negative."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bushu.model.artifact import Artifact, Preprocess, write_artifact
+    from bushu.spec import TensorSpec
+
+    w = numpy_helper.from_array(np.array([[2, 0], [0, 2], [0, 0]], np.float32), "W")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["logits"])], "reviews",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])], initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    features = {"kind": "tfidf", "vocabulary": {"good": 0, "bad": 1, "movie": 2}, "idf": [1.0, 1.0, 1.0],
+                "token_pattern": r"(?u)\b\w\w+\b", "lowercase": True, "sublinear_tf": True}
+    art = Artifact(path=out, model_file="model.onnx", format="onnx", name="reviews",
+                   inputs=[TensorSpec("x", "float32", ("batch", 3))],
+                   outputs=[TensorSpec("logits", "float32", ("batch", 2))],
+                   preprocess=Preprocess(kind="text", resize=None, crop=None,
+                                         params={"features": "text_features.json", "files": ["text_features.json"]}))
+    files = {"model.onnx": m.SerializeToString(), "text_features.json": json.dumps(features).encode()}
+    return write_artifact(out, files, art, labels=["positive", "negative"])
+
+
+def test_text_model_try_it_and_served(tmp_path):
+    """A text model takes text in the try-it panel and through its served endpoint."""
+    pytest.importorskip("bushu.model.predict")
+    ws = tmp_path / "ws"
+    _text_artifact(ws / "models" / "reviews")
+    # independent reference: "a GOOD good Movie" -> tf (1 + ln 2, 0, 1), l2-normalised, times W
+    v = np.array([1 + np.log(2), 0, 1])
+    v /= np.linalg.norm(v)
+    logits = np.array([2 * v[0], 2 * v[1]])
+    want = np.exp(logits) / np.exp(logits).sum()
+    ui = UI(ws)
+    try:
+        status, model = ui.json("/api/models/reviews")
+        assert status == 200 and model["input_kind"] == "text" and model["can_classify"], model
+        status, out = ui.json("/api/models/reviews/classify?k=2", "a GOOD good Movie".encode(),
+                              headers={"Content-Type": "text/plain; charset=utf-8"})
+        assert status == 200, out
+        assert [p["label"] for p in out["predictions"]] == ["positive", "negative"]
+        np.testing.assert_allclose([p["score"] for p in out["predictions"]], want, rtol=1e-5)
+        status, dep = ui.json("/api/deployments", {"model": "reviews"})
+        assert status == 200, dep
+        status, out = ui.json("/api/deployments/reviews/classify", "bad bad movie".encode(),
+                              headers={"Content-Type": "text/plain;charset=UTF-8"})
+        assert status == 200 and out["predictions"][0]["label"] == "negative", out
+        status, _ = ui.json("/api/deployments/reviews/stop", b"")
+        assert status == 200
+    finally:
+        ui.stop()
+
+
+def test_training_mistakes_are_shown_from_the_training_data(env, tmp_path):
+    """A trained model's worst validation mistakes: labels in the model page, thumbnails read from its
+    training folder only (the paths are recorded relative to it)."""
+    import shutil
+
+    from PIL import Image
+
+    from bushu.model.artifact import Artifact
+
+    data = tmp_path / "photos"
+    for cls in ("cat", "dog"):
+        (data / cls).mkdir(parents=True)
+    Image.new("RGB", (40, 30), (250, 10, 10)).save(data / "cat" / "red.png")
+    ws = tmp_path / "ws"
+    shutil.copytree(env["art"].path, ws / "models" / "trained")
+    art = Artifact.load(ws / "models" / "trained")
+    art.add_step("train", data=str(data))
+    art.metrics["train"] = {"val_accuracy": 0.5, "mistakes": [
+        {"path": "cat/red.png", "true": "cat", "pred": "dog", "score": 0.9},
+        {"path": "../../../etc/passwd", "true": "dog", "pred": "cat", "score": 0.8}]}
+    art.save()
+    (ws / "datasets").mkdir()
+    (ws / "datasets" / "photos.link").write_text(str(data))
+    ui = UI(ws)
+    try:
+        status, model = ui.json("/api/models/trained")
+        assert status == 200 and model["dataset"] == "photos", model
+        assert model["mistakes"][0] == {"true": "cat", "pred": "dog", "score": 0.9}
+        status, body, headers = ui.request("/api/models/trained/mistakes/0")
+        assert status == 200 and headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(body)).getpixel((3, 3))[0] > 200  # the red image
+        status, body, _ = ui.request("/api/models/trained/mistakes/1")
+        assert status == 404 and b"root" not in body  # outside the training folder: refused
+        assert ui.request("/api/models/trained/mistakes/2")[0] == 404
+    finally:
+        ui.stop()

@@ -5,6 +5,7 @@ test's temporary folder)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
 from test_package import _artifact  # noqa: E402
 from test_package_venv import fresh_venv, pip_install, wheelhouse  # noqa: E402
-from test_ui import UI  # noqa: E402
+from test_ui import UI, _text_artifact  # noqa: E402
 
 sys.path[:2] = []
 
@@ -132,6 +133,153 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
         ui.stop()
 
 
+def _click(driver, css: str, timeout: float = 30) -> None:
+    """Click an element that a page refresh may re-render meanwhile (retry on a stale reference)."""
+    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                            StaleElementReferenceException)
+
+    def attempt(d):
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, ElementNotInteractableException,
+                                                       ElementClickInterceptedException)).until(attempt)
+
+
+def _pets_folder(tmp: Path, labels: list[str], images: list[Path]) -> Path:
+    """Label-named class folders: one real photo and two plain colours each (some are misclassified)."""
+    from PIL import Image
+
+    folder = tmp / "pets-data"
+    for i, cls in enumerate(labels):
+        (folder / cls).mkdir(parents=True)
+        shutil.copy(images[i], folder / cls / f"photo{images[i].suffix}")
+        for j in range(2):
+            Image.new("RGB", (30, 20), (60 * i, 90 * j, 255 - 60 * i)).save(folder / cls / f"{j}.png")
+    return folder
+
+
+def _port_open(url: str) -> bool:
+    import socket
+
+    port = int(url.split(":")[2].split("/")[0])
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
+    """Evaluate a model on a dataset (metrics, confusion matrix, misclassified thumbnails), optimize it to
+    fp16 and see the variant's size, then serve it, predict through the endpoint and stop it."""
+    from bushu.evaluate import evaluate
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
+    from test_package import _images
+
+    sys.path.pop(0)
+    art = _artifact(tmp_path)
+    images = _images(tmp_path)
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(art.path, ws / "models" / "pets")
+    folder = _pets_folder(tmp_path, art.labels, images)
+    want = evaluate(art.path, folder, record=False, progress=False)
+    assert 0 < want["accuracy"] < 1 and want["mistakes"]  # both right and wrong answers to show
+    ui = UI(ws)
+    try:
+        assert ui.json("/api/datasets/link", {"name": "petsdata", "path": str(folder)})[0] == 200
+        browser.get(ui.url + "/#evaluate")
+        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "eval-form")))
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#eval-dataset option[value=petsdata]")))
+        Select(form.find_element(By.NAME, "model")).select_by_value("pets")
+        Select(form.find_element(By.NAME, "dataset")).select_by_value("petsdata")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser, 120).until(EC.text_to_be_present_in_element((By.ID, "ev-summary"), "accuracy"))
+        summary = browser.find_element(By.ID, "ev-summary").text
+        acc = float(f"{want['accuracy']:.4g}")
+        assert f"accuracy {acc:g}" in summary and "on 12 images" in summary, summary
+        cells = browser.find_elements(By.CSS_SELECTOR, "#ev-confusion table.cm tr")
+        assert len(cells) == 1 + len(want["confusion"]["rows"])
+        shown = [[int(td.text) for td in tr.find_elements(By.TAG_NAME, "td")] for tr in cells[1:]]
+        assert shown == want["confusion"]["matrix"]
+        figs = browser.find_elements(By.CSS_SELECTOR, "#ev-mistakes figure")
+        assert len(figs) == len(want["mistakes"])
+        assert figs[0].find_element(By.CSS_SELECTOR, ".pred").text == want["mistakes"][0]["pred"]
+        _wait(browser).until(lambda d: all(img.get_attribute("naturalWidth") not in (None, "0")
+                                           for img in d.find_elements(By.CSS_SELECTOR, "#ev-mistakes img")))
+        assert browser.find_element(By.CSS_SELECTOR, "#evals-table tr[data-eval='pets@petsdata']")
+        browser.execute_script("document.getElementById('ev-confusion').scrollIntoView()")
+        browser.save_screenshot(str(shots / "evaluation.png"))
+
+        # optimize to fp16 from the model page; the new variant appears in the size/speed table
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=pets]")
+        form = _wait(browser).until(EC.visibility_of_element_located((By.ID, "optimize-form")))
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#export-format option[value=onnx]")))
+        Select(form.find_element(By.NAME, "quantize")).select_by_value("fp16")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "optimize pets"))
+        _wait(browser, 180).until(lambda d: any(s in d.find_element(By.ID, "job-title").text
+                                                for s in ("succeeded", "failed")))
+        assert "succeeded" in browser.find_element(By.ID, "job-title").text, browser.find_element(By.ID, "job-log").text
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=pets]")
+        row = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "tr[data-variant=pets-fp16]")))
+        tds = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        assert tds[1] == "optimize: fp16" and float(tds[3]) < float(browser.find_element(
+            By.CSS_SELECTOR, "tr[data-variant=pets] td:nth-child(4)").text), tds
+        browser.execute_script("document.getElementById('md-variants').scrollIntoView()")
+        browser.save_screenshot(str(shots / "variants.png"))
+
+        # serve, predict through the endpoint (deploy page and try-it), watch the metrics, stop
+        browser.get(ui.url + "/#deploy")
+        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#deploy-model option[value=pets]")))
+        Select(form.find_element(By.NAME, "model")).select_by_value("pets")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        card = _wait(browser, 120).until(EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets]")))
+        classify_url = card.find_element(By.CSS_SELECTOR, ".url-classify").text
+        assert classify_url.startswith("http://127.0.0.1:") and classify_url.endswith("/v1/models/pets:classify")
+        assert _port_open(classify_url) and classify_url in card.find_element(By.CSS_SELECTOR, "pre.curl").text
+        card.find_element(By.CSS_SELECTOR, "input.deploy-file").send_keys(str(images[0]))
+        _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".deploy-results li")) == 4)
+        shown = [li.find_element(By.TAG_NAME, "strong").text
+                 for li in card.find_elements(By.CSS_SELECTOR, ".deploy-results li")]
+        _, direct = ui.json("/api/models/pets/classify?k=5", images[0].read_bytes())
+        assert shown == [p["label"] for p in direct["predictions"]]
+        _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "div[data-deployment=pets] .metrics"),
+                                                              "requests 1 (failed 0)"))
+        browser.save_screenshot(str(shots / "deploy.png"))
+
+        browser.get(ui.url + "/#try")
+        _wait(browser).until(EC.element_to_be_clickable((By.ID, "try-served"))).click()
+        browser.find_element(By.ID, "try-file").send_keys(str(images[1]))
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "try-via"), classify_url))
+        browser.get(ui.url + "/#deploy")
+        card = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets]")))
+        _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "div[data-deployment=pets] .metrics"),
+                                                              "requests 2 (failed 0)"))
+        card.find_element(By.CSS_SELECTOR, "button.stop").click()
+        _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets]")))
+        assert not _port_open(classify_url)
+
+        # a text model gets a text box instead of the image drop
+        if importlib.util.find_spec("bushu.model.predict"):
+            _text_artifact(ws / "models" / "reviews")
+            browser.get(ui.url + "/#datasets")
+            browser.get(ui.url + "/#try")
+            _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#try-model option[value=reviews]")))
+            Select(browser.find_element(By.ID, "try-model")).select_by_value("reviews")
+            assert not browser.find_element(By.ID, "try-drop").is_displayed()
+            browser.find_element(By.ID, "try-text").send_keys("what a good movie")
+            browser.find_element(By.ID, "try-text-send").click()
+            _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#try-results li strong"),
+                                                                  "positive"))
+            browser.save_screenshot(str(shots / "try-text.png"))
+    finally:
+        ui.stop()
+
+
 @pytest.mark.slow
 def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots):
     pytest.importorskip("torch")
@@ -186,6 +334,42 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#try-results li"))
         top = browser.find_element(By.CSS_SELECTOR, "#try-results li strong").text
         browser.save_screenshot(str(shots / "try-trained.png"))
+
+        # evaluate the trained model on its dataset, from the model page
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=faces-model]")
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "md-name"), "faces-model"))
+        _wait(browser).until(lambda d: all(img.get_attribute("naturalWidth") not in (None, "0")
+                                           for img in d.find_elements(By.CSS_SELECTOR, "#md-mistakes img")))
+        browser.find_element(By.ID, "md-eval").click()
+        form = _wait(browser).until(EC.visibility_of_element_located((By.ID, "eval-form")))
+        # the model page preselects the model and the dataset it was trained on (the tab may redraw the options)
+        _wait(browser).until(lambda d: d.execute_script(
+            "return [document.getElementById('eval-model').value, document.getElementById('eval-dataset').value]")
+            == ["faces-model", "faces"])
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(browser, 180).until(EC.text_to_be_present_in_element((By.ID, "ev-summary"), "on 50 images"))
+        assert float(browser.find_element(By.CSS_SELECTOR, "#ev-summary strong").text.split()[-1]) >= 0.8
+        rows = browser.find_elements(By.CSS_SELECTOR, "#ev-confusion table.cm tr")
+        assert [r.find_element(By.TAG_NAME, "th").text for r in rows[1:]] == ["face", "not_face"]
+        browser.save_screenshot(str(shots / "evaluation-trained.png"))
+
+        # serve it, predict through the endpoint, stop it
+        browser.get(ui.url + "/#deploy")
+        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
+        Select(form.find_element(By.NAME, "model")).select_by_value("faces-model")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        card = _wait(browser, 120).until(EC.presence_of_element_located(
+            (By.CSS_SELECTOR, "div[data-deployment=faces-model]")))
+        endpoint = card.find_element(By.CSS_SELECTOR, ".url-classify").text
+        assert _port_open(endpoint)
+        card.find_element(By.CSS_SELECTOR, "input.deploy-file").send_keys(str(face))
+        _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".deploy-results li"))
+        assert card.find_element(By.CSS_SELECTOR, ".deploy-results li strong").text == top
+        browser.save_screenshot(str(shots / "deploy-trained.png"))
+        card.find_element(By.CSS_SELECTOR, "button.stop").click()
+        _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "div[data-deployment=faces-model]")))
+        assert not _port_open(endpoint)
 
         browser.get(ui.url + "/#sdk")
         link = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "a.sdk-link")))

@@ -1,8 +1,12 @@
-"""The web UI's HTTP side: a Starlette app over a workspace directory; a thin client of bushu's API.
+"""The web UI's HTTP side: a Starlette app over a workspace directory (workspace.py); a thin client
+of bushu's API.
 
     WORKSPACE/models/<name>/       bushu artifacts (trained, imported or copied in)
     WORKSPACE/datasets/<name>/     folder-per-class images (uploaded zips are extracted here)
     WORKSPACE/bundles/<name>.zip   offline SDKs built for download
+    WORKSPACE/evals/<model>@<dataset>.json   the latest `bushu eval --json` of a model on a dataset
+    WORKSPACE/exports/<model>/<format>/      `bushu export` output (export.json + the artifact)
+    WORKSPACE/serve/<model>/       the one-model repository and log of a running deployment
     WORKSPACE/jobs/<id>.log|.rc    background job output and exit status
     WORKSPACE/bushu-ui.sqlite      job state and linked datasets
 
@@ -17,20 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import io
 import json
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import BushuError, NotFoundError, UserInputError
+from .deploy import Deployments
 from .jobs import JobStore
 from .safety import extract_image_zip, safe_name
+from .workspace import Workspace
 
 __all__ = ["UIConfig", "create_app"]
 
@@ -54,142 +58,6 @@ class _HttpError(Exception):
         self.status, self.message, self.hint = status, message, hint
 
 
-class Workspace:
-    def __init__(self, root: Path):
-        self.root = root
-        for d in ("models", "datasets", "bundles", "jobs", "uploads"):
-            (root / d).mkdir(parents=True, exist_ok=True)
-        self._models: dict[str, tuple[float, Any]] = {}  # name -> (mtime, (artifact, backend))
-        self._lock = threading.Lock()
-
-    # -- models -----------------------------------------------------------------------------------------
-    def model_dir(self, name: str) -> Path:
-        d = self.root / "models" / safe_name(name, "model name")
-        if not (d / "bushu.yaml").is_file():
-            raise NotFoundError(f"no model {name!r} in the workspace")
-        return d
-
-    def models(self) -> list[dict[str, Any]]:
-        out = []
-        for d in sorted((self.root / "models").iterdir()):
-            if (d / "bushu.yaml").is_file():
-                try:
-                    out.append(self.model_info(d.name))
-                except BushuError as e:
-                    out.append({"name": d.name, "error": e.message})
-        return out
-
-    def model_info(self, name: str) -> dict[str, Any]:
-        from ..model.artifact import Artifact
-
-        art = Artifact.load(self.model_dir(name))
-        m = art.metrics
-        bench = [{k: r.get(k) for k in ("backend", "batch", "threads", "precision", "p50_ms", "p99_ms",
-                                        "throughput", "peak_rss_mb")} for r in (m.get("bench") or {}).get("rows", [])
-                 if r.get("p50_ms") is not None]  # rows of backends that were skipped carry no numbers
-        train = m.get("train") or {}
-        ev = m.get("eval") or {}
-        accuracy = ev.get("accuracy", train.get("val_accuracy"))
-        return {"name": name, "task": art.task, "format": art.format, "size_mb": round(art.size_bytes / 1e6, 2),
-                "inputs": [str(s) for s in art.inputs], "outputs": [str(s) for s in art.outputs],
-                "labels": (art.labels or [])[:1000], "n_labels": len(art.labels or []),
-                "accuracy": accuracy, "bench": bench,
-                "train": {k: train.get(k) for k in ("backbone", "head", "val_accuracy", "macro_f1", "trials",
-                                                    "image_size") if k in train},
-                "confusion": train.get("confusion") or ev.get("confusion"),
-                "created": art.provenance.get("created"),
-                "steps": [s.get("command") for s in art.provenance.get("steps", [])],
-                "can_classify": art.preprocess is not None and art.model_path.suffix == ".onnx"}
-
-    def classify(self, name: str, image: bytes, k: int) -> list[dict[str, Any]]:
-        from ..model.artifact import Artifact
-        from ..model.processing import load_image, preprocess_image, top_k
-        from ..runtime import load_backend
-
-        d = self.model_dir(name)
-        mtime = (d / "bushu.yaml").stat().st_mtime
-        with self._lock:
-            cached = self._models.get(name)
-            if cached is None or cached[0] != mtime:
-                art = Artifact.load(d)
-                if art.preprocess is None:
-                    raise UserInputError(f"model {name!r} records no image pre-processing; it cannot classify images")
-                backend = load_backend(art.model_path, threads=1) if art.model_path.suffix == ".onnx" \
-                    else load_backend(art.model_path)
-                self._models[name] = cached = (mtime, (art, backend))
-            art, backend = cached[1]
-            x = preprocess_image(load_image(image), art.preprocess)[None]
-            out = backend.infer({art.inputs[0].name: x})
-        logits = out[art.outputs[0].name]
-        preds = top_k(logits.reshape(logits.shape[0], -1), art.labels, art.postprocess, k=k)[0]
-        return [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]
-
-    def bundle(self, name: str) -> Path:
-        from ..package.bundle import build_bundle
-
-        d = self.model_dir(name)
-        out = self.root / "bundles" / f"{safe_name(name)}-sdk.zip"
-        newest = max(p.stat().st_mtime for p in d.iterdir() if p.is_file())
-        if not out.is_file() or out.stat().st_mtime < newest:
-            build_bundle(d, out)
-        return out
-
-    # -- datasets ---------------------------------------------------------------------------------------
-    def dataset_dir(self, name: str) -> Path:
-        d = self.root / "datasets" / safe_name(name, "dataset name")
-        link = d.with_suffix(".link")
-        if link.is_file():
-            d = Path(link.read_text().strip())
-        if not d.is_dir():
-            raise NotFoundError(f"no dataset {name!r} in the workspace")
-        return d
-
-    def datasets(self) -> list[dict[str, Any]]:
-        names = sorted({p.name.removesuffix(".link") for p in (self.root / "datasets").iterdir()
-                        if p.is_dir() or p.suffix == ".link"})
-        out = []
-        for n in names:
-            try:
-                out.append(self.dataset_info(n))
-            except BushuError as e:
-                out.append({"name": n, "error": e.message})
-        return out
-
-    def dataset_info(self, name: str) -> dict[str, Any]:
-        from ..data.images import ImageFolder
-
-        d = self.dataset_dir(name)
-        counts = ImageFolder.scan(d).counts()
-        warnings = []
-        if len(counts) < 2:
-            warnings.append("only one class: training needs at least two")
-        small = [c for c, n in counts.items() if n < 5]
-        if small:
-            warnings.append(f"fewer than 5 images in {', '.join(small)}: add more for a trustworthy accuracy")
-        if counts and max(counts.values()) > 10 * max(1, min(counts.values())):
-            warnings.append("classes are imbalanced more than 10:1")
-        return {"name": name, "path": str(d), "classes": counts, "n_images": sum(counts.values()),
-                "warnings": warnings}
-
-    def thumbnail(self, name: str, cls: str, index: int, size: int = 96) -> bytes:
-        from PIL import Image
-
-        from ..data.images import ImageFolder
-
-        folder = ImageFolder.scan(self.dataset_dir(name))
-        if cls not in folder.classes:
-            raise NotFoundError(f"dataset {name!r} has no class {cls!r}")
-        files = [p for p, i in folder.items if folder.classes[i] == cls]
-        if not 0 <= index < len(files):
-            raise NotFoundError(f"class {cls!r} has {len(files)} images; no index {index}")
-        with Image.open(files[index]) as img:
-            img = img.convert("RGB")
-            img.thumbnail((size, size))
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=85)
-        return buf.getvalue()
-
-
 def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static").joinpath(name).read_bytes()
 
@@ -202,6 +70,7 @@ def create_app(config: UIConfig):
 
     ws = Workspace(Path(config.workspace))
     jobs = JobStore(ws.root, max_running=config.max_jobs)
+    deployments = Deployments(ws.root)
 
     def check(request: Request) -> None:
         if config.loopback_only:
@@ -287,12 +156,12 @@ def create_app(config: UIConfig):
         return {"models": await asyncio.to_thread(ws.models)}
 
     async def api_model(request: Request):
-        return await asyncio.to_thread(ws.model_info, request.path_params["name"])
+        return await asyncio.to_thread(ws.model_info, request.path_params["name"], True)
 
     async def api_classify(request: Request):
         body = await read_body(request, config.max_image_mb)
         if not body:
-            raise UserInputError("the body is empty; send an image file")
+            raise UserInputError("the body is empty; send an image file (or the text, for a text model)")
         try:
             k = int(request.query_params.get("k", "5"))
         except ValueError:
@@ -314,6 +183,94 @@ def create_app(config: UIConfig):
             raise UserInputError("duration must be between 0 and 60 seconds")
         return jobs.submit("bench", f"bench {name}", ["bench", str(d), "--duration", str(duration),
                                                       "--batch", "1", "--in-process"], str(d))
+
+    async def api_optimize(request: Request):
+        name = request.path_params["name"]
+        d = ws.model_dir(name)
+        params = await _json(request)
+        quant = str(params.get("quantize", "int8"))
+        if quant not in ("int8", "fp16", "dynamic"):
+            raise UserInputError(f"unknown quantization {quant!r}", hint="int8, fp16 or dynamic")
+        out_name = safe_name(params.get("name") or f"{name}-{quant}", "model name")
+        out = ws.root / "models" / out_name
+        if out.exists():
+            raise _HttpError(409, f"model {out_name!r} already exists", hint="choose another name")
+        argv = ["optimize", str(d), "-o", str(out), "--quantize", quant]
+        if params.get("dataset"):
+            data = ws.dataset_dir(str(params["dataset"]))
+            argv += ["--calib", str(data), "--data", str(data)]  # calibrate on it, and measure accuracy on it
+        elif quant == "int8":
+            raise UserInputError("int8 quantization calibrates on images: choose a dataset",
+                                 hint="or choose 'dynamic', which needs none")
+        return jobs.submit("optimize", f"optimize {name} → {out_name} ({quant})", argv, str(out))
+
+    async def api_export(request: Request):
+        from ..export import FORMATS
+
+        name = request.path_params["name"]
+        d = ws.model_dir(name)
+        params = await _json(request)
+        fmt = str(params.get("format", ""))
+        if fmt not in FORMATS:
+            raise UserInputError(f"unknown export format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
+        out = ws.root / "exports" / safe_name(name) / fmt
+        argv = ["export", str(d), "--format", fmt, "-o", str(out)]
+        if params.get("dataset"):
+            argv += ["--data", str(ws.dataset_dir(str(params["dataset"])))]
+        return jobs.submit("export", f"export {name} → {fmt}", argv, str(out))
+
+    async def api_export_formats(request: Request):
+        from ..export import FORMATS
+
+        return {"formats": [{k: f.row()[k] for k in ("format", "precision", "runs_here", "description")}
+                            for f in FORMATS.values()]}
+
+    async def api_model_mistake(request: Request):
+        data = await asyncio.to_thread(ws.train_mistake_thumb, request.path_params["name"], request.path_params["i"])
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+    async def api_evals(request: Request):
+        if request.method == "GET":
+            return {"evals": await asyncio.to_thread(ws.evals)}
+        params = await _json(request)
+        model, dataset = str(params.get("model", "")), str(params.get("dataset", ""))
+        d, data = ws.model_dir(model), ws.dataset_dir(dataset)
+        out = ws.eval_path(model, dataset)
+        # --no-record: the dataset may be the training data; the artifact keeps its held-out accuracy
+        argv = ["eval", str(d), "--data", str(data), "--json", "--no-record"]
+        job = jobs.submit("eval", f"evaluate {model} on {dataset}", argv, str(out))
+        return {**job, "key": out.stem}
+
+    async def api_eval(request: Request):
+        return await asyncio.to_thread(ws.eval_result, request.path_params["key"])
+
+    async def api_eval_mistake(request: Request):
+        data = await asyncio.to_thread(ws.eval_mistake_thumb, request.path_params["key"], request.path_params["i"])
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=60"})
+
+    async def api_deployments(request: Request):
+        if request.method == "GET":
+            return {"deployments": await asyncio.to_thread(deployments.list)}
+        params = await _json(request)
+        name = str(params.get("model", ""))
+        # spawned from the event loop's thread: the child's parent-death signal follows this thread
+        dep = deployments.start(name, ws.model_dir(name))
+        await asyncio.to_thread(deployments.wait_ready, dep)
+        return await asyncio.to_thread(deployments.info, dep)
+
+    async def api_deployment(request: Request):
+        return await asyncio.to_thread(deployments.info, deployments.get(request.path_params["name"]))
+
+    async def api_deployment_action(request: Request):
+        name, action = request.path_params["name"], request.path_params["action"]
+        if action == "stop":
+            return await asyncio.to_thread(deployments.stop, name)
+        if action == "classify":
+            body = await read_body(request, config.max_image_mb)
+            if not body:
+                raise UserInputError("the body is empty; send an image file")
+            return await asyncio.to_thread(deployments.classify, name, body, 5, request.headers.get("content-type", ""))
+        raise NotFoundError(f"no deployment action {action!r}")
 
     async def api_datasets(request: Request):
         if request.method == "GET":
@@ -412,6 +369,16 @@ def create_app(config: UIConfig):
         Route("/api/models/{name}/classify", endpoint(api_classify), methods=["POST"]),
         Route("/api/models/{name}/sdk", endpoint(api_sdk)),
         Route("/api/models/{name}/bench", endpoint(api_bench), methods=["POST"]),
+        Route("/api/models/{name}/optimize", endpoint(api_optimize), methods=["POST"]),
+        Route("/api/models/{name}/export", endpoint(api_export), methods=["POST"]),
+        Route("/api/models/{name}/mistakes/{i:int}", endpoint(api_model_mistake)),
+        Route("/api/export-formats", endpoint(api_export_formats)),
+        Route("/api/evals", endpoint(api_evals), methods=["GET", "POST"]),
+        Route("/api/evals/{key}", endpoint(api_eval)),
+        Route("/api/evals/{key}/mistakes/{i:int}", endpoint(api_eval_mistake)),
+        Route("/api/deployments", endpoint(api_deployments), methods=["GET", "POST"]),
+        Route("/api/deployments/{name}", endpoint(api_deployment)),
+        Route("/api/deployments/{name}/{action}", endpoint(api_deployment_action), methods=["POST"]),
         Route("/api/datasets", endpoint(api_datasets), methods=["GET", "POST"]),
         Route("/api/datasets/link", endpoint(api_dataset_link), methods=["POST"]),
         Route("/api/datasets/{name}", endpoint(api_dataset)),
@@ -426,11 +393,13 @@ def create_app(config: UIConfig):
         try:
             yield
         finally:
+            await asyncio.to_thread(deployments.stop_all)
             jobs.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.workspace = ws
     app.state.jobs = jobs
+    app.state.deployments = deployments
     return app
 
 

@@ -26,6 +26,7 @@ from ..errors import NotFoundError, UserInputError
 __all__ = ["JobStore"]
 
 FINAL = ("succeeded", "failed", "cancelled", "interrupted")
+CAPTURE_STDOUT = ("eval",)  # kinds whose stdout (their --json result) is the job's output file
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -146,7 +147,8 @@ class JobStore:
         try:
             import subprocess
 
-            proc = subprocess.Popen([sys.executable, "-m", "bushu.ui.runner", str(rc_file), "--",
+            capture = ["--stdout", row["output"]] if row["kind"] in CAPTURE_STDOUT and row["output"] else []
+            proc = subprocess.Popen([sys.executable, "-m", "bushu.ui.runner", str(rc_file), *capture, "--",
                                      sys.executable, "-m", "bushu", *argv],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True,

@@ -24,6 +24,40 @@ async function api(path, opts = {}) {
   return body;
 }
 
+// replace a <select>'s options, keeping the current choice when it is still there
+function fillSelect(sel, values, first = null) {
+  const current = sel.value;
+  const opts = values.map(v => el("option", {value: v, text: v}));
+  if (first !== null) opts.unshift(el("option", {value: "", text: first}));
+  sel.replaceChildren(...opts);
+  if (current && values.includes(current)) sel.value = current;
+}
+
+function confusionTable(confusion, title) {
+  const t = el("table", {class: "cm"});
+  t.append(el("tr", {}, el("th", {text: "true \\ predicted"}), ...confusion.columns.map(c => el("th", {text: c}))));
+  const max = Math.max(1, ...confusion.matrix.flat());
+  confusion.matrix.forEach((row, i) => t.append(el("tr", {}, el("th", {text: confusion.rows[i]}),
+    ...row.map((v, j) => {
+      const td = el("td", {class: i === j ? "diag" : (v ? "off" : ""), text: fmt(v)});
+      if (v && i !== j) td.style.background = `rgba(214, 69, 65, ${0.15 + 0.6 * v / max})`;
+      return td;
+    }))));
+  return el("div", {class: "confusion"}, el("h4", {text: title}), t);
+}
+
+// misclassified images: thumbnail, true label, predicted label and its score
+function mistakesGrid(mistakes, thumbUrl, title) {
+  if (!mistakes || !mistakes.length) return el("div");
+  const grid = el("div", {class: "thumbs mistakes"});
+  mistakes.slice(0, 24).forEach((m, i) => grid.append(el("figure", {class: "mistake" + (m.excerpt ? " text" : "")},
+    m.excerpt ? el("blockquote", {text: m.excerpt}) : el("img", {src: thumbUrl(i), alt: `${m.true} predicted as ${m.pred}`, loading: "lazy"}),
+    el("figcaption", {}, el("span", {class: "true", text: m.true}), document.createTextNode(" → "),
+      el("span", {class: "pred", text: m.pred}), el("br"), el("span", {class: "muted", text: `score ${fmt(m.score, 2)}`})))));
+  const more = mistakes.length > 24 ? ` (first 24 of ${mistakes.length})` : ` (${mistakes.length})`;
+  return el("div", {}, el("h4", {text: title + more}), grid);
+}
+
 function showError(err) {
   const box = $("#error");
   if (!err) { box.hidden = true; return; }
@@ -40,9 +74,12 @@ function showTab() {
 }
 
 async function refresh(tab) {
-  if (tab === "models" || tab === "try" || tab === "sdk") await loadModels();
-  if (tab === "datasets" || tab === "training") await loadDatasets();
+  if (["models", "try", "sdk", "evaluate", "deploy"].includes(tab)) await loadModels();
+  if (["datasets", "training", "models", "evaluate"].includes(tab)) await loadDatasets();
   if (tab === "training") await loadJobs();
+  if (tab === "models") await loadFormats();
+  if (tab === "evaluate") await loadEvals();
+  if (tab === "deploy" || tab === "try") await loadDeployments();
 }
 
 // -- models -----------------------------------------------------------------------------------------
@@ -62,10 +99,10 @@ async function loadModels() {
     tbody.append(tr);
   }
   $("#models-empty").hidden = models.length > 0;
-  const sel = $("#try-model");
-  const current = sel.value;
-  sel.replaceChildren(...models.filter(m => m.can_classify).map(m => el("option", {value: m.name, text: m.name})));
-  if (current) sel.value = current;
+  const runnable = models.filter(m => m.can_classify).map(m => m.name);
+  for (const id of ["#try-model", "#deploy-model"]) fillSelect($(id), runnable);
+  fillSelect($("#eval-model"), runnable);
+  showTryInput();
   $("#sdk-list").replaceChildren(...models.filter(m => m.can_classify).map(m =>
     el("li", {}, el("a", {href: `/api/models/${encodeURIComponent(m.name)}/sdk`, class: "sdk-link", text: `${m.name}-sdk.zip`}),
        el("span", {class: "muted", text: `  (${fmt(m.size_mb)} MB model, ${m.n_labels} labels)`}))));
@@ -89,25 +126,71 @@ async function showModel(name) {
     try { await api(`/api/models/${encodeURIComponent(name)}/bench`, {method: "POST", body: "{}"}); location.hash = "#training"; }
     catch (e) { showError(e); }
   };
+  $("#md-eval").onclick = () => { $("#eval-model").value = name; if (m.dataset) $("#eval-dataset").value = m.dataset; location.hash = "#evaluate"; };
+  $("#md-serve").onclick = () => { $("#deploy-model").value = name; location.hash = "#deploy"; };
+  $("#md-variants tbody").replaceChildren(...(m.variants || []).map(v => {
+    const tr = el("tr", {class: v.model && v.model !== name ? "clickable" : "", "data-variant": v.name},
+      ...[v.name, v.kind, v.precision, fmt(v.size_mb), fmt(v.p50_ms), fmt(v.accuracy), fmt(v.top1_agreement)].map(x => el("td", {text: fmt(x)})));
+    if (v.reason) tr.title = v.reason;
+    if (v.model && v.model !== name) tr.addEventListener("click", () => showModel(v.model).catch(showError));
+    return tr;
+  }));
+  const dsel = $("#optimize-dataset");
+  if (m.dataset) dsel.value = m.dataset;
+  $("#optimize-form").onsubmit = async ev => {
+    ev.preventDefault();
+    const f = ev.target;
+    try {
+      const job = await api(`/api/models/${encodeURIComponent(name)}/optimize`, {method: "POST",
+        body: JSON.stringify({quantize: f.quantize.value, dataset: f.dataset.value || null})});
+      watching = job.id; showError(null); location.hash = "#training";
+    } catch (e) { showError(e); }
+  };
+  $("#export-form").onsubmit = async ev => {
+    ev.preventDefault();
+    try {
+      const job = await api(`/api/models/${encodeURIComponent(name)}/export`, {method: "POST",
+        body: JSON.stringify({format: ev.target.format.value})});
+      watching = job.id; showError(null); location.hash = "#training";
+    } catch (e) { showError(e); }
+  };
   const cm = $("#md-confusion");
   cm.replaceChildren();
-  if (m.confusion && m.confusion.matrix) {
-    const t = el("table", {class: "cm"});
-    t.append(el("tr", {}, el("th", {text: "true \\ predicted"}), ...m.confusion.columns.map(c => el("th", {text: c}))));
-    m.confusion.matrix.forEach((row, i) => t.append(el("tr", {}, el("th", {text: m.confusion.rows[i]}),
-      ...row.map((v, j) => el("td", {class: i === j ? "diag" : "", text: fmt(v)})))));
-    cm.append(el("h4", {text: "Confusion matrix (validation)"}), t);
-  }
+  if (m.confusion && m.confusion.matrix) cm.append(confusionTable(m.confusion, "Confusion matrix (validation)"));
+  $("#md-mistakes").replaceChildren(mistakesGrid(m.mistakes,
+    i => `/api/models/${encodeURIComponent(name)}/mistakes/${i}`, "Worst mistakes (validation, most confident first)"));
+}
+
+let formatsLoaded = false;
+async function loadFormats() {
+  if (formatsLoaded) return;
+  const formats = (await api("/api/export-formats")).formats;
+  $("#export-format").replaceChildren(...formats.map(f => el("option", {value: f.format,
+    text: `${f.format} (${f.precision}; runs here: ${f.runs_here})`})));
+  formatsLoaded = true;
 }
 
 // -- try it -----------------------------------------------------------------------------------------
+const inputKind = name => (models.find(m => m.name === name) || {}).input_kind || "image";
+
+// text models get a text box instead of the image drop
+function showTryInput() {
+  const text = inputKind($("#try-model").value) === "text";
+  $("#try-drop").hidden = text;
+  $("#try-text-box").hidden = !text;
+}
+
 async function classify(file) {
   const model = $("#try-model").value;
   if (!model) throw new Error("no model that classifies images yet");
   const img = $("#try-preview");
-  img.src = URL.createObjectURL(file);
-  img.hidden = false;
-  const out = await api(`/api/models/${encodeURIComponent(model)}/classify?k=5`, {method: "POST", body: file});
+  const isText = typeof file === "string";
+  if (!isText) img.src = URL.createObjectURL(file);
+  img.hidden = isText;
+  const served = $("#try-served").checked && !$("#try-served").disabled;
+  const path = served ? `/api/deployments/${encodeURIComponent(model)}/classify` : `/api/models/${encodeURIComponent(model)}/classify?k=5`;
+  const out = await api(path, {method: "POST", body: file});
+  $("#try-via").textContent = out.via ? `sent through ${out.via}` : "run in the UI's own process";
   $("#try-results").replaceChildren(...out.predictions.map(p => {
     const bar = el("div", {class: "bar"});
     bar.style.width = Math.max(1, Math.round(p.score * 300)) + "px";
@@ -135,10 +218,103 @@ async function loadDatasets() {
     box.append(thumbs);
     list.append(box);
   }
-  const sel = $("#train-dataset");
-  const current = sel.value;
-  sel.replaceChildren(...datasets.filter(d => !d.error).map(d => el("option", {value: d.name, text: d.name})));
-  if (current) sel.value = current;
+  const names = datasets.filter(d => !d.error).map(d => d.name);
+  fillSelect($("#train-dataset"), names);
+  fillSelect($("#eval-dataset"), names);
+  fillSelect($("#optimize-dataset"), names, "(none)");
+}
+
+// -- evaluation -------------------------------------------------------------------------------------
+let evalJob = null;  // {id, key} of the evaluation being run
+
+async function loadEvals() {
+  const evals = (await api("/api/evals")).evals;
+  $("#evals-table tbody").replaceChildren(...evals.map(e => {
+    const tr = el("tr", {class: "clickable", "data-eval": e.key}, ...[e.model, e.dataset, fmt(e.accuracy), fmt(e.macro_f1),
+      fmt(e.n_images), fmt(e.n_mistakes), (e.time || "").replace("T", " ").slice(0, 19)].map(x => el("td", {text: x})));
+    tr.addEventListener("click", () => showEval(e.key).catch(showError));
+    return tr;
+  }));
+}
+
+async function showEval(key) {
+  const r = await api(`/api/evals/${encodeURIComponent(key)}`);
+  $("#eval-detail").hidden = false;
+  $("#ev-title").textContent = `${r.model} on ${r.dataset}`;
+  $("#ev-summary").replaceChildren(el("strong", {text: `accuracy ${fmt(r.accuracy, 4)}`}),
+    document.createTextNode(`  top-5 ${fmt(r.top5, 4)}  macro F1 ${fmt(r.macro && r.macro.f1, 4)}  on ${r.n_images} images` +
+      (r.n_skipped ? ` (${r.n_skipped} unreadable, skipped)` : "")));
+  $("#ev-per-class tbody").replaceChildren(...r.per_class.map(c => el("tr", {},
+    ...[c.class, fmt(c.precision), fmt(c.recall), fmt(c.f1), fmt(c.support)].map(x => el("td", {text: x})))));
+  $("#ev-confusion").replaceChildren(confusionTable(r.confusion, "Confusion matrix"));
+  $("#ev-mistakes").replaceChildren(mistakesGrid(r.mistakes, i => `/api/evals/${encodeURIComponent(key)}/mistakes/${i}`,
+    "Misclassified images"));
+}
+
+async function pollEval() {
+  if (!evalJob) return;
+  const j = await api(`/api/jobs/${evalJob.id}`);
+  const last = (j.log_tail || []).slice(-1)[0] || "";
+  $("#eval-status").textContent = `#${j.id} ${j.title}: ${j.status}` + (j.status === "failed" ? ` — ${last}` : "");
+  if (j.status === "running" || j.status === "queued") return;
+  const key = evalJob.key;
+  evalJob = null;
+  if (j.status === "succeeded") { await loadEvals(); await showEval(key); }
+}
+
+// -- deployments ------------------------------------------------------------------------------------
+let deployments = [];
+
+function deploymentCard(d) {
+  const card = el("div", {class: "deployment", "data-deployment": d.name});
+  const urls = el("dl", {class: "urls"});
+  for (const [k, label] of [["http", "HTTP (KServe v2)"], ["classify", "image endpoint"], ["grpc", "gRPC"], ["metrics", "metrics"]])
+    urls.append(el("dt", {text: label}), el("dd", {}, el("code", {class: "url-" + k, text: d.urls[k]})));
+  const metrics = el("p", {class: "metrics"});
+  const isText = inputKind(d.name) === "text";
+  const file = el("input", {type: "file", accept: "image/*", class: "deploy-file"});
+  const text = el("textarea", {rows: "3", cols: "50", class: "deploy-text"});
+  const send = el("button", {type: "button", class: "deploy-send", text: "Send"});
+  const results = el("ol", {class: "deploy-results"});
+  const sendOne = async body => {
+    try {
+      const out = await api(`/api/deployments/${encodeURIComponent(d.name)}/classify`, {method: "POST", body});
+      results.replaceChildren(...out.predictions.map(p => el("li", {class: "prediction"}, el("strong", {text: p.label}),
+        document.createTextNode(`  ${(p.score * 100).toFixed(1)}%`))));
+      showError(null); await loadDeployments();
+    } catch (e) { showError(e); }
+  };
+  file.addEventListener("change", () => sendOne(file.files[0]));
+  send.addEventListener("click", () => sendOne(text.value));
+  const stop = el("button", {class: "secondary stop", text: "Stop"});
+  stop.onclick = async () => {
+    try { await api(`/api/deployments/${encodeURIComponent(d.name)}/stop`, {method: "POST"}); await loadDeployments(); }
+    catch (e) { showError(e); }
+  };
+  card.append(el("h3", {}, document.createTextNode(d.name + " "), el("span", {class: "status-running", text: "serving"})),
+    urls, metrics, el("h4", {text: "Try it with curl"}), el("pre", {class: "curl", text: d.curl.join("\n")}),
+    isText ? el("label", {}, document.createTextNode("Send a text through the endpoint"), text, send)
+      : el("label", {}, document.createTextNode("Send an image through the endpoint"), file), results, stop);
+  return card;
+}
+
+async function loadDeployments() {
+  deployments = (await api("/api/deployments")).deployments;
+  const box = $("#deployments");
+  for (const card of [...box.children]) if (!deployments.find(d => d.name === card.dataset.deployment)) card.remove();
+  for (const d of deployments) {
+    let card = box.querySelector(`[data-deployment="${CSS.escape(d.name)}"]`);
+    if (!card && d.urls) { card = deploymentCard(d); box.append(card); }
+    if (!card) continue;
+    const m = d.metrics;
+    card.querySelector(".metrics").textContent = !d.running ? "stopped" : !m ? "metrics unavailable" :
+      `requests ${m.requests} (failed ${m.failure}) · mean latency ${fmt(m.mean_latency_ms)} ms · ` +
+      `latest ${fmt(m.recent_latency_ms)} ms · up ${fmt(d.uptime_s, 4)} s`;
+  }
+  const served = deployments.some(d => d.name === $("#try-model").value && d.running);
+  $("#try-served").disabled = !served;
+  if (!served) $("#try-served").checked = false;
+  $("#try-served-note").hidden = served;
 }
 
 // -- jobs -------------------------------------------------------------------------------------------
@@ -184,7 +360,29 @@ document.addEventListener("DOMContentLoaded", () => {
   setInterval(() => {
     const tab = (location.hash || "#models").slice(1);
     if (tab === "training") loadJobs().catch(showError);
+    if (tab === "evaluate") pollEval().catch(showError);
+    if (tab === "deploy") loadDeployments().catch(showError);
   }, 1500);
+  $("#try-model").addEventListener("change", () => { showTryInput(); loadDeployments().catch(showError); });
+  $("#try-text-send").addEventListener("click", () => classify($("#try-text").value).then(() => showError(null), showError));
+  $("#eval-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const f = ev.target;
+    try {
+      const job = await api("/api/evals", {method: "POST", body: JSON.stringify({model: f.model.value, dataset: f.dataset.value})});
+      evalJob = {id: job.id, key: job.key}; showError(null);
+      $("#eval-status").textContent = `#${job.id} ${job.title}: ${job.status}`;
+    } catch (e) { showError(e); }
+  });
+  $("#deploy-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const model = ev.target.model.value;
+    $("#deploy-status").textContent = `starting a server for ${model}…`;
+    try {
+      await api("/api/deployments", {method: "POST", body: JSON.stringify({model})});
+      $("#deploy-status").textContent = ""; showError(null); await loadDeployments();
+    } catch (e) { $("#deploy-status").textContent = ""; showError(e); }
+  });
 
   $("#try-file").addEventListener("change", ev => { if (ev.target.files[0]) classify(ev.target.files[0]).then(() => showError(null), showError); });
   const drop = $("#try-drop");
