@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -224,6 +225,15 @@ def test_bad_arguments(tiny, tmp_path):
         export(tiny, "onnx", tmp_path, opset=99)
     with pytest.raises(UserInputError, match="must differ"):
         export(tiny, "onnx", tiny)
+
+
+def test_relative_paths_from_another_directory(tiny, tmp_path, monkeypatch):
+    """Converters run in their scratch directory: relative artifact/out paths must still reach them."""
+    shutil.copytree(tiny, tmp_path / "art")
+    monkeypatch.chdir(tmp_path)
+    rows = export("art", "ncnn,mnn", "out", samples=2)
+    assert [(r["format"], r["status"]) for r in rows] == [("ncnn", "ok"), ("mnn", "ok")], rows
+    assert (tmp_path / "out" / "ncnn" / "bushu.yaml").is_file() and (tmp_path / "out" / "mnn" / "bushu.yaml").is_file()
 
 
 # -- formats from the PyTorch reference (slower: each imports torch and its converter) ------------------

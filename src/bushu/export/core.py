@@ -268,9 +268,11 @@ def _run_worker(art: Artifact, fmt: Format, out: Path, ref: Path, *, bench: bool
     stale = out / fmt.name
     if (stale / "bushu.yaml").is_file():  # a previous run's export: a failure now must not leave it looking current
         shutil.rmtree(stale)
-    job = {"artifact": str(art.path), "format": fmt.name, "exporter": fmt.exporter, "out": str(out),
-           "reference": str(ref), "bench": bench, "opset": opset, "threads": threads, "log": str(log),
-           "step_file": str(step_file), "result": str(result),
+    # absolute paths: converters run with their scratch directory as the working directory
+    job = {"artifact": str(art.path.resolve()), "format": fmt.name, "exporter": fmt.exporter,
+           "out": str(out.resolve()), "reference": str(Path(ref).resolve()), "bench": bench, "opset": opset,
+           "threads": threads, "log": str(Path(log).resolve()), "step_file": str(Path(step_file).resolve()),
+           "result": str(Path(result).resolve()),
            "data": str(Path(data).resolve()) if data is not None else None, "calib_size": calib_size}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     t0 = time.perf_counter()
