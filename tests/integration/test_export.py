@@ -332,3 +332,26 @@ def test_int8_edge_formats_on_real_photos(lite0, tmp_path):
         assert q["input"]["dtype"] == "int8" and q["logits"]["scale"] > 0
     if rows["openvino-int8"]["status"] == "ok":
         assert "FakeQuantize" in (tmp_path / "out" / "openvino-int8" / "model.xml").read_text()
+
+
+def test_exported_artifacts_serve_as_is(fp32_export, tmp_path):
+    """An exported artifact dropped into a model repository is served by its format's backend; tritonclient's
+    answers match the source model in PyTorch eager."""
+    tritonhttp = pytest.importorskip("tritonclient.http")
+    from bushu.serve.app import start_server
+
+    out, rows = fp32_export
+    fmts = [f for f in ("openvino", "ncnn", "mnn") if rows[f]["status"] == "ok"]
+    if not fmts:
+        pytest.skip("no edge runtime installed")
+    for f in fmts:
+        shutil.copytree(out / f, tmp_path / "repo" / f"tiny-{f}" / "1")
+    x = np.random.default_rng(7).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    want = _eager(x)
+    with start_server(tmp_path / "repo") as srv:
+        client = tritonhttp.InferenceServerClient(srv.http_url.removeprefix("http://"))
+        for f in fmts:
+            inp = tritonhttp.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=True)
+            got = client.infer(f"tiny-{f}", [inp]).as_numpy("logits")
+            np.testing.assert_allclose(got, want, atol=1e-3, rtol=0, err_msg=f)
