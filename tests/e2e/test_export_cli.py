@@ -43,6 +43,8 @@ def test_list_formats():
     rows = {r["format"]: r for r in json.loads(proc.stdout)}
     assert rows["ncnn"]["runs_here"] == "ncnn" and rows["aoti"]["in_all"] is False
     assert rows["coreml"]["runs_here"].startswith("no")
+    for fmt in ("openvino-int8", "tflite-int8", "mnn-int8", "ncnn-int8"):
+        assert rows[fmt]["precision"] == "int8" and rows[fmt]["needs"].endswith("+ --data"), rows[fmt]
 
 
 def test_export_json_is_clean_and_files_run(art, tmp_path):
@@ -86,6 +88,30 @@ def test_unknown_format_did_you_mean(art, tmp_path):
     assert not (tmp_path / "onnx").exists()  # nothing was exported before the names were checked
 
 
+def test_int8_without_data_is_a_one_line_error(art, tmp_path):
+    proc = bushu("export", str(art), "--format", "onnx,tflite_int8", "-o", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "tflite-int8 need calibration images" in proc.stderr and "--data DIR" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "onnx").exists()
+
+
+def test_calib_size_limits_the_calibration_images(art, tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "calib"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    out = tmp_path / "out"
+    proc = bushu("export", str(art), "-f", "mnn-int8", "-o", str(out), "--data", str(data), "--calib-size", "3",
+                 "--no-bench", "--json")
+    log = (out / "logs" / "mnn-int8.log").read_text()
+    assert f"calibration: 3 sample(s) from {data}" in log, proc.stderr + log
+    proc = bushu("export", str(art), "-f", "mnn-int8", "-o", str(out), "--data", str(data), "--calib-size", "0")
+    assert proc.returncode == 2 and "--calib-size" in proc.stderr
+
+
 def test_missing_arguments_and_artifact(tmp_path):
     proc = bushu("export", "--format", "onnx")
     assert proc.returncode == 2 and "needs ART" in proc.stderr
@@ -103,5 +129,7 @@ def test_format_all(art, tmp_path):
     assert set(rows) == {n for n, f in FORMATS.items() if f.in_all}
     assert all(r["status"] in ("ok", "exported", "skipped") for r in rows.values()), rows
     assert all(r["reason"] for r in rows.values() if r["status"] != "ok")  # every skip says why
+    for fmt in ("openvino-int8", "tflite-int8", "mnn-int8"):  # int8 without --data: skipped, saying what to pass
+        assert rows[fmt]["status"] == "skipped" and "--data" in rows[fmt]["reason"], rows[fmt]
     for fmt in ("onnx", "openvino", "ncnn", "mnn", "torchscript", "pt2", "tflite"):
         assert rows[fmt]["status"] == "ok", rows[fmt]

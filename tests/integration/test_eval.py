@@ -166,6 +166,26 @@ def test_label_map_renames_folders(digits, tmp_path):
     assert json.loads(proc.stdout)["per_class"][0]["label"] == "seven"
 
 
+def test_exported_artifact_is_evaluated_with_its_own_runtime(digits, evaluated, tmp_path):
+    """`bushu export` writes DIR/<format>/ artifacts holding .param/.mnn/.xml files: `bushu eval` without
+    --backend runs each with the runtime that reads it, and gets the ONNX model's metrics."""
+    want = {"ncnn": "ncnn", "mnn": "mnn", "openvino": "openvino"}
+    for module in ("pnnx", "MNN", "openvino"):
+        pytest.importorskip(module)
+    proc = bushu("export", str(digits["art"]), "-f", ",".join(want), "-o", str(tmp_path), "--no-bench", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {r["format"]: r["status"] for r in json.loads(proc.stdout)["rows"]} == dict.fromkeys(want, "ok")
+    for fmt, backend in want.items():
+        proc = bushu("eval", str(tmp_path / fmt), "--data", str(digits["data"]), "--json", "--no-record")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        res = json.loads(proc.stdout)
+        assert res["backend"] == backend
+        assert res["confusion"] == evaluated["confusion"] and res["n_images"] == evaluated["n_images"], fmt
+    # a backend that cannot read the file still says so, and how to fix it
+    proc = bushu("eval", str(tmp_path / "ncnn"), "--data", str(digits["data"]), "--backend", "onnxruntime")
+    assert proc.returncode == 2 and "cannot run this artifact" in proc.stderr and "leave --backend out" in proc.stderr
+
+
 @pytest.mark.parametrize("layout", ["missing", "empty", "flat"])
 def test_bad_dataset_dirs(digits, tmp_path, layout):
     from PIL import Image

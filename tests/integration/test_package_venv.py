@@ -16,6 +16,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bushu.cli import main
@@ -23,19 +24,20 @@ from bushu.cli import main
 RUNTIME = ["onnxruntime", "numpy", "pillow"]
 
 
-def wheelhouse(tmp_root: Path) -> Path:
-    """A folder of wheels for the SDK's requirements (built once, then reused)."""
+def wheelhouse(tmp_root: Path, extra: tuple[str, ...] = ()) -> Path:
+    """A folder of wheels for the SDK's requirements (+ ``extra`` packages; built once, then reused)."""
     given = os.environ.get("BUSHU_WHEELHOUSE")
     if given:
         return Path(given)
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bushu-tests" / \
         f"wheelhouse-py{sys.version_info.major}{sys.version_info.minor}"
-    if not any(cache.glob("onnxruntime-*.whl")):
+    missing = [p for p in (*RUNTIME, *extra) if not any(cache.glob(f"{p}-*.whl"))]
+    if missing:
         cache.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(cache), *RUNTIME],
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(cache), *missing],
                               capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
-            pytest.skip(f"no wheelhouse: set BUSHU_WHEELHOUSE to a folder of {RUNTIME} wheels "
+            pytest.skip(f"no wheelhouse: set BUSHU_WHEELHOUSE to a folder of {[*RUNTIME, *extra]} wheels "
                         f"(pip download failed: {proc.stderr.strip()[-300:]})")
     return cache
 
@@ -153,3 +155,50 @@ def test_unpacked_bundle_directory_installs_and_builds_a_wheel(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == str(images[1])
     shutil.rmtree(tmp_path / "venv")
+
+
+@pytest.mark.slow
+def test_text_bundles_install_offline_without_torch_or_pillow(tmp_path):
+    """A MiniLM and a TF-IDF text SDK in one fresh venv: onnxruntime, numpy and tokenizers only, and the
+    answers of bushu's own Classifier on the same texts."""
+    wheels = wheelhouse(tmp_path, extra=("tokenizers",))
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from test_package_text_audio import EDGE_TEXTS, train_text, val_texts
+    finally:
+        sys.path.remove(str(Path(__file__).parent))
+    from bushu.model.predict import Classifier
+
+    arts = {kind: train_text(tmp_path / kind, kind) for kind in ("minilm", "tfidf")}
+    bundles = {kind: tmp_path / f"news-{kind}.zip" for kind in arts}
+    for kind, (art, _) in arts.items():
+        assert main(["package", str(art), "-o", str(bundles[kind]), "--name", f"news-{kind}"]) == 0
+    py = fresh_venv(tmp_path / "venv")
+    base = dir_size(tmp_path / "venv")
+    install_s = pip_install(py, bundles["minilm"], wheels)
+    minilm_venv = dir_size(tmp_path / "venv")
+    pip_install(py, bundles["tfidf"], wheels)
+    freeze = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout
+    names = {line.split("==")[0].lower() for line in freeze.split()}
+    assert {"news-minilm-sdk", "news-tfidf-sdk", "onnxruntime", "tokenizers"} <= names
+    assert not names & {"torch", "bushu", "onnx", "pillow", "sentence-transformers", "transformers"}, names
+
+    files = val_texts(arts["tfidf"][1])[::2]
+    for kind, (art, _) in arts.items():
+        with Classifier(art) as clf:
+            texts = [f.read_text(encoding="utf-8") for f in files] + EDGE_TEXTS[3:]
+            want = [clf.predict([t], k=3)[0] for t in texts]  # the CLI runs one text at a time, as here
+        proc = subprocess.run([str(tmp_path / f"venv/bin/news-{kind}-predict"), *map(str, files), EDGE_TEXTS[3],
+                               "--json", "-k", "3"], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        got = json.loads(proc.stdout)
+        assert [item["input"] for item in got] == [*map(str, files), EDGE_TEXTS[3]]
+        for item, w in zip(got, want):
+            assert [p["label"] for p in item["predictions"]] == [lbl for _, lbl, _ in w], (kind, item["input"])
+            np.testing.assert_allclose([p["score"] for p in item["predictions"]], [s for _, _, s in w], atol=1e-6)
+    sizes = {"minilm_bundle_mb": round(bundles["minilm"].stat().st_size / 1e6, 1),
+             "tfidf_bundle_mb": round(bundles["tfidf"].stat().st_size / 1e6, 2),
+             "minilm_venv_mb": round(minilm_venv / 1e6, 1), "empty_venv_mb": round(base / 1e6, 1),
+             "pip_install_s": round(install_s, 1)}
+    print("text package sizes:", json.dumps(sizes))
+    assert sizes["minilm_venv_mb"] < 700, sizes  # no torch: a torch venv is ~5,500 MB

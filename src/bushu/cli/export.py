@@ -21,7 +21,9 @@ COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy",
 @click.option("--samples", default=8, show_default=True, help="Inputs each export is validated on.")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Validate on these images (a folder, or one sub-folder per class for accuracy) "
-                   "instead of random inputs.")
+                   "instead of random inputs; the int8 formats also calibrate on them.")
+@click.option("--calib-size", default=100, show_default=True, type=click.IntRange(1),
+              help="Images from --data the int8 formats calibrate on.")
 @click.option("--no-bench", is_flag=True, help="Skip the batch-1 latency measurement.")
 @click.option("--threads", default="1", show_default=True,
               help="Threads for every runtime while validating and timing; 'auto' = each runtime's default.")
@@ -29,7 +31,8 @@ COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy",
 @click.option("--list", "list_", is_flag=True, help="List the formats, what they need and whether they run here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def command(artifact: Path | None, formats: tuple[str, ...], out: Path | None, opset: int | None, samples: int,
-            data: Path | None, no_bench: bool, threads: str, timeout: float, list_: bool, as_json: bool) -> None:
+            data: Path | None, calib_size: int, no_bench: bool, threads: str, timeout: float, list_: bool,
+            as_json: bool) -> None:
     """Export artifact ART to deployment formats under DIR, validate each, and print one table.
 
     \b
@@ -70,7 +73,8 @@ def command(artifact: Path | None, formats: tuple[str, ...], out: Path | None, o
     if threads != "auto" and not threads.isdigit():
         raise UserInputError(f"--threads {threads!r} is not a positive integer or 'auto'")
     rows = export(artifact, list(formats), out, samples=samples, data=data, bench=not no_bench, opset=opset,
-                  threads=None if threads == "auto" else int(threads), timeout=timeout, on_start=started, on_row=done)
+                  threads=None if threads == "auto" else int(threads), timeout=timeout, calib_size=calib_size,
+                  on_start=started, on_row=done)
     if as_json:
         print_json({"out": str(out), "rows": rows})
     else:

@@ -42,12 +42,13 @@ def command(art: Path, out: Path | None, name: str | None, version: str, image: 
             replicas: tuple[int, int], cpu_target: int, storage_uri: str | None, top_k: int | None, check: bool,
             as_json: bool) -> None:
     """Package artifact ART as an offline SDK: the ONNX model, its pre/post-processing and labels, a
-    Python predictor and a `<name>-predict` command that need only onnxruntime, numpy and Pillow, a
+    Python predictor and a `<name>-predict` command for its images, texts or audio clips that need only
+    onnxruntime and numpy (plus Pillow for images and clips, tokenizers for MiniLM text models), a
     README, SHA-256 checksums, a Dockerfile for `bushu serve`, and Kubernetes/KServe manifests.
 
     Install it anywhere with `pip install FILE` (no PyTorch, no bushu, no network)."""
     from ..model.artifact import Artifact
-    from ..package.bundle import PackageConfig, build_bundle, names_for
+    from ..package.bundle import PackageConfig, build_bundle, names_for, usage
 
     artifact = Artifact.load(art)
     cfg = PackageConfig(name=name, version=version, image=image, min_replicas=replicas[0], max_replicas=replicas[1],
@@ -63,7 +64,9 @@ def command(art: Path, out: Path | None, name: str | None, version: str, image: 
     console.print(f"[green]✓[/] wrote {escape(str(bundle.path))} ({bundle.size_bytes / 1e6:.1f} MB, "
                   f"{len(bundle.files)} files{', manifests validated' if check else ''})")
     console.print(f"  install:  pip install {escape(str(bundle.path))}", soft_wrap=True)
-    console.print(f"  predict:  {bundle.script} cat.jpg", soft_wrap=True)
-    console.print(f"  python:   from {bundle.package} import Predictor; Predictor().predict('cat.jpg')", soft_wrap=True)
+    words = usage(artifact.preprocess)
+    console.print(f"  predict:  {bundle.script} {escape(words['ex_cli'])}", soft_wrap=True)
+    console.print(f"  python:   from {bundle.package} import Predictor; Predictor().predict({escape(words['py1'])})",
+                  soft_wrap=True)
     console.print("  serve:    docker build -f deploy/Dockerfile -t IMAGE .  (inside the unpacked bundle); "
                   "kubectl apply -f deploy/kubernetes/  or  deploy/kserve/", soft_wrap=True)

@@ -1,6 +1,6 @@
 """Offline SDK bundles: ``build_bundle(artifact, "model.zip")`` (see bundle.py) and the Kubernetes /
-KServe manifests inside them (manifests.py). The SDK itself (templates/sdk) needs only onnxruntime,
-numpy and Pillow."""
+KServe manifests inside them (manifests.py). The SDK itself (templates/sdk) needs only onnxruntime and
+numpy, plus Pillow for image and audio models or tokenizers for MiniLM text models."""
 
 from __future__ import annotations
 

@@ -2,11 +2,13 @@
 
     <dist>-<version>/
       pyproject.toml, _sdk_build.py, sdk-build.json   pip installs it with no setuptools and no network
-      requirements.txt                                 onnxruntime, numpy, pillow (nothing else)
+      requirements.txt                                 onnxruntime, numpy + pillow | tokenizers (see requirements())
       README.md                                        install, predict, serve, scale
       MANIFEST.sha256                                  every other file (`sha256sum -c MANIFEST.sha256`)
-      src/<package>/                                   Predictor API + CLI (templates/sdk)
+      src/<package>/                                   Predictor API + CLI (templates/sdk); text.py / audio.py:
+                                                       bushu's own pre-processing code, copied (see sdk_modules())
       src/<package>/model/                             model.onnx, labels.txt, sdk.json, bushu.yaml, SHA256SUMS
+                                                       (+ tokenizer.json or text_features.json for text models)
       deploy/Dockerfile                                bushu serve with the model baked in
       deploy/repository/<model>/config.pbtxt           + src/<package>/model/ = a Triton-layout repository
       deploy/kubernetes/, deploy/kserve/               manifests (see manifests.py)
@@ -18,12 +20,15 @@ source archive, so ``pip install bundle.zip`` works as is.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import inspect
 import json
 import os
 import re
 import shutil
 import string
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -39,8 +44,11 @@ from .manifests import DeploySettings, manifests
 __all__ = ["Bundle", "PackageConfig", "build_bundle", "names_for"]
 
 # the light runtime the SDK needs; lower bounds are versions bushu is tested with or older ones that work
-REQUIREMENTS = ["onnxruntime>=1.17", "numpy>=1.23", "pillow>=9.1"]
-SDK_FILES = ("__init__.py", "predictor.py", "cli.py", "__main__.py")
+REQUIREMENTS = ["onnxruntime>=1.17", "numpy>=1.23", "pillow>=9.1"]  # an image model's
+TOKENIZERS = "tokenizers>=0.20"  # MiniLM text models: tokenizer.json (Rust, no torch)
+FLAC_EXTRA = {"flac": ["soundfile>=0.12"]}  # audio models: FLAC (and float WAV) clips, only when asked for
+SDK_FILES = ("__init__.py", "predictor.py", "cli.py", "__main__.py", "errors.py")
+KINDS = ("image", "text", "audio")  # the preprocess kinds the SDK predictor reads
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -109,14 +117,89 @@ def _check(art: Artifact) -> None:
     if art.model_path.suffix != ".onnx":
         raise UserInputError(f"artifact {art.path} holds {art.model_file!r}; the SDK bundle ships an ONNX model",
                              hint="import or export it to ONNX first (bushu import SRC -o ART)")
-    if art.preprocess is None or art.preprocess.kind != "image":
-        raise UserInputError(f"artifact {art.path} records no image pre-processing; the SDK predictor classifies "
-                             "images", hint="re-import it with --size/--mean/--std, or use bushu serve for raw tensors")
-    if art.task != "classification" or (art.postprocess and art.postprocess.kind != "classification"):
+    pp = art.preprocess
+    if pp is None or pp.kind not in KINDS:
+        raise UserInputError(f"artifact {art.path} records no image, text or audio pre-processing, so the SDK "
+                             "predictor cannot prepare its inputs",
+                             hint="re-import it with --size/--mean/--std, or use bushu serve for raw tensors")
+    if not art.task.endswith("classification") or (art.postprocess and art.postprocess.kind != "classification"):
         raise UserInputError(f"artifact {art.path} is a {art.task!r} model; the SDK predictor does classification")
-    if len(art.inputs) != 1:
-        raise UserInputError(f"artifact {art.path} has {len(art.inputs)} inputs; the SDK predictor feeds one image "
-                             "tensor", hint="serve multi-input models with bushu serve")
+    fed = list(pp.params.get("inputs") or ["input_ids", "attention_mask"]) if pp.params.get("tokenizer") else \
+        [art.inputs[0].name]
+    if [s.name for s in art.inputs] != fed:
+        raise UserInputError(f"artifact {art.path} takes inputs {[s.name for s in art.inputs]}; the SDK predictor "
+                             f"feeds {fed}", hint="serve multi-input models with bushu serve")
+    if pp.kind == "text" and not (pp.params.get("tokenizer") or pp.params.get("features")):
+        raise UserInputError(f"artifact {art.path}: its text pre-processing names neither a tokenizer nor features",
+                             hint="retrain it with this bushu version: bushu train DATA -o ART")
+    bad = [f for f in _pp_files(pp) if Path(f).name != f or f.startswith(".")]
+    if bad:
+        raise UserInputError(f"artifact {art.path}: pre-processing files {bad} are not plain file names",
+                             hint="keep the tokenizer/feature files beside bushu.yaml")
+
+
+def _pp_files(pp) -> list[str]:
+    """The artifact files the pre-processing reads (tokenizer.json, text_features.json)."""
+    named = [pp.params.get(k) for k in ("tokenizer", "features")]
+    return list(dict.fromkeys([*pp.files, *(f for f in named if f)]))
+
+
+def requirements(art: Artifact) -> list[str]:
+    """What the SDK needs for this artifact: onnxruntime and numpy, plus Pillow (images, spectrograms) or
+    tokenizers (MiniLM text); TF-IDF text needs nothing more."""
+    pp = art.preprocess
+    if pp.kind != "text":
+        return list(REQUIREMENTS)
+    return REQUIREMENTS[:2] + ([TOKENIZERS] if pp.params.get("tokenizer") else [])
+
+
+# bushu's own pre-processing runs in the SDK as it is (sdk_modules): audio.py whole, text.py from predict.py's
+# functions. Their relative imports may only name bushu.errors, which becomes the SDK's errors.py.
+_TEXT_HEADER = '''"""Text pre-processing: bushu.model.predict's own functions, copied by `bushu package`, so the SDK
+tokenizes (or weighs words) exactly as bushu's server does."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MissingDependencyError, UserInputError
+'''
+SDK_IMPORTS = {"numpy", "PIL", "onnxruntime", "tokenizers", "soundfile"}
+
+
+def sdk_modules(kind: str) -> dict[str, str]:
+    """The modules of bushu an SDK for ``kind`` carries: file name -> source, with relative imports
+    pointed at the SDK's errors.py."""
+    if kind == "audio":
+        from ..model import audio
+
+        src = inspect.getsource(audio).replace("from ..errors import", "from .errors import")
+        out = {"audio.py": "# Copied from bushu.model.audio by `bushu package`.\n" + src}
+    elif kind == "text":
+        from ..model import predict
+
+        funcs = [predict.tfidf_transform, predict.load_tokenizer, predict._as_text]
+        out = {"text.py": _TEXT_HEADER + "".join("\n\n" + inspect.getsource(f) for f in funcs)}
+    else:
+        return {}
+    for name, src in out.items():  # a change in bushu that the SDK cannot run must fail here, not at a user's
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                ok = node.level == 1 and node.module == "errors"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                ok = all(m.split(".")[0] in SDK_IMPORTS | set(sys.stdlib_module_names) for m in mods)
+            else:
+                continue
+            if not ok:
+                raise RuntimeError(f"bushu bug: the SDK's {name} (copied from bushu) has an import it cannot run: "
+                                   f"{ast.unparse(node)}")
+    return out
 
 
 def _config_pbtxt(model: str, art: Artifact) -> str:
@@ -161,9 +244,17 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
         data = art.model_path.with_name(art.model_path.name + ".data")
         if data.is_file():  # external weights keep the file name recorded in the graph
             shutil.copyfile(data, model_dir / data.name)
+        pp_files = _pp_files(art.preprocess)
+        for f in pp_files:  # the serving path reads them from the model directory too
+            if not (art.path / f).is_file():
+                raise ArtifactError(f"{art.path} lacks {f}, which its pre-processing reads",
+                                    hint="copy the whole artifact directory, or retrain it")
+            shutil.copyfile(art.path / f, model_dir / f)
         labels = art.labels
         if labels:
             (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
+        reqs = requirements(art)
+        kind = art.preprocess.kind
         post = art.postprocess.to_dict() if art.postprocess else {"kind": "classification", "top_k": 5, "softmax": True}
         if cfg.top_k:
             post["top_k"] = cfg.top_k
@@ -172,12 +263,14 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
                "inputs": [s.to_dict() for s in art.inputs], "outputs": [s.to_dict() for s in art.outputs],
                "preprocess": art.preprocess.to_dict(), "postprocess": post,
                "created": _now(), "source": str(art.provenance.get("source", art.path)),
-               "packaged_with": library_versions("bushu", "onnxruntime", "numpy", "pillow")}
+               "packaged_with": library_versions("bushu", "onnxruntime", "numpy",
+                                                 *[r.split(">")[0] for r in reqs[2:]])}
         (model_dir / "sdk.json").write_text(json.dumps(sdk, indent=2) + "\n", encoding="utf-8")
         meta = art.to_meta()
         meta["name"] = model
         meta["model"]["file"] = "model.onnx"
-        meta["files"] = {}  # references (model.pt2 ...) stay behind: the bundle is light
+        # references (model.pt2 ...) stay behind, the bundle is light; the pre-processing files come along
+        meta["files"] = {role: f for role, f in art.files.items() if f in pp_files}
         meta["labels"] = LABELS_FILE if labels else None
         meta["postprocess"] = post
         meta["provenance"] = {**meta.get("provenance", {}), "packaged": {"time": sdk["created"], "dist": dist,
@@ -189,14 +282,17 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
         # -- the Python package ---------------------------------------------------------------------------
         for f in SDK_FILES:
             (pkg_dir / f).write_text(_sdk_template(f).replace("PACKAGE", package), encoding="utf-8")
+        for f, src in sdk_modules(kind).items():
+            (pkg_dir / f).write_text(src, encoding="utf-8")
         build_meta = {"name": dist, "version": cfg.version, "package": package,
-                      "summary": f"Offline {model} image classifier (ONNX Runtime), packaged by bushu",
-                      "requires_python": ">=3.9", "dependencies": REQUIREMENTS,
+                      "summary": f"Offline {model} {kind} classifier (ONNX Runtime), packaged by bushu",
+                      "requires_python": ">=3.9", "dependencies": reqs,
+                      "optional_dependencies": FLAC_EXTRA if kind == "audio" else {},
                       "scripts": {script: f"{package}.cli:main"}}
         (root / "sdk-build.json").write_text(json.dumps(build_meta, indent=2) + "\n")
         (root / "_sdk_build.py").write_text(_template("_sdk_build.py"))
         (root / "pyproject.toml").write_text(_pyproject(build_meta))
-        (root / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
+        (root / "requirements.txt").write_text("\n".join(reqs) + "\n")
 
         # -- deployment -------------------------------------------------------------------------------------
         deploy = root / "deploy"
@@ -216,7 +312,7 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
                  "input": ", ".join(str(s) for s in art.inputs), "output": ", ".join(str(s) for s in art.outputs),
                  "preprocess": _describe(art.preprocess), "top_k": post.get("top_k", 5),
                  "archive": out.name if fmt != "dir" else ".", "min_replicas": cfg.min_replicas,
-                 "max_replicas": cfg.max_replicas}
+                 "max_replicas": cfg.max_replicas, **usage(art.preprocess)}
         (deploy / "Dockerfile").write_text(string.Template(_template("Dockerfile.txt")).substitute(subst))
         (root / "README.md").write_text(string.Template(_template("README.md.txt")).substitute(subst))
 
@@ -245,8 +341,42 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
                   version=cfg.version, size_bytes=size, files=files)
 
 
+def usage(pp) -> dict[str, str]:
+    """The README's and Dockerfile's words for what the model takes (see templates/README.md.txt)."""
+    if pp.kind == "text":
+        runtime = "ONNX Runtime, numpy and tokenizers" if pp.params.get("tokenizer") else "ONNX Runtime and numpy"
+        return {"noun": "text", "runtime": runtime, "ex_cli": "\"Shares fell after the profit warning\" news.txt",
+                "ex1": "news.txt", "py1": '"Shares fell after the profit warning"', "py2": 'open("news.txt").read()',
+                "inputs_doc": "A text is a `str` (the text itself); a `pathlib.Path` or `bytes` are read as UTF-8. "
+                              "On the command line an argument ending in `.txt` is read from that file, `-` from "
+                              "standard input, and anything else is the text.",
+                "curl": "-H 'Content-Type: text/plain' --data-binary @news.txt"}
+    if pp.kind == "audio":
+        p = pp.params
+        return {"noun": "audio", "runtime": "ONNX Runtime, numpy and Pillow (WAV is read by the standard library)",
+                "ex_cli": "yes.wav no.wav", "ex1": "yes.wav", "py1": '"yes.wav"', "py2": 'open("no.wav", "rb").read()',
+                "inputs_doc": f"A clip is a `.wav` path or its bytes (8/16/24/32-bit PCM, any sample rate: it is "
+                              f"resampled to {p.get('sample_rate')} Hz and its loudest {p.get('duration')} s kept). "
+                              "FLAC and float WAV need soundfile: `pip install soundfile` (the bundle's `flac` extra).",
+                "curl": "-H 'Content-Type: audio/wav' --data-binary @yes.wav"}
+    return {"noun": "image", "runtime": "ONNX Runtime, numpy and Pillow", "ex_cli": "cat.jpg dog.png",
+            "ex1": "cat.jpg", "py1": '"cat.jpg"', "py2": '"dog.png"',
+            "inputs_doc": "Images may be file paths, encoded bytes, PIL images or HxWx3 uint8 arrays.",
+            "curl": "--data-binary @cat.jpg"}
+
+
 def _describe(pp) -> str:
+    if pp.kind == "text":
+        p = pp.params
+        if p.get("tokenizer"):
+            return (f"`{p['tokenizer']}` ({p.get('encoder', 'tokenizer')}), truncated at {p.get('max_length', 256)} "
+                    f"tokens, padded per batch -> {', '.join(p.get('inputs') or ['input_ids', 'attention_mask'])}")
+        return f"TF-IDF features from `{p['features']}` (numpy)"
     steps = []
+    if pp.kind == "audio":
+        p = pp.params
+        steps.append(f"log-mel spectrogram ({p.get('sample_rate')} Hz, {p.get('duration')} s, {p.get('n_mels')} mels, "
+                     f"top {p.get('top_db')} dB) as a {pp.crop}x{pp.crop} image")
     if pp.resize:
         steps.append(f"resize shorter side to {pp.resize} ({pp.interpolation})")
     if pp.crop:
@@ -258,12 +388,14 @@ def _describe(pp) -> str:
 def _pyproject(meta: dict[str, Any]) -> str:
     deps = ", ".join(json.dumps(d) for d in meta["dependencies"])
     scripts = "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in meta["scripts"].items())
+    extras = "".join(f"{json.dumps(k)} = [{', '.join(json.dumps(d) for d in v)}]\n"
+                     for k, v in (meta.get("optional_dependencies") or {}).items())
     return ("# Built by _sdk_build.py (standard library only; metadata in sdk-build.json): pip install .\n"
             "[build-system]\nrequires = []\nbuild-backend = \"_sdk_build\"\nbackend-path = [\".\"]\n\n"
             f"[project]\nname = {json.dumps(meta['name'])}\nversion = {json.dumps(meta['version'])}\n"
             f"description = {json.dumps(meta['summary'])}\nreadme = \"README.md\"\n"
             f"requires-python = {json.dumps(meta['requires_python'])}\ndependencies = [{deps}]\n\n"
-            f"[project.scripts]\n{scripts}")
+            f"[project.scripts]\n{scripts}" + (f"\n[project.optional-dependencies]\n{extras}" if extras else ""))
 
 
 def _write_zip(root: Path, top: str, files: dict[str, int], dest: Path) -> None:

@@ -31,6 +31,9 @@ def _metadata_text(meta: dict) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {meta['name']}", f"Version: {meta['version']}",
              f"Summary: {meta.get('summary', '')}", f"Requires-Python: {meta.get('requires_python', '>=3.9')}"]
     lines += [f"Requires-Dist: {dep}" for dep in meta.get("dependencies", [])]
+    for extra, deps in sorted((meta.get("optional_dependencies") or {}).items()):
+        lines.append(f"Provides-Extra: {extra}")
+        lines += [f'Requires-Dist: {dep}; extra == "{extra}"' for dep in deps]
     readme = ROOT / "README.md"
     if readme.is_file():
         lines.append("Description-Content-Type: text/markdown")

@@ -1,9 +1,10 @@
-"""Offline image classifier SDK written by ``bushu package``: ONNX Runtime, numpy and Pillow only.
+"""Offline classifier SDK written by ``bushu package``: ONNX Runtime and numpy, no PyTorch, no bushu.
 
     from PACKAGE import Predictor
-    Predictor().predict("cat.jpg")   # -> [(label, score), ...], best first
+    Predictor().predict(INPUT)   # -> [(label, score), ...], best first
 
-See the bundle's README.md for the command line and the deployment files.
+INPUT is what the bundled model classifies (``Predictor().kind``): an image file, a text, or a .wav
+clip. See the bundle's README.md for the command line and the deployment files.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ __version__ = _json.loads((_Path(__file__).parent / "model" / "sdk.json").read_t
 _default: Predictor | None = None
 
 
-def predict(image, top_k: int | None = None):
-    """Classify one image with the bundled model (loaded once, on first use)."""
+def predict(item, top_k: int | None = None):
+    """Classify one image, text or clip with the bundled model (loaded once, on first use)."""
     global _default
     if _default is None:
         _default = Predictor()
-    return _default.predict(image, top_k)
+    return _default.predict(item, top_k)

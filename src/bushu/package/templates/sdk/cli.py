@@ -1,19 +1,45 @@
-"""The SDK's command line: ``NAME-predict IMAGE [IMAGE ...] [-k N] [--json]``."""
+"""The SDK's command line: ``NAME-predict INPUT [INPUT ...] [-k N] [--json]``.
+
+An INPUT is an image file, a .wav/.flac clip, or for a text model a text itself, a .txt file, or ``-``
+(standard input), as the bundled model takes."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import Any, List, Optional
 
 from .predictor import Predictor, PredictorError
 
+HELP = {"image": "image files (jpg, png, bmp, webp, ...)", "audio": "audio clips (.wav; .flac with soundfile)",
+        "text": "texts: the text itself, a .txt file, or - for standard input"}
+
+
+def _text_input(arg: str) -> Any:
+    if arg == "-":
+        return sys.stdin.read()
+    if arg.lower().endswith(".txt"):
+        if not Path(arg).is_file():
+            raise PredictorError(f"text file not found: {arg}")
+        return Path(arg)
+    return arg
+
+
+def _shown(arg: str, kind: str) -> str:
+    """File names in full; a text given on the command line, shortened to one line."""
+    if kind != "text" or arg.lower().endswith(".txt"):
+        return arg
+    arg = " ".join(arg.split())
+    return arg if len(arg) <= 60 else arg[:57] + "..."
+
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Classify images with the model bundled in this SDK (offline).")
-    parser.add_argument("images", nargs="+", help="image files (jpg, png, bmp, webp, ...)")
-    parser.add_argument("-k", "--top-k", type=int, default=None, help="how many labels per image (default: as packaged)")
+    parser = argparse.ArgumentParser(description="Classify inputs with the model bundled in this SDK (offline).")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help=" / ".join(HELP.values()))
+    parser.add_argument("-k", "--top-k", type=int, default=None,
+                        help="how many labels per input (default: as packaged)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--model", default=None, help="another model directory (default: the bundled one)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
@@ -21,17 +47,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         predictor = Predictor(args.model, threads=args.threads, verify=not args.no_verify)
-        results = [(image, predictor.predict(image, args.top_k)) for image in args.images]
+        items = [_text_input(a) for a in args.inputs] if predictor.kind == "text" else args.inputs
+        preds = [predictor.predict(item, args.top_k) for item in items]
     except PredictorError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps([{"image": image, "predictions": [{"label": label, "score": score} for label, score in preds]}
-                          for image, preds in results], indent=2))
+        key = "image" if predictor.kind == "image" else "input"  # image bundles keep their original key
+        print(json.dumps([{key: arg, "predictions": [{"label": label, "score": score} for label, score in p]}
+                          for arg, p in zip(args.inputs, preds)], indent=2))
         return 0
-    for image, preds in results:
-        print(image)
-        for label, score in preds:
+    for arg, p in zip(args.inputs, preds):
+        print(_shown(arg, predictor.kind))
+        for label, score in p:
             print(f"  {score:8.4f}  {label}")
     return 0
 

@@ -1,4 +1,5 @@
-"""The offline predictor: ONNX Runtime, numpy and Pillow only (no PyTorch, no bushu).
+"""The offline predictor: ONNX Runtime and numpy, plus Pillow (images, audio) or tokenizers (MiniLM text);
+no PyTorch, no bushu.
 
     from PACKAGE import Predictor
     p = Predictor()                      # the model shipped inside this package
@@ -6,12 +7,17 @@
     p.predict_batch(["a.jpg", "b.png"], top_k=1)
     p.logits(["a.jpg"])                  # raw model outputs, shape [batch, classes]
 
+What an input is follows the model's kind (``Predictor().kind``): an image (path, bytes, PIL image,
+HxWx3 uint8 array), a text (a str is the text itself; a pathlib.Path or bytes are read as UTF-8), or an
+audio clip (.wav/.flac path or its bytes).
+
 ``Predictor(path)`` also takes another model directory (one holding ``sdk.json``) or an unpacked
 bundle. Every model file is checked against ``SHA256SUMS`` when the predictor loads: a changed or
 corrupted file raises ``ChecksumError`` instead of giving wrong answers.
 
-This file was written by ``bushu package``; the pre-processing below is the same as the bushu
-server's, so the predictions match the server's ``:classify`` answer.
+This file was written by ``bushu package``; the pre-processing is the same as the bushu server's
+(text.py and audio.py are bushu's own code, copied into the bundle), so the predictions match the
+server's ``:classify`` answer.
 """
 
 from __future__ import annotations
@@ -21,23 +27,19 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
+
+from .errors import ChecksumError, PredictorError
 
 __all__ = ["ChecksumError", "Predictor", "PredictorError", "verify_checksums"]
 
 CONFIG_FILE = "sdk.json"
 CHECKSUM_FILE = "SHA256SUMS"
 ImageLike = Union[str, os.PathLike, bytes, "np.ndarray", Any]  # path, encoded bytes, HWC uint8 array, PIL image
-
-
-class PredictorError(Exception):
-    """A problem with the model files or the input; the message says what to do."""
-
-
-class ChecksumError(PredictorError):
-    """A model file does not match the checksum recorded when the bundle was made."""
+InputLike = Union[ImageLike, str]  # an image, a text or an audio clip, as the model's kind says
+NOUNS = {"image": "image", "text": "text", "audio": "clip"}
 
 
 def _sha256(path: Path) -> str:
@@ -109,7 +111,7 @@ def _load_image(src: ImageLike):
 
 
 class Predictor:
-    """Image classifier over the bundled ONNX model.
+    """Classifier over the bundled ONNX model: images, texts or audio clips (``kind``).
 
     path: a model directory (default: the one inside this package). providers: ONNX Runtime
     execution providers in order of preference (default: CPU). threads: intra-op threads (default:
@@ -126,6 +128,8 @@ class Predictor:
         except ValueError as e:
             raise PredictorError(f"{self.model_dir / CONFIG_FILE} is not valid JSON: {e}") from e
         self.preprocess_config = self.config.get("preprocess") or {}
+        self.kind = self.preprocess_config.get("kind", "image")
+        self.noun = NOUNS.get(self.kind, "input")
         self.postprocess_config = self.config.get("postprocess") or {}
         labels_file = self.config.get("labels")
         self.labels: List[str] | None = None
@@ -141,13 +145,34 @@ class Predictor:
                                             providers=list(providers or ["CPUExecutionProvider"]))
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        self._tokenizer = self._tfidf = None
+        params = self.preprocess_config.get("params") or {}
+        if self.kind == "text":
+            from .text import load_tokenizer
+
+            if params.get("tokenizer"):
+                self._tokenizer = load_tokenizer(self.model_dir / params["tokenizer"],
+                                                 int(params.get("max_length", 256)))
+                self.text_inputs = list(params.get("inputs") or ["input_ids", "attention_mask"])
+            else:
+                self._tfidf = json.loads((self.model_dir / params["features"]).read_text(encoding="utf-8"))
+        elif self.kind not in ("image", "audio"):
+            raise PredictorError(f"{self.model_dir / CONFIG_FILE} has pre-processing kind {self.kind!r}; this SDK "
+                                 "reads image, text and audio models. Repackage it with a newer bushu.")
 
     # -- pre-processing (same steps as bushu.model.processing.preprocess_image) ------------------------
     def preprocess(self, image: ImageLike) -> np.ndarray:
-        """One image -> float32 array laid out as the model wants it (no batch dimension)."""
+        """One image (or clip, for an audio model) -> float32 array laid out as the model wants it (no batch
+        dimension). Texts are batched together: see ``feeds``."""
+        if self.kind == "text":
+            raise PredictorError("a text model's inputs are batched together: use feeds([...]) or predict(text)")
         from PIL import Image
 
         pp = self.preprocess_config
+        if self.kind == "audio":  # the clip's log-mel spectrogram, as an image
+            from .audio import audio_image
+
+            image = audio_image(image, pp.get("params") or {}, int(pp["crop"]))
         img = _load_image(image).convert("RGB")
         resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
                     "nearest": Image.NEAREST}[pp.get("interpolation", "bilinear")]
@@ -169,27 +194,47 @@ class Predictor:
             x = x.transpose(2, 0, 1)
         return np.ascontiguousarray(x, dtype=np.float32)
 
+    def feeds(self, inputs: Sequence[InputLike]) -> Dict[str, np.ndarray]:
+        """A batch of raw inputs -> the model's input arrays by name (texts padded to the longest)."""
+        if isinstance(inputs, (str, bytes)) or not inputs:
+            raise PredictorError(f"give a list of {self.noun}s" if inputs else f"no {self.noun}s given")
+        try:
+            if self.kind != "text":
+                return {self.input_name: np.stack([self.preprocess(x) for x in inputs])}
+            from .text import _as_text, tfidf_transform
+
+            texts = [_as_text(x) for x in inputs]
+        except FileNotFoundError as e:
+            raise PredictorError(f"{self.noun} not found: {e.filename}") from None
+        except OSError as e:  # a directory, no permission
+            raise PredictorError(f"cannot read {e.filename}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise PredictorError(f"a text file is not UTF-8 (byte {e.start}); save it as UTF-8") from None
+        if self._tfidf is not None:
+            return {self.input_name: tfidf_transform(self._tfidf, texts)}
+        enc = self._tokenizer.encode_batch(texts)
+        cols = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
+                "token_type_ids": [e.type_ids for e in enc]}
+        return {name: np.asarray(cols[name], np.int64) for name in self.text_inputs}
+
     # -- inference -----------------------------------------------------------------------------------
-    def logits(self, images: Sequence[ImageLike]) -> np.ndarray:
-        """Raw model outputs for a batch of images, shape [batch, classes]."""
-        if not images:
-            raise PredictorError("no images given")
-        x = np.stack([self.preprocess(im) for im in images])
-        out = self.session.run([self.output_name], {self.input_name: x})[0]
+    def logits(self, inputs: Sequence[InputLike]) -> np.ndarray:
+        """Raw model outputs for a batch of inputs, shape [batch, classes]."""
+        out = self.session.run([self.output_name], self.feeds(inputs))[0]
         return out.reshape(out.shape[0], -1)
 
-    def scores(self, images: Sequence[ImageLike]) -> np.ndarray:
+    def scores(self, inputs: Sequence[InputLike]) -> np.ndarray:
         """Class scores (softmax of the logits when the model was packaged with softmax on)."""
-        z = self.logits(images).astype(np.float64)
+        z = self.logits(inputs).astype(np.float64)
         if not self.postprocess_config.get("softmax", True):
             return z
         z = z - z.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
 
-    def predict_batch(self, images: Sequence[ImageLike], top_k: int | None = None) -> List[List[Tuple[str, float]]]:
-        """The top_k (label, score) pairs for each image, best first."""
-        scores = self.scores(images)
+    def predict_batch(self, inputs: Sequence[InputLike], top_k: int | None = None) -> List[List[Tuple[str, float]]]:
+        """The top_k (label, score) pairs for each input, best first."""
+        scores = self.scores(inputs)
         k = min(int(top_k or self.postprocess_config.get("top_k", 5)), scores.shape[-1])
         if k < 1:
             raise PredictorError(f"top_k must be >= 1, got {top_k}")
@@ -199,12 +244,12 @@ class Predictor:
             out.append([(self.label(int(i)), float(row[i])) for i in idx])
         return out
 
-    def predict(self, image: ImageLike, top_k: int | None = None) -> List[Tuple[str, float]]:
-        """The top_k (label, score) pairs for one image, best first."""
-        return self.predict_batch([image], top_k)[0]
+    def predict(self, item: InputLike, top_k: int | None = None) -> List[Tuple[str, float]]:
+        """The top_k (label, score) pairs for one image, text or clip, best first."""
+        return self.predict_batch([item], top_k)[0]
 
     def label(self, index: int) -> str:
         return self.labels[index] if self.labels and index < len(self.labels) else str(index)
 
     def __repr__(self) -> str:
-        return f"Predictor({str(self.model_dir)!r}, model={self.config.get('name')!r})"
+        return f"Predictor({str(self.model_dir)!r}, model={self.config.get('name')!r}, kind={self.kind!r})"
