@@ -109,3 +109,54 @@ def test_add_to_repository_writes_a_triton_layout(tmp_path):
         assert be.infer({"x": np.ones((1, 4), np.float32)})["probs"].shape == (1, 3)
     with pytest.raises(UserInputError, match="invalid model name"):
         add_to_repository(tmp_path / "repo", art, name="../evil")
+
+
+# -- Triton's model_warmup ---------------------------------------------------------------------------
+def _warmup_model(tmp_path, warmup: str, data: bytes | None = None):
+    import numpy as np
+
+    from bushu.serve.core import LoadedModel
+    from bushu.serve.testing import classifier_onnx
+
+    mdir = tmp_path / "clf"
+    (mdir / "1").mkdir(parents=True)
+    classifier_onnx(mdir / "1" / "model.onnx")
+    (mdir / "config.pbtxt").write_text(f'name: "clf"\nmax_batch_size: 4\n{warmup}\n')
+    if data is not None:
+        (mdir / "warmup").mkdir()
+        (mdir / "warmup" / "x.bin").write_bytes(data)
+    return LoadedModel("clf", 1, mdir, read_config(mdir)), np
+
+
+@pytest.mark.parametrize("source", ["zero_data: true", "random_data: true", 'input_data_file: "x.bin"'])
+def test_model_warmup_samples_are_honoured(tmp_path, source):
+    import numpy as np
+
+    data = np.arange(4, dtype=np.float32).tobytes()
+    m, _ = _warmup_model(tmp_path, 'model_warmup [{ name: "s1" batch_size: 3 count: 2 inputs { key: "x" value: '
+                                   f'{{ data_type: TYPE_FP32 dims: [4] {source} }} }} }}]', data)
+    try:
+        assert "model_warmup" not in m.warnings
+        from bushu.serve.config import warmup_samples
+
+        (name, feeds, runs), = warmup_samples(read_config(tmp_path / "clf"), tmp_path / "clf", True)
+        assert (name, feeds["x"].shape, runs) == ("s1", (3, 4), 2)
+        if "file" in source:
+            np.testing.assert_array_equal(feeds["x"][2], [0, 1, 2, 3])
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("warmup,data,needle", [
+    ('model_warmup [{ name: "short" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
+     'input_data_file: "x.bin" } } }]', b"\0" * 12, "'short'.*12 bytes"),
+    ('model_warmup [{ name: "missing" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
+     'input_data_file: "../config.pbtxt" } } }]', b"", "'missing'.*no file"),
+    ('model_warmup [{ name: "wrongdims" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [5] '
+     'zero_data: true } } }]', None, "warm-up sample 'wrongdims'"),
+    ('model_warmup [{ name: "toobig" batch_size: 9 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
+     'zero_data: true } } }]', None, "warm-up sample 'toobig'.*batch size 9"),
+])
+def test_bad_model_warmup_fails_the_load_naming_the_sample(tmp_path, warmup, data, needle):
+    with pytest.raises(ModelLoadError, match=needle):
+        _warmup_model(tmp_path, warmup, data)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -25,7 +26,7 @@ DEFAULT_MAX_BATCH = 8  # for models without a config whose inputs all have a sym
 DEFAULT_QUEUE_SIZE = 1024  # Triton's 0 means unbounded; bushu always bounds the queue
 
 _SUPPORTED = {"name", "platform", "backend", "max_batch_size", "input", "output", "dynamic_batching",
-              "instance_group", "version_policy", "parameters", "default_model_filename"}
+              "instance_group", "version_policy", "parameters", "default_model_filename", "model_warmup"}
 _SUPPORTED_BATCHING = {"preferred_batch_size", "max_queue_delay_microseconds", "default_queue_policy"}
 _SUPPORTED_QUEUE = {"max_queue_size", "default_timeout_microseconds", "allow_timeout_override", "timeout_action"}
 _SUPPORTED_INSTANCE = {"name", "kind", "count"}
@@ -229,3 +230,51 @@ def write_config(path: Path, name: str, backend: str, max_batch_size: int, max_q
     if threads:
         cfg.parameters["threads"].string_value = str(threads)
     path.write_text(text_format.MessageToString(cfg))
+
+
+def warmup_samples(cfg: mc.ModelConfig | None, model_dir: Path, batching: bool) -> list[tuple[str, dict, int]]:
+    """Triton's ``model_warmup``: (sample name, feeds, runs) per sample, with zero_data, random_data or
+    input_data_file (raw row-major bytes in MODEL/warmup/). A bad sample fails the load with its name."""
+    if cfg is None:
+        return []
+    from ..spec import np_dtype
+
+    out = []
+    for i, w in enumerate(cfg.model_warmup):
+        name = w.name or f"#{i}"
+        n = w.batch_size or 1
+        if not batching and n != 1:
+            raise ModelLoadError(f"model_warmup {name!r}: batch_size {n} on a model without batching (max_batch_size 0)",
+                                 hint="use batch_size 1")
+        if not w.inputs:
+            raise ModelLoadError(f"model_warmup {name!r} has no inputs")
+        rng = np.random.default_rng(i)
+        feeds = {}
+        for inp_name, spec in w.inputs.items():
+            dtype = dtype_of(spec.data_type)
+            dt = np_dtype(dtype)
+            is_bytes = dt.kind == "O"
+            dims = [int(d) for d in spec.dims]
+            if any(d < 0 for d in dims):
+                raise ModelLoadError(f"model_warmup {name!r} input {inp_name!r}: dims {dims} must be concrete")
+            kind = spec.WhichOneof("input_data_type")
+            if kind == "input_data_file":
+                f = (model_dir / "warmup" / spec.input_data_file).resolve()
+                if (model_dir / "warmup").resolve() not in f.parents or not f.is_file():
+                    raise ModelLoadError(f"model_warmup {name!r} input {inp_name!r}: no file {spec.input_data_file!r} "
+                                         f"in {model_dir / 'warmup'}")
+                raw = f.read_bytes()
+                want = int(np.prod(dims)) * dt.itemsize
+                if is_bytes or len(raw) != want:
+                    raise ModelLoadError(f"model_warmup {name!r} input {inp_name!r}: {f.name} has {len(raw)} bytes, "
+                                         f"dims {dims} of {dtype} need {want}")
+                a = np.frombuffer(raw, dt).reshape(dims)
+            elif kind == "random_data" and not is_bytes:
+                a = (rng.random(dims) * 2 - 1).astype(dt) if dt.kind == "f" else \
+                    rng.integers(0, 2, dims).astype(dt)
+            else:  # zero_data (random_data on BYTES: empty strings, as zeros)
+                a = np.full(dims, b"", dtype=object) if is_bytes else np.zeros(dims, dt)
+            feeds[inp_name] = np.repeat(a[None], n, axis=0) if batching else a
+        out.append((name, feeds, max(1, int(w.count))))
+    return out
+

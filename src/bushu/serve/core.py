@@ -62,19 +62,40 @@ class LoadedModel:
         self.warnings = list(self.settings.warnings)
         for w in self.warnings:
             log.warning("model %s: config field %s is not supported by bushu and is ignored", name, w)
-        self._warm_up()
+        self._warm_up(cfg_in, model_dir)
         self.stats = Stats(name, self.version)
         self.batcher = Batcher(f"{name}/{version}", self.settings, [b.infer for b in self.backends], self.stats,
                                arrivals)
 
-    def _warm_up(self) -> None:
-        """Run synthetic batches on every instance, so the first real request is not the slow one."""
+    def _warm_up(self, cfg_in, model_dir: Path) -> None:
+        """Run config.pbtxt's model_warmup samples (Triton's), or else synthetic batches, on every instance,
+        so the first real request is not the slow one."""
+        from .config import warmup_samples
+
+        try:
+            samples = warmup_samples(cfg_in, model_dir, self.settings.max_batch_size > 0)
+        except BushuError as e:
+            self._close_backends()
+            raise ModelLoadError(f"model {self.name!r}: {e.message}", hint=e.hint) from e
+        if samples:
+            for b in self.backends:
+                for sample, feeds, runs in samples:
+                    for _ in range(runs):
+                        try:
+                            self.validate(feeds)
+                            b.infer(feeds)
+                        except BushuError as e:
+                            self._close_backends()
+                            raise ModelLoadError(f"model {self.name!r} failed its warm-up sample {sample!r}: "
+                                                 f"{e.message}", hint="fix model_warmup in config.pbtxt") from e
+            return
         sizes = {1, self.settings.max_batch_size} if self.settings.max_batch_size > 0 else {1}
         for b in self.backends:
             for n in sorted(sizes):
                 try:
                     b.infer(_zero_feeds(self.inputs, n))
                 except BushuError as e:
+                    self._close_backends()
                     raise ModelLoadError(f"model {self.name!r} failed its warm-up inference at batch {n}: {e.message}",
                                          hint="check the config's dims and max_batch_size against the model") from e
 
@@ -134,6 +155,9 @@ class LoadedModel:
 
     def close(self) -> None:
         self.batcher.close()
+        self._close_backends()
+
+    def _close_backends(self) -> None:
         for b in self.backends:
             b.close()
 
