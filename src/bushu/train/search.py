@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,16 +49,23 @@ def _optuna():
     return optuna
 
 
-def open_study(storage: str, name: str, seed: int):
-    """Create or reopen the study; trials a killed run left RUNNING are marked FAIL (they restart)."""
-    optuna = _optuna()
-    from optuna.trial import TrialState
+HEARTBEAT_S = 5  # a worker's running trials send a heartbeat this often...
+GRACE_S = 20  # ...and are failed (to be redone) once it has been silent this long: the worker died
 
+
+def open_study(storage: str, name: str, seed: int):
+    """Create or reopen the study. Trials whose worker died (no heartbeat for GRACE_S) are marked FAIL and
+    redone; the live trials of other workers sharing the study (``--storage``) are left alone."""
+    optuna = _optuna()
+
+    if isinstance(storage, str) and "://" in storage:  # an RDB URL (sqlite, postgresql, mysql)
+        storage = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10))
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+    with warnings.catch_warnings():  # 'experimental' since Optuna 2.9, still the documented way
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)
     return study
 
 
