@@ -18,12 +18,12 @@ FAST = ["--backend", "onnxruntime", "--precision", "fp32", "--precision", "int8"
         "--batch-sizes", "1,4", "--duration", "0.6", "--bench-duration", "0.15", "--serve-top", "2", "--budget", "4m"]
 
 
-def _tiny(root: Path) -> dict[str, Path]:
+def _tiny(root: Path, with_module: bool = False) -> dict[str, Path]:
     path = Path(__file__).parents[1] / "integration" / "test_plan.py"
     spec = importlib.util.spec_from_file_location("_plan_models", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.build_tiny_classifier(root)
+    return mod.build_tiny_classifier(root, with_module=with_module)
 
 
 def bushu(*args, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -105,3 +105,39 @@ def test_targets_other_than_cpu_fail_clearly(tiny, tmp_path, target, words):
 def test_bad_constraint_is_a_clear_error(tiny, tmp_path):
     proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", tmp_path / "o", "--min-accuracy", 150)
     assert proc.returncode == 2 and "percentage" in proc.stderr
+
+
+def test_compress_on_an_onnx_only_artifact_says_why_it_is_skipped(tiny, planned):
+    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", planned["out"], "--concurrency", 2,
+                 "--max-p99-ms", 5000, "--compress", "prune0.3", *FAST, "--no-verify")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = " ".join(proc.stdout.split())
+    assert "Variants (size, accuracy)" in out and "onnxruntime/fp32+prune0.3: skipped:" in out
+    assert "no PyTorch module" in out
+
+
+@pytest.mark.parametrize("args, words", [(["--compress", "quant0.5"], "not a compression spec"),
+                                         (["--compress", "prune2"], "between 0 and 1"),
+                                         (["--train", "."], "no --compress spec")])
+def test_bad_compress_options_are_clear_errors(tiny, tmp_path, args, words):
+    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", tmp_path / "o", *args)
+    assert proc.returncode == 2 and words in proc.stderr and "Hint:" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_compressed_model_wins_a_size_bound(tmp_path):
+    """--compress prune0.5 --train: the pruned model is the only one under --max-size-mb; it is
+    chosen, written and verified, and the repository serves the pruned model file."""
+    pytest.importorskip("torch_pruning")
+    m = _tiny(tmp_path, with_module=True)
+    out = tmp_path / "plan"
+    fast = FAST[:4] + FAST[6:]  # fp32 only: the pruned fp32 model is what meets the size bound
+    proc = bushu("plan", m["artifact"], "--data", m["data"], "-o", out, "--concurrency", 2, "--max-p99-ms", 5000,
+                 "--max-size-mb", 0.05, "--compress", "prune0.5", "--train", m["train"], "--epochs", 1, *fast, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    j = json.loads(proc.stdout)
+    assert j["chosen"]["variant"] == "onnxruntime/fp32+prune0.5" and j["chosen"]["compression"] == "prune0.5"
+    assert j["verification"]["passed"] and j["search"]["finetune"]["epochs"] == 1
+    by = {v["variant"]: v for v in j["variants"]}
+    assert by["onnxruntime/fp32"]["size_mb"] > 0.05 >= by["onnxruntime/fp32+prune0.5"]["size_mb"]
+    served = (Path(j["model_dir"]) / "1" / "model.onnx").read_bytes()
+    assert served == Path(by["onnxruntime/fp32+prune0.5"]["file"]).read_bytes()

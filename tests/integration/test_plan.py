@@ -44,8 +44,27 @@ def _conv_graph(w1, w2, head=None):
     return m
 
 
-def build_tiny_classifier(root: Path) -> dict[str, Path]:
-    """Random conv features (fixed seed) + a logistic-regression head fitted on half of the images."""
+def _torch_module(w1, w2, w, b):
+    """The same network as ``_conv_graph`` as a PyTorch module (what pruning and low-rank change)."""
+    import torch
+    from torch import nn
+
+    m = nn.Sequential(nn.Conv2d(3, len(w1), 3, stride=2, padding=1), nn.ReLU(),
+                      nn.Conv2d(len(w1), len(w2), 3, stride=2, padding=1), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w.shape[0], w.shape[1]))
+    with torch.no_grad():
+        for layer, weight in ((m[0], w1), (m[2], w2), (m[6], w.T)):
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
+            layer.bias.zero_()
+        m[6].bias.copy_(torch.from_numpy(b))
+    return m.eval()
+
+
+def build_tiny_classifier(root: Path, with_module: bool = False) -> dict[str, Path]:
+    """Random conv features (fixed seed) + a logistic-regression head fitted on half of the images.
+
+    ``with_module``: the artifact also holds the network as a pickled PyTorch module (module.pt, as
+    `bushu optimize` writes it), so it can be pruned; without it, it is an ONNX-only artifact."""
     import onnx
     import onnxruntime as ort
     from PIL import Image
@@ -82,8 +101,25 @@ def build_tiny_classifier(root: Path) -> dict[str, Path]:
                    outputs=[TensorSpec("logits", "float32", ("batch", 2))], preprocess=pp,
                    postprocess=Postprocess(top_k=1))
     art.add_step("test-build", source="random conv + logistic regression on lfw_subset")
-    write_artifact(root / "tiny", {"model.onnx": onnx_path}, art, CLASSES)
-    return {"artifact": root / "tiny", "data": root / "data"}
+    files = {"model.onnx": onnx_path}
+    if with_module:
+        import torch
+
+        module = _torch_module(w1, w2, w, b)
+        x = preprocess_images(fit[:4], pp)
+        with torch.no_grad():  # the module is the ONNX model
+            np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), feats_and_head(onnx_path, x), atol=1e-4)
+        torch.save(module, root / "module.pt")
+        files["module.pt"] = root / "module.pt"
+        art.files = {"module": "module.pt"}
+    write_artifact(root / "tiny", files, art, CLASSES)
+    return {"artifact": root / "tiny", "data": root / "data", "train": root / "fit"}
+
+
+def feats_and_head(model: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
 
 
 def reference_accuracy(model: Path, data: Path) -> float:
@@ -227,3 +263,107 @@ def test_grid_pareto_and_neighbours():
     near = neighbours(Config("onnxruntime", "fp32", 1, 2, 4, 1000), rows, cores=2)
     assert Config("onnxruntime", "fp32", 1, 2, 4, 0) in near and Config("onnxruntime", "fp32", 2, 1, 4, 1000) in near
     assert Config("onnxruntime", "fp32", 1, 2, 1, 0) in near and all(n.threads * n.instances <= 2 for n in near)
+
+
+# -- compression in the search space ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_torch(tmp_path_factory) -> dict[str, Path]:
+    pytest.importorskip("torch")
+    pytest.importorskip("torch_pruning")
+    return build_tiny_classifier(tmp_path_factory.mktemp("tiny-torch"), with_module=True)
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny_torch, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("plan-c") / "tiny-plan"
+    c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5)
+    result = plan(tiny_torch["artifact"], tiny_torch["data"], out, c, refine=False, verify=False,
+                  compress=["prune0.5"], train=tiny_torch["train"], epochs=3, **FAST)
+    return {"result": result, "out": out}
+
+
+def onnx_params(model: Path) -> int:
+    import onnx
+    from onnx import numpy_helper
+
+    return sum(numpy_helper.to_array(t).size for t in onnx.load(str(model)).graph.initializer
+               if t.data_type == onnx.TensorProto.FLOAT)
+
+
+def test_compressed_variants_are_built_and_measured(compressed, tiny_torch):
+    r = compressed["result"]
+    by = {v["variant"]: v for v in r["variants"]}
+    fp32, pruned, pruned8 = by["onnxruntime/fp32"], by["onnxruntime/fp32+prune0.5"], by["onnxruntime/int8+prune0.5"]
+    assert r["search"]["compression"] == ["prune0.5"] and r["search"]["finetune"]["epochs"] == 3
+    for v in (pruned, pruned8):
+        assert v["status"] == "ok" and v["compression"] == "prune0.5" and v["file"] != fp32["file"]
+        assert v["size_mb"] < fp32["size_mb"]
+        # accuracy as the plan measured it = onnxruntime directly on the compressed model file
+        assert v["accuracy"] == pytest.approx(reference_accuracy(Path(v["file"]), tiny_torch["data"]), abs=1e-3)
+        assert v["accuracy_drop"] == pytest.approx(fp32["accuracy"] - v["accuracy"], abs=1e-3)
+    assert pruned8["size_mb"] < pruned["size_mb"] and pruned8["file"] != by["onnxruntime/int8"]["file"]
+    # the graph really shrank (counted from the ONNX files), and was fine-tuned as asked
+    assert onnx_params(Path(pruned["file"])) < 0.5 * onnx_params(Path(fp32["file"]))
+    d = pruned["compression_details"]
+    assert d["params"] == onnx_params(Path(pruned["file"])) and d["finetune_epochs"] == 3
+    assert by["onnxruntime/fp32"]["compression"] is None
+    served = {c["variant"]: c for c in r["candidates"]}
+    assert all(c["compression"] == ("prune0.5" if "+" in k else None) for k, c in served.items())
+    assert any("+prune0.5" in k for k in served)
+    html = (compressed["out"] / "report.html").read_text()
+    assert "fp32+prune0.5" in html and "fine-tuned 3 epoch(s)" in html
+
+
+def test_size_bound_only_compression_meets_is_chosen_and_verified(compressed, tiny_torch):
+    import filecmp
+
+    sizes = {v["variant"]: v["size_mb"] for v in compressed["result"]["variants"] if v["status"] == "ok"}
+    smallest_plain = min(s for k, s in sizes.items() if "+" not in k)
+    assert min(sizes.values()) < smallest_plain
+    msgs: list[str] = []
+    c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5, max_size_mb=smallest_plain - 1e-6)
+    r = plan(tiny_torch["artifact"], tiny_torch["data"], compressed["out"], c, refine=False, log=msgs.append,
+             compress="prune0.5", train=tiny_torch["train"], epochs=3, **FAST)
+    assert any(m.startswith("prune0.5: reusing") for m in msgs)  # the compressed model came from the journal
+    ch = r["chosen"]
+    assert r["met"] and ch["compression"] == "prune0.5" and ch["config"].startswith(ch["variant"] + "/")
+    assert ch["size_mb"] <= c.max_size_mb
+    assert r["verification"]["passed"] and r["verification"]["served_top1_agreement"] == 1.0
+    v = next(v for v in r["variants"] if v["variant"] == ch["variant"])
+    assert filecmp.cmp(Path(r["model_dir"]) / "1" / "model.onnx", v["file"], shallow=False)
+    plain = [v for v in r["variants"] if v["compression"] is None and v["status"] == "ok"]
+    assert plain and all("max_size_mb" in [f["constraint"] for f in v["failed"]] for v in plain)
+
+
+def test_prune_without_finetuning_misses_the_accuracy_bound(tiny_torch, tmp_path):
+    c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5)
+    r = plan(tiny_torch["artifact"], tiny_torch["data"], tmp_path / "p", c, refine=False, verify=False,
+             compress=["prune0.5"], **{**FAST, "precisions": ["fp32"]})
+    by = {v["variant"]: v for v in r["variants"]}
+    v = by["onnxruntime/fp32+prune0.5"]
+    assert v["compression_details"]["finetune_epochs"] == 0
+    assert v["accuracy"] == pytest.approx(reference_accuracy(Path(v["file"]), tiny_torch["data"]), abs=1e-3)
+    assert v["accuracy_drop"] > 5 and [f["constraint"] for f in v["failed"]] == ["max_accuracy_drop"]
+    assert r["chosen"]["variant"] == "onnxruntime/fp32"
+    assert "--max-accuracy-drop 5" in (tmp_path / "p" / "report.html").read_text()
+
+
+def test_onnx_only_artifact_skips_compression_with_the_reason(planned, tiny):
+    c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5)
+    r = plan(tiny["artifact"], tiny["data"], planned["out"], c, refine=False, verify=False,
+             compress=["prune0.3", "lowrank0.9"], **FAST)
+    comp = [v for v in r["variants"] if v["compression"]]
+    assert {v["variant"] for v in comp} == {f"onnxruntime/{p}+{s}" for p in ("fp32", "int8")
+                                            for s in ("prune0.3", "lowrank0.9")}
+    assert all(v["status"] == "skipped" and "no PyTorch module" in v["reason"] for v in comp)
+    assert r["met"] and r["chosen"]["compression"] is None
+
+
+def test_compress_specs_are_checked():
+    from bushu.errors import UserInputError
+    from bushu.plan.compression import parse_specs
+
+    assert parse_specs("prune0.30, lowrank.9,prune0.3") == ["prune0.3", "lowrank0.9"]
+    for bad, words in (("prune1.5", "between 0 and 1"), ("quant0.5", "not a compression spec")):
+        with pytest.raises(UserInputError, match=words):
+            parse_specs(bad)

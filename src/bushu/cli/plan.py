@@ -17,9 +17,11 @@ _BOUND = {"max_p99_ms": "p99", "max_avg_ms": "avg", "min_throughput": "req/s", "
 
 
 def _row(r: dict) -> dict:
-    """A served candidate as a narrow table row: ort/int8 1x2 b8 1ms = backend/precision, threads ×
-    instances, max batch, queue delay."""
-    return {"config": f"{_SHORT.get(r['backend'], r['backend'])}/{r['precision']} {r['threads']}x{r['instances']} "
+    """A served candidate as a narrow table row: ort/int8+prune0.3 1x2 b8 1ms = backend/precision
+    [+compression], threads × instances, max batch, queue delay."""
+    comp = f"+{r['compression']}" if r.get("compression") else ""
+    return {"config": f"{_SHORT.get(r['backend'], r['backend'])}/{r['precision']}{comp} "
+                      f"{r['threads']}x{r['instances']} "
                       f"b{r['max_batch_size']} {r['max_queue_delay_us'] / 1000:g}ms",
             "p50_ms": r.get("p50_ms"), "p99_ms": r.get("p99_ms"), "req/s": r.get("throughput"), "MB": r.get("size_mb"),
             "acc%": r.get("accuracy"), "failed": ",".join(_BOUND[f["constraint"]] for f in r.get("failed") or []) or "-",
@@ -59,6 +61,15 @@ def _duration(ctx, param, value: str | None) -> float | None:
               help="Search only these backends (repeatable) [default: every installed one].")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "int8", "bf16", "fp16"]),
               help="Search only these precisions (repeatable) [default: all that help on this machine].")
+@click.option("--compress", "compress", metavar="SPEC[,SPEC...]",
+              help="Also search compressed models: prune<ratio> (structured pruning, e.g. prune0.3) or "
+                   "lowrank<energy> (low-rank factorization, e.g. lowrank0.9); each becomes fp32 (and int8) variants. "
+                   "Needs an artifact imported from a module:callable or zoo name [default: none].")
+@click.option("--train", type=click.Path(path_type=Path),
+              help="Images to fine-tune the compressed models on, as bushu optimize --train does (one folder per "
+                   "class, or flat: the original model's outputs are the targets).")
+@click.option("--epochs", type=int, default=3, show_default=True,
+              help="Fine-tuning epochs on --train after pruning / low-rank.")
 @click.option("--duration", type=float, default=3.0, show_default=True,
               help="Seconds of load per served configuration.")
 @click.option("--batch-sizes", default="1,2,4,8,16", show_default=True, help="Max batch sizes to try (comma list).")
@@ -74,16 +85,17 @@ def _duration(ctx, param, value: str | None) -> float | None:
 def command(artifact: Path, data: Path, out: Path | None, max_p99_ms: float | None, max_avg_ms: float | None,
             min_throughput: float | None, concurrency: int, max_size_mb: float | None, min_accuracy: float | None,
             max_accuracy_drop: float | None, target: str, objective: str, budget: float,
-            backends: tuple[str, ...], precisions: tuple[str, ...], duration: float, batch_sizes: str, threads: str | None,
-            bench_duration: float, serve_top: int,
+            backends: tuple[str, ...], precisions: tuple[str, ...], compress: str | None, train: Path | None,
+            epochs: int, duration: float, batch_sizes: str, threads: str | None, bench_duration: float, serve_top: int,
             no_verify: bool, name: str | None, fresh: bool, as_json: bool) -> None:
-    """Find the served configuration of ART that meets the targets (backend × precision × threads ×
-    instances × max batch × queue delay), measured for real; write it as a model repository
+    """Find the served configuration of ART that meets the targets (backend × precision × compression ×
+    threads × instances × max batch × queue delay), measured for real; write it as a model repository
     (OUT/repository) that `bushu serve` runs as is, a report (OUT/report.html) and OUT/plan.json.
 
     \b
     bushu plan ART --data images/ --max-p99-ms 50 --concurrency 8
     bushu plan ART --data images/ --min-throughput 200 --max-accuracy-drop 1 --optimize size
+    bushu plan ART --data images/ --max-size-mb 5 --compress prune0.3,lowrank0.9 --train train/
     Exit code 1 when nothing meets the constraints (the closest candidate is named) or the
     verification replay misses them.
     """
@@ -101,7 +113,8 @@ def command(artifact: Path, data: Path, out: Path | None, max_p99_ms: float | No
     result = plan(artifact, data, out, c, budget_s=budget, backends=list(backends) or None,
                   precisions=list(precisions) or None, duration_s=duration, serve_top=serve_top,
                   batch_sizes=tuple(batches), threads=thread_list, bench_duration_s=bench_duration,
-                  verify=not no_verify, name=name, fresh=fresh, log=log)
+                  verify=not no_verify, name=name, fresh=fresh, compress=compress, train=train, epochs=epochs,
+                  log=log)
     ver = result.get("verification")
     ok = result["met"] and (ver is None or ver.get("passed"))
     if as_json:
@@ -133,7 +146,13 @@ def _print(result: dict) -> None:
     others = [r for r in rows if r["key"] not in pareto]
     if others:
         table(others, COLUMNS, title="Other served candidates")
-    console.print("config: backend/precision threads×instances, max batch, queue delay; failed: the bounds missed")
+    console.print("config: backend/precision[+compression] threads×instances, max batch, queue delay; "
+                  "failed: the bounds missed")
+    if result["search"].get("compression"):
+        chosen = (result.get("chosen") or {}).get("variant")
+        table([{"variant": v["variant"], "MB": v["size_mb"], "acc%": v["accuracy"], "drop": v["accuracy_drop"],
+                "status": v["status"], "chosen": "*" if v["variant"] == chosen else ""} for v in result["variants"]],
+              ("variant", "MB", "acc%", "drop", "status", "chosen"), title="Variants (size, accuracy)")
     for v in result["variants"]:
         if v["status"] != "ok" or v.get("failed") or v.get("pruned"):
             why = v["reason"] or (failed_text(v["failed"]) if v.get("failed") else f"dominated by {v['pruned']}")

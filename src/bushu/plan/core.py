@@ -2,8 +2,10 @@
 
     plan(artifact, data, out, Constraints(...), budget_s=600) -> dict (also written as OUT/plan.json)
 
-1. environment (bushu env) and the model's variants: backend × precision, each with its size and its
-   accuracy on ``data`` (bushu.compress.quantize for int8, calibrated on ``data``);
+1. environment (bushu env) and the model's variants: backend × precision (× compression, when
+   ``compress`` specs are given), each with its size and its accuracy on ``data``
+   (bushu.compress.quantize for int8, calibrated on ``data``; bushu.compress.optimize for pruning and
+   low-rank, fine-tuned on ``train``);
 2. variants that miss a size or accuracy bound are out; the others are timed in process for every
    threads × batch size (bushu.profile.bench);
 3. served configurations (threads × instances × max batch × queue delay) are predicted from those
@@ -14,8 +16,8 @@
 5. verification: the written repository is served and the same load replayed; its p50/p99/throughput
    are compared with the targets.
 
-Finished work (the int8 model, accuracy, in-process rows, served measurements) is journaled in
-OUT/.work, so a re-run after an interruption (or with other targets) reuses it.
+Finished work (the int8 and compressed models, accuracy, in-process rows, served measurements) is
+journaled in OUT/.work, so a re-run after an interruption (or with other targets) reuses it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 from ..errors import UnknownNameError, UserInputError
 from ..model.artifact import Artifact
+from .compression import parse_specs
 from .constraints import BOUNDS, MODEL_BOUNDS, Constraints, failures, worst_ratio
 from .search import (BATCH_SIZES, Config, measure_variants, neighbours, objective_key, pareto, predict, shortlist,
                      thread_choices)
@@ -112,8 +115,13 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
          duration_s: float = 3.0, bench_duration_s: float = 0.5, serve_top: int = 4, refine: bool = True,
          verify: bool = True, verify_s: float | None = None, batch_sizes: tuple[int, ...] = BATCH_SIZES,
          threads: list[int] | None = None, name: str | None = None, fresh: bool = False,
+         compress: list[str] | str | None = None, train: str | Path | None = None, epochs: int = 3,
          log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Search, serve, choose, write OUT/repository, verify; return the plan (also OUT/plan.json)."""
+    """Search, serve, choose, write OUT/repository, verify; return the plan (also OUT/plan.json).
+
+    ``compress``: specs such as ["prune0.3", "lowrank0.9"] (see plan/compression.py), each adding the
+    compressed model's variants; ``train``: images to fine-tune them on for ``epochs`` (one folder per
+    class, or flat: then the original model's outputs are the only targets)."""
     from ..envinfo import summary
 
     t_start = time.perf_counter()
@@ -140,6 +148,17 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     for p in precisions:
         if p not in PRECISIONS:
             raise UnknownNameError("precision", p, PRECISIONS)
+    compress = parse_specs(compress)
+    if train is not None:
+        train = Path(train)
+        if not compress:
+            raise UserInputError("--train fine-tunes compressed models, but no --compress spec is given",
+                                 hint="add --compress prune0.3 (or lowrank0.9), or drop --train")
+        if not train.is_dir():
+            raise UserInputError(f"--train {train} is not a folder",
+                                 hint="pass a folder of images (one sub-folder per class, or flat)")
+    if epochs < 0:
+        raise UserInputError(f"--epochs must be ≥ 0, got {epochs}")
     out = Path(out)
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
@@ -154,7 +173,8 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     # 1. variants: size and accuracy
     ds = load_dataset(data, art)
     log(f"data: {ds.n} images; {ds.why}")
-    variants = build_variants(art, data, work, backends, precisions, c.max_accuracy_drop, ds, log, cache)
+    variants = build_variants(art, data, work, backends, precisions, c.max_accuracy_drop, ds, log, cache,
+                              compress=compress, train=train, epochs=epochs)
     journal.save()
     usable = [v for v in variants if v.status == "ok"]
     if not usable:
@@ -239,7 +259,9 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
                      for v in variants],
         "in_process": rows,
         "predicted": sorted(predicted, key=rank)[:50],
-        "search": {"backends": backends, "precisions": precisions, "threads": threads,
+        "search": {"backends": backends, "precisions": precisions, "compression": compress,
+                   "finetune": {"train": str(train), "epochs": epochs} if train is not None and compress else None,
+                   "threads": threads,
                    "batch_sizes": list(batch_sizes), "delays_us": sorted({s["max_queue_delay_us"] for s in served}),
                    "instances": sorted({s["instances"] for s in served}), "grid_size": len(predicted),
                    "served": len(served), "in_process_rows": len(rows), "duration_s": duration_s,
@@ -313,7 +335,7 @@ def _row_table(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[int, dict
 
 def _config(d: dict[str, Any]) -> Config:
     return Config(d["backend"], d["precision"], int(d["threads"]), int(d["instances"]), int(d["max_batch_size"]),
-                  int(d["max_queue_delay_us"]))
+                  int(d["max_queue_delay_us"]), d.get("compression") or "")
 
 
 def _samples(ds) -> list[dict[str, Any]]:
@@ -351,7 +373,8 @@ def _serve_round(configs: list[Config], variants: list[Variant], repo: Path, sam
     by_key = {v.key: v for v in variants}
     results, todo = [], []
     for cfg in configs:
-        key = f"served:{cfg.key}:c{c.concurrency}:{duration_s}"
+        # the model file's mtime: a rebuilt int8 or compressed model is measured again
+        key = f"served:{cfg.key}:{by_key[cfg.variant].path.stat().st_mtime_ns}:c{c.concurrency}:{duration_s}"
         if key in cache:
             log(f"{cfg.key}: reusing the served measurement")
             results.append(cache[key])
@@ -424,10 +447,13 @@ def _with_headroom(feasible: list[dict[str, Any]], c: Constraints) -> dict[str, 
 
 
 def _public(s: dict[str, Any]) -> dict[str, Any]:
-    keys = ("config", "variant", "backend", "precision", "threads", "instances", "max_batch_size",
+    keys = ("config", "variant", "backend", "precision", "compression", "threads", "instances", "max_batch_size",
             "max_queue_delay_us", "p50_ms", "p99_ms", "avg_ms", "throughput", "size_mb", "accuracy", "accuracy_drop",
             "requests", "errors", "status", "reason", "failed", "pareto", "predicted")
-    return {k: s.get(k) for k in keys if k in s}
+    out = {k: s.get(k) for k in keys if k in s}
+    if "compression" in out:
+        out["compression"] = out["compression"] or None
+    return out
 
 
 def _why(chosen: dict[str, Any], feasible: list[dict[str, Any]], served: list[dict[str, Any]],
@@ -483,7 +509,8 @@ def _closest(served: list[dict[str, Any]], variants: list[Variant], model_fail: 
     hints = {"max_p99_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8) shorten the tail",
              "max_avg_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8)",
              "min_throughput": "more cores, or int8 (it needs an accuracy bound that int8 meets)",
-             "max_size_mb": "int8 is about a quarter of fp32's size",
+             "max_size_mb": "int8 is about a quarter of fp32's size; --compress prune0.3 (with --train DIR) "
+                            "removes channels too",
              "min_accuracy": "more representative calibration data, or a larger model",
              "max_accuracy_drop": "more representative calibration data; fp32 has no drop"}
     return {"config": cand["config"], "failed": fails,

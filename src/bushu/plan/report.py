@@ -33,6 +33,17 @@ def failed_text(fails: Sequence[Mapping[str, Any]]) -> str:
     return _fmt(list(fails)) if fails else "none"
 
 
+def compression_text(v: Mapping[str, Any]) -> str | None:
+    """prune0.3: 58% of the parameters, fine-tuned 3 epoch(s)."""
+    if not v.get("compression"):
+        return None
+    d = v.get("compression_details") or {}
+    parts = [f"{d['params_ratio']:.0%} of the parameters"] if d.get("params_ratio") else []
+    if d:
+        parts.append(f"fine-tuned {d['finetune_epochs']} epoch(s)" if d.get("finetune_epochs") else "not fine-tuned")
+    return v["compression"] + (": " + ", ".join(parts) if parts else "")
+
+
 def _table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str], highlight: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
@@ -165,11 +176,18 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
     if "accuracy" in imgs:
         parts.append(f"<h2>Accuracy vs size</h2><img src='data:image/png;base64,{imgs['accuracy']}'>")
     hl = chosen["config"] if chosen else None
-    parts.append("<h2>Pareto front (served)</h2>" + _table(result["pareto"], CANDIDATE_COLUMNS, hl))
+    cols = CANDIDATE_COLUMNS
+    if any(v.get("compression") for v in result["variants"]):
+        cols = cols[:1] + ("compression",) + cols[1:]
+    parts.append("<h2>Pareto front (served)</h2>" + _table(result["pareto"], cols, hl))
     parts.append("<h2>Every served candidate and the constraints it failed</h2>"
-                 + _table(result["candidates"], CANDIDATE_COLUMNS + ("status", "reason"), hl))
-    parts.append("<h2>Variants</h2>" + _table(result["variants"], ["variant", "status", "reason", "size_mb", "accuracy",
-                                                                   "accuracy_drop", "failed", "pruned"]))
+                 + _table(result["candidates"], cols + ("status", "reason"), hl))
+    vcols = ["variant", "status", "reason", "size_mb", "accuracy", "accuracy_drop", "failed", "pruned"]
+    variants = result["variants"]
+    if any(v.get("compression") for v in variants):
+        vcols.insert(1, "compression")
+        variants = [{**v, "compression": compression_text(v)} for v in variants]
+    parts.append("<h2>Variants</h2>" + _table(variants, vcols))
     s = result["search"]
     parts.append(f"<h2>Search</h2><p>{e(s['method'])}; {s['in_process_rows']} in-process rows, {s['grid_size']} "
                  f"predicted configurations, {s['served']} served; load: {e(s['load'])}.</p>")

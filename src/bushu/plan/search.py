@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .constraints import Constraints, failures, worst_ratio
@@ -43,15 +43,16 @@ class Config:
     instances: int
     max_batch_size: int
     max_queue_delay_us: int
+    compression: str = ""  # the variant's compression spec (prune0.3, ...), "" for none
 
     @property
     def variant(self) -> str:
-        return f"{self.backend}/{self.precision}"
+        """The Variant.key this configuration serves: backend/precision[+compression]."""
+        return f"{self.backend}/{self.precision}" + (f"+{self.compression}" if self.compression else "")
 
     @property
     def key(self) -> str:
-        return (f"{self.backend}/{self.precision}/t{self.threads}/i{self.instances}/b{self.max_batch_size}"
-                f"/d{self.max_queue_delay_us}")
+        return f"{self.variant}/t{self.threads}/i{self.instances}/b{self.max_batch_size}/d{self.max_queue_delay_us}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.key, "variant": self.variant, **asdict(self)}
@@ -127,7 +128,7 @@ def grid(variants: Sequence[Variant], rows: Sequence[dict[str, Any]], cores: int
             for n in range(1, max(1, cores // t) + 1):
                 for b in sorted(b for tt, b in measured if tt == t):
                     for d in (delays if b > 1 else (0,)):
-                        out.append(Config(v.backend, v.precision, t, n, b, d))
+                        out.append(Config(v.backend, v.precision, t, n, b, d, v.compression))
     return out
 
 
@@ -208,16 +209,15 @@ def neighbours(cfg: Config, rows: Sequence[dict[str, Any]], cores: int) -> list[
     out = []
     for d in DELAYS_US:
         if d != cfg.max_queue_delay_us and cfg.max_batch_size > 1:
-            out.append(Config(cfg.backend, cfg.precision, cfg.threads, cfg.instances, cfg.max_batch_size, d))
+            out.append(replace(cfg, max_queue_delay_us=d))
     sizes = sorted(b for t, b in measured if t == cfg.threads)
     below = [b for b in sizes if b < cfg.max_batch_size]
     above = [b for b in sizes if b > cfg.max_batch_size]
     for b in ([above[0]] if above else []) + ([below[-1]] if below else []):
         if (cfg.threads, b) in measured:
-            out.append(Config(cfg.backend, cfg.precision, cfg.threads, cfg.instances, b,
-                              cfg.max_queue_delay_us if b > 1 else 0))
+            out.append(replace(cfg, max_batch_size=b, max_queue_delay_us=cfg.max_queue_delay_us if b > 1 else 0))
     for t in sorted({t for t, _ in measured}):
         for n in range(1, max(1, cores // t) + 1):
             if (t, n) != (cfg.threads, cfg.instances) and (t, cfg.max_batch_size) in measured:
-                out.append(Config(cfg.backend, cfg.precision, t, n, cfg.max_batch_size, cfg.max_queue_delay_us))
+                out.append(replace(cfg, threads=t, instances=n))
     return list(dict.fromkeys(out))

@@ -1,4 +1,4 @@
-"""Model variants: one (backend, precision) pair each, with its model file, size and accuracy.
+"""Model variants: one (backend, precision[, compression]) each, with its model file, size and accuracy.
 
     fp32  onnxruntime and openvino run the artifact's model.onnx
     int8  static int8 QDQ from bushu.compress.quantize, calibrated on --data; onnxruntime runs it with
@@ -6,6 +6,8 @@
     bf16  openvino with INFERENCE_PRECISION_HINT=bf16, offered where the CPU has native bf16
     fp16  offered only where the CPU has native fp16 arithmetic (elsewhere the runtimes add casts
           around fp32 kernels, slower than fp32); never on this kind of CPU
+    +SPEC compressed (plan/compression.py: prune0.3, lowrank0.9): fp32 on every backend, and int8 of
+          the compressed model when int8 is searched; keys read onnxruntime/int8+prune0.3
 
 Accuracy is measured here on --data for every variant, with the variant's own backend and
 precision: top-1 accuracy when the class folders are the model's labels, else top-1 agreement with
@@ -42,10 +44,12 @@ class Variant:
     status: str = "ok"  # ok | skipped | failed
     reason: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
+    compression: str = ""  # "" or a spec such as prune0.3 (the model file is the compressed one)
+    compression_details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return f"{self.backend}/{self.precision}"
+        return f"{self.backend}/{self.precision}" + (f"+{self.compression}" if self.compression else "")
 
     @property
     def path(self) -> Path:
@@ -54,6 +58,8 @@ class Variant:
 
     def to_dict(self) -> dict[str, Any]:
         return {"variant": self.key, "backend": self.backend, "precision": self.precision,
+                "compression": self.compression or None,
+                **({"compression_details": self.compression_details} if self.compression_details else {}),
                 "file": str(self.path) if self.artifact is not None else None, "options": self.options,
                 "size_mb": self.size_mb, "accuracy": self.accuracy, "accuracy_drop": self.accuracy_drop,
                 "status": self.status, "reason": self.reason, **({"notes": self.notes} if self.notes else {})}
@@ -152,9 +158,11 @@ def cpu_flags() -> set[str]:
 
 def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], precisions: list[str],
                    max_accuracy_drop: float | None, ds: Dataset, log: Callable[[str], None],
-                   cache: dict[str, Any] | None = None) -> list[Variant]:
+                   cache: dict[str, Any] | None = None, compress: list[str] | None = None,
+                   train: Path | None = None, epochs: int = 3) -> list[Variant]:
     """Every (backend, precision) pair asked for, built (int8 once, shared) and measured for size and
-    accuracy; pairs that cannot help on this machine come back with status "skipped" and why."""
+    accuracy; pairs that cannot help on this machine come back with status "skipped" and why. Each
+    ``compress`` spec adds fp32 (and int8, when asked for) variants of the compressed model."""
     from ..compress._measure import file_size_mb
 
     flags = cpu_flags()
@@ -203,6 +211,9 @@ def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], p
             if v.artifact is not None:
                 v.size_mb = file_size_mb(v.path)
             variants.append(v)
+    for spec in compress or []:
+        variants += _compressed_variants(art, spec, data, work, backends, precisions, max_accuracy_drop, ds, log,
+                                         cache, train, epochs)
     ref_acc = None
     if ds.targets is not None and ref_art_logits is not None:
         ref_acc = round(100.0 * float(np.mean(ref_art_logits.argmax(1) == np.asarray(ds.targets))), 3)
@@ -226,12 +237,40 @@ def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], p
         base = ref_acc if ds.targets is not None else 100.0
         if base is not None and v.accuracy is not None:
             v.accuracy_drop = round(base - v.accuracy, 3)
-        log(f"{v.key}: {v.size_mb:.1f} MB, {ds.metric} {v.accuracy:.1f}%")
+        log(f"{v.key}: {v.size_mb:.3g} MB, {ds.metric} {v.accuracy:.1f}%")
     return variants
 
 
+def _compressed_variants(art: Artifact, spec: str, data: Path, work: Path, backends: list[str], precisions: list[str],
+                         max_drop: float | None, ds: Dataset, log: Callable[[str], None], cache: dict[str, Any] | None,
+                         train: Path | None, epochs: int) -> list[Variant]:
+    """fp32 (every backend) and int8 (when asked for) of ``art`` compressed by ``spec``."""
+    from ..compress._measure import file_size_mb
+    from .compression import build_compressed, summary
+
+    comp, status, reason = build_compressed(art, spec, work, train, epochs, log, cache)
+    details = summary(comp, spec) if comp is not None else {}
+    out = []
+    for precision in (p for p in ("fp32", "int8") if p in precisions):
+        model, state, why = comp, status, reason
+        if precision == "int8" and comp is not None:
+            model, why = _int8_artifact(comp, data, work, max_drop, ds, log, cache, tag=spec)
+            state = "ok" if model is not None else "failed"
+        for backend in backends:
+            v = Variant(backend, precision, model, compression=spec, compression_details=details)
+            if model is None:
+                v.status, v.reason = state, why or "compression failed"
+            else:
+                v.size_mb = file_size_mb(v.path)
+                if backend == "openvino" and precision == "fp32":
+                    v.options = {"precision": "f32"}
+            out.append(v)
+    return out
+
+
 def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None, ds: Dataset,
-                   log: Callable[[str], None], cache: dict[str, Any] | None) -> tuple[Artifact | None, str | None]:
+                   log: Callable[[str], None], cache: dict[str, Any] | None,
+                   tag: str = "") -> tuple[Artifact | None, str | None]:
     """Static int8 calibrated on --data (bushu optimize's own quantizer); reused when already built.
 
     With an accuracy bound, the quantizer keeps the most sensitive nodes in float until the bound
@@ -244,19 +283,24 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
     from ..compress import StaticInt8Config, quantize
     from ..compress.quantize import AccuracyDropError
 
-    out = work / "int8"
-    if cache is not None and cache.get("int8") == f"ok:{max_drop}" and (out / "bushu.yaml").is_file():
-        log(f"int8: reusing {out}")
+    # int8 of a compressed model (tag = its spec): its own folder, rebuilt whenever that model is
+    out = work / ("int8" + (f"-{tag}" if tag else ""))
+    ckey = "int8" + (f":{tag}" if tag else "")
+    done = f"ok:{max_drop}" + (f":{art.model_path.stat().st_mtime_ns}" if tag else "")
+    name = "int8" + (f"+{tag}" if tag else "")
+    if cache is not None and cache.get(ckey) == done and (out / "bushu.yaml").is_file():
+        log(f"{name}: reusing {out}")
         return Artifact.load(out), None
     check_data: Path | None = data if ds.targets is not None else None
     if ds.targets is None and max_drop is not None:
-        check_data = _pseudo_labelled(art, data, work / "pseudo-labels", log)
+        # pseudo-labels from the model being quantized: the quantizer bounds its own loss against it
+        check_data = _pseudo_labelled(art, data, work / ("pseudo-labels" + (f"-{tag}" if tag else "")), log)
     bound = max_drop if check_data is not None else None
     what = "accuracy" if ds.targets is not None else "agreement with fp32"
     drops: dict[str, float] = {}
 
     def build(method: str, allow: float | None) -> Artifact:
-        log(f"int8: static int8 (QDQ), {method} calibration on {data}"
+        log(f"{name}: static int8 (QDQ), {method} calibration on {data}"
             + (f", keeping {what} within {allow:g} points" if allow is not None else ""))
         shutil.rmtree(out, ignore_errors=True)
         # ONNX Runtime's histogram calibrators print progress on stdout; keep stdout for --json
@@ -275,16 +319,16 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
             if bound is None or drop is None or drop <= bound:
                 break
             drops[method] = drop
-            log(f"int8: {method} calibration loses {drop:g} points of {what} (bound {bound:g})")
+            log(f"{name}: {method} calibration loses {drop:g} points of {what} (bound {bound:g})")
         else:
             best = min(drops, key=drops.__getitem__)
             result = build(best, bound)
     except AccuracyDropError as e:
-        return None, f"int8 loses too much {what}: {e.message}"
+        return None, f"{name} loses too much {what}: {e.message}"
     except BushuError as e:
-        return None, f"int8 quantization failed: {e.message.splitlines()[0]}"
+        return None, f"{name} quantization failed: {e.message.splitlines()[0]}"
     if cache is not None:
-        cache["int8"] = f"ok:{max_drop}"
+        cache[ckey] = done
     return result, None
 
 
