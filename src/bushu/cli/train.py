@@ -32,7 +32,7 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--val", type=click.Path(path_type=Path), help="Validation folder (or CSV); default: DATA/val if "
               "DATA has train/ and val/, else a stratified split of DATA.")
 @click.option("--val-fraction", default=0.2, show_default=True, type=float)
-@click.option("--no-augment", is_flag=True, help="Do not add horizontally flipped copies of training images.")
+@click.option("--no-augment", is_flag=True, help="No augmentation: neither flipped copies in the feature search nor crops/flips/colour jitter (time shifts for audio) in fine-tuning.")
 @click.option("--no-finetune", is_flag=True, help="Do not fine-tune the top blocks of the chosen backbone after the "
               "search (by default they are, when the budget allows, and kept only if better on validation).")
 @click.option("--finetune-blocks", default=2, show_default=True, type=click.IntRange(1, 10),
