@@ -146,6 +146,17 @@ def _click(driver, css: str, timeout: float = 30) -> None:
                                                        ElementClickInterceptedException)).until(attempt)
 
 
+def _select(driver, css: str, value: str, timeout: float = 30) -> None:
+    """Choose an option in a <select> that the page may re-render meanwhile (the options come from the API)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def attempt(d):
+        Select(d.find_element(By.CSS_SELECTOR, css)).select_by_value(value)
+        return d.execute_script("return document.querySelector(arguments[0]).value", css) == value
+
+    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(attempt)
+
+
 def _pets_folder(tmp: Path, labels: list[str], images: list[Path]) -> Path:
     """Label-named class folders: one real photo and two plain colours each (some are misclassified)."""
     from PIL import Image
@@ -191,9 +202,9 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         browser.get(ui.url + "/#evaluate")
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "eval-form")))
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#eval-dataset option[value=petsdata]")))
-        Select(form.find_element(By.NAME, "model")).select_by_value("pets")
-        Select(form.find_element(By.NAME, "dataset")).select_by_value("petsdata")
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _select(browser, "#eval-form [name=model]", "pets")
+        _select(browser, "#eval-form [name=dataset]", "petsdata")
+        _click(browser, "#eval-form button[type=submit]")
         _wait(browser, 120).until(EC.text_to_be_present_in_element((By.ID, "ev-summary"), "accuracy"))
         summary = browser.find_element(By.ID, "ev-summary").text
         acc = float(f"{want['accuracy']:.4g}")
@@ -216,8 +227,8 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         _click(browser, "tr[data-model=pets]")
         form = _wait(browser).until(EC.visibility_of_element_located((By.ID, "optimize-form")))
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#export-format option[value=onnx]")))
-        Select(form.find_element(By.NAME, "quantize")).select_by_value("fp16")
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _select(browser, "#optimize-form [name=quantize]", "fp16")
+        _click(browser, "#optimize-form button[type=submit]")
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "optimize pets"))
         _wait(browser, 180).until(lambda d: any(s in d.find_element(By.ID, "job-title").text
                                                 for s in ("succeeded", "failed")))
@@ -235,8 +246,8 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         browser.get(ui.url + "/#deploy")
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#deploy-model option[value=pets]")))
-        Select(form.find_element(By.NAME, "model")).select_by_value("pets")
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _select(browser, "#deploy-form [name=model]", "pets")
+        _click(browser, "#deploy-form button[type=submit]")
         card = _wait(browser, 120).until(EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets]")))
         classify_url = card.find_element(By.CSS_SELECTOR, ".url-classify").text
         assert classify_url.startswith("http://127.0.0.1:") and classify_url.endswith("/v1/models/pets:classify")
@@ -269,7 +280,7 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
             browser.get(ui.url + "/#datasets")
             browser.get(ui.url + "/#try")
             _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#try-model option[value=reviews]")))
-            Select(browser.find_element(By.ID, "try-model")).select_by_value("reviews")
+            _select(browser, "#try-model", "reviews")
             assert not browser.find_element(By.ID, "try-drop").is_displayed()
             browser.find_element(By.ID, "try-text").send_keys("what a good movie")
             browser.find_element(By.ID, "try-text-send").click()
@@ -298,7 +309,7 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         browser.get(ui.url + "/#training")
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "train-form")))
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#train-dataset option[value=faces]")))
-        Select(form.find_element(By.NAME, "dataset")).select_by_value("faces")
+        _select(browser, "#train-form [name=dataset]", "faces")
         form.find_element(By.NAME, "name").send_keys("faces-model")
         budget = form.find_element(By.NAME, "budget")
         budget.clear()
@@ -329,7 +340,7 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         Image.fromarray((data.lfw_subset()[1] * 255).astype(np.uint8)).resize((64, 64)).save(face)
         browser.get(ui.url + "/#try")
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#try-model option[value=faces-model]")))
-        Select(browser.find_element(By.ID, "try-model")).select_by_value("faces-model")
+        _select(browser, "#try-model", "faces-model")
         browser.find_element(By.ID, "try-file").send_keys(str(face))
         _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#try-results li"))
         top = browser.find_element(By.CSS_SELECTOR, "#try-results li strong").text
@@ -347,7 +358,7 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         _wait(browser).until(lambda d: d.execute_script(
             "return [document.getElementById('eval-model').value, document.getElementById('eval-dataset').value]")
             == ["faces-model", "faces"])
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _click(browser, "#eval-form button[type=submit]")
         _wait(browser, 180).until(EC.text_to_be_present_in_element((By.ID, "ev-summary"), "on 50 images"))
         assert float(browser.find_element(By.CSS_SELECTOR, "#ev-summary strong").text.split()[-1]) >= 0.8
         rows = browser.find_elements(By.CSS_SELECTOR, "#ev-confusion table.cm tr")
@@ -357,8 +368,8 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         # serve it, predict through the endpoint, stop it
         browser.get(ui.url + "/#deploy")
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
-        Select(form.find_element(By.NAME, "model")).select_by_value("faces-model")
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _select(browser, "#deploy-form [name=model]", "faces-model")
+        _click(browser, "#deploy-form button[type=submit]")
         card = _wait(browser, 120).until(EC.presence_of_element_located(
             (By.CSS_SELECTOR, "div[data-deployment=faces-model]")))
         endpoint = card.find_element(By.CSS_SELECTOR, ".url-classify").text
