@@ -143,9 +143,9 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
         if fixed:
             batch_size = spec.shape[0]  # a fixed-batch model takes exactly that many
         if raw:
-            from .model.predict import pipeline_for
+            from .model.predict import Pipeline
 
-            batches = ds.batches(pipeline_for(art.path, art.preprocess, spec.name), batch_size)
+            batches = ds.batches(Pipeline(art.path, art.preprocess, spec.name), batch_size)
         else:
             batches = (({spec.name: x.astype(np_dtype(spec.dtype))}, t, p)
                        for x, t, p in ds.batches(art.preprocess, batch_size))

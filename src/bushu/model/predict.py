@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from ..errors import ArtifactError, MissingDependencyError, UserInputError
 from .artifact import Artifact, Preprocess
 
-__all__ = ["Classifier", "Pipeline", "TextClassifier", "pipeline_for", "tfidf_transform"]
+__all__ = ["Classifier", "Pipeline", "TextClassifier", "tfidf_transform"]
 
 
 def tfidf_transform(desc: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
@@ -119,18 +118,6 @@ def _as_text(r: Any) -> str:
     if not isinstance(r, str):
         raise UserInputError(f"a text model takes strings, got {type(r).__name__}")
     return r
-
-
-@lru_cache(maxsize=32)
-def _cached(root: str, pp_json: str, input_name: str, stamp: float) -> Pipeline:
-    return Pipeline(Path(root), Preprocess.from_dict(json.loads(pp_json)), input_name)
-
-
-def pipeline_for(root: str | Path, pp: Preprocess, input_name: str) -> Pipeline:
-    """A Pipeline, built once per artifact directory (the tokenizer load is not free)."""
-    meta = Path(root) / "bushu.yaml"
-    stamp = meta.stat().st_mtime if meta.exists() else 0.0
-    return _cached(str(root), json.dumps(pp.to_dict(), sort_keys=True), input_name, stamp)
 
 
 class Classifier:

@@ -3,6 +3,7 @@ atomically, unloads, polls for changes, and hands requests to each version's bat
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -66,6 +67,14 @@ class LoadedModel:
         self.stats = Stats(name, self.version)
         self.batcher = Batcher(f"{name}/{version}", self.settings, [b.infer for b in self.backends], self.stats,
                                arrivals)
+
+    @functools.cached_property
+    def pipeline(self):
+        """Raw input -> feeds for the :classify endpoint, built on first use (a text model loads its tokenizer
+        here; a model served only over /v2 never pays for it)."""
+        from ..model.predict import Pipeline
+
+        return Pipeline(self.artifact_dir, self.preprocess, self.inputs[0].name)
 
     def _warm_up(self, cfg_in, model_dir: Path) -> None:
         """Run config.pbtxt's model_warmup samples (Triton's), or else synthetic batches, on every instance,

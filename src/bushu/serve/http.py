@@ -201,7 +201,6 @@ class HttpApp:
 
     async def _classify_body(self, model, name, scope, receive, headers, ticket) -> tuple[int, list, bytes]:
         """An image file, a wav clip or a text (text/plain, or JSON {"text": "..."} / {"text": [...]})."""
-        from ..model.predict import pipeline_for
         from ..model.processing import top_k
 
         kind = model.preprocess.kind
@@ -228,8 +227,7 @@ class HttpApp:
             if not raw or not all(isinstance(t, str) for t in raw):
                 raise UserInputError('a JSON body for a text model is {"text": "..."} (or a list of strings)',
                                      hint="or send the text itself with Content-Type: text/plain")
-        feeds = await asyncio.to_thread(
-            lambda: pipeline_for(model.artifact_dir, model.preprocess, model.inputs[0].name)(raw))
+        feeds = await asyncio.to_thread(lambda: model.pipeline(raw))
         logits = (await model.infer(feeds, ticket=ticket))[model.output_names[0]]
         preds = top_k(logits.reshape(logits.shape[0], -1), model.labels, model.postprocess, k=max(1, k))
         answer = [[{"label": lbl, "index": i, "score": s} for i, lbl, s in row] for row in preds]
