@@ -304,6 +304,7 @@ def main() -> None:
                     help="intra-op threads of the raw reference (default: onnxruntime's, all cores)")
     ap.add_argument("--instances", type=int, default=1, help="instance_group count of the served model")
     ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--preferred", default="", help="preferred_batch_size list of the served model, e.g. 4 or 2,4")
     ap.add_argument("--delay-us", type=int, default=500, help="max_queue_delay_microseconds of the served model")
     ap.add_argument("--client", choices=("tritonclient", "lean"), default="tritonclient",
                     help="load generator: tritonclient's aio clients, or the same requests pre-built and sent as "
@@ -324,7 +325,7 @@ def run(args, tmp: Path) -> None:
     (repo / "m" / "1").mkdir(parents=True)
     (repo / "m" / "1" / "model.onnx").write_bytes(model.read_bytes())
     write_config(repo / "m" / "config.pbtxt", "m", "onnxruntime", args.max_batch, args.delay_us, args.instances,
-                 args.threads)
+                 args.threads, [int(b) for b in args.preferred.split(",") if b])
     with load_backend(model, "onnxruntime") as be:
         spec = be.inputs[0]
         x = np.random.default_rng(0).standard_normal(spec.concrete_shape(1)).astype(np.float32)

@@ -24,6 +24,9 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     _null(root, "echo", "[{name: x, dtype: float32, shape: [batch, 2]}]",
           "max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 20000 }", delay_ms=30)
+    _null(root, "preferred", "[{name: x, dtype: float32, shape: [batch, 2]}]",
+          "max_batch_size: 16\ndynamic_batching { preferred_batch_size: [4] max_queue_delay_microseconds: 20000 }",
+          delay_ms=30)
     _null(root, "ragged", "[{name: x, dtype: float32, shape: [batch, n]}]",
           "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 20000 }", delay_ms=10)
     _null(root, "tiny_queue", "[{name: x, dtype: float32, shape: [batch, 2]}]",
@@ -90,6 +93,18 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server):
     assert after["inference_count"] - before["inference_count"] == sum(a.shape[0] for a in arrays)
     assert execs < len(arrays), f"{execs} executions for {len(arrays)} requests: nothing was batched"
     assert any(b["batch_size"] > 2 for b in after["batch_stats"])
+
+
+def test_batches_stop_at_the_largest_preferred_size(server):
+    # Triton forms the largest preferred size it can, not max_batch_size: past the knee of a model's
+    # throughput curve, bigger batches only run slower per row.
+    arrays = [np.full((1, 2), i, np.float32) for i in range(16)]
+    results = _send_all(server, "preferred", arrays)
+    for a, r in zip(arrays, results):
+        assert not isinstance(r, BaseException), r
+        np.testing.assert_array_equal(r, a)
+    sizes = {b["batch_size"] for b in _stats(server, "preferred")["batch_stats"]}
+    assert max(sizes) == 4, sizes
 
 
 def test_requests_with_different_dims_go_in_separate_batches(server):

@@ -1,8 +1,8 @@
 """Dynamic batching: one bounded queue per model version, one worker thread per instance.
 
 A worker takes the oldest request, then gathers requests whose non-batch dims match until the batch
-holds ``max_batch_size`` rows, reaches the largest preferred size, or the oldest has waited
-``max_queue_delay``. Requests are validated before they are queued, and a batch that fails is re-run
+holds the largest preferred size (Triton's ``preferred_batch_size``; else ``max_batch_size``) or the
+oldest has waited ``max_queue_delay``. Requests are validated before they are queued, and a batch that fails is re-run
 request by request, so each request gets its own response or its own error.
 """
 
@@ -154,13 +154,13 @@ class Batcher:
             batch, rows = [first], first.rows
             if not s.dynamic:
                 return batch
-            limit = s.max_batch_size
-            enough = max(s.preferred_batch_sizes) if s.preferred_batch_sizes else limit
+            # Triton forms the largest preferred size it can: more rows than that would only run slower per row.
+            limit = max(s.preferred_batch_sizes) if s.preferred_batch_sizes else s.max_batch_size
             until = first.enqueued + int(s.max_queue_delay_s * 1e9)
-            while rows < enough:
+            while rows < limit:
                 rows = self._gather(batch, rows, limit)
                 wait = (until - time.perf_counter_ns()) / 1e9
-                if rows >= enough or wait <= 0 or self._closed or (self.arrivals is not None
+                if rows >= limit or wait <= 0 or self._closed or (self.arrivals is not None
                                                                     and self.arrivals.value <= 0):
                     break
                 self._cv.wait(wait)
