@@ -3,7 +3,8 @@
     python bench/serving.py [--model M.onnx] [--duration 5] [--concurrency 1,16,64]
     python bench/serving.py --soak 600      # concurrency 64 over gRPC, a model swap half-way
 
-Raw: the model in this process with onnxruntime at batch 1..64 (best batch = the reference).
+Raw: the model in this process with onnxruntime at batch 1..64; with --instances N, also N sessions
+run side by side (the served configuration without the server). The best of all = the reference.
 Served: `bushu serve` in a subprocess, driven by an asyncio load generator on tritonclient's aio
 clients (binary KServe v2 over HTTP, and gRPC), bounded in time, loopback only. At concurrency 1
 the figure of merit is the latency the server adds over raw batch-1 inference (p50).
@@ -78,22 +79,44 @@ def cnn_onnx(path: Path) -> Path:
     return path
 
 
-def raw_throughput(model: Path, duration: float, threads: int | None, batches) -> list[dict]:
+def raw_throughput(model: Path, duration: float, threads: int | None, batches, instances: int = 1) -> list[dict]:
+    """Rows/s of onnxruntime in this process at each batch size: one session, or ``instances`` sessions
+    run side by side from as many threads (what the server's instance workers do, without the server)."""
+    import threading
+
     from bushu.runtime import load_backend
     from bushu.spec import synthetic_feeds
 
     rows = []
-    with load_backend(model, "onnxruntime", **({"threads": threads} if threads else {})) as be:
+    opts = {"threads": threads} if threads else {}
+    backends = [load_backend(model, "onnxruntime", **opts) for _ in range(instances)]
+    try:
         for batch in batches:
-            feeds = synthetic_feeds(be.inputs, batch=batch)
-            be.infer(feeds)
-            lat, t0 = [], time.perf_counter()
-            while time.perf_counter() - t0 < duration:
-                t = time.perf_counter()
+            feeds = synthetic_feeds(backends[0].inputs, batch=batch)
+            for be in backends:
                 be.infer(feeds)
-                lat.append(time.perf_counter() - t)
-            rows.append({"mode": "raw", "batch": batch, "rps": batch * len(lat) / sum(lat),
+            lats: list[list[float]] = [[] for _ in backends]
+            t0 = time.perf_counter()
+
+            def loop(be, lat: list[float]) -> None:
+                while time.perf_counter() - t0 < duration:
+                    t = time.perf_counter()
+                    be.infer(feeds)
+                    lat.append(time.perf_counter() - t)
+
+            workers = [threading.Thread(target=loop, args=(be, lat)) for be, lat in zip(backends, lats)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            elapsed = time.perf_counter() - t0
+            lat = [v for part in lats for v in part]
+            rows.append({"mode": "raw" if instances == 1 else f"raw {instances} sessions", "batch": batch,
+                         "instances": instances, "rps": batch * len(lat) / elapsed,
                          "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)})
+    finally:
+        for be in backends:
+            be.close()
     return rows
 
 
@@ -336,7 +359,10 @@ def run(args, tmp: Path) -> None:
         return
     batches = [b for b in (1, 2, 4, 8, 16, 32, 64) if b <= args.max_batch]
     raw_rows = raw_throughput(model, min(args.duration, 2.0), args.raw_threads, batches)
+    if args.instances > 1:  # the served configuration without the server: the reference must not be weaker
+        raw_rows += raw_throughput(model, min(args.duration, 2.0), args.threads, batches, args.instances)
     best = max(raw_rows, key=lambda r: r["rps"])
+    best_threads = args.raw_threads if best["instances"] == 1 else args.threads
     raw1 = raw_rows[0]
     rows = list(raw_rows)
     proc, http_url, grpc_url = start(repo)
@@ -344,8 +370,8 @@ def run(args, tmp: Path) -> None:
         for proto, url in (("http", http_url), ("grpc", grpc_url)):
             for conc in (int(c) for c in args.concurrency.split(",")):
                 # The machine is shared: measure the raw reference right before each served run.
-                ref = raw_throughput(model, min(args.duration, 2.0), args.raw_threads,
-                                     [1 if conc == 1 else best["batch"]])[0]
+                ref = raw_throughput(model, min(args.duration, 2.0), args.raw_threads, [1])[0] if conc == 1 else \
+                    raw_throughput(model, min(args.duration, 2.0), best_threads, [best["batch"]], best["instances"])[0]
                 r = measured_load(proc.pid, proto, url, "m", x, conc, args.duration, spec.name,
                                   lean=args.client == "lean")
                 if "first_output" in r:  # the lean client decodes only the first answer: check it
@@ -369,14 +395,16 @@ def run(args, tmp: Path) -> None:
              f"served with max_batch_size "
              f"{args.max_batch}, max_queue_delay {args.delay_us} µs, {args.instances} instance(s) × "
              f"{args.threads or 'default'} threads",
-             f"raw best: batch {best['batch']} at {best['rps']:.0f} rows/s; raw batch 1 p50 {raw1['p50_ms']:.3f} ms",
-             "efficiency = served req/s (1 row each) ÷ raw rows/s at the best batch, measured just before "
-             "that served run (raw_ref_rps); the load generator shares the machine's cores",
+             f"raw best: {best['mode']} at batch {best['batch']}, {best['rps']:.0f} rows/s; "
+             f"raw batch 1 p50 {raw1['p50_ms']:.3f} ms",
+             "efficiency = served req/s (1 row each) ÷ raw rows/s of the best raw configuration (one session, or "
+             "the served instances × threads side by side) at its best batch, measured just before that served run "
+             "(raw_ref_rps); the load generator shares the machine's cores",
              "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before",
              f"server_cores / client_cores: CPU seconds per second used by the server process and by the load "
              f"generator during the run (this machine has {os.cpu_count()} cores)"]
     write_results("serving", {"best_raw": best, "raw_batch1": raw1}, rows,
-                  ["mode", "batch", "concurrency", "rps", "p50_ms", "p99_ms", "raw_ref_rps", "efficiency",
+                  ["mode", "batch", "instances", "concurrency", "rps", "p50_ms", "p99_ms", "raw_ref_rps", "efficiency",
                    "added_p50_ms", "server_cores", "client_cores", "errors"],
                   "Serving efficiency (bushu serve vs raw onnxruntime, same run)", notes)
 
