@@ -112,7 +112,7 @@ def raw_throughput(model: Path, duration: float, threads: int | None, batches, i
             elapsed = time.perf_counter() - t0
             lat = [v for part in lats for v in part]
             rows.append({"mode": "raw" if instances == 1 else f"raw {instances} sessions", "batch": batch,
-                         "instances": instances, "rps": batch * len(lat) / elapsed,
+                         "instances": instances, "threads": threads, "rps": batch * len(lat) / elapsed,
                          "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)})
     finally:
         for be in backends:
@@ -362,7 +362,6 @@ def run(args, tmp: Path) -> None:
     if args.instances > 1:  # the served configuration without the server: the reference must not be weaker
         raw_rows += raw_throughput(model, min(args.duration, 2.0), args.threads, batches, args.instances)
     best = max(raw_rows, key=lambda r: r["rps"])
-    best_threads = args.raw_threads if best["instances"] == 1 else args.threads
     raw1 = raw_rows[0]
     rows = list(raw_rows)
     proc, http_url, grpc_url = start(repo)
@@ -371,7 +370,7 @@ def run(args, tmp: Path) -> None:
             for conc in (int(c) for c in args.concurrency.split(",")):
                 # The machine is shared: measure the raw reference right before each served run.
                 ref = raw_throughput(model, min(args.duration, 2.0), args.raw_threads, [1])[0] if conc == 1 else \
-                    raw_throughput(model, min(args.duration, 2.0), best_threads, [best["batch"]], best["instances"])[0]
+                    raw_throughput(model, min(args.duration, 2.0), best["threads"], [best["batch"]], best["instances"])[0]
                 r = measured_load(proc.pid, proto, url, "m", x, conc, args.duration, spec.name,
                                   lean=args.client == "lean")
                 if "first_output" in r:  # the lean client decodes only the first answer: check it
