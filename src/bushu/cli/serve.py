@@ -32,12 +32,15 @@ def _port(ctx, param, value: int) -> int | None:
 @click.option("--admin-key", envvar="BUSHU_ADMIN_KEY", default=None,
               help="Require this key for the repository API. Env: BUSHU_ADMIN_KEY.")
 @click.option("--max-body-mb", default=64.0, show_default=True, help="Largest request body accepted.")
+@click.option("--shared-memory/--no-shared-memory", default=None,
+              help="Triton's system shared memory extension (same-host clients pass tensors in /dev/shm). "
+                   "Default: on when --host is a loopback address.")
 @click.option("--access-log", is_flag=True, help="Log one JSON line per HTTP request (logger bushu.serve.access).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None, metrics_port: int | None,
             model_control_mode: str, load_models: tuple[str, ...], repository_poll_secs: float, api_key: str | None, admin_key: str | None,
-            max_body_mb: float, access_log: bool, log_level: str) -> None:
+            max_body_mb: float, shared_memory: bool | None, access_log: bool, log_level: str) -> None:
     """Serve the Triton-layout model repository REPO (REPO/<model>/<version>/model.onnx) over KServe v2
     HTTP and gRPC, with dynamic batching. Ctrl-C stops it."""
     import asyncio
@@ -60,7 +63,8 @@ def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None,
     opts = ServerOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                          model_control_mode=model_control_mode, repository_poll_secs=repository_poll_secs,
                          load_models=load_models,
-                         api_key=api_key, admin_key=admin_key, max_body_mb=max_body_mb, access_log=access_log)
+                         api_key=api_key, admin_key=admin_key, max_body_mb=max_body_mb, access_log=access_log,
+                         shared_memory=shared_memory)
     server = Server(repo, opts)
 
     def started(s: Server) -> None:

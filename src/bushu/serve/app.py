@@ -32,6 +32,18 @@ class ServerOptions:
     max_body_mb: float = 64.0
     access_log: bool = False
     load_models: tuple[str, ...] = ()  # explicit mode: load these at start ("*" = all)
+    shared_memory: bool | None = None  # Triton's system shared memory extension; None: on when host is loopback
+
+    @property
+    def shared_memory_on(self) -> bool:
+        if self.shared_memory is not None:
+            return self.shared_memory
+        import ipaddress
+
+        try:  # only same-host clients can use it; on a public address it would expose /dev/shm names
+            return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     def __post_init__(self) -> None:
         if self.model_control_mode not in CONTROL_MODES:
@@ -74,8 +86,11 @@ class Server:
             for name in o.load_models:  # a model asked for by name must load, or the server does not start
                 await asyncio.to_thread(self.manager.load, name)
         max_body = int(o.max_body_mb * (1 << 20))
+        from .shm import SharedMemoryRegions
+
+        shm = SharedMemoryRegions() if o.shared_memory_on else None
         app = HttpApp(self.manager, api_key=o.api_key, admin_key=o.admin_key, max_body_bytes=max_body,
-                      version=__version__, access_log=o.access_log)
+                      version=__version__, access_log=o.access_log, shm=shm)
         uv = uv_task = grpc_server = metrics = poll = None
         try:
             if o.http_port is not None:
@@ -90,7 +105,7 @@ class Server:
                 uv = _Uvicorn(cfg)
                 uv_task = asyncio.create_task(uv.serve(sockets=[sock]))
             if o.grpc_port is not None:
-                grpc_server = make_grpc_server(GrpcService(self.manager, app.server_meta, o.api_key, o.admin_key),
+                grpc_server = make_grpc_server(GrpcService(self.manager, app.server_meta, o.api_key, o.admin_key, shm),
                                                max_body)
                 self.grpc_port = grpc_server.add_insecure_port(f"{o.host}:{o.grpc_port}")
                 if not self.grpc_port:

@@ -16,6 +16,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from ..errors import BushuError, InferenceInputError
 from .core import ModelManager
 from .protocol import check_shape, datatype_of, from_raw, output_bytes
+from .shm import SharedMemoryRegions
 
 __all__ = ["GrpcService", "make_grpc_server"]
 
@@ -39,9 +40,10 @@ def _param(p: pb.InferParameter) -> Any:
 
 class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, manager: ModelManager, http_meta: dict, api_key: str | None = None,
-                 admin_key: str | None = None) -> None:
+                 admin_key: str | None = None, shm: SharedMemoryRegions | None = None) -> None:
         self.manager, self.meta = manager, http_meta
         self.api_key, self.admin_key = api_key, admin_key
+        self.shm = shm  # None: the shared memory extension is off
 
     async def _guard(self, context, fn, key: str | None):
         if key:
@@ -144,12 +146,20 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             if t.name in feeds:
                 raise InferenceInputError(f"input {t.name!r} is given twice")
             shape = check_shape(t.name, list(t.shape))
-            if raw:
+            if "shared_memory_region" in t.parameters:
+                p = {k: _param(v) for k, v in t.parameters.items()}
+                feeds[t.name] = from_raw(t.name, t.datatype, shape, self._shm().read(
+                    p["shared_memory_region"], p.get("shared_memory_offset"), p.get("shared_memory_byte_size"),
+                    f"input {t.name!r}"))
+            elif raw:
                 feeds[t.name] = from_raw(t.name, t.datatype, shape, raw[i])
             else:
                 feeds[t.name] = _from_contents(t, shape)
-        requested = []
+        requested, to_shm = [], {}
         for o in request.outputs:
+            if "shared_memory_region" in o.parameters:
+                to_shm[o.name] = {k: _param(v) for k, v in o.parameters.items()}
+                self._shm()
             k = _param(o.parameters["classification"]) if "classification" in o.parameters else 0
             if not isinstance(k, int) or k < 0:
                 raise InferenceInputError(f"output {o.name!r}: classification must be a non-negative integer")
@@ -161,9 +171,54 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
         outputs = await model.infer_selected(feeds, requested, timeout_s, ticket)
         resp = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name, _, arr in outputs:
-            resp.outputs.add(name=name, datatype=datatype_of(arr), shape=arr.shape)
-            resp.raw_output_contents.append(output_bytes(arr))
+            out = resp.outputs.add(name=name, datatype=datatype_of(arr), shape=arr.shape)
+            blob = output_bytes(arr)
+            if name in to_shm:
+                p = to_shm[name]
+                self.shm.write(p["shared_memory_region"], p.get("shared_memory_offset"),
+                               p.get("shared_memory_byte_size"), blob, f"output {name!r}")
+                out.parameters["shared_memory_region"].string_param = p["shared_memory_region"]
+                out.parameters["shared_memory_byte_size"].int64_param = len(blob)
+                blob = b""  # keeps raw_output_contents aligned with outputs
+            resp.raw_output_contents.append(blob)
         return resp
+
+    # -- system shared memory -----------------------------------------------------------------------
+    def _shm(self) -> SharedMemoryRegions:
+        if self.shm is None:
+            from .http import HttpError
+
+            raise HttpError(403, "the shared memory extension is off on this server",
+                            hint="start bushu serve with --shared-memory (on by default when it listens on loopback)")
+        return self.shm
+
+    async def SystemSharedMemoryStatus(self, request, context):
+        async def run():
+            resp = pb.SystemSharedMemoryStatusResponse()
+            for r in self._shm().status(request.name or None):
+                resp.regions[r["name"]].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(**r))
+            return resp
+        return await self._guard(context, run, self.admin_key or self.api_key)
+
+    async def SystemSharedMemoryRegister(self, request, context):
+        async def run():
+            self._shm().register(request.name, request.key, request.offset, request.byte_size)
+            return pb.SystemSharedMemoryRegisterResponse()
+        return await self._guard(context, run, self.admin_key or self.api_key)
+
+    async def SystemSharedMemoryUnregister(self, request, context):
+        async def run():
+            self._shm().unregister(request.name or None)
+            return pb.SystemSharedMemoryUnregisterResponse()
+        return await self._guard(context, run, self.admin_key or self.api_key)
+
+    async def CudaSharedMemoryRegister(self, request, context):
+        async def run():
+            from .http import HttpError
+
+            raise HttpError(400, "CUDA shared memory is not supported by this server",
+                            hint="use system shared memory, or send tensors in raw_input_contents")
+        return await self._guard(context, run, self.admin_key or self.api_key)
 
 
 def _from_contents(t, shape: tuple[int, ...]) -> np.ndarray:

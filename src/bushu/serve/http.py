@@ -25,6 +25,7 @@ from ..errors import BushuError, InferenceInputError, UserInputError
 from .core import ModelManager
 from .openapi import openapi_document
 from .protocol import check_shape, datatype_of, from_json_data, from_raw, output_bytes, requested_outputs, to_json_data
+from .shm import SharedMemoryRegions
 
 __all__ = ["HttpApp"]
 
@@ -42,14 +43,15 @@ class HttpError(UserInputError):
 class HttpApp:
     def __init__(self, manager: ModelManager, *, api_key: str | None = None, admin_key: str | None = None,
                  max_body_bytes: int = 64 << 20, server_name: str = "bushu", version: str = "0.1.0",
-                 access_log: bool = False) -> None:
+                 access_log: bool = False, shm: SharedMemoryRegions | None = None) -> None:
         self.manager = manager
+        self.shm = shm  # None: the shared memory extension is off
         self.access_log = access_log
         self.api_key, self.admin_key = api_key, admin_key
         self.max_body = max_body_bytes
         self.server_meta = {"name": server_name, "version": version,
                             "extensions": ["classification", "binary_tensor_data", "model_repository", "statistics",
-                                           "model_configuration"]}
+                                           "model_configuration"] + (["system_shared_memory"] if shm else [])}
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] != "http":
@@ -93,6 +95,10 @@ class HttpApp:
             self._auth(headers, self.admin_key or self.api_key, "repository")
             body = await self._body(scope, receive, headers)
             return await self._repository(method, segs[2:], body)
+        if segs[:2] in (["v2", "systemsharedmemory"], ["v2", "cudasharedmemory"]):
+            self._auth(headers, self.admin_key or self.api_key, "shared memory")
+            body = await self._body(scope, receive, headers)
+            return self._shared_memory(method, segs[1], segs[2:], body)
         if segs[:1] not in (["v2"], ["v1"]):
             raise HttpError(404, f"no endpoint {path}", hint="see /openapi.json for the endpoints")
         self._auth(headers, self.api_key, "inference")
@@ -168,8 +174,13 @@ class HttpApp:
             dt = spec.get("datatype")
             if not isinstance(dt, str):
                 raise InferenceInputError(f"input {name!r} has no 'datatype' (e.g. \"FP32\")")
-            size = (spec.get("parameters") or {}).get("binary_data_size")
-            if size is not None:
+            p = spec.get("parameters") or {}
+            size = p.get("binary_data_size") if isinstance(p, dict) else None
+            if isinstance(p, dict) and "shared_memory_region" in p:
+                feeds[name] = from_raw(name, dt, shape, self._shm().read(
+                    p["shared_memory_region"], p.get("shared_memory_offset"), p.get("shared_memory_byte_size"),
+                    f"input {name!r}"))
+            elif size is not None:
                 if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                     raise InferenceInputError(f"input {name!r}: binary_data_size {size} runs past the end of the body "
                                               f"({len(binary) - offset} binary bytes left)")
@@ -188,8 +199,11 @@ class HttpApp:
         requested = requested_outputs(header.get("outputs"), model.output_names, bool(params.get("binary_data_output")))
         timeout = params.get("timeout")
         timeout_s = timeout / 1e6 if isinstance(timeout, (int, float)) and timeout > 0 else None
+        to_shm = _shm_outputs(header.get("outputs"))
+        if to_shm:
+            self._shm()
         outputs = await model.infer_selected(feeds, requested, timeout_s, ticket)
-        return _response(model, header.get("id"), outputs)
+        return _response(model, header.get("id"), outputs, to_shm, self.shm)
 
     async def _classify_image(self, name: str, scope, receive, headers) -> tuple[int, list, bytes]:
         model = self.manager.get(name)
@@ -252,6 +266,39 @@ class HttpApp:
             return 200, _JSON, b""
         raise HttpError(404, f"no repository endpoint {'/'.join(rest)}",
                         hint="POST /v2/repository/index, /v2/repository/models/{name}/load or /unload")
+
+    # -- shared memory ------------------------------------------------------------------------------
+    def _shm(self) -> SharedMemoryRegions:
+        if self.shm is None:
+            raise HttpError(403, "the shared memory extension is off on this server",
+                            hint="start bushu serve with --shared-memory (on by default when it listens on loopback)")
+        return self.shm
+
+    def _shared_memory(self, method: str, kind: str, rest: list[str], body: bytes) -> tuple[int, list, bytes]:
+        if kind == "cudasharedmemory":
+            raise HttpError(400, "CUDA shared memory is not supported by this server",
+                            hint="use system shared memory (/v2/systemsharedmemory), or send tensors in the body")
+        shm = self._shm()
+        name = None
+        if rest[:1] == ["region"] and len(rest) == 3:
+            name, rest = rest[1], rest[2:]
+        if rest == ["status"]:
+            self._method(method, "GET")
+            return _ok(shm.status(name))
+        if rest == ["register"] and name is not None:
+            self._method(method, "POST")
+            req = _json(body) if body.strip() else {}
+            if not isinstance(req, dict):
+                raise InferenceInputError('register takes {"key": ..., "offset": ..., "byte_size": ...}')
+            shm.register(name, req.get("key"), req.get("offset", 0), req.get("byte_size"))
+            return 200, _JSON, b""
+        if rest == ["unregister"]:
+            self._method(method, "POST")
+            shm.unregister(name)
+            return 200, _JSON, b""
+        raise HttpError(404, f"no shared memory endpoint {'/'.join(rest)}",
+                        hint="GET /v2/systemsharedmemory[/region/NAME]/status, POST /v2/systemsharedmemory/region/"
+                             "NAME/register, POST /v2/systemsharedmemory[/region/NAME]/unregister")
 
     # -- helpers ------------------------------------------------------------------------------------
     def _auth(self, headers: dict, key: str | None, what: str) -> None:
@@ -347,11 +394,27 @@ def _ok(obj: Any) -> tuple[int, list, bytes]:
     return 200, _JSON, json.dumps(obj).encode()
 
 
-def _response(model, rid: Any, outputs) -> tuple[int, list, bytes]:
+def _shm_outputs(specs: Any) -> dict[str, dict]:
+    """{output name: its shared memory parameters} for outputs the client wants written to shared memory."""
+    if not isinstance(specs, list):
+        return {}
+    return {o["name"]: o["parameters"] for o in specs
+            if isinstance(o, dict) and isinstance(o.get("parameters"), dict) and "shared_memory_region" in o["parameters"]}
+
+
+def _response(model, rid: Any, outputs, to_shm: dict[str, dict] | None = None,
+              shm: SharedMemoryRegions | None = None) -> tuple[int, list, bytes]:
     outs, blobs = [], []
     for name, binary, arr in outputs:
         o: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
-        if binary:
+        if to_shm and name in to_shm:
+            p = to_shm[name]
+            blob = output_bytes(arr)
+            shm.write(p["shared_memory_region"], p.get("shared_memory_offset"), p.get("shared_memory_byte_size"), blob,
+                      f"output {name!r}")
+            o["parameters"] = {"shared_memory_region": p["shared_memory_region"],
+                               "shared_memory_byte_size": len(blob)}
+        elif binary:
             blob = output_bytes(arr)
             o["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

@@ -8,9 +8,10 @@ from typing import Any
 __all__ = ["openapi_document"]
 
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_ERRORS = {"400": _ERROR, "401": _ERROR, "404": _ERROR, "413": _ERROR, "503": _ERROR}
+_ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR, "413": _ERROR, "503": _ERROR}
 _JSON_OK = {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}, **_ERRORS}
 _NAME = {"name": "model", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"}}
+_REGION = {"name": "region", "in": "path", "required": True, "schema": {"type": "string"}}
 _VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^[0-9]+$"}}
 
 
@@ -58,6 +59,21 @@ def openapi_document() -> dict[str, Any]:
                                                         "parameters": [_NAME], "responses": _JSON_OK}},
         "/v2/repository/models/{model}/unload": {"post": {"summary": "unload (--model-control-mode explicit)",
                                                           "parameters": [_NAME], "responses": _JSON_OK}},
+        "/v2/systemsharedmemory/status": _get("registered system shared memory regions (Triton's extension; "
+                                              "on by default on loopback, else --shared-memory)"),
+        "/v2/systemsharedmemory/region/{region}/status": _get("one registered region", [_REGION]),
+        "/v2/systemsharedmemory/region/{region}/register": {"post": {
+            "summary": "register a window onto POSIX shared memory KEY; inputs and outputs may then name the region "
+                       "(parameters shared_memory_region, shared_memory_byte_size, shared_memory_offset)",
+            "parameters": [_REGION],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["key", "byte_size"], "properties": {
+                    "key": {"type": "string"}, "offset": {"type": "integer", "minimum": 0},
+                    "byte_size": {"type": "integer", "minimum": 0}}}}}},
+            "responses": _JSON_OK}},
+        "/v2/systemsharedmemory/region/{region}/unregister": {"post": {"summary": "forget one region",
+                                                                       "parameters": [_REGION], "responses": _JSON_OK}},
+        "/v2/systemsharedmemory/unregister": {"post": {"summary": "forget every region", "responses": _JSON_OK}},
     }
     tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
         "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
