@@ -121,7 +121,9 @@ def raw_throughput(model: Path, duration: float, threads: int | None, batches, i
 
 
 async def load(protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float,
-               name: str = "x") -> dict:
+               name: str = "x", shared_memory: bool = False) -> dict:
+    """tritonclient's aio clients; with ``shared_memory`` the input goes through a system shared memory
+    region (as perf_analyzer --shared-memory system sends it) instead of the request body."""
     if protocol == "http":
         import tritonclient.http.aio as client
         c = client.InferenceServerClient(url, conn_limit=concurrency)
@@ -129,7 +131,17 @@ async def load(protocol: str, url: str, model: str, x: np.ndarray, concurrency: 
         import tritonclient.grpc.aio as client
         c = client.InferenceServerClient(url)
     inp = client.InferInput(name, list(x.shape), "FP32")
-    inp.set_data_from_numpy(x)
+    region = None
+    if shared_memory:
+        import tritonclient.utils.shared_memory as shm
+
+        key = f"/bushu_bench_{os.getpid()}"
+        region = shm.create_shared_memory_region("bench_input", key, x.nbytes)
+        shm.set_shared_memory_region(region, [x])
+        await c.register_system_shared_memory("bench_input", key, x.nbytes)
+        inp.set_shared_memory("bench_input", x.nbytes)
+    else:
+        inp.set_data_from_numpy(x)
     lat: list[float] = []
     errors = 0
     stop = time.perf_counter() + duration
@@ -144,21 +156,29 @@ async def load(protocol: str, url: str, model: str, x: np.ndarray, concurrency: 
             except Exception:  # noqa: BLE001 - counted and reported
                 errors += 1
 
-    for _ in range(20):  # warm the connections
-        await c.infer(model, [inp])
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    await c.close()
+    try:
+        for _ in range(20):  # warm the connections
+            await c.infer(model, [inp])
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    finally:
+        if region is not None:
+            await c.unregister_system_shared_memory("bench_input")
+            shm.destroy_shared_memory_region(region)
+        await c.close()
     return {"rps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50) * 1e3),
-            "p99_ms": float(np.percentile(lat, 99) * 1e3), "errors": errors, "requests": len(lat)}
+            "p99_ms": float(np.percentile(lat, 99) * 1e3), "mean_ms": float(np.mean(lat) * 1e3), "errors": errors,
+            "requests": len(lat)}
 
 
 async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float,
                     name: str = "x") -> dict:
-    """The same requests as `load`, built once and sent as bytes (aiohttp for binary KServe v2 over HTTP,
-    a bytes-in/bytes-out gRPC method for ModelInfer): a load generator that leaves more of the shared
-    cores to the server. The first answer is decoded and checked against onnxruntime by the caller."""
+    """The same requests as `load`, built once and sent as bytes, as perf_analyzer sends them: binary
+    KServe v2 written whole to keep-alive sockets and answers parsed by httptools (what uvicorn parses
+    with), and a bytes-in/bytes-out gRPC method for ModelInfer. A load generator that leaves more of
+    the shared cores to the server. The first answer is decoded and checked against onnxruntime by the
+    caller."""
     import json
 
     from tritonclient.grpc import service_pb2
@@ -167,24 +187,32 @@ async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurre
     errors = 0
     stop = time.perf_counter() + duration
     if protocol == "http":
-        import aiohttp
-
         header = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
                                          "parameters": {"binary_data_size": x.nbytes}}],
                              "parameters": {"binary_data_output": True}}).encode()
-        body = header + x.tobytes()
-        headers = {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
-        target = f"http://{url}/v2/models/{model}/infer"
+        host, _, port = url.rpartition(":")
+        request = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {url}\r\n"
+                   f"Inference-Header-Content-Length: {len(header)}\r\nContent-Type: application/octet-stream\r\n"
+                   f"Content-Length: {len(header) + x.nbytes}\r\n\r\n").encode() + header + x.tobytes()
+        loop = asyncio.get_running_loop()
+        pool: asyncio.Queue = asyncio.Queue()
+        for _ in range(concurrency):  # one keep-alive connection per worker, as perf_analyzer opens them
+            pool.put_nowait((await loop.create_connection(_HttpConnection, host, int(port)))[1])
 
         async def call() -> bytes:
-            async with session.post(target, data=body, headers=headers) as r:
-                out = await r.read()
-                if r.status != 200:
-                    raise RuntimeError(out[:200])
-                return out[int(r.headers["Inference-Header-Content-Length"]):]  # the first output's bytes
+            conn = await pool.get()
+            try:
+                status, head, out = await conn.send(request)
+            finally:
+                pool.put_nowait(conn)
+            if status != 200:
+                raise RuntimeError(out[:200])
+            return out[int(head[b"inference-header-content-length"]):]  # the first output's bytes
 
-        close = session.close
+        async def close() -> None:
+            while not pool.empty():
+                pool.get_nowait().close()
+
     else:
         import grpc
 
@@ -219,13 +247,64 @@ async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurre
     elapsed = time.perf_counter() - t0
     await close()
     return {"rps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50) * 1e3),
-            "p99_ms": float(np.percentile(lat, 99) * 1e3), "errors": errors, "requests": len(lat),
-            "first_output": np.frombuffer(first, np.float32)}
+            "p99_ms": float(np.percentile(lat, 99) * 1e3), "mean_ms": float(np.mean(lat) * 1e3), "errors": errors,
+            "requests": len(lat), "first_output": np.frombuffer(first, np.float32)}
 
 
-def measured_load(server_pid: int, *args, lean: bool = False) -> dict:
+class _HttpConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection sending one request at a time."""
+
+    def __init__(self) -> None:
+        import httptools
+
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"the server closed the connection: {exc}"))
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def send(self, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+        self.headers: dict[bytes, bytes] = {}
+        self.body: list[bytes] = []
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.waiter.set_result((self.parser.get_status_code(), self.headers, b"".join(self.body)))
+
+
+def server_stats(http_url: str, model: str) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/{model}/stats", timeout=10) as r:
+        return json.load(r)["model_stats"][0]
+
+
+def measured_load(server_pid: int, http_url: str, *args, client: str = "tritonclient") -> dict:
     """`load` plus where the CPU went: cores used by the server process and by this load generator
-    (they share the machine's cores, which bounds the efficiency reachable here)."""
+    (they share the machine's cores, which bounds the efficiency reachable here), and where a request's
+    time went inside the server, from its statistics as perf_analyzer reports them: queue and compute
+    per request, rows per backend run, and the rest of the client-side mean (front end, transport, client)."""
     import resource
 
     import psutil
@@ -236,10 +315,22 @@ def measured_load(server_pid: int, *args, lean: bool = False) -> dict:
         s, c = server.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
         return s.user + s.system, c.ru_utime + c.ru_stime, time.perf_counter()
 
+    model = args[2]
+    st0 = server_stats(http_url, model)
     s0, c0, t0 = cpu()
-    r = asyncio.run((load_lean if lean else load)(*args))
+    r = asyncio.run(load_lean(*args) if client == "lean" else load(*args, shared_memory=client == "shm"))
     s1, c1, t1 = cpu()
+    st1 = server_stats(http_url, model)
     r.update(server_cores=(s1 - s0) / (t1 - t0), client_cores=(c1 - c0) / (t1 - t0))
+
+    def per_request(key: str) -> float:  # ms per request over this run (the warm-up requests included)
+        a, b = st0["inference_stats"][key], st1["inference_stats"][key]
+        return (b["ns"] - a["ns"]) / max(1, b["count"] - a["count"]) / 1e6
+
+    r.update(srv_queue_ms=per_request("queue"), srv_compute_ms=per_request("compute_infer"),
+             outside_ms=r["mean_ms"] - per_request("success"),
+             rows_per_run=(st1["inference_count"] - st0["inference_count"])
+             / max(1, st1["execution_count"] - st0["execution_count"]))
     return r
 
 
@@ -329,9 +420,10 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--preferred", default="", help="preferred_batch_size list of the served model, e.g. 4 or 2,4")
     ap.add_argument("--delay-us", type=int, default=500, help="max_queue_delay_microseconds of the served model")
-    ap.add_argument("--client", choices=("tritonclient", "lean"), default="tritonclient",
-                    help="load generator: tritonclient's aio clients, or the same requests pre-built and sent as "
-                         "bytes (less client CPU on the shared cores)")
+    ap.add_argument("--client", choices=("tritonclient", "lean", "shm"), default="tritonclient",
+                    help="load generator: tritonclient's aio clients; the same requests pre-built and sent as "
+                         "bytes (less client CPU on the shared cores); or tritonclient with the input in a system "
+                         "shared memory region (same-host clients, as perf_analyzer --shared-memory system)")
     ap.add_argument("--soak", type=float, default=0, help="run the soak test for this many seconds instead")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bushu-bench-") as d:
@@ -371,8 +463,8 @@ def run(args, tmp: Path) -> None:
                 # The machine is shared: measure the raw reference right before each served run.
                 ref = raw_throughput(model, min(args.duration, 2.0), args.raw_threads, [1])[0] if conc == 1 else \
                     raw_throughput(model, min(args.duration, 2.0), best["threads"], [best["batch"]], best["instances"])[0]
-                r = measured_load(proc.pid, proto, url, "m", x, conc, args.duration, spec.name,
-                                  lean=args.client == "lean")
+                r = measured_load(proc.pid, http_url, proto, url, "m", x, conc, args.duration, spec.name,
+                                  client=args.client)
                 if "first_output" in r:  # the lean client decodes only the first answer: check it
                     got = r.pop("first_output")[:expected.size]
                     if not np.allclose(got, expected.ravel(), atol=1e-4, rtol=1e-3):
@@ -383,7 +475,9 @@ def run(args, tmp: Path) -> None:
                          added_p50_ms=r["p50_ms"] - ref["p50_ms"] if conc == 1 else None)
                 rows.append(r)
                 print(f"{proto:4s} c={conc:3d}: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
-                      + (f"  added p50 {r['added_p50_ms']:.2f} ms" if conc == 1 else f"  efficiency {r['efficiency']:.2f}"),
+                      + (f"  added p50 {r['added_p50_ms']:.2f} ms" if conc == 1 else f"  efficiency {r['efficiency']:.2f}")
+                      + f"  (server: queue {r['srv_queue_ms']:.2f} + compute {r['srv_compute_ms']:.2f} ms, "
+                        f"{r['rows_per_run']:.1f} rows/run; outside {r['outside_ms']:.2f} ms)",
                       flush=True)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -400,11 +494,15 @@ def run(args, tmp: Path) -> None:
              "the served instances × threads side by side) at its best batch, measured just before that served run "
              "(raw_ref_rps); the load generator shares the machine's cores",
              "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before",
+             "srv_queue_ms / srv_compute_ms: mean per request from the server's statistics (queue; compute_infer "
+             "of the batch it ran in); outside_ms = client-side mean latency − the server's mean request duration "
+             "(HTTP or gRPC front end, loopback transport and the load generator); rows_per_run = mean batch formed",
              f"server_cores / client_cores: CPU seconds per second used by the server process and by the load "
              f"generator during the run (this machine has {os.cpu_count()} cores)"]
     write_results("serving", {"best_raw": best, "raw_batch1": raw1}, rows,
                   ["mode", "batch", "instances", "concurrency", "rps", "p50_ms", "p99_ms", "raw_ref_rps", "efficiency",
-                   "added_p50_ms", "server_cores", "client_cores", "errors"],
+                   "added_p50_ms", "srv_queue_ms", "srv_compute_ms", "outside_ms", "rows_per_run", "server_cores",
+                   "client_cores", "errors"],
                   "Serving efficiency (bushu serve vs raw onnxruntime, same run)", notes)
 
 
