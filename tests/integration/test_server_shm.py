@@ -146,3 +146,19 @@ def test_off_on_a_public_address_unless_asked_for(repo):
             urllib.request.urlopen(url, timeout=10)
         answer = json.loads(e.value.read())
         assert e.value.code == 403 and "is off" in answer["error"] and "--shared-memory" in answer["hint"]
+
+
+def test_grpc_unknown_region_is_invalid_argument_and_the_server_keeps_serving(server):
+    client = tritongrpc.InferenceServerClient(server.grpc_url)
+    inputs = [tritongrpc.InferInput(n, [1, 16], "INT32") for n in ("INPUT0", "INPUT1")]
+    for i in inputs:
+        i.set_shared_memory("never_registered", 64)
+    with pytest.raises(InferenceServerException, match="no shared memory region 'never_registered'") as e:
+        client.infer("add_sub", inputs)
+    assert e.value.status() == "StatusCode.INVALID_ARGUMENT"
+    with pytest.raises(InferenceServerException, match="CUDA shared memory is not supported"):
+        client.register_cuda_shared_memory("gpu", b"\0" * 64, 0, 64)
+    a = np.ones((1, 16), np.int32)
+    for i in inputs:
+        i.set_data_from_numpy(a)
+    np.testing.assert_array_equal(client.infer("add_sub", inputs).as_numpy("OUTPUT0"), a + a)
