@@ -16,7 +16,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from ..errors import BushuError, InferenceInputError
 from .core import ModelManager
 from .protocol import check_shape, datatype_of, from_raw, output_bytes
-from .shm import SharedMemoryRegions
+from .shm import SharedMemoryRegions, cuda_unsupported, require, wants_shared_memory
 
 __all__ = ["GrpcService", "make_grpc_server"]
 
@@ -36,6 +36,10 @@ _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_cont
 def _param(p: pb.InferParameter) -> Any:
     which = p.WhichOneof("parameter_choice")
     return getattr(p, which) if which else None
+
+
+def _params(params) -> dict[str, Any]:
+    return {k: _param(v) for k, v in params.items()} if params else {}
 
 
 class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
@@ -146,21 +150,20 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             if t.name in feeds:
                 raise InferenceInputError(f"input {t.name!r} is given twice")
             shape = check_shape(t.name, list(t.shape))
-            if "shared_memory_region" in t.parameters:
-                p = {k: _param(v) for k, v in t.parameters.items()}
-                feeds[t.name] = from_raw(t.name, t.datatype, shape, self._shm().read(
-                    p["shared_memory_region"], p.get("shared_memory_offset"), p.get("shared_memory_byte_size"),
-                    f"input {t.name!r}"))
+            params = _params(t.parameters)
+            if wants_shared_memory(params):
+                feeds[t.name] = from_raw(t.name, t.datatype, shape, require(self.shm).read(params, f"input {t.name!r}"))
             elif raw:
                 feeds[t.name] = from_raw(t.name, t.datatype, shape, raw[i])
             else:
                 feeds[t.name] = _from_contents(t, shape)
         requested, to_shm = [], {}
         for o in request.outputs:
-            if "shared_memory_region" in o.parameters:
-                to_shm[o.name] = {k: _param(v) for k, v in o.parameters.items()}
-                self._shm()
-            k = _param(o.parameters["classification"]) if "classification" in o.parameters else 0
+            params = _params(o.parameters)
+            if wants_shared_memory(params):
+                to_shm[o.name] = params
+                require(self.shm)
+            k = params.get("classification", 0)
             if not isinstance(k, int) or k < 0:
                 raise InferenceInputError(f"output {o.name!r}: classification must be a non-negative integer")
             requested.append((o.name, True, k))
@@ -174,50 +177,36 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             out = resp.outputs.add(name=name, datatype=datatype_of(arr), shape=arr.shape)
             blob = output_bytes(arr)
             if name in to_shm:
-                p = to_shm[name]
-                self.shm.write(p["shared_memory_region"], p.get("shared_memory_offset"),
-                               p.get("shared_memory_byte_size"), blob, f"output {name!r}")
-                out.parameters["shared_memory_region"].string_param = p["shared_memory_region"]
-                out.parameters["shared_memory_byte_size"].int64_param = len(blob)
+                for key, value in self.shm.write(to_shm[name], blob, f"output {name!r}").items():
+                    setattr(out.parameters[key], "string_param" if isinstance(value, str) else "int64_param", value)
                 blob = b""  # keeps raw_output_contents aligned with outputs
             resp.raw_output_contents.append(blob)
         return resp
 
     # -- system shared memory -----------------------------------------------------------------------
-    def _shm(self) -> SharedMemoryRegions:
-        if self.shm is None:
-            from .http import HttpError
-
-            raise HttpError(403, "the shared memory extension is off on this server",
-                            hint="start bushu serve with --shared-memory (on by default when it listens on loopback)")
-        return self.shm
-
     async def SystemSharedMemoryStatus(self, request, context):
         async def run():
             resp = pb.SystemSharedMemoryStatusResponse()
-            for r in self._shm().status(request.name or None):
+            for r in require(self.shm).status(request.name or None):
                 resp.regions[r["name"]].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(**r))
             return resp
         return await self._guard(context, run, self.admin_key or self.api_key)
 
     async def SystemSharedMemoryRegister(self, request, context):
         async def run():
-            self._shm().register(request.name, request.key, request.offset, request.byte_size)
+            require(self.shm).register(request.name, request.key, request.offset, request.byte_size)
             return pb.SystemSharedMemoryRegisterResponse()
         return await self._guard(context, run, self.admin_key or self.api_key)
 
     async def SystemSharedMemoryUnregister(self, request, context):
         async def run():
-            self._shm().unregister(request.name or None)
+            require(self.shm).unregister(request.name or None)
             return pb.SystemSharedMemoryUnregisterResponse()
         return await self._guard(context, run, self.admin_key or self.api_key)
 
     async def CudaSharedMemoryRegister(self, request, context):
         async def run():
-            from .http import HttpError
-
-            raise HttpError(400, "CUDA shared memory is not supported by this server",
-                            hint="use system shared memory, or send tensors in raw_input_contents")
+            raise cuda_unsupported()
         return await self._guard(context, run, self.admin_key or self.api_key)
 
 

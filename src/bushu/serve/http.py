@@ -25,7 +25,7 @@ from ..errors import BushuError, InferenceInputError, UserInputError
 from .core import ModelManager
 from .openapi import openapi_document
 from .protocol import check_shape, datatype_of, from_json_data, from_raw, output_bytes, requested_outputs, to_json_data
-from .shm import SharedMemoryRegions
+from .shm import SharedMemoryRegions, cuda_unsupported, require, wants_shared_memory
 
 __all__ = ["HttpApp"]
 
@@ -176,10 +176,8 @@ class HttpApp:
                 raise InferenceInputError(f"input {name!r} has no 'datatype' (e.g. \"FP32\")")
             p = spec.get("parameters") or {}
             size = p.get("binary_data_size") if isinstance(p, dict) else None
-            if isinstance(p, dict) and "shared_memory_region" in p:
-                feeds[name] = from_raw(name, dt, shape, self._shm().read(
-                    p["shared_memory_region"], p.get("shared_memory_offset"), p.get("shared_memory_byte_size"),
-                    f"input {name!r}"))
+            if wants_shared_memory(p):
+                feeds[name] = from_raw(name, dt, shape, require(self.shm).read(p, f"input {name!r}"))
             elif size is not None:
                 if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                     raise InferenceInputError(f"input {name!r}: binary_data_size {size} runs past the end of the body "
@@ -201,7 +199,7 @@ class HttpApp:
         timeout_s = timeout / 1e6 if isinstance(timeout, (int, float)) and timeout > 0 else None
         to_shm = _shm_outputs(header.get("outputs"))
         if to_shm:
-            self._shm()
+            require(self.shm)
         outputs = await model.infer_selected(feeds, requested, timeout_s, ticket)
         return _response(model, header.get("id"), outputs, to_shm, self.shm)
 
@@ -268,17 +266,10 @@ class HttpApp:
                         hint="POST /v2/repository/index, /v2/repository/models/{name}/load or /unload")
 
     # -- shared memory ------------------------------------------------------------------------------
-    def _shm(self) -> SharedMemoryRegions:
-        if self.shm is None:
-            raise HttpError(403, "the shared memory extension is off on this server",
-                            hint="start bushu serve with --shared-memory (on by default when it listens on loopback)")
-        return self.shm
-
     def _shared_memory(self, method: str, kind: str, rest: list[str], body: bytes) -> tuple[int, list, bytes]:
         if kind == "cudasharedmemory":
-            raise HttpError(400, "CUDA shared memory is not supported by this server",
-                            hint="use system shared memory (/v2/systemsharedmemory), or send tensors in the body")
-        shm = self._shm()
+            raise cuda_unsupported()
+        shm = require(self.shm)
         name = None
         if rest[:1] == ["region"] and len(rest) == 3:
             name, rest = rest[1], rest[2:]
@@ -398,8 +389,7 @@ def _shm_outputs(specs: Any) -> dict[str, dict]:
     """{output name: its shared memory parameters} for outputs the client wants written to shared memory."""
     if not isinstance(specs, list):
         return {}
-    return {o["name"]: o["parameters"] for o in specs
-            if isinstance(o, dict) and isinstance(o.get("parameters"), dict) and "shared_memory_region" in o["parameters"]}
+    return {o["name"]: o["parameters"] for o in specs if isinstance(o, dict) and wants_shared_memory(o.get("parameters"))}
 
 
 def _response(model, rid: Any, outputs, to_shm: dict[str, dict] | None = None,
@@ -408,12 +398,7 @@ def _response(model, rid: Any, outputs, to_shm: dict[str, dict] | None = None,
     for name, binary, arr in outputs:
         o: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
         if to_shm and name in to_shm:
-            p = to_shm[name]
-            blob = output_bytes(arr)
-            shm.write(p["shared_memory_region"], p.get("shared_memory_offset"), p.get("shared_memory_byte_size"), blob,
-                      f"output {name!r}")
-            o["parameters"] = {"shared_memory_region": p["shared_memory_region"],
-                               "shared_memory_byte_size": len(blob)}
+            o["parameters"] = shm.write(to_shm[name], output_bytes(arr), f"output {name!r}")
         elif binary:
             blob = output_bytes(arr)
             o["parameters"] = {"binary_data_size": len(blob)}

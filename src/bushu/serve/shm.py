@@ -18,10 +18,35 @@ from typing import Any
 
 from ..errors import InferenceInputError, UserInputError
 
-__all__ = ["SharedMemoryRegions"]
+__all__ = ["SharedMemoryOffError", "SharedMemoryRegions", "cuda_unsupported", "require", "wants_shared_memory"]
+
+_REGION, _OFFSET, _SIZE = "shared_memory_region", "shared_memory_offset", "shared_memory_byte_size"
 
 _KEY = re.compile(r"/?[A-Za-z0-9_.\-]{1,250}")
 _SHM_DIR = Path("/dev/shm")
+
+
+class SharedMemoryOffError(UserInputError):
+    http_status = 403
+
+
+def require(shm: SharedMemoryRegions | None) -> SharedMemoryRegions:
+    """The server's regions, or a 403 when the extension is off (both front ends ask through this)."""
+    if shm is None:
+        raise SharedMemoryOffError("the shared memory extension is off on this server",
+                                   hint="start bushu serve with --shared-memory (on by default when it listens on "
+                                        "loopback)")
+    return shm
+
+
+def cuda_unsupported() -> UserInputError:
+    return UserInputError("CUDA shared memory is not supported by this server",
+                          hint="use system shared memory (/v2/systemsharedmemory), or send tensors in the request")
+
+
+def wants_shared_memory(params: Any) -> bool:
+    """Whether a tensor's v2 parameters name a shared memory region."""
+    return isinstance(params, dict) and _REGION in params
 
 
 class _Region:
@@ -61,15 +86,14 @@ class SharedMemoryRegions:
                 raise InferenceInputError(f"cannot open shared memory key {key!r}: {e.strerror}") from None
             try:
                 size = os.fstat(fd).st_size
+                if size == 0:
+                    raise InferenceInputError(f"shared memory key {key!r} is empty")
                 if offset + byte_size > size:
                     raise InferenceInputError(f"shared memory region {name!r}: offset {offset} + byte_size "
                                               f"{byte_size} is past the end of {key!r} ({size} bytes)")
-                mapped = mmap.mmap(fd, size) if size else None
+                self._regions[name] = _Region(name, key, offset, byte_size, mmap.mmap(fd, size))
             finally:
                 os.close(fd)
-            if mapped is None:
-                raise InferenceInputError(f"shared memory key {key!r} is empty")
-            self._regions[name] = _Region(name, key, offset, byte_size, mapped)
 
     def unregister(self, name: str | None = None) -> None:
         """Forget one region (unknown names are fine, as in Triton) or, with no name, all of them."""
@@ -87,28 +111,31 @@ class SharedMemoryRegions:
             regions = [self._regions[name]] if name is not None else list(self._regions.values())
             return [{"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size} for r in regions]
 
-    def _window(self, name: Any, offset: Any, byte_size: Any, what: str) -> tuple[_Region, int]:
+    def _window(self, params: dict, what: str) -> tuple[_Region, int, int]:
+        """(region, start, byte_size) of the window a tensor's v2 parameters name, bounds-checked."""
+        name, offset, byte_size = params.get(_REGION), params.get(_OFFSET, 0), params.get(_SIZE)
         region = self._regions.get(name) if isinstance(name, str) else None
         if region is None:
             raise InferenceInputError(f"{what}: no shared memory region {name!r} is registered",
                                       hint="register it first (POST /v2/systemsharedmemory/region/NAME/register)")
-        offset = 0 if offset is None else offset
         if not isinstance(offset, int) or not isinstance(byte_size, int) or offset < 0 or byte_size < 0 \
                 or offset + byte_size > region.byte_size:
             raise InferenceInputError(f"{what}: offset {offset!r} + byte_size {byte_size!r} is outside shared memory "
                                       f"region {name!r} ({region.byte_size} bytes)")
-        return region, region.offset + offset
+        return region, region.offset + offset, byte_size
 
-    def read(self, name: Any, offset: Any, byte_size: Any, what: str) -> bytes:
-        """A copy of the bytes: the client may overwrite the region once it has its answer."""
+    def read(self, params: dict, what: str) -> bytes:
+        """A copy of the input's bytes: the client may overwrite the region once it has its answer."""
         with self._lock:
-            region, start = self._window(name, offset, byte_size, what)
+            region, start, byte_size = self._window(params, what)
             return region.map[start:start + byte_size]
 
-    def write(self, name: Any, offset: Any, byte_size: Any, data: bytes, what: str) -> None:
+    def write(self, params: dict, data: bytes, what: str) -> dict[str, Any]:
+        """Put an output's bytes in its window; returns the parameters its response entry carries."""
         with self._lock:
-            region, start = self._window(name, offset, byte_size, what)
+            region, start, byte_size = self._window(params, what)
             if len(data) > byte_size:
                 raise InferenceInputError(f"{what} needs {len(data)} bytes, but its shared memory window "
-                                          f"({name!r}) has {byte_size}", hint="register a larger region")
+                                          f"({params[_REGION]!r}) has {byte_size}", hint="register a larger region")
             region.map[start:start + len(data)] = data
+        return {_REGION: params[_REGION], _SIZE: len(data)}
