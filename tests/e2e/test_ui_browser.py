@@ -146,6 +146,14 @@ def _click(driver, css: str, timeout: float = 30) -> None:
                                                        ElementClickInterceptedException)).until(attempt)
 
 
+def _attribute(driver, css: str, name: str, timeout: float = 30) -> str:
+    """An attribute of an element that the page may re-render meanwhile (retry on a stale reference)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+                         ).until(lambda d: d.find_element(By.CSS_SELECTOR, css).get_attribute(name))
+
+
 def _select(driver, css: str, value: str, timeout: float = 30) -> None:
     """Choose an option in a <select> that the page may re-render meanwhile (the options come from the API)."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -383,8 +391,7 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         assert not _port_open(endpoint)
 
         browser.get(ui.url + "/#sdk")
-        link = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "a.sdk-link")))
-        with urllib.request.urlopen(link.get_attribute("href"), timeout=120) as r:
+        with urllib.request.urlopen(_attribute(browser, "a.sdk-link", "href"), timeout=120) as r:
             bundle = tmp_path / "faces-model-sdk.zip"
             bundle.write_bytes(r.read())
         browser.save_screenshot(str(shots / "sdk.png"))
