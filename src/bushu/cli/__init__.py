@@ -20,6 +20,7 @@ COMMANDS = {
     "env": "env",
     "bench": "bench",
     "eval": "eval_",
+    "predict": "predict",
     "serve": "serve",
     "optimize": "optimize",
     "export": "export",

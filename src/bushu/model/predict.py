@@ -123,14 +123,24 @@ def _as_text(r: Any) -> str:
 class Classifier:
     """Raw inputs -> labels with scores, from an artifact with recorded pre-processing (onnxruntime)."""
 
-    def __init__(self, artifact: str | Path | Artifact):
+    def __init__(self, artifact: str | Path | Artifact, backend: str | None = None, **options: Any):
+        """``backend``: another runtime for the artifact's files (default onnxruntime on the model file);
+        ``options``: that backend's load options (e.g. ``threads``)."""
         from ..runtime import load_backend
 
         self.art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         if self.art.preprocess is None:
             raise ArtifactError(f"{self.art.path} records no pre-processing, so it cannot take raw inputs",
                                 hint="train it with bushu train, or import it with --preprocess")
-        self.backend = load_backend(self.art.model_path, "onnxruntime")
+        target = self.art.model_path
+        if backend not in (None, "onnxruntime"):
+            from ..profile.bench import files_for_backends
+
+            target = files_for_backends(self.art, self.art.model_path, [backend])[backend]
+            if isinstance(target, str):
+                raise ArtifactError(f"backend {backend!r} cannot run {self.art.path}: {target}",
+                                    hint="leave --backend out for onnxruntime, or export the artifact for it")
+        self.backend = load_backend(target, backend or "onnxruntime", **options)
         self.pipeline = Pipeline(self.art.path, self.art.preprocess, self.backend.inputs[0].name)
         self.kind = self.pipeline.kind
 
