@@ -97,14 +97,19 @@ class Pipeline:
 
     def one(self, raw: Any) -> np.ndarray:
         """One image or clip -> float32 CHW (not for text, whose batches are padded together)."""
-        from .processing import load_image, preprocess_image
+        return prepare_one(self.pp, raw)
 
-        if self.kind == "audio":
-            from .audio import audio_image
 
-            return preprocess_image(audio_image(raw, self.pp.params, int(self.pp.crop)), self.pp)
-        img = raw if hasattr(raw, "convert") else load_image(raw)
-        return preprocess_image(img, self.pp)
+def prepare_one(pp: Preprocess, raw: Any) -> np.ndarray:
+    """One image or clip -> float32 CHW; needs only the recorded settings (so Ray tasks can run it alone)."""
+    from .processing import load_image, preprocess_image
+
+    if pp.kind == "audio":
+        from .audio import audio_image
+
+        return preprocess_image(audio_image(raw, pp.params, int(pp.crop)), pp)
+    img = raw if hasattr(raw, "convert") else load_image(raw)
+    return preprocess_image(img, pp)
 
 
 def _as_text(r: Any) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BushuError
+from ..errors import BushuError, UserInputError
+from ..model.artifact import Preprocess
 from .inputs import Item
 
 Row = dict[str, Any]
@@ -24,6 +25,22 @@ Row = dict[str, Any]
 def describe_error(e: BaseException) -> str:
     msg = e.message if isinstance(e, BushuError) else f"{type(e).__name__}: {e}"
     return msg.splitlines()[0] if msg else type(e).__name__
+
+
+def read_input(pp: Preprocess, item: Item) -> Any:
+    """One input -> what the pre-processing batches: a float32 array (image, audio) or a string (text)."""
+    if pp.kind == "text":
+        from ..model.predict import _as_text
+
+        text = item.value if item.is_text else _as_text(Path(item.value))
+        if not text.strip():
+            raise UserInputError("empty text")
+        return text
+    if not item.value:
+        raise UserInputError("empty path")
+    from ..model.predict import prepare_one
+
+    return prepare_one(pp, item.value)
 
 
 class Predictor:
@@ -47,16 +64,7 @@ class Predictor:
         return self._raw
 
     def prepare(self, item: Item) -> Any:
-        if self.kind == "text":
-            from ..model.predict import _as_text
-
-            text = item.value if item.is_text else _as_text(Path(item.value))
-            if not text.strip():
-                raise BushuError("empty text")
-            return text
-        if not item.value:
-            raise BushuError("empty path")
-        return self.clf.pipeline.one(item.value)
+        return read_input(self.art.preprocess, item)
 
     def answer(self, prepared: Sequence[Any]) -> list[Row]:
         """Prepared inputs -> one answer dict each (without "input")."""
