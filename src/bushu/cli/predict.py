@@ -41,8 +41,8 @@ def command(artifact: Path, inputs: tuple[str, ...], output: Path, column: str |
     from ..predict.output import output_format
 
     output_format(output)  # an unknown suffix fails before any work
-    options = dict(column=column, batch_size=batch_size, backend=backend, threads=threads, workers=workers,
-                   top_k=top_k, ray=None if ray is None else (True if ray == "local" else ray))
+    options = {"column": column, "batch_size": batch_size, "backend": backend, "threads": threads, "workers": workers,
+               "top_k": top_k, "ray": None if ray is None else (True if ray == "local" else ray)}
     with _Bar(quiet) as bar:
         s = predict_to_file(artifact, list(inputs), output, progress=bar.update, fail_fast=fail_fast, **options)
     done = f", {s.skipped:,} answered before" if s.skipped else ""
@@ -61,9 +61,15 @@ class _Bar:
     def __init__(self, quiet: bool):
         self.quiet, self.progress, self.task = quiet, None, None
 
-    def __enter__(self) -> _Bar:
+    def __enter__(self) -> _Bar:  # noqa: PYI034
         if not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[rate]} inputs/s, {task.fields[failed]} failed"),

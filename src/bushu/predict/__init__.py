@@ -17,7 +17,7 @@ from ..errors import ArtifactError, UserInputError
 from .inputs import Item, collect
 from .output import Journal, read_rows
 
-__all__ = ["Prediction", "PredictSummary", "predict", "predict_to_file", "read_rows"]
+__all__ = ["PredictSummary", "Prediction", "predict", "predict_to_file", "read_rows"]
 
 #: progress(done, total, failed): called after each batch
 ProgressFn = Callable[[int, int, int], None]

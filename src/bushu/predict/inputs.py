@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import UserInputError, did_you_mean
 
-__all__ = ["Item", "PATH_COLUMNS", "collect"]
+__all__ = ["PATH_COLUMNS", "Item", "collect"]
 
 PATH_COLUMNS = ("path", "file", "filename", "image")
 DEFAULT_COLUMNS = (*PATH_COLUMNS, "text")

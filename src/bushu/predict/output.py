@@ -37,7 +37,7 @@ def output_format(path: Path) -> str:
 def _pyarrow():
     try:
         import pyarrow
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     except ImportError as e:
         raise MissingDependencyError("Parquet output (pyarrow)", "predict") from e
     return pyarrow

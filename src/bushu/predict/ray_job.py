@@ -32,7 +32,7 @@ LOCAL_OBJECT_STORE_MB = 256  # a Ray started for the run: small, the rows stream
 def _import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
         raise MissingDependencyError("bushu predict --ray (ray[data])", "ray") from e
     return ray
@@ -94,7 +94,7 @@ def _prepare_batch(batch: dict[str, np.ndarray], pp: Preprocess) -> dict[str, li
                 np.save(buf, x, allow_pickle=False)
                 data.append(buf.getvalue())
             errors.append("")
-        except Exception as e:  # this input's error row
+        except Exception as e:  # noqa: BLE001 - this input's error row
             data.append(b"")
             errors.append(describe_error(e))
     return {"input": list(batch["input"]), "data": data, "error": errors}
@@ -133,9 +133,9 @@ def run_ray(artifact: Path, items: Sequence[Item], batch_size: int, backend: str
         threads = max(1, (os.cpu_count() or 1) // workers)
     started = _connect(ray, address, cpus=max(os.cpu_count() or 1, workers + 1))
     try:
-        import ray.data
-
         import logging
+
+        import ray.data
 
         for name in ("ray", "ray.data"):  # bushu's own bar and summary report the run
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +103,7 @@ class Predictor:
             try:
                 prepared.append(self.prepare(it))
                 good.append(it)
-            except Exception as e:  # any reader's failure is this input's error row; the run goes on
+            except Exception as e:  # noqa: BLE001 - any reader's failure is this input's error row; the run goes on
                 errors.append({"input": it.key, "error": describe_error(e)})
         return good, prepared, errors
 
@@ -106,7 +112,7 @@ class Predictor:
             return errors
         try:
             answers = self.answer(prepared)
-        except Exception as e:  # the batch failed as a whole: retry one by one to find the culprit
+        except Exception as e:  # noqa: BLE001 - the batch failed as a whole: retry one by one to find the culprit
             if len(prepared) == 1:
                 return errors + [{"input": good[0].key, "error": describe_error(e)}]
             rows = errors
