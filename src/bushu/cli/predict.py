@@ -62,25 +62,18 @@ class _Bar:
         self.quiet, self.progress, self.task = quiet, None, None
 
     def __enter__(self) -> _Bar:  # noqa: PYI034
-        if not self.quiet:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
+        return self
+
+    def update(self, done: int, total: int, failed: int) -> None:
+        if self.quiet:
+            return
+        if self.progress is None:  # started by the first report, so that an early error prints alone
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[rate]} inputs/s, {task.fields[failed]} failed"),
                                      TimeRemainingColumn(), console=err_console, transient=True)
             self.progress.start()
-        return self
-
-    def update(self, done: int, total: int, failed: int) -> None:
-        if self.progress is None:
-            return
-        if self.task is None:
             self.task = self.progress.add_task("predict", total=total, rate="-", failed=0)
         self.progress.update(self.task, completed=done, failed=failed)
         speed = self.progress.tasks[0].speed

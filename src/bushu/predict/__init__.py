@@ -80,8 +80,10 @@ def _rows(artifact: Path, items: Sequence[Item], batch_size: int, backend: str |
     if not items:
         return iter(())
     if ray:
-        from .ray_job import run_ray
+        from .ray_job import check_address, run_ray
 
+        if ray is not True:
+            check_address(str(ray))  # a dead address fails here, before any progress is shown
         return run_ray(artifact, items, batch_size, backend, threads, top_k, workers,
                        None if ray is True else str(ray), **(ray_options or {}))
     from .runner import run_local, run_processes
@@ -124,11 +126,12 @@ def predict_to_file(artifact: str | Path, inputs: str | Sequence[str], output: s
     t0 = time.perf_counter()
     answered = failed = 0
     stopped = False
+    results = _rows(path, todo, **{"batch_size": 16, "backend": None, "threads": None, "top_k": 5, "workers": 1,
+                                   "ray": None, "ray_options": None, **options})
     if progress:
         progress(0, len(todo), 0)
     try:
-        for rows in _rows(path, todo, **{"batch_size": 16, "backend": None, "threads": None, "top_k": 5,
-                                         "workers": 1, "ray": None, "ray_options": None, **options}):
+        for rows in results:
             if fail_fast and any("error" in r for r in rows):
                 rows = rows[:next(i for i, r in enumerate(rows) if "error" in r) + 1]
                 stopped = True
