@@ -46,8 +46,9 @@ def command(artifact: Path, inputs: tuple[str, ...], output: Path, column: str |
     with _Bar(quiet) as bar:
         s = predict_to_file(artifact, list(inputs), output, progress=bar.update, fail_fast=fail_fast, **options)
     done = f", {s.skipped:,} answered before" if s.skipped else ""
+    steady = f"; {s.steady_rate:.1f}/s after the first rows at {s.first_rows_s:.1f} s" if s.steady_rate else ""
     console.print(f"{s.answered:,} answered, {s.failed:,} failed of {s.total:,} inputs{done} in {s.seconds:.1f} s "
-                  f"({s.rate:.1f} inputs/s) -> {s.output}", style="bold green" if not s.failed else "yellow", soft_wrap=True)
+                  f"({s.rate:.1f} inputs/s{steady}) -> {s.output}", style="bold green" if not s.failed else "yellow", soft_wrap=True)
     if s.stopped:
         console.print("stopped at the first failure (--fail-fast); rerun to go on", style="yellow")
     if s.failed:

@@ -56,10 +56,19 @@ class PredictSummary:
     failed: int
     seconds: float
     stopped: bool = False  # fail_fast stopped the run
+    first_rows_s: float | None = None  # when the first rows came (model load, worker / Ray start, first batch)
+    first_rows: int = 0
 
     @property
     def rate(self) -> float:
         return (self.answered + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_rate(self) -> float | None:
+        """Inputs per second after the first rows, without the start-up."""
+        if self.first_rows_s is None or self.seconds <= self.first_rows_s:
+            return None
+        return (self.answered + self.failed - self.first_rows) / (self.seconds - self.first_rows_s)
 
 
 def _artifact_kind(artifact: str | Path) -> tuple[Path, str]:
@@ -125,7 +134,7 @@ def predict_to_file(artifact: str | Path, inputs: str | Sequence[str], output: s
     todo = [it for it in items if it.key not in done]
     t0 = time.perf_counter()
     answered = failed = 0
-    stopped = False
+    stopped, first = False, None
     results = _rows(path, todo, **{"batch_size": 16, "backend": None, "threads": None, "top_k": 5, "workers": 1,
                                    "ray": None, "ray_options": None, **options})
     if progress:
@@ -136,6 +145,8 @@ def predict_to_file(artifact: str | Path, inputs: str | Sequence[str], output: s
                 rows = rows[:next(i for i, r in enumerate(rows) if "error" in r) + 1]
                 stopped = True
             journal.write(rows)
+            if first is None:
+                first = (time.perf_counter() - t0, len(rows))
             bad = sum("error" in r for r in rows)
             answered, failed = answered + len(rows) - bad, failed + bad
             if progress:
@@ -147,4 +158,4 @@ def predict_to_file(artifact: str | Path, inputs: str | Sequence[str], output: s
         raise
     journal.close()
     return PredictSummary(journal.out, len(items), len(items) - len(todo), answered, failed,
-                          time.perf_counter() - t0, stopped)
+                          time.perf_counter() - t0, stopped, *(first or (None, 0)))
