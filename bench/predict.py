@@ -77,7 +77,8 @@ def run_predict(art: Path, images: Path, out: Path, batch: int, extra: list[str]
 
 def kill_and_resume(art: Path, images: Path, out: Path, batch: int, n: int) -> dict:
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "bushu", "predict", str(art), str(images), "-o", str(out), "--batch-size", str(batch), "-q"]
+    cmd = [sys.executable, "-m", "bushu", "predict", str(art), str(images), "-o", str(out), "--batch-size", str(batch),
+           "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None and (not out.exists() or out.read_bytes().count(b"\n") < n // 2):
         time.sleep(0.01)
@@ -129,7 +130,8 @@ def main() -> None:
                      "first rows s": statistics.median(r["first_rows_s"] for r in runs[mode]),
                      "end to end s": statistics.median(r["wall"] for r in runs[mode]),
                      "rows": len(last), "errors": sum("error" in r for r in last),
-                     "labels differing from 1 process": sum(base_labels.get(r["input"]) != r.get("label") for r in last)})
+                     "labels differing from 1 process": sum(base_labels.get(r["input"]) != r.get("label")
+                                                            for r in last)})
     resume = kill_and_resume(art, images, args.work / "resume.jsonl", args.batch, args.n)
     print(f"kill at half way and resume: {resume}", flush=True)
     notes = [f"command: `{command_line()}`", f"{args.n} JPEG images (crops and mirror images of 5 offline photos), "

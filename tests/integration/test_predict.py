@@ -151,7 +151,8 @@ def test_table_inputs_csv_and_parquet_outputs_and_workers(data, tmp_path):
         check_rows(rows, {str(Path(p).resolve()): v for p, v in want.items()}, set())
         assert not out.with_name(out.name + ".partial.jsonl").exists()
 
-    globbed = bushu("predict", str(data["art"]), str(data["photos"] / "**" / "daisy_*.jpg"), "-o", str(tmp_path / "g.jsonl"))
+    glob = str(data["photos"] / "**" / "daisy_*.jpg")
+    globbed = bushu("predict", str(data["art"]), glob, "-o", str(tmp_path / "g.jsonl"))
     assert globbed.returncode == 0 and len(rows_of(tmp_path / "g.jsonl")) == 4
 
 
@@ -188,7 +189,8 @@ def test_resume_after_a_kill_gives_every_row_once(data, tmp_path):
 
     photos = write_imagenet_photos(tmp_path / "many", per_class=60, seed=1)  # 300 images
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "bushu", "predict", str(data["art"]), str(photos), "-o", str(out), "--batch-size", "2", "-q"]
+    cmd = [sys.executable, "-m", "bushu", "predict", str(data["art"]), str(photos), "-o", str(out),
+           "--batch-size", "2", "-q"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 60):

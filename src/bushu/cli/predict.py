@@ -48,7 +48,8 @@ def command(artifact: Path, inputs: tuple[str, ...], output: Path, column: str |
     done = f", {s.skipped:,} answered before" if s.skipped else ""
     steady = f"; {s.steady_rate:.1f}/s after the first rows at {s.first_rows_s:.1f} s" if s.steady_rate else ""
     console.print(f"{s.answered:,} answered, {s.failed:,} failed of {s.total:,} inputs{done} in {s.seconds:.1f} s "
-                  f"({s.rate:.1f} inputs/s{steady}) -> {s.output}", style="bold green" if not s.failed else "yellow", soft_wrap=True)
+                  f"({s.rate:.1f} inputs/s{steady}) -> {s.output}", style="yellow" if s.failed else "bold green",
+                  soft_wrap=True)
     if s.stopped:
         console.print("stopped at the first failure (--fail-fast); rerun to go on", style="yellow")
     if s.failed:
@@ -69,7 +70,13 @@ class _Bar:
         if self.quiet:
             return
         if self.progress is None:  # started by the first report, so that an early error prints alone
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[rate]} inputs/s, {task.fields[failed]} failed"),

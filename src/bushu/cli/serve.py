@@ -101,7 +101,8 @@ def _serve(repo: Path, opts, host: str) -> None:
         if s.http_port is not None:
             console.print(f"HTTP    http://{h}:{s.http_port}/v2  (OpenAPI: /openapi.json)")
             for name, kind in _classifiers(s):
-                url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else h}:{s.http_port}/v1/models/{name}:classify"
+                where = "127.0.0.1" if host in ("0.0.0.0", "::") else h
+                url = f"http://{where}:{s.http_port}/v1/models/{name}:classify"
                 console.print(f"        {url}\n        curl -s {_CURL_BODY.get(kind, _CURL_BODY['image'])} '{url}?k=3'",
                               soft_wrap=True)
         if s.grpc_port is not None:

@@ -44,7 +44,8 @@ def collect(specs: list[str], kind: str, column: str | None = None) -> list[Item
     for spec in specs:
         found = _expand(spec, kind, column)
         if not found:
-            raise UserInputError(f"{spec} matches no input", hint="check the path; quote globs so the shell leaves them")
+            raise UserInputError(f"{spec} matches no input",
+                                 hint="check the path; quote globs so the shell leaves them")
         for it in found:
             items.setdefault(it.key, it)
     return list(items.values())
@@ -60,7 +61,8 @@ def _expand(spec: str, kind: str, column: str | None) -> list[Item]:
     if any(c in spec for c in "*?[") and not path.exists():
         return [Item(p, p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
     if not path.exists():
-        raise UserInputError(f"input not found: {spec}", hint="pass a folder, a file, a quoted glob, @list.txt or a table")
+        raise UserInputError(f"input not found: {spec}",
+                             hint="pass a folder, a file, a quoted glob, @list.txt or a table")
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
         return _table(path, kind, column)
@@ -119,8 +121,10 @@ def _read_table(path: Path) -> list[dict]:
             if line.strip():
                 row = json.loads(line)
                 if not isinstance(row, dict):
-                    raise UserInputError(f"{path} line {n} is not a JSON object", hint="one {\"path\": ...} object a line")
+                    raise UserInputError(f"{path} line {n} is not a JSON object",
+                                         hint="one {\"path\": ...} object a line")
                 rows.append(row)
         return rows
     except (OSError, UnicodeDecodeError, csv.Error, json.JSONDecodeError) as e:
-        raise UserInputError(f"cannot read the table {path}: {e}", hint="a UTF-8 CSV with a header, or JSON lines") from e
+        raise UserInputError(f"cannot read the table {path}: {e}",
+                             hint="a UTF-8 CSV with a header, or JSON lines") from e

@@ -75,7 +75,7 @@ class Journal:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserInputError(f"{self.path} line {n} is not a JSON row ({e}); it was not written by bushu predict",
+                raise UserInputError(f"{self.path} line {n} is not a JSON row ({e}); bushu predict did not write it",
                                      hint="write to a new output path, or remove that file") from e
             if not isinstance(row, dict) or "input" not in row:
                 raise UserInputError(f"{self.path} line {n} has no 'input'; it was not written by bushu predict",

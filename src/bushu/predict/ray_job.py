@@ -53,7 +53,7 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as e:
         raise UserInputError(f"no Ray cluster answers at {address} ({e.strerror or e})",
-                             hint="start one with `ray start --head`, or leave ADDRESS out to run on a local Ray") from e
+                             hint="start one with `ray start --head`, or leave ADDRESS out for a local Ray") from e
 
 
 def _connect(ray: Any, address: str | None, cpus: int) -> bool:
@@ -69,7 +69,7 @@ def _connect(ray: Any, address: str | None, cpus: int) -> bool:
             raise UserInputError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}",
                                  hint="check the address and that the cluster runs the same Ray and Python") from e
         return False
-    ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_MB << 20, include_dashboard=False,
+    ray.init(address="local", num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_MB << 20, include_dashboard=False,
              _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="warning")
     return True
 

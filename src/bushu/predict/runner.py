@@ -59,7 +59,8 @@ class Predictor:
         self.art, self.kind, self.top_k = self.clf.art, self.clf.kind, top_k
         self.task = self.art.task
         spec = self.clf.backend.inputs[0]
-        self.fixed_batch = spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0 else None
+        fixed = spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0
+        self.fixed_batch = spec.shape[0] if fixed else None
         self.answer_fn = self._answer_fn()
 
     def _answer_fn(self) -> Callable[[dict[str, np.ndarray], int], list[Row]]:
