@@ -88,6 +88,10 @@ def _rows(artifact: Path, items: Sequence[Item], batch_size: int, backend: str |
                              f"{workers}, {top_k}, {threads})")
     if not items:
         return iter(())
+    if backend is not None:  # an unknown or uninstalled backend fails here, before workers start
+        from ..runtime import get_backend
+
+        get_backend(backend)
     if ray:
         from .ray_job import check_address, run_ray
 

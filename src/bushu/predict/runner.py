@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +181,12 @@ def run_processes(artifact: Path, items: Sequence[Item], batch_size: int, backen
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
                     pending.remove(f)
-                    yield f.result()
+                    try:
+                        rows = f.result()
+                    except BrokenProcessPool as e:  # a worker died (out of memory, or its model failed to load)
+                        raise BushuError(f"a predict worker process stopped: {e}",
+                                         hint="rerun with --workers 1 to see the error; the rows so far are kept") from e
+                    yield rows
         finally:
             for f in pending:
                 f.cancel()
