@@ -137,6 +137,14 @@ def test_folder_to_jsonl_matches_classifier_with_error_rows(data, tmp_path):
     assert len(rows_of(out)) == 22  # the error rows were retried, not repeated
 
 
+def test_fail_fast_stops_at_the_first_error_row(data, tmp_path):
+    out = tmp_path / "out.jsonl"
+    proc = bushu("predict", str(data["art"]), str(data["photos"]), "-o", str(out), "--fail-fast", "--batch-size", "1")
+    assert proc.returncode == 1 and "stopped at the first failure" in proc.stdout, proc.stdout + proc.stderr
+    rows = rows_of(out)
+    assert "error" in rows[-1] and sum("error" in r for r in rows) == 1 and len(rows) < 22
+
+
 def test_table_inputs_csv_and_parquet_outputs_and_workers(data, tmp_path):
     table = tmp_path / "inputs.csv"
     rel = [os.path.relpath(p, tmp_path) for p in data["good"]]
