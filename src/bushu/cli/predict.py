@@ -16,8 +16,8 @@ from ._output import console, err_console
               help="Result file: .jsonl, .csv or .parquet. Rerunning with the same file resumes.")
 @click.option("--column", help="The path or text column of a .csv/.jsonl INPUT (default: path, file, image or text).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--backend", help="Runtime (default onnxruntime; others need their file in the artifact, "
-              "e.g. openvino after bushu export).")
+@click.option("--backend", help="Runtime (default onnxruntime); another one runs the artifact file it reads "
+              "(openvino reads the .onnx; tflite, ncnn, mnn need bushu export first).")
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads per backend (default: the backend's own; "
               "with --workers, the cores shared out).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
