@@ -2,9 +2,10 @@
 
 N images are made from the offline photos (bushu.testing.photos: random crops and mirror images of five
 real photos, saved as JPEG), and EfficientNet-Lite0 (pretrained, offline) is imported with `bushu import`
-unless --artifact is given. Each repeat runs, one after the other: `bushu bench` (onnxruntime, batch B,
-isolated process), `bushu predict` in 1 process, with --workers 2, and with --ray (a local Ray started for
-the run). Rows are medians over the repeats. `predict items/s` is the rate `bushu predict` reports (from
+unless --artifact is given. Each repeat runs `bushu predict` in 1 process, with --workers 2, and with --ray
+(a local Ray started for the run), and each predict run is framed by two `bushu bench` runs (onnxruntime,
+batch B, default threads, isolated process): its ratio is taken against their mean, because the load of a
+shared machine drifts. Rows are medians over the repeats. `predict items/s` is the rate `bushu predict` reports (from
 start to its last row: model load / worker or Ray start, decode + pre-process + inference + writing);
 `steady` leaves out everything before the first rows were written; `end to end` also counts the process
 start. `ratio` = predict items/s / bench items/s (and the same for steady).
@@ -110,25 +111,27 @@ def main() -> None:
             sys.exit("bushu import efficientnet_lite0 failed; pass --artifact ART")
     images = make_images(args.work / f"images_{args.n}", args.n)
     modes = [m.strip() for m in args.modes.split(",")]
-    bench, runs = [], {m: [] for m in modes}
+    bench, runs = [bench_throughput(art, args.batch)], {m: [] for m in modes}
+    print(f"bushu bench {bench[-1]:.1f} items/s", flush=True)
     for rep in range(args.repeats):
-        bench.append(bench_throughput(art, args.batch))
-        print(f"repeat {rep + 1}: bushu bench {bench[-1]:.1f} items/s", flush=True)
-        for mode in modes:
-            runs[mode].append(run_predict(art, images, args.work / "out.jsonl", args.batch, MODES[mode]))
-            print(f"repeat {rep + 1}: {mode}: {runs[mode][-1]['rate']:.1f} items/s, {runs[mode][-1]['wall']:.1f} s "
-                  "end to end", flush=True)
+        for mode in modes:  # the load of a shared machine drifts: each run is framed by two bench runs
+            run = run_predict(art, images, args.work / "out.jsonl", args.batch, MODES[mode])
+            bench.append(bench_throughput(art, args.batch))
+            run["bench"] = (bench[-2] + bench[-1]) / 2
+            runs[mode].append(run)
+            print(f"repeat {rep + 1}: {mode}: {run['rate']:.1f} items/s ({run['steady']:.1f} steady), "
+                  f"{run['wall']:.1f} s end to end; bushu bench {bench[-1]:.1f} items/s", flush=True)
     base_labels = {r["input"]: r.get("label") for r in runs[modes[0]][-1]["rows"]}
-    bench_med = statistics.median(bench)
     rows = []
     for mode in modes:
-        last = runs[mode][-1]["rows"]
-        rate = statistics.median(r["rate"] for r in runs[mode])
-        steady = statistics.median(r["steady"] for r in runs[mode])
-        rows.append({"mode": mode, "batch": args.batch, "bench items/s": bench_med, "predict items/s": rate,
-                     "ratio": rate / bench_med, "steady items/s": steady, "steady ratio": steady / bench_med,
-                     "first rows s": statistics.median(r["first_rows_s"] for r in runs[mode]),
-                     "end to end s": statistics.median(r["wall"] for r in runs[mode]),
+        last, med = runs[mode][-1]["rows"], statistics.median
+        rows.append({"mode": mode, "batch": args.batch, "bench items/s": med(r["bench"] for r in runs[mode]),
+                     "predict items/s": med(r["rate"] for r in runs[mode]),
+                     "ratio": med(r["rate"] / r["bench"] for r in runs[mode]),
+                     "steady items/s": med(r["steady"] for r in runs[mode]),
+                     "steady ratio": med(r["steady"] / r["bench"] for r in runs[mode]),
+                     "first rows s": med(r["first_rows_s"] for r in runs[mode]),
+                     "end to end s": med(r["wall"] for r in runs[mode]),
                      "rows": len(last), "errors": sum("error" in r for r in last),
                      "labels differing from 1 process": sum(base_labels.get(r["input"]) != r.get("label")
                                                             for r in last)})
@@ -136,7 +139,7 @@ def main() -> None:
     print(f"kill at half way and resume: {resume}", flush=True)
     notes = [f"command: `{command_line()}`", f"{args.n} JPEG images (crops and mirror images of 5 offline photos), "
              f"EfficientNet-Lite0 fp32 ONNX on onnxruntime, batch {args.batch}, default threads; "
-             f"medians of {args.repeats} repeats; bench items/s per repeat: {', '.join(f'{b:.1f}' for b in bench)}",
+             f"medians of {args.repeats} repeats; bushu bench items/s, in order: {', '.join(f'{b:.1f}' for b in bench)}",
              "the machine was shared with other jobs (2 cores): compare rows of this table only",
              f"kill at half way + rerun: {resume['rows_at_kill']} rows at the kill, {resume['final_rows']} rows after "
              f"the rerun, {resume['distinct_inputs']} distinct inputs (expected {resume['expected']}): "
