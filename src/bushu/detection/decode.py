@@ -1,0 +1,317 @@
+"""Detector outputs -> boxes: the decoders and the automatic choice between them.
+
+``postprocess.params["decoder"]`` in bushu.yaml names one of:
+
+- ``yolo``: Ultralytics YOLOv8/v11 ``[batch, 4 + classes, anchors]`` (``layout: channels_first``) or
+  YOLOv5 ``[batch, anchors, 5 + classes]`` (``layout: anchors_first``, an objectness column);
+  boxes are cx, cy, w, h in the input's pixels;
+- ``ssd``: raw box encodings ``[batch, anchors, 4]`` (y, x, h, w against anchors generated from
+  ``anchors``, see bushu.detection.anchors) + class scores ``[batch, anchors, classes]``;
+- ``boxes``: the graph already decoded (and usually suppressed) boxes: ``boxes`` ``[batch, n, 4]``
+  (``box_format`` xyxy or yxyx, ``normalized`` or pixels), ``scores`` and ``classes`` ``[batch, n]``.
+
+Each decoder keeps the boxes above the score threshold and runs class-wise NMS (bushu.detection.boxes).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, UserInputError
+from ..spec import TensorSpec
+from .anchors import ssd_anchors
+from .boxes import Detection, nms
+
+__all__ = ["DECODERS", "DEFAULTS", "DetectionHead", "LayoutError", "choose_decoder", "ultralytics_metadata"]
+
+DECODERS = ("yolo", "ssd", "boxes")
+DEFAULTS = {"score": 0.25, "iou": 0.45, "max_det": 100}
+OPTIONS_HINT = ("import it with --task detection --decoder yolo|ssd|boxes, and where the shapes are ambiguous "
+                "--decoder-option layout=channels_first|anchors_first (yolo), objectness=true (YOLOv5), "
+                "boxes=NAME scores=NAME classes=NAME box_format=xyxy|yxyx normalized=true (boxes), "
+                "background=0 score_fn=sigmoid|softmax (ssd)")
+
+
+class LayoutError(UserInputError):
+    """The model's outputs match no decoder bushu knows (or not the one asked for)."""
+
+
+def _shapes(outputs: Sequence[TensorSpec]) -> str:
+    return ", ".join(f"{o.name} {list(o.shape)}" for o in outputs)
+
+
+def ultralytics_metadata(meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """``names``/``imgsz``/``task`` that Ultralytics writes into an exported ONNX model's metadata."""
+    if "names" not in meta:
+        return None
+    try:
+        names = ast.literal_eval(meta["names"])
+        imgsz = ast.literal_eval(meta["imgsz"]) if "imgsz" in meta else None
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(names, dict):
+        names = [str(names[k]) for k in sorted(names)]
+    return {"names": list(names), "imgsz": imgsz, "task": meta.get("task"), "stride": meta.get("stride"),
+            "end2end": str(meta.get("end2end", meta.get("nms", ""))).lower() == "true"}
+
+
+def _dims(spec: TensorSpec) -> list[int | None]:
+    return [d if isinstance(d, int) else None for d in spec.shape]
+
+
+def choose_decoder(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], metadata: Mapping[str, str],
+                   decoder: str | None = None, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The decoder settings (postprocess params) for a model with these outputs, or a LayoutError.
+
+    Without ``decoder`` only models that say what they are match: Ultralytics metadata, SSD outputs
+    whose anchor count is the standard SSD anchor grid of the input size, or outputs named boxes /
+    scores / classes.
+    """
+    options = dict(options or {})
+    if decoder is not None and decoder not in DECODERS:
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("decoder", decoder, DECODERS)
+    ul = ultralytics_metadata(metadata)
+    hw = _input_hw(inputs[0]) if inputs else None
+    tries = [decoder] if decoder else ["yolo", "ssd", "boxes"]
+    for name in tries:
+        found = {"yolo": _match_yolo, "ssd": _match_ssd, "boxes": _match_boxes}[name](
+            outputs, ul, hw, options, forced=decoder is not None)
+        if found is not None:
+            return {"decoder": name, **DEFAULTS, **found, **{k: v for k, v in options.items() if k in DEFAULTS}}
+    what = f"the {decoder!r} decoder" if decoder else "any detection decoder bushu knows (yolo, ssd, boxes)"
+    raise LayoutError(f"the model's outputs ({_shapes(outputs)}) match {what}", hint=OPTIONS_HINT)
+
+
+def _input_hw(spec: TensorSpec) -> tuple[int, int] | None:
+    d = _dims(spec)
+    if len(d) != 4:
+        return None
+    h, w = (d[1], d[2]) if d[3] in (1, 3) else (d[2], d[3])
+    return (h, w) if h and w else None
+
+
+def _match_yolo(outputs, ul, hw, options, forced) -> dict[str, Any] | None:
+    if not (ul or forced) or (ul and ul.get("task") not in (None, "detect")):
+        return None
+    cands = [o for o in outputs if len(o.shape) == 3]
+    if not cands:
+        return None
+    o = cands[0]
+    _, a, b = _dims(o)
+    n_names = len(ul["names"]) if ul else None
+    layout, objectness = options.get("layout"), options.get("objectness")
+    if ul and ul.get("end2end") and b == 6:
+        return None  # NMS in the graph: the boxes decoder's packed rows
+    if layout is None:
+        if n_names is not None and a == 4 + n_names:
+            layout = "channels_first"
+        elif n_names is not None and b == 5 + n_names:
+            layout, objectness = "anchors_first", True if objectness is None else objectness
+        elif n_names is not None and b == 4 + n_names:
+            layout = "anchors_first"
+        elif forced and a is not None and b is not None:
+            layout = "channels_first" if a < b else "anchors_first"
+        else:
+            return None
+    classes = (a if layout == "channels_first" else b) - 4 - (1 if _truthy(objectness) else 0) if a and b else None
+    return {"output": o.name, "layout": layout, "objectness": _truthy(objectness), "classes": classes}
+
+
+def _match_ssd(outputs, ul, hw, options, forced) -> dict[str, Any] | None:
+    boxes = [o for o in outputs if len(o.shape) == 3 and _dims(o)[2] == 4]
+    if len(outputs) != 2 or len(boxes) != 1 or hw is None:
+        return None
+    scores = next(o for o in outputs if o is not boxes[0])
+    n = _dims(boxes[0])[1]
+    if len(scores.shape) != 3 or _dims(scores)[1] != n:
+        return None
+    anchors = {k: options[k] for k in ("num_layers", "min_scale", "max_scale", "strides", "aspect_ratios",
+                                       "interpolated_scale_aspect_ratio", "reduce_boxes_in_lowest_layer",
+                                       "fixed_anchor_size") if k in options}
+    if not forced and len(ssd_anchors(*hw, anchors)) != n:
+        return None
+    return {"boxes": boxes[0].name, "scores": scores.name, "anchors": anchors,
+            "box_scale": list(options.get("box_scale", [10.0, 10.0, 5.0, 5.0])),
+            "score_fn": options.get("score_fn", "sigmoid"), "background": int(options.get("background", 0))}
+
+
+def _named(outputs, *words) -> TensorSpec | None:
+    return next((o for o in outputs if any(w in o.name.lower() for w in words)), None)
+
+
+def _match_boxes(outputs, ul, hw, options, forced) -> dict[str, Any] | None:
+    packed = [o for o in outputs if len(o.shape) == 3 and _dims(o)[2] == 6]
+    if ul and ul.get("end2end") and len(outputs) == 1 and packed:  # Ultralytics nms=True / YOLOv10: x1 y1 x2 y2 score class
+        return {"packed": packed[0].name, "box_format": "xyxy", "normalized": False, "batched": True}
+    boxes = outputs_by_name(outputs, options.get("boxes")) or _named(outputs, "box")
+    scores = outputs_by_name(outputs, options.get("scores")) or _named(outputs, "score")
+    classes = outputs_by_name(outputs, options.get("classes")) or _named(outputs, "class", "label")
+    if boxes is None or scores is None or _dims(boxes)[-1] != 4:
+        return None
+    tf_style = boxes.name.lower().startswith("detection_boxes")  # TF OD API: normalised ymin, xmin, ymax, xmax
+    return {"boxes": boxes.name, "scores": scores.name, "classes": classes.name if classes else None,
+            "box_format": options.get("box_format", "yxyx" if tf_style else "xyxy"),
+            "normalized": _truthy(options.get("normalized", tf_style)), "batched": len(boxes.shape) == 3}
+
+
+def outputs_by_name(outputs, name) -> TensorSpec | None:
+    if name is None:
+        return None
+    found = next((o for o in outputs if o.name == name), None)
+    if found is None:
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("model output", str(name), [o.name for o in outputs])
+    return found
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or str(v).lower() in ("1", "true", "yes")
+
+
+# -- decoding -----------------------------------------------------------------------------------------
+Transform = tuple[float, float, float, float]  # sx, sy, px, py (bushu.model.processing.fit_image)
+
+
+class DetectionHead:
+    """Outputs of one batch -> per image a list of Detection, in each original image's pixels."""
+
+    def __init__(self, params: Mapping[str, Any], labels: Sequence[str] | None, input_hw: tuple[int, int]):
+        self.params, self.labels, self.hw = dict(params), list(labels or []), input_hw
+        self.decoder = self.params.get("decoder")
+        if self.decoder not in DECODERS:
+            raise ArtifactError(f"postprocess decoder {self.decoder!r} is not one of {list(DECODERS)}",
+                                hint="re-import the model with --task detection --decoder ...")
+        self._anchors = ssd_anchors(*input_hw, self.params.get("anchors")) if self.decoder == "ssd" else None
+
+    @property
+    def output_names(self) -> list[str]:
+        p = self.params
+        names = [p["output"]] if self.decoder == "yolo" else [p.get("packed"), p.get("boxes"), p.get("scores"),
+                                                              p.get("classes")]
+        return [n for n in names if n]
+
+    def settings(self, score: float | None, iou: float | None, max_det: int | None) -> tuple[float, float, int]:
+        score = self.params.get("score", DEFAULTS["score"]) if score is None else score
+        iou = self.params.get("iou", DEFAULTS["iou"]) if iou is None else iou
+        max_det = self.params.get("max_det", DEFAULTS["max_det"]) if max_det is None else max_det
+        check_settings(score, iou, max_det)
+        return float(score), float(iou), int(max_det)
+
+    def __call__(self, outputs: Mapping[str, np.ndarray], transforms: Sequence[Transform],
+                 score: float | None = None, iou: float | None = None,
+                 max_det: int | None = None) -> list[list[Detection]]:
+        score, iou, max_det = self.settings(score, iou, max_det)
+        out = []
+        for i, t in enumerate(transforms):
+            boxes, scores, classes, suppressed = getattr(self, f"_{self.decoder}")(outputs, i)
+            keep = scores >= score
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+            if suppressed:
+                idx = np.argsort(-scores, kind="stable")[:max_det]
+            else:
+                idx = nms(boxes, scores, classes, iou, max_det)
+            out.append([self._detection(boxes[j], scores[j], classes[j], t) for j in idx])
+        return out
+
+    def _detection(self, box: np.ndarray, score: float, cls: int, t: Transform) -> Detection:
+        sx, sy, px, py = t
+        x1, y1, x2, y2 = (float(box[0]) - px) / sx, (float(box[1]) - py) / sy, \
+            (float(box[2]) - px) / sx, (float(box[3]) - py) / sy
+        c = int(cls)
+        label = self.labels[c] if 0 <= c < len(self.labels) else str(c)
+        return Detection((x1, y1, x2, y2), float(score), c, label)
+
+    # each returns (x1y1x2y2 boxes in input pixels, scores, classes, already suppressed?) for image i
+    def _yolo(self, outputs, i):
+        p = self.params
+        o = np.asarray(outputs[p["output"]][i], np.float32)
+        if p.get("layout", "channels_first") == "channels_first":
+            o = o.T
+        cls_scores = o[:, 5:] * o[:, 4:5] if p.get("objectness") else o[:, 4:]
+        classes = cls_scores.argmax(1)
+        scores = cls_scores[np.arange(len(o)), classes]
+        cx, cy, w, h = o[:, 0], o[:, 1], o[:, 2], o[:, 3]
+        return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1), scores, classes, False
+
+    def _ssd(self, outputs, i):
+        p = self.params
+        enc = np.asarray(outputs[p["boxes"]][i], np.float32)
+        logits = np.asarray(outputs[p["scores"]][i], np.float32)
+        a = self._anchors
+        ys, xs, hs, ws = (float(v) for v in p.get("box_scale", [10.0, 10.0, 5.0, 5.0]))
+        cy = enc[:, 0] / ys * a[:, 2] + a[:, 0]
+        cx = enc[:, 1] / xs * a[:, 3] + a[:, 1]
+        h = np.exp(enc[:, 2] / hs) * a[:, 2]
+        w = np.exp(enc[:, 3] / ws) * a[:, 3]
+        H, W = self.hw
+        boxes = np.stack([(cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H], 1)
+        if p.get("score_fn", "sigmoid") == "softmax":
+            z = np.exp(logits - logits.max(1, keepdims=True))
+            probs = z / z.sum(1, keepdims=True)
+        else:
+            probs = 1.0 / (1.0 + np.exp(-logits))
+        bg = p.get("background")
+        if bg is not None and 0 <= int(bg) < probs.shape[1]:
+            probs[:, int(bg)] = -np.inf
+        classes = probs.argmax(1)
+        return boxes, probs[np.arange(len(probs)), classes], classes, False
+
+    def _boxes(self, outputs, i):
+        p = self.params
+        batched = p.get("batched", True)
+
+        def pick(name):
+            a = np.asarray(outputs[name])
+            return a[i] if batched else a
+
+        if p.get("packed"):
+            rows = pick(p["packed"]).reshape(-1, 6).astype(np.float32)
+            boxes, scores, classes = rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64)
+        else:
+            boxes = pick(p["boxes"]).reshape(-1, 4).astype(np.float32)
+            scores = pick(p["scores"]).reshape(-1).astype(np.float32)
+            classes = pick(p["classes"]).reshape(-1).astype(np.int64) if p.get("classes") \
+                else np.zeros(len(scores), np.int64)
+        n = min(len(boxes), len(scores), len(classes))
+        boxes, scores, classes = boxes[:n], scores[:n], classes[:n]
+        if p.get("box_format", "xyxy") == "yxyx":
+            boxes = boxes[:, [1, 0, 3, 2]]
+        if _truthy(p.get("normalized", False)):
+            H, W = self.hw
+            boxes = boxes * np.asarray([W, H, W, H], np.float32)
+        return boxes, scores, classes, True
+
+
+def check_settings(score: Any, iou: Any, max_det: Any) -> None:
+    if not isinstance(score, (int, float)) or not 0.0 <= float(score) <= 1.0:
+        raise UserInputError(f"score threshold {score!r} is not a number in [0, 1]", hint="e.g. score=0.25")
+    if not isinstance(iou, (int, float)) or not 0.0 <= float(iou) <= 1.0:
+        raise UserInputError(f"NMS IoU threshold {iou!r} is not a number in [0, 1]", hint="e.g. iou=0.45")
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise UserInputError(f"max detections {max_det!r} is not a positive integer", hint="e.g. max=100")
+
+
+def parse_query(query: Mapping[str, str]) -> dict[str, Any]:
+    """``score``/``iou``/``max`` query parameters (strings) -> predict() keywords, or a UserInputError."""
+    out: dict[str, Any] = {}
+    for key, kw, conv in (("score", "score", float), ("iou", "iou", float), ("max", "max_det", int)):
+        if key in query:
+            try:
+                out[kw] = conv(query[key])
+            except ValueError:
+                raise UserInputError(f"?{key}={query[key]!r} is not a{'n integer' if conv is int else ' number'}",
+                                     hint="e.g. ?score=0.3&iou=0.5&max=50") from None
+    check_settings(out.get("score", 0.0), out.get("iou", 0.0), out.get("max_det", 1))
+    return out
+
+
+def to_json(dets: Sequence[Detection]) -> str:
+    return json.dumps({"detections": [d.to_dict() for d in dets]})
