@@ -46,13 +46,15 @@ def source_kind(src: str) -> str:
         return "zoo"
     p = Path(src)
     suffix = p.suffix.lower()
-    if suffix in (".onnx", ".pt2", ".pt", ".pth", ".torchscript") or p.exists():
+    if suffix in (".onnx", ".pt2", ".pt", ".pth", ".torchscript", ".tflite") or p.exists():
         if not p.exists():
             raise NotFoundError(f"model file not found: {src}")
         if p.is_dir():
             raise UserInputError(f"{src} is a directory; expected a model file (.onnx, .pt2, .pt) or a zoo name")
         if suffix == ".onnx":
             return "onnx"
+        if suffix == ".tflite":
+            return "tflite"
         if suffix == ".pt2":
             return "pt2"
         if suffix in (".pt", ".torchscript"):
@@ -74,13 +76,21 @@ def source_kind(src: str) -> str:
 def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None = None,
                  labels: Sequence[str] | None = None, preprocess: Preprocess | None = None,
                  tolerance: Tolerance = Tolerance(), simplify: bool = True, reference: bool = True,
-                 name: str | None = None) -> Artifact:
-    """Import ``src`` into an artifact at ``out`` and return it (see module docstring)."""
+                 name: str | None = None, task: str | None = None, decoder: str | None = None,
+                 decoder_options: dict[str, Any] | None = None) -> Artifact:
+    """Import ``src`` into an artifact at ``out`` and return it (see module docstring).
+
+    ``task``/``decoder``/``decoder_options``: detectors (bushu.convert.detection); an .onnx or .tflite
+    model that says it is one becomes a detection artifact without them.
+    """
     kind = source_kind(src)
     out = Path(out)
+    detect = {"task": task, "decoder": decoder, "options": decoder_options}
     if kind == "onnx":
         return _import_onnx(Path(src), out, labels=labels, preprocess=preprocess, simplify=simplify,
-                            tolerance=tolerance, name=name)
+                            tolerance=tolerance, name=name, detect=detect)
+    if kind == "tflite":
+        return _import_tflite(Path(src), out, labels=labels, preprocess=preprocess, name=name, detect=detect)
     import torch  # noqa: F401 - every other source needs it; fail early with the install hint below
 
     module, pre, post, lbls, shape, details = _load_torch_source(kind, src, input_shape)
@@ -203,7 +213,7 @@ def _import_torch(module: Any, src: str, kind: str, out: Path, *, shape: tuple[i
 
 
 def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, tolerance: Tolerance,
-                 name: str | None) -> Artifact:
+                 name: str | None, detect: dict[str, Any] | None = None) -> Artifact:
     from ..runtime import load_backend
     from . import onnx as conv
 
@@ -225,14 +235,39 @@ def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, t
             if simp.get("simplified"):
                 parity = _parity_onnx(path, tmp, tolerance)
         inputs, outputs = _onnx_specs(tmp)
-        task = "classification" if labels else "raw"
+        from .detection import detection_setup, onnx_metadata
+
+        task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
+        det = detection_setup(inputs, outputs, onnx_metadata(path), labels=labels, preprocess=preprocess,
+                              **(detect or {}))
+        if det is not None:
+            task, (preprocess, postprocess, labels) = "detection", det
         art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
-                       name=name or out.name, task=task, preprocess=preprocess,
-                       postprocess=Postprocess() if labels else None,
+                       name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
                        provenance={"source": str(path), "source_kind": "onnx", "versions": library_versions()},
                        metrics={"parity": parity})
         art.add_step("import", source=str(path), simplify=simp)
         return write_artifact(out, {MODEL_FILE: tmp}, art, labels=list(labels) if labels else None)
+
+
+def _import_tflite(path: Path, out: Path, *, labels, preprocess, name: str | None,
+                   detect: dict[str, Any]) -> Artifact:
+    """A .tflite model as it is (run by the litert backend), detectors decoded as the ONNX ones."""
+    from ..runtime import load_backend
+    from .detection import detection_setup
+
+    with load_backend(path, "litert") as be:
+        inputs, outputs = list(be.inputs), list(be.outputs)
+    task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
+    det = detection_setup(inputs, outputs, {}, labels=labels, preprocess=preprocess, **detect)
+    if det is not None:
+        task, (preprocess, postprocess, labels) = "detection", det
+    art = Artifact(path=out, model_file="model.tflite", format="tflite", inputs=inputs, outputs=outputs,
+                   name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
+                   provenance={"source": str(path), "source_kind": "tflite", "versions": library_versions()},
+                   metrics={"parity": {"reference": "source .tflite (unchanged file)", "passed": True, "outputs": []}})
+    art.add_step("import", source=str(path))
+    return write_artifact(out, {"model.tflite": path}, art, labels=list(labels) if labels else None)
 
 
 # -- checks -------------------------------------------------------------------------------------------

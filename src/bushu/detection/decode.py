@@ -177,7 +177,8 @@ def _truthy(v: Any) -> bool:
 
 
 # -- decoding -----------------------------------------------------------------------------------------
-Transform = tuple[float, float, float, float]  # sx, sy, px, py (bushu.model.processing.fit_image)
+# sx, sy, px, py (bushu.model.processing.fit_image), then the original width and height to clip to
+Transform = tuple[float, float, float, float, int, int]
 
 
 class DetectionHead:
@@ -222,9 +223,9 @@ class DetectionHead:
         return out
 
     def _detection(self, box: np.ndarray, score: float, cls: int, t: Transform) -> Detection:
-        sx, sy, px, py = t
-        x1, y1, x2, y2 = (float(box[0]) - px) / sx, (float(box[1]) - py) / sy, \
-            (float(box[2]) - px) / sx, (float(box[3]) - py) / sy
+        sx, sy, px, py, w, h = t
+        x1, x2 = (min(max((float(v) - px) / sx, 0.0), w) for v in (box[0], box[2]))
+        y1, y2 = (min(max((float(v) - py) / sy, 0.0), h) for v in (box[1], box[3]))
         c = int(cls)
         label = self.labels[c] if 0 <= c < len(self.labels) else str(c)
         return Detection((x1, y1, x2, y2), float(score), c, label)

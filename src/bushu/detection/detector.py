@@ -29,7 +29,7 @@ def prepare(images: Sequence[Any], pp: Preprocess) -> tuple[np.ndarray, list[Tra
         img = (im if hasattr(im, "convert") else load_image(im)).convert("RGB")
         fitted, t = fit_image(img, pp)
         arrays.append(preprocess_image(fitted, _without_resize(pp)))
-        transforms.append(t)
+        transforms.append((*t, *img.size))
     return np.stack(arrays), transforms
 
 
@@ -62,6 +62,7 @@ class Detector:
         self.head = head_for(self.art)
         self.backend = load_backend(self.art.model_path, backend, **({"threads": threads} if threads else {}))
         self.input_name = self.backend.inputs[0].name
+        self.one_at_a_time = self.backend.inputs[0].shape[:1] == (1,)  # exported with a fixed batch of 1
 
     def predict(self, images: Sequence[Any], score: float | None = None, iou: float | None = None,
                 max_det: int | None = None) -> list[list[Detection]]:
@@ -71,7 +72,9 @@ class Detector:
             return []
         self.head.settings(score, iou, max_det)  # bad thresholds fail before the model runs
         batch, transforms = prepare(images, self.art.preprocess)
-        outputs = self.backend.infer({self.input_name: batch})
+        step = 1 if self.one_at_a_time else len(batch)
+        parts = [self.backend.infer({self.input_name: batch[i:i + step]}) for i in range(0, len(batch), step)]
+        outputs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return self.head(outputs, transforms, score, iou, max_det)
 
     def close(self) -> None:
