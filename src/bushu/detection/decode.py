@@ -85,8 +85,9 @@ def choose_decoder(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], 
             outputs, ul, hw, options, forced=decoder is not None)
         if found is not None:
             return {"decoder": name, **DEFAULTS, **found, **{k: v for k, v in options.items() if k in DEFAULTS}}
-    what = f"the {decoder!r} decoder" if decoder else "any detection decoder bushu knows (yolo, ssd, boxes)"
-    raise LayoutError(f"the model's outputs ({_shapes(outputs)}) match {what}", hint=OPTIONS_HINT)
+    what = f"do not match the {decoder!r} decoder" if decoder else \
+        "match no detection layout bushu knows (yolo, ssd, boxes)"
+    raise LayoutError(f"the model's outputs ({_shapes(outputs)}) {what}", hint=OPTIONS_HINT)
 
 
 def _input_hw(spec: TensorSpec) -> tuple[int, int] | None:

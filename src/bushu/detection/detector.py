@@ -39,8 +39,8 @@ def _without_resize(pp: Preprocess) -> Preprocess:
     return replace(pp, resize=None, crop=None, params={k: v for k, v in pp.params.items() if k != "size"})
 
 
-def head_for(art: Artifact) -> DetectionHead:
-    """The decoder an artifact records, or an ArtifactError saying why it has none."""
+def head_for(art: Artifact, labels: Sequence[str] | None = None) -> DetectionHead:
+    """The decoder an artifact records (class names: ``labels``, else the artifact's), or an ArtifactError."""
     post, pp = art.postprocess, art.preprocess
     if art.task != "detection" or post is None or post.kind != "detection" or not post.params:
         raise ArtifactError(f"{art.path} is not a detection artifact (task {art.task!r})",
@@ -49,7 +49,7 @@ def head_for(art: Artifact) -> DetectionHead:
         raise ArtifactError(f"{art.path} records no detection pre-processing (preprocess.params.size)",
                             hint="re-import it with this bushu version: bushu import MODEL -o ART --task detection")
     h, w = (int(v) for v in pp.params["size"])
-    return DetectionHead(post.params, art.labels, (h, w))
+    return DetectionHead(post.params, labels or art.labels, (h, w))
 
 
 class Detector:

@@ -1,0 +1,228 @@
+"""Detectors from import to serving: a YOLOv8n exported by Ultralytics (random weights: the plumbing)
+and MediaPipe's SSD MobileNetV2 (real weights: a cat in scikit-image's chelsea, a cup in coffee),
+decoded by bushu.detection, served through the real server (:detect, KServe v2 raw tensors, gRPC)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from bushu.convert.importer import import_model
+from bushu.detection import Detection, Detector, LayoutError
+from bushu.errors import NotFoundError, UserInputError
+
+skdata = pytest.importorskip("skimage.data")
+
+CUPS = {"Coffee cup", "Mug"}
+
+
+def _encode(arr: np.ndarray, fmt: str = "JPEG") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def yolo_onnx(tmp_path_factory):
+    """YOLOv8n from its yaml (random weights), exported by Ultralytics itself with its ONNX metadata.
+
+    In a subprocess: importing ultralytics patches PIL's Image.open for this whole process."""
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed (scripts/setup.sh dev installs it)")
+    tmp = tmp_path_factory.mktemp("yolo")
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp / "cfg"), "YOLO_OFFLINE": "1"}
+    code = "from ultralytics import YOLO; YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False)"
+    subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, check=True, capture_output=True, timeout=600)
+    return tmp / "yolov8n.onnx"
+
+
+@pytest.fixture(scope="module")
+def yolo_art(yolo_onnx, tmp_path_factory):
+    return import_model(str(yolo_onnx), tmp_path_factory.mktemp("art") / "yolo")
+
+
+@pytest.fixture(scope="module")
+def ssd_art(tmp_path_factory):
+    pytest.importorskip("ai_edge_litert", reason="the litert backend is not installed (pip install 'bushu[litert]')")
+    from bushu.testing.objectron import objectron_ssd
+
+    tmp = tmp_path_factory.mktemp("ssd")
+    try:
+        model, labelmap = objectron_ssd(tmp)
+    except NotFoundError as e:
+        pytest.skip(str(e))
+    return import_model(str(model), tmp / "art", labels=labelmap.read_text().splitlines())
+
+
+def test_yolo_decoder_chosen_from_ultralytics_metadata(yolo_art):
+    assert yolo_art.task == "detection"
+    p = yolo_art.postprocess.params
+    assert (p["decoder"], p["layout"], p["classes"], p["matched_by"]) == \
+        ("yolo", "channels_first", 80, "Ultralytics metadata")
+    assert yolo_art.preprocess.params["size"] == [320, 320] and yolo_art.preprocess.params["fit"] == "letterbox"
+    assert len(yolo_art.labels) == 80
+    assert [list(o.shape) for o in yolo_art.outputs] == [[1, 84, 2100]]
+
+
+def test_yolo_predict_boxes_in_image_pixels(yolo_art):
+    img = skdata.coffee()  # 400 x 600: letterboxed to 320 x 320
+    with Detector(yolo_art) as det:
+        dets = det.predict([img, skdata.chelsea()], score=0.0, max_det=7)
+        again = det.predict([img], score=0.0, iou=1.0, max_det=500)[0]
+    assert [len(d) for d in dets] == [7, 7]
+    h, w = img.shape[:2]
+    for d in dets[0]:
+        assert isinstance(d, Detection)
+        x1, y1, x2, y2 = d.box
+        assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h
+    assert [d.score for d in dets[0]] == sorted((d.score for d in dets[0]), reverse=True)
+    assert len(again) > len(dets[0])  # iou=1 suppresses nothing
+
+
+def test_ssd_decoder_chosen_by_anchor_count(ssd_art):
+    p = ssd_art.postprocess.params
+    assert ssd_art.format == "tflite" and p["decoder"] == "ssd" and p["matched_by"] == "SSD anchor count"
+    assert ssd_art.preprocess.layout == "NHWC" and ssd_art.preprocess.params["fit"] == "stretch"
+
+
+def test_ssd_real_weights_cat_and_cup(ssd_art):
+    with Detector(ssd_art) as det:
+        cat, coffee = det.predict([skdata.chelsea(), skdata.coffee()])
+    assert cat[0].label == "Cat" and cat[0].score > 0.7
+    x1, y1, x2, y2 = cat[0].box
+    assert (x2 - x1) > 300 and (y2 - y1) > 200  # the cat fills most of the 451 x 300 photo
+    assert coffee[0].label in CUPS and coffee[0].score > 0.4
+    assert 150 < (coffee[0].box[0] + coffee[0].box[2]) / 2 < 450  # the cup is in the middle of the 600 px width
+
+
+def test_import_of_a_non_detector_with_task_detection_names_shapes_and_options(tmp_path):
+    from bushu.serve.testing import classifier_onnx
+
+    src = classifier_onnx(tmp_path / "clf.onnx")
+    with pytest.raises(LayoutError) as e:
+        import_model(str(src), tmp_path / "art", task="detection")
+    assert "probs ['batch', 3]" in str(e.value) and "match no detection layout" in str(e.value)
+    assert "--decoder" in str(e.value)
+    plain = import_model(str(src), tmp_path / "plain")  # without --task it stays what it was
+    assert plain.task == "raw"
+
+
+# -- serving ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(yolo_art, ssd_art, tmp_path_factory):
+    from bushu.serve import add_to_repository, start_server
+    from bushu.serve.testing import classifier_onnx
+
+    repo = tmp_path_factory.mktemp("repo")
+    add_to_repository(repo, yolo_art, name="yolo", max_batch_size=0)
+    add_to_repository(repo, ssd_art, name="ssd", backend="litert", max_batch_size=4)
+    classifier_onnx(repo / "classifier" / "1" / "model.onnx")
+    with start_server(repo) as srv:
+        yield srv
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_detect_endpoint_finds_cat_and_cup(server):
+    code, out = _post(f"{server.http_url}/v1/models/ssd:detect", _encode(skdata.chelsea()))
+    assert code == 200, out
+    assert out["detections"][0]["label"] == "Cat" and out["detections"][0]["score"] > 0.7
+    code, out = _post(f"{server.http_url}/v1/models/ssd:detect?score=0.3&max=3", _encode(skdata.coffee(), "PNG"))
+    assert code == 200, out
+    assert out["detections"][0]["label"] in CUPS and len(out["detections"]) <= 3
+    assert set(out["detections"][0]) == {"box", "score", "label", "index"}
+
+
+def test_detect_endpoint_matches_detector(server, yolo_art):
+    body = _encode(skdata.coffee())
+    code, out = _post(f"{server.http_url}/v1/models/yolo:detect?score=0&iou=0.5&max=5", body)
+    assert code == 200, out
+    with Detector(yolo_art) as det:
+        want = [d.to_dict() for d in det.predict([body], score=0.0, iou=0.5, max_det=5)[0]]
+    assert len(out["detections"]) == 5
+    for got, ref in zip(out["detections"], want, strict=True):
+        assert got["index"] == ref["index"] and got["score"] == pytest.approx(ref["score"], rel=1e-5)
+        assert got["box"] == pytest.approx(ref["box"], abs=1e-3)
+
+
+@pytest.mark.parametrize("query,needle", [("score=abc", "score"), ("iou=2", "IoU"), ("max=0", "max"),
+                                          ("max=1.5", "max")])
+def test_detect_bad_query_is_400(server, query, needle):
+    code, out = _post(f"{server.http_url}/v1/models/ssd:detect?{query}", _encode(skdata.chelsea()))
+    assert code == 400 and needle in out["error"]
+
+
+def test_detect_bad_bodies_and_models(server):
+    code, out = _post(f"{server.http_url}/v1/models/ssd:detect", b"this is not an image")
+    assert code == 400 and "decode" in out["error"]
+    code, out = _post(f"{server.http_url}/v1/models/ssd:detect", b"")
+    assert code == 400 and "empty" in out["error"]
+    code, out = _post(f"{server.http_url}/v1/models/classifier:detect", _encode(skdata.chelsea()))
+    assert code == 400 and "detect" in out["error"]
+    code, out = _post(f"{server.http_url}/v1/models/ssdd:detect", _encode(skdata.chelsea()))
+    assert code == 404 and "ssd" in out["error"]
+    code, _ = _post(f"{server.http_url}/v1/models/ssd:detect", _encode(skdata.chelsea()))
+    assert code == 200  # still serving
+
+
+def test_raw_tensors_still_work_over_tritonclient(server, yolo_art):
+    tritonhttp = pytest.importorskip("tritonclient.http")
+    from bushu.detection import prepare
+    from bushu.runtime import load_backend
+
+    batch, _ = prepare([skdata.chelsea()], yolo_art.preprocess)
+    client = tritonhttp.InferenceServerClient(server.http_url.removeprefix("http://"))
+    inp = tritonhttp.InferInput("images", list(batch.shape), "FP32")
+    inp.set_data_from_numpy(batch, binary_data=True)
+    got = client.infer("yolo", [inp]).as_numpy("output0")
+    with load_backend(yolo_art.model_path, "onnxruntime") as be:
+        want = be.infer({"images": batch})["output0"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_grpc_detect_with_an_encoded_image(server):
+    tritongrpc = pytest.importorskip("tritonclient.grpc")
+    from tritonclient.utils import InferenceServerException
+
+    client = tritongrpc.InferenceServerClient(server.grpc_url)
+    inp = tritongrpc.InferInput("image", [2], "BYTES")
+    inp.set_data_from_numpy(np.array([_encode(skdata.chelsea()), _encode(skdata.coffee())], dtype=object))
+    res = client.infer("ssd", [inp], parameters={"detect": True, "score": 0.3})
+    rows = [json.loads(b) for b in res.as_numpy("detections")]
+    assert rows[0]["detections"][0]["label"] == "Cat" and rows[1]["detections"][0]["label"] in CUPS
+    with pytest.raises(InferenceServerException, match="score"):
+        client.infer("ssd", [inp], parameters={"detect": True, "score": "abc"})
+
+
+def test_openapi_describes_detect(server):
+    with urllib.request.urlopen(f"{server.http_url}/openapi.json", timeout=30) as r:
+        doc = json.loads(r.read())
+    op = doc["paths"]["/v1/models/{model}:detect"]["post"]
+    assert {p["name"] for p in op["parameters"]} >= {"score", "iou", "max"}
+    assert "Detections" in doc["components"]["schemas"]
+
+
+def test_parse_query_rejects_bad_values():
+    from bushu.detection.decode import parse_query
+
+    assert parse_query({"score": "0.5", "max": "3"}) == {"score": 0.5, "max_det": 3}
+    with pytest.raises(UserInputError, match="not a number"):
+        parse_query({"score": "abc"})
