@@ -226,3 +226,33 @@ def test_parse_query_rejects_bad_values():
     assert parse_query({"score": "0.5", "max": "3"}) == {"score": 0.5, "max_det": 3}
     with pytest.raises(UserInputError, match="not a number"):
         parse_query({"score": "abc"})
+
+
+def test_packaged_sdk_predict_returns_the_same_boxes(yolo_art, tmp_path):
+    """The SDK (onnxruntime + numpy + Pillow, no torch, no bushu) finds the boxes Detector finds; a
+    subprocess that blocks torch and bushu imports proves it needs neither."""
+    from bushu.package.bundle import build_bundle
+
+    bundle = build_bundle(yolo_art, tmp_path / "sdk")
+    img = tmp_path / "coffee.jpg"
+    img.write_bytes(_encode(skdata.coffee()))
+    code = (
+        "import json, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'bushu'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.path.insert(0, {str(bundle.path / 'src')!r})\n"
+        f"from {bundle.package} import Predictor\n"
+        "p = Predictor()\n"
+        f"print(json.dumps(p.detect_batch([{str(img)!r}], score=0.0, iou=0.5, max_det=5)[0]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    with Detector(yolo_art) as det:
+        want = [d.to_dict() for d in det.predict([img], score=0.0, iou=0.5, max_det=5)[0]]
+    assert [d["index"] for d in got] == [d["index"] for d in want]
+    for g, w in zip(got, want, strict=True):
+        assert g["box"] == pytest.approx(w["box"], abs=1e-3) and g["score"] == pytest.approx(w["score"], rel=1e-5)

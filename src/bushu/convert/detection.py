@@ -32,7 +32,7 @@ def detection_setup(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
                     decoder: str | None = None, options: Mapping[str, Any] | None = None,
                     ) -> tuple[Preprocess, Postprocess, list[str] | None] | None:
     """(preprocess, postprocess, labels) for a detector, None for a model that is not one."""
-    from ..detection.decode import LayoutError, choose_decoder, ultralytics_metadata
+    from ..detection.layouts import LayoutError, choose_decoder, ultralytics_metadata
 
     if task not in (None, "detection"):
         if task not in TASKS:

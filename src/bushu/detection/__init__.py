@@ -5,8 +5,9 @@ No torch here: the server and the packaged SDK import this package.
 """
 
 from .boxes import Detection, box_iou, nms
-from .decode import DECODERS, DetectionHead, LayoutError, choose_decoder
+from .decode import DECODERS, DetectionHead
 from .detector import Detector, prepare
+from .layouts import LayoutError, choose_decoder
 
 __all__ = ["DECODERS", "Detection", "DetectionHead", "Detector", "LayoutError", "box_iou", "choose_decoder", "nms",
            "prepare"]
