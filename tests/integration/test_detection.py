@@ -256,3 +256,16 @@ def test_packaged_sdk_predict_returns_the_same_boxes(yolo_art, tmp_path):
     assert [d["index"] for d in got] == [d["index"] for d in want]
     for g, w in zip(got, want, strict=True):
         assert g["box"] == pytest.approx(w["box"], abs=1e-3) and g["score"] == pytest.approx(w["score"], rel=1e-5)
+
+
+def test_bench_with_postprocess_times_decoding(yolo_art, tmp_path):
+    from bushu.profile.bench import benchmark
+    from bushu.serve.testing import classifier_onnx
+
+    (row,) = benchmark(yolo_art, backends=["onnxruntime"], batch_sizes=[1], warmup=1, repeats=2, duration_s=0,
+                       isolate=False, progress=False, record=False, with_postprocess=True)
+    assert row["status"] == "ok", row["reason"]
+    assert row["postprocess_ms"] > 0 and row["postprocess"].startswith("yolo decode + class-wise NMS")
+    plain = import_model(str(classifier_onnx(tmp_path / "c.onnx")), tmp_path / "c")
+    with pytest.raises(UserInputError, match="not a detection artifact"):
+        benchmark(plain, backends=["onnxruntime"], with_postprocess=True, progress=False, record=False)
