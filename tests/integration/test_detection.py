@@ -65,6 +65,14 @@ def ssd_art(tmp_path_factory):
     return import_model(str(model), tmp / "art", labels=labelmap.read_text().splitlines())
 
 
+@pytest.fixture(scope="module")
+def ssd_onnx_art(ssd_art, tmp_path_factory):
+    """The same SSD converted by tflite2onnx (checked against LiteRT at import)."""
+    pytest.importorskip("tflite2onnx", reason="tflite2onnx is not installed (pip install 'bushu[tflite2onnx]')")
+    src = ssd_art.path / "model.tflite"
+    return import_model(str(src), tmp_path_factory.mktemp("ssd-onnx") / "art", labels=ssd_art.labels, to_onnx=True)
+
+
 def test_yolo_decoder_chosen_from_ultralytics_metadata(yolo_art):
     assert yolo_art.task == "detection"
     p = yolo_art.postprocess.params
@@ -104,6 +112,20 @@ def test_ssd_real_weights_cat_and_cup(ssd_art):
     assert (x2 - x1) > 300 and (y2 - y1) > 200  # the cat fills most of the 451 x 300 photo
     assert coffee[0].label in CUPS and coffee[0].score > 0.4
     assert 150 < (coffee[0].box[0] + coffee[0].box[2]) / 2 < 450  # the cup is in the middle of the 600 px width
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_ssd_converted_to_onnx_finds_the_same_boxes(ssd_art, ssd_onnx_art, backend):
+    pytest.importorskip(backend)
+    assert ssd_onnx_art.format == "onnx" and ssd_onnx_art.metrics["parity"]["passed"]
+    assert ssd_onnx_art.preprocess.layout == "NCHW" and ssd_onnx_art.postprocess.params["decoder"] == "ssd"
+    images = [skdata.chelsea(), skdata.coffee()]
+    with Detector(ssd_art) as ref, Detector(ssd_onnx_art, backend=backend) as det:
+        want, got = ref.predict(images), det.predict(images)
+    for w, g in zip(want, got, strict=True):
+        assert [d.label for d in g] == [d.label for d in w]
+        for a, b in zip(g, w, strict=True):
+            assert a.score == pytest.approx(b.score, abs=1e-3) and a.box == pytest.approx(b.box, abs=0.5)
 
 
 def test_import_of_a_non_detector_with_task_detection_names_shapes_and_options(tmp_path):

@@ -48,10 +48,12 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
               help="Decoder / detection pre-processing setting, repeatable: layout=channels_first|anchors_first, "
                    "objectness=true, boxes=NAME, scores=NAME, classes=NAME, box_format=xyxy|yxyx, normalized=true, "
                    "background=0, score_fn=sigmoid|softmax, size=H,W, fit=letterbox|stretch, score=, iou=, max_det=.")
+@click.option("--to-onnx", is_flag=True, help="A .tflite source: convert it to ONNX (tflite2onnx) and check it "
+              "against LiteRT, instead of keeping the .tflite for the litert backend.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labels_file: Path | None, size: int | None,
             mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, task: str | None,
-            decoder: str | None, decoder_options: tuple[str, ...], as_json: bool) -> None:
+            decoder: str | None, decoder_options: tuple[str, ...], to_onnx: bool, as_json: bool) -> None:
     """Import SRC (an .onnx file, a torch.export .pt2, a TorchScript .pt, a module:callable returning an
     nn.Module, or a zoo name) into an artifact: ONNX with a dynamic batch axis, simplified, and checked
     against the source."""
@@ -85,7 +87,7 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
     with console.status(f"importing {src} …"):
         art = import_model(src, out, input_shape=input_shape, labels=labels, preprocess=pre,
                            tolerance=Tolerance(atol, rtol), simplify=not no_simplify, task=task, decoder=decoder,
-                           decoder_options=parse_options(decoder_options))
+                           decoder_options=parse_options(decoder_options), to_onnx=to_onnx)
     parity = art.metrics.get("parity", {})
     if as_json:
         print_json({**art.summary(), "parity": parity})

@@ -77,11 +77,12 @@ def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None
                  labels: Sequence[str] | None = None, preprocess: Preprocess | None = None,
                  tolerance: Tolerance = Tolerance(), simplify: bool = True, reference: bool = True,
                  name: str | None = None, task: str | None = None, decoder: str | None = None,
-                 decoder_options: dict[str, Any] | None = None) -> Artifact:
+                 decoder_options: dict[str, Any] | None = None, to_onnx: bool = False) -> Artifact:
     """Import ``src`` into an artifact at ``out`` and return it (see module docstring).
 
     ``task``/``decoder``/``decoder_options``: detectors (bushu.convert.detection); an .onnx or .tflite
-    model that says it is one becomes a detection artifact without them.
+    model that says it is one becomes a detection artifact without them. ``to_onnx``: a .tflite source is
+    converted to ONNX (tflite2onnx) instead of kept as it is.
     """
     kind = source_kind(src)
     out = Path(out)
@@ -90,7 +91,8 @@ def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None
         return _import_onnx(Path(src), out, labels=labels, preprocess=preprocess, simplify=simplify,
                             tolerance=tolerance, name=name, detect=detect)
     if kind == "tflite":
-        return _import_tflite(Path(src), out, labels=labels, preprocess=preprocess, name=name, detect=detect)
+        return _import_tflite(Path(src), out, labels=labels, preprocess=preprocess, name=name, detect=detect,
+                              to_onnx=to_onnx, tolerance=tolerance)
     import torch  # noqa: F401 - every other source needs it; fail early with the install hint below
 
     module, pre, post, lbls, shape, details = _load_torch_source(kind, src, input_shape)
@@ -250,24 +252,68 @@ def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, t
         return write_artifact(out, {MODEL_FILE: tmp}, art, labels=list(labels) if labels else None)
 
 
-def _import_tflite(path: Path, out: Path, *, labels, preprocess, name: str | None,
-                   detect: dict[str, Any]) -> Artifact:
-    """A .tflite model as it is (run by the litert backend), detectors decoded as the ONNX ones."""
+def _import_tflite(path: Path, out: Path, *, labels, preprocess, name: str | None, detect: dict[str, Any],
+                   to_onnx: bool = False, tolerance: Tolerance = Tolerance()) -> Artifact:
+    """A .tflite model as it is (the litert backend runs it), or with ``to_onnx`` converted by tflite2onnx
+    and checked against LiteRT on the same inputs. Detectors are recognised as ONNX ones are."""
     from ..runtime import load_backend
     from .detection import detection_setup
 
     with load_backend(path, "litert") as be:
         inputs, outputs = list(be.inputs), list(be.outputs)
-    task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
-    det = detection_setup(inputs, outputs, {}, labels=labels, preprocess=preprocess, **detect)
-    if det is not None:
-        task, (preprocess, postprocess, labels) = "detection", det
-    art = Artifact(path=out, model_file="model.tflite", format="tflite", inputs=inputs, outputs=outputs,
-                   name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
-                   provenance={"source": str(path), "source_kind": "tflite", "versions": library_versions()},
-                   metrics={"parity": {"reference": "source .tflite (unchanged file)", "passed": True, "outputs": []}})
-    art.add_step("import", source=str(path))
-    return write_artifact(out, {"model.tflite": path}, art, labels=list(labels) if labels else None)
+    model_file, fmt, src_file = "model.tflite", "tflite", path
+    parity: dict[str, Any] = {"reference": "source .tflite (unchanged file)", "passed": True, "outputs": []}
+    with tempfile.TemporaryDirectory(prefix="bushu-import-") as tmpd:
+        if to_onnx:
+            src_file = Path(tmpd) / MODEL_FILE
+            _tflite_to_onnx(path, src_file)
+            inputs, outputs = _onnx_specs(src_file)
+            parity = _parity_tflite(path, src_file, tolerance)
+            model_file, fmt = MODEL_FILE, "onnx"
+        task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
+        det = detection_setup(inputs, outputs, {}, labels=labels, preprocess=preprocess, **detect)
+        if det is not None:
+            task, (preprocess, postprocess, labels) = "detection", det
+        art = Artifact(path=out, model_file=model_file, format=fmt, inputs=inputs, outputs=outputs,
+                       name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
+                       provenance={"source": str(path), "source_kind": "tflite", "versions": library_versions()},
+                       metrics={"parity": parity})
+        art.add_step("import", source=str(path), **({"converter": "tflite2onnx"} if to_onnx else {}))
+        return write_artifact(out, {model_file: src_file}, art, labels=list(labels) if labels else None)
+
+
+def _tflite_to_onnx(src: Path, dst: Path) -> None:
+    try:
+        import tflite2onnx
+    except ImportError as e:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(".tflite -> ONNX conversion (tflite2onnx)", "tflite2onnx") from e
+    try:
+        tflite2onnx.convert(str(src), str(dst))
+    except Exception as e:  # noqa: BLE001 - the converter's own errors (unsupported op ...)
+        raise ModelLoadError(f"tflite2onnx cannot convert {src.name}: {str(e).splitlines()[0][:300]}",
+                             hint="import the .tflite as it is (without --to-onnx): the litert backend runs it") from e
+
+
+def _parity_tflite(src: Path, onnx_path: Path, tol: Tolerance) -> dict[str, Any]:
+    """LiteRT on the .tflite vs onnxruntime on the conversion; NHWC inputs are transposed where tflite2onnx
+    made them NCHW."""
+    from ..runtime import load_backend
+    from ..validate import agreement, check_tolerance, summarize
+
+    with load_backend(src, "litert") as ref_be, load_backend(onnx_path, "onnxruntime") as got_be:
+        feeds = synthetic_feeds(ref_be.inputs, batch=1, seed=1)
+        onnx_feeds = {}
+        for r, g in zip(ref_be.inputs, got_be.inputs, strict=True):
+            x = feeds[r.name]
+            if x.ndim == 4 and x.shape != g.concrete_shape(batch=1) and x.transpose(0, 3, 1, 2).shape == \
+                    g.concrete_shape(batch=1):
+                x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            onnx_feeds[g.name] = x
+        ref, got = ref_be.infer(feeds), got_be.infer(onnx_feeds)
+    return _report(f"tflite2onnx conversion of {src.name}", "source .tflite (LiteRT)", ref, got, tol,
+                   check_tolerance, agreement, summarize)
 
 
 # -- checks -------------------------------------------------------------------------------------------
