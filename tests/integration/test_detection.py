@@ -147,7 +147,7 @@ def server(yolo_art, ssd_art, tmp_path_factory):
     from bushu.serve.testing import classifier_onnx
 
     repo = tmp_path_factory.mktemp("repo")
-    add_to_repository(repo, yolo_art, name="yolo", max_batch_size=0)
+    add_to_repository(repo, yolo_art, name="yolo")  # a fixed batch of 1: served without batching
     add_to_repository(repo, ssd_art, name="ssd", backend="litert", max_batch_size=4)
     classifier_onnx(repo / "classifier" / "1" / "model.onnx")
     with start_server(repo) as srv:
