@@ -291,3 +291,41 @@ def test_bench_with_postprocess_times_decoding(yolo_art, tmp_path):
     plain = import_model(str(classifier_onnx(tmp_path / "c.onnx")), tmp_path / "c")
     with pytest.raises(UserInputError, match="not a detection artifact"):
         benchmark(plain, backends=["onnxruntime"], with_postprocess=True, progress=False, record=False)
+
+
+def test_yolo_decoding_agrees_with_ultralytics_own_nms(yolo_art, tmp_path):
+    """Our decode + class-wise NMS against Ultralytics' non_max_suppression on the same [1, 84, 2100]
+    tensor: the model's real box rows, with distinct class scores (random weights give near-equal ones). The
+    IoU threshold is no simple fraction: these boxes lie on an 8 px grid, and an IoU exactly at the threshold
+    would be decided by float32 rounding in torchvision."""
+    from bushu.detection import prepare
+    from bushu.runtime import load_backend
+
+    batch, _ = prepare([skdata.coffee()], yolo_art.preprocess)
+    with load_backend(yolo_art.model_path, "onnxruntime") as be:
+        out = be.infer({"images": batch})["output0"].copy()
+    out[:, 4:, :] = np.random.default_rng(0).uniform(0, 1, out[:, 4:, :].shape) ** 64  # few strong scores
+    np.save(tmp_path / "out.npy", out)
+    code = ("import json, numpy as np, torch\n"
+            "from ultralytics.utils.nms import non_max_suppression\n"
+            f"p = non_max_suppression(torch.from_numpy(np.load({str(tmp_path / 'out.npy')!r})), conf_thres=0.9, "
+            "iou_thres=0.4637, max_det=300)[0]\n"
+            "print(json.dumps(p.tolist()))\n")
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "YOLO_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode and "No module named 'ultralytics'" in proc.stderr:
+        pytest.skip("ultralytics is not installed")
+    assert proc.returncode == 0, proc.stderr
+    want = np.asarray(json.loads(proc.stdout.strip().splitlines()[-1]))  # x1 y1 x2 y2 score class
+    from bushu.detection.detector import head_for
+
+    # shifted by 1000 px so that no box is clipped at the image's edge (Ultralytics clips later, in scale_boxes)
+    (got,) = head_for(yolo_art)({"output0": out}, [(1.0, 1.0, -1000.0, -1000.0, 10**6, 10**6)], score=0.9,
+                                iou=0.4637, max_det=300)
+    assert 20 < len(got) == len(want) < 300  # under max_det: the same set, not a cut among near-ties
+    rows = np.asarray([[*(np.asarray(d.box) - 1000), d.score, d.index] for d in got])
+
+    def ordered(a):  # boxes with scores equal in float32 may come in either order
+        return a[np.lexsort((a[:, 0], a[:, 1], a[:, 5], np.round(a[:, 4], 5)))]
+
+    np.testing.assert_allclose(ordered(rows), ordered(want), atol=1e-3, rtol=1e-6)
