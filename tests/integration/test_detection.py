@@ -42,9 +42,13 @@ def yolo_onnx(tmp_path_factory):
         pytest.skip("ultralytics is not installed (scripts/setup.sh dev installs it)")
     tmp = tmp_path_factory.mktemp("yolo")
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp / "cfg"), "YOLO_OFFLINE": "1"}
-    code = "from ultralytics import YOLO; YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False)"
+    code = ("from ultralytics import YOLO; import shutil\n"
+            "YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False)\n"
+            "shutil.move('yolov8n.onnx', 'plain.onnx')\n"
+            "YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False, nms=True)\n"
+            "shutil.move('yolov8n.onnx', 'nms.onnx')\n")
     subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, check=True, capture_output=True, timeout=600)
-    return tmp / "yolov8n.onnx"
+    return tmp / "plain.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +85,15 @@ def test_yolo_decoder_chosen_from_ultralytics_metadata(yolo_art):
     assert yolo_art.preprocess.params["size"] == [320, 320] and yolo_art.preprocess.params["fit"] == "letterbox"
     assert len(yolo_art.labels) == 80
     assert [list(o.shape) for o in yolo_art.outputs] == [[1, 84, 2100]]
+
+
+def test_yolo_with_nms_in_the_graph_reads_its_rows(yolo_onnx, tmp_path):
+    art = import_model(str(yolo_onnx.with_name("nms.onnx")), tmp_path / "nms")
+    p = art.postprocess.params
+    assert (p["decoder"], p["packed"], p["matched_by"]) == ("boxes", "output0", "Ultralytics metadata")
+    assert [list(o.shape) for o in art.outputs] == [[1, 300, 6]]
+    with Detector(art) as det:  # random weights: the graph's own threshold leaves only zero padding rows
+        assert det.predict([skdata.coffee()], score=0.0) == [[]]
 
 
 def test_yolo_predict_boxes_in_image_pixels(yolo_art):

@@ -143,6 +143,8 @@ class DetectionHead:
                 else np.zeros(len(scores), np.int64)
         n = min(len(boxes), len(scores), len(classes))
         boxes, scores, classes = boxes[:n], scores[:n], classes[:n]
+        real = (boxes[:, 2] != boxes[:, 0]) & (boxes[:, 3] != boxes[:, 1])  # fixed-size outputs pad with zero boxes
+        boxes, scores, classes = boxes[real], scores[real], classes[real]
         if p.get("box_format", "xyxy") == "yxyx":
             boxes = boxes[:, [1, 0, 3, 2]]
         if _truthy(p.get("normalized", False)):

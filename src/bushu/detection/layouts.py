@@ -43,8 +43,13 @@ def ultralytics_metadata(meta: Mapping[str, str]) -> dict[str, Any] | None:
         return None
     if isinstance(names, dict):
         names = [str(names[k]) for k in sorted(names)]
+    try:  # export(nms=True) records it only in the export arguments
+        args = ast.literal_eval(meta.get("args", "{}"))
+    except (ValueError, SyntaxError):
+        args = {}
+    nms_in_graph = str(meta.get("end2end", "")).lower() == "true" or (isinstance(args, dict) and args.get("nms") is True)
     return {"names": list(names), "imgsz": imgsz, "task": meta.get("task"), "stride": meta.get("stride"),
-            "end2end": str(meta.get("end2end", meta.get("nms", ""))).lower() == "true"}
+            "end2end": nms_in_graph}
 
 
 def _dims(spec: TensorSpec) -> list[int | None]:
