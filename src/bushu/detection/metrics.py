@@ -92,7 +92,7 @@ def coco_map(ground_truth: Sequence[GroundTruth], predictions: Sequence[Predicti
         ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
-        ev.summarize()
+    # COCOeval.summarize() would read AP at 100 detections whatever maxDets says: average its precision table here
     prec = ev.eval["precision"][:, :, :, 0, -1]  # [IoU thresholds, recall points, classes] at area "all", max_dets
     per_class, curves = [], {}
     for k, name in enumerate(classes):
@@ -103,10 +103,15 @@ def coco_map(ground_truth: Sequence[GroundTruth], predictions: Sequence[Predicti
                           "n_gt": int(n_gt[k]), "n_pred": int(n_pred[k])})
         if has_gt:
             curves[str(name)] = [round(float(v), 4) for v in p[0]]
-    stats = [max(float(s), 0.0) for s in ev.stats]  # -1 (nothing to evaluate) reads as 0
-    return {"map": stats[0], "map50": stats[1], "map75": stats[2], "per_class": per_class,
+    return {"map": _mean_ap(prec), "map50": _mean_ap(prec[0]), "map75": _mean_ap(prec[5]), "per_class": per_class,
             "pr_curves": {"iou": 0.5, "recall": [round(float(r), 2) for r in ev.params.recThrs],
                           "precision": curves}}
+
+
+def _mean_ap(precision: np.ndarray) -> float:
+    """COCO's mean over the entries that exist (-1: a class without ground truth); 0 when none does."""
+    valid = precision[precision > -1]
+    return float(valid.mean()) if valid.size else 0.0
 
 
 def _ann(ann_id: int, image_id: int, c: int, box: list[float]) -> dict[str, Any]:
