@@ -66,9 +66,12 @@ def _cover(a: np.ndarray, b: np.ndarray) -> float:
 
 def generate_scenes(n_images: int = 20, seed: int = 0, size: tuple[int, int] = (320, 240),
                     categories: list[str] | None = None, objects: tuple[int, int] = (1, 4),
-                    scale: tuple[int, int] = (40, 110), max_cover: float = 0.25) -> tuple[list[str], list[Scene]]:
+                    scale: tuple[int, int] = (40, 110), max_cover: float = 0.25,
+                    plain: tuple[int, int, int] | None = None) -> tuple[list[str], list[Scene]]:
     """``(class names, scenes)``: ``n_images`` scenes of ``size`` (width, height) with ``objects`` (min, max)
-    stamps each, whose longer side is ``scale`` (min, max) pixels. Deterministic for a seed."""
+    stamps each, whose longer side is ``scale`` (min, max) pixels. Deterministic for a seed.
+
+    ``plain``: an RGB colour to paste on instead of the photos (a set that simple image arithmetic can solve)."""
     from PIL import Image
 
     from .stamps import stamp_categories
@@ -90,6 +93,8 @@ def generate_scenes(n_images: int = 20, seed: int = 0, size: tuple[int, int] = (
         canvas = Image.fromarray(np.ascontiguousarray(bg[y:y + ch, x:x + cw])).resize((width, height), Image.BILINEAR)
         if rng.random() < 0.5:
             canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
+        if plain is not None:
+            canvas = Image.new("RGB", (width, height), tuple(plain))
         boxes: list[np.ndarray] = []
         labels: list[int] = []
         for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
