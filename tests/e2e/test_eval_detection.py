@@ -66,8 +66,8 @@ def foreground_box_onnx() -> bytes:
                               [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 1, 4]),
                                helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1]),
                                helper.make_tensor_value_info("classes", TensorProto.INT64, [1, 1])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])  # 18: ReduceMax takes axes as input
+    model.ir_version = 9
     return model.SerializeToString()
 
 
@@ -109,6 +109,8 @@ def test_eval_detection_json_and_report(setup):
 
     text = bushu("eval", str(root / "art"), "--data", str(data["voc"]))
     assert text.returncode == 0 and "mAP@0.5 " in text.stdout and "fruit" in text.stdout
+    info = bushu("info", str(root / "art")).stdout  # the recorded eval
+    assert f"eval on {data['voc']}: mAP@0.5 " in info
 
 
 def test_eval_detection_bad_input(setup):

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,10 +129,10 @@ def test_evaluate_detector_maps_labels_and_matches_pycocotools(yolo_set, tmp_pat
 
     res.update(model="m", data=str(yolo_set), backend="test", time="now", env={"cpu": "cpu"})
     page, bad = write_detection_report(res, tmp_path / "r.html")
-    text = open(page).read()
+    text = Path(page).read_text()
     assert "mAP@0.5 " + f"{res['map50']:.4f}" in text and 'alt="precision-recall curves"' in text
     assert "orphan.txt" in text and "r.bad_cases.html" in text
-    bad_text = open(bad).read()
+    bad_text = Path(bad).read_text()
     assert bad_text.count("data:image/jpeg;base64,") == 16 and "missed" in bad_text
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_map_equals_pycocotools_on_the_same_predictions(coco_set):
     assert len(curves["recall"]) == 101 and set(curves["precision"]) == {r["class"] for r in ours["per_class"]
                                                                           if r["n_gt"]}
     for p in curves["precision"].values():  # COCO's interpolated precision never rises with recall
-        assert len(p) == 101 and all(a >= b for a, b in zip(p, p[1:]))
+        assert len(p) == 101 and all(a >= b for a, b in itertools.pairwise(p))
 
     perfect = coco_map([(s.boxes, s.classes) for s in ds.samples],
                        [(s.boxes, np.ones(len(s.boxes)), s.classes) for s in ds.samples], ds.classes)

@@ -36,15 +36,15 @@ def evaluate_detection(art, data: str | Path, backend: str | None = None, batch_
                        record: bool = True, progress: bool = True) -> dict[str, Any]:
     """Run the artifact's ``Detector`` on ``data`` and return the metrics (``map50``, ``map``, ``per_class``, ...)."""
     from ..envinfo import summary
-    from . import Detector
-
     from ..runtime.registry import backend_for_path
+    from . import Detector
 
     ds = read_detection_dataset(data)
     backend = backend or backend_for_path(art.model_path).name  # the model file's own runtime, as for classification
-    detector = Detector(art.path, backend=backend)
-    result = evaluate_detector(detector, ds, art.labels, batch_size=batch_size, label_map=label_map,
-                               score=0.001 if score is None else score, iou=iou, max_det=max_det, progress=progress)
+    with Detector(art, backend=backend) as detector:
+        result = evaluate_detector(detector, ds, art.labels, batch_size=batch_size, label_map=label_map,
+                                   score=0.001 if score is None else score, iou=iou, max_det=max_det,
+                                   progress=progress)
     result = {"model": str(art.path), "data": str(Path(data)), "backend": backend, **result,
               "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "env": summary()}
     if report:
