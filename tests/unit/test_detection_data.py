@@ -67,14 +67,15 @@ def test_bad_yolo_input_is_listed_and_the_rest_is_read(datasets, tmp_path):
     d = tmp_path / "yolo"
     shutil.copytree(datasets["yolo"], d)
     labels = sorted((d / "labels").glob("*.txt"))
-    labels[0].write_text("0 0.95 0.5 0.2 0.2\n42 0.5 0.5 0.1 0.1\nnot a box\n")  # outside, unknown class, garbage
+    # outside, unknown class, garbage; then a box 0.0003 px past the left edge (rounding): clipped, not a problem
+    labels[0].write_text("0 0.95 0.5 0.2 0.2\n42 0.5 0.5 0.1 0.1\nnot a box\n1 0.099999 0.5 0.2 0.1\n")
     (d / "labels" / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     (d / "images" / labels[1].with_suffix(".jpg").name).write_bytes(b"\xff\xd8 not a jpeg")
     ds = read_detection_dataset(d)
     reasons = [p.reason for p in ds.problems]
     assert len(ds.samples) == N - 1 and len(ds.problems) == 5, reasons
     first = ds.samples[0]
-    np.testing.assert_allclose(first.boxes, [[272, 96, 320, 144]], atol=1e-3)  # clipped at the right edge
+    np.testing.assert_allclose(first.boxes, [[272, 96, 320, 144], [0, 108, 64, 132]], atol=1e-3)  # both clipped
     assert any("outside the 320x240 image; clipped to [272, 96, 320, 144]" in r for r in reasons)
     assert any("class id 42 is not one of the 10 classes" in r for r in reasons)
     assert any("expected 'class cx cy w h'" in r and "not a box" in r for r in reasons)
@@ -117,3 +118,13 @@ def test_a_folder_in_no_known_layout_names_the_layouts(tmp_path):
     with pytest.raises(UserInputError) as e:
         read_detection_dataset(tmp_path)
     assert "data.yaml" in e.value.hint and "Annotations" in e.value.hint and "instances.json" in e.value.hint
+
+
+def test_categories_as_stamp_files():
+    from bushu.errors import NotFoundError
+    from bushu.testing.detection import OIDV4_STAMPS, generate_scenes
+
+    classes, scenes = generate_scenes(3, seed=0, categories=OIDV4_STAMPS, size=(320, 320), scale=(90, 180))
+    assert classes == ["Car", "Dog", "Mug", "Camera"] and all(len(s.boxes) for s in scenes)
+    with pytest.raises(NotFoundError, match="nothing/here.png"):
+        generate_scenes(1, categories={"x": ["nothing/here.png"]})

@@ -61,6 +61,10 @@ class DetectionDataset:
         return dict(zip(self.classes, n.tolist()))
 
 
+#: a box this many pixels outside the image is clipped without a problem entry: normalised coordinates written
+#: with 6 decimals (YOLO) come back a fraction of a pixel off
+ROUNDING = 0.5
+
 _LAYOUTS = ("COCO: annotations/instances.json + images/; YOLO: data.yaml + images/ + labels/; "
             "VOC: Annotations/*.xml + JPEGImages/")
 
@@ -133,7 +137,7 @@ class _Builder:
                 self.problem(where, f"box {_fmt((x1, y1, x2, y2))} of {self.ds.classes[c]!r} has no area inside "
                                     f"the {w}x{h} image; box left out")
                 continue
-            if clipped != (x1, y1, x2, y2):
+            if max(abs(a - b) for a, b in zip(clipped, (x1, y1, x2, y2))) > ROUNDING:
                 self.problem(where, f"box {_fmt((x1, y1, x2, y2))} of {self.ds.classes[c]!r} lies outside the "
                                     f"{w}x{h} image; clipped to {_fmt(clipped)}")
             kept_b.append(clipped)
