@@ -74,6 +74,9 @@ def files_for_backends(art: Artifact | None, main: Path, backends: Sequence[str]
     return out
 
 
+_GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
+
+
 def _installed(name: str) -> bool:
     """Installed, judged without importing the framework (the worker process imports it)."""
     from ..envinfo import _BACKEND_PACKAGES, _version
@@ -82,6 +85,8 @@ def _installed(name: str) -> bool:
     if name not in BUILTIN:
         return is_installed(name)
     module = BUILTIN[name][0].partition(":")[0]
+    if name in _GPU_BACKENDS:  # their framework is light to import; what matters is the GPU
+        return is_installed(name)
     return importlib.util.find_spec(module) is not None and _version(*_BACKEND_PACKAGES.get(name, (name,))) is not None
 
 

@@ -16,7 +16,7 @@ from ..errors import BushuError, InferenceInputError, ModelLoadError, ModelNotFo
 from ..spec import TensorSpec, check_feeds, synthetic_feeds, to_v2_datatype
 from .batching import Arrivals, Batcher, Ticket
 from .protocol import classify
-from .config import complete_config, config_to_dict, io_specs, parameters_of, read_config
+from .config import complete_config, config_to_dict, instance_device, io_specs, parameters_of, read_config
 from .repository import check_name, list_models, model_versions, read_labels, resolve_version
 from .stats import Stats
 
@@ -44,8 +44,9 @@ class LoadedModel:
         self.artifact_dir = src.artifact.path if src.artifact else None  # tokenizer etc. for :classify
         self.artifact = src.artifact
         self.labels = read_labels(model_dir, src)
-        options = {**_SERVING_DEFAULTS.get(src.backend, {}), **parameters_of(cfg_in)}
         try:
+            options = {**_SERVING_DEFAULTS.get(src.backend, {}), **parameters_of(cfg_in),
+                       **instance_device(cfg_in, src.backend)}
             first = load_backend(src.path, src.backend, **options)
         except BushuError as e:
             raise ModelLoadError(f"model {name!r} version {version}: {e.message}", hint=e.hint) from e
