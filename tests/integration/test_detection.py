@@ -283,7 +283,8 @@ def test_packaged_sdk_predict_returns_the_same_boxes(yolo_art, tmp_path):
         "p = Predictor()\n"
         f"print(json.dumps(p.detect_batch([{str(img)!r}], score=0.0, iou=0.5, max_det=5)[0]))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         check=False)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     with Detector(yolo_art) as det:
@@ -325,7 +326,8 @@ def test_yolo_decoding_agrees_with_ultralytics_own_nms(yolo_art, tmp_path):
             "iou_thres=0.4637, max_det=300)[0]\n"
             "print(json.dumps(p.tolist()))\n")
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "YOLO_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
     if proc.returncode and "No module named 'ultralytics'" in proc.stderr:
         pytest.skip("ultralytics is not installed")
     assert proc.returncode == 0, proc.stderr

@@ -92,7 +92,8 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserInputError(f"decoder option {item!r} is not KEY=VALUE", hint="e.g. --decoder-option layout=channels_first")
+            raise UserInputError(f"decoder option {item!r} is not KEY=VALUE",
+                                 hint="e.g. --decoder-option layout=channels_first")
         try:
             parsed = yaml.safe_load(f"[{value}]") if "," in value else yaml.safe_load(value)
         except yaml.YAMLError:

@@ -47,7 +47,8 @@ def ultralytics_metadata(meta: Mapping[str, str]) -> dict[str, Any] | None:
         args = ast.literal_eval(meta.get("args", "{}"))
     except (ValueError, SyntaxError):
         args = {}
-    nms_in_graph = str(meta.get("end2end", "")).lower() == "true" or (isinstance(args, dict) and args.get("nms") is True)
+    nms_in_graph = str(meta.get("end2end", "")).lower() == "true" or \
+        (isinstance(args, dict) and args.get("nms") is True)
     return {"names": list(names), "imgsz": imgsz, "task": meta.get("task"), "stride": meta.get("stride"),
             "end2end": nms_in_graph}
 
@@ -141,7 +142,8 @@ def _named(outputs, *words) -> TensorSpec | None:
 
 def _match_boxes(outputs, ul, hw, options, forced) -> dict[str, Any] | None:
     packed = [o for o in outputs if len(o.shape) == 3 and _dims(o)[2] == 6]
-    if ul and ul.get("end2end") and len(outputs) == 1 and packed:  # Ultralytics nms=True / YOLOv10: x1 y1 x2 y2 score class
+    # Ultralytics export(nms=True) / YOLOv10: rows of x1 y1 x2 y2 score class
+    if ul and ul.get("end2end") and len(outputs) == 1 and packed:
         return {"packed": packed[0].name, "box_format": "xyxy", "normalized": False, "batched": True}
     boxes = outputs_by_name(outputs, options.get("boxes")) or _named(outputs, "box")
     scores = outputs_by_name(outputs, options.get("scores")) or _named(outputs, "score")

@@ -84,7 +84,8 @@ class LoadedModel:
         from ..detection.detector import head_for
 
         if self.artifact is None:
-            raise InferenceInputError(f"model {self.name!r} is not a bushu artifact, so it records no detection decoder",
+            raise InferenceInputError(f"model {self.name!r} is not a bushu artifact, so it records no detection "
+                                      "decoder",
                                       hint="serve a detection artifact (bushu import MODEL --task detection)")
         return head_for(self.artifact, self.labels)
 
