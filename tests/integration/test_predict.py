@@ -283,3 +283,38 @@ def test_ray_local_gives_the_same_rows(data, tmp_path):
         assert a[k].get("label") == b[k].get("label") and ("error" in a[k]) == ("error" in b[k])
         if "score" in a[k]:
             assert abs(a[k]["score"] - b[k]["score"]) < 1e-6
+
+
+def test_detector_rows_carry_the_boxes_of_detector_predict(data, tmp_path):
+    """A YOLOv8n exported by Ultralytics (random weights), its recorded score threshold set to 0 so that
+    every image has boxes: `bushu predict` rows hold exactly what bushu.detection.Detector finds."""
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed (scripts/setup.sh dev installs it)")
+    from bushu.convert.importer import import_model
+    from bushu.detection import Detector
+    from bushu.model.artifact import META_FILE, Artifact, _dump
+
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "YOLO_OFFLINE": "1"}
+    code = "from ultralytics import YOLO; YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False)"
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
+    art = import_model(str(tmp_path / "yolov8n.onnx"), tmp_path / "yolo")
+    art.postprocess.params.update(score=0.0, max_det=5)
+    (art.path / META_FILE).write_text(_dump(art.to_meta()))
+    photos = [p for p in data["good"] if "espresso" in p or "missile" in p]
+    with Detector(art.path) as det:
+        want = {p: [d.to_dict() for d in found] for p, found in zip(photos, det.predict(photos), strict=True)}
+    for out, extra in [(tmp_path / "det.jsonl", ()), (tmp_path / "det.parquet", ("--workers", "2"))]:
+        bad = str(data["photos"] / "daisy" / "truncated.jpg")
+        proc = bushu("predict", str(art.path), *photos, bad, "-o", str(out), *extra)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        rows = {r["input"]: r for r in rows_of(out)}
+        assert "truncated" in rows.pop(bad)["error"]
+        assert rows.keys() == want.keys()
+        for p, dets in want.items():
+            got = rows[p]["detections"]
+            assert len(got) == len(dets) == 5
+            assert [d["label"] for d in got] == [d["label"] for d in dets]
+            assert np.allclose([d["box"] for d in got], [d["box"] for d in dets], atol=1e-3)
+            assert np.allclose([d["score"] for d in got], [d["score"] for d in dets], atol=1e-5)

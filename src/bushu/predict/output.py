@@ -20,8 +20,8 @@ from ..errors import MissingDependencyError, UserInputError
 __all__ = ["FORMATS", "Journal", "output_format", "read_rows"]
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-COLUMN_ORDER = ("input", "label", "score", "top_k", "outputs", "error")
-_NESTED = ("top_k", "outputs")
+COLUMN_ORDER = ("input", "label", "score", "top_k", "detections", "outputs", "error")
+_NESTED = ("top_k", "detections", "outputs")
 
 
 def output_format(path: Path) -> str:

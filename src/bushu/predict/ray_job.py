@@ -81,23 +81,27 @@ def _pack(art: Artifact) -> dict[str, bytes]:
             if p.is_file() and str(p.relative_to(art.path)) not in skip}
 
 
-def _prepare_batch(batch: dict[str, np.ndarray], pp: Preprocess) -> dict[str, list]:
-    """Read and pre-process each input: data (np.save bytes, or UTF-8 text) or an error."""
-    data, errors = [], []
+def _prepare_batch(batch: dict[str, np.ndarray], pp: Preprocess, task: str) -> dict[str, list]:
+    """Read and pre-process each input: data (np.save bytes, or UTF-8 text), a detector's transform as
+    JSON in meta, or an error."""
+    data, meta, errors = [], [], []
     for key, value, is_text in zip(batch["input"], batch["value"], batch["is_text"]):
         try:
-            x = read_input(pp, Item(str(key), str(value), bool(is_text)))
+            x = read_input(pp, Item(str(key), str(value), bool(is_text)), task)
+            x, m = x if isinstance(x, tuple) else (x, None)
             if isinstance(x, str):
                 data.append(x.encode())
             else:
                 buf = io.BytesIO()
                 np.save(buf, x, allow_pickle=False)
                 data.append(buf.getvalue())
+            meta.append("" if m is None else json.dumps([float(v) for v in m]))
             errors.append("")
         except Exception as e:  # noqa: BLE001 - this input's error row
             data.append(b"")
+            meta.append("")
             errors.append(describe_error(e))
-    return {"input": list(batch["input"]), "data": data, "error": errors}
+    return {"input": list(batch["input"]), "data": data, "meta": meta, "error": errors}
 
 
 class _Infer:
@@ -115,12 +119,13 @@ class _Infer:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         good, prepared, rows = [], [], []
-        for key, blob, err in zip(batch["input"], batch["data"], batch["error"]):
+        for key, blob, meta, err in zip(batch["input"], batch["data"], batch["meta"], batch["error"]):
             if err:
                 rows.append({"input": str(key), "error": str(err)})
                 continue
             good.append(Item(str(key), ""))
-            prepared.append(bytes(blob).decode() if self.text else np.load(io.BytesIO(bytes(blob))))
+            x = bytes(blob).decode() if self.text else np.load(io.BytesIO(bytes(blob)))
+            prepared.append((x, tuple(json.loads(meta))) if meta else x)
         rows = self.pred.finish(good, prepared, rows)
         return {"row": [json.dumps(r, ensure_ascii=False) for r in rows]}
 
@@ -144,7 +149,8 @@ def run_ray(artifact: Path, items: Sequence[Item], batch_size: int, backend: str
         art = Artifact.load(artifact)
         packed = ray.put(_pack(art))
         ds = ray.data.from_items([{"input": it.key, "value": it.value, "is_text": it.is_text} for it in items])
-        ds = ds.map_batches(_prepare_batch, fn_kwargs={"pp": art.preprocess}, batch_size=batch_size, num_cpus=0.5)
+        ds = ds.map_batches(_prepare_batch, fn_kwargs={"pp": art.preprocess, "task": art.task},
+                            batch_size=batch_size, num_cpus=0.5)
         ds = ds.map_batches(_Infer, fn_constructor_args=([packed], backend, threads, top_k, art.preprocess.kind),
                             batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

@@ -28,8 +28,9 @@ def describe_error(e: BaseException) -> str:
     return msg.splitlines()[0] if msg else type(e).__name__
 
 
-def read_input(pp: Preprocess, item: Item) -> Any:
-    """One input -> what the pre-processing batches: a float32 array (image, audio) or a string (text)."""
+def read_input(pp: Preprocess, item: Item, task: str = "classification") -> Any:
+    """One input -> what the pre-processing batches: a float32 array (image, audio), a string (text), or
+    for a detector (array, transform back to the image's pixels)."""
     if pp.kind == "text":
         from ..model.predict import _as_text
 
@@ -39,6 +40,11 @@ def read_input(pp: Preprocess, item: Item) -> Any:
         return text
     if not item.value:
         raise UserInputError("empty path")
+    if task == "detection":
+        from ..detection.detector import prepare
+
+        batch, transforms = prepare([item.value], pp)
+        return batch[0], transforms[0]
     from ..model.predict import prepare_one
 
     return prepare_one(pp, item.value)
@@ -48,25 +54,34 @@ class Predictor:
     """The artifact's pre-processing and backend; ``run(items)`` -> rows (error rows for bad inputs)."""
 
     def __init__(self, artifact: str | Path, backend: str | None = None, threads: int | None = None, top_k: int = 5):
-        from ..model.predict import Classifier
+        from ..model.artifact import Artifact
 
-        self.clf = Classifier(artifact, backend, **({"threads": threads} if threads else {}))
-        self.art, self.kind, self.top_k = self.clf.art, self.clf.kind, top_k
-        self.task = self.art.task
-        spec = self.clf.backend.inputs[0]
+        art = Artifact.load(artifact)
+        self.task, self.top_k, self.pipeline = art.task, top_k, None
+        if self.task == "detection":
+            from ..detection.detector import Detector
+
+            self.runner = Detector(art, backend, threads)
+            self.input_name = self.runner.input_name
+        else:
+            from ..model.predict import Classifier
+
+            self.runner = Classifier(art, backend, **({"threads": threads} if threads else {}))
+            self.pipeline, self.input_name = self.runner.pipeline, self.runner.pipeline.input_name
+        self.art, self.backend = self.runner.art, self.runner.backend
+        self.kind = self.art.preprocess.kind
+        spec = self.backend.inputs[0]
         fixed = spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0
         self.fixed_batch = spec.shape[0] if fixed else None
         self.answer_fn = self._answer_fn()
 
-    def _answer_fn(self) -> Callable[[dict[str, np.ndarray], int], list[Row]]:
-        """The dispatch point on the artifact's task: classification -> top-k; everything else -> raw outputs.
-        (Detection adds its boxes here when it lands.)"""
-        if self.task == "classification":
-            return self._top_k
-        return self._raw
+    def _answer_fn(self) -> Callable[[dict[str, np.ndarray], list[Any]], list[Row]]:
+        """The dispatch point on the artifact's task: classification -> top-k, detection -> boxes,
+        anything else -> the raw outputs."""
+        return {"classification": self._top_k, "detection": self._boxes}.get(self.task, self._raw)
 
     def prepare(self, item: Item) -> Any:
-        return read_input(self.art.preprocess, item)
+        return read_input(self.art.preprocess, item, self.task)
 
     def answer(self, prepared: Sequence[Any]) -> list[Row]:
         """Prepared inputs -> one answer dict each (without "input")."""
@@ -77,20 +92,31 @@ class Predictor:
             n = len(chunk)
             if self.fixed_batch and n < self.fixed_batch:  # a fixed-batch model takes exactly that many
                 chunk += [chunk[-1]] * (self.fixed_batch - n)
-            feeds = self.clf.pipeline(chunk) if self.kind == "text" else {self.clf.pipeline.input_name: np.stack(chunk)}
-            out += self.answer_fn(self.clf.backend.infer(feeds), n)
+            if self.kind == "text":
+                feeds = self.pipeline(chunk)
+            else:
+                feeds = {self.input_name: np.stack([c[0] if self.task == "detection" else c for c in chunk])}
+            out += self.answer_fn(self.backend.infer(feeds), chunk[:n])
         return out
 
-    def _top_k(self, outputs: dict[str, np.ndarray], n: int) -> list[Row]:
+    def _boxes(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:
+        n = len(chunk)
+        dets = self.runner.head({k: np.asarray(v)[:n] for k, v in outputs.items()}, [c[1] for c in chunk],
+                                None, None, None)
+        return [{"detections": [d.to_dict() for d in found]} for found in dets]
+
+    def _top_k(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:
         from ..model.processing import top_k
 
-        logits = np.asarray(outputs[self.clf.backend.outputs[0].name])[:n].reshape(n, -1)
+        n = len(chunk)
+        logits = np.asarray(outputs[self.backend.outputs[0].name])[:n].reshape(n, -1)
         return [{"label": best[0][1], "score": best[0][2],
                  "top_k": [{"index": i, "label": lab, "score": s} for i, lab, s in best]}
                 for best in top_k(logits, self.art.labels, self.art.postprocess, k=self.top_k)]
 
-    def _raw(self, outputs: dict[str, np.ndarray], n: int) -> list[Row]:
-        return [{"outputs": {name: np.asarray(v)[j].tolist() for name, v in outputs.items()}} for j in range(n)]
+    def _raw(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:
+        return [{"outputs": {name: np.asarray(v)[j].tolist() for name, v in outputs.items()}}
+                for j in range(len(chunk))]
 
     def prepare_all(self, items: Sequence[Item]) -> tuple[list[Item], list[Any], list[Row]]:
         """-> (items that were read, their prepared inputs, error rows for the others)."""
@@ -121,7 +147,7 @@ class Predictor:
         return self.finish(*self.prepare_all(items))
 
     def close(self) -> None:
-        self.clf.close()
+        self.runner.close()
 
 
 def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
