@@ -34,8 +34,8 @@ def command(artifact: Path, inputs: tuple[str, ...], output: Path, column: str |
     """Run ARTIFACT over every INPUT and write one row per input to OUTPUT.
 
     INPUT: a folder (recursively), a quoted glob, @paths.txt (one path a line), or a .csv/.jsonl table
-    (--column). Rows: input, label, score, top_k [{index, label, score}] for classifiers, outputs for
-    other tasks, or error for an input that could not be read; the run goes on. Exit code 0 when every
+    (--column). Rows: input, label, score, top_k [{index, label, score}] for classifiers, detections
+    [{box, score, label, index}] for detectors, outputs for other tasks, or error for an input that could not be read; the run goes on. Exit code 0 when every
     input was answered, 1 when some failed. A killed run, rerun with the same -o, skips what is done."""
     from ..predict import predict_to_file
     from ..predict.output import output_format

@@ -25,13 +25,15 @@ ProgressFn = Callable[[int, int, int], None]
 
 @dataclass(frozen=True)
 class Prediction:
-    """One input's row: ``label``/``score``/``top_k`` for a classifier, ``outputs`` for other tasks,
+    """One input's row: ``label``/``score``/``top_k`` for a classifier, ``detections`` ([{box, score, label,
+    index}], boxes in the image's pixels) for a detector, ``outputs`` for other tasks,
     or ``error`` when the input could not be read."""
 
     input: str
     label: str | None = None
     score: float | None = None
     top_k: list[dict[str, Any]] = field(default_factory=list)  # [{index, label, score}], best first
+    detections: list[dict[str, Any]] | None = None
     outputs: dict[str, Any] | None = None
     error: str | None = None
 
