@@ -240,7 +240,8 @@ def test_serve_an_artifact_directory_in_place(data, tmp_path):
     import urllib.request
 
     before = sorted(p.name for p in data["art"].iterdir())
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(data["art"]), "--http-port", "0",
+    text_art = write_text_artifact(tmp_path / "text_art")
+    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(data["art"]), str(text_art), "--http-port", "0",
                              "--grpc-port", "-1", "--metrics-port", "-1"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
@@ -250,8 +251,9 @@ def test_serve_an_artifact_directory_in_place(data, tmp_path):
             if "ready" in line or len(lines) > 200:
                 break
         text = "".join(lines)
-        assert "model tiny version 1: READY" in text, text
-        curl = next(line for line in lines if line.strip().startswith("curl "))
+        assert "model tiny version 1: READY" in text and "model tinytext version 1: READY" in text, text
+        assert "curl -s -H 'Content-Type: text/plain' --data-binary @note.txt" in text and "tinytext:classify" in text
+        curl = next(line for line in lines if line.strip().startswith("curl ") and "tiny:classify" in line)
         url = curl.split("'")[1].split("?")[0]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1/models/tiny:classify")
         image = data["good"][5]

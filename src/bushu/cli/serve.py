@@ -100,10 +100,11 @@ def _serve(repo: Path, opts, host: str) -> None:
         h = f"[{host}]" if ":" in host else host
         if s.http_port is not None:
             console.print(f"HTTP    http://{h}:{s.http_port}/v2  (OpenAPI: /openapi.json)")
-            for name, kind in _classifiers(s):
+            for name, verb, kind in _raw_input_endpoints(s):
                 where = "127.0.0.1" if host in ("0.0.0.0", "::") else h
-                url = f"http://{where}:{s.http_port}/v1/models/{name}:classify"
-                console.print(f"        {url}\n        curl -s {_CURL_BODY.get(kind, _CURL_BODY['image'])} '{url}?k=3'",
+                url = f"http://{where}:{s.http_port}/v1/models/{name}:{verb}"
+                query = "?score=0.5" if verb == "detect" else "?k=3"
+                console.print(f"        {url}\n        curl -s {_CURL_BODY.get(kind, _CURL_BODY['image'])} '{url}{query}'",
                               soft_wrap=True)
         if s.grpc_port is not None:
             console.print(f"gRPC    {h}:{s.grpc_port}")
@@ -120,11 +121,12 @@ _CURL_BODY = {"image": "--data-binary @image.jpg", "audio": "--data-binary @clip
               "text": "-H 'Content-Type: text/plain' --data-binary @note.txt"}
 
 
-def _classifiers(s) -> list[tuple[str, str]]:
-    """(name, input kind) of the ready models that take raw inputs at :classify (pre-processing recorded)."""
+def _raw_input_endpoints(s) -> list[tuple[str, str, str]]:
+    """(name, classify or detect, input kind) of the ready models that take raw inputs (pre-processing recorded)."""
     out = {}
     for row in s.manager.index(ready_only=True):
         for m in s.manager._entries[row["name"]].versions.values():
             if m.preprocess is not None:
-                out[row["name"]] = m.preprocess.kind
-    return sorted(out.items())
+                task = m.artifact.task if m.artifact is not None else "classification"
+                out[row["name"]] = ("detect" if task == "detection" else "classify", m.preprocess.kind)
+    return sorted((name, verb, kind) for name, (verb, kind) in out.items())
