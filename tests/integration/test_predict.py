@@ -241,8 +241,8 @@ def test_serve_an_artifact_directory_in_place(data, tmp_path):
 
     before = sorted(p.name for p in data["art"].iterdir())
     text_art = write_text_artifact(tmp_path / "text_art")
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(data["art"]), str(text_art), "--http-port", "0",
-                             "--grpc-port", "-1", "--metrics-port", "-1"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(data["art"]), str(text_art),
+                             "--http-port", "0", "--grpc-port", "-1", "--metrics-port", "-1"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
         lines = []

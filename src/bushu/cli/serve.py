@@ -104,8 +104,8 @@ def _serve(repo: Path, opts, host: str) -> None:
                 where = "127.0.0.1" if host in ("0.0.0.0", "::") else h
                 url = f"http://{where}:{s.http_port}/v1/models/{name}:{verb}"
                 query = "?score=0.5" if verb == "detect" else "?k=3"
-                console.print(f"        {url}\n        curl -s {_CURL_BODY.get(kind, _CURL_BODY['image'])} '{url}{query}'",
-                              soft_wrap=True)
+                body = _CURL_BODY.get(kind, _CURL_BODY["image"])
+                console.print(f"        {url}\n        curl -s {body} '{url}{query}'", soft_wrap=True)
         if s.grpc_port is not None:
             console.print(f"gRPC    {h}:{s.grpc_port}")
         if s.metrics_port is not None:
