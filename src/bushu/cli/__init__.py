@@ -61,6 +61,10 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """bushu (部署): from a trained model or labelled data to a fast, validated deployment."""
+    from .. import progress
+    from ._progress import RichProgress
+
+    progress.set_default(RichProgress())  # the library's progress=True: a bar on stderr (cli/ owns the console)
     ctx.obj = {"debug": debug}
 
 

@@ -226,7 +226,11 @@ def _write_reference(art: Artifact, path: Path, samples: int, data: str | Path |
 
 
 def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.ndarray], list[int] | None]:
-    from ..model.processing import IMAGE_SUFFIXES, load_image, preprocess_images
+    from ..data.folders import LabelledFolder, scan_folder
+    from ..data.images import open_image
+    from ..data.labels import match_classes
+    from ..data.suffixes import IMAGE_SUFFIXES
+    from ..model.processing import preprocess_images
 
     if art.preprocess is None or len(art.inputs) != 1:
         raise UserInputError(f"--data needs an image model with one input and pre-processing; {art.name} has "
@@ -237,10 +241,7 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
     subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     targets: list[int] | None = None
     if subdirs:
-        from ..data.images import ImageFolder
-        from ..evaluate import match_classes
-
-        folder = ImageFolder.scan(data)
+        folder = LabelledFolder.scan(data)
         # accuracy only when the class folders are the model's own labels ('Egyptian_cat' for 'Egyptian cat')
         try:
             index = match_classes(folder.classes, art.labels, len(art.labels or []))
@@ -251,10 +252,10 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
         files = [p for p, _ in items]
         targets = [index[folder.classes[i]] for _, i in items] if index else None
     else:
-        files = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:samples]
+        files = scan_folder(data, IMAGE_SUFFIXES).loose[:samples]
     if not files:
         raise UserInputError(f"--data {data} holds no images")
-    x = preprocess_images([load_image(p) for p in files], art.preprocess).astype(np.float32)
+    x = preprocess_images([open_image(p) for p in files], art.preprocess).astype(np.float32)
     return {art.inputs[0].name: x}, targets
 
 

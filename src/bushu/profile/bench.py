@@ -147,15 +147,17 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 def _run_jobs(jobs: list[dict], isolate: bool, progress: bool, on_row) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     total = sum(len(j["batch_sizes"]) * len(j["threads"]) for j in jobs)
-    with _progress(progress, total) as advance:
+    from .. import progress as _progress
+
+    with _progress.task(progress if total > 0 else False, "bench", total) as advance:
         for job in jobs:
             def emit(row: dict, job=job) -> None:
                 rows.append(_row(row))
-                advance(f"{row['backend']} batch {row['batch']}: {row['status']}")
+                advance(1, description=f"{row['backend']} batch {row['batch']}: {row['status']}")
                 if on_row:
                     on_row(rows[-1])
 
-            advance(f"{job['backend']}: loading", step=0)
+            advance(0, description=f"{job['backend']}: loading")
             if isolate:
                 _run_isolated(job, emit)
             else:
@@ -187,30 +189,6 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
             emit({"backend": job["backend"], "batch": batch, "threads": threads,
                   "precision": job.get("precision") or "fp32", "status": "error", "reason": reason,
                   "file": Path(job["path"]).name})
-
-
-class _progress:
-    """A rich progress bar on stderr (so --json output stays clean); a no-op when disabled."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled and total > 0, total
-
-    def __enter__(self) -> Callable[..., None]:
-        if not self.enabled:
-            return lambda *a, **k: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from ..cli._output import err_console
-
-        self.bar = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"), console=err_console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("", total=self.total)
-        return lambda desc, step=1: self.bar.update(task, advance=step, description=desc)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def _record(art: Artifact, rows: list[dict[str, Any]]) -> None:
