@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..runtime.registry import backend_spec, with_flag
 from ._output import console, print_json, table
 
 COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
@@ -36,7 +37,7 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
               help="Points of top-1 accuracy the result may lose on --data; int8 keeps sensitive layers in float "
                    "until it holds, other steps fail if it does not.")
 @click.option("--exclude", "exclude", multiple=True, help="Keep this node in float (repeatable).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+@click.option("--backend", type=click.Choice(with_flag("quantizable")), default="onnxruntime",
               show_default=True, help="Runtime to quantize for (openvino: NNCF int8, writes an OpenVINO IR).")
 @click.option("--prune", type=float, metavar="RATIO", help="Prune this share of channels (structured) or weights "
               "(unstructured), 0 < RATIO < 1.")
@@ -103,7 +104,7 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     if lowrank is not None or lowrank_energy is not None:
         steps.append(LowRankConfig(rank_ratio=lowrank, energy=lowrank_energy, max_layer_error=lowrank_max_error))
     config = None
-    if backend == "openvino":
+    if backend_spec(backend).needs_calibration:  # openvino: NNCF int8, calibrated
         if quant not in (None, "int8"):
             raise UserInputError(f"--backend openvino quantizes to int8 (NNCF); --quantize {quant} is for onnxruntime",
                                  hint="use --quantize int8 --backend openvino, or drop --backend")

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..model.artifact import Artifact, library_versions
-from .formats import FORMATS, Format, resolve_formats
+from .formats import Format, get_format, resolve_formats
 
 __all__ = ["ROW_KEYS", "ExportContext", "Exported", "Skip", "export", "markdown_table"]
 
@@ -173,7 +173,7 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
         raise UserInputError(f"--threads must be at least 1, got {threads}")
     if opset is not None and not 7 <= int(opset) <= 23:
         raise UserInputError(f"--opset {opset} is outside the range ONNX converters support (7..23)")
-    int8 = [n for n in names if FORMATS[n].calibrated]
+    int8 = [n for n in names if get_format(n).calibrated]
     if int8 and data is None:
         named = [n for n in int8 if n in _named(formats)]
         if named:
@@ -192,7 +192,7 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
         for name in names:
             if on_start:
                 on_start(name)
-            row = _run_worker(art, FORMATS[name], out, ref, bench=bench, opset=opset, threads=threads,
+            row = _run_worker(art, get_format(name), out, ref, bench=bench, opset=opset, threads=threads,
                               timeout=timeout, data=data, calib_size=calib_size)
             rows.append(row)
             if on_row:

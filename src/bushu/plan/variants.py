@@ -25,10 +25,11 @@ import numpy as np
 
 from ..errors import BushuError, UserInputError
 from ..model.artifact import Artifact
+from ..runtime.registry import with_flag
 
 __all__ = ["Dataset", "Variant", "build_variants", "load_dataset", "variant_accuracy"]
 
-BACKENDS = ("onnxruntime", "openvino")
+BACKENDS = with_flag("plannable")
 PRECISIONS = ("fp32", "int8", "bf16", "fp16")
 
 

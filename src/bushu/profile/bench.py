@@ -57,7 +57,7 @@ def resolve_model(model: Artifact | str | Path) -> tuple[Artifact | None, Path]:
 def _suffixes(name: str) -> tuple[str, ...]:
     from ..runtime.registry import BUILTIN, get_backend
 
-    return BUILTIN[name][2] if name in BUILTIN else get_backend(name).suffixes
+    return BUILTIN[name].suffixes if name in BUILTIN else get_backend(name).suffixes
 
 
 def files_for_backends(art: Artifact | None, main: Path, backends: Sequence[str]) -> dict[str, Path | str]:
@@ -81,7 +81,7 @@ def _installed(name: str) -> bool:
 
     if name not in BUILTIN:
         return is_installed(name)
-    module = BUILTIN[name][0].partition(":")[0]
+    module = BUILTIN[name].target.partition(":")[0]
     return importlib.util.find_spec(module) is not None and _version(*_BACKEND_PACKAGES.get(name, (name,))) is not None
 
 
