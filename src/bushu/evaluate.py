@@ -82,7 +82,7 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
     from .runtime import load_backend
 
     if batch_size < 1:
-        raise UserInputError(f"batch size must be a positive integer, got {batch_size}")
+        raise UserInputError(f"`batch_size` must be a positive integer, got {batch_size}")
     art, main = resolve_model(model)
     if art is None or art.preprocess is None:
         raise UserInputError(f"{main} has no pre-processing metadata, so its images cannot be prepared",

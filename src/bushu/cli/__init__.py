@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ..errors import BushuError
+from ..errors import BushuError, as_flags
 
 # command name -> module under bushu.cli (the module defines a click command called `command`)
 COMMANDS = {
@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except BushuError as e:
         if debug:
             raise
-        click.secho(f"error: {e.message}", fg="red", err=True)
+        click.secho(f"error: {as_flags(e.message)}", fg="red", err=True)
         if e.hint:
-            click.echo(f"Hint: {e.hint}", err=True)
+            click.echo(f"Hint: {as_flags(e.hint)}", err=True)
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code

@@ -166,13 +166,13 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     names = resolve_formats(formats)
     if samples < 1:
-        raise UserInputError(f"--samples must be at least 1, got {samples}")
+        raise UserInputError(f"`samples` must be at least 1, got {samples}")
     if calib_size < 1:
         raise UserInputError(f"the calibration size must be at least 1, got {calib_size}")
     if threads is not None and int(threads) < 1:
-        raise UserInputError(f"--threads must be at least 1, got {threads}")
+        raise UserInputError(f"`threads` must be at least 1, got {threads}")
     if opset is not None and not 7 <= int(opset) <= 23:
-        raise UserInputError(f"--opset {opset} is outside the range ONNX converters support (7..23)")
+        raise UserInputError(f"`opset` {opset} is outside the range ONNX converters support (7..23)")
     int8 = [n for n in names if get_format(n).calibrated]
     if int8 and data is None:
         named = [n for n in int8 if n in _named(formats)]
@@ -233,11 +233,11 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
     from ..model.processing import preprocess_images
 
     if art.preprocess is None or len(art.inputs) != 1:
-        raise UserInputError(f"--data needs an image model with one input and pre-processing; {art.name} has "
+        raise UserInputError(f"`data` needs an image model with one input and pre-processing; {art.name} has "
                              f"{len(art.inputs)} input(s) and "
                              f"{'no' if art.preprocess is None else 'its'} pre-processing")
     if not data.is_dir():
-        raise UserInputError(f"--data {data} is not a directory of images")
+        raise UserInputError(f"`data` {data} is not a directory of images")
     subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     targets: list[int] | None = None
     if subdirs:
@@ -254,7 +254,7 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
     else:
         files = scan_folder(data, IMAGE_SUFFIXES).loose[:samples]
     if not files:
-        raise UserInputError(f"--data {data} holds no images")
+        raise UserInputError(f"`data` {data} holds no images")
     x = preprocess_images([open_image(p) for p in files], art.preprocess).astype(np.float32)
     return {art.inputs[0].name: x}, targets
 

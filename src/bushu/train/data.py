@@ -100,7 +100,7 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
         raise NotFoundError(f"training data not found: {data}",
                             hint="pass a folder with one sub-folder of examples per class (or a text,label CSV)")
     if not 0 < val_fraction < 1:
-        raise UserInputError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        raise UserInputError(f"`val_fraction` must be between 0 and 1, got {val_fraction}")
     if data.is_file():
         if data.suffix.lower() != ".csv":
             raise UserInputError(f"{data} is a file; expected a folder with one sub-folder per class, or a .csv "
@@ -109,7 +109,7 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
     elif kind == "auto":
         kind = _guess_kind(data)
     if kind not in ("image", "text", "audio"):
-        raise UserInputError(f"unknown data kind {kind!r}", hint="use --kind image, text or audio")
+        raise UserInputError(f"unknown data kind {kind!r}", hint="use `kind` image, text or audio")
 
     given_val = Path(val) if val else None
     train_root = data
@@ -319,7 +319,7 @@ def add_other_class(ds: Dataset, work: Path, seed: int = 0) -> Dataset:
     go through the same decoding and pre-processing as the user's files.
     """
     if ds.kind != "image":
-        raise UserInputError("--other works for images only", hint="for texts, add a folder of unrelated texts")
+        raise UserInputError("`other` works for images only", hint="for texts, add a folder of unrelated texts")
     if OTHER_CLASS in ds.classes:
         raise UserInputError(f"the data already has a class named {OTHER_CLASS!r}",
                              hint="drop --other, or rename that folder")
