@@ -82,14 +82,20 @@ class ExportContext:
     step_file: Path
     options: dict[str, Any] = field(default_factory=dict)
 
+    def note(self, message: str) -> None:
+        """A line in the format's log (the worker's own output goes there too, so flush it first: in order)."""
+        sys.stdout.flush()
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(message + "\n")
+
     def step(self, name: str) -> None:
         self.step_file.write_text(name)
-        print(f"== {self.fmt.name}: {name}", flush=True)
+        self.note(f"== {self.fmt.name}: {name}")
 
     def run(self, cmd: Sequence[str], step: str, timeout: float = 1800) -> None:
         """Run a converter CLI; its output goes to the log; a non-zero exit is a ConverterError."""
         self.step(step)
-        print("$ " + " ".join(str(c) for c in cmd), flush=True)
+        self.note("$ " + " ".join(str(c) for c in cmd))
         with open(self.log, "ab") as log:
             proc = subprocess.run([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
                                   timeout=timeout, check=False)
@@ -122,7 +128,7 @@ class ExportContext:
             raise UserInputError(f"{self.fmt.name} needs calibration images", hint=DATA_HINT)
         self.step("read the calibration images")
         reader = calibration_reader(data, self.art, limit=self.options.get("calib_size") or 100, batch_size=1)
-        print(f"calibration: {len(reader)} sample(s) from {data}", flush=True)
+        self.note(f"calibration: {len(reader)} sample(s) from {data}")
         return reader
 
     def example(self, batch: int = 1) -> dict[str, np.ndarray]:

@@ -76,13 +76,13 @@ def files_for_backends(art: Artifact | None, main: Path, backends: Sequence[str]
 
 def _installed(name: str) -> bool:
     """Installed, judged without importing the framework (the worker process imports it)."""
-    from ..envinfo import _BACKEND_PACKAGES, _version
-    from ..runtime.registry import BUILTIN, is_installed
+    from ..envinfo import _version
+    from ..runtime.registry import BUILTIN, distributions, is_installed
 
     if name not in BUILTIN:
         return is_installed(name)
     module = BUILTIN[name].target.partition(":")[0]
-    return importlib.util.find_spec(module) is not None and _version(*_BACKEND_PACKAGES.get(name, (name,))) is not None
+    return importlib.util.find_spec(module) is not None and _version(*distributions(name)) is not None
 
 
 def default_backends() -> list[str]:

@@ -38,6 +38,8 @@ class BackendSpec:
     quantizable: bool = False  # `bushu optimize --backend` quantizes for it
     needs_calibration: bool = False  # its int8 needs calibration data (--calib)
     short: str = ""  # its name in narrow tables
+    #: the pip distributions that install its framework, for versions without importing it
+    distributions: tuple[str, ...] = ()
     #: a plugin's distribution (from its entry point): the install hint names it instead of a bushu extra
     package: str | None = None
 
@@ -48,16 +50,20 @@ class BackendSpec:
 _B = "bushu.runtime.backends"
 BUILTIN: dict[str, BackendSpec] = {b.name: b for b in (
     BackendSpec("onnxruntime", f"{_B}.onnxruntime:OnnxRuntimeBackend", "core", (".onnx",), servable=True,
-                platform="onnxruntime_onnx", plannable=True, quantizable=True, short="ort"),
+                platform="onnxruntime_onnx", plannable=True, quantizable=True, short="ort",
+                distributions=("onnxruntime", "onnxruntime-gpu")),
     BackendSpec("openvino", f"{_B}.openvino:OpenVINOBackend", "openvino", (".xml", ".onnx"), servable=True,
-                platform="openvino", plannable=True, quantizable=True, needs_calibration=True, short="ov"),
-    BackendSpec("torch", f"{_B}.torch:TorchBackend", "torch", (".pt2", ".pt", ".torchscript")),
-    BackendSpec("null", f"{_B}.null:NullBackend", "core", (".null",), platform="null"),
+                platform="openvino", plannable=True, quantizable=True, needs_calibration=True, short="ov",
+                distributions=("openvino",)),
+    BackendSpec("torch", f"{_B}.torch:TorchBackend", "torch", (".pt2", ".pt", ".torchscript"),
+                distributions=("torch",)),
+    BackendSpec("null", f"{_B}.null:NullBackend", "core", (".null",), platform="null", distributions=("bushu",)),
     # edge runtimes for `bushu export` formats (ncnn/MNN/LiteRT read an .io.json sidecar written at export)
-    BackendSpec("ncnn", f"{_B}.ncnn:NcnnBackend", "ncnn", (".param",)),
-    BackendSpec("mnn", f"{_B}.mnn:MNNBackend", "mnn", (".mnn",)),
-    BackendSpec("litert", f"{_B}.litert:LiteRTBackend", "litert", (".tflite",)),
-    BackendSpec("opencv", f"{_B}.opencv:OpenCVBackend", "opencv", (".onnx",)),
+    BackendSpec("ncnn", f"{_B}.ncnn:NcnnBackend", "ncnn", (".param",), distributions=("ncnn",)),
+    BackendSpec("mnn", f"{_B}.mnn:MNNBackend", "mnn", (".mnn",), distributions=("MNN",)),
+    BackendSpec("litert", f"{_B}.litert:LiteRTBackend", "litert", (".tflite",), distributions=("ai-edge-litert",)),
+    BackendSpec("opencv", f"{_B}.opencv:OpenCVBackend", "opencv", (".onnx",),
+                distributions=("opencv-python-headless", "opencv-python")),
 )}
 
 
@@ -75,8 +81,17 @@ def entry_point_package(ep: metadata.EntryPoint) -> str | None:
 @cache
 def _entry_points() -> dict[str, BackendSpec]:
     """Third-party backends (group ``bushu.backends``): name = "module:Class"."""
-    return {ep.name: BackendSpec(ep.name, ep.value, ep.name, (), package=entry_point_package(ep) or ep.name)
-            for ep in metadata.entry_points(group="bushu.backends")}
+    out = {}
+    for ep in metadata.entry_points(group="bushu.backends"):
+        package = entry_point_package(ep) or ep.name
+        out[ep.name] = BackendSpec(ep.name, ep.value, ep.name, (), package=package, distributions=(package,))
+    return out
+
+
+def distributions(name: str) -> tuple[str, ...]:
+    """The pip distributions behind a backend (for its version), without importing anything."""
+    spec = BUILTIN.get(name) or _entry_points().get(name)
+    return spec.distributions if spec and spec.distributions else (name,)
 
 
 def list_backends() -> list[str]:
