@@ -72,7 +72,8 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) ->
 
 def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None = None, batch_size: int = 16,
              top_k: int = 5, label_map: Mapping[str, str | int] | None = None, report: str | Path | None = None,
-             plot: str | Path | None = None, record: bool = True, progress: bool = True) -> dict[str, Any]:
+             plot: str | Path | None = None, record: bool = True, progress: bool | _progress.Progress = True
+             ) -> dict[str, Any]:
     """Run the artifact over ``data`` (a folder per class) and return the metrics as a plain dict.
 
     ``backend``: the runtime to run it on; by default the one that reads the artifact's model file

@@ -8,6 +8,7 @@ not decode instead of failing (any Pillow-readable image; UTF-8 .txt; .wav/.flac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from .suffixes import SUFFIXES, suffix_list
 __all__ = ["FolderScan", "LabelledFolder", "Skipped", "read_text", "reason_of", "scan_folder"]
 
 NOUNS = {"image": "images", "text": "texts", "audio": "clips"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class LabelledFolder:
             raise NotFoundError(f"dataset directory not found: {root}",
                                 hint=f"pass a folder with one sub-folder of {noun} per class")
         if not root.is_dir():
-            raise UserInputError(f"{root} is a file, expected a directory with one sub-folder per class")
+            raise UserInputError(f"{root} is a file, expected a directory with one sub-folder per class",
+                                 hint="pass a folder laid out as DIR/<class name>/<file>")
         scan = scan_folder(root, SUFFIXES[kind])
         if not scan.classes or not scan.items:
             loose = ", ".join(p.name for p in scan.loose[:3])
@@ -118,9 +121,6 @@ class LabelledFolder:
 
     def samples(self, decode: Callable[[Path], Any]) -> Iterator[tuple[Any, int, Path]]:
         """(decoded input, class index, file) per item; a file ``decode`` raises on is listed in ``skipped``."""
-        import logging
-
-        log = logging.getLogger(__name__)
         for path, target in self.items:
             try:
                 x = decode(path)
