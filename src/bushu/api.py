@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
     from .results import EvalResult, ExportResult, PlanResult, Prediction, TrainResult
     from .serve.app import ServerHandle
 
+    PathLike = str | Path
+    ArtifactLike = str | Path | Artifact
+
 __all__ = ["Model", "evaluate", "export", "import_model", "load", "optimize", "plan", "serve", "train"]
 
-PathLike = Union[str, Path]
-ArtifactLike = Union[str, Path, "Artifact"]
 
 
 def _artifact(artifact: ArtifactLike) -> Artifact:
@@ -72,7 +73,7 @@ class Model:
     def close(self) -> None:
         self._clf.close()
 
-    def __enter__(self) -> Model:
+    def __enter__(self) -> Model:  # noqa: PYI034 - as Classifier and ServerHandle
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -140,16 +141,17 @@ def serve(artifact: ArtifactLike | None = None, *, repository: PathLike | None =
     from .serve.app import start_server
 
     if (artifact is None) == (repository is None):
-        raise UserInputError("give either `artifact` or `repository`", hint="serve(\"ART\") or serve(repository=\"REPO\")")
+        raise UserInputError("give either `artifact` or `repository`",
+                             hint='serve("ART") or serve(repository="REPO")')
     tmp = None
     if artifact is not None:
         from .serve.repository import add_to_repository
 
         tmp = Path(tempfile.mkdtemp(prefix="bushu-serve-"))
         add_to_repository(tmp, _artifact(artifact))
-        repository = tmp
+    repo = tmp if tmp is not None else Path(repository)  # type: ignore[arg-type]  # one of the two, checked above
     try:
-        handle = start_server(repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+        handle = start_server(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                               host=host, **options)
     except BaseException:
         if tmp is not None:
@@ -166,8 +168,8 @@ def serve(artifact: ArtifactLike | None = None, *, repository: PathLike | None =
     return handle
 
 
-def train(data: PathLike, out: PathLike, *, budget: str | float | None = "5m", echo: Callable[[str], None] | None = None,
-          progress: bool | Progress = False, **options: Any) -> TrainResult:
+def train(data: PathLike, out: PathLike, *, budget: str | float | None = "5m",
+          echo: Callable[[str], None] | None = None, progress: bool | Progress = False, **options: Any) -> TrainResult:
     """`bushu train DATA -o OUT`: transfer learning with a model search on labelled examples (a folder per
     class, or a text,label CSV) within ``budget`` ("90s", "5m", seconds, or None); other options as
     bushu.train.TrainConfig (trials, kind, sources, heads, image_size, finetune, ...)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 __all__ = ["Advance", "NoProgress", "Progress", "set_default", "task"]
 
@@ -52,7 +52,7 @@ def set_default(reporter: Progress | None) -> Progress:
     return previous
 
 
-def task(progress: Union[bool, Progress, None], label: str, total: float | None) -> AbstractContextManager[Advance]:
+def task(progress: bool | Progress | None, label: str, total: float | None) -> AbstractContextManager[Advance]:
     if isinstance(progress, Progress):
         return progress.task(label, total)
     return (_default if progress else NoProgress()).task(label, total)

@@ -97,11 +97,11 @@ def test_read_text(tmp_path):
         read_text(tmp_path / "empty.txt")
 
 
-class _Art:
-    inputs = [TensorSpec("input", "float32", ("batch", 3, 32, 32))]
-    outputs = [TensorSpec("logits", "float32", ("batch", 3))]
+class _Art:  # what labelled_arrays reads from an artifact
+    inputs = (TensorSpec("input", "float32", ("batch", 3, 32, 32)),)
+    outputs = (TensorSpec("logits", "float32", ("batch", 3)),)
     preprocess = Preprocess(resize=32, crop=32)
-    labels = ["tabby cat", "cup", "dog"]
+    labels = ("tabby cat", "cup", "dog")
 
 
 def test_labelled_arrays_map_class_folders_to_outputs(tmp_path):

@@ -14,7 +14,7 @@ from .lowrank import LowRankConfig
 from .openvino_int8 import OpenVINOInt8Config
 from .pipeline import FinetuneConfig, OptimizeConfig
 from .prune import PruneConfig
-from .quantize import DynamicInt8Config, Fp16Config, StaticInt8Config
+from .quantize import DynamicInt8Config, Fp16Config, QuantConfig, StaticInt8Config
 
 __all__ = ["optimize_config"]
 
@@ -46,7 +46,7 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
         steps.append(PruneConfig(ratio=prune, mode=prune_mode, importance=importance, global_pruning=global_pruning))
     if lowrank is not None or lowrank_energy is not None:
         steps.append(LowRankConfig(rank_ratio=lowrank, energy=lowrank_energy, max_layer_error=lowrank_max_error))
-    config = None
+    config: QuantConfig | OpenVINOInt8Config | None = None
     if backend_spec(backend).needs_calibration:  # openvino: NNCF int8, calibrated
         if quantize not in (None, "int8"):
             raise UserInputError(f"`backend` {backend} quantizes to int8 (NNCF); `quantize` {quantize} is for "

@@ -80,10 +80,12 @@ def scan_images(folder: Path) -> list[tuple[Path, str | None]]:
     if not folder.is_dir():
         raise UserInputError(f"data folder not found: {folder}", hint="pass a folder of images or a .npy/.npz file")
     scan = scan_folder(folder, IMAGE_SUFFIXES)
-    nested = [(p, scan.classes[i]) for p, i in scan.items]
-    if scan.loose and nested:
-        return [(p, None) for p in scan.loose] + [(p, None) for p, _ in nested]
-    return nested if nested else [(p, None) for p in scan.loose]
+    unlabelled: list[tuple[Path, str | None]] = [(p, None) for p in scan.loose]
+    if not scan.items:
+        return unlabelled
+    if scan.loose:  # both: no class per image
+        return unlabelled + [(p, None) for p, _ in scan.items]
+    return [(p, scan.classes[i]) for p, i in scan.items]
 
 
 def image_arrays(folder: str | Path, specs: Sequence[TensorSpec], preprocess, limit: int | None = 100,
@@ -121,7 +123,9 @@ def image_arrays(folder: str | Path, specs: Sequence[TensorSpec], preprocess, li
                              f"(e.g. {skipped[0]})", hint="check the files are real images, not truncated")
     x = np.stack(arrays)
     check_array(specs[0], x, str(folder))
-    return ArrayReader({specs[0].name: x}, batch_size, labels if all(labels) else None, str(folder), skipped)
+    named = [label for label in labels if label]
+    return ArrayReader({specs[0].name: x}, batch_size, named if len(named) == len(labels) else None, str(folder),
+                       skipped)
 
 
 def labelled_arrays(folder: str | Path, art: Any, *, limit: int | None = None, batch_size: int = 8,

@@ -124,7 +124,7 @@ class LabelledFolder:
         for path, target in self.items:
             try:
                 x = decode(path)
-            except Exception as e:  # any decode failure: list it and carry on
+            except Exception as e:  # noqa: BLE001 - any decode failure: list it and carry on
                 self.skipped.append(Skipped(str(path), reason_of(e)))
                 log.warning("skipped %s: %s", path, reason_of(e))
                 continue

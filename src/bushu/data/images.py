@@ -24,7 +24,7 @@ def open_image(path: str | Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = Image.open(path)
+        img: Image.Image = Image.open(path)
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserInputError(f"cannot decode {path} as an image: {e}",

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class SearchOutcome:
     storage: str
 
 
-def progress_bar(progress: Union[bool, Progress, None], label: str, total: float | None):
+def progress_bar(progress: bool | Progress | None, label: str, total: float | None):
     """The training steps' progress (see bushu.progress): yields ``advance``."""
     return _progress.task(progress, label, total)
 
