@@ -43,6 +43,6 @@ def match_classes(folders: Sequence[str], labels: Sequence[str] | None, n_output
         else:
             msg = (f"the model has no labels, so class folders must be output indices 0..{n_outputs - 1}; "
                    f"got {', '.join(map(repr, bad))}")
-        raise UserInputError(msg, hint="rename the folders to label names, or pass --label-map MAP.yaml "
+        raise UserInputError(msg, hint="rename the folders to label names, or pass `label_map` (MAP.yaml) "
                                        "mapping each folder to a label (or an output index)")
     return out
