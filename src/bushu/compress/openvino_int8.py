@@ -65,7 +65,8 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                       data: str | Path | None = None, max_accuracy_drop: float | None = None, measure: bool = True,
                       log: Callable[[str], None] | None = None) -> Artifact:
     """Quantize ``artifact_in`` (ONNX) to an int8 OpenVINO IR artifact at ``out``; the input is untouched."""
-    from .quantize import AccuracyDropError, _load_dataset
+    from ..data.arrays import labelled_arrays
+    from .quantize import AccuracyDropError
 
     log = log or (lambda _m: None)
     config.check()
@@ -85,7 +86,7 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                              hint="pass --calib DIR (100-300 images)")
     nncf, ov = _deps()
     reader = calibration_reader(config.calibration, art, limit=config.calib_size, batch_size=1)
-    dataset = _load_dataset(data, art) if data is not None else None
+    dataset = labelled_arrays(data, art, require="accuracy") if data is not None else None
     name = art.inputs[0].name
     calib = nncf.Dataset([{k: v[i:i + 1] for k, v in reader.feeds.items()} for i in range(len(reader))])
     model = ov.convert_model(str(art.model_path))
@@ -112,7 +113,7 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                                     hint="calibrate on more representative data, or use --preset mixed")
         acc = None
         if dataset is not None:
-            targets = dataset.targets  # type: ignore[attr-defined]
+            targets = dataset.targets
             before = validate.accuracy(ref[art.outputs[0].name], targets)
             after = validate.accuracy(got[art.outputs[0].name], targets)
             acc = {"samples": len(dataset), "fp32": before, "quantized": after, "drop": round(before - after, 3)}

@@ -33,7 +33,7 @@ MAX_BAD_CASES = 40
 def evaluate_detection(art, data: str | Path, backend: str | None = None, batch_size: int = 8,
                        label_map: Mapping[str, str | int] | None = None, score: float | None = None,
                        iou: float | None = None, max_det: int = 100, report: str | Path | None = None,
-                       record: bool = True, progress: bool = True) -> dict[str, Any]:
+                       record: bool = True, progress: bool | Any = True) -> dict[str, Any]:
     """Run the artifact's ``Detector`` on ``data`` and return the metrics (``map50``, ``map``, ``per_class``, ...)."""
     from ..envinfo import summary
     from ..runtime.registry import backend_for_path
@@ -73,18 +73,18 @@ def class_mapping(ds_classes: Sequence[str], labels: Sequence[str] | None,
 def evaluate_detector(detector, ds: DetectionDataset, labels: Sequence[str] | None, batch_size: int = 8,
                       label_map: Mapping[str, str | int] | None = None, score: float = 0.001,
                       iou: float | None = None, max_det: int = 100, bad_case_score: float = BAD_CASE_SCORE,
-                      progress: bool = False) -> dict[str, Any]:
+                      progress: bool | Any = False) -> dict[str, Any]:
     """The metrics of anything with ``predict(images, score=, iou=, max_det=) -> [[Detection]]`` on ``ds``."""
     from PIL import Image
 
-    from ..evaluate import _Progress
+    from .. import progress as _progress
 
     to_ds = class_mapping(ds.classes, labels, label_map)
     problems = list(ds.problems)
     gts, preds, used = [], [], []
     ignored = 0
     t0 = time.perf_counter()
-    with _Progress(progress, len(ds.samples)) as advance:
+    with _progress.task(progress, "eval", len(ds.samples)) as advance:
         for start in range(0, len(ds.samples), batch_size):
             batch, images = [], []
             for s in ds.samples[start:start + batch_size]:

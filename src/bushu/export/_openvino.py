@@ -52,7 +52,7 @@ def export_ir_int8(ctx: ExportContext) -> Exported:
     ctx.step(f"NNCF post-training int8 quantization ({len(reader)} calibration samples)")
     # no gate here (min 0): the export's own validation judges top-1 agreement on the validation images
     config = OpenVINOInt8Config(calibration=reader, calib_size=len(reader), min_top1_agreement=0.0)
-    q = quantize_openvino(ctx.art, ctx.work / "nncf", config, measure=False, log=lambda m: print(m, flush=True))
+    q = quantize_openvino(ctx.art, ctx.work / "nncf", config, measure=False, log=ctx.note)
     (q.path / XML).rename(ctx.work / XML)
     (q.path / BIN).rename(ctx.work / BIN)
     import openvino as ov

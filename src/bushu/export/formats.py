@@ -1,5 +1,6 @@
 """The export formats as one table: name → Format (suffix, what it needs, what runs it here, options).
 
+Third parties add formats with an entry point in the group ``bushu.exporters`` naming a Format.
 Each format's exporter is a small function in its own module, named by a "module:function" string
 and imported only when that format is exported (in a worker process, see core.py)::
 
@@ -14,8 +15,10 @@ max-abs budget (NOTES.md: int8 is judged by the task metric on real data).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
 
-from ..errors import UnknownNameError, UserInputError
+from ..errors import MissingDependencyError, UnknownNameError, UserInputError
 
 __all__ = ["FORMATS", "Format", "get_format", "list_formats", "resolve_formats"]
 
@@ -142,17 +145,40 @@ _ALIASES = {"openvino_fp16": "openvino-fp16", "onnx_fp16": "onnx-fp16", "ncnn_fp
             "mlpackage": "coreml", "aotinductor": "aoti", "libtorch": "torchscript"}
 
 
+@cache
+def _plugin_formats() -> dict[str, metadata.EntryPoint]:
+    """Third-party formats: entry points in the group ``bushu.exporters`` naming a Format object
+    ("module:FORMAT"); listed without importing them, imported when asked for."""
+    return {ep.name: ep for ep in metadata.entry_points(group="bushu.exporters") if ep.name not in FORMATS}
+
+
 def list_formats() -> list[str]:
-    return list(FORMATS)
+    return [*FORMATS, *_plugin_formats()]
 
 
 def get_format(name: str) -> Format:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
-    if key not in FORMATS:
-        raise UnknownNameError("export format", name, [*FORMATS, "all"],
-                               hint="bushu export --list shows every format and whether it runs here")
-    return FORMATS[key]
+    if key in FORMATS:
+        return FORMATS[key]
+    if key in _plugin_formats():
+        return _load_plugin(key, _plugin_formats()[key])
+    raise UnknownNameError("export format", name, [*list_formats(), "all"],
+                           hint="bushu export --list shows every format and whether it runs here")
+
+
+def _load_plugin(name: str, ep: metadata.EntryPoint) -> Format:
+    from ..runtime.registry import entry_point_package
+
+    try:
+        fmt = ep.load()
+    except ImportError as e:
+        raise MissingDependencyError(f"export format {name!r} ({e.name or e})", name,
+                                     entry_point_package(ep) or name) from e
+    if not isinstance(fmt, Format) or fmt.name != name:
+        raise UserInputError(f"the bushu.exporters entry point {name!r} ({ep.value}) is not a Format named {name!r}",
+                             hint="the plugin must point at a bushu.export.formats.Format with the same name")
+    return fmt
 
 
 def resolve_formats(spec: str | list[str] | tuple[str, ...]) -> list[str]:

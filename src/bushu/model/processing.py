@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.suffixes import IMAGE_SUFFIXES
 from ..errors import UserInputError
 from .artifact import Postprocess, Preprocess
 
 __all__ = ["IMAGE_SUFFIXES", "fit_image", "load_image", "preprocess_image", "preprocess_images", "softmax", "top_k"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 def load_image(src: str | Path | bytes | np.ndarray):

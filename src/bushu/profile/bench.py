@@ -57,7 +57,7 @@ def resolve_model(model: Artifact | str | Path) -> tuple[Artifact | None, Path]:
 def _suffixes(name: str) -> tuple[str, ...]:
     from ..runtime.registry import BUILTIN, get_backend
 
-    return BUILTIN[name][2] if name in BUILTIN else get_backend(name).suffixes
+    return BUILTIN[name].suffixes if name in BUILTIN else get_backend(name).suffixes
 
 
 def files_for_backends(art: Artifact | None, main: Path, backends: Sequence[str]) -> dict[str, Path | str]:
@@ -79,15 +79,15 @@ _GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
 
 def _installed(name: str) -> bool:
     """Installed, judged without importing the framework (the worker process imports it)."""
-    from ..envinfo import _BACKEND_PACKAGES, _version
-    from ..runtime.registry import BUILTIN, is_installed
+    from ..envinfo import _version
+    from ..runtime.registry import BUILTIN, distributions, is_installed
 
     if name not in BUILTIN:
         return is_installed(name)
-    module = BUILTIN[name][0].partition(":")[0]
+    module = BUILTIN[name].target.partition(":")[0]
     if name in _GPU_BACKENDS:  # their framework is light to import; what matters is the GPU
         return is_installed(name)
-    return importlib.util.find_spec(module) is not None and _version(*_BACKEND_PACKAGES.get(name, (name,))) is not None
+    return importlib.util.find_spec(module) is not None and _version(*distributions(name)) is not None
 
 
 def default_backends() -> list[str]:
@@ -159,15 +159,17 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 def _run_jobs(jobs: list[dict], isolate: bool, progress: bool, on_row) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     total = sum(len(j["batch_sizes"]) * len(j["threads"]) for j in jobs)
-    with _progress(progress, total) as advance:
+    from .. import progress as _progress
+
+    with _progress.task(progress if total > 0 else False, "bench", total) as advance:
         for job in jobs:
             def emit(row: dict, job=job) -> None:
                 rows.append(_row(row))
-                advance(f"{row['backend']} batch {row['batch']}: {row['status']}")
+                advance(1, description=f"{row['backend']} batch {row['batch']}: {row['status']}")
                 if on_row:
                     on_row(rows[-1])
 
-            advance(f"{job['backend']}: loading", step=0)
+            advance(0, description=f"{job['backend']}: loading")
             if isolate:
                 _run_isolated(job, emit)
             else:
@@ -199,30 +201,6 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
             emit({"backend": job["backend"], "batch": batch, "threads": threads,
                   "precision": job.get("precision") or "fp32", "status": "error", "reason": reason,
                   "file": Path(job["path"]).name})
-
-
-class _progress:
-    """A rich progress bar on stderr (so --json output stays clean); a no-op when disabled."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled and total > 0, total
-
-    def __enter__(self) -> Callable[..., None]:
-        if not self.enabled:
-            return lambda *a, **k: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from ..cli._output import err_console
-
-        self.bar = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"), console=err_console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("", total=self.total)
-        return lambda desc, step=1: self.bar.update(task, advance=step, description=desc)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def _record(art: Artifact, rows: list[dict[str, Any]]) -> None:

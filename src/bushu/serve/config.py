@@ -17,6 +17,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import ModelLoadError
+from ..runtime.registry import BUILTIN
 from ..spec import DTYPES, TensorSpec
 
 __all__ = ["CONFIG_FILE", "Settings", "complete_config", "config_to_dict", "read_config", "write_config"]
@@ -30,8 +31,14 @@ _SUPPORTED = {"name", "platform", "backend", "max_batch_size", "input", "output"
 _SUPPORTED_BATCHING = {"preferred_batch_size", "max_queue_delay_microseconds", "default_queue_policy"}
 _SUPPORTED_QUEUE = {"max_queue_size", "default_timeout_microseconds", "allow_timeout_override", "timeout_action"}
 _SUPPORTED_INSTANCE = {"name", "kind", "count"}
-_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "null": "null"}
-_BACKEND_OF_PLATFORM = {"onnxruntime_onnx": "onnxruntime", "openvino": "openvino", "null": "null"}
+# backend <-> Triton platform name, from the backend registry
+_PLATFORMS = {n: b.platform for n, b in BUILTIN.items() if b.platform}
+_BACKEND_OF_PLATFORM = {p: n for n, p in _PLATFORMS.items()}
+
+
+def platform_of(backend: str) -> str:
+    """The platform config.pbtxt names for a backend (a backend without one is named as such)."""
+    return _PLATFORMS.get(backend, backend)
 
 
 def tensor_type(dtype: str) -> int:
@@ -140,7 +147,7 @@ def complete_config(cfg: mc.ModelConfig | None, name: str, backend: str, inputs:
                              hint="make them equal, or leave `name` out")
     cfg.name = name
     if not cfg.backend and not cfg.platform:
-        cfg.platform = _PLATFORMS.get(backend, backend)
+        cfg.platform = platform_of(backend)
     batchable = bool(inputs) and all(s.has_batch for s in inputs) and all(s.has_batch for s in outputs)
     if not given and batchable:
         cfg.max_batch_size = DEFAULT_MAX_BATCH

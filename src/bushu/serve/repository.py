@@ -14,14 +14,15 @@ from pathlib import Path
 
 from ..errors import ModelLoadError, ModelNotFoundError, UserInputError
 from ..model.artifact import LABELS_FILE, META_FILE, Artifact, _dump
+from ..runtime.registry import BUILTIN
 from .config import CONFIG_FILE, read_config, write_config
 
 __all__ = ["ModelSource", "add_to_repository", "artifact_repository", "check_name", "is_artifact_dir", "list_models",
            "model_versions", "resolve_version"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-# file name -> backend, in the order bushu looks for them in a version directory
-_MODEL_FILES = {"model.onnx": "onnxruntime", "model.xml": "openvino"}
+# file name -> backend, in the order bushu looks for them in a version directory (the servable backends)
+_MODEL_FILES = {f"model{b.suffixes[0]}": n for n, b in BUILTIN.items() if b.servable}
 
 
 def check_name(name: str) -> str:
