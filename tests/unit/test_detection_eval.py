@@ -145,7 +145,7 @@ def test_classes_without_labels_use_the_dataset_ids_and_bad_names_say_so(yolo_se
     assert class_mapping(ds.classes, None, None) == {k: k for k in range(len(ds.classes))}
     with pytest.raises(UserInputError) as e:
         class_mapping(ds.classes, ["bird", "fruit"], None)
-    assert "'birds' (did you mean 'bird'?)" in e.value.message and "--label-map" in e.value.hint
+    assert "'birds' (did you mean 'bird'?)" in e.value.message and "label_map" in e.value.hint
     assert class_mapping(ds.classes[:2], ["x", "bird", "fruit"], {"birds": "bird"}) == {1: 0, 2: 1}
 
 
