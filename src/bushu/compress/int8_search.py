@@ -117,17 +117,14 @@ def _variants(art: Artifact, first: Config, tried: list[dict[str, Any]], best: C
 
         if profile_model(art.model_path).kind != "conv":
             yield "NNCF mixed preset, SmoothQuant 0.95", replace(mixed, smooth_quant=0.95)
+    if best() is None:
+        return
+    record, base = best()  # the best of the attempts above, with more and more nodes in float
     ranked = _rank(art, first, tmp, log)
-    for share in SENSITIVE_SHARES:
-        b = best()
-        if b is None or not ranked:
-            return
-        record, base = b
-        k = max(1, math.ceil(share * len(ranked)))
-        names = tuple(ranked[:k])
-        where = "exclude_nodes" if isinstance(base, StaticInt8Config) else "ignored_nodes"
+    where = "exclude_nodes" if isinstance(base, StaticInt8Config) else "ignored_nodes"
+    for k in sorted({max(1, math.ceil(share * len(ranked))) for share in SENSITIVE_SHARES} if ranked else ()):
         yield (f"{record['attempt']} + {k} most sensitive of {len(ranked)} nodes in float",
-               replace(base, **{where: tuple(getattr(base, where)) + names}))
+               replace(base, **{where: tuple(getattr(base, where)) + tuple(ranked[:k])}))
 
 
 def _rank(art: Artifact, first: Config, tmp: Path, log: Callable[[str], None]) -> list[str]:
