@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, write_results  # noqa: E402
+from _common import command_line, write_results
 
 COLUMNS = ("model", "backend", "calib", "gate_floor", "attempt", "gate", "agreement_confident", "confident_n",
            "top5_overlap", "cosine_mean", "size_mb", "p50_ms", "throughput_b8", "kept", "labelled_top1_fp32",
@@ -76,7 +76,12 @@ def labelled_top1(src, kept, labelled: Path, backend: str) -> tuple[float, float
 
 def run_one(art, calib: Path, backend: str, floor: float, labelled: Path, work: Path, speed: bool,
             max_attempts: int) -> list[dict]:
-    from bushu.compress import AccuracyDropError, OpenVINOInt8Config, StaticInt8Config, quantize_int8
+    from bushu.compress import (
+        AccuracyDropError,
+        OpenVINOInt8Config,
+        StaticInt8Config,
+        quantize_int8,
+    )
 
     cfg = (OpenVINOInt8Config(calibration=calib, min_top1_agreement=floor) if backend == "openvino"
            else StaticInt8Config(calibration=calib, min_top1_agreement=floor))
@@ -139,12 +144,12 @@ def main() -> None:
                                                    "labelled_top1_fp32", "labelled_top1_int8")}, flush=True)
             rows += got
     notes = [f"command: `{command_line()}`",
-             "gate: top-1 agreement with fp32 on the validation inputs where fp32's top-1 probability is >= 0.5 "
-             "(confident_n of them), at least gate_floor; fewer than 10 confident inputs: 'cannot tell'",
-             "validation inputs = the calibration images (as `bushu optimize --calib` without --data); "
-             "labelled_top1: other crops of the five ImageNet-class photos, % top-1 against their label",
-             "machine shared by ~8 engineers on 2 CPU cores: p50_ms / throughput_b8 are noisy, compare rows of "
-             "one run only"]
+             ("gate: top-1 agreement with fp32 on the validation inputs where fp32's top-1 probability is >= 0.5 "
+              "(confident_n of them), at least gate_floor; fewer than 10 confident inputs: 'cannot tell'"),
+             ("validation inputs = the calibration images (as `bushu optimize --calib` without --data); "
+              "labelled_top1: other crops of the five ImageNet-class photos, % top-1 against their label"),
+             ("machine shared by ~8 engineers on 2 CPU cores: p50_ms / throughput_b8 are noisy, compare rows of "
+              "one run only")]
     js, md = write_results("int8_fallback", {"command": command_line()}, rows, COLUMNS,
                            "int8 fallback search on real models", notes)
     print(f"wrote {js} and {md}")

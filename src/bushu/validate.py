@@ -91,7 +91,7 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
             top_r, top_g = np.argsort(-r2, axis=1)[:, :k], np.argsort(-g, axis=1)[:, :k]
             overlap = [len(set(a) & set(b)) / k for a, b in zip(top_r, top_g)]
             row["top5_overlap"] = round(float(np.mean(overlap)), 4)
-        row["cosine_mean"], row["samples"] = round(float(cos.mean()), 5), int(len(r))
+        row["cosine_mean"], row["samples"] = round(float(cos.mean()), 5), len(r)
         out[name] = row
     return out
 

@@ -8,8 +8,8 @@ import click
 
 from ._output import console, print_json, table
 
-COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8", "gate",
-           "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
+COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
+           "gate", "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
 
 
 @click.command("optimize")
@@ -69,7 +69,8 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, calib_size: int | None, method: str,
             preset: str, data: Path | None, train: Path | None, max_accuracy_drop: float | None,
-            exclude: tuple[str, ...], max_attempts: int | None, no_fallback: bool, backend: str, prune: float | None, prune_mode: str, importance: str,
+            exclude: tuple[str, ...], max_attempts: int | None, no_fallback: bool, backend: str, prune: float | None,
+            prune_mode: str, importance: str,
             global_pruning: bool, lowrank: float | None, lowrank_energy: float | None, lowrank_max_error: float,
             distill: str | None, width: float, temperature: float, alpha: float | None, epochs: int, lr: float,
             no_bench: bool, no_report: bool, as_json: bool) -> None:

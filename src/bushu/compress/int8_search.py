@@ -17,8 +17,9 @@ When no attempt passes, AccuracyDropError lists every attempt and its figures. W
 cannot tell (fewer than ``_gate.MIN_CONFIDENT`` confident inputs), no attempt can be told apart by
 agreement either, since the confident subset depends on fp32 only: the search stops there and keeps
 that attempt, with a warning in the artifact and on the console. ``max_attempts=1`` is the plain
-quantizer. The table in ``metrics.optimize.rows`` has fp32 and one row per attempt (the kept one
-last); ``metrics.optimize.attempts`` and the provenance step record what was tried and kept.
+quantizer. The table in ``metrics.optimize.rows`` has fp32 and one row per attempt (model "int8",
+its ``attempt`` and ``gate`` columns; the kept one last); ``metrics.optimize.attempts`` and the
+provenance step record what was tried and kept.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
         raise UserInputError(f"max_attempts must be at least 1, got {max_attempts}",
                              hint="pass --max-attempts N with N ≥ 1, or --no-fallback for one attempt")
     run = quantize_openvino if isinstance(config, OpenVINOInt8Config) else quantize
-    kwargs = dict(data=data, max_accuracy_drop=max_accuracy_drop, log=log)
+    kwargs = {"data": data, "max_accuracy_drop": max_accuracy_drop, "log": log}
     if max_attempts == 1 or not isinstance(config, (StaticInt8Config, OpenVINOInt8Config)):
         return run(artifact_in, out, config, measure=measure, **kwargs)
     art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
@@ -62,8 +63,8 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
         tmp = Path(tmpd)
         tried: list[dict[str, Any]] = []
         kept: tuple[dict[str, Any], Artifact] | None = None
-        best: tuple[dict[str, Any], Config] | None = None
-        for i, (label, cfg) in enumerate(_variants(art, config, tried, lambda: best, max_accuracy_drop, tmp, log)):
+        best: dict[str, Any] = {}  # "record", "config": the best attempt so far (the sensitivity attempts' base)
+        for i, (label, cfg) in enumerate(_variants(art, config, best, max_accuracy_drop, tmp, log)):
             if i >= max_attempts:
                 break
             log(f"int8 attempt {i + 1}: {label}")
@@ -80,8 +81,8 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
             record["_result"] = result
             tried.append(record)
             log(f"  {record['gate']}: {record['detail']}")
-            if best is None or _score(record) > _score(best[0]):
-                best = (record, cfg)
+            if not best or _score(record) > _score(best["record"]):
+                best.update(record=record, config=cfg)
             if record["gate"] in (PASS, CANNOT_TELL):
                 kept = (record, result)
                 break
@@ -95,8 +96,8 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
         return _write(art, Path(out), kept, tried, measure, isinstance(config, OpenVINOInt8Config), log)
 
 
-def _variants(art: Artifact, first: Config, tried: list[dict[str, Any]], best: Callable[[], Any],
-              max_accuracy_drop: float | None, tmp: Path, log: Callable[[str], None]) -> Iterator[tuple[str, Config]]:
+def _variants(art: Artifact, first: Config, best: dict[str, Any], max_accuracy_drop: float | None, tmp: Path,
+              log: Callable[[str], None]) -> Iterator[tuple[str, Config]]:
     """(label, config) per attempt; the sensitivity attempts start from the best attempt so far."""
     replace = dataclasses.replace
     if isinstance(first, StaticInt8Config):
@@ -117,9 +118,9 @@ def _variants(art: Artifact, first: Config, tried: list[dict[str, Any]], best: C
 
         if profile_model(art.model_path).kind != "conv":
             yield "NNCF mixed preset, SmoothQuant 0.95", replace(mixed, smooth_quant=0.95)
-    if best() is None:
+    if not best:
         return
-    record, base = best()  # the best of the attempts above, with more and more nodes in float
+    record, base = best["record"], best["config"]  # the best of the attempts above, then more nodes in float
     ranked = _rank(art, first, tmp, log)
     where = "exclude_nodes" if isinstance(base, StaticInt8Config) else "ignored_nodes"
     for k in sorted({max(1, math.ceil(share * len(ranked))) for share in SENSITIVE_SHARES} if ranked else ()):
@@ -190,8 +191,8 @@ def _write(art: Artifact, out: Path, kept: tuple[dict[str, Any], Artifact], trie
     rows = [{"model": f"fp32{suffix}", **_measure(art.model_path, backend=backend, speed=measure),
              "top1_agreement": 1.0}]
     for r in sorted((r for r in tried if "_result" in r), key=lambda r: r is record):
-        rows.append({"model": f"int8{suffix}: {r['attempt']}", **_measure(r["_result"].model_path, backend=backend,
-                                                                          speed=measure),
+        rows.append({"model": f"int8{suffix}", "attempt": r["attempt"],
+                     **_measure(r["_result"].model_path, backend=backend, speed=measure),
                      **{k: r[k] for k in ("gate", "top1_agreement", "agreement_confident", "confident_n",
                                           "top5_overlap", "cosine_mean", "accuracy") if r.get(k) is not None}})
         r.update({k: rows[-1].get(k) for k in ("size_mb", "p50_ms", "throughput_b8")})

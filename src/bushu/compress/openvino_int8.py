@@ -121,14 +121,16 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                                         "NNCF's accuracy control", hint="calibrate on more data, or keep fp32")
         rows = _rows(art, xml, per_output, acc, measure, log)
         extras = "".join(f", {x}" for x in (not config.fast_bias_correction and "full bias correction",
-                                              config.smooth_quant is not None and f"SmoothQuant {config.smooth_quant:g}",
+                                              config.smooth_quant is not None
+                                              and f"SmoothQuant {config.smooth_quant:g}",
                                               config.ignored_nodes and f"{len(config.ignored_nodes)} node(s) in float")
                          if x)
         reason = (f"OpenVINO int8 via NNCF post-training quantization ({config.preset} preset{extras}, {mode}, "
                   f"{len(reader)} calibration sample(s)); the CPU plugin runs FakeQuantize as int8")
         section: dict[str, Any] = {"rows": rows, "quantize": {"kind": config.kind, **{
             k: v for k, v in asdict(config).items() if k != "calibration"}}, "reason": reason,
-            **details, "validation": {"outputs": per_output, "gate": verdict, "inputs": {"from": "data" if dataset is not None else "calibration",
+            **details, "validation": {"outputs": per_output, "gate": verdict, "inputs": {
+                "from": "data" if dataset is not None else "calibration",
                                                               "samples": len(next(iter(feeds.values())))},
                            "backend": "openvino f32 vs onnxruntime fp32"},
             "calibration": {"source": reader.source, "samples": len(reader), "skipped_files": reader.skipped[:20]}}
@@ -150,7 +152,10 @@ def _run_nncf(nncf, model, calib, dataset, name: str, preset, n: int, config: Op
     if config.ignored_nodes:
         options["ignored_scope"] = _ignored_scope(nncf, model, config.ignored_nodes)
     if config.smooth_quant is not None:
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedQuantizationParameters,
+            AdvancedSmoothQuantParameters,
+        )
 
         options["model_type"] = nncf.ModelType.TRANSFORMER  # NNCF runs SmoothQuant for this model type only
         options["advanced_parameters"] = AdvancedQuantizationParameters(

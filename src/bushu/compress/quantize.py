@@ -363,7 +363,7 @@ def preprocess(src: Path, dst: Path, log: Callable[[str], None]) -> Path:
 
     try:
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
-    except Exception as e:  # symbolic shape inference gives up on some graphs; ONNX's is enough then
+    except Exception as e:  # noqa: BLE001 - symbolic shape inference gives up on some graphs; ONNX's is enough then
         log(f"pre-processing with symbolic shapes failed ({str(e)[:100]}); retrying without")
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
     return dst

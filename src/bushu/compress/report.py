@@ -9,8 +9,8 @@ from typing import Any
 
 __all__ = ["COLUMNS", "render_html"]
 
-COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8", "gate",
-           "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
+COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
+           "gate", "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
 
 
 def _fmt(v: Any) -> str:
