@@ -130,9 +130,8 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
         section: dict[str, Any] = {"rows": rows, "quantize": {"kind": config.kind, **{
             k: v for k, v in asdict(config).items() if k != "calibration"}}, "reason": reason,
             **details, "validation": {"outputs": per_output, "gate": verdict, "inputs": {
-                "from": "data" if dataset is not None else "calibration",
-                                                              "samples": len(next(iter(feeds.values())))},
-                           "backend": "openvino f32 vs onnxruntime fp32"},
+                "from": "data" if dataset is not None else "calibration", "samples": len(next(iter(feeds.values())))},
+                "backend": "openvino f32 vs onnxruntime fp32"},
             "calibration": {"source": reader.source, "samples": len(reader), "skipped_files": reader.skipped[:20]}}
         if acc is not None:
             section["accuracy"] = acc
