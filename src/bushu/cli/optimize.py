@@ -8,8 +8,8 @@ import click
 
 from ._output import console, print_json, table
 
-COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
-           "top1_agreement", "accuracy")
+COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
+           "gate", "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
 
 
 @click.command("optimize")
@@ -36,6 +36,10 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
               help="Points of top-1 accuracy the result may lose on --data; int8 keeps sensitive layers in float "
                    "until it holds, other steps fail if it does not.")
 @click.option("--exclude", "exclude", multiple=True, help="Keep this node in float (repeatable).")
+@click.option("--max-attempts", type=int, default=None, metavar="N",
+              help="int8 that fails its agreement gate tries other calibration methods / NNCF options, then "
+                   "keeps the most sensitive nodes in float: at most N attempts in all [default: 8].")
+@click.option("--no-fallback", is_flag=True, help="One int8 attempt: refuse when it fails the gate (--max-attempts 1).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
               show_default=True, help="Runtime to quantize for (openvino: NNCF int8, writes an OpenVINO IR).")
 @click.option("--prune", type=float, metavar="RATIO", help="Prune this share of channels (structured) or weights "
@@ -65,7 +69,8 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, calib_size: int | None, method: str,
             preset: str, data: Path | None, train: Path | None, max_accuracy_drop: float | None,
-            exclude: tuple[str, ...], backend: str, prune: float | None, prune_mode: str, importance: str,
+            exclude: tuple[str, ...], max_attempts: int | None, no_fallback: bool, backend: str, prune: float | None,
+            prune_mode: str, importance: str,
             global_pruning: bool, lowrank: float | None, lowrank_energy: float | None, lowrank_max_error: float,
             distill: str | None, width: float, temperature: float, alpha: float | None, epochs: int, lr: float,
             no_bench: bool, no_report: bool, as_json: bool) -> None:
@@ -89,6 +94,14 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     from ..errors import UserInputError
     from ..model.artifact import Artifact
 
+    from ..compress.int8_search import DEFAULT_MAX_ATTEMPTS
+
+    if no_fallback and max_attempts not in (None, 1):
+        raise UserInputError(f"--no-fallback means one attempt; it contradicts --max-attempts {max_attempts}",
+                             hint="give one of them")
+    attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    if attempts < 1:
+        raise UserInputError(f"--max-attempts must be at least 1, got {attempts}", hint="or use --no-fallback")
     if calib_size is not None and calib_size < 1:
         raise UserInputError(f"--calib-size must be at least 1, got {calib_size}")
     if lowrank is not None and lowrank_energy is not None:
@@ -122,7 +135,8 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
         else:
             config = Fp16Config(validation=calib)
     opt = OptimizeConfig(steps=tuple(steps), quantize=config, finetune=FinetuneConfig(epochs=epochs, lr=lr),
-                         train=train, data=data, max_accuracy_drop=max_accuracy_drop, measure=not no_bench,
+                         train=train, data=data, max_accuracy_drop=max_accuracy_drop, max_int8_attempts=attempts,
+                         measure=not no_bench,
                          report=not no_report)
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
     result = optimize(art, out, opt, log=log)
@@ -136,6 +150,10 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     if reason:
         console.print(f"why: {reason}")
     acc = section.get("accuracy") or section.get("quantize", {}).get("accuracy") or {}
+    q = section.get("quantize") if isinstance(section.get("quantize"), dict) and "kept" in section["quantize"] \
+        else section
+    if q.get("attempts"):
+        console.print(f"int8: kept '{q['kept']}' after {len(q['attempts'])} attempt(s)")
     if acc.get("excluded_nodes"):
         console.print(f"kept in float: {', '.join(acc['excluded_nodes'])}")
     warning = section.get("validation_warning") or section.get("quantize", {}).get("validation_warning")
