@@ -152,7 +152,7 @@ def _figures(result: Artifact) -> dict[str, Any]:
     gate = val["gate"]
     row = next((r for r in val["outputs"].values() if "top1_agreement" in r), next(iter(val["outputs"].values())))
     figures = {"gate": gate["outcome"], "detail": gate["detail"],
-               "agreement_confident": row.get("top1_agreement_confident"),
+               "agreement_confident": gate.get("score", row.get("top1_agreement_confident")),  # detectors: mAP
                "confident_n": row.get("confident_samples"), "top1_agreement": row.get("top1_agreement"),
                "top5_overlap": row.get("top5_overlap"), "cosine_mean": row.get("cosine_mean"),
                "samples": row.get("samples")}

@@ -88,7 +88,8 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                              hint="pass --calib DIR (100-300 images)")
     nncf, ov = _deps()
     reader = calibration_reader(config.calibration, art, limit=config.calib_size, batch_size=1)
-    dataset = _load_dataset(data, art) if data is not None else None
+    detector = art.task == "detection"  # judged by its boxes (bushu.detection.validate), --data holds boxes
+    dataset = _load_dataset(data, art) if data is not None and not detector else None
     name = art.inputs[0].name
     calib = nncf.Dataset([{k: v[i:i + 1] for k, v in reader.feeds.items()} for i in range(len(reader))])
     model = ov.convert_model(str(art.model_path))
@@ -107,7 +108,10 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                                  f"source's {list(ref)}")
         per_output = validate.agreement(ref, got)
         details: dict[str, Any] = {}
-        verdict = check_gate("OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed, details)
+        verdict = _detection_gate(art, xml, data or config.calibration, max_accuracy_drop, keep_failed, details) \
+            if detector else None
+        verdict = verdict or check_gate("OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed,
+                                        details)
         acc = None
         if dataset is not None:
             targets = dataset.targets  # type: ignore[attr-defined]
@@ -142,6 +146,13 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
         new.add_step("optimize", quantize=section["quantize"], reason=reason, source=str(art.path),
                      versions_nncf=library_versions("nncf", "openvino"))
         return write_artifact(out, {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}, new, art.labels)
+
+
+def _detection_gate(art: Artifact, xml: Path, images: Any, max_map_drop: float | None, keep_failed: bool,
+                    details: dict[str, Any]) -> dict[str, Any] | None:
+    from ..detection.validate import detection_gate
+
+    return detection_gate("OpenVINO int8", art, xml, "openvino", images, max_map_drop, not keep_failed, details)
 
 
 def _run_nncf(nncf, model, calib, dataset, name: str, preset, n: int, config: OpenVINOInt8Config,

@@ -148,7 +148,8 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
                              "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
     profile = profile_model(art.model_path)
-    dataset = _load_dataset(data, art) if data is not None else None
+    detector = art.task == "detection"  # judged by its boxes (bushu.detection.validate), --data holds boxes
+    dataset = _load_dataset(data, art) if data is not None and not detector else None
 
     with tempfile.TemporaryDirectory(prefix="bushu-quant-") as tmpdir:
         tmp = Path(tmpdir)
@@ -165,7 +166,11 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         model = job.build(job.settings.exclude_nodes if hasattr(job.settings, "exclude_nodes") else ())
         feeds, feeds_from = job.validation_feeds(dataset)
         ref = validate.run_model(art.model_path, feeds)
-        validation = job.validate(ref, validate.run_model(model, feeds), refuse=not keep_failed)
+        got = validate.run_model(model, feeds)
+        judged = _detection_gate(job, art, model, "onnxruntime", data, max_accuracy_drop, keep_failed) \
+            if detector else None
+        validation = {"outputs": validate.agreement(ref, got), "gate": judged} if judged else \
+            job.validate(ref, got, refuse=not keep_failed)
         validation["inputs"] = {"from": feeds_from, "samples": len(next(iter(feeds.values())))}
         acc = None
         if dataset is not None:
@@ -386,6 +391,15 @@ def check_gate(what: str, per_output: dict[str, Any], floor: float, refuse: bool
                                          f"{verdict['detail']}; pass more images of the model's classes "
                                          "(--calib, or labelled --data)")
     return verdict
+
+
+def _detection_gate(job: _Job, art: Artifact, model: Path, backend: str, data: Any, max_map_drop: float | None,
+                    keep_failed: bool) -> dict[str, Any] | None:
+    """A detector's verdict by mAP on ``data`` or box agreement on its calibration images (None: no images)."""
+    from ..detection.validate import detection_gate
+
+    images = data or getattr(job.settings, "validation", None) or getattr(job.settings, "calibration", None)
+    return detection_gate(job.name, art, model, backend, images, max_map_drop, not keep_failed, job.details)
 
 
 # -- accuracy, accuracy-aware retries ----------------------------------------------------------------
