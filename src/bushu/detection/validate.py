@@ -158,9 +158,8 @@ def judge_export(row: dict[str, Any], source, exported, fmt: str, backend: str, 
     if row.get("status") == "mismatch":
         row["tensor_reason"] = row.pop("reason", None)
     row["status"] = "mismatch" if verdict["outcome"] == FAIL else "ok"
-    if verdict["metric"] == "box agreement":
-        row["box_agreement"] = round(verdict["score"], 4)
-    else:
+    row["box_agreement"] = round(verdict["box_agreement"]["agreement"], 4)
+    if verdict["metric"] == "mAP@0.5":
         row |= {"map50": round(verdict["map50"], 4), "map50_fp32": round(verdict["map50_fp32"], 4)}
     if verdict["outcome"] != PASS:
         row["reason"] = verdict["detail"]

@@ -83,7 +83,7 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
         threads = ctx.options.get("threads")
         opts = {**ex.backend_options, **({"threads": threads} if threads else {})}
         backend = load_backend(art.model_path, fmt.backend, **opts)
-        run = backend.infer
+        run = backend.infer if all(s.has_batch for s in backend.inputs) else _one_at_a_time(backend.infer)
     try:
         ctx.step("validate against the ONNX model")
         got = run(feeds)
@@ -137,6 +137,15 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
         if backend is not None:
             backend.close()
     return row
+
+
+def _one_at_a_time(infer):
+    """A model exported with a fixed batch of 1 (tflite2onnx, YOLO exports) runs the samples one by one."""
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(feeds.values())))
+        parts = [infer({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return run
 
 
 MIN_COSINE = 0.9  # outputs without classes (features, boxes): the int8 output points the fp32 way
