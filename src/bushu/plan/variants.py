@@ -297,6 +297,8 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
         check_data = _pseudo_labelled(art, data, work / ("pseudo-labels" + (f"-{tag}" if tag else "")), log)
     bound = max_drop if check_data is not None else None
     what = "accuracy" if ds.targets is not None else "agreement with fp32"
+    if art.task == "detection":  # judged by its boxes: mAP@0.5 on --data's boxes, else box agreement with fp32
+        check_data, bound, what = data, max_drop, "mAP@0.5 / box agreement"
     drops: dict[str, float] = {}
 
     def build(method: str, allow: float | None) -> Artifact:
