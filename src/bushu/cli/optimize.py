@@ -28,7 +28,8 @@ COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsit
               help="NNCF preset for --backend openvino: symmetric (performance) or asymmetric (mixed) activations.")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Labelled images (one folder per class) to measure accuracy before and after "
-                   "(and to fine-tune on when --train is not given).")
+                   "(and to fine-tune on when --train is not given). For a detector: a COCO/YOLO/VOC dataset "
+                   "(judged by mAP@0.5, --max-accuracy-drop in its points), or images (box agreement with fp32).")
 @click.option("--train", type=click.Path(path_type=Path),
               help="Images to fine-tune, distill and rank channels on (one folder per class, or flat: then the "
                    "original model's outputs are the targets).")
