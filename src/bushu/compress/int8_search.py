@@ -105,7 +105,7 @@ def _variants(art: Artifact, first: Config, best: dict[str, Any], max_accuracy_d
         for m in METHODS:
             if m != first.method:
                 yield f"{m} calibration", replace(first, method=m)
-        if max_accuracy_drop is not None:  # the quantizer already keeps nodes in float for the bound
+        if max_accuracy_drop is not None and art.task != "detection":  # the quantizer keeps nodes in float for it
             return
     else:
         yield f"NNCF {first.preset} preset", first
@@ -152,7 +152,7 @@ def _figures(result: Artifact) -> dict[str, Any]:
     gate = val["gate"]
     row = next((r for r in val["outputs"].values() if "top1_agreement" in r), next(iter(val["outputs"].values())))
     figures = {"gate": gate["outcome"], "detail": gate["detail"],
-               "agreement_confident": gate.get("score", row.get("top1_agreement_confident")),  # detectors: mAP
+               "agreement_confident": row.get("top1_agreement_confident"), "detection_score": gate.get("score"),
                "confident_n": row.get("confident_samples"), "top1_agreement": row.get("top1_agreement"),
                "top5_overlap": row.get("top5_overlap"), "cosine_mean": row.get("cosine_mean"),
                "samples": row.get("samples")}
@@ -163,7 +163,8 @@ def _figures(result: Artifact) -> dict[str, Any]:
 
 
 def _score(record: dict[str, Any]) -> tuple[float, float]:
-    return (record.get("agreement_confident") or 0.0, record.get("cosine_mean") or 0.0)
+    # a detector's: its mAP@0.5 or box agreement (bushu.detection.validate)
+    return (record.get("detection_score") or record.get("agreement_confident") or 0.0, record.get("cosine_mean") or 0.0)
 
 
 def _brief(cfg: Config) -> dict[str, Any]:
