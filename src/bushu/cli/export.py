@@ -8,7 +8,8 @@ import click
 
 from ._output import console, print_json, table
 
-COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "p50_ms", "status", "reason")
+COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "map50", "box_agreement", "p50_ms",
+           "status", "reason")
 
 
 @click.command("export")
