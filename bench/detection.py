@@ -69,7 +69,8 @@ def _export_rows(onnx_art, data: Path, out: Path, formats: str) -> list[dict]:
         rows.append({"variant": r["format"], "runtime": r.get("backend"), "status": r["status"],
                      "map50": r.get("map50"), "map50_fp32": r.get("map50_fp32"),
                      "map50_drop": det.get("map50_drop"), "box_agreement": r.get("box_agreement"),
-                     "size_mb": r.get("size_mb"), "p50_ms": r.get("p50_ms"), "detail": det.get("detail") or r.get("reason")})
+                     "size_mb": r.get("size_mb"), "p50_ms": r.get("p50_ms"),
+                     "detail": det.get("detail") or r.get("reason")})
     return rows
 
 
@@ -81,7 +82,8 @@ def _tflite_row(tflite_art, onnx_art, data: Path) -> dict:
         v = judge_detector(onnx_art, det, data, "tflite (LiteRT)")
     return {"variant": "source .tflite", "runtime": "litert", "status": v["outcome"], "map50": v["map50"],
             "map50_fp32": v["map50_fp32"], "map50_drop": v["map50_drop"],
-            "box_agreement": v["box_agreement"]["agreement"], "size_mb": round(tflite_art.model_path.stat().st_size / 1e6, 2),
+            "box_agreement": v["box_agreement"]["agreement"],
+            "size_mb": round(tflite_art.model_path.stat().st_size / 1e6, 2),
             "detail": v["detail"]}
 
 
@@ -119,8 +121,8 @@ def main() -> None:
              f"on {args.calib} other scenes (seed 1)",
              "map50_drop in points of mAP@0.5 (gate: <= 1); box_agreement: matched boxes at IoU >= 0.5, both ways, "
              "at score >= 0.25 (exports: >= 0.95 wanted)",
-             "size_ratio / speedup: int8 vs fp32 on the same runtime, p50 at batch 1 measured side by side in this run; "
-             "the machine was shared by ~8 engineers (2 cores): timings are noisy, ratios only",
+             "size_ratio / speedup: int8 vs fp32 on the same runtime, p50 at batch 1 measured side by side in this "
+             "run; the machine was shared by ~8 engineers (2 cores): timings are noisy, ratios only",
              "source .tflite: the original fp16-weight .tflite on LiteRT vs its ONNX conversion (bushu export's tflite "
              "format needs a PyTorch source)"]
     write_results("detection", {"n": args.n, "calib": args.calib}, rows, COLUMNS,
