@@ -68,7 +68,9 @@ def check_tolerance(what: str, ref: Mapping[str, np.ndarray], got: Mapping[str, 
 
 
 def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per output: top-1 agreement (for [batch, classes] outputs) and cosine similarity."""
+    """Per output: top-1 agreement (all inputs, and where fp32 is confident), top-5 overlap (share of
+    fp32's five highest classes among the other model's five) for [batch, classes] outputs, and the
+    cosine similarity of the outputs (min and mean), with the number of inputs behind each."""
     out: dict[str, dict[str, float]] = {}
     for name, r in ref.items():
         g = got[name].astype(np.float64).reshape(len(r), -1)
@@ -85,6 +87,11 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
             # The gate: confident samples when there are enough of them, else all.
             use = sure if sure.sum() >= 10 else np.ones_like(sure)
             row["gate_agreement"], row["gate_samples"] = round(float(np.mean(same[use])), 4), int(use.sum())
+            k = min(5, r2.shape[1])
+            top_r, top_g = np.argsort(-r2, axis=1)[:, :k], np.argsort(-g, axis=1)[:, :k]
+            overlap = [len(set(a) & set(b)) / k for a, b in zip(top_r, top_g)]
+            row["top5_overlap"] = round(float(np.mean(overlap)), 4)
+        row["cosine_mean"], row["samples"] = round(float(cos.mean()), 5), len(r)
         out[name] = row
     return out
 

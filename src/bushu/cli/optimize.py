@@ -9,8 +9,8 @@ import click
 from ..runtime.registry import with_flag
 from ._output import console, print_json, table
 
-COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
-           "top1_agreement", "accuracy")
+COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
+           "gate", "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
 
 
 @click.command("optimize")
@@ -29,7 +29,8 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
               help="NNCF preset for --backend openvino: symmetric (performance) or asymmetric (mixed) activations.")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Labelled images (one folder per class) to measure accuracy before and after "
-                   "(and to fine-tune on when --train is not given).")
+                   "(and to fine-tune on when --train is not given). For a detector: a COCO/YOLO/VOC dataset "
+                   "(judged by mAP@0.5, --max-accuracy-drop in its points), or images (box agreement with fp32).")
 @click.option("--train", type=click.Path(path_type=Path),
               help="Images to fine-tune, distill and rank channels on (one folder per class, or flat: then the "
                    "original model's outputs are the targets).")
@@ -37,6 +38,10 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
               help="Points of top-1 accuracy the result may lose on --data; int8 keeps sensitive layers in float "
                    "until it holds, other steps fail if it does not.")
 @click.option("--exclude", "exclude", multiple=True, help="Keep this node in float (repeatable).")
+@click.option("--max-attempts", type=int, default=None, metavar="N",
+              help="int8 that fails its agreement gate tries other calibration methods / NNCF options, then "
+                   "keeps the most sensitive nodes in float: at most N attempts in all [default: 8].")
+@click.option("--no-fallback", is_flag=True, help="One int8 attempt: refuse when it fails the gate (--max-attempts 1).")
 @click.option("--backend", type=click.Choice(with_flag("quantizable")), default="onnxruntime",
               show_default=True, help="Runtime to quantize for (openvino: NNCF int8, writes an OpenVINO IR).")
 @click.option("--prune", type=float, metavar="RATIO", help="Prune this share of channels (structured) or weights "
@@ -66,7 +71,8 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, calib_size: int | None, method: str,
             preset: str, data: Path | None, train: Path | None, max_accuracy_drop: float | None,
-            exclude: tuple[str, ...], backend: str, prune: float | None, prune_mode: str, importance: str,
+            exclude: tuple[str, ...], max_attempts: int | None, no_fallback: bool, backend: str, prune: float | None,
+            prune_mode: str, importance: str,
             global_pruning: bool, lowrank: float | None, lowrank_energy: float | None, lowrank_max_error: float,
             distill: str | None, width: float, temperature: float, alpha: float | None, epochs: int, lr: float,
             no_bench: bool, no_report: bool, as_json: bool) -> None:
@@ -93,7 +99,8 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
                           prune=prune, prune_mode=prune_mode, importance=importance, global_pruning=global_pruning,
                           lowrank=lowrank, lowrank_energy=lowrank_energy, lowrank_max_error=lowrank_max_error,
                           distill=distill, width=width, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
-                          bench=not no_bench, report=not no_report)
+                          bench=not no_bench, report=not no_report, max_attempts=max_attempts,
+                          no_fallback=no_fallback)
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
     result = optimize(art, out, opt, log=log)
     section = result.metrics["optimize"]
@@ -106,6 +113,10 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     if reason:
         console.print(f"why: {reason}")
     acc = section.get("accuracy") or section.get("quantize", {}).get("accuracy") or {}
+    q = section.get("quantize") if isinstance(section.get("quantize"), dict) and "kept" in section["quantize"] \
+        else section
+    if q.get("attempts"):
+        console.print(f"int8: kept '{q['kept']}' after {len(q['attempts'])} attempt(s)")
     if acc.get("excluded_nodes"):
         console.print(f"kept in float: {', '.join(acc['excluded_nodes'])}")
     warning = section.get("validation_warning") or section.get("quantize", {}).get("validation_warning")

@@ -29,10 +29,22 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
                     lowrank: float | None = None, lowrank_energy: float | None = None,
                     lowrank_max_error: float = 0.1, distill: str | None = None, width: float = 0.5,
                     temperature: float = 4.0, alpha: float | None = None, epochs: int = 3, lr: float = 1e-4,
-                    bench: bool = True, report: bool = True) -> OptimizeConfig:
-    """Steps run in this order: distill, prune, lowrank, fine-tuning, quantize (int8 | dynamic | fp16)."""
+                    bench: bool = True, report: bool = True, max_attempts: int | None = None,
+                    no_fallback: bool = False) -> OptimizeConfig:
+    """Steps run in this order: distill, prune, lowrank, fine-tuning, quantize (int8 | dynamic | fp16).
+
+    ``max_attempts`` bounds int8's fallback search when its first attempt fails the agreement gate
+    (default: int8_search.DEFAULT_MAX_ATTEMPTS); ``no_fallback`` means one attempt."""
     from ._analysis import profile_model
+    from .int8_search import DEFAULT_MAX_ATTEMPTS
     from .quantize import choose_int8
+
+    if no_fallback and max_attempts not in (None, 1):
+        raise UserInputError(f"`no_fallback` means one attempt; it contradicts `max_attempts` {max_attempts}",
+                             hint="give one of them")
+    attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    if attempts < 1:
+        raise UserInputError(f"`max_attempts` must be at least 1, got {attempts}", hint="or use `no_fallback`")
 
     if calib_size is not None and calib_size < 1:
         raise UserInputError(f"`calib_size` must be at least 1, got {calib_size}")
@@ -68,4 +80,5 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
         else:
             raise UserInputError(f"unknown `quantize` {quantize!r}", hint="use int8, dynamic or fp16")
     return OptimizeConfig(steps=tuple(steps), quantize=config, finetune=FinetuneConfig(epochs=epochs, lr=lr),
-                          train=train, data=data, max_accuracy_drop=max_accuracy_drop, measure=bench, report=report)
+                          train=train, data=data, max_accuracy_drop=max_accuracy_drop, max_int8_attempts=attempts,
+                          measure=bench, report=report)

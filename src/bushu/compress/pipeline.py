@@ -7,7 +7,8 @@ one the module is exported to ONNX again and checked against itself (fp32 parity
 parameters, FLOPs, size, latency, throughput, and accuracy on ``data`` (by the exported ONNX model,
 the same way for every row). One short fine-tuning pass on ``train`` (or ``data``) follows the
 structural steps; the original model is its teacher (soft targets) besides the labels. Quantization
-comes last, by ONNX Runtime (``quantize``) or OpenVINO/NNCF (``quantize_openvino``). Nothing is
+comes last, by ONNX Runtime (``quantize``) or OpenVINO/NNCF (``quantize_openvino``); int8 that fails
+its agreement gate tries the known remedies first (``int8_search``). Nothing is
 written unless every step passed; the input artifact is never modified. The result carries the
 before/after table in ``metrics.optimize.rows`` and an HTML report (``report.html``).
 """
@@ -30,9 +31,10 @@ from ..model.artifact import Artifact, write_artifact
 from . import _torch as T
 from .distill import DistillConfig, distill, make_student
 from .lowrank import LowRankConfig, factorize_module
-from .openvino_int8 import OpenVINOInt8Config, quantize_openvino
+from .openvino_int8 import OpenVINOInt8Config
 from .prune import PruneConfig, prune_module
-from .quantize import AccuracyDropError, QuantConfig, quantize
+from .int8_search import DEFAULT_MAX_ATTEMPTS, quantize_int8
+from .quantize import AccuracyDropError, QuantConfig
 
 __all__ = ["FinetuneConfig", "OptimizeConfig", "TorchStep", "optimize"]
 
@@ -57,6 +59,7 @@ class OptimizeConfig:
     train: str | Path | None = None  # images to fine-tune / distill / score Taylor importance on
     data: str | Path | None = None  # labelled images to measure accuracy on (and train on, if no ``train``)
     max_accuracy_drop: float | None = None
+    max_int8_attempts: int = DEFAULT_MAX_ATTEMPTS  # static / OpenVINO int8: remedies tried when the gate fails
     measure: bool = True
     report: bool = True
 
@@ -203,10 +206,8 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
 
 def _quantize(art: Artifact, out: Path, config: OptimizeConfig, log: Callable[[str], None]) -> Artifact:
     q = config.quantize
-    kwargs = dict(data=config.data, max_accuracy_drop=config.max_accuracy_drop, measure=config.measure, log=log)
-    if isinstance(q, OpenVINOInt8Config):
-        return quantize_openvino(art, out, q, **kwargs)
-    return quantize(art, out, q, **kwargs)
+    return quantize_int8(art, out, q, data=config.data, max_accuracy_drop=config.max_accuracy_drop,
+                         measure=config.measure, max_attempts=config.max_int8_attempts, log=log)
 
 
 def _synthetic(art: Artifact) -> dict[str, np.ndarray]:

@@ -54,8 +54,8 @@ class StaticInt8Config:
     exclude_nodes: tuple[str, ...] = ()
     calib_size: int = 100
     # top-1 agreement with fp32 required on the validation inputs fp32 is confident about (p ≥ 0.5);
-    # where fp32 itself hesitates, int8 noise flips near-ties and says little about quality
-    min_top1_agreement: float = 0.9
+    # where fp32 itself hesitates, int8 noise flips near-ties and says little about quality (see _gate)
+    min_top1_agreement: float = 0.95
     kind: ClassVar[str] = "int8"
 
 
@@ -128,11 +128,13 @@ def _resolve_static(cfg: StaticInt8Config) -> tuple[StaticInt8Config, str]:
 # -- the entry point ------------------------------------------------------------------------------
 def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantConfig, *,
              data: str | Path | None = None, max_accuracy_drop: float | None = None, measure: bool = True,
-             log: Callable[[str], None] | None = None) -> Artifact:
+             log: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
     """Quantize ``artifact_in`` into a new artifact at ``out``; the input is left untouched.
 
     ``data``: a labelled image folder (one folder per class) to measure accuracy before/after.
     ``max_accuracy_drop``: points of top-1 accuracy int8 may lose on ``data`` (needs ``data``).
+    ``keep_failed``: write the result even when it fails the agreement gate (its verdict is in
+    ``metrics.optimize.validation.gate``); the fallback search (``int8_search``) judges it then.
     """
     log = log or (lambda _msg: None)
     art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
@@ -147,7 +149,8 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
                              "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
     profile = profile_model(art.model_path)
-    dataset = labelled_arrays(data, art, require="accuracy") if data is not None else None
+    detector = art.task == "detection"  # judged by its boxes (bushu.detection.validate), --data holds boxes
+    dataset = labelled_arrays(data, art, require="accuracy") if data is not None and not detector else None
 
     with tempfile.TemporaryDirectory(prefix="bushu-quant-") as tmpdir:
         tmp = Path(tmpdir)
@@ -164,7 +167,11 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         model = job.build(job.settings.exclude_nodes if hasattr(job.settings, "exclude_nodes") else ())
         feeds, feeds_from = job.validation_feeds(dataset)
         ref = validate.run_model(art.model_path, feeds)
-        validation = job.validate(ref, validate.run_model(model, feeds))
+        got = validate.run_model(model, feeds)
+        judged = _detection_gate(job, art, model, "onnxruntime", data, max_accuracy_drop, keep_failed) \
+            if detector else None
+        validation = {"outputs": validate.agreement(ref, got), "gate": judged} if judged else \
+            job.validate(ref, got, refuse=not keep_failed)
         validation["inputs"] = {"from": feeds_from, "samples": len(next(iter(feeds.values())))}
         acc = None
         if dataset is not None:
@@ -198,17 +205,10 @@ class _Job:
         batch = 8 if all(s.has_batch for s in self.art.inputs) else 1
         return synthetic_feeds(self.art.inputs, batch=batch, seed=1), "synthetic"
 
-    def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
+    def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], refuse: bool = True) -> dict[str, Any]:
         per_output = validate.agreement(ref, got)
-        floor = self.settings.min_top1_agreement
-        low = {k: v for k, v in per_output.items() if v.get("gate_agreement", 1.0) < floor}
-        if low:
-            detail = ", ".join(f"{k}: {v['gate_agreement']:.1%} of {v['gate_samples']}" for k, v in low.items())
-            raise AccuracyDropError(f"{self.name} model agrees with fp32 on top-1 for only {detail} validation "
-                                    f"inputs where fp32 is confident (minimum {floor:.0%})",
-                                    hint="calibrate on more representative data, try --method entropy, "
-                                         "or bound the loss with --data DIR --max-accuracy-drop X")
-        return {"outputs": per_output}
+        verdict = check_gate(self.name, per_output, self.settings.min_top1_agreement, refuse, self.details)
+        return {"outputs": per_output, "gate": verdict}
 
     def config_dict(self) -> dict[str, Any]:
         d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.settings).items()
@@ -240,14 +240,7 @@ class _StaticJob(_Job):
                       f"{cfg.method} calibration on {len(self.reader)} sample(s): {why}; {cpu_reason}"
         self.details["calibration"] = {"source": self.reader.source, "samples": len(self.reader),
                                        "skipped_files": self.reader.skipped[:20], "method": cfg.method}
-        self.pre = self.tmp / "pre.onnx"
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        try:
-            quant_pre_process(str(self.art.model_path), str(self.pre), skip_symbolic_shape=False)
-        except Exception as e:  # symbolic shape inference gives up on some graphs; ONNX's is enough then
-            self.log(f"pre-processing with symbolic shapes failed ({str(e)[:100]}); retrying without")
-            quant_pre_process(str(self.art.model_path), str(self.pre), skip_symbolic_shape=True)
+        self.pre = preprocess(self.art.model_path, self.tmp / "pre.onnx", self.log)
         self._check_exclusions(cfg.exclude_nodes)
         self.cache = self.tmp / "calibration.json"
         self.builds = 0
@@ -363,10 +356,51 @@ class _Fp16Job(_Job):
         onnx.save(model, str(out))
         return out
 
-    def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
+    def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], refuse: bool = True) -> dict[str, Any]:
         rows = validate.check_tolerance("fp16 model", ref, got, self.settings.atol, self.settings.rtol)
         return {"outputs": {**validate.agreement(ref, got)},
                 "tolerance": validate.summarize(rows)}
+
+
+def preprocess(src: Path, dst: Path, log: Callable[[str], None]) -> Path:
+    """ONNX Runtime's quantization pre-processing (shape inference, graph optimization): the graph
+    whose node names ``exclude_nodes`` refer to."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    except Exception as e:  # noqa: BLE001 - symbolic shape inference gives up on some graphs; ONNX's is enough then
+        log(f"pre-processing with symbolic shapes failed ({str(e)[:100]}); retrying without")
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    return dst
+
+
+def check_gate(what: str, per_output: dict[str, Any], floor: float, refuse: bool,
+               details: dict[str, Any]) -> dict[str, Any]:
+    """The agreement gate's verdict (see _gate); AccuracyDropError on "fail" when ``refuse``, and a
+    warning in ``details`` when the validation inputs cannot tell."""
+    from ._gate import CANNOT_TELL, FAIL, judge
+
+    verdict = judge(per_output, floor)
+    if verdict["outcome"] == FAIL and refuse:
+        raise AccuracyDropError(f"{what} model fails the agreement gate: {verdict['detail']}",
+                                hint="let bushu try the known remedies (drop --no-fallback / raise --max-attempts), "
+                                     "calibrate on more representative data, or bound the loss with "
+                                     "--data DIR --max-accuracy-drop X")
+    if verdict["outcome"] == CANNOT_TELL:
+        details["validation_warning"] = (f"the validation inputs cannot tell whether {what} agrees with fp32: "
+                                         f"{verdict['detail']}; pass more images of the model's classes "
+                                         "(--calib, or labelled --data)")
+    return verdict
+
+
+def _detection_gate(job: _Job, art: Artifact, model: Path, backend: str, data: Any, max_map_drop: float | None,
+                    keep_failed: bool) -> dict[str, Any] | None:
+    """A detector's verdict by mAP on ``data`` or box agreement on its calibration images (None: no images)."""
+    from ..detection.validate import detection_gate
+
+    images = data or getattr(job.settings, "validation", None) or getattr(job.settings, "calibration", None)
+    return detection_gate(job.name, art, model, backend, images, max_map_drop, not keep_failed, job.details)
 
 
 # -- accuracy, accuracy-aware retries ----------------------------------------------------------------

@@ -9,8 +9,8 @@ from typing import Any
 
 __all__ = ["COLUMNS", "render_html"]
 
-COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
-           "top1_agreement", "accuracy")
+COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
+           "gate", "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
 
 
 def _fmt(v: Any) -> str:
@@ -68,7 +68,9 @@ figure{{display:inline-block;margin:1em 2em 1em 0}}pre{{background:#f6f6f6;paddi
 </head><body><h1>bushu optimize: {html.escape(art.name)}</h1>
 <p>Artifact: <code>{html.escape(str(art.path))}</code>. p50_ms: batch-1 latency; throughput_b8: items/s at batch 8;
 mflops: FLOPs at batch 1 (millions); accuracy: top-1 % on the labelled data; top1_agreement: share of inputs where
-the model's top-1 equals the original's. Times on a shared CPU are noisy: compare rows of the same run.</p>
+the model's top-1 equals the original's; agreement_confident: the same on the confident_n inputs where the
+original's top-1 probability is ≥ 0.5 (the int8 gate); top5_overlap, cosine_mean: on all inputs.
+Times on a shared CPU are noisy: compare rows of the same run.</p>
 <table><tr>{head}</tr>{body}</table>
 {plots}
 <h2>Steps</h2><pre>{steps}</pre>

@@ -294,6 +294,12 @@ def _tflite_to_onnx(src: Path, dst: Path) -> None:
     except Exception as e:  # noqa: BLE001 - the converter's own errors (unsupported op ...)
         raise ModelLoadError(f"tflite2onnx cannot convert {src.name}: {str(e).splitlines()[0][:300]}",
                              hint="import the .tflite as it is (without --to-onnx): the litert backend runs it") from e
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(dst))
+    if model.opset_import[0].version < 13:  # tflite2onnx writes opset 11; per-channel int8 (axis on Q/DQ) needs 13
+        onnx.save(version_converter.convert_version(model, 13), str(dst))
 
 
 def _parity_tflite(src: Path, onnx_path: Path, tol: Tolerance) -> dict[str, Any]:

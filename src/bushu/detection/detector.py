@@ -55,12 +55,16 @@ def head_for(art: Artifact, labels: Sequence[str] | None = None) -> DetectionHea
 class Detector:
     """Images -> ``list[list[Detection]]`` from a detection artifact, on any installed backend."""
 
-    def __init__(self, artifact: Artifact | str | Path, backend: str | None = None, threads: int | None = None):
+    def __init__(self, artifact: Artifact | str | Path, backend: str | None = None, threads: int | None = None,
+                 model_path: str | Path | None = None, **backend_options: Any):
+        """``model_path``: another model file with the artifact's inputs, pre-processing and decoder (an int8 or
+        converted copy being judged against the artifact's own, see bushu.detection.validate)."""
         from ..runtime import load_backend
 
         self.art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         self.head = head_for(self.art)
-        self.backend = load_backend(self.art.model_path, backend, **({"threads": threads} if threads else {}))
+        opts = {**backend_options, **({"threads": threads} if threads else {})}
+        self.backend = load_backend(model_path or self.art.model_path, backend, **opts)
         self.input_name = self.backend.inputs[0].name
         self.one_at_a_time = self.backend.inputs[0].shape[:1] == (1,)  # exported with a fixed batch of 1
 

@@ -46,21 +46,24 @@ def export_ir_fp16(ctx: ExportContext) -> Exported:
 
 
 def export_ir_int8(ctx: ExportContext) -> Exported:
-    from ..compress.openvino_int8 import OpenVINOInt8Config, quantize_openvino
+    from ..compress.int8_search import quantize_int8
+    from ..compress.openvino_int8 import OpenVINOInt8Config
 
     reader = ctx.calibration()
     ctx.step(f"NNCF post-training int8 quantization ({len(reader)} calibration samples)")
-    # no gate here (min 0): the export's own validation judges top-1 agreement on the validation images
-    config = OpenVINOInt8Config(calibration=reader, calib_size=len(reader), min_top1_agreement=0.0)
-    q = quantize_openvino(ctx.art, ctx.work / "nncf", config, measure=False, log=ctx.note)
+    # bushu optimize's gate and fallback search on the calibration images (mixed preset, bias correction,
+    # sensitive layers in float); the export's own validation judges the result on the validation images
+    config = OpenVINOInt8Config(calibration=reader, calib_size=len(reader))
+    q = quantize_int8(ctx.art, ctx.work / "nncf", config, measure=False, log=ctx.note)
     (q.path / XML).rename(ctx.work / XML)
     (q.path / BIN).rename(ctx.work / BIN)
     import openvino as ov
 
     return Exported(XML, files={"weights": BIN}, backend_options={"precision": "f32"},
                     tool=f"nncf {_version('nncf')} + openvino {ov.get_version().split('-')[0]}",
-                    details={"quantization": "static int8, NNCF post-training (performance preset, fast bias "
-                                             "correction)", "calibration_samples": len(reader),
+                    details={"quantization": q.metrics["optimize"]["reason"],
+                             "int8_attempts": [a["attempt"] for a in q.metrics["optimize"].get("attempts", [])],
+                             "calibration_samples": len(reader),
                              "calibration": reader.source, "inference_precision": "f32 (non-quantized ops)"})
 
 

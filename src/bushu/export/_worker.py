@@ -83,7 +83,7 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
         threads = ctx.options.get("threads")
         opts = {**ex.backend_options, **({"threads": threads} if threads else {})}
         backend = load_backend(art.model_path, fmt.backend, **opts)
-        run = backend.infer
+        run = backend.infer if all(s.has_batch for s in backend.inputs) else _one_at_a_time(backend.infer)
     try:
         ctx.step("validate against the ONNX model")
         got = run(feeds)
@@ -137,6 +137,15 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
         if backend is not None:
             backend.close()
     return row
+
+
+def _one_at_a_time(infer):
+    """A model exported with a fixed batch of 1 (tflite2onnx, YOLO exports) runs the samples one by one."""
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(feeds.values())))
+        parts = [infer({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return run
 
 
 MIN_COSINE = 0.9  # outputs without classes (features, boxes): the int8 output points the fp32 way
@@ -227,6 +236,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             row |= {"status": "exported", "reason": fmt.note or "convert-only: no runtime for it on this machine"}
             return row
         row |= _validate(fmt, ex, written, feeds, ref, targets, bool(job.get("bench", True)), ctx)
+        if art.task == "detection" and job.get("data") and ex.runner is None:
+            from ..detection.validate import judge_export
+
+            ctx.step("judge the boxes against the ONNX model")
+            row = judge_export(row, art, written, fmt.name, fmt.backend, job["data"], ex.backend_options)
         if fmt.note and row.get("status") == "ok":
             row.setdefault("reason", fmt.note)
         return row

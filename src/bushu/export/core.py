@@ -246,7 +246,11 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
         raise UserInputError(f"`data` {data} is not a directory of images")
     subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     targets: list[int] | None = None
-    if subdirs:
+    if art.task == "detection":  # a detection dataset's images (bushu.detection.validate judges the boxes)
+        from ..detection.validate import image_paths
+
+        files = image_paths(data, samples)
+    elif subdirs:
         folder = LabelledFolder.scan(data)
         # accuracy only when the class folders are the model's own labels ('Egyptian_cat' for 'Egyptian cat')
         try:

@@ -276,7 +276,7 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
     import shutil
     import sys
 
-    from ..compress import StaticInt8Config, quantize
+    from ..compress import StaticInt8Config, quantize_int8
     from ..compress.quantize import AccuracyDropError
 
     # int8 of a compressed model (tag = its spec): its own folder, rebuilt whenever that model is
@@ -293,6 +293,8 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
         check_data = _pseudo_labelled(art, data, work / ("pseudo-labels" + (f"-{tag}" if tag else "")), log)
     bound = max_drop if check_data is not None else None
     what = "accuracy" if ds.targets is not None else "agreement with fp32"
+    if art.task == "detection":  # judged by its boxes: mAP@0.5 on --data's boxes, else box agreement with fp32
+        check_data, bound, what = data, max_drop, "mAP@0.5 / box agreement"
     drops: dict[str, float] = {}
 
     def build(method: str, allow: float | None) -> Artifact:
@@ -301,8 +303,9 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
         shutil.rmtree(out, ignore_errors=True)
         # ONNX Runtime's histogram calibrators print progress on stdout; keep stdout for --json
         with contextlib.redirect_stdout(sys.stderr):
-            return quantize(art, out, StaticInt8Config(calibration=data, calib_size=100, method=method),
-                            data=check_data, max_accuracy_drop=allow, measure=False, log=log)
+            # int8 that fails its agreement gate tries the known remedies first (bushu optimize's search)
+            return quantize_int8(art, out, StaticInt8Config(calibration=data, calib_size=100, method=method),
+                                 data=check_data, max_accuracy_drop=allow, measure=False, log=log)
 
     # Cheapest first: minmax; percentile when minmax loses more than the bound; then the quantizer
     # keeps the most sensitive nodes in float, with the better of the two. (MobileNetV2 on real photos,
