@@ -32,6 +32,10 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--val", type=click.Path(path_type=Path), help="Validation folder (or CSV); default: DATA/val if "
               "DATA has train/ and val/, else a stratified split of DATA.")
 @click.option("--val-fraction", default=0.2, show_default=True, type=float)
+@click.option("--test", type=click.Path(path_type=Path), help="Test folder (or CSV) that only the final model sees; "
+              "default: DATA/test if DATA has train/, else --test-size of DATA.")
+@click.option("--test-size", "test_size", type=float, help="Fraction held out as the test part (stratified, seeded); "
+              "nothing in training sees it. Default 0.2 when DATA is split here, 0 with a given val folder; 0 = none.")
 @click.option("--no-augment", is_flag=True, help="No augmentation: neither flipped copies in the feature search nor crops/flips/colour jitter (time shifts for audio) in fine-tuning.")
 @click.option("--no-finetune", is_flag=True, help="Do not fine-tune the top blocks of the chosen backbone after the "
               "search (by default they are, when the budget allows, and kept only if better on validation).")
@@ -46,7 +50,8 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               "(default: sqlite:///WORK/study.db).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources: str | None, heads: str,
-            image_size: int | None, val: Path | None, val_fraction: float, no_augment: bool, no_finetune: bool,
+            image_size: int | None, val: Path | None, val_fraction: float, test: Path | None,
+            test_size: float | None, no_augment: bool, no_finetune: bool,
             finetune_blocks: int, other: bool, jobs: int, seed: int,
             work_dir: Path | None, storage: str | None, as_json: bool) -> None:
     """Train a classifier on DATA (DATA/<class>/<file>: images, .txt or .wav/.flac clips; or a text,label CSV).
@@ -55,7 +60,9 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
     learning rate x batch size x epochs within --budget / --trials. Interrupted? Run the same command again:
     finished trials are kept. The artifact works with bushu eval, serve, optimize.
 
-    JSON keys: val_accuracy, macro_f1, n_train, n_val, classes, best, trials, seconds, per_class, confusion,
+    JSON keys: val_accuracy, macro_f1, test_accuracy, test_ci95 (95% Wilson interval), test_macro_f1, test
+    (per_class, confusion, mistakes on the test part), n_train, n_val, n_test, classes, best, trials, seconds,
+    per_class, confusion,
     mistakes, leaderboard, data_check, artifact, report.
     """
     import warnings
@@ -73,7 +80,8 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
         raise UnknownNameError("head", bad[0], HEADS)
     if out.exists() and out.resolve() == data.resolve():
         raise UserInputError("-o must not be the data folder")
-    cfg = TrainConfig(data=data, out=out, kind=kind, val=val, val_fraction=val_fraction,
+    cfg = TrainConfig(data=data, out=out, kind=kind, val=val, val_fraction=val_fraction, test=test,
+                      test_fraction=test_size,
                       budget_s=parse_budget(budget), trials=trials or None, sources=_csv(sources),
                       heads=head_list, image_size=image_size, augment=not no_augment,
                       finetune=not no_finetune, finetune_blocks=finetune_blocks, other=other, jobs=jobs, seed=seed,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["finetune_line", "html_report", "print_summary"]
+__all__ = ["finetune_line", "html_report", "print_summary", "test_line"]
 
 
 def print_summary(s: Mapping[str, Any]) -> None:
@@ -22,16 +22,31 @@ def print_summary(s: Mapping[str, Any]) -> None:
                   f"macro F1 {s['macro_f1']:.4f}; best trial {b['trial']}: {b['source']} + {b['head']} head, "
                   f"{_params(b)}; {s['trials']} trials "
                   f"({s['trials_this_run']} this run) in {s['seconds']:.0f} s")
+    console.print(test_line(s), markup=False, highlight=False)
     if s.get("finetune"):
         console.print(finetune_line(s["finetune"]), markup=False, highlight=False)
     table(s["leaderboard"][:10], ["trial", "source", "head", "C", "lr", "epochs", "val_accuracy", "val_loss", "state"],
           title="leaderboard (top 10)")
     table(s["per_class"], ["class", "precision", "recall", "f1", "support"], title="per class (validation)")
+    if s.get("test"):
+        table(s["test"]["per_class"], ["class", "precision", "recall", "f1", "support"], title="per class (test)")
     cm = s["confusion"]
     table([{"true \\ pred": r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])],
           ["true \\ pred", *cm["columns"]], title="confusion matrix")
     if s["mistakes"]:
         table(s["mistakes"][:10], ["path", "true", "pred", "score"], title="worst mistakes")
+
+
+def test_line(s: Mapping[str, Any]) -> str:
+    """The held-out test figure with its interval, or why there is none."""
+    t = s.get("test")
+    if not t:
+        return ("no test part (a given validation folder and no test folder): the validation figure also chose the "
+                "model; give DATA/test/, --test DIR or --test-size 0.2 for an unbiased figure")
+    lo, hi = t["ci95"]
+    return (f"test accuracy {t['accuracy']:.4f} (95% Wilson interval {lo:.3f}-{hi:.3f}) on {t['n']} held-out "
+            f"examples ({t['split']}) that the search, fine-tuning and early stopping never saw; macro F1 "
+            f"{t['macro_f1']:.4f}")
 
 
 def finetune_line(f: Mapping[str, Any]) -> str:
@@ -130,6 +145,18 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _test_section(s: Mapping[str, Any]) -> str:
+    t = s.get("test")
+    if not t:
+        return ""
+    cm = t["confusion"]
+    corner = "true \\ pred"
+    rows = [{corner: r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])]
+    return (f"<h2>Per class (test, {t['n']} held-out examples)</h2>"
+            f"{_table(t['per_class'], ['class', 'precision', 'recall', 'f1', 'support'])}"
+            f"<h3>Confusion matrix (test)</h3>{_table(rows, [corner, *cm['columns']])}")
+
+
 def html_report(s: Mapping[str, Any], title: str, data_root: Path | None = None) -> str:
     e = html.escape
     b = s["best"]
@@ -161,15 +188,15 @@ ONNX Runtime), macro F1 {s['macro_f1']:.4f}. Chosen: trial {b['trial']}, <b>{e(s
 (budget {e(_fmt(s['budget_s']))} s). Train/val: {s['n_train']}/{s['n_val']} ({e(s['split'])} split).
 Export parity vs PyTorch: max abs diff {s['parity_max_abs']:.2g}.</p>
 {f"<p>{e(finetune_line(s['finetune']))}.</p>" if s.get("finetune") else ""}
-<p>The validation split also chose the model, so its accuracy is optimistic; check on data the search never
-saw with <code>bushu eval ART --data DIR</code>.</p>
+<p><b>{e(test_line(s))}</b>. The validation split also chose the model, so its accuracy is optimistic.</p>
 <h2>Data check</h2>{counts}<p>imbalance (largest/smallest) {dc['imbalance']}; {dc['ignored']} file(s) ignored
 (other suffixes or hidden).</p><h3>Warnings</h3><ul>{warns}</ul><h3>Skipped (unreadable)</h3><ul>{skipped}</ul>
 <h3>Duplicates dropped</h3><ul>{dups}</ul>
 <h2>Features</h2>{feats}
 <h2>Search</h2>{imgs}<h3>Leaderboard</h3>{lb}
 <h2>Per class (validation)</h2>{_table(s['per_class'], ['class', 'precision', 'recall', 'f1', 'support'])}
-<h2>Confusion matrix</h2>{cm_html}
+{_test_section(s)}
+<h2>Confusion matrix (validation)</h2>{cm_html}
 <h2>Worst mistakes</h2><p>Most confident wrong predictions first.</p>
 <table><tr><th></th><th>file</th><th>true</th><th>predicted as</th><th>score</th></tr>{''.join(mistakes)}</table>
 </body></html>

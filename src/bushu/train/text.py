@@ -31,7 +31,7 @@ from ..model.artifact import Artifact, Postprocess, Preprocess, library_versions
 from ..model.predict import TextClassifier, tfidf_transform
 from . import DEFAULT_TEXT_FEATURES, TrainConfig
 from .data import Dataset
-from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit
+from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit, test_metrics
 from .search import SearchSpace
 
 __all__ = ["TEXT_FEATURES", "TextClassifier", "tfidf_transform", "train_text"]
@@ -200,7 +200,9 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
         from .image import _summary
         from .report import html_report
 
-        summary = _summary(cfg, ds, outcome, info, metrics, parity, clock, time.perf_counter() - t_export)
+        test = test_metrics(ds.classes, ds.test, _test_logits(onnx_path, desc, pp, tmp, ds), Path(cfg.data),
+                            ds.test_split)
+        summary = _summary(cfg, ds, outcome, info, metrics, parity, clock, time.perf_counter() - t_export, test)
         summary["serving"] = _serving_note(desc)
         from ..runtime import load_backend
 
@@ -223,6 +225,28 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
+
+
+def _test_logits(onnx_path: Path, desc: dict[str, Any], pp: Preprocess, tmp: Path, ds: Dataset) -> np.ndarray | None:
+    """The exported model on the held-out test texts, through the stored pipeline (raw strings in)."""
+    if not ds.test:
+        return None
+    from ..validate import run_model
+
+    texts = [it.text for it in ds.test]
+    if desc["kind"] == "tfidf":
+        return run_model(onnx_path, {"features": tfidf_transform(desc, texts)}, chunk=256)["logits"]
+    from ..model.predict import Pipeline
+    from ..runtime import load_backend
+
+    pipe = Pipeline(tmp, pp, "input_ids")
+    got = np.zeros((len(texts), len(ds.classes)), np.float32)
+    order = _by_length(texts)
+    with load_backend(onnx_path, "onnxruntime") as be:
+        for i in range(0, len(order), 32):
+            idx = order[i:i + 32]
+            got[idx] = be.infer(pipe([texts[j] for j in idx]))["logits"]
+    return got
 
 
 def _minilm_available() -> None:
