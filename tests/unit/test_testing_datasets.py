@@ -56,11 +56,11 @@ def test_rotten_tomatoes_snippets(tmp_path: Path) -> None:
 def test_chinese_texts_without_giveaway_formatting(tmp_path: Path) -> None:
     texts, labels = _or_skip(d.chinese_texts)
     counts = Counter(labels)
-    assert counts["tang-poem"] > 300 and counts["song-poem"] > 90 and counts["modern"] > 1000
+    assert counts["唐诗"] > 300 and counts["宋诗"] > 90 and counts["现代"] > 1000
     assert not any("\x1b" in t for t in texts)  # the title/author lines are formatted differently in each file
     assert not any(ln.startswith(("作者:", "作者：", "题目", "《")) for t in texts for ln in t.splitlines())
     out = d.write_chinese_texts(tmp_path / "zh", per_class=5)
-    assert (out / "tang-poem").is_dir() and len(list((out / "modern").glob("*.txt"))) == 5
+    assert (out / "唐诗").is_dir() and len(list((out / "现代").glob("*.txt"))) == 5
 
 
 def test_stamps_as_a_ten_category_photo_set(tmp_path: Path) -> None:

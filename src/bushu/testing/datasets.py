@@ -47,8 +47,9 @@ FORTUNES_DIR = Path(os.environ.get("BUSHU_FORTUNES_ZH", "/usr/share/games/fortun
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle-boot")
 DIGITS = tuple(str(i) for i in range(10))
-#: class -> fortune file of fortunes-zh: 300 Tang poems, 100 Song poems, modern sayings and quotations
-CHINESE_CLASSES = {"tang-poem": "tang300", "song-poem": "song100", "modern": "chinese"}
+#: class -> fortune file of fortunes-zh: 300 Tang poems (唐诗), 100 Song poems (宋诗), modern sayings and
+#: quotations (现代). The class names are Chinese on purpose: reports and folders must carry them intact.
+CHINESE_CLASSES = {"唐诗": "tang300", "宋诗": "song100", "现代": "chinese"}
 _SPLITS = {"train": "train", "test": "t10k"}
 
 

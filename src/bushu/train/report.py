@@ -76,6 +76,22 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+#: fonts with Chinese/Japanese/Korean glyphs, tried in order (Debian: fonts-wqy-microhei, fonts-noto-cjk)
+CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "Droid Sans Fallback")
+
+
+def cjk_font() -> str | None:
+    """The first installed CJK-capable font known to matplotlib, or None."""
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return next((f for f in CJK_FONTS if f in have), None)
+
+
+def _needs_cjk(names: list[str]) -> bool:
+    return any(ord(ch) >= 0x2E80 for n in names for ch in str(n))
+
+
 def _plots(s: Mapping[str, Any]) -> list[str]:
     try:
         import matplotlib
@@ -85,6 +101,8 @@ def _plots(s: Mapping[str, Any]) -> list[str]:
         import numpy as np
     except ImportError:
         return []
+    if _needs_cjk(s["classes"]) and cjk_font():  # DejaVu (the default) has no CJK glyphs: fall back to one that has
+        plt.rcParams["font.family"] = ["DejaVu Sans", cjk_font()]
     out = []
     rows = sorted((r for r in s["leaderboard"] if r["val_accuracy"] is not None), key=lambda r: r["trial"])
     if rows:
@@ -145,6 +163,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _font_note(s: Mapping[str, Any]) -> str:
+    if not _needs_cjk(s["classes"]) or cjk_font():
+        return ""
+    return ("<p>The class names use CJK characters but no CJK font is installed for the plots (their labels show as "
+            "boxes; the tables are right): apt-get install fonts-wqy-microhei or fonts-noto-cjk.</p>")
+
+
 def _test_section(s: Mapping[str, Any]) -> str:
     t = s.get("test")
     if not t:
@@ -179,7 +204,7 @@ def html_report(s: Mapping[str, Any], title: str, data_root: Path | None = None)
     lb = _table(s["leaderboard"], ["trial", "source", "head", "standardize", "C", "lr", "batch_size", "weight_decay", "augment", "epochs",
                                    "max_epochs", "val_accuracy", "val_loss", "state", "seconds"])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0}}
+<style>body{{font-family:sans-serif,"Noto Sans CJK SC","WenQuanYi Micro Hei";margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{vertical-align:middle}}</style></head><body>
 <h1>{e(title)}</h1>
 <p><b>validation accuracy {s['val_accuracy']:.4f}</b> (the exported ONNX model on {s['n_val']} validation examples,
@@ -188,6 +213,7 @@ ONNX Runtime), macro F1 {s['macro_f1']:.4f}. Chosen: trial {b['trial']}, <b>{e(s
 (budget {e(_fmt(s['budget_s']))} s). Train/val: {s['n_train']}/{s['n_val']} ({e(s['split'])} split).
 Export parity vs PyTorch: max abs diff {s['parity_max_abs']:.2g}.</p>
 {f"<p>{e(finetune_line(s['finetune']))}.</p>" if s.get("finetune") else ""}
+{_font_note(s)}
 <p><b>{e(test_line(s))}</b>. The validation split also chose the model, so its accuracy is optimistic.</p>
 <h2>Data check</h2>{counts}<p>imbalance (largest/smallest) {dc['imbalance']}; {dc['ignored']} file(s) ignored
 (other suffixes or hidden).</p><h3>Warnings</h3><ul>{warns}</ul><h3>Skipped (unreadable)</h3><ul>{skipped}</ul>

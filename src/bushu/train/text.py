@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # sklearn's default
 PARITY_ATOL, PARITY_RTOL = 1e-3, 1e-3  # ONNX (encoder + head) vs sentence-transformers + torch head, on logits
 TFIDF_MAX_FEATURES = 8192
+CJK_NGRAMS = (1, 2)  # character unigrams and bigrams: most Chinese words are one or two characters
 
 
 # -- feature pipelines -------------------------------------------------------------------------------
@@ -91,15 +93,33 @@ def minilm_encode(texts: Sequence[str], model=None, progress: Callable[[int], No
     return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def is_cjk(texts: Sequence[str], threshold: float = 0.3) -> bool:
+    """Whether the texts are mostly Chinese/Japanese/Korean script (share of non-space characters)."""
+    sample = "".join(texts[:2000])
+    chars = len(sample) - sum(c.isspace() for c in sample)
+    return chars > 0 and len(_CJK.findall(sample)) / chars >= threshold
+
+
 def tfidf_fit(texts: Sequence[str]) -> dict[str, Any]:
-    """Fit TF-IDF on the training texts (sklearn) and return its plain description (vocabulary + idf)."""
+    """Fit TF-IDF on the training texts (sklearn) and return its plain description (vocabulary + idf).
+
+    Words for space-separated languages; character 1-2-grams for CJK text, which has no spaces between
+    words (a word pattern would make each sentence one token)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vec = TfidfVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, sublinear_tf=True,
+    from ..model.predict import tfidf_tokens
+
+    tokens = {"analyzer": "char", "ngram_range": list(CJK_NGRAMS)} if is_cjk(texts) else {
+        "analyzer": "word", "token_pattern": TOKEN_PATTERN}
+    spec = {"lowercase": True, "token_pattern": TOKEN_PATTERN, **tokens}
+    vec = TfidfVectorizer(analyzer=lambda t: tfidf_tokens(spec, t), sublinear_tf=True,
                           max_features=TFIDF_MAX_FEATURES, dtype=np.float32)
     vec.fit(texts)
     vocab = {t: int(i) for t, i in vec.vocabulary_.items()}
-    return {"kind": "tfidf", "lowercase": True, "token_pattern": TOKEN_PATTERN, "sublinear_tf": True, "norm": "l2",
+    return {"kind": "tfidf", **spec, "sublinear_tf": True, "norm": "l2",
             "vocabulary": vocab, "idf": [float(v) for v in vec.idf_], "dim": len(vocab)}
 
 
