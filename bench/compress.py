@@ -80,26 +80,26 @@ def build():
 '''
 FMNIST_MEAN, FMNIST_STD = 0.286, 0.353
 
-# name -> (optimize arguments, backend that runs the result)
+# name -> (optimize arguments, backend that runs the result); built in this order (the key ones first)
 VARIANTS = {
     "fp32": (None, "onnxruntime"),
-    "fp16": (["--quantize", "fp16"], "onnxruntime"),
-    "int8-dynamic": (["--quantize", "dynamic"], "onnxruntime"),
-    "prune70": (["--prune", "0.7", "--epochs", "3"], "onnxruntime"),
-    "lowrank-0.7": (["--lowrank-energy", "0.7", "--lowrank-max-error", "0.5", "--epochs", "2"], "onnxruntime"),
-    "distill-narrow+int8": (["--distill", "narrow", "--width", "0.5", "--epochs", "6", "--quantize", "int8"],
-                            "onnxruntime"),
-    "lowrank+int8": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "2", "--quantize", "int8"],
-                     "onnxruntime"),
-    "prune30": (["--prune", "0.3", "--epochs", "3"], "onnxruntime"),
-    "prune50": (["--prune", "0.5", "--epochs", "3"], "onnxruntime"),
-    "sparse50": (["--prune", "0.5", "--prune-mode", "unstructured", "--epochs", "3"], "onnxruntime"),
-    "lowrank": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3"], "onnxruntime"),
-    "distill-narrow": (["--distill", "narrow", "--width", "0.5", "--epochs", "6"], "onnxruntime"),
     "int8": (["--quantize", "int8"], "onnxruntime"),
-    "prune50+int8": (["--prune", "0.5", "--epochs", "3", "--quantize", "int8"], "onnxruntime"),
     "fp32-openvino": (None, "openvino"),
     "int8-openvino": (["--quantize", "int8", "--backend", "openvino"], "openvino"),
+    "prune50": (["--prune", "0.5", "--epochs", "3"], "onnxruntime"),
+    "fp16": (["--quantize", "fp16"], "onnxruntime"),
+    "int8-dynamic": (["--quantize", "dynamic"], "onnxruntime"),
+    "prune30": (["--prune", "0.3", "--epochs", "3"], "onnxruntime"),
+    "prune70": (["--prune", "0.7", "--epochs", "3"], "onnxruntime"),
+    "lowrank": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3"], "onnxruntime"),
+    "lowrank-0.7": (["--lowrank-energy", "0.7", "--lowrank-max-error", "0.5", "--epochs", "3"], "onnxruntime"),
+    "distill-narrow": (["--distill", "narrow", "--width", "0.5", "--epochs", "6"], "onnxruntime"),
+    "prune50+int8": (["--prune", "0.5", "--epochs", "3", "--quantize", "int8"], "onnxruntime"),
+    "distill-narrow+int8": (["--distill", "narrow", "--width", "0.5", "--epochs", "6", "--quantize", "int8"],
+                            "onnxruntime"),
+    "lowrank+int8": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3", "--quantize", "int8"],
+                     "onnxruntime"),
+    "sparse50": (["--prune", "0.5", "--prune-mode", "unstructured", "--epochs", "3"], "onnxruntime"),
 }
 
 
@@ -217,10 +217,15 @@ def _bushu(cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
-def make_variants(root: Path, art: Path, names: list[str]) -> dict[str, dict]:
+def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None = None) -> dict[str, dict]:
+    """Build the variants in order; after ``stop_at`` (time.time()) the rest are left out (listed in the notes)."""
     out = {}
     for name in names:
         args, backend = VARIANTS[name]
+        if stop_at is not None and time.time() > stop_at and args is not None \
+                and not (root / f"{name}.result.json").is_file():
+            print(f"time is up: {name} not built", flush=True)
+            continue
         if args is None:
             out[name] = {"path": art, "backend": backend, "accuracy": None, "build_s": 0.0}
             continue
@@ -228,12 +233,18 @@ def make_variants(root: Path, art: Path, names: list[str]) -> dict[str, dict]:
         extra = ["--train", "train", "--data", "heldout"]
         if "--quantize" in args:
             extra += ["--calib", "train"]
-        print(f"building {name} ...", flush=True)
-        result = json.loads(_bushu(root, "optimize", art.name, "-o", name, *args, *extra, "--no-bench", "--json"))
+        done = root / f"{name}.result.json"  # --workdir of an interrupted run: variants already built are kept
+        if done.is_file() and (root / name).is_dir():
+            result = json.loads(done.read_text())
+        else:
+            print(f"building {name} ...", flush=True)
+            result = json.loads(_bushu(root, "optimize", art.name, "-o", name, *args, *extra, "--no-bench", "--json"))
+            result["build_s"] = round(time.time() - t0, 1)
+            done.write_text(json.dumps(result))
         last = result["rows"][-1]
         out[name] = {"path": root / name, "backend": backend, "accuracy": last.get("accuracy"),
                      "accuracy_original": result["rows"][0].get("accuracy"), "sparsity": last.get("sparsity"),
-                     "build_s": round(time.time() - t0, 1), "rows": result["rows"]}
+                     "build_s": result["build_s"], "rows": result["rows"]}
     return out
 
 
@@ -272,6 +283,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="keep the artifacts here (default: a temporary folder)")
     ap.add_argument("--name", default="compress", help="results file name under bench/results/")
     ap.add_argument("--model", choices=("fmnist", "faces"), default="fmnist")
+    ap.add_argument("--build-minutes", type=float, help="stop building new variants after this long (then measure)")
     ap.add_argument("--epochs", type=int, default=2, help="fmnist: training epochs over the 60,000 images")
     args = ap.parse_args()
     names = list(VARIANTS)
@@ -287,7 +299,9 @@ def main() -> None:
         t0 = time.time()
         art = build_fmnist(root, args.epochs) if args.model == "fmnist" else build_model(root)
         train_s = round(time.time() - t0)
-        variants = make_variants(root, art, names)
+        stop_at = time.time() + 60 * args.build_minutes if args.build_minutes else None
+        variants = make_variants(root, art, names, stop_at)
+        skipped = [n for n in names if n not in variants]
         base_acc = next((v["accuracy_original"] for v in variants.values() if v.get("accuracy_original") is not None),
                         None)
         for v in variants.values():
@@ -315,6 +329,8 @@ def main() -> None:
              f"timing: bushu.profile.bench, {args.rounds} interleaved round(s), medians; p50 at batch 1, "
              "throughput at batch 8; ratios vs fp32 on the same backend in the same run",
              "shared 2-core CPU: absolute times are noisy, compare ratios"]
+    if skipped:
+        notes.append(f"not built within --build-minutes {args.build_minutes:g}: {', '.join(skipped)}")
     js, md = write_results(args.name, {"command": command_line(), "rounds": args.rounds}, rows, COLUMNS,
                            "bushu optimize: compression trade-offs on real data ("
                            + ("Fashion-MNIST, small CNN" if args.model == "fmnist" else "faces vs non-faces") + ")", notes)
