@@ -115,6 +115,7 @@ def build_fmnist(root: Path, epochs: int, log=print) -> Path:
     from bushu.testing.datasets import FASHION_CLASSES, fashion_mnist, write_image_folders
 
     if (root / "fmnist" / "bushu.yaml").is_file():  # --workdir of an earlier run: reuse the trained model
+        log(f"reusing the model in {root / 'fmnist'} ({(root / 'fmnist_train.txt').read_text().strip()})")
         return root / "fmnist"
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -156,6 +157,7 @@ def build_fmnist(root: Path, epochs: int, log=print) -> Path:
         log(f"fmnist cnn: epoch {epoch + 1}/{epochs} done ({time.time() - t0:.0f} s)")
     model.eval()
     torch.save(model.state_dict(), root / "fmnist_cnn.pt")
+    (root / "fmnist_train.txt").write_text(f"trained {epochs} epoch(s) in {time.time() - t0:.0f} s\n")
     (root / "fmnist_model.py").write_text(FMNIST_SOURCE.format(weights=str(root / "fmnist_cnn.pt")))
     _bushu(root, "import", "fmnist_model:build", "-o", "fmnist", "--size", "28", "--mean",
            ",".join([str(FMNIST_MEAN)] * 3), "--std", ",".join([str(FMNIST_STD)] * 3), "--labels", "labels.txt")
@@ -320,8 +322,9 @@ def main() -> None:
         if r["accuracy"] is not None and f["accuracy"] is not None:
             r["acc_delta"] = round(r["accuracy"] - f["accuracy"], 2)
     model_note = (
-        f"model: a small CNN (3 conv + 2 linear layers) trained {args.epochs} epoch(s) on Fashion-MNIST's 60,000 "
-        f"training images ({train_s} s incl. writing the image folders); accuracy on its 10,000 test images; "
+        "model: a small CNN (3 conv + 2 linear layers) on Fashion-MNIST's 60,000 training images ("
+        + ((root / "fmnist_train.txt").read_text().strip() if (root / "fmnist_train.txt").is_file() else
+           f"{args.epochs} epoch(s)") + f"; {train_s} s here); accuracy on its 10,000 test images; "
         "600 training images a class fine-tune, distill and calibrate" if args.model == "fmnist" else
         "model: torchvision MobileNetV2 (ImageNet weights, offline) + 2-class head on skimage lfw_subset, "
         f"{SIZE} px; 120 images train/calibrate/fine-tune, 80 held-out images give the accuracy")
