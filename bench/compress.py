@@ -133,7 +133,7 @@ def build_fmnist(root: Path, epochs: int, log=print) -> Path:
 
     x_train = pixels(xtr)  # one channel stored; the three input channels are identical (grey)
     ns: dict = {}
-    exec(FMNIST_SOURCE.format(weights=""), ns)  # the architecture of the module `bushu import` reads
+    exec(FMNIST_SOURCE.format(weights=""), ns)  # noqa: S102 - our own source text: the architecture of the module `bushu import` reads
     model = ns["cnn"]()
     from torch import nn
 

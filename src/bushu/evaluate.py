@@ -26,7 +26,8 @@ from .errors import UserInputError, did_you_mean
 from .model.artifact import Artifact
 from .spec import np_dtype
 
-__all__ = ["classification_metrics", "evaluate", "wilson_interval", "match_classes", "write_confusion_png", "write_html_report"]
+__all__ = ["classification_metrics", "evaluate", "match_classes", "wilson_interval", "write_confusion_png",
+           "write_html_report"]
 
 OTHER = "(other)"
 

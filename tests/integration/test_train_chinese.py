@@ -5,7 +5,6 @@ and the report carries the Chinese class names. Accuracy is measured on the held
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

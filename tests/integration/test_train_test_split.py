@@ -11,8 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from bushu.cli import main
 from bushu.train.samples import write_faces, write_news
 
@@ -38,8 +36,8 @@ def _record(monkeypatch, module, name: str, seen: set[str], items_of) -> None:
 
 
 def test_image_test_part_never_reaches_search_or_finetuning(tmp_path, monkeypatch, capsys) -> None:
-    import bushu.train.finetune as ft
-    import bushu.train.image as image
+    from bushu.train import finetune as ft
+    from bushu.train import image
 
     data = _flatten(write_faces(tmp_path / "given", n_train=5, n_val=10), tmp_path / "faces")  # 15 a class
     searched, tuned, tested = set(), set(), set()
@@ -68,7 +66,7 @@ def test_image_test_part_never_reaches_search_or_finetuning(tmp_path, monkeypatc
 
 
 def test_text_given_test_folder_is_kept_and_unseen(tmp_path, monkeypatch, capsys) -> None:
-    import bushu.train.text as text
+    from bushu.train import text
 
     data = write_news(tmp_path / "news", n_train=6, n_val=4)
     test_src = write_news(tmp_path / "other", n_train=0, n_val=6, seed=5)
