@@ -1,18 +1,23 @@
-"""Compression trade-offs on real data: pruning, low-rank, distillation, int8 (ONNX Runtime and OpenVINO/NNCF).
+"""Compression trade-offs on real data: pruning, low-rank, distillation, fp16, int8 (ONNX Runtime and OpenVINO/NNCF).
 
-Model: MobileNetV2 with torchvision's ImageNet weights (shipped offline) and a 2-class head fitted on
-skimage's ``lfw_subset`` (faces vs non-faces, 25×25 grey photos upscaled to 112 px); 60 images per
-class train the head and drive fine-tuning / distillation / calibration, the other 80 are held out
-and give every accuracy below. The model is imported as a ``module:callable``, as a user would.
+Models (``--model``):
 
-Each variant is produced by the real CLI (``bushu optimize ... --no-bench --json``), then all are
-timed side by side: ``--rounds`` rounds that interleave the variants (bushu.profile.bench, each model
-in its own process), medians reported, ratios against fp32 of the same run.
+- ``fmnist`` (default): a small CNN (3 conv layers + 2 fully connected, ~0.9 M parameters) trained here
+  on Fashion-MNIST's 60,000 training images (Debian ``dataset-fashion-mnist``), measured on its 10,000
+  test images: a task where compression visibly costs accuracy. 6,000 training images (600 a class)
+  drive fine-tuning, distillation and calibration.
+- ``faces``: torchvision MobileNetV2 (ImageNet weights, offline) + a 2-class head on skimage's
+  ``lfw_subset``; 120 images train, 80 held out.
 
-    .venv/bin/python bench/compress.py                      # all variants, 3 rounds
-    .venv/bin/python bench/compress.py --rounds 1 --duration 0.3 --only prune50,int8   # a smoke run
+The model is imported as a ``module:callable``, as a user would. Each variant is produced by the real
+CLI (``bushu optimize ... --no-bench --json``), then all are timed side by side: ``--rounds`` rounds
+that interleave the variants (bushu.profile.bench, each model in its own process), medians reported,
+ratios against fp32 of the same run.
 
-Writes bench/results/compress.json and bench/results/compress.md.
+    .venv/bin/python bench/compress.py                      # Fashion-MNIST, all variants, 3 rounds
+    .venv/bin/python bench/compress.py --model faces --rounds 1 --duration 0.3 --only prune50,int8   # a smoke run
+
+Writes bench/results/compress.json and bench/results/compress.md (``--name`` changes the file name).
 """
 
 from __future__ import annotations
@@ -52,19 +57,111 @@ def build():
     return net.eval()
 '''
 
-# name -> (optimize arguments, backend that runs the result)
+FMNIST_SOURCE = '''
+import torch
+from torch import nn
+
+WEIGHTS = {weights!r}
+
+
+def cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
+        nn.Flatten(), nn.Linear(128 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def build():
+    net = cnn()
+    net.load_state_dict(torch.load(WEIGHTS, map_location="cpu"))
+    net.input_shape = (1, 3, 28, 28)
+    return net.eval()
+'''
+FMNIST_MEAN, FMNIST_STD = 0.286, 0.353
+
+# name -> (optimize arguments, backend that runs the result); built in this order (the key ones first)
 VARIANTS = {
     "fp32": (None, "onnxruntime"),
-    "prune30": (["--prune", "0.3", "--epochs", "3"], "onnxruntime"),
-    "prune50": (["--prune", "0.5", "--epochs", "3"], "onnxruntime"),
-    "sparse50": (["--prune", "0.5", "--prune-mode", "unstructured", "--epochs", "3"], "onnxruntime"),
-    "lowrank": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3"], "onnxruntime"),
-    "distill-narrow": (["--distill", "narrow", "--width", "0.5", "--epochs", "6"], "onnxruntime"),
     "int8": (["--quantize", "int8"], "onnxruntime"),
-    "prune50+int8": (["--prune", "0.5", "--epochs", "3", "--quantize", "int8"], "onnxruntime"),
     "fp32-openvino": (None, "openvino"),
     "int8-openvino": (["--quantize", "int8", "--backend", "openvino"], "openvino"),
+    "prune50": (["--prune", "0.5", "--epochs", "3"], "onnxruntime"),
+    "fp16": (["--quantize", "fp16"], "onnxruntime"),
+    "int8-dynamic": (["--quantize", "dynamic"], "onnxruntime"),
+    "prune30": (["--prune", "0.3", "--epochs", "3"], "onnxruntime"),
+    "prune70": (["--prune", "0.7", "--epochs", "3"], "onnxruntime"),
+    "lowrank": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3"], "onnxruntime"),
+    "lowrank-0.7": (["--lowrank-energy", "0.7", "--lowrank-max-error", "0.5", "--epochs", "3"], "onnxruntime"),
+    "distill-narrow": (["--distill", "narrow", "--width", "0.5", "--epochs", "6"], "onnxruntime"),
+    "prune50+int8": (["--prune", "0.5", "--epochs", "3", "--quantize", "int8"], "onnxruntime"),
+    "distill-narrow+int8": (["--distill", "narrow", "--width", "0.5", "--epochs", "6", "--quantize", "int8"],
+                            "onnxruntime"),
+    "lowrank+int8": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3", "--quantize", "int8"],
+                     "onnxruntime"),
+    "sparse50": (["--prune", "0.5", "--prune-mode", "unstructured", "--epochs", "3"], "onnxruntime"),
 }
+
+
+def build_fmnist(root: Path, epochs: int, log=print) -> Path:
+    """Train the CNN on all 60,000 training images (2 threads), write the fine-tune/calibration folder (600 a
+    class) and the 10,000 test images, and `bushu import` it → the artifact path."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from bushu.model.artifact import Preprocess
+    from bushu.model.processing import preprocess_image
+    from bushu.testing.datasets import FASHION_CLASSES, fashion_mnist, write_image_folders
+
+    if (root / "fmnist" / "bushu.yaml").is_file():  # --workdir of an earlier run: reuse the trained model
+        log(f"reusing the model in {root / 'fmnist'} ({(root / 'fmnist_train.txt').read_text().strip()})")
+        return root / "fmnist"
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    xtr, ytr = fashion_mnist("train")
+    xte, yte = fashion_mnist("test")
+    write_image_folders(root / "train", xtr, ytr, FASHION_CLASSES, per_class=600, seed=0)
+    write_image_folders(root / "heldout", xte, yte, FASHION_CLASSES)
+    (root / "labels.txt").write_text("\n".join(FASHION_CLASSES) + "\n")
+    # the artifact's own pre-processing (bushu import --size 28: resize to 32, centre crop 28), so training
+    # sees exactly what `bushu eval` and the server feed the model
+    pp = Preprocess(resize=round(28 / 0.875), crop=28, mean=(FMNIST_MEAN,) * 3, std=(FMNIST_STD,) * 3)
+
+    def pixels(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([preprocess_image(Image.fromarray(a), pp)[:1] for a in x]))
+
+    x_train = pixels(xtr)  # one channel stored; the three input channels are identical (grey)
+    ns: dict = {}
+    exec(FMNIST_SOURCE.format(weights=""), ns)  # noqa: S102 - our own source text: the architecture of the module `bushu import` reads
+    model = ns["cnn"]()
+    from torch import nn
+
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    y = torch.from_numpy(ytr)
+    steps = epochs * (len(y) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    t0 = time.time()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y))
+        for i in range(0, len(y) - 127, 128):
+            idx = order[i:i + 128]
+            xb = x_train[idx].expand(-1, 3, -1, -1)
+            flip = torch.rand(len(idx)) < 0.5  # horizontal flips: clothes are mirror-symmetric enough
+            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xb), y[idx]).backward()
+            opt.step()
+            sched.step()
+        log(f"fmnist cnn: epoch {epoch + 1}/{epochs} done ({time.time() - t0:.0f} s)")
+    model.eval()
+    torch.save(model.state_dict(), root / "fmnist_cnn.pt")
+    (root / "fmnist_train.txt").write_text(f"trained {epochs} epoch(s) in {time.time() - t0:.0f} s\n")
+    (root / "fmnist_model.py").write_text(FMNIST_SOURCE.format(weights=str(root / "fmnist_cnn.pt")))
+    _bushu(root, "import", "fmnist_model:build", "-o", "fmnist", "--size", "28", "--mean",
+           ",".join([str(FMNIST_MEAN)] * 3), "--std", ",".join([str(FMNIST_STD)] * 3), "--labels", "labels.txt")
+    return root / "fmnist"
 
 
 def build_model(root: Path) -> Path:
@@ -122,10 +219,15 @@ def _bushu(cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
-def make_variants(root: Path, art: Path, names: list[str]) -> dict[str, dict]:
+def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None = None) -> dict[str, dict]:
+    """Build the variants in order; after ``stop_at`` (time.time()) the rest are left out (listed in the notes)."""
     out = {}
     for name in names:
         args, backend = VARIANTS[name]
+        if stop_at is not None and time.time() > stop_at and args is not None \
+                and not (root / f"{name}.result.json").is_file():
+            print(f"time is up: {name} not built", flush=True)
+            continue
         if args is None:
             out[name] = {"path": art, "backend": backend, "accuracy": None, "build_s": 0.0}
             continue
@@ -133,12 +235,18 @@ def make_variants(root: Path, art: Path, names: list[str]) -> dict[str, dict]:
         extra = ["--train", "train", "--data", "heldout"]
         if "--quantize" in args:
             extra += ["--calib", "train"]
-        print(f"building {name} ...", flush=True)
-        result = json.loads(_bushu(root, "optimize", "faces", "-o", name, *args, *extra, "--no-bench", "--json"))
+        done = root / f"{name}.result.json"  # --workdir of an interrupted run: variants already built are kept
+        if done.is_file() and (root / name).is_dir():
+            result = json.loads(done.read_text())
+        else:
+            print(f"building {name} ...", flush=True)
+            result = json.loads(_bushu(root, "optimize", art.name, "-o", name, *args, *extra, "--no-bench", "--json"))
+            result["build_s"] = round(time.time() - t0, 1)
+            done.write_text(json.dumps(result))
         last = result["rows"][-1]
         out[name] = {"path": root / name, "backend": backend, "accuracy": last.get("accuracy"),
                      "accuracy_original": result["rows"][0].get("accuracy"), "sparsity": last.get("sparsity"),
-                     "build_s": round(time.time() - t0, 1), "rows": result["rows"]}
+                     "build_s": result["build_s"], "rows": result["rows"]}
     return out
 
 
@@ -176,6 +284,9 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated variants (fp32 and fp32-openvino are always included)")
     ap.add_argument("--workdir", type=Path, help="keep the artifacts here (default: a temporary folder)")
     ap.add_argument("--name", default="compress", help="results file name under bench/results/")
+    ap.add_argument("--model", choices=("fmnist", "faces"), default="fmnist")
+    ap.add_argument("--build-minutes", type=float, help="stop building new variants after this long (then measure)")
+    ap.add_argument("--epochs", type=int, default=2, help="fmnist: training epochs over the 60,000 images")
     args = ap.parse_args()
     names = list(VARIANTS)
     if args.only:
@@ -187,8 +298,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bushu-bench-compress-") as tmpd:
         root = args.workdir or Path(tmpd)
         root.mkdir(parents=True, exist_ok=True)
-        art = build_model(root)
-        variants = make_variants(root, art, names)
+        t0 = time.time()
+        art = build_fmnist(root, args.epochs) if args.model == "fmnist" else build_model(root)
+        train_s = round(time.time() - t0)
+        stop_at = time.time() + 60 * args.build_minutes if args.build_minutes else None
+        variants = make_variants(root, art, names, stop_at)
+        skipped = [n for n in names if n not in variants]
         base_acc = next((v["accuracy_original"] for v in variants.values() if v.get("accuracy_original") is not None),
                         None)
         for v in variants.values():
@@ -206,14 +321,22 @@ def main() -> None:
             r["flops_x"] = round(r["mflops"] / f["mflops"], 3)
         if r["accuracy"] is not None and f["accuracy"] is not None:
             r["acc_delta"] = round(r["accuracy"] - f["accuracy"], 2)
-    notes = [f"command: `{command_line()}`",
-             "model: torchvision MobileNetV2 (ImageNet weights, offline) + 2-class head on skimage lfw_subset, "
-             f"{SIZE} px; 120 images train/calibrate/fine-tune, 80 held-out images give the accuracy",
+    model_note = (
+        "model: a small CNN (3 conv + 2 linear layers) on Fashion-MNIST's 60,000 training images ("
+        + ((root / "fmnist_train.txt").read_text().strip() if (root / "fmnist_train.txt").is_file() else
+           f"{args.epochs} epoch(s)") + f"; {train_s} s here); accuracy on its 10,000 test images; "
+        "600 training images a class fine-tune, distill and calibrate" if args.model == "fmnist" else
+        "model: torchvision MobileNetV2 (ImageNet weights, offline) + 2-class head on skimage lfw_subset, "
+        f"{SIZE} px; 120 images train/calibrate/fine-tune, 80 held-out images give the accuracy")
+    notes = [f"command: `{command_line()}`", model_note,
              f"timing: bushu.profile.bench, {args.rounds} interleaved round(s), medians; p50 at batch 1, "
              "throughput at batch 8; ratios vs fp32 on the same backend in the same run",
              "shared 2-core CPU: absolute times are noisy, compare ratios"]
+    if skipped:
+        notes.append(f"not built within --build-minutes {args.build_minutes:g}: {', '.join(skipped)}")
     js, md = write_results(args.name, {"command": command_line(), "rounds": args.rounds}, rows, COLUMNS,
-                           "bushu optimize: compression trade-offs on real data (faces vs non-faces)", notes)
+                           "bushu optimize: compression trade-offs on real data ("
+                           + ("Fashion-MNIST, small CNN" if args.model == "fmnist" else "faces vs non-faces") + ")", notes)
     print(md.read_text())
 
 

@@ -1,6 +1,7 @@
 """`bushu train` accuracy on real offline data, run as a user would (the CLI), with budgets.
 
     python bench/train.py [--only faces,news] [--budget 5m] [--text-budget 8m]
+    python bench/train.py --shots      # accuracy versus examples per class (bench/shots.py)
 
 Cases:
 - faces: scikit-image lfw_subset, face vs non-face, 5 training images per class, the other 95 per
@@ -115,12 +116,65 @@ def case_news(tmp: Path, budget: str) -> dict:
             "command": "bushu " + " ".join(args)}
 
 
+def main_shots(a) -> None:
+    """Accuracy versus shots (bench/shots.py): bench/results/train-shots.{json,md,png}."""
+    import shots
+    from _common import RESULTS, markdown_table
+
+    n_list = [int(v) for v in a.shots_n.split(",")]
+    seeds = [int(v) for v in a.seeds.split(",")]
+    bushu_seeds = [int(v) for v in a.bushu_seeds.split(",")] if a.bushu_seeds else seeds
+    loaders = {"fashion-mnist": lambda: shots.fashion(a.test_n, max(n_list), seeds),
+               "tuxpaint-photos": lambda: shots.stamps(seeds, max(n_list)),
+               "rotten-tomatoes": lambda: shots.rotten(a.test_n, max(n_list), seeds)}
+    rows = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-shots-") as tmpd:
+        for name in a.sets.split(","):
+            rows += shots.run_dataset(name, loaders[name](), n_list, seeds, Path(tmpd), a.shots_budget,
+                                      a.shots_trials, lambda m: print(m, flush=True), bushu_seeds)
+    table = shots.summarize(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    png = RESULTS / "train-shots.png"
+    shots.plot(table, png)
+    notes = [f"command: `{command_line()}` ({time.perf_counter() - t0:.0f} s on a shared 2-core CPU)",
+             "test accuracy on a fixed held-out test set per data set (Fashion-MNIST: the first "
+             f"{a.test_n // 10} test images of each class; Tux Paint: a third of each category; Rotten Tomatoes: "
+             f"{a.test_n} snippets); ci95: 95% Wilson interval of that accuracy",
+             "baseline: logistic regression on raw pixels / word TF-IDF; probe: logistic regression on frozen "
+             f"{shots.IMAGE_BACKBONE} features at {shots.IMAGE_SIZE} px / MiniLM embeddings; bushu train: the CLI "
+             f"with --test, --budget {a.shots_budget} --trials {a.shots_trials} (images: --backbone "
+             f"{shots.IMAGE_BACKBONE} --image-size {shots.IMAGE_SIZE} --no-finetune)",
+             "bushu train needs two examples a class (one validates), so it has no n = 1 row; it ran for seed(s) "
+             f"{','.join(map(str, bushu_seeds))}",
+             "Tux Paint: n is capped at what a category has after the test third (6 to 23 photos)"]
+    write_results("train-shots", {"command": command_line(), "summary": table}, rows,
+                  ["dataset", "n", "seed", "method", "features", "n_train", "n_test", "accuracy", "ci95", "wall_s"],
+                  title="bushu train: test accuracy versus examples per class (every run)", notes=notes)
+    md = RESULTS / "train-shots.md"
+    md.write_text(f"# accuracy versus shots: mean over {len(seeds)} seeds (min-max)\n\n![curve](train-shots.png)\n\n"
+                  + markdown_table(table, ["dataset", "n", "method", "mean_accuracy", "min", "max", "seeds", "n_test",
+                                           "ci95_of_seed_0", "features"]) + "\n\n" + md.read_text())
+    print(md.read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="faces,faces-112,photos,news")
     ap.add_argument("--budget", default="5m")
     ap.add_argument("--text-budget", default="8m")
+    ap.add_argument("--shots", action="store_true", help="run accuracy versus shots instead (bench/shots.py)")
+    ap.add_argument("--sets", default="fashion-mnist,tuxpaint-photos,rotten-tomatoes")
+    ap.add_argument("--shots-n", default="1,5,10,20")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--test-n", type=int, default=1000)
+    ap.add_argument("--shots-budget", default="90s")
+    ap.add_argument("--shots-trials", type=int, default=6)
+    ap.add_argument("--bushu-seeds", help="seeds that also run bushu train (default: all; it is the slow part)")
     a = ap.parse_args()
+    if a.shots:
+        main_shots(a)
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmpd:
         tmp = Path(tmpd)

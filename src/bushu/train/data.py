@@ -2,9 +2,15 @@
 
 Layouts (images ``.jpg/.png/.bmp/.webp/...``, texts ``.txt``, audio clips ``.wav/.flac``):
 
-    DATA/<class>/<file>                         split here, stratified by class (``val_fraction``)
+    DATA/<class>/<file>                         split here, stratified by class: first a test part
+                                                (``test_fraction``, default 0.2), then validation (``val_fraction``)
     DATA/train/<class>/<file> + DATA/val/<class>/<file>   the given split is kept
+    DATA/train/... [+ DATA/val/...] + DATA/test/<class>/<file>   the given test part is kept
     DATA.csv  with columns text,label           (text only)
+
+The test part is never seen by the search, fine-tuning or early stopping: it only measures the
+exported model at the end. With a given train/val split and no test folder there is no test part
+unless ``test_fraction`` is given explicitly (then it comes out of the validation folder).
 
 The check lists every class with its count, the imbalance ratio, exact duplicates (byte-identical
 files, also across classes), unreadable files (skipped with the reason, never fatal) and classes
@@ -76,9 +82,12 @@ class Dataset:
     val: list[Item]
     check: DataCheck
     split: str  # "given" | "stratified"
+    test: list[Item] = field(default_factory=list)  # held out: only the final model sees it
+    test_split: str = "none"  # "given" | "stratified" | "none"
 
     def fingerprint(self) -> str:
-        """Stable id of the data and its split (file names, sizes, mtimes / texts)."""
+        """Stable id of the data and its train/val split (file names, sizes, mtimes / texts); the test part is
+        left out on purpose: nothing the search caches or records depends on it."""
         h = hashlib.sha1()
         for part, items in (("train", self.train), ("val", self.val)):
             for it in items:
@@ -94,7 +103,9 @@ class Dataset:
 
 # -- entry point --------------------------------------------------------------------------------------
 def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None = None,
-                 val_fraction: float = 0.2, seed: int = 0) -> Dataset:
+                 val_fraction: float = 0.2, seed: int = 0, test: str | Path | None = None,
+                 test_fraction: float | None = None) -> Dataset:
+    """``test_fraction`` None: 0.2 when DATA is split here, none with a given validation folder; 0: no test part."""
     data = Path(data)
     if not data.exists():
         raise NotFoundError(f"training data not found: {data}",
@@ -111,10 +122,17 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
     if kind not in ("image", "text", "audio"):
         raise UserInputError(f"unknown data kind {kind!r}", hint="use `kind` image, text or audio")
 
+    if test_fraction is not None and not 0 <= test_fraction < 1:
+        raise UserInputError(f"--test-size must be between 0 and 1 (0 = no test part), got {test_fraction}")
     given_val = Path(val) if val else None
+    given_test = Path(test) if test else None
     train_root = data
-    if given_val is None and data.is_dir() and (data / "train").is_dir() and (data / "val").is_dir():
-        train_root, given_val = data / "train", data / "val"
+    if data.is_dir() and (data / "train").is_dir() and ((data / "val").is_dir() or (data / "test").is_dir()):
+        train_root = data / "train"
+        if given_val is None and (data / "val").is_dir():
+            given_val = data / "val"
+        if given_test is None and (data / "test").is_dir():
+            given_test = data / "test"
     check = DataCheck(kind=kind, root=str(data), classes=[])
     seen: dict[str, tuple[str, str]] = {}  # content hash -> (kept source, class)
     classes, train = _read(train_root, kind, check, seen, None)
@@ -123,12 +141,29 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
             raise NotFoundError(f"validation data not found: {given_val}")
         _, val_items = _read(given_val, kind, check, seen, classes)
         split = "given"
+    test_items, test_split = [], "none"
+    if given_test is not None:
+        if not given_test.exists():
+            raise NotFoundError(f"test data not found: {given_test}")
+        _, test_items = _read(given_test, kind, check, seen, classes)  # `seen`: copies of training files dropped
+        test_split = "given"
     check.classes = classes
     counts = Counter(it.label for it in train)
     if given_val is not None:
         counts.update(it.label for it in val_items)
+    counts.update(it.label for it in test_items)
     check.counts = {c: counts.get(i, 0) for i, c in enumerate(classes)}
     _validate_counts(check, kind)
+    if given_test is None:
+        fraction = test_fraction if test_fraction is not None else (0.0 if given_val is not None else 0.2)
+        if fraction > 0:
+            pool = val_items if given_val is not None else train  # a given training folder stays whole
+            keep, test_items = split_test(pool, fraction, 1 if given_val is not None else 2, seed, classes, check)
+            if given_val is not None:
+                val_items = keep
+            else:
+                train = keep
+            test_split = "stratified"
     if given_val is None:
         train, val_items = split_stratified(train, val_fraction, seed)
         split = "stratified"
@@ -143,7 +178,8 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
                                  hint=f"add examples under {train_root}/<class>/")
         if not val_items:
             raise UserInputError(f"the validation folder {given_val} has no usable example")
-    return Dataset(kind=kind, classes=classes, train=train, val=val_items, check=check, split=split)
+    return Dataset(kind=kind, classes=classes, train=train, val=val_items, check=check, split=split,
+                   test=test_items, test_split=test_split if test_items else "none")
 
 
 def _guess_kind(root: Path) -> str:
@@ -306,6 +342,30 @@ def split_stratified(items: list[Item], val_fraction: float, seed: int) -> tuple
     return train, val
 
 
+def split_test(items: list[Item], fraction: float, keep_min: int, seed: int, classes: list[str],
+               check: DataCheck) -> tuple[list[Item], list[Item]]:
+    """Per class: round(n * fraction) (at least 1) to the test part, leaving ``keep_min`` for training/validation;
+    classes too small for that keep all their examples and are named in a warning."""
+    rng = np.random.default_rng(seed + 7919)  # not the validation split's stream: the two parts stay independent
+    by_class: dict[int, list[Item]] = {}
+    for it in items:
+        by_class.setdefault(it.label, []).append(it)
+    keep, test, small = [], [], []
+    for label in sorted(by_class):
+        group = by_class[label]
+        n_test = min(max(1, round(len(group) * fraction)), len(group) - keep_min)
+        if n_test < 1:
+            small.append(classes[label])
+            n_test = 0
+        order = rng.permutation(len(group))
+        test += [group[i] for i in order[:n_test]]
+        keep += [group[i] for i in order[n_test:]]
+    if small:
+        check.warnings.append(f"no test example for {', '.join(small)}: too few examples to hold one out; the test "
+                              "accuracy covers the other classes only")
+    return keep, test
+
+
 # -- the "other" class ----------------------------------------------------------------------------------
 OTHER_CLASS = "other"
 _OTHER_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry", "hubble_deep_field",
@@ -358,4 +418,4 @@ def add_other_class(ds: Dataset, work: Path, seed: int = 0) -> Dataset:
     check.counts = {**check.counts, OTHER_CLASS: n}
     check.warnings.append(f"added class {OTHER_CLASS!r}: {n} crops of generic photos (scikit-image samples)")
     return Dataset(kind=ds.kind, classes=check.classes, train=ds.train + train, val=ds.val + val, check=check,
-                   split=ds.split)
+                   split=ds.split, test=ds.test, test_split=ds.test_split)

@@ -16,7 +16,7 @@ from . import DEFAULT_BACKBONES, TrainConfig
 from .data import Dataset
 from .features import IMAGE_BACKBONES, backbone_module, backbone_preprocess, image_features, load_pixels
 from .finetune import estimate_seconds
-from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit
+from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit, test_metrics
 from .search import SearchSpace
 
 __all__ = ["train_images"]
@@ -93,7 +93,10 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
         onnx_path, parity, logits = _export(full, ds, pp, Path(tmpd), cfg.progress)
         y_val = np.asarray([it.label for it in ds.val])
         metrics = prediction_metrics(ds.classes, y_val, logits, [relpath(it.source, Path(cfg.data)) for it in ds.val])
-        summary = _summary(cfg, ds, outcome, feature_info, metrics, parity, clock, time.perf_counter() - t_export)
+        test_logits = onnx_logits(onnx_path, ds.test, pp, cfg.progress, "test") if ds.test else None
+        test = test_metrics(ds.classes, ds.test, test_logits, Path(cfg.data), ds.test_split)
+        summary = _summary(cfg, ds, outcome, feature_info, metrics, parity, clock, time.perf_counter() - t_export,
+                           test)
         summary["finetune"] = ft_info
         from ..runtime import load_backend
         from .report import html_report
@@ -119,8 +122,9 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
 
 def _print_check(ds: Dataset, echo) -> None:
     c = ds.check
+    test = f" / {len(ds.test)} test ({ds.test_split})" if ds.test else ", no test part"
     echo(f"data: {len(ds.classes)} classes, {sum(c.counts.values())} {'clip' if ds.kind == 'audio' else ds.kind}s "
-         f"({len(ds.train)} train / {len(ds.val)} val, {ds.split} split); "
+         f"({len(ds.train)} train / {len(ds.val)} val, {ds.split} split{test}); "
          + ", ".join(f"{k} {v}" for k, v in c.counts.items()))
     for s in c.skipped[:10]:
         echo(f"  skipped {s['path']}: {s['reason']}")
@@ -185,23 +189,36 @@ def _export(full, ds: Dataset, pp, tmp: Path, progress: bool):
     rows = check_tolerance("exported ONNX model (backbone + head)", ref, got, ATOL, RTOL)
     parity = {"reference": "torch eager (backbone + head)", "passed": True, "samples": len(x),
               "outputs": summarize(rows), "simplify": simp}
+    return path, parity, onnx_logits(path, ds.val, pp, progress, "validate")
+
+
+def onnx_logits(path: Path, items, pp, progress: bool, label: str) -> np.ndarray:
+    """The exported model's logits on ``items`` with ONNX Runtime, as `bushu eval` computes them."""
+    from ..validate import run_model
+
     logits = []
-    with progress_bar(progress, "validate (onnxruntime)", len(ds.val)) as advance:
-        for i in range(0, len(ds.val), 32):
-            chunk = load_pixels(ds.val[i:i + 32], pp)
+    with progress_bar(progress, f"{label} (onnxruntime)", len(items)) as advance:
+        for i in range(0, len(items), 32):
+            chunk = load_pixels(items[i:i + 32], pp)
             logits.append(run_model(path, {"input": chunk}, chunk=32)["logits"])
             advance(len(chunk))
-    return path, parity, np.concatenate(logits)
+    return np.concatenate(logits)
 
 
 def _summary(cfg: TrainConfig, ds: Dataset, outcome, feature_info, metrics, parity, clock: Clock,
-             export_s: float) -> dict[str, Any]:
+             export_s: float, test: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "kind": ds.kind,
         "val_accuracy": metrics["accuracy"],  # ONNX Runtime on the exported model
         "head_val_accuracy": round(outcome.fit.val_accuracy, 4),  # PyTorch head on cached features
         "macro_f1": metrics["macro_f1"],
-        "n_train": len(ds.train), "n_val": len(ds.val), "split": ds.split,
+        # the held-out test part (never seen by the search, fine-tuning or early stopping); None without one
+        "test_accuracy": test["accuracy"] if test else None,
+        "test_ci95": test["ci95"] if test else None,
+        "test_macro_f1": test["macro_f1"] if test else None,
+        "test": test,
+        "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test), "split": ds.split,
+        "test_split": ds.test_split,
         "classes": ds.classes,
         "best": {"trial": outcome.trial, **outcome.params, "best_epoch": outcome.fit.best_epoch},
         "trials": outcome.n_trials, "trials_this_run": outcome.ran_now,

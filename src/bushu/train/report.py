@@ -11,7 +11,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["finetune_line", "html_report", "trial_params"]
+__all__ = ["finetune_line", "html_report", "test_line", "trial_params"]
+
+
+def test_line(s: Mapping[str, Any]) -> str:
+    """The held-out test figure with its interval, or why there is none."""
+    t = s.get("test")
+    if not t:
+        return ("no test part (a given validation folder and no test folder): the validation figure also chose the "
+                "model; give DATA/test/, --test DIR or --test-size 0.2 for an unbiased figure")
+    lo, hi = t["ci95"]
+    return (f"test accuracy {t['accuracy']:.4f} (95% Wilson interval {lo:.3f}-{hi:.3f}) on {t['n']} held-out "
+            f"examples ({t['split']}) that the search, fine-tuning and early stopping never saw; macro F1 "
+            f"{t['macro_f1']:.4f}")
 
 
 def finetune_line(f: Mapping[str, Any]) -> str:
@@ -41,6 +53,22 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+#: fonts with Chinese/Japanese/Korean glyphs, tried in order (Debian: fonts-wqy-microhei, fonts-noto-cjk)
+CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "Droid Sans Fallback")
+
+
+def cjk_font() -> str | None:
+    """The first installed CJK-capable font known to matplotlib, or None."""
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return next((f for f in CJK_FONTS if f in have), None)
+
+
+def _needs_cjk(names: list[str]) -> bool:
+    return any(ord(ch) >= 0x2E80 for n in names for ch in str(n))
+
+
 def _plots(s: Mapping[str, Any]) -> list[str]:
     try:
         import matplotlib
@@ -50,6 +78,8 @@ def _plots(s: Mapping[str, Any]) -> list[str]:
         import numpy as np
     except ImportError:
         return []
+    if _needs_cjk(s["classes"]) and cjk_font():  # DejaVu (the default) has no CJK glyphs: fall back to one that has
+        plt.rcParams["font.family"] = ["DejaVu Sans", cjk_font()]
     out = []
     rows = sorted((r for r in s["leaderboard"] if r["val_accuracy"] is not None), key=lambda r: r["trial"])
     if rows:
@@ -110,6 +140,25 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _font_note(s: Mapping[str, Any]) -> str:
+    if not _needs_cjk(s["classes"]) or cjk_font():
+        return ""
+    return ("<p>The class names use CJK characters but no CJK font is installed for the plots (their labels show as "
+            "boxes; the tables are right): apt-get install fonts-wqy-microhei or fonts-noto-cjk.</p>")
+
+
+def _test_section(s: Mapping[str, Any]) -> str:
+    t = s.get("test")
+    if not t:
+        return ""
+    cm = t["confusion"]
+    corner = "true \\ pred"
+    rows = [{corner: r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])]
+    return (f"<h2>Per class (test, {t['n']} held-out examples)</h2>"
+            f"{_table(t['per_class'], ['class', 'precision', 'recall', 'f1', 'support'])}"
+            f"<h3>Confusion matrix (test)</h3>{_table(rows, [corner, *cm['columns']])}")
+
+
 def html_report(s: Mapping[str, Any], title: str, data_root: Path | None = None) -> str:
     e = html.escape
     b = s["best"]
@@ -132,7 +181,7 @@ def html_report(s: Mapping[str, Any], title: str, data_root: Path | None = None)
     lb = _table(s["leaderboard"], ["trial", "source", "head", "standardize", "C", "lr", "batch_size", "weight_decay", "augment", "epochs",
                                    "max_epochs", "val_accuracy", "val_loss", "state", "seconds"])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0}}
+<style>body{{font-family:sans-serif,"Noto Sans CJK SC","WenQuanYi Micro Hei";margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{vertical-align:middle}}</style></head><body>
 <h1>{e(title)}</h1>
 <p><b>validation accuracy {s['val_accuracy']:.4f}</b> (the exported ONNX model on {s['n_val']} validation examples,
@@ -141,15 +190,16 @@ ONNX Runtime), macro F1 {s['macro_f1']:.4f}. Chosen: trial {b['trial']}, <b>{e(s
 (budget {e(_fmt(s['budget_s']))} s). Train/val: {s['n_train']}/{s['n_val']} ({e(s['split'])} split).
 Export parity vs PyTorch: max abs diff {s['parity_max_abs']:.2g}.</p>
 {f"<p>{e(finetune_line(s['finetune']))}.</p>" if s.get("finetune") else ""}
-<p>The validation split also chose the model, so its accuracy is optimistic; check on data the search never
-saw with <code>bushu eval ART --data DIR</code>.</p>
+{_font_note(s)}
+<p><b>{e(test_line(s))}</b>. The validation split also chose the model, so its accuracy is optimistic.</p>
 <h2>Data check</h2>{counts}<p>imbalance (largest/smallest) {dc['imbalance']}; {dc['ignored']} file(s) ignored
 (other suffixes or hidden).</p><h3>Warnings</h3><ul>{warns}</ul><h3>Skipped (unreadable)</h3><ul>{skipped}</ul>
 <h3>Duplicates dropped</h3><ul>{dups}</ul>
 <h2>Features</h2>{feats}
 <h2>Search</h2>{imgs}<h3>Leaderboard</h3>{lb}
 <h2>Per class (validation)</h2>{_table(s['per_class'], ['class', 'precision', 'recall', 'f1', 'support'])}
-<h2>Confusion matrix</h2>{cm_html}
+{_test_section(s)}
+<h2>Confusion matrix (validation)</h2>{cm_html}
 <h2>Worst mistakes</h2><p>Most confident wrong predictions first.</p>
 <table><tr><th></th><th>file</th><th>true</th><th>predicted as</th><th>score</th></tr>{''.join(mistakes)}</table>
 </body></html>

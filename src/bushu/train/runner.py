@@ -21,7 +21,7 @@ from .data import Dataset
 from .heads import FitResult, fit_head
 from .search import SearchSpace, best_trial, head_config, leaderboard, open_study, run_search, training_arrays
 
-__all__ = ["Clock", "SearchOutcome", "prediction_metrics", "progress_bar", "search_and_fit"]
+__all__ = ["Clock", "SearchOutcome", "prediction_metrics", "progress_bar", "search_and_fit", "test_metrics"]
 
 
 class Clock:
@@ -153,6 +153,19 @@ def prediction_metrics(classes: Sequence[str], y_true: np.ndarray, logits: np.nd
         "mistakes": [{"path": sources[i], "true": classes[y_true[i]], "pred": classes[y_pred[i]],
                       "score": round(float(probs[i, y_pred[i]]), 4)} for i in wrong],
     }
+
+
+def test_metrics(classes: Sequence[str], items: Sequence[Any], logits: np.ndarray | None, root: Path,
+                 split: str) -> dict[str, Any] | None:
+    """prediction_metrics on the held-out test part, with the accuracy's 95% Wilson interval; None without one."""
+    if not items or logits is None:
+        return None
+    from ..evaluate import wilson_interval
+
+    y = np.asarray([it.label for it in items])
+    m = prediction_metrics(classes, y, logits, [relpath(it.source, root) for it in items])
+    lo, hi = wilson_interval(int(np.sum(logits.argmax(1) == y)), len(y))
+    return {**m, "ci95": [round(lo, 4), round(hi, 4)], "ci_method": "wilson", "split": split}
 
 
 def relpath(p: str, root: Path) -> str:

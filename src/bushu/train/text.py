@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from ..model.artifact import Artifact, Postprocess, Preprocess, library_versions
 from ..model.predict import TextClassifier, tfidf_transform
 from . import DEFAULT_TEXT_FEATURES, TrainConfig
 from .data import Dataset
-from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit
+from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit, test_metrics
 from .search import SearchSpace
 
 __all__ = ["TEXT_FEATURES", "TextClassifier", "tfidf_transform", "train_text"]
@@ -45,6 +46,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # sklearn's default
 PARITY_ATOL, PARITY_RTOL = 1e-3, 1e-3  # ONNX (encoder + head) vs sentence-transformers + torch head, on logits
 TFIDF_MAX_FEATURES = 8192
+CJK_NGRAMS = (1, 2)  # character unigrams and bigrams: most Chinese words are one or two characters
 
 
 # -- feature pipelines -------------------------------------------------------------------------------
@@ -91,15 +93,33 @@ def minilm_encode(texts: Sequence[str], model=None, progress: Callable[[int], No
     return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def is_cjk(texts: Sequence[str], threshold: float = 0.3) -> bool:
+    """Whether the texts are mostly Chinese/Japanese/Korean script (share of non-space characters)."""
+    sample = "".join(texts[:2000])
+    chars = len(sample) - sum(c.isspace() for c in sample)
+    return chars > 0 and len(_CJK.findall(sample)) / chars >= threshold
+
+
 def tfidf_fit(texts: Sequence[str]) -> dict[str, Any]:
-    """Fit TF-IDF on the training texts (sklearn) and return its plain description (vocabulary + idf)."""
+    """Fit TF-IDF on the training texts (sklearn) and return its plain description (vocabulary + idf).
+
+    Words for space-separated languages; character 1-2-grams for CJK text, which has no spaces between
+    words (a word pattern would make each sentence one token)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vec = TfidfVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, sublinear_tf=True,
+    from ..model.predict import tfidf_tokens
+
+    tokens = {"analyzer": "char", "ngram_range": list(CJK_NGRAMS)} if is_cjk(texts) else {
+        "analyzer": "word", "token_pattern": TOKEN_PATTERN}
+    spec = {"lowercase": True, "token_pattern": TOKEN_PATTERN, **tokens}
+    vec = TfidfVectorizer(analyzer=lambda t: tfidf_tokens(spec, t), sublinear_tf=True,
                           max_features=TFIDF_MAX_FEATURES, dtype=np.float32)
     vec.fit(texts)
     vocab = {t: int(i) for t, i in vec.vocabulary_.items()}
-    return {"kind": "tfidf", "lowercase": True, "token_pattern": TOKEN_PATTERN, "sublinear_tf": True, "norm": "l2",
+    return {"kind": "tfidf", **spec, "sublinear_tf": True, "norm": "l2",
             "vocabulary": vocab, "idf": [float(v) for v in vec.idf_], "dim": len(vocab)}
 
 
@@ -200,7 +220,9 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
         from .image import _summary
         from .report import html_report
 
-        summary = _summary(cfg, ds, outcome, info, metrics, parity, clock, time.perf_counter() - t_export)
+        test = test_metrics(ds.classes, ds.test, _test_logits(onnx_path, desc, pp, tmp, ds), Path(cfg.data),
+                            ds.test_split)
+        summary = _summary(cfg, ds, outcome, info, metrics, parity, clock, time.perf_counter() - t_export, test)
         summary["serving"] = _serving_note(desc)
         from ..runtime import load_backend
 
@@ -223,6 +245,28 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
+
+
+def _test_logits(onnx_path: Path, desc: dict[str, Any], pp: Preprocess, tmp: Path, ds: Dataset) -> np.ndarray | None:
+    """The exported model on the held-out test texts, through the stored pipeline (raw strings in)."""
+    if not ds.test:
+        return None
+    from ..validate import run_model
+
+    texts = [it.text for it in ds.test]
+    if desc["kind"] == "tfidf":
+        return run_model(onnx_path, {"features": tfidf_transform(desc, texts)}, chunk=256)["logits"]
+    from ..model.predict import Pipeline
+    from ..runtime import load_backend
+
+    pipe = Pipeline(tmp, pp, "input_ids")
+    got = np.zeros((len(texts), len(ds.classes)), np.float32)
+    order = _by_length(texts)
+    with load_backend(onnx_path, "onnxruntime") as be:
+        for i in range(0, len(order), 32):
+            idx = order[i:i + 32]
+            got[idx] = be.infer(pipe([texts[j] for j in idx]))["logits"]
+    return got
 
 
 def _minilm_available() -> None:

@@ -65,7 +65,8 @@ class Workspace:
                 "labels": (art.labels or [])[:1000], "n_labels": len(art.labels or []),
                 "accuracy": accuracy, "bench": bench,
                 "train": {k: train.get(k) for k in ("backbone", "head", "val_accuracy", "macro_f1", "trials",
-                                                    "image_size") if k in train},
+                                                    "image_size", "test_accuracy", "test_ci95", "n_test")
+                          if k in train},
                 "confusion": train.get("confusion") or ev.get("confusion"),
                 "mistakes": [{k: x.get(k) for k in ("true", "pred", "score")} for x in train.get("mistakes") or []],
                 "created": art.provenance.get("created"),

@@ -117,6 +117,10 @@ async function showModel(name) {
   const rows = [["task", m.task], ["inputs", m.inputs.join(", ")], ["outputs", m.outputs.join(", ")],
     ["labels", m.labels.slice(0, 12).join(", ") + (m.n_labels > 12 ? ` … (${m.n_labels})` : "")],
     ["accuracy", fmt(m.accuracy)], ["size", fmt(m.size_mb) + " MB"], ["steps", m.steps.join(" → ")]];
+  const t = m.train || {};
+  if (t.test_accuracy != null)  // the held-out test part that training never saw, with its 95% Wilson interval
+    rows.splice(5, 0, ["test accuracy", `${fmt(t.test_accuracy, 4)} (95% CI ${fmt(t.test_ci95[0], 3)}–` +
+      `${fmt(t.test_ci95[1], 3)}, ${t.n_test} held out)`]);
   for (const [k, v] of rows) info.append(el("dt", {text: k}), el("dd", {text: v}));
   const tbody = $("#md-bench tbody");
   tbody.replaceChildren(...(m.bench.length ? m.bench : [{}]).map(r => el("tr", {},
