@@ -22,10 +22,6 @@ ISA_FLAGS = ("sse4_2", "fma", "avx2", "avx_vnni", "avx512f", "avx512bw", "avx512
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
 ARM_ISA_FLAGS = ("neon", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm")
 
-# Python packages behind each backend, for versions without importing the framework.
-_BACKEND_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",),
-                     "torch": ("torch",), "null": ("bushu",), "ncnn": ("ncnn",), "mnn": ("MNN",),
-                     "litert": ("ai-edge-litert",), "opencv": ("opencv-python-headless", "opencv-python")}
 
 
 def _parse_cpuinfo(text: str) -> dict[str, Any]:
@@ -122,13 +118,13 @@ def backends_info(probe: bool = True) -> dict[str, dict[str, Any]]:
 
     ``probe=False`` reads package metadata only (no framework import: fast, for reports).
     """
-    from .runtime.registry import is_installed, list_backends
+    from .runtime.registry import distributions, is_installed, list_backends
 
     out: dict[str, dict[str, Any]] = {}
     for name in list_backends():
         if name == "null":
             continue
-        version = _version(*_BACKEND_PACKAGES.get(name, (name,)))
+        version = _version(*distributions(name))
         info: dict[str, Any] = {"installed": is_installed(name) if probe else version is not None, "version": version}
         if probe and info["installed"]:
             info.update(_framework_details(name))

@@ -23,6 +23,7 @@ tracebacks only with ``--debug``.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,11 +44,15 @@ __all__ = [
     "UnsupportedOpError",
     "UserInputError",
     "ValidationError",
+    "as_flags",
     "did_you_mean",
 ]
 
 
 class BushuError(Exception):
+    """Library errors name a parameter as `name` (in backticks): the Python API's argument; the CLI shows
+    the flag instead (``as_flags``: `calib_size` -> --calib-size)."""
+
     http_status = 500
 
     def __init__(self, message: str, *, hint: str | None = None):
@@ -65,6 +70,14 @@ class UserInputError(BushuError):
 
 class NotFoundError(UserInputError):
     http_status = 404
+
+
+_PARAM = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def as_flags(text: str) -> str:
+    """A library message for the command line: each `parameter` becomes its --flag."""
+    return _PARAM.sub(lambda m: "--" + m[1].replace("_", "-"), text)
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> list[str]:

@@ -13,59 +13,23 @@ import base64
 import datetime as _dt
 import html
 import io
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .data.images import ImageFolder, Skipped
-from .errors import UserInputError, did_you_mean
+from . import progress as _progress
+from .data.folders import LabelledFolder, read_text
+from .data.labels import match_classes
+from .errors import UserInputError
 from .model.artifact import Artifact
 from .spec import np_dtype
 
 __all__ = ["classification_metrics", "evaluate", "match_classes", "write_confusion_png", "write_html_report"]
 
 OTHER = "(other)"
-
-
-def _norm(s: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", s).strip().lower()
-
-
-def match_classes(folders: Sequence[str], labels: Sequence[str] | None, n_outputs: int,
-                  label_map: Mapping[str, str | int] | None = None) -> dict[str, int]:
-    """Folder name → output index; a UserInputError naming every folder that matches no label."""
-    label_map = dict(label_map or {})
-    exact = {lbl: i for i, lbl in reversed(list(enumerate(labels or [])))}  # first occurrence wins
-    loose = {_norm(lbl): i for i, lbl in reversed(list(enumerate(labels or [])))}
-    out, bad = {}, []
-    for folder in folders:
-        target = label_map.get(folder, folder)
-        if isinstance(target, int) or (isinstance(target, str) and target.isdigit() and not labels):
-            idx = int(target)
-        else:
-            idx = exact.get(str(target), loose.get(_norm(str(target)), -1))
-        if not 0 <= idx < n_outputs:
-            bad.append(str(target))
-            continue
-        out[folder] = idx
-    if bad:
-        if labels:
-            parts = []
-            for b in bad:
-                close = did_you_mean(_norm(b), list(loose), n=3)
-                parts.append(f"{b!r}" + (f" (did you mean {' or '.join(repr(labels[loose[c]]) for c in close)}?)"
-                                         if close else ""))
-            msg = f"class folder(s) not among the model's {len(labels)} labels: {', '.join(parts)}"
-        else:
-            msg = (f"the model has no labels, so class folders must be output indices 0..{n_outputs - 1}; "
-                   f"got {', '.join(map(repr, bad))}")
-        raise UserInputError(msg, hint="rename the folders to label names, or pass --label-map MAP.yaml "
-                                       "mapping each folder to a label (or an output index)")
-    return out
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) -> dict[str, Any]:
@@ -108,23 +72,31 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) ->
 
 def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None = None, batch_size: int = 16,
              top_k: int = 5, label_map: Mapping[str, str | int] | None = None, report: str | Path | None = None,
-             plot: str | Path | None = None, record: bool = True, progress: bool = True) -> dict[str, Any]:
+             plot: str | Path | None = None, record: bool = True, progress: bool | _progress.Progress = True,
+             score: float | None = None, iou: float | None = None) -> dict[str, Any]:
     """Run the artifact over ``data`` (a folder per class) and return the metrics as a plain dict.
 
     ``backend``: the runtime to run it on; by default the one that reads the artifact's model file
-    (onnxruntime for .onnx, litert for an exported .tflite, ncnn for .param, mnn, openvino for .xml)."""
+    (onnxruntime for .onnx, litert for an exported .tflite, ncnn for .param, mnn, openvino for .xml).
+    A detection artifact (task ``detection``) is evaluated on a COCO / YOLO / VOC folder instead, with
+    detection score threshold ``score`` and NMS ``iou``: see ``bushu.detection.evaluation``."""
     from .envinfo import summary
     from .profile.bench import files_for_backends, resolve_model
     from .runtime import load_backend
 
     if batch_size < 1:
-        raise UserInputError(f"batch size must be a positive integer, got {batch_size}")
+        raise UserInputError(f"`batch_size` must be a positive integer, got {batch_size}")
     art, main = resolve_model(model)
+    if art is not None and art.task == "detection":
+        from .detection.evaluation import evaluate_detection
+
+        return evaluate_detection(art, data, backend=backend, batch_size=batch_size, label_map=label_map,
+                                  score=score, iou=iou, report=report, record=record, progress=progress)
     if art is None or art.preprocess is None:
         raise UserInputError(f"{main} has no pre-processing metadata, so its images cannot be prepared",
                              hint="evaluate an artifact: bushu import MODEL -o ART, then bushu eval ART --data DIR")
-    raw = art.preprocess.kind in ("text", "audio")
-    ds = RawFolder.scan(data, art.preprocess.kind) if raw else ImageFolder.scan(data)
+    kind = art.preprocess.kind if art.preprocess.kind in ("text", "audio") else "image"
+    ds = LabelledFolder.scan(data, kind)
     from .runtime.registry import backend_for_path
 
     if backend is None:  # the model file's own runtime (raises with the install hint if it is missing)
@@ -142,15 +114,10 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
         fixed = isinstance(spec.shape[0], int) and spec.shape[0] > 0
         if fixed:
             batch_size = spec.shape[0]  # a fixed-batch model takes exactly that many
-        if raw:
-            from .model.predict import Pipeline
-
-            batches = ds.batches(Pipeline(art.path, art.preprocess, spec.name), batch_size)
-        else:
-            batches = (({spec.name: x.astype(np_dtype(spec.dtype))}, t, p)
-                       for x, t, p in ds.batches(art.preprocess, batch_size))
+        decode, collate = _decoder(art, kind, spec)
+        batches = ((collate(xs), t, p) for xs, t, p in ds.batches(decode, batch_size))
         y_true, y_pred, topk, scores, paths = [], [], [], [], []
-        with _Progress(progress, len(ds.items)) as advance:
+        with _progress.task(progress, "eval", len(ds.items)) as advance:
             for feeds, t, p in batches:
                 n = len(t)
                 if n < batch_size and fixed:  # pad a fixed batch
@@ -165,7 +132,7 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
                 scores += _softmax_max(logits).tolist()
                 paths += p
                 advance(len(p))
-            advance(len(ds.skipped), final=True)
+            advance(len(ds.skipped))
     if not y_true:
         noun = {"text": "text", "audio": "clip"}.get(art.preprocess.kind, "image")
         raise UserInputError(f"no {noun} in {data} could be read ({len(ds.skipped)} skipped)",
@@ -206,61 +173,20 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
     return result
 
 
-class RawFolder:
-    """``DIR/<class>/<file>`` of texts (.txt) or clips (.wav/.flac) for a text or audio artifact; files that
-    cannot be read (not UTF-8, empty, corrupt or unsupported audio) are skipped and listed."""
+def _decoder(art: Artifact, kind: str, spec) -> tuple[Callable[[Path], Any], Callable[[list], dict[str, np.ndarray]]]:
+    """How one file becomes a model input (decode) and a list of them a batch of feeds (collate)."""
+    if kind == "image":
+        from .data.images import open_image
+        from .model.processing import preprocess_image
 
-    def __init__(self, root: Path, kind: str, classes: list[str], items: list[tuple[Path, int]]):
-        self.root, self.kind, self.classes, self.items = root, kind, classes, items
-        self.skipped: list[Skipped] = []
+        return (lambda p: preprocess_image(open_image(p), art.preprocess),
+                lambda xs: {spec.name: np.stack(xs).astype(np_dtype(spec.dtype))})
+    from .model.predict import Pipeline
 
-    @classmethod
-    def scan(cls, root: str | Path, kind: str) -> RawFolder:
-        from .errors import NotFoundError
-        from .model.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO
-
-        root = Path(root)
-        noun, suffixes = ("texts", (".txt",)) if kind == "text" else ("clips", AUDIO_SUFFIXES + UNSUPPORTED_AUDIO)
-        if not root.is_dir():
-            raise NotFoundError(f"dataset directory not found: {root}",
-                                hint=f"pass a folder with one sub-folder of {noun} per class")
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        items = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).rglob("*"))
-                 if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")]
-        if not items:
-            raise UserInputError(f"{root} has no class sub-folders with {noun} "
-                                 f"({'/'.join(s[1:] for s in suffixes[:3])})",
-                                 hint=f"lay the dataset out as {root}/<class name>/<file>")
-        return cls(root, kind, classes, items)
-
-    def batches(self, pipe, batch_size: int):
-        """Yield (feeds, class indices [B], paths)."""
-        buf: list[tuple[Any, int, Path]] = []
-        for path, target in self.items:
-            try:
-                x = self._read_text(path) if self.kind == "text" else pipe.one(path)
-            except Exception as e:  # any decode failure: list it and carry on
-                reason = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-                self.skipped.append(Skipped(str(path), str(reason).splitlines()[0][:200]))
-                continue
-            buf.append((x, target, path))
-            if len(buf) == batch_size:
-                yield self._feeds(pipe, buf)
-                buf = []
-        if buf:
-            yield self._feeds(pipe, buf)
-
-    @staticmethod
-    def _read_text(path: Path) -> str:
-        text = path.read_bytes().decode("utf-8-sig").strip()  # as bushu train reads it
-        if not text:
-            raise UserInputError("empty text")
-        return text
-
-    def _feeds(self, pipe, buf):
-        xs = [b[0] for b in buf]
-        feeds = pipe(xs) if self.kind == "text" else {pipe.input_name: np.stack(xs)}
-        return feeds, np.asarray([b[1] for b in buf], np.int64), [b[2] for b in buf]
+    pipe = Pipeline(art.path, art.preprocess, spec.name)
+    if kind == "text":
+        return read_text, pipe  # the pipeline tokenizes a list of texts
+    return pipe.one, lambda xs: {pipe.input_name: np.stack(xs)}
 
 
 def _topk_acc(y_true: list[int], topk: list[list[int]], k: int) -> float:
@@ -271,29 +197,6 @@ def _softmax_max(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=1, keepdims=True)).max(axis=1)
-
-
-class _Progress:
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n, final=False: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from .cli._output import err_console
-
-        self.bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=err_console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("", total=self.total)
-        return lambda n, final=False: self.bar.update(task, completed=self.total) if final else \
-            self.bar.update(task, advance=n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def _confusion_figure_png(result: Mapping[str, Any]) -> bytes | None:

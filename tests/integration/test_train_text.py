@@ -132,7 +132,7 @@ def test_server_classifies_raw_text_with_the_same_labels(trained) -> None:
 
 
 def test_parity_off_is_a_typed_error_and_keeps_the_artifact(trained, capsys, monkeypatch) -> None:
-    import bushu.train.text as text
+    from bushu.train import text
 
     monkeypatch.setattr(text, "PARITY_ATOL", 0.0)  # any difference at all now counts as off
     monkeypatch.setattr(text, "PARITY_RTOL", 0.0)

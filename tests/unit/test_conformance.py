@@ -79,7 +79,8 @@ class StaticBatch(OnnxRuntimeBackend):
 @pytest.fixture
 def broken(monkeypatch):
     for cls in (Shifted, Leaky, StaticBatch):
-        monkeypatch.setitem(registry.BUILTIN, cls.name, (f"{__name__}:{cls.__name__}", "core", (".onnx",)))
+        spec = registry.BackendSpec(cls.name, f"{__name__}:{cls.__name__}", "core", (".onnx",))
+        monkeypatch.setitem(registry.BUILTIN, cls.name, spec)
 
 
 @pytest.mark.parametrize(("backend", "check", "message"), [

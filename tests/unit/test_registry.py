@@ -14,7 +14,8 @@ from bushu.runtime.backends.null import NullBackend
 @pytest.fixture
 def fake(monkeypatch):
     """A backend whose framework is not installed (its module cannot be imported)."""
-    monkeypatch.setitem(registry.BUILTIN, "fakert", ("bushu_fakert_not_installed.backend:Fake", "fakert", (".fake",)))
+    spec = registry.BackendSpec("fakert", "bushu_fakert_not_installed.backend:Fake", "fakert", (".fake",))
+    monkeypatch.setitem(registry.BUILTIN, "fakert", spec)
 
 
 def test_builtins_are_listed():
@@ -69,11 +70,13 @@ def test_unreadable_suffix_is_a_user_error(name):
 
 
 def test_entry_point_plugins_are_found(monkeypatch):
-    monkeypatch.setattr(registry, "_entry_points", lambda: {"myplugin": "bushu.runtime.backends.null:NullBackend"})
+    plugin = registry.BackendSpec("myplugin", "bushu.runtime.backends.null:NullBackend", "myplugin", ())
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"myplugin": plugin})
     assert "myplugin" in registry.list_backends()
     assert registry.get_backend("myplugin") is NullBackend
-    monkeypatch.setattr(registry, "_entry_points", lambda: {"broken": "bushu_no_such_plugin:X"})
-    with pytest.raises(MissingDependencyError, match=r"bushu\[broken\]"):
+    broken = registry.BackendSpec("broken", "bushu_no_such_plugin:X", "broken", (), package="broken-dist")
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"broken": broken})
+    with pytest.raises(MissingDependencyError, match=r"pip install broken-dist"):
         registry.get_backend("broken")
 
 
@@ -93,3 +96,47 @@ def test_options_not_accepted_are_user_errors(null_model):
 def test_load_backend_by_suffix_and_accepted_option(null_model):
     with load_backend(null_model, delay_ms=0) as b:
         assert b.name == "null" and [s.name for s in b.inputs] == ["x"]
+
+
+@pytest.fixture
+def plugin_dist(tmp_path, monkeypatch):
+    """A real installed distribution (dist-info on sys.path) declaring a backend and an exporter whose modules
+    are missing, as a third-party plugin installed without its framework."""
+    info = tmp_path / "acme_rt_plugin-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-rt-plugin\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text("[bushu.backends]\nacmert = acme_rt_missing.backend:AcmeBackend\n\n"
+                                          "[bushu.exporters]\nacme = acme_rt_missing.export:ACME_FORMAT\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from bushu.export import formats
+
+    registry._entry_points.cache_clear()
+    formats._plugin_formats.cache_clear()
+    yield
+    registry._entry_points.cache_clear()
+    formats._plugin_formats.cache_clear()
+
+
+def test_failing_plugin_backend_hint_names_its_distribution(plugin_dist):
+    assert "acmert" in registry.list_backends()
+    with pytest.raises(MissingDependencyError) as err:
+        registry.get_backend("acmert")
+    assert err.value.hint == "pip install acme-rt-plugin"  # the entry point's own distribution, not bushu[acmert]
+
+
+def test_failing_plugin_exporter_hint_names_its_distribution(plugin_dist):
+    from bushu.export import formats
+
+    assert "acme" in formats.list_formats()
+    with pytest.raises(MissingDependencyError) as err:
+        formats.get_format("acme")
+    assert err.value.hint == "pip install acme-rt-plugin"
+
+
+def test_capability_flags_drive_the_commands():
+    from bushu.plan.variants import BACKENDS
+    from bushu.serve.config import platform_of
+
+    assert BACKENDS == registry.with_flag("plannable") == ("onnxruntime", "openvino")
+    assert platform_of("openvino") == "openvino" and platform_of("onnxruntime") == "onnxruntime_onnx"
+    assert registry.backend_spec("openvino").needs_calibration and not registry.backend_spec("onnxruntime").needs_calibration

@@ -70,7 +70,7 @@ def test_sgd_heads_learn_and_stop_early(kind) -> None:
 def test_search_resumes_after_a_killed_run(tmp_path, monkeypatch) -> None:
     import time
 
-    import bushu.train.search as search
+    from bushu.train import search
 
     x, y = blobs(8, seed=4, spread=4.0)
     xv, yv = blobs(8, seed=4, spread=4.0, noise=1)

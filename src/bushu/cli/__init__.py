@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ..errors import BushuError
+from ..errors import BushuError, as_flags
 
 # command name -> module under bushu.cli (the module defines a click command called `command`)
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "env": "env",
     "bench": "bench",
     "eval": "eval_",
+    "predict": "predict",
     "serve": "serve",
     "optimize": "optimize",
     "export": "export",
@@ -61,6 +62,10 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """bushu (部署): from a trained model or labelled data to a fast, validated deployment."""
+    from .. import progress
+    from ._progress import RichProgress
+
+    progress.set_default(RichProgress())  # the library's progress=True: a bar on stderr (cli/ owns the console)
     ctx.obj = {"debug": debug}
 
 
@@ -71,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except BushuError as e:
         if debug:
             raise
-        click.secho(f"error: {e.message}", fg="red", err=True)
+        click.secho(f"error: {as_flags(e.message)}", fg="red", err=True)
         if e.hint:
-            click.echo(f"Hint: {e.hint}", err=True)
+            click.echo(f"Hint: {as_flags(e.hint)}", err=True)
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..runtime.registry import with_flag
 from ._output import console, print_json, table
 
 COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
@@ -40,7 +41,7 @@ COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsit
               help="int8 that fails its agreement gate tries other calibration methods / NNCF options, then "
                    "keeps the most sensitive nodes in float: at most N attempts in all [default: 8].")
 @click.option("--no-fallback", is_flag=True, help="One int8 attempt: refuse when it fails the gate (--max-attempts 1).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+@click.option("--backend", type=click.Choice(with_flag("quantizable")), default="onnxruntime",
               show_default=True, help="Runtime to quantize for (openvino: NNCF int8, writes an OpenVINO IR).")
 @click.option("--prune", type=float, metavar="RATIO", help="Prune this share of channels (structured) or weights "
               "(unstructured), 0 < RATIO < 1.")
@@ -87,57 +88,18 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     bushu optimize ART -o ART-kd --distill narrow --train train/ --data heldout/
     bushu optimize ART -o ART-fp16 --quantize fp16
     """
-    from ..compress import (DistillConfig, DynamicInt8Config, FinetuneConfig, Fp16Config, LowRankConfig,
-                            OpenVINOInt8Config, OptimizeConfig, PruneConfig, StaticInt8Config, optimize)
-    from ..compress._analysis import profile_model
-    from ..compress.quantize import choose_int8
-    from ..errors import UserInputError
+    from ..compress import optimize
+    from ..compress.options import optimize_config
     from ..model.artifact import Artifact
 
-    from ..compress.int8_search import DEFAULT_MAX_ATTEMPTS
-
-    if no_fallback and max_attempts not in (None, 1):
-        raise UserInputError(f"--no-fallback means one attempt; it contradicts --max-attempts {max_attempts}",
-                             hint="give one of them")
-    attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
-    if attempts < 1:
-        raise UserInputError(f"--max-attempts must be at least 1, got {attempts}", hint="or use --no-fallback")
-    if calib_size is not None and calib_size < 1:
-        raise UserInputError(f"--calib-size must be at least 1, got {calib_size}")
-    if lowrank is not None and lowrank_energy is not None:
-        raise UserInputError("give either --lowrank RANK_RATIO or --lowrank-energy E, not both")
     art = Artifact.load(artifact)
-    steps: list = []
-    if distill is not None:
-        steps.append(DistillConfig(student=distill, width=width, temperature=temperature, alpha=alpha,
-                                   epochs=max(epochs, 5), lr=lr))
-    if prune is not None:
-        steps.append(PruneConfig(ratio=prune, mode=prune_mode, importance=importance, global_pruning=global_pruning))
-    if lowrank is not None or lowrank_energy is not None:
-        steps.append(LowRankConfig(rank_ratio=lowrank, energy=lowrank_energy, max_layer_error=lowrank_max_error))
-    config = None
-    if backend == "openvino":
-        if quant not in (None, "int8"):
-            raise UserInputError(f"--backend openvino quantizes to int8 (NNCF); --quantize {quant} is for onnxruntime",
-                                 hint="use --quantize int8 --backend openvino, or drop --backend")
-        if quant is None:
-            raise UserInputError("--backend openvino needs --quantize int8", hint="add --quantize int8 --calib DIR")
-        config = OpenVINOInt8Config(calibration=calib, calib_size=calib_size or 300, preset=preset)
-    elif quant is not None:
-        if quant == "int8":
-            kind, _ = choose_int8(profile_model(art.model_path), calib is not None)
-            quant = "static" if kind == "static" else "dynamic"
-        if quant == "static":
-            config = StaticInt8Config(calibration=calib, method=method, calib_size=calib_size or 100,
-                                      exclude_nodes=exclude)
-        elif quant == "dynamic":
-            config = DynamicInt8Config(exclude_nodes=exclude, validation=calib)
-        else:
-            config = Fp16Config(validation=calib)
-    opt = OptimizeConfig(steps=tuple(steps), quantize=config, finetune=FinetuneConfig(epochs=epochs, lr=lr),
-                         train=train, data=data, max_accuracy_drop=max_accuracy_drop, max_int8_attempts=attempts,
-                         measure=not no_bench,
-                         report=not no_report)
+    opt = optimize_config(art, quantize=quant, backend=backend, calib=calib, calib_size=calib_size, method=method,
+                          preset=preset, data=data, train=train, max_accuracy_drop=max_accuracy_drop, exclude=exclude,
+                          prune=prune, prune_mode=prune_mode, importance=importance, global_pruning=global_pruning,
+                          lowrank=lowrank, lowrank_energy=lowrank_energy, lowrank_max_error=lowrank_max_error,
+                          distill=distill, width=width, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
+                          bench=not no_bench, report=not no_report, max_attempts=max_attempts,
+                          no_fallback=no_fallback)
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
     result = optimize(art, out, opt, log=log)
     section = result.metrics["optimize"]

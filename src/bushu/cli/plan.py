@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
+from ..runtime.registry import BUILTIN, with_flag
 from ._output import console, print_json, table
 
 COLUMNS = ("config", "p50_ms", "p99_ms", "req/s", "MB", "acc%", "failed")
-_SHORT = {"onnxruntime": "ort", "openvino": "ov"}
+_SHORT = {n: b.short for n, b in BUILTIN.items() if b.short}
 _BOUND = {"max_p99_ms": "p99", "max_avg_ms": "avg", "min_throughput": "req/s", "max_size_mb": "size",
           "min_accuracy": "acc", "max_accuracy_drop": "drop"}
 
@@ -57,7 +58,7 @@ def _duration(ctx, param, value: str | None) -> float | None:
               show_default=True, help="What to make best among the configurations that meet the constraints.")
 @click.option("--budget", default="10m", show_default=True, callback=_duration,
               help="Time for the search (e.g. 300, 90s, 10m); fewer configurations are served when short.")
-@click.option("--backend", "backends", multiple=True, type=click.Choice(["onnxruntime", "openvino"]),
+@click.option("--backend", "backends", multiple=True, type=click.Choice(with_flag("plannable")),
               help="Search only these backends (repeatable) [default: every installed one].")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "int8", "bf16", "fp16"]),
               help="Search only these precisions (repeatable) [default: all that help on this machine].")

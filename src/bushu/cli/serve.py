@@ -16,7 +16,7 @@ def _port(ctx, param, value: int) -> int | None:
 
 
 @click.command("serve")
-@click.argument("repo", type=click.Path(path_type=Path))
+@click.argument("repo", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @click.option("--http-port", default=8000, show_default=True, callback=_port, help="KServe v2 HTTP port (-1: off).")
 @click.option("--grpc-port", default=8001, show_default=True, callback=_port, help="KServe v2 gRPC port (-1: off).")
@@ -38,13 +38,14 @@ def _port(ctx, param, value: int) -> int | None:
 @click.option("--access-log", is_flag=True, help="Log one JSON line per HTTP request (logger bushu.serve.access).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None, metrics_port: int | None,
+def command(repo: tuple[Path, ...], host: str, http_port: int | None, grpc_port: int | None, metrics_port: int | None,
             model_control_mode: str, load_models: tuple[str, ...], repository_poll_secs: float, api_key: str | None, admin_key: str | None,
             max_body_mb: float, shared_memory: bool | None, access_log: bool, log_level: str) -> None:
     """Serve the Triton-layout model repository REPO (REPO/<model>/<version>/model.onnx) over KServe v2
-    HTTP and gRPC, with dynamic batching. Ctrl-C stops it."""
-    import asyncio
+    HTTP and gRPC, with dynamic batching. REPO may also be one or more artifact directories (bushu import,
+    train or optimize writes them), each served as model <its name>, version 1, in place. Ctrl-C stops it."""
     import logging
+    import tempfile
 
     try:
         import grpc  # noqa: F401
@@ -54,8 +55,7 @@ def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None,
         from ..errors import MissingDependencyError
 
         raise MissingDependencyError(f"bushu serve ({e.name})", "serve") from e
-    from ..serve.app import Server, ServerOptions, new_event_loop
-    from ._output import console
+    from ..serve.app import ServerOptions
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if access_log:  # asked for explicitly: shown whatever --log-level says
@@ -65,6 +65,32 @@ def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None,
                          load_models=load_models,
                          api_key=api_key, admin_key=admin_key, max_body_mb=max_body_mb, access_log=access_log,
                          shared_memory=shared_memory)
+    with tempfile.TemporaryDirectory(prefix="bushu-serve-") as tmp:
+        _serve(_repository(repo, Path(tmp)), opts, host)
+
+
+def _repository(paths: tuple[Path, ...], tmp: Path) -> Path:
+    """REPO, or a repository of links to the artifact directories given."""
+    from ..errors import UserInputError
+    from ..serve.repository import artifact_repository, is_artifact_dir
+
+    arts = [p for p in paths if is_artifact_dir(p)]
+    if not arts and len(paths) == 1:
+        return paths[0]
+    if len(arts) != len(paths):
+        others = [str(p) for p in paths if p not in arts]
+        raise UserInputError(f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not an artifact directory "
+                             "(no bushu.yaml); several paths must all be artifacts",
+                             hint="serve one repository (REPO/<model>/<version>/...), or artifact directories")
+    return artifact_repository(arts, tmp)
+
+
+def _serve(repo: Path, opts, host: str) -> None:
+    import asyncio
+
+    from ..serve.app import Server, new_event_loop
+    from ._output import console
+
     server = Server(repo, opts)
 
     def started(s: Server) -> None:
@@ -74,6 +100,12 @@ def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None,
         h = f"[{host}]" if ":" in host else host
         if s.http_port is not None:
             console.print(f"HTTP    http://{h}:{s.http_port}/v2  (OpenAPI: /openapi.json)")
+            for name, verb, kind in _raw_input_endpoints(s):
+                where = "127.0.0.1" if host in ("0.0.0.0", "::") else h
+                url = f"http://{where}:{s.http_port}/v1/models/{name}:{verb}"
+                query = "?score=0.5" if verb == "detect" else "?k=3"
+                body = _CURL_BODY.get(kind, _CURL_BODY["image"])
+                console.print(f"        {url}\n        curl -s {body} '{url}{query}'", soft_wrap=True)
         if s.grpc_port is not None:
             console.print(f"gRPC    {h}:{s.grpc_port}")
         if s.metrics_port is not None:
@@ -83,3 +115,18 @@ def command(repo: Path, host: str, http_port: int | None, grpc_port: int | None,
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(server.serve(on_started=started, handle_signals=True))
     console.print("stopped")
+
+
+_CURL_BODY = {"image": "--data-binary @image.jpg", "audio": "--data-binary @clip.wav",
+              "text": "-H 'Content-Type: text/plain' --data-binary @note.txt"}
+
+
+def _raw_input_endpoints(s) -> list[tuple[str, str, str]]:
+    """(name, classify or detect, input kind) of the ready models that take raw inputs (pre-processing recorded)."""
+    out = {}
+    for row in s.manager.index(ready_only=True):
+        for m in s.manager._entries[row["name"]].versions.values():
+            if m.preprocess is not None:
+                task = m.artifact.task if m.artifact is not None else "classification"
+                out[row["name"]] = ("detect" if task == "detection" else "classify", m.preprocess.kind)
+    return sorted((name, verb, kind) for name, (verb, kind) in out.items())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -88,9 +90,7 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
     if as_json:
         print_json(summary)
         return
-    from ..train.report import print_summary
-
-    print_summary(summary)
+    _print_summary(summary)
     console.print(f"wrote {summary['artifact']} and {summary['report']}")
     if summary["kind"] == "image":
         console.print(f"next: bushu eval {out} --data DIR  |  bushu optimize {out} -o {out}-int8  |  "
@@ -98,3 +98,24 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
     else:  # text and audio models take raw strings / .wav clips at :classify
         console.print(f"next: bushu eval {out} --data DIR  |  bushu serve REPO (after adding {out} to a repository), "
                       f"then POST a {'text' if summary['kind'] == 'text' else '.wav clip'} to /v1/models/NAME:classify")
+
+
+def _print_summary(s: Mapping[str, Any]) -> None:
+    from ..train.report import finetune_line, trial_params
+    from ._output import table
+
+    b = s["best"]
+    console.print(f"[bold]val accuracy {s['val_accuracy']:.4f}[/] (ONNX Runtime, {s['n_val']} validation examples), "
+                  f"macro F1 {s['macro_f1']:.4f}; best trial {b['trial']}: {b['source']} + {b['head']} head, "
+                  f"{trial_params(b)}; {s['trials']} trials "
+                  f"({s['trials_this_run']} this run) in {s['seconds']:.0f} s")
+    if s.get("finetune"):
+        console.print(finetune_line(s["finetune"]), markup=False, highlight=False)
+    table(s["leaderboard"][:10], ["trial", "source", "head", "C", "lr", "epochs", "val_accuracy", "val_loss", "state"],
+          title="leaderboard (top 10)")
+    table(s["per_class"], ["class", "precision", "recall", "f1", "support"], title="per class (validation)")
+    cm = s["confusion"]
+    table([{"true \\ pred": r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])],
+          ["true \\ pred", *cm["columns"]], title="confusion matrix")
+    if s["mistakes"]:
+        table(s["mistakes"][:10], ["path", "true", "pred", "score"], title="worst mistakes")

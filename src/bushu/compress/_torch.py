@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from ..data.arrays import ArrayReader
 from ..errors import ArtifactError, MissingDependencyError, UserInputError
 from ..model.artifact import Artifact
 from ..spec import synthetic_feeds
 
-__all__ = ["MODULE_FILE", "Dataset", "evaluate_module", "export_module", "finetune", "load_dataset", "load_module",
+__all__ = ["MODULE_FILE", "evaluate_module", "export_module", "finetune", "load_module",
            "module_logits", "prunable_layers"]
 
 MODULE_FILE = "module.pt"
@@ -120,34 +121,7 @@ def module_logits(module: Any, x: np.ndarray, batch: int = 32) -> np.ndarray:
 
 
 # -- data ---------------------------------------------------------------------------------------------
-class Dataset:
-    """Pre-processed images in memory, with output-index targets when the folder is labelled."""
-
-    def __init__(self, x: np.ndarray, targets: np.ndarray | None, source: str):
-        self.x, self.targets, self.source = x, targets, source
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-def load_dataset(folder: str | Path, art: Artifact, need_labels: bool, what: str) -> Dataset:
-    """A folder of images (one sub-folder per class, or flat when ``need_labels`` is False)."""
-    from ..evaluate import match_classes
-    from .calibration import from_image_folder
-
-    reader = from_image_folder(folder, art.inputs, art.preprocess, limit=None)
-    x = next(iter(reader.feeds.values()))
-    if reader.labels is None:
-        if need_labels:
-            raise UserInputError(f"{folder} has no class folders, so {what} cannot use it",
-                                 hint="put the images in one sub-folder per class (named as in labels.txt)")
-        return Dataset(x, None, str(folder))
-    n_out = int(np.prod([d for d in art.outputs[0].shape[1:] if isinstance(d, int)] or [1]))
-    index = match_classes(sorted(set(reader.labels)), art.labels, n_out)
-    return Dataset(x, np.array([index[c] for c in reader.labels]), str(folder))
-
-
-def evaluate_module(module: Any, ds: Dataset) -> float | None:
+def evaluate_module(module: Any, ds: ArrayReader) -> float | None:
     if ds.targets is None:
         return None
     return round(100.0 * float(np.mean(module_logits(module, ds.x).argmax(1) == ds.targets)), 3)
@@ -193,7 +167,7 @@ def _input_name(model_path: Path) -> str:
     return next(i.name for i in g.input if i.name not in inits)
 
 
-def finetune(module: Any, ds: Dataset, teacher: tuple[np.ndarray, np.ndarray] | None, *, epochs: int, lr: float,
+def finetune(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray] | None, *, epochs: int, lr: float,
              batch_size: int = 16, temperature: float = 4.0, alpha: float | None = None, seed: int = 0,
              keep_zeros: bool = False, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train ``module`` on ``ds``: cross-entropy on hard labels (if any) + KL to the teacher's soft targets.
@@ -265,7 +239,7 @@ def finetune(module: Any, ds: Dataset, teacher: tuple[np.ndarray, np.ndarray] | 
             "soft_weight": alpha, "hard_labels": ds.targets is not None, "head_refit": head, "loss_per_epoch": losses}
 
 
-def fit_head(module: Any, ds: Dataset, teacher: tuple[np.ndarray, np.ndarray] | None, temperature: float,
+def fit_head(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray] | None, temperature: float,
              alpha: float, steps: int = 300) -> dict[str, Any] | None:
     """Re-fit the output Linear layer on the (changed) features first: cheap, since the features are
     computed once, and it gives the full fine-tuning a head that matches its new backbone."""
@@ -302,7 +276,7 @@ def fit_head(module: Any, ds: Dataset, teacher: tuple[np.ndarray, np.ndarray] | 
     return {"steps": steps, "loss_first": round(first, 4), "loss_last": round(final, 4)}
 
 
-def task_gradients(module: Any, ds: Dataset, teacher: np.ndarray | None, batches: int = 4,
+def task_gradients(module: Any, ds: ArrayReader, teacher: np.ndarray | None, batches: int = 4,
                    batch_size: int = 16) -> None:
     """Accumulate gradients of the task loss in ``.grad`` (for Taylor importance)."""
     torch = _torch()

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..data.arrays import ArrayReader
 from ..errors import UnknownNameError, UserInputError
-from ._torch import Dataset, count_params, finetune, prunable_layers
+from ._torch import count_params, finetune, prunable_layers
 
 __all__ = ["DistillConfig", "make_student"]
 
@@ -82,7 +83,7 @@ def make_student(teacher: Any | None, cfg: DistillConfig, example: Any, n_out: i
                      f"{last.in_features}→{n_out} head", "student_params": count_params(student)}
 
 
-def distill(student: Any, data: Dataset, teacher_logits: tuple[Any, Any], cfg: DistillConfig,
+def distill(student: Any, data: ArrayReader, teacher_logits: tuple[Any, Any], cfg: DistillConfig,
             log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     log(f"distilling into {cfg.student} ({count_params(student):,} parameters) on {len(data)} image(s), "
         f"T={cfg.temperature:g}, {cfg.epochs} epoch(s)")

@@ -68,7 +68,8 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                       log: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
     """Quantize ``artifact_in`` (ONNX) to an int8 OpenVINO IR artifact at ``out``; the input is untouched.
     ``keep_failed``: as for ``quantize``, write the result even when it fails the agreement gate."""
-    from .quantize import AccuracyDropError, _load_dataset, check_gate
+    from ..data.arrays import labelled_arrays
+    from .quantize import AccuracyDropError, check_gate
 
     log = log or (lambda _m: None)
     config.check()
@@ -88,7 +89,7 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
                              hint="pass --calib DIR (100-300 images)")
     nncf, ov = _deps()
     reader = calibration_reader(config.calibration, art, limit=config.calib_size, batch_size=1)
-    dataset = _load_dataset(data, art) if data is not None else None
+    dataset = labelled_arrays(data, art, require="accuracy") if data is not None else None
     name = art.inputs[0].name
     calib = nncf.Dataset([{k: v[i:i + 1] for k, v in reader.feeds.items()} for i in range(len(reader))])
     model = ov.convert_model(str(art.model_path))
@@ -110,7 +111,7 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
         verdict = check_gate("OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed, details)
         acc = None
         if dataset is not None:
-            targets = dataset.targets  # type: ignore[attr-defined]
+            targets = dataset.targets
             before = validate.accuracy(ref[art.outputs[0].name], targets)
             after = validate.accuracy(got[art.outputs[0].name], targets)
             acc = {"samples": len(dataset), "fp32": before, "quantized": after, "drop": round(before - after, 3)}

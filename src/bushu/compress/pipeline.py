@@ -25,6 +25,7 @@ from typing import Any, Union
 import numpy as np
 
 from .. import validate
+from ..data.arrays import ArrayReader, labelled_arrays
 from ..errors import UserInputError
 from ..model.artifact import Artifact, write_artifact
 from . import _torch as T
@@ -103,8 +104,8 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
          log: Callable[[str], None]) -> Artifact:
     import torch
 
-    data = T.load_dataset(config.data, art, True, "accuracy") if config.data is not None else None
-    train = T.load_dataset(config.train, art, False, "training") if config.train is not None else data
+    data = labelled_arrays(config.data, art, require="accuracy") if config.data is not None else None
+    train = labelled_arrays(config.train, art) if config.train is not None else data
     if config.train is None and data is not None:
         log(f"fine-tuning on --data ({len(data)} images) as well: pass --train DIR to measure accuracy on "
             "images the model was not tuned on")
@@ -216,7 +217,7 @@ def _synthetic(art: Artifact) -> dict[str, np.ndarray]:
 
 
 def _export_and_row(module: Any, art: Artifact, workdir: Path, label: str, in_name: str, out_name: str,
-                    eval_x: np.ndarray, ref_logits: np.ndarray, data: T.Dataset | None, measure: bool,
+                    eval_x: np.ndarray, ref_logits: np.ndarray, data: ArrayReader | None, measure: bool,
                     log: Callable[[str], None], details: dict[str, Any]) -> dict[str, Any]:
     exported = T.export_module(module, art, workdir, reference=False)  # the final one gets it at the end
     logits = validate.run_model(exported["onnx"], {in_name: eval_x})[out_name]
@@ -233,7 +234,7 @@ def _export_and_row(module: Any, art: Artifact, workdir: Path, label: str, in_na
     return row
 
 
-def _row(label: str, path: Path, logits: np.ndarray, ref_logits: np.ndarray, data: T.Dataset | None, measure: bool,
+def _row(label: str, path: Path, logits: np.ndarray, ref_logits: np.ndarray, data: ArrayReader | None, measure: bool,
          log: Callable[[str], None]) -> dict[str, Any]:
     from ._measure import measure as _measure
 

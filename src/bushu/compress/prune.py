@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..data.arrays import ArrayReader
 from ..errors import MissingDependencyError, UnknownNameError, UserInputError
-from ._torch import Dataset, count_params, prunable_layers, task_gradients
+from ._torch import count_params, prunable_layers, task_gradients
 
 __all__ = ["IMPORTANCE", "MODES", "PruneConfig", "prune_module"]
 
@@ -51,7 +52,7 @@ class PruneConfig:
             raise UserInputError(f"round_to must be a positive integer, got {self.round_to}")
 
 
-def prune_module(module: Any, cfg: PruneConfig, example: Any, data: Dataset | None = None,
+def prune_module(module: Any, cfg: PruneConfig, example: Any, data: ArrayReader | None = None,
                  teacher: np.ndarray | None = None, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Prune ``module`` in place; return what was done (params before/after, sparsity, per-layer widths)."""
     cfg.check()

@@ -31,7 +31,8 @@ from ..errors import BushuError, UnknownNameError, UserInputError, ValidationErr
 from ..model.artifact import Artifact, write_artifact
 from .. import validate
 from ._analysis import CONV_OPS, MATMUL_OPS, ModelProfile, cpu_int8, profile_model
-from .calibration import ArrayReader, calibration_reader, from_image_folder
+from ..data.arrays import ArrayReader, labelled_arrays
+from .calibration import calibration_reader
 
 __all__ = ["AccuracyDropError", "DynamicInt8Config", "Fp16Config", "QuantConfig", "StaticInt8Config",
            "choose_int8", "quantize"]
@@ -148,7 +149,7 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
                              "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
     profile = profile_model(art.model_path)
-    dataset = _load_dataset(data, art) if data is not None else None
+    dataset = labelled_arrays(data, art, require="accuracy") if data is not None else None
 
     with tempfile.TemporaryDirectory(prefix="bushu-quant-") as tmpdir:
         tmp = Path(tmpdir)
@@ -389,23 +390,10 @@ def check_gate(what: str, per_output: dict[str, Any], floor: float, refuse: bool
 
 
 # -- accuracy, accuracy-aware retries ----------------------------------------------------------------
-def _load_dataset(data: str | Path, art: Artifact) -> ArrayReader:
-    ds = from_image_folder(data, art.inputs, art.preprocess, limit=None, batch_size=8)
-    if ds.labels is None:
-        raise UserInputError(f"{data} has no class folders, so accuracy cannot be measured",
-                             hint="put the images in one sub-folder per class (named as in labels.txt)")
-    n_out = int(np.prod([d for d in art.outputs[0].shape[1:] if isinstance(d, int)] or [1]))
-    from ..evaluate import match_classes  # the same folder → output mapping as `bushu eval`
-
-    index = match_classes(sorted(set(ds.labels)), art.labels, n_out)
-    ds.targets = [index[c] for c in ds.labels]  # type: ignore[attr-defined]
-    return ds
-
-
 def _accuracy_check(job: _Job, model: Path, ds: ArrayReader, bound: float | None, tmp: Path,
                     log: Callable[[str], None]) -> dict[str, Any]:
     out_name = job.art.outputs[0].name
-    targets = ds.targets  # type: ignore[attr-defined]
+    targets = ds.targets
     before = validate.accuracy(validate.run_model(job.art.model_path, ds.feeds)[out_name], targets)
     after = validate.accuracy(validate.run_model(model, ds.feeds)[out_name], targets)
     log(f"accuracy on {len(ds)} labelled sample(s): fp32 {before:.2f}%, {job.name} {after:.2f}%")
@@ -431,7 +419,7 @@ def _keep_sensitive_in_float(job: _StaticJob, model: Path, ds: ArrayReader, boun
     log(f"accuracy drop {before - result['quantized']:.2f} > {bound:g}: keeping the most sensitive nodes in float "
         f"(most sensitive: {', '.join(ranked[:3])})")
     best = dict(result)
-    out_name, targets, k, limit = job.art.outputs[0].name, ds.targets, 1, max(1, len(ranked) // 2)  # type: ignore[attr-defined]
+    out_name, targets, k, limit = job.art.outputs[0].name, ds.targets, 1, max(1, len(ranked) // 2)
     tried = []
     while k <= limit:
         excluded = tuple(ranked[:k])

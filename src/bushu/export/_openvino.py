@@ -54,7 +54,7 @@ def export_ir_int8(ctx: ExportContext) -> Exported:
     # bushu optimize's gate and fallback search on the calibration images (mixed preset, bias correction,
     # sensitive layers in float); the export's own validation judges the result on the validation images
     config = OpenVINOInt8Config(calibration=reader, calib_size=len(reader))
-    q = quantize_int8(ctx.art, ctx.work / "nncf", config, measure=False, log=lambda m: print(m, flush=True))
+    q = quantize_int8(ctx.art, ctx.work / "nncf", config, measure=False, log=ctx.note)
     (q.path / XML).rename(ctx.work / XML)
     (q.path / BIN).rename(ctx.work / BIN)
     import openvino as ov

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..model.artifact import Artifact, library_versions
-from .formats import FORMATS, Format, resolve_formats
+from .formats import Format, get_format, resolve_formats
 
 __all__ = ["ROW_KEYS", "ExportContext", "Exported", "Skip", "export", "markdown_table"]
 
@@ -82,14 +82,20 @@ class ExportContext:
     step_file: Path
     options: dict[str, Any] = field(default_factory=dict)
 
+    def note(self, message: str) -> None:
+        """A line in the format's log (the worker's own output goes there too, so flush it first: in order)."""
+        sys.stdout.flush()
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(message + "\n")
+
     def step(self, name: str) -> None:
         self.step_file.write_text(name)
-        print(f"== {self.fmt.name}: {name}", flush=True)
+        self.note(f"== {self.fmt.name}: {name}")
 
     def run(self, cmd: Sequence[str], step: str, timeout: float = 1800) -> None:
         """Run a converter CLI; its output goes to the log; a non-zero exit is a ConverterError."""
         self.step(step)
-        print("$ " + " ".join(str(c) for c in cmd), flush=True)
+        self.note("$ " + " ".join(str(c) for c in cmd))
         with open(self.log, "ab") as log:
             proc = subprocess.run([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
                                   timeout=timeout, check=False)
@@ -122,7 +128,7 @@ class ExportContext:
             raise UserInputError(f"{self.fmt.name} needs calibration images", hint=DATA_HINT)
         self.step("read the calibration images")
         reader = calibration_reader(data, self.art, limit=self.options.get("calib_size") or 100, batch_size=1)
-        print(f"calibration: {len(reader)} sample(s) from {data}", flush=True)
+        self.note(f"calibration: {len(reader)} sample(s) from {data}")
         return reader
 
     def example(self, batch: int = 1) -> dict[str, np.ndarray]:
@@ -166,14 +172,14 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     names = resolve_formats(formats)
     if samples < 1:
-        raise UserInputError(f"--samples must be at least 1, got {samples}")
+        raise UserInputError(f"`samples` must be at least 1, got {samples}")
     if calib_size < 1:
         raise UserInputError(f"the calibration size must be at least 1, got {calib_size}")
     if threads is not None and int(threads) < 1:
-        raise UserInputError(f"--threads must be at least 1, got {threads}")
+        raise UserInputError(f"`threads` must be at least 1, got {threads}")
     if opset is not None and not 7 <= int(opset) <= 23:
-        raise UserInputError(f"--opset {opset} is outside the range ONNX converters support (7..23)")
-    int8 = [n for n in names if FORMATS[n].calibrated]
+        raise UserInputError(f"`opset` {opset} is outside the range ONNX converters support (7..23)")
+    int8 = [n for n in names if get_format(n).calibrated]
     if int8 and data is None:
         named = [n for n in int8 if n in _named(formats)]
         if named:
@@ -192,7 +198,7 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
         for name in names:
             if on_start:
                 on_start(name)
-            row = _run_worker(art, FORMATS[name], out, ref, bench=bench, opset=opset, threads=threads,
+            row = _run_worker(art, get_format(name), out, ref, bench=bench, opset=opset, threads=threads,
                               timeout=timeout, data=data, calib_size=calib_size)
             rows.append(row)
             if on_row:
@@ -226,21 +232,22 @@ def _write_reference(art: Artifact, path: Path, samples: int, data: str | Path |
 
 
 def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.ndarray], list[int] | None]:
-    from ..model.processing import IMAGE_SUFFIXES, load_image, preprocess_images
+    from ..data.folders import LabelledFolder, scan_folder
+    from ..data.images import open_image
+    from ..data.labels import match_classes
+    from ..data.suffixes import IMAGE_SUFFIXES
+    from ..model.processing import preprocess_images
 
     if art.preprocess is None or len(art.inputs) != 1:
-        raise UserInputError(f"--data needs an image model with one input and pre-processing; {art.name} has "
+        raise UserInputError(f"`data` needs an image model with one input and pre-processing; {art.name} has "
                              f"{len(art.inputs)} input(s) and "
                              f"{'no' if art.preprocess is None else 'its'} pre-processing")
     if not data.is_dir():
-        raise UserInputError(f"--data {data} is not a directory of images")
+        raise UserInputError(f"`data` {data} is not a directory of images")
     subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     targets: list[int] | None = None
     if subdirs:
-        from ..data.images import ImageFolder
-        from ..evaluate import match_classes
-
-        folder = ImageFolder.scan(data)
+        folder = LabelledFolder.scan(data)
         # accuracy only when the class folders are the model's own labels ('Egyptian_cat' for 'Egyptian cat')
         try:
             index = match_classes(folder.classes, art.labels, len(art.labels or []))
@@ -251,10 +258,10 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
         files = [p for p, _ in items]
         targets = [index[folder.classes[i]] for _, i in items] if index else None
     else:
-        files = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:samples]
+        files = scan_folder(data, IMAGE_SUFFIXES).loose[:samples]
     if not files:
-        raise UserInputError(f"--data {data} holds no images")
-    x = preprocess_images([load_image(p) for p in files], art.preprocess).astype(np.float32)
+        raise UserInputError(f"`data` {data} holds no images")
+    x = preprocess_images([open_image(p) for p in files], art.preprocess).astype(np.float32)
     return {art.inputs[0].name: x}, targets
 
 

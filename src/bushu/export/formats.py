@@ -1,5 +1,6 @@
 """The export formats as one table: name → Format (suffix, what it needs, what runs it here, options).
 
+Third parties add formats with an entry point in the group ``bushu.exporters`` naming a Format.
 Each format's exporter is a small function in its own module, named by a "module:function" string
 and imported only when that format is exported (in a worker process, see core.py)::
 
@@ -14,8 +15,10 @@ max-abs budget (NOTES.md: int8 is judged by the task metric on real data).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
 
-from ..errors import UnknownNameError, UserInputError
+from ..errors import MissingDependencyError, UnknownNameError, UserInputError
 
 __all__ = ["FORMATS", "Format", "get_format", "list_formats", "resolve_formats"]
 
@@ -55,6 +58,8 @@ _M = "bushu.export"
 _FP16 = dict(precision="fp16", atol=5e-2, rtol=2e-2)
 # top-1 agreement ≥ 0.9 where fp32 is confident: the gate bushu optimize's int8 uses too
 _INT8 = dict(precision="int8", calibrated=True, min_top1=0.9)
+# TensorRT builds the engine; cuda-python (cuda.bindings) gives the backend device memory without PyTorch
+_TRT = (("tensorrt", "tensorrt"), ("cuda", "cuda-python"))
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("onnx", f"{_M}._onnx:export_onnx", ".onnx", "ONNX at the artifact's opset (or --opset)",
@@ -105,8 +110,14 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            needs=(("coremltools", "coremltools"), ("torch", "torch")), backend=None,
            note="convert-only on Linux: Core ML runs on macOS/iOS, so no parity check here"),
     Format("tensorrt", f"{_M}._tensorrt:export_engine", ".engine",
-           "TensorRT engine built from the ONNX model (needs an NVIDIA GPU and the tensorrt package)",
-           needs=(("tensorrt", "tensorrt"),), backend=None, gpu=True, atol=1e-3, rtol=1e-3),
+           "TensorRT engine built from the ONNX model, fp32 (needs an NVIDIA GPU and the tensorrt package)",
+           needs=_TRT, backend="tensorrt", gpu=True, atol=1e-3, rtol=1e-3),
+    Format("tensorrt-fp16", f"{_M}._tensorrt:export_engine_fp16", ".engine",
+           "TensorRT engine with fp16 kernels, fp32 IO (needs an NVIDIA GPU)",
+           needs=_TRT, backend="tensorrt", gpu=True, **_FP16),
+    Format("tensorrt-int8", f"{_M}._tensorrt:export_engine_int8", ".engine",
+           "TensorRT int8 engine from an ONNX Runtime Q/DQ model calibrated on --data (explicit quantization)",
+           needs=_TRT, backend="tensorrt", gpu=True, **_INT8),
     Format("snpe", f"{_M}._onnx:export_profile_snpe", ".onnx",
            "ONNX profile for Qualcomm SNPE's snpe-onnx-to-dlc (converter not installable here)",
            needs=(("onnx", "onnx"),), backend="onnxruntime",
@@ -129,21 +140,45 @@ _ALIASES = {"openvino_fp16": "openvino-fp16", "onnx_fp16": "onnx-fp16", "ncnn_fp
             "openvino_int8": "openvino-int8", "tflite_int8": "tflite-int8", "litert-int8": "tflite-int8",
             "ncnn_int8": "ncnn-int8", "mnn_int8": "mnn-int8", "paddle_lite": "paddle-lite",
             "paddlelite": "paddle-lite", "ir": "openvino",
-            "engine": "tensorrt", "trt": "tensorrt", "litert": "tflite", "torch.export": "pt2", "export": "pt2",
+            "engine": "tensorrt", "trt": "tensorrt", "trt-fp16": "tensorrt-fp16", "trt-int8": "tensorrt-int8",
+            "tensorrt_fp16": "tensorrt-fp16", "tensorrt_int8": "tensorrt-int8", "litert": "tflite", "torch.export": "pt2", "export": "pt2",
             "mlpackage": "coreml", "aotinductor": "aoti", "libtorch": "torchscript"}
 
 
+@cache
+def _plugin_formats() -> dict[str, metadata.EntryPoint]:
+    """Third-party formats: entry points in the group ``bushu.exporters`` naming a Format object
+    ("module:FORMAT"); listed without importing them, imported when asked for."""
+    return {ep.name: ep for ep in metadata.entry_points(group="bushu.exporters") if ep.name not in FORMATS}
+
+
 def list_formats() -> list[str]:
-    return list(FORMATS)
+    return [*FORMATS, *_plugin_formats()]
 
 
 def get_format(name: str) -> Format:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
-    if key not in FORMATS:
-        raise UnknownNameError("export format", name, [*FORMATS, "all"],
-                               hint="bushu export --list shows every format and whether it runs here")
-    return FORMATS[key]
+    if key in FORMATS:
+        return FORMATS[key]
+    if key in _plugin_formats():
+        return _load_plugin(key, _plugin_formats()[key])
+    raise UnknownNameError("export format", name, [*list_formats(), "all"],
+                           hint="bushu export --list shows every format and whether it runs here")
+
+
+def _load_plugin(name: str, ep: metadata.EntryPoint) -> Format:
+    from ..runtime.registry import entry_point_package
+
+    try:
+        fmt = ep.load()
+    except ImportError as e:
+        raise MissingDependencyError(f"export format {name!r} ({e.name or e})", name,
+                                     entry_point_package(ep) or name) from e
+    if not isinstance(fmt, Format) or fmt.name != name:
+        raise UserInputError(f"the bushu.exporters entry point {name!r} ({ep.value}) is not a Format named {name!r}",
+                             hint="the plugin must point at a bushu.export.formats.Format with the same name")
+    return fmt
 
 
 def resolve_formats(spec: str | list[str] | tuple[str, ...]) -> list[str]:

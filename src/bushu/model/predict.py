@@ -97,14 +97,19 @@ class Pipeline:
 
     def one(self, raw: Any) -> np.ndarray:
         """One image or clip -> float32 CHW (not for text, whose batches are padded together)."""
-        from .processing import load_image, preprocess_image
+        return prepare_one(self.pp, raw)
 
-        if self.kind == "audio":
-            from .audio import audio_image
 
-            return preprocess_image(audio_image(raw, self.pp.params, int(self.pp.crop)), self.pp)
-        img = raw if hasattr(raw, "convert") else load_image(raw)
-        return preprocess_image(img, self.pp)
+def prepare_one(pp: Preprocess, raw: Any) -> np.ndarray:
+    """One image or clip -> float32 CHW; needs only the recorded settings (so Ray tasks can run it alone)."""
+    from .processing import load_image, preprocess_image
+
+    if pp.kind == "audio":
+        from .audio import audio_image
+
+        return preprocess_image(audio_image(raw, pp.params, int(pp.crop)), pp)
+    img = raw if hasattr(raw, "convert") else load_image(raw)
+    return preprocess_image(img, pp)
 
 
 def _as_text(r: Any) -> str:
@@ -123,14 +128,24 @@ def _as_text(r: Any) -> str:
 class Classifier:
     """Raw inputs -> labels with scores, from an artifact with recorded pre-processing (onnxruntime)."""
 
-    def __init__(self, artifact: str | Path | Artifact):
+    def __init__(self, artifact: str | Path | Artifact, backend: str | None = None, **options: Any):
+        """``backend``: another runtime for the artifact's files (default onnxruntime on the model file);
+        ``options``: that backend's load options (e.g. ``threads``)."""
         from ..runtime import load_backend
 
         self.art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         if self.art.preprocess is None:
             raise ArtifactError(f"{self.art.path} records no pre-processing, so it cannot take raw inputs",
                                 hint="train it with bushu train, or import it with --preprocess")
-        self.backend = load_backend(self.art.model_path, "onnxruntime")
+        target = self.art.model_path
+        if backend not in (None, "onnxruntime"):
+            from ..profile.bench import files_for_backends
+
+            target = files_for_backends(self.art, self.art.model_path, [backend])[backend]
+            if isinstance(target, str):
+                raise ArtifactError(f"backend {backend!r} cannot run {self.art.path}: {target}",
+                                    hint="leave --backend out for onnxruntime, or export the artifact for it")
+        self.backend = load_backend(target, backend or "onnxruntime", **options)
         self.pipeline = Pipeline(self.art.path, self.art.preprocess, self.backend.inputs[0].name)
         self.kind = self.pipeline.kind
 

@@ -25,10 +25,11 @@ import numpy as np
 
 from ..errors import BushuError, UserInputError
 from ..model.artifact import Artifact
+from ..runtime.registry import with_flag
 
 __all__ = ["Dataset", "Variant", "build_variants", "load_dataset", "variant_accuracy"]
 
-BACKENDS = ("onnxruntime", "openvino")
+BACKENDS = with_flag("plannable")
 PRECISIONS = ("fp32", "int8", "bf16", "fp16")
 
 
@@ -100,27 +101,22 @@ def set_proxy_mask(ds: Dataset, reference: np.ndarray) -> None:
 
 def load_dataset(data: Path, art: Artifact, limit: int | None = 512) -> Dataset:
     """The labelled (or plain) image folder as model inputs, and whether accuracy can be measured."""
-    from ..compress.calibration import from_image_folder
-    from ..evaluate import match_classes
+    from ..data.arrays import labelled_arrays
 
     if art.preprocess is None:
         raise UserInputError(f"{art.path} has no pre-processing metadata, so the images in {data} cannot be prepared",
                              hint="plan an artifact written by bushu import")
-    ds = from_image_folder(data, art.inputs, art.preprocess, limit=limit, batch_size=8)
+    ds = labelled_arrays(data, art, limit=limit, allow_unmatched=True)
     n = len(ds)
     if ds.labels is None:
-        return Dataset(ds.feeds, None, "agreement", f"{data} has no class folders: the accuracy figure is top-1 "
-                       "agreement with the fp32 model", n, str(data))
-    shape = art.outputs[0].shape
-    n_out = shape[-1] if isinstance(shape[-1], int) else (len(art.labels) if art.labels else 1 << 30)
-    try:
-        index = match_classes(sorted(set(ds.labels)), art.labels, n_out)
-    except UserInputError as e:
-        return Dataset(ds.feeds, None, "agreement", "the class folders are not the model's labels "
-                       f"({e.message.split(':')[0]}), so the accuracy figure is the proxy: top-1 agreement with the "
-                       "fp32 model on these images", n, str(data))
-    return Dataset(ds.feeds, [index[c] for c in ds.labels], "accuracy",
-                   f"top-1 accuracy on {n} labelled images in {data}", n, str(data))
+        why = f"{data} has no class folders: the accuracy figure is top-1 agreement with the fp32 model"
+    elif ds.targets is None:
+        why = (f"the class folders are not the model's labels ({ds.unlabelled.split(':')[0]}), so the accuracy "
+               "figure is the proxy: top-1 agreement with the fp32 model on these images")
+    else:
+        return Dataset(ds.feeds, ds.targets.tolist(), "accuracy", f"top-1 accuracy on {n} labelled images in {data}",
+                       n, str(data))
+    return Dataset(ds.feeds, None, "agreement", why, n, str(data))
 
 
 def _run(path: Path, backend: str, options: dict[str, Any], feeds: dict[str, np.ndarray], out: str,
@@ -338,7 +334,7 @@ def _pseudo_labelled(art: Artifact, data: Path, out: Path, log: Callable[[str], 
     that occur once only)."""
     import shutil
 
-    from ..compress.calibration import scan_images
+    from ..data.arrays import scan_images
     from ..model.processing import preprocess_images
 
     labels = art.labels or []

@@ -268,7 +268,7 @@ class ServerHandle:
         self.stop()
 
 
-def start_server(repo: str | Path, http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0,
+def start_server(repo: str | Path, http_port: int | None = 0, grpc_port: int | None = 0, metrics_port: int | None = 0,
                  host: str = "127.0.0.1", **options) -> ServerHandle:
     """Serve ``repo`` in a background thread; returns once every model is loaded and the ports listen.
     Port 0 picks a free port; None turns that front end off."""

@@ -17,6 +17,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import ModelLoadError
+from ..runtime.registry import BUILTIN
 from ..spec import DTYPES, TensorSpec
 
 __all__ = ["CONFIG_FILE", "Settings", "complete_config", "config_to_dict", "read_config", "write_config"]
@@ -30,8 +31,14 @@ _SUPPORTED = {"name", "platform", "backend", "max_batch_size", "input", "output"
 _SUPPORTED_BATCHING = {"preferred_batch_size", "max_queue_delay_microseconds", "default_queue_policy"}
 _SUPPORTED_QUEUE = {"max_queue_size", "default_timeout_microseconds", "allow_timeout_override", "timeout_action"}
 _SUPPORTED_INSTANCE = {"name", "kind", "count"}
-_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "null": "null"}
-_BACKEND_OF_PLATFORM = {"onnxruntime_onnx": "onnxruntime", "openvino": "openvino", "null": "null"}
+# backend <-> Triton platform name, from the backend registry
+_PLATFORMS = {n: b.platform for n, b in BUILTIN.items() if b.platform}
+_BACKEND_OF_PLATFORM = {p: n for n, p in _PLATFORMS.items()}
+
+
+def platform_of(backend: str) -> str:
+    """The platform config.pbtxt names for a backend (a backend without one is named as such)."""
+    return _PLATFORMS.get(backend, backend)
 
 
 def tensor_type(dtype: str) -> int:
@@ -91,8 +98,6 @@ def unsupported_fields(cfg: mc.ModelConfig) -> list[str]:
                 if f.name not in _SUPPORTED_QUEUE]
     for g in cfg.instance_group:
         out += [f"instance_group.{f.name}" for f, _ in g.ListFields() if f.name not in _SUPPORTED_INSTANCE]
-        if g.kind == mc.ModelInstanceGroup.KIND_GPU:
-            out.append("instance_group.kind=KIND_GPU (instances run on the backend's device)")
     for io in list(cfg.input) + list(cfg.output):
         out += [f"{io.name}.{f.name}" for f, _ in io.ListFields() if f.name in ("reshape", "is_shape_tensor")]
     return out
@@ -105,6 +110,26 @@ def _param(value: str) -> Any:
         except ValueError:
             pass
     return value
+
+
+#: backends that run KIND_GPU instances, and the device they are loaded with
+GPU_BACKENDS = {"onnxruntime": "cuda", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt", "tensorrt": "cuda"}
+
+
+def instance_device(cfg: mc.ModelConfig | None, backend: str) -> dict[str, Any]:
+    """load() arguments for the instance_group's kind: {} on the CPU; device and device_id for KIND_GPU.
+
+    As Triton, a KIND_GPU group is a request, not a preference: where it cannot be met the model fails
+    to load with the reason (the backend says when there is no GPU), and other models are unaffected.
+    """
+    groups = [g for g in (cfg.instance_group if cfg is not None else []) if g.kind == mc.ModelInstanceGroup.KIND_GPU]
+    if not groups:
+        return {}
+    if backend not in GPU_BACKENDS:
+        raise ModelLoadError(f"instance_group asks for KIND_GPU, but bushu runs {backend!r} models on the CPU only",
+                             hint=f"use kind: KIND_CPU, or a model for one of {sorted(GPU_BACKENDS)}")
+    gpus = list(groups[0].gpus)
+    return {"device": GPU_BACKENDS[backend], "device_id": gpus[0] if gpus else 0}
 
 
 def parameters_of(cfg: mc.ModelConfig | None) -> dict[str, Any]:
@@ -122,7 +147,7 @@ def complete_config(cfg: mc.ModelConfig | None, name: str, backend: str, inputs:
                              hint="make them equal, or leave `name` out")
     cfg.name = name
     if not cfg.backend and not cfg.platform:
-        cfg.platform = _PLATFORMS.get(backend, backend)
+        cfg.platform = platform_of(backend)
     batchable = bool(inputs) and all(s.has_batch for s in inputs) and all(s.has_batch for s in outputs)
     if not given and batchable:
         cfg.max_batch_size = DEFAULT_MAX_BATCH

@@ -14,13 +14,15 @@ from pathlib import Path
 
 from ..errors import ModelLoadError, ModelNotFoundError, UserInputError
 from ..model.artifact import LABELS_FILE, META_FILE, Artifact, _dump
+from ..runtime.registry import BUILTIN
 from .config import CONFIG_FILE, read_config, write_config
 
-__all__ = ["ModelSource", "add_to_repository", "check_name", "list_models", "model_versions", "resolve_version"]
+__all__ = ["ModelSource", "add_to_repository", "artifact_repository", "check_name", "is_artifact_dir", "list_models",
+           "model_versions", "resolve_version"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-# file name -> backend, in the order bushu looks for them in a version directory
-_MODEL_FILES = {"model.onnx": "onnxruntime", "model.xml": "openvino"}
+# file name -> backend, in the order bushu looks for them in a version directory (the servable backends)
+_MODEL_FILES = {f"model{b.suffixes[0]}": n for n, b in BUILTIN.items() if b.servable}
 
 
 def check_name(name: str) -> str:
@@ -86,6 +88,27 @@ def read_labels(model_dir: Path, source: ModelSource) -> list[str] | None:
     return source.artifact.labels if source.artifact else None
 
 
+def is_artifact_dir(path: Path) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def artifact_repository(artifacts: list[Path], root: Path) -> Path:
+    """A one-model-each repository under ``root`` for artifact directories, without copying them:
+    ``root/<artifact name>/1`` is a symbolic link to the artifact (its bushu.yaml and labels are read there)."""
+    names: dict[str, Path] = {}
+    for path in artifacts:
+        art = Artifact.load(path)
+        name = check_name(art.name or Path(path).resolve().name)
+        if name in names:
+            raise UserInputError(f"{path} and {names[name]} are both named {name!r}; a repository holds one model "
+                                 "of a name", hint="serve them one at a time, or lay out a repository: "
+                                                   "REPO/<name>/<version>/ (bushu package writes one)")
+        names[name] = Path(path)
+        (root / name).mkdir(parents=True)
+        (root / name / "1").symlink_to(Path(path).resolve(), target_is_directory=True)
+    return root
+
+
 def add_to_repository(repo: Path, artifact: Artifact, name: str | None = None, version: int = 1,
                       max_batch_size: int = 8, max_queue_delay_us: int = 2000, instances: int = 1,
                       backend: str = "onnxruntime", threads: int | None = None) -> Path:
@@ -98,6 +121,8 @@ def add_to_repository(repo: Path, artifact: Artifact, name: str | None = None, v
     if not artifact.model_path.suffix == ".onnx" and backend == "onnxruntime":
         raise UserInputError(f"artifact model {artifact.model_file!r} is not ONNX; onnxruntime serves model.onnx",
                              hint="export it to ONNX first (bushu import / bushu export --format onnx)")
+    if max_batch_size and artifact.inputs and not all(s.has_batch for s in artifact.inputs):
+        max_batch_size = 0  # exported with a fixed batch (Ultralytics' default, tflite2onnx): no batching axis
     model_dir = Path(repo) / name
     vdir = model_dir / str(version)
     tmp = model_dir / f".{version}.tmp"

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ class TrainConfig:
     seed: int = 0
     work_dir: Path | None = None  # default: OUT.work next to the artifact
     storage: str | None = None  # an Optuna storage URL; default sqlite:///WORK/study.db
-    progress: bool = True
+    progress: Any = True  # bool, or a bushu.progress.Progress
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,14 +76,17 @@ def parse_budget(text: str | float | int | None) -> float | None:
     return float(sum(float(v) * unit[u] for v, u in parts))
 
 
-def train(cfg: TrainConfig, echo=print) -> dict[str, Any]:
-    """Run the whole pipeline; returns the summary (also recorded as metrics["train"] in the artifact)."""
+def train(cfg: TrainConfig, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole pipeline; returns the summary (also recorded as metrics["train"] in the artifact).
+
+    ``echo`` receives the run's messages (the data check, each step); by default they go to logging."""
     from .data import load_dataset
 
+    echo = echo or logging.getLogger(__name__).info
     if cfg.trials is not None and cfg.trials < 1:
-        raise UserInputError(f"--trials must be at least 1, got {cfg.trials}")
+        raise UserInputError(f"`trials` must be at least 1, got {cfg.trials}")
     if cfg.trials is None and cfg.budget_s is None:
-        raise UserInputError("give --budget and/or --trials, so the search knows when to stop")
+        raise UserInputError("give `budget` and/or `trials`, so the search knows when to stop")
     ds = load_dataset(cfg.data, kind=cfg.kind, val=cfg.val, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if cfg.other:
         from .data import add_other_class

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from ..data.folders import read_text, reason_of, scan_folder
+from ..data.images import open_image
+from ..data.suffixes import AUDIO_SUFFIXES, IMAGE_SUFFIXES, SUFFIXES, TEXT_SUFFIXES, UNSUPPORTED_AUDIO
 from ..errors import NotFoundError, UserInputError
-from ..model.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO
-from ..model.processing import IMAGE_SUFFIXES
 
 __all__ = ["MIN_RECOMMENDED", "DataCheck", "Dataset", "Item", "load_dataset", "split_stratified"]
 
-TEXT_SUFFIXES = (".txt",)
 MIN_RECOMMENDED = 5  # fewer usable examples per class than this draws a warning
 IMBALANCE_WARN = 3.0  # largest / smallest class count above this draws a warning
 
@@ -100,7 +100,7 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
         raise NotFoundError(f"training data not found: {data}",
                             hint="pass a folder with one sub-folder of examples per class (or a text,label CSV)")
     if not 0 < val_fraction < 1:
-        raise UserInputError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        raise UserInputError(f"`val_fraction` must be between 0 and 1, got {val_fraction}")
     if data.is_file():
         if data.suffix.lower() != ".csv":
             raise UserInputError(f"{data} is a file; expected a folder with one sub-folder per class, or a .csv "
@@ -109,7 +109,7 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
     elif kind == "auto":
         kind = _guess_kind(data)
     if kind not in ("image", "text", "audio"):
-        raise UserInputError(f"unknown data kind {kind!r}", hint="use --kind image, text or audio")
+        raise UserInputError(f"unknown data kind {kind!r}", hint="use `kind` image, text or audio")
 
     given_val = Path(val) if val else None
     train_root = data
@@ -181,21 +181,13 @@ def _read(root: Path, kind: str, check: DataCheck, seen: dict, classes: list[str
         if extra:
             raise UserInputError(f"validation folder {root} has classes not in the training data: "
                                  f"{', '.join(extra)}", hint="use the same class folder names in train/ and val/")
-    suffixes = {"image": IMAGE_SUFFIXES, "text": TEXT_SUFFIXES, "audio": AUDIO_SUFFIXES + UNSUPPORTED_AUDIO}[kind]
+    scan = scan_folder(root, SUFFIXES[kind], classes)
+    check.ignored += scan.ignored
     items = []
-    for i, c in enumerate(classes):
-        folder = root / c
-        if not folder.is_dir():
-            continue
-        for f in sorted(folder.rglob("*")):
-            if not f.is_file():
-                continue
-            if f.name.startswith(".") or f.suffix.lower() not in suffixes:
-                check.ignored += 1
-                continue
-            item = _read_one(f, i, kind, check)
-            if item is not None and not _duplicate(item, f.read_bytes(), c, check, seen):
-                items.append(item)
+    for f, i in scan.items:
+        item = _read_one(f, i, kind, check)
+        if item is not None and not _duplicate(item, f.read_bytes(), classes[i], check, seen):
+            items.append(item)
     return classes, items
 
 
@@ -204,7 +196,7 @@ def _read_one(f: Path, label: int, kind: str, check: DataCheck) -> Item | None:
         try:
             open_image(f)
         except Exception as e:  # noqa: BLE001 - any decode failure: list and skip
-            check.skipped.append({"path": str(f), "reason": _reason(e)})
+            check.skipped.append({"path": str(f), "reason": reason_of(e)})
             return None
         return Item(str(f), label)
     if kind == "audio":
@@ -213,21 +205,16 @@ def _read_one(f: Path, label: int, kind: str, check: DataCheck) -> Item | None:
         try:
             x, sr = load_audio(f)
         except Exception as e:  # noqa: BLE001 - unsupported format, corrupt or empty file: list and skip
-            check.skipped.append({"path": str(f), "reason": _reason(e) + (f"; {e.hint}" if getattr(e, "hint", None)
+            check.skipped.append({"path": str(f), "reason": reason_of(e) + (f"; {e.hint}" if getattr(e, "hint", None)
                                                                           else "")})
             return None
         return Item(str(f), label, seconds=round(len(x) / sr, 4))
-    raw = f.read_bytes()
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        check.skipped.append({"path": str(f), "reason": f"not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
-                                                        "re-save it as UTF-8"})
+        text = read_text(f)
+    except UserInputError as e:
+        check.skipped.append({"path": str(f), "reason": e.message})
         return None
-    if not text.strip():
-        check.skipped.append({"path": str(f), "reason": "empty text"})
-        return None
-    return Item(str(f), label, text.strip())
+    return Item(str(f), label, text)
 
 
 def _read_csv(path: Path, check: DataCheck, seen: dict, classes: list[str] | None) -> tuple[list[str], list[Item]]:
@@ -273,25 +260,6 @@ def _duplicate(item: Item, content: bytes, cls: str, check: DataCheck, seen: dic
         return True
     seen[key] = (item.source, cls)
     return False
-
-
-def _reason(e: Exception) -> str:
-    return (getattr(e, "message", None) or f"{type(e).__name__}: {e}").splitlines()[0][:200]
-
-
-def open_image(path: str | Path):
-    """Decode an image as `bushu eval` does: transparency composited on white; errors for corrupt files."""
-    from PIL import Image
-
-    img = Image.open(path)
-    img.load()
-    if img.width < 1 or img.height < 1:
-        raise ValueError("image has no pixels")
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        img = img.convert("RGBA")
-        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, img)
-    return img
 
 
 # -- checks and split ---------------------------------------------------------------------------------
@@ -351,7 +319,7 @@ def add_other_class(ds: Dataset, work: Path, seed: int = 0) -> Dataset:
     go through the same decoding and pre-processing as the user's files.
     """
     if ds.kind != "image":
-        raise UserInputError("--other works for images only", hint="for texts, add a folder of unrelated texts")
+        raise UserInputError("`other` works for images only", hint="for texts, add a folder of unrelated texts")
     if OTHER_CLASS in ds.classes:
         raise UserInputError(f"the data already has a class named {OTHER_CLASS!r}",
                              hint="drop --other, or rename that folder")

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data.images import open_image
 from ..errors import UnknownNameError
 from ..model.artifact import Preprocess
-from .data import Dataset, Item, open_image
+from .data import Dataset, Item
 
 __all__ = ["IMAGE_BACKBONES", "FeatureSet", "backbone_module", "backbone_preprocess", "image_features"]
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data.images import open_image
 from ..errors import UserInputError
 from ..model.artifact import Preprocess
-from .data import Item, open_image
+from .data import Item
 from .features import backbone_module, load_pixels
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "augmenter", "estimate_seconds", "finetune", "split_backbone"]

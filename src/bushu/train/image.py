@@ -37,9 +37,9 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
         if b not in IMAGE_BACKBONES:
             raise UnknownNameError("backbone", b, IMAGE_BACKBONES)
     if cfg.image_size is not None and not 32 <= cfg.image_size <= 512:
-        raise UserInputError(f"--image-size must be between 32 and 512, got {cfg.image_size}")
+        raise UserInputError(f"`image_size` must be between 32 and 512, got {cfg.image_size}")
     if cfg.finetune and not 1 <= cfg.finetune_blocks <= 10:
-        raise UserInputError(f"--finetune-blocks must be between 1 and 10, got {cfg.finetune_blocks}")
+        raise UserInputError(f"`finetune_blocks` must be between 1 and 10, got {cfg.finetune_blocks}")
 
     # 1. features, cached; later backbones only while the budget allows
     features, feature_info = {}, {}

@@ -1,4 +1,4 @@
-"""The training report: a terminal summary (rich tables) and one self-contained report.html with
+"""The training report: one self-contained report.html (the terminal summary is cli/train.py's) with
 the data check, the leaderboard, the search history plot, per-class P/R/F1, the confusion matrix
 and the worst mistakes (thumbnails for images)."""
 
@@ -11,27 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["finetune_line", "html_report", "print_summary"]
-
-
-def print_summary(s: Mapping[str, Any]) -> None:
-    from ..cli._output import console, table
-
-    b = s["best"]
-    console.print(f"[bold]val accuracy {s['val_accuracy']:.4f}[/] (ONNX Runtime, {s['n_val']} validation examples), "
-                  f"macro F1 {s['macro_f1']:.4f}; best trial {b['trial']}: {b['source']} + {b['head']} head, "
-                  f"{_params(b)}; {s['trials']} trials "
-                  f"({s['trials_this_run']} this run) in {s['seconds']:.0f} s")
-    if s.get("finetune"):
-        console.print(finetune_line(s["finetune"]), markup=False, highlight=False)
-    table(s["leaderboard"][:10], ["trial", "source", "head", "C", "lr", "epochs", "val_accuracy", "val_loss", "state"],
-          title="leaderboard (top 10)")
-    table(s["per_class"], ["class", "precision", "recall", "f1", "support"], title="per class (validation)")
-    cm = s["confusion"]
-    table([{"true \\ pred": r, **dict(zip(cm["columns"], row))} for r, row in zip(cm["rows"], cm["matrix"])],
-          ["true \\ pred", *cm["columns"]], title="confusion matrix")
-    if s["mistakes"]:
-        table(s["mistakes"][:10], ["path", "true", "pred", "score"], title="worst mistakes")
+__all__ = ["finetune_line", "html_report", "trial_params"]
 
 
 def finetune_line(f: Mapping[str, Any]) -> str:
@@ -44,7 +24,7 @@ def finetune_line(f: Mapping[str, Any]) -> str:
             f"(loss {f['frozen_val_loss']:.3g}); kept the {f['kept']} model")
 
 
-def _params(b: Mapping[str, Any]) -> str:
+def trial_params(b: Mapping[str, Any]) -> str:
     if b["head"] == "logreg":
         return f"C {b['C']:.3g}, standardize {b.get('standardize')}"
     return (f"lr {b['lr']:.3g}, weight decay {b['weight_decay']:.3g}, batch {b['batch_size']}, "
@@ -104,7 +84,7 @@ def _plots(s: Mapping[str, Any]) -> list[str]:
 
 def _thumb(path: Path) -> str:
     try:
-        from .data import open_image
+        from ..data.images import open_image
 
         img = open_image(path).convert("RGB")
         img.thumbnail((96, 96))
@@ -157,7 +137,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{vertical-ali
 <h1>{e(title)}</h1>
 <p><b>validation accuracy {s['val_accuracy']:.4f}</b> (the exported ONNX model on {s['n_val']} validation examples,
 ONNX Runtime), macro F1 {s['macro_f1']:.4f}. Chosen: trial {b['trial']}, <b>{e(str(b['source']))}</b> features +
-{e(str(b['head']))} head, {e(_params(b))}. {s['trials']} trials ({s['trials_this_run']} in this run), {s['seconds']:.0f} s
+{e(str(b['head']))} head, {e(trial_params(b))}. {s['trials']} trials ({s['trials_this_run']} in this run), {s['seconds']:.0f} s
 (budget {e(_fmt(s['budget_s']))} s). Train/val: {s['n_train']}/{s['n_val']} ({e(s['split'])} split).
 Export parity vs PyTorch: max abs diff {s['parity_max_abs']:.2g}.</p>
 {f"<p>{e(finetune_line(s['finetune']))}.</p>" if s.get("finetune") else ""}

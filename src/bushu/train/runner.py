@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import progress as _progress
 from ..errors import UserInputError
+from ..progress import Progress
 from . import TrainConfig
 from .data import Dataset
 from .heads import FitResult, fit_head
@@ -58,28 +60,9 @@ class SearchOutcome:
     storage: str
 
 
-class progress_bar:
-    """A rich progress bar on stderr (transient), or nothing when disabled."""
-
-    def __init__(self, enabled: bool, label: str, total: float | None):
-        self.enabled, self.label, self.total = enabled, label, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n=1, **kw: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from ..cli._output import err_console
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err_console, transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task(self.label, total=self.total)
-        return lambda n=1, **kw: self.bar.update(self.task, advance=n, **kw)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()
+def progress_bar(progress: bool | Progress | None, label: str, total: float | None):
+    """The training steps' progress (see bushu.progress): yields ``advance``."""
+    return _progress.task(progress, label, total)
 
 
 def study_identity(cfg: TrainConfig, ds: Dataset, space: SearchSpace, extra: Mapping[str, Any]) -> tuple[str, str]:

@@ -16,11 +16,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..data.suffixes import IMAGE_SUFFIXES
 from ..errors import UserInputError
 
 __all__ = ["UnsafeArchiveError", "ZipLimits", "extract_image_zip", "safe_name"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 _NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 

@@ -204,10 +204,10 @@ class Workspace:
         return out
 
     def dataset_info(self, name: str) -> dict[str, Any]:
-        from ..data.images import ImageFolder
+        from ..data.folders import LabelledFolder
 
         d = self.dataset_dir(name)
-        counts = ImageFolder.scan(d).counts()
+        counts = LabelledFolder.scan(d).counts()
         warnings = []
         if len(counts) < 2:
             warnings.append("only one class: training needs at least two")
@@ -220,9 +220,9 @@ class Workspace:
                 "warnings": warnings}
 
     def thumbnail(self, name: str, cls: str, index: int, size: int = 96) -> bytes:
-        from ..data.images import ImageFolder
+        from ..data.folders import LabelledFolder
 
-        folder = ImageFolder.scan(self.dataset_dir(name))
+        folder = LabelledFolder.scan(self.dataset_dir(name))
         if cls not in folder.classes:
             raise NotFoundError(f"dataset {name!r} has no class {cls!r}")
         files = [p for p, i in folder.items if folder.classes[i] == cls]

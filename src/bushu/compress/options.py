@@ -1,0 +1,81 @@
+"""`bushu optimize`'s options (flags, or the Python API's keywords) -> an OptimizeConfig: one place that
+turns "quantize int8 with this calibration data, prune 30%" into the steps the pipeline runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import UserInputError
+from ..model.artifact import Artifact
+from ..runtime.registry import backend_spec
+from .distill import DistillConfig
+from .lowrank import LowRankConfig
+from .openvino_int8 import OpenVINOInt8Config
+from .pipeline import FinetuneConfig, OptimizeConfig
+from .prune import PruneConfig
+from .quantize import DynamicInt8Config, Fp16Config, QuantConfig, StaticInt8Config
+
+__all__ = ["optimize_config"]
+
+PathLike = str | Path
+
+
+def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str = "onnxruntime",
+                    calib: PathLike | None = None, calib_size: int | None = None, method: str = "minmax",
+                    preset: str = "performance", data: PathLike | None = None, train: PathLike | None = None,
+                    max_accuracy_drop: float | None = None, exclude: Sequence[str] = (), prune: float | None = None,
+                    prune_mode: str = "structured", importance: str = "auto", global_pruning: bool = False,
+                    lowrank: float | None = None, lowrank_energy: float | None = None,
+                    lowrank_max_error: float = 0.1, distill: str | None = None, width: float = 0.5,
+                    temperature: float = 4.0, alpha: float | None = None, epochs: int = 3, lr: float = 1e-4,
+                    bench: bool = True, report: bool = True, max_attempts: int | None = None,
+                    no_fallback: bool = False) -> OptimizeConfig:
+    """Steps run in this order: distill, prune, lowrank, fine-tuning, quantize (int8 | dynamic | fp16)."""
+    from ._analysis import profile_model
+    from .quantize import choose_int8
+
+    from .int8_search import DEFAULT_MAX_ATTEMPTS
+
+    if no_fallback and max_attempts not in (None, 1):
+        raise UserInputError(f"`no_fallback` means one int8 attempt; it contradicts `max_attempts` {max_attempts}",
+                             hint="give one of them")
+    attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    if attempts < 1:
+        raise UserInputError(f"`max_attempts` must be at least 1, got {attempts}", hint="or use `no_fallback`")
+    if calib_size is not None and calib_size < 1:
+        raise UserInputError(f"`calib_size` must be at least 1, got {calib_size}")
+    if lowrank is not None and lowrank_energy is not None:
+        raise UserInputError("give either `lowrank` RANK_RATIO or `lowrank_energy` E, not both")
+    steps: list = []
+    if distill is not None:
+        steps.append(DistillConfig(student=distill, width=width, temperature=temperature, alpha=alpha,
+                                   epochs=max(epochs, 5), lr=lr))
+    if prune is not None:
+        steps.append(PruneConfig(ratio=prune, mode=prune_mode, importance=importance, global_pruning=global_pruning))
+    if lowrank is not None or lowrank_energy is not None:
+        steps.append(LowRankConfig(rank_ratio=lowrank, energy=lowrank_energy, max_layer_error=lowrank_max_error))
+    config: QuantConfig | OpenVINOInt8Config | None = None
+    if backend_spec(backend).needs_calibration:  # openvino: NNCF int8, calibrated
+        if quantize not in (None, "int8"):
+            raise UserInputError(f"`backend` {backend} quantizes to int8 (NNCF); `quantize` {quantize} is for "
+                                 "onnxruntime", hint="use `quantize` int8 with `backend` openvino, or drop `backend`")
+        if quantize is None:
+            raise UserInputError(f"`backend` {backend} needs `quantize` int8", hint="add `quantize` int8 `calib` DIR")
+        config = OpenVINOInt8Config(calibration=calib, calib_size=calib_size or 300, preset=preset)
+    elif quantize is not None:
+        if quantize == "int8":
+            kind, _ = choose_int8(profile_model(art.model_path), calib is not None)
+            quantize = "static" if kind == "static" else "dynamic"
+        if quantize == "static":
+            config = StaticInt8Config(calibration=calib, method=method, calib_size=calib_size or 100,
+                                      exclude_nodes=tuple(exclude))
+        elif quantize == "dynamic":
+            config = DynamicInt8Config(exclude_nodes=tuple(exclude), validation=calib)
+        elif quantize == "fp16":
+            config = Fp16Config(validation=calib)
+        else:
+            raise UserInputError(f"unknown `quantize` {quantize!r}", hint="use int8, dynamic or fp16")
+    return OptimizeConfig(steps=tuple(steps), quantize=config, finetune=FinetuneConfig(epochs=epochs, lr=lr),
+                          train=train, data=data, max_accuracy_drop=max_accuracy_drop, max_int8_attempts=attempts,
+                          measure=bench, report=report)
