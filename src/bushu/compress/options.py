@@ -33,9 +33,8 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
                     no_fallback: bool = False) -> OptimizeConfig:
     """Steps run in this order: distill, prune, lowrank, fine-tuning, quantize (int8 | dynamic | fp16)."""
     from ._analysis import profile_model
-    from .quantize import choose_int8
-
     from .int8_search import DEFAULT_MAX_ATTEMPTS
+    from .quantize import choose_int8
 
     if no_fallback and max_attempts not in (None, 1):
         raise UserInputError(f"`no_fallback` means one int8 attempt; it contradicts `max_attempts` {max_attempts}",
