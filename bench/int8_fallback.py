@@ -65,9 +65,9 @@ def calibration_sets(root: Path) -> dict[str, Path]:
 
 def labelled_top1(src, kept, labelled: Path, backend: str) -> tuple[float, float, int]:
     from bushu import validate
-    from bushu.compress.quantize import _load_dataset
+    from bushu.data.arrays import labelled_arrays
 
-    ds = _load_dataset(labelled, src)
+    ds = labelled_arrays(labelled, src, require="accuracy")
     out = src.outputs[0].name
     before = validate.accuracy(validate.run_model(src.model_path, ds.feeds)[out], ds.targets)
     after = validate.accuracy(validate.run_model(kept.model_path, ds.feeds, backend=backend)[out], ds.targets)

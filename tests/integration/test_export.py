@@ -332,6 +332,9 @@ def test_int8_edge_formats_on_real_photos(lite0, tmp_path):
         assert q["input"]["dtype"] == "int8" and q["logits"]["scale"] > 0
     if rows["openvino-int8"]["status"] == "ok":
         assert "FakeQuantize" in (tmp_path / "out" / "openvino-int8" / "model.xml").read_text()
+        # quantized through bushu optimize's gate and fallback search; the attempts are recorded
+        step = Artifact.load(tmp_path / "out" / "openvino-int8").provenance["steps"][-1]
+        assert step["int8_attempts"][0] == "NNCF performance preset", step
 
 
 def test_exported_artifacts_serve_as_is(fp32_export, tmp_path):

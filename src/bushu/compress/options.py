@@ -40,7 +40,7 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
     from .quantize import choose_int8
 
     if no_fallback and max_attempts not in (None, 1):
-        raise UserInputError(f"`no_fallback` means one attempt; it contradicts `max_attempts` {max_attempts}",
+        raise UserInputError(f"`no_fallback` means one int8 attempt; it contradicts `max_attempts` {max_attempts}",
                              hint="give one of them")
     attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
     if attempts < 1:
