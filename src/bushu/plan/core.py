@@ -36,8 +36,17 @@ from ..errors import UnknownNameError, UserInputError
 from ..model.artifact import Artifact
 from .compression import parse_specs
 from .constraints import BOUNDS, MODEL_BOUNDS, Constraints, failures, worst_ratio
-from .search import (BATCH_SIZES, Config, measure_variants, neighbours, objective_key, pareto, predict, shortlist,
-                     thread_choices)
+from .search import (
+    BATCH_SIZES,
+    Config,
+    measure_variants,
+    neighbours,
+    objective_key,
+    pareto,
+    predict,
+    shortlist,
+    thread_choices,
+)
 from .variants import BACKENDS, PRECISIONS, Variant, build_variants, load_dataset
 
 __all__ = ["check_target", "plan"]

@@ -141,7 +141,7 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: None for k in ROW_KEYS}, **r}
+    return {**dict.fromkeys(ROW_KEYS), **r}
 
 
 def _run_jobs(jobs: list[dict], isolate: bool, progress: bool, on_row) -> list[dict[str, Any]]:

@@ -143,7 +143,7 @@ class JobStore:
         rc_file = self.dir / f"{job_id}.rc"
         rc_file.unlink(missing_ok=True)
         argv = json.loads(row["argv"])
-        log = open(self.dir / f"{job_id}.log", "ab")
+        log = open(self.dir / f"{job_id}.log", "ab")  # noqa: SIM115 - closed in the finally below, after Popen
         try:
             import subprocess
 
