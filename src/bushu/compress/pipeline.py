@@ -202,7 +202,7 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
 
 def _quantize(art: Artifact, out: Path, config: OptimizeConfig, log: Callable[[str], None]) -> Artifact:
     q = config.quantize
-    kwargs = dict(data=config.data, max_accuracy_drop=config.max_accuracy_drop, measure=config.measure, log=log)
+    kwargs: dict[str, Any] = dict(data=config.data, max_accuracy_drop=config.max_accuracy_drop, measure=config.measure, log=log)
     if isinstance(q, OpenVINOInt8Config):
         return quantize_openvino(art, out, q, **kwargs)
     return quantize(art, out, q, **kwargs)

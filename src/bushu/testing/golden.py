@@ -261,7 +261,7 @@ def _write_torch(case: GoldenCase, out: Path) -> None:
 def _write_ir(case: GoldenCase, out: Path) -> None:
     import openvino as ov
 
-    # fp32 weights: save_model would compress them to fp16 by default (NOTES.md)
+    # fp32 weights: save_model would compress them to fp16 by default (docs/notes.md)
     ov.save_model(ov.convert_model(str(case.files[".onnx"])), str(out / f"{case.name}.xml"), compress_to_fp16=False)
     case.files[".xml"] = out / f"{case.name}.xml"
 
