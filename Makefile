@@ -17,7 +17,7 @@ types: $(DEV_STAMP)
 	$(PY) -m mypy
 
 unit: $(DEV_STAMP)
-	$(PY) -m pytest tests/unit -q -p no:cacheprovider
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider $(PYTEST_ARGS)
 
 format-check: $(DEV_STAMP)  ## last: `ruff format` owns the layout (line length 120)
 	$(PY) -m ruff format --check src tests bench
