@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -88,7 +89,7 @@ def create_app(config: UIConfig) -> Starlette:
     ui = UIContext(config, ws, JobStore(ws.root, max_running=config.max_jobs), Deployments(ws.root))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any):
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         ui.jobs.start()
         try:
             yield
