@@ -163,6 +163,7 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     original model's outputs are the only targets)."""
     run = _start(artifact, data, out, constraints, PlanConfig.from_options(config, **options), log)
     variants, model_fail, eligible = _variant_phase(run)
+    # 2. in-process rows; variants that another beats everywhere are not served
     rows = measure_variants(eligible, run.cfg.threads or (), run.cfg.batch_sizes, run.cfg.bench_duration_s,
                             run.log, run.journal.data)
     run.journal.save()
