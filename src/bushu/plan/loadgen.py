@@ -80,6 +80,12 @@ class ServedProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        drain = getattr(self, "_drain", None)
+        if drain is not None:
+            drain.join(5)  # the pipes reach EOF once the server has exited
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> ServedProcess:
         return self
