@@ -79,6 +79,7 @@ class UI:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
