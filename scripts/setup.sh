@@ -15,5 +15,7 @@ fi
 # The .tflite converter, with the extras that include bushu[torch] (see requirements/tflite.txt).
 case ",${extras}," in
   *,all,*|*,dev,*)
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/tflite.txt ;;
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/tflite.txt
+    # Ultralytics for the detection tests' YOLOv8n export (see requirements/ultralytics.txt)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/ultralytics.txt ;;
 esac

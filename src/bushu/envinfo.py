@@ -25,7 +25,9 @@ ARM_ISA_FLAGS = ("neon", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm")
 # Python packages behind each backend, for versions without importing the framework.
 _BACKEND_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",),
                      "torch": ("torch",), "null": ("bushu",), "ncnn": ("ncnn",), "mnn": ("MNN",),
-                     "litert": ("ai-edge-litert",), "opencv": ("opencv-python-headless", "opencv-python")}
+                     "litert": ("ai-edge-litert",), "opencv": ("opencv-python-headless", "opencv-python"),
+                     "onnxruntime-cuda": ("onnxruntime-gpu",), "onnxruntime-trt": ("onnxruntime-gpu",),
+                     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")}
 
 
 def _parse_cpuinfo(text: str) -> dict[str, Any]:

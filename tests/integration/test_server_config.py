@@ -41,10 +41,20 @@ def test_honoured_fields_become_settings():
 
 def test_unsupported_fields_are_reported_not_ignored():
     _, s = complete_config(cfg("max_batch_size: 4\nresponse_cache { enable: true }\n"
-                               "dynamic_batching { priority_levels: 2 }\ninstance_group { count: 1 kind: KIND_GPU }"),
+                               "dynamic_batching { priority_levels: 2 }"),
                            "m", "onnxruntime", IN, OUT)
     assert "response_cache" in s.warnings and "dynamic_batching.priority_levels" in s.warnings
-    assert any("KIND_GPU" in w for w in s.warnings)
+
+
+def test_gpu_instances_ask_the_backend_for_its_gpu_device():
+    from bushu.serve.config import instance_device
+
+    assert instance_device(cfg("instance_group { count: 2 kind: KIND_CPU }"), "onnxruntime") == {}
+    assert instance_device(cfg("instance_group { count: 1 kind: KIND_GPU gpus: [1] }"), "onnxruntime") == \
+        {"device": "cuda", "device_id": 1}
+    assert instance_device(cfg("instance_group { kind: KIND_GPU }"), "tensorrt") == {"device": "cuda", "device_id": 0}
+    with pytest.raises(ModelLoadError, match="KIND_GPU.*'ncnn'"):
+        instance_device(cfg("instance_group { kind: KIND_GPU }"), "ncnn")
 
 
 @pytest.mark.parametrize("text,needle", [

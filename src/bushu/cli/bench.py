@@ -39,9 +39,12 @@ def _ints(value: str | None, what: str) -> list[int]:
 @click.option("--in-process", is_flag=True, help="Run every backend in this process (faster start; "
               "peak memory is then shared).")
 @click.option("--no-record", is_flag=True, help="Do not record the results into the artifact.")
+@click.option("--with-postprocess", is_flag=True, help="Detectors: time decoding and NMS with each run "
+              "(on a photo; rows add postprocess_ms, decode + NMS alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print {model, env, results} as JSON.")
 def command(model: Path, backends: str | None, batch: str, threads: str | None, warmup: int, repeats: int,
-            duration: float, precision: str | None, in_process: bool, no_record: bool, as_json: bool) -> None:
+            duration: float, precision: str | None, in_process: bool, no_record: bool, with_postprocess: bool,
+            as_json: bool) -> None:
     """Latency p50/p99, throughput (items/s), CPU time and peak memory for each backend × batch × threads.
 
     Each backend runs in its own fresh process; every row says why when a backend cannot run the model.
@@ -54,13 +57,14 @@ def command(model: Path, backends: str | None, batch: str, threads: str | None, 
     rows = benchmark(model, backends=names, batch_sizes=_ints(batch, "--batch"),
                      threads=_ints(threads, "--threads") or [None], warmup=warmup, repeats=repeats,
                      duration_s=duration, precision=precision, isolate=not in_process, progress=not as_json,
-                     record=not no_record)
+                     record=not no_record, with_postprocess=with_postprocess)
     if as_json:
         print_json({"model": str(model), "env": summary(), "results": rows})
         return
     ok = [r for r in rows if r["status"] == "ok"]
+    columns = {**COLUMNS, "postprocess_ms": "post ms"} if with_postprocess else COLUMNS
     if ok:
-        table([{h: r[k] for k, h in COLUMNS.items()} for r in ok], COLUMNS.values(), title=f"bushu bench {model}")
+        table([{h: r.get(k) for k, h in columns.items()} for r in ok], columns.values(), title=f"bushu bench {model}")
     failed = {}
     for r in rows:
         if r["status"] != "ok":

@@ -40,9 +40,20 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.option("--atol", default=1e-4, show_default=True, help="Parity budget: absolute error per output.")
 @click.option("--rtol", default=1e-4, show_default=True, help="Parity budget: error relative to the output's range.")
 @click.option("--no-simplify", is_flag=True, help="Keep the exported graph as is (no onnxslim).")
+@click.option("--task", type=click.Choice(["classification", "detection", "raw"]),
+              help="What the model does; detectors that say what they are (Ultralytics metadata, SSD anchors, "
+                   "boxes/scores outputs) are recognised without it.")
+@click.option("--decoder", type=click.Choice(["yolo", "ssd", "boxes"]), help="Detection decoder (implies --task detection).")
+@click.option("--decoder-option", "decoder_options", multiple=True, metavar="KEY=VALUE",
+              help="Decoder / detection pre-processing setting, repeatable: layout=channels_first|anchors_first, "
+                   "objectness=true, boxes=NAME, scores=NAME, classes=NAME, box_format=xyxy|yxyx, normalized=true, "
+                   "background=0, score_fn=sigmoid|softmax, size=H,W, fit=letterbox|stretch, score=, iou=, max_det=.")
+@click.option("--to-onnx", is_flag=True, help="A .tflite source: convert it to ONNX (tflite2onnx) and check it "
+              "against LiteRT, instead of keeping the .tflite for the litert backend.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labels_file: Path | None, size: int | None,
-            mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, as_json: bool) -> None:
+            mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, task: str | None,
+            decoder: str | None, decoder_options: tuple[str, ...], to_onnx: bool, as_json: bool) -> None:
     """Import SRC (an .onnx file, a torch.export .pt2, a TorchScript .pt, a module:callable returning an
     nn.Module, or a zoo name) into an artifact: ONNX with a dynamic batch axis, simplified, and checked
     against the source."""
@@ -54,6 +65,7 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
         return
     if not src:
         raise click.UsageError("missing SRC: a model file, module:callable or zoo name (see --list)")
+    from ..convert.detection import parse_options
     from ..convert.importer import Tolerance, import_model
     from ..model.artifact import Preprocess
 
@@ -74,7 +86,8 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
     out = out or Path(Path(src).stem if src not in zoo.ZOO else src)
     with console.status(f"importing {src} …"):
         art = import_model(src, out, input_shape=input_shape, labels=labels, preprocess=pre,
-                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify)
+                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify, task=task, decoder=decoder,
+                           decoder_options=parse_options(decoder_options), to_onnx=to_onnx)
     parity = art.metrics.get("parity", {})
     if as_json:
         print_json({**art.summary(), "parity": parity})
@@ -84,4 +97,9 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
     if parity.get("outputs"):
         console.print(f"parity vs {parity['reference']} on {parity['samples']} inputs (passed):")
         table(parity["outputs"], ["name", "max_abs", "max_rel", "top1_agreement", "atol", "rtol"])
+    if art.task == "detection":
+        p = art.postprocess.params
+        console.print(f"detector: decoder {p['decoder']} (matched by {p.get('matched_by')}), input "
+                      f"{'x'.join(map(str, art.preprocess.params['size']))} {art.preprocess.params['fit']}, "
+                      f"{len(art.labels or [])} classes")
     console.print(f"next: bushu info {art.path}   bushu bench {art.path}")

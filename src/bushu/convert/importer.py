@@ -46,13 +46,15 @@ def source_kind(src: str) -> str:
         return "zoo"
     p = Path(src)
     suffix = p.suffix.lower()
-    if suffix in (".onnx", ".pt2", ".pt", ".pth", ".torchscript") or p.exists():
+    if suffix in (".onnx", ".pt2", ".pt", ".pth", ".torchscript", ".tflite") or p.exists():
         if not p.exists():
             raise NotFoundError(f"model file not found: {src}")
         if p.is_dir():
             raise UserInputError(f"{src} is a directory; expected a model file (.onnx, .pt2, .pt) or a zoo name")
         if suffix == ".onnx":
             return "onnx"
+        if suffix == ".tflite":
+            return "tflite"
         if suffix == ".pt2":
             return "pt2"
         if suffix in (".pt", ".torchscript"):
@@ -74,13 +76,23 @@ def source_kind(src: str) -> str:
 def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None = None,
                  labels: Sequence[str] | None = None, preprocess: Preprocess | None = None,
                  tolerance: Tolerance = Tolerance(), simplify: bool = True, reference: bool = True,
-                 name: str | None = None) -> Artifact:
-    """Import ``src`` into an artifact at ``out`` and return it (see module docstring)."""
+                 name: str | None = None, task: str | None = None, decoder: str | None = None,
+                 decoder_options: dict[str, Any] | None = None, to_onnx: bool = False) -> Artifact:
+    """Import ``src`` into an artifact at ``out`` and return it (see module docstring).
+
+    ``task``/``decoder``/``decoder_options``: detectors (bushu.convert.detection); an .onnx or .tflite
+    model that says it is one becomes a detection artifact without them. ``to_onnx``: a .tflite source is
+    converted to ONNX (tflite2onnx) instead of kept as it is.
+    """
     kind = source_kind(src)
     out = Path(out)
+    detect = {"task": task, "decoder": decoder, "options": decoder_options}
     if kind == "onnx":
         return _import_onnx(Path(src), out, labels=labels, preprocess=preprocess, simplify=simplify,
-                            tolerance=tolerance, name=name)
+                            tolerance=tolerance, name=name, detect=detect)
+    if kind == "tflite":
+        return _import_tflite(Path(src), out, labels=labels, preprocess=preprocess, name=name, detect=detect,
+                              to_onnx=to_onnx, tolerance=tolerance)
     import torch  # noqa: F401 - every other source needs it; fail early with the install hint below
 
     module, pre, post, lbls, shape, details = _load_torch_source(kind, src, input_shape)
@@ -203,7 +215,7 @@ def _import_torch(module: Any, src: str, kind: str, out: Path, *, shape: tuple[i
 
 
 def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, tolerance: Tolerance,
-                 name: str | None) -> Artifact:
+                 name: str | None, detect: dict[str, Any] | None = None) -> Artifact:
     from ..runtime import load_backend
     from . import onnx as conv
 
@@ -225,14 +237,83 @@ def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, t
             if simp.get("simplified"):
                 parity = _parity_onnx(path, tmp, tolerance)
         inputs, outputs = _onnx_specs(tmp)
-        task = "classification" if labels else "raw"
+        from .detection import detection_setup, onnx_metadata
+
+        task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
+        det = detection_setup(inputs, outputs, onnx_metadata(path), labels=labels, preprocess=preprocess,
+                              **(detect or {}))
+        if det is not None:
+            task, (preprocess, postprocess, labels) = "detection", det
         art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
-                       name=name or out.name, task=task, preprocess=preprocess,
-                       postprocess=Postprocess() if labels else None,
+                       name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
                        provenance={"source": str(path), "source_kind": "onnx", "versions": library_versions()},
                        metrics={"parity": parity})
         art.add_step("import", source=str(path), simplify=simp)
         return write_artifact(out, {MODEL_FILE: tmp}, art, labels=list(labels) if labels else None)
+
+
+def _import_tflite(path: Path, out: Path, *, labels, preprocess, name: str | None, detect: dict[str, Any],
+                   to_onnx: bool = False, tolerance: Tolerance = Tolerance()) -> Artifact:
+    """A .tflite model as it is (the litert backend runs it), or with ``to_onnx`` converted by tflite2onnx
+    and checked against LiteRT on the same inputs. Detectors are recognised as ONNX ones are."""
+    from ..runtime import load_backend
+    from .detection import detection_setup
+
+    with load_backend(path, "litert") as be:
+        inputs, outputs = list(be.inputs), list(be.outputs)
+    model_file, fmt, src_file = "model.tflite", "tflite", path
+    parity: dict[str, Any] = {"reference": "source .tflite (unchanged file)", "passed": True, "outputs": []}
+    with tempfile.TemporaryDirectory(prefix="bushu-import-") as tmpd:
+        if to_onnx:
+            src_file = Path(tmpd) / MODEL_FILE
+            _tflite_to_onnx(path, src_file)
+            inputs, outputs = _onnx_specs(src_file)
+            parity = _parity_tflite(path, src_file, tolerance)
+            model_file, fmt = MODEL_FILE, "onnx"
+        task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
+        det = detection_setup(inputs, outputs, {}, labels=labels, preprocess=preprocess, **detect)
+        if det is not None:
+            task, (preprocess, postprocess, labels) = "detection", det
+        art = Artifact(path=out, model_file=model_file, format=fmt, inputs=inputs, outputs=outputs,
+                       name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
+                       provenance={"source": str(path), "source_kind": "tflite", "versions": library_versions()},
+                       metrics={"parity": parity})
+        art.add_step("import", source=str(path), **({"converter": "tflite2onnx"} if to_onnx else {}))
+        return write_artifact(out, {model_file: src_file}, art, labels=list(labels) if labels else None)
+
+
+def _tflite_to_onnx(src: Path, dst: Path) -> None:
+    try:
+        import tflite2onnx
+    except ImportError as e:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(".tflite -> ONNX conversion (tflite2onnx)", "tflite2onnx") from e
+    try:
+        tflite2onnx.convert(str(src), str(dst))
+    except Exception as e:  # noqa: BLE001 - the converter's own errors (unsupported op ...)
+        raise ModelLoadError(f"tflite2onnx cannot convert {src.name}: {str(e).splitlines()[0][:300]}",
+                             hint="import the .tflite as it is (without --to-onnx): the litert backend runs it") from e
+
+
+def _parity_tflite(src: Path, onnx_path: Path, tol: Tolerance) -> dict[str, Any]:
+    """LiteRT on the .tflite vs onnxruntime on the conversion; NHWC inputs are transposed where tflite2onnx
+    made them NCHW."""
+    from ..runtime import load_backend
+    from ..validate import agreement, check_tolerance, summarize
+
+    with load_backend(src, "litert") as ref_be, load_backend(onnx_path, "onnxruntime") as got_be:
+        feeds = synthetic_feeds(ref_be.inputs, batch=1, seed=1)
+        onnx_feeds = {}
+        for r, g in zip(ref_be.inputs, got_be.inputs, strict=True):
+            x = feeds[r.name]
+            if x.ndim == 4 and x.shape != g.concrete_shape(batch=1) and x.transpose(0, 3, 1, 2).shape == \
+                    g.concrete_shape(batch=1):
+                x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            onnx_feeds[g.name] = x
+        ref, got = ref_be.infer(feeds), got_be.infer(onnx_feeds)
+    return _report(f"tflite2onnx conversion of {src.name}", "source .tflite (LiteRT)", ref, got, tol,
+                   check_tolerance, agreement, summarize)
 
 
 # -- checks -------------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ _M = "bushu.export"
 _FP16: dict[str, Any] = dict(precision="fp16", atol=5e-2, rtol=2e-2)
 # top-1 agreement ≥ 0.9 where fp32 is confident: the gate bushu optimize's int8 uses too
 _INT8: dict[str, Any] = dict(precision="int8", calibrated=True, min_top1=0.9)
+# TensorRT builds the engine; cuda-python (cuda.bindings) gives the backend device memory without PyTorch
+_TRT = (("tensorrt", "tensorrt"), ("cuda", "cuda-python"))
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("onnx", f"{_M}._onnx:export_onnx", ".onnx", "ONNX at the artifact's opset (or --opset)",
@@ -106,8 +108,14 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            needs=(("coremltools", "coremltools"), ("torch", "torch")), backend=None,
            note="convert-only on Linux: Core ML runs on macOS/iOS, so no parity check here"),
     Format("tensorrt", f"{_M}._tensorrt:export_engine", ".engine",
-           "TensorRT engine built from the ONNX model (needs an NVIDIA GPU and the tensorrt package)",
-           needs=(("tensorrt", "tensorrt"),), backend=None, gpu=True, atol=1e-3, rtol=1e-3),
+           "TensorRT engine built from the ONNX model, fp32 (needs an NVIDIA GPU and the tensorrt package)",
+           needs=_TRT, backend="tensorrt", gpu=True, atol=1e-3, rtol=1e-3),
+    Format("tensorrt-fp16", f"{_M}._tensorrt:export_engine_fp16", ".engine",
+           "TensorRT engine with fp16 kernels, fp32 IO (needs an NVIDIA GPU)",
+           needs=_TRT, backend="tensorrt", gpu=True, **_FP16),
+    Format("tensorrt-int8", f"{_M}._tensorrt:export_engine_int8", ".engine",
+           "TensorRT int8 engine from an ONNX Runtime Q/DQ model calibrated on --data (explicit quantization)",
+           needs=_TRT, backend="tensorrt", gpu=True, **_INT8),
     Format("snpe", f"{_M}._onnx:export_profile_snpe", ".onnx",
            "ONNX profile for Qualcomm SNPE's snpe-onnx-to-dlc (converter not installable here)",
            needs=(("onnx", "onnx"),), backend="onnxruntime",
@@ -130,7 +138,8 @@ _ALIASES = {"openvino_fp16": "openvino-fp16", "onnx_fp16": "onnx-fp16", "ncnn_fp
             "openvino_int8": "openvino-int8", "tflite_int8": "tflite-int8", "litert-int8": "tflite-int8",
             "ncnn_int8": "ncnn-int8", "mnn_int8": "mnn-int8", "paddle_lite": "paddle-lite",
             "paddlelite": "paddle-lite", "ir": "openvino",
-            "engine": "tensorrt", "trt": "tensorrt", "litert": "tflite", "torch.export": "pt2", "export": "pt2",
+            "engine": "tensorrt", "trt": "tensorrt", "trt-fp16": "tensorrt-fp16", "trt-int8": "tensorrt-int8",
+            "tensorrt_fp16": "tensorrt-fp16", "tensorrt_int8": "tensorrt-int8", "litert": "tflite", "torch.export": "pt2", "export": "pt2",
             "mlpackage": "coreml", "aotinductor": "aoti", "libtorch": "torchscript"}
 
 

@@ -47,6 +47,8 @@ class Preprocess:
     # kind "text": {"tokenizer": "tokenizer.json", "max_length", "inputs"} or {"features": "text_features.json"};
     # kind "audio": the spectrogram settings (bushu.model.audio), then the image fields above apply.
     # "files": artifact files the pre-processing reads (copied along into a serving repository).
+    # "size": [height, width] resizes the whole image to the model's size instead of resize/crop, with
+    # "fit": "letterbox" (keep the aspect ratio, pad with "pad" grey, centred) or "stretch" (detectors).
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -70,16 +72,24 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class Postprocess:
-    kind: str = "classification"  # classification | raw
+    kind: str = "classification"  # classification | detection | raw
     top_k: int = 5
     softmax: bool = True  # apply softmax to logits before reporting scores
+    # kind "detection": the decoder and its settings (bushu.detection.decode), e.g.
+    # {"decoder": "yolo", "output": "output0", "layout": "channels_first", "score": 0.25, "iou": 0.45, "max_det": 300}
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if not d["params"]:  # classification artifacts keep their bushu.yaml unchanged
+            del d["params"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Postprocess:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known["params"] = dict(d.get("params") or {})
+        return cls(**known)
 
 
 def library_versions(*names: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import UserInputError
 from .artifact import Postprocess, Preprocess
 
-__all__ = ["IMAGE_SUFFIXES", "load_image", "preprocess_image", "preprocess_images", "softmax", "top_k"]
+__all__ = ["IMAGE_SUFFIXES", "fit_image", "load_image", "preprocess_image", "preprocess_images", "softmax", "top_k"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -34,12 +34,36 @@ def load_image(src: str | Path | bytes | np.ndarray):
     return img
 
 
+def fit_image(img, pp: Preprocess):
+    """Resize a whole RGB image to ``pp.params["size"]`` ([h, w]), letterboxed or stretched.
+
+    Returns the new image and (sx, sy, px, py): a point x in the original image is at x·sx + px in the
+    model's input, so boxes map back with (x - px) / sx.
+    """
+    from PIL import Image
+
+    h, w = (int(v) for v in pp.params["size"])
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pp.interpolation]
+    iw, ih = img.size
+    if pp.params.get("fit", "letterbox") == "stretch":
+        return img.resize((w, h), resample), (w / iw, h / ih, 0.0, 0.0)
+    s = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
+    px, py = (w - nw) // 2, (h - nh) // 2
+    pad = int(pp.params.get("pad", 114))
+    canvas = Image.new("RGB", (w, h), (pad, pad, pad))
+    canvas.paste(img.resize((nw, nh), resample) if (nw, nh) != (iw, ih) else img, (px, py))
+    return canvas, (nw / iw, nh / ih, float(px), float(py))
+
+
 def preprocess_image(img, pp: Preprocess) -> np.ndarray:
     """One PIL image -> float32 array, CHW or HWC as ``pp.layout`` says (no batch dim)."""
     from PIL import Image
 
     img = img.convert("RGB")
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pp.interpolation]
+    if pp.params.get("size"):  # detectors: the whole image at the model's size
+        img, _ = fit_image(img, pp)
     if pp.resize:
         w, h = img.size
         s = pp.resize / min(w, h)

@@ -124,8 +124,11 @@ def _check(art: Artifact) -> Preprocess:
         raise UserInputError(f"artifact {art.path} records no image, text or audio pre-processing, so the SDK "
                              "predictor cannot prepare its inputs",
                              hint="re-import it with --size/--mean/--std, or use bushu serve for raw tensors")
-    if not art.task.endswith("classification") or (art.postprocess and art.postprocess.kind != "classification"):
-        raise UserInputError(f"artifact {art.path} is a {art.task!r} model; the SDK predictor does classification")
+    detector = art.task == "detection" and art.postprocess is not None and art.postprocess.kind == "detection"
+    if not detector and (not art.task.endswith("classification")
+                         or (art.postprocess and art.postprocess.kind != "classification")):
+        raise UserInputError(f"artifact {art.path} is a {art.task!r} model; the SDK predictor does classification "
+                             "and detection")
     fed = list(pp.params.get("inputs") or ["input_ids", "attention_mask"]) if pp.params.get("tokenizer") else \
         [art.inputs[0].name]
     if [s.name for s in art.inputs] != fed:
@@ -175,9 +178,11 @@ from .errors import MissingDependencyError, UserInputError
 SDK_IMPORTS = {"numpy", "PIL", "onnxruntime", "tokenizers", "soundfile"}
 
 
-def sdk_modules(kind: str) -> dict[str, str]:
+def sdk_modules(kind: str, task: str | None = None) -> dict[str, str]:
     """The modules of bushu an SDK for ``kind`` carries: file name -> source, with relative imports
     pointed at the SDK's errors.py."""
+    if task == "detection":  # plus the decoders (no torch, no bushu): see _detection_module
+        return {**sdk_modules(kind), "detection.py": _detection_module()}
     if kind == "audio":
         from ..model import audio
 
@@ -203,6 +208,23 @@ def sdk_modules(kind: str) -> dict[str, str]:
                 raise RuntimeError(f"bushu bug: the SDK's {name} (copied from bushu) has an import it cannot run: "
                                    f"{ast.unparse(node)}")
     return out
+
+
+def _detection_module() -> str:
+    """bushu.detection's boxes, anchors and decoders plus the letterbox, in one SDK module."""
+    from ..detection import anchors, boxes, decode
+    from ..model.processing import fit_image
+
+    parts = []
+    for mod in (boxes, anchors, decode):
+        src = inspect.getsource(mod).replace("from __future__ import annotations\n", "")
+        src = "\n".join(line for line in src.splitlines()
+                        if not line.startswith(("from .anchors import", "from .boxes import", "__all__ =")))
+        parts.append(src.replace("from ..errors import", "from .errors import"))
+    parts.append(inspect.getsource(fit_image))
+    return ('"""Detection decoding: bushu.detection (boxes, anchors, decode) and bushu.model.processing.fit_image,\n'
+            'copied by `bushu package`, so the SDK finds the boxes bushu\'s server finds."""\n\n'
+            "from __future__ import annotations\n\n" + "\n\n".join(parts))
 
 
 def _config_pbtxt(model: str, art: Artifact) -> str:
@@ -324,7 +346,7 @@ def _write_python_package(lay: _Layout, root: Path, pkg_dir: Path) -> None:
     kind = lay.pp.kind
     for f in SDK_FILES:
         (pkg_dir / f).write_text(_sdk_template(f).replace("PACKAGE", lay.package), encoding="utf-8")
-    for f, text in sdk_modules(kind).items():
+    for f, text in sdk_modules(kind, lay.art.task).items():
         (pkg_dir / f).write_text(text, encoding="utf-8")
     build_meta = {"name": lay.dist, "version": lay.cfg.version, "package": lay.package,
                   "summary": f"Offline {lay.model} {kind} classifier (ONNX Runtime), packaged by bushu",

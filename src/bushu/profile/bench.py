@@ -74,6 +74,9 @@ def files_for_backends(art: Artifact | None, main: Path, backends: Sequence[str]
     return out
 
 
+_GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
+
+
 def _installed(name: str) -> bool:
     """Installed, judged without importing the framework (the worker process imports it)."""
     from ..envinfo import _BACKEND_PACKAGES, _version
@@ -82,6 +85,8 @@ def _installed(name: str) -> bool:
     if name not in BUILTIN:
         return is_installed(name)
     module = BUILTIN[name][0].partition(":")[0]
+    if name in _GPU_BACKENDS:  # their framework is light to import; what matters is the GPU
+        return is_installed(name)
     return importlib.util.find_spec(module) is not None and _version(*_BACKEND_PACKAGES.get(name, (name,))) is not None
 
 
@@ -103,19 +108,25 @@ def _check_names(backends: Sequence[str]) -> None:
 def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = None, batch_sizes: Sequence[int] = (1, 8),
               threads: Sequence[int | None] = (None,), warmup: int = 3, repeats: int = 10, duration_s: float = 1.0,
               precision: str | dict[str, str] | None = None, isolate: bool = True, progress: bool = True,
-              record: bool = True, on_row: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
+              record: bool = True, on_row: Callable[[dict], None] | None = None,
+              with_postprocess: bool = False) -> list[dict[str, Any]]:
     """Benchmark ``model`` on each backend; return one row per backend × threads × batch (keys: ROW_KEYS).
 
     Each row runs ``warmup`` untimed inferences, then timed ones until both ``repeats`` runs and
     ``duration_s`` seconds are done. ``precision`` is one name for all backends or a dict per
     backend (fp32 by default); it is passed to backends that take a ``precision`` option.
     Rows are recorded into the artifact's metrics["bench"] unless ``record=False``.
+    ``with_postprocess``: a detection artifact's runs include decoding and NMS (bushu.detection), on a photo;
+    the rows add ``postprocess_ms`` (decode + NMS alone, median).
     """
     if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
         raise UserInputError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     if any(t is not None and int(t) < 1 for t in threads):
         raise UserInputError(f"thread counts must be positive integers, got {list(threads)}")
     art, main = resolve_model(model)
+    if with_postprocess and (art is None or art.task != "detection"):
+        raise UserInputError(f"--with-postprocess times a detector's decoding, but {main} is not a detection "
+                             "artifact", hint="import the detector first: bushu import MODEL -o ART --task detection")
     if backends:
         _check_names(backends)
     names = list(backends) if backends else default_backends()
@@ -130,7 +141,8 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
             continue
         jobs.append({"backend": name, "path": str(target), "batch_sizes": [int(b) for b in batch_sizes],
                      "threads": [int(t) if t else None for t in threads], "warmup": int(warmup),
-                     "repeats": int(repeats), "duration_s": float(duration_s), "precision": prec})
+                     "repeats": int(repeats), "duration_s": float(duration_s), "precision": prec,
+                     "postprocess": str(art.path) if with_postprocess else None})
     rows += _run_jobs(jobs, isolate, progress, on_row)
     order = {n: i for i, n in enumerate(names)}
     rows.sort(key=lambda r: (order[r["backend"]], r["threads"] == "auto", r["threads"] if r["threads"] != "auto"

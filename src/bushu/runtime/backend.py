@@ -29,6 +29,11 @@ class Backend:
         self._inputs: list[TensorSpec] = []
         self._outputs: list[TensorSpec] = []
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this backend cannot run on this machine (no GPU, no provider), or None when it can."""
+        return None
+
     def load(self, path: Path, device: str = "cpu", **options: Any) -> None:
         raise NotImplementedError
 

@@ -30,6 +30,10 @@ BUILTIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mnn": ("bushu.runtime.backends.mnn:MNNBackend", "mnn", (".mnn",)),
     "litert": ("bushu.runtime.backends.litert:LiteRTBackend", "litert", (".tflite",)),
     "opencv": ("bushu.runtime.backends.opencv:OpenCVBackend", "opencv", (".onnx",)),
+    # NVIDIA GPU runtimes: usable only where unavailable() finds the GPU provider / CUDA device
+    "onnxruntime-cuda": ("bushu.runtime.backends.onnxruntime:OnnxRuntimeCudaBackend", "core", (".onnx",)),
+    "onnxruntime-trt": ("bushu.runtime.backends.onnxruntime:OnnxRuntimeTensorRTBackend", "core", (".onnx",)),
+    "tensorrt": ("bushu.runtime.backends.tensorrt:TensorRTBackend", "tensorrt", (".engine", ".plan")),
 }
 
 
@@ -60,11 +64,12 @@ def get_backend(name: str) -> type[Backend]:
 
 
 def is_installed(name: str) -> bool:
+    """Its framework imports and the backend can run here (a GPU backend needs its GPU)."""
     try:
-        get_backend(name)
+        cls = get_backend(name)
     except MissingDependencyError:
         return False
-    return True
+    return cls.unavailable() is None
 
 
 def installed_backends(include_null: bool = False) -> list[str]:

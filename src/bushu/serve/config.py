@@ -91,8 +91,6 @@ def unsupported_fields(cfg: mc.ModelConfig) -> list[str]:
                 if f.name not in _SUPPORTED_QUEUE]
     for g in cfg.instance_group:
         out += [f"instance_group.{f.name}" for f, _ in g.ListFields() if f.name not in _SUPPORTED_INSTANCE]
-        if g.kind == mc.ModelInstanceGroup.KIND_GPU:
-            out.append("instance_group.kind=KIND_GPU (instances run on the backend's device)")
     for io in list(cfg.input) + list(cfg.output):
         out += [f"{io.name}.{f.name}" for f, _ in io.ListFields() if f.name in ("reshape", "is_shape_tensor")]
     return out
@@ -105,6 +103,26 @@ def _param(value: str) -> Any:
         except ValueError:
             pass
     return value
+
+
+#: backends that run KIND_GPU instances, and the device they are loaded with
+GPU_BACKENDS = {"onnxruntime": "cuda", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt", "tensorrt": "cuda"}
+
+
+def instance_device(cfg: mc.ModelConfig | None, backend: str) -> dict[str, Any]:
+    """load() arguments for the instance_group's kind: {} on the CPU; device and device_id for KIND_GPU.
+
+    As Triton, a KIND_GPU group is a request, not a preference: where it cannot be met the model fails
+    to load with the reason (the backend says when there is no GPU), and other models are unaffected.
+    """
+    groups = [g for g in (cfg.instance_group if cfg is not None else []) if g.kind == mc.ModelInstanceGroup.KIND_GPU]
+    if not groups:
+        return {}
+    if backend not in GPU_BACKENDS:
+        raise ModelLoadError(f"instance_group asks for KIND_GPU, but bushu runs {backend!r} models on the CPU only",
+                             hint=f"use kind: KIND_CPU, or a model for one of {sorted(GPU_BACKENDS)}")
+    gpus = list(groups[0].gpus)
+    return {"device": GPU_BACKENDS[backend], "device_id": gpus[0] if gpus else 0}
 
 
 def parameters_of(cfg: mc.ModelConfig | None) -> dict[str, Any]:

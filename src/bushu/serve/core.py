@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import BushuError, InferenceInputError, ModelLoadError, ModelNotFoundError, UnknownNameError
 from ..spec import TensorSpec, check_feeds, synthetic_feeds, to_v2_datatype
 from .batching import Arrivals, Batcher, Ticket
-from .config import complete_config, config_to_dict, io_specs, parameters_of, read_config
+from .config import complete_config, config_to_dict, instance_device, io_specs, parameters_of, read_config
 from .protocol import classify
 from .repository import check_name, list_models, model_versions, read_labels, resolve_version
 from .stats import Stats
@@ -42,9 +42,11 @@ class LoadedModel:
         self.preprocess = src.artifact.preprocess if src.artifact else None
         self.postprocess = src.artifact.postprocess if src.artifact else None
         self.artifact_dir = src.artifact.path if src.artifact else None  # tokenizer etc. for :classify
+        self.artifact = src.artifact
         self.labels = read_labels(model_dir, src)
-        options = {**_SERVING_DEFAULTS.get(src.backend, {}), **parameters_of(cfg_in)}
         try:
+            options = {**_SERVING_DEFAULTS.get(src.backend, {}), **parameters_of(cfg_in),
+                       **instance_device(cfg_in, src.backend)}
             first = load_backend(src.path, src.backend, **options)
         except BushuError as e:
             raise ModelLoadError(f"model {name!r} version {version}: {e.message}", hint=e.hint) from e
@@ -75,6 +77,33 @@ class LoadedModel:
         from ..model.predict import Pipeline
 
         return Pipeline(self.artifact_dir, self.preprocess, self.inputs[0].name)
+
+    @functools.cached_property
+    def detection_head(self):
+        """The decoder for the :detect endpoint (an ArtifactError, 400, for a model that is not a detector)."""
+        from ..detection.detector import head_for
+
+        if self.artifact is None:
+            raise InferenceInputError(f"model {self.name!r} is not a bushu artifact, so it records no detection "
+                                      "decoder",
+                                      hint="serve a detection artifact (bushu import MODEL --task detection)")
+        return head_for(self.artifact, self.labels)
+
+    async def detect(self, images: list[Any], options: dict[str, Any], ticket: Ticket | None = None) -> list:
+        """Encoded images -> per image a list of Detection, through this model's batcher."""
+        import asyncio
+
+        from ..detection.detector import prepare
+
+        head = self.detection_head
+        head.settings(options.get("score"), options.get("iou"), options.get("max_det"))  # 400 before any work
+        batch, transforms = await asyncio.to_thread(prepare, images, self.artifact.preprocess)
+        step = self.settings.max_batch_size if self.settings.max_batch_size > 0 else 1
+        parts = [await self.infer({self.inputs[0].name: batch[i:i + step]}, ticket=ticket)
+                 for i in range(0, len(batch), step)]
+        outputs = {k: np.concatenate([p[k] for p in parts]) for k in head.output_names}
+        return await asyncio.to_thread(head, outputs, transforms, options.get("score"), options.get("iou"),
+                                       options.get("max_det"))
 
     def _warm_up(self, cfg_in, model_dir: Path) -> None:
         """Run config.pbtxt's model_warmup samples (Triton's), or else synthetic batches, on every instance,

@@ -1,4 +1,10 @@
-"""KServe v2 over gRPC (package ``inference``) with the stubs that ship in tritonclient."""
+"""KServe v2 over gRPC (package ``inference``) with the stubs that ship in tritonclient.
+
+Detection (the HTTP ``:detect`` endpoint's twin): a ModelInfer request with the request parameter
+``detect: true`` (optional ``score`` / ``iou`` double and ``max`` int64 parameters) and one BYTES input,
+of any name, whose elements are encoded images (JPEG/PNG); the response has one BYTES output
+``detections`` with, per image, the JSON ``{"detections": [{"box", "score", "label", "index"}, ...]}``.
+"""
 
 from __future__ import annotations
 
@@ -141,6 +147,8 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request: pb.ModelInferRequest, ticket=None) -> pb.ModelInferResponse:
         model = self.manager.get(request.model_name, request.model_version or None)
+        if "detect" in request.parameters and _param(request.parameters["detect"]):
+            return await self._detect(model, request, ticket)
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
             raise InferenceInputError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; "
@@ -181,6 +189,32 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
                     setattr(out.parameters[key], "string_param" if isinstance(value, str) else "int64_param", value)
                 blob = b""  # keeps raw_output_contents aligned with outputs
             resp.raw_output_contents.append(blob)
+        return resp
+
+    async def _detect(self, model, request: pb.ModelInferRequest, ticket=None) -> pb.ModelInferResponse:
+        import json
+
+        from ..detection.decode import parse_query
+
+        model.detection_head  # noqa: B018 - a model that is no detector fails before the input is decoded
+        params = _params(request.parameters)
+        options = parse_query({k: str(params[k]) for k in ("score", "iou", "max") if k in params})
+        if len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
+            raise InferenceInputError("a detect request has one BYTES input holding the encoded images (JPEG/PNG), "
+                                      f"got {[(t.name, t.datatype) for t in request.inputs]}")
+        t = request.inputs[0]
+        shape = check_shape(t.name, list(t.shape))
+        if request.raw_input_contents:
+            images = list(from_raw(t.name, "BYTES", shape, request.raw_input_contents[0]).reshape(-1))
+        else:
+            images = list(_from_contents(t, shape).reshape(-1))
+        if not images:
+            raise InferenceInputError(f"input {t.name!r} holds no image")
+        dets = await model.detect([bytes(b) for b in images], options, ticket)
+        arr = np.array([json.dumps({"detections": [d.to_dict() for d in row]}).encode() for row in dets], dtype=object)
+        resp = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
+        resp.outputs.add(name="detections", datatype="BYTES", shape=arr.shape)
+        resp.raw_output_contents.append(output_bytes(arr))
         return resp
 
     # -- system shared memory -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ with the exception's HTTP status (503 "busy" answers carry Retry-After).
     curl -s -d '{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}' \
         localhost:8000/v2/models/classifier/infer
     curl -s --data-binary @cat.jpg 'localhost:8000/v1/models/resnet18:classify?k=3'
+    curl -s --data-binary @cat.jpg 'localhost:8000/v1/models/ssd:detect?score=0.5&iou=0.45&max=20'
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ class HttpApp:
         if segs == ["v2", "models", "stats"]:
             self._method(method, "GET")
             return _ok({"model_stats": [m.stats.to_dict() for m in self.manager.loaded()]})
+        if segs[:2] == ["v1", "models"] and len(segs) == 3 and segs[2].endswith(":detect"):
+            self._method(method, "POST")
+            return await self._detect_image(segs[2].removesuffix(":detect"), scope, receive, headers)
         if segs[:2] == ["v1", "models"] and len(segs) == 3 and segs[2].endswith(":classify"):
             self._method(method, "POST")
             return await self._classify_image(segs[2].removesuffix(":classify"), scope, receive, headers)
@@ -247,6 +251,26 @@ class HttpApp:
         if len(answer) > 1:  # a JSON list of texts: one list of predictions per text
             out["batch"] = answer
         return _ok(out)
+
+    async def _detect_image(self, name: str, scope, receive, headers) -> tuple[int, list, bytes]:
+        """An image file (JPEG/PNG...) -> {"detections": [{"box", "score", "label", "index"}]} in its pixels."""
+        from ..detection.decode import parse_query
+
+        model = self.manager.get(name)
+        model.detection_head  # noqa: B018 - a model that is no detector answers 400 before the body is read
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True).items()}
+        options = parse_query(query)
+        with self.manager.arrivals.ticket() as ticket:
+            body = await self._body(scope, receive, headers)
+            if not body:
+                raise UserInputError("the body is empty; send an image file",
+                                     hint=f"curl --data-binary @cat.jpg '.../v1/models/{name}:detect?score=0.3'")
+            ctype = headers.get(b"content-type", b"").decode("latin-1")
+            if ctype.startswith("multipart/form-data"):
+                body = _first_file(body, ctype)
+            dets = await model.detect([body], options, ticket)
+        return _ok({"model_name": model.name, "model_version": model.version,
+                    "detections": [d.to_dict() for d in dets[0]]})
 
     # -- repository ---------------------------------------------------------------------------------
     async def _repository(self, method: str, rest: list[str], body: bytes) -> tuple[int, list, bytes]:

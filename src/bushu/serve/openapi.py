@@ -54,6 +54,25 @@ def openapi_document() -> dict[str, Any]:
                     "file": {"type": "string", "format": "binary"}}}}}},
             "responses": {"200": {"description": "top-k labels", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Predictions"}}}}, **_ERRORS}}},
+        "/v1/models/{model}:detect": {"post": {
+            "summary": "detect objects in an image file with a detection artifact (bushu.yaml task detection): "
+                       "boxes [x1, y1, x2, y2] in the image's own pixels, after the score threshold and class-wise "
+                       "NMS. Over gRPC: ModelInfer with the request parameter detect=true and one BYTES input of "
+                       "encoded images; the BYTES output 'detections' holds this JSON per image",
+            "parameters": [_NAME,
+                           {"name": "score", "in": "query", "description": "score threshold (default: bushu.yaml)",
+                            "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+                           {"name": "iou", "in": "query", "description": "NMS IoU threshold (default: bushu.yaml)",
+                            "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+                           {"name": "max", "in": "query", "description": "most detections returned",
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "requestBody": {"required": True, "content": {
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary"}}}}}},
+            "responses": {"200": {"description": "detections, best score first", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Detections"}}}}, **_ERRORS}}},
         "/v2/repository/index": {"post": {"summary": "models in the repository and their state", "responses": _JSON_OK}},
         "/v2/repository/models/{model}/load": {"post": {"summary": "load or reload (--model-control-mode explicit)",
                                                         "parameters": [_NAME], "responses": _JSON_OK}},
@@ -98,6 +117,12 @@ def openapi_document() -> dict[str, Any]:
                 "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
                 "batch": {"type": "array", "description": "for a JSON list of texts: the predictions of each",
                           "items": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}}},
+            "Detections": {"type": "object", "required": ["detections"], "properties": {
+                "model_name": {"type": "string"}, "model_version": {"type": "string"},
+                "detections": {"type": "array", "items": {"type": "object", "properties": {
+                    "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                            "description": "x1, y1, x2, y2 in the image's pixels"},
+                    "score": {"type": "number"}, "label": {"type": "string"}, "index": {"type": "integer"}}}}}},
             "Prediction": {"type": "object", "properties": {
                 "label": {"type": "string"}, "index": {"type": "integer"}, "score": {"type": "number"}}},
         }},

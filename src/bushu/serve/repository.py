@@ -98,6 +98,8 @@ def add_to_repository(repo: Path, artifact: Artifact, name: str | None = None, v
     if not artifact.model_path.suffix == ".onnx" and backend == "onnxruntime":
         raise UserInputError(f"artifact model {artifact.model_file!r} is not ONNX; onnxruntime serves model.onnx",
                              hint="export it to ONNX first (bushu import / bushu export --format onnx)")
+    if max_batch_size and artifact.inputs and not all(s.has_batch for s in artifact.inputs):
+        max_batch_size = 0  # exported with a fixed batch (Ultralytics' default, tflite2onnx): no batching axis
     model_dir = Path(repo) / name
     vdir = model_dir / str(version)
     tmp = model_dir / f".{version}.tmp"

@@ -262,8 +262,9 @@ def backend_params(names: Iterable[str] | None = None, include_null: bool = True
         if name == "null" and not include_null:
             continue
         try:
-            get_backend(name)
-            params.append(pytest.param(name, id=name))
+            why = get_backend(name).unavailable()
+            marks = [pytest.mark.skip(reason=f"{name} cannot run here: {why}")] if why else []
+            params.append(pytest.param(name, id=name, marks=marks))
         except MissingDependencyError as e:
             params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=f"{e.message}; {e.hint}")))
     return params

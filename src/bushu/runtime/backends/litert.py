@@ -1,7 +1,7 @@
 """LiteRT (TensorFlow Lite): ``.tflite`` flatbuffers through ``ai_edge_litert``'s interpreter (XNNPACK on CPU).
 
-IO goes through the model's first signature runner. Names, dtypes and the batch dim come from the
-``.io.json`` sidecar when the model was exported by bushu (litert-torch names inputs ``args_0``),
+IO goes through the model's first signature runner (for a model without one, as MediaPipe's older
+models, the interpreter's own tensors). Names, dtypes and the batch dim come from the ``.io.json`` sidecar when the model was exported by bushu (litert-torch names inputs ``args_0``),
 else from the signature itself (a ``-1`` leading dim is the batch). A model exported with a fixed
 batch of 1 runs a batch sample by sample. A full-integer model (``bushu export --format tflite-int8``)
 takes int8 where its sidecar says float32: inputs are quantized and outputs dequantized here with
@@ -52,6 +52,31 @@ def _dequantize(x: np.ndarray, q: tuple[np.dtype, float, int]) -> np.ndarray:
     return ((x.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
+class _PlainRunner:
+    """The interpreter's own input/output tensors behind a signature runner's interface."""
+
+    def __init__(self, interp: Any):
+        interp.allocate_tensors()
+        self.interp = interp
+        self._in = {d["name"]: d for d in interp.get_input_details()}
+        self._out = {d["name"]: d for d in interp.get_output_details()}
+
+    def get_input_details(self) -> dict[str, dict[str, Any]]:
+        return self._in
+
+    def get_output_details(self) -> dict[str, dict[str, Any]]:
+        return self._out
+
+    def __call__(self, **args: np.ndarray) -> dict[str, np.ndarray]:
+        for name, x in args.items():
+            d = self._in[name]
+            if tuple(x.shape) != tuple(d["shape"]):
+                raise ValueError(f"input {name!r} has shape {list(x.shape)}, the model takes {list(d['shape'])}")
+            self.interp.set_tensor(d["index"], x)
+        self.interp.invoke()
+        return {n: self.interp.get_tensor(d["index"]) for n, d in self._out.items()}
+
+
 class LiteRTBackend(Backend):
     name = "litert"
     suffixes = (".tflite",)
@@ -74,10 +99,8 @@ class LiteRTBackend(Backend):
         except Exception as e:  # ValueError / RuntimeError for unreadable flatbuffers
             raise ModelLoadError(f"{path.name} is not a model LiteRT can read: {str(e).splitlines()[0][:200]}",
                                  hint="re-export the model, or check the file is complete (not truncated)") from e
-        if self.runner is None:
-            raise ModelLoadError(f"{path.name} has no signature; bushu runs LiteRT models through their signature",
-                                 hint="re-export it with bushu export "
-                                      "(litert-torch writes a serving_default signature)")
+        if self.runner is None:  # older converters (MediaPipe's models among them) write no signature
+            self.runner = _PlainRunner(self.interp)
         in_d, out_d = self.runner.get_input_details(), self.runner.get_output_details()
         io = read_io(path, required=False)
         if io is not None:

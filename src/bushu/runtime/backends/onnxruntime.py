@@ -1,4 +1,11 @@
-"""ONNX Runtime: CPU everywhere; TensorRT and CUDA providers first when onnxruntime-gpu has them."""
+"""ONNX Runtime: CPU everywhere; CUDA and TensorRT execution providers with onnxruntime-gpu on an NVIDIA GPU.
+
+``device`` picks the providers as ONNX Runtime's own ordered preference list: ``cpu``; ``cuda``
+(CUDA, then CPU for the ops CUDA lacks); ``tensorrt`` (TensorRT, then CUDA, then CPU); ``gpu`` (the
+best of those that this onnxruntime has). Asking for ``cuda`` or ``tensorrt`` where this onnxruntime
+has no such provider is an error naming what it has, never a silent run on the CPU. The backends
+``onnxruntime-cuda`` and ``onnxruntime-trt`` are the same class with that device as their default.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +29,46 @@ _ORT_TYPES = {
 # Preference order, as ONNX Runtime's own provider list: the first available wins.
 _PREFERENCE = {"cpu": ["CPUExecutionProvider"],
                "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+               "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
                "gpu": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+#: devices that must get their first provider (``gpu`` takes whatever GPU provider exists, else CPU)
+_STRICT = {"cuda", "tensorrt"}
+_GPU_HINT = ("on a machine with an NVIDIA GPU: pip uninstall -y onnxruntime && pip install onnxruntime-gpu "
+             "(the same version), then check onnxruntime.get_available_providers()")
+
+
+def choose_providers(device: str, have: list[str], providers: list[str] | None = None) -> list[str]:
+    """The providers to give InferenceSession for ``device``, given the ones this onnxruntime ``have``."""
+    if providers:
+        missing = [p for p in providers if p not in have]
+        if missing:
+            raise BackendError(f"onnxruntime has no {missing[0]} (it has {have})", hint=_GPU_HINT)
+        return list(providers)
+    if device not in _PREFERENCE:
+        from ...errors import UnknownNameError
+
+        raise UnknownNameError("onnxruntime device", device, list(_PREFERENCE))
+    wanted = _PREFERENCE[device]
+    if device in _STRICT and wanted[0] not in have:
+        raise BackendError(f"device {device!r} needs onnxruntime's {wanted[0]}, which this onnxruntime does not have "
+                           f"(it has {have})", hint=_GPU_HINT)
+    return [p for p in wanted if p in have] or ["CPUExecutionProvider"]
+
+
+def _provider_options(chosen: list[str], device_id: int, cache_dir: str | None, fp16: bool) -> list[dict[str, Any]]:
+    """Per-provider options: the GPU to use; TensorRT's engine cache (an engine build takes minutes) and fp16."""
+    out: list[dict[str, Any]] = []
+    for p in chosen:
+        if p == "TensorrtExecutionProvider":
+            opts: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": fp16}
+            if cache_dir:
+                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=cache_dir)
+            out.append(opts)
+        elif p == "CUDAExecutionProvider":
+            out.append({"device_id": device_id})
+        else:
+            out.append({})
+    return out
 
 
 def _spec(arg: Any, batch_name: str = "batch") -> TensorSpec:
@@ -33,11 +79,17 @@ def _spec(arg: Any, batch_name: str = "batch") -> TensorSpec:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
-    options = ("threads", "inter_threads", "optimization", "providers", "mem_pattern", "spinning")
+    options = ("threads", "inter_threads", "optimization", "providers", "mem_pattern", "spinning", "device_id",
+               "trt_cache", "fp16")
+    #: the device used when load() is given the default "cpu" (the -cuda/-trt subclasses change it)
+    default_device = "cpu"
 
     def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, inter_threads: int | None = None,
              optimization: str = "all", providers: list[str] | None = None,
-             mem_pattern: bool | None = None, spinning: bool | None = None) -> None:
+             mem_pattern: bool | None = None, spinning: bool | None = None, device_id: int = 0,
+             trt_cache: str | None = None, fp16: bool = False) -> None:
+        if device == "cpu":
+            device = self.default_device
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
@@ -53,13 +105,12 @@ class OnnxRuntimeBackend(Backend):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[optimization]
         so.log_severity_level = 3
-        have = ort.get_available_providers()
-        wanted = providers or _PREFERENCE.get(device, _PREFERENCE["cpu"])
-        chosen = [p for p in wanted if p in have] or ["CPUExecutionProvider"]
+        chosen = choose_providers(device, ort.get_available_providers(), providers)
         if not Path(path).is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        options = _provider_options(chosen, int(device_id), trt_cache, bool(fp16))
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=chosen)
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=chosen, provider_options=options)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
             msg = str(e)
             if "NOT_IMPLEMENTED" in msg or "Could not find an implementation" in msg:
@@ -92,3 +143,27 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
+
+
+class OnnxRuntimeCudaBackend(OnnxRuntimeBackend):
+    """onnxruntime-gpu's CUDA execution provider (CPU for the ops it lacks)."""
+
+    name = "onnxruntime-cuda"
+    default_device = "cuda"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        have = ort.get_available_providers()
+        return None if "CUDAExecutionProvider" in have else f"this onnxruntime has no CUDAExecutionProvider ({have})"
+
+
+class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
+    """onnxruntime-gpu's TensorRT execution provider (then CUDA, then CPU, op by op)."""
+
+    name = "onnxruntime-trt"
+    default_device = "tensorrt"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        have = ort.get_available_providers()
+        return None if "TensorrtExecutionProvider" in have else f"this onnxruntime has no TensorrtExecutionProvider ({have})"

@@ -52,6 +52,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PredictorError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if predictor.task == "detection":  # boxes: {"box", "score", "label", "index"} per detection
+        if args.json:
+            print(json.dumps([{"image": arg, "detections": p} for arg, p in zip(args.inputs, preds)], indent=2))
+            return 0
+        for arg, p in zip(args.inputs, preds):
+            print(arg)
+            for d in p:
+                print(f"  {d['score']:8.4f}  {d['label']}  [{', '.join(f'{v:.1f}' for v in d['box'])}]")
+        return 0
     if args.json:
         key = "image" if predictor.kind == "image" else "input"  # image bundles keep their original key
         print(json.dumps([{key: arg, "predictions": [{"label": label, "score": score} for label, score in p]}

@@ -7,6 +7,10 @@ no PyTorch, no bushu.
     p.predict_batch(["a.jpg", "b.png"], top_k=1)
     p.logits(["a.jpg"])                  # raw model outputs, shape [batch, classes]
 
+A detection model (``Predictor().task == "detection"``) answers with boxes in the image's own pixels:
+``p.predict("street.jpg")`` -> ``[{"box": [x1, y1, x2, y2], "score": 0.91, "label": "car", "index": 2}, ...]``,
+``p.detect_batch(images, score=0.3, iou=0.5, max_det=20)`` for a batch.
+
 What an input is follows the model's kind (``Predictor().kind``): an image (path, bytes, PIL image,
 HxWx3 uint8 array), a text (a str is the text itself; a pathlib.Path or bytes are read as UTF-8), or an
 audio clip (.wav/.flac path or its bytes).
@@ -131,6 +135,7 @@ class Predictor:
         self.kind = self.preprocess_config.get("kind", "image")
         self.noun = NOUNS.get(self.kind, "input")
         self.postprocess_config = self.config.get("postprocess") or {}
+        self.task = self.config.get("task") or "classification"
         labels_file = self.config.get("labels")
         self.labels: List[str] | None = None
         if labels_file:
@@ -145,6 +150,14 @@ class Predictor:
                                             providers=list(providers or ["CPUExecutionProvider"]))
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        self._head = None
+        if self.task == "detection":
+            from .detection import DetectionHead
+
+            size = (self.preprocess_config.get("params") or {}).get("size") or [0, 0]
+            self._head = DetectionHead(self.postprocess_config.get("params") or {}, self.labels,
+                                       (int(size[0]), int(size[-1])))
+            self._one_at_a_time = self.session.get_inputs()[0].shape[:1] == [1]
         self._tokenizer = self._tfidf = None
         params = self.preprocess_config.get("params") or {}
         if self.kind == "text":
@@ -164,6 +177,10 @@ class Predictor:
     def preprocess(self, image: ImageLike) -> np.ndarray:
         """One image (or clip, for an audio model) -> float32 array laid out as the model wants it (no batch
         dimension). Texts are batched together: see ``feeds``."""
+        return self._prepare(image)[0]
+
+    def _prepare(self, image: ImageLike) -> Tuple[np.ndarray, Any]:
+        """preprocess(), plus for a detector how a point of the image maps into the model's input."""
         if self.kind == "text":
             raise PredictorError("a text model's inputs are batched together: use feeds([...]) or predict(text)")
         from PIL import Image
@@ -176,6 +193,16 @@ class Predictor:
         img = _load_image(image).convert("RGB")
         resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
                     "nearest": Image.NEAREST}[pp.get("interpolation", "bilinear")]
+        transform = None
+        if (pp.get("params") or {}).get("size"):  # a detector: the whole image, letterboxed or stretched
+            from types import SimpleNamespace
+
+            from .detection import fit_image
+
+            size = img.size
+            img, t = fit_image(img, SimpleNamespace(params=pp["params"], interpolation=pp.get("interpolation",
+                                                                                              "bilinear")))
+            transform = (*t, *size)
         if pp.get("resize"):
             w, h = img.size
             s = pp["resize"] / min(w, h)
@@ -192,7 +219,7 @@ class Predictor:
             pp.get("std", (1.0, 1.0, 1.0)), np.float32)
         if pp.get("layout", "NCHW") == "NCHW":
             x = x.transpose(2, 0, 1)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32), transform
 
     def feeds(self, inputs: Sequence[InputLike]) -> Dict[str, np.ndarray]:
         """A batch of raw inputs -> the model's input arrays by name (texts padded to the longest)."""
@@ -232,8 +259,32 @@ class Predictor:
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
 
+    def detect_batch(self, images: Sequence[ImageLike], score: float | None = None, iou: float | None = None,
+                     max_det: int | None = None) -> List[List[Dict[str, Any]]]:
+        """A detector's boxes for each image, best score first: {"box": [x1, y1, x2, y2] in the image's
+        pixels, "score", "label", "index"}; score / iou / max_det default to the packaged settings."""
+        if self._head is None:
+            raise PredictorError(f"{self.config.get('name')!r} is a {self.task} model, not a detector")
+        if isinstance(images, (str, bytes)) or not images:
+            raise PredictorError("give a list of images" if images else "no images given")
+        try:
+            self._head.settings(score, iou, max_det)
+            prepared = [self._prepare(x) for x in images]
+        except FileNotFoundError as e:
+            raise PredictorError(f"image not found: {e.filename}") from None
+        batch = np.stack([p[0] for p in prepared])
+        names = [o.name for o in self.session.get_outputs()]
+        step = 1 if self._one_at_a_time else len(batch)
+        parts = [dict(zip(names, self.session.run(names, {self.input_name: batch[i:i + step]})))
+                 for i in range(0, len(batch), step)]
+        outputs = {n: np.concatenate([p[n] for p in parts]) for n in names}
+        dets = self._head(outputs, [p[1] for p in prepared], score, iou, max_det)
+        return [[d.to_dict() for d in row] for row in dets]
+
     def predict_batch(self, inputs: Sequence[InputLike], top_k: int | None = None) -> List[List[Tuple[str, float]]]:
-        """The top_k (label, score) pairs for each input, best first."""
+        """The top_k (label, score) pairs for each input, best first (a detector: its boxes, at most top_k)."""
+        if self._head is not None:
+            return self.detect_batch(inputs, max_det=top_k)
         scores = self.scores(inputs)
         k = min(int(top_k or self.postprocess_config.get("top_k", 5)), scores.shape[-1])
         if k < 1:
