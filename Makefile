@@ -8,7 +8,7 @@ quickstart:  ## set up .venv and run the main job on the bundled offline model
 	scripts/setup.sh all
 	.venv/bin/bushu quickstart
 
-check: lint types unit format-check  ## fast checks (< 2 min once .venv exists): lint, types, unit tests, format
+check: lint types unit format-check  ## fast checks (< 2 min of CPU once .venv exists): lint, types, unit tests (not slow), format
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check src tests bench
@@ -17,7 +17,7 @@ types: $(DEV_STAMP)
 	$(PY) -m mypy
 
 unit: $(DEV_STAMP)
-	$(PY) -m pytest tests/unit -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 format-check: $(DEV_STAMP)  ## last: `ruff format` owns the layout (line length 120)
 	$(PY) -m ruff format --check src tests bench
