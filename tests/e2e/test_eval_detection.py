@@ -35,7 +35,10 @@ def bushu(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def foreground_box_onnx() -> bytes:
     n = helper.make_node
-    c = (lambda name, v, dtype=np.float32: numpy_helper.from_array(np.asarray(v, dtype), name))
+
+    def c(name, v, dtype=np.float32):
+        return numpy_helper.from_array(np.asarray(v, dtype), name)
+
     nodes = [
         n("Slice", ["image", "zero4", "one4"], ["corner"]),  # [1, 3, 1, 1]: the top-left pixel
         n("Sub", ["image", "corner"], ["diff"]), n("Abs", ["diff"], ["adiff"]),

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from .quantize import AccuracyDropError, QuantConfig
 
 __all__ = ["FinetuneConfig", "OptimizeConfig", "TorchStep", "optimize"]
 
-TorchStep = Union[DistillConfig, PruneConfig, LowRankConfig]
+TorchStep = DistillConfig | PruneConfig | LowRankConfig
 ORDER = {"distill": 0, "prune": 1, "lowrank": 2}
 REPORT_FILE = "report.html"
 

@@ -26,7 +26,10 @@ def write_detection_report(result: Mapping[str, Any], path: str | Path) -> tuple
     png = _pr_png(result)
     img = f'<img alt="precision-recall curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">' \
         if png else "<p>(install matplotlib for the plot)</p>"
-    ap = (lambda v: "n/a" if v is None else f"{v:.3f}")
+
+    def ap(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
     per_class = "".join(f"<tr><td>{e(p['class'])}</td><td>{e(str(p.get('label', '')))}</td><td>{ap(p['ap50'])}</td>"
                         f"<td>{ap(p['ap'])}</td><td>{p['n_gt']}</td><td>{p['n_pred']}</td></tr>"
                         for p in result["per_class"])
