@@ -22,7 +22,7 @@ unit: $(DEV_STAMP)
 format-check: $(DEV_STAMP)  ## last: `ruff format` owns the layout (line length 120)
 	$(PY) -m ruff format --check src tests bench
 
-$(DEV_STAMP): pyproject.toml scripts/setup.sh requirements/tflite.txt
+$(DEV_STAMP): pyproject.toml scripts/setup.sh requirements/tflite.txt requirements/ultralytics.txt
 	scripts/setup.sh dev
 	touch $@
 
