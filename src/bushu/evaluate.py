@@ -108,11 +108,14 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) ->
 
 def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None = None, batch_size: int = 16,
              top_k: int = 5, label_map: Mapping[str, str | int] | None = None, report: str | Path | None = None,
-             plot: str | Path | None = None, record: bool = True, progress: bool = True) -> dict[str, Any]:
+             plot: str | Path | None = None, record: bool = True, progress: bool = True,
+             score: float | None = None, iou: float | None = None) -> dict[str, Any]:
     """Run the artifact over ``data`` (a folder per class) and return the metrics as a plain dict.
 
     ``backend``: the runtime to run it on; by default the one that reads the artifact's model file
-    (onnxruntime for .onnx, litert for an exported .tflite, ncnn for .param, mnn, openvino for .xml)."""
+    (onnxruntime for .onnx, litert for an exported .tflite, ncnn for .param, mnn, openvino for .xml).
+    A detection artifact (task ``detection``) is evaluated on a COCO / YOLO / VOC folder instead, with
+    detection score threshold ``score`` and NMS ``iou``: see ``bushu.detection.evaluation``."""
     from .envinfo import summary
     from .profile.bench import files_for_backends, resolve_model
     from .runtime import load_backend
@@ -120,6 +123,11 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
     if batch_size < 1:
         raise UserInputError(f"batch size must be a positive integer, got {batch_size}")
     art, main = resolve_model(model)
+    if art is not None and art.task == "detection":
+        from .detection.evaluation import evaluate_detection
+
+        return evaluate_detection(art, data, backend=backend, batch_size=batch_size, label_map=label_map,
+                                  score=score, iou=iou, report=report, record=record, progress=progress)
     if art is None or art.preprocess is None:
         raise UserInputError(f"{main} has no pre-processing metadata, so its images cannot be prepared",
                              hint="evaluate an artifact: bushu import MODEL -o ART, then bushu eval ART --data DIR")

@@ -30,7 +30,8 @@ def _read_label_map(path: Path | None) -> dict | None:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="Dataset folder: one sub-folder per class, named after the model's labels, of images "
-              "(or .txt texts / .wav clips for text / audio models).")
+              "(or .txt texts / .wav clips for text / audio models); for a detection model a COCO JSON, "
+              "YOLO txt (data.yaml, images/, labels/) or Pascal VOC XML folder.")
 @click.option("--backend", help="Backend to run the model on (default: the one that reads the model file: "
               "onnxruntime for .onnx, litert for .tflite, ncnn, mnn, openvino for an exported artifact).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
@@ -40,15 +41,23 @@ def _read_label_map(path: Path | None) -> dict | None:
               help="YAML/JSON file mapping folder names to label names (or output indices).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the confusion matrix as a PNG here (default: REPORT.confusion.png with --report).")
+              help="Write the confusion matrix as a PNG here (default: REPORT.confusion.png with --report; "
+              "classification only: a detection report holds its precision-recall curves).")
+@click.option("--score", type=click.FloatRange(0, 1), help="Detection: the lowest score kept (default 0.001: mAP "
+              "needs the whole precision-recall curve).")
+@click.option("--iou", type=click.FloatRange(0, 1), help="Detection: the NMS IoU threshold (default: the artifact's).")
 @click.option("--no-record", is_flag=True, help="Do not record the metrics into the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def command(model: Path, data: Path, backend: str | None, batch_size: int, top_k: int, label_map: Path | None,
-            report: Path | None, plot: Path | None, no_record: bool, as_json: bool) -> None:
-    """Accuracy of an artifact on a labelled folder (DIR/<class>/<image, .txt text or .wav clip>).
+            report: Path | None, plot: Path | None, score: float | None, iou: float | None, no_record: bool,
+            as_json: bool) -> None:
+    """Accuracy of an artifact on a labelled folder (DIR/<class>/<image, .txt text or .wav clip>), or of a
+    detection artifact on a COCO / YOLO / VOC folder.
 
     JSON keys: accuracy (= top1), top5, top_k, top_k_accuracy, n_images, n_skipped, skipped, classes, per_class (class, label,
-    precision, recall, f1, support), macro, confusion (rows, columns, matrix), mistakes, env."""
+    precision, recall, f1, support), macro, confusion (rows, columns, matrix), mistakes, env. Detection: map50, map
+    (mAP@0.5:0.95), map75, per_class (class, label, ap50, ap, n_gt, n_pred), pr_curves, bad_cases, problems,
+    n_images, n_boxes, n_detections, env; --report also writes REPORT's .bad_cases.html page."""
     import warnings
 
     from ..evaluate import evaluate
@@ -59,9 +68,12 @@ def command(model: Path, data: Path, backend: str | None, batch_size: int, top_k
         warnings.simplefilter("ignore")  # skipped files are listed below instead
         res = evaluate(model, data, backend=backend, batch_size=batch_size, top_k=top_k,
                        label_map=_read_label_map(label_map), report=report, plot=plot, record=not no_record,
-                       progress=not as_json)
+                       progress=not as_json, score=score, iou=iou)
     if as_json:
         print_json(res)
+        return
+    if "map50" in res:
+        _print_detection(res)
         return
     topk = f"  top-{res['top_k']} {res['top_k_accuracy']:.4f}" if res["top_k"] != 5 else ""
     console.print(f"[bold]top-1 {res['accuracy']:.4f}[/]  top-5 {res['top5']:.4f}{topk}  on "
@@ -73,5 +85,18 @@ def command(model: Path, data: Path, backend: str | None, batch_size: int, top_k
     for s in res["skipped"]:
         console.print(f"[yellow]skipped {s['path']}: {s['reason']}[/]")
     for key in ("plot", "report"):
+        if res.get(key):
+            console.print(f"wrote {res[key]}")
+
+
+def _print_detection(res: dict) -> None:
+    console.print(f"[bold]mAP@0.5 {res['map50']:.4f}[/]  mAP@0.5:0.95 {res['map']:.4f}  on {res['n_images']} images, "
+                  f"{res['n_boxes']} boxes ({res['n_problems']} problems)")
+    rows = [{**p, "ap50": "n/a" if p["ap50"] is None else round(p["ap50"], 4),
+             "ap": "n/a" if p["ap"] is None else round(p["ap"], 4)} for p in res["per_class"]]
+    table(rows, ["class", "label", "ap50", "ap", "n_gt", "n_pred"], title="per class")
+    for p in res["problems"]:
+        console.print(f"[yellow]{p['path']}: {p['reason']}[/]")
+    for key in ("report", "bad_case_report"):
         if res.get(key):
             console.print(f"wrote {res[key]}")

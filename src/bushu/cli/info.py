@@ -88,7 +88,10 @@ def _show_metrics(metrics: dict[str, Any]) -> None:
         table([r for r in bench["rows"] if r.get("status") == "ok"],
               ["backend", "batch", "threads", "precision", "p50_ms", "p99_ms", "throughput", "peak_rss_mb"])
     ev = metrics.get("eval")
-    if isinstance(ev, dict):
+    if isinstance(ev, dict) and "map50" in ev:  # a detector's
+        console.print(f"  eval on {ev.get('data')}: mAP@0.5 {fmt(ev.get('map50'))}, mAP@0.5:0.95 {fmt(ev.get('map'))}, "
+                      f"{ev.get('n_images')} images")
+    elif isinstance(ev, dict):
         console.print(f"  eval on {ev.get('data')}: accuracy {fmt(ev.get('accuracy'))}, top-5 {fmt(ev.get('top5'))}, "
                       f"{ev.get('n_images')} images")
     for key, val in metrics.items():
