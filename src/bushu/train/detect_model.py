@@ -30,8 +30,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DetectionHeadNet", "ExportedDetector", "LEVELS", "assign", "augment_view", "backbone_levels",
-           "cell_centers", "detection_loss", "letterbox_boxes"]
+__all__ = [
+    "LEVELS",
+    "DetectionHeadNet",
+    "ExportedDetector",
+    "assign",
+    "augment_view",
+    "backbone_levels",
+    "cell_centers",
+    "detection_loss",
+    "letterbox_boxes",
+]
 
 LEVELS = (16, 32)  # strides
 SIZE_RANGES = ((0.0, 128.0), (64.0, float("inf")))  # longer box side (input pixels) each level predicts
@@ -124,7 +133,7 @@ def augment_view(img, boxes: np.ndarray, classes: np.ndarray, size: int, rng: np
     canvas.paste(img.resize((nw, nh), Image.BILINEAR), (px, py))
     b = letterbox_boxes(boxes, (nw / iw, nh / ih, px, py))
     clipped = np.clip(b, 0, size)
-    area = lambda v: np.clip(v[:, 2] - v[:, 0], 0, None) * np.clip(v[:, 3] - v[:, 1], 0, None)  # noqa: E731
+    area = lambda v: np.clip(v[:, 2] - v[:, 0], 0, None) * np.clip(v[:, 3] - v[:, 1], 0, None)
     keep = (area(clipped) >= min_visible * np.maximum(area(b), 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 2) \
         & (clipped[:, 3] - clipped[:, 1] >= 2)
     b, c = clipped[keep], classes[keep]
@@ -213,7 +222,7 @@ def decode(logits, dists, centers):
     return torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1, logits.sigmoid()], -1).transpose(1, 2)
 
 
-def ExportedDetector(backbone: str, head, size: int):  # noqa: N802 - builds a module, named as the class it returns
+def ExportedDetector(backbone: str, head, size: int):  # builds a module; named as the class it returns
     """Image [B, 3, size, size] RGB in [0, 1] -> [B, 4 + C, A] (the graph that is exported)."""
     import torch
     from torch import nn

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["finetune_line", "html_report", "print_summary"]
+__all__ = ["finetune_line", "html_report", "print_detection_summary", "print_summary"]
 
 
 def print_summary(s: Mapping[str, Any]) -> None:
@@ -32,6 +32,20 @@ def print_summary(s: Mapping[str, Any]) -> None:
           ["true \\ pred", *cm["columns"]], title="confusion matrix")
     if s["mistakes"]:
         table(s["mistakes"][:10], ["path", "true", "pred", "score"], title="worst mistakes")
+
+
+def print_detection_summary(s: Mapping[str, Any]) -> None:
+    from ..cli._output import console, table
+
+    b = s["best"]
+    console.print(f"[bold]held-back mAP@0.5 {s['test_map50']:.4f}[/], mAP@0.5:0.95 {s['test_map']:.4f} (ONNX Runtime, "
+                  f"{s['n_test']} images the search never saw); best trial {b['trial']}: {b['backbone']} @{b['size']}px, "
+                  f"lr {b['lr']:.3g}, validation mAP@0.5 {b['val_map50']:.4f}; {s['trials']} trials "
+                  f"({s['trials_this_run']} this run) in {s['seconds']:.0f} s")
+    table(s["leaderboard"][:10], ["trial", "backbone", "size", "lr", "val_map50", "val_map", "epochs", "state"],
+          title="leaderboard (top 10)")
+    table([{"class": p["class"], "ap50": p["ap50"], "ap": p["ap"], "boxes": p["n_gt"]} for p in s["per_class"]],
+          ["class", "ap50", "ap", "boxes"], title="per class (held-back split)")
 
 
 def finetune_line(f: Mapping[str, Any]) -> str:
