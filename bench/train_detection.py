@@ -85,8 +85,8 @@ def main() -> None:
         ev, _ = run(["eval", str(tmp / "art"), "--data", str(fresh)])
         same = served_equals_detector(tmp / "art", sorted((fresh / "images").glob("*.jpg"))[:10])
     b = s["best"]
-    row = {"case": f"{a.categories} categories", "data": f"{s['n_train']}+{s['n_val']}+{s['n_test']} images "
-                                                          f"(train+val+held back)",
+    row = {"case": f"{a.categories} categories",
+           "data": f"{s['n_train']}+{s['n_val']}+{s['n_test']} images (train+val+held back)",
            "budget": a.budget, "chosen": f"{b['backbone']} @{b['size']} lr {b['lr']:.3g}", "trials": s["trials"],
            "val_map50": b["val_map50"], "heldback_map50": round(s["test_map50"], 4),
            "heldback_map": round(s["test_map"], 4), "fresh_map50": round(ev["map50"], 4),
@@ -100,8 +100,8 @@ def main() -> None:
          "fresh_map", "train_s", "wall_s", "served_equals_eval"],
         title="bushu train on boxed images: mAP on a held-back split and on fresh scenes (2-core CPU, shared)",
         notes=["data: bushu.testing.detection composited scenes (photo cut-outs on photo backgrounds), 320x240",
-               "heldback: the split `bushu train` kept from the search, scored by the exported ONNX model; "
-               "fresh: `bushu eval` on new scenes (seed 12345)",
+               ("heldback: the split `bushu train` kept from the search, scored by the exported ONNX model; "
+                "fresh: `bushu eval` on new scenes (seed 12345)"),
                "served_equals_eval: :detect on a real server answers the Detector's boxes on 10 fresh images",
                "the machine was shared with other jobs (load ~20 on 2 cores): times are not comparable across runs",
                f"command: {command_line()}"])
