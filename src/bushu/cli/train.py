@@ -22,8 +22,9 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               help="Wall-clock budget for the whole run: seconds (300) or a duration (90s, 5m, 1h); 'none' = no limit.")
 @click.option("--trials", default=30, show_default=True, type=int,
               help="Stop after this many finished trials (counting those of a resumed run); 0 = only the budget.")
-@click.option("--kind", type=click.Choice(["auto", "image", "text", "audio"]), default="auto", show_default=True,
-              help="What DATA holds; auto guesses from the file suffixes.")
+@click.option("--kind", type=click.Choice(["auto", "image", "text", "audio", "detection"]), default="auto",
+              show_default=True, help="What DATA holds; auto recognises detection layouts (COCO JSON, YOLO data.yaml + "
+              "labels/, VOC Annotations/), else guesses from the file suffixes.")
 @click.option("--backbone", "sources", help="Comma-separated feature sources to search: image backbones "
               "(efficientnet_lite0,mobilenet_v2,efficientnet_lite1,efficientnet_lite2; also for audio, on log-mel "
               "spectrograms) or text features (minilm,tfidf).")
@@ -56,7 +57,8 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
             test_size: float | None, no_augment: bool, no_finetune: bool,
             finetune_blocks: int, other: bool, jobs: int, seed: int,
             work_dir: Path | None, storage: str | None, as_json: bool) -> None:
-    """Train a classifier on DATA (DATA/<class>/<file>: images, .txt or .wav/.flac clips; or a text,label CSV).
+    """Train a classifier on DATA (DATA/<class>/<file>: images, .txt or .wav/.flac clips; or a text,label CSV),
+    or a detector on boxed images (COCO JSON, YOLO txt + data.yaml, Pascal VOC XML).
 
     Features from pretrained models are extracted once and cached; Optuna searches feature source x head x
     learning rate x batch size x epochs within --budget / --trials. Interrupted? Run the same command again:
@@ -97,9 +99,12 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
     if as_json:
         print_json(summary)
         return
-    _print_summary(summary)
+    (_print_detection_summary if summary["kind"] == "detection" else _print_summary)(summary)
     console.print(f"wrote {summary['artifact']} and {summary['report']}")
-    if summary["kind"] == "image":
+    if summary["kind"] == "detection":
+        console.print(f"next: bushu eval {out} --data DIR  |  bushu serve REPO (after adding {out} to a repository), "
+                      f"then POST an image to /v1/models/NAME:detect")
+    elif summary["kind"] == "image":
         console.print(f"next: bushu eval {out} --data DIR  |  bushu optimize {out} -o {out}-int8  |  "
                       f"bushu serve REPO (after adding {out} to a repository)")
     else:  # text and audio models take raw strings / .wav clips at :classify
@@ -129,3 +134,17 @@ def _print_summary(s: Mapping[str, Any]) -> None:
           ["true \\ pred", *cm["columns"]], title="confusion matrix")
     if s["mistakes"]:
         table(s["mistakes"][:10], ["path", "true", "pred", "score"], title="worst mistakes")
+
+
+def _print_detection_summary(s: Mapping[str, Any]) -> None:
+    from ._output import table
+
+    b = s["best"]
+    console.print(f"[bold]held-back mAP@0.5 {s['test_map50']:.4f}[/], mAP@0.5:0.95 {s['test_map']:.4f} (ONNX Runtime, "
+                  f"{s['n_test']} images the search never saw); best trial {b['trial']}: {b['backbone']} @{b['size']}px, "
+                  f"lr {b['lr']:.3g}, validation mAP@0.5 {b['val_map50']:.4f}; {s['trials']} trials "
+                  f"({s['trials_this_run']} this run) in {s['seconds']:.0f} s")
+    table(s["leaderboard"][:10], ["trial", "backbone", "size", "lr", "val_map50", "val_map", "epochs", "state"],
+          title="leaderboard (top 10)")
+    table([{"class": p["class"], "ap50": p["ap50"], "ap": p["ap"], "boxes": p["n_gt"]} for p in s["per_class"]],
+          ["class", "ap50", "ap", "boxes"], title="per class (held-back split)")

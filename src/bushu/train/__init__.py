@@ -34,7 +34,7 @@ DEFAULT_TEXT_FEATURES = ("minilm", "tfidf")
 class TrainConfig:
     data: Path
     out: Path
-    kind: str = "auto"  # auto | image | text | audio
+    kind: str = "auto"  # auto | image | text | audio | detection
     val: Path | None = None  # a given validation folder / CSV
     val_fraction: float = 0.2
     test: Path | None = None  # a given test folder / CSV (default: DATA/test when DATA has train/)
@@ -79,6 +79,12 @@ def parse_budget(text: str | float | int | None) -> float | None:
     return float(sum(float(v) * unit[u] for v, u in parts))
 
 
+def _is_detection(path: Path) -> bool:
+    from .detection import is_detection_data
+
+    return is_detection_data(path)
+
+
 def train(cfg: TrainConfig, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the summary (also recorded as metrics["train"] in the artifact).
 
@@ -90,6 +96,10 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] | None = None) -> dict[s
         raise UserInputError(f"`trials` must be at least 1, got {cfg.trials}")
     if cfg.trials is None and cfg.budget_s is None:
         raise UserInputError("give `budget` and/or `trials`, so the search knows when to stop")
+    if cfg.kind == "detection" or (cfg.kind == "auto" and Path(cfg.data).exists() and _is_detection(Path(cfg.data))):
+        from .detection import train_detection
+
+        return train_detection(cfg, echo)
     ds = load_dataset(cfg.data, kind=cfg.kind, val=cfg.val, val_fraction=cfg.val_fraction, seed=cfg.seed,
                       test=cfg.test, test_fraction=cfg.test_fraction)
     if cfg.other:

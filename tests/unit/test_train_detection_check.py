@@ -1,0 +1,96 @@
+"""The detection data check of `bushu train`: what it fixes (listed, training goes on) and what it refuses, with
+the file, before any training; and the anchor-free head's assignment and box-aware augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bushu.data.detection import DetectionDataset, DetectionSample, Problem
+from bushu.errors import UserInputError
+from bushu.train.detection import check_detection_data, split_detection
+
+
+def _sample(name: str, boxes, classes, size=(320, 240)) -> DetectionSample:
+    return DetectionSample(Path(f"/data/{name}.jpg"), size[0], size[1], np.asarray(boxes, np.float32).reshape(-1, 4),
+                           np.asarray(classes, np.int64))
+
+
+def _ds(samples, classes=("cat", "dog"), problems=()) -> DetectionDataset:
+    return DetectionDataset(Path("/data"), "voc", list(classes), list(samples), list(problems))
+
+
+GOOD = [_sample(f"g{i}", [[10, 10, 60, 60], [100, 100, 160, 150]], [0, 1]) for i in range(3)]
+
+
+def test_negatives_counted_and_safe_fixes_listed():
+    ds = _ds([*GOOD, _sample("empty", [], [])],
+             problems=[Problem("/data/a.xml", "box [-5, 0, 50, 50] of 'cat' lies outside the 320x240 image; clipped "
+                                              "to [0, 0, 50, 50]"),
+                       Problem("/data/b.xml", "box [5, 5, 5, 40] of 'dog' has no area inside the 320x240 image; box "
+                                              "left out")])
+    check = check_detection_data(ds, 256)
+    assert check.negatives == 1 and check.images == 4 and check.boxes == {"cat": 3, "dog": 3}
+    assert [(p["path"], p["action"]) for p in check.problems] == [("/data/a.xml", "clipped"),
+                                                                   ("/data/b.xml", "left out")]
+
+
+@pytest.mark.parametrize(("ds", "needles"), [
+    (_ds([*GOOD[:1], _sample("x", [[0, 0, 9, 9]], [0])]), ["class 'dog' has 1 box", "at least 2"]),
+    (_ds(GOOD, classes=("cat", "dog", "Cat")), ["'cat', 'Cat'", "differ only in case"]),
+    (_ds(GOOD, problems=[Problem("/data/c.xml", "class 'dgo' is not in labels.txt (did you mean 'dog'?); box left "
+                                                "out")]), ["/data/c.xml", "did you mean 'dog'"]),
+    (_ds([*GOOD, _sample("tiny", [[1, 1, 8, 8]], [0], size=(40, 30))]), ["/data/tiny.jpg", "40x30", "too small"]),
+])
+def test_unsafe_problems_refused_with_the_file(ds, needles):
+    with pytest.raises(UserInputError) as e:
+        check_detection_data(ds, 320)
+    for n in needles:
+        assert n in str(e.value)
+    assert "fix the annotations" in e.value.hint
+
+
+def test_split_keeps_every_class_in_train_and_holds_back_a_test_split():
+    samples = [_sample(f"s{i}", [[0, 0, 20, 20]], [0]) for i in range(18)] + [_sample("rare", [[0, 0, 20, 20]], [1]),
+                                                                               _sample("rare2", [[0, 0, 9, 9]], [1])]
+    for seed in range(5):
+        train, val, test = split_detection(samples, 2, 0.2, 0.2, seed)
+        assert len(train) + len(val) + len(test) == 20 and test and val
+        assert {s.image for s in train}.isdisjoint({s.image for s in test + val})
+        assert any(1 in s.classes for s in train)
+
+
+def test_assignment_center_sampling_and_levels():
+    from bushu.train.detect_model import assign, cell_centers
+
+    centers, strides = cell_centers(256)
+    assert len(centers) == 16 * 16 + 8 * 8
+    small = [100.0, 100.0, 140.0, 140.0]  # 40 px: stride 16 only, cells within 1.5 strides of its centre
+    large = [0.0, 0.0, 250.0, 200.0]  # 250 px: stride 32 only
+    cls, target = assign(np.asarray([small, large], np.float32), np.asarray([0, 1]), centers, strides)
+    pos_small, pos_large = np.flatnonzero(cls == 0), np.flatnonzero(cls == 1)
+    assert set(strides[pos_small]) == {16} and set(strides[pos_large]) == {32}
+    assert np.all(np.abs(centers[pos_small] - 120) < 24) and np.all(target[pos_small] == small)
+    tiny, _ = assign(np.asarray([[3, 3, 5, 5]], np.float32), np.asarray([1]), centers, strides)
+    assert (tiny == 1).sum() == 1  # no cell centre inside it: the nearest one takes it
+
+
+def test_augmented_boxes_follow_the_pixels():
+    from PIL import Image
+
+    from bushu.train.detect_model import augment_view
+
+    img = Image.new("RGB", (200, 100), (0, 0, 0))
+    img.paste((255, 255, 255), (40, 20, 80, 60))  # a white square, exactly its box
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        out, boxes, classes = augment_view(img, np.asarray([[40, 20, 80, 60]], np.float32), np.asarray([3]), 128, rng)
+        a = np.asarray(out.convert("L")).astype(float)
+        if len(boxes) == 0:
+            continue
+        x1, y1, x2, y2 = boxes[0]
+        assert classes.tolist() == [3]
+        inside = a[int(y1) + 2:int(y2) - 2, int(x1) + 2:int(x2) - 2]
+        assert inside.size and inside.mean() > a.mean() + 40  # the box lies on the bright square
