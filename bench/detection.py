@@ -109,7 +109,8 @@ def main() -> None:
             onnx_art = import_model(str(model), tmp / "onnx", labels=labels, to_onnx=True)
         calib = write_detection_dataset(tmp / "calib", "coco", n_images=args.calib, seed=1, **scenes)
         data = write_detection_dataset(tmp / "val", "coco", n_images=args.n, seed=0, **scenes)
-        log = (lambda m: print(m, file=sys.stderr, flush=True))
+        def log(m):
+            return (print(m, file=sys.stderr, flush=True))
         rows = [] if args.no_int8 else _int8_rows(onnx_art, calib, data, tmp, log)
         rows += _export_rows(onnx_art, data, tmp, args.formats) if args.formats else []
         rows.append(_tflite_row(tflite_art, onnx_art, data))

@@ -106,9 +106,8 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     art = args.artifact or args.work / "efficientnet_lite0"
-    if not (art / "bushu.yaml").is_file():
-        if bushu("import", "efficientnet_lite0", "-o", str(art)).returncode:
-            sys.exit("bushu import efficientnet_lite0 failed; pass --artifact ART")
+    if not (art / "bushu.yaml").is_file() and bushu("import", "efficientnet_lite0", "-o", str(art)).returncode:
+        sys.exit("bushu import efficientnet_lite0 failed; pass --artifact ART")
     images = make_images(args.work / f"images_{args.n}", args.n)
     modes = [m.strip() for m in args.modes.split(",")]
     bench, runs = [bench_throughput(art, args.batch)], {m: [] for m in modes}

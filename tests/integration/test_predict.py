@@ -296,7 +296,7 @@ def test_detector_rows_carry_the_boxes_of_detector_predict(data, tmp_path):
         pytest.skip("ultralytics is not installed (scripts/setup.sh dev installs it)")
     from bushu.convert.importer import import_model
     from bushu.detection import Detector
-    from bushu.model.artifact import META_FILE, Artifact, _dump
+    from bushu.model.artifact import META_FILE, _dump
 
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "YOLO_OFFLINE": "1"}
     code = "from ultralytics import YOLO; YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False)"

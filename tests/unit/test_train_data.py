@@ -122,7 +122,7 @@ def test_wilson_interval() -> None:
 
 def test_bad_test_size_is_a_clear_error(images: Path, capsys) -> None:
     err = _run_error([str(images), "-o", str(images.parent / "o"), "--test-size", "1.5"], capsys)
-    assert "--test-size must be between 0 and 1" in err
+    assert "--test-size (test_fraction) must be between 0 and 1" in err
 
 
 def test_given_train_val_folders_are_kept(tmp_path: Path) -> None:

@@ -30,10 +30,10 @@ from ..errors import UserInputError
 from ..model.artifact import Artifact, write_artifact
 from . import _torch as T
 from .distill import DistillConfig, distill, make_student
+from .int8_search import DEFAULT_MAX_ATTEMPTS, quantize_int8
 from .lowrank import LowRankConfig, factorize_module
 from .openvino_int8 import OpenVINOInt8Config
 from .prune import PruneConfig, prune_module
-from .int8_search import DEFAULT_MAX_ATTEMPTS, quantize_int8
 from .quantize import AccuracyDropError, QuantConfig
 
 __all__ = ["FinetuneConfig", "OptimizeConfig", "TorchStep", "optimize"]

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import validate
+from ..data.arrays import ArrayReader, labelled_arrays
 from ..errors import BushuError, UnknownNameError, UserInputError, ValidationError
 from ..model.artifact import Artifact, write_artifact
 from ._analysis import CONV_OPS, MATMUL_OPS, ModelProfile, cpu_int8, profile_model
-from ..data.arrays import ArrayReader, labelled_arrays
 from .calibration import calibration_reader
 
 __all__ = ["AccuracyDropError", "DynamicInt8Config", "Fp16Config", "QuantConfig", "StaticInt8Config",

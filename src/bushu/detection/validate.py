@@ -95,7 +95,8 @@ def judge_detector(source, candidate: Any, data: str | Path, what: str, max_map_
         ref_dets, ref_map = _run(ref, data, ds, source.labels, limit)
         threshold = ref.head.settings(None, None, None)[0]
     cand_dets, cand_map = _run(candidate, data, ds, source.labels, limit)
-    above = (lambda dets: [[d for d in image if d.score >= threshold] for image in dets])
+    def above(dets):
+        return ([[d for d in image if d.score >= threshold] for image in dets])
     agree = box_agreement(above(ref_dets), above(cand_dets))
     figures = (f"{agree['matched']} of {agree['n_reference']} fp32 boxes and of {agree['n_candidate']} {what} boxes "
                f"matched at IoU >= 0.5 (score >= {threshold:g}), mean score drift {agree['score_drift']:.3f}")

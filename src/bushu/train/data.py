@@ -107,40 +107,16 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
                  test_fraction: float | None = None) -> Dataset:
     """``test_fraction`` None: 0.2 when DATA is split here, none with a given validation folder; 0: no test part."""
     data = Path(data)
-    if not data.exists():
-        raise NotFoundError(f"training data not found: {data}",
-                            hint="pass a folder with one sub-folder of examples per class (or a text,label CSV)")
-    if not 0 < val_fraction < 1:
-        raise UserInputError(f"`val_fraction` must be between 0 and 1, got {val_fraction}")
-    if data.is_file():
-        if data.suffix.lower() != ".csv":
-            raise UserInputError(f"{data} is a file; expected a folder with one sub-folder per class, or a .csv "
-                                 "with columns text,label")
-        kind = "text"
-    elif kind == "auto":
-        kind = _guess_kind(data)
-    if kind not in ("image", "text", "audio"):
-        raise UserInputError(f"unknown data kind {kind!r}", hint="use `kind` image, text or audio")
-
-    if test_fraction is not None and not 0 <= test_fraction < 1:
-        raise UserInputError(f"--test-size must be between 0 and 1 (0 = no test part), got {test_fraction}")
-    given_val = Path(val) if val else None
-    given_test = Path(test) if test else None
-    train_root = data
-    if data.is_dir() and (data / "train").is_dir() and ((data / "val").is_dir() or (data / "test").is_dir()):
-        train_root = data / "train"
-        if given_val is None and (data / "val").is_dir():
-            given_val = data / "val"
-        if given_test is None and (data / "test").is_dir():
-            given_test = data / "test"
+    kind = _check_arguments(data, kind, val_fraction, test_fraction)
+    train_root, given_val, given_test = _layout(data, val, test)
     check = DataCheck(kind=kind, root=str(data), classes=[])
     seen: dict[str, tuple[str, str]] = {}  # content hash -> (kept source, class)
     classes, train = _read(train_root, kind, check, seen, None)
+    val_items: list = []
     if given_val is not None:
         if not given_val.exists():
             raise NotFoundError(f"validation data not found: {given_val}")
         _, val_items = _read(given_val, kind, check, seen, classes)
-        split = "given"
     test_items, test_split = [], "none"
     if given_test is not None:
         if not given_test.exists():
@@ -148,10 +124,7 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
         _, test_items = _read(given_test, kind, check, seen, classes)  # `seen`: copies of training files dropped
         test_split = "given"
     check.classes = classes
-    counts = Counter(it.label for it in train)
-    if given_val is not None:
-        counts.update(it.label for it in val_items)
-    counts.update(it.label for it in test_items)
+    counts = Counter(it.label for it in [*train, *val_items, *test_items])
     check.counts = {c: counts.get(i, 0) for i, c in enumerate(classes)}
     _validate_counts(check, kind)
     if given_test is None:
@@ -164,22 +137,62 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
             else:
                 train = keep
             test_split = "stratified"
+    train, val_items, split = _split_validation(train, val_items, given_val, train_root, val_fraction, seed, classes)
+    return Dataset(kind=kind, classes=classes, train=train, val=val_items, check=check, split=split,
+                   test=test_items, test_split=test_split if test_items else "none")
+
+
+def _check_arguments(data: Path, kind: str, val_fraction: float, test_fraction: float | None) -> str:
+    """The data kind, after checking the arguments that need no reading."""
+    if not data.exists():
+        raise NotFoundError(f"training data not found: {data}",
+                            hint="pass a folder with one sub-folder of examples per class (or a text,label CSV)")
+    if not 0 < val_fraction < 1:
+        raise UserInputError(f"`val_fraction` must be between 0 and 1, got {val_fraction}")
+    if test_fraction is not None and not 0 <= test_fraction < 1:
+        raise UserInputError(f"--test-size (test_fraction) must be between 0 and 1 (0 = no test part), got {test_fraction}")
+    if data.is_file():
+        if data.suffix.lower() != ".csv":
+            raise UserInputError(f"{data} is a file; expected a folder with one sub-folder per class, or a .csv "
+                                 "with columns text,label")
+        return "text"
+    if kind == "auto":
+        kind = _guess_kind(data)
+    if kind not in ("image", "text", "audio"):
+        raise UserInputError(f"unknown data kind {kind!r}", hint="use `kind` image, text or audio")
+    return kind
+
+
+def _layout(data: Path, val: str | Path | None, test: str | Path | None) -> tuple[Path, Path | None, Path | None]:
+    """(training root, validation folder, test folder): DATA/train with DATA/val and/or DATA/test, or DATA itself."""
+    given_val = Path(val) if val else None
+    given_test = Path(test) if test else None
+    if data.is_dir() and (data / "train").is_dir() and ((data / "val").is_dir() or (data / "test").is_dir()):
+        if given_val is None and (data / "val").is_dir():
+            given_val = data / "val"
+        if given_test is None and (data / "test").is_dir():
+            given_test = data / "test"
+        return data / "train", given_val, given_test
+    return data, given_val, given_test
+
+
+def _split_validation(train: list, val_items: list, given_val: Path | None, train_root: Path, val_fraction: float,
+                      seed: int, classes: list[str]) -> tuple[list, list, str]:
+    """(train, validation, how it was split): stratified from train, or the given folder checked."""
     if given_val is None:
         train, val_items = split_stratified(train, val_fraction, seed)
-        split = "stratified"
         missing = [classes[i] for i in range(len(classes)) if not any(it.label == i for it in val_items)]
         if missing:
             raise UserInputError(f"class(es) {', '.join(missing)} have only one usable example: one is needed "
                                  "for training and one for validation", hint="add examples to these classes")
-    else:
-        missing = [classes[i] for i in range(len(classes)) if not any(it.label == i for it in train)]
-        if missing:
-            raise UserInputError(f"class(es) {', '.join(missing)} have no usable training example",
-                                 hint=f"add examples under {train_root}/<class>/")
-        if not val_items:
-            raise UserInputError(f"the validation folder {given_val} has no usable example")
-    return Dataset(kind=kind, classes=classes, train=train, val=val_items, check=check, split=split,
-                   test=test_items, test_split=test_split if test_items else "none")
+        return train, val_items, "stratified"
+    missing = [classes[i] for i in range(len(classes)) if not any(it.label == i for it in train)]
+    if missing:
+        raise UserInputError(f"class(es) {', '.join(missing)} have no usable training example",
+                             hint=f"add examples under {train_root}/<class>/")
+    if not val_items:
+        raise UserInputError(f"the validation folder {given_val} has no usable example")
+    return train, val_items, "given"
 
 
 def _guess_kind(root: Path) -> str:

@@ -133,7 +133,8 @@ def augment_view(img, boxes: np.ndarray, classes: np.ndarray, size: int, rng: np
     canvas.paste(img.resize((nw, nh), Image.BILINEAR), (px, py))
     b = letterbox_boxes(boxes, (nw / iw, nh / ih, px, py))
     clipped = np.clip(b, 0, size)
-    area = lambda v: np.clip(v[:, 2] - v[:, 0], 0, None) * np.clip(v[:, 3] - v[:, 1], 0, None)
+    def area(v):
+        return np.clip(v[:, 2] - v[:, 0], 0, None) * np.clip(v[:, 3] - v[:, 1], 0, None)
     keep = (area(clipped) >= min_visible * np.maximum(area(b), 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 2) \
         & (clipped[:, 3] - clipped[:, 1] >= 2)
     b, c = clipped[keep], classes[keep]

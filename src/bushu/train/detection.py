@@ -274,7 +274,8 @@ def fit_detection_head(name: str, size: int, n_classes: int, train: dict, val: d
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     best = (-1.0, 0.0, 0, None)
-    t = lambda a, i: torch.from_numpy(a[i])
+    def t(a, i):
+        return torch.from_numpy(a[i])
     epoch, t0 = 0, time.monotonic()
     while epoch < epochs:
         epoch += 1
