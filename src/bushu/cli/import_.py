@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 
@@ -41,11 +42,16 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.option("--rtol", default=1e-4, show_default=True, help="Parity budget: error relative to the output's range.")
 @click.option("--no-simplify", is_flag=True, help="Keep the exported graph as is (no onnxslim).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@input_options
 def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labels_file: Path | None, size: int | None,
-            mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, as_json: bool) -> None:
+            mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, as_json: bool,
+            inputs) -> None:
     """Import SRC (an .onnx file, a torch.export .pt2, a TorchScript .pt, a module:callable returning an
-    nn.Module, or a zoo name) into an artifact: ONNX with a dynamic batch axis, simplified, and checked
-    against the source."""
+    nn.Module, a Hugging Face Transformers model folder, or a zoo name) into an artifact: ONNX with a
+    dynamic batch axis (and the source's other dynamic axes), simplified, and checked against the source.
+
+    --input states each input (name, shape, dtype); its sizes are recorded as the typical sizes of
+    the model's dynamic dims, which later commands use when given no --input."""
     from ..model import zoo
 
     if list_zoo:
@@ -72,9 +78,11 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
         pre = Preprocess(resize=round(input_shape[2] / 0.875), crop=input_shape[2])
     labels = labels_file.read_text().splitlines() if labels_file else None
     out = out or Path(Path(src).stem if src not in zoo.ZOO else src)
+    if out.resolve() == Path(src).resolve():
+        raise click.UsageError(f"the artifact would overwrite its source {src}; pass -o DIR")
     with console.status(f"importing {src} …"):
         art = import_model(src, out, input_shape=input_shape, labels=labels, preprocess=pre,
-                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify)
+                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify, inputs=inputs)
     parity = art.metrics.get("parity", {})
     if as_json:
         print_json({**art.summary(), "parity": parity})
