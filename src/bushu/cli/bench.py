@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 # row key -> short column header (the terminal table must fit 80 columns)
@@ -40,8 +41,9 @@ def _ints(value: str | None, what: str) -> list[int]:
               "peak memory is then shared).")
 @click.option("--no-record", is_flag=True, help="Do not record the results into the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print {model, env, results} as JSON.")
+@input_options
 def command(model: Path, backends: str | None, batch: str, threads: str | None, warmup: int, repeats: int,
-            duration: float, precision: str | None, in_process: bool, no_record: bool, as_json: bool) -> None:
+            duration: float, precision: str | None, in_process: bool, no_record: bool, as_json: bool, inputs) -> None:
     """Latency p50/p99, throughput (items/s), CPU time and peak memory for each backend × batch × threads.
 
     Each backend runs in its own fresh process; every row says why when a backend cannot run the model.
@@ -54,13 +56,18 @@ def command(model: Path, backends: str | None, batch: str, threads: str | None, 
     rows = benchmark(model, backends=names, batch_sizes=_ints(batch, "--batch"),
                      threads=_ints(threads, "--threads") or [None], warmup=warmup, repeats=repeats,
                      duration_s=duration, precision=precision, isolate=not in_process, progress=not as_json,
-                     record=not no_record)
+                     record=not no_record, inputs=inputs)
     if as_json:
         print_json({"model": str(model), "env": summary(), "results": rows})
         return
     ok = [r for r in rows if r["status"] == "ok"]
-    if ok:
-        table([{h: r[k] for k, h in COLUMNS.items()} for r in ok], COLUMNS.values(), title=f"bushu bench {model}")
+    sweep = len({r.get("inputs") for r in ok}) > len({r["batch"] for r in ok})
+    cols = {**COLUMNS, "size": "input"} if sweep else COLUMNS
+    if ok:  # the sweep column: the first input's shape (the rest follow it; --json has them all)
+        table([{h: (r.get("inputs") or "").split(" ")[0] if k == "size" else r.get(k) for k, h in cols.items()}
+               for r in ok], cols.values(), title=f"bushu bench {model}")
+        if not sweep and ok[0].get("inputs"):
+            console.print(f"inputs (batch 1): {next((r['inputs'] for r in ok if r['batch'] == 1), ok[0]['inputs'])}")
     failed = {}
     for r in rows:
         if r["status"] != "ok":

@@ -182,7 +182,7 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, r
         raise UserInputError(f"the input shape of {src} is unknown",
                              hint="pass it: bushu import module:fn --input input:1x3x224x224 (repeat --input "
                                   "for each input, e.g. --input ids:1x16:int64)")
-    return module.eval(), None, None, None, tuple(shape), {"callable": src}
+    return module.eval(), None, None, None, tuple(shape) if shape else None, {"callable": src}
 
 
 # -- torch → onnx -------------------------------------------------------------------------------------
