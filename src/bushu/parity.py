@@ -50,7 +50,7 @@ def _runner(target: str | Path | Artifact, backend: str | None) -> tuple[Artifac
 def parity(model: str | Path | Artifact, reference: str | Path | None = None, backend: str | None = None,
            inputs: InputRequest | None = None, samples: int = 4, record: bool = True) -> dict[str, Any]:
     """Run ``model`` and its reference on the same inputs; return per-output agreement (see module docstring)."""
-    from .validate import run_model
+    from .validate import mask_padding, run_model
 
     art, path, backend = _runner(model, backend)
     if reference is not None:
@@ -66,8 +66,8 @@ def parity(model: str | Path | Artifact, reference: str | Path | None = None, ba
     req.check(specs)
     batch = None if req.sample is not None or req.shapes else samples  # stated shapes carry their batch
     feeds = req.feeds(specs, batch=batch, seed=2)
-    ref = run_model(ref_path, feeds, backend=ref_backend)
-    got = run_model(path, feeds, backend=backend)
+    ref = mask_padding(specs, feeds, run_model(ref_path, feeds, backend=ref_backend))
+    got = mask_padding(specs, feeds, run_model(path, feeds, backend=backend))
     cls = art is not None and art.task == "classification"
     res = {"mode": "parity", "model": str(path), "backend": backend, "reference": str(ref_path),
            "reference_backend": ref_backend, "inputs": req.sample_path or req.describe(specs, batch=batch),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
@@ -63,12 +64,13 @@ COLUMNS = ("model", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms
 @click.option("--no-bench", is_flag=True, help="Skip the latency/throughput measurement.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@input_options
 def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, calib_size: int | None, method: str,
             preset: str, data: Path | None, train: Path | None, max_accuracy_drop: float | None,
             exclude: tuple[str, ...], backend: str, prune: float | None, prune_mode: str, importance: str,
             global_pruning: bool, lowrank: float | None, lowrank_energy: float | None, lowrank_max_error: float,
             distill: str | None, width: float, temperature: float, alpha: float | None, epochs: int, lr: float,
-            no_bench: bool, no_report: bool, as_json: bool) -> None:
+            no_bench: bool, no_report: bool, as_json: bool, inputs) -> None:
     """Compress artifact ART into a new artifact OUT, validated against ART, with a before/after table.
 
     Steps run in this order: --distill, --prune, --lowrank, fine-tuning, --quantize.
@@ -94,6 +96,12 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     if lowrank is not None and lowrank_energy is not None:
         raise UserInputError("give either --lowrank RANK_RATIO or --lowrank-energy E, not both")
     art = Artifact.load(artifact)
+    if inputs:
+        inputs.check(art.inputs)  # a bad --sample fails before anything is written
+    explicit_calib = calib is not None
+    calib = calib or (Path(inputs.sample_path) if inputs.sample_path else None)  # --sample calibrates static int8
+    # --input sizes: validate dynamic int8 / fp16 on safe inputs of those sizes (8 of them)
+    validation = calib if calib is not None or not inputs.shapes else inputs.feeds(art.inputs, batch=8, seed=1)
     steps: list = []
     if distill is not None:
         steps.append(DistillConfig(student=distill, width=width, temperature=temperature, alpha=alpha,
@@ -112,15 +120,18 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
         config = OpenVINOInt8Config(calibration=calib, calib_size=calib_size or 300, preset=preset)
     elif quant is not None:
         if quant == "int8":
-            kind, _ = choose_int8(profile_model(art.model_path), calib is not None)
+            # --sample alone keeps MatMul-heavy models on dynamic int8 (validated on it): static int8 of a
+            # transformer's activations measured cosine 0.48 on all-MiniLM-L6-v2
+            kind, _ = choose_int8(profile_model(art.model_path), explicit_calib)
             quant = "static" if kind == "static" else "dynamic"
         if quant == "static":
             config = StaticInt8Config(calibration=calib, method=method, calib_size=calib_size or 100,
                                       exclude_nodes=exclude)
         elif quant == "dynamic":
-            config = DynamicInt8Config(exclude_nodes=exclude, validation=calib)
+            # per-channel weight scales: all-MiniLM-L6-v2 cosine to fp32 0.953 per tensor, 0.989 per channel
+            config = DynamicInt8Config(exclude_nodes=exclude, validation=validation, per_channel=True)
         else:
-            config = Fp16Config(validation=calib)
+            config = Fp16Config(validation=validation)
     opt = OptimizeConfig(steps=tuple(steps), quantize=config, finetune=FinetuneConfig(epochs=epochs, lr=lr),
                          train=train, data=data, max_accuracy_drop=max_accuracy_drop, measure=not no_bench,
                          report=not no_report)
@@ -132,6 +143,12 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
         return
     cols = [c for c in COLUMNS if any(r.get(c) is not None for r in section["rows"])]
     table(section["rows"], cols, title=f"{art.name}: before → after")
+    val = section.get("validation") or (section.get("quantize") or {}).get("validation") or {}
+    for name, v in (val.get("outputs") or {}).items():
+        console.print(f"{name}: cosine to the source ≥ {v['cosine_min']:.4f}, max error {v.get('max_rel', 0):.3g} of "
+                      f"its range" + (f", top-1 agreement {v['top1_agreement']:.1%}" if "top1_agreement" in v else "")
+                      + f" ({(val.get('inputs') or {}).get('samples', '?')} {(val.get('inputs') or {}).get('from', '')}"
+                        " inputs)")
     reason = section.get("reason") or section.get("quantize", {}).get("reason")
     if reason:
         console.print(f"why: {reason}")

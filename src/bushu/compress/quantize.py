@@ -55,6 +55,7 @@ class StaticInt8Config:
     # top-1 agreement with fp32 required on the validation inputs fp32 is confident about (p ≥ 0.5);
     # where fp32 itself hesitates, int8 noise flips near-ties and says little about quality
     min_top1_agreement: float = 0.9
+    min_cosine: float = 0.98  # for models that are not classifiers: every output, every validation input
     kind: ClassVar[str] = "int8"
 
 
@@ -69,6 +70,7 @@ class DynamicInt8Config:
     allow_conv_models: bool = False  # quantize anyway when most MACs are in Conv (slower on CPUs)
     validation: Any = None  # optional inputs to validate on (as StaticInt8Config.calibration)
     min_top1_agreement: float = 0.9
+    min_cosine: float = 0.98
     kind: ClassVar[str] = "dynamic"
 
 
@@ -162,8 +164,8 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         log(f"{job.name}: building and validating against {art.model_file}")
         model = job.build(job.settings.exclude_nodes if hasattr(job.settings, "exclude_nodes") else ())
         feeds, feeds_from = job.validation_feeds(dataset)
-        ref = validate.run_model(art.model_path, feeds)
-        validation = job.validate(ref, validate.run_model(model, feeds))
+        ref = validate.mask_padding(art.inputs, feeds, validate.run_model(art.model_path, feeds))
+        validation = job.validate(ref, validate.mask_padding(art.inputs, feeds, validate.run_model(model, feeds)))
         validation["inputs"] = {"from": feeds_from, "samples": len(next(iter(feeds.values())))}
         acc = None
         if dataset is not None:
@@ -172,7 +174,7 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         _check_io(art, model)
         rows = _rows(art, model, job, validation, acc, measure, log)
         new = _new_artifact(art, job, validation, acc, rows)
-        files = {"model.onnx": model}
+        files = {"model.onnx": model, **{f: art.path / f for f in (art.preprocess.files if art.preprocess else [])}}
         result = write_artifact(out, files, new, art.labels)
     return result
 
@@ -199,6 +201,19 @@ class _Job:
 
     def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
         per_output = validate.agreement(ref, got)
+        if self.art.task != "classification":  # no classes: the outputs themselves must keep their direction
+            for v in per_output.values():  # top-1 of an embedding or a detector's raw tensor means nothing
+                for k in [k for k in v if k.startswith(("top1", "gate", "confident"))]:
+                    del v[k]
+            floor = self.settings.min_cosine
+            low = {k: v for k, v in per_output.items() if v["cosine_min"] < floor}
+            if low:
+                detail = ", ".join(f"{k}: cosine {v['cosine_min']:.4f}" for k, v in low.items())
+                raise AccuracyDropError(f"{self.name} model drifts from fp32 on {detail} (minimum {floor}, "
+                                        "lowest over the validation inputs)",
+                                        hint="calibrate on real inputs (--sample FILE.npz), exclude the most "
+                                             "sensitive nodes (--exclude), or use --quantize fp16")
+            return {"outputs": per_output, "gate": f"cosine >= {floor} per output"}
         floor = self.settings.min_top1_agreement
         low = {k: v for k, v in per_output.items() if v.get("gate_agreement", 1.0) < floor}
         if low:
