@@ -34,18 +34,10 @@ def profile_model(path: str | Path) -> ModelProfile:
     """MACs per op type at batch 1 (from bushu.profile.flops) and the nodes int8 would quantize."""
     import onnx
 
-    from ..convert.signature import annotate
-    from ..errors import BushuError
     from ..profile.flops import count_flops
-    from ..profile.info import onnx_io
-    from ..spec import resolve_shapes
 
     proto = onnx.load(str(path), load_external_data=False)
-    try:  # dynamic dims at a typical size (a sequence of 1 leaves a transformer's MatMul shapes unknown)
-        shapes = resolve_shapes(annotate(proto, onnx_io(proto)[0]), batch=1)
-    except BushuError:
-        shapes = None
-    report = count_flops(proto, batch=1, shapes=shapes)
+    report = count_flops(proto, batch=1)  # dynamic dims at their typical sizes
     macs = {op: int(v.get("macs", 0)) for op, v in report.by_op.items()}
     nodes = tuple(n.name for n in proto.graph.node if n.op_type in CONV_OPS + MATMUL_OPS)
     return ModelProfile(macs, int(report.params), nodes)

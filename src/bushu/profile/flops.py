@@ -133,6 +133,20 @@ def _graphs(graph):
                 yield from _graphs(sub)
 
 
+def typical_shapes(model, batch: int = 1) -> dict[str, tuple[int, ...]] | None:
+    """Input shapes with dynamic dims at the sizes bushu derives (a sequence of 1 would leave a transformer's
+    MatMul shapes unknown to shape inference); None when a dim has no derivable size."""
+    from ..convert.signature import annotate
+    from ..errors import BushuError
+    from ..spec import resolve_shapes
+    from .info import onnx_io
+
+    try:
+        return resolve_shapes(annotate(model, onnx_io(model)[0]), batch=batch)
+    except BushuError:
+        return None
+
+
 def count_flops(model: Any, batch: int = 1, shapes: dict[str, tuple[int, ...]] | None = None) -> FlopsReport:
     """Count FLOPs/MACs of an ONNX model (path or ModelProto) at the given batch size, or at the given
     input ``shapes`` (name -> concrete shape, batch first) where the graph leaves dims symbolic."""
@@ -142,6 +156,8 @@ def count_flops(model: Any, batch: int = 1, shapes: dict[str, tuple[int, ...]] |
     m = onnx.ModelProto()
     m.CopyFrom(model)
     notes = []
+    if shapes is None:
+        shapes = typical_shapes(model, batch)
     if shapes:
         batch = next(iter(shapes.values()))[0] if next(iter(shapes.values()), ()) else batch
     changed = _fix_symbolic_dims(m, batch, shapes)
