@@ -56,10 +56,11 @@ def load_sample(path: str | Path) -> dict[str, np.ndarray]:
 
         raise NotFoundError(f"--sample {path}: file not found")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise InferenceInputError(f"--sample {path.name}: a single array, expected a .npz dict of arrays "
-                                          "by input name (np.savez(FILE, input_ids=..., attention_mask=...))")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise InferenceInputError(f"--sample {path.name}: a single array, expected a .npz dict of arrays "
+                                      "by input name (np.savez(FILE, input_ids=..., attention_mask=...))")
+        with z:
             arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise InferenceInputError(f"--sample {path.name}: not a .npz of plain arrays ({str(e).splitlines()[0][:200]})",

@@ -97,6 +97,13 @@ def annotate(model, specs: Sequence[TensorSpec], preprocess=None,
     """
     meta, stated = metadata(model), stated or {}
     imgsz = _imgsz(meta)
+    stated_sizes: dict[str, list[int]] = {}  # symbol -> the sizes stated for any input that has it
+    for s in specs:
+        for shape in stated.get(s.name, []):
+            if len(shape) == len(s.shape):
+                for i, d in enumerate(shape):
+                    if s.symbol(i) is not None and d not in stated_sizes.setdefault(s.symbol(i), []):
+                        stated_sizes[s.symbol(i)].append(d)
     out = []
     for s in specs:
         role = s.role or _role(s)
@@ -114,7 +121,7 @@ def annotate(model, specs: Sequence[TensorSpec], preprocess=None,
             if sym is None:
                 continue
             r = ranges.setdefault(sym, {})
-            sizes = [shape[i] for shape in stated.get(s.name, []) if len(shape) == len(s.shape)]
+            sizes = stated_sizes.get(sym, [])
             if i == 0:
                 r.setdefault("min", 1)
                 continue
