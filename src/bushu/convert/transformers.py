@@ -6,7 +6,7 @@ Exported the way optimum's ``feature-extraction`` / ``text-classification`` ONNX
 optimum-onnx itself is not used: its release needs transformers 4.57 and tokenizers 0.22, which would
 downgrade the transformers 5.x / tokenizers 0.23 bushu's other extras use.
 
-The tokenizer files are copied into the artifact (``tokenizer/``) and the text pre-processing is
+The tokenizer files are copied into the artifact (beside bushu.yaml) and the text pre-processing is
 recorded (bushu.model.predict.Pipeline), so the server and the SDK take raw strings.
 """
 
@@ -25,7 +25,7 @@ __all__ = ["load_folder"]
 
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt",
-                   "vocab.json", "sentencepiece.bpe.model", "spiece.model", "config.json")
+                   "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 SEQ = "sequence_length"
 SEQ_TYPICAL = 128
 
@@ -81,13 +81,13 @@ def load_folder(folder: Path, req: InputRequest) -> tuple[Any, Preprocess, list[
     given = req.given()
     example = [TensorSpec(n, "int64", given.get(n) or (1, min(SEQ_TYPICAL, max_len))) for n in names]
     pre = Preprocess(kind="text", resize=None, crop=None,
-                     params={"tokenizer": "tokenizer/tokenizer.json", "max_length": max_len, "inputs": names,
-                             "files": sorted(f"tokenizer/{n}" for n in tok_files)})
+                     params={"tokenizer": "tokenizer.json", "max_length": max_len, "inputs": names,
+                             "files": sorted(tok_files)})
     details = {"transformers_folder": str(folder), "architecture": (config.get("architectures") or ["?"])[0],
                "exporter_note": "optimum-style IO names and dynamic axes (optimum-onnx not installed: it would "
                                 "downgrade transformers/tokenizers)",
                "seq": {"typical": min(SEQ_TYPICAL, max_len), "max": max_pos},
-               "files": {f"tokenizer/{n}": p for n, p in tok_files.items()}}
+               "files": tok_files}
     labels = config.get("id2label") if classifier else None
     if labels:
         details["labels"] = [labels[str(i)] for i in range(len(labels))]

@@ -118,12 +118,11 @@ def _check(art: Artifact) -> None:
         raise UserInputError(f"artifact {art.path} holds {art.model_file!r}; the SDK bundle ships an ONNX model",
                              hint="import or export it to ONNX first (bushu import SRC -o ART)")
     pp = art.preprocess
-    if pp is None or pp.kind not in KINDS:
-        raise UserInputError(f"artifact {art.path} records no image, text or audio pre-processing, so the SDK "
-                             "predictor cannot prepare its inputs",
-                             hint="re-import it with --size/--mean/--std, or use bushu serve for raw tensors")
-    if not art.task.endswith("classification") or (art.postprocess and art.postprocess.kind != "classification"):
-        raise UserInputError(f"artifact {art.path} is a {art.task!r} model; the SDK predictor does classification")
+    if pp is None:  # named tensors in and out: Predictor.run({name: array})
+        return
+    if pp.kind not in KINDS:
+        raise UserInputError(f"artifact {art.path} records pre-processing of kind {pp.kind!r}; the SDK predictor "
+                             f"prepares {', '.join(KINDS)} inputs (or takes named arrays when there is none)")
     fed = list(pp.params.get("inputs") or ["input_ids", "attention_mask"]) if pp.params.get("tokenizer") else \
         [art.inputs[0].name]
     if [s.name for s in art.inputs] != fed:
@@ -148,6 +147,8 @@ def requirements(art: Artifact) -> list[str]:
     """What the SDK needs for this artifact: onnxruntime and numpy, plus Pillow (images, spectrograms) or
     tokenizers (MiniLM text); TF-IDF text needs nothing more."""
     pp = art.preprocess
+    if pp is None:
+        return REQUIREMENTS[:2]
     if pp.kind != "text":
         return list(REQUIREMENTS)
     return REQUIREMENTS[:2] + ([TOKENIZERS] if pp.params.get("tokenizer") else [])
@@ -244,7 +245,7 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
         data = art.model_path.with_name(art.model_path.name + ".data")
         if data.is_file():  # external weights keep the file name recorded in the graph
             shutil.copyfile(data, model_dir / data.name)
-        pp_files = _pp_files(art.preprocess)
+        pp_files = _pp_files(art.preprocess) if art.preprocess else []
         for f in pp_files:  # the serving path reads them from the model directory too
             if not (art.path / f).is_file():
                 raise ArtifactError(f"{art.path} lacks {f}, which its pre-processing reads",
@@ -254,14 +255,15 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
         if labels:
             (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
         reqs = requirements(art)
-        kind = art.preprocess.kind
-        post = art.postprocess.to_dict() if art.postprocess else {"kind": "classification", "top_k": 5, "softmax": True}
+        kind = art.preprocess.kind if art.preprocess else "tensor"
+        post = art.postprocess.to_dict() if art.postprocess else (
+            {"kind": "classification", "top_k": 5, "softmax": True} if art.task == "classification" else {"kind": "raw"})
         if cfg.top_k:
             post["top_k"] = cfg.top_k
         sdk = {"name": model, "version": cfg.version, "task": art.task, "model": "model.onnx",
                "labels": LABELS_FILE if labels else None,
                "inputs": [s.to_dict() for s in art.inputs], "outputs": [s.to_dict() for s in art.outputs],
-               "preprocess": art.preprocess.to_dict(), "postprocess": post,
+               "preprocess": art.preprocess.to_dict() if art.preprocess else None, "postprocess": post,
                "created": _now(), "source": str(art.provenance.get("source", art.path)),
                "packaged_with": library_versions("bushu", "onnxruntime", "numpy",
                                                  *[r.split(">")[0] for r in reqs[2:]])}
@@ -285,7 +287,8 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
         for f, src in sdk_modules(kind).items():
             (pkg_dir / f).write_text(src, encoding="utf-8")
         build_meta = {"name": dist, "version": cfg.version, "package": package,
-                      "summary": f"Offline {model} {kind} classifier (ONNX Runtime), packaged by bushu",
+                      "summary": f"Offline {model} {kind} {'classifier' if art.task == 'classification' else 'model'} "
+                                 "(ONNX Runtime), packaged by bushu",
                       "requires_python": ">=3.9", "dependencies": reqs,
                       "optional_dependencies": FLAC_EXTRA if kind == "audio" else {},
                       "scripts": {script: f"{package}.cli:main"}}
@@ -343,6 +346,12 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
 
 def usage(pp) -> dict[str, str]:
     """The README's and Dockerfile's words for what the model takes (see templates/README.md.txt)."""
+    if pp is None:
+        return {"noun": "input", "runtime": "ONNX Runtime and numpy", "ex_cli": "inputs.npz", "ex1": "inputs.npz",
+                "py1": "dict(np.load(\"inputs.npz\"))", "py2": "dict(np.load(\"more.npz\"))",
+                "inputs_doc": "The model takes named arrays: `Predictor().run({name: array, ...})` returns every "
+                              "output by name.",
+                "curl": "-H 'Content-Type: application/json' -d @request.json"}
     if pp.kind == "text":
         runtime = "ONNX Runtime, numpy and tokenizers" if pp.params.get("tokenizer") else "ONNX Runtime and numpy"
         return {"noun": "text", "runtime": runtime, "ex_cli": "\"Shares fell after the profit warning\" news.txt",
@@ -366,6 +375,8 @@ def usage(pp) -> dict[str, str]:
 
 
 def _describe(pp) -> str:
+    if pp is None:
+        return "none: named arrays in, named arrays out (Predictor.run)"
     if pp.kind == "text":
         p = pp.params
         if p.get("tokenizer"):
