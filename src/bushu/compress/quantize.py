@@ -257,11 +257,12 @@ class _StaticJob(_Job):
         self.pre = self.tmp / "pre.onnx"
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
+        src = _at_least_opset13(self.art.model_path, self.tmp, self.log)
         try:
-            quant_pre_process(str(self.art.model_path), str(self.pre), skip_symbolic_shape=False)
+            quant_pre_process(str(src), str(self.pre), skip_symbolic_shape=False)
         except Exception as e:  # symbolic shape inference gives up on some graphs; ONNX's is enough then
             self.log(f"pre-processing with symbolic shapes failed ({str(e)[:100]}); retrying without")
-            quant_pre_process(str(self.art.model_path), str(self.pre), skip_symbolic_shape=True)
+            quant_pre_process(str(src), str(self.pre), skip_symbolic_shape=True)
         self._check_exclusions(cfg.exclude_nodes)
         self.cache = self.tmp / "calibration.json"
         self.builds = 0
@@ -323,6 +324,23 @@ class _StaticJob(_Job):
             raise BackendError(f"onnxruntime static quantization failed: {str(e)[:300]}",
                                hint="try --method minmax, or exclude the failing node") from e
         return out
+
+
+def _at_least_opset13(path: Path, tmp: Path, log: Callable[[str], None]) -> Path:
+    """Per-channel QDQ needs opset 13 (DequantizeLinear's axis); older graphs (PaddleOCR's DBNet is opset 11)
+    are converted first, else the quantized graph does not load."""
+    import onnx
+
+    model = onnx.load(str(path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset >= 13:
+        return path
+    from onnx import version_converter
+
+    log(f"converting opset {opset} to 13 for per-channel int8")
+    out = tmp / "opset13.onnx"
+    onnx.save(version_converter.convert_version(model, 13), str(out))
+    return out
 
 
 class _DynamicJob(_Job):
