@@ -73,8 +73,15 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
     for name, r in ref.items():
         g = got[name].astype(np.float64).reshape(len(r), -1)
         r2 = r.astype(np.float64).reshape(len(r), -1)
-        cos = np.sum(r2 * g, axis=1) / np.maximum(np.linalg.norm(r2, axis=1) * np.linalg.norm(g, axis=1), 1e-12)
-        row = {"cosine_min": round(float(cos.min()), 5), "max_abs": float(np.abs(r2 - g).max(initial=0.0))}
+        norms = np.linalg.norm(r2, axis=1)
+        cos = np.sum(r2 * g, axis=1) / np.maximum(norms * np.linalg.norm(g, axis=1), 1e-12)
+        # a sample whose reference output is ~0 (a text detector's map of a photo without text) has no
+        # direction to keep: its cosine is noise, so the minimum is taken over the others
+        informative = norms >= 1e-3 * norms.max(initial=0.0)
+        row = {"cosine_min": round(float(cos[informative].min() if informative.any() else cos.min()), 5),
+               "max_abs": float(np.abs(r2 - g).max(initial=0.0))}
+        if not informative.all():
+            row["near_zero_samples"] = int((~informative).sum())
         row["max_rel"] = row["max_abs"] / max(float(np.abs(r2).max(initial=0.0)), 1e-12)  # of the output's range
         if r.ndim == 2 and r.shape[1] > 1:
             same = r2.argmax(1) == g.argmax(1)
