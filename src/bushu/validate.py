@@ -75,8 +75,16 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
     for name, r in ref.items():
         g = got[name].astype(np.float64).reshape(len(r), -1)
         r2 = r.astype(np.float64).reshape(len(r), -1)
-        cos = np.sum(r2 * g, axis=1) / np.maximum(np.linalg.norm(r2, axis=1) * np.linalg.norm(g, axis=1), 1e-12)
-        row = {"cosine_min": round(float(cos.min()), 5), "max_abs": float(np.abs(r2 - g).max(initial=0.0))}
+        norms = np.linalg.norm(r2, axis=1)
+        cos = np.sum(r2 * g, axis=1) / np.maximum(norms * np.linalg.norm(g, axis=1), 1e-12)
+        # a sample whose reference output is ~0 (a text detector's map of a photo without text) has no
+        # direction to keep: its cosine is noise, so the minimum is taken over the others
+        informative = norms >= 1e-3 * norms.max(initial=0.0)
+        row = {"cosine_min": round(float(cos[informative].min() if informative.any() else cos.min()), 5),
+               "max_abs": float(np.abs(r2 - g).max(initial=0.0))}
+        if not informative.all():
+            row["near_zero_samples"] = int((~informative).sum())
+        row["max_rel"] = row["max_abs"] / max(float(np.abs(r2).max(initial=0.0)), 1e-12)  # of the output's range
         if r.ndim == 2 and r.shape[1] > 1:
             same = r2.argmax(1) == g.argmax(1)
             row["top1_agreement"] = round(float(np.mean(same)), 4)
@@ -93,6 +101,21 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
             row["top5_overlap"] = round(float(np.mean(overlap)), 4)
         row["cosine_mean"], row["samples"] = round(float(cos.mean()), 5), len(r)
         out[name] = row
+    return out
+
+
+def mask_padding(specs: Sequence[Any], feeds: Mapping[str, np.ndarray],
+                 outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Zero the outputs at padded positions (attention mask 0): no consumer reads them, and their values
+    drift freely under quantization (all-MiniLM-L6-v2 dynamic int8: cosine 0.947 with them, 0.989 without)."""
+    mask = next((feeds[s.name] for s in specs if getattr(s, "role", None) == "attention_mask" and s.name in feeds), None)
+    if mask is None:
+        return dict(outputs)
+    out = {}
+    for k, v in outputs.items():
+        if v.ndim >= mask.ndim and v.shape[:mask.ndim] == mask.shape:
+            v = v * mask.reshape(mask.shape + (1,) * (v.ndim - mask.ndim)).astype(v.dtype)
+        out[k] = v
     return out
 
 

@@ -69,7 +69,9 @@ def test_info_json(art):
     assert info["inputs"][0]["shape"] == ["batch", 3, 32, 32]
     assert info["provenance"]["steps"][0]["command"] == "test-build"
     plain = run_json("info", str(art["onnx"]))
-    assert plain["kind"] == "file" and plain["flops"] == info["flops"] and plain["inputs"] == info["inputs"]
+    assert plain["kind"] == "file" and plain["flops"] == info["flops"]
+    io = lambda specs: [(s["name"], s["dtype"], s["shape"]) for s in specs]  # noqa: E731 - a plain file's are annotated
+    assert io(plain["inputs"]) == io(info["inputs"])
 
 
 def test_env_json():

@@ -9,6 +9,7 @@ from bushu.errors import InferenceInputError
 from bushu.spec import (
     DTYPES,
     TensorSpec,
+    UnresolvedDimError,
     check_feeds,
     dtype_name,
     from_onnx_elem_type,
@@ -45,7 +46,8 @@ def test_dtype_tables_agree_with_onnx_and_triton(name):
 def test_unknown_v2_datatype():
     with pytest.raises(InferenceInputError, match="unknown datatype 'FP99'.*FP32"):
         from_v2_datatype("FP99")
-    assert from_onnx_elem_type(16) == "onnx:16"  # bfloat16 has no numpy dtype: kept visible, not guessed
+    assert from_onnx_elem_type(16) == "bfloat16" and to_v2_datatype("bfloat16") == "BF16"
+    assert from_onnx_elem_type(23) == "onnx:23"  # an element type bushu does not know: kept visible, not guessed
 
 
 def test_tensor_spec_basics():
@@ -81,9 +83,12 @@ def test_check_feeds_names_what_is_wrong(feeds, message):
 def test_synthetic_feeds_match_specs_and_are_deterministic():
     specs = [*SPECS, TensorSpec("flag", "bool", ("batch",)), TensorSpec("text", "bytes", ("batch",)),
              TensorSpec("half", "float16", (2,))]
-    a, b = synthetic_feeds(specs, batch=3, seed=1), synthetic_feeds(specs, batch=3, seed=1)
+    with pytest.raises(UnresolvedDimError, match="input 'mask': dim 1"):  # no size recorded for "seq": never guessed
+        synthetic_feeds(specs, batch=3, seed=1)
+    sized = {"mask": (3, 1)}
+    a, b = synthetic_feeds(specs, batch=3, seed=1, shapes=sized), synthetic_feeds(specs, batch=3, seed=1, shapes=sized)
     check_feeds(specs, a)
     assert a["image"].shape == (3, 3, 4, 4) and a["mask"].shape == (3, 1) and a["half"].shape == (2,)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
-    assert not np.array_equal(a["image"], synthetic_feeds(specs, batch=3, seed=2)["image"])
+    assert not np.array_equal(a["image"], synthetic_feeds(specs, batch=3, seed=2, shapes=sized)["image"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 # row key -> short column header (the terminal table must fit 80 columns)
@@ -42,9 +43,10 @@ def _ints(value: str | None, what: str) -> list[int]:
 @click.option("--with-postprocess", is_flag=True, help="Detectors: time decoding and NMS with each run "
               "(on a photo; rows add postprocess_ms, decode + NMS alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print {model, env, results} as JSON.")
+@input_options
 def command(model: Path, backends: str | None, batch: str, threads: str | None, warmup: int, repeats: int,
             duration: float, precision: str | None, in_process: bool, no_record: bool, with_postprocess: bool,
-            as_json: bool) -> None:
+            as_json: bool, inputs) -> None:
     """Latency p50/p99, throughput (items/s), CPU time and peak memory for each backend × batch × threads.
 
     Each backend runs in its own fresh process; every row says why when a backend cannot run the model.
@@ -57,14 +59,20 @@ def command(model: Path, backends: str | None, batch: str, threads: str | None, 
     rows = benchmark(model, backends=names, batch_sizes=_ints(batch, "--batch"),
                      threads=_ints(threads, "--threads") or [None], warmup=warmup, repeats=repeats,
                      duration_s=duration, precision=precision, isolate=not in_process, progress=not as_json,
-                     record=not no_record, with_postprocess=with_postprocess)
+                     record=not no_record, with_postprocess=with_postprocess, inputs=inputs)
     if as_json:
         print_json({"model": str(model), "env": summary(), "results": rows})
         return
     ok = [r for r in rows if r["status"] == "ok"]
-    columns = {**COLUMNS, "postprocess_ms": "post ms"} if with_postprocess else COLUMNS
-    if ok:
-        table([{h: r.get(k) for k, h in columns.items()} for r in ok], columns.values(), title=f"bushu bench {model}")
+    sweep = len({r.get("inputs") for r in ok}) > len({r["batch"] for r in ok})
+    cols = {**COLUMNS, "postprocess_ms": "post ms"} if with_postprocess else dict(COLUMNS)
+    if sweep:
+        cols["size"] = "input"
+    if ok:  # the sweep column: the first input's shape (the rest follow it; --json has them all)
+        table([{h: (r.get("inputs") or "").split(" ")[0] if k == "size" else r.get(k) for k, h in cols.items()}
+               for r in ok], cols.values(), title=f"bushu bench {model}")
+        if not sweep and ok[0].get("inputs"):
+            console.print(f"inputs (batch 1): {next((r['inputs'] for r in ok if r['batch'] == 1), ok[0]['inputs'])}")
     failed = {}
     for r in rows:
         if r["status"] != "ok":

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 
@@ -28,10 +29,15 @@ def _read_label_map(path: Path | None) -> dict | None:
 
 @click.command("eval")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data", type=click.Path(path_type=Path),
               help="Dataset folder: one sub-folder per class, named after the model's labels, of images "
               "(or .txt texts / .wav clips for text / audio models); for a detection model a COCO JSON, "
-              "YOLO txt (data.yaml, images/, labels/) or Pascal VOC XML folder.")
+              "YOLO txt (data.yaml, images/, labels/) or Pascal VOC XML folder. Without it: parity mode (each "
+              "output against --reference, or the artifact's own reference file).")
+@click.option("--reference", type=click.Path(path_type=Path),
+              help="Parity mode: the artifact or model file to compare with (e.g. the fp32 model an int8 came from).")
+@click.option("--samples", default=4, show_default=True, type=click.IntRange(1),
+              help="Parity mode: how many derived inputs (a batch) to compare on, when no --sample is given.")
 @click.option("--backend", help="Backend to run the model on (default: the one that reads the model file: "
               "onnxruntime for .onnx, litert for .tflite, ncnn, mnn, openvino for an exported artifact).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
@@ -48,11 +54,12 @@ def _read_label_map(path: Path | None) -> dict | None:
 @click.option("--iou", type=click.FloatRange(0, 1), help="Detection: the NMS IoU threshold (default: the artifact's).")
 @click.option("--no-record", is_flag=True, help="Do not record the metrics into the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def command(model: Path, data: Path, backend: str | None, batch_size: int, top_k: int, label_map: Path | None,
-            report: Path | None, plot: Path | None, score: float | None, iou: float | None, no_record: bool,
-            as_json: bool) -> None:
+@input_options
+def command(model: Path, data: Path | None, reference: Path | None, samples: int, backend: str | None, batch_size: int,
+            top_k: int, label_map: Path | None, report: Path | None, plot: Path | None, score: float | None,
+            iou: float | None, no_record: bool, as_json: bool, inputs) -> None:
     """Accuracy of an artifact on a labelled folder (DIR/<class>/<image, .txt text or .wav clip>), or of a
-    detection artifact on a COCO / YOLO / VOC folder.
+    detection artifact on a COCO / YOLO / VOC folder; without --data, parity against a reference.
 
     JSON keys: accuracy (= top1), top5, top_k, top_k_accuracy, n_images, n_skipped, skipped, classes, per_class (class, label,
     precision, recall, f1, support), macro, confusion (rows, columns, matrix), mistakes, env. Detection: map50, map
@@ -62,6 +69,19 @@ def command(model: Path, data: Path, backend: str | None, batch_size: int, top_k
 
     from ..evaluate import evaluate
 
+    if data is None:
+        from ..parity import parity
+
+        res = parity(model, reference=reference, backend=backend, inputs=inputs, samples=samples,
+                     record=not no_record)
+        if as_json:
+            print_json(res)
+            return
+        console.print(f"[bold]parity[/] {res['backend']} {Path(res['model']).name} vs {res['reference_backend']} "
+                      f"{Path(res['reference']).name} on {res['samples']} inputs ({res['inputs']})")
+        table(res["outputs"], [k for k in ("name", "cosine_min", "max_abs", "max_rel", "top1_agreement")
+                               if any(k in r for r in res["outputs"])])
+        return
     if report and not plot:
         plot = report.with_suffix(".confusion.png")
     with warnings.catch_warnings():

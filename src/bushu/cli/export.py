@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "map50", "box_agreement", "p50_ms",
-           "status", "reason")
+           "shapes", "status", "reason")
 
 
 @click.command("export")
@@ -32,9 +33,10 @@ COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy",
 @click.option("--timeout", default=900.0, show_default=True, help="Seconds allowed per format.")
 @click.option("--list", "list_", is_flag=True, help="List the formats, what they need and whether they run here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@input_options
 def command(artifact: Path | None, formats: tuple[str, ...], out: Path | None, opset: int | None, samples: int,
             data: Path | None, calib_size: int, no_bench: bool, threads: str, timeout: float, list_: bool,
-            as_json: bool) -> None:
+            as_json: bool, inputs) -> None:
     """Export artifact ART to deployment formats under DIR, validate each, and print one table.
 
     \b
@@ -74,7 +76,7 @@ def command(artifact: Path | None, formats: tuple[str, ...], out: Path | None, o
 
     if threads != "auto" and not threads.isdigit():
         raise UserInputError(f"--threads {threads!r} is not a positive integer or 'auto'")
-    rows = export(artifact, list(formats), out, samples=samples, data=data, bench=not no_bench, opset=opset,
+    rows = export(artifact, list(formats), out, samples=samples, data=data, bench=not no_bench, opset=opset, inputs=inputs,
                   threads=None if threads == "auto" else int(threads), timeout=timeout, calib_size=calib_size,
                   on_start=started, on_row=done)
     if as_json:

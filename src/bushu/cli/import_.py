@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 
@@ -51,12 +52,21 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.option("--to-onnx", is_flag=True, help="A .tflite source: convert it to ONNX (tflite2onnx) and check it "
               "against LiteRT, instead of keeping the .tflite for the litert backend.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@input_options
 def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labels_file: Path | None, size: int | None,
+<<<<<<< HEAD
             mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, task: str | None,
             decoder: str | None, decoder_options: tuple[str, ...], to_onnx: bool, as_json: bool) -> None:
+=======
+            mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, as_json: bool,
+            inputs) -> None:
+>>>>>>> anymodel
     """Import SRC (an .onnx file, a torch.export .pt2, a TorchScript .pt, a module:callable returning an
-    nn.Module, or a zoo name) into an artifact: ONNX with a dynamic batch axis, simplified, and checked
-    against the source."""
+    nn.Module, a Hugging Face Transformers model folder, or a zoo name) into an artifact: ONNX with a
+    dynamic batch axis (and the source's other dynamic axes), simplified, and checked against the source.
+
+    --input states each input (name, shape, dtype); its sizes are recorded as the typical sizes of
+    the model's dynamic dims, which later commands use when given no --input."""
     from ..model import zoo
 
     if list_zoo:
@@ -84,10 +94,16 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
         pre = Preprocess(resize=round(input_shape[2] / 0.875), crop=input_shape[2])
     labels = labels_file.read_text().splitlines() if labels_file else None
     out = out or Path(Path(src).stem if src not in zoo.ZOO else src)
+    if out.resolve() == Path(src).resolve():
+        raise click.UsageError(f"the artifact would overwrite its source {src}; pass -o DIR")
     with console.status(f"importing {src} …"):
         art = import_model(src, out, input_shape=input_shape, labels=labels, preprocess=pre,
+<<<<<<< HEAD
                            tolerance=Tolerance(atol, rtol), simplify=not no_simplify, task=task, decoder=decoder,
                            decoder_options=parse_options(decoder_options), to_onnx=to_onnx)
+=======
+                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify, inputs=inputs)
+>>>>>>> anymodel
     parity = art.metrics.get("parity", {})
     if as_json:
         print_json({**art.summary(), "parity": parity})

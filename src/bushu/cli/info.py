@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ._inputs import input_options
 from ._output import console, fmt, print_json, table
 
 
@@ -23,22 +24,33 @@ def _si(n: float | None, unit: str = "") -> str:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--no-flops", is_flag=True, help="Skip counting FLOPs (faster on very large graphs).")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
-def command(model: Path, no_flops: bool, as_json: bool) -> None:
+@input_options
+def command(model: Path, no_flops: bool, as_json: bool, inputs) -> None:
     """IO spec, parameters, FLOPs, file size, pre/post-processing, provenance and recorded metrics
     of an artifact directory (or a plain .onnx file)."""
     from ..profile.info import model_info
 
-    info = model_info(model, flops=not no_flops)
+    info = model_info(model, flops=not no_flops, inputs=inputs)
     if as_json:
         print_json(info)
         return
     _show(info)
 
 
+def _ranges(spec: dict[str, Any]) -> str:
+    """``seq 1..128..512``: min..typical..max of each symbolic dim (what bushu feeds when given no --input)."""
+    parts = []
+    for sym, r in (spec.get("ranges") or {}).items():
+        vals = [r.get("min"), r.get("typical"), r.get("max")]
+        parts.append(f"{sym} " + "..".join("?" if v is None else str(v) for v in vals))
+    return "; ".join(parts)
+
+
 def _show(info: dict[str, Any]) -> None:
     console.print(f"[bold]{info['name']}[/]  {info['path']}  ({info['format']}, {info.get('model_file')})")
     io = [{"": "input", **s} for s in info.get("inputs", [])] + [{"": "output", **s} for s in info.get("outputs", [])]
-    table([{**r, "shape": " × ".join(map(str, r["shape"])) or "scalar"} for r in io], ["", "name", "dtype", "shape"])
+    table([{**r, "shape": " × ".join(map(str, r["shape"])) or "scalar", "role": r.get("role") or "",
+            "sizes": _ranges(r)} for r in io], ["", "name", "dtype", "shape", "role", "sizes"])
     console.print(f"[bold]size[/]        {info['size_bytes'] / 1e6:.2f} MB"
                   + "".join(f"; {role}: {f['file']} {(f['size_bytes'] or 0) / 1e6:.2f} MB"
                             for role, f in (info.get("files") or {}).items()))
@@ -46,8 +58,11 @@ def _show(info: dict[str, Any]) -> None:
         console.print(f"[bold]parameters[/]  {_si(info['params'])} ({info['params']:,}; "
                       f"{info['param_bytes'] / 1e6:.2f} MB)")
         nc = ", ".join(f"{k} ×{v}" for k, v in info["flops_not_counted"].items()) or "none"
+        at = f" at {info['flops_inputs']}" if info.get("flops_inputs") else ""
         console.print(f"[bold]FLOPs[/]       {_si(info['flops'])} per item ({_si(info['macs'])} MACs, batch "
-                      f"{info['flops_batch']}); not counted: {nc}")
+                      f"{info['flops_batch']}{at}); not counted: {nc}")
+        if info.get("flops_note"):
+            console.print(f"[yellow]{info['flops_note']}[/]")
         top = [{"op": op, "nodes": v["nodes"], "FLOPs": _si(v["flops"]),
                 "share": f"{100 * v['flops'] / max(info['flops'], 1):.1f}%"}
                for op, v in list(info["flops_by_op"].items())[:8]]

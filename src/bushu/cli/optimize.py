@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..runtime.registry import with_flag
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
@@ -69,13 +70,14 @@ COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsit
 @click.option("--no-bench", is_flag=True, help="Skip the latency/throughput measurement.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@input_options
 def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, calib_size: int | None, method: str,
             preset: str, data: Path | None, train: Path | None, max_accuracy_drop: float | None,
             exclude: tuple[str, ...], max_attempts: int | None, no_fallback: bool, backend: str, prune: float | None,
             prune_mode: str, importance: str,
             global_pruning: bool, lowrank: float | None, lowrank_energy: float | None, lowrank_max_error: float,
             distill: str | None, width: float, temperature: float, alpha: float | None, epochs: int, lr: float,
-            no_bench: bool, no_report: bool, as_json: bool) -> None:
+            no_bench: bool, no_report: bool, as_json: bool, inputs) -> None:
     """Compress artifact ART into a new artifact OUT, validated against ART, with a before/after table.
 
     Steps run in this order: --distill, --prune, --lowrank, fine-tuning, --quantize.
@@ -94,13 +96,19 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     from ..model.artifact import Artifact
 
     art = Artifact.load(artifact)
+    if inputs:
+        inputs.check(art.inputs)  # a bad --sample fails before anything is written
+    explicit_calib = calib is not None
+    calib = calib or (Path(inputs.sample_path) if inputs.sample_path else None)  # --sample calibrates static int8
+    # --input sizes: validate dynamic int8 / fp16 on safe inputs of those sizes (8 of them)
+    validation = calib if calib is not None or not inputs.shapes else inputs.feeds(art.inputs, batch=8, seed=1)
     opt = optimize_config(art, quantize=quant, backend=backend, calib=calib, calib_size=calib_size, method=method,
                           preset=preset, data=data, train=train, max_accuracy_drop=max_accuracy_drop, exclude=exclude,
                           prune=prune, prune_mode=prune_mode, importance=importance, global_pruning=global_pruning,
                           lowrank=lowrank, lowrank_energy=lowrank_energy, lowrank_max_error=lowrank_max_error,
                           distill=distill, width=width, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
                           bench=not no_bench, report=not no_report, max_attempts=max_attempts,
-                          no_fallback=no_fallback)
+                          no_fallback=no_fallback, validation=validation, explicit_calib=explicit_calib)
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
     result = optimize(art, out, opt, log=log)
     section = result.metrics["optimize"]
@@ -109,6 +117,12 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
         return
     cols = [c for c in COLUMNS if any(r.get(c) is not None for r in section["rows"])]
     table(section["rows"], cols, title=f"{art.name}: before → after")
+    val = section.get("validation") or (section.get("quantize") or {}).get("validation") or {}
+    for name, v in (val.get("outputs") or {}).items():
+        console.print(f"{name}: cosine to the source ≥ {v['cosine_min']:.4f}, max error {v.get('max_rel', 0):.3g} of "
+                      f"its range" + (f", top-1 agreement {v['top1_agreement']:.1%}" if "top1_agreement" in v else "")
+                      + f" ({(val.get('inputs') or {}).get('samples', '?')} {(val.get('inputs') or {}).get('from', '')}"
+                        " inputs)")
     reason = section.get("reason") or section.get("quantize", {}).get("reason")
     if reason:
         console.print(f"why: {reason}")

@@ -66,7 +66,8 @@ def command(art: Path, out: Path | None, name: str | None, version: str, image: 
     console.print(f"  install:  pip install {escape(str(bundle.path))}", soft_wrap=True)
     words = usage(artifact.preprocess)
     console.print(f"  predict:  {bundle.script} {escape(words['ex_cli'])}", soft_wrap=True)
-    console.print(f"  python:   from {bundle.package} import Predictor; Predictor().predict({escape(words['py1'])})",
+    call = "predict" if artifact.task == "classification" else "run"  # run: every output by name
+    console.print(f"  python:   from {bundle.package} import Predictor; Predictor().{call}({escape(words['py1'])})",
                   soft_wrap=True)
     console.print("  serve:    docker build -f deploy/Dockerfile -t IMAGE .  (inside the unpacked bundle); "
                   "kubectl apply -f deploy/kubernetes/  or  deploy/kserve/", soft_wrap=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..runtime.registry import BUILTIN, with_flag
+from ._inputs import input_options
 from ._output import console, print_json, table
 
 COLUMNS = ("config", "p50_ms", "p99_ms", "req/s", "MB", "acc%", "failed")
@@ -41,7 +42,7 @@ def _duration(ctx, param, value: str | None) -> float | None:
 
 @click.command("plan")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), required=True,
+@click.option("--data", type=click.Path(path_type=Path),
               help="Images: one folder per class (accuracy, calibration); folders that are not the model's labels "
                    "make the accuracy figure top-1 agreement with fp32.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Output folder [default: ART-plan].")
@@ -83,12 +84,13 @@ def _duration(ctx, param, value: str | None) -> float | None:
 @click.option("--name", help="Model name in the repository [default: the artifact's].")
 @click.option("--fresh", is_flag=True, help="Ignore finished work saved by an earlier run in OUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print plan.json's content.")
+@input_options
 def command(artifact: Path, data: Path, out: Path | None, max_p99_ms: float | None, max_avg_ms: float | None,
             min_throughput: float | None, concurrency: int, max_size_mb: float | None, min_accuracy: float | None,
             max_accuracy_drop: float | None, target: str, objective: str, budget: float,
             backends: tuple[str, ...], precisions: tuple[str, ...], compress: str | None, train: Path | None,
             epochs: int, duration: float, batch_sizes: str, threads: str | None, bench_duration: float, serve_top: int,
-            no_verify: bool, name: str | None, fresh: bool, as_json: bool) -> None:
+            no_verify: bool, name: str | None, fresh: bool, as_json: bool, inputs) -> None:
     """Find the served configuration of ART that meets the targets (backend × precision × compression ×
     threads × instances × max batch × queue delay), measured for real; write it as a model repository
     (OUT/repository) that `bushu serve` runs as is, a report (OUT/report.html) and OUT/plan.json.
@@ -101,6 +103,21 @@ def command(artifact: Path, data: Path, out: Path | None, max_p99_ms: float | No
     verification replay misses them.
     """
     from ..plan import Constraints, PlanConfig, check_target, plan
+
+    data = data or (Path(inputs.sample_path) if inputs.sample_path else None)
+    if data is None and inputs.shapes:  # derived inputs at the stated sizes, kept beside the plan for replay
+        import numpy as np
+
+        from ..model.artifact import Artifact
+
+        art = Artifact.load(artifact)
+        inputs.check(art.inputs)
+        data = (out or artifact.with_name(artifact.name + "-plan")) / "derived-inputs.npz"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(data, **inputs.feeds(art.inputs, batch=16, seed=3))
+    if data is None:
+        raise click.UsageError("missing --data DIR (images), --sample FILE.npz (model inputs by name) or "
+                               "--input NAME:SHAPE (derived inputs of that size)")
 
     batches = _ints("--batch-sizes", batch_sizes)
     thread_list = _ints("--threads", threads) if threads else None

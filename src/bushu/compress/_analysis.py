@@ -36,10 +36,10 @@ def profile_model(path: str | Path) -> ModelProfile:
 
     from ..profile.flops import count_flops
 
-    report = count_flops(str(path), batch=1)
+    proto = onnx.load(str(path), load_external_data=False)
+    report = count_flops(proto, batch=1)  # dynamic dims at their typical sizes
     macs = {op: int(v.get("macs", 0)) for op, v in report.by_op.items()}
-    nodes = tuple(n.name for n in onnx.load(str(path), load_external_data=False).graph.node
-                  if n.op_type in CONV_OPS + MATMUL_OPS)
+    nodes = tuple(n.name for n in proto.graph.node if n.op_type in CONV_OPS + MATMUL_OPS)
     return ModelProfile(macs, int(report.params), nodes)
 
 

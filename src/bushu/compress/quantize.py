@@ -56,6 +56,7 @@ class StaticInt8Config:
     # top-1 agreement with fp32 required on the validation inputs fp32 is confident about (p ≥ 0.5);
     # where fp32 itself hesitates, int8 noise flips near-ties and says little about quality (see _gate)
     min_top1_agreement: float = 0.95
+    min_cosine: float = 0.98  # for models that are not classifiers: every output, every validation input
     kind: ClassVar[str] = "int8"
 
 
@@ -70,6 +71,7 @@ class DynamicInt8Config:
     allow_conv_models: bool = False  # quantize anyway when most MACs are in Conv (slower on CPUs)
     validation: Any = None  # optional inputs to validate on (as StaticInt8Config.calibration)
     min_top1_agreement: float = 0.9
+    min_cosine: float = 0.98
     kind: ClassVar[str] = "dynamic"
 
 
@@ -166,8 +168,8 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         log(f"{job.name}: building and validating against {art.model_file}")
         model = job.build(job.settings.exclude_nodes if hasattr(job.settings, "exclude_nodes") else ())
         feeds, feeds_from = job.validation_feeds(dataset)
-        ref = validate.run_model(art.model_path, feeds)
-        got = validate.run_model(model, feeds)
+        ref = validate.mask_padding(art.inputs, feeds, validate.run_model(art.model_path, feeds))
+        got = validate.mask_padding(art.inputs, feeds, validate.run_model(model, feeds))
         judged = _detection_gate(job, art, model, "onnxruntime", data, max_accuracy_drop, keep_failed) \
             if detector else None
         validation = {"outputs": validate.agreement(ref, got), "gate": judged} if judged else \
@@ -180,7 +182,7 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         _check_io(art, model)
         rows = _rows(art, model, job, validation, acc, measure, log)
         new = _new_artifact(art, job, validation, acc, rows)
-        files = {"model.onnx": model}
+        files = {"model.onnx": model, **{f: art.path / f for f in (art.preprocess.files if art.preprocess else [])}}
         result = write_artifact(out, files, new, art.labels)
     return result
 
@@ -207,8 +209,27 @@ class _Job:
 
     def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], refuse: bool = True) -> dict[str, Any]:
         per_output = validate.agreement(ref, got)
+        if self.art.task != "classification":  # no classes: the outputs themselves must keep their direction
+            return self._validate_by_cosine(per_output, refuse)
         verdict = check_gate(self.name, per_output, self.settings.min_top1_agreement, refuse, self.details)
         return {"outputs": per_output, "gate": verdict}
+
+    def _validate_by_cosine(self, per_output: dict[str, Any], refuse: bool) -> dict[str, Any]:
+        from ._gate import FAIL, PASS
+
+        for v in per_output.values():  # top-1 of an embedding or a detector's raw tensor means nothing
+            for k in [k for k in v if k.startswith(("top1", "gate", "confident"))]:
+                del v[k]
+        floor = getattr(self.settings, "min_cosine", 0.98)
+        low = {k: v for k, v in per_output.items() if v["cosine_min"] < floor}
+        detail = ", ".join(f"{k}: cosine {v['cosine_min']:.4f}" for k, v in (low or per_output).items())
+        if low and refuse:
+            raise AccuracyDropError(f"{self.name} model drifts from fp32 on {detail} (minimum {floor}, "
+                                    "lowest over the validation inputs)",
+                                    hint="calibrate on real inputs (--sample FILE.npz), exclude the most "
+                                         "sensitive nodes (--exclude), or use --quantize fp16")
+        return {"outputs": per_output, "gate": {"outcome": FAIL if low else PASS, "floor": floor,
+                                                "detail": f"cosine >= {floor} per output: {detail}"}}
 
     def config_dict(self) -> dict[str, Any]:
         d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.settings).items()
@@ -240,7 +261,8 @@ class _StaticJob(_Job):
                       f"{cfg.method} calibration on {len(self.reader)} sample(s): {why}; {cpu_reason}"
         self.details["calibration"] = {"source": self.reader.source, "samples": len(self.reader),
                                        "skipped_files": self.reader.skipped[:20], "method": cfg.method}
-        self.pre = preprocess(self.art.model_path, self.tmp / "pre.onnx", self.log)
+        src = _at_least_opset13(self.art.model_path, self.tmp, self.log)
+        self.pre = preprocess(src, self.tmp / "pre.onnx", self.log)
         self._check_exclusions(cfg.exclude_nodes)
         self.cache = self.tmp / "calibration.json"
         self.builds = 0
@@ -307,6 +329,23 @@ class _StaticJob(_Job):
             raise BackendError(f"onnxruntime static quantization failed: {str(e)[:300]}",
                                hint="try --method minmax, or exclude the failing node") from e
         return out
+
+
+def _at_least_opset13(path: Path, tmp: Path, log: Callable[[str], None]) -> Path:
+    """Per-channel QDQ needs opset 13 (DequantizeLinear's axis); older graphs (PaddleOCR's DBNet is opset 11)
+    are converted first, else the quantized graph does not load."""
+    import onnx
+
+    model = onnx.load(str(path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset >= 13:
+        return path
+    from onnx import version_converter
+
+    log(f"converting opset {opset} to 13 for per-channel int8")
+    out = tmp / "opset13.onnx"
+    onnx.save(version_converter.convert_version(model, 13), str(out))
+    return out
 
 
 class _DynamicJob(_Job):

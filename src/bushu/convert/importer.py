@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import ModelLoadError, NotFoundError, UserInputError
 from ..model.artifact import Artifact, Postprocess, Preprocess, library_versions, write_artifact
-from ..spec import TensorSpec, synthetic_feeds
+from ..inputs import InputRequest
+from ..spec import TensorSpec, dtype_name, np_dtype
 
 __all__ = ["Tolerance", "import_model", "source_kind"]
 
@@ -39,7 +40,7 @@ class Tolerance:
 
 
 def source_kind(src: str) -> str:
-    """'zoo', 'onnx', 'pt2', 'torchscript' or 'callable' for a SRC argument, or a precise error."""
+    """'zoo', 'onnx', 'pt2', 'torchscript', 'transformers' (a model folder) or 'callable' for SRC, or a precise error."""
     from ..model import zoo
 
     if src in zoo.ZOO:
@@ -50,7 +51,10 @@ def source_kind(src: str) -> str:
         if not p.exists():
             raise NotFoundError(f"model file not found: {src}")
         if p.is_dir():
-            raise UserInputError(f"{src} is a directory; expected a model file (.onnx, .pt2, .pt) or a zoo name")
+            if (p / "config.json").is_file():
+                return "transformers"
+            raise UserInputError(f"{src} is a directory without config.json; expected a model file (.onnx, .pt2, "
+                                 ".pt), a Hugging Face Transformers model folder or a zoo name")
         if suffix == ".onnx":
             return "onnx"
         if suffix == ".tflite":
@@ -76,34 +80,58 @@ def source_kind(src: str) -> str:
 def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None = None,
                  labels: Sequence[str] | None = None, preprocess: Preprocess | None = None,
                  tolerance: Tolerance = Tolerance(), simplify: bool = True, reference: bool = True,
-                 name: str | None = None, task: str | None = None, decoder: str | None = None,
-                 decoder_options: dict[str, Any] | None = None, to_onnx: bool = False) -> Artifact:
+                 name: str | None = None, inputs: InputRequest | None = None, task: str | None = None,
+                 decoder: str | None = None, decoder_options: dict[str, Any] | None = None,
+                 to_onnx: bool = False) -> Artifact:
     """Import ``src`` into an artifact at ``out`` and return it (see module docstring).
 
+    ``inputs`` (``--input``/``--sample``): the shapes/dtypes to export and check at (recorded as the
+    typical sizes of the symbolic dims), and real arrays for the parity check.
     ``task``/``decoder``/``decoder_options``: detectors (bushu.convert.detection); an .onnx or .tflite
     model that says it is one becomes a detection artifact without them. ``to_onnx``: a .tflite source is
     converted to ONNX (tflite2onnx) instead of kept as it is.
     """
     kind = source_kind(src)
     out = Path(out)
+    req = inputs or InputRequest()
     detect = {"task": task, "decoder": decoder, "options": decoder_options}
     if kind == "onnx":
         return _import_onnx(Path(src), out, labels=labels, preprocess=preprocess, simplify=simplify,
-                            tolerance=tolerance, name=name, detect=detect)
+                            tolerance=tolerance, name=name, req=req, detect=detect)
     if kind == "tflite":
         return _import_tflite(Path(src), out, labels=labels, preprocess=preprocess, name=name, detect=detect,
                               to_onnx=to_onnx, tolerance=tolerance)
     import torch  # noqa: F401 - every other source needs it; fail early with the install hint below
 
-    module, pre, post, lbls, shape, details = _load_torch_source(kind, src, input_shape)
+    if kind == "transformers":
+        from .transformers import load_folder
+
+        module, pre, example, details = load_folder(Path(src), req)
+        labels = labels or details.pop("labels", None)
+        return _import_torch(module, src, kind, out, example=example, labels=labels, preprocess=preprocess or pre,
+                             postprocess=None, tolerance=tolerance, simplify=simplify, reference=reference,
+                             name=name or out.name, details=details, req=req, files=details.pop("files"),
+                             task="embedding")
+    module, pre, post, lbls, shape, details = _load_torch_source(kind, src, input_shape, req)
     exportable = torch.export.load(src) if kind == "pt2" else None
-    return _import_torch(module, src, kind, out, exportable=exportable, shape=shape, labels=labels or lbls, preprocess=preprocess or pre,
+    return _import_torch(module, src, kind, out, exportable=exportable, example=_example_specs(module, shape, req),
+                         labels=labels or lbls, preprocess=preprocess or pre,
                          postprocess=post, tolerance=tolerance, simplify=simplify, reference=reference,
-                         name=name or (src if kind == "zoo" else out.name), details=details)
+                         name=name or (src if kind == "zoo" else out.name), details=details, req=req)
+
+
+def _example_specs(module: Any, shape: Sequence[int] | None, req: InputRequest) -> list[TensorSpec]:
+    """The inputs to export a PyTorch model with: the --input list (names, shapes, dtypes) or one float input."""
+    if req.shapes:
+        return [TensorSpec(n, req.dtypes.get(n, "float32"), shp) for n, shp in req.given().items()]
+    if req.sample is not None:
+        return [TensorSpec(n, dtype_name(a.dtype), a.shape) for n, a in req.sample.items()]
+    names = getattr(module, "input_names", None) or ["input"]
+    return [TensorSpec(names[0], "float32", tuple(shape))]
 
 
 # -- sources ------------------------------------------------------------------------------------------
-def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None):
+def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, req: InputRequest):
     """-> (module, preprocess, postprocess, labels, example input shape, provenance details)."""
     import torch
 
@@ -127,7 +155,9 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None):
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"{path.name} is not a loadable PyTorch model: {str(e).splitlines()[0][:300]}",
                                  hint="re-save it with torch.export.save or torch.jit.save") from e
-        shape = input_shape
+        shape = input_shape or (tuple(req.given().values())[0] if req.shapes else None)
+        if shape is None and req.sample is not None:
+            shape = next(iter(req.sample.values())).shape
         if shape is None and io:
             shape = TensorSpec.from_dict(io["inputs"][0]).concrete_shape(batch=1)
         if shape is None and kind == "pt2":
@@ -137,7 +167,7 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None):
             shape = ins[0].concrete_shape(batch=1)
         if shape is None:
             raise UserInputError(f"{path.name} does not record its input shape",
-                                 hint="pass it: bushu import MODEL.pt --input-shape 1,3,224,224")
+                                 hint="pass it: bushu import MODEL.pt --input input:1x3x224x224")
         return module, None, None, None, tuple(shape), {"file": str(path)}
     # module:callable
     mod_name, _, attr = src.partition(":")
@@ -159,63 +189,109 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None):
     if not isinstance(module, torch.nn.Module):
         raise UserInputError(f"{src} returned {type(module).__name__}, expected a torch.nn.Module")
     shape = input_shape or getattr(module, "input_shape", None)
-    if shape is None:
+    if shape is None and not req:
         raise UserInputError(f"the input shape of {src} is unknown",
-                             hint="pass it: bushu import module:fn --input-shape 1,3,224,224")
-    return module.eval(), None, None, None, tuple(shape), {"callable": src}
+                             hint="pass it: bushu import module:fn --input input:1x3x224x224 (repeat --input "
+                                  "for each input, e.g. --input ids:1x16:int64)")
+    return module.eval(), None, None, None, tuple(shape) if shape else None, {"callable": src}
 
 
 # -- torch → onnx -------------------------------------------------------------------------------------
-def _import_torch(module: Any, src: str, kind: str, out: Path, *, shape: tuple[int, ...],
+def _example_arrays(example: Sequence[TensorSpec], batch: int = 2) -> list[np.ndarray]:
+    """Arrays to trace with: floats standard normal, ids zeros (valid for any table), masks ones."""
+    rng = np.random.default_rng(0)
+    arrays = []
+    for s in example:
+        shape = (batch, *s.shape[1:]) if s.shape else ()
+        dt = np_dtype(s.dtype)
+        if dt.kind == "f":
+            arrays.append(rng.standard_normal(shape).astype(dt))
+        else:
+            arrays.append((np.ones if "mask" in s.name.lower() else np.zeros)(shape, dt))
+    return arrays
+
+
+def _dynamic_axes(module: Any, example: Sequence[TensorSpec], req: InputRequest) -> dict[str, dict[int, str]]:
+    """Dim 0 of every input is ``batch``; more from the module's ``dynamic_axes`` and from dims a sweep varies."""
+    axes = {s.name: {0: "batch"} for s in example if s.shape}
+    for n, d in (getattr(module, "dynamic_axes", None) or {}).items():
+        axes.setdefault(n, {}).update({int(k): str(v) for k, v in dict(d).items()})
+    for n, shapes in req.shapes.items():
+        for i in range(1, len(shapes[0])):
+            if len({shp[i] for shp in shapes if len(shp) > i}) > 1:
+                axes.setdefault(n, {}).setdefault(i, f"{n}_dim{i}")
+    return axes
+
+
+def _import_torch(module: Any, src: str, kind: str, out: Path, *, example: Sequence[TensorSpec],
                   labels: Sequence[str] | None, preprocess: Preprocess | None, postprocess: Postprocess | None,
                   tolerance: Tolerance, simplify: bool, reference: bool, name: str,
-                  details: dict[str, Any], exportable: Any = None) -> Artifact:
+                  details: dict[str, Any], exportable: Any = None, req: InputRequest | None = None,
+                  files: dict[str, Path] | None = None, task: str | None = None) -> Artifact:
     import torch
 
     from . import onnx as conv
 
-    if len(shape) < 2:
-        raise UserInputError(f"input shape {list(shape)} has no batch dim; expected e.g. 1,3,224,224")
-    example = np.random.default_rng(0).standard_normal((2, *shape[1:])).astype(np.float32)
+    req = req or InputRequest()
+    if any(len(s.shape) < 1 for s in example) or (len(example) == 1 and len(example[0].shape) < 2):
+        raise UserInputError(f"input shape {list(example[0].shape)} has no batch dim; expected e.g. 1,3,224,224")
+    arrays = _example_arrays(example)
     with torch.no_grad():
         try:
-            ref_out = module(torch.from_numpy(example))
+            ref_out = module(*[torch.from_numpy(a) for a in arrays])
         except Exception as e:  # noqa: BLE001 - the user's model does not run on this shape
-            raise UserInputError(f"the model does not run on an input of shape {[2, *shape[1:]]}: "
-                                 f"{str(e).splitlines()[0][:300]}", hint="pass the right --input-shape") from e
-    n_out = 1 if isinstance(ref_out, torch.Tensor) else len(ref_out)
-    output_names = ["logits"] if n_out == 1 and (labels or kind == "zoo") else [f"output{i}" for i in range(n_out)]
-    input_names = ["input"]
+            got = ", ".join(f"{s.name}:{'x'.join(map(str, a.shape))}:{s.dtype}" for s, a in zip(example, arrays))
+            raise UserInputError(f"the model does not run on inputs {got}: {str(e).splitlines()[0][:300]}",
+                                 hint="state each input: --input NAME:SHAPE[:DTYPE] (repeatable)") from e
+    outs = _flat_outputs(ref_out)
+    n_out = len(outs)
+    output_names = (getattr(module, "output_names", None)
+                    or (["logits"] if n_out == 1 and (labels or kind == "zoo") else [f"output{i}" for i in range(n_out)]))
+    input_names = [s.name for s in example]
+    axes = _dynamic_axes(module, example, req)
+    stated = {**{s.name: [tuple(s.shape)] for s in example}, **req.shapes}
     with tempfile.TemporaryDirectory(prefix="bushu-import-") as tmpd:
         tmp = Path(tmpd)
-        onnx_path = conv.export_onnx(exportable if exportable is not None else module, [example],
-                                     tmp / MODEL_FILE, input_names, output_names)
+        onnx_path = conv.export_onnx(exportable if exportable is not None else module, arrays,
+                                     tmp / MODEL_FILE, input_names, output_names, dynamic_axes=axes)
         simp = conv.simplify(onnx_path) if simplify else {"simplified": False, "reason": "--no-simplify"}
-        inputs, outputs = _onnx_specs(onnx_path)
-        parity = _parity(module, onnx_path, inputs, tolerance, what=f"ONNX export of {src}")
-        files: dict[str, Any] = {MODEL_FILE: onnx_path}
+        inputs, outputs = _onnx_specs(onnx_path, preprocess, stated, seq=details.get("seq"))
+        req.check(inputs)
+        parity = _parity(module, onnx_path, inputs, tolerance, what=f"ONNX export of {src}", req=req)
+        files_out: dict[str, Any] = {MODEL_FILE: onnx_path, **(files or {})}
         roles = {}
         if kind == "pt2":  # the source already is the reference; add the IO spec to it
-            reference = conv.save_reference(exportable, [example], tmp / REFERENCE_FILE, inputs, outputs) is not None
+            reference = conv.save_reference(exportable, arrays, tmp / REFERENCE_FILE, inputs, outputs) is not None
             if reference:
-                files[REFERENCE_FILE] = tmp / REFERENCE_FILE
+                files_out[REFERENCE_FILE] = tmp / REFERENCE_FILE
                 roles["reference"] = REFERENCE_FILE
-        elif reference and conv.save_reference(module, [example], tmp / REFERENCE_FILE, inputs, outputs):
-            files[REFERENCE_FILE] = tmp / REFERENCE_FILE
+        elif reference and conv.save_reference(module, arrays, tmp / REFERENCE_FILE, inputs, outputs, dynamic_axes=axes):
+            files_out[REFERENCE_FILE] = tmp / REFERENCE_FILE
             roles["reference"] = REFERENCE_FILE
         art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs, name=name,
-                       task="classification" if labels else "raw",
+                       task="classification" if labels else (task or "raw"),
                        preprocess=preprocess, postprocess=postprocess or (Postprocess() if labels else None),
                        files=roles,
                        provenance={"source": src, "source_kind": kind, **details, "versions": library_versions()},
                        metrics={"parity": parity})
         art.add_step("import", source=src, exporter=f"torch.onnx.export(dynamo=False, opset={conv.OPSET})",
-                     simplify=simp)
-        return write_artifact(out, files, art, labels=list(labels) if labels else None)
+                     dynamic_axes=axes, simplify=simp)
+        return write_artifact(out, files_out, art, labels=list(labels) if labels else None)
+
+
+def _flat_outputs(out: Any) -> list[Any]:
+    """A model's outputs as a flat list (a tensor, a tuple/list, or a dict/ModelOutput of tensors)."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict) or hasattr(out, "to_tuple"):
+        out = list(out.values()) if isinstance(out, dict) else list(out.to_tuple())
+    return [t for o in out for t in _flat_outputs(o)]
 
 
 def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, tolerance: Tolerance,
-                 name: str | None, detect: dict[str, Any] | None = None) -> Artifact:
+                 name: str | None, req: InputRequest, detect: dict[str, Any] | None = None) -> Artifact:
     from ..runtime import load_backend
     from . import onnx as conv
 
@@ -230,13 +306,18 @@ def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, t
             onnx.save(onnx.load(str(path)), str(tmp))  # inlines them (models < 2 GB)
         else:
             shutil.copyfile(path, tmp)
+        src_inputs, _ = _onnx_specs(path, preprocess, req.shapes)
+        req.check(src_inputs)  # before anything runs: a wrong --input/--sample is the user's to fix
+        feeds = _parity_feeds(src_inputs, req)  # also proves the derived sizes run (a smoke run when not simplified)
         simp = {"simplified": False, "reason": "--no-simplify"}
         parity: dict[str, Any] = {"reference": "source .onnx (unchanged graph)", "passed": True, "outputs": []}
         if simplify:
             simp = conv.simplify(tmp)
-            if simp.get("simplified"):
-                parity = _parity_onnx(path, tmp, tolerance)
-        inputs, outputs = _onnx_specs(tmp)
+        if simp.get("simplified"):
+            parity = _parity_onnx(path, tmp, tolerance, feeds)
+        else:
+            _run_checked(path, feeds)
+        inputs, outputs = _onnx_specs(tmp, preprocess, req.shapes)
         from .detection import detection_setup, onnx_metadata
 
         task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
@@ -244,11 +325,13 @@ def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, t
                               **(detect or {}))
         if det is not None:
             task, (preprocess, postprocess, labels) = "detection", det
+        meta = _onnx_metadata(tmp)
         art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
                        name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
-                       provenance={"source": str(path), "source_kind": "onnx", "versions": library_versions()},
+                       provenance={"source": str(path), "source_kind": "onnx", "versions": library_versions(),
+                                   **({"metadata": meta} if meta else {})},
                        metrics={"parity": parity})
-        art.add_step("import", source=str(path), simplify=simp)
+        art.add_step("import", source=str(path), simplify=simp, inputs=req.describe(inputs) if req else None)
         return write_artifact(out, {MODEL_FILE: tmp}, art, labels=list(labels) if labels else None)
 
 
@@ -320,40 +403,69 @@ def _parity_tflite(src: Path, onnx_path: Path, tol: Tolerance) -> dict[str, Any]
         ref, got = ref_be.infer(feeds), got_be.infer(onnx_feeds)
     return _report(f"tflite2onnx conversion of {src.name}", "source .tflite (LiteRT)", ref, got, tol,
                    check_tolerance, agreement, summarize)
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    from .signature import metadata
+
+    return metadata(onnx.load(str(path), load_external_data=False))
+
+
+def _run_checked(path: Path, feeds: dict[str, np.ndarray]) -> None:
+    """Run once; a runtime failure on the derived inputs names them, so the user knows which --input to state."""
+    from ..validate import run_model
+
+    try:
+        run_model(path, feeds)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+        got = " ".join(f"{k}:{'x'.join(map(str, v.shape))}:{dtype_name(v.dtype)}" for k, v in feeds.items())
+        raise UserInputError(f"{path.name} fails on the inputs bushu derived ({got}): "
+                             f"{str(getattr(e, 'message', e)).splitlines()[0][:300]}",
+                             hint="state the sizes it takes: --input NAME:SHAPE[:DTYPE], or real arrays: "
+                                  "--sample FILE.npz") from e
 
 
 # -- checks -------------------------------------------------------------------------------------------
-def _onnx_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    from ..runtime import load_backend
+def _onnx_specs(path: Path, preprocess: Preprocess | None = None, stated: dict | None = None,
+                seq: dict | None = None) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's IO, inputs annotated with role, safe values and dim ranges (bushu.convert.signature)."""
+    import onnx
 
-    with load_backend(path, "onnxruntime") as be:
-        return list(be.inputs), list(be.outputs)
+    from ..profile.info import onnx_io
+    from .signature import annotate
+
+    proto = onnx.load(str(path), load_external_data=False)
+    ins, outs = onnx_io(proto)
+    return annotate(proto, ins, preprocess, stated, seq), outs
 
 
-def _parity_feeds(inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+def _parity_feeds(inputs: Sequence[TensorSpec], req: InputRequest | None = None) -> dict[str, np.ndarray]:
     # batch 3: different from the export example (2), so the dynamic batch axis is exercised too
-    return synthetic_feeds(inputs, batch=3, seed=1)
+    req = req or InputRequest()
+    if req.sample is not None:
+        return req.feeds(inputs)
+    batch = 3 if all(s.has_batch for s in inputs if s.shape) else None
+    return req.feeds(inputs, batch=batch, seed=1)
 
 
-def _parity(module: Any, onnx_path: Path, inputs: list[TensorSpec], tol: Tolerance, what: str) -> dict[str, Any]:
+def _parity(module: Any, onnx_path: Path, inputs: list[TensorSpec], tol: Tolerance, what: str,
+            req: InputRequest | None = None) -> dict[str, Any]:
     import torch
 
     from ..validate import agreement, check_tolerance, run_model, summarize
 
-    feeds = _parity_feeds(inputs)
+    feeds = _parity_feeds(inputs, req)
     with torch.no_grad():
         out = module(*[torch.from_numpy(feeds[s.name]) for s in inputs])
-    outs = [out] if isinstance(out, torch.Tensor) else list(out)
+    outs = _flat_outputs(out)
     got = run_model(onnx_path, feeds)
     ref = {name: o.numpy() for name, o in zip(got, outs, strict=True)}
     return _report(what, "torch eager", ref, got, tol, check_tolerance, agreement, summarize)
 
 
-def _parity_onnx(src: Path, simplified: Path, tol: Tolerance) -> dict[str, Any]:
+def _parity_onnx(src: Path, simplified: Path, tol: Tolerance, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
     from ..validate import agreement, check_tolerance, run_model, summarize
 
-    inputs, _ = _onnx_specs(src)
-    feeds = _parity_feeds(inputs)
     return _report(f"simplified {src.name}", "source .onnx", run_model(src, feeds), run_model(simplified, feeds),
                    tol, check_tolerance, agreement, summarize)
 

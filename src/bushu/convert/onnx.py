@@ -29,8 +29,10 @@ class ExportError(BushuError):
 
 
 def export_onnx(module: Any, example: Sequence[np.ndarray], out: Path, input_names: Sequence[str],
-                output_names: Sequence[str], opset: int = OPSET) -> Path:
-    """Export ``module`` called on ``example`` to ``out`` with dim 0 of every input/output named ``batch``.
+                output_names: Sequence[str], opset: int = OPSET,
+                dynamic_axes: dict[str, dict[int, str]] | None = None) -> Path:
+    """Export ``module`` called on ``example`` to ``out`` with dim 0 of every input/output named ``batch``
+    (plus ``dynamic_axes``: input name -> {axis: symbol}, e.g. {"input_ids": {1: "seq"}}).
 
     A ``torch.export.ExportedProgram`` goes through the dynamo exporter, which reads it directly
     (the TorchScript exporter cannot re-trace its graph module).
@@ -39,6 +41,8 @@ def export_onnx(module: Any, example: Sequence[np.ndarray], out: Path, input_nam
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in example)
     axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
+    for n, d in (dynamic_axes or {}).items():
+        axes.setdefault(n, {}).update(d)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -80,7 +84,7 @@ def simplify(path: Path) -> dict[str, Any]:
 
 
 def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs: Sequence[TensorSpec],
-                   outputs: Sequence[TensorSpec]) -> Path | None:
+                   outputs: Sequence[TensorSpec], dynamic_axes: dict[str, dict[int, str]] | None = None) -> Path | None:
     """Save ``module`` as a ``torch.export`` program (the torch backend's reference), batch dim dynamic.
 
     Returns None when the model cannot be exported this way (data-dependent control flow...): the
@@ -94,8 +98,9 @@ def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs
     # an example batch of 1 is specialised to the constant 1 (docs/notes.md): export with 2
     ex2 = tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate([a, a])[:2] if len(a) < 2 else a))
                 for a in example)
-    batch = Dim("batch", min=1, max=4096)
-    shapes = tuple({0: batch} for _ in ex2)
+    dims = {"batch": Dim("batch", min=1, max=4096)}
+    shapes = tuple({i: dims.setdefault(sym, Dim(sym.replace(".", "_"), min=1)) for i, sym in
+                    {0: "batch", **(dynamic_axes or {}).get(s.name, {})}.items()} for s in inputs)
     io = {IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in inputs],
                                      "outputs": [s.to_dict() for s in outputs]})}
     try:

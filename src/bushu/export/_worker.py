@@ -133,6 +133,7 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
                                         "backend": fmt.backend or "runner", "threads": ctx.options.get("threads")})
         if backend is not None:
             row["backend_details"] = backend.describe()
+            row["shapes"] = _shapes_kept(art.inputs, backend.inputs, feeds)
     finally:
         if backend is not None:
             backend.close()
@@ -146,6 +147,19 @@ def _one_at_a_time(infer):
         parts = [infer({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return run
+
+
+def _shapes_kept(specs, loaded, feeds) -> str:
+    """'dynamic' when the exported model keeps the artifact's dynamic dims, else the sizes it fixed."""
+    got = {s.name: s for s in loaded}
+    fixed = []
+    for s in specs:
+        g = got.get(s.name)
+        if g is None or len(g.shape) != len(s.shape):
+            continue
+        if any(s.symbol(i) is not None and isinstance(d, int) and d > 0 for i, d in enumerate(g.shape)):
+            fixed.append(f"{s.name}:{'x'.join(map(str, g.shape))}")
+    return ("fixed " + " ".join(fixed)) if fixed else "dynamic"
 
 
 MIN_COSINE = 0.9  # outputs without classes (features, boxes): the int8 output points the fp32 way
@@ -222,6 +236,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         ex.details.setdefault("convert_s", convert_s)
         new = _exported_artifact(art, fmt, ex, ctx)
         files = {name: ctx.work / name for name in [ex.model_file, *ex.files.values()]}
+        files |= {f: art.path / f for f in (art.preprocess.files if art.preprocess else [])}  # e.g. the tokenizer
         main_is_dir = (ctx.work / ex.model_file).is_dir()
         if main_is_dir:  # e.g. a Core ML .mlpackage directory: copy its files one by one
             files.pop(ex.model_file)

@@ -41,7 +41,7 @@ from .formats import Format, get_format, resolve_formats
 __all__ = ["ROW_KEYS", "ExportContext", "Exported", "Skip", "export", "markdown_table"]
 
 ROW_KEYS = ("format", "file", "size_mb", "precision", "backend", "max_abs", "top1_agreement", "accuracy", "p50_ms",
-            "status", "reason", "step", "log", "seconds")
+            "shapes", "status", "reason", "step", "log", "seconds")
 STATUSES = ("ok", "exported", "mismatch", "error", "skipped")
 REPORT_JSON, REPORT_MD = "export.json", "export.md"
 INT8_MIN_SAMPLES = 32
@@ -163,13 +163,15 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
            samples: int = 8, data: str | Path | None = None, bench: bool = True, opset: int | None = None,
            threads: int | None = 1, timeout: float = 900, calib_size: int = 100,
            on_row: Callable[[dict[str, Any]], None] | None = None,
-           on_start: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+           on_start: Callable[[str], None] | None = None, inputs: Any = None) -> list[dict[str, Any]]:
     """Export ``artifact`` to each of ``formats`` under ``out``; returns one row per format (ROW_KEYS).
 
     ``threads``: intra-op threads for every runtime while validating and timing (default 1, so p50
     figures compare runtimes rather than their thread pools on a shared CPU; None: each runtime's own).
     """
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
+    if inputs:
+        inputs.check(art.inputs)  # before any directory is written
     names = resolve_formats(formats)
     if samples < 1:
         raise UserInputError(f"`samples` must be at least 1, got {samples}")
@@ -194,7 +196,7 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bushu-export-") as tmpd:
         ref = Path(tmpd) / "reference.npz"
-        _write_reference(art, ref, samples, data)
+        _write_reference(art, ref, samples, data, inputs)
         for name in names:
             if on_start:
                 on_start(name)
@@ -214,16 +216,18 @@ def _named(formats: str | Sequence[str]) -> list[str]:
     return resolve_formats(named) if named else []
 
 
-def _write_reference(art: Artifact, path: Path, samples: int, data: str | Path | None) -> None:
-    """Validation inputs (synthetic, or images from ``data``) and the ONNX Runtime outputs on them."""
-    from ..spec import synthetic_feeds
+def _write_reference(art: Artifact, path: Path, samples: int, data: str | Path | None, inputs: Any = None) -> None:
+    """Validation inputs (images from ``data``, ``--sample`` arrays, else safe inputs derived from the IO spec at
+    the ``--input`` or typical sizes) and the ONNX Runtime outputs on them."""
+    from ..inputs import InputRequest
     from ..validate import run_model
 
     targets = None
+    req = inputs or InputRequest()
     if data is not None:
         feeds, targets = _data_feeds(art, Path(data), samples)
     else:
-        feeds = synthetic_feeds(art.inputs, batch=samples, seed=0)
+        feeds = req.feeds(art.inputs, batch=None if req.sample is not None else samples, seed=0)
     ref = run_model(art.model_path, feeds, backend="onnxruntime")
     arrays = {f"in:{k}": v for k, v in feeds.items()} | {f"out:{k}": v for k, v in ref.items()}
     if targets is not None:
@@ -319,8 +323,8 @@ def write_reports(art: Artifact, rows: list[dict[str, Any]], out: Path) -> None:
     (out / REPORT_MD).write_text(f"# bushu export: {art.name}\n\n" + markdown_table(rows) + "\n")
 
 
-MD_COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "accuracy_onnx", "p50_ms", "status",
-              "reason")
+MD_COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "accuracy_onnx", "p50_ms", "shapes",
+              "status", "reason")
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] = MD_COLUMNS) -> str:

@@ -154,6 +154,7 @@ class Artifact:
             raise ArtifactError(f"{meta_path} is unreadable or incomplete: {e!r}") from e
         if not art.model_path.is_file():
             raise ArtifactError(f"artifact {path} names model file {art.model_file!r}, which is missing")
+        art.inputs = _sizes_from_preprocess(art.inputs, art.preprocess)
         return art
 
     @property
@@ -209,6 +210,28 @@ class Artifact:
         size = self.model_path.stat().st_size
         data = self.model_path.with_name(self.model_path.name + ".data")
         return size + (data.stat().st_size if data.exists() else 0)
+
+
+def _sizes_from_preprocess(inputs: list[TensorSpec], pp: Preprocess | None) -> list[TensorSpec]:
+    """Typical sizes for symbolic dims that bushu.yaml does not size (artifacts written before dim ranges):
+    a tokenizer's inputs take its max_length (at most 128), an image input the crop size."""
+    if pp is None:
+        return inputs
+    out = []
+    for s in inputs:
+        size = None
+        if pp.kind == "text" and pp.params.get("tokenizer") and s.name in (pp.params.get("inputs") or
+                                                                            ["input_ids", "attention_mask"]):
+            size = min(int(pp.params.get("max_length") or 128), 128)
+        elif pp.kind in ("image", "audio") and pp.crop and len(s.shape) == 4:
+            size = int(pp.crop)
+        syms = [s.symbol(i) for i in range(1, len(s.shape))]
+        missing = {k: {"typical": size} for k in syms if k is not None and k not in s.ranges}
+        if size and missing:
+            role = s.role or ("attention_mask" if "mask" in s.name else None)
+            s = s.with_(ranges={**s.ranges, **missing}, role=role)
+        out.append(s)
+    return out
 
 
 def write_artifact(out: str | Path, files: Mapping[str, str | Path | bytes], art: Artifact,

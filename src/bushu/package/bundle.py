@@ -114,21 +114,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check(art: Artifact) -> Preprocess:
+def _check(art: Artifact) -> Preprocess | None:
     """What the SDK cannot package fails here; returns the artifact's pre-processing."""
     if art.model_path.suffix != ".onnx":
         raise UserInputError(f"artifact {art.path} holds {art.model_file!r}; the SDK bundle ships an ONNX model",
                              hint="import or export it to ONNX first (bushu import SRC -o ART)")
     pp = art.preprocess
-    if pp is None or pp.kind not in KINDS:
-        raise UserInputError(f"artifact {art.path} records no image, text or audio pre-processing, so the SDK "
-                             "predictor cannot prepare its inputs",
-                             hint="re-import it with --size/--mean/--std, or use bushu serve for raw tensors")
-    detector = art.task == "detection" and art.postprocess is not None and art.postprocess.kind == "detection"
-    if not detector and (not art.task.endswith("classification")
-                         or (art.postprocess and art.postprocess.kind != "classification")):
-        raise UserInputError(f"artifact {art.path} is a {art.task!r} model; the SDK predictor does classification "
-                             "and detection")
+    if pp is None:  # named tensors in and out: Predictor.run({name: array})
+        return None
+    if pp.kind not in KINDS:
+        raise UserInputError(f"artifact {art.path} records pre-processing of kind {pp.kind!r}; the SDK predictor "
+                             f"prepares {', '.join(KINDS)} inputs (or takes named arrays when there is none)")
     fed = list(pp.params.get("inputs") or ["input_ids", "attention_mask"]) if pp.params.get("tokenizer") else \
         [art.inputs[0].name]
     if [s.name for s in art.inputs] != fed:
@@ -154,7 +150,9 @@ def requirements(art: Artifact) -> list[str]:
     """What the SDK needs for this artifact: onnxruntime and numpy, plus Pillow (images, spectrograms) or
     tokenizers (MiniLM text); TF-IDF text needs nothing more."""
     pp = art.preprocess
-    if pp is None or pp.kind != "text":
+    if pp is None:
+        return REQUIREMENTS[:2]
+    if pp.kind != "text":
         return list(REQUIREMENTS)
     return REQUIREMENTS[:2] + ([TOKENIZERS] if pp.params.get("tokenizer") else [])
 
@@ -306,7 +304,7 @@ def _write_model_dir(lay: _Layout, model_dir: Path) -> dict[str, Any]:
     data = art.model_path.with_name(art.model_path.name + ".data")
     if data.is_file():  # external weights keep the file name recorded in the graph
         shutil.copyfile(data, model_dir / data.name)
-    pp_files = _pp_files(lay.pp)
+    pp_files = _pp_files(lay.pp) if lay.pp else []
     for f in pp_files:  # the serving path reads them from the model directory too
         if not (art.path / f).is_file():
             raise ArtifactError(f"{art.path} lacks {f}, which its pre-processing reads",
@@ -315,13 +313,14 @@ def _write_model_dir(lay: _Layout, model_dir: Path) -> dict[str, Any]:
     labels = art.labels
     if labels:
         (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
-    post = art.postprocess.to_dict() if art.postprocess else {"kind": "classification", "top_k": 5, "softmax": True}
+    post = art.postprocess.to_dict() if art.postprocess else (
+        {"kind": "classification", "top_k": 5, "softmax": True} if art.task == "classification" else {"kind": "raw"})
     if cfg.top_k:
         post["top_k"] = cfg.top_k
     sdk = {"name": model, "version": cfg.version, "task": art.task, "model": "model.onnx",
            "labels": LABELS_FILE if labels else None,
            "inputs": [s.to_dict() for s in art.inputs], "outputs": [s.to_dict() for s in art.outputs],
-           "preprocess": lay.pp.to_dict(), "postprocess": post,
+           "preprocess": lay.pp.to_dict() if lay.pp else None, "postprocess": post,
            "created": _now(), "source": str(art.provenance.get("source", art.path)),
            "packaged_with": library_versions("bushu", "onnxruntime", "numpy",
                                              *[r.split(">")[0] for r in lay.reqs[2:]])}
@@ -343,13 +342,14 @@ def _write_model_dir(lay: _Layout, model_dir: Path) -> dict[str, Any]:
 
 def _write_python_package(lay: _Layout, root: Path, pkg_dir: Path) -> None:
     """The Predictor API and CLI (templates/sdk), the pre-processing modules, and what pip builds it with."""
-    kind = lay.pp.kind
+    kind = lay.pp.kind if lay.pp else "tensor"
     for f in SDK_FILES:
         (pkg_dir / f).write_text(_sdk_template(f).replace("PACKAGE", lay.package), encoding="utf-8")
     for f, text in sdk_modules(kind, lay.art.task).items():
         (pkg_dir / f).write_text(text, encoding="utf-8")
     build_meta = {"name": lay.dist, "version": lay.cfg.version, "package": lay.package,
-                  "summary": f"Offline {lay.model} {kind} classifier (ONNX Runtime), packaged by bushu",
+                  "summary": f"Offline {lay.model} {kind} "
+                             f"{'classifier' if lay.art.task == 'classification' else 'model'} (ONNX Runtime), packaged by bushu",
                   "requires_python": ">=3.9", "dependencies": lay.reqs,
                   "optional_dependencies": FLAC_EXTRA if kind == "audio" else {},
                   "scripts": {lay.script: f"{lay.package}.cli:main"}}
@@ -409,6 +409,12 @@ def _move_into_place(lay: _Layout, root: Path, work: Path, files: dict[str, int]
 
 def usage(pp) -> dict[str, str]:
     """The README's and Dockerfile's words for what the model takes (see templates/README.md.txt)."""
+    if pp is None:
+        return {"noun": "input", "runtime": "ONNX Runtime and numpy", "ex_cli": "inputs.npz", "ex1": "inputs.npz",
+                "py1": "dict(np.load(\"inputs.npz\"))", "py2": "dict(np.load(\"more.npz\"))",
+                "inputs_doc": "The model takes named arrays: `Predictor().run({name: array, ...})` returns every "
+                              "output by name.",
+                "curl": "-H 'Content-Type: application/json' -d @request.json"}
     if pp.kind == "text":
         runtime = "ONNX Runtime, numpy and tokenizers" if pp.params.get("tokenizer") else "ONNX Runtime and numpy"
         return {"noun": "text", "runtime": runtime, "ex_cli": "\"Shares fell after the profit warning\" news.txt",
@@ -432,6 +438,8 @@ def usage(pp) -> dict[str, str]:
 
 
 def _describe(pp) -> str:
+    if pp is None:
+        return "none: named arrays in, named arrays out (Predictor.run)"
     if pp.kind == "text":
         p = pp.params
         if p.get("tokenizer"):

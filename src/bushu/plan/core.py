@@ -198,9 +198,10 @@ def _start(artifact: Artifact | str | Path, data: str | Path, out: str | Path, c
         raise UserInputError(f"bushu plan reads ONNX artifacts; {art.path} is {art.format!r}",
                              hint="import the model first: bushu import SRC -o ART")
     data = Path(data)
-    if not data.is_dir():
-        raise UserInputError(f"--data {data} is not a folder",
-                             hint="pass a folder of images (one sub-folder per class for accuracy)")
+    if not data.is_dir() and not (data.is_file() and data.suffix.lower() == ".npz"):
+        raise UserInputError(f"--data {data} is not a folder (or a --sample .npz of model inputs)",
+                             hint="pass a folder of images (one sub-folder per class for accuracy), or real "
+                                  "arrays by input name: --sample FILE.npz")
     backends = tuple(cfg.backends or _installed_backends())
     for b in backends:
         if b not in BACKENDS:

@@ -70,7 +70,7 @@ class Variant:
 class Dataset:
     feeds: dict[str, np.ndarray]
     targets: list[int] | None  # output index per sample when the folders are the model's labels
-    metric: str  # "accuracy" | "agreement"
+    metric: str  # "accuracy" | "agreement" | "cosine" (a --sample .npz for a model without classes)
     why: str
     n: int
     source: str
@@ -103,6 +103,17 @@ def load_dataset(data: Path, art: Artifact, limit: int | None = 512) -> Dataset:
     """The labelled (or plain) image folder as model inputs, and whether accuracy can be measured."""
     from ..data.arrays import labelled_arrays
 
+    if data.suffix.lower() == ".npz":  # --sample: real arrays by input name
+        from ..inputs import InputRequest
+
+        req = InputRequest.parse(sample=data)
+        req.check(art.inputs)
+        n = len(next(iter(req.sample.values())))
+        if art.task == "classification":
+            return Dataset(req.sample, None, "agreement", f"top-1 agreement with the fp32 model on {n} samples in "
+                           f"{data.name}", n, str(data))
+        return Dataset(req.sample, None, "cosine", f"lowest cosine similarity to the fp32 model's output (x100) "
+                       f"over {n} samples in {data.name}: the model has no classes", n, str(data))
     if art.preprocess is None:
         raise UserInputError(f"{art.path} has no pre-processing metadata, so the images in {data} cannot be prepared",
                              hint="plan an artifact written by bushu import")
@@ -134,6 +145,14 @@ def _run(path: Path, backend: str, options: dict[str, Any], feeds: dict[str, np.
 def variant_accuracy(v: Variant, ds: Dataset, reference: np.ndarray | None, out: str) -> np.ndarray:
     """Run ``v`` over the dataset; set v.accuracy (percent) and v.accuracy_drop; return its logits."""
     logits = _run(v.path, v.backend, v.options, ds.feeds, out)
+    if ds.metric == "cosine":
+        if reference is not None:
+            cos = np.sum(logits * reference, 1) / np.maximum(
+                np.linalg.norm(logits, axis=1) * np.linalg.norm(reference, axis=1), 1e-12)
+            v.accuracy = round(100.0 * float(cos.min()), 3)
+        else:
+            v.accuracy = 100.0
+        return logits
     if ds.targets is not None:
         v.accuracy = round(100.0 * float(np.mean(logits.argmax(1) == np.asarray(ds.targets))), 3)
     elif reference is not None:
@@ -287,6 +306,21 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
     if cache is not None and cache.get(ckey) == done and (out / "bushu.yaml").is_file():
         log(f"{name}: reusing {out}")
         return Artifact.load(out), None
+    from ..compress import DynamicInt8Config
+    from ..compress._analysis import profile_model
+
+    if profile_model(art.model_path).kind != "conv" and ds.metric == "cosine":
+        # a transformer without classes: dynamic int8 of its MatMuls (static int8 of its activations measured
+        # cosine 0.45 on all-MiniLM-L6-v2), validated on the --sample arrays
+        log(f"{name}: dynamic int8 (MatMul/Gemm, per-channel), validated on {data}")
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            result = quantize(art, out, DynamicInt8Config(validation=data, per_channel=True), measure=False, log=log)
+        except AccuracyDropError as e:
+            return None, f"int8 loses too much agreement with fp32: {e.message}"
+        if cache is not None:
+            cache[ckey] = done
+        return result, None
     check_data: Path | None = data if ds.targets is not None else None
     if ds.targets is None and max_drop is not None:
         # pseudo-labels from the model being quantized: the quantizer bounds its own loss against it

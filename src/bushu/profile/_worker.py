@@ -72,7 +72,7 @@ def run_job(job: dict[str, Any], emit, in_process: bool = False) -> None:
     """Benchmark ``job['backend']`` on ``job['path']`` for every threads × batch; ``emit(row)`` each row."""
     from ..errors import BushuError
     from ..runtime import load_backend
-    from ..spec import synthetic_feeds
+    from ..inputs import InputRequest, load_sample
 
     name = job["backend"]
     base = {"backend": name, "file": job["path"].rsplit("/", 1)[-1], "precision": job.get("precision") or "fp32"}
@@ -104,29 +104,35 @@ def run_job(job: dict[str, Any], emit, in_process: bool = False) -> None:
         load_s = time.perf_counter() - t0
         details = _jsonable(be.describe())
         precision = _canonical(details.get("precision") or base["precision"])
+        specs = _specs(be.inputs, job.get("inputs"))
+        req = InputRequest(shapes={k: [tuple(v) for v in vs] for k, vs in (job.get("shapes") or {}).items()},
+                           sample=load_sample(job["sample"]) if job.get("sample") else None)
         for r in rows:
             b = r["batch"]
             fixed = [s for s in be.inputs if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0
                      and s.shape[0] != b]
-            if fixed:
-                emit({**r, "precision": precision, "status": "skipped",
-                      "reason": f"input {fixed[0].name!r} has a fixed batch of {fixed[0].shape[0]}"})
-                continue
-            feeds = synthetic_feeds(be.inputs, batch=b)
-            infer, post = be.infer, {}
-            if job.get("postprocess"):  # the detector's decoding and NMS timed with the model, on a real photo
-                infer, feeds, post = _with_postprocess(be, job["postprocess"], b, job)
-            try:
-                stats = time_runs(infer, feeds, job["warmup"], job["repeats"], job["duration_s"])
-            except Exception as e:
-                msg = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-                emit({**r, "precision": precision, "status": "error", "reason": str(msg).splitlines()[0][:300]})
-                continue
-            stats["throughput"] = b * 1000 / stats["mean_ms"]
-            mem = {"peak_rss_mb": current_rss_mb(), "rss_note": "in-process: current RSS, shared with other backends"} \
-                if in_process else {"peak_rss_mb": peak_rss_mb(), "base_rss_mb": rss0}
-            emit({**r, "precision": precision, "status": "ok", "reason": None, **stats, **mem,
-                  "load_s": load_s, "details": details, **post})
+            for k in range(req.n_configs):
+                rk = {**r, "config": k}
+                if fixed:
+                    emit({**rk, "precision": precision, "status": "skipped",
+                          "reason": f"input {fixed[0].name!r} has a fixed batch of {fixed[0].shape[0]}"})
+                    continue
+                try:
+                    feeds = req.feeds(specs, batch=b, index=k)
+                    infer, post = be.infer, {}
+                    if job.get("postprocess"):  # the detector's decoding and NMS timed with the model, on a photo
+                        infer, feeds, post = _with_postprocess(be, job["postprocess"], b, job)
+                    rk["inputs"] = " ".join(f"{n}:{'x'.join(map(str, a.shape))}" for n, a in feeds.items())
+                    stats = time_runs(infer, feeds, job["warmup"], job["repeats"], job["duration_s"])
+                except Exception as e:
+                    msg = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+                    emit({**rk, "precision": precision, "status": "error", "reason": str(msg).splitlines()[0][:300]})
+                    continue
+                stats["throughput"] = b * 1000 / stats["mean_ms"]
+                mem = {"peak_rss_mb": current_rss_mb(), "rss_note": "in-process: current RSS, shared with other "
+                       "backends"} if in_process else {"peak_rss_mb": peak_rss_mb(), "base_rss_mb": rss0}
+                emit({**rk, "precision": precision, "status": "ok", "reason": None, **stats, **mem,
+                      "load_s": load_s, "details": details, **post})
         be.close()
 
 
@@ -155,6 +161,14 @@ def _with_postprocess(be, artifact: str, batch: int, job: dict[str, Any]):
     return infer_and_decode, feeds, {"postprocess_ms": decode["p50_ms"],
                                      "postprocess": f"{head.decoder} decode + class-wise NMS on {what} "
                                                     f"({n} boxes kept)"}
+
+
+def _specs(model_specs, recorded) -> list:
+    """The artifact's specs (with roles, safe values, typical sizes) where they name the model file's inputs."""
+    from ..spec import TensorSpec
+
+    rec = {d["name"]: TensorSpec.from_dict(d) for d in recorded or []}
+    return [rec.get(s.name, s) if len(rec.get(s.name, s).shape) == len(s.shape) else s for s in model_specs]
 
 
 _CANONICAL = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "bfloat16": "bf16", "i8": "int8"}

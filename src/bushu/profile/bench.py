@@ -31,9 +31,10 @@ __all__ = ["ROW_KEYS", "benchmark", "resolve_model", "files_for_backends"]
 #: latency of one inference of the whole batch; cpu_ms: process CPU time per inference (all threads);
 #: cpu_util: cpu/wall; throughput: items/s (batch / mean latency); peak_rss_mb: the worker process's
 #: peak resident memory (interpreter + framework + model + buffers; base_rss_mb is before loading);
-#: runs: timed inferences; file: the model file the backend ran. Rows also carry load_s and details.
+#: runs: timed inferences; file: the model file the backend ran; inputs: the sizes fed
+#: (``input_ids:8x128 ...``; one row per --input configuration). Rows also carry load_s and details.
 ROW_KEYS = ("backend", "batch", "threads", "precision", "status", "reason", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
-            "min_ms", "cpu_ms", "cpu_util", "throughput", "peak_rss_mb", "runs", "file")
+            "min_ms", "cpu_ms", "cpu_util", "throughput", "peak_rss_mb", "runs", "file", "inputs")
 
 
 def resolve_model(model: Artifact | str | Path) -> tuple[Artifact | None, Path]:
@@ -109,7 +110,7 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
               threads: Sequence[int | None] = (None,), warmup: int = 3, repeats: int = 10, duration_s: float = 1.0,
               precision: str | dict[str, str] | None = None, isolate: bool = True, progress: bool = True,
               record: bool = True, on_row: Callable[[dict], None] | None = None,
-              with_postprocess: bool = False) -> list[dict[str, Any]]:
+              with_postprocess: bool = False, inputs: Any = None) -> list[dict[str, Any]]:
     """Benchmark ``model`` on each backend; return one row per backend × threads × batch (keys: ROW_KEYS).
 
     Each row runs ``warmup`` untimed inferences, then timed ones until both ``repeats`` runs and
@@ -118,6 +119,8 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
     Rows are recorded into the artifact's metrics["bench"] unless ``record=False``.
     ``with_postprocess``: a detection artifact's runs include decoding and NMS (bushu.detection), on a photo;
     the rows add ``postprocess_ms`` (decode + NMS alone, median).
+    ``inputs`` (an InputRequest): the input sizes to sweep (each configuration × each batch) or real
+    arrays; without it, safe inputs at the recorded typical sizes.
     """
     if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
         raise UserInputError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
@@ -129,6 +132,10 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
                              "artifact", hint="import the detector first: bushu import MODEL -o ART --task detection")
     if backends:
         _check_names(backends)
+    specs = _input_specs(art, main)
+    if inputs:
+        inputs.check(specs)  # a wrong --input/--sample: one error now, not one per row
+    configs = inputs.n_configs if inputs else 1
     names = list(backends) if backends else default_backends()
     files = files_for_backends(art, main, names)
     jobs, rows = [], []
@@ -137,19 +144,38 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
         target = files[name]
         if isinstance(target, str):  # nothing in the artifact this backend reads
             rows += [_row({"backend": name, "precision": prec or "fp32", "batch": b, "threads": t or "auto",
-                           "status": "skipped", "reason": target}) for t in threads for b in batch_sizes]
+                           "status": "skipped", "reason": target}) for t in threads for b in batch_sizes
+                     for _ in range(configs)]
             continue
         jobs.append({"backend": name, "path": str(target), "batch_sizes": [int(b) for b in batch_sizes],
                      "threads": [int(t) if t else None for t in threads], "warmup": int(warmup),
                      "repeats": int(repeats), "duration_s": float(duration_s), "precision": prec,
-                     "postprocess": str(art.path) if with_postprocess else None})
+                     "postprocess": str(art.path) if with_postprocess and art is not None else None,
+                     "inputs": [s.to_dict() for s in specs],
+                     "shapes": {k: [list(v) for v in vs] for k, vs in (inputs.shapes if inputs else {}).items()},
+                     "sample": inputs.sample_path if inputs else None})
     rows += _run_jobs(jobs, isolate, progress, on_row)
     order = {n: i for i, n in enumerate(names)}
     rows.sort(key=lambda r: (order[r["backend"]], r["threads"] == "auto", r["threads"] if r["threads"] != "auto"
-                             else 0, r["batch"]))
+                             else 0, r.get("config") or 0, r["batch"]))
     if art is not None and record:
         _record(art, rows)
     return rows
+
+
+def _input_specs(art: Artifact | None, main: Path) -> list:
+    """The artifact's input specs; for a plain .onnx file, its graph's, annotated the way import does."""
+    if art is not None:
+        return list(art.inputs)
+    if main.suffix.lower() != ".onnx":
+        return []
+    import onnx
+
+    from ..convert.signature import annotate
+    from .info import onnx_io
+
+    proto = onnx.load(str(main), load_external_data=False)
+    return annotate(proto, onnx_io(proto)[0])
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +184,8 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 
 def _run_jobs(jobs: list[dict], isolate: bool, progress: bool, on_row) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    total = sum(len(j["batch_sizes"]) * len(j["threads"]) for j in jobs)
+    total = sum(len(j["batch_sizes"]) * len(j["threads"]) * max(map(len, (j.get("shapes") or {"": [0]}).values()))
+                for j in jobs)
     from .. import progress as _progress
 
     with _progress.task(progress if total > 0 else False, "bench", total) as advance:
@@ -182,7 +209,8 @@ def _run_jobs(jobs: list[dict], isolate: bool, progress: bool, on_row) -> list[d
 def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
     from ._worker import PREFIX
 
-    expected = {(t or "auto", b) for t in job["threads"] for b in job["batch_sizes"]}
+    n = max((len(v) for v in (job.get("shapes") or {}).values()), default=1)
+    expected = {(t or "auto", b, k) for t in job["threads"] for b in job["batch_sizes"] for k in range(n)}
     with subprocess.Popen([sys.executable, "-m", "bushu.profile._worker"], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:  # closes the pipes
         proc.stdin.write(json.dumps(job))
@@ -190,15 +218,15 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
         for line in proc.stdout:
             if line.startswith(PREFIX):
                 row = json.loads(line[len(PREFIX):])
-                expected.discard((row["threads"], row["batch"]))
+                expected.discard((row["threads"], row["batch"], row.get("config", 0)))
                 emit(row)
         err = proc.stderr.read()
         proc.wait()
     if expected:  # the worker died (crash, out of memory): say so on the rows it never wrote
         last = next((ln for ln in reversed(err.strip().splitlines()) if ln.strip()), "no output")
         reason = f"worker exited with code {proc.returncode}: {last[:300]}"
-        for threads, batch in sorted(expected, key=str):
-            emit({"backend": job["backend"], "batch": batch, "threads": threads,
+        for threads, batch, k in sorted(expected, key=str):
+            emit({"backend": job["backend"], "batch": batch, "threads": threads, "config": k,
                   "precision": job.get("precision") or "fp32", "status": "error", "reason": reason,
                   "file": Path(job["path"]).name})
 
@@ -208,7 +236,7 @@ def _record(art: Artifact, rows: list[dict[str, Any]]) -> None:
     from ..envinfo import summary
 
     def key(r: dict) -> tuple:
-        return (r["backend"], r["batch"], str(r["threads"]), r["precision"])
+        return (r["backend"], r["batch"], str(r["threads"]), r["precision"], r.get("inputs"))
 
     old = (art.metrics.get("bench") or {}).get("rows", [])
     merged = {key(r): r for r in old}

@@ -73,8 +73,8 @@ def _load(model: Any):
                              hint="check the file is complete (not truncated), or re-export it") from e
 
 
-def _fix_symbolic_dims(model, batch: int) -> list[str]:
-    """Set every symbolic or unknown input dim to a number; return the names changed."""
+def _fix_symbolic_dims(model, batch: int, shapes: dict[str, tuple[int, ...]] | None = None) -> list[str]:
+    """Set every symbolic or unknown input dim to a number (``shapes`` first); return the names changed."""
     inits = {i.name for i in model.graph.initializer}
     changed = []
     for inp in model.graph.input:
@@ -85,7 +85,8 @@ def _fix_symbolic_dims(model, batch: int) -> list[str]:
                 continue
             name = d.dim_param or "?"
             d.Clear()
-            d.dim_value = batch if i == 0 else 1
+            given = (shapes or {}).get(inp.name)
+            d.dim_value = int(given[i]) if given and i < len(given) else (batch if i == 0 else 1)
             changed.append(f"{inp.name}[{i}]={name}")
     return changed
 
@@ -132,15 +133,34 @@ def _graphs(graph):
                 yield from _graphs(sub)
 
 
-def count_flops(model: Any, batch: int = 1) -> FlopsReport:
-    """Count FLOPs/MACs of an ONNX model (path or ModelProto) at the given batch size."""
+def typical_shapes(model, batch: int = 1) -> dict[str, tuple[int, ...]] | None:
+    """Input shapes with dynamic dims at the sizes bushu derives (a sequence of 1 would leave a transformer's
+    MatMul shapes unknown to shape inference); None when a dim has no derivable size."""
+    from ..convert.signature import annotate
+    from ..errors import BushuError
+    from ..spec import resolve_shapes
+    from .info import onnx_io
+
+    try:
+        return resolve_shapes(annotate(model, onnx_io(model)[0]), batch=batch)
+    except BushuError:
+        return None
+
+
+def count_flops(model: Any, batch: int = 1, shapes: dict[str, tuple[int, ...]] | None = None) -> FlopsReport:
+    """Count FLOPs/MACs of an ONNX model (path or ModelProto) at the given batch size, or at the given
+    input ``shapes`` (name -> concrete shape, batch first) where the graph leaves dims symbolic."""
     import onnx
 
     model = _load(model)
     m = onnx.ModelProto()
     m.CopyFrom(model)
     notes = []
-    changed = _fix_symbolic_dims(m, batch)
+    if shapes is None:
+        shapes = typical_shapes(model, batch)
+    if shapes:
+        batch = next(iter(shapes.values()))[0] if next(iter(shapes.values()), ()) else batch
+    changed = _fix_symbolic_dims(m, batch, shapes)
     if changed:
         notes.append(f"symbolic dims set: {', '.join(changed)}")
     try:

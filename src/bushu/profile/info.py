@@ -29,8 +29,11 @@ def _size(path: Path) -> int:
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
-def model_info(target: str | Path | Artifact, flops: bool = True) -> dict[str, Any]:
-    """A plain dict (the `bushu info --json` document) for an artifact directory or an .onnx file."""
+def model_info(target: str | Path | Artifact, flops: bool = True, inputs=None) -> dict[str, Any]:
+    """A plain dict (the `bushu info --json` document) for an artifact directory or an .onnx file.
+
+    FLOPs are counted at the input sizes ``inputs`` (an InputRequest) states, else at the recorded
+    typical sizes of the dynamic dims; ``flops_inputs`` says which."""
     from .bench import resolve_model
 
     art, main = resolve_model(target)
@@ -60,14 +63,30 @@ def model_info(target: str | Path | Artifact, flops: bool = True) -> dict[str, A
             raise ModelLoadError(f"{onnx_file.name} is not a readable ONNX model: {str(e)[:300]}",
                                  hint="check the file is complete (not truncated), or re-export it") from e
         if art is None:
+            from ..convert.signature import annotate
+
             ins, outs = onnx_io(proto)
+            ins = annotate(proto, ins)
             info.update(inputs=[s.to_dict() for s in ins], outputs=[s.to_dict() for s in outs])
+        specs = art.inputs if art is not None else ins
         info["opset"] = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         info["producer"] = f"{proto.producer_name} {proto.producer_version}".strip() or None
         if flops:
             from .flops import count_flops
 
-            rep = count_flops(proto)
+            from ..inputs import InputRequest
+            from ..spec import UnresolvedDimError
+
+            req = inputs or InputRequest()
+            try:
+                shapes = req.shapes_at(specs, batch=None if req else 1)
+            except UnresolvedDimError as e:
+                if req:
+                    raise
+                shapes, info["flops_note"] = None, f"{e.message}: unknown dims counted as 1 ({e.hint})"
+            rep = count_flops(proto, shapes=shapes)
+            if shapes:
+                info["flops_inputs"] = " ".join(f"{n}:{'x'.join(map(str, v))}" for n, v in shapes.items())
             info.update(params=rep.params, param_bytes=rep.param_bytes, flops=rep.flops, macs=rep.macs,
                         flops_batch=rep.batch, flops_by_op=rep.by_op, flops_not_counted=rep.not_counted,
                         flops_notes=rep.notes)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BushuError, InferenceInputError, ModelLoadError, ModelNotFoundError, UnknownNameError
-from ..spec import TensorSpec, check_feeds, synthetic_feeds, to_v2_datatype
+from ..spec import TensorSpec, check_feeds, np_dtype, to_v2_datatype
 from .batching import Arrivals, Batcher, Ticket
 from .config import complete_config, config_to_dict, instance_device, io_specs, parameters_of, read_config
 from .protocol import classify
@@ -43,6 +43,7 @@ class LoadedModel:
         self.postprocess = src.artifact.postprocess if src.artifact else None
         self.artifact_dir = src.artifact.path if src.artifact else None  # tokenizer etc. for :classify
         self.artifact = src.artifact
+        self.recorded_inputs = list(src.artifact.inputs) if src.artifact else []  # roles and typical sizes
         self.labels = read_labels(model_dir, src)
         try:
             options = {**_SERVING_DEFAULTS.get(src.backend, {}), **parameters_of(cfg_in),
@@ -131,7 +132,7 @@ class LoadedModel:
         for b in self.backends:
             for n in sorted(sizes):
                 try:
-                    b.infer(_zero_feeds(self.inputs, n))
+                    b.infer(_zero_feeds(self.inputs, n, self.recorded_inputs))
                 except BushuError as e:
                     self._close_backends()
                     raise ModelLoadError(f"model {self.name!r} failed its warm-up inference at batch {n}: {e.message}",
@@ -200,11 +201,23 @@ class LoadedModel:
             b.close()
 
 
-def _zero_feeds(specs: list[TensorSpec], batch: int) -> dict[str, np.ndarray]:
-    """Warm-up inputs: zeros (as Triton's zero_data), valid even for index and token-id inputs
-    where random values would be out of range."""
-    feeds = synthetic_feeds(specs, batch=batch)
-    return {k: (np.full(a.shape, b"", dtype=object) if a.dtype == object else np.zeros_like(a)) for k, a in feeds.items()}
+def _zero_feeds(specs: list[TensorSpec], batch: int, recorded: list[TensorSpec] | None = None) -> dict[str, np.ndarray]:
+    """Warm-up inputs: zeros (as Triton's zero_data), valid even for index and token-id inputs where random
+    values would be out of range. Dynamic dims take the artifact's typical sizes (a detector fed 1x1 images
+    fails), else 1; attention masks are ones."""
+    known = {s.name: s for s in recorded or []}
+    feeds = {}
+    for s in specs:
+        r = known.get(s.name)
+        typical = r.concrete_shape(batch) if r is not None and len(r.shape) == len(s.shape) else None
+        shape = tuple(d if isinstance(d, int) and d >= 0 else (batch if i == 0 and s.has_batch else
+                      (typical[i] if typical else 1)) for i, d in enumerate(s.shape))
+        if s.dtype == "bytes":
+            feeds[s.name] = np.full(shape, b"", dtype=object)
+        else:
+            fill = np.ones if r is not None and r.role == "attention_mask" else np.zeros
+            feeds[s.name] = fill(shape, np_dtype(s.dtype) if s.dtype != "bfloat16" else np.float32)
+    return feeds
 
 
 def _backend_hint(cfg) -> str | None:

@@ -77,6 +77,13 @@ class _PlainRunner:
         return {n: self.interp.get_tensor(d["index"]) for n, d in self._out.items()}
 
 
+def _narrow(name: str, a: np.ndarray) -> np.ndarray:
+    info = np.iinfo(np.int32)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        raise InferenceInputError(f"input {name!r} holds values outside int32, which this LiteRT model takes")
+    return np.ascontiguousarray(a.astype(np.int32))
+
+
 class LiteRTBackend(Backend):
     name = "litert"
     suffixes = (".tflite",)
@@ -118,6 +125,9 @@ class LiteRTBackend(Backend):
                      if (q := _quantized(s, in_d[n]))}
         self._qout = {s.name: q for s, n in zip(self._outputs, self._out_names, strict=True)
                       if (q := _quantized(s, out_d[n]))}
+        # litert-torch narrows int64 inputs to int32: cast ids down (range-checked) rather than refuse them
+        self._narrow = {s.name: np.dtype(in_d[n]["dtype"]) for s, n in zip(self._inputs, self._in_names, strict=True)
+                        if s.dtype == "int64" and np.dtype(in_d[n]["dtype"]) == np.int32}
         self._lock = threading.Lock()
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -130,6 +140,7 @@ class LiteRTBackend(Backend):
         with self._lock:
             for sl in chunks:
                 args = {nat: _quantize(feeds[s.name][sl], self._qin[s.name]) if s.name in self._qin
+                        else _narrow(s.name, feeds[s.name][sl]) if s.name in self._narrow
                         else np.ascontiguousarray(feeds[s.name][sl])
                         for s, nat in zip(self._inputs, self._in_names, strict=True)}
                 try:

@@ -47,6 +47,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         predictor = Predictor(args.model, threads=args.threads, verify=not args.no_verify)
+        if predictor.kind == "tensor" or predictor.postprocess_config.get("kind") == "raw":
+            return _run_raw(predictor, args)
         items = [_text_input(a) for a in args.inputs] if predictor.kind == "text" else args.inputs
         preds = [predictor.predict(item, args.top_k) for item in items]
     except PredictorError as e:
@@ -70,6 +72,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(_shown(arg, predictor.kind))
         for label, score in p:
             print(f"  {score:8.4f}  {label}")
+    return 0
+
+
+def _run_raw(predictor: Predictor, args) -> int:
+    """Models without classes: each INPUT is a .npz of named arrays (or a text, for a text model); print each
+    output's shape and first values (all values with --json)."""
+    import numpy as np
+
+    docs = []
+    for arg in args.inputs:
+        if predictor.kind == "tensor":
+            with np.load(arg, allow_pickle=False) as z:
+                feeds = {k: z[k] for k in z.files}
+            out = predictor.run(feeds)
+        else:
+            out = predictor.run([_text_input(arg)])
+        docs.append({"input": arg, "outputs": {k: {"shape": list(v.shape), "values": v.tolist()} for k, v in out.items()}})
+    if args.json:
+        print(json.dumps(docs))
+        return 0
+    for d in docs:
+        print(_shown(d["input"], predictor.kind))
+        for k, v in d["outputs"].items():
+            flat = np.asarray(v["values"]).ravel()[:5]
+            print(f"  {k}: shape {v['shape']}, first values {np.round(flat, 4).tolist()}")
     return 0
 
 

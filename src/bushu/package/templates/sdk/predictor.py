@@ -31,7 +31,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -44,6 +44,11 @@ CHECKSUM_FILE = "SHA256SUMS"
 ImageLike = Union[str, os.PathLike, bytes, "np.ndarray", Any]  # path, encoded bytes, HWC uint8 array, PIL image
 InputLike = Union[ImageLike, str]  # an image, a text or an audio clip, as the model's kind says
 NOUNS = {"image": "image", "text": "text", "audio": "clip"}
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+              "tensor(bool)": np.bool_}
 
 
 def _sha256(path: Path) -> str:
@@ -132,7 +137,8 @@ class Predictor:
         except ValueError as e:
             raise PredictorError(f"{self.model_dir / CONFIG_FILE} is not valid JSON: {e}") from e
         self.preprocess_config = self.config.get("preprocess") or {}
-        self.kind = self.preprocess_config.get("kind", "image")
+        # no pre-processing recorded: a model of named tensors (detector heads, multi-input models): use run()
+        self.kind = self.preprocess_config.get("kind", "image") if self.preprocess_config else "tensor"
         self.noun = NOUNS.get(self.kind, "input")
         self.postprocess_config = self.config.get("postprocess") or {}
         self.task = self.config.get("task") or "classification"
@@ -169,7 +175,7 @@ class Predictor:
                 self.text_inputs = list(params.get("inputs") or ["input_ids", "attention_mask"])
             else:
                 self._tfidf = json.loads((self.model_dir / params["features"]).read_text(encoding="utf-8"))
-        elif self.kind not in ("image", "audio"):
+        elif self.kind not in ("image", "audio", "tensor"):
             raise PredictorError(f"{self.model_dir / CONFIG_FILE} has pre-processing kind {self.kind!r}; this SDK "
                                  "reads image, text and audio models. Repackage it with a newer bushu.")
 
@@ -223,6 +229,8 @@ class Predictor:
 
     def feeds(self, inputs: Sequence[InputLike]) -> Dict[str, np.ndarray]:
         """A batch of raw inputs -> the model's input arrays by name (texts padded to the longest)."""
+        if self.kind == "tensor":
+            raise PredictorError("this model takes named arrays, not files: use run({name: array, ...})")
         if isinstance(inputs, (str, bytes)) or not inputs:
             raise PredictorError(f"give a list of {self.noun}s" if inputs else f"no {self.noun}s given")
         try:
@@ -245,6 +253,29 @@ class Predictor:
         return {name: np.asarray(cols[name], np.int64) for name in self.text_inputs}
 
     # -- inference -----------------------------------------------------------------------------------
+    def run(self, inputs: Union[Mapping[str, np.ndarray], Sequence[InputLike]]) -> Dict[str, np.ndarray]:
+        """Every output by name, for named arrays ({"images": x} or {"input_ids": ..., ...}) or, for a text
+        model, a list of strings (tokenized as the model was exported)."""
+        if isinstance(inputs, Mapping):
+            feeds = {k: np.asarray(v) for k, v in inputs.items()}
+            want = {i.name: i for i in self.session.get_inputs()}
+            unknown = sorted(set(feeds) - set(want))
+            missing = sorted(set(want) - set(feeds))
+            if unknown or missing:
+                raise PredictorError(f"the model takes inputs {sorted(want)}; " + (f"unknown: {unknown} " if unknown
+                                     else "") + (f"missing: {missing}" if missing else ""))
+            for name, i in want.items():
+                dt = _ORT_TYPES.get(i.type)
+                if dt is not None and feeds[name].dtype != dt:
+                    raise PredictorError(f"input {name!r} is {feeds[name].dtype}, the model takes {np.dtype(dt)}")
+                if feeds[name].ndim != len(i.shape):
+                    raise PredictorError(f"input {name!r} has shape {list(feeds[name].shape)}, the model takes "
+                                         f"{i.shape} (rank {len(i.shape)})")
+        else:
+            feeds = self.feeds(inputs)
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, feeds)))
+
     def logits(self, inputs: Sequence[InputLike]) -> np.ndarray:
         """Raw model outputs for a batch of inputs, shape [batch, classes]."""
         out = self.session.run([self.output_name], self.feeds(inputs))[0]
