@@ -54,13 +54,8 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @input_options
 def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labels_file: Path | None, size: int | None,
-<<<<<<< HEAD
             mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, task: str | None,
-            decoder: str | None, decoder_options: tuple[str, ...], to_onnx: bool, as_json: bool) -> None:
-=======
-            mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, as_json: bool,
-            inputs) -> None:
->>>>>>> anymodel
+            decoder: str | None, decoder_options: tuple[str, ...], to_onnx: bool, as_json: bool, inputs) -> None:
     """Import SRC (an .onnx file, a torch.export .pt2, a TorchScript .pt, a module:callable returning an
     nn.Module, a Hugging Face Transformers model folder, or a zoo name) into an artifact: ONNX with a
     dynamic batch axis (and the source's other dynamic axes), simplified, and checked against the source.
@@ -98,12 +93,8 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
         raise click.UsageError(f"the artifact would overwrite its source {src}; pass -o DIR")
     with console.status(f"importing {src} …"):
         art = import_model(src, out, input_shape=input_shape, labels=labels, preprocess=pre,
-<<<<<<< HEAD
-                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify, task=task, decoder=decoder,
-                           decoder_options=parse_options(decoder_options), to_onnx=to_onnx)
-=======
-                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify, inputs=inputs)
->>>>>>> anymodel
+                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify, inputs=inputs, task=task,
+                           decoder=decoder, decoder_options=parse_options(decoder_options), to_onnx=to_onnx)
     parity = art.metrics.get("parity", {})
     if as_json:
         print_json({**art.summary(), "parity": parity})
