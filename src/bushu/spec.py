@@ -233,10 +233,9 @@ def resolve_shapes(specs: Sequence[TensorSpec], given: Mapping[str, Sequence[int
             if sym is None and g != want:
                 raise InferenceInputError(f"input {s.name!r}: dim {i} is {g}, but the model fixes it to {want} "
                                           f"(expected {list(s.shape)})")
-            if sym is not None and not (i == 0 and batch is not None):
-                if bound.setdefault(sym, g) != g:
-                    raise InferenceInputError(f"input {s.name!r}: dim {sym!r} is {g}, but another input gives it "
-                                              f"{bound[sym]}; inputs sharing a dim must agree")
+            if sym is not None and not (i == 0 and batch is not None) and bound.setdefault(sym, g) != g:
+                raise InferenceInputError(f"input {s.name!r}: dim {sym!r} is {g}, but another input gives it "
+                                          f"{bound[sym]}; inputs sharing a dim must agree")
     out: dict[str, tuple[int, ...]] = {}
     for s in specs:
         dims = []

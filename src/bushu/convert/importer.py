@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError, NotFoundError, UserInputError
-from ..model.artifact import Artifact, Postprocess, Preprocess, library_versions, write_artifact
 from ..inputs import InputRequest
-from ..spec import TensorSpec, dtype_name, np_dtype
+from ..model.artifact import Artifact, Postprocess, Preprocess, library_versions, write_artifact
+from ..spec import TensorSpec, dtype_name, np_dtype, synthetic_feeds
 
 __all__ = ["Tolerance", "import_model", "source_kind"]
 

@@ -296,7 +296,7 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
     import sys
 
     from ..compress import StaticInt8Config, quantize_int8
-    from ..compress.quantize import AccuracyDropError
+    from ..compress.quantize import AccuracyDropError, quantize
 
     # int8 of a compressed model (tag = its spec): its own folder, rebuilt whenever that model is
     out = work / ("int8" + (f"-{tag}" if tag else ""))

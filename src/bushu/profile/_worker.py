@@ -71,8 +71,8 @@ def time_runs(infer, feeds, warmup: int, repeats: int, duration_s: float) -> dic
 def run_job(job: dict[str, Any], emit, in_process: bool = False) -> None:
     """Benchmark ``job['backend']`` on ``job['path']`` for every threads × batch; ``emit(row)`` each row."""
     from ..errors import BushuError
-    from ..runtime import load_backend
     from ..inputs import InputRequest, load_sample
+    from ..runtime import load_backend
 
     name = job["backend"]
     base = {"backend": name, "file": job["path"].rsplit("/", 1)[-1], "precision": job.get("precision") or "fp32"}

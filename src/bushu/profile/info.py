@@ -72,10 +72,9 @@ def model_info(target: str | Path | Artifact, flops: bool = True, inputs=None) -
         info["opset"] = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         info["producer"] = f"{proto.producer_name} {proto.producer_version}".strip() or None
         if flops:
-            from .flops import count_flops
-
             from ..inputs import InputRequest
             from ..spec import UnresolvedDimError
+            from .flops import count_flops
 
             req = inputs or InputRequest()
             try:
