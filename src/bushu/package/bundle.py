@@ -189,8 +189,10 @@ def sdk_modules(kind: str, task: str | None = None) -> dict[str, str]:
     elif kind == "text":
         from ..model import predict
 
-        funcs: list[Callable[..., Any]] = [predict.tfidf_transform, predict.load_tokenizer, predict._as_text]
-        out = {"text.py": _TEXT_HEADER + "".join("\n\n" + inspect.getsource(f) for f in funcs)}
+        funcs: list[Callable[..., Any]] = [predict.char_ngrams, predict.tfidf_tokens, predict.tfidf_transform,
+                                           predict.load_tokenizer, predict._as_text]
+        spaces = f"\n_SPACES = re.compile({predict._SPACES.pattern!r})\n"  # char_ngrams' whitespace runs
+        out = {"text.py": _TEXT_HEADER + spaces + "".join("\n\n" + inspect.getsource(f) for f in funcs)}
     else:
         return {}
     for name, src in out.items():  # a change in bushu that the SDK cannot run must fail here, not at a user's
