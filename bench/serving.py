@@ -98,7 +98,7 @@ def raw_throughput(model: Path, duration: float, threads: int | None, batches, i
             lats: list[list[float]] = [[] for _ in backends]
             t0 = time.perf_counter()
 
-            def loop(be, lat: list[float]) -> None:
+            def loop(be, lat: list[float], feeds=feeds, t0=t0) -> None:
                 while time.perf_counter() - t0 < duration:
                     t = time.perf_counter()
                     be.infer(feeds)

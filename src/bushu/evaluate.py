@@ -185,7 +185,10 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
     names = [folder_of[c] for c in classes]
     m = classification_metrics(yt, yp, classes)
     cm, other = confusion(yt, yp, classes)
-    label = (lambda i: labels[i] if labels and i < len(labels) else str(i))
+
+    def label(i: int) -> str:
+        return labels[i] if labels and i < len(labels) else str(i)
+
     result: dict[str, Any] = {
         "model": str(art.path), "data": str(Path(data)), "backend": backend,
         "n_images": len(yt), "n_skipped": len(ds.skipped),  # n_images counts texts / clips too (see noun)

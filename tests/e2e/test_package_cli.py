@@ -124,6 +124,7 @@ def test_mobilenet_sdk_from_import_to_fresh_venv(tmp_path):
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
+        server.stdout.close()
 
     sizes = {"bundle_mb": round(bundle.stat().st_size / 1e6, 2), "venv_mb": round(dir_size(tmp_path / "venv") / 1e6, 1),
              "pip_install_s": round(install_s, 1)}

@@ -80,6 +80,7 @@ def test_bushu_serve_runs_the_repository_as_is(planned):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
+        proc.stdout.close()
 
 
 def test_table_output_and_unmet_constraints_exit_1(tiny, planned):

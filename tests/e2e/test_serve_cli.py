@@ -49,6 +49,8 @@ def served(tmp_path_factory):
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def test_prints_models_and_urls(served):
@@ -116,6 +118,8 @@ def test_explicit_mode_loads_only_the_models_named(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+        proc.stdout.close()
+        proc.stderr.close()
     r = _bushu("serve", str(repo), "--model-control-mode", "explicit", "--load-model", "add_sup", "--http-port", "0",
                "--grpc-port", "-1", "--metrics-port", "-1")
     assert r.returncode == 2 and "did you mean 'add_sub'" in r.stderr, r.stderr

@@ -79,6 +79,7 @@ class UI:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -493,14 +494,14 @@ def test_text_model_try_it_and_served(tmp_path):
     try:
         status, model = ui.json("/api/models/reviews")
         assert status == 200 and model["input_kind"] == "text" and model["can_classify"], model
-        status, out = ui.json("/api/models/reviews/classify?k=2", "a GOOD good Movie".encode(),
+        status, out = ui.json("/api/models/reviews/classify?k=2", b"a GOOD good Movie",
                               headers={"Content-Type": "text/plain; charset=utf-8"})
         assert status == 200, out
         assert [p["label"] for p in out["predictions"]] == ["positive", "negative"]
         np.testing.assert_allclose([p["score"] for p in out["predictions"]], want, rtol=1e-5)
         status, dep = ui.json("/api/deployments", {"model": "reviews"})
         assert status == 200, dep
-        status, out = ui.json("/api/deployments/reviews/classify", "bad bad movie".encode(),
+        status, out = ui.json("/api/deployments/reviews/classify", b"bad bad movie",
                               headers={"Content-Type": "text/plain;charset=UTF-8"})
         assert status == 200 and out["predictions"][0]["label"] == "negative", out
         status, _ = ui.json("/api/deployments/reviews/stop", b"")

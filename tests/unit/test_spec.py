@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from bushu.errors import InferenceInputError
-from bushu.spec import (DTYPES, TensorSpec, check_feeds, dtype_name, from_onnx_elem_type, from_v2_datatype, np_dtype,
-                        synthetic_feeds, to_v2_datatype)
+from bushu.spec import (
+    DTYPES,
+    TensorSpec,
+    check_feeds,
+    dtype_name,
+    from_onnx_elem_type,
+    from_v2_datatype,
+    np_dtype,
+    synthetic_feeds,
+    to_v2_datatype,
+)
 
 SPECS = [TensorSpec("image", "float32", ("batch", 3, 4, 4)), TensorSpec("mask", "int64", ("batch", "seq"))]
 

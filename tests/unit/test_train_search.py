@@ -80,7 +80,8 @@ def test_search_resumes_after_a_killed_run(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(search, "GRACE_S", 1)
     study = open_study(storage, "s", seed=0)
     assert run_search(study, space, feats, y, yv, 3, trials=3, deadline=None, seed=0) == 3
-    killed = study.ask()  # a trial that a killed process left RUNNING: its heartbeat stops
+    with pytest.warns(UserWarning, match="Heartbeat of storage"):  # optuna: heartbeats expect Study.optimize
+        killed = study.ask()  # a trial that a killed process left RUNNING: its heartbeat stops
     study._storage.record_heartbeat(killed._trial_id)
     alive = open_study(storage, "s", seed=0)  # another worker joining now must not fail it
     assert {t.number: t.state.name for t in alive.trials}[killed.number] == "RUNNING"
@@ -97,7 +98,7 @@ def test_search_resumes_after_a_killed_run(tmp_path, monkeypatch) -> None:
     assert [(r["source"], r["head"]) for r in first] == [("a", "logreg"), ("b", "logreg")]
     best = best_trial(study)
     assert best.value == pytest.approx(max(r["val_accuracy"] for r in rows if r["state"] == "complete"), abs=1e-4)
-    assert 0.5 < best.value
+    assert best.value > 0.5
 
 
 WORKER = """

@@ -19,7 +19,7 @@ def _ints(value: str | None, what: str) -> list[int]:
     try:
         out = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1,8, got {value!r}", param_hint=what)
+        raise click.BadParameter(f"expected comma-separated integers such as 1,8, got {value!r}", param_hint=what) from None
     if not out or any(v < 1 for v in out):
         raise click.BadParameter(f"expected positive integers, got {value!r}", param_hint=what)
     return out

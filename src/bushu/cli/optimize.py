@@ -82,8 +82,18 @@ def command(artifact: Path, out: Path, quant: str | None, calib: Path | None, ca
     bushu optimize ART -o ART-kd --distill narrow --train train/ --data heldout/
     bushu optimize ART -o ART-fp16 --quantize fp16
     """
-    from ..compress import (DistillConfig, DynamicInt8Config, FinetuneConfig, Fp16Config, LowRankConfig,
-                            OpenVINOInt8Config, OptimizeConfig, PruneConfig, StaticInt8Config, optimize)
+    from ..compress import (
+        DistillConfig,
+        DynamicInt8Config,
+        FinetuneConfig,
+        Fp16Config,
+        LowRankConfig,
+        OpenVINOInt8Config,
+        OptimizeConfig,
+        PruneConfig,
+        StaticInt8Config,
+        optimize,
+    )
     from ..compress._analysis import profile_model
     from ..compress.quantize import choose_int8
     from ..errors import UserInputError

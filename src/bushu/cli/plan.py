@@ -99,7 +99,7 @@ def command(artifact: Path, data: Path, out: Path | None, max_p99_ms: float | No
     Exit code 1 when nothing meets the constraints (the closest candidate is named) or the
     verification replay misses them.
     """
-    from ..plan import Constraints, check_target, plan
+    from ..plan import Constraints, PlanConfig, check_target, plan
 
     batches = _ints("--batch-sizes", batch_sizes)
     thread_list = _ints("--threads", threads) if threads else None
@@ -110,11 +110,11 @@ def command(artifact: Path, data: Path, out: Path | None, max_p99_ms: float | No
     check_target(target)
     out = out or artifact.with_name(artifact.name + "-plan")
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
-    result = plan(artifact, data, out, c, budget_s=budget, backends=list(backends) or None,
-                  precisions=list(precisions) or None, duration_s=duration, serve_top=serve_top,
-                  batch_sizes=tuple(batches), threads=thread_list, bench_duration_s=bench_duration,
-                  verify=not no_verify, name=name, fresh=fresh, compress=compress, train=train, epochs=epochs,
-                  log=log)
+    config = PlanConfig.from_options(
+        budget_s=budget, backends=backends or None, precisions=precisions or None, duration_s=duration,
+        serve_top=serve_top, batch_sizes=batches, threads=thread_list, bench_duration_s=bench_duration,
+        verify=not no_verify, name=name, fresh=fresh, compress=compress, train=train, epochs=epochs)
+    result = plan(artifact, data, out, c, config, log=log)
     ver = result.get("verification")
     ok = result["met"] and (ver is None or ver.get("passed"))
     if as_json:

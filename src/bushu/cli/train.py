@@ -62,7 +62,6 @@ def command(data: Path, out: Path, budget: str, trials: int, kind: str, sources:
 
     from ..errors import UserInputError
     from ..train import TrainConfig, parse_budget, train
-
     from ..train.heads import HEADS
 
     head_list = _csv(heads) or HEADS

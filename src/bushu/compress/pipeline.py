@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .quantize import AccuracyDropError, QuantConfig, quantize
 
 __all__ = ["FinetuneConfig", "OptimizeConfig", "TorchStep", "optimize"]
 
-TorchStep = Union[DistillConfig, PruneConfig, LowRankConfig]
+TorchStep = DistillConfig | PruneConfig | LowRankConfig
 ORDER = {"distill": 0, "prune": 1, "lowrank": 2}
 REPORT_FILE = "report.html"
 
@@ -202,7 +202,7 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
 
 def _quantize(art: Artifact, out: Path, config: OptimizeConfig, log: Callable[[str], None]) -> Artifact:
     q = config.quantize
-    kwargs = dict(data=config.data, max_accuracy_drop=config.max_accuracy_drop, measure=config.measure, log=log)
+    kwargs: dict[str, Any] = dict(data=config.data, max_accuracy_drop=config.max_accuracy_drop, measure=config.measure, log=log)
     if isinstance(q, OpenVINOInt8Config):
         return quantize_openvino(art, out, q, **kwargs)
     return quantize(art, out, q, **kwargs)

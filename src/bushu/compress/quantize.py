@@ -23,13 +23,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import validate
 from ..errors import BushuError, UnknownNameError, UserInputError, ValidationError
 from ..model.artifact import Artifact, write_artifact
-from .. import validate
 from ._analysis import CONV_OPS, MATMUL_OPS, ModelProfile, cpu_int8, profile_model
 from .calibration import ArrayReader, calibration_reader, from_image_folder
 
@@ -81,7 +81,7 @@ class Fp16Config:
     kind: ClassVar[str] = "fp16"
 
 
-QuantConfig = Union[StaticInt8Config, DynamicInt8Config, Fp16Config]
+QuantConfig = StaticInt8Config | DynamicInt8Config | Fp16Config
 
 
 class AccuracyDropError(ValidationError):
@@ -261,8 +261,13 @@ class _StaticJob(_Job):
                                        "after pre-processing; see them with netron or onnx.load(...).graph.node")
 
     def build(self, exclude: tuple[str, ...]) -> Path:
-        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
 
         cfg = self.settings
         types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}

@@ -32,7 +32,7 @@ REFERENCE_FILE = "model.pt2"
 
 @dataclass(frozen=True)
 class Tolerance:
-    """fp32 export budget: |onnx - torch| <= atol + rtol·max|torch| per output (NOTES.md: ~1e-5 on logits)."""
+    """fp32 export budget: |onnx - torch| <= atol + rtol·max|torch| per output (docs/notes.md: ~1e-5 on logits)."""
 
     atol: float = 1e-4
     rtol: float = 1e-4

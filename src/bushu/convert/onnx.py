@@ -1,8 +1,8 @@
 """PyTorch → ONNX with a dynamic batch axis, then graph simplification.
 
 The TorchScript-based exporter (``dynamo=False``, opset 17) is used: with torch 2.14 it writes one
-self-contained file in seconds, where the dynamo exporter splits weights into ``.onnx.data`` and
-takes several times longer (NOTES.md). ``torch.export`` programs are exported through their module.
+self-contained file in seconds, where the dynamo exporter splits weights into ``.onnx.data``
+(docs/notes.md) and is slower. ``torch.export`` programs are exported through their module.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs
 
     from ..runtime.backends.torch import IO_EXTRA_FILE
 
-    # an example batch of 1 is specialised to the constant 1 (NOTES.md): export with 2
+    # an example batch of 1 is specialised to the constant 1 (docs/notes.md): export with 2
     ex2 = tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate([a, a])[:2] if len(a) < 2 else a))
                 for a in example)
     batch = Dim("batch", min=1, max=4096)

@@ -1,6 +1,6 @@
 """ncnn via the pnnx CLI, from the artifact's ONNX model.
 
-fp32: ``fp16=0`` (the pnnx Python ``convert()`` ignores ``fp16=False``; the CLI honours it, NOTES.md)
+fp32: ``fp16=0`` (the pnnx Python ``convert()`` ignores ``fp16=False``; the CLI honours it, docs/notes.md)
 and the ncnn backend runs with ``use_fp16_*`` off. ncnn has no batch axis: the model is converted
 for one sample and the backend runs a batch sample by sample. Blob names (``in0``, ``out0``...)
 are mapped to the artifact's IO names in the ``.io.json`` sidecar.

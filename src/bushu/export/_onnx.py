@@ -39,11 +39,11 @@ def _convert_opset(ctx: ExportContext, model: Any, target: int | None) -> tuple[
         return model, {"opset": have}
     target = int(target)
     if target < have and ctx.art.file("reference") is not None:
-        from ..convert.onnx import export_onnx, simplify
-
         import warnings
 
         import torch
+
+        from ..convert.onnx import export_onnx, simplify
 
         program = ctx.reference()
         feeds = ctx.example(batch=2)

@@ -2,7 +2,7 @@
 
 fp32 keeps fp32 weights (``compress_to_fp16=False``: ``save_model`` compresses to fp16 by default)
 and is validated with ``INFERENCE_PRECISION_HINT=f32`` (the bushu openvino backend's default; the
-CPU's bf16 default misses fp32 parity, NOTES.md). fp16 compresses the weights and is judged with
+CPU's bf16 default misses fp32 parity, docs/notes.md). fp16 compresses the weights and is judged with
 the fp16 budget. int8 reuses bushu optimize's NNCF post-training quantization
 (``compress/openvino_int8.py``) on the ``--data`` calibration images; the export is then judged by
 top-1 agreement, like the other int8 formats.

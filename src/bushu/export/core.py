@@ -285,7 +285,7 @@ def _run_worker(art: Artifact, fmt: Format, out: Path, ref: Path, *, bench: bool
         rc = None
     seconds = round(time.perf_counter() - t0, 1)
     step = step_file.read_text().strip() if step_file.is_file() else None
-    base = {k: None for k in ROW_KEYS} | {"format": fmt.name, "precision": fmt.precision, "backend": fmt.backend,
+    base = dict.fromkeys(ROW_KEYS) | {"format": fmt.name, "precision": fmt.precision, "backend": fmt.backend,
                                          "log": str(log), "seconds": seconds}
     if result.is_file():
         row = base | json.loads(result.read_text())

@@ -8,12 +8,13 @@ and imported only when that format is exported (in a worker process, see core.py
 
 int8 formats (``calibrated``) quantize with calibration images from ``--data`` and are judged by
 top-1 agreement with the fp32 ONNX model (``min_top1``) and accuracy on labelled data, not by a
-max-abs budget (NOTES.md: int8 is judged by the task metric on real data).
+max-abs budget (docs/notes.md: int8 is judged by the task metric on real data).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import UnknownNameError, UserInputError
 
@@ -52,9 +53,9 @@ class Format:
 
 
 _M = "bushu.export"
-_FP16 = dict(precision="fp16", atol=5e-2, rtol=2e-2)
+_FP16: dict[str, Any] = dict(precision="fp16", atol=5e-2, rtol=2e-2)
 # top-1 agreement ≥ 0.9 where fp32 is confident: the gate bushu optimize's int8 uses too
-_INT8 = dict(precision="int8", calibrated=True, min_top1=0.9)
+_INT8: dict[str, Any] = dict(precision="int8", calibrated=True, min_top1=0.9)
 # TensorRT builds the engine; cuda-python (cuda.bindings) gives the backend device memory without PyTorch
 _TRT = (("tensorrt", "tensorrt"), ("cuda", "cuda-python"))
 
@@ -95,7 +96,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn", **_INT8),
     Format("mnn", f"{_M}._mnn:export_mnn", ".mnn", "MNN via mnnconvert from the ONNX model, run at high precision",
            needs=(("MNN", "MNN"),), backend="mnn", atol=1e-3, rtol=1e-4,
-           note="MNN at high precision is ~1e-4 off ONNX Runtime (NOTES.md)"),
+           note="MNN at high precision is ~1e-4 off ONNX Runtime (docs/notes.md)"),
     Format("mnn-fp16", f"{_M}._mnn:export_mnn_fp16", ".mnn", "MNN with fp16 weights (mnnconvert --fp16)",
            needs=(("MNN", "MNN"),), backend="mnn", **_FP16),
     Format("mnn-int8", f"{_M}._mnn:export_mnn_int8", ".mnn",

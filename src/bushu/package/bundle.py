@@ -32,13 +32,14 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, UserInputError
-from ..model.artifact import LABELS_FILE, META_FILE, Artifact, _dump, _now, library_versions
+from ..model.artifact import LABELS_FILE, META_FILE, Artifact, Preprocess, _dump, _now, library_versions
 from .manifests import DeploySettings, manifests
 
 __all__ = ["Bundle", "PackageConfig", "build_bundle", "names_for"]
@@ -113,7 +114,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check(art: Artifact) -> None:
+def _check(art: Artifact) -> Preprocess:
+    """What the SDK cannot package fails here; returns the artifact's pre-processing."""
     if art.model_path.suffix != ".onnx":
         raise UserInputError(f"artifact {art.path} holds {art.model_file!r}; the SDK bundle ships an ONNX model",
                              hint="import or export it to ONNX first (bushu import SRC -o ART)")
@@ -139,6 +141,7 @@ def _check(art: Artifact) -> None:
     if bad:
         raise UserInputError(f"artifact {art.path}: pre-processing files {bad} are not plain file names",
                              hint="keep the tokenizer/feature files beside bushu.yaml")
+    return pp
 
 
 def _pp_files(pp) -> list[str]:
@@ -151,7 +154,7 @@ def requirements(art: Artifact) -> list[str]:
     """What the SDK needs for this artifact: onnxruntime and numpy, plus Pillow (images, spectrograms) or
     tokenizers (MiniLM text); TF-IDF text needs nothing more."""
     pp = art.preprocess
-    if pp.kind != "text":
+    if pp is None or pp.kind != "text":
         return list(REQUIREMENTS)
     return REQUIREMENTS[:2] + ([TOKENIZERS] if pp.params.get("tokenizer") else [])
 
@@ -188,7 +191,7 @@ def sdk_modules(kind: str, task: str | None = None) -> dict[str, str]:
     elif kind == "text":
         from ..model import predict
 
-        funcs = [predict.tfidf_transform, predict.load_tokenizer, predict._as_text]
+        funcs: list[Callable[..., Any]] = [predict.tfidf_transform, predict.load_tokenizer, predict._as_text]
         out = {"text.py": _TEXT_HEADER + "".join("\n\n" + inspect.getsource(f) for f in funcs)}
     else:
         return {}
@@ -197,7 +200,7 @@ def sdk_modules(kind: str, task: str | None = None) -> dict[str, str]:
             if isinstance(node, ast.ImportFrom) and node.level:
                 ok = node.level == 1 and node.module == "errors"
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 ok = all(m.split(".")[0] in SDK_IMPORTS | set(sys.stdlib_module_names) for m in mods)
             else:
                 continue
@@ -233,134 +236,175 @@ def _config_pbtxt(model: str, art: Artifact) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What build_bundle writes, decided (and checked) before anything is written."""
+
+    art: Artifact
+    pp: Preprocess  # the artifact's (checked: image, text or audio)
+    cfg: PackageConfig
+    out: Path
+    fmt: str  # zip | tar.gz | dir
+    model: str
+    dist: str
+    package: str
+    script: str
+    image: str
+    reqs: list[str]
+
+    @property
+    def top(self) -> str:
+        return f"{self.dist}-{self.cfg.version}"
+
+
 def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageConfig | None = None,
                  validate: bool = False) -> Bundle:
     """Write the SDK bundle for artifact ``src`` to ``out`` (zip, tar.gz or a directory)."""
-    import yaml
+    lay = _layout(src, Path(out), config or PackageConfig())
+    lay.out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".bushu-package-", dir=lay.out.parent))
+    try:
+        root = work / lay.top
+        pkg_dir = root / "src" / lay.package
+        sdk = _write_model_dir(lay, pkg_dir / "model")
+        _write_python_package(lay, root, pkg_dir)
+        _write_deploy(lay, root, sdk, pkg_dir / "model")
+        if validate:
+            from .manifests import validate_manifests
 
-    cfg = config or PackageConfig()
+            validate_manifests(sorted((root / "deploy").glob("*/*.yaml")))
+        files = _write_manifest(root)
+        _move_into_place(lay, root, work, files)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    size = lay.out.stat().st_size if lay.fmt != "dir" else sum(files.values())
+    return Bundle(path=lay.out, format=lay.fmt, dist=lay.dist, package=lay.package, script=lay.script,
+                  model=lay.model, version=lay.cfg.version, size_bytes=size, files=files)
+
+
+def _layout(src: str | Path | Artifact, out: Path, cfg: PackageConfig) -> _Layout:
     art = src if isinstance(src, Artifact) else Artifact.load(src)
-    _check(art)
+    pp = _check(art)
     if not _VERSION.match(cfg.version):
         raise UserInputError(f"version {cfg.version!r} is not a PEP 440 version", hint="e.g. 1.0.0 or 2.1rc1")
     if not 1 <= cfg.min_replicas <= cfg.max_replicas:
         raise UserInputError(f"replicas {cfg.min_replicas}:{cfg.max_replicas}: need 1 <= min <= max")
     model, dist, package, script = names_for(cfg.name or art.name)
     image = cfg.image or f"{dist.removesuffix('-sdk')}-server:{cfg.version}"
-    out = Path(out)
     fmt = "zip" if out.name.endswith(".zip") else "tar.gz" if out.name.endswith((".tar.gz", ".tgz")) else "dir"
     if fmt == "dir" and out.exists() and any(out.iterdir()) and not (out / "MANIFEST.sha256").is_file():
         raise ArtifactError(f"refusing to overwrite {out}: it exists and is not an SDK bundle",
                             hint="choose another -o, e.g. NAME.zip")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    top = f"{dist}-{cfg.version}"
-    work = Path(tempfile.mkdtemp(prefix=".bushu-package-", dir=out.parent))
-    try:
-        root = work / top
-        pkg_dir = root / "src" / package
-        model_dir = pkg_dir / "model"
-        model_dir.mkdir(parents=True)
+    return _Layout(art, pp, cfg, out, fmt, model, dist, package, script, image, requirements(art))
 
-        # -- the model directory: also a bushu artifact, so the server can serve it as is ----------------
-        shutil.copyfile(art.model_path, model_dir / "model.onnx")
-        data = art.model_path.with_name(art.model_path.name + ".data")
-        if data.is_file():  # external weights keep the file name recorded in the graph
-            shutil.copyfile(data, model_dir / data.name)
-        pp_files = _pp_files(art.preprocess)
-        for f in pp_files:  # the serving path reads them from the model directory too
-            if not (art.path / f).is_file():
-                raise ArtifactError(f"{art.path} lacks {f}, which its pre-processing reads",
-                                    hint="copy the whole artifact directory, or retrain it")
-            shutil.copyfile(art.path / f, model_dir / f)
-        labels = art.labels
-        if labels:
-            (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
-        reqs = requirements(art)
-        kind = art.preprocess.kind
-        post = art.postprocess.to_dict() if art.postprocess else {"kind": "classification", "top_k": 5, "softmax": True}
-        if cfg.top_k:
-            post["top_k"] = cfg.top_k
-        sdk = {"name": model, "version": cfg.version, "task": art.task, "model": "model.onnx",
-               "labels": LABELS_FILE if labels else None,
-               "inputs": [s.to_dict() for s in art.inputs], "outputs": [s.to_dict() for s in art.outputs],
-               "preprocess": art.preprocess.to_dict(), "postprocess": post,
-               "created": _now(), "source": str(art.provenance.get("source", art.path)),
-               "packaged_with": library_versions("bushu", "onnxruntime", "numpy",
-                                                 *[r.split(">")[0] for r in reqs[2:]])}
-        (model_dir / "sdk.json").write_text(json.dumps(sdk, indent=2) + "\n", encoding="utf-8")
-        meta = art.to_meta()
-        meta["name"] = model
-        meta["model"]["file"] = "model.onnx"
-        # references (model.pt2 ...) stay behind, the bundle is light; the pre-processing files come along
-        meta["files"] = {role: f for role, f in art.files.items() if f in pp_files}
-        meta["labels"] = LABELS_FILE if labels else None
-        meta["postprocess"] = post
-        meta["provenance"] = {**meta.get("provenance", {}), "packaged": {"time": sdk["created"], "dist": dist,
-                                                                          "version": cfg.version}}
-        (model_dir / META_FILE).write_text(_dump(meta), encoding="utf-8")
-        sums = [f"{_sha256(p)}  {p.name}" for p in sorted(model_dir.iterdir()) if p.is_file()]
-        (model_dir / "SHA256SUMS").write_text("\n".join(sums) + "\n")
 
-        # -- the Python package ---------------------------------------------------------------------------
-        for f in SDK_FILES:
-            (pkg_dir / f).write_text(_sdk_template(f).replace("PACKAGE", package), encoding="utf-8")
-        for f, src in sdk_modules(kind, art.task).items():
-            (pkg_dir / f).write_text(src, encoding="utf-8")
-        build_meta = {"name": dist, "version": cfg.version, "package": package,
-                      "summary": f"Offline {model} {kind} classifier (ONNX Runtime), packaged by bushu",
-                      "requires_python": ">=3.9", "dependencies": reqs,
-                      "optional_dependencies": FLAC_EXTRA if kind == "audio" else {},
-                      "scripts": {script: f"{package}.cli:main"}}
-        (root / "sdk-build.json").write_text(json.dumps(build_meta, indent=2) + "\n")
-        (root / "_sdk_build.py").write_text(_template("_sdk_build.py"))
-        (root / "pyproject.toml").write_text(_pyproject(build_meta))
-        (root / "requirements.txt").write_text("\n".join(reqs) + "\n")
+def _write_model_dir(lay: _Layout, model_dir: Path) -> dict[str, Any]:
+    """The model directory: also a bushu artifact, so the server can serve it as is; returns sdk.json's content."""
+    art, cfg, model = lay.art, lay.cfg, lay.model
+    model_dir.mkdir(parents=True)
+    shutil.copyfile(art.model_path, model_dir / "model.onnx")
+    data = art.model_path.with_name(art.model_path.name + ".data")
+    if data.is_file():  # external weights keep the file name recorded in the graph
+        shutil.copyfile(data, model_dir / data.name)
+    pp_files = _pp_files(lay.pp)
+    for f in pp_files:  # the serving path reads them from the model directory too
+        if not (art.path / f).is_file():
+            raise ArtifactError(f"{art.path} lacks {f}, which its pre-processing reads",
+                                hint="copy the whole artifact directory, or retrain it")
+        shutil.copyfile(art.path / f, model_dir / f)
+    labels = art.labels
+    if labels:
+        (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
+    post = art.postprocess.to_dict() if art.postprocess else {"kind": "classification", "top_k": 5, "softmax": True}
+    if cfg.top_k:
+        post["top_k"] = cfg.top_k
+    sdk = {"name": model, "version": cfg.version, "task": art.task, "model": "model.onnx",
+           "labels": LABELS_FILE if labels else None,
+           "inputs": [s.to_dict() for s in art.inputs], "outputs": [s.to_dict() for s in art.outputs],
+           "preprocess": lay.pp.to_dict(), "postprocess": post,
+           "created": _now(), "source": str(art.provenance.get("source", art.path)),
+           "packaged_with": library_versions("bushu", "onnxruntime", "numpy",
+                                             *[r.split(">")[0] for r in lay.reqs[2:]])}
+    (model_dir / "sdk.json").write_text(json.dumps(sdk, indent=2) + "\n", encoding="utf-8")
+    meta = art.to_meta()
+    meta["name"] = model
+    meta["model"]["file"] = "model.onnx"
+    # references (model.pt2 ...) stay behind, the bundle is light; the pre-processing files come along
+    meta["files"] = {role: f for role, f in art.files.items() if f in pp_files}
+    meta["labels"] = LABELS_FILE if labels else None
+    meta["postprocess"] = post
+    meta["provenance"] = {**meta.get("provenance", {}), "packaged": {"time": sdk["created"], "dist": lay.dist,
+                                                                      "version": cfg.version}}
+    (model_dir / META_FILE).write_text(_dump(meta), encoding="utf-8")
+    sums = [f"{_sha256(p)}  {p.name}" for p in sorted(model_dir.iterdir()) if p.is_file()]
+    (model_dir / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    return sdk
 
-        # -- deployment -------------------------------------------------------------------------------------
-        deploy = root / "deploy"
-        (deploy / "repository" / model).mkdir(parents=True)
-        (deploy / "repository" / model / "config.pbtxt").write_text(_config_pbtxt(model, art))
-        settings = DeploySettings(model=model, image=image, min_replicas=cfg.min_replicas,
-                                  max_replicas=cfg.max_replicas, cpu_target=cfg.cpu_target,
-                                  storage_uri=cfg.storage_uri)
-        for rel, obj in manifests(settings).items():
-            (deploy / rel).parent.mkdir(parents=True, exist_ok=True)
-            (deploy / rel).write_text(f"# {obj['kind']} for model {model}, written by bushu package\n"
-                                      + yaml.safe_dump(obj, sort_keys=False, width=120))
-        subst = {"image": image, "model": model, "package": package, "dist": dist, "version": cfg.version,
-                 "script": script, "task": art.task, "n_labels": len(labels or []) or "no",
-                 "created": sdk["created"][:10], "model_file": "model.onnx",
-                 "model_mb": f"{(model_dir / 'model.onnx').stat().st_size / 1e6:.1f}",
-                 "input": ", ".join(str(s) for s in art.inputs), "output": ", ".join(str(s) for s in art.outputs),
-                 "preprocess": _describe(art.preprocess), "top_k": post.get("top_k", 5),
-                 "archive": out.name if fmt != "dir" else ".", "min_replicas": cfg.min_replicas,
-                 "max_replicas": cfg.max_replicas, **usage(art.preprocess)}
-        (deploy / "Dockerfile").write_text(string.Template(_template("Dockerfile.txt")).substitute(subst))
-        (root / "README.md").write_text(string.Template(_template("README.md.txt")).substitute(subst))
 
-        if validate:
-            from .manifests import validate_manifests
+def _write_python_package(lay: _Layout, root: Path, pkg_dir: Path) -> None:
+    """The Predictor API and CLI (templates/sdk), the pre-processing modules, and what pip builds it with."""
+    kind = lay.pp.kind
+    for f in SDK_FILES:
+        (pkg_dir / f).write_text(_sdk_template(f).replace("PACKAGE", lay.package), encoding="utf-8")
+    for f, text in sdk_modules(kind, lay.art.task).items():
+        (pkg_dir / f).write_text(text, encoding="utf-8")
+    build_meta = {"name": lay.dist, "version": lay.cfg.version, "package": lay.package,
+                  "summary": f"Offline {lay.model} {kind} classifier (ONNX Runtime), packaged by bushu",
+                  "requires_python": ">=3.9", "dependencies": lay.reqs,
+                  "optional_dependencies": FLAC_EXTRA if kind == "audio" else {},
+                  "scripts": {lay.script: f"{lay.package}.cli:main"}}
+    (root / "sdk-build.json").write_text(json.dumps(build_meta, indent=2) + "\n")
+    (root / "_sdk_build.py").write_text(_template("_sdk_build.py"))
+    (root / "pyproject.toml").write_text(_pyproject(build_meta))
+    (root / "requirements.txt").write_text("\n".join(lay.reqs) + "\n")
 
-            validate_manifests(sorted(deploy.glob("*/*.yaml")))
 
-        files = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
-        (root / "MANIFEST.sha256").write_text(
-            "".join(f"{_sha256(root / rel)}  {rel}\n" for rel in files))
-        files["MANIFEST.sha256"] = (root / "MANIFEST.sha256").stat().st_size
+def _write_deploy(lay: _Layout, root: Path, sdk: dict[str, Any], model_dir: Path) -> None:
+    """deploy/: the repository's config.pbtxt, the Kubernetes/KServe manifests, the Dockerfile; and README.md."""
+    import yaml
 
-        if fmt == "dir":
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(root, out)
-        else:
-            tmp_archive = work / ("bundle." + fmt)
-            (_write_zip if fmt == "zip" else _write_tar)(root, top, files, tmp_archive)
-            os.replace(tmp_archive, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    size = out.stat().st_size if fmt != "dir" else sum(files.values())
-    return Bundle(path=out, format=fmt, dist=dist, package=package, script=script, model=model,
-                  version=cfg.version, size_bytes=size, files=files)
+    art, cfg, model = lay.art, lay.cfg, lay.model
+    deploy = root / "deploy"
+    (deploy / "repository" / model).mkdir(parents=True)
+    (deploy / "repository" / model / "config.pbtxt").write_text(_config_pbtxt(model, art))
+    settings = DeploySettings(model=model, image=lay.image, min_replicas=cfg.min_replicas,
+                              max_replicas=cfg.max_replicas, cpu_target=cfg.cpu_target,
+                              storage_uri=cfg.storage_uri)
+    for rel, obj in manifests(settings).items():
+        (deploy / rel).parent.mkdir(parents=True, exist_ok=True)
+        (deploy / rel).write_text(f"# {obj['kind']} for model {model}, written by bushu package\n"
+                                  + yaml.safe_dump(obj, sort_keys=False, width=120))
+    subst = {"image": lay.image, "model": model, "package": lay.package, "dist": lay.dist, "version": cfg.version,
+             "script": lay.script, "task": art.task, "n_labels": len(art.labels or []) or "no",
+             "created": sdk["created"][:10], "model_file": "model.onnx",
+             "model_mb": f"{(model_dir / 'model.onnx').stat().st_size / 1e6:.1f}",
+             "input": ", ".join(str(s) for s in art.inputs), "output": ", ".join(str(s) for s in art.outputs),
+             "preprocess": _describe(lay.pp), "top_k": sdk["postprocess"].get("top_k", 5),
+             "archive": lay.out.name if lay.fmt != "dir" else ".", "min_replicas": cfg.min_replicas,
+             "max_replicas": cfg.max_replicas, **usage(lay.pp)}
+    (deploy / "Dockerfile").write_text(string.Template(_template("Dockerfile.txt")).substitute(subst))
+    (root / "README.md").write_text(string.Template(_template("README.md.txt")).substitute(subst))
+
+
+def _write_manifest(root: Path) -> dict[str, int]:
+    """MANIFEST.sha256 over every file; returns relative path -> bytes (the manifest included)."""
+    files = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+    (root / "MANIFEST.sha256").write_text(
+        "".join(f"{_sha256(root / rel)}  {rel}\n" for rel in files))
+    files["MANIFEST.sha256"] = (root / "MANIFEST.sha256").stat().st_size
+    return files
+
+
+def _move_into_place(lay: _Layout, root: Path, work: Path, files: dict[str, int]) -> None:
+    """The finished tree to ``out``: renamed as a directory, or archived next to it and renamed."""
+    if lay.fmt == "dir":
+        if lay.out.exists():
+            shutil.rmtree(lay.out)
+        os.replace(root, lay.out)
+    else:
+        tmp_archive = work / ("bundle." + lay.fmt)
+        (_write_zip if lay.fmt == "zip" else _write_tar)(root, lay.top, files, tmp_archive)
+        os.replace(tmp_archive, lay.out)
 
 
 def usage(pp) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """`bushu plan`: from an artifact, data and targets to a measured, verified model repository.
 
-    plan(artifact, data, out, Constraints(...), budget_s=600) -> dict (also written as OUT/plan.json)
+    plan(artifact, data, out, Constraints(...), PlanConfig(budget_s=600)) -> dict (also OUT/plan.json)
 
 1. environment (bushu env) and the model's variants: backend × precision (× compression, when
    ``compress`` specs are given), each with its size and its accuracy on ``data``
@@ -22,6 +22,7 @@ journaled in OUT/.work, so a re-run after an interruption (or with other targets
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -29,18 +30,28 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UnknownNameError, UserInputError
 from ..model.artifact import Artifact
 from .compression import parse_specs
+from .config import PlanConfig
 from .constraints import BOUNDS, MODEL_BOUNDS, Constraints, failures, worst_ratio
-from .search import (BATCH_SIZES, Config, measure_variants, neighbours, objective_key, pareto, predict, shortlist,
-                     thread_choices)
+from .search import (
+    Config,
+    measure_variants,
+    neighbours,
+    objective_key,
+    pareto,
+    predict,
+    shortlist,
+    thread_choices,
+)
 from .variants import BACKENDS, PRECISIONS, Variant, build_variants, load_dataset
 
-__all__ = ["check_target", "plan"]
+__all__ = ["PlanConfig", "check_target", "plan"]
 
 STARTUP_S = 6.0  # a served round: server start + model loads, roughly, for budgeting
 
@@ -110,27 +121,77 @@ class _Journal:
         tmp.replace(self.path)
 
 
-def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, constraints: Constraints, *,
-         budget_s: float = 600.0, backends: list[str] | None = None, precisions: list[str] | None = None,
-         duration_s: float = 3.0, bench_duration_s: float = 0.5, serve_top: int = 4, refine: bool = True,
-         verify: bool = True, verify_s: float | None = None, batch_sizes: tuple[int, ...] = BATCH_SIZES,
-         threads: list[int] | None = None, name: str | None = None, fresh: bool = False,
-         compress: list[str] | str | None = None, train: str | Path | None = None, epochs: int = 3,
-         log: Callable[[str], None] | None = None) -> dict[str, Any]:
+@dataclass
+class _Run:
+    """One plan's inputs once checked, and the state its phases share."""
+
+    art: Artifact
+    data: Path
+    out: Path
+    c: Constraints
+    cfg: PlanConfig  # resolved: backends, precisions, threads and compression specs filled in and checked
+    log: Callable[[str], None]
+    journal: _Journal
+    cores: int
+    env: dict[str, Any]
+    t_start: float
+    ds: Any = None
+
+    @property
+    def work(self) -> Path:
+        return self.out / ".work"
+
+    @property
+    def verify_s(self) -> float:
+        return self.cfg.verify_s or max(self.cfg.duration_s * 2, 3.0)
+
+    def serving_room(self) -> float:
+        """Seconds left for served rounds: the budget less the time spent and the verification to come."""
+        verify = STARTUP_S + self.verify_s + 2 if self.cfg.verify else 0
+        return self.cfg.budget_s - (time.perf_counter() - self.t_start) - verify - STARTUP_S
+
+
+def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, constraints: Constraints,
+         config: PlanConfig | None = None, *, log: Callable[[str], None] | None = None,
+         **options: Any) -> dict[str, Any]:
     """Search, serve, choose, write OUT/repository, verify; return the plan (also OUT/plan.json).
 
-    ``compress``: specs such as ["prune0.3", "lowrank0.9"] (see plan/compression.py), each adding the
-    compressed model's variants; ``train``: images to fine-tune them on for ``epochs`` (one folder per
-    class, or flat: then the original model's outputs are the only targets)."""
+    ``config`` (a :class:`PlanConfig`) says what to search and how long to measure; ``options`` replace
+    its fields (``plan(..., budget_s=300, refine=False)``). ``compress``: specs such as
+    ["prune0.3", "lowrank0.9"] (see plan/compression.py), each adding the compressed model's variants;
+    ``train``: images to fine-tune them on for ``epochs`` (one folder per class, or flat: then the
+    original model's outputs are the only targets)."""
+    run = _start(artifact, data, out, constraints, PlanConfig.from_options(config, **options), log)
+    variants, model_fail, eligible = _variant_phase(run)
+    # 2. in-process rows; variants that another beats everywhere are not served
+    rows = measure_variants(eligible, run.cfg.threads or (), run.cfg.batch_sizes, run.cfg.bench_duration_s,
+                            run.log, run.journal.data)
+    run.journal.save()
+    pruned = _dominated(eligible, rows)
+    for v, by in pruned.items():
+        run.log(f"{v}: dominated by {by} (no faster, no smaller, no more accurate): not served")
+    contenders = [v for v in eligible if v.key not in pruned]
+    served, predicted = _serve_phase(run, contenders, rows)
+    result = _choose_phase(run, variants, model_fail, served)
+    result["variants"] = [v.to_dict() | {"failed": model_fail.get(v.key, []), "pruned": pruned.get(v.key)}
+                          for v in variants]
+    result["in_process"] = rows
+    result.update(_search_summary(run, served, rows, predicted))
+    _write_phase(run, result, {v.key: v for v in variants}, _samples(run.ds))
+    return result
+
+
+def _start(artifact: Artifact | str | Path, data: str | Path, out: str | Path, c: Constraints, cfg: PlanConfig,
+           log: Callable[[str], None] | None) -> _Run:
+    """Check every input (before any work), resolve the machine defaults, open the journal."""
     from ..envinfo import summary
 
     t_start = time.perf_counter()
     log = log or (lambda _m: None)
-    c = constraints
     check_target(c.target)
-    if budget_s <= 0:
-        raise UserInputError(f"--budget must be > 0 seconds, got {budget_s:g}")
-    if duration_s <= 0 or bench_duration_s <= 0:
+    if cfg.budget_s <= 0:
+        raise UserInputError(f"--budget must be > 0 seconds, got {cfg.budget_s:g}")
+    if cfg.duration_s <= 0 or cfg.bench_duration_s <= 0:
         raise UserInputError("measurement durations must be > 0 seconds")
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     if art.format != "onnx":
@@ -140,42 +201,46 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     if not data.is_dir():
         raise UserInputError(f"--data {data} is not a folder",
                              hint="pass a folder of images (one sub-folder per class for accuracy)")
-    backends = list(backends or _installed_backends())
+    backends = tuple(cfg.backends or _installed_backends())
     for b in backends:
         if b not in BACKENDS:
             raise UnknownNameError("backend", b, BACKENDS)
-    precisions = list(precisions or PRECISIONS)
+    precisions = tuple(cfg.precisions or PRECISIONS)
     for p in precisions:
         if p not in PRECISIONS:
             raise UnknownNameError("precision", p, PRECISIONS)
-    compress = parse_specs(compress)
+    compress = tuple(parse_specs(list(cfg.compress)))
+    train = None if cfg.train is None else Path(cfg.train)
     if train is not None:
-        train = Path(train)
         if not compress:
             raise UserInputError("--train fine-tunes compressed models, but no --compress spec is given",
                                  hint="add --compress prune0.3 (or lowrank0.9), or drop --train")
         if not train.is_dir():
             raise UserInputError(f"--train {train} is not a folder",
                                  hint="pass a folder of images (one sub-folder per class, or flat)")
-    if epochs < 0:
-        raise UserInputError(f"--epochs must be ≥ 0, got {epochs}")
+    if cfg.epochs < 0:
+        raise UserInputError(f"--epochs must be ≥ 0, got {cfg.epochs}")
     out = Path(out)
-    work = out / ".work"
-    work.mkdir(parents=True, exist_ok=True)
-    journal = _Journal(work / "journal.json", _fingerprint(art, data), fresh)
-    cache = journal.data
+    (out / ".work").mkdir(parents=True, exist_ok=True)
+    journal = _Journal(out / ".work" / "journal.json", _fingerprint(art, data), cfg.fresh)
     cores = _cores()
-    threads = list(threads or thread_choices(cores))
+    cfg = dataclasses.replace(cfg, backends=backends, precisions=precisions, compress=compress, train=train,
+                              threads=tuple(cfg.threads or thread_choices(cores)))
     env = summary()
     log(f"environment: {env['cpu']}, {cores} usable core(s), {env['memory_gb']} GB"
         + (", reusing finished work from an earlier run" if journal.reused else ""))
+    return _Run(art, data, out, c, cfg, log, journal, cores, env, t_start)
 
-    # 1. variants: size and accuracy
-    ds = load_dataset(data, art)
-    log(f"data: {ds.n} images; {ds.why}")
-    variants = build_variants(art, data, work, backends, precisions, c.max_accuracy_drop, ds, log, cache,
-                              compress=compress, train=train, epochs=epochs)
-    journal.save()
+
+def _variant_phase(run: _Run) -> tuple[list[Variant], dict[str, list[dict[str, Any]]], list[Variant]]:
+    """1. The variants, with their size and accuracy; (all, model-bound failures by key, those to time)."""
+    cfg, c = run.cfg, run.c
+    run.ds = ds = load_dataset(run.data, run.art)
+    run.log(f"data: {ds.n} images; {ds.why}")
+    variants = build_variants(run.art, run.data, run.work, list(cfg.backends or ()), list(cfg.precisions or ()),
+                              c.max_accuracy_drop, ds, run.log, run.journal.data, compress=list(cfg.compress),
+                              train=cfg.train, epochs=cfg.epochs)
+    run.journal.save()
     usable = [v for v in variants if v.status == "ok"]
     if not usable:
         raise UserInputError("no variant of the model could run here: "
@@ -184,50 +249,52 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     eligible = [v for v in usable if not model_fail[v.key]]
     if not eligible:  # nothing can meet the size/accuracy bounds: still measure the closest one
         eligible = [min(usable, key=lambda v: worst_ratio(model_fail[v.key]))]
-        log(f"no variant meets the size/accuracy bounds; measuring the closest ({eligible[0].key}) to report on it")
+        run.log(f"no variant meets the size/accuracy bounds; measuring the closest ({eligible[0].key}) to report on it")
+    return variants, model_fail, eligible
 
-    # 2. in-process rows
-    rows = measure_variants(eligible, threads, batch_sizes, bench_duration_s, log, cache)
-    journal.save()
-    pruned = _dominated(eligible, rows)
-    for v, by in pruned.items():
-        log(f"{v}: dominated by {by} (no faster, no smaller, no more accurate): not served")
-    contenders = [v for v in eligible if v.key not in pruned]
 
-    # 3. serve the shortlist, then the winner's neighbours
-    elapsed = time.perf_counter() - t_start
-    verify_s = verify_s or max(duration_s * 2, 3.0)
-    per = duration_s + 1.0
-    room = budget_s - elapsed - (STARTUP_S + verify_s + 2 if verify else 0) - STARTUP_S
-    n_serve = max(len(contenders), min(serve_top, int(room // per)))
+def _serve_phase(run: _Run, contenders: list[Variant], rows: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """3. Serve the shortlist, then hill-climb around the two best variants' winners while one improves;
+    (served measurements, predicted grid)."""
+    cfg, c = run.cfg, run.c
+    per = cfg.duration_s + 1.0
+    room = run.serving_room()
+    n_serve = max(len(contenders), min(cfg.serve_top, int(room // per)))
     if room < per * len(contenders):
-        log(f"budget: {max(room, 0):.0f} s left for serving; serving only the best configuration per variant")
-    predicted, to_serve = shortlist(contenders, rows, c, cores, n_serve)
-    samples = _samples(ds)
-    served = _serve_round([_config(p) for p in to_serve], contenders, work / "serve-1", samples, c, duration_s,
-                          cache, journal, log)
+        run.log(f"budget: {max(room, 0):.0f} s left for serving; serving only the best configuration per variant")
+    predicted, to_serve = shortlist(contenders, rows, c, run.cores, n_serve)
+    samples = _samples(run.ds)
+    served = _serve_round([_config(p) for p in to_serve], contenders, run.work / "serve-1", samples, c,
+                          cfg.duration_s, run.journal.data, run.journal, run.log)
     table = _row_table(rows)
     rounds = 0
-    while refine and rounds < 3:  # hill-climb around the two best variants' winners while one improves
+    while cfg.refine and rounds < 3:
         leaders = _leaders(served, c, 2)
-        room = budget_s - (time.perf_counter() - t_start) - (STARTUP_S + verify_s + 2 if verify else 0) - STARTUP_S
+        room = run.serving_room()
         if not leaders or room < per:
             break
         seen = {s["config"] for s in served}
         more: list[Config] = []
         for lead in leaders:
-            more += [n for n in neighbours(_config(lead), rows, cores) if n.key not in seen and n not in more]
+            more += [n for n in neighbours(_config(lead), rows, run.cores) if n.key not in seen and n not in more]
         more = more[:max(0, int(room // per))]
         if not more:
             break
         rounds += 1
-        log(f"refining around {', '.join(x['config'] for x in leaders)}: {len(more)} neighbouring configuration(s)")
-        served += _serve_round(more, contenders, work / f"serve-{rounds + 1}", samples, c, duration_s, cache,
-                               journal, log, table=table, cores=cores)
+        run.log(f"refining around {', '.join(x['config'] for x in leaders)}: {len(more)} neighbouring configuration(s)")
+        served += _serve_round(more, contenders, run.work / f"serve-{rounds + 1}", samples, c, cfg.duration_s,
+                               run.journal.data, run.journal, run.log, table=table, cores=run.cores)
         if [x["config"] for x in _leaders(served, c, 2)] == [x["config"] for x in leaders]:
             break
+    return served, predicted
 
-    # 4. choose
+
+def _choose_phase(run: _Run, variants: list[Variant], model_fail: dict[str, list[dict[str, Any]]],
+                  served: list[dict[str, Any]]) -> dict[str, Any]:
+    """4. The best measured configuration that meets every constraint, or the closest candidate; the plan's
+    result without its variants and search summary."""
+    c, art, ds = run.c, run.art, run.ds
     by_key = {v.key: v for v in variants}
     for s in served:
         v = by_key[s["variant"]]
@@ -243,11 +310,10 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     front.sort(key=rank)
     for s in served:
         s["pareto"] = s in front
-
-    result: dict[str, Any] = {
-        "artifact": str(art.path), "model": art.name, "data": str(data), "out": str(out),
+    return {
+        "artifact": str(art.path), "model": art.name, "data": str(run.data), "out": str(run.out),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "constraints": c.to_dict(), "objective": c.optimize, "env": env, "cores": cores,
+        "constraints": c.to_dict(), "objective": c.optimize, "env": run.env, "cores": run.cores,
         "accuracy_metric": ds.metric, "accuracy_note": ds.why, "samples": ds.n,
         "met": chosen is not None,
         "chosen": _public(chosen) if chosen else None,
@@ -255,39 +321,50 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
         "closest": closest,
         "pareto": [_public(s) for s in front],
         "candidates": [_public(s) for s in sorted(ok, key=rank) + [s for s in served if s not in ok]],
-        "variants": [v.to_dict() | {"failed": model_fail.get(v.key, []), "pruned": pruned.get(v.key)}
-                     for v in variants],
-        "in_process": rows,
-        "predicted": sorted(predicted, key=rank)[:50],
-        "search": {"backends": backends, "precisions": precisions, "compression": compress,
-                   "finetune": {"train": str(train), "epochs": epochs} if train is not None and compress else None,
-                   "threads": threads,
-                   "batch_sizes": list(batch_sizes), "delays_us": sorted({s["max_queue_delay_us"] for s in served}),
-                   "instances": sorted({s["instances"] for s in served}), "grid_size": len(predicted),
-                   "served": len(served), "in_process_rows": len(rows), "duration_s": duration_s,
-                   "method": "grid + dominance pruning; best predicted configurations served, then the winner's "
-                             "neighbours", "load": f"closed loop, {c.concurrency} gRPC client(s), 1 item per request"},
-        "budget_s": budget_s,
     }
-    repo = out / "repository"
+
+
+def _search_summary(run: _Run, served: list[dict[str, Any]], rows: list[dict[str, Any]],
+                    predicted: list[dict[str, Any]]) -> dict[str, Any]:
+    """What was searched and how (plan.json's "predicted", "search" and "budget_s")."""
+    cfg = run.cfg
+    return {
+        "predicted": sorted(predicted, key=objective_key(run.c.optimize))[:50],
+        "search": {"backends": list(cfg.backends or ()), "precisions": list(cfg.precisions or ()),
+                   "compression": list(cfg.compress),
+                   "finetune": ({"train": str(cfg.train), "epochs": cfg.epochs}
+                                if cfg.train is not None and cfg.compress else None),
+                   "threads": list(cfg.threads or ()),
+                   "batch_sizes": list(cfg.batch_sizes), "delays_us": sorted({s["max_queue_delay_us"] for s in served}),
+                   "instances": sorted({s["instances"] for s in served}), "grid_size": len(predicted),
+                   "served": len(served), "in_process_rows": len(rows), "duration_s": cfg.duration_s,
+                   "method": "grid + dominance pruning; best predicted configurations served, then the winner's "
+                             "neighbours", "load": f"closed loop, {run.c.concurrency} gRPC client(s), 1 item per request"},
+        "budget_s": cfg.budget_s,
+    }
+
+
+def _write_phase(run: _Run, result: dict[str, Any], by_key: dict[str, Variant], samples: list[dict[str, Any]]) -> None:
+    """5. OUT/repository (only when the targets are met), its verification, plan.json and the report."""
+    from .report import write_report
+
+    repo = run.out / "repository"
+    chosen = result["chosen"]
     if chosen is not None:
         v = by_key[chosen["variant"]]
-        model_dir = write_repository(repo, v, _config(chosen), name or art.name)
+        model_dir = write_repository(repo, v, _config(chosen), run.cfg.name or run.art.name)
         result["repository"] = str(repo)
         result["model_dir"] = str(model_dir)
-        if verify:
-            result["verification"] = _verify(repo, model_dir.name, v, samples, c, verify_s, log)
+        if run.cfg.verify:
+            result["verification"] = _verify(repo, model_dir.name, v, samples, run.c, run.verify_s, run.log)
     else:
         shutil.rmtree(repo, ignore_errors=True)  # a repository that misses the targets is not written
         result["repository"] = None
-    result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
-    from .report import write_report
-
-    result["report"] = str(out / "report.html")
-    (out / "plan.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    write_report(result, out / "report.html")
-    journal.save()
-    return result
+    result["elapsed_s"] = round(time.perf_counter() - run.t_start, 1)
+    result["report"] = str(run.out / "report.html")
+    (run.out / "plan.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_report(result, run.out / "report.html")
+    run.journal.save()
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -343,6 +420,12 @@ def _samples(ds) -> list[dict[str, Any]]:
     return [{k: v[i:i + 1] for k, v in ds.feeds.items()} for i in range(n)]
 
 
+def _artifact(v: Variant) -> Artifact:
+    if v.artifact is None:  # only variants that ran (status ok) are served, written or verified
+        raise RuntimeError(f"bushu bug: variant {v.key} has no artifact ({v.status}: {v.reason})")
+    return v.artifact
+
+
 def write_repository(repo: Path, v: Variant, cfg: Config, name: str) -> Path:
     """REPO/<name>/{config.pbtxt, labels.txt, 1/model.onnx + bushu.yaml}, as `bushu serve` reads it."""
     from google.protobuf import text_format
@@ -352,11 +435,13 @@ def write_repository(repo: Path, v: Variant, cfg: Config, name: str) -> Path:
 
     model_dir = Path(repo) / name
     shutil.rmtree(model_dir, ignore_errors=True)
-    model_dir = add_to_repository(Path(repo), v.artifact, name=name, max_batch_size=cfg.max_batch_size,
+    model_dir = add_to_repository(Path(repo), _artifact(v), name=name, max_batch_size=cfg.max_batch_size,
                                   max_queue_delay_us=cfg.max_queue_delay_us, instances=cfg.instances,
                                   backend=cfg.backend, threads=cfg.threads)
     if v.options:  # backend options (openvino precision) travel as config.pbtxt parameters
         pb = read_config(model_dir)
+        if pb is None:
+            raise RuntimeError(f"bushu bug: add_to_repository wrote no config in {model_dir}")
         for k, val in v.options.items():
             pb.parameters[k].string_value = str(val)
         (model_dir / CONFIG_FILE).write_text(text_format.MessageToString(pb))
@@ -470,7 +555,7 @@ def _why(chosen: dict[str, Any], feasible: list[dict[str, Any]], served: list[di
                  f"{NEAR:.0%} of the best ({top['config']}, {top['throughput']:.1f} req/s: a tie on a shared CPU), "
                  f"and leaves more room under the latency bounds (p99 {chosen['p99_ms']:.1f} vs {top['p99_ms']:.1f} ms); "
                  f"{len(feasible)} of {len(served)} served configurations meet every constraint"]
-    others = {}
+    others: dict[str, dict[str, Any]] = {}
     for s in served:
         if s["failed"] and s["variant"] != chosen["variant"]:
             others.setdefault(s["variant"], s)
@@ -480,8 +565,8 @@ def _why(chosen: dict[str, Any], feasible: list[dict[str, Any]], served: list[di
     return "; ".join(parts)
 
 
-def _closest(served: list[dict[str, Any]], variants: list[Variant], model_fail: dict[str, list], c: Constraints
-             ) -> dict[str, Any]:
+def _closest(served: list[dict[str, Any]], variants: list[Variant], model_fail: dict[str, list[dict[str, Any]]],
+             c: Constraints) -> dict[str, Any]:
     """The candidate nearest to meeting everything, the constraint it misses most, what would relax it,
     and the best value any candidate reached for each failed bound."""
     from .constraints import BOUNDS
@@ -490,7 +575,7 @@ def _closest(served: list[dict[str, Any]], variants: list[Variant], model_fail: 
     if not pool:
         v = min((v for v in variants if v.key in model_fail), key=lambda v: worst_ratio(model_fail[v.key]))
         fails = model_fail[v.key]
-        cand = {"config": v.key, "failed": fails}
+        cand: dict[str, Any] = {"config": v.key, "failed": fails}
     else:
         cand = min(pool, key=lambda s: (worst_ratio(s["failed"]), len(s["failed"])))
         fails = cand["failed"]
@@ -533,7 +618,7 @@ def _verify(repo: Path, name: str, v: Variant, samples, c: Constraints, seconds:
     from .variants import _run
 
     log(f"verifying: bushu serve {repo}, {c.concurrency} client(s) for {seconds:g} s")
-    out_name = v.artifact.outputs[0].name
+    out_name = _artifact(v).outputs[0].name
     with ServedProcess(repo) as server:
         if not server.ready(name):
             return {"passed": False, "reason": f"model {name} did not load: {server.states.get(name)}"}

@@ -36,7 +36,7 @@ class ServedProcess:
                                       "--grpc-port", "0", "--metrics-port", "-1", "--log-level", "error"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.states: dict[str, str] = {}
-        self.url: str | None = None
+        url: str | None = None
         lines: list[str] = []
         timer = threading.Timer(timeout_s, self.proc.kill)
         timer.start()
@@ -46,16 +46,17 @@ class ServedProcess:
                 if m := re.match(r"\s*model (\S+) version \S+: (.*)", line):
                     self.states[m[1]] = m[2].strip()
                 elif m := re.match(r"gRPC\s+(\S+)", line):
-                    self.url = m[1]
+                    url = m[1]
                 elif line.startswith("ready"):
                     break
         finally:
             timer.cancel()
-        if self.url is None:
+        if url is None:
             err = self.proc.stderr.read() if self.proc.poll() is not None else ""  # type: ignore[union-attr]
             self.stop()
             last = (err.strip().splitlines() or ["".join(lines[-3:]) or "no output"])[-1]
             raise BackendError(f"bushu serve {repo} did not start: {last[:300]}")
+        self.url: str = url
         # keep reading so a full pipe never blocks the server
         self._drain = threading.Thread(target=self._read_rest, daemon=True)
         self._drain.start()
@@ -79,6 +80,12 @@ class ServedProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        drain = getattr(self, "_drain", None)
+        if drain is not None:
+            drain.join(5)  # the pipes reach EOF once the server has exited
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> ServedProcess:
         return self

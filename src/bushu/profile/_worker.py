@@ -24,9 +24,10 @@ def peak_rss_mb() -> float:
     child inherits from its parent across fork+exec and so reports the parent's peak when larger.
     """
     try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
     try:

@@ -153,7 +153,7 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: None for k in ROW_KEYS}, **r}
+    return {**dict.fromkeys(ROW_KEYS), **r}
 
 
 def _run_jobs(jobs: list[dict], isolate: bool, progress: bool, on_row) -> list[dict[str, Any]]:
@@ -181,17 +181,17 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
     from ._worker import PREFIX
 
     expected = {(t or "auto", b) for t in job["threads"] for b in job["batch_sizes"]}
-    proc = subprocess.Popen([sys.executable, "-m", "bushu.profile._worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc.stdin.write(json.dumps(job))
-    proc.stdin.close()
-    for line in proc.stdout:
-        if line.startswith(PREFIX):
-            row = json.loads(line[len(PREFIX):])
-            expected.discard((row["threads"], row["batch"]))
-            emit(row)
-    err = proc.stderr.read()
-    proc.wait()
+    with subprocess.Popen([sys.executable, "-m", "bushu.profile._worker"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:  # closes the pipes
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
+        for line in proc.stdout:
+            if line.startswith(PREFIX):
+                row = json.loads(line[len(PREFIX):])
+                expected.discard((row["threads"], row["batch"]))
+                emit(row)
+        err = proc.stderr.read()
+        proc.wait()
     if expected:  # the worker died (crash, out of memory): say so on the rows it never wrote
         last = next((ln for ln in reversed(err.strip().splitlines()) if ln.strip()), "no output")
         reason = f"worker exited with code {proc.returncode}: {last[:300]}"

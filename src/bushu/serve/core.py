@@ -15,8 +15,8 @@ import numpy as np
 from ..errors import BushuError, InferenceInputError, ModelLoadError, ModelNotFoundError, UnknownNameError
 from ..spec import TensorSpec, check_feeds, synthetic_feeds, to_v2_datatype
 from .batching import Arrivals, Batcher, Ticket
-from .protocol import classify
 from .config import complete_config, config_to_dict, instance_device, io_specs, parameters_of, read_config
+from .protocol import classify
 from .repository import check_name, list_models, model_versions, read_labels, resolve_version
 from .stats import Stats
 

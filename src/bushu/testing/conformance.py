@@ -24,8 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import (BushuError, InferenceInputError, ModelLoadError, NotFoundError, OutputMismatch,
-                      UnsupportedOpError, UserInputError)
+from ..errors import (
+    BushuError,
+    InferenceInputError,
+    ModelLoadError,
+    NotFoundError,
+    OutputMismatch,
+    UnsupportedOpError,
+    UserInputError,
+)
 from ..runtime.backend import Backend, load_backend
 from ..runtime.registry import get_backend, list_backends
 from ..spec import dtype_name

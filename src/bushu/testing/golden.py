@@ -261,7 +261,7 @@ def _write_torch(case: GoldenCase, out: Path) -> None:
 def _write_ir(case: GoldenCase, out: Path) -> None:
     import openvino as ov
 
-    # fp32 weights: save_model would compress them to fp16 by default (NOTES.md)
+    # fp32 weights: save_model would compress them to fp16 by default (docs/notes.md)
     ov.save_model(ov.convert_model(str(case.files[".onnx"])), str(out / f"{case.name}.xml"), compress_to_fp16=False)
     case.files[".xml"] = out / f"{case.name}.xml"
 
@@ -375,11 +375,11 @@ def _write_tflite(cases: list[GoldenCase], out: Path) -> None:
 
 
 def _write_tflite_here(case: GoldenCase, out: Path) -> None:
-    import torch
+    import torch  # noqa: I001 - litert_torch (heavy; only when writing .tflite) is imported last on purpose
 
     from ..runtime.backends._io import write_io
 
-    import litert_torch  # noqa: I001 - heavy; only when writing .tflite
+    import litert_torch
 
     path = out / f"{case.name}.tflite"
     args = tuple(torch.from_numpy(a) for a in case.feeds(batch=1).values())

@@ -23,7 +23,7 @@ __all__ = ["train_images"]
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "report.html"
-ATOL, RTOL = 1e-4, 1e-4  # fp32 export budget on logits (NOTES.md: ~1e-5 seen)
+ATOL, RTOL = 1e-4, 1e-4  # fp32 export budget on logits (docs/notes.md: ~1e-5 seen)
 
 
 def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_preprocess) -> dict[str, Any]:

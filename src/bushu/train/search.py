@@ -59,7 +59,9 @@ def open_study(storage: str, name: str, seed: int):
     optuna = _optuna()
 
     if isinstance(storage, str) and "://" in storage:  # an RDB URL (sqlite, postgresql, mysql)
-        storage = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        with warnings.catch_warnings():  # heartbeats are 'experimental' too, and the way to find dead workers
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10))

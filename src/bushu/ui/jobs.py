@@ -11,6 +11,7 @@ process is still alive, finishes those whose .rc file appeared, and marks the re
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import signal
@@ -95,7 +96,7 @@ class JobStore:
         d["log_tail"] = self.log_tail(d["id"], log_lines)
         return d
 
-    def log_tail(self, job_id: int, lines: int) -> list[str]:
+    def log_tail(self, job_id: int, lines: int) -> builtins.list[str]:
         log = self.dir / f"{job_id}.log"
         if not log.is_file():
             return []
@@ -106,12 +107,13 @@ class JobStore:
         return [ln.split("\r")[-1] for ln in text.splitlines() if ln.strip()][-lines:]
 
     # -- changes ----------------------------------------------------------------------------------------
-    def submit(self, kind: str, title: str, argv: list[str], output: str | None = None) -> dict[str, Any]:
+    def submit(self, kind: str, title: str, argv: builtins.list[str], output: str | None = None) -> dict[str, Any]:
         with self._lock:
             cur = self._db.execute("INSERT INTO jobs (kind, title, argv, output, status, created) "
                                    "VALUES (?, ?, ?, ?, 'queued', ?)",
                                    (kind, title, json.dumps(argv), output, time.time()))
             job_id = cur.lastrowid
+        assert job_id is not None  # an INSERT sets it
         self.reconcile()
         return self.get(job_id)
 
@@ -143,7 +145,7 @@ class JobStore:
         rc_file = self.dir / f"{job_id}.rc"
         rc_file.unlink(missing_ok=True)
         argv = json.loads(row["argv"])
-        log = open(self.dir / f"{job_id}.log", "ab")
+        log = open(self.dir / f"{job_id}.log", "ab")  # noqa: SIM115 - closed in the finally below, after Popen
         try:
             import subprocess
 

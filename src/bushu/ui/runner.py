@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m bushu.ui.runner RC_FILE [--stdout FILE] -- CMD ...", file=sys.stderr)
         return 2
     rc_file, cmd = argv[0], argv[2:]
-    out = open(f"{stdout}.tmp", "wb") if stdout else None
+    out = open(f"{stdout}.tmp", "wb") if stdout else None  # noqa: SIM115 - closed in the finally below
     try:
         proc = subprocess.Popen(cmd, stdout=out)
         signal.signal(signal.SIGTERM, lambda *_: proc.terminate())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +155,13 @@ class Workspace:
         """An image file (or, for a text model, UTF-8 text) -> top-k labels, through bushu.model.predict."""
         from ..model.artifact import Artifact
 
+        make: Callable[[Artifact], Any]
         try:
             from ..model.predict import Classifier
+
+            make = Classifier
         except ImportError:  # an older bushu: images only
-            Classifier = None
+            make = _ImageClassifier
         d = self.model_dir(name)
         mtime = (d / "bushu.yaml").stat().st_mtime
         with self._lock:
@@ -168,7 +172,7 @@ class Workspace:
                     raise UserInputError(f"model {name!r} records no pre-processing; it cannot take raw inputs")
                 if cached is not None and hasattr(cached[1], "close"):
                     cached[1].close()
-                self._models[name] = cached = (mtime, Classifier(art) if Classifier else _ImageClassifier(art))
+                self._models[name] = cached = (mtime, make(art))
             preds = cached[1].predict([raw], k=k)[0]
         return [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]
 

@@ -1,7 +1,7 @@
 """MNN (Alibaba): ``.mnn`` files written by ``mnnconvert`` (``bushu export --format mnn``), on the CPU.
 
 Runs through MNN's Module API at ``precision="high"`` (fp32; ~1e-4 off ONNX Runtime on logits,
-NOTES.md); ``precision="low"`` allows fp16/bf16 arithmetic where the CPU has it. Batches are run
+docs/notes.md); ``precision="low"`` allows fp16/bf16 arithmetic where the CPU has it. Batches are run
 whole (the converted graph keeps a dynamic batch). The IO spec comes from the ``.io.json`` sidecar
 written at export.
 """

@@ -1,7 +1,7 @@
 """ncnn (Tencent): ``model.ncnn.param`` + ``model.ncnn.bin``, as written by pnnx (``bushu export --format ncnn``).
 
 fp32 by default: ncnn's own default on x86 is fp16 storage and arithmetic (``use_fp16_*``), which
-misses fp32 parity (NOTES.md); ``precision="fp16"`` turns them back on. ncnn runs one sample at a
+misses fp32 parity (docs/notes.md); ``precision="fp16"`` turns them back on. ncnn runs one sample at a
 time (its Mat has no batch axis): a batch is run sample by sample on one extractor each. The IO spec
 and ncnn's blob names (``in0``/``out0``) come from the ``.io.json`` sidecar written at export.
 """

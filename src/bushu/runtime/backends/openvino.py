@@ -1,7 +1,7 @@
 """OpenVINO: ONNX or IR (.xml + .bin) models on the CPU (or an Intel GPU when OpenVINO lists one).
 
 Compiled with ``INFERENCE_PRECISION_HINT=f32`` by default: on CPUs with avx512_bf16 OpenVINO
-otherwise runs in bf16 and misses fp32 parity by ~1e-2 (NOTES.md). Pass ``precision="bf16"`` to
+otherwise runs in bf16 and misses fp32 parity by ~1e-2 (docs/notes.md). Pass ``precision="bf16"`` to
 trade that accuracy for speed.
 
 Thread safety: each instance owns one infer request; ``infer`` holds a lock, so concurrent callers

@@ -1,0 +1,2 @@
+"""The UI's API, one module per tab: models (and their try-it, SDK, bench, optimize, export), evaluations,
+deployments, datasets, jobs (train, import). Each module's ROUTES is a list of Starlette routes."""
