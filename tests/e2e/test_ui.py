@@ -141,7 +141,8 @@ def test_models_and_try_it_match_bushu(env):
         assert [p["label"] for p in out["predictions"]] == [lbl for _, lbl, _ in w]
         np.testing.assert_allclose([p["score"] for p in out["predictions"]], [s for _, _, s in w], rtol=1e-5)
     status, out = ui.json("/api/models/pets/classify", b"not an image")
-    assert status == 400 and "cannot decode" in out["error"]
+    assert status == 400 and "not an image we can read (JPEG, PNG" in out["error"], out
+    assert " object at 0x" not in out["error"]  # no Python repr reaches the page
     status, out = ui.json("/api/models/nope/classify", images[0].read_bytes())
     assert status == 404 and "no model 'nope'" in out["error"]
 
@@ -379,6 +380,34 @@ def test_optimize_and_export_jobs_add_variants(env, pets_data):
     # the optimized model is a model of its own: listed, and it classifies
     status, out = ui.json("/api/models/pets-int8/classify?k=1", env["images"][0].read_bytes())
     assert status == 200 and out["predictions"][0]["label"] in env["art"].labels
+
+
+def test_skipped_export_is_not_succeeded_and_speaks_plainly(env):
+    """An export whose format cannot be built is 'skipped' with its reason, never a green 'succeeded'; an
+    int8 format without a calibration set is refused up front, in the page's words (no CLI flags)."""
+    ui = env["ui"]
+    status, out = ui.json("/api/models/pets/export", {"format": "tflite-int8"})
+    assert status == 400 and "choose a calibration data set" in out["error"] and "--" not in out["error"] + out["hint"]
+    status, job = ui.json("/api/models/pets/export", {"format": "pt2"})  # an ONNX-only artifact has no PyTorch model
+    assert status == 200, job
+    job = _wait_job(ui, job["id"])
+    report = json.loads((env["ws"] / "exports" / "pets" / "pt2" / "export.json").read_text())
+    assert report["rows"][0]["status"] == "skipped", report
+    assert job["status"] == "skipped" and job["reason"].startswith("pt2: "), job
+    assert "--" not in job["reason"]
+    status, listed = ui.json("/api/jobs")
+    assert next(j for j in listed["jobs"] if j["id"] == job["id"])["status"] == "skipped"
+
+
+def test_accuracy_carries_its_sample_size_and_interval():
+    from bushu.ui._http import plain
+    from bushu.ui.workspace import accuracy_note
+
+    assert accuracy_note(1.0, 2) == "1.00 on 2 images — 95% interval 0.34–1.00"  # Wilson, z = 1.96
+    assert accuracy_note(0.9, 100) == "0.90 on 100 images — 95% interval 0.83–0.94"
+    assert accuracy_note(None, 5) is None and accuracy_note(0.5, 0) is None
+    assert plain("cannot identify image file <_io.BytesIO object at 0x7f00deadbeef>") == "cannot identify image file"
+    assert "--data" not in plain("int8 needs calibration images: pass --data DIR: a folder of representative images")
 
 
 def _port_open(port: int) -> bool:

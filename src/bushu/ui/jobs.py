@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError, UserInputError
+from ._http import plain
 
 __all__ = ["JobStore"]
 
@@ -94,7 +95,29 @@ class JobStore:
         end = d["finished"] or time.time()
         d["elapsed_s"] = round(end - d["started"], 1) if d["started"] else 0.0
         d["log_tail"] = self.log_tail(d["id"], log_lines)
+        self._outcome(d)
         return d
+
+    def _outcome(self, d: dict[str, Any]) -> None:
+        """The status as a user should read it: an export that skipped its format is ``skipped`` (with the
+        reason), not ``succeeded``; a failed job says why in plain words, not as the log's last line."""
+        if d["status"] == "succeeded" and d["kind"] == "export" and d["output"]:
+            try:
+                rows = json.loads((Path(d["output"]) / "export.json").read_text()).get("rows", [])
+            except (OSError, ValueError):
+                rows = []
+            bad = [r for r in rows if r.get("status") in ("skipped", "error")]
+            if bad:
+                d["status"] = "failed" if any(r["status"] == "error" for r in bad) else "skipped"
+                d["reason"] = plain("; ".join(f"{r.get('format')}: {r.get('reason')}" for r in bad))
+        elif d["status"] == "failed":
+            lines = self.log_tail(d["id"], 200)
+            errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
+            if errors:
+                i = errors[-1]
+                hint = lines[i + 1].removeprefix("Hint: ") if i + 1 < len(lines) and lines[i + 1].startswith("Hint: ") \
+                    else None
+                d["reason"] = plain(lines[i].removeprefix("error: ") + (f" — {hint}" if hint else ""))
 
     def log_tail(self, job_id: int, lines: int) -> builtins.list[str]:
         log = self.dir / f"{job_id}.log"

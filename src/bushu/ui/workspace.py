@@ -61,13 +61,16 @@ class Workspace:
         train = m.get("train") or {}
         ev = m.get("eval") or {}
         accuracy = ev.get("accuracy", train.get("val_accuracy"))
+        confusion = train.get("confusion") or ev.get("confusion")
+        n_val = ev.get("n_images") if "accuracy" in ev else \
+            sum(map(sum, confusion["matrix"])) if confusion and confusion.get("matrix") else None
         return {"name": name, "task": art.task, "format": art.format, "size_mb": round(art.size_bytes / 1e6, 2),
                 "inputs": [str(s) for s in art.inputs], "outputs": [str(s) for s in art.outputs],
                 "labels": (art.labels or [])[:1000], "n_labels": len(art.labels or []),
-                "accuracy": accuracy, "bench": bench,
+                "accuracy": accuracy, "accuracy_note": accuracy_note(accuracy, n_val), "bench": bench,
                 "train": {k: train.get(k) for k in ("backbone", "head", "val_accuracy", "macro_f1", "trials",
                                                     "image_size") if k in train},
-                "confusion": train.get("confusion") or ev.get("confusion"),
+                "confusion": confusion,
                 "mistakes": [{k: x.get(k) for k in ("true", "pred", "score")} for x in train.get("mistakes") or []],
                 "created": art.provenance.get("created"),
                 "steps": [s.get("command") for s in art.provenance.get("steps", [])],
@@ -254,6 +257,7 @@ class Workspace:
                 continue
             model, _, dataset = p.stem.partition("@")
             out.append({"key": p.stem, "model": model, "dataset": dataset, "accuracy": r.get("accuracy"),
+                        "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images")),
                         "macro_f1": (r.get("macro") or {}).get("f1"), "n_images": r.get("n_images"),
                         "n_mistakes": len(r.get("mistakes") or []), "time": r.get("time")})
         return out
@@ -267,7 +271,8 @@ class Workspace:
         for m, src in zip(mistakes, r.get("mistakes") or []):
             if str(src.get("path", "")).endswith(".txt"):  # a text model's mistake: show the words, not a picture
                 m["excerpt"] = _excerpt(src["path"], r["data"])
-        return {"key": key, "model": model, "dataset": dataset, **{k: r.get(k) for k in keep}, "mistakes": mistakes}
+        return {"key": key, "model": model, "dataset": dataset, **{k: r.get(k) for k in keep}, "mistakes": mistakes,
+                "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images"))}
 
     def eval_mistake_thumb(self, key: str, index: int) -> bytes:
         r = json.loads(self._eval_file(key).read_text())
@@ -275,6 +280,18 @@ class Workspace:
         if not 0 <= index < len(mistakes):
             raise NotFoundError(f"evaluation {key!r} has {len(mistakes)} mistakes; no index {index}")
         return _thumb(mistakes[index]["path"], r["data"])
+
+
+def accuracy_note(acc: Any, n: Any) -> str | None:
+    """An accuracy with its sample size and 95% Wilson interval: "1.00 on 2 images — 95% interval 0.34–1.00"
+    (on few images one figure says little; the interval shows how little)."""
+    if not isinstance(acc, (int, float)) or not isinstance(n, int) or n <= 0:
+        return None
+    z = 1.96
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((acc * (1 - acc) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return f"{acc:.2f} on {n} image{'s' if n != 1 else ''} — 95% interval {lo:.2f}–{hi:.2f}"
 
 
 class _ImageClassifier:

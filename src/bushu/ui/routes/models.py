@@ -88,6 +88,9 @@ async def export(request: Request, ui: UIContext) -> dict[str, Any]:
     argv = ["export", str(d), "--format", fmt, "-o", str(out)]
     if params.get("dataset"):
         argv += ["--data", str(ui.ws.dataset_dir(str(params["dataset"])))]
+    elif FORMATS[fmt].row()["precision"] == "int8":
+        raise UserInputError(f"{fmt} calibrates on images: choose a calibration data set",
+                             hint="about 100 representative images; or pick a format that is not int8")
     return ui.jobs.submit("export", f"export {name} → {fmt}", argv, str(out))
 
 

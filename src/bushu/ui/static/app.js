@@ -93,7 +93,7 @@ async function loadModels() {
     const b1 = (m.bench || []).find(r => r.batch === 1) || {};
     const tr = el("tr", {class: "clickable", "data-model": m.name},
       el("td", {text: m.name}), el("td", {text: fmt(m.size_mb)}), el("td", {text: fmt(m.n_labels)}),
-      el("td", {text: fmt(m.accuracy)}), el("td", {text: fmt(b1.p50_ms)}), el("td", {text: fmt(b1.throughput)}),
+      el("td", {text: fmt(m.accuracy), title: m.accuracy_note || ""}), el("td", {text: fmt(b1.p50_ms)}), el("td", {text: fmt(b1.throughput)}),
       el("td", {text: m.error ? m.error : ""}));
     tr.addEventListener("click", () => showModel(m.name).catch(showError));
     tbody.append(tr);
@@ -116,7 +116,7 @@ async function showModel(name) {
   info.replaceChildren();
   const rows = [["task", m.task], ["inputs", m.inputs.join(", ")], ["outputs", m.outputs.join(", ")],
     ["labels", m.labels.slice(0, 12).join(", ") + (m.n_labels > 12 ? ` … (${m.n_labels})` : "")],
-    ["accuracy", fmt(m.accuracy)], ["size", fmt(m.size_mb) + " MB"], ["steps", m.steps.join(" → ")]];
+    ["accuracy", m.accuracy_note || fmt(m.accuracy)], ["size", fmt(m.size_mb) + " MB"], ["steps", m.steps.join(" → ")]];
   for (const [k, v] of rows) info.append(el("dt", {text: k}), el("dd", {text: v}));
   const tbody = $("#md-bench tbody");
   tbody.replaceChildren(...(m.bench.length ? m.bench : [{}]).map(r => el("tr", {},
@@ -150,7 +150,7 @@ async function showModel(name) {
     ev.preventDefault();
     try {
       const job = await api(`/api/models/${encodeURIComponent(name)}/export`, {method: "POST",
-        body: JSON.stringify({format: ev.target.format.value})});
+        body: JSON.stringify({format: ev.target.format.value, dataset: ev.target.dataset.value || null})});
       watching = job.id; showError(null); location.hash = "#training";
     } catch (e) { showError(e); }
   };
@@ -165,8 +165,11 @@ let formatsLoaded = false;
 async function loadFormats() {
   if (formatsLoaded) return;
   const formats = (await api("/api/export-formats")).formats;
-  $("#export-format").replaceChildren(...formats.map(f => el("option", {value: f.format,
+  $("#export-format").replaceChildren(...formats.map(f => el("option", {value: f.format, "data-precision": f.precision,
     text: `${f.format} (${f.precision}; runs here: ${f.runs_here})`})));
+  const calib = () => { const o = $("#export-format").selectedOptions[0]; $("#export-calib").hidden = !o || o.dataset.precision !== "int8"; };
+  $("#export-format").addEventListener("change", calib);
+  calib();
   formatsLoaded = true;
 }
 
@@ -185,11 +188,13 @@ async function classify(file) {
   if (!model) throw new Error("no model that classifies images yet");
   const img = $("#try-preview");
   const isText = typeof file === "string";
+  $("#try-results").replaceChildren(); $("#try-via").textContent = "";  // never leave the last answer up
+  img.hidden = true;
   if (!isText) img.src = URL.createObjectURL(file);
-  img.hidden = isText;
   const served = $("#try-served").checked && !$("#try-served").disabled;
   const path = served ? `/api/deployments/${encodeURIComponent(model)}/classify` : `/api/models/${encodeURIComponent(model)}/classify?k=5`;
   const out = await api(path, {method: "POST", body: file});
+  img.hidden = isText;
   $("#try-via").textContent = out.via ? `sent through ${out.via}` : "run in the UI's own process";
   $("#try-results").replaceChildren(...out.predictions.map(p => {
     const bar = el("div", {class: "bar"});
@@ -222,6 +227,7 @@ async function loadDatasets() {
   fillSelect($("#train-dataset"), names);
   fillSelect($("#eval-dataset"), names);
   fillSelect($("#optimize-dataset"), names, "(none)");
+  fillSelect($("#export-dataset"), names, "(choose a data set)");
 }
 
 // -- evaluation -------------------------------------------------------------------------------------
@@ -230,7 +236,7 @@ let evalJob = null;  // {id, key} of the evaluation being run
 async function loadEvals() {
   const evals = (await api("/api/evals")).evals;
   $("#evals-table tbody").replaceChildren(...evals.map(e => {
-    const tr = el("tr", {class: "clickable", "data-eval": e.key}, ...[e.model, e.dataset, fmt(e.accuracy), fmt(e.macro_f1),
+    const tr = el("tr", {class: "clickable", "data-eval": e.key, title: e.accuracy_note || ""}, ...[e.model, e.dataset, fmt(e.accuracy), fmt(e.macro_f1),
       fmt(e.n_images), fmt(e.n_mistakes), (e.time || "").replace("T", " ").slice(0, 19)].map(x => el("td", {text: x})));
     tr.addEventListener("click", () => showEval(e.key).catch(showError));
     return tr;
@@ -241,7 +247,7 @@ async function showEval(key) {
   const r = await api(`/api/evals/${encodeURIComponent(key)}`);
   $("#eval-detail").hidden = false;
   $("#ev-title").textContent = `${r.model} on ${r.dataset}`;
-  $("#ev-summary").replaceChildren(el("strong", {text: `accuracy ${fmt(r.accuracy, 4)}`}),
+  $("#ev-summary").replaceChildren(el("strong", {text: `accuracy ${r.accuracy_note || fmt(r.accuracy, 4)}`}),
     document.createTextNode(`  top-5 ${fmt(r.top5, 4)}  macro F1 ${fmt(r.macro && r.macro.f1, 4)}  on ${r.n_images} images` +
       (r.n_skipped ? ` (${r.n_skipped} unreadable, skipped)` : "")));
   $("#ev-per-class tbody").replaceChildren(...r.per_class.map(c => el("tr", {},
@@ -318,7 +324,7 @@ async function loadDeployments() {
 }
 
 // -- jobs -------------------------------------------------------------------------------------------
-let watching = null;
+let watching = null, newestJob = 0;
 
 async function loadJobs() {
   const jobs = (await api("/api/jobs")).jobs;
@@ -337,18 +343,21 @@ async function loadJobs() {
     }
     const tr = el("tr", {class: "clickable", "data-job": String(j.id)}, el("td", {text: j.id}), el("td", {text: j.title}),
       el("td", {class: "status-" + j.status, text: j.status}), el("td", {text: fmt(j.elapsed_s, 4) + " s"}),
-      el("td", {class: "muted", text: (j.log_tail || []).slice(-1)[0] || ""}), actions);
+      el("td", {class: j.reason ? "reason" : "muted", text: j.reason || (j.log_tail || []).slice(-1)[0] || ""}), actions);
     tr.addEventListener("click", () => { watching = j.id; showJob().catch(showError); });
     tbody.append(tr);
   }
-  if (watching === null && jobs.length) watching = jobs[0].id;
+  if (jobs.length && jobs[0].id > newestJob) { watching = jobs[0].id; newestJob = jobs[0].id; }  // follow a new job
   if (watching !== null) await showJob();
 }
 
 async function showJob() {
   const j = await api(`/api/jobs/${watching}`);
   $("#job-title").hidden = false;
-  $("#job-title").textContent = `#${j.id} ${j.title}: ${j.status}` + (j.returncode !== null ? ` (exit ${j.returncode})` : "");
+  $("#job-title").replaceChildren(document.createTextNode(`#${j.id} ${j.title}: `),
+    el("span", {class: "status-" + j.status, text: j.status}));
+  $("#job-reason").hidden = !j.reason;
+  $("#job-reason").textContent = j.reason || "";
   $("#job-log").hidden = false;
   $("#job-log").textContent = j.log_tail.join("\n");
 }
