@@ -187,6 +187,31 @@ def test_dataset_upload_counts_thumbnails_and_warnings(env):
     assert status == 200 and info["classes"] == {"a": 5, "b": 5} and info["warnings"] == []
 
 
+def test_upload_reports_every_file_it_left_out_and_keeps_names(env):
+    """A .txt file, a damaged JPEG and an empty class folder: all three reported at once, at upload time;
+    the readable images keep the user's own file names."""
+    ui, ws = env["ui"], env["ws"]
+    entries = {f"mixed/cats/kitty {i}.png": _png((200, 10 * i, 0)) for i in range(3)}
+    entries.update({f"mixed/dogs/rex_{i}.PNG": _png((0, 10 * i, 200)) for i in range(3)})
+    entries["mixed/dogs/notes.txt"] = b"not a picture"
+    entries["mixed/dogs/broken.jpg"] = b"\xff\xd8\xff\xe0" + b"\x00garbage" * 20
+    entries["mixed/birds/"] = b""  # an empty class folder
+    status, info = ui.json("/api/datasets?name=mixed", _zip(entries))
+    assert status == 200, info
+    assert info["classes"] == {"cats": 3, "dogs": 3}
+    skipped = {s["file"]: s["reason"] for s in info["skipped"]}
+    assert set(skipped) == {"mixed/dogs/notes.txt", "mixed/dogs/broken.jpg"}, skipped
+    assert skipped["mixed/dogs/notes.txt"].startswith("not an image")
+    assert "image" in skipped["mixed/dogs/broken.jpg"] and "0x" not in skipped["mixed/dogs/broken.jpg"]
+    assert info["empty_classes"] == ["birds"]
+    folder = ws / "datasets" / "mixed"
+    assert sorted(p.name for p in (folder / "cats").iterdir()) == [f"kitty_{i}.png" for i in range(3)]
+    assert sorted(p.name for p in (folder / "dogs").iterdir()) == [f"rex_{i}.PNG" for i in range(3)]
+    # the report stays with the dataset
+    status, again = ui.json("/api/datasets/mixed")
+    assert again["skipped"] == info["skipped"] and again["empty_classes"] == ["birds"]
+
+
 def test_hostile_zips_are_refused_and_write_nothing(env):
     ui, ws = env["ui"], env["ws"]
     outside = ws.parent / "escaped.png"

@@ -3,6 +3,7 @@
     WORKSPACE/models/<name>/       bushu artifacts (trained, imported or copied in)
     WORKSPACE/datasets/<name>/     folder-per-class images (uploaded zips are extracted here)
     WORKSPACE/datasets/<name>.link a linked folder elsewhere on this machine
+    WORKSPACE/datasets/<name>.upload.json  what an uploaded zip left out (skipped files, empty classes)
     WORKSPACE/evals/<model>@<dataset>.json   the latest `bushu eval --json` of a model on a dataset
     WORKSPACE/exports/<model>/<format>/      `bushu export` output (export.json + the artifact)
 
@@ -210,6 +211,9 @@ class Workspace:
                 out.append({"name": n, "error": e.message})
         return out
 
+    def upload_report_path(self, name: str) -> Path:
+        return self.root / "datasets" / f"{safe_name(name, 'dataset name')}.upload.json"
+
     def dataset_info(self, name: str) -> dict[str, Any]:
         from ..data.images import ImageFolder
 
@@ -223,8 +227,13 @@ class Workspace:
             warnings.append(f"fewer than 5 images in {', '.join(small)}: add more for a trustworthy accuracy")
         if counts and max(counts.values()) > 10 * max(1, min(counts.values())):
             warnings.append("classes are imbalanced more than 10:1")
+        try:
+            upload = json.loads(self.upload_report_path(name).read_text())
+        except (OSError, ValueError):
+            upload = {}
         return {"name": name, "path": str(d), "classes": counts, "n_images": sum(counts.values()),
-                "warnings": warnings}
+                "warnings": warnings, "skipped": upload.get("skipped", []),
+                "empty_classes": upload.get("empty_classes", [])}
 
     def thumbnail(self, name: str, cls: str, index: int, size: int = 96) -> bytes:
         from ..data.images import ImageFolder

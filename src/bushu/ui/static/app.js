@@ -215,6 +215,10 @@ async function loadDatasets() {
     box.append(el("h3", {text: `${d.name}  (${d.n_images || 0} images, ${Object.keys(d.classes || {}).length} classes)`}));
     if (d.error) box.append(el("p", {class: "warn", text: d.error}));
     for (const w of d.warnings || []) box.append(el("p", {class: "warn", text: "⚠ " + w}));
+    for (const c of d.empty_classes || []) box.append(el("p", {class: "warn empty-class", text: `⚠ class folder ${c} has no readable image: left out`}));
+    if ((d.skipped || []).length) box.append(el("details", {class: "skipped", open: ""},
+      el("summary", {class: "warn", text: `⚠ ${d.skipped.length} file(s) left out of the upload`}),
+      el("ul", {}, ...d.skipped.map(x => el("li", {}, el("code", {text: x.file}), document.createTextNode(": " + x.reason))))));
     const thumbs = el("div", {class: "thumbs"});
     for (const [cls, n] of Object.entries(d.classes || {})) {
       const src = `/api/datasets/${encodeURIComponent(d.name)}/thumb?cls=${encodeURIComponent(cls)}&i=0`;
