@@ -356,10 +356,12 @@ def test_evaluation_job_matches_bushu_eval(env, pets_data):
     assert status == 200 and job["kind"] == "eval" and job["key"] == "pets@petsdata", job
     job = _wait_job(ui, job["id"])
     assert job["status"] == "succeeded", job["log_tail"]
+    assert job["links"] == {"eval": "pets@petsdata"} and job["progress"]["percent"] == 100
     status, got = ui.json("/api/evals/pets@petsdata")
     assert status == 200, got
     want = evaluate(env["art"].path, pets_data, record=False, progress=False)
     assert got["accuracy"] == pytest.approx(want["accuracy"]) and got["n_images"] == want["n_images"] == 16
+    assert got["accuracy_note"].startswith(f"{want['accuracy']:.2f} on 16 images — 95% interval ")
     assert got["confusion"] == want["confusion"]
     assert [(c["class"], c["precision"], c["recall"], c["f1"]) for c in got["per_class"]] == \
         [(c["class"], c["precision"], c["recall"], c["f1"]) for c in want["per_class"]]
@@ -422,6 +424,40 @@ def test_skipped_export_is_not_succeeded_and_speaks_plainly(env):
     assert "--" not in job["reason"]
     status, listed = ui.json("/api/jobs")
     assert next(j for j in listed["jobs"] if j["id"] == job["id"])["status"] == "skipped"
+
+
+def test_progress_file_feeds_the_job_progress(tmp_path, monkeypatch):
+    """Training's progress bars write their phase to $BUSHU_PROGRESS_FILE; the job list turns it into step of
+    total, percent, ETA (by the time budget for training), best score so far and the score of each trial."""
+    from bushu.train.runner import PROGRESS_FILE_ENV, progress_bar
+    from bushu.ui.jobs import JobStore
+
+    store = JobStore(tmp_path)
+    try:
+        monkeypatch.setenv(PROGRESS_FILE_ENV, str(store.dir / "7.progress.json"))
+        with progress_bar(False, "features", 10) as advance:
+            advance(10)
+        with progress_bar(False, "search", 4) as advance:
+            advance(1, best=0.5, score=0.5)
+            advance(1, best=0.75, score=0.75)
+            job = {"id": 7, "kind": "bench", "status": "running", "argv": [], "elapsed_s": 3.0}
+            p = store._progress(job)
+        assert (p["phase"], p["step"], p["total"], p["percent"], p["best"], p["scores"]) == \
+            ("search", 2, 4, 50.0, 0.75, [0.5, 0.75])
+        assert p["eta_s"] >= 0
+        train = store._progress({**job, "kind": "train", "argv": ["train", "D", "--budget", "1m"], "elapsed_s": 15.0})
+        assert (train["percent"], train["eta_s"]) == (25.0, 45.0)
+        assert store._progress({**job, "status": "succeeded"})["percent"] == 100
+        assert store._progress({**job, "id": 8})["percent"] is None  # nothing reported yet: an indeterminate bar
+        model = tmp_path / "models" / "m"
+        model.mkdir(parents=True)
+        (model / "bushu.yaml").write_text("name: m\n")
+        (model / "report.html").write_text("<html></html>")
+        done = {**job, "kind": "train", "status": "succeeded", "output": str(model)}
+        assert store._links(done) == {"model": "m", "report": "/api/models/m/report"}
+        assert store._links({**done, "status": "failed"}) == {}
+    finally:
+        store.close()
 
 
 def test_accuracy_carries_its_sample_size_and_interval():
@@ -598,5 +634,11 @@ def test_training_mistakes_are_shown_from_the_training_data(env, tmp_path):
         status, body, _ = ui.request("/api/models/trained/mistakes/1")
         assert status == 404 and b"root" not in body  # outside the training folder: refused
         assert ui.request("/api/models/trained/mistakes/2")[0] == 404
+        # its training report, from the job's "Training report" link
+        assert ui.request("/api/models/trained/report")[0] == 404
+        (ws / "models" / "trained" / "report.html").write_text("<html><body>trained on photos</body></html>")
+        status, body, headers = ui.request("/api/models/trained/report")
+        assert status == 200 and b"trained on photos" in body and headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in headers["content-security-policy"]
     finally:
         ui.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,15 +59,57 @@ class SearchOutcome:
     storage: str
 
 
+PROGRESS_FILE_ENV = "BUSHU_PROGRESS_FILE"
+
+
+class _ProgressFile:
+    """The current phase as JSON in the file $BUSHU_PROGRESS_FILE names (the web UI's jobs set it):
+    {"phase", "step", "total", "best", "phase_started", "updated", "scores"}; rewritten atomically, at
+    most every half second, and at each phase's start and end."""
+
+    def __init__(self, path: str, label: str, total: float | None):
+        self.path, self.last = path, 0.0
+        try:
+            old = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            old = {}
+        now = time.time()
+        self.state = {"phase": label, "step": 0, "total": total, "best": old.get("best"), "phase_started": now,
+                      "updated": now, "scores": old.get("scores", [])}
+        self.write()
+
+    def advance(self, n: float, best: float | None = None, score: float | None = None) -> None:
+        self.state["step"] += n
+        if best is not None:
+            self.state["best"] = best
+        if score is not None:
+            self.state["scores"].append(score)
+        if time.time() - self.last > 0.5 or score is not None:
+            self.write()
+
+    def write(self) -> None:
+        self.last = self.state["updated"] = time.time()
+        tmp = f"{self.path}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(self.state, f)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # progress is a courtesy: never fail training over it
+
+
 class progress_bar:
-    """A rich progress bar on stderr (transient), or nothing when disabled."""
+    """A rich progress bar on stderr (transient), or nothing when disabled; the phase also goes to
+    $BUSHU_PROGRESS_FILE when that is set (``best=`` and ``score=`` keywords feed it)."""
 
     def __init__(self, enabled: bool, label: str, total: float | None):
         self.enabled, self.label, self.total = enabled, label, total
 
     def __enter__(self):
+        path = os.environ.get(PROGRESS_FILE_ENV)
+        self.file = _ProgressFile(path, self.label, self.total) if path else None
         if not self.enabled:
-            return lambda n=1, **kw: None
+            return self._to_file
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ..cli._output import err_console
@@ -75,9 +118,20 @@ class progress_bar:
                             TimeElapsedColumn(), console=err_console, transient=True)
         self.bar.start()
         self.task = self.bar.add_task(self.label, total=self.total)
-        return lambda n=1, **kw: self.bar.update(self.task, advance=n, **kw)
+
+        def advance(n=1, best=None, score=None, **kw):
+            self._to_file(n, best, score)
+            self.bar.update(self.task, advance=n, **kw)
+
+        return advance
+
+    def _to_file(self, n=1, best=None, score=None, **kw) -> None:
+        if self.file:
+            self.file.advance(n, best, score)
 
     def __exit__(self, *exc: object) -> None:
+        if self.file:
+            self.file.write()
         if self.enabled:
             self.bar.stop()
 
@@ -116,7 +170,7 @@ def search_and_fit(cfg: TrainConfig, ds: Dataset, space: SearchSpace, features: 
                 best["acc"] = max(best["acc"] or 0.0, t.value)
             desc = f"search: trial {t.number} {t.state.name.lower()}" + (
                 f", best val acc {best['acc']:.3f}" if best["acc"] is not None else "")
-            advance(1, description=desc)
+            advance(1, description=desc, best=best["acc"], score=t.value if t.state.name == "COMPLETE" else None)
 
         import torch
 

@@ -36,6 +36,20 @@ async def classify(request: Request, ui: UIContext) -> dict[str, Any]:
     return {"model": request.path_params["name"], "predictions": preds}
 
 
+async def report(request: Request, ui: UIContext) -> Response:
+    from starlette.responses import FileResponse
+
+    from ...errors import NotFoundError
+
+    path = ui.ws.model_dir(request.path_params["name"]) / "report.html"
+    if not path.is_file():
+        raise NotFoundError(f"model {request.path_params['name']!r} has no training report",
+                            hint="only models trained by bushu have one")
+    # bushu's own self-contained page: no scripts of its own run on the UI's origin
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": csp})
+
+
 async def sdk(request: Request, ui: UIContext) -> Response:
     from starlette.responses import FileResponse
 
@@ -113,6 +127,7 @@ ROUTES = [
     Route("/api/models/{name}", endpoint(model)),
     Route("/api/models/{name}/classify", endpoint(classify), methods=["POST"]),
     Route("/api/models/{name}/sdk", endpoint(sdk)),
+    Route("/api/models/{name}/report", endpoint(report)),
     Route("/api/models/{name}/bench", endpoint(bench), methods=["POST"]),
     Route("/api/models/{name}/optimize", endpoint(optimize), methods=["POST"]),
     Route("/api/models/{name}/export", endpoint(export), methods=["POST"]),

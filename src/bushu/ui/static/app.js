@@ -346,13 +346,46 @@ async function loadJobs() {
       actions.append(b);
     }
     const tr = el("tr", {class: "clickable", "data-job": String(j.id)}, el("td", {text: j.id}), el("td", {text: j.title}),
-      el("td", {class: "status-" + j.status, text: j.status}), el("td", {text: fmt(j.elapsed_s, 4) + " s"}),
+      el("td", {class: "status-" + j.status, text: j.status + (j.status === "running" && j.progress && j.progress.percent !== null
+        ? ` ${Math.floor(j.progress.percent)}%` : "")}), el("td", {text: fmt(j.elapsed_s, 4) + " s"}),
       el("td", {class: j.reason ? "reason" : "muted", text: j.reason || (j.log_tail || []).slice(-1)[0] || ""}), actions);
     tr.addEventListener("click", () => { watching = j.id; showJob().catch(showError); });
     tbody.append(tr);
   }
   if (jobs.length && jobs[0].id > newestJob) { watching = jobs[0].id; newestJob = jobs[0].id; }  // follow a new job
   if (watching !== null) await showJob();
+}
+
+const duration = s => s >= 90 ? `about ${Math.round(s / 60)} min` : `about ${Math.round(s)} s`;
+
+// the watched job's progress bar (phase, step of total, percent, time left, best score) and, once done, its results
+function showProgress(j) {
+  const p = j.progress || {};
+  const bar = $("#job-bar");
+  if (p.percent === null || p.percent === undefined) bar.removeAttribute("value"); else bar.value = p.percent;
+  const parts = [];
+  if (p.phase) parts.push(p.phase + (p.total ? ` ${fmt(p.step, 4)} of ${fmt(p.total, 4)}` : ""));
+  if (p.percent !== null && p.percent !== undefined) parts.push(`${Math.floor(p.percent)}%`);
+  if (j.status === "running" && p.eta_s !== null && p.eta_s !== undefined) parts.push(`${duration(p.eta_s)} left`);
+  if (p.best !== null && p.best !== undefined) parts.push(`best accuracy so far ${fmt(p.best)}`);
+  $("#job-progress-text").textContent = parts.join(" · ");
+  $("#job-progress").hidden = j.status === "failed" || j.status === "cancelled";
+  const links = $("#job-links"), l = j.links || {};
+  links.replaceChildren();
+  if (l.model) {
+    const open = el("a", {href: "#models", class: "button job-model", text: `Open model ${l.model}`});
+    open.onclick = () => setTimeout(() => showModel(l.model).catch(showError), 0);
+    const ev = el("a", {href: "#evaluate", class: "button job-eval", text: "Evaluate it"});
+    ev.onclick = () => { $("#eval-model").value = l.model; };
+    links.append(open, ev);
+    if (l.report) links.append(el("a", {href: l.report, target: "_blank", class: "button job-report", text: "Training report"}));
+  }
+  if (l.eval) {
+    const ev = el("a", {href: "#evaluate", class: "button job-eval", text: "See the evaluation"});
+    ev.onclick = () => setTimeout(() => showEval(l.eval).catch(showError), 0);
+    links.append(ev);
+  }
+  links.hidden = !links.children.length;
 }
 
 async function showJob() {
@@ -362,6 +395,7 @@ async function showJob() {
     el("span", {class: "status-" + j.status, text: j.status}));
   $("#job-reason").hidden = !j.reason;
   $("#job-reason").textContent = j.reason || "";
+  showProgress(j);
   $("#job-log").hidden = false;
   $("#job-log").textContent = j.log_tail.join("\n");
 }
