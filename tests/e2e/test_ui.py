@@ -404,6 +404,13 @@ def test_optimize_and_export_jobs_add_variants(env, pets_data):
     assert rows["pets-int8"]["size_mb"] < rows["pets"]["size_mb"]
     assert rows["pets-int8"]["p50_ms"] > 0 and rows["pets-int8"]["top1_agreement"] is not None
     assert rows["pets (onnx)"]["kind"] == "export: ok" and rows["pets (onnx)"]["p50_ms"] is not None
+    # every export downloads: the exported artifact and its report, zipped
+    status, body, headers = ui.request(rows["pets (onnx)"]["download"])
+    assert status == 200 and headers["content-type"] == "application/zip", body[:200]
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        names = zf.namelist()
+    assert "pets-onnx/export.json" in names and any(n.endswith(".onnx") for n in names), names
+    assert ui.request("/api/models/pets/exports/tflite.zip")[0] == 404
     # the optimized model is a model of its own: listed, and it classifies
     status, out = ui.json("/api/models/pets-int8/classify?k=1", env["images"][0].read_bytes())
     assert status == 200 and out["predictions"][0]["label"] in env["art"].labels
@@ -424,6 +431,20 @@ def test_skipped_export_is_not_succeeded_and_speaks_plainly(env):
     assert "--" not in job["reason"]
     status, listed = ui.json("/api/jobs")
     assert next(j for j in listed["jobs"] if j["id"] == job["id"])["status"] == "skipped"
+    status, model = ui.json("/api/models/pets")
+    row = next(r for r in model["variants"] if r["name"] == "pets (pt2)")
+    assert row["kind"] == "export: skipped" and row["download"] is None  # nothing to download
+
+
+def test_zoo_picker_lists_the_zoo(env):
+    from bushu.model import zoo
+
+    ui = env["ui"]
+    status, out = ui.json("/api/zoo")
+    assert status == 200 and [m["name"] for m in out["models"]] == list(zoo.ZOO)
+    assert all(isinstance(m["installed"], bool) and m["params_m"] > 0 for m in out["models"])
+    status, out = ui.json("/api/jobs", {"kind": "import", "source": "mobilenet_v3"})
+    assert status == 404 and "mobilenet_v2" in out["error"] + (out["hint"] or ""), out  # did you mean
 
 
 def test_progress_file_feeds_the_job_progress(tmp_path, monkeypatch):

@@ -142,7 +142,9 @@ class Workspace:
                 out.append({"name": f"{name} ({r.get('format')})", "kind": f"export: {r.get('status')}",
                             "precision": r.get("precision"), "size_mb": r.get("size_mb"), "p50_ms": r.get("p50_ms"),
                             "accuracy": r.get("accuracy"), "top1_agreement": r.get("top1_agreement"),
-                            "file": r.get("file"), "reason": r.get("reason"), "model": None})
+                            "file": r.get("file"), "reason": r.get("reason"), "model": None,
+                            "download": f"/api/models/{name}/exports/{report.parent.name}.zip"
+                            if r.get("status") in ("ok", "exported", "mismatch") else None})
         return out
 
     def train_mistake_thumb(self, name: str, index: int) -> bytes:
@@ -188,6 +190,23 @@ class Workspace:
         newest = max(p.stat().st_mtime for p in d.iterdir() if p.is_file())
         if not out.is_file() or out.stat().st_mtime < newest:
             build_bundle(d, out)
+        return out
+
+    def export_zip(self, name: str, fmt: str) -> Path:
+        """``bushu export``'s output for one format (the exported artifact and its report) as a zip."""
+        import zipfile
+
+        folder = self.root / "exports" / safe_name(name, "model name") / safe_name(fmt, "format")
+        if not (folder / "export.json").is_file():
+            raise NotFoundError(f"model {name!r} has no {fmt} export", hint="export it from the model's page first")
+        out = self.root / "bundles" / f"{folder.parent.name}-{folder.name}.zip"
+        files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+        if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in files):
+            tmp = out.with_suffix(".zip.tmp")
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for p in files:
+                    zf.write(p, f"{folder.parent.name}-{folder.name}/{p.relative_to(folder)}")
+            tmp.replace(out)
         return out
 
     # -- datasets ---------------------------------------------------------------------------------------

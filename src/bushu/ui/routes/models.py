@@ -50,6 +50,13 @@ async def report(request: Request, ui: UIContext) -> Response:
     return FileResponse(path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": csp})
 
 
+async def export_download(request: Request, ui: UIContext) -> Response:
+    from starlette.responses import FileResponse
+
+    path = await asyncio.to_thread(ui.ws.export_zip, request.path_params["name"], request.path_params["format"])
+    return FileResponse(path, media_type="application/zip", filename=path.name)
+
+
 async def sdk(request: Request, ui: UIContext) -> Response:
     from starlette.responses import FileResponse
 
@@ -128,6 +135,7 @@ ROUTES = [
     Route("/api/models/{name}/classify", endpoint(classify), methods=["POST"]),
     Route("/api/models/{name}/sdk", endpoint(sdk)),
     Route("/api/models/{name}/report", endpoint(report)),
+    Route("/api/models/{name}/exports/{format}.zip", endpoint(export_download)),
     Route("/api/models/{name}/bench", endpoint(bench), methods=["POST"]),
     Route("/api/models/{name}/optimize", endpoint(optimize), methods=["POST"]),
     Route("/api/models/{name}/export", endpoint(export), methods=["POST"]),

@@ -131,6 +131,10 @@ async function showModel(name) {
   $("#md-variants tbody").replaceChildren(...(m.variants || []).map(v => {
     const tr = el("tr", {class: v.model && v.model !== name ? "clickable" : "", "data-variant": v.name},
       ...[v.name, v.kind, v.precision, fmt(v.size_mb), fmt(v.p50_ms), fmt(v.accuracy), fmt(v.top1_agreement)].map(x => el("td", {text: fmt(x)})));
+    const get = v.download ? el("a", {href: v.download, class: "download", text: "download"})
+      : v.model ? el("a", {href: `/api/models/${encodeURIComponent(v.model)}/sdk`, class: "download", text: "SDK"}) : "";
+    tr.append(el("td", {}, get));
+    if (get) get.addEventListener("click", ev => ev.stopPropagation());
     if (v.reason) tr.title = v.reason;
     if (v.model && v.model !== name) tr.addEventListener("click", () => showModel(v.model).catch(showError));
     return tr;
@@ -164,6 +168,10 @@ async function showModel(name) {
 let formatsLoaded = false;
 async function loadFormats() {
   if (formatsLoaded) return;
+  const zoo = (await api("/api/zoo")).models;
+  $("#import-source").replaceChildren(...zoo.map(z => el("option", Object.assign({value: z.name,
+    text: `${z.name} — ${z.note}, ${fmt(z.params_m)} M parameters` + (z.installed ? "" : " (weights not installed)")},
+    z.installed ? {} : {disabled: ""}))));
   const formats = (await api("/api/export-formats")).formats;
   $("#export-format").replaceChildren(...formats.map(f => el("option", {value: f.format, "data-precision": f.precision,
     text: `${f.format} (${f.precision}; runs here: ${f.runs_here})`})));
