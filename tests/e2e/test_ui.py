@@ -663,3 +663,30 @@ def test_training_mistakes_are_shown_from_the_training_data(env, tmp_path):
         assert "default-src 'none'" in headers["content-security-policy"]
     finally:
         ui.stop()
+
+
+def test_try_it_on_a_detector_answers_with_boxes(env):
+    """A detection artifact in Try it: boxes, exactly what bushu.detection.Detector finds (a graph that
+    boxes whatever differs from the top-left pixel), in the image's own pixels."""
+    from PIL import Image
+    from test_eval_detection import H, W, foreground_box_onnx
+
+    from bushu.detection import Detector
+
+    ui, tmp = env["ui"], env["tmp"]
+    (tmp / "fg.onnx").write_bytes(foreground_box_onnx())
+    proc = subprocess.run([sys.executable, "-m", "bushu", "import", str(tmp / "fg.onnx"), "-o",
+                           str(env["ws"] / "models" / "fg")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    img = Image.new("RGB", (W, H), (250, 250, 250))
+    img.paste((200, 30, 30), (100, 60, 180, 140))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    status, out = ui.json("/api/models/fg/classify", buf.getvalue())
+    assert status == 200, out
+    with Detector(env["ws"] / "models" / "fg") as det:
+        want = [d.to_dict() for d in det.predict([img])[0]]
+    assert out["detections"] == want and len(want) == 1
+    assert want[0]["box"] == pytest.approx([100, 60, 180, 140], abs=2)
+    status, out = ui.json("/api/models/fg/classify", b"not an image")
+    assert status == 400 and "not an image we can read" in out["error"]

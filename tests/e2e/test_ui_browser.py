@@ -115,6 +115,26 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
         assert "not an image we can read" in err.text and "object at 0x" not in err.text, err.text
         assert browser.find_elements(By.CSS_SELECTOR, "#try-results li") == []
         assert not browser.find_element(By.ID, "try-preview").is_displayed()
+        # a detector: the boxes drawn over the image, one line per box
+        if importlib.util.find_spec("bushu.detection"):
+            from test_eval_detection import H, W, foreground_box_onnx
+
+            (tmp_path / "fg.onnx").write_bytes(foreground_box_onnx())
+            proc = subprocess.run([sys.executable, "-m", "bushu", "import", str(tmp_path / "fg.onnx"), "-o",
+                                   str(ws / "models" / "fg")], capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            scene = Image.new("RGB", (W, H), (250, 250, 250))
+            scene.paste((200, 30, 30), (100, 60, 180, 140))
+            scene.save(tmp_path / "scene.png")
+            browser.get(ui.url + "/#models")
+            browser.get(ui.url + "/#try")
+            _select(browser, "#try-model", "fg")
+            browser.find_element(By.ID, "try-file").send_keys(str(tmp_path / "scene.png"))
+            _wait(browser).until(EC.visibility_of_element_located((By.ID, "try-boxes")))
+            line = browser.find_element(By.CSS_SELECTOR, "#try-results li.detection").text
+            box = [int(v) for v in line.split(" at ")[1].split(", ")]
+            assert box == pytest.approx([100, 60, 180, 140], abs=2), line
+            browser.save_screenshot(str(shots / "try-detector.png"))
 
         browser.get(ui.url + "/#datasets")
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "upload-form")))

@@ -31,7 +31,7 @@ class Workspace:
         self.root = root
         for d in ("models", "datasets", "bundles", "jobs", "uploads", "evals", "exports"):
             (root / d).mkdir(parents=True, exist_ok=True)
-        self._models: dict[str, tuple[float, Any]] = {}  # name -> (mtime, (artifact, backend))
+        self._models: dict[str, tuple[float, Any, bool]] = {}  # name -> (mtime, predictor, is a detector)
         self._lock = threading.Lock()
 
     # -- models -----------------------------------------------------------------------------------------
@@ -157,8 +157,9 @@ class Workspace:
             raise NotFoundError(f"model {name!r} records no training mistake {index}")
         return _thumb(Path(data) / mistakes[index]["path"], data)  # recorded relative to the data folder
 
-    def classify(self, name: str, raw: bytes, k: int) -> list[dict[str, Any]]:
-        """An image file (or, for a text model, UTF-8 text) -> top-k labels, through bushu.model.predict."""
+    def classify(self, name: str, raw: bytes, k: int) -> dict[str, Any]:
+        """An image file (or, for a text model, UTF-8 text) -> ``{"predictions": top-k labels}`` through
+        bushu.model.predict; a detector's image -> ``{"detections": boxes}`` through bushu.detection.Detector."""
         from ..model.artifact import Artifact
 
         make: Callable[[Artifact], Any]
@@ -178,9 +179,18 @@ class Workspace:
                     raise UserInputError(f"model {name!r} records no pre-processing; it cannot take raw inputs")
                 if cached is not None and hasattr(cached[1], "close"):
                     cached[1].close()
-                self._models[name] = cached = (mtime, make(art))
+                if art.task == "detection":
+                    from ..detection import Detector
+
+                    make = Detector
+                self._models[name] = cached = (mtime, make(art), art.task == "detection")
+            if cached[2]:
+                from ..model.processing import load_image
+
+                found = cached[1].predict([load_image(raw)])[0]  # a clear error for a non-image first
+                return {"detections": [d.to_dict() for d in found]}
             preds = cached[1].predict([raw], k=k)[0]
-        return [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]
+        return {"predictions": [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]}
 
     def bundle(self, name: str) -> Path:
         from ..package.bundle import build_bundle

@@ -32,8 +32,8 @@ async def classify(request: Request, ui: UIContext) -> dict[str, Any]:
         k = int(request.query_params.get("k", "5"))
     except ValueError:
         raise UserInputError("k must be an integer") from None
-    preds = await asyncio.to_thread(ui.ws.classify, request.path_params["name"], body, max(1, min(k, 100)))
-    return {"model": request.path_params["name"], "predictions": preds}
+    out = await asyncio.to_thread(ui.ws.classify, request.path_params["name"], body, max(1, min(k, 100)))
+    return {"model": request.path_params["name"], **out}
 
 
 async def report(request: Request, ui: UIContext) -> Response:

@@ -197,11 +197,12 @@ async function classify(file) {
   const img = $("#try-preview");
   const isText = typeof file === "string";
   $("#try-results").replaceChildren(); $("#try-via").textContent = "";  // never leave the last answer up
-  img.hidden = true;
+  img.hidden = true; $("#try-boxes").hidden = true;
   if (!isText) img.src = URL.createObjectURL(file);
   const served = $("#try-served").checked && !$("#try-served").disabled;
   const path = served ? `/api/deployments/${encodeURIComponent(model)}/classify` : `/api/models/${encodeURIComponent(model)}/classify?k=5`;
   const out = await api(path, {method: "POST", body: file});
+  if (out.detections) { await drawBoxes(img, out.detections); return; }
   img.hidden = isText;
   $("#try-via").textContent = out.via ? `sent through ${out.via}` : "run in the UI's own process";
   $("#try-results").replaceChildren(...out.predictions.map(p => {
@@ -209,6 +210,25 @@ async function classify(file) {
     bar.style.width = Math.max(1, Math.round(p.score * 300)) + "px";
     return el("li", {class: "prediction"}, el("strong", {text: p.label}), document.createTextNode(`  ${(p.score * 100).toFixed(1)}%`), bar);
   }));
+}
+
+// a detector's answer: the image with its boxes drawn over it, and one line per box
+async function drawBoxes(img, detections) {
+  if (!img.complete || !img.naturalWidth) await new Promise((ok, fail) => { img.onload = ok; img.onerror = fail; });
+  const canvas = $("#try-boxes"), scale = Math.min(1, 480 / Math.max(img.naturalWidth, img.naturalHeight));
+  canvas.width = Math.round(img.naturalWidth * scale); canvas.height = Math.round(img.naturalHeight * scale);
+  const g = canvas.getContext("2d");
+  g.drawImage(img, 0, 0, canvas.width, canvas.height);
+  g.lineWidth = 2; g.font = "13px system-ui"; g.strokeStyle = g.fillStyle = "#ff3b30";
+  for (const d of detections) {
+    const [x1, y1, x2, y2] = d.box.map(v => v * scale);
+    g.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    g.fillText(`${d.label} ${(d.score * 100).toFixed(0)}%`, x1 + 2, Math.max(12, y1 - 3));
+  }
+  canvas.hidden = false;
+  $("#try-results").replaceChildren(...(detections.length ? detections.map(d => el("li", {class: "detection"},
+    el("strong", {text: d.label}), document.createTextNode(`  ${(d.score * 100).toFixed(1)}%  at ` +
+      d.box.map(v => Math.round(v)).join(", ")))) : [el("li", {class: "muted", text: "nothing found"})]));
 }
 
 // -- datasets ---------------------------------------------------------------------------------------
