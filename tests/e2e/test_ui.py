@@ -141,7 +141,8 @@ def test_models_and_try_it_match_bushu(env):
         assert [p["label"] for p in out["predictions"]] == [lbl for _, lbl, _ in w]
         np.testing.assert_allclose([p["score"] for p in out["predictions"]], [s for _, _, s in w], rtol=1e-5)
     status, out = ui.json("/api/models/pets/classify", b"not an image")
-    assert status == 400 and "cannot decode" in out["error"]
+    assert status == 400 and "not an image we can read (JPEG, PNG" in out["error"], out
+    assert " object at 0x" not in out["error"]  # no Python repr reaches the page
     status, out = ui.json("/api/models/nope/classify", images[0].read_bytes())
     assert status == 404 and "no model 'nope'" in out["error"]
 
@@ -184,6 +185,31 @@ def test_dataset_upload_counts_thumbnails_and_warnings(env):
             (folder / cls / f"{i}.png").write_bytes(_png((i * 40, 100, 0)))
     status, info = ui.json("/api/datasets/link", {"name": "linked", "path": str(folder)})
     assert status == 200 and info["classes"] == {"a": 5, "b": 5} and info["warnings"] == []
+
+
+def test_upload_reports_every_file_it_left_out_and_keeps_names(env):
+    """A .txt file, a damaged JPEG and an empty class folder: all three reported at once, at upload time;
+    the readable images keep the user's own file names."""
+    ui, ws = env["ui"], env["ws"]
+    entries = {f"mixed/cats/kitty {i}.png": _png((200, 10 * i, 0)) for i in range(3)}
+    entries.update({f"mixed/dogs/rex_{i}.PNG": _png((0, 10 * i, 200)) for i in range(3)})
+    entries["mixed/dogs/notes.txt"] = b"not a picture"
+    entries["mixed/dogs/broken.jpg"] = b"\xff\xd8\xff\xe0" + b"\x00garbage" * 20
+    entries["mixed/birds/"] = b""  # an empty class folder
+    status, info = ui.json("/api/datasets?name=mixed", _zip(entries))
+    assert status == 200, info
+    assert info["classes"] == {"cats": 3, "dogs": 3}
+    skipped = {s["file"]: s["reason"] for s in info["skipped"]}
+    assert set(skipped) == {"mixed/dogs/notes.txt", "mixed/dogs/broken.jpg"}, skipped
+    assert skipped["mixed/dogs/notes.txt"].startswith("not an image")
+    assert "image" in skipped["mixed/dogs/broken.jpg"] and "0x" not in skipped["mixed/dogs/broken.jpg"]
+    assert info["empty_classes"] == ["birds"]
+    folder = ws / "datasets" / "mixed"
+    assert sorted(p.name for p in (folder / "cats").iterdir()) == [f"kitty_{i}.png" for i in range(3)]
+    assert sorted(p.name for p in (folder / "dogs").iterdir()) == [f"rex_{i}.PNG" for i in range(3)]
+    # the report stays with the dataset
+    status, again = ui.json("/api/datasets/mixed")
+    assert again["skipped"] == info["skipped"] and again["empty_classes"] == ["birds"]
 
 
 def test_hostile_zips_are_refused_and_write_nothing(env):
@@ -330,10 +356,12 @@ def test_evaluation_job_matches_bushu_eval(env, pets_data):
     assert status == 200 and job["kind"] == "eval" and job["key"] == "pets@petsdata", job
     job = _wait_job(ui, job["id"])
     assert job["status"] == "succeeded", job["log_tail"]
+    assert job["links"] == {"eval": "pets@petsdata"} and job["progress"]["percent"] == 100
     status, got = ui.json("/api/evals/pets@petsdata")
     assert status == 200, got
     want = evaluate(env["art"].path, pets_data, record=False, progress=False)
     assert got["accuracy"] == pytest.approx(want["accuracy"]) and got["n_images"] == want["n_images"] == 16
+    assert got["accuracy_note"].startswith(f"{want['accuracy']:.2f} on 16 images — 95% interval ")
     assert got["confusion"] == want["confusion"]
     assert [(c["class"], c["precision"], c["recall"], c["f1"]) for c in got["per_class"]] == \
         [(c["class"], c["precision"], c["recall"], c["f1"]) for c in want["per_class"]]
@@ -376,9 +404,92 @@ def test_optimize_and_export_jobs_add_variants(env, pets_data):
     assert rows["pets-int8"]["size_mb"] < rows["pets"]["size_mb"]
     assert rows["pets-int8"]["p50_ms"] > 0 and rows["pets-int8"]["top1_agreement"] is not None
     assert rows["pets (onnx)"]["kind"] == "export: ok" and rows["pets (onnx)"]["p50_ms"] is not None
+    # every export downloads: the exported artifact and its report, zipped
+    status, body, headers = ui.request(rows["pets (onnx)"]["download"])
+    assert status == 200 and headers["content-type"] == "application/zip", body[:200]
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        names = zf.namelist()
+    assert "pets-onnx/export.json" in names and any(n.endswith(".onnx") for n in names), names
+    assert ui.request("/api/models/pets/exports/tflite.zip")[0] == 404
     # the optimized model is a model of its own: listed, and it classifies
     status, out = ui.json("/api/models/pets-int8/classify?k=1", env["images"][0].read_bytes())
     assert status == 200 and out["predictions"][0]["label"] in env["art"].labels
+
+
+def test_skipped_export_is_not_succeeded_and_speaks_plainly(env):
+    """An export whose format cannot be built is 'skipped' with its reason, never a green 'succeeded'; an
+    int8 format without a calibration set is refused up front, in the page's words (no CLI flags)."""
+    ui = env["ui"]
+    status, out = ui.json("/api/models/pets/export", {"format": "tflite-int8"})
+    assert status == 400 and "choose a calibration data set" in out["error"] and "--" not in out["error"] + out["hint"]
+    status, job = ui.json("/api/models/pets/export", {"format": "pt2"})  # an ONNX-only artifact has no PyTorch model
+    assert status == 200, job
+    job = _wait_job(ui, job["id"])
+    report = json.loads((env["ws"] / "exports" / "pets" / "pt2" / "export.json").read_text())
+    assert report["rows"][0]["status"] == "skipped", report
+    assert job["status"] == "skipped" and job["reason"].startswith("pt2: "), job
+    assert "--" not in job["reason"]
+    status, listed = ui.json("/api/jobs")
+    assert next(j for j in listed["jobs"] if j["id"] == job["id"])["status"] == "skipped"
+    status, model = ui.json("/api/models/pets")
+    row = next(r for r in model["variants"] if r["name"] == "pets (pt2)")
+    assert row["kind"] == "export: skipped" and row["download"] is None  # nothing to download
+
+
+def test_zoo_picker_lists_the_zoo(env):
+    from bushu.model import zoo
+
+    ui = env["ui"]
+    status, out = ui.json("/api/zoo")
+    assert status == 200 and [m["name"] for m in out["models"]] == list(zoo.ZOO)
+    assert all(isinstance(m["installed"], bool) and m["params_m"] > 0 for m in out["models"])
+    status, out = ui.json("/api/jobs", {"kind": "import", "source": "mobilenet_v3"})
+    assert status == 404 and "mobilenet_v2" in out["error"] + (out["hint"] or ""), out  # did you mean
+
+
+def test_progress_file_feeds_the_job_progress(tmp_path, monkeypatch):
+    """Training's progress bars write their phase to $BUSHU_PROGRESS_FILE; the job list turns it into step of
+    total, percent, ETA (by the time budget for training), best score so far and the score of each trial."""
+    from bushu.train.runner import PROGRESS_FILE_ENV, progress_bar
+    from bushu.ui.jobs import JobStore
+
+    store = JobStore(tmp_path)
+    try:
+        monkeypatch.setenv(PROGRESS_FILE_ENV, str(store.dir / "7.progress.json"))
+        with progress_bar(False, "features", 10) as advance:
+            advance(10)
+        with progress_bar(False, "search", 4) as advance:
+            advance(1, best=0.5, score=0.5)
+            advance(1, best=0.75, score=0.75)
+            job = {"id": 7, "kind": "bench", "status": "running", "argv": [], "elapsed_s": 3.0}
+            p = store._progress(job)
+        assert (p["phase"], p["step"], p["total"], p["percent"], p["best"], p["scores"]) == \
+            ("search", 2, 4, 50.0, 0.75, [0.5, 0.75])
+        assert p["eta_s"] >= 0
+        train = store._progress({**job, "kind": "train", "argv": ["train", "D", "--budget", "1m"], "elapsed_s": 15.0})
+        assert (train["percent"], train["eta_s"]) == (25.0, 45.0)
+        assert store._progress({**job, "status": "succeeded"})["percent"] == 100
+        assert store._progress({**job, "id": 8})["percent"] is None  # nothing reported yet: an indeterminate bar
+        model = tmp_path / "models" / "m"
+        model.mkdir(parents=True)
+        (model / "bushu.yaml").write_text("name: m\n")
+        (model / "report.html").write_text("<html></html>")
+        done = {**job, "kind": "train", "status": "succeeded", "output": str(model)}
+        assert store._links(done) == {"model": "m", "report": "/api/models/m/report"}
+        assert store._links({**done, "status": "failed"}) == {}
+    finally:
+        store.close()
+
+
+def test_accuracy_carries_its_sample_size_and_interval():
+    from bushu.ui._http import plain
+    from bushu.ui.workspace import accuracy_note
+
+    assert accuracy_note(1.0, 2) == "1.00 on 2 images — 95% interval 0.34–1.00"  # Wilson, z = 1.96
+    assert accuracy_note(0.9, 100) == "0.90 on 100 images — 95% interval 0.83–0.94"
+    assert accuracy_note(None, 5) is None and accuracy_note(0.5, 0) is None
+    assert plain("cannot identify image file <_io.BytesIO object at 0x7f00deadbeef>") == "cannot identify image file"
+    assert "--data" not in plain("int8 needs calibration images: pass --data DIR: a folder of representative images")
 
 
 def _port_open(port: int) -> bool:
@@ -544,5 +655,38 @@ def test_training_mistakes_are_shown_from_the_training_data(env, tmp_path):
         status, body, _ = ui.request("/api/models/trained/mistakes/1")
         assert status == 404 and b"root" not in body  # outside the training folder: refused
         assert ui.request("/api/models/trained/mistakes/2")[0] == 404
+        # its training report, from the job's "Training report" link
+        assert ui.request("/api/models/trained/report")[0] == 404
+        (ws / "models" / "trained" / "report.html").write_text("<html><body>trained on photos</body></html>")
+        status, body, headers = ui.request("/api/models/trained/report")
+        assert status == 200 and b"trained on photos" in body and headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in headers["content-security-policy"]
     finally:
         ui.stop()
+
+
+def test_try_it_on_a_detector_answers_with_boxes(env):
+    """A detection artifact in Try it: boxes, exactly what bushu.detection.Detector finds (a graph that
+    boxes whatever differs from the top-left pixel), in the image's own pixels."""
+    from PIL import Image
+    from test_eval_detection import H, W, foreground_box_onnx
+
+    from bushu.detection import Detector
+
+    ui, tmp = env["ui"], env["tmp"]
+    (tmp / "fg.onnx").write_bytes(foreground_box_onnx())
+    proc = subprocess.run([sys.executable, "-m", "bushu", "import", str(tmp / "fg.onnx"), "-o",
+                           str(env["ws"] / "models" / "fg")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    img = Image.new("RGB", (W, H), (250, 250, 250))
+    img.paste((200, 30, 30), (100, 60, 180, 140))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    status, out = ui.json("/api/models/fg/classify", buf.getvalue())
+    assert status == 200, out
+    with Detector(env["ws"] / "models" / "fg") as det:
+        want = [d.to_dict() for d in det.predict([img])[0]]
+    assert out["detections"] == want and len(want) == 1
+    assert want[0]["box"] == pytest.approx([100, 60, 180, 140], abs=2)
+    status, out = ui.json("/api/models/fg/classify", b"not an image")
+    assert status == 400 and "not an image we can read" in out["error"]

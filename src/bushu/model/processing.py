@@ -29,7 +29,9 @@ def load_image(src: str | Path | bytes | np.ndarray):
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         name = "the uploaded bytes" if isinstance(src, (bytes, bytearray)) else str(src)
-        raise UserInputError(f"cannot decode {name} as an image: {e}",
+        why = "this file is not an image we can read (JPEG, PNG, BMP, WebP, GIF)" \
+            if isinstance(e, UnidentifiedImageError) else str(e)  # PIL's text names a BytesIO object's repr
+        raise UserInputError(f"cannot decode {name} as an image: {why}",
                              hint=f"send a {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])} file") from e
     return img
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,9 +62,65 @@ class SearchOutcome:
     storage: str
 
 
-def progress_bar(progress: bool | Progress | None, label: str, total: float | None):
-    """The training steps' progress (see bushu.progress): yields ``advance``."""
-    return _progress.task(progress, label, total)
+PROGRESS_FILE_ENV = "BUSHU_PROGRESS_FILE"
+
+
+class _ProgressFile:
+    """The current phase as JSON in the file $BUSHU_PROGRESS_FILE names (the web UI's jobs set it):
+    {"phase", "step", "total", "best", "phase_started", "updated", "scores"}; rewritten atomically, at
+    most every half second, and at each phase's start and end."""
+
+    def __init__(self, path: str, label: str, total: float | None):
+        self.path, self.last = path, 0.0
+        try:
+            old = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            old = {}
+        now = time.time()
+        self.state = {"phase": label, "step": 0, "total": total, "best": old.get("best"), "phase_started": now,
+                      "updated": now, "scores": old.get("scores", [])}
+        self.write()
+
+    def advance(self, n: float, best: float | None = None, score: float | None = None) -> None:
+        self.state["step"] += n
+        if best is not None:
+            self.state["best"] = best
+        if score is not None:
+            self.state["scores"].append(score)
+        if time.time() - self.last > 0.5 or score is not None:
+            self.write()
+
+    def write(self) -> None:
+        self.last = self.state["updated"] = time.time()
+        tmp = f"{self.path}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(self.state, f)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # progress is a courtesy: never fail training over it
+
+
+@contextmanager
+def progress_bar(progress: bool | Progress | None, label: str, total: float | None) -> Iterator[Any]:
+    """The training steps' progress (see bushu.progress): yields ``advance(n=1, *, description=None,
+    best=None, score=None)``; the phase also goes to $BUSHU_PROGRESS_FILE when that is set (``best`` and
+    ``score`` feed it: the web UI's jobs read it for their progress bar)."""
+    path = os.environ.get(PROGRESS_FILE_ENV)
+    file = _ProgressFile(path, label, total) if path else None
+    with _progress.task(progress, label, total) as inner:
+
+        def advance(n: float = 1, *, description: str | None = None, best: float | None = None,
+                    score: float | None = None) -> None:
+            if file:
+                file.advance(n, best, score)
+            inner(n, description=description)
+
+        try:
+            yield advance
+        finally:
+            if file:
+                file.write()
 
 
 def study_identity(cfg: TrainConfig, ds: Dataset, space: SearchSpace, extra: Mapping[str, Any]) -> tuple[str, str]:
@@ -99,7 +157,7 @@ def search_and_fit(cfg: TrainConfig, ds: Dataset, space: SearchSpace, features: 
                 best["acc"] = max(best["acc"] or 0.0, t.value)
             desc = f"search: trial {t.number} {t.state.name.lower()}" + (
                 f", best val acc {best['acc']:.3f}" if best["acc"] is not None else "")
-            advance(1, description=desc)
+            advance(1, description=desc, best=best["acc"], score=t.value if t.state.name == "COMPLETE" else None)
 
         import torch
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from .jobs import JobStore
     from .workspace import Workspace
 
-__all__ = ["HttpError", "UIContext", "endpoint", "read_body", "read_json", "upload_to_file"]
+__all__ = ["HttpError", "UIContext", "endpoint", "plain", "read_body", "read_json", "upload_to_file"]
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 CSRF_HEADER = "x-bushu-ui"
@@ -37,6 +38,25 @@ class UIContext:
     ws: Workspace
     jobs: JobStore
     deployments: Deployments
+
+
+# the CLI's words for what the UI's forms choose: a user of the page never types a flag
+_FLAGS = [(re.compile(r"pass --data DIR: a folder of representative images"),
+           "choose a calibration data set in the form: representative images"),
+          (re.compile(r"(?:pass |add )?--(?:data|calib) DIR"), "a data set (choose one in the form)"),
+          (re.compile(r"(?:give )?a larger --budget"), "a larger training budget"),
+          (re.compile(r"--image-size"), "the image size")]
+_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def plain(text: str | None) -> str | None:
+    """An error or hint in the page's words: no Python object reprs, no command-line flags."""
+    if not text:
+        return text
+    text = _REPR.sub("", text)
+    for pattern, words in _FLAGS:
+        text = pattern.sub(words, text)
+    return text
 
 
 class HttpError(Exception):
@@ -77,9 +97,10 @@ def endpoint(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
             check(request, ui.config)
             result = await fn(request, ui)
         except HttpError as e:
-            return JSONResponse({"error": e.message, "hint": e.hint}, status_code=e.status)
+            return JSONResponse({"error": plain(e.message), "hint": plain(e.hint)}, status_code=e.status)
         except BushuError as e:
-            return JSONResponse({"error": e.message, "hint": e.hint}, status_code=getattr(e, "http_status", 400))
+            return JSONResponse({"error": plain(e.message), "hint": plain(e.hint)},
+                                status_code=getattr(e, "http_status", 400))
         if isinstance(result, Response):
             return result
         return JSONResponse(result)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError, UserInputError
+from ._http import plain
 
 __all__ = ["JobStore"]
 
@@ -94,7 +95,79 @@ class JobStore:
         end = d["finished"] or time.time()
         d["elapsed_s"] = round(end - d["started"], 1) if d["started"] else 0.0
         d["log_tail"] = self.log_tail(d["id"], log_lines)
+        self._outcome(d)
+        d["progress"] = self._progress(d)
+        d["links"] = self._links(d)
         return d
+
+    def _progress(self, d: dict[str, Any]) -> dict[str, Any]:
+        """Phase, step of total, percent, ETA and best score so far, from the file the job's progress
+        bars write (bushu.train.runner); a train job's percent and ETA follow its time budget."""
+        try:
+            state = json.loads((self.dir / f"{d['id']}.progress.json").read_text())
+        except (OSError, ValueError):
+            state = {}
+        total, step = state.get("total"), state.get("step", 0)
+        out = {k: state.get(k) for k in ("phase", "step", "total", "best")} | {"scores": state.get("scores", [])}
+        if d["status"] in ("succeeded", "skipped"):
+            return out | {"percent": 100.0, "eta_s": 0.0}
+        if d["status"] != "running":
+            return out | {"percent": 0.0 if d["status"] == "queued" else None, "eta_s": None}
+        percent = eta = None
+        if total:
+            percent = min(99.0, 100.0 * step / total)
+            spent = state["updated"] - state["phase_started"]
+            eta = spent / step * (total - step) - (time.time() - state["updated"]) if step else None
+        budget = self._budget(d["argv"]) if d["kind"] == "train" else None
+        if budget:  # several phases, some of unknown length: the budget is the honest clock
+            percent = min(99.0, 100.0 * d["elapsed_s"] / budget)
+            eta = budget - d["elapsed_s"]
+        return out | {"percent": None if percent is None else round(percent, 1),
+                      "eta_s": None if eta is None else round(max(0.0, eta), 1)}
+
+    @staticmethod
+    def _budget(argv: builtins.list[str]) -> float | None:
+        from ..train import parse_budget
+
+        try:
+            return parse_budget(argv[argv.index("--budget") + 1]) if "--budget" in argv else None
+        except (UserInputError, IndexError):
+            return None
+
+    def _links(self, d: dict[str, Any]) -> dict[str, str]:
+        """Where a finished job's result is: the model (and its training report), or the evaluation."""
+        out = Path(d["output"]) if d["output"] else None
+        if d["status"] != "succeeded" or out is None:
+            return {}
+        if d["kind"] in ("train", "import", "optimize") and (out / "bushu.yaml").is_file():
+            links = {"model": out.name}
+            if (out / "report.html").is_file():
+                links["report"] = f"/api/models/{out.name}/report"
+            return links
+        if d["kind"] == "eval":
+            return {"eval": out.stem}
+        return {}
+
+    def _outcome(self, d: dict[str, Any]) -> None:
+        """The status as a user should read it: an export that skipped its format is ``skipped`` (with the
+        reason), not ``succeeded``; a failed job says why in plain words, not as the log's last line."""
+        if d["status"] == "succeeded" and d["kind"] == "export" and d["output"]:
+            try:
+                rows = json.loads((Path(d["output"]) / "export.json").read_text()).get("rows", [])
+            except (OSError, ValueError):
+                rows = []
+            bad = [r for r in rows if r.get("status") in ("skipped", "error")]
+            if bad:
+                d["status"] = "failed" if any(r["status"] == "error" for r in bad) else "skipped"
+                d["reason"] = plain("; ".join(f"{r.get('format')}: {r.get('reason')}" for r in bad))
+        elif d["status"] == "failed":
+            lines = self.log_tail(d["id"], 200)
+            errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
+            if errors:
+                i = errors[-1]
+                hint = lines[i + 1].removeprefix("Hint: ") if i + 1 < len(lines) and lines[i + 1].startswith("Hint: ") \
+                    else None
+                d["reason"] = plain(lines[i].removeprefix("error: ") + (f" — {hint}" if hint else ""))
 
     def log_tail(self, job_id: int, lines: int) -> builtins.list[str]:
         log = self.dir / f"{job_id}.log"
@@ -144,6 +217,7 @@ class JobStore:
         job_id = row["id"]
         rc_file = self.dir / f"{job_id}.rc"
         rc_file.unlink(missing_ok=True)
+        (self.dir / f"{job_id}.progress.json").unlink(missing_ok=True)
         argv = json.loads(row["argv"])
         log = open(self.dir / f"{job_id}.log", "ab")  # noqa: SIM115 - closed in the finally below, after Popen
         try:
@@ -154,7 +228,8 @@ class JobStore:
                                      sys.executable, "-m", "bushu", *argv],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"})
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120",
+                                         "BUSHU_PROGRESS_FILE": str(self.dir / f"{job_id}.progress.json")})
         finally:
             log.close()
         self._children = getattr(self, "_children", {})

@@ -3,6 +3,7 @@
     WORKSPACE/models/<name>/       bushu artifacts (trained, imported or copied in)
     WORKSPACE/datasets/<name>/     folder-per-class images (uploaded zips are extracted here)
     WORKSPACE/datasets/<name>.link a linked folder elsewhere on this machine
+    WORKSPACE/datasets/<name>.upload.json  what an uploaded zip left out (skipped files, empty classes)
     WORKSPACE/evals/<model>@<dataset>.json   the latest `bushu eval --json` of a model on a dataset
     WORKSPACE/exports/<model>/<format>/      `bushu export` output (export.json + the artifact)
 
@@ -30,7 +31,7 @@ class Workspace:
         self.root = root
         for d in ("models", "datasets", "bundles", "jobs", "uploads", "evals", "exports"):
             (root / d).mkdir(parents=True, exist_ok=True)
-        self._models: dict[str, tuple[float, Any]] = {}  # name -> (mtime, (artifact, backend))
+        self._models: dict[str, tuple[float, Any, bool]] = {}  # name -> (mtime, predictor, is a detector)
         self._lock = threading.Lock()
 
     # -- models -----------------------------------------------------------------------------------------
@@ -61,14 +62,17 @@ class Workspace:
         train = m.get("train") or {}
         ev = m.get("eval") or {}
         accuracy = ev.get("accuracy", train.get("val_accuracy"))
+        confusion = train.get("confusion") or ev.get("confusion")
+        n_val = ev.get("n_images") if "accuracy" in ev else \
+            sum(map(sum, confusion["matrix"])) if confusion and confusion.get("matrix") else None
         return {"name": name, "task": art.task, "format": art.format, "size_mb": round(art.size_bytes / 1e6, 2),
                 "inputs": [str(s) for s in art.inputs], "outputs": [str(s) for s in art.outputs],
                 "labels": (art.labels or [])[:1000], "n_labels": len(art.labels or []),
-                "accuracy": accuracy, "bench": bench,
+                "accuracy": accuracy, "accuracy_note": accuracy_note(accuracy, n_val), "bench": bench,
                 "train": {k: train.get(k) for k in ("backbone", "head", "val_accuracy", "macro_f1", "trials",
                                                     "image_size", "test_accuracy", "test_ci95", "n_test")
                           if k in train},
-                "confusion": train.get("confusion") or ev.get("confusion"),
+                "confusion": confusion,
                 "mistakes": [{k: x.get(k) for k in ("true", "pred", "score")} for x in train.get("mistakes") or []],
                 "created": art.provenance.get("created"),
                 "steps": [s.get("command") for s in art.provenance.get("steps", [])],
@@ -139,7 +143,9 @@ class Workspace:
                 out.append({"name": f"{name} ({r.get('format')})", "kind": f"export: {r.get('status')}",
                             "precision": r.get("precision"), "size_mb": r.get("size_mb"), "p50_ms": r.get("p50_ms"),
                             "accuracy": r.get("accuracy"), "top1_agreement": r.get("top1_agreement"),
-                            "file": r.get("file"), "reason": r.get("reason"), "model": None})
+                            "file": r.get("file"), "reason": r.get("reason"), "model": None,
+                            "download": f"/api/models/{name}/exports/{report.parent.name}.zip"
+                            if r.get("status") in ("ok", "exported", "mismatch") else None})
         return out
 
     def train_mistake_thumb(self, name: str, index: int) -> bytes:
@@ -152,8 +158,9 @@ class Workspace:
             raise NotFoundError(f"model {name!r} records no training mistake {index}")
         return _thumb(Path(data) / mistakes[index]["path"], data)  # recorded relative to the data folder
 
-    def classify(self, name: str, raw: bytes, k: int) -> list[dict[str, Any]]:
-        """An image file (or, for a text model, UTF-8 text) -> top-k labels, through bushu.model.predict."""
+    def classify(self, name: str, raw: bytes, k: int) -> dict[str, Any]:
+        """An image file (or, for a text model, UTF-8 text) -> ``{"predictions": top-k labels}`` through
+        bushu.model.predict; a detector's image -> ``{"detections": boxes}`` through bushu.detection.Detector."""
         from ..model.artifact import Artifact
 
         make: Callable[[Artifact], Any]
@@ -173,9 +180,18 @@ class Workspace:
                     raise UserInputError(f"model {name!r} records no pre-processing; it cannot take raw inputs")
                 if cached is not None and hasattr(cached[1], "close"):
                     cached[1].close()
-                self._models[name] = cached = (mtime, make(art))
+                if art.task == "detection":
+                    from ..detection import Detector
+
+                    make = Detector
+                self._models[name] = cached = (mtime, make(art), art.task == "detection")
+            if cached[2]:
+                from ..model.processing import load_image
+
+                found = cached[1].predict([load_image(raw)])[0]  # a clear error for a non-image first
+                return {"detections": [d.to_dict() for d in found]}
             preds = cached[1].predict([raw], k=k)[0]
-        return [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]
+        return {"predictions": [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]}
 
     def bundle(self, name: str) -> Path:
         from ..package.bundle import build_bundle
@@ -185,6 +201,23 @@ class Workspace:
         newest = max(p.stat().st_mtime for p in d.iterdir() if p.is_file())
         if not out.is_file() or out.stat().st_mtime < newest:
             build_bundle(d, out)
+        return out
+
+    def export_zip(self, name: str, fmt: str) -> Path:
+        """``bushu export``'s output for one format (the exported artifact and its report) as a zip."""
+        import zipfile
+
+        folder = self.root / "exports" / safe_name(name, "model name") / safe_name(fmt, "format")
+        if not (folder / "export.json").is_file():
+            raise NotFoundError(f"model {name!r} has no {fmt} export", hint="export it from the model's page first")
+        out = self.root / "bundles" / f"{folder.parent.name}-{folder.name}.zip"
+        files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+        if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in files):
+            tmp = out.with_suffix(".zip.tmp")
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for p in files:
+                    zf.write(p, f"{folder.parent.name}-{folder.name}/{p.relative_to(folder)}")
+            tmp.replace(out)
         return out
 
     # -- datasets ---------------------------------------------------------------------------------------
@@ -208,6 +241,9 @@ class Workspace:
                 out.append({"name": n, "error": e.message})
         return out
 
+    def upload_report_path(self, name: str) -> Path:
+        return self.root / "datasets" / f"{safe_name(name, 'dataset name')}.upload.json"
+
     def dataset_info(self, name: str) -> dict[str, Any]:
         from ..data.folders import LabelledFolder
 
@@ -221,8 +257,13 @@ class Workspace:
             warnings.append(f"fewer than 5 images in {', '.join(small)}: add more for a trustworthy accuracy")
         if counts and max(counts.values()) > 10 * max(1, min(counts.values())):
             warnings.append("classes are imbalanced more than 10:1")
+        try:
+            upload = json.loads(self.upload_report_path(name).read_text())
+        except (OSError, ValueError):
+            upload = {}
         return {"name": name, "path": str(d), "classes": counts, "n_images": sum(counts.values()),
-                "warnings": warnings}
+                "warnings": warnings, "skipped": upload.get("skipped", []),
+                "empty_classes": upload.get("empty_classes", [])}
 
     def thumbnail(self, name: str, cls: str, index: int, size: int = 96) -> bytes:
         from ..data.folders import LabelledFolder
@@ -255,6 +296,7 @@ class Workspace:
                 continue
             model, _, dataset = p.stem.partition("@")
             out.append({"key": p.stem, "model": model, "dataset": dataset, "accuracy": r.get("accuracy"),
+                        "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images")),
                         "macro_f1": (r.get("macro") or {}).get("f1"), "n_images": r.get("n_images"),
                         "n_mistakes": len(r.get("mistakes") or []), "time": r.get("time")})
         return out
@@ -268,7 +310,8 @@ class Workspace:
         for m, src in zip(mistakes, r.get("mistakes") or []):
             if str(src.get("path", "")).endswith(".txt"):  # a text model's mistake: show the words, not a picture
                 m["excerpt"] = _excerpt(src["path"], r["data"])
-        return {"key": key, "model": model, "dataset": dataset, **{k: r.get(k) for k in keep}, "mistakes": mistakes}
+        return {"key": key, "model": model, "dataset": dataset, **{k: r.get(k) for k in keep}, "mistakes": mistakes,
+                "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images"))}
 
     def eval_mistake_thumb(self, key: str, index: int) -> bytes:
         r = json.loads(self._eval_file(key).read_text())
@@ -276,6 +319,18 @@ class Workspace:
         if not 0 <= index < len(mistakes):
             raise NotFoundError(f"evaluation {key!r} has {len(mistakes)} mistakes; no index {index}")
         return _thumb(mistakes[index]["path"], r["data"])
+
+
+def accuracy_note(acc: Any, n: Any) -> str | None:
+    """An accuracy with its sample size and 95% Wilson interval: "1.00 on 2 images — 95% interval 0.34–1.00"
+    (on few images one figure says little; the interval shows how little)."""
+    if not isinstance(acc, (int, float)) or not isinstance(n, int) or n <= 0:
+        return None
+    z = 1.96
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((acc * (1 - acc) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return f"{acc:.2f} on {n} image{'s' if n != 1 else ''} — 95% interval {lo:.2f}–{hi:.2f}"
 
 
 class _ImageClassifier:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +27,10 @@ async def datasets(request: Request, ui: UIContext) -> dict[str, Any]:
         raise HttpError(409, f"dataset {name!r} already exists", hint="choose another name")
     tmp = await upload_to_file(request, ui.config.max_upload_mb, ui.ws.root / "uploads")
     try:
-        await asyncio.to_thread(extract_image_zip, tmp, dest)
+        report = await asyncio.to_thread(extract_image_zip, tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    ui.ws.upload_report_path(name).write_text(json.dumps(report.as_dict()))
     return await asyncio.to_thread(ui.ws.dataset_info, name)
 
 

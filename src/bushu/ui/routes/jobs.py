@@ -22,7 +22,9 @@ async def jobs(request: Request, ui: UIContext) -> dict[str, Any]:
     if kind == "train":
         return _train(params, ui)
     if kind == "import":
-        src = safe_name(str(params.get("source", "")), "zoo model")
+        from ...model import zoo
+
+        src = zoo.get(str(params.get("source", ""))).name  # an unknown name: "did you mean", not a mangled file name
         name = safe_name(params.get("name") or src, "model name")
         out = ui.ws.root / "models" / name
         return ui.jobs.submit("import", f"import {src}", ["import", src, "-o", str(out)], str(out))
@@ -43,6 +45,21 @@ def _train(params: dict[str, Any], ui: UIContext) -> dict[str, Any]:
     return ui.jobs.submit("train", f"train {name} on {data.name} ({budget})", argv, str(out))
 
 
+async def zoo_models(request: Request, ui: UIContext) -> dict[str, Any]:
+    """What the zoo can import here: each model with its size, input and whether its weights are installed."""
+    from ...errors import BushuError
+    from ...model import zoo
+
+    rows = []
+    for m in zoo.ZOO.values():
+        try:
+            ready = not m.pretrained or zoo.weights_path(m).is_file()
+        except BushuError:
+            ready = False
+        rows.append({**m.describe(), "installed": ready})
+    return {"models": rows}
+
+
 async def job(request: Request, ui: UIContext) -> dict[str, Any]:
     return ui.jobs.get(int(request.path_params["id"]), log_lines=200)
 
@@ -58,6 +75,7 @@ async def action(request: Request, ui: UIContext) -> dict[str, Any]:
 
 ROUTES = [
     Route("/api/jobs", endpoint(jobs), methods=["GET", "POST"]),
+    Route("/api/zoo", endpoint(zoo_models)),
     Route("/api/jobs/{id:int}", endpoint(job)),
     Route("/api/jobs/{id:int}/{action}", endpoint(action), methods=["POST"]),
 ]

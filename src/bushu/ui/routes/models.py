@@ -32,8 +32,29 @@ async def classify(request: Request, ui: UIContext) -> dict[str, Any]:
         k = int(request.query_params.get("k", "5"))
     except ValueError:
         raise UserInputError("k must be an integer") from None
-    preds = await asyncio.to_thread(ui.ws.classify, request.path_params["name"], body, max(1, min(k, 100)))
-    return {"model": request.path_params["name"], "predictions": preds}
+    out = await asyncio.to_thread(ui.ws.classify, request.path_params["name"], body, max(1, min(k, 100)))
+    return {"model": request.path_params["name"], **out}
+
+
+async def report(request: Request, ui: UIContext) -> Response:
+    from starlette.responses import FileResponse
+
+    from ...errors import NotFoundError
+
+    path = ui.ws.model_dir(request.path_params["name"]) / "report.html"
+    if not path.is_file():
+        raise NotFoundError(f"model {request.path_params['name']!r} has no training report",
+                            hint="only models trained by bushu have one")
+    # bushu's own self-contained page: no scripts of its own run on the UI's origin
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": csp})
+
+
+async def export_download(request: Request, ui: UIContext) -> Response:
+    from starlette.responses import FileResponse
+
+    path = await asyncio.to_thread(ui.ws.export_zip, request.path_params["name"], request.path_params["format"])
+    return FileResponse(path, media_type="application/zip", filename=path.name)
 
 
 async def sdk(request: Request, ui: UIContext) -> Response:
@@ -88,6 +109,9 @@ async def export(request: Request, ui: UIContext) -> dict[str, Any]:
     argv = ["export", str(d), "--format", fmt, "-o", str(out)]
     if params.get("dataset"):
         argv += ["--data", str(ui.ws.dataset_dir(str(params["dataset"])))]
+    elif FORMATS[fmt].row()["precision"] == "int8":
+        raise UserInputError(f"{fmt} calibrates on images: choose a calibration data set",
+                             hint="about 100 representative images; or pick a format that is not int8")
     return ui.jobs.submit("export", f"export {name} → {fmt}", argv, str(out))
 
 
@@ -110,6 +134,8 @@ ROUTES = [
     Route("/api/models/{name}", endpoint(model)),
     Route("/api/models/{name}/classify", endpoint(classify), methods=["POST"]),
     Route("/api/models/{name}/sdk", endpoint(sdk)),
+    Route("/api/models/{name}/report", endpoint(report)),
+    Route("/api/models/{name}/exports/{format}.zip", endpoint(export_download)),
     Route("/api/models/{name}/bench", endpoint(bench), methods=["POST"]),
     Route("/api/models/{name}/optimize", endpoint(optimize), methods=["POST"]),
     Route("/api/models/{name}/export", endpoint(export), methods=["POST"]),

@@ -93,7 +93,7 @@ async function loadModels() {
     const b1 = (m.bench || []).find(r => r.batch === 1) || {};
     const tr = el("tr", {class: "clickable", "data-model": m.name},
       el("td", {text: m.name}), el("td", {text: fmt(m.size_mb)}), el("td", {text: fmt(m.n_labels)}),
-      el("td", {text: fmt(m.accuracy)}), el("td", {text: fmt(b1.p50_ms)}), el("td", {text: fmt(b1.throughput)}),
+      el("td", {text: fmt(m.accuracy), title: m.accuracy_note || ""}), el("td", {text: fmt(b1.p50_ms)}), el("td", {text: fmt(b1.throughput)}),
       el("td", {text: m.error ? m.error : ""}));
     tr.addEventListener("click", () => showModel(m.name).catch(showError));
     tbody.append(tr);
@@ -116,7 +116,7 @@ async function showModel(name) {
   info.replaceChildren();
   const rows = [["task", m.task], ["inputs", m.inputs.join(", ")], ["outputs", m.outputs.join(", ")],
     ["labels", m.labels.slice(0, 12).join(", ") + (m.n_labels > 12 ? ` … (${m.n_labels})` : "")],
-    ["accuracy", fmt(m.accuracy)], ["size", fmt(m.size_mb) + " MB"], ["steps", m.steps.join(" → ")]];
+    ["accuracy", m.accuracy_note || fmt(m.accuracy)], ["size", fmt(m.size_mb) + " MB"], ["steps", m.steps.join(" → ")]];
   const t = m.train || {};
   if (t.test_accuracy != null)  // the held-out test part that training never saw, with its 95% Wilson interval
     rows.splice(5, 0, ["test accuracy", `${fmt(t.test_accuracy, 4)} (95% CI ${fmt(t.test_ci95[0], 3)}–` +
@@ -135,6 +135,10 @@ async function showModel(name) {
   $("#md-variants tbody").replaceChildren(...(m.variants || []).map(v => {
     const tr = el("tr", {class: v.model && v.model !== name ? "clickable" : "", "data-variant": v.name},
       ...[v.name, v.kind, v.precision, fmt(v.size_mb), fmt(v.p50_ms), fmt(v.accuracy), fmt(v.top1_agreement)].map(x => el("td", {text: fmt(x)})));
+    const get = v.download ? el("a", {href: v.download, class: "download", text: "download"})
+      : v.model ? el("a", {href: `/api/models/${encodeURIComponent(v.model)}/sdk`, class: "download", text: "SDK"}) : "";
+    tr.append(el("td", {}, get));
+    if (get) get.addEventListener("click", ev => ev.stopPropagation());
     if (v.reason) tr.title = v.reason;
     if (v.model && v.model !== name) tr.addEventListener("click", () => showModel(v.model).catch(showError));
     return tr;
@@ -154,7 +158,7 @@ async function showModel(name) {
     ev.preventDefault();
     try {
       const job = await api(`/api/models/${encodeURIComponent(name)}/export`, {method: "POST",
-        body: JSON.stringify({format: ev.target.format.value})});
+        body: JSON.stringify({format: ev.target.format.value, dataset: ev.target.dataset.value || null})});
       watching = job.id; showError(null); location.hash = "#training";
     } catch (e) { showError(e); }
   };
@@ -168,9 +172,16 @@ async function showModel(name) {
 let formatsLoaded = false;
 async function loadFormats() {
   if (formatsLoaded) return;
+  const zoo = (await api("/api/zoo")).models;
+  $("#import-source").replaceChildren(...zoo.map(z => el("option", Object.assign({value: z.name,
+    text: `${z.name} — ${z.note}, ${fmt(z.params_m)} M parameters` + (z.installed ? "" : " (weights not installed)")},
+    z.installed ? {} : {disabled: ""}))));
   const formats = (await api("/api/export-formats")).formats;
-  $("#export-format").replaceChildren(...formats.map(f => el("option", {value: f.format,
+  $("#export-format").replaceChildren(...formats.map(f => el("option", {value: f.format, "data-precision": f.precision,
     text: `${f.format} (${f.precision}; runs here: ${f.runs_here})`})));
+  const calib = () => { const o = $("#export-format").selectedOptions[0]; $("#export-calib").hidden = !o || o.dataset.precision !== "int8"; };
+  $("#export-format").addEventListener("change", calib);
+  calib();
   formatsLoaded = true;
 }
 
@@ -189,17 +200,39 @@ async function classify(file) {
   if (!model) throw new Error("no model that classifies images yet");
   const img = $("#try-preview");
   const isText = typeof file === "string";
+  $("#try-results").replaceChildren(); $("#try-via").textContent = "";  // never leave the last answer up
+  img.hidden = true; $("#try-boxes").hidden = true;
   if (!isText) img.src = URL.createObjectURL(file);
-  img.hidden = isText;
   const served = $("#try-served").checked && !$("#try-served").disabled;
   const path = served ? `/api/deployments/${encodeURIComponent(model)}/classify` : `/api/models/${encodeURIComponent(model)}/classify?k=5`;
   const out = await api(path, {method: "POST", body: file});
+  if (out.detections) { await drawBoxes(img, out.detections); return; }
+  img.hidden = isText;
   $("#try-via").textContent = out.via ? `sent through ${out.via}` : "run in the UI's own process";
   $("#try-results").replaceChildren(...out.predictions.map(p => {
     const bar = el("div", {class: "bar"});
     bar.style.width = Math.max(1, Math.round(p.score * 300)) + "px";
     return el("li", {class: "prediction"}, el("strong", {text: p.label}), document.createTextNode(`  ${(p.score * 100).toFixed(1)}%`), bar);
   }));
+}
+
+// a detector's answer: the image with its boxes drawn over it, and one line per box
+async function drawBoxes(img, detections) {
+  if (!img.complete || !img.naturalWidth) await new Promise((ok, fail) => { img.onload = ok; img.onerror = fail; });
+  const canvas = $("#try-boxes"), scale = Math.min(1, 480 / Math.max(img.naturalWidth, img.naturalHeight));
+  canvas.width = Math.round(img.naturalWidth * scale); canvas.height = Math.round(img.naturalHeight * scale);
+  const g = canvas.getContext("2d");
+  g.drawImage(img, 0, 0, canvas.width, canvas.height);
+  g.lineWidth = 2; g.font = "13px system-ui"; g.strokeStyle = g.fillStyle = "#ff3b30";
+  for (const d of detections) {
+    const [x1, y1, x2, y2] = d.box.map(v => v * scale);
+    g.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    g.fillText(`${d.label} ${(d.score * 100).toFixed(0)}%`, x1 + 2, Math.max(12, y1 - 3));
+  }
+  canvas.hidden = false;
+  $("#try-results").replaceChildren(...(detections.length ? detections.map(d => el("li", {class: "detection"},
+    el("strong", {text: d.label}), document.createTextNode(`  ${(d.score * 100).toFixed(1)}%  at ` +
+      d.box.map(v => Math.round(v)).join(", ")))) : [el("li", {class: "muted", text: "nothing found"})]));
 }
 
 // -- datasets ---------------------------------------------------------------------------------------
@@ -214,6 +247,10 @@ async function loadDatasets() {
     box.append(el("h3", {text: `${d.name}  (${d.n_images || 0} images, ${Object.keys(d.classes || {}).length} classes)`}));
     if (d.error) box.append(el("p", {class: "warn", text: d.error}));
     for (const w of d.warnings || []) box.append(el("p", {class: "warn", text: "⚠ " + w}));
+    for (const c of d.empty_classes || []) box.append(el("p", {class: "warn empty-class", text: `⚠ class folder ${c} has no readable image: left out`}));
+    if ((d.skipped || []).length) box.append(el("details", {class: "skipped", open: ""},
+      el("summary", {class: "warn", text: `⚠ ${d.skipped.length} file(s) left out of the upload`}),
+      el("ul", {}, ...d.skipped.map(x => el("li", {}, el("code", {text: x.file}), document.createTextNode(": " + x.reason))))));
     const thumbs = el("div", {class: "thumbs"});
     for (const [cls, n] of Object.entries(d.classes || {})) {
       const src = `/api/datasets/${encodeURIComponent(d.name)}/thumb?cls=${encodeURIComponent(cls)}&i=0`;
@@ -226,6 +263,7 @@ async function loadDatasets() {
   fillSelect($("#train-dataset"), names);
   fillSelect($("#eval-dataset"), names);
   fillSelect($("#optimize-dataset"), names, "(none)");
+  fillSelect($("#export-dataset"), names, "(choose a data set)");
 }
 
 // -- evaluation -------------------------------------------------------------------------------------
@@ -234,7 +272,7 @@ let evalJob = null;  // {id, key} of the evaluation being run
 async function loadEvals() {
   const evals = (await api("/api/evals")).evals;
   $("#evals-table tbody").replaceChildren(...evals.map(e => {
-    const tr = el("tr", {class: "clickable", "data-eval": e.key}, ...[e.model, e.dataset, fmt(e.accuracy), fmt(e.macro_f1),
+    const tr = el("tr", {class: "clickable", "data-eval": e.key, title: e.accuracy_note || ""}, ...[e.model, e.dataset, fmt(e.accuracy), fmt(e.macro_f1),
       fmt(e.n_images), fmt(e.n_mistakes), (e.time || "").replace("T", " ").slice(0, 19)].map(x => el("td", {text: x})));
     tr.addEventListener("click", () => showEval(e.key).catch(showError));
     return tr;
@@ -245,7 +283,7 @@ async function showEval(key) {
   const r = await api(`/api/evals/${encodeURIComponent(key)}`);
   $("#eval-detail").hidden = false;
   $("#ev-title").textContent = `${r.model} on ${r.dataset}`;
-  $("#ev-summary").replaceChildren(el("strong", {text: `accuracy ${fmt(r.accuracy, 4)}`}),
+  $("#ev-summary").replaceChildren(el("strong", {text: `accuracy ${r.accuracy_note || fmt(r.accuracy, 4)}`}),
     document.createTextNode(`  top-5 ${fmt(r.top5, 4)}  macro F1 ${fmt(r.macro && r.macro.f1, 4)}  on ${r.n_images} images` +
       (r.n_skipped ? ` (${r.n_skipped} unreadable, skipped)` : "")));
   $("#ev-per-class tbody").replaceChildren(...r.per_class.map(c => el("tr", {},
@@ -322,7 +360,7 @@ async function loadDeployments() {
 }
 
 // -- jobs -------------------------------------------------------------------------------------------
-let watching = null;
+let watching = null, newestJob = 0;
 
 async function loadJobs() {
   const jobs = (await api("/api/jobs")).jobs;
@@ -340,19 +378,56 @@ async function loadJobs() {
       actions.append(b);
     }
     const tr = el("tr", {class: "clickable", "data-job": String(j.id)}, el("td", {text: j.id}), el("td", {text: j.title}),
-      el("td", {class: "status-" + j.status, text: j.status}), el("td", {text: fmt(j.elapsed_s, 4) + " s"}),
-      el("td", {class: "muted", text: (j.log_tail || []).slice(-1)[0] || ""}), actions);
+      el("td", {class: "status-" + j.status, text: j.status + (j.status === "running" && j.progress && j.progress.percent !== null
+        ? ` ${Math.floor(j.progress.percent)}%` : "")}), el("td", {text: fmt(j.elapsed_s, 4) + " s"}),
+      el("td", {class: j.reason ? "reason" : "muted", text: j.reason || (j.log_tail || []).slice(-1)[0] || ""}), actions);
     tr.addEventListener("click", () => { watching = j.id; showJob().catch(showError); });
     tbody.append(tr);
   }
-  if (watching === null && jobs.length) watching = jobs[0].id;
+  if (jobs.length && jobs[0].id > newestJob) { watching = jobs[0].id; newestJob = jobs[0].id; }  // follow a new job
   if (watching !== null) await showJob();
+}
+
+const duration = s => s >= 90 ? `about ${Math.round(s / 60)} min` : `about ${Math.round(s)} s`;
+
+// the watched job's progress bar (phase, step of total, percent, time left, best score) and, once done, its results
+function showProgress(j) {
+  const p = j.progress || {};
+  const bar = $("#job-bar");
+  if (p.percent === null || p.percent === undefined) bar.removeAttribute("value"); else bar.value = p.percent;
+  const parts = [];
+  if (p.phase) parts.push(p.phase + (p.total ? ` ${fmt(p.step, 4)} of ${fmt(p.total, 4)}` : ""));
+  if (p.percent !== null && p.percent !== undefined) parts.push(`${Math.floor(p.percent)}%`);
+  if (j.status === "running" && p.eta_s !== null && p.eta_s !== undefined) parts.push(`${duration(p.eta_s)} left`);
+  if (p.best !== null && p.best !== undefined) parts.push(`best accuracy so far ${fmt(p.best)}`);
+  $("#job-progress-text").textContent = parts.join(" · ");
+  $("#job-progress").hidden = j.status === "failed" || j.status === "cancelled";
+  const links = $("#job-links"), l = j.links || {};
+  links.replaceChildren();
+  if (l.model) {
+    const open = el("a", {href: "#models", class: "button job-model", text: `Open model ${l.model}`});
+    open.onclick = () => setTimeout(() => showModel(l.model).catch(showError), 0);
+    const ev = el("a", {href: "#evaluate", class: "button job-eval", text: "Evaluate it"});
+    ev.onclick = () => { $("#eval-model").value = l.model; };
+    links.append(open, ev);
+    if (l.report) links.append(el("a", {href: l.report, target: "_blank", class: "button job-report", text: "Training report"}));
+  }
+  if (l.eval) {
+    const ev = el("a", {href: "#evaluate", class: "button job-eval", text: "See the evaluation"});
+    ev.onclick = () => setTimeout(() => showEval(l.eval).catch(showError), 0);
+    links.append(ev);
+  }
+  links.hidden = !links.children.length;
 }
 
 async function showJob() {
   const j = await api(`/api/jobs/${watching}`);
   $("#job-title").hidden = false;
-  $("#job-title").textContent = `#${j.id} ${j.title}: ${j.status}` + (j.returncode !== null ? ` (exit ${j.returncode})` : "");
+  $("#job-title").replaceChildren(document.createTextNode(`#${j.id} ${j.title}: `),
+    el("span", {class: "status-" + j.status, text: j.status}));
+  $("#job-reason").hidden = !j.reason;
+  $("#job-reason").textContent = j.reason || "";
+  showProgress(j);
   $("#job-log").hidden = false;
   $("#job-log").textContent = j.log_tail.join("\n");
 }
