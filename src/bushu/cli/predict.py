@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._output import console, err_console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 @click.command("predict")
@@ -61,7 +65,9 @@ class _Bar:
     """A rich progress bar with count, rate and ETA on stderr (nothing when quiet)."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.progress, self.task = quiet, None, None
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> _Bar:  # noqa: PYI034
         return self
@@ -69,7 +75,7 @@ class _Bar:
     def update(self, done: int, total: int, failed: int) -> None:
         if self.quiet:
             return
-        if self.progress is None:  # started by the first report, so that an early error prints alone
+        if self.progress is None or self.task is None:  # started by the first report: an early error prints alone
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -78,11 +84,11 @@ class _Bar:
                 TimeRemainingColumn,
             )
 
-            self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]} inputs/s, {task.fields[failed]} failed"),
-                                     TimeRemainingColumn(), console=err_console, transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("predict", total=total, rate="-", failed=0)
+            progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]} inputs/s, {task.fields[failed]} failed"),
+                                TimeRemainingColumn(), console=err_console, transient=True)
+            progress.start()
+            self.progress, self.task = progress, progress.add_task("predict", total=total, rate="-", failed=0)
         self.progress.update(self.task, completed=done, failed=failed)
         speed = self.progress.tasks[0].speed
         self.progress.update(self.task, rate=f"{speed:.1f}" if speed else "-")

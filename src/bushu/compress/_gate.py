@@ -32,7 +32,7 @@ def judge(per_output: dict[str, dict[str, Any]], floor: float, min_confident: in
         n, agree = row.get("confident_samples", 0), row.get("top1_agreement_confident")
         figures = (f"top-5 overlap {row['top5_overlap']:.1%} and logit cosine {row['cosine_mean']:.4f} "
                    f"(mean) on all {row['samples']}")
-        if n < min_confident:
+        if n < min_confident or agree is None:  # None: no confident input at all
             outcomes.append(CANNOT_TELL)
             parts.append(f"{name}: fp32 is confident on only {n} of {row['samples']} inputs (at least "
                          f"{min_confident} needed to judge top-1 agreement); {figures}")

@@ -35,7 +35,7 @@ from ..errors import BushuError, UserInputError
 from ..model.artifact import Artifact, write_artifact
 from ._gate import CANNOT_TELL, FAIL, PASS
 from .openvino_int8 import OpenVINOInt8Config, quantize_openvino
-from .quantize import AccuracyDropError, StaticInt8Config, quantize
+from .quantize import AccuracyDropError, QuantConfig, StaticInt8Config, quantize
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "quantize_int8"]
 
@@ -54,10 +54,9 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
     if max_attempts < 1:
         raise UserInputError(f"max_attempts must be at least 1, got {max_attempts}",
                              hint="pass --max-attempts N with N ≥ 1, or --no-fallback for one attempt")
-    run = quantize_openvino if isinstance(config, OpenVINOInt8Config) else quantize
-    kwargs = {"data": data, "max_accuracy_drop": max_accuracy_drop, "log": log}
     if max_attempts == 1 or not isinstance(config, (StaticInt8Config, OpenVINOInt8Config)):
-        return run(artifact_in, out, config, measure=measure, **kwargs)
+        return _quantize(artifact_in, out, config, data=data, max_accuracy_drop=max_accuracy_drop, measure=measure,
+                         log=log)
     art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
     with tempfile.TemporaryDirectory(prefix="bushu-int8-") as tmpd:
         tmp = Path(tmpd)
@@ -70,7 +69,8 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
             log(f"int8 attempt {i + 1}: {label}")
             record: dict[str, Any] = {"attempt": label, "config": _brief(cfg)}
             try:
-                result = run(art, tmp / f"attempt-{i}", cfg, measure=False, keep_failed=True, **kwargs)
+                result = _quantize(art, tmp / f"attempt-{i}", cfg, data=data, max_accuracy_drop=max_accuracy_drop,
+                                   measure=False, log=log, keep_failed=True)
             except BushuError as e:  # accuracy bound missed, or the quantizer failed on this variant
                 if i == 0 and not isinstance(e, AccuracyDropError):
                     raise  # bad input or a broken model: no variant will do better
@@ -94,6 +94,17 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
                      "labelled data instead (--data DIR --max-accuracy-drop X), or keep fp32 / use --quantize fp16",
                 best={"attempts": [_public(r) for r in tried]})
         return _write(art, Path(out), kept, tried, measure, isinstance(config, OpenVINOInt8Config), log)
+
+
+def _quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantConfig | OpenVINOInt8Config, *,
+              data: str | Path | None, max_accuracy_drop: float | None, measure: bool, log: Callable[[str], None],
+              keep_failed: bool = False) -> Artifact:
+    """``quantize_openvino`` for an OpenVINO config, ``quantize`` for the others."""
+    if isinstance(config, OpenVINOInt8Config):
+        return quantize_openvino(artifact_in, out, config, data=data, max_accuracy_drop=max_accuracy_drop,
+                                 measure=measure, log=log, keep_failed=keep_failed)
+    return quantize(artifact_in, out, config, data=data, max_accuracy_drop=max_accuracy_drop, measure=measure,
+                    log=log, keep_failed=keep_failed)
 
 
 def _variants(art: Artifact, first: Config, best: dict[str, Any], max_accuracy_drop: float | None, tmp: Path,

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
+
+if TYPE_CHECKING:
+    from .boxes import Detection
 
 __all__ = ["MAX_MAP_DROP", "MIN_BOXES", "MIN_BOX_AGREEMENT", "detection_gate", "image_paths", "judge_detector",
            "judge_export"]
@@ -58,7 +61,8 @@ class _Recording:
     """A detector whose predictions are kept, in order, for box agreement after the mAP run."""
 
     def __init__(self, detector: Any):
-        self.detector, self.dets = detector, []
+        self.detector = detector
+        self.dets: list[list[Detection]] = []
 
     def predict(self, images, **kw):
         out = self.detector.predict(images, **kw)
@@ -102,7 +106,7 @@ def judge_detector(source, candidate: Any, data: str | Path, what: str, max_map_
                f"matched at IoU >= 0.5 (score >= {threshold:g}), mean score drift {agree['score_drift']:.3f}")
     verdict: dict[str, Any] = {"data": str(data), "images": len(ref_dets), "score_threshold": threshold,
                                "box_agreement": agree}
-    if ref_map is not None:
+    if ref_map is not None and cand_map is not None:  # both or neither: the same dataset
         drop = (ref_map["map50"] - cand_map["map50"]) * 100
         outcome = PASS if drop <= max_map_drop + 1e-9 else FAIL
         detail = (f"mAP@0.5 on {ref_map['n_images']} labelled image(s) ({ref_map['n_boxes']} boxes): fp32 "

@@ -251,7 +251,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             row |= {"status": "exported", "reason": fmt.note or "convert-only: no runtime for it on this machine"}
             return row
         row |= _validate(fmt, ex, written, feeds, ref, targets, bool(job.get("bench", True)), ctx)
-        if art.task == "detection" and job.get("data") and ex.runner is None:
+        if art.task == "detection" and job.get("data") and fmt.backend is not None and ex.runner is None:
             from ..detection.validate import judge_export
 
             ctx.step("judge the boxes against the ONNX model")

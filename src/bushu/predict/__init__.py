@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, UserInputError
+from ..errors import UserInputError
 from .inputs import Item, collect
 from .output import Journal, read_rows
 
@@ -75,12 +75,10 @@ class PredictSummary:
 
 def _artifact_kind(artifact: str | Path) -> tuple[Path, str]:
     from ..model.artifact import Artifact
+    from .runner import raw_input_preprocess
 
     art = Artifact.load(artifact)
-    if art.preprocess is None:
-        raise ArtifactError(f"{art.path} records no pre-processing, so it cannot take raw inputs",
-                            hint="train it with bushu train, or import it with --preprocess")
-    return art.path, art.preprocess.kind
+    return art.path, raw_input_preprocess(art).kind
 
 
 def _rows(artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None,

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import MissingDependencyError, UserInputError
 
@@ -50,7 +50,7 @@ class Journal:
         self.out = Path(out)
         self.fmt = output_format(self.out)
         self.path = self.out if self.fmt == "jsonl" else self.out.with_name(self.out.name + ".partial.jsonl")
-        self._f = None
+        self._f: BinaryIO | None = None
 
     def open(self) -> set[str]:
         self.out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import MissingDependencyError, UserInputError
 from ..model.artifact import Artifact, Preprocess
 from .inputs import Item
-from .runner import Predictor, describe_error, read_input
+from .runner import Predictor, describe_error, raw_input_preprocess, read_input
 
 LOCAL_OBJECT_STORE_MB = 256  # a Ray started for the run: small, the rows stream through
 
@@ -147,11 +147,12 @@ def run_ray(artifact: Path, items: Sequence[Item], batch_size: int, backend: str
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # bushu's own bar counts rows at the driver
         art = Artifact.load(artifact)
+        pp = raw_input_preprocess(art)
         packed = ray.put(_pack(art))
         ds = ray.data.from_items([{"input": it.key, "value": it.value, "is_text": it.is_text} for it in items])
-        ds = ds.map_batches(_prepare_batch, fn_kwargs={"pp": art.preprocess, "task": art.task},
+        ds = ds.map_batches(_prepare_batch, fn_kwargs={"pp": pp, "task": art.task},
                             batch_size=batch_size, num_cpus=0.5)
-        ds = ds.map_batches(_Infer, fn_constructor_args=([packed], backend, threads, top_k, art.preprocess.kind),
+        ds = ds.map_batches(_Infer, fn_constructor_args=([packed], backend, threads, top_k, pp.kind),
                             batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield [json.loads(r) for r in batch["row"]]

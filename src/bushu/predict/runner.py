@@ -12,13 +12,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import BushuError, UserInputError
-from ..model.artifact import Preprocess
+from ..errors import ArtifactError, BushuError, UserInputError
+from ..model.artifact import Artifact, Preprocess
 from .inputs import Item
+
+if TYPE_CHECKING:
+    from ..detection.decode import DetectionHead
+    from ..detection.detector import Detector
+    from ..model.predict import Classifier, Pipeline
 
 Row = dict[str, Any]
 
@@ -26,6 +31,14 @@ Row = dict[str, Any]
 def describe_error(e: BaseException) -> str:
     msg = e.message if isinstance(e, BushuError) else f"{type(e).__name__}: {e}"
     return msg.splitlines()[0] if msg else type(e).__name__
+
+
+def raw_input_preprocess(art: Artifact) -> Preprocess:
+    """The artifact's pre-processing; an ArtifactError for one that records none (it cannot take raw inputs)."""
+    if art.preprocess is None:
+        raise ArtifactError(f"{art.path} records no pre-processing, so it cannot take raw inputs",
+                            hint="train it with bushu train, or import it with --preprocess")
+    return art.preprocess
 
 
 def read_input(pp: Preprocess, item: Item, task: str = "classification") -> Any:
@@ -57,22 +70,26 @@ class Predictor:
         from ..model.artifact import Artifact
 
         art = Artifact.load(artifact)
-        self.task, self.top_k, self.pipeline = art.task, top_k, None
+        self.task, self.top_k = art.task, top_k
+        self.pipeline: Pipeline | None = None
+        self.runner: Detector | Classifier
+        self.head: DetectionHead | None = None
         if self.task == "detection":
             from ..detection.detector import Detector
 
-            self.runner = Detector(art, backend, threads)
-            self.input_name = self.runner.input_name
+            detector = Detector(art, backend, threads)
+            self.runner, self.head, self.input_name = detector, detector.head, detector.input_name
         else:
             from ..model.predict import Classifier
 
-            self.runner = Classifier(art, backend, **({"threads": threads} if threads else {}))
-            self.pipeline, self.input_name = self.runner.pipeline, self.runner.pipeline.input_name
+            classifier = Classifier(art, backend, **({"threads": threads} if threads else {}))
+            self.runner, self.pipeline = classifier, classifier.pipeline
+            self.input_name = classifier.pipeline.input_name
         self.art, self.backend = self.runner.art, self.runner.backend
-        self.kind = self.art.preprocess.kind
-        spec = self.backend.inputs[0]
-        fixed = spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0
-        self.fixed_batch = spec.shape[0] if fixed else None
+        self.preprocess = raw_input_preprocess(self.art)
+        self.kind = self.preprocess.kind
+        first = self.backend.inputs[0].shape[:1]
+        self.fixed_batch = first[0] if first and isinstance(first[0], int) and first[0] > 0 else None
         self.answer_fn = self._answer_fn()
 
     def _answer_fn(self) -> Callable[[dict[str, np.ndarray], list[Any]], list[Row]]:
@@ -81,7 +98,7 @@ class Predictor:
         return {"classification": self._top_k, "detection": self._boxes}.get(self.task, self._raw)
 
     def prepare(self, item: Item) -> Any:
-        return read_input(self.art.preprocess, item, self.task)
+        return read_input(self.preprocess, item, self.task)
 
     def answer(self, prepared: Sequence[Any]) -> list[Row]:
         """Prepared inputs -> one answer dict each (without "input")."""
@@ -92,7 +109,7 @@ class Predictor:
             n = len(chunk)
             if self.fixed_batch and n < self.fixed_batch:  # a fixed-batch model takes exactly that many
                 chunk += [chunk[-1]] * (self.fixed_batch - n)
-            if self.kind == "text":
+            if self.pipeline is not None and self.kind == "text":
                 feeds = self.pipeline(chunk)
             else:
                 feeds = {self.input_name: np.stack([c[0] if self.task == "detection" else c for c in chunk])}
@@ -100,9 +117,10 @@ class Predictor:
         return out
 
     def _boxes(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:
+        assert self.head is not None, "only a detection artifact answers with boxes"
         n = len(chunk)
-        dets = self.runner.head({k: np.asarray(v)[:n] for k, v in outputs.items()}, [c[1] for c in chunk],
-                                None, None, None)
+        dets = self.head({k: np.asarray(v)[:n] for k, v in outputs.items()}, [c[1] for c in chunk],
+                         None, None, None)
         return [{"detections": [d.to_dict() for d in found]} for found in dets]
 
     def _top_k(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:

@@ -130,7 +130,7 @@ def augment_view(img, boxes: np.ndarray, classes: np.ndarray, size: int, rng: np
     px = int(rng.integers(min(0, size - nw), max(0, size - nw) + 1))
     py = int(rng.integers(min(0, size - nh), max(0, size - nh) + 1))
     canvas = Image.new("RGB", (size, size), (PAD, PAD, PAD))
-    canvas.paste(img.resize((nw, nh), Image.BILINEAR), (px, py))
+    canvas.paste(img.resize((nw, nh), Image.Resampling.BILINEAR), (px, py))
     b = letterbox_boxes(boxes, (nw / iw, nh / ih, px, py))
     clipped = np.clip(b, 0, size)
     def area(v):
@@ -139,7 +139,7 @@ def augment_view(img, boxes: np.ndarray, classes: np.ndarray, size: int, rng: np
         & (clipped[:, 3] - clipped[:, 1] >= 2)
     b, c = clipped[keep], classes[keep]
     if rng.random() < 0.5:
-        canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
+        canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         b = np.stack([size - b[:, 2], b[:, 1], size - b[:, 0], b[:, 3]], 1) if len(b) else b
     for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         canvas = enhance(canvas).enhance(float(rng.uniform(0.7, 1.3)))

@@ -203,7 +203,8 @@ def feature_maps(name: str, size: int, samples, views: int, cache: Path, seed: i
     from .detect_model import MEAN, STD
 
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    f4s, f5s, clss, boxes, batch = [], [], [], [], []
+    f4s, f5s, clss, boxes = [], [], [], []
+    batch: list[np.ndarray] = []
 
     def flush():
         with torch.no_grad():
@@ -321,7 +322,8 @@ def val_map(head, size: int, val: dict, samples, n_classes: int) -> tuple[float,
     with torch.no_grad():
         for i in range(0, len(samples), 32):
             f4, f5 = torch.from_numpy(val["f4"][i:i + 32]).float(), torch.from_numpy(val["f5"][i:i + 32]).float()
-            y = decode(*head(f4, f5), centers).numpy()
+            logits, dists = head(f4, f5)
+            y = decode(logits, dists, centers).numpy()
             part = samples[i:i + 32]
             dets = dh({"y": y}, [letterbox_transform(s.width, s.height, size) for s in part], score=0.001, iou=0.6,
                       max_det=100)
@@ -561,11 +563,11 @@ def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:
     from PIL import Image
 
     pp = input_preprocess(size)
-    x = []
+    images = []
     for s in samples[:4]:
         with Image.open(s.image) as im:
-            x.append(preprocess_image(im.convert("RGB"), pp))
-    x = np.stack(x)
+            images.append(preprocess_image(im.convert("RGB"), pp))
+    x = np.stack(images)
     with torch.no_grad():
         ref = full(torch.from_numpy(x)).numpy()
     got = run_model(path, {"images": x})["output0"]
@@ -584,8 +586,11 @@ def _artifact(cfg: TrainConfig, onnx_path: Path, ds, backbone: str, size: int, o
 
     with load_backend(onnx_path, "onnxruntime") as be:
         inputs, outputs = list(be.inputs), list(be.outputs)
-    pp, post, _ = detection_setup(inputs, outputs, onnx_metadata(onnx_path), task="detection",
-                                       labels=list(ds.classes), preprocess=None)
+    setup = detection_setup(inputs, outputs, onnx_metadata(onnx_path), task="detection", labels=list(ds.classes),
+                            preprocess=None)
+    if setup is None:  # with task="detection" it raises instead; this narrows the type
+        raise RuntimeError(f"{onnx_path} was not recognised as a detector")
+    pp, post, _ = setup
     art = Artifact(path=cfg.out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
                    name=cfg.out.name, task="detection", preprocess=pp, postprocess=post,
                    provenance={"source": str(cfg.data), "source_kind": "train", "backbone": backbone,
