@@ -139,7 +139,7 @@ class InputRequest:
                 return dict(self.sample)
             by_name = {s.name: s for s in specs}
             return {k: _rows(v, batch) if by_name[k].has_batch else v for k, v in self.sample.items()}
-        return synthetic_feeds(specs, batch=batch if batch is not None else _batch(self.given(index), specs),
+        return synthetic_feeds(specs, batch=batch if batch is not None else (_batch(self.given(index), specs) or 1),
                                seed=seed, shapes=self.given(index))
 
     def shapes_at(self, specs: Sequence[TensorSpec], batch: int | None = None,

@@ -53,6 +53,7 @@ def parity(model: str | Path | Artifact, reference: str | Path | None = None, ba
     from .validate import mask_padding, run_model
 
     art, path, backend = _runner(model, backend)
+    ref_path: Path | None
     if reference is not None:
         _, ref_path, ref_backend = _runner(reference, None)
     elif art is not None and art.file("reference") is not None:
@@ -61,6 +62,7 @@ def parity(model: str | Path | Artifact, reference: str | Path | None = None, ba
         raise UserInputError(f"{path.name} has no reference model to compare with, and no --data to score",
                              hint="pass --reference FP32_ARTIFACT (e.g. the model it was optimized from), or "
                                   "--data DIR with one folder of examples per class")
+    assert ref_path is not None  # art.file("reference") was checked above
     req = inputs or InputRequest()
     specs = art.inputs if art is not None else _runner_specs(path)
     req.check(specs)

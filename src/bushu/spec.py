@@ -129,7 +129,9 @@ class TensorSpec:
             if isinstance(d, int) and d >= 0:
                 out.append(d)
             else:
-                out.append(batch if i == 0 else int((self.ranges.get(self.symbol(i)) or {}).get("typical") or fill))
+                sym = self.symbol(i)
+                rng = self.ranges.get(sym) if sym is not None else None
+                out.append(batch if i == 0 else int((rng or {}).get("typical") or fill))
         return tuple(out)
 
     def with_(self, **kw: Any) -> TensorSpec:

@@ -85,7 +85,7 @@ def _duration(ctx, param, value: str | None) -> float | None:
 @click.option("--fresh", is_flag=True, help="Ignore finished work saved by an earlier run in OUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print plan.json's content.")
 @input_options
-def command(artifact: Path, data: Path, out: Path | None, max_p99_ms: float | None, max_avg_ms: float | None,
+def command(artifact: Path, data: Path | None, out: Path | None, max_p99_ms: float | None, max_avg_ms: float | None,
             min_throughput: float | None, concurrency: int, max_size_mb: float | None, min_accuracy: float | None,
             max_accuracy_drop: float | None, target: str, objective: str, budget: float,
             backends: tuple[str, ...], precisions: tuple[str, ...], compress: str | None, train: Path | None,

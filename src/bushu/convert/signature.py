@@ -102,8 +102,9 @@ def annotate(model, specs: Sequence[TensorSpec], preprocess=None,
         for shape in stated.get(s.name, []):
             if len(shape) == len(s.shape):
                 for i, d in enumerate(shape):
-                    if s.symbol(i) is not None and d not in stated_sizes.setdefault(s.symbol(i), []):
-                        stated_sizes[s.symbol(i)].append(d)
+                    sym = s.symbol(i)
+                    if sym is not None and d not in stated_sizes.setdefault(sym, []):
+                        stated_sizes[sym].append(d)
     out = []
     for s in specs:
         role = s.role or _role(s)
@@ -126,8 +127,9 @@ def annotate(model, specs: Sequence[TensorSpec], preprocess=None,
                 r.setdefault("min", 1)
                 continue
             token = role in ("token_ids", "attention_mask", "token_type_ids", "position_ids") and i == len(s.shape) - 1
-            if token and (seq or {}).get("max"):
-                r.setdefault("max", int(seq["max"]))
+            seq_max = (seq or {}).get("max")
+            if token and seq_max:
+                r.setdefault("max", int(seq_max))
             if sizes:
                 r.update(typical=sizes[0], **({"min": min(sizes), "max": max(sizes)} if len(sizes) > 1 else {}))
             elif role == "image" and len(s.shape) == 4 and i in ((2, 3) if s.shape[1] in (1, 3) else (1, 2)):

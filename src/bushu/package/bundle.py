@@ -241,7 +241,7 @@ class _Layout:
     """What build_bundle writes, decided (and checked) before anything is written."""
 
     art: Artifact
-    pp: Preprocess  # the artifact's (checked: image, text or audio)
+    pp: Preprocess | None  # the artifact's (checked: image, text or audio; None: named arrays)
     cfg: PackageConfig
     out: Path
     fmt: str  # zip | tar.gz | dir
@@ -315,7 +315,7 @@ def _write_model_dir(lay: _Layout, model_dir: Path) -> dict[str, Any]:
     labels = art.labels
     if labels:
         (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
-    post = art.postprocess.to_dict() if art.postprocess else (
+    post: dict[str, Any] = art.postprocess.to_dict() if art.postprocess else (
         {"kind": "classification", "top_k": 5, "softmax": True} if art.task == "classification" else {"kind": "raw"})
     if cfg.top_k:
         post["top_k"] = cfg.top_k

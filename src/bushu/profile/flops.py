@@ -167,7 +167,7 @@ def count_flops(model: Any, batch: int = 1, shapes: dict[str, tuple[int, ...]] |
         m = onnx.shape_inference.infer_shapes(m, data_prop=True)
     except Exception as e:  # a graph ONNX cannot fully infer still counts where shapes are known
         notes.append(f"shape inference failed ({str(e)[:120]}); ops without shapes are not counted")
-    shapes = _shapes(m.graph)
+    value_shapes = _shapes(m.graph)
     report = FlopsReport(batch=batch, notes=notes)
     report.params, report.param_bytes = count_params(model)
     by_op: dict[str, dict[str, int]] = defaultdict(lambda: {"nodes": 0, "flops": 0, "macs": 0})
@@ -176,7 +176,7 @@ def count_flops(model: Any, batch: int = 1, shapes: dict[str, tuple[int, ...]] |
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
         if op in _FREE:
             continue
-        res = _count_node(node, shapes) if node.domain in ("", "ai.onnx") else None
+        res = _count_node(node, value_shapes) if node.domain in ("", "ai.onnx") else None
         if res is None:
             missing[op] += 1
             continue

@@ -180,11 +180,14 @@ class Workspace:
                     raise UserInputError(f"model {name!r} records no pre-processing; it cannot take raw inputs")
                 if cached is not None and hasattr(cached[1], "close"):
                     cached[1].close()
+                predictor: Any
                 if art.task == "detection":
                     from ..detection import Detector
 
-                    make = Detector
-                self._models[name] = cached = (mtime, make(art), art.task == "detection")
+                    predictor = Detector(art)
+                else:
+                    predictor = make(art)
+                self._models[name] = cached = (mtime, predictor, art.task == "detection")
             if cached[2]:
                 from ..model.processing import load_image
 
