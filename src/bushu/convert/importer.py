@@ -200,7 +200,8 @@ def _import_torch(module: Any, src: str, kind: str, out: Path, *, shape: tuple[i
             if reference:
                 files[REFERENCE_FILE] = tmp / REFERENCE_FILE
                 roles["reference"] = REFERENCE_FILE
-        elif reference and conv.save_reference(module, [example], tmp / REFERENCE_FILE, inputs, outputs):
+        elif reference and conv.save_reference(module, [example], tmp / REFERENCE_FILE, inputs, outputs,
+                                               eager={kind: src} if kind in ("zoo", "callable") else None):
             files[REFERENCE_FILE] = tmp / REFERENCE_FILE
             roles["reference"] = REFERENCE_FILE
         art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs, name=name,
