@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, write_results  # noqa: E402
+from _common import command_line, write_results
 
-from bushu.convert.importer import import_model  # noqa: E402
-from bushu.model import zoo  # noqa: E402
-from bushu.runtime import load_backend  # noqa: E402
+from bushu.convert.importer import import_model
+from bushu.model import zoo
+from bushu.runtime import load_backend
 
 
 def main() -> None:
@@ -70,8 +70,8 @@ def main() -> None:
             med = statistics.median(ts)
             rows.append({"batch": batch, "runner": k, "median_ms": round(med, 2), "vs_model(x)": round(med / base, 2)})
             print(rows[-1], flush=True)
-    notes = [f"model {args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-             f"{args.rounds} rounds x {args.iters} calls per runner, medians; one process, rounds interleaved",
+    notes = [(f"model {args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+              f"{args.rounds} rounds x {args.iters} calls per runner, medians; one process, rounds interleaved"),
              f"torch backend describe(): eager {eager.describe()['runs']!r}, exported {exported.describe()['runs']!r}",
              "machine shared with other jobs: absolute times are noisy, compare ratios within a batch",
              f"command: {command_line()}"]
