@@ -108,3 +108,13 @@ def test_zoo_model_runs_eagerly_and_matches_the_source(tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     with load_backend(art.path / art.model_file, "onnxruntime") as ort:
         np.testing.assert_allclose(got, ort.infer({"input": x})["logits"], rtol=1e-3, atol=1e-3)
+
+
+def test_compile_is_opt_in_and_gives_the_same_outputs(tiny, monkeypatch):
+    d, art = tiny
+    monkeypatch.chdir(d)
+    x = np.random.default_rng(3).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    plain, desc = _run(art.file("reference"), x)
+    compiled, desc_c = _run(art.file("reference"), x, compile=True)
+    assert desc["compiled"] is False and desc_c["compiled"] is True
+    np.testing.assert_allclose(compiled, plain, rtol=1e-4, atol=1e-5)
