@@ -265,7 +265,8 @@ def _import_torch(module: Any, src: str, kind: str, out: Path, *, example: Seque
             if reference:
                 files_out[REFERENCE_FILE] = tmp / REFERENCE_FILE
                 roles["reference"] = REFERENCE_FILE
-        elif reference and conv.save_reference(module, arrays, tmp / REFERENCE_FILE, inputs, outputs, dynamic_axes=axes):
+        elif reference and conv.save_reference(module, arrays, tmp / REFERENCE_FILE, inputs, outputs, dynamic_axes=axes,
+                                               eager={kind: src} if kind in ("zoo", "callable") else None):
             files_out[REFERENCE_FILE] = tmp / REFERENCE_FILE
             roles["reference"] = REFERENCE_FILE
         art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs, name=name,

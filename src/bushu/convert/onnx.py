@@ -84,8 +84,12 @@ def simplify(path: Path) -> dict[str, Any]:
 
 
 def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs: Sequence[TensorSpec],
-                   outputs: Sequence[TensorSpec], dynamic_axes: dict[str, dict[int, str]] | None = None) -> Path | None:
+                   outputs: Sequence[TensorSpec], dynamic_axes: dict[str, dict[int, str]] | None = None,
+                   eager: dict[str, str] | None = None) -> Path | None:
     """Save ``module`` as a ``torch.export`` program (the torch backend's reference), batch dim dynamic.
+
+    ``eager``: how to rebuild the source module ({"zoo": name} or {"callable": "mod:fn"}); stored beside
+    the IO spec so the torch backend can run it eagerly with the program's weights (much faster on CPU).
 
     Returns None when the model cannot be exported this way (data-dependent control flow...): the
     ONNX model is still valid, only the torch backend row is missing.
@@ -93,7 +97,7 @@ def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs
     import torch
     from torch.export import Dim
 
-    from ..runtime.backends.torch import IO_EXTRA_FILE
+    from ..runtime.backends.torch import EAGER_EXTRA_FILE, IO_EXTRA_FILE
 
     # an example batch of 1 is specialised to the constant 1 (docs/notes.md): export with 2
     ex2 = tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate([a, a])[:2] if len(a) < 2 else a))
@@ -103,6 +107,8 @@ def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs
                     {0: "batch", **(dynamic_axes or {}).get(s.name, {})}.items()} for s in inputs)
     io = {IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in inputs],
                                      "outputs": [s.to_dict() for s in outputs]})}
+    if eager:
+        io[EAGER_EXTRA_FILE] = json.dumps(eager)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")

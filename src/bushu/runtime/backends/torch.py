@@ -2,6 +2,13 @@
 
 Neither format keeps output names, so bushu stores the IO spec in an extra file (``bushu_io.json``)
 inside the archive; without it names come from the program signature (``output0``...).
+
+A .pt2 that ``bushu import`` saved from a module (zoo name, module:callable) also records how to rebuild
+that module (``bushu_eager.json``): the backend then runs the rebuilt module eagerly with the program's
+weights, since the exported program's unflattened module is several times slower on CPU. It falls back
+to the program when the module cannot be rebuilt or its weights do not fit (compressed variants...);
+``describe()["runs"]`` says which one runs. ``mode="exported"`` forces the program; ``compile=True``
+wraps the module in ``torch.compile`` (off by default: the first call compiles for tens of seconds).
 """
 
 from __future__ import annotations
@@ -22,19 +29,49 @@ from ...spec import TensorSpec, dtype_name
 from ..backend import Backend
 
 IO_EXTRA_FILE = "bushu_io.json"
+EAGER_EXTRA_FILE = "bushu_eager.json"
+MODES = ("auto", "eager", "exported")
 
 _TORCH_TO_NP = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64,
                 torch.int8: np.int8, torch.int16: np.int16, torch.int32: np.int32, torch.int64: np.int64,
                 torch.uint8: np.uint8, torch.bool: np.bool_}
 
 
-def _read_io(path: Path) -> dict[str, Any] | None:
-    """The bushu IO spec stored in the archive, found without loading the model."""
+def _read_io(path: Path, extra: str = IO_EXTRA_FILE) -> dict[str, Any] | None:
+    """A bushu extra file (the IO spec by default) stored in the archive, found without loading the model."""
     with zipfile.ZipFile(path) as z:
         for n in z.namelist():
-            if n.endswith(IO_EXTRA_FILE):
+            if n.endswith(extra):
                 return json.loads(z.read(n))
     return None
+
+
+def _rebuild_eager(recipe: dict[str, str], program: Any) -> tuple[Any, str]:
+    """The source module of ``program`` with the program's weights, or a reason why not (-> (None, reason))."""
+    import importlib
+    import sys
+
+    try:
+        if "zoo" in recipe:
+            from ...model import zoo
+
+            module, _ = zoo.build(recipe["zoo"])
+            what = f"zoo:{recipe['zoo']}"
+        else:
+            mod_name, _, attr = recipe["callable"].partition(":")
+            sys.path.insert(0, str(Path.cwd()))
+            try:
+                obj = importlib.import_module(mod_name)
+            finally:
+                sys.path.pop(0)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            module = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
+            what = recipe["callable"]
+        module.load_state_dict(program.state_dict, strict=True)  # persistent params/buffers, source FQNs
+    except Exception as e:  # noqa: BLE001 - missing package/module, changed architecture: run the program instead
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    return module.eval(), what
 
 
 def _program_specs(program: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -61,12 +98,18 @@ def _program_specs(program: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
 class TorchBackend(Backend):
     name = "torch"
     suffixes = (".pt2", ".pt", ".torchscript")
-    options = ("threads",)
+    options = ("threads", "mode", "compile")
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None) -> None:
+    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, mode: str = "auto",
+             compile: bool = False) -> None:
         path = Path(path)
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        if mode not in MODES:
+            from ...errors import UnknownNameError
+
+            raise UnknownNameError("torch backend mode", mode, MODES)
+        self.runs, self.fallback = None, None
         if threads:
             torch.set_num_threads(int(threads))
         self.device = torch.device("cuda" if device in ("cuda", "gpu") and torch.cuda.is_available() else "cpu")
@@ -81,12 +124,24 @@ class TorchBackend(Backend):
                 warnings.simplefilter("ignore")
                 if path.suffix == ".pt2":
                     program = torch.export.load(str(path))
-                    self.module = program.module()
                     self.kind = "torch.export"
+                    recipe = _read_io(path, EAGER_EXTRA_FILE) if mode != "exported" else None
+                    self.module, self.runs = _rebuild_eager(recipe, program) if recipe else (None, None)
+                    if self.module is None:
+                        self.fallback = self.runs or (f"{path.name} records no source module" if mode != "exported"
+                                                      else "mode=exported")
+                        if mode == "eager":
+                            raise ModelLoadError(f"cannot run {path.name} eagerly: {self.fallback}",
+                                                 hint="use mode='exported' (or 'auto') to run the exported program")
+                        self.module, self.runs = program.module(), "exported program (torch.export unflattened module)"
+                    else:
+                        self.runs = f"eager {self.runs}"
                 else:
                     self.module = torch.jit.load(str(path), map_location=self.device)
                     self.module.eval()
                     program, self.kind = None, "torchscript"
+        except ModelLoadError:
+            raise
         except Exception as e:  # torch raises RuntimeError, zip errors, pickle errors...
             raise ModelLoadError(f"{path.name} is not a loadable PyTorch model: {str(e).splitlines()[0][:300]}",
                                  hint="re-save it with torch.export.save or torch.jit.save") from e
@@ -100,6 +155,11 @@ class TorchBackend(Backend):
                                  hint="import it with bushu import, which records the IO spec")
         if self.kind == "torch.export" and self.device.type == "cuda":
             self.module.to(self.device)
+        if self.kind == "torchscript":
+            self.runs = "TorchScript"
+        self.compiled = bool(compile)
+        if self.compiled:
+            self.module = torch.compile(self.module)
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if getattr(self, "module", None) is None:
@@ -117,8 +177,12 @@ class TorchBackend(Backend):
         return {s.name: o.detach().cpu().numpy() for s, o in zip(self._outputs, outs, strict=True)}
 
     def describe(self) -> dict[str, Any]:
-        return {"format": getattr(self, "kind", None), "device": str(getattr(self, "device", "cpu")),
-                "threads": torch.get_num_threads(), "version": torch.__version__}
+        d = {"format": getattr(self, "kind", None), "runs": getattr(self, "runs", None),
+             "compiled": getattr(self, "compiled", False), "device": str(getattr(self, "device", "cpu")),
+             "threads": torch.get_num_threads(), "version": torch.__version__}
+        if getattr(self, "fallback", None):
+            d["eager_unavailable"] = self.fallback
+        return d
 
     def close(self) -> None:
         self.module = None
