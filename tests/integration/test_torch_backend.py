@@ -10,9 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bushu.convert.importer import import_model
-from bushu.convert.onnx import save_reference
-from bushu.runtime import load_backend
+from bushu.convert.importer import import_model  # noqa: E402
+from bushu.convert.onnx import save_reference  # noqa: E402
+from bushu.runtime import load_backend  # noqa: E402
 
 TINY = textwrap.dedent("""
     import torch
