@@ -141,12 +141,13 @@ def test_import_onnx_keeps_numbers(tmp_path):
 
 def test_parity_failure_names_the_output_and_keeps_the_old_artifact(tmp_path):
     from bushu.convert.importer import Tolerance, _import_torch
+    from bushu.spec import TensorSpec
 
     out = tmp_path / "art"
     assert main(["import", "mobilenet_v2", "-o", str(out)]) == 0
     before = (out / "bushu.yaml").read_text()
     with pytest.raises(ToleranceError) as e:
-        _import_torch(Noisy(), "noisy", "callable", out, shape=(1, 3, 8, 8), labels=None, preprocess=None,
+        _import_torch(Noisy(), "noisy", "callable", out, example=[TensorSpec("input", "float32", (1, 3, 8, 8))], labels=None, preprocess=None,
                       postprocess=None, tolerance=Tolerance(),
                       simplify=True, reference=False, name="noisy", details={})
     assert "output0" in str(e.value) and "max abs diff" in str(e.value)

@@ -130,7 +130,7 @@ def test_folder_to_jsonl_matches_classifier_with_error_rows(data, tmp_path):
     check_rows(rows, expected(data["art"], data["good"], k=3), data["bad"])
     errors = {r["input"]: r["error"] for r in rows if "error" in r}
     assert "truncated" in errors[str(data["photos"] / "daisy" / "truncated.jpg")]
-    assert "cannot identify image" in errors[str(data["photos"] / "notes.txt")]
+    assert "not an image we can read" in errors[str(data["photos"] / "notes.txt")]
 
     again = bushu("predict", str(data["art"]), str(data["photos"]), "-o", str(out), "--top-k", "3")
     assert again.returncode == 1 and "20 answered before" in again.stdout and "0 answered, 2 failed" in again.stdout

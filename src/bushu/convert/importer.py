@@ -131,9 +131,11 @@ def _example_specs(module: Any, shape: Sequence[int] | None, req: InputRequest) 
 
 
 # -- sources ------------------------------------------------------------------------------------------
-def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, req: InputRequest):
+def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, req: InputRequest | None = None):
     """-> (module, preprocess, postprocess, labels, example input shape, provenance details)."""
     import torch
+
+    req = req or InputRequest()
 
     from ..runtime.backends.torch import _read_io
 

@@ -174,7 +174,10 @@ def _input_specs(art: Artifact | None, main: Path) -> list:
     from ..convert.signature import annotate
     from .info import onnx_io
 
-    proto = onnx.load(str(main), load_external_data=False)
+    try:
+        proto = onnx.load(str(main), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a corrupt file: each backend's row says why it cannot load it
+        return []
     return annotate(proto, onnx_io(proto)[0])
 
 
