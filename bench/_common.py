@@ -30,8 +30,15 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return "\n".join(lines)
 
 
-def write_results(name: str, data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
-                  title: str, notes: Sequence[str] = (), out_dir: Path = RESULTS) -> tuple[Path, Path]:
+def write_results(
+    name: str,
+    data: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    title: str,
+    notes: Sequence[str] = (),
+    out_dir: Path = RESULTS,
+) -> tuple[Path, Path]:
     """Write ``out_dir/name.json`` (``data`` plus ``rows``) and ``out_dir/name.md`` (title, notes, table)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"

@@ -25,9 +25,27 @@ import numpy as np
 
 
 def serve(repo: Path):
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", "0", "--grpc-port", "-1",
-                             "--metrics-port", "-1", "--log-level", "warning"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "serve",
+            str(repo),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "-1",
+            "--metrics-port",
+            "-1",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     lines, url, deadline = [], None, time.monotonic() + 300
     while time.monotonic() < deadline and "ready" not in "".join(lines[-1:]):
         line = proc.stdout.readline()
@@ -78,8 +96,11 @@ def main() -> int:
             sess = ort.InferenceSession(str(art.model_path), providers=["CPUExecutionProvider"])
             local = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
             sdk_dir = work / f"{name}-sdk"
-            r = subprocess.run([sys.executable, "-m", "bushu", "package", str(art.path), "-o", str(sdk_dir),
-                                "--name", name], capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, "-m", "bushu", "package", str(art.path), "-o", str(sdk_dir), "--name", name],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode:
                 sdk = {"error": r.stderr.strip().splitlines()[-1]}
             else:
@@ -87,10 +108,19 @@ def main() -> int:
                 pkg = importlib.import_module(f"{name.replace('-', '_')}_sdk")
                 got = pkg.Predictor().run(feeds)
                 sdk = {k: float(np.abs(got[k].astype(np.float64) - served[k]).max()) for k in served}
-            print(json.dumps({"model": name, "inputs": {k: [list(v.shape), dtype_name(v.dtype)] for k, v in feeds.items()},
-                              "serve_vs_onnxruntime_max_abs": {k: float(np.abs(served[k].astype(np.float64) - local[k]).max())
-                                                               for k in served},
-                              "sdk_vs_serve_max_abs": sdk}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "model": name,
+                        "inputs": {k: [list(v.shape), dtype_name(v.dtype)] for k, v in feeds.items()},
+                        "serve_vs_onnxruntime_max_abs": {
+                            k: float(np.abs(served[k].astype(np.float64) - local[k]).max()) for k in served
+                        },
+                        "sdk_vs_serve_max_abs": sdk,
+                    }
+                ),
+                flush=True,
+            )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)

@@ -60,9 +60,17 @@ def run(args: argparse.Namespace) -> dict:
         for rnd in range(args.rounds):
             for backend in backends:
                 print(f"{model}: round {rnd + 1}/{args.rounds}, {backend}", flush=True)
-                rows = benchmark(art, backends=[backend], batch_sizes=(1, 8), threads=(args.threads,),
-                                 warmup=args.warmup, repeats=args.repeats, duration_s=args.duration,
-                                 progress=False, record=False)
+                rows = benchmark(
+                    art,
+                    backends=[backend],
+                    batch_sizes=(1, 8),
+                    threads=(args.threads,),
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    duration_s=args.duration,
+                    progress=False,
+                    record=False,
+                )
                 for r in rows:
                     raw.append({"model": model, "round": rnd, **{k: v for k, v in r.items() if k != "details"}})
                     acc = per[backend]
@@ -80,15 +88,28 @@ def run(args: argparse.Namespace) -> dict:
         for backend in backends:
             acc = per[backend]
             p50, thr = median(acc["p50"]), median(acc["thr"])
-            table.append({
-                "model": model, "backend": backend, "p50_ms_b1": p50, "cpu_ms_b1": median(acc["cpu"]),
-                "throughput_b8": thr, "speedup_p50_vs_torch": ref_p50 / p50 if ref_p50 and p50 else None,
-                "throughput_vs_torch": thr / ref_thr if ref_thr and thr else None,
-                "peak_rss_mb": max(acc["rss"]) if acc["rss"] else None, "gflops": flops.flops / 1e9,
-                "params_m": flops.params / 1e6, "status": "ok" if p50 or thr else (acc["why"] or ["no rows"])[0],
-            })
-    return {"command": command_line(), "env": summary(), "settings": vars(args) | {"work": str(args.work)},
-            "raw": raw, "table": table}
+            table.append(
+                {
+                    "model": model,
+                    "backend": backend,
+                    "p50_ms_b1": p50,
+                    "cpu_ms_b1": median(acc["cpu"]),
+                    "throughput_b8": thr,
+                    "speedup_p50_vs_torch": ref_p50 / p50 if ref_p50 and p50 else None,
+                    "throughput_vs_torch": thr / ref_thr if ref_thr and thr else None,
+                    "peak_rss_mb": max(acc["rss"]) if acc["rss"] else None,
+                    "gflops": flops.flops / 1e9,
+                    "params_m": flops.params / 1e6,
+                    "status": "ok" if p50 or thr else (acc["why"] or ["no rows"])[0],
+                }
+            )
+    return {
+        "command": command_line(),
+        "env": summary(),
+        "settings": vars(args) | {"work": str(args.work)},
+        "raw": raw,
+        "table": table,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,20 +126,38 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     res = run(args)
-    cols = ["model", "backend", "p50_ms_b1", "cpu_ms_b1", "throughput_b8", "speedup_p50_vs_torch",
-            "throughput_vs_torch", "peak_rss_mb", "gflops", "status"]
+    cols = [
+        "model",
+        "backend",
+        "p50_ms_b1",
+        "cpu_ms_b1",
+        "throughput_b8",
+        "speedup_p50_vs_torch",
+        "throughput_vs_torch",
+        "peak_rss_mb",
+        "gflops",
+        "status",
+    ]
     env = res["env"]
-    notes = [f"command: `{res['command']}`",
-             f"machine: {env['cpu']}, {env['logical_cores']} logical cores, {env['memory_gb']} GiB, "
-             f"ISA {' '.join(env['isa'])}; {env['os']}; versions {env['versions']}",
-             f"medians over {args.rounds} round(s) of ≥{args.duration} s / ≥{args.repeats} runs per row; fp32; "
-             "wall-clock; each backend in a fresh process; threads: "
-             + (str(args.threads) if args.threads else "each backend's default"),
-             "p50_ms_b1: batch-1 median latency; throughput_b8: items/s at batch 8; "
-             "ratios vs torch eager (>1 = faster)"]
+    notes = [
+        f"command: `{res['command']}`",
+        f"machine: {env['cpu']}, {env['logical_cores']} logical cores, {env['memory_gb']} GiB, "
+        f"ISA {' '.join(env['isa'])}; {env['os']}; versions {env['versions']}",
+        f"medians over {args.rounds} round(s) of ≥{args.duration} s / ≥{args.repeats} runs per row; fp32; "
+        "wall-clock; each backend in a fresh process; threads: "
+        + (str(args.threads) if args.threads else "each backend's default"),
+        "p50_ms_b1: batch-1 median latency; throughput_b8: items/s at batch 8; ratios vs torch eager (>1 = faster)",
+    ]
     data = {k: v for k, v in res.items() if k != "table"}
-    js, md = write_results("backends", data, res["table"], cols, "Backends: torch eager vs onnxruntime vs openvino",
-                           notes, out_dir=args.out)
+    js, md = write_results(
+        "backends",
+        data,
+        res["table"],
+        cols,
+        "Backends: torch eager vs onnxruntime vs openvino",
+        notes,
+        out_dir=args.out,
+    )
     print(md.read_text())
     print(f"wrote {js} and {md}")
 

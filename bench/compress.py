@@ -38,10 +38,24 @@ from _common import command_line, write_results  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 112
 CLASSES = ("face", "nonface")
-COLUMNS = ("variant", "params", "mflops", "flops_x", "size_mb", "size_x", "p50_ms", "latency_speedup",
-           "throughput_b8", "throughput_x", "accuracy", "acc_delta", "sparsity", "build_s")
+COLUMNS = (
+    "variant",
+    "params",
+    "mflops",
+    "flops_x",
+    "size_mb",
+    "size_x",
+    "p50_ms",
+    "latency_speedup",
+    "throughput_b8",
+    "throughput_x",
+    "accuracy",
+    "acc_delta",
+    "sparsity",
+    "build_s",
+)
 
-MODEL_SOURCE = '''
+MODEL_SOURCE = """
 import torch, torchvision
 
 HEAD = {head!r}
@@ -55,9 +69,9 @@ def build():
     net.classifier[1].load_state_dict(torch.load(HEAD, map_location="cpu"))
     net.input_shape = (1, 3, {size}, {size})
     return net.eval()
-'''
+"""
 
-FMNIST_SOURCE = '''
+FMNIST_SOURCE = """
 import torch
 from torch import nn
 
@@ -77,7 +91,7 @@ def build():
     net.load_state_dict(torch.load(WEIGHTS, map_location="cpu"))
     net.input_shape = (1, 3, 28, 28)
     return net.eval()
-'''
+"""
 FMNIST_MEAN, FMNIST_STD = 0.286, 0.353
 
 # name -> (optimize arguments, backend that runs the result); built in this order (the key ones first)
@@ -95,10 +109,14 @@ VARIANTS = {
     "lowrank-0.7": (["--lowrank-energy", "0.7", "--lowrank-max-error", "0.5", "--epochs", "3"], "onnxruntime"),
     "distill-narrow": (["--distill", "narrow", "--width", "0.5", "--epochs", "6"], "onnxruntime"),
     "prune50+int8": (["--prune", "0.5", "--epochs", "3", "--quantize", "int8"], "onnxruntime"),
-    "distill-narrow+int8": (["--distill", "narrow", "--width", "0.5", "--epochs", "6", "--quantize", "int8"],
-                            "onnxruntime"),
-    "lowrank+int8": (["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3", "--quantize", "int8"],
-                     "onnxruntime"),
+    "distill-narrow+int8": (
+        ["--distill", "narrow", "--width", "0.5", "--epochs", "6", "--quantize", "int8"],
+        "onnxruntime",
+    ),
+    "lowrank+int8": (
+        ["--lowrank-energy", "0.9", "--lowrank-max-error", "0.2", "--epochs", "3", "--quantize", "int8"],
+        "onnxruntime",
+    ),
     "sparse50": (["--prune", "0.5", "--prune-mode", "unstructured", "--epochs", "3"], "onnxruntime"),
 }
 
@@ -146,7 +164,7 @@ def build_fmnist(root: Path, epochs: int, log=print) -> Path:
         model.train()
         order = torch.randperm(len(y))
         for i in range(0, len(y) - 127, 128):
-            idx = order[i:i + 128]
+            idx = order[i : i + 128]
             xb = x_train[idx].expand(-1, 3, -1, -1)
             flip = torch.rand(len(idx)) < 0.5  # horizontal flips: clothes are mirror-symmetric enough
             xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
@@ -159,8 +177,21 @@ def build_fmnist(root: Path, epochs: int, log=print) -> Path:
     torch.save(model.state_dict(), root / "fmnist_cnn.pt")
     (root / "fmnist_train.txt").write_text(f"trained {epochs} epoch(s) in {time.time() - t0:.0f} s\n")
     (root / "fmnist_model.py").write_text(FMNIST_SOURCE.format(weights=str(root / "fmnist_cnn.pt")))
-    _bushu(root, "import", "fmnist_model:build", "-o", "fmnist", "--size", "28", "--mean",
-           ",".join([str(FMNIST_MEAN)] * 3), "--std", ",".join([str(FMNIST_STD)] * 3), "--labels", "labels.txt")
+    _bushu(
+        root,
+        "import",
+        "fmnist_model:build",
+        "-o",
+        "fmnist",
+        "--size",
+        "28",
+        "--mean",
+        ",".join([str(FMNIST_MEAN)] * 3),
+        "--std",
+        ",".join([str(FMNIST_STD)] * 3),
+        "--labels",
+        "labels.txt",
+    )
     return root / "fmnist"
 
 
@@ -204,10 +235,24 @@ def build_model(root: Path) -> Path:
         head.weight.copy_(torch.tensor(np.stack([np.zeros_like(lr.coef_[0]), lr.coef_[0]]), dtype=torch.float32))
         head.bias.copy_(torch.tensor([0.0, lr.intercept_[0]], dtype=torch.float32))
     torch.save(head.state_dict(), root / "head.pt")
-    (root / "facebench_model.py").write_text(MODEL_SOURCE.format(head=str(root / "head.pt"), weights=str(wfile),
-                                                                 size=SIZE))
-    _bushu(root, "import", "facebench_model:build", "-o", "faces", "--size", str(SIZE), "--mean", "0.485,0.456,0.406",
-           "--std", "0.229,0.224,0.225", "--labels", "labels.txt")
+    (root / "facebench_model.py").write_text(
+        MODEL_SOURCE.format(head=str(root / "head.pt"), weights=str(wfile), size=SIZE)
+    )
+    _bushu(
+        root,
+        "import",
+        "facebench_model:build",
+        "-o",
+        "faces",
+        "--size",
+        str(SIZE),
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
+        "--labels",
+        "labels.txt",
+    )
     return root / "faces"
 
 
@@ -224,8 +269,12 @@ def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None
     out = {}
     for name in names:
         args, backend = VARIANTS[name]
-        if stop_at is not None and time.time() > stop_at and args is not None \
-                and not (root / f"{name}.result.json").is_file():
+        if (
+            stop_at is not None
+            and time.time() > stop_at
+            and args is not None
+            and not (root / f"{name}.result.json").is_file()
+        ):
             print(f"time is up: {name} not built", flush=True)
             continue
         if args is None:
@@ -244,9 +293,15 @@ def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None
             result["build_s"] = round(time.time() - t0, 1)
             done.write_text(json.dumps(result))
         last = result["rows"][-1]
-        out[name] = {"path": root / name, "backend": backend, "accuracy": last.get("accuracy"),
-                     "accuracy_original": result["rows"][0].get("accuracy"), "sparsity": last.get("sparsity"),
-                     "build_s": result["build_s"], "rows": result["rows"]}
+        out[name] = {
+            "path": root / name,
+            "backend": backend,
+            "accuracy": last.get("accuracy"),
+            "accuracy_original": result["rows"][0].get("accuracy"),
+            "sparsity": last.get("sparsity"),
+            "build_s": result["build_s"],
+            "rows": result["rows"],
+        }
     return out
 
 
@@ -264,11 +319,18 @@ def measure_all(variants: dict[str, dict], rounds: int, duration: float) -> list
     for name, v in variants.items():
         s = samples[name]
         art = Artifact.load(v["path"])
-        row = {"variant": name, "backend": v["backend"], "size_mb": s[0]["size_mb"],
-               "params": s[0].get("params"), "mflops": s[0].get("mflops"),
-               "p50_ms": statistics.median(x["p50_ms"] for x in s if x.get("p50_ms")),
-               "throughput_b8": statistics.median(x["throughput_b8"] for x in s if x.get("throughput_b8")),
-               "accuracy": v["accuracy"], "sparsity": v.get("sparsity"), "build_s": v["build_s"]}
+        row = {
+            "variant": name,
+            "backend": v["backend"],
+            "size_mb": s[0]["size_mb"],
+            "params": s[0].get("params"),
+            "mflops": s[0].get("mflops"),
+            "p50_ms": statistics.median(x["p50_ms"] for x in s if x.get("p50_ms")),
+            "throughput_b8": statistics.median(x["throughput_b8"] for x in s if x.get("throughput_b8")),
+            "accuracy": v["accuracy"],
+            "sparsity": v.get("sparsity"),
+            "build_s": v["build_s"],
+        }
         if art.format == "openvino":  # params / FLOPs of the IR's source graph
             src = variants.get("fp32", {}).get("row")
             row["params"], row["mflops"] = (src or {}).get("params"), (src or {}).get("mflops")
@@ -304,14 +366,18 @@ def main() -> None:
         stop_at = time.time() + 60 * args.build_minutes if args.build_minutes else None
         variants = make_variants(root, art, names, stop_at)
         skipped = [n for n in names if n not in variants]
-        base_acc = next((v["accuracy_original"] for v in variants.values() if v.get("accuracy_original") is not None),
-                        None)
+        base_acc = next(
+            (v["accuracy_original"] for v in variants.values() if v.get("accuracy_original") is not None), None
+        )
         for v in variants.values():
             if v["accuracy"] is None and v["path"] == art:
                 v["accuracy"] = base_acc
         rows = measure_all(variants, args.rounds, args.duration)
-    ref = {b: next(r for r in rows if r["variant"] == ("fp32" if b == "onnxruntime" else "fp32-openvino"))
-           for b in ("onnxruntime", "openvino") if any(r["backend"] == b for r in rows)}
+    ref = {
+        b: next(r for r in rows if r["variant"] == ("fp32" if b == "onnxruntime" else "fp32-openvino"))
+        for b in ("onnxruntime", "openvino")
+        if any(r["backend"] == b for r in rows)
+    }
     for r in rows:
         f = ref[r["backend"]]
         r["size_x"] = round(r["size_mb"] / f["size_mb"], 3)
@@ -323,20 +389,36 @@ def main() -> None:
             r["acc_delta"] = round(r["accuracy"] - f["accuracy"], 2)
     model_note = (
         "model: a small CNN (3 conv + 2 linear layers) on Fashion-MNIST's 60,000 training images ("
-        + ((root / "fmnist_train.txt").read_text().strip() if (root / "fmnist_train.txt").is_file() else
-           f"{args.epochs} epoch(s)") + f"; {train_s} s here); accuracy on its 10,000 test images; "
-        "600 training images a class fine-tune, distill and calibrate" if args.model == "fmnist" else
-        "model: torchvision MobileNetV2 (ImageNet weights, offline) + 2-class head on skimage lfw_subset, "
-        f"{SIZE} px; 120 images train/calibrate/fine-tune, 80 held-out images give the accuracy")
-    notes = [f"command: `{command_line()}`", model_note,
-             f"timing: bushu.profile.bench, {args.rounds} interleaved round(s), medians; p50 at batch 1, "
-             "throughput at batch 8; ratios vs fp32 on the same backend in the same run",
-             "shared 2-core CPU: absolute times are noisy, compare ratios"]
+        + (
+            (root / "fmnist_train.txt").read_text().strip()
+            if (root / "fmnist_train.txt").is_file()
+            else f"{args.epochs} epoch(s)"
+        )
+        + f"; {train_s} s here); accuracy on its 10,000 test images; "
+        "600 training images a class fine-tune, distill and calibrate"
+        if args.model == "fmnist"
+        else "model: torchvision MobileNetV2 (ImageNet weights, offline) + 2-class head on skimage lfw_subset, "
+        f"{SIZE} px; 120 images train/calibrate/fine-tune, 80 held-out images give the accuracy"
+    )
+    notes = [
+        f"command: `{command_line()}`",
+        model_note,
+        f"timing: bushu.profile.bench, {args.rounds} interleaved round(s), medians; p50 at batch 1, "
+        "throughput at batch 8; ratios vs fp32 on the same backend in the same run",
+        "shared 2-core CPU: absolute times are noisy, compare ratios",
+    ]
     if skipped:
         notes.append(f"not built within --build-minutes {args.build_minutes:g}: {', '.join(skipped)}")
-    js, md = write_results(args.name, {"command": command_line(), "rounds": args.rounds}, rows, COLUMNS,
-                           "bushu optimize: compression trade-offs on real data ("
-                           + ("Fashion-MNIST, small CNN" if args.model == "fmnist" else "faces vs non-faces") + ")", notes)
+    js, md = write_results(
+        args.name,
+        {"command": command_line(), "rounds": args.rounds},
+        rows,
+        COLUMNS,
+        "bushu optimize: compression trade-offs on real data ("
+        + ("Fashion-MNIST, small CNN" if args.model == "fmnist" else "faces vs non-faces")
+        + ")",
+        notes,
+    )
     print(md.read_text())
 
 

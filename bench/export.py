@@ -29,8 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, write_results  # noqa: E402
 
 MODELS = ("resnet18", "efficientnet_lite0")
-COLUMNS = ("model", "format", "size_mb", "precision", "backend", "max_abs", "top1_agreement", "accuracy",
-           "accuracy_onnx", "p50_ms", "status", "reason")
+COLUMNS = (
+    "model",
+    "format",
+    "size_mb",
+    "precision",
+    "backend",
+    "max_abs",
+    "top1_agreement",
+    "accuracy",
+    "accuracy_onnx",
+    "p50_ms",
+    "status",
+    "reason",
+)
 
 
 def ensure_artifact(model: str, work: Path, given: dict[str, Path]) -> Path:
@@ -73,22 +85,35 @@ def main() -> None:
     for model in [m for m in args.models.split(",") if m]:
         art = ensure_artifact(model, work, given)
         print(f"bushu export {art} --format {args.formats} -o {work / (model + '-export')}", flush=True)
-        for r in export(art, args.formats, work / f"{model}-export", samples=args.samples, threads=args.threads,
-                        data=data, on_row=lambda r: print(f"  {r['format']}: {r['status']}", flush=True)):
+        for r in export(
+            art,
+            args.formats,
+            work / f"{model}-export",
+            samples=args.samples,
+            threads=args.threads,
+            data=data,
+            on_row=lambda r: print(f"  {r['format']}: {r['status']}", flush=True),
+        ):
             rows.append({"model": model, **r})
-    inputs = (f"{args.samples}+ images from {data} (32 at least when int8 formats run)" if data
-              else f"{args.samples} random inputs")
-    notes = [f"command: `{command_line()}`",
-             f"parity: {inputs}, same for the exported model (on its runtime) and the source "
-             "ONNX model (ONNX Runtime); fp32 formats run in fp32 (OpenVINO f32 hint, ncnn fp16 off)",
-             "int8 rows: calibrated on up to 100 images of --data; judged by top-1 agreement with the fp32 model "
-             "(>= 0.9 where fp32 is confident) and accuracy (accuracy_onnx: the fp32 model's) on labelled data, "
-             "not by max_abs",
-             f"p50_ms: batch 1, median of 5-50 runs (about 1 s) after 2 warm-up runs, {args.threads} thread(s) per "
-             "runtime; one pass on a shared 2-core machine: compare within one model only",
-             "status: ok = validated; exported = written, no runtime here; skipped/error say why"]
-    js, md = write_results("export", {"work": str(work)}, rows, COLUMNS, "bushu export: formats × size × parity × "
-                           "latency", notes, args.out)
+    inputs = (
+        f"{args.samples}+ images from {data} (32 at least when int8 formats run)"
+        if data
+        else f"{args.samples} random inputs"
+    )
+    notes = [
+        f"command: `{command_line()}`",
+        f"parity: {inputs}, same for the exported model (on its runtime) and the source "
+        "ONNX model (ONNX Runtime); fp32 formats run in fp32 (OpenVINO f32 hint, ncnn fp16 off)",
+        "int8 rows: calibrated on up to 100 images of --data; judged by top-1 agreement with the fp32 model "
+        "(>= 0.9 where fp32 is confident) and accuracy (accuracy_onnx: the fp32 model's) on labelled data, "
+        "not by max_abs",
+        f"p50_ms: batch 1, median of 5-50 runs (about 1 s) after 2 warm-up runs, {args.threads} thread(s) per "
+        "runtime; one pass on a shared 2-core machine: compare within one model only",
+        "status: ok = validated; exported = written, no runtime here; skipped/error say why",
+    ]
+    js, md = write_results(
+        "export", {"work": str(work)}, rows, COLUMNS, "bushu export: formats × size × parity × latency", notes, args.out
+    )
     print(f"wrote {js} and {md}")
 
 

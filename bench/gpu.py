@@ -43,8 +43,14 @@ def raw(model: Path, backend: str, batch: int, duration: float, x1: np.ndarray) 
             b.infer({name: x})
             times.append(time.perf_counter() - t0)
     p50 = statistics.median(times)
-    return {"backend": backend, "mode": "raw", "batch": batch, "p50_ms": p50 * 1e3, "throughput": batch / p50,
-            "status": "ok"}
+    return {
+        "backend": backend,
+        "mode": "raw",
+        "batch": batch,
+        "p50_ms": p50 * 1e3,
+        "throughput": batch / p50,
+        "status": "ok",
+    }
 
 
 async def _load(url: str, name: str, x1: np.ndarray, concurrency: int, duration: float) -> tuple[float, float]:
@@ -76,7 +82,8 @@ def served(model: Path, backend: str, x1: np.ndarray, duration: float, concurren
     (repo / "m" / "1" / "model.onnx").write_bytes(model.read_bytes())
     (repo / "m" / "config.pbtxt").write_text(
         "max_batch_size: 32\ndynamic_batching { max_queue_delay_microseconds: 500 }\n"
-        "instance_group [{ count: 1 kind: KIND_GPU }]\n")
+        "instance_group [{ count: 1 kind: KIND_GPU }]\n"
+    )
     proc, http_url, _ = start(repo)
     try:
         import onnx
@@ -87,8 +94,16 @@ def served(model: Path, backend: str, x1: np.ndarray, duration: float, concurren
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {"backend": backend, "mode": "served (HTTP)", "batch": "dynamic", "concurrency": concurrency,
-            "p50_ms": p50, "throughput": rps, "efficiency": round(rps / best_raw, 3), "status": "ok"}
+    return {
+        "backend": backend,
+        "mode": "served (HTTP)",
+        "batch": "dynamic",
+        "concurrency": concurrency,
+        "p50_ms": p50,
+        "throughput": rps,
+        "efficiency": round(rps / best_raw, 3),
+        "status": "ok",
+    }
 
 
 def main() -> None:
@@ -106,8 +121,10 @@ def main() -> None:
         model = Path(args.model) if args.model else cnn_onnx(Path(tmp) / "cnn.onnx")
         import onnx
 
-        dims = [d.dim_value or 1 for d in onnx.load(str(model), load_external_data=False).graph.input[0]
-                .type.tensor_type.shape.dim]
+        dims = [
+            d.dim_value or 1
+            for d in onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        ]
         x1 = np.random.default_rng(0).standard_normal([1, *dims[1:]]).astype(np.float32)
         for backend in ("onnxruntime-cuda", "onnxruntime-trt"):
             if not is_installed(backend):
@@ -126,9 +143,15 @@ def main() -> None:
                 s = {"backend": backend, "mode": "served (HTTP)", "status": f"error: {str(e)[:200]}"}
             rows.append(s)
             efficiency = s.get("efficiency")
-    write_results("gpu-bench", {"command": command_line(), "efficiency": efficiency}, rows, COLUMNS,
-                  "bushu on the GPU: raw and served throughput", out_dir=args.out,
-                  notes=["raw: medians over timed windows; served: tritonclient aio, binary KServe v2, loopback"])
+    write_results(
+        "gpu-bench",
+        {"command": command_line(), "efficiency": efficiency},
+        rows,
+        COLUMNS,
+        "bushu on the GPU: raw and served throughput",
+        out_dir=args.out,
+        notes=["raw: medians over timed windows; served: tritonclient aio, binary KServe v2, loopback"],
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, write_results
 
-COLUMNS = ("model", "backend", "calib", "gate_floor", "attempt", "gate", "agreement_confident", "confident_n",
-           "top5_overlap", "cosine_mean", "size_mb", "p50_ms", "throughput_b8", "kept", "labelled_top1_fp32",
-           "labelled_top1_int8", "labelled_n")
+COLUMNS = (
+    "model",
+    "backend",
+    "calib",
+    "gate_floor",
+    "attempt",
+    "gate",
+    "agreement_confident",
+    "confident_n",
+    "top5_overlap",
+    "cosine_mean",
+    "size_mb",
+    "p50_ms",
+    "throughput_b8",
+    "kept",
+    "labelled_top1_fp32",
+    "labelled_top1_int8",
+    "labelled_n",
+)
 
 
 def calibration_sets(root: Path) -> dict[str, Path]:
@@ -74,8 +90,9 @@ def labelled_top1(src, kept, labelled: Path, backend: str) -> tuple[float, float
     return before, after, len(ds)
 
 
-def run_one(art, calib: Path, backend: str, floor: float, labelled: Path, work: Path, speed: bool,
-            max_attempts: int) -> list[dict]:
+def run_one(
+    art, calib: Path, backend: str, floor: float, labelled: Path, work: Path, speed: bool, max_attempts: int
+) -> list[dict]:
     from bushu.compress import (
         AccuracyDropError,
         OpenVINOInt8Config,
@@ -83,19 +100,35 @@ def run_one(art, calib: Path, backend: str, floor: float, labelled: Path, work: 
         quantize_int8,
     )
 
-    cfg = (OpenVINOInt8Config(calibration=calib, min_top1_agreement=floor) if backend == "openvino"
-           else StaticInt8Config(calibration=calib, min_top1_agreement=floor))
+    cfg = (
+        OpenVINOInt8Config(calibration=calib, min_top1_agreement=floor)
+        if backend == "openvino"
+        else StaticInt8Config(calibration=calib, min_top1_agreement=floor)
+    )
     base = {"model": art.name, "backend": backend, "calib": calib.name, "gate_floor": floor}
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sys.stderr):  # NNCF / ORT progress
-            kept = quantize_int8(art, work / f"{art.name}-{backend}-{calib.name}-{floor}", cfg, measure=speed,
-                                 max_attempts=max_attempts, log=lambda m: print(f"  {m}", file=sys.stderr))
+            kept = quantize_int8(
+                art,
+                work / f"{art.name}-{backend}-{calib.name}-{floor}",
+                cfg,
+                measure=speed,
+                max_attempts=max_attempts,
+                log=lambda m: print(f"  {m}", file=sys.stderr),
+            )
     except AccuracyDropError as e:
         print(f"  refused: {e.message}", file=sys.stderr)
-        return [{**base, **{k: a.get(k) for k in COLUMNS if k in a}, "kept": "refused",
-                 "error": a.get("error"), "seconds": round(time.perf_counter() - t0, 1)}
-                for a in e.best.get("attempts", [])]
+        return [
+            {
+                **base,
+                **{k: a.get(k) for k in COLUMNS if k in a},
+                "kept": "refused",
+                "error": a.get("error"),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            for a in e.best.get("attempts", [])
+        ]
     sec = kept.metrics["optimize"]
     fp32, q, n = labelled_top1(art, kept, labelled, backend)
     rows = []
@@ -105,8 +138,18 @@ def run_one(art, calib: Path, backend: str, floor: float, labelled: Path, work: 
             row.update(kept="yes", labelled_top1_fp32=fp32, labelled_top1_int8=q, labelled_n=n)
         rows.append(row)
     fp32_row = next(r for r in sec["rows"] if r["model"].startswith("fp32"))
-    rows.insert(0, {**base, "attempt": "fp32", "size_mb": fp32_row.get("size_mb"), "p50_ms": fp32_row.get("p50_ms"),
-                    "throughput_b8": fp32_row.get("throughput_b8"), "labelled_top1_fp32": fp32, "labelled_n": n})
+    rows.insert(
+        0,
+        {
+            **base,
+            "attempt": "fp32",
+            "size_mb": fp32_row.get("size_mb"),
+            "p50_ms": fp32_row.get("p50_ms"),
+            "throughput_b8": fp32_row.get("throughput_b8"),
+            "labelled_top1_fp32": fp32,
+            "labelled_n": n,
+        },
+    )
     rows[-1]["seconds"] = round(time.perf_counter() - t0, 1)
     return rows
 
@@ -129,8 +172,12 @@ def main() -> None:
         root = Path(tmpd)
         sets = calibration_sets(root / "calib")
         labelled = write_imagenet_photos(root / "labelled", per_class=4, seed=1)
-        runs = [(m, b, c, args.floor) for m in args.models.split(",") for b in args.backends.split(",")
-                for c in args.calib.split(",")]
+        runs = [
+            (m, b, c, args.floor)
+            for m in args.models.split(",")
+            for b in args.backends.split(",")
+            for c in args.calib.split(",")
+        ]
         if args.strict:
             runs += [("mobilenet_v2", b, "mixed", 1.0) for b in args.backends.split(",")]
         arts, rows = {}, []
@@ -140,18 +187,41 @@ def main() -> None:
             print(f"{m} / {b} / {c} / gate {floor}", flush=True)
             got = run_one(arts[m], sets[c], b, floor, labelled, root / "out", not args.no_speed, args.max_attempts)
             for r in got:
-                print("   ", {k: r.get(k) for k in ("attempt", "gate", "agreement_confident", "confident_n", "kept",
-                                                   "labelled_top1_fp32", "labelled_top1_int8")}, flush=True)
+                print(
+                    "   ",
+                    {
+                        k: r.get(k)
+                        for k in (
+                            "attempt",
+                            "gate",
+                            "agreement_confident",
+                            "confident_n",
+                            "kept",
+                            "labelled_top1_fp32",
+                            "labelled_top1_int8",
+                        )
+                    },
+                    flush=True,
+                )
             rows += got
-    notes = [f"command: `{command_line()}`",
-             ("gate: top-1 agreement with fp32 on the validation inputs where fp32's top-1 probability is >= 0.5 "
-              "(confident_n of them), at least gate_floor; fewer than 10 confident inputs: 'cannot tell'"),
-             ("validation inputs = the calibration images (as `bushu optimize --calib` without --data); "
-              "labelled_top1: other crops of the five ImageNet-class photos, % top-1 against their label"),
-             ("machine shared by ~8 engineers on 2 CPU cores: p50_ms / throughput_b8 are noisy, compare rows of "
-              "one run only")]
-    js, md = write_results("int8_fallback", {"command": command_line()}, rows, COLUMNS,
-                           "int8 fallback search on real models", notes)
+    notes = [
+        f"command: `{command_line()}`",
+        (
+            "gate: top-1 agreement with fp32 on the validation inputs where fp32's top-1 probability is >= 0.5 "
+            "(confident_n of them), at least gate_floor; fewer than 10 confident inputs: 'cannot tell'"
+        ),
+        (
+            "validation inputs = the calibration images (as `bushu optimize --calib` without --data); "
+            "labelled_top1: other crops of the five ImageNet-class photos, % top-1 against their label"
+        ),
+        (
+            "machine shared by ~8 engineers on 2 CPU cores: p50_ms / throughput_b8 are noisy, compare rows of "
+            "one run only"
+        ),
+    ]
+    js, md = write_results(
+        "int8_fallback", {"command": command_line()}, rows, COLUMNS, "int8 fallback search on real models", notes
+    )
     print(f"wrote {js} and {md}")
 
 

@@ -49,7 +49,7 @@ COMPARABLE = ("classify (multipart)", "v2 JSON")  # bushu paths with the same ki
 
 # Runs in the peers' virtualenv: onnxruntime session, bushu's image pre-processing (a copy of
 # bushu.model.processing.preprocess_image for the default RGB/NCHW case) and top-k.
-PEER_COMMON = r'''
+PEER_COMMON = r"""
 import io, json, os
 import numpy as np
 import onnxruntime as ort
@@ -97,9 +97,9 @@ def top5(logits):
     idx = np.argsort(-p)[:5]
     return {"predictions": [{"label": LABELS[i] if i < len(LABELS) else str(i), "index": int(i),
                              "score": float(p[i])} for i in idx]}
-'''
+"""
 
-LITSERVE_APP = r'''
+LITSERVE_APP = r"""
 import sys
 import numpy as np
 import litserve as ls
@@ -135,9 +135,9 @@ if __name__ == "__main__":
     api = API(max_batch_size=CFG["max_batch"], batch_timeout=CFG["delay_s"])
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=120)
     server.run(host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", generate_client_file=False)
-'''
+"""
 
-BENTOML_APP = r'''
+BENTOML_APP = r"""
 import numpy as np
 import bentoml
 from PIL.Image import Image as PILImage
@@ -157,9 +157,9 @@ class Peer:
     @bentoml.api(batchable=True, max_batch_size=CFG["max_batch"], max_latency_ms=60000)
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.s.run(None, {self.name: x.astype(np.float32)})[0]
-'''
+"""
 
-RAY_APP = r'''
+RAY_APP = r"""
 import sys, time
 from pathlib import Path
 import numpy as np
@@ -194,7 +194,7 @@ if __name__ == "__main__":
     Path(sys.argv[2]).write_text("ready")
     while True:
         time.sleep(3600)
-'''
+"""
 
 
 # -- models and reference answers ------------------------------------------------------------------
@@ -205,9 +205,13 @@ def tiny_onnx(path: Path, n: int = 16) -> Path:
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array((rng.standard_normal((n, n)) / 4).astype(np.float32), "W")
     b = numpy_helper.from_array(np.zeros(n, np.float32), "B")
-    g = helper.make_graph([helper.make_node("Gemm", ["x", "W", "B"], ["y"])], "tiny",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])], initializer=[w, b])
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "B"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])],
+        initializer=[w, b],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, str(path))
@@ -224,8 +228,14 @@ def photo_jpeg() -> bytes:
 
 
 def multipart(data: bytes, field: str = "file", filename: str = "cat.jpg") -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def image_reference(art_dir: Path, jpeg: bytes) -> list[dict]:
@@ -244,9 +254,14 @@ def image_reference(art_dir: Path, jpeg: bytes) -> list[dict]:
 def _stats(lat: list[float], elapsed: float, errors: int, first_error: str | None) -> dict:
     if not lat:
         return {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": errors, "requests": 0, "first_error": first_error}
-    return {"rps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50) * 1e3),
-            "p99_ms": float(np.percentile(lat, 99) * 1e3), "errors": errors, "requests": len(lat),
-            "first_error": first_error}
+    return {
+        "rps": len(lat) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "errors": errors,
+        "requests": len(lat),
+        "first_error": first_error,
+    }
 
 
 async def http_load(url: str, body: bytes, headers: dict, concurrency: int, duration: float) -> dict:
@@ -257,6 +272,7 @@ async def http_load(url: str, body: bytes, headers: dict, concurrency: int, dura
     lat: list[float] = []
     errors, first_error = 0, None
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
+
         async def one() -> None:
             async with s.post(url, data=body, headers=headers) as r:
                 data = await r.read()
@@ -370,8 +386,13 @@ class Peer:
         self.kind, self.venv, self.workdir, self.cfg = kind, venv, workdir, cfg
         self.port = free_port()
         self.log = workdir / f"{kind}-{cfg['kind']}-{self.port}.log"
-        env = {**os.environ, "PEER_CFG": json.dumps(cfg), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(workdir),
-               "OMP_NUM_THREADS": str(cfg["threads"])}
+        env = {
+            **os.environ,
+            "PEER_CFG": json.dumps(cfg),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "PYTHONPATH": str(workdir),
+            "OMP_NUM_THREADS": str(cfg["threads"]),
+        }
         self.marker = None
         if kind == "litserve":
             cmd = [str(venv / "bin" / "python"), str(workdir / "litserve_app.py"), str(self.port)]
@@ -382,11 +403,19 @@ class Peer:
             cmd = [str(venv / "bin" / "python"), str(workdir / "ray_app.py"), str(self.port), str(self.marker)]
             ready = f"http://127.0.0.1:{self.port}/-/healthz"
         else:
-            cmd = [str(venv / "bin" / "bentoml"), "serve", "bentoml_app:Peer", "--host", "127.0.0.1",
-                   "--port", str(self.port)]
+            cmd = [
+                str(venv / "bin" / "bentoml"),
+                "serve",
+                "bentoml_app:Peer",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ]
             ready = f"http://127.0.0.1:{self.port}/readyz"
-        self.proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=workdir, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             wait_http(ready, self.proc, 180, self.log)
             t0 = time.time()
@@ -399,7 +428,11 @@ class Peer:
             raise
 
     def endpoint(self) -> str:
-        path = {"litserve": "/predict", "ray": "/predict", "bentoml": "/classify" if self.cfg["kind"] == "image" else "/infer"}[self.kind]
+        path = {
+            "litserve": "/predict",
+            "ray": "/predict",
+            "bentoml": "/classify" if self.cfg["kind"] == "image" else "/infer",
+        }[self.kind]
         return f"http://127.0.0.1:{self.port}{path}"
 
     def close(self) -> None:
@@ -412,8 +445,9 @@ def peer_version(venv: Path, pkg: str) -> str | None:
     py = venv / "bin" / "python"
     if not py.exists():
         return None
-    r = subprocess.run([str(py), "-c", f"import importlib.metadata as m; print(m.version({pkg!r}))"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(py), "-c", f"import importlib.metadata as m; print(m.version({pkg!r}))"], capture_output=True, text=True
+    )
     return r.stdout.strip() if r.returncode == 0 else None
 
 
@@ -421,8 +455,9 @@ def peer_version(venv: Path, pkg: str) -> str | None:
 def check_image(got: bytes, ref: list[dict]) -> str:
     obj = json.loads(got)
     preds = (obj[0] if isinstance(obj, list) else obj)["predictions"]  # BentoML answers a batchable API with a list
-    if [p["index"] for p in preds[:5]] != [r["index"] for r in ref] or \
-            max(abs(p["score"] - r["score"]) for p, r in zip(preds, ref)) > 1e-3:
+    if [p["index"] for p in preds[:5]] != [r["index"] for r in ref] or max(
+        abs(p["score"] - r["score"]) for p, r in zip(preds, ref)
+    ) > 1e-3:
         return f"mismatch: got {[(p['label'], round(p['score'], 4)) for p in preds]}"
     return "ok"
 
@@ -441,15 +476,22 @@ def check_tensor(y: np.ndarray, ref: np.ndarray) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peer-venv", default="/tmp/peers-venv", help="virtualenv with litserve, bentoml, onnxruntime")
-    ap.add_argument("--image-model", default="/tmp/peers/mv2",
-                    help="a bushu artifact directory with image pre-processing (bushu import mobilenet_v2 -o DIR)")
+    ap.add_argument(
+        "--image-model",
+        default="/tmp/peers/mv2",
+        help="a bushu artifact directory with image pre-processing (bushu import mobilenet_v2 -o DIR)",
+    )
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, every server")
     ap.add_argument("--max-batch", type=int, default=64, help="max batch size, every server")
-    ap.add_argument("--delay-ms", type=float, default=2.0,
-                    help="queue delay: bushu max_queue_delay, LitServe batch_timeout (BentoML adapts its own)")
+    ap.add_argument(
+        "--delay-ms",
+        type=float,
+        default=2.0,
+        help="queue delay: bushu max_queue_delay, LitServe batch_timeout (BentoML adapts its own)",
+    )
     ap.add_argument("--servers", default="bushu,litserve,bentoml,ray")
     ap.add_argument("--scenarios", default="image,tiny")
     args = ap.parse_args()
@@ -487,8 +529,15 @@ def run(args, tmp: Path) -> None:
                     shutil.copy(f, repo / name / "1" / f.name)
         else:
             shutil.copy(tiny, repo / name / "1" / "model.onnx")
-        write_config(repo / name / "config.pbtxt", name, "onnxruntime", args.max_batch, int(args.delay_ms * 1000), 1,
-                     args.threads)
+        write_config(
+            repo / name / "config.pbtxt",
+            name,
+            "onnxruntime",
+            args.max_batch,
+            int(args.delay_ms * 1000),
+            1,
+            args.threads,
+        )
     jpeg = photo_jpeg()
     img_body = multipart(jpeg)
     img_headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
@@ -498,16 +547,22 @@ def run(args, tmp: Path) -> None:
 
     y_tiny = ort.InferenceSession(str(tiny), providers=["CPUExecutionProvider"]).run(None, {"x": x_tiny})[0]
     peer_json = json.dumps({"x": x_tiny.tolist()}).encode()
-    v2_json = json.dumps({"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32",
-                                      "data": x_tiny.ravel().tolist()}]}).encode()
+    v2_json = json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": x_tiny.ravel().tolist()}]}
+    ).encode()
     inp = InferInput("x", [1, 16], "FP32")
     inp.set_data_from_numpy(x_tiny, binary_data=True)
     v2_bin, json_size = InferenceServerClient.generate_request_body([inp])
     v2_bin_headers = {"Inference-Header-Content-Length": str(json_size)}
-    peer_cfg = {"threads": args.threads, "max_batch": args.max_batch, "delay_s": args.delay_ms / 1000,
-                "labels": list(art.labels or []),
-                "preprocess": {k: getattr(art.preprocess, k) for k in ("resize", "crop", "interpolation", "scale",
-                                                                         "mean", "std")}}
+    peer_cfg = {
+        "threads": args.threads,
+        "max_batch": args.max_batch,
+        "delay_s": args.delay_ms / 1000,
+        "labels": list(art.labels or []),
+        "preprocess": {
+            k: getattr(art.preprocess, k) for k in ("resize", "crop", "interpolation", "scale", "mean", "std")
+        },
+    }
     assert art.preprocess.layout == "NCHW" and art.preprocess.color == "RGB", "peers copy the RGB/NCHW case only"
 
     load_before = os.getloadavg()
@@ -516,8 +571,11 @@ def run(args, tmp: Path) -> None:
 
     def record(key: tuple, r: dict) -> None:
         cells.setdefault(key, []).append(r)
-        print(f"{key[0]:5s} {key[1]:9s} {key[2]:22s} c={key[3]:3d}: {r['rps']:8.1f} req/s  p50 {r['p50_ms'] or 0:8.2f} ms"
-              f"  p99 {r['p99_ms'] or 0:8.2f} ms  errors {r['errors']}", flush=True)
+        print(
+            f"{key[0]:5s} {key[1]:9s} {key[2]:22s} c={key[3]:3d}: {r['rps']:8.1f} req/s  p50 {r['p50_ms'] or 0:8.2f} ms"
+            f"  p99 {r['p99_ms'] or 0:8.2f} ms  errors {r['errors']}",
+            flush=True,
+        )
 
     for rep in range(args.repeats):
         print(f"-- repeat {rep + 1}/{args.repeats}, load {os.getloadavg()}", flush=True)
@@ -527,14 +585,29 @@ def run(args, tmp: Path) -> None:
                     proc, http_url, grpc_url = start_bushu(repo)
                     base = f"http://{http_url}"
                     if scen == "image":
-                        paths = [("classify (multipart)", "http", f"{base}/v1/models/m:classify?k=5", img_body,
-                                  img_headers, lambda b: check_image(b, img_ref))]
+                        paths = [
+                            (
+                                "classify (multipart)",
+                                "http",
+                                f"{base}/v1/models/m:classify?k=5",
+                                img_body,
+                                img_headers,
+                                lambda b: check_image(b, img_ref),
+                            )
+                        ]
                     else:
-                        paths = [("v2 JSON", "http", f"{base}/v2/models/tiny/infer", v2_json, {},
-                                  lambda b: check_tensor(json.loads(b)["outputs"][0]["data"], y_tiny)),
-                                 ("v2 binary", "http", f"{base}/v2/models/tiny/infer", v2_bin, v2_bin_headers,
-                                  None),
-                                 ("v2 gRPC", "grpc", grpc_url, None, None, None)]
+                        paths = [
+                            (
+                                "v2 JSON",
+                                "http",
+                                f"{base}/v2/models/tiny/infer",
+                                v2_json,
+                                {},
+                                lambda b: check_tensor(json.loads(b)["outputs"][0]["data"], y_tiny),
+                            ),
+                            ("v2 binary", "http", f"{base}/v2/models/tiny/infer", v2_bin, v2_bin_headers, None),
+                            ("v2 gRPC", "grpc", grpc_url, None, None, None),
+                        ]
                     closer = lambda p=proc: (p.send_signal(signal.SIGINT), p.wait(30))  # noqa: E731
                 else:
                     path_name = "multipart" if scen == "image" else "JSON"
@@ -542,16 +615,31 @@ def run(args, tmp: Path) -> None:
                         status[(scen, server, path_name)] = f"not installed in {venv}"
                         continue
                     try:
-                        peer = Peer(server, venv, tmp, {**peer_cfg, "kind": scen,
-                                                         "model": str(art.model_path if scen == "image" else tiny)})
+                        peer = Peer(
+                            server,
+                            venv,
+                            tmp,
+                            {**peer_cfg, "kind": scen, "model": str(art.model_path if scen == "image" else tiny)},
+                        )
                     except Exception as e:  # noqa: BLE001 - the row says why
                         status[(scen, server, path_name)] = f"failed to start: {e}"[:400]
                         print(f"{server} {scen}: {status[(scen, server, path_name)]}", flush=True)
                         continue
-                    checker = (lambda b: check_image(b, img_ref)) if scen == "image" else \
-                        (lambda b: check_tensor(_peer_tensor(json.loads(b)), y_tiny))
-                    paths = [(path_name, "http", peer.endpoint(), img_body if scen == "image" else peer_json,
-                              img_headers if scen == "image" else {"Content-Type": "application/json"}, checker)]
+                    checker = (
+                        (lambda b: check_image(b, img_ref))
+                        if scen == "image"
+                        else (lambda b: check_tensor(_peer_tensor(json.loads(b)), y_tiny))
+                    )
+                    paths = [
+                        (
+                            path_name,
+                            "http",
+                            peer.endpoint(),
+                            img_body if scen == "image" else peer_json,
+                            img_headers if scen == "image" else {"Content-Type": "application/json"},
+                            checker,
+                        )
+                    ]
                     closer = peer.close
                 try:
                     for path_name, proto, url, body, headers, checker in paths:
@@ -562,8 +650,11 @@ def run(args, tmp: Path) -> None:
                         elif proto == "http":
                             code, got, hdr = post(url, body, headers)
                             n = int({k.lower(): v for k, v in hdr.items()}.get("inference-header-content-length", 0))
-                            status[key0] = check_tensor(np.frombuffer(got[n:], np.float32), y_tiny) if code == 200 \
+                            status[key0] = (
+                                check_tensor(np.frombuffer(got[n:], np.float32), y_tiny)
+                                if code == 200
                                 else f"HTTP {code}"
+                            )
                         else:
                             import tritonclient.grpc as grpcclient
 
@@ -591,40 +682,66 @@ def run(args, tmp: Path) -> None:
             rs = cells.get((*key0, conc), [])
             if not rs:
                 continue
-            med = {m: statistics.median([r[m] for r in rs if r[m] is not None] or [float("nan")])
-                   for m in ("rps", "p50_ms", "p99_ms")}
-            rows.append({"scenario": key0[0], "server": key0[1], "path": key0[2], "concurrency": conc, **med,
-                         "errors": sum(r["errors"] for r in rs), "requests": sum(r["requests"] for r in rs),
-                         "repeats": len(rs), "status": status.get(key0, ""),
-                         "first_error": next((r["first_error"] for r in rs if r["first_error"]), None),
-                         "rps_each": [round(r["rps"], 1) for r in rs]})
+            med = {
+                m: statistics.median([r[m] for r in rs if r[m] is not None] or [float("nan")])
+                for m in ("rps", "p50_ms", "p99_ms")
+            }
+            rows.append(
+                {
+                    "scenario": key0[0],
+                    "server": key0[1],
+                    "path": key0[2],
+                    "concurrency": conc,
+                    **med,
+                    "errors": sum(r["errors"] for r in rs),
+                    "requests": sum(r["requests"] for r in rs),
+                    "repeats": len(rs),
+                    "status": status.get(key0, ""),
+                    "first_error": next((r["first_error"] for r in rs if r["first_error"]), None),
+                    "rps_each": [round(r["rps"], 1) for r in rs],
+                }
+            )
     for row in rows:  # throughput against bushu's path that takes the same request body as the peers
-        ref = next((r for r in rows if r["server"] == "bushu" and r["scenario"] == row["scenario"]
-                    and r["path"] in COMPARABLE and r.get("concurrency") == row.get("concurrency")), None)
+        ref = next(
+            (
+                r
+                for r in rows
+                if r["server"] == "bushu"
+                and r["scenario"] == row["scenario"]
+                and r["path"] in COMPARABLE
+                and r.get("concurrency") == row.get("concurrency")
+            ),
+            None,
+        )
         if ref and "rps" in row and ref["rps"]:
             row["rps_vs_bushu"] = row["rps"] / ref["rps"]
-    notes = [f"command: `{command_line()}`",
-             f"machine: {os.cpu_count()} CPUs, shared; load average before {load_before[0]:.1f}, after "
-             f"{load_after[0]:.1f} (1-min)",
-             f"peers: litserve {versions['litserve']}, bentoml {versions['bentoml']}, ray {versions['ray']}, onnxruntime "
-             f"{versions['onnxruntime']} (peers venv {venv}); bushu's onnxruntime {onnxruntime.__version__}",
-             f"every server: onnxruntime CPU, {args.threads} intra-op thread(s), 1 instance/worker, max batch "
-             f"{args.max_batch}; bushu max_queue_delay {args.delay_ms:g} ms, LitServe batch_timeout "
-             f"{args.delay_ms:g} ms, BentoML batchable=True max_batch_size {args.max_batch} (adaptive delay, "
-             "max_latency_ms 60000), Ray Serve @serve.batch max_batch_size "
-             f"{args.max_batch} batch_wait_timeout {args.delay_ms:g} ms, 1 replica",
-             "image: MobileNetV2, a 451x300 JPEG (skimage chelsea) as multipart/form-data, top-5 labels back; every "
-             "server decodes/resizes/crops/normalises with PIL+numpy the same way; status 'ok' = the server's top-5 "
-             "matched onnxruntime run here",
-             "tiny: [1,16] Gemm; JSON tensors for all, bushu also KServe v2 binary and gRPC (tritonclient.grpc.aio)",
-             f"{args.duration:g} s per cell after warm-up, closed loop; medians over {args.repeats} repeats "
-             "(rps_each lists every repeat); rps_vs_bushu: against bushu's path with the same kind of body "
-             "(classify multipart / v2 JSON) at the same concurrency"]
-    write_results("peers", {"load_before": load_before, "load_after": load_after, "versions": versions,
-                            "args": vars(args)}, rows,
-                  ["scenario", "server", "path", "concurrency", "rps", "p50_ms", "p99_ms", "rps_vs_bushu", "errors",
-                   "status"],
-                  "bushu serve vs LitServe, BentoML and Ray Serve (same models, machine and load generator)", notes)
+    notes = [
+        f"command: `{command_line()}`",
+        f"machine: {os.cpu_count()} CPUs, shared; load average before {load_before[0]:.1f}, after "
+        f"{load_after[0]:.1f} (1-min)",
+        f"peers: litserve {versions['litserve']}, bentoml {versions['bentoml']}, ray {versions['ray']}, onnxruntime "
+        f"{versions['onnxruntime']} (peers venv {venv}); bushu's onnxruntime {onnxruntime.__version__}",
+        f"every server: onnxruntime CPU, {args.threads} intra-op thread(s), 1 instance/worker, max batch "
+        f"{args.max_batch}; bushu max_queue_delay {args.delay_ms:g} ms, LitServe batch_timeout "
+        f"{args.delay_ms:g} ms, BentoML batchable=True max_batch_size {args.max_batch} (adaptive delay, "
+        "max_latency_ms 60000), Ray Serve @serve.batch max_batch_size "
+        f"{args.max_batch} batch_wait_timeout {args.delay_ms:g} ms, 1 replica",
+        "image: MobileNetV2, a 451x300 JPEG (skimage chelsea) as multipart/form-data, top-5 labels back; every "
+        "server decodes/resizes/crops/normalises with PIL+numpy the same way; status 'ok' = the server's top-5 "
+        "matched onnxruntime run here",
+        "tiny: [1,16] Gemm; JSON tensors for all, bushu also KServe v2 binary and gRPC (tritonclient.grpc.aio)",
+        f"{args.duration:g} s per cell after warm-up, closed loop; medians over {args.repeats} repeats "
+        "(rps_each lists every repeat); rps_vs_bushu: against bushu's path with the same kind of body "
+        "(classify multipart / v2 JSON) at the same concurrency",
+    ]
+    write_results(
+        "peers",
+        {"load_before": load_before, "load_after": load_after, "versions": versions, "args": vars(args)},
+        rows,
+        ["scenario", "server", "path", "concurrency", "rps", "p50_ms", "p99_ms", "rps_vs_bushu", "errors", "status"],
+        "bushu serve vs LitServe, BentoML and Ray Serve (same models, machine and load generator)",
+        notes,
+    )
     print((Path(__file__).resolve().parent / "results" / "peers.md").read_text())
 
 

@@ -41,8 +41,10 @@ def make_photo_folder(root: Path, per_photo: int = 8, seed: int = 0) -> Path:
     from skimage import data as sk
     from sklearn.datasets import load_sample_images
 
-    photos = {n: getattr(sk, n)() for n in ("astronaut", "chelsea", "coffee", "rocket", "camera", "clock", "coins",
-                                             "hubble_deep_field")}
+    photos = {
+        n: getattr(sk, n)()
+        for n in ("astronaut", "chelsea", "coffee", "rocket", "camera", "clock", "coins", "hubble_deep_field")
+    }
     photos["motorcycle"] = sk.stereo_motorcycle()[0]
     s = load_sample_images()
     photos.update({"china": s.images[0], "flower": s.images[1]})
@@ -78,20 +80,32 @@ def sweep(art, data: Path, work: Path, c, duration: float, chunk: int, log) -> t
     ds = load_dataset(data, art)
     backends = [b for b in default_backends() if b in ("onnxruntime", "openvino")]
     variants = build_variants(art, data, work, backends, list(PRECISIONS), c.max_accuracy_drop, ds, log, {})
-    ok = [v for v in variants if v.status == "ok" and not failures(c, {"size_mb": v.size_mb, "accuracy": v.accuracy,
-                                                                       "accuracy_drop": v.accuracy_drop},
-                                                                   MODEL_BOUNDS)]
+    ok = [
+        v
+        for v in variants
+        if v.status == "ok"
+        and not failures(
+            c, {"size_mb": v.size_mb, "accuracy": v.accuracy, "accuracy_drop": v.accuracy_drop}, MODEL_BOUNDS
+        )
+    ]
     cores = _cores()
-    configs = [Config(v.backend, v.precision, t, n, b, d) for v in ok for t in thread_choices(cores)
-               for n in range(1, cores // t + 1) for b in BATCH_SIZES for d in (DELAYS_US if b > 1 else (0,))]
+    configs = [
+        Config(v.backend, v.precision, t, n, b, d)
+        for v in ok
+        for t in thread_choices(cores)
+        for n in range(1, cores // t + 1)
+        for b in BATCH_SIZES
+        for d in (DELAYS_US if b > 1 else (0,))
+    ]
     log(f"sweep: {len(configs)} configurations of {len(ok)} variant(s), {duration:g} s each")
     from bushu.plan.core import _samples
 
     samples = _samples(ds)
     rows: list[dict] = []
     for i in range(0, len(configs), chunk):
-        rows += _serve_round(configs[i:i + chunk], ok, work / f"sweep-{i // chunk}", samples, c, duration, {},
-                             _Journal(), log)
+        rows += _serve_round(
+            configs[i : i + chunk], ok, work / f"sweep-{i // chunk}", samples, c, duration, {}, _Journal(), log
+        )
     for r in rows:
         v = next(v for v in ok if v.key == r["variant"])
         r.update(size_mb=v.size_mb, accuracy=v.accuracy, accuracy_drop=v.accuracy_drop)
@@ -121,9 +135,16 @@ def side_by_side(configs, variants, data: Path, art, c, duration: float, repeats
                 m.pop("_outputs", None)
                 runs[cfg.key].append(m)
                 log(f"  side by side {rep + 1}/{repeats} {cfg.key}: {m['throughput']:.1f} req/s, p99 {m['p99_ms']:.1f}")
-    return [{"config": k, "throughput": statistics.median(r["throughput"] for r in v),
-             "p99_ms": statistics.median(r["p99_ms"] for r in v), "p50_ms": statistics.median(r["p50_ms"] for r in v),
-             "runs": [round(r["throughput"], 1) for r in v]} for k, v in runs.items()]
+    return [
+        {
+            "config": k,
+            "throughput": statistics.median(r["throughput"] for r in v),
+            "p99_ms": statistics.median(r["p99_ms"] for r in v),
+            "p50_ms": statistics.median(r["p50_ms"] for r in v),
+            "runs": [round(r["throughput"], 1) for r in v],
+        }
+        for k, v in runs.items()
+    ]
 
 
 def main() -> None:
@@ -162,16 +183,20 @@ def run(args, tmp: Path) -> None:
     if art_dir is None:
         art_dir = tmp / "mobilenet_v2"
         if not (art_dir / "bushu.yaml").is_file():
-            subprocess.run([sys.executable, "-m", "bushu", "import", "mobilenet_v2", "-o", str(art_dir)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "bushu", "import", "mobilenet_v2", "-o", str(art_dir)],
+                check=True,
+                capture_output=True,
+            )
     data = args.data or make_photo_folder(tmp / "photos")
     art = Artifact.load(art_dir)
     base = Constraints(concurrency=args.concurrency, max_accuracy_drop=args.max_accuracy_drop)
     rows, variant_objs = sweep(art, data, tmp / "sweep", base, args.duration, args.chunk, log)
     variants = [v.to_dict() for v in variant_objs]
     ok = [r for r in rows if r.get("status") == "ok"]
-    best_p99 = {p: min((r["p99_ms"] for r in ok if r["precision"] == p), default=None)
-                for p in ("fp32", "int8", "bf16")}
+    best_p99 = {
+        p: min((r["p99_ms"] for r in ok if r["precision"] == p), default=None) for p in ("fp32", "int8", "bf16")
+    }
     if args.max_p99_ms == "auto":
         lo, hi = best_p99["int8"], best_p99["fp32"]
         if lo is None or hi is None or lo >= hi:
@@ -190,10 +215,29 @@ def run(args, tmp: Path) -> None:
     log(f"sweep best feasible: {sweep_best['config']} {sweep_best['throughput']:.1f} req/s; target p99 {target} ms")
 
     out = tmp / "plan-out"
-    cmd = [sys.executable, "-m", "bushu", "plan", str(art_dir), "--data", str(data), "-o", str(out), "--fresh",
-           "--concurrency", str(args.concurrency), "--max-p99-ms", str(target),
-           "--max-accuracy-drop", str(args.max_accuracy_drop), "--duration", str(args.duration),
-           "--budget", args.budget, "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bushu",
+        "plan",
+        str(art_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(out),
+        "--fresh",
+        "--concurrency",
+        str(args.concurrency),
+        "--max-p99-ms",
+        str(target),
+        "--max-accuracy-drop",
+        str(args.max_accuracy_drop),
+        "--duration",
+        str(args.duration),
+        "--budget",
+        args.budget,
+        "--json",
+    ]
     t_plan = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     plan_s = time.perf_counter() - t_plan
@@ -217,38 +261,57 @@ def run(args, tmp: Path) -> None:
     paired = statistics.median(a / b for a, b in zip(plan_runs, best_runs, strict=True))
     ver = result.get("verification") or {}
     summary = {
-        "model": art.name, "concurrency": args.concurrency, "max_p99_ms": target, "p99_target": args.max_p99_ms,
-        "max_accuracy_drop": args.max_accuracy_drop, "accuracy_metric": result["accuracy_metric"],
-        "accuracy_note": result["accuracy_note"], "sweep_configs": len(rows), "sweep_best_p99_by_precision": best_p99,
+        "model": art.name,
+        "concurrency": args.concurrency,
+        "max_p99_ms": target,
+        "p99_target": args.max_p99_ms,
+        "max_accuracy_drop": args.max_accuracy_drop,
+        "accuracy_metric": result["accuracy_metric"],
+        "accuracy_note": result["accuracy_note"],
+        "sweep_configs": len(rows),
+        "sweep_best_p99_by_precision": best_p99,
         "sweep_best": {k: sweep_best.get(k) for k in ("config", "throughput", "p99_ms", "accuracy")},
-        "plan_chosen": chosen, "plan_why": result["why"], "plan_seconds": round(plan_s, 1),
-        "plan_served": result["search"]["served"], "plan_verification": ver,
-        "side_by_side": sbs, "ratio_plan_over_sweep_best": round(ratio, 3),
+        "plan_chosen": chosen,
+        "plan_why": result["why"],
+        "plan_seconds": round(plan_s, 1),
+        "plan_served": result["search"]["served"],
+        "plan_verification": ver,
+        "side_by_side": sbs,
+        "ratio_plan_over_sweep_best": round(ratio, 3),
         "ratio_plan_over_sweep_first_paired": round(paired, 3),
-        "total_seconds": round(time.perf_counter() - t0, 1), "env": result["env"],
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "env": result["env"],
         "variants": variants,
     }
-    notes = [f"command: `{command_line()}`",
-             f"model {art.name}, concurrency {args.concurrency} (closed loop, gRPC, 1 image per request), "
-             f"{args.duration:g} s per served measurement, {len(rows)} configurations swept",
-             f"accuracy: {result['accuracy_note']}",
-             "best p99 in the sweep by precision: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best_p99.items() if v),
-             f"p99 target: {target} ms ({'auto: between int8 and fp32 best' if args.max_p99_ms == 'auto' else 'given'})",
-             f"bushu plan chose **{chosen['config']}** ({chosen['throughput']:.1f} req/s, p99 {chosen['p99_ms']:.1f} ms, "
-             f"{result['accuracy_metric']} {chosen['accuracy']:.1f}%) in {plan_s:.0f} s serving "
-             f"{result['search']['served']} configurations; verification: p99 {ver.get('p99_ms', 0):.1f} ms, "
-             f"{ver.get('throughput', 0):.1f} req/s, {'meets' if ver.get('passed') else 'MISSES'} the target",
-             f"sweep best feasible: {sweep_best['config']} ({sweep_best['throughput']:.1f} req/s in the sweep)",
-             "side by side (one server, alternating, medians of "
-             f"{args.repeats}): " + "; ".join(f"{s['config']} {s['throughput']:.1f} req/s (runs {s['runs']})" for s in sbs),
-             f"**plan ÷ sweep best (side by side) = {ratio:.3f}** (goal ≥ 0.95): the plan's median over the "
-             f"highest median among the sweep's top {len(top)} (a strict figure: the maximum of several noisy "
-             f"medians is biased upwards)",
-             f"plan ÷ the sweep's first ({top[0].key}), paired per round, median of the {args.repeats} round ratios "
-             f"= {paired:.3f}"]
+    notes = [
+        f"command: `{command_line()}`",
+        f"model {art.name}, concurrency {args.concurrency} (closed loop, gRPC, 1 image per request), "
+        f"{args.duration:g} s per served measurement, {len(rows)} configurations swept",
+        f"accuracy: {result['accuracy_note']}",
+        "best p99 in the sweep by precision: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best_p99.items() if v),
+        f"p99 target: {target} ms ({'auto: between int8 and fp32 best' if args.max_p99_ms == 'auto' else 'given'})",
+        f"bushu plan chose **{chosen['config']}** ({chosen['throughput']:.1f} req/s, p99 {chosen['p99_ms']:.1f} ms, "
+        f"{result['accuracy_metric']} {chosen['accuracy']:.1f}%) in {plan_s:.0f} s serving "
+        f"{result['search']['served']} configurations; verification: p99 {ver.get('p99_ms', 0):.1f} ms, "
+        f"{ver.get('throughput', 0):.1f} req/s, {'meets' if ver.get('passed') else 'MISSES'} the target",
+        f"sweep best feasible: {sweep_best['config']} ({sweep_best['throughput']:.1f} req/s in the sweep)",
+        "side by side (one server, alternating, medians of "
+        f"{args.repeats}): " + "; ".join(f"{s['config']} {s['throughput']:.1f} req/s (runs {s['runs']})" for s in sbs),
+        f"**plan ÷ sweep best (side by side) = {ratio:.3f}** (goal ≥ 0.95): the plan's median over the "
+        f"highest median among the sweep's top {len(top)} (a strict figure: the maximum of several noisy "
+        f"medians is biased upwards)",
+        f"plan ÷ the sweep's first ({top[0].key}), paired per round, median of the {args.repeats} round ratios "
+        f"= {paired:.3f}",
+    ]
     cols = ["config", "throughput", "p50_ms", "p99_ms", "avg_ms", "size_mb", "accuracy", "feasible", "errors"]
-    write_results("plan", summary, sorted(ok, key=lambda r: -r["throughput"]), cols,
-                  "bushu plan vs an exhaustive sweep of the same space", notes)
+    write_results(
+        "plan",
+        summary,
+        sorted(ok, key=lambda r: -r["throughput"]),
+        cols,
+        "bushu plan vs an exhaustive sweep of the same space",
+        notes,
+    )
     for n in notes:
         print(n)
 

@@ -35,8 +35,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, write_results  # noqa: E402
 
-COLUMNS = ("mode", "batch", "bench items/s", "predict items/s", "ratio", "steady items/s", "steady ratio",
-           "first rows s", "end to end s", "rows", "errors", "labels differing from 1 process")
+COLUMNS = (
+    "mode",
+    "batch",
+    "bench items/s",
+    "predict items/s",
+    "ratio",
+    "steady items/s",
+    "steady ratio",
+    "first rows s",
+    "end to end s",
+    "rows",
+    "errors",
+    "labels differing from 1 process",
+)
 MODES = {"local 1 process": [], "local --workers 2": ["--workers", "2"], "--ray (local Ray)": ["--ray"]}
 
 
@@ -55,8 +67,9 @@ def make_images(out: Path, n: int) -> Path:
 
 
 def bench_throughput(art: Path, batch: int) -> float:
-    proc = bushu("bench", str(art), "--backend", "onnxruntime", "--batch", str(batch), "--duration", "3",
-                 "--no-record", "--json")
+    proc = bushu(
+        "bench", str(art), "--backend", "onnxruntime", "--batch", str(batch), "--duration", "3", "--no-record", "--json"
+    )
     if proc.returncode:
         sys.exit(f"bushu bench failed: {proc.stderr}")
     row = next(r for r in json.loads(proc.stdout)["results"] if r["status"] == "ok")
@@ -72,14 +85,30 @@ def run_predict(art: Path, images: Path, out: Path, batch: int, extra: list[str]
     if proc.returncode not in (0, 1) or not m:
         sys.exit(f"bushu predict {' '.join(extra)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    return {"rate": float(m.group(1)), "steady": float(m.group(2) or m.group(1)),
-            "first_rows_s": float(m.group(3) or 0), "wall": wall, "rows": rows}
+    return {
+        "rate": float(m.group(1)),
+        "steady": float(m.group(2) or m.group(1)),
+        "first_rows_s": float(m.group(3) or 0),
+        "wall": wall,
+        "rows": rows,
+    }
 
 
 def kill_and_resume(art: Path, images: Path, out: Path, batch: int, n: int) -> dict:
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "bushu", "predict", str(art), str(images), "-o", str(out), "--batch-size", str(batch),
-           "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bushu",
+        "predict",
+        str(art),
+        str(images),
+        "-o",
+        str(out),
+        "--batch-size",
+        str(batch),
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None and (not out.exists() or out.read_bytes().count(b"\n") < n // 2):
         time.sleep(0.01)
@@ -89,9 +118,16 @@ def kill_and_resume(art: Path, images: Path, out: Path, batch: int, n: int) -> d
     torn = not out.read_bytes().endswith(b"\n")
     again = bushu("predict", str(art), str(images), "-o", str(out), "--batch-size", str(batch), "-q")
     inputs = [json.loads(line)["input"] for line in out.read_text().splitlines()]
-    return {"rows_at_kill": at_kill, "torn_last_line_at_kill": torn, "rerun_exit": again.returncode,
-            "rerun_summary": again.stdout.strip(), "final_rows": len(inputs), "distinct_inputs": len(set(inputs)),
-            "expected": n, "ok": len(inputs) == len(set(inputs)) == n}
+    return {
+        "rows_at_kill": at_kill,
+        "torn_last_line_at_kill": torn,
+        "rerun_exit": again.returncode,
+        "rerun_summary": again.stdout.strip(),
+        "final_rows": len(inputs),
+        "distinct_inputs": len(set(inputs)),
+        "expected": n,
+        "ok": len(inputs) == len(set(inputs)) == n,
+    }
 
 
 def main() -> None:
@@ -118,35 +154,58 @@ def main() -> None:
             bench.append(bench_throughput(art, args.batch))
             run["bench"] = (bench[-2] + bench[-1]) / 2
             runs[mode].append(run)
-            print(f"repeat {rep + 1}: {mode}: {run['rate']:.1f} items/s ({run['steady']:.1f} steady), "
-                  f"{run['wall']:.1f} s end to end; bushu bench {bench[-1]:.1f} items/s", flush=True)
+            print(
+                f"repeat {rep + 1}: {mode}: {run['rate']:.1f} items/s ({run['steady']:.1f} steady), "
+                f"{run['wall']:.1f} s end to end; bushu bench {bench[-1]:.1f} items/s",
+                flush=True,
+            )
     base_labels = {r["input"]: r.get("label") for r in runs[modes[0]][-1]["rows"]}
     rows = []
     for mode in modes:
         last, med = runs[mode][-1]["rows"], statistics.median
-        rows.append({"mode": mode, "batch": args.batch, "bench items/s": med(r["bench"] for r in runs[mode]),
-                     "predict items/s": med(r["rate"] for r in runs[mode]),
-                     "ratio": med(r["rate"] / r["bench"] for r in runs[mode]),
-                     "steady items/s": med(r["steady"] for r in runs[mode]),
-                     "steady ratio": med(r["steady"] / r["bench"] for r in runs[mode]),
-                     "first rows s": med(r["first_rows_s"] for r in runs[mode]),
-                     "end to end s": med(r["wall"] for r in runs[mode]),
-                     "rows": len(last), "errors": sum("error" in r for r in last),
-                     "labels differing from 1 process": sum(base_labels.get(r["input"]) != r.get("label")
-                                                            for r in last)})
+        rows.append(
+            {
+                "mode": mode,
+                "batch": args.batch,
+                "bench items/s": med(r["bench"] for r in runs[mode]),
+                "predict items/s": med(r["rate"] for r in runs[mode]),
+                "ratio": med(r["rate"] / r["bench"] for r in runs[mode]),
+                "steady items/s": med(r["steady"] for r in runs[mode]),
+                "steady ratio": med(r["steady"] / r["bench"] for r in runs[mode]),
+                "first rows s": med(r["first_rows_s"] for r in runs[mode]),
+                "end to end s": med(r["wall"] for r in runs[mode]),
+                "rows": len(last),
+                "errors": sum("error" in r for r in last),
+                "labels differing from 1 process": sum(base_labels.get(r["input"]) != r.get("label") for r in last),
+            }
+        )
     resume = kill_and_resume(art, images, args.work / "resume.jsonl", args.batch, args.n)
     print(f"kill at half way and resume: {resume}", flush=True)
-    notes = [f"command: `{command_line()}`", f"{args.n} JPEG images (crops and mirror images of 5 offline photos), "
-             f"EfficientNet-Lite0 fp32 ONNX on onnxruntime, batch {args.batch}, default threads; "
-             f"medians of {args.repeats} repeats; bushu bench items/s, in order: {', '.join(f'{b:.1f}' for b in bench)}",
-             "the machine was shared with other jobs (2 cores): compare rows of this table only",
-             f"kill at half way + rerun: {resume['rows_at_kill']} rows at the kill, {resume['final_rows']} rows after "
-             f"the rerun, {resume['distinct_inputs']} distinct inputs (expected {resume['expected']}): "
-             f"{'OK' if resume['ok'] else 'FAILED'}"]
-    js, md = write_results("predict", {"n": args.n, "batch": args.batch, "bench": bench,
-                                       "runs": {m: [{k: v for k, v in r.items() if k != "rows"} for r in rs]
-                                                for m, rs in runs.items()}, "resume": resume},
-                           rows, COLUMNS, "bushu predict throughput vs bushu bench (same run)", notes, args.out)
+    notes = [
+        f"command: `{command_line()}`",
+        f"{args.n} JPEG images (crops and mirror images of 5 offline photos), "
+        f"EfficientNet-Lite0 fp32 ONNX on onnxruntime, batch {args.batch}, default threads; "
+        f"medians of {args.repeats} repeats; bushu bench items/s, in order: {', '.join(f'{b:.1f}' for b in bench)}",
+        "the machine was shared with other jobs (2 cores): compare rows of this table only",
+        f"kill at half way + rerun: {resume['rows_at_kill']} rows at the kill, {resume['final_rows']} rows after "
+        f"the rerun, {resume['distinct_inputs']} distinct inputs (expected {resume['expected']}): "
+        f"{'OK' if resume['ok'] else 'FAILED'}",
+    ]
+    js, md = write_results(
+        "predict",
+        {
+            "n": args.n,
+            "batch": args.batch,
+            "bench": bench,
+            "runs": {m: [{k: v for k, v in r.items() if k != "rows"} for r in rs] for m, rs in runs.items()},
+            "resume": resume,
+        },
+        rows,
+        COLUMNS,
+        "bushu predict throughput vs bushu bench (same run)",
+        notes,
+        args.out,
+    )
     print(md.read_text())
     print(f"wrote {js} and {md}")
 

@@ -31,8 +31,19 @@ from _common import command_line, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("fp32", "int8 U8S8", "int8 S8S8", "fp16")
-COLUMNS = ("model", "variant", "size_mb", "size_x", "p50_ms", "latency_speedup", "throughput_b8", "throughput_x",
-           "top1_agreement", "agreement_confident", "accuracy")
+COLUMNS = (
+    "model",
+    "variant",
+    "size_mb",
+    "size_x",
+    "p50_ms",
+    "latency_speedup",
+    "throughput_b8",
+    "throughput_x",
+    "top1_agreement",
+    "agreement_confident",
+    "accuracy",
+)
 
 
 def _test_models():
@@ -50,9 +61,28 @@ def photo_folders(root: Path) -> tuple[Path, Path]:
     from sklearn.datasets import load_sample_images
 
     photos = {}
-    for n in ("astronaut", "chelsea", "coffee", "rocket", "horse", "camera", "cat", "hubble_deep_field",
-              "immunohistochemistry", "retina", "page", "text", "coins", "moon", "brick", "grass", "gravel", "clock",
-              "logo", "colorwheel"):
+    for n in (
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "horse",
+        "camera",
+        "cat",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "retina",
+        "page",
+        "text",
+        "coins",
+        "moon",
+        "brick",
+        "grass",
+        "gravel",
+        "clock",
+        "logo",
+        "colorwheel",
+    ):
         a = np.asarray(getattr(data, n)())
         a = a.astype(np.uint8) * 255 if a.dtype == bool else a
         if a.dtype != np.uint8:
@@ -67,7 +97,7 @@ def photo_folders(root: Path) -> tuple[Path, Path]:
         d.mkdir(parents=True, exist_ok=True)
         im.save(d / f"{name}.png")
         w, h = im.size
-        for j, (fx, fy, s) in enumerate([(0, 0, .6), (.4, .4, .6), (.2, 0, .7), (0, .3, .5)]):
+        for j, (fx, fy, s) in enumerate([(0, 0, 0.6), (0.4, 0.4, 0.6), (0.2, 0, 0.7), (0, 0.3, 0.5)]):
             c = int(min(w, h) * s)
             x, y = int(fx * (w - c)), int(fy * (h - c))
             im.crop((x, y, x + c, y + c)).save(d / f"{name}_{j}.png")
@@ -93,13 +123,26 @@ def mobilenet_v2(root: Path) -> Path:
     net.load_state_dict(torch.load(next((Path(pkg.__file__).parent / "weights").glob("*.pth")), map_location="cpu"))
     net.eval()
     onnx_path = root / "mnv2.onnx"
-    torch.onnx.export(net, torch.randn(2, 3, 224, 224), str(onnx_path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    art = Artifact(path=root / "mobilenet_v2", model_file="model.onnx", format="onnx", name="mobilenet_v2",
-                   inputs=[TensorSpec("input", "float32", ("batch", 3, 224, 224))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", 1000))], preprocess=Preprocess(),
-                   postprocess=Postprocess())
+    torch.onnx.export(
+        net,
+        torch.randn(2, 3, 224, 224),
+        str(onnx_path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
+    art = Artifact(
+        path=root / "mobilenet_v2",
+        model_file="model.onnx",
+        format="onnx",
+        name="mobilenet_v2",
+        inputs=[TensorSpec("input", "float32", ("batch", 3, 224, 224))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 1000))],
+        preprocess=Preprocess(),
+        postprocess=Postprocess(),
+    )
     labels = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
     return write_artifact(root / "mobilenet_v2", {"model.onnx": onnx_path}, art, labels).path
 
@@ -107,9 +150,11 @@ def mobilenet_v2(root: Path) -> Path:
 def make_variants(art: Path, calib: Path, val: Path, data: Path | None, work: Path) -> dict[str, dict]:
     from bushu.compress import Fp16Config, StaticInt8Config, quantize
 
-    configs = {"int8 U8S8": StaticInt8Config(calibration=calib, activation_type="uint8", min_top1_agreement=0),
-               "int8 S8S8": StaticInt8Config(calibration=calib, activation_type="int8", min_top1_agreement=0),
-               "fp16": Fp16Config(validation=val)}
+    configs = {
+        "int8 U8S8": StaticInt8Config(calibration=calib, activation_type="uint8", min_top1_agreement=0),
+        "int8 S8S8": StaticInt8Config(calibration=calib, activation_type="int8", min_top1_agreement=0),
+        "fp16": Fp16Config(validation=val),
+    }
     out = {"fp32": {"path": art / "model.onnx"}}
     for name, cfg in configs.items():
         print(f"quantize {art.name}: {name}", flush=True)
@@ -164,8 +209,14 @@ def main() -> None:
         for m, variants in models.items():
             for name, v in variants.items():
                 print(f"round {r + 1}/{args.rounds}: {m} {name}", flush=True)
-                rows = benchmark(v["path"], backends=["onnxruntime"], batch_sizes=(1, 8), duration_s=args.duration,
-                                 progress=False, record=False)
+                rows = benchmark(
+                    v["path"],
+                    backends=["onnxruntime"],
+                    batch_sizes=(1, 8),
+                    duration_s=args.duration,
+                    progress=False,
+                    record=False,
+                )
                 t = timings.setdefault((m, name), {"p50": [], "tput": []})
                 for row in rows:
                     if row["status"] == "ok" and row["batch"] == 1:
@@ -181,10 +232,15 @@ def main() -> None:
         for name in VARIANTS:
             v = variants[name]
             t = timings[(m, name)]
-            row = {"model": m, "variant": name, "size_mb": file_size_mb(v["path"]),
-                   "p50_ms": statistics.median(t["p50"]) if t["p50"] else None,
-                   "throughput_b8": statistics.median(t["tput"]) if t["tput"] else None,
-                   "top1_agreement": v.get("top1_agreement"), "agreement_confident": v.get("agreement_confident")}
+            row = {
+                "model": m,
+                "variant": name,
+                "size_mb": file_size_mb(v["path"]),
+                "p50_ms": statistics.median(t["p50"]) if t["p50"] else None,
+                "throughput_b8": statistics.median(t["tput"]) if t["tput"] else None,
+                "top1_agreement": v.get("top1_agreement"),
+                "agreement_confident": v.get("agreement_confident"),
+            }
             acc = v.get("section", {}).get("accuracy")
             if acc:
                 row["accuracy"] = acc["quantized"]
@@ -199,16 +255,27 @@ def main() -> None:
                 row["throughput_x"] = round(row["throughput_b8"] / base["throughput_b8"], 2)
             table.append(row)
         if "accuracy" in variants["fp32"]:
-            next(r for r in table if r["model"] == m and r["variant"] == "fp32")["accuracy"] = variants["fp32"]["accuracy"]
+            next(r for r in table if r["model"] == m and r["variant"] == "fp32")["accuracy"] = variants["fp32"][
+                "accuracy"
+            ]
 
     val_note = {m: (v["fp32"].get("val_samples"), v["fp32"].get("confident_samples")) for m, v in models.items()}
-    notes = [f"{command_line()}", f"{args.rounds} round(s), {args.duration:g} s per row; medians; ratios vs fp32 of the same run",
-             "top1_agreement: all validation images; agreement_confident: those fp32 gives p ≥ 0.5 "
-             f"(samples, confident): {val_note}",
-             "accuracy: faces vs non-faces (lfw_subset), 160 held-out real images"]
+    notes = [
+        f"{command_line()}",
+        f"{args.rounds} round(s), {args.duration:g} s per row; medians; ratios vs fp32 of the same run",
+        "top1_agreement: all validation images; agreement_confident: those fp32 gives p ≥ 0.5 "
+        f"(samples, confident): {val_note}",
+        "accuracy: faces vs non-faces (lfw_subset), 160 held-out real images",
+    ]
     env = summary()
-    js, md = write_results("quantize", {"environment": env, "rounds": args.rounds, "duration_s": args.duration},
-                           table, COLUMNS, "Quantization with ONNX Runtime: fp32 vs int8 (U8S8, S8S8) vs fp16", notes)
+    js, md = write_results(
+        "quantize",
+        {"environment": env, "rounds": args.rounds, "duration_s": args.duration},
+        table,
+        COLUMNS,
+        "Quantization with ONNX Runtime: fp32 vs int8 (U8S8, S8S8) vs fp16",
+        notes,
+    )
     print(md.read_text())
     print(f"wrote {js} and {md}")
 

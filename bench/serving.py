@@ -45,8 +45,13 @@ def mlp_onnx(path: Path, sizes=(256, 1024, 1024, 256)) -> Path:
         if out != "y":
             nodes.append(helper.make_node("Relu", [out + "_"], [out]))
         prev = out
-    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", sizes[-1]])], initializer=inits)
+    g = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", sizes[-1]])],
+        initializer=inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, str(path))
@@ -64,15 +69,27 @@ def cnn_onnx(path: Path) -> Path:
     for i, (cin, cout, stride) in enumerate([(3, 32, 1), (32, 64, 2), (64, 128, 2)]):
         w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(cin * 9)).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"C{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"c{i}")]
-        nodes += [helper.make_node("Conv", [prev, f"C{i}", f"c{i}"], [f"v{i}"], pads=[1, 1, 1, 1], strides=[stride] * 2),
-                  helper.make_node("Relu", [f"v{i}"], [f"r{i}"])]
+        nodes += [
+            helper.make_node("Conv", [prev, f"C{i}", f"c{i}"], [f"v{i}"], pads=[1, 1, 1, 1], strides=[stride] * 2),
+            helper.make_node("Relu", [f"v{i}"], [f"r{i}"]),
+        ]
         prev = f"r{i}"
-    inits += [numpy_helper.from_array((rng.standard_normal((128, 10)) / 11).astype(np.float32), "W"),
-              numpy_helper.from_array(np.zeros(10, np.float32), "B")]
-    nodes += [helper.make_node("GlobalAveragePool", [prev], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
-              helper.make_node("Gemm", ["f", "W", "B"], ["y"])]
-    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], initializer=inits)
+    inits += [
+        numpy_helper.from_array((rng.standard_normal((128, 10)) / 11).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(10, np.float32), "B"),
+    ]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [prev], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "W", "B"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        initializer=inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, str(path))
@@ -111,24 +128,42 @@ def raw_throughput(model: Path, duration: float, threads: int | None, batches, i
                 w.join()
             elapsed = time.perf_counter() - t0
             lat = [v for part in lats for v in part]
-            rows.append({"mode": "raw" if instances == 1 else f"raw {instances} sessions", "batch": batch,
-                         "instances": instances, "threads": threads, "rps": batch * len(lat) / elapsed,
-                         "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)})
+            rows.append(
+                {
+                    "mode": "raw" if instances == 1 else f"raw {instances} sessions",
+                    "batch": batch,
+                    "instances": instances,
+                    "threads": threads,
+                    "rps": batch * len(lat) / elapsed,
+                    "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                    "p99_ms": float(np.percentile(lat, 99) * 1e3),
+                }
+            )
     finally:
         for be in backends:
             be.close()
     return rows
 
 
-async def load(protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float,
-               name: str = "x", shared_memory: bool = False) -> dict:
+async def load(
+    protocol: str,
+    url: str,
+    model: str,
+    x: np.ndarray,
+    concurrency: int,
+    duration: float,
+    name: str = "x",
+    shared_memory: bool = False,
+) -> dict:
     """tritonclient's aio clients; with ``shared_memory`` the input goes through a system shared memory
     region (as perf_analyzer --shared-memory system sends it) instead of the request body."""
     if protocol == "http":
         import tritonclient.http.aio as client
+
         c = client.InferenceServerClient(url, conn_limit=concurrency)
     else:
         import tritonclient.grpc.aio as client
+
         c = client.InferenceServerClient(url)
     inp = client.InferInput(name, list(x.shape), "FP32")
     region = None
@@ -167,13 +202,19 @@ async def load(protocol: str, url: str, model: str, x: np.ndarray, concurrency: 
             await c.unregister_system_shared_memory("bench_input")
             shm.destroy_shared_memory_region(region)
         await c.close()
-    return {"rps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50) * 1e3),
-            "p99_ms": float(np.percentile(lat, 99) * 1e3), "mean_ms": float(np.mean(lat) * 1e3), "errors": errors,
-            "requests": len(lat)}
+    return {
+        "rps": len(lat) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "mean_ms": float(np.mean(lat) * 1e3),
+        "errors": errors,
+        "requests": len(lat),
+    }
 
 
-async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float,
-                    name: str = "x") -> dict:
+async def load_lean(
+    protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float, name: str = "x"
+) -> dict:
     """The same requests as `load`, built once and sent as bytes, as perf_analyzer sends them: binary
     KServe v2 written whole to keep-alive sockets and answers parsed by httptools (what uvicorn parses
     with), and a bytes-in/bytes-out gRPC method for ModelInfer. A load generator that leaves more of
@@ -187,13 +228,29 @@ async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurre
     errors = 0
     stop = time.perf_counter() + duration
     if protocol == "http":
-        header = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
-                                         "parameters": {"binary_data_size": x.nbytes}}],
-                             "parameters": {"binary_data_output": True}}).encode()
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": name,
+                        "shape": list(x.shape),
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes},
+                    }
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()
         host, _, port = url.rpartition(":")
-        request = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {url}\r\n"
-                   f"Inference-Header-Content-Length: {len(header)}\r\nContent-Type: application/octet-stream\r\n"
-                   f"Content-Length: {len(header) + x.nbytes}\r\n\r\n").encode() + header + x.tobytes()
+        request = (
+            (
+                f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {url}\r\n"
+                f"Inference-Header-Content-Length: {len(header)}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(header) + x.nbytes}\r\n\r\n"
+            ).encode()
+            + header
+            + x.tobytes()
+        )
         loop = asyncio.get_running_loop()
         pool: asyncio.Queue = asyncio.Queue()
         for _ in range(concurrency):  # one keep-alive connection per worker, as perf_analyzer opens them
@@ -207,7 +264,7 @@ async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurre
                 pool.put_nowait(conn)
             if status != 200:
                 raise RuntimeError(out[:200])
-            return out[int(head[b"inference-header-content-length"]):]  # the first output's bytes
+            return out[int(head[b"inference-header-content-length"]) :]  # the first output's bytes
 
         async def close() -> None:
             while not pool.empty():
@@ -221,8 +278,9 @@ async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurre
         req.raw_input_contents.append(x.tobytes())
         del t
         body = req.SerializeToString()
-        channel = grpc.aio.insecure_channel(url, options=[("grpc.max_receive_message_length", 64 << 20),
-                                                          ("grpc.max_send_message_length", 64 << 20)])
+        channel = grpc.aio.insecure_channel(
+            url, options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        )
         method = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
 
         async def call() -> bytes:
@@ -246,9 +304,15 @@ async def load_lean(protocol: str, url: str, model: str, x: np.ndarray, concurre
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
     await close()
-    return {"rps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50) * 1e3),
-            "p99_ms": float(np.percentile(lat, 99) * 1e3), "mean_ms": float(np.mean(lat) * 1e3), "errors": errors,
-            "requests": len(lat), "first_output": np.frombuffer(first, np.float32)}
+    return {
+        "rps": len(lat) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "mean_ms": float(np.mean(lat) * 1e3),
+        "errors": errors,
+        "requests": len(lat),
+        "first_output": np.frombuffer(first, np.float32),
+    }
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -327,16 +391,37 @@ def measured_load(server_pid: int, http_url: str, *args, client: str = "tritoncl
         a, b = st0["inference_stats"][key], st1["inference_stats"][key]
         return (b["ns"] - a["ns"]) / max(1, b["count"] - a["count"]) / 1e6
 
-    r.update(srv_queue_ms=per_request("queue"), srv_compute_ms=per_request("compute_infer"),
-             outside_ms=r["mean_ms"] - per_request("success"),
-             rows_per_run=(st1["inference_count"] - st0["inference_count"])
-             / max(1, st1["execution_count"] - st0["execution_count"]))
+    r.update(
+        srv_queue_ms=per_request("queue"),
+        srv_compute_ms=per_request("compute_infer"),
+        outside_ms=r["mean_ms"] - per_request("success"),
+        rows_per_run=(st1["inference_count"] - st0["inference_count"])
+        / max(1, st1["execution_count"] - st0["execution_count"]),
+    )
     return r
 
 
 def start(repo: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", "0", "--grpc-port", "0",
-                             "--metrics-port", "-1", "--log-level", "warning", *extra], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "serve",
+            str(repo),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "-1",
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     urls = {}
     for line in proc.stdout:
         if m := re.match(r"(HTTP|gRPC)\s+(\S+)", line):
@@ -390,40 +475,77 @@ def soak(repo: Path, x: np.ndarray, seconds: float, concurrency: int = 64, name:
     first_min = [m for t, m in rss if min(30.0, seconds * 0.1) <= t < min(30.0, seconds * 0.1) + 60] or warm
     last_min = [m for t, m in rss if t >= seconds - 60] or warm
     growth_medians = (float(np.median(last_min)) - float(np.median(first_min))) / float(np.median(first_min))
-    row = {**r, "seconds": seconds, "concurrency": concurrency, "versions_after": ",".join(versions),
-           "rss_after_warmup_mb": warm[0], "rss_end_mb": warm[-1], "rss_max_mb": max(warm), "rss_growth": growth,
-           "rss_growth_after_swap": (settled[-1] - settled[0]) / settled[0],
-           "rss_growth_medians": growth_medians}
+    row = {
+        **r,
+        "seconds": seconds,
+        "concurrency": concurrency,
+        "versions_after": ",".join(versions),
+        "rss_after_warmup_mb": warm[0],
+        "rss_end_mb": warm[-1],
+        "rss_max_mb": max(warm),
+        "rss_growth": growth,
+        "rss_growth_after_swap": (settled[-1] - settled[0]) / settled[0],
+        "rss_growth_medians": growth_medians,
+    }
     print(row)
-    write_results("serving_soak", {"rss_samples": rss}, [row],
-                  ["seconds", "concurrency", "requests", "errors", "rps", "p50_ms", "p99_ms", "versions_after",
-                   "rss_after_warmup_mb", "rss_end_mb", "rss_max_mb", "rss_growth", "rss_growth_medians",
-                   "rss_growth_after_swap"],
-                  "Soak: sustained gRPC load with a model swap half-way",
-                  [f"command: `{command_line()}`", "server in poll mode (1 s); version 2 appears at half time",
-                   "rss_growth = (last − first sample after warm-up) ÷ first sample after warm-up (warm-up: "
-                   "the first 10% of the run, at most 30 s); rss_growth_medians: median of the last 60 s ÷ median of the "
-                   "first 60 s after warm-up − 1 (less sensitive to in-flight batches); rss_growth_after_swap: "
-                   "rss_growth from 15 s after the swap"])
+    write_results(
+        "serving_soak",
+        {"rss_samples": rss},
+        [row],
+        [
+            "seconds",
+            "concurrency",
+            "requests",
+            "errors",
+            "rps",
+            "p50_ms",
+            "p99_ms",
+            "versions_after",
+            "rss_after_warmup_mb",
+            "rss_end_mb",
+            "rss_max_mb",
+            "rss_growth",
+            "rss_growth_medians",
+            "rss_growth_after_swap",
+        ],
+        "Soak: sustained gRPC load with a model swap half-way",
+        [
+            f"command: `{command_line()}`",
+            "server in poll mode (1 s); version 2 appears at half time",
+            "rss_growth = (last − first sample after warm-up) ÷ first sample after warm-up (warm-up: "
+            "the first 10% of the run, at most 30 s); rss_growth_medians: median of the last 60 s ÷ median of the "
+            "first 60 s after warm-up − 1 (less sensitive to in-flight batches); rss_growth_after_swap: "
+            "rss_growth from 15 s after the swap",
+        ],
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="cnn", help="cnn (default), mlp, or an ONNX file with one float32 input "
-                    "[batch, ...]")
+    ap.add_argument(
+        "--model", default="cnn", help="cnn (default), mlp, or an ONNX file with one float32 input [batch, ...]"
+    )
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per served instance")
-    ap.add_argument("--raw-threads", type=int, default=None,
-                    help="intra-op threads of the raw reference (default: onnxruntime's, all cores)")
+    ap.add_argument(
+        "--raw-threads",
+        type=int,
+        default=None,
+        help="intra-op threads of the raw reference (default: onnxruntime's, all cores)",
+    )
     ap.add_argument("--instances", type=int, default=1, help="instance_group count of the served model")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--preferred", default="", help="preferred_batch_size list of the served model, e.g. 4 or 2,4")
     ap.add_argument("--delay-us", type=int, default=500, help="max_queue_delay_microseconds of the served model")
-    ap.add_argument("--client", choices=("tritonclient", "lean", "shm"), default="tritonclient",
-                    help="load generator: tritonclient's aio clients; the same requests pre-built and sent as "
-                         "bytes (less client CPU on the shared cores); or tritonclient with the input in a system "
-                         "shared memory region (same-host clients, as perf_analyzer --shared-memory system)")
+    ap.add_argument(
+        "--client",
+        choices=("tritonclient", "lean", "shm"),
+        default="tritonclient",
+        help="load generator: tritonclient's aio clients; the same requests pre-built and sent as "
+        "bytes (less client CPU on the shared cores); or tritonclient with the input in a system "
+        "shared memory region (same-host clients, as perf_analyzer --shared-memory system)",
+    )
     ap.add_argument("--soak", type=float, default=0, help="run the soak test for this many seconds instead")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bushu-bench-") as d:
@@ -439,8 +561,16 @@ def run(args, tmp: Path) -> None:
     repo = tmp / "repo"
     (repo / "m" / "1").mkdir(parents=True)
     (repo / "m" / "1" / "model.onnx").write_bytes(model.read_bytes())
-    write_config(repo / "m" / "config.pbtxt", "m", "onnxruntime", args.max_batch, args.delay_us, args.instances,
-                 args.threads, [int(b) for b in args.preferred.split(",") if b])
+    write_config(
+        repo / "m" / "config.pbtxt",
+        "m",
+        "onnxruntime",
+        args.max_batch,
+        args.delay_us,
+        args.instances,
+        args.threads,
+        [int(b) for b in args.preferred.split(",") if b],
+    )
     with load_backend(model, "onnxruntime") as be:
         spec = be.inputs[0]
         x = np.random.default_rng(0).standard_normal(spec.concrete_shape(1)).astype(np.float32)
@@ -461,49 +591,90 @@ def run(args, tmp: Path) -> None:
         for proto, url in (("http", http_url), ("grpc", grpc_url)):
             for conc in (int(c) for c in args.concurrency.split(",")):
                 # The machine is shared: measure the raw reference right before each served run.
-                ref = raw_throughput(model, min(args.duration, 2.0), args.raw_threads, [1])[0] if conc == 1 else \
-                    raw_throughput(model, min(args.duration, 2.0), best["threads"], [best["batch"]], best["instances"])[0]
-                r = measured_load(proc.pid, http_url, proto, url, "m", x, conc, args.duration, spec.name,
-                                  client=args.client)
+                ref = (
+                    raw_throughput(model, min(args.duration, 2.0), args.raw_threads, [1])[0]
+                    if conc == 1
+                    else raw_throughput(
+                        model, min(args.duration, 2.0), best["threads"], [best["batch"]], best["instances"]
+                    )[0]
+                )
+                r = measured_load(
+                    proc.pid, http_url, proto, url, "m", x, conc, args.duration, spec.name, client=args.client
+                )
                 if "first_output" in r:  # the lean client decodes only the first answer: check it
-                    got = r.pop("first_output")[:expected.size]
+                    got = r.pop("first_output")[: expected.size]
                     if not np.allclose(got, expected.ravel(), atol=1e-4, rtol=1e-3):
-                        raise SystemExit(f"{proto}: served output differs from onnxruntime "
-                                         f"(max abs {np.abs(got - expected.ravel()).max():.3g})")
-                r.update(mode=f"served {proto}", concurrency=conc, raw_ref_rps=ref["rps"],
-                         efficiency=r["rps"] / ref["rps"] if conc > 1 else None,
-                         added_p50_ms=r["p50_ms"] - ref["p50_ms"] if conc == 1 else None)
+                        raise SystemExit(
+                            f"{proto}: served output differs from onnxruntime "
+                            f"(max abs {np.abs(got - expected.ravel()).max():.3g})"
+                        )
+                r.update(
+                    mode=f"served {proto}",
+                    concurrency=conc,
+                    raw_ref_rps=ref["rps"],
+                    efficiency=r["rps"] / ref["rps"] if conc > 1 else None,
+                    added_p50_ms=r["p50_ms"] - ref["p50_ms"] if conc == 1 else None,
+                )
                 rows.append(r)
-                print(f"{proto:4s} c={conc:3d}: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
-                      + (f"  added p50 {r['added_p50_ms']:.2f} ms" if conc == 1 else f"  efficiency {r['efficiency']:.2f}")
-                      + f"  (server: queue {r['srv_queue_ms']:.2f} + compute {r['srv_compute_ms']:.2f} ms, "
-                        f"{r['rows_per_run']:.1f} rows/run; outside {r['outside_ms']:.2f} ms)",
-                      flush=True)
+                print(
+                    f"{proto:4s} c={conc:3d}: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                    + (
+                        f"  added p50 {r['added_p50_ms']:.2f} ms"
+                        if conc == 1
+                        else f"  efficiency {r['efficiency']:.2f}"
+                    )
+                    + f"  (server: queue {r['srv_queue_ms']:.2f} + compute {r['srv_compute_ms']:.2f} ms, "
+                    f"{r['rows_per_run']:.1f} rows/run; outside {r['outside_ms']:.2f} ms)",
+                    flush=True,
+                )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-    notes = [f"command: `{command_line()}`",
-             f"load generator: {args.client}",
-             f"model: {args.model} ({'built by bench/serving.py' if args.model in builtin else 'file'}); "
-             f"served with max_batch_size "
-             f"{args.max_batch}, max_queue_delay {args.delay_us} µs, {args.instances} instance(s) × "
-             f"{args.threads or 'default'} threads",
-             f"raw best: {best['mode']} at batch {best['batch']}, {best['rps']:.0f} rows/s; "
-             f"raw batch 1 p50 {raw1['p50_ms']:.3f} ms",
-             "efficiency = served req/s (1 row each) ÷ raw rows/s of the best raw configuration (one session, or "
-             "the served instances × threads side by side) at its best batch, measured just before that served run "
-             "(raw_ref_rps); the load generator shares the machine's cores",
-             "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before",
-             "srv_queue_ms / srv_compute_ms: mean per request from the server's statistics (queue; compute_infer "
-             "of the batch it ran in); outside_ms = client-side mean latency − the server's mean request duration "
-             "(HTTP or gRPC front end, loopback transport and the load generator); rows_per_run = mean batch formed",
-             f"server_cores / client_cores: CPU seconds per second used by the server process and by the load "
-             f"generator during the run (this machine has {os.cpu_count()} cores)"]
-    write_results("serving", {"best_raw": best, "raw_batch1": raw1}, rows,
-                  ["mode", "batch", "instances", "concurrency", "rps", "p50_ms", "p99_ms", "raw_ref_rps", "efficiency",
-                   "added_p50_ms", "srv_queue_ms", "srv_compute_ms", "outside_ms", "rows_per_run", "server_cores",
-                   "client_cores", "errors"],
-                  "Serving efficiency (bushu serve vs raw onnxruntime, same run)", notes)
+    notes = [
+        f"command: `{command_line()}`",
+        f"load generator: {args.client}",
+        f"model: {args.model} ({'built by bench/serving.py' if args.model in builtin else 'file'}); "
+        f"served with max_batch_size "
+        f"{args.max_batch}, max_queue_delay {args.delay_us} µs, {args.instances} instance(s) × "
+        f"{args.threads or 'default'} threads",
+        f"raw best: {best['mode']} at batch {best['batch']}, {best['rps']:.0f} rows/s; "
+        f"raw batch 1 p50 {raw1['p50_ms']:.3f} ms",
+        "efficiency = served req/s (1 row each) ÷ raw rows/s of the best raw configuration (one session, or "
+        "the served instances × threads side by side) at its best batch, measured just before that served run "
+        "(raw_ref_rps); the load generator shares the machine's cores",
+        "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before",
+        "srv_queue_ms / srv_compute_ms: mean per request from the server's statistics (queue; compute_infer "
+        "of the batch it ran in); outside_ms = client-side mean latency − the server's mean request duration "
+        "(HTTP or gRPC front end, loopback transport and the load generator); rows_per_run = mean batch formed",
+        f"server_cores / client_cores: CPU seconds per second used by the server process and by the load "
+        f"generator during the run (this machine has {os.cpu_count()} cores)",
+    ]
+    write_results(
+        "serving",
+        {"best_raw": best, "raw_batch1": raw1},
+        rows,
+        [
+            "mode",
+            "batch",
+            "instances",
+            "concurrency",
+            "rps",
+            "p50_ms",
+            "p99_ms",
+            "raw_ref_rps",
+            "efficiency",
+            "added_p50_ms",
+            "srv_queue_ms",
+            "srv_compute_ms",
+            "outside_ms",
+            "rows_per_run",
+            "server_cores",
+            "client_cores",
+            "errors",
+        ],
+        "Serving efficiency (bushu serve vs raw onnxruntime, same run)",
+        notes,
+    )
 
 
 if __name__ == "__main__":

@@ -54,14 +54,19 @@ def fashion(test_n: int, pool_per_class: int, seeds: list[int]):
 
     xtr, ytr = fashion_mnist("train")
     xte, yte = fashion_mnist("test")
-    test_idx = np.concatenate([np.flatnonzero(yte == c)[:test_n // 10] for c in range(10)])
+    test_idx = np.concatenate([np.flatnonzero(yte == c)[: test_n // 10] for c in range(10)])
     draws = {}
     for s in seeds:  # per seed: a permutation of each class; the n-shot set is its first n
         rng = np.random.default_rng(1000 + s)
         draws[s] = {c: rng.permutation(np.flatnonzero(ytr == c))[:pool_per_class] for c in range(10)}
-    return {"classes": list(FASHION_CLASSES), "kind": "image",
-            "get": lambda i: xtr[i], "label": lambda i: int(ytr[i]), "draws": draws,
-            "test": [(xte[i], int(yte[i])) for i in test_idx]}
+    return {
+        "classes": list(FASHION_CLASSES),
+        "kind": "image",
+        "get": lambda i: xtr[i],
+        "label": lambda i: int(ytr[i]),
+        "draws": draws,
+        "test": [(xte[i], int(yte[i])) for i in test_idx],
+    }
 
 
 def stamps(seeds: list[int], pool_per_class: int):
@@ -81,10 +86,18 @@ def stamps(seeds: list[int], pool_per_class: int):
     draws = {}
     for s in seeds:
         r = np.random.default_rng(1000 + s)
-        draws[s] = {c: r.permutation([i for i, (_, lbl) in enumerate(pool) if lbl == c])[:pool_per_class]
-                    for c in range(len(classes))}
-    return {"classes": classes, "kind": "image", "get": lambda i: pool[i][0], "label": lambda i: pool[i][1],
-            "draws": draws, "test": test}
+        draws[s] = {
+            c: r.permutation([i for i, (_, lbl) in enumerate(pool) if lbl == c])[:pool_per_class]
+            for c in range(len(classes))
+        }
+    return {
+        "classes": classes,
+        "kind": "image",
+        "get": lambda i: pool[i][0],
+        "label": lambda i: pool[i][1],
+        "draws": draws,
+        "test": test,
+    }
 
 
 def rotten(test_n: int, pool_per_class: int, seeds: list[int]):
@@ -94,14 +107,20 @@ def rotten(test_n: int, pool_per_class: int, seeds: list[int]):
     classes = ["fresh", "rotten"]
     y = np.asarray([classes.index(v) for v in labels])
     rng = np.random.default_rng(7)
-    test_idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:test_n // 2] for c in range(2)])
+    test_idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: test_n // 2] for c in range(2)])
     rest = np.setdiff1d(np.arange(len(y)), test_idx)
     draws = {}
     for s in seeds:
         r = np.random.default_rng(1000 + s)
         draws[s] = {c: r.permutation(rest[y[rest] == c])[:pool_per_class] for c in range(2)}
-    return {"classes": classes, "kind": "text", "get": lambda i: texts[i], "label": lambda i: int(y[i]),
-            "draws": draws, "test": [(texts[i], int(y[i])) for i in test_idx]}
+    return {
+        "classes": classes,
+        "kind": "text",
+        "get": lambda i: texts[i],
+        "label": lambda i: int(y[i]),
+        "draws": draws,
+        "test": [(texts[i], int(y[i])) for i in test_idx],
+    }
 
 
 # -- features -----------------------------------------------------------------------------------------------
@@ -122,7 +141,7 @@ def image_probe_features(images: list[np.ndarray]) -> np.ndarray:
     out = []
     with torch.no_grad():
         for i in range(0, len(images), 64):
-            x = np.stack([preprocess_image(_pil(a), pp) for a in images[i:i + 64]])
+            x = np.stack([preprocess_image(_pil(a), pp) for a in images[i : i + 64]])
             out.append(net(torch.from_numpy(x)).numpy())
     return np.concatenate(out)
 
@@ -154,11 +173,20 @@ def run_bushu(data: Path, test: Path, out: Path, kind: str, budget: str, trials:
     from bushu.train import TrainConfig, parse_budget, train
 
     img = kind == "image"
-    cfg = TrainConfig(data=data, out=out, test=test, budget_s=parse_budget(budget), trials=trials,
-                      sources=(IMAGE_BACKBONE,) if img else None, image_size=IMAGE_SIZE if img else None,
-                      finetune=False, progress=False)
-    cli = (f"bushu train {data.name} -o ART --test TEST --budget {budget} --trials {trials}"
-           + (f" --backbone {IMAGE_BACKBONE} --image-size {IMAGE_SIZE} --no-finetune" if img else ""))
+    cfg = TrainConfig(
+        data=data,
+        out=out,
+        test=test,
+        budget_s=parse_budget(budget),
+        trials=trials,
+        sources=(IMAGE_BACKBONE,) if img else None,
+        image_size=IMAGE_SIZE if img else None,
+        finetune=False,
+        progress=False,
+    )
+    cli = f"bushu train {data.name} -o ART --test TEST --budget {budget} --trials {trials}" + (
+        f" --backbone {IMAGE_BACKBONE} --image-size {IMAGE_SIZE} --no-finetune" if img else ""
+    )
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -166,18 +194,32 @@ def run_bushu(data: Path, test: Path, out: Path, kind: str, budget: str, trials:
             s = train(cfg, echo=lambda m: None)
     except BushuError as e:
         return {"error": e.message[:300], "command": cli}
-    return {"accuracy": s["test_accuracy"], "ci95": s["test_ci95"], "n_test": s["n_test"],
-            "chosen": f"{s['best']['source']} + {s['best']['head']}", "wall_s": round(time.perf_counter() - t0, 1),
-            "command": cli}
+    return {
+        "accuracy": s["test_accuracy"],
+        "ci95": s["test_ci95"],
+        "n_test": s["n_test"],
+        "chosen": f"{s['best']['source']} + {s['best']['head']}",
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "command": cli,
+    }
 
 
-def run_dataset(name: str, ds: dict, shots: list[int], seeds: list[int], tmp: Path, budget: str, trials: int,
-                log, bushu_seeds: list[int] | None = None) -> list[dict]:
+def run_dataset(
+    name: str,
+    ds: dict,
+    shots: list[int],
+    seeds: list[int],
+    tmp: Path,
+    budget: str,
+    trials: int,
+    log,
+    bushu_seeds: list[int] | None = None,
+) -> list[dict]:
     classes, kind = ds["classes"], ds["kind"]
     test_items = [t for t, _ in ds["test"]]
     y_test = np.asarray([lbl for _, lbl in ds["test"]])
     test_dir = _write_folder(tmp / name / "test", ds["test"], classes, kind)
-    pool = sorted({int(i) for s in seeds for c in ds["draws"][s] for i in ds["draws"][s][c][:max(shots)]})
+    pool = sorted({int(i) for s in seeds for c in ds["draws"][s] for i in ds["draws"][s][c][: max(shots)]})
     t0 = time.perf_counter()
     if kind == "image":
         probe_all = image_probe_features([ds["get"](i) for i in pool] + test_items)
@@ -197,30 +239,58 @@ def run_dataset(name: str, ds: dict, shots: list[int], seeds: list[int], tmp: Pa
             y = np.asarray([ds["label"](i) for i in idx])
             rows_idx = [at[i] for i in idx]
             per_class = int(np.bincount(y, minlength=len(classes)).max())
-            common = {"dataset": name, "n": n, "n_per_class_max": per_class, "n_train": len(idx), "seed": seed,
-                      "n_test": len(y_test)}
+            common = {
+                "dataset": name,
+                "n": n,
+                "n_per_class_max": per_class,
+                "n_train": len(idx),
+                "seed": seed,
+                "n_test": len(y_test),
+            }
             if kind == "image":
                 acc, correct = _logreg_acc(base_all[rows_idx], y, base_all[n_pool:], y_test)
             else:
                 from sklearn.feature_extraction.text import TfidfVectorizer
 
                 vec = TfidfVectorizer(sublinear_tf=True).fit([ds["get"](i) for i in idx])
-                acc, correct = _logreg_acc(vec.transform([ds["get"](i) for i in idx]), y, vec.transform(test_items),
-                                           y_test)
-            rows.append({**common, "method": "baseline", "features": "raw pixels" if kind == "image" else "TF-IDF",
-                         "accuracy": round(acc, 4), "ci95": _wilson(correct, len(y_test))})
+                acc, correct = _logreg_acc(
+                    vec.transform([ds["get"](i) for i in idx]), y, vec.transform(test_items), y_test
+                )
+            rows.append(
+                {
+                    **common,
+                    "method": "baseline",
+                    "features": "raw pixels" if kind == "image" else "TF-IDF",
+                    "accuracy": round(acc, 4),
+                    "ci95": _wilson(correct, len(y_test)),
+                }
+            )
             acc, correct = _logreg_acc(probe_all[rows_idx], y, probe_all[n_pool:], y_test)
-            rows.append({**common, "method": "probe", "features": IMAGE_BACKBONE if kind == "image" else "minilm",
-                         "accuracy": round(acc, 4), "ci95": _wilson(correct, len(y_test))})
+            rows.append(
+                {
+                    **common,
+                    "method": "probe",
+                    "features": IMAGE_BACKBONE if kind == "image" else "minilm",
+                    "accuracy": round(acc, 4),
+                    "ci95": _wilson(correct, len(y_test)),
+                }
+            )
             if n >= 2 and (bushu_seeds is None or seed in bushu_seeds):
-                data = _write_folder(tmp / name / f"s{seed}-n{n}", [(ds["get"](i), ds["label"](i)) for i in idx],
-                                     classes, kind)
+                data = _write_folder(
+                    tmp / name / f"s{seed}-n{n}", [(ds["get"](i), ds["label"](i)) for i in idx], classes, kind
+                )
                 r = run_bushu(data, test_dir, tmp / name / f"art-s{seed}-n{n}", kind, budget, trials)
                 rows.append({**common, "method": "bushu train", "features": r.get("chosen"), **r})
             for r in rows[-3:]:
                 if r["seed"] == seed and r["n"] == n:
-                    log(json.dumps({k: r.get(k) for k in ("dataset", "n", "seed", "method", "accuracy", "ci95",
-                                                          "error", "wall_s")}))
+                    log(
+                        json.dumps(
+                            {
+                                k: r.get(k)
+                                for k in ("dataset", "n", "seed", "method", "accuracy", "ci95", "error", "wall_s")
+                            }
+                        )
+                    )
     return rows
 
 
@@ -234,9 +304,20 @@ def summarize(rows: list[dict]) -> list[dict]:
     table = []
     for (ds, n, method), rs in out.items():
         accs = [r["accuracy"] for r in rs]
-        table.append({"dataset": ds, "n": n, "method": method, "mean_accuracy": round(float(np.mean(accs)), 4),
-                      "min": min(accs), "max": max(accs), "seeds": len(rs), "n_test": rs[0]["n_test"],
-                      "ci95_of_seed_0": rs[0]["ci95"], "features": rs[0].get("features")})
+        table.append(
+            {
+                "dataset": ds,
+                "n": n,
+                "method": method,
+                "mean_accuracy": round(float(np.mean(accs)), 4),
+                "min": min(accs),
+                "max": max(accs),
+                "seeds": len(rs),
+                "n_test": rs[0]["n_test"],
+                "ci95_of_seed_0": rs[0]["ci95"],
+                "features": rs[0].get("features"),
+            }
+        )
     return table
 
 
@@ -255,8 +336,14 @@ def plot(table: list[dict], path: Path) -> None:
                 continue
             x = [r["n"] for r in rs]
             m = [r["mean_accuracy"] for r in rs]
-            ax.errorbar(x, m, yerr=[[a - r["min"] for a, r in zip(m, rs)], [r["max"] - a for a, r in zip(m, rs)]],
-                        fmt=style, capsize=3, label=method)
+            ax.errorbar(
+                x,
+                m,
+                yerr=[[a - r["min"] for a, r in zip(m, rs)], [r["max"] - a for a, r in zip(m, rs)]],
+                fmt=style,
+                capsize=3,
+                label=method,
+            )
         ax.set_xscale("log")
         ax.set_xticks([1, 5, 10, 20], ["1", "5", "10", "20"])
         ax.set_xlabel("examples per class")

@@ -50,9 +50,12 @@ def main() -> None:
         with torch.inference_mode():
             module(torch.from_numpy(x))
 
-    runners = {"model(x)": direct, "torch backend (eager)": lambda x: eager.infer({name: x}),
-               "torch backend (exported program)": lambda x: exported.infer({name: x}),
-               "onnxruntime": lambda x: ort.infer({name: x})}
+    runners = {
+        "model(x)": direct,
+        "torch backend (eager)": lambda x: eager.infer({name: x}),
+        "torch backend (exported program)": lambda x: exported.infer({name: x}),
+        "onnxruntime": lambda x: ort.infer({name: x}),
+    }
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         x = np.random.default_rng(0).standard_normal((batch, *art.inputs[0].shape[1:])).astype(np.float32)
@@ -70,14 +73,28 @@ def main() -> None:
             med = statistics.median(ts)
             rows.append({"batch": batch, "runner": k, "median_ms": round(med, 2), "vs_model(x)": round(med / base, 2)})
             print(rows[-1], flush=True)
-    notes = [(f"model {args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{args.rounds} rounds x {args.iters} calls per runner, medians; one process, rounds interleaved"),
-             f"torch backend describe(): eager {eager.describe()['runs']!r}, exported {exported.describe()['runs']!r}",
-             "machine shared with other jobs: absolute times are noisy, compare ratios within a batch",
-             f"command: {command_line()}"]
-    print("\n".join(f"md/json: {p}" for p in write_results(
-        "torch_backend", {"model": args.model, "torch": torch.__version__, "threads": torch.get_num_threads()},
-        rows, ["batch", "runner", "median_ms", "vs_model(x)"], "torch backend vs model(x) and onnxruntime", notes)))
+    notes = [
+        (
+            f"model {args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{args.rounds} rounds x {args.iters} calls per runner, medians; one process, rounds interleaved"
+        ),
+        f"torch backend describe(): eager {eager.describe()['runs']!r}, exported {exported.describe()['runs']!r}",
+        "machine shared with other jobs: absolute times are noisy, compare ratios within a batch",
+        f"command: {command_line()}",
+    ]
+    print(
+        "\n".join(
+            f"md/json: {p}"
+            for p in write_results(
+                "torch_backend",
+                {"model": args.model, "torch": torch.__version__, "threads": torch.get_num_threads()},
+                rows,
+                ["batch", "runner", "median_ms", "vs_model(x)"],
+                "torch backend vs model(x) and onnxruntime",
+                notes,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

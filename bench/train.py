@@ -79,15 +79,29 @@ def _case_images(name: str, what: str, data: Path, test: Path, budget: str, size
     s, wall = run(args)
     ev, _ = run(["eval", str(out), "--data", str(test), "--no-record"])
     f = s.get("finetune") or {}
-    return {"case": name, "data": what, "train_per_class": 5, "n_train": s["n_train"],
-            "n_val": s["n_val"], "n_eval": ev["n_images"], "budget": budget, "val_accuracy": s["val_accuracy"],
-            "eval_accuracy": ev["accuracy"], "macro_f1": s["macro_f1"],
-            "chosen": f"{s['best']['source']} + {s['best']['head']}", "trials": s["trials"],
-            "frozen_val": f.get("frozen_val_accuracy"), "finetuned_val": f.get("finetuned_val_accuracy"),
-            "kept": f.get("kept") or ("skipped: " + f.get("reason", "") if f else None),
-            "finetune_epochs": f.get("epochs"), "finetune_s": f.get("seconds"), "finetune": f,
-            "wall_s": round(wall, 1), "features_s": {k: v["seconds"] for k, v in s["features"].items()},
-            "command": "bushu " + " ".join(args)}
+    return {
+        "case": name,
+        "data": what,
+        "train_per_class": 5,
+        "n_train": s["n_train"],
+        "n_val": s["n_val"],
+        "n_eval": ev["n_images"],
+        "budget": budget,
+        "val_accuracy": s["val_accuracy"],
+        "eval_accuracy": ev["accuracy"],
+        "macro_f1": s["macro_f1"],
+        "chosen": f"{s['best']['source']} + {s['best']['head']}",
+        "trials": s["trials"],
+        "frozen_val": f.get("frozen_val_accuracy"),
+        "finetuned_val": f.get("finetuned_val_accuracy"),
+        "kept": f.get("kept") or ("skipped: " + f.get("reason", "") if f else None),
+        "finetune_epochs": f.get("epochs"),
+        "finetune_s": f.get("seconds"),
+        "finetune": f,
+        "wall_s": round(wall, 1),
+        "features_s": {k: v["seconds"] for k, v in s["features"].items()},
+        "command": "bushu " + " ".join(args),
+    }
 
 
 def case_news(tmp: Path, budget: str) -> dict:
@@ -108,12 +122,23 @@ def case_news(tmp: Path, budget: str) -> dict:
     clf = TextClassifier(out)
     pred = [r[0][1] for r in clf.predict(texts)]
     raw_acc = sum(p == t for p, t in zip(pred, labels)) / len(labels)
-    return {"case": "news", "data": "BBC News, 5 topics", "train_per_class": 20, "n_train": s["n_train"],
-            "n_val": s["n_val"], "budget": budget, "val_accuracy": s["val_accuracy"],
-            "eval_accuracy": round(raw_acc, 4), "eval_n": len(labels), "macro_f1": s["macro_f1"],
-            "chosen": f"{s['best']['source']} + {s['best']['head']}", "trials": s["trials"],
-            "wall_s": round(wall, 1), "features_s": {k: v["seconds"] for k, v in s["features"].items()},
-            "command": "bushu " + " ".join(args)}
+    return {
+        "case": "news",
+        "data": "BBC News, 5 topics",
+        "train_per_class": 20,
+        "n_train": s["n_train"],
+        "n_val": s["n_val"],
+        "budget": budget,
+        "val_accuracy": s["val_accuracy"],
+        "eval_accuracy": round(raw_acc, 4),
+        "eval_n": len(labels),
+        "macro_f1": s["macro_f1"],
+        "chosen": f"{s['best']['source']} + {s['best']['head']}",
+        "trials": s["trials"],
+        "wall_s": round(wall, 1),
+        "features_s": {k: v["seconds"] for k, v in s["features"].items()},
+        "command": "bushu " + " ".join(args),
+    }
 
 
 def main_shots(a) -> None:
@@ -124,37 +149,61 @@ def main_shots(a) -> None:
     n_list = [int(v) for v in a.shots_n.split(",")]
     seeds = [int(v) for v in a.seeds.split(",")]
     bushu_seeds = [int(v) for v in a.bushu_seeds.split(",")] if a.bushu_seeds else seeds
-    loaders = {"fashion-mnist": lambda: shots.fashion(a.test_n, max(n_list), seeds),
-               "tuxpaint-photos": lambda: shots.stamps(seeds, max(n_list)),
-               "rotten-tomatoes": lambda: shots.rotten(a.test_n, max(n_list), seeds)}
+    loaders = {
+        "fashion-mnist": lambda: shots.fashion(a.test_n, max(n_list), seeds),
+        "tuxpaint-photos": lambda: shots.stamps(seeds, max(n_list)),
+        "rotten-tomatoes": lambda: shots.rotten(a.test_n, max(n_list), seeds),
+    }
     rows = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-shots-") as tmpd:
         for name in a.sets.split(","):
-            rows += shots.run_dataset(name, loaders[name](), n_list, seeds, Path(tmpd), a.shots_budget,
-                                      a.shots_trials, lambda m: print(m, flush=True), bushu_seeds)
+            rows += shots.run_dataset(
+                name,
+                loaders[name](),
+                n_list,
+                seeds,
+                Path(tmpd),
+                a.shots_budget,
+                a.shots_trials,
+                lambda m: print(m, flush=True),
+                bushu_seeds,
+            )
     table = shots.summarize(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     png = RESULTS / "train-shots.png"
     shots.plot(table, png)
-    notes = [f"command: `{command_line()}` ({time.perf_counter() - t0:.0f} s on a shared 2-core CPU)",
-             "test accuracy on a fixed held-out test set per data set (Fashion-MNIST: the first "
-             f"{a.test_n // 10} test images of each class; Tux Paint: a third of each category; Rotten Tomatoes: "
-             f"{a.test_n} snippets); ci95: 95% Wilson interval of that accuracy",
-             "baseline: logistic regression on raw pixels / word TF-IDF; probe: logistic regression on frozen "
-             f"{shots.IMAGE_BACKBONE} features at {shots.IMAGE_SIZE} px / MiniLM embeddings; bushu train: the CLI "
-             f"with --test, --budget {a.shots_budget} --trials {a.shots_trials} (images: --backbone "
-             f"{shots.IMAGE_BACKBONE} --image-size {shots.IMAGE_SIZE} --no-finetune)",
-             "bushu train needs two examples a class (one validates), so it has no n = 1 row; it ran for seed(s) "
-             f"{','.join(map(str, bushu_seeds))}",
-             "Tux Paint: n is capped at what a category has after the test third (6 to 23 photos)"]
-    write_results("train-shots", {"command": command_line(), "summary": table}, rows,
-                  ["dataset", "n", "seed", "method", "features", "n_train", "n_test", "accuracy", "ci95", "wall_s"],
-                  title="bushu train: test accuracy versus examples per class (every run)", notes=notes)
+    notes = [
+        f"command: `{command_line()}` ({time.perf_counter() - t0:.0f} s on a shared 2-core CPU)",
+        "test accuracy on a fixed held-out test set per data set (Fashion-MNIST: the first "
+        f"{a.test_n // 10} test images of each class; Tux Paint: a third of each category; Rotten Tomatoes: "
+        f"{a.test_n} snippets); ci95: 95% Wilson interval of that accuracy",
+        "baseline: logistic regression on raw pixels / word TF-IDF; probe: logistic regression on frozen "
+        f"{shots.IMAGE_BACKBONE} features at {shots.IMAGE_SIZE} px / MiniLM embeddings; bushu train: the CLI "
+        f"with --test, --budget {a.shots_budget} --trials {a.shots_trials} (images: --backbone "
+        f"{shots.IMAGE_BACKBONE} --image-size {shots.IMAGE_SIZE} --no-finetune)",
+        "bushu train needs two examples a class (one validates), so it has no n = 1 row; it ran for seed(s) "
+        f"{','.join(map(str, bushu_seeds))}",
+        "Tux Paint: n is capped at what a category has after the test third (6 to 23 photos)",
+    ]
+    write_results(
+        "train-shots",
+        {"command": command_line(), "summary": table},
+        rows,
+        ["dataset", "n", "seed", "method", "features", "n_train", "n_test", "accuracy", "ci95", "wall_s"],
+        title="bushu train: test accuracy versus examples per class (every run)",
+        notes=notes,
+    )
     md = RESULTS / "train-shots.md"
-    md.write_text(f"# accuracy versus shots: mean over {len(seeds)} seeds (min-max)\n\n![curve](train-shots.png)\n\n"
-                  + markdown_table(table, ["dataset", "n", "method", "mean_accuracy", "min", "max", "seeds", "n_test",
-                                           "ci95_of_seed_0", "features"]) + "\n\n" + md.read_text())
+    md.write_text(
+        f"# accuracy versus shots: mean over {len(seeds)} seeds (min-max)\n\n![curve](train-shots.png)\n\n"
+        + markdown_table(
+            table,
+            ["dataset", "n", "method", "mean_accuracy", "min", "max", "seeds", "n_test", "ci95_of_seed_0", "features"],
+        )
+        + "\n\n"
+        + md.read_text()
+    )
     print(md.read_text())
 
 
@@ -199,16 +248,36 @@ def main() -> None:
         done = {r["case"] for r in rows}
         rows = [r for r in json.loads(old.read_text()).get("rows", []) if r["case"] not in done] + rows
     js, md = write_results(
-        "train", {"command": command_line()}, rows,
-        ["case", "train_per_class", "n_val", "budget", "val_accuracy", "eval_accuracy", "macro_f1", "chosen", "trials",
-         "frozen_val", "finetuned_val", "kept", "finetune_epochs", "finetune_s", "wall_s"],
+        "train",
+        {"command": command_line()},
+        rows,
+        [
+            "case",
+            "train_per_class",
+            "n_val",
+            "budget",
+            "val_accuracy",
+            "eval_accuracy",
+            "macro_f1",
+            "chosen",
+            "trials",
+            "frozen_val",
+            "finetuned_val",
+            "kept",
+            "finetune_epochs",
+            "finetune_s",
+            "wall_s",
+        ],
         title="bushu train: accuracy on real offline data (2-core CPU, shared)",
-        notes=["val_accuracy: the exported ONNX model on the validation split (which also chose the model)",
-               "eval_accuracy: faces: `bushu eval` on the val folder; photos: `bushu eval` on held-out crops (seed 2); "
-               "news: TextClassifier on raw strings, 60 per topic",
-               "frozen_val / finetuned_val: validation accuracy of the searched head on frozen features vs the "
-               "best fine-tuned epoch (last blocks + head, augmented images); kept: the one exported",
-               f"command: {command_line()}"])
+        notes=[
+            "val_accuracy: the exported ONNX model on the validation split (which also chose the model)",
+            "eval_accuracy: faces: `bushu eval` on the val folder; photos: `bushu eval` on held-out crops (seed 2); "
+            "news: TextClassifier on raw strings, 60 per topic",
+            "frozen_val / finetuned_val: validation accuracy of the searched head on frozen features vs the "
+            "best fine-tuned epoch (last blocks + head, augmented images); kept: the one exported",
+            f"command: {command_line()}",
+        ],
+    )
     print(md.read_text())
 
 

@@ -51,15 +51,19 @@ def served_equals_detector(art_dir: Path, images: list[Path]) -> bool:
         add_to_repository(Path(repo), det.art, name="det")
         with start_server(Path(repo)) as srv:
             for path in images:
-                req = urllib.request.Request(f"{srv.http_url}/v1/models/det:detect?score=0.25",
-                                             data=path.read_bytes(), method="POST")
+                req = urllib.request.Request(
+                    f"{srv.http_url}/v1/models/det:detect?score=0.25", data=path.read_bytes(), method="POST"
+                )
                 with urllib.request.urlopen(req, timeout=120) as r:
                     got = json.loads(r.read())["detections"]
                 with Image.open(path) as im:
                     want = [d.to_dict() for d in det.predict([im.convert("RGB")], score=0.25)[0]]
                 if len(got) != len(want) or any(
-                        g["label"] != w["label"] or abs(g["score"] - w["score"]) > 1e-4
-                        or not np.allclose(g["box"], w["box"], atol=1e-2) for g, w in zip(got, want)):
+                    g["label"] != w["label"]
+                    or abs(g["score"] - w["score"]) > 1e-4
+                    or not np.allclose(g["box"], w["box"], atol=1e-2)
+                    for g, w in zip(got, want)
+                ):
                     return False
     return True
 
@@ -75,36 +79,70 @@ def main() -> None:
     from bushu.testing.detection import write_detection_dataset
     from bushu.testing.stamps import PHOTO_CATEGORIES
 
-    cats = list(PHOTO_CATEGORIES)[:a.categories]
+    cats = list(PHOTO_CATEGORIES)[: a.categories]
     with tempfile.TemporaryDirectory(prefix="bench-train-det-") as tmpd:
         tmp = Path(tmpd)
-        data = write_detection_dataset(tmp / "train", "yolo", n_images=a.categories * a.per_category, seed=0,
-                                       categories=cats)
+        data = write_detection_dataset(
+            tmp / "train", "yolo", n_images=a.categories * a.per_category, seed=0, categories=cats
+        )
         fresh = write_detection_dataset(tmp / "fresh", "coco", n_images=a.fresh, seed=12345, categories=cats)
         s, wall = run(["train", str(data), "-o", str(tmp / "art"), "--budget", a.budget, *a.extra.split()])
         ev, _ = run(["eval", str(tmp / "art"), "--data", str(fresh)])
         same = served_equals_detector(tmp / "art", sorted((fresh / "images").glob("*.jpg"))[:10])
     b = s["best"]
-    row = {"case": f"{a.categories} categories",
-           "data": f"{s['n_train']}+{s['n_val']}+{s['n_test']} images (train+val+held back)",
-           "budget": a.budget, "chosen": f"{b['backbone']} @{b['size']} lr {b['lr']:.3g}", "trials": s["trials"],
-           "val_map50": b["val_map50"], "heldback_map50": round(s["test_map50"], 4),
-           "heldback_map": round(s["test_map"], 4), "fresh_map50": round(ev["map50"], 4),
-           "fresh_map": round(ev["map"], 4), "fresh_images": ev["n_images"], "train_s": s["seconds"],
-           "wall_s": round(wall, 1), "served_equals_eval": same}
+    row = {
+        "case": f"{a.categories} categories",
+        "data": f"{s['n_train']}+{s['n_val']}+{s['n_test']} images (train+val+held back)",
+        "budget": a.budget,
+        "chosen": f"{b['backbone']} @{b['size']} lr {b['lr']:.3g}",
+        "trials": s["trials"],
+        "val_map50": b["val_map50"],
+        "heldback_map50": round(s["test_map50"], 4),
+        "heldback_map": round(s["test_map"], 4),
+        "fresh_map50": round(ev["map50"], 4),
+        "fresh_map": round(ev["map"], 4),
+        "fresh_images": ev["n_images"],
+        "train_s": s["seconds"],
+        "wall_s": round(wall, 1),
+        "served_equals_eval": same,
+    }
     print(json.dumps(row), flush=True)
     _, md = write_results(
-        "train_detection", {"command": command_line(), "summary": {k: v for k, v in s.items() if k != "leaderboard"},
-                            "leaderboard": s["leaderboard"], "fresh_per_class": ev["per_class"]}, [row],
-        ["case", "data", "budget", "chosen", "trials", "val_map50", "heldback_map50", "heldback_map", "fresh_map50",
-         "fresh_map", "train_s", "wall_s", "served_equals_eval"],
+        "train_detection",
+        {
+            "command": command_line(),
+            "summary": {k: v for k, v in s.items() if k != "leaderboard"},
+            "leaderboard": s["leaderboard"],
+            "fresh_per_class": ev["per_class"],
+        },
+        [row],
+        [
+            "case",
+            "data",
+            "budget",
+            "chosen",
+            "trials",
+            "val_map50",
+            "heldback_map50",
+            "heldback_map",
+            "fresh_map50",
+            "fresh_map",
+            "train_s",
+            "wall_s",
+            "served_equals_eval",
+        ],
         title="bushu train on boxed images: mAP on a held-back split and on fresh scenes (2-core CPU, shared)",
-        notes=["data: bushu.testing.detection composited scenes (photo cut-outs on photo backgrounds), 320x240",
-               ("heldback: the split `bushu train` kept from the search, scored by the exported ONNX model; "
-                "fresh: `bushu eval` on new scenes (seed 12345)"),
-               "served_equals_eval: :detect on a real server answers the Detector's boxes on 10 fresh images",
-               "the machine was shared with other jobs (load ~20 on 2 cores): times are not comparable across runs",
-               f"command: {command_line()}"])
+        notes=[
+            "data: bushu.testing.detection composited scenes (photo cut-outs on photo backgrounds), 320x240",
+            (
+                "heldback: the split `bushu train` kept from the search, scored by the exported ONNX model; "
+                "fresh: `bushu eval` on new scenes (seed 12345)"
+            ),
+            "served_equals_eval: :detect on a real server answers the Detector's boxes on 10 fresh images",
+            "the machine was shared with other jobs (load ~20 on 2 cores): times are not comparable across runs",
+            f"command: {command_line()}",
+        ],
+    )
     print(md.read_text())
 
 

@@ -61,9 +61,32 @@ _LAZY = {
     "load_backend": "bushu.runtime:load_backend",
 }
 
-__all__ = ["Artifact", "Backend", "BushuError", "Constraints", "EvalResult", "ExportResult", "ExportRow", "Model",
-           "PlanResult", "Prediction", "Progress", "TensorSpec", "TrainResult", "evaluate", "export", "get_backend",
-           "import_model", "load", "load_backend", "optimize", "plan", "predict", "serve", "train"]
+__all__ = [
+    "Artifact",
+    "Backend",
+    "BushuError",
+    "Constraints",
+    "EvalResult",
+    "ExportResult",
+    "ExportRow",
+    "Model",
+    "PlanResult",
+    "Prediction",
+    "Progress",
+    "TensorSpec",
+    "TrainResult",
+    "evaluate",
+    "export",
+    "get_backend",
+    "import_model",
+    "load",
+    "load_backend",
+    "optimize",
+    "plan",
+    "predict",
+    "serve",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

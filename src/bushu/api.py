@@ -28,23 +28,37 @@ if TYPE_CHECKING:
 __all__ = ["Model", "evaluate", "export", "import_model", "load", "optimize", "plan", "serve", "train"]
 
 
-
 def _artifact(artifact: ArtifactLike) -> Artifact:
     from .model.artifact import Artifact
 
     return artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
 
 
-def import_model(source: str, out: PathLike, *, input_shape: Sequence[int] | None = None,
-                 labels: Sequence[str] | None = None, preprocess: Preprocess | None = None, atol: float = 1e-4,
-                 rtol: float = 1e-3, simplify: bool = True) -> Artifact:
+def import_model(
+    source: str,
+    out: PathLike,
+    *,
+    input_shape: Sequence[int] | None = None,
+    labels: Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    simplify: bool = True,
+) -> Artifact:
     """`bushu import SOURCE -o OUT`: a zoo name, .onnx, .pt2, TorchScript .pt or ``module:callable`` -> an
     artifact, checked against the source (a ToleranceError lists every output that differs)."""
     from .convert.importer import Tolerance
     from .convert.importer import import_model as _import
 
-    return _import(source, out, input_shape=input_shape, labels=labels, preprocess=preprocess,
-                   tolerance=Tolerance(atol, rtol), simplify=simplify)
+    return _import(
+        source,
+        out,
+        input_shape=input_shape,
+        labels=labels,
+        preprocess=preprocess,
+        tolerance=Tolerance(atol, rtol),
+        simplify=simplify,
+    )
 
 
 class Model:
@@ -85,21 +99,42 @@ def load(artifact: ArtifactLike) -> Model:
     return Model(artifact)
 
 
-def evaluate(artifact: ArtifactLike, data: PathLike, *, backend: str | None = None, batch_size: int = 16,
-             top_k: int = 5, label_map: Mapping[str, str | int] | None = None, report: PathLike | None = None,
-             plot: PathLike | None = None, record: bool = True,
-             progress: bool | Progress = False) -> EvalResult:
+def evaluate(
+    artifact: ArtifactLike,
+    data: PathLike,
+    *,
+    backend: str | None = None,
+    batch_size: int = 16,
+    top_k: int = 5,
+    label_map: Mapping[str, str | int] | None = None,
+    report: PathLike | None = None,
+    plot: PathLike | None = None,
+    record: bool = True,
+    progress: bool | Progress = False,
+) -> EvalResult:
     """`bushu eval ARTIFACT --data DIR`: accuracy on a folder per class (named as the model's labels)."""
     from .evaluate import evaluate as _evaluate
     from .results import EvalResult
 
-    return EvalResult.from_dict(_evaluate(artifact, data, backend=backend, batch_size=batch_size, top_k=top_k,
-                                          label_map=label_map, report=report, plot=plot, record=record,
-                                          progress=progress))
+    return EvalResult.from_dict(
+        _evaluate(
+            artifact,
+            data,
+            backend=backend,
+            batch_size=batch_size,
+            top_k=top_k,
+            label_map=label_map,
+            report=report,
+            plot=plot,
+            record=record,
+            progress=progress,
+        )
+    )
 
 
-def optimize(artifact: ArtifactLike, out: PathLike, *, log: Callable[[str], None] | None = None,
-             **options: Any) -> Artifact:
+def optimize(
+    artifact: ArtifactLike, out: PathLike, *, log: Callable[[str], None] | None = None, **options: Any
+) -> Artifact:
     """`bushu optimize ARTIFACT -o OUT`: options as the flags (quantize="int8", calib=DIR, prune=0.3, data=DIR,
     max_accuracy_drop=1, backend="openvino", ...); returns the new artifact (its metrics["optimize"] holds
     the before/after rows)."""
@@ -120,8 +155,9 @@ def export(artifact: ArtifactLike, formats: str | Sequence[str], out: PathLike, 
     return ExportResult(Path(out), tuple(ExportRow.from_dict(r) for r in rows))
 
 
-def plan(artifact: ArtifactLike, data: PathLike, out: PathLike, constraints: Constraints | None = None,
-         **options: Any) -> PlanResult:
+def plan(
+    artifact: ArtifactLike, data: PathLike, out: PathLike, constraints: Constraints | None = None, **options: Any
+) -> PlanResult:
     """`bushu plan ARTIFACT --data DIR -o OUT`: the served configuration that meets ``constraints``
     (bushu.plan.Constraints; default: none), written as OUT/repository and verified under load."""
     from .plan import Constraints
@@ -131,9 +167,16 @@ def plan(artifact: ArtifactLike, data: PathLike, out: PathLike, constraints: Con
     return PlanResult.from_dict(_plan(artifact, data, out, constraints or Constraints(), **options))
 
 
-def serve(artifact: ArtifactLike | None = None, *, repository: PathLike | None = None, http_port: int | None = 0,
-          grpc_port: int | None = 0, metrics_port: int | None = 0, host: str = "127.0.0.1",
-          **options: Any) -> ServerHandle:
+def serve(
+    artifact: ArtifactLike | None = None,
+    *,
+    repository: PathLike | None = None,
+    http_port: int | None = 0,
+    grpc_port: int | None = 0,
+    metrics_port: int | None = 0,
+    host: str = "127.0.0.1",
+    **options: Any,
+) -> ServerHandle:
     """Serve an artifact (in a repository of its own, removed on stop) or a model ``repository`` in a
     background thread, over KServe v2 HTTP and gRPC; returns once the models are loaded. Port 0 picks a
     free port, None turns that front end off. ``with bushu.serve("mv2") as server: server.http_url``."""
@@ -141,8 +184,7 @@ def serve(artifact: ArtifactLike | None = None, *, repository: PathLike | None =
     from .serve.app import start_server
 
     if (artifact is None) == (repository is None):
-        raise UserInputError("give either `artifact` or `repository`",
-                             hint='serve("ART") or serve(repository="REPO")')
+        raise UserInputError("give either `artifact` or `repository`", hint='serve("ART") or serve(repository="REPO")')
     tmp = None
     if artifact is not None:
         from .serve.repository import add_to_repository
@@ -151,8 +193,9 @@ def serve(artifact: ArtifactLike | None = None, *, repository: PathLike | None =
         add_to_repository(tmp, _artifact(artifact))
     repo = tmp if tmp is not None else Path(repository)  # type: ignore[arg-type]  # one of the two, checked above
     try:
-        handle = start_server(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                              host=host, **options)
+        handle = start_server(
+            repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host, **options
+        )
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -168,8 +211,15 @@ def serve(artifact: ArtifactLike | None = None, *, repository: PathLike | None =
     return handle
 
 
-def train(data: PathLike, out: PathLike, *, budget: str | float | None = "5m",
-          echo: Callable[[str], None] | None = None, progress: bool | Progress = False, **options: Any) -> TrainResult:
+def train(
+    data: PathLike,
+    out: PathLike,
+    *,
+    budget: str | float | None = "5m",
+    echo: Callable[[str], None] | None = None,
+    progress: bool | Progress = False,
+    **options: Any,
+) -> TrainResult:
     """`bushu train DATA -o OUT`: transfer learning with a model search on labelled examples (a folder per
     class, or a text,label CSV) within ``budget`` ("90s", "5m", seconds, or None); other options as
     bushu.train.TrainConfig (trials, kind, sources, heads, image_size, finetune, ...)."""

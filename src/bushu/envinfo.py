@@ -18,10 +18,22 @@ from typing import Any
 __all__ = ["ARM_ISA_FLAGS", "ISA_FLAGS", "cpu_info", "environment", "gpu_info", "summary"]
 
 # The instruction sets that decide which kernels a runtime can use (int8 VNNI, bf16, AMX tiles).
-ISA_FLAGS = ("sse4_2", "fma", "avx2", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+ISA_FLAGS = (
+    "sse4_2",
+    "fma",
+    "avx2",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
 ARM_ISA_FLAGS = ("neon", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm")
-
 
 
 def _parse_cpuinfo(text: str) -> dict[str, Any]:
@@ -49,7 +61,8 @@ def cpu_info(cpuinfo_text: str | None = None) -> dict[str, Any]:
     flags = parsed["flags"]
     model = parsed["model"] or platform.processor() or platform.machine() or "unknown"
     arm = platform.machine().lower() in ("arm64", "aarch64") or (
-        not flags & set(ISA_FLAGS) and bool(flags & set(ARM_ISA_FLAGS)))
+        not flags & set(ISA_FLAGS) and bool(flags & set(ARM_ISA_FLAGS))
+    )
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -79,8 +92,13 @@ def gpu_info(timeout: float = 10.0) -> dict[str, Any]:
         return {"available": False, "reason": "nvidia-smi not found", "devices": []}
     query = "name,memory.total,driver_version,compute_cap"
     try:
-        out = subprocess.run([smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=timeout, check=True).stdout
+        out = subprocess.run(
+            [smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        ).stdout
         head = subprocess.run([smi], capture_output=True, text=True, timeout=timeout).stdout
     except (OSError, subprocess.SubprocessError) as e:
         return {"available": False, "reason": f"nvidia-smi failed: {e}", "devices": []}
@@ -88,13 +106,24 @@ def gpu_info(timeout: float = 10.0) -> dict[str, Any]:
     for line in out.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 3:
-            devices.append({"name": parts[0], "memory_mb": _num(parts[1]), "driver": parts[2],
-                            "compute_capability": parts[3] if len(parts) > 3 else None})
+            devices.append(
+                {
+                    "name": parts[0],
+                    "memory_mb": _num(parts[1]),
+                    "driver": parts[2],
+                    "compute_capability": parts[3] if len(parts) > 3 else None,
+                }
+            )
     cuda = None
     if "CUDA Version:" in head:
         cuda = head.split("CUDA Version:")[1].split()[0].strip("|")
-    return {"available": bool(devices), "devices": devices, "driver": devices[0]["driver"] if devices else None,
-            "cuda": cuda, **({} if devices else {"reason": "nvidia-smi lists no GPU"})}
+    return {
+        "available": bool(devices),
+        "devices": devices,
+        "driver": devices[0]["driver"] if devices else None,
+        "cuda": cuda,
+        **({} if devices else {"reason": "nvidia-smi lists no GPU"}),
+    }
 
 
 def _num(s: str) -> float | str:
@@ -171,8 +200,11 @@ def environment(probe_backends: bool = True) -> dict[str, Any]:
         "cpu": cpu_info(),
         "memory": _memory(),
         "os": _os(),
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
         "gpu": _gpu_cached(),
         "backends": backends_info(probe=probe_backends),
         "versions": _library_versions(),

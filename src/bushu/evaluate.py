@@ -27,8 +27,14 @@ from .errors import UserInputError
 from .model.artifact import Artifact
 from .spec import np_dtype
 
-__all__ = ["classification_metrics", "evaluate", "match_classes", "wilson_interval", "write_confusion_png",
-           "write_html_report"]
+__all__ = [
+    "classification_metrics",
+    "evaluate",
+    "match_classes",
+    "wilson_interval",
+    "write_confusion_png",
+    "write_html_report",
+]
 
 OTHER = "(other)"
 
@@ -42,8 +48,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequ
         p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     except ImportError:
         p, r, f, s = _prfs(y_true, y_pred, classes)
-    return {"precision": np.asarray(p, float), "recall": np.asarray(r, float), "f1": np.asarray(f, float),
-            "support": np.asarray(s, int)}
+    return {
+        "precision": np.asarray(p, float),
+        "recall": np.asarray(r, float),
+        "f1": np.asarray(f, float),
+        "support": np.asarray(s, int),
+    }
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -83,10 +93,20 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) ->
     return m, other
 
 
-def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None = None, batch_size: int = 16,
-             top_k: int = 5, label_map: Mapping[str, str | int] | None = None, report: str | Path | None = None,
-             plot: str | Path | None = None, record: bool = True, progress: bool | _progress.Progress = True,
-             score: float | None = None, iou: float | None = None) -> dict[str, Any]:
+def evaluate(
+    model: str | Path | Artifact,
+    data: str | Path,
+    backend: str | None = None,
+    batch_size: int = 16,
+    top_k: int = 5,
+    label_map: Mapping[str, str | int] | None = None,
+    report: str | Path | None = None,
+    plot: str | Path | None = None,
+    record: bool = True,
+    progress: bool | _progress.Progress = True,
+    score: float | None = None,
+    iou: float | None = None,
+) -> dict[str, Any]:
     """Run the artifact over ``data`` (a folder per class) and return the metrics as a plain dict.
 
     ``backend``: the runtime to run it on; by default the one that reads the artifact's model file
@@ -103,11 +123,23 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
     if art is not None and art.task == "detection":
         from .detection.evaluation import evaluate_detection
 
-        return evaluate_detection(art, data, backend=backend, batch_size=batch_size, label_map=label_map,
-                                  score=score, iou=iou, report=report, record=record, progress=progress)
+        return evaluate_detection(
+            art,
+            data,
+            backend=backend,
+            batch_size=batch_size,
+            label_map=label_map,
+            score=score,
+            iou=iou,
+            report=report,
+            record=record,
+            progress=progress,
+        )
     if art is None or art.preprocess is None:
-        raise UserInputError(f"{main} has no pre-processing metadata, so its images cannot be prepared",
-                             hint="evaluate an artifact: bushu import MODEL -o ART, then bushu eval ART --data DIR")
+        raise UserInputError(
+            f"{main} has no pre-processing metadata, so its images cannot be prepared",
+            hint="evaluate an artifact: bushu import MODEL -o ART, then bushu eval ART --data DIR",
+        )
     kind = art.preprocess.kind if art.preprocess.kind in ("text", "audio") else "image"
     ds = LabelledFolder.scan(data, kind)
     from .runtime.registry import backend_for_path
@@ -116,8 +148,10 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
         backend = backend_for_path(main).name
     target = files_for_backends(art, main, [backend])[backend]
     if isinstance(target, str):
-        raise UserInputError(f"backend {backend!r} cannot run this artifact: {target}",
-                             hint=f"leave --backend out to use the one that reads {main.name}")
+        raise UserInputError(
+            f"backend {backend!r} cannot run this artifact: {target}",
+            hint=f"leave --backend out to use the one that reads {main.name}",
+        )
     labels = art.labels
     n_out = art.outputs[0].shape[-1] if isinstance(art.outputs[0].shape[-1], int) else None
     mapping = match_classes(ds.classes, labels, n_out or (len(labels) if labels else 0) or 1 << 30, label_map)
@@ -134,7 +168,9 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
             for feeds, t, p in batches:
                 n = len(t)
                 if n < batch_size and fixed:  # pad a fixed batch
-                    feeds = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - n, axis=0)]) for k, v in feeds.items()}
+                    feeds = {
+                        k: np.concatenate([v, np.repeat(v[-1:], batch_size - n, axis=0)]) for k, v in feeds.items()
+                    }
                 logits = np.asarray(be.infer(feeds)[out_name])[:n]
                 logits = logits.reshape(n, -1)
                 k = min(max(top_k, 5), logits.shape[1])
@@ -148,9 +184,13 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
             advance(len(ds.skipped))
     if not y_true:
         noun = {"text": "text", "audio": "clip"}.get(art.preprocess.kind, "image")
-        raise UserInputError(f"no {noun} in {data} could be read ({len(ds.skipped)} skipped)",
-                             hint="check the files are real " + {"text": "UTF-8 .txt files", "audio": ".wav/.flac clips"}
-                             .get(art.preprocess.kind, "jpg/png/bmp/webp images"))
+        raise UserInputError(
+            f"no {noun} in {data} could be read ({len(ds.skipped)} skipped)",
+            hint="check the files are real "
+            + {"text": "UTF-8 .txt files", "audio": ".wav/.flac clips"}.get(
+                art.preprocess.kind, "jpg/png/bmp/webp images"
+            ),
+        )
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     classes = list(dict.fromkeys(mapping[c] for c in ds.classes))  # folder order; merged if two map to one label
     folder_of = {v: k for k, v in reversed(list(mapping.items()))}
@@ -162,20 +202,37 @@ def evaluate(model: str | Path | Artifact, data: str | Path, backend: str | None
         return labels[i] if labels and i < len(labels) else str(i)
 
     result: dict[str, Any] = {
-        "model": str(art.path), "data": str(Path(data)), "backend": backend,
-        "n_images": len(yt), "n_skipped": len(ds.skipped),  # n_images counts texts / clips too (see noun)
+        "model": str(art.path),
+        "data": str(Path(data)),
+        "backend": backend,
+        "n_images": len(yt),
+        "n_skipped": len(ds.skipped),  # n_images counts texts / clips too (see noun)
         "noun": {"text": "text", "audio": "clip"}.get(art.preprocess.kind, "image"),
         "skipped": [{"path": s.path, "reason": s.reason} for s in ds.skipped],
-        "accuracy": float(np.mean(yt == yp)), "top1": float(np.mean(yt == yp)),
-        "top5": _topk_acc(y_true, topk, 5), "top_k": top_k, "top_k_accuracy": _topk_acc(y_true, topk, top_k),
+        "accuracy": float(np.mean(yt == yp)),
+        "top1": float(np.mean(yt == yp)),
+        "top5": _topk_acc(y_true, topk, 5),
+        "top_k": top_k,
+        "top_k_accuracy": _topk_acc(y_true, topk, top_k),
         "classes": names,
-        "per_class": [{"class": n, "label": label(c), "precision": float(m["precision"][i]),
-                       "recall": float(m["recall"][i]), "f1": float(m["f1"][i]), "support": int(m["support"][i])}
-                      for i, (n, c) in enumerate(zip(names, classes))],
+        "per_class": [
+            {
+                "class": n,
+                "label": label(c),
+                "precision": float(m["precision"][i]),
+                "recall": float(m["recall"][i]),
+                "f1": float(m["f1"][i]),
+                "support": int(m["support"][i]),
+            }
+            for i, (n, c) in enumerate(zip(names, classes))
+        ],
         "macro": {k: float(np.mean(m[k])) for k in ("precision", "recall", "f1")},
         "confusion": {"rows": names, "columns": names + ([OTHER] if other else []), "matrix": cm.tolist()},
-        "mistakes": [{"path": str(p), "true": label(t), "pred": label(q), "score": round(s, 4)}
-                     for p, t, q, s in zip(paths, y_true, y_pred, scores) if t != q][:100],
+        "mistakes": [
+            {"path": str(p), "true": label(t), "pred": label(q), "score": round(s, 4)}
+            for p, t, q, s in zip(paths, y_true, y_pred, scores)
+            if t != q
+        ][:100],
         "seconds": round(time.perf_counter() - t0, 2),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "env": summary(),
@@ -195,8 +252,10 @@ def _decoder(art: Artifact, kind: str, spec) -> tuple[Callable[[Path], Any], Cal
         from .data.images import open_image
         from .model.processing import preprocess_image
 
-        return (lambda p: preprocess_image(open_image(p), art.preprocess),
-                lambda xs: {spec.name: np.stack(xs).astype(np_dtype(spec.dtype))})
+        return (
+            lambda p: preprocess_image(open_image(p), art.preprocess),
+            lambda xs: {spec.name: np.stack(xs).astype(np_dtype(spec.dtype))},
+        )
     from .model.predict import Pipeline
 
     pipe = Pipeline(art.path, art.preprocess, spec.name)
@@ -260,24 +319,30 @@ def write_html_report(result: Mapping[str, Any], path: str | Path) -> str:
     e = html.escape
     png = _confusion_figure_png(result)
     cm = result["confusion"]
-    img = (f'<img alt="confusion matrix" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else "")
+    img = f'<img alt="confusion matrix" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
     head = "".join(f"<th>{e(c)}</th>" for c in cm["columns"])
-    cm_rows = "".join(f"<tr><th>{e(r)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
-                      for r, row in zip(cm["rows"], cm["matrix"]))
-    per_class = "".join(f"<tr><td>{e(p['class'])}</td><td>{e(p['label'])}</td><td>{p['precision']:.3f}</td>"
-                        f"<td>{p['recall']:.3f}</td><td>{p['f1']:.3f}</td><td>{p['support']}</td></tr>"
-                        for p in result["per_class"])
-    mistakes = "".join(f"<tr><td>{e(m['path'])}</td><td>{e(m['true'])}</td><td>{e(m['pred'])}</td>"
-                       f"<td>{m['score']:.3f}</td></tr>" for m in result["mistakes"])
+    cm_rows = "".join(
+        f"<tr><th>{e(r)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
+        for r, row in zip(cm["rows"], cm["matrix"])
+    )
+    per_class = "".join(
+        f"<tr><td>{e(p['class'])}</td><td>{e(p['label'])}</td><td>{p['precision']:.3f}</td>"
+        f"<td>{p['recall']:.3f}</td><td>{p['f1']:.3f}</td><td>{p['support']}</td></tr>"
+        for p in result["per_class"]
+    )
+    mistakes = "".join(
+        f"<tr><td>{e(m['path'])}</td><td>{e(m['true'])}</td><td>{e(m['pred'])}</td><td>{m['score']:.3f}</td></tr>"
+        for m in result["mistakes"]
+    )
     skipped = "".join(f"<li>{e(s['path'])}: {e(s['reason'])}</li>" for s in result["skipped"])
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu eval: {e(result['model'])}</title>
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu eval: {e(result["model"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:2px 6px;text-align:right}}</style></head><body>
 <h1>bushu eval</h1>
-<p>model <code>{e(result['model'])}</code> on <code>{e(result['data'])}</code> with {e(result['backend'])}:
-<b>top-1 {result['accuracy']:.4f}</b>, top-5 {result['top5']:.4f}, {result['n_images']} {result.get('noun', 'image')}s,
-{result['n_skipped']} skipped; macro F1 {result['macro']['f1']:.4f}.
-{e(result['time'])}, {e(str(result['env']['cpu']))}.</p>
+<p>model <code>{e(result["model"])}</code> on <code>{e(result["data"])}</code> with {e(result["backend"])}:
+<b>top-1 {result["accuracy"]:.4f}</b>, top-5 {result["top5"]:.4f}, {result["n_images"]} {result.get("noun", "image")}s,
+{result["n_skipped"]} skipped; macro F1 {result["macro"]["f1"]:.4f}.
+{e(result["time"])}, {e(str(result["env"]["cpu"]))}.</p>
 <h2>Per class</h2><table>
 <tr><th>class</th><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
 {per_class}</table>

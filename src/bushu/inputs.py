@@ -28,8 +28,10 @@ def _shape(text: str, arg: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in text.lower().split("x"))
     except ValueError:
-        raise UserInputError(f"--input {arg!r}: {text!r} is not a shape; expected dims joined by x, "
-                             "e.g. images:1x3x640x640 or input_ids:1x128:int64") from None
+        raise UserInputError(
+            f"--input {arg!r}: {text!r} is not a shape; expected dims joined by x, "
+            "e.g. images:1x3x640x640 or input_ids:1x128:int64"
+        ) from None
     if any(d < 1 for d in dims):
         raise UserInputError(f"--input {arg!r}: dims must be positive, got {text!r}")
     return dims
@@ -39,8 +41,9 @@ def parse_input(arg: str) -> tuple[str, list[tuple[tuple[int, ...], str | None]]
     """``NAME:SHAPE[:DTYPE][,SHAPE[:DTYPE]...]`` -> (name, [(shape, dtype or None), ...])."""
     name, sep, rest = arg.partition(":")
     if not sep or not name.strip() or not rest.strip():
-        raise UserInputError(f"--input {arg!r}: expected NAME:SHAPE[:DTYPE], e.g. images:1x3x640x640 or "
-                             "input_ids:1x16:int64,1x128:int64")
+        raise UserInputError(
+            f"--input {arg!r}: expected NAME:SHAPE[:DTYPE], e.g. images:1x3x640x640 or input_ids:1x16:int64,1x128:int64"
+        )
     out = []
     for item in rest.split(","):
         shape, _, dt = item.partition(":")
@@ -58,13 +61,17 @@ def load_sample(path: str | Path) -> dict[str, np.ndarray]:
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
-            raise InferenceInputError(f"--sample {path.name}: a single array, expected a .npz dict of arrays "
-                                      "by input name (np.savez(FILE, input_ids=..., attention_mask=...))")
+            raise InferenceInputError(
+                f"--sample {path.name}: a single array, expected a .npz dict of arrays "
+                "by input name (np.savez(FILE, input_ids=..., attention_mask=...))"
+            )
         with z:
             arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise InferenceInputError(f"--sample {path.name}: not a .npz of plain arrays ({str(e).splitlines()[0][:200]})",
-                                  hint="write it with numpy.savez(FILE, NAME=array, ...)") from None
+        raise InferenceInputError(
+            f"--sample {path.name}: not a .npz of plain arrays ({str(e).splitlines()[0][:200]})",
+            hint="write it with numpy.savez(FILE, NAME=array, ...)",
+        ) from None
     if not arrays:
         raise InferenceInputError(f"--sample {path.name}: holds no arrays")
     return arrays
@@ -78,8 +85,10 @@ def check_values(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray], w
             continue
         lo, hi = int(a.min()), int(a.max())
         if lo < s.values[0] or hi >= s.values[1]:
-            raise InferenceInputError(f"{what}: input {s.name!r} has ids in [{lo}, {hi}], outside the model's "
-                                      f"vocabulary [{int(s.values[0])}, {int(s.values[1])})")
+            raise InferenceInputError(
+                f"{what}: input {s.name!r} has ids in [{lo}, {hi}], outside the model's "
+                f"vocabulary [{int(s.values[0])}, {int(s.values[1])})"
+            )
 
 
 @dataclass
@@ -97,8 +106,9 @@ class InputRequest:
         for arg in inputs:
             name, items = parse_input(arg)
             if name in req.shapes:
-                raise UserInputError(f"--input {name} is given twice; list several shapes in one: "
-                                     f"--input {name}:1x16,1x128")
+                raise UserInputError(
+                    f"--input {name} is given twice; list several shapes in one: --input {name}:1x16,1x128"
+                )
             req.shapes[name] = [shape for shape, _ in items]
             dts = {dt for _, dt in items if dt}
             if len(dts) > 1:
@@ -130,8 +140,9 @@ class InputRequest:
             check_feeds(specs, self.sample, what=f"--sample {Path(self.sample_path or 'sample').name}: the model")
             check_values(specs, self.sample)
 
-    def feeds(self, specs: Sequence[TensorSpec], batch: int | None = None, index: int = 0,
-              seed: int = 0) -> dict[str, np.ndarray]:
+    def feeds(
+        self, specs: Sequence[TensorSpec], batch: int | None = None, index: int = 0, seed: int = 0
+    ) -> dict[str, np.ndarray]:
         """The sample (its first ``batch`` rows, repeated when it has fewer), else safe inputs at these shapes."""
         if self.sample is not None:
             check_feeds(specs, self.sample, what="--sample: the model")
@@ -139,11 +150,16 @@ class InputRequest:
                 return dict(self.sample)
             by_name = {s.name: s for s in specs}
             return {k: _rows(v, batch) if by_name[k].has_batch else v for k, v in self.sample.items()}
-        return synthetic_feeds(specs, batch=batch if batch is not None else (_batch(self.given(index), specs) or 1),
-                               seed=seed, shapes=self.given(index))
+        return synthetic_feeds(
+            specs,
+            batch=batch if batch is not None else (_batch(self.given(index), specs) or 1),
+            seed=seed,
+            shapes=self.given(index),
+        )
 
-    def shapes_at(self, specs: Sequence[TensorSpec], batch: int | None = None,
-                  index: int = 0) -> dict[str, tuple[int, ...]]:
+    def shapes_at(
+        self, specs: Sequence[TensorSpec], batch: int | None = None, index: int = 0
+    ) -> dict[str, tuple[int, ...]]:
         if self.sample is not None:
             return {k: (batch, *v.shape[1:]) if batch else tuple(v.shape) for k, v in self.sample.items()}
         return resolve_shapes(specs, self.given(index), batch)
@@ -166,4 +182,3 @@ def _rows(a: np.ndarray, n: int) -> np.ndarray:
     if len(a) >= n:
         return a[:n]
     return np.concatenate([a] * (-(-n // len(a))))[:n]
-

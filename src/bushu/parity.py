@@ -47,8 +47,14 @@ def _runner(target: str | Path | Artifact, backend: str | None) -> tuple[Artifac
     return art, Path(path), backend
 
 
-def parity(model: str | Path | Artifact, reference: str | Path | None = None, backend: str | None = None,
-           inputs: InputRequest | None = None, samples: int = 4, record: bool = True) -> dict[str, Any]:
+def parity(
+    model: str | Path | Artifact,
+    reference: str | Path | None = None,
+    backend: str | None = None,
+    inputs: InputRequest | None = None,
+    samples: int = 4,
+    record: bool = True,
+) -> dict[str, Any]:
     """Run ``model`` and its reference on the same inputs; return per-output agreement (see module docstring)."""
     from .validate import mask_padding, run_model
 
@@ -59,9 +65,11 @@ def parity(model: str | Path | Artifact, reference: str | Path | None = None, ba
     elif art is not None and art.file("reference") is not None:
         ref_path, ref_backend = art.file("reference"), "torch"
     else:
-        raise UserInputError(f"{path.name} has no reference model to compare with, and no --data to score",
-                             hint="pass --reference FP32_ARTIFACT (e.g. the model it was optimized from), or "
-                                  "--data DIR with one folder of examples per class")
+        raise UserInputError(
+            f"{path.name} has no reference model to compare with, and no --data to score",
+            hint="pass --reference FP32_ARTIFACT (e.g. the model it was optimized from), or "
+            "--data DIR with one folder of examples per class",
+        )
     assert ref_path is not None  # art.file("reference") was checked above
     req = inputs or InputRequest()
     specs = art.inputs if art is not None else _runner_specs(path)
@@ -71,10 +79,17 @@ def parity(model: str | Path | Artifact, reference: str | Path | None = None, ba
     ref = mask_padding(specs, feeds, run_model(ref_path, feeds, backend=ref_backend))
     got = mask_padding(specs, feeds, run_model(path, feeds, backend=backend))
     cls = art is not None and art.task == "classification"
-    res = {"mode": "parity", "model": str(path), "backend": backend, "reference": str(ref_path),
-           "reference_backend": ref_backend, "inputs": req.sample_path or req.describe(specs, batch=batch),
-           "samples": len(next(iter(feeds.values()))), "outputs": compare_outputs(ref, got, cls),
-           "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    res = {
+        "mode": "parity",
+        "model": str(path),
+        "backend": backend,
+        "reference": str(ref_path),
+        "reference_backend": ref_backend,
+        "inputs": req.sample_path or req.describe(specs, batch=batch),
+        "samples": len(next(iter(feeds.values()))),
+        "outputs": compare_outputs(ref, got, cls),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     if art is not None and record:
         art.record("eval_parity", res)
     return res

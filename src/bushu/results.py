@@ -42,9 +42,19 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, r: Mapping[str, Any]) -> EvalResult:
-        return cls(Path(r["model"]), Path(r["data"]), r["backend"], r["accuracy"], r["top5"], r["macro"]["f1"],
-                   r["n_images"], r["n_skipped"], tuple(r["classes"]),
-                   Path(r["report"]) if r.get("report") else None, _frozen(r))
+        return cls(
+            Path(r["model"]),
+            Path(r["data"]),
+            r["backend"],
+            r["accuracy"],
+            r["top5"],
+            r["macro"]["f1"],
+            r["n_images"],
+            r["n_skipped"],
+            tuple(r["classes"]),
+            Path(r["report"]) if r.get("report") else None,
+            _frozen(r),
+        )
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,18 @@ class ExportRow:
 
     @classmethod
     def from_dict(cls, r: Mapping[str, Any]) -> ExportRow:
-        return cls(r["format"], r["status"], Path(r["file"]) if r.get("file") else None, r.get("backend"),
-                   r.get("precision"), r.get("size_mb"), r.get("max_abs"), r.get("p50_ms"), r.get("reason"),
-                   _frozen(r))
+        return cls(
+            r["format"],
+            r["status"],
+            Path(r["file"]) if r.get("file") else None,
+            r.get("backend"),
+            r.get("precision"),
+            r.get("size_mb"),
+            r.get("max_abs"),
+            r.get("p50_ms"),
+            r.get("reason"),
+            _frozen(r),
+        )
 
 
 @dataclass(frozen=True)
@@ -97,9 +116,15 @@ class PlanResult:
     @classmethod
     def from_dict(cls, r: Mapping[str, Any]) -> PlanResult:
         ver = r.get("verification")
-        return cls(Path(r["out"]), bool(r["met"]), (r.get("chosen") or {}).get("variant"),
-                   Path(r["repository"]) if r.get("repository") else None,
-                   None if ver is None else bool(ver.get("passed")), Path(r["report"]), _frozen(r))
+        return cls(
+            Path(r["out"]),
+            bool(r["met"]),
+            (r.get("chosen") or {}).get("variant"),
+            Path(r["repository"]) if r.get("repository") else None,
+            None if ver is None else bool(ver.get("passed")),
+            Path(r["report"]),
+            _frozen(r),
+        )
 
 
 @dataclass(frozen=True)

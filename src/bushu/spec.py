@@ -10,8 +10,17 @@ import numpy as np
 
 from .errors import InferenceInputError
 
-__all__ = ["DTYPES", "TensorSpec", "check_feeds", "np_dtype", "parse_dtype", "resolve_shapes", "synthetic_feeds",
-           "to_v2_datatype", "from_v2_datatype"]
+__all__ = [
+    "DTYPES",
+    "TensorSpec",
+    "check_feeds",
+    "np_dtype",
+    "parse_dtype",
+    "resolve_shapes",
+    "synthetic_feeds",
+    "to_v2_datatype",
+    "from_v2_datatype",
+]
 
 # bushu dtype name -> (numpy dtype, KServe v2 / Triton datatype, ONNX TensorProto enum)
 DTYPES: dict[str, tuple[Any, str, int]] = {
@@ -30,8 +39,18 @@ DTYPES: dict[str, tuple[Any, str, int]] = {
     "bytes": (np.object_, "BYTES", 8),  # strings (UTF-8), as Triton/KServe carry them
     "bfloat16": (None, "BF16", 16),  # no numpy dtype: ml_dtypes provides one when installed
 }
-_ALIASES = {"string": "bytes", "str": "bytes", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16",
-            "float": "float32", "half": "float16", "int": "int64", "long": "int64", "double": "float64"}
+_ALIASES = {
+    "string": "bytes",
+    "str": "bytes",
+    "fp32": "float32",
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "float": "float32",
+    "half": "float16",
+    "int": "int64",
+    "long": "int64",
+    "double": "float64",
+}
 _FROM_V2 = {v2: name for name, (_, v2, _) in DTYPES.items()}
 _FROM_ONNX = {enum: name for name, (_, _, enum) in DTYPES.items()}
 
@@ -149,9 +168,14 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=tuple(d["shape"]), role=d.get("role"),
-                   values=tuple(d["values"]) if d.get("values") is not None else None,
-                   ranges={str(k): dict(v) for k, v in (d.get("ranges") or {}).items()})
+        return cls(
+            name=str(d["name"]),
+            dtype=str(d["dtype"]),
+            shape=tuple(d["shape"]),
+            role=d.get("role"),
+            values=tuple(d["values"]) if d.get("values") is not None else None,
+            ranges={str(k): dict(v) for k, v in (d.get("ranges") or {}).items()},
+        )
 
     def __str__(self) -> str:
         return f"{self.name}: {self.dtype}[{', '.join(str(d) for d in self.shape)}]"
@@ -207,8 +231,9 @@ def _range_of(specs: Sequence[TensorSpec], sym: str) -> Mapping[str, int]:
     return next((s.ranges[sym] for s in specs if sym in s.ranges), {})
 
 
-def resolve_shapes(specs: Sequence[TensorSpec], given: Mapping[str, Sequence[int]] | None = None,
-                   batch: int | None = None) -> dict[str, tuple[int, ...]]:
+def resolve_shapes(
+    specs: Sequence[TensorSpec], given: Mapping[str, Sequence[int]] | None = None, batch: int | None = None
+) -> dict[str, tuple[int, ...]]:
     """A concrete shape per input: ``given`` shapes first (checked against the spec), a symbol bound by one
     input binds it for all ("seq" of input_ids = "seq" of attention_mask), dim 0 is ``batch`` (default 1),
     other symbols take their recorded typical size. Raises InferenceInputError naming the input, or
@@ -220,24 +245,32 @@ def resolve_shapes(specs: Sequence[TensorSpec], given: Mapping[str, Sequence[int
             from .errors import did_you_mean
 
             close = did_you_mean(n, names)
-            raise InferenceInputError(f"the model has no input {n!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-                                      + f" Inputs: {', '.join(str(s) for s in specs)}")
+            raise InferenceInputError(
+                f"the model has no input {n!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" Inputs: {', '.join(str(s) for s in specs)}"
+            )
     bound: dict[str, int] = {}
     for s in specs:
         if s.name not in given:
             continue
         shape = given[s.name]
         if len(shape) != len(s.shape):
-            raise InferenceInputError(f"input {s.name!r}: shape {'x'.join(map(str, shape)) or 'scalar'} has rank "
-                                      f"{len(shape)}, expected {list(s.shape)} (rank {len(s.shape)})")
+            raise InferenceInputError(
+                f"input {s.name!r}: shape {'x'.join(map(str, shape)) or 'scalar'} has rank "
+                f"{len(shape)}, expected {list(s.shape)} (rank {len(s.shape)})"
+            )
         for i, (g, want) in enumerate(zip(shape, s.shape, strict=True)):
             sym = s.symbol(i)
             if sym is None and g != want:
-                raise InferenceInputError(f"input {s.name!r}: dim {i} is {g}, but the model fixes it to {want} "
-                                          f"(expected {list(s.shape)})")
+                raise InferenceInputError(
+                    f"input {s.name!r}: dim {i} is {g}, but the model fixes it to {want} (expected {list(s.shape)})"
+                )
             if sym is not None and not (i == 0 and batch is not None) and bound.setdefault(sym, g) != g:
-                raise InferenceInputError(f"input {s.name!r}: dim {sym!r} is {g}, but another input gives it "
-                                          f"{bound[sym]}; inputs sharing a dim must agree")
+                raise InferenceInputError(
+                    f"input {s.name!r}: dim {sym!r} is {g}, but another input gives it "
+                    f"{bound[sym]}; inputs sharing a dim must agree"
+                )
     out: dict[str, tuple[int, ...]] = {}
     for s in specs:
         dims = []
@@ -256,19 +289,22 @@ def resolve_shapes(specs: Sequence[TensorSpec], given: Mapping[str, Sequence[int
             elif i == 0:
                 v = 1
             else:
-                raise UnresolvedDimError(f"input {s.name!r}: dim {i} ({d!r}) has no known size",
-                                         hint=f"pass it, e.g. {_example(s, bound)}")
+                raise UnresolvedDimError(
+                    f"input {s.name!r}: dim {i} ({d!r}) has no known size", hint=f"pass it, e.g. {_example(s, bound)}"
+                )
             lo, hi = rng.get("min"), rng.get("max")
             if (lo is not None and v < lo) or (hi is not None and v > hi):
-                raise InferenceInputError(f"input {s.name!r}: dim {sym!r} = {v} is outside the model's range "
-                                          f"[{lo}, {hi}]")
+                raise InferenceInputError(
+                    f"input {s.name!r}: dim {sym!r} = {v} is outside the model's range [{lo}, {hi}]"
+                )
             dims.append(v)
         out[s.name] = tuple(dims)
     return out
 
 
-def synthetic_feeds(specs: Sequence[TensorSpec], batch: int = 1, seed: int = 0,
-                    shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+def synthetic_feeds(
+    specs: Sequence[TensorSpec], batch: int = 1, seed: int = 0, shapes: Mapping[str, Sequence[int]] | None = None
+) -> dict[str, np.ndarray]:
     """Deterministic inputs matching ``specs`` (warm-up, parity checks, calibration fallback, benchmarks).
 
     Safe by role: attention masks are ones, token types zeros, position ids 0..n-1, ids lie within

@@ -20,8 +20,9 @@ __all__ = ["accuracy", "agreement", "check_tolerance", "run_model", "summarize"]
 CONFIDENT = 0.5  # fp32 top-1 probability above which a sample counts as confidently classified
 
 
-def run_model(path: str | Path, feeds: Mapping[str, np.ndarray], chunk: int = 16,
-              backend: str = "onnxruntime") -> dict[str, np.ndarray]:
+def run_model(
+    path: str | Path, feeds: Mapping[str, np.ndarray], chunk: int = 16, backend: str = "onnxruntime"
+) -> dict[str, np.ndarray]:
     """All samples through the model, ``chunk`` at a time (bounded memory); outputs concatenated."""
     from .runtime import load_backend
 
@@ -30,13 +31,14 @@ def run_model(path: str | Path, feeds: Mapping[str, np.ndarray], chunk: int = 16
         step = chunk if all(s.has_batch for s in be.inputs) else 1
         parts: dict[str, list[np.ndarray]] = {}
         for i in range(0, n, step):
-            for k, v in be.infer({k: v[i:i + step] for k, v in feeds.items()}).items():
+            for k, v in be.infer({k: v[i : i + step] for k, v in feeds.items()}).items():
                 parts.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def check_tolerance(what: str, ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
-                    atol: float, rtol: float) -> list[OutputMismatch]:
+def check_tolerance(
+    what: str, ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], atol: float, rtol: float
+) -> list[OutputMismatch]:
     """Every output within |got - ref| <= atol + rtol·max|ref|, else ShapeError / ToleranceError naming each.
 
     rtol is relative to the output's largest magnitude: reduced-precision arithmetic errs in
@@ -47,16 +49,24 @@ def check_tolerance(what: str, ref: Mapping[str, np.ndarray], got: Mapping[str, 
     for name, r in ref.items():
         g = got.get(name)
         if g is None or g.shape != r.shape:
-            m = OutputMismatch(name, float("inf"), float("inf"), atol, rtol, tuple(r.shape),
-                               None if g is None else tuple(g.shape))
+            m = OutputMismatch(
+                name, float("inf"), float("inf"), atol, rtol, tuple(r.shape), None if g is None else tuple(g.shape)
+            )
             rows.append(m)
             bad_shape.append(m)
             continue
         r64, g64 = r.astype(np.float64), g.astype(np.float64)
         diff = np.abs(g64 - r64)
         scale = max(float(np.abs(r64).max(initial=0.0)), 1e-12)
-        m = OutputMismatch(name, float(diff.max(initial=0.0)), float(diff.max(initial=0.0)) / scale, atol, rtol,
-                           tuple(r.shape), tuple(g.shape))
+        m = OutputMismatch(
+            name,
+            float(diff.max(initial=0.0)),
+            float(diff.max(initial=0.0)) / scale,
+            atol,
+            rtol,
+            tuple(r.shape),
+            tuple(g.shape),
+        )
         rows.append(m)
         if not np.isfinite(g64).all() or np.any(diff > atol + rtol * scale):
             bad_value.append(m)
@@ -80,8 +90,10 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
         # a sample whose reference output is ~0 (a text detector's map of a photo without text) has no
         # direction to keep: its cosine is noise, so the minimum is taken over the others
         informative = norms >= 1e-3 * norms.max(initial=0.0)
-        row = {"cosine_min": round(float(cos[informative].min() if informative.any() else cos.min()), 5),
-               "max_abs": float(np.abs(r2 - g).max(initial=0.0))}
+        row = {
+            "cosine_min": round(float(cos[informative].min() if informative.any() else cos.min()), 5),
+            "max_abs": float(np.abs(r2 - g).max(initial=0.0)),
+        }
         if not informative.all():
             row["near_zero_samples"] = int((~informative).sum())
         row["max_rel"] = row["max_abs"] / max(float(np.abs(r2).max(initial=0.0)), 1e-12)  # of the output's range
@@ -104,16 +116,19 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
     return out
 
 
-def mask_padding(specs: Sequence[Any], feeds: Mapping[str, np.ndarray],
-                 outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def mask_padding(
+    specs: Sequence[Any], feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Zero the outputs at padded positions (attention mask 0): no consumer reads them, and their values
     drift freely under quantization (all-MiniLM-L6-v2 dynamic int8: cosine 0.947 with them, 0.989 without)."""
-    mask = next((feeds[s.name] for s in specs if getattr(s, "role", None) == "attention_mask" and s.name in feeds), None)
+    mask = next(
+        (feeds[s.name] for s in specs if getattr(s, "role", None) == "attention_mask" and s.name in feeds), None
+    )
     if mask is None:
         return dict(outputs)
     out = {}
     for k, v in outputs.items():
-        if v.ndim >= mask.ndim and v.shape[:mask.ndim] == mask.shape:
+        if v.ndim >= mask.ndim and v.shape[: mask.ndim] == mask.shape:
             v = v * mask.reshape(mask.shape + (1,) * (v.ndim - mask.ndim)).astype(v.dtype)
         out[k] = v
     return out
@@ -125,5 +140,4 @@ def accuracy(logits: np.ndarray, targets: Sequence[int]) -> float:
 
 
 def summarize(rows: list[OutputMismatch]) -> list[dict[str, Any]]:
-    return [{"name": m.name, "max_abs": m.max_abs, "max_rel": m.max_rel, "atol": m.atol, "rtol": m.rtol}
-            for m in rows]
+    return [{"name": m.name, "max_abs": m.max_abs, "max_rel": m.max_rel, "atol": m.atol, "rtol": m.rtol} for m in rows]

@@ -37,16 +37,24 @@ def art(tmp_path_factory):
     w = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0], [-1.0, 0.0, 1.0]], np.float32)
     graph = helper.make_graph(
         [n("GlobalAveragePool", ["image"], ["g"]), n("Flatten", ["g"], ["f"]), n("Gemm", ["f", "W", "B"], ["logits"])],
-        "colour", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        "colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 32, 32])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
-        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.zeros(3, np.float32), "B")])
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.zeros(3, np.float32), "B")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    a = Artifact(path=root / "art", model_file="model.onnx", format="onnx", name="colour",
-                 inputs=[TensorSpec("image", "float32", ("batch", 3, 32, 32))],
-                 outputs=[TensorSpec("logits", "float32", ("batch", 3))],
-                 preprocess=Preprocess(resize=36, crop=32), postprocess=Postprocess(top_k=3),
-                 provenance={"source": "hand-built for the test"})
+    a = Artifact(
+        path=root / "art",
+        model_file="model.onnx",
+        format="onnx",
+        name="colour",
+        inputs=[TensorSpec("image", "float32", ("batch", 3, 32, 32))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 3))],
+        preprocess=Preprocess(resize=36, crop=32),
+        postprocess=Postprocess(top_k=3),
+        provenance={"source": "hand-built for the test"},
+    )
     a.add_step("test-build")
     a = write_artifact(root / "art", {"model.onnx": model.SerializeToString()}, a, labels=LABELS)
 
@@ -61,9 +69,24 @@ def art(tmp_path_factory):
 
 def test_info_json(art):
     info = run_json("info", str(art["art"]))
-    assert {"path", "name", "format", "inputs", "outputs", "size_bytes", "params", "flops", "macs",
-            "flops_by_op", "flops_not_counted", "preprocess", "postprocess", "labels", "provenance",
-            "metrics"} <= set(info)
+    assert {
+        "path",
+        "name",
+        "format",
+        "inputs",
+        "outputs",
+        "size_bytes",
+        "params",
+        "flops",
+        "macs",
+        "flops_by_op",
+        "flops_not_counted",
+        "preprocess",
+        "postprocess",
+        "labels",
+        "provenance",
+        "metrics",
+    } <= set(info)
     assert info["params"] == 9 + 3
     assert info["flops_by_op"]["Gemm"]["macs"] == 9
     assert info["inputs"][0]["shape"] == ["batch", 3, 32, 32]
@@ -82,12 +105,26 @@ def test_env_json():
 
 
 def test_bench_json(art):
-    out = run_json("bench", str(art["art"]), "--backend", "onnxruntime", "--batch", "1,2", "--warmup", "1",
-                   "--repeats", "2", "--duration", "0")
+    out = run_json(
+        "bench",
+        str(art["art"]),
+        "--backend",
+        "onnxruntime",
+        "--batch",
+        "1,2",
+        "--warmup",
+        "1",
+        "--repeats",
+        "2",
+        "--duration",
+        "0",
+    )
     assert {"model", "env", "results"} <= set(out)
     rows = out["results"]
-    assert [(r["backend"], r["batch"], r["status"]) for r in rows] == [("onnxruntime", 1, "ok"),
-                                                                        ("onnxruntime", 2, "ok")]
+    assert [(r["backend"], r["batch"], r["status"]) for r in rows] == [
+        ("onnxruntime", 1, "ok"),
+        ("onnxruntime", 2, "ok"),
+    ]
     for r in rows:
         assert {"p50_ms", "p99_ms", "throughput", "peak_rss_mb", "precision", "threads", "runs"} <= set(r)
         assert r["p50_ms"] > 0 and r["throughput"] > 0
@@ -97,22 +134,35 @@ def test_bench_json(art):
 
 def test_eval_json_on_real_photos(art):
     res = run_json("eval", str(art["art"]), "--data", str(art["data"]))
-    assert {"accuracy", "top1", "top5", "n_images", "n_skipped", "classes", "per_class", "macro", "confusion",
-            "env"} <= set(res)
+    assert {
+        "accuracy",
+        "top1",
+        "top5",
+        "n_images",
+        "n_skipped",
+        "classes",
+        "per_class",
+        "macro",
+        "confusion",
+        "env",
+    } <= set(res)
     assert res["n_images"] == 4 and res["classes"] == LABELS
     assert sum(map(sum, res["confusion"]["matrix"])) == 4
     assert res["top5"] == 1.0  # three classes: every label is in the top 3
     assert {"class", "label", "precision", "recall", "f1", "support"} <= set(res["per_class"][0])
 
 
-@pytest.mark.parametrize("args, expect", [
-    (("info", "{root}/missing"), "not found"),
-    (("info", "{root}/trunc.onnx"), "trunc.onnx"),
-    (("bench", "{art}", "--backend", "onnxrt"), "did you mean 'onnxruntime'"),
-    (("bench", "{art}", "--batch", "x"), "--batch"),
-    (("eval", "{art}", "--data", "{root}/nodata"), "not found"),
-    (("eval", "{onnx}", "--data", "{data}"), "pre-processing"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (("info", "{root}/missing"), "not found"),
+        (("info", "{root}/trunc.onnx"), "trunc.onnx"),
+        (("bench", "{art}", "--backend", "onnxrt"), "did you mean 'onnxruntime'"),
+        (("bench", "{art}", "--batch", "x"), "--batch"),
+        (("eval", "{art}", "--data", "{root}/nodata"), "not found"),
+        (("eval", "{onnx}", "--data", "{data}"), "pre-processing"),
+    ],
+)
 def test_bad_input_exits_2_with_one_clear_line(art, args, expect):
     (art["root"] / "trunc.onnx").write_bytes(art["onnx"].read_bytes()[:60])
     proc = bushu(*(a.format(**{k: str(v) for k, v in art.items()}) for a in args))
@@ -133,8 +183,12 @@ def test_eval_imported_imagenet_model_on_real_photos(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = tmp_path / "photos"
     china = next(im for f, im in zip(load_sample_images().filenames, load_sample_images().images) if "china" in f)
-    for folder, img in (("Egyptian_cat", skdata.chelsea()), ("espresso", skdata.coffee()),
-                        ("missile", skdata.rocket()), ("palace", china)):
+    for folder, img in (
+        ("Egyptian_cat", skdata.chelsea()),
+        ("espresso", skdata.coffee()),
+        ("missile", skdata.rocket()),
+        ("palace", china),
+    ):
         (data / folder).mkdir(parents=True)
         Image.fromarray(img).save(data / folder / "photo.jpg")
     res = run_json("eval", str(tmp_path / "art"), "--data", str(data), "--report", str(tmp_path / "r.html"))

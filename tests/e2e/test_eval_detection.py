@@ -41,34 +41,56 @@ def foreground_box_onnx() -> bytes:
 
     nodes = [
         n("Slice", ["image", "zero4", "one4"], ["corner"]),  # [1, 3, 1, 1]: the top-left pixel
-        n("Sub", ["image", "corner"], ["diff"]), n("Abs", ["diff"], ["adiff"]),
+        n("Sub", ["image", "corner"], ["diff"]),
+        n("Abs", ["diff"], ["adiff"]),
         n("ReduceSum", ["adiff", "ax1"], ["d"], keepdims=0),  # [1, H, W]
         n("ReduceMax", ["d"], ["dmax"], keepdims=1),
-        n("Mul", ["dmax", "quarter"], ["thr"]), n("Greater", ["d", "thr"], ["fg"]), n("Cast", ["fg"], ["mask"], to=1),
+        n("Mul", ["dmax", "quarter"], ["thr"]),
+        n("Greater", ["d", "thr"], ["fg"]),
+        n("Cast", ["fg"], ["mask"], to=1),
         n("ReduceMax", ["mask", "ax1"], ["cols"], keepdims=0),  # [1, W]: a column with foreground
         n("ReduceMax", ["mask", "ax2"], ["rows"], keepdims=0),  # [1, H]
-        n("ArgMax", ["cols"], ["x1"], axis=1, keepdims=1), n("ArgMax", ["cols"], ["xl"], axis=1, keepdims=1,
-                                                             select_last_index=1),
-        n("ArgMax", ["rows"], ["y1"], axis=1, keepdims=1), n("ArgMax", ["rows"], ["yl"], axis=1, keepdims=1,
-                                                             select_last_index=1),
-        n("Add", ["xl", "one"], ["x2"]), n("Add", ["yl", "one"], ["y2"]),
-        n("Concat", ["x1", "y1", "x2", "y2"], ["xyxy"], axis=1), n("Cast", ["xyxy"], ["fbox"], to=1),
+        n("ArgMax", ["cols"], ["x1"], axis=1, keepdims=1),
+        n("ArgMax", ["cols"], ["xl"], axis=1, keepdims=1, select_last_index=1),
+        n("ArgMax", ["rows"], ["y1"], axis=1, keepdims=1),
+        n("ArgMax", ["rows"], ["yl"], axis=1, keepdims=1, select_last_index=1),
+        n("Add", ["xl", "one"], ["x2"]),
+        n("Add", ["yl", "one"], ["y2"]),
+        n("Concat", ["x1", "y1", "x2", "y2"], ["xyxy"], axis=1),
+        n("Cast", ["xyxy"], ["fbox"], to=1),
         n("Unsqueeze", ["fbox", "ax1"], ["boxes"]),  # [1, 1, 4]
         n("ReduceSum", ["mask", "ax12"], ["area"], keepdims=0),  # [1]: foreground pixels
-        n("Sub", ["x2", "x1"], ["bw"]), n("Sub", ["y2", "y1"], ["bh"]), n("Mul", ["bw", "bh"], ["barea"]),
-        n("Cast", ["barea"], ["fbarea"], to=1), n("Reshape", ["fbarea", "shape1"], ["fba"]),
-        n("Div", ["area", "fba"], ["fill"]), n("Unsqueeze", ["fill", "ax1"], ["scores"]),  # [1, 1]
-        n("Shape", ["scores"], ["sshape"]), n("ConstantOfShape", ["sshape"], ["classes"],
-                                             value=helper.make_tensor("z", TensorProto.INT64, [1], [0])),
+        n("Sub", ["x2", "x1"], ["bw"]),
+        n("Sub", ["y2", "y1"], ["bh"]),
+        n("Mul", ["bw", "bh"], ["barea"]),
+        n("Cast", ["barea"], ["fbarea"], to=1),
+        n("Reshape", ["fbarea", "shape1"], ["fba"]),
+        n("Div", ["area", "fba"], ["fill"]),
+        n("Unsqueeze", ["fill", "ax1"], ["scores"]),  # [1, 1]
+        n("Shape", ["scores"], ["sshape"]),
+        n("ConstantOfShape", ["sshape"], ["classes"], value=helper.make_tensor("z", TensorProto.INT64, [1], [0])),
     ]
-    inits = [c("zero4", [0, 0, 0, 0], np.int64), c("one4", [1, 3, 1, 1], np.int64), c("ax1", [1], np.int64),
-             c("ax2", [2], np.int64), c("ax12", [1, 2], np.int64), c("quarter", 0.25), c("one", 1, np.int64),
-             c("shape1", [1], np.int64)]
-    graph = helper.make_graph(nodes, "foreground_box",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
-                              [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 1, 4]),
-                               helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1]),
-                               helper.make_tensor_value_info("classes", TensorProto.INT64, [1, 1])], inits)
+    inits = [
+        c("zero4", [0, 0, 0, 0], np.int64),
+        c("one4", [1, 3, 1, 1], np.int64),
+        c("ax1", [1], np.int64),
+        c("ax2", [2], np.int64),
+        c("ax12", [1, 2], np.int64),
+        c("quarter", 0.25),
+        c("one", 1, np.int64),
+        c("shape1", [1], np.int64),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "foreground_box",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 1, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("classes", TensorProto.INT64, [1, 1]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])  # 18: ReduceMax takes axes as input
     model.ir_version = 9
     return model.SerializeToString()
@@ -82,8 +104,12 @@ def setup(tmp_path_factory):
     (root / "fg.onnx").write_bytes(foreground_box_onnx())
     proc = bushu("import", str(root / "fg.onnx"), "-o", str(root / "art"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data = {f: write_detection_dataset(root / f, f, n_images=12, seed=5, categories=["fruit"], objects=(1, 1),
-                                       plain=(250, 250, 250)) for f in FORMATS}
+    data = {
+        f: write_detection_dataset(
+            root / f, f, n_images=12, seed=5, categories=["fruit"], objects=(1, 1), plain=(250, 250, 250)
+        )
+        for f in FORMATS
+    }
     (data["yolo"] / "labels" / "orphan.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     return root, data
 
@@ -106,8 +132,7 @@ def test_eval_detection_json_and_report(setup):
     assert (root / "r.bad_cases.html").is_file()
 
     for fmt in ("coco", "voc"):  # the same images and boxes in the other two formats: the same numbers
-        other = json.loads(bushu("eval", str(root / "art"), "--data", str(data[fmt]), "--json",
-                                 "--no-record").stdout)
+        other = json.loads(bushu("eval", str(root / "art"), "--data", str(data[fmt]), "--json", "--no-record").stdout)
         assert round(other["map"], 3) == round(res["map"], 3) and other["format"] == fmt
 
     text = bushu("eval", str(root / "art"), "--data", str(data["voc"]))
@@ -139,8 +164,16 @@ def ssd(tmp_path_factory):
         pytest.skip(str(e))
     proc = bushu("import", str(model), "-o", str(root / "art"), "--labels", str(labelmap))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data = write_detection_dataset(root / "coco", "coco", n_images=24, seed=0, categories=OIDV4_STAMPS,
-                                   size=(320, 320), scale=(90, 180), objects=(1, 3))
+    data = write_detection_dataset(
+        root / "coco",
+        "coco",
+        n_images=24,
+        seed=0,
+        categories=OIDV4_STAMPS,
+        size=(320, 320),
+        scale=(90, 180),
+        objects=(1, 3),
+    )
     return root / "art", data
 
 
@@ -164,11 +197,19 @@ def test_real_weights_ssd_map_equals_pycocotools(ssd):
         gt = COCO(str(ann_file))
     label_to_cat = {c["name"]: c["id"] for c in gt.dataset["categories"]}
     with Detector(art) as det:
-        dets = [{"image_id": im["id"], "category_id": label_to_cat[d.label], "score": d.score,
-                 "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]]}
-                for im in gt.dataset["images"]
-                for d in det.predict([Image.open(data / "images" / im["file_name"]).convert("RGB")], score=0.001,
-                                     max_det=100)[0] if d.label in label_to_cat]
+        dets = [
+            {
+                "image_id": im["id"],
+                "category_id": label_to_cat[d.label],
+                "score": d.score,
+                "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]],
+            }
+            for im in gt.dataset["images"]
+            for d in det.predict(
+                [Image.open(data / "images" / im["file_name"]).convert("RGB")], score=0.001, max_det=100
+            )[0]
+            if d.label in label_to_cat
+        ]
     with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.evaluate()

@@ -13,7 +13,7 @@ import pytest
 
 BUSHU = str(Path(sys.executable).parent / "bushu")
 
-NET = textwrap.dedent('''
+NET = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -21,7 +21,7 @@ NET = textwrap.dedent('''
         torch.manual_seed(1)
         return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                              nn.Linear(6, 4)).eval()
-''')
+""")
 
 
 def bushu(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -104,8 +104,20 @@ def test_calib_size_limits_the_calibration_images(art, tmp_path):
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(data / f"{i}.png")
     out = tmp_path / "out"
-    proc = bushu("export", str(art), "-f", "mnn-int8", "-o", str(out), "--data", str(data), "--calib-size", "3",
-                 "--no-bench", "--json")
+    proc = bushu(
+        "export",
+        str(art),
+        "-f",
+        "mnn-int8",
+        "-o",
+        str(out),
+        "--data",
+        str(data),
+        "--calib-size",
+        "3",
+        "--no-bench",
+        "--json",
+    )
     log = (out / "logs" / "mnn-int8.log").read_text()
     assert f"calibration: 3 sample(s) from {data}" in log, proc.stderr + log
     proc = bushu("export", str(art), "-f", "mnn-int8", "-o", str(out), "--data", str(data), "--calib-size", "0")

@@ -20,8 +20,9 @@ def _builders():
 
 
 def bushu(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bushu", "optimize", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bushu", "optimize", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,22 @@ def faces(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def int8_json(faces, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("o") / "faces-int8"
-    proc = bushu(faces["artifact"], "-o", out, "--quantize", "int8", "--calib", faces["calib"], "--calib-size", 40,
-                 "--data", faces["heldout"], "--max-accuracy-drop", 1, "--json")
+    proc = bushu(
+        faces["artifact"],
+        "-o",
+        out,
+        "--quantize",
+        "int8",
+        "--calib",
+        faces["calib"],
+        "--calib-size",
+        40,
+        "--data",
+        faces["heldout"],
+        "--max-accuracy-drop",
+        1,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -50,8 +65,9 @@ def test_json_has_before_after_rows(int8_json):
 
 
 def test_table_and_next_command(faces, tmp_path):
-    proc = bushu(faces["artifact"], "-o", tmp_path / "fp16", "--quantize", "fp16", "--calib", faces["heldout"],
-                 "--no-bench")
+    proc = bushu(
+        faces["artifact"], "-o", tmp_path / "fp16", "--quantize", "fp16", "--calib", faces["heldout"], "--no-bench"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "before → after" in proc.stdout and "fp16" in proc.stdout and "size_mb" in proc.stdout
     assert f"bushu bench {tmp_path / 'fp16'}" in proc.stdout.replace("\n", "")
@@ -66,8 +82,9 @@ def _fails(proc: subprocess.CompletedProcess, *needles: str) -> None:
         assert n in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("case", ["empty-calib", "no-calib", "dynamic-conv", "prune", "same-dir", "bad-npy",
-                                  "drop-without-data"])
+@pytest.mark.parametrize(
+    "case", ["empty-calib", "no-calib", "dynamic-conv", "prune", "same-dir", "bad-npy", "drop-without-data"]
+)
 def test_bad_input_one_line_exit_2_input_untouched(faces, tmp_path, case):
     import numpy as np
 
@@ -76,13 +93,19 @@ def test_bad_input_one_line_exit_2_input_untouched(faces, tmp_path, case):
     (tmp_path / "empty").mkdir()
     np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 64, 64), np.float32))
     args, needles = {
-        "empty-calib": (["--quantize", "int8", "--calib", tmp_path / "empty"], ["no images", "float32[batch, 3, 112, 112]"]),
+        "empty-calib": (
+            ["--quantize", "int8", "--calib", tmp_path / "empty"],
+            ["no images", "float32[batch, 3, 112, 112]"],
+        ),
         "no-calib": (["--quantize", "int8"], ["needs calibration data", "--calib"]),
         "dynamic-conv": (["--quantize", "dynamic"], ["conv net"]),
         "prune": (["--quantize", "int8", "--prune", "0.3"], ["no PyTorch module structure"]),
         "same-dir": (["--quantize", "fp16"], ["new directory"]),
         "bad-npy": (["--quantize", "int8", "--calib", tmp_path / "wrong.npy"], ["shape [4, 3, 64, 64]"]),
-        "drop-without-data": (["--quantize", "int8", "--calib", faces["calib"], "--max-accuracy-drop", "1"], ["--data"]),
+        "drop-without-data": (
+            ["--quantize", "int8", "--calib", faces["calib"], "--max-accuracy-drop", "1"],
+            ["--data"],
+        ),
     }[case]
     target = art if case == "same-dir" else out
     _fails(bushu(art, "-o", target, *args), *needles)

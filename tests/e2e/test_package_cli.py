@@ -26,8 +26,13 @@ sys.path.pop(0)
 
 
 def bushu(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bushu", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "bushu", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def _free_port() -> int:
@@ -68,8 +73,12 @@ def test_mobilenet_sdk_from_import_to_fresh_venv(tmp_path):
     install_s = pip_install(py, bundle, wheels)
     proc = subprocess.run([str(py), "-c", "import torch"], capture_output=True, text=True)
     assert "No module named 'torch'" in proc.stderr
-    proc = subprocess.run([str(tmp_path / "venv/bin/mobilenet-v2-predict"), str(cat), str(coffee), "--json", "-k", "5"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(tmp_path / "venv/bin/mobilenet-v2-predict"), str(cat), str(coffee), "--json", "-k", "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     sdk = {Path(item["image"]).stem: item["predictions"] for item in json.loads(proc.stdout)}
     assert sdk["chelsea"][0]["label"] in {"tabby", "tiger cat", "Egyptian cat"}, sdk["chelsea"]
@@ -96,9 +105,26 @@ def test_mobilenet_sdk_from_import_to_fresh_venv(tmp_path):
     shutil.copytree(top / "deploy/repository", repo)
     shutil.copytree(top / "src/mobilenet_v2_sdk/model", repo / "mobilenet_v2" / "1")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", str(port),
-                               "--grpc-port", "-1", "--metrics-port", "-1", "--log-level", "warning"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "serve",
+            str(repo),
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            "-1",
+            "--metrics-port",
+            "-1",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -111,8 +137,9 @@ def test_mobilenet_sdk_from_import_to_fresh_venv(tmp_path):
                     pytest.fail(server.stdout.read())
                 time.sleep(0.5)
         for image in (cat, coffee):
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/mobilenet_v2:classify?k=5",
-                                         data=image.read_bytes(), method="POST")
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/models/mobilenet_v2:classify?k=5", data=image.read_bytes(), method="POST"
+            )
             with urllib.request.urlopen(req, timeout=60) as r:
                 served = json.loads(r.read())["predictions"]
             mine = sdk[image.stem]
@@ -126,7 +153,10 @@ def test_mobilenet_sdk_from_import_to_fresh_venv(tmp_path):
             server.kill()
         server.stdout.close()
 
-    sizes = {"bundle_mb": round(bundle.stat().st_size / 1e6, 2), "venv_mb": round(dir_size(tmp_path / "venv") / 1e6, 1),
-             "pip_install_s": round(install_s, 1)}
+    sizes = {
+        "bundle_mb": round(bundle.stat().st_size / 1e6, 2),
+        "venv_mb": round(dir_size(tmp_path / "venv") / 1e6, 1),
+        "pip_install_s": round(install_s, 1),
+    }
     print("package sizes:", json.dumps(sizes))
     assert sizes["venv_mb"] < 500, sizes  # the light runtime only: a torch venv is ~5,500 MB

@@ -14,8 +14,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-FAST = ["--backend", "onnxruntime", "--precision", "fp32", "--precision", "int8", "--threads", "1",
-        "--batch-sizes", "1,4", "--duration", "0.6", "--bench-duration", "0.15", "--serve-top", "2", "--budget", "4m"]
+FAST = [
+    "--backend",
+    "onnxruntime",
+    "--precision",
+    "fp32",
+    "--precision",
+    "int8",
+    "--threads",
+    "1",
+    "--batch-sizes",
+    "1,4",
+    "--duration",
+    "0.6",
+    "--bench-duration",
+    "0.15",
+    "--serve-top",
+    "2",
+    "--budget",
+    "4m",
+]
 
 
 def _tiny(root: Path, with_module: bool = False) -> dict[str, Path]:
@@ -27,8 +45,9 @@ def _tiny(root: Path, with_module: bool = False) -> dict[str, Path]:
 
 
 def bushu(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bushu", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bushu", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +58,22 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def planned(tiny, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("p") / "plan"
-    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", out, "--concurrency", 2,
-                 "--max-p99-ms", 5000, "--max-accuracy-drop", 5, *FAST, "--json")
+    proc = bushu(
+        "plan",
+        tiny["artifact"],
+        "--data",
+        tiny["data"],
+        "-o",
+        out,
+        "--concurrency",
+        2,
+        "--max-p99-ms",
+        5000,
+        "--max-accuracy-drop",
+        5,
+        *FAST,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"json": json.loads(proc.stdout), "out": out}
 
@@ -48,8 +81,20 @@ def planned(tiny, tmp_path_factory) -> dict:
 def test_json_has_plain_keys(planned):
     j = planned["json"]
     assert j["met"] is True and j["verification"]["passed"] is True
-    for k in ("config", "backend", "precision", "threads", "instances", "max_batch_size", "max_queue_delay_us",
-              "p50_ms", "p99_ms", "throughput", "size_mb", "accuracy"):
+    for k in (
+        "config",
+        "backend",
+        "precision",
+        "threads",
+        "instances",
+        "max_batch_size",
+        "max_queue_delay_us",
+        "p50_ms",
+        "p99_ms",
+        "throughput",
+        "size_mb",
+        "accuracy",
+    ):
         assert j["chosen"][k] is not None, k
     assert j["env"]["physical_cores"] >= 1 and j["constraints"]["max_p99_ms"] == 5000
     assert Path(j["report"]).is_file() and Path(j["repository"]).is_dir()
@@ -59,8 +104,23 @@ def test_bushu_serve_runs_the_repository_as_is(planned):
     import tritonclient.grpc as grpcclient
 
     j = planned["json"]
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", j["repository"], "--http-port", "-1",
-                             "--grpc-port", "0", "--metrics-port", "-1"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "serve",
+            j["repository"],
+            "--http-port",
+            "-1",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "-1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = None
         for line in proc.stdout:
@@ -84,16 +144,28 @@ def test_bushu_serve_runs_the_repository_as_is(planned):
 
 
 def test_table_output_and_unmet_constraints_exit_1(tiny, planned):
-    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", planned["out"], "--concurrency", 2,
-                 "--max-p99-ms", 0.001, *FAST)
+    proc = bushu(
+        "plan",
+        tiny["artifact"],
+        "--data",
+        tiny["data"],
+        "-o",
+        planned["out"],
+        "--concurrency",
+        2,
+        "--max-p99-ms",
+        0.001,
+        *FAST,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     out = " ".join(proc.stdout.split())
     assert "Pareto front" in out and "nothing meets the constraints" in out and "--max-p99-ms" in out
     assert "relax to --max-p99-ms" in out
 
 
-@pytest.mark.parametrize("target, words", [("gpu", "not available here"), ("edge-tflite", "not available here"),
-                                           ("tpu", "unknown target")])
+@pytest.mark.parametrize(
+    "target, words", [("gpu", "not available here"), ("edge-tflite", "not available here"), ("tpu", "unknown target")]
+)
 def test_targets_other_than_cpu_fail_clearly(tiny, tmp_path, target, words):
     gpu_here = subprocess.run(["which", "nvidia-smi"], capture_output=True).returncode == 0
     if target == "gpu" and gpu_here:
@@ -109,17 +181,36 @@ def test_bad_constraint_is_a_clear_error(tiny, tmp_path):
 
 
 def test_compress_on_an_onnx_only_artifact_says_why_it_is_skipped(tiny, planned):
-    proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", planned["out"], "--concurrency", 2,
-                 "--max-p99-ms", 5000, "--compress", "prune0.3", *FAST, "--no-verify")
+    proc = bushu(
+        "plan",
+        tiny["artifact"],
+        "--data",
+        tiny["data"],
+        "-o",
+        planned["out"],
+        "--concurrency",
+        2,
+        "--max-p99-ms",
+        5000,
+        "--compress",
+        "prune0.3",
+        *FAST,
+        "--no-verify",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = " ".join(proc.stdout.split())
     assert "Variants (size, accuracy)" in out and "onnxruntime/fp32+prune0.3: skipped:" in out
     assert "no PyTorch module" in out
 
 
-@pytest.mark.parametrize("args, words", [(["--compress", "quant0.5"], "not a compression spec"),
-                                         (["--compress", "prune2"], "between 0 and 1"),
-                                         (["--train", "."], "no --compress spec")])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--compress", "quant0.5"], "not a compression spec"),
+        (["--compress", "prune2"], "between 0 and 1"),
+        (["--train", "."], "no --compress spec"),
+    ],
+)
 def test_bad_compress_options_are_clear_errors(tiny, tmp_path, args, words):
     proc = bushu("plan", tiny["artifact"], "--data", tiny["data"], "-o", tmp_path / "o", *args)
     assert proc.returncode == 2 and words in proc.stderr and "Hint:" in proc.stderr, proc.stderr[-2000:]
@@ -132,8 +223,28 @@ def test_compressed_model_wins_a_size_bound(tmp_path):
     m = _tiny(tmp_path, with_module=True)
     out = tmp_path / "plan"
     fast = FAST[:4] + FAST[6:]  # fp32 only: the pruned fp32 model is what meets the size bound
-    proc = bushu("plan", m["artifact"], "--data", m["data"], "-o", out, "--concurrency", 2, "--max-p99-ms", 5000,
-                 "--max-size-mb", 0.05, "--compress", "prune0.5", "--train", m["train"], "--epochs", 1, *fast, "--json")
+    proc = bushu(
+        "plan",
+        m["artifact"],
+        "--data",
+        m["data"],
+        "-o",
+        out,
+        "--concurrency",
+        2,
+        "--max-p99-ms",
+        5000,
+        "--max-size-mb",
+        0.05,
+        "--compress",
+        "prune0.5",
+        "--train",
+        m["train"],
+        "--epochs",
+        1,
+        *fast,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     j = json.loads(proc.stdout)
     assert j["chosen"]["variant"] == "onnxruntime/fp32+prune0.5" and j["chosen"]["compression"] == "prune0.5"

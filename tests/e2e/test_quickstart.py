@@ -17,10 +17,12 @@ def quickstart(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("qs")
     proc = subprocess.run(
         [sys.executable, "-m", "bushu", "quickstart", "-o", str(out), "--duration", "0.3", "--json"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    summary = json.loads(proc.stdout[proc.stdout.index("{\n"):])
+    summary = json.loads(proc.stdout[proc.stdout.index("{\n") :])
     summary["_out"] = out
     return summary
 

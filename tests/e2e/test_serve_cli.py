@@ -26,10 +26,27 @@ def _bushu(*args, **kw):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     repo = make_test_repository(tmp_path_factory.mktemp("repo"), echo_delay_ms=1)
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", "0", "--grpc-port", "0",
-                             "--metrics-port", "0", "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "serve",
+            str(repo),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     lines, urls = [], {}
     deadline = time.monotonic() + 120
     try:
@@ -62,8 +79,9 @@ def test_prints_models_and_urls(served):
 def test_answers_tritonclient_over_http_and_grpc(served):
     _, repo, urls, _ = served
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    ref = ort.InferenceSession(str(repo / "classifier" / "1" / "model.onnx"),
-                               providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = ort.InferenceSession(str(repo / "classifier" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )[0]
     h = tritonhttp.InferenceServerClient(urls["HTTP"].removeprefix("http://").removesuffix("/v2"))
     i = tritonhttp.InferInput("x", [3, 4], "FP32")
     i.set_data_from_numpy(x)
@@ -98,16 +116,37 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        r = _bushu("serve", str(tmp_path / "repo"), "--http-port", str(port), "--grpc-port", "0", "--metrics-port", "-1")
+        r = _bushu(
+            "serve", str(tmp_path / "repo"), "--http-port", str(port), "--grpc-port", "0", "--metrics-port", "-1"
+        )
     assert r.returncode == 2 and f"127.0.0.1:{port}" in r.stderr and "Hint:" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_explicit_mode_loads_only_the_models_named(tmp_path):
     repo = make_test_repository(tmp_path / "repo")
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", "0", "--grpc-port", "-1",
-                             "--metrics-port", "-1", "--model-control-mode", "explicit", "--load-model", "add_sub"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "serve",
+            str(repo),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "-1",
+            "--metrics-port",
+            "-1",
+            "--model-control-mode",
+            "explicit",
+            "--load-model",
+            "add_sub",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out = ""
         for line in proc.stdout:
@@ -120,6 +159,18 @@ def test_explicit_mode_loads_only_the_models_named(tmp_path):
         assert proc.wait(30) == 0
         proc.stdout.close()
         proc.stderr.close()
-    r = _bushu("serve", str(repo), "--model-control-mode", "explicit", "--load-model", "add_sup", "--http-port", "0",
-               "--grpc-port", "-1", "--metrics-port", "-1")
+    r = _bushu(
+        "serve",
+        str(repo),
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "add_sup",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "-1",
+        "--metrics-port",
+        "-1",
+    )
     assert r.returncode == 2 and "did you mean 'add_sub'" in r.stderr, r.stderr

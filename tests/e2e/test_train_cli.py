@@ -27,8 +27,20 @@ def test_train_then_eval_then_serve_the_same_labels(tmp_path: Path) -> None:
 
     data = write_faces(tmp_path / "faces", n_train=4, n_val=6, seed=3)
     out = tmp_path / "faces-model"
-    p = bushu("train", str(data), "-o", str(out), "--backbone", "mobilenet_v2", "--image-size", "64",
-              "--trials", "1", "--budget", "3m")
+    p = bushu(
+        "train",
+        str(data),
+        "-o",
+        str(out),
+        "--backbone",
+        "mobilenet_v2",
+        "--image-size",
+        "64",
+        "--trials",
+        "1",
+        "--budget",
+        "3m",
+    )
     assert p.returncode == 0, p.stderr
     assert "val accuracy" in p.stdout and "leaderboard" in p.stdout and "confusion matrix" in p.stdout
     assert (out / "report.html").is_file() and (out / "model.onnx").is_file()
@@ -44,8 +56,11 @@ def test_train_then_eval_then_serve_the_same_labels(tmp_path: Path) -> None:
     add_to_repository(repo, art, name="faces")
     with start_server(repo, http_port=0, grpc_port=None, metrics_port=None) as server:
         for img in sorted((data / "val").rglob("*.png")):
-            req = urllib.request.Request(f"{server.http_url}/v1/models/faces:classify?k=2", data=img.read_bytes(),
-                                         headers={"Content-Type": "image/png"})
+            req = urllib.request.Request(
+                f"{server.http_url}/v1/models/faces:classify?k=2",
+                data=img.read_bytes(),
+                headers={"Content-Type": "image/png"},
+            )
             with urllib.request.urlopen(req, timeout=30) as r:
                 top = json.loads(r.read())["predictions"][0]["label"]
             assert top == wrong.get(img.name, img.parent.name), img
@@ -63,8 +78,21 @@ def test_text_csv_with_tfidf_answers_raw_strings(tmp_path: Path) -> None:
                 lines.append(f'"{text}",{d.name}')
         (tmp_path / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "news-model"
-    p = bushu("train", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv"), "-o", str(out),
-              "--backbone", "tfidf", "--trials", "3", "--budget", "2m", "--json")
+    p = bushu(
+        "train",
+        str(tmp_path / "train.csv"),
+        "--val",
+        str(tmp_path / "val.csv"),
+        "-o",
+        str(out),
+        "--backbone",
+        "tfidf",
+        "--trials",
+        "3",
+        "--budget",
+        "2m",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["kind"] == "text" and s["n_train"] == 30 and s["n_val"] == 30 and s["split"] == "given"

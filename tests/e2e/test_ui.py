@@ -40,9 +40,14 @@ class UI:
     def __init__(self, workspace: Path, *extra: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "bushu", "ui", "-w", str(workspace), "--port",
-                                      str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env={**os.environ, "COLUMNS": "200"}, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bushu", "ui", "-w", str(workspace), "--port", str(self.port), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -53,12 +58,14 @@ class UI:
             except OSError:
                 time.sleep(0.2)
 
-    def request(self, path: str, data: bytes | None = None, method: str | None = None, headers=None,
-                csrf: bool = True) -> tuple[int, bytes, dict]:
+    def request(
+        self, path: str, data: bytes | None = None, method: str | None = None, headers=None, csrf: bool = True
+    ) -> tuple[int, bytes, dict]:
         h = {"X-Bushu-UI": "1"} if csrf else {}
         h.update(headers or {})
-        req = urllib.request.Request(self.url + path, data=data, method=method or ("POST" if data is not None else "GET"),
-                                     headers=h)
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method or ("POST" if data is not None else "GET"), headers=h
+        )
         try:
             with urllib.request.urlopen(req, timeout=120) as r:
                 return r.status, r.read(), dict(r.headers)
@@ -307,8 +314,10 @@ def test_jobs_survive_a_killed_ui(env, tmp_path):
         import sqlite3
 
         db = sqlite3.connect(ws / "bushu-ui.sqlite")
-        db.execute("INSERT INTO jobs (kind, title, argv, status, pid, created, started) VALUES "
-                   "('bench', 'lost', '[\"bench\", \"x\"]', 'running', 999999999, 0, 0)")
+        db.execute(
+            "INSERT INTO jobs (kind, title, argv, status, pid, created, started) VALUES "
+            "('bench', 'lost', '[\"bench\", \"x\"]', 'running', 999999999, 0, 0)"
+        )
         db.commit()
         db.close()
         time.sleep(1.5)
@@ -363,8 +372,9 @@ def test_evaluation_job_matches_bushu_eval(env, pets_data):
     assert got["accuracy"] == pytest.approx(want["accuracy"]) and got["n_images"] == want["n_images"] == 16
     assert got["accuracy_note"].startswith(f"{want['accuracy']:.2f} on 16 images — 95% interval ")
     assert got["confusion"] == want["confusion"]
-    assert [(c["class"], c["precision"], c["recall"], c["f1"]) for c in got["per_class"]] == \
-        [(c["class"], c["precision"], c["recall"], c["f1"]) for c in want["per_class"]]
+    assert [(c["class"], c["precision"], c["recall"], c["f1"]) for c in got["per_class"]] == [
+        (c["class"], c["precision"], c["recall"], c["f1"]) for c in want["per_class"]
+    ]
     assert [(m["true"], m["pred"]) for m in got["mistakes"]] == [(m["true"], m["pred"]) for m in want["mistakes"]]
     assert got["mistakes"] and "path" not in got["mistakes"][0]  # file paths stay on the server
     status, body, headers = ui.request("/api/evals/pets@petsdata/mistakes/0")
@@ -463,8 +473,14 @@ def test_progress_file_feeds_the_job_progress(tmp_path, monkeypatch):
             advance(1, best=0.75, score=0.75)
             job = {"id": 7, "kind": "bench", "status": "running", "argv": [], "elapsed_s": 3.0}
             p = store._progress(job)
-        assert (p["phase"], p["step"], p["total"], p["percent"], p["best"], p["scores"]) == \
-            ("search", 2, 4, 50.0, 0.75, [0.5, 0.75])
+        assert (p["phase"], p["step"], p["total"], p["percent"], p["best"], p["scores"]) == (
+            "search",
+            2,
+            4,
+            50.0,
+            0.75,
+            [0.5, 0.75],
+        )
         assert p["eta_s"] >= 0
         train = store._progress({**job, "kind": "train", "argv": ["train", "D", "--budget", "1m"], "elapsed_s": 15.0})
         assert (train["percent"], train["eta_s"]) == (25.0, 45.0)
@@ -515,8 +531,9 @@ def test_deployment_serves_measures_and_stops(env):
             assert status == 200 and via["via"].startswith(urls["classify"]), via
             status, direct = ui.json("/api/models/pets/classify?k=5", image.read_bytes())
             assert [p["label"] for p in via["predictions"]] == [p["label"] for p in direct["predictions"]]
-            np.testing.assert_allclose([p["score"] for p in via["predictions"]],
-                                       [p["score"] for p in direct["predictions"]], rtol=1e-5)
+            np.testing.assert_allclose(
+                [p["score"] for p in via["predictions"]], [p["score"] for p in direct["predictions"]], rtol=1e-5
+            )
         # an independent client straight to the server
         req = urllib.request.Request(urls["classify"] + "?k=1", data=images[0].read_bytes(), method="POST")
         with urllib.request.urlopen(req, timeout=30) as r:
@@ -559,8 +576,11 @@ def test_deployments_stop_with_the_ui(env, tmp_path):
             os.kill(ui.proc.pid, signal.SIGTERM if how == "terminate" else signal.SIGKILL)  # the UI alone
             ui.proc.wait(30)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and \
-                    "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]:
+            while (
+                time.monotonic() < deadline
+                and Path(f"/proc/{pid}").exists()
+                and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+            ):
                 time.sleep(0.2)
             assert not _port_open(port), how
         finally:
@@ -575,18 +595,37 @@ def _text_artifact(out: Path):
     from bushu.spec import TensorSpec
 
     w = numpy_helper.from_array(np.array([[2, 0], [0, 2], [0, 0]], np.float32), "W")
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["logits"])], "reviews",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])], initializer=[w])
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["logits"])],
+        "reviews",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[w],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
-    features = {"kind": "tfidf", "vocabulary": {"good": 0, "bad": 1, "movie": 2}, "idf": [1.0, 1.0, 1.0],
-                "token_pattern": r"(?u)\b\w\w+\b", "lowercase": True, "sublinear_tf": True}
-    art = Artifact(path=out, model_file="model.onnx", format="onnx", name="reviews",
-                   inputs=[TensorSpec("x", "float32", ("batch", 3))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", 2))],
-                   preprocess=Preprocess(kind="text", resize=None, crop=None,
-                                         params={"features": "text_features.json", "files": ["text_features.json"]}))
+    features = {
+        "kind": "tfidf",
+        "vocabulary": {"good": 0, "bad": 1, "movie": 2},
+        "idf": [1.0, 1.0, 1.0],
+        "token_pattern": r"(?u)\b\w\w+\b",
+        "lowercase": True,
+        "sublinear_tf": True,
+    }
+    art = Artifact(
+        path=out,
+        model_file="model.onnx",
+        format="onnx",
+        name="reviews",
+        inputs=[TensorSpec("x", "float32", ("batch", 3))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 2))],
+        preprocess=Preprocess(
+            kind="text",
+            resize=None,
+            crop=None,
+            params={"features": "text_features.json", "files": ["text_features.json"]},
+        ),
+    )
     files = {"model.onnx": m.SerializeToString(), "text_features.json": json.dumps(features).encode()}
     return write_artifact(out, files, art, labels=["positive", "negative"])
 
@@ -605,15 +644,19 @@ def test_text_model_try_it_and_served(tmp_path):
     try:
         status, model = ui.json("/api/models/reviews")
         assert status == 200 and model["input_kind"] == "text" and model["can_classify"], model
-        status, out = ui.json("/api/models/reviews/classify?k=2", b"a GOOD good Movie",
-                              headers={"Content-Type": "text/plain; charset=utf-8"})
+        status, out = ui.json(
+            "/api/models/reviews/classify?k=2",
+            b"a GOOD good Movie",
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
         assert status == 200, out
         assert [p["label"] for p in out["predictions"]] == ["positive", "negative"]
         np.testing.assert_allclose([p["score"] for p in out["predictions"]], want, rtol=1e-5)
         status, dep = ui.json("/api/deployments", {"model": "reviews"})
         assert status == 200, dep
-        status, out = ui.json("/api/deployments/reviews/classify", b"bad bad movie",
-                              headers={"Content-Type": "text/plain;charset=UTF-8"})
+        status, out = ui.json(
+            "/api/deployments/reviews/classify", b"bad bad movie", headers={"Content-Type": "text/plain;charset=UTF-8"}
+        )
         assert status == 200 and out["predictions"][0]["label"] == "negative", out
         status, _ = ui.json("/api/deployments/reviews/stop", b"")
         assert status == 200
@@ -638,9 +681,13 @@ def test_training_mistakes_are_shown_from_the_training_data(env, tmp_path):
     shutil.copytree(env["art"].path, ws / "models" / "trained")
     art = Artifact.load(ws / "models" / "trained")
     art.add_step("train", data=str(data))
-    art.metrics["train"] = {"val_accuracy": 0.5, "mistakes": [
-        {"path": "cat/red.png", "true": "cat", "pred": "dog", "score": 0.9},
-        {"path": "../../../etc/passwd", "true": "dog", "pred": "cat", "score": 0.8}]}
+    art.metrics["train"] = {
+        "val_accuracy": 0.5,
+        "mistakes": [
+            {"path": "cat/red.png", "true": "cat", "pred": "dog", "score": 0.9},
+            {"path": "../../../etc/passwd", "true": "dog", "pred": "cat", "score": 0.8},
+        ],
+    }
     art.save()
     (ws / "datasets").mkdir()
     (ws / "datasets" / "photos.link").write_text(str(data))
@@ -675,8 +722,12 @@ def test_try_it_on_a_detector_answers_with_boxes(env):
 
     ui, tmp = env["ui"], env["tmp"]
     (tmp / "fg.onnx").write_bytes(foreground_box_onnx())
-    proc = subprocess.run([sys.executable, "-m", "bushu", "import", str(tmp / "fg.onnx"), "-o",
-                           str(env["ws"] / "models" / "fg")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bushu", "import", str(tmp / "fg.onnx"), "-o", str(env["ws"] / "models" / "fg")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     img = Image.new("RGB", (W, H), (250, 250, 250))
     img.paste((200, 30, 30), (100, 60, 180, 140))

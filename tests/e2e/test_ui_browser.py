@@ -24,8 +24,10 @@ webdriver = pytest.importorskip("selenium.webdriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(
+        "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -52,8 +54,14 @@ def shots(tmp_path):
 def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900",
-                "--disable-gpu", "--no-first-run"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+        "--disable-gpu",
+        "--no-first-run",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
@@ -103,7 +111,10 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#try-model option[value=pets]")))
         browser.find_element(By.ID, "try-file").send_keys(str(cat))
         _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#try-results li")) == 4)
-        shown = [li.find_element(By.TAG_NAME, "strong").text for li in browser.find_elements(By.CSS_SELECTOR, "#try-results li")]
+        shown = [
+            li.find_element(By.TAG_NAME, "strong").text
+            for li in browser.find_elements(By.CSS_SELECTOR, "#try-results li")
+        ]
         status, body, _ = ui.request("/api/models/pets/classify?k=5", cat.read_bytes())
         assert shown == [p["label"] for p in json.loads(body)["predictions"]]
         browser.save_screenshot(str(shots / "try-it.png"))
@@ -120,8 +131,12 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
             from test_eval_detection import H, W, foreground_box_onnx
 
             (tmp_path / "fg.onnx").write_bytes(foreground_box_onnx())
-            proc = subprocess.run([sys.executable, "-m", "bushu", "import", str(tmp_path / "fg.onnx"), "-o",
-                                   str(ws / "models" / "fg")], capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(
+                [sys.executable, "-m", "bushu", "import", str(tmp_path / "fg.onnx"), "-o", str(ws / "models" / "fg")],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert proc.returncode == 0, proc.stderr[-2000:]
             scene = Image.new("RGB", (W, H), (250, 250, 250))
             scene.paste((200, 30, 30), (100, 60, 180, 140))
@@ -143,8 +158,12 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         box = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-dataset=faces]")))
         assert "20 images, 2 classes" in box.text and "face (10)" in box.text and "not_face (10)" in box.text
-        _wait(browser).until(lambda d: all(img.get_attribute("naturalWidth") not in (None, "0")
-                                           for img in d.find_elements(By.CSS_SELECTOR, ".thumbs img")))
+        _wait(browser).until(
+            lambda d: all(
+                img.get_attribute("naturalWidth") not in (None, "0")
+                for img in d.find_elements(By.CSS_SELECTOR, ".thumbs img")
+            )
+        )
         browser.save_screenshot(str(shots / "datasets.png"))
         # a hostile upload shows its error on the page
         bad = tmp_path / "slip.zip"
@@ -179,7 +198,9 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
 
         # the zoo picker lists the zoo; a skipped export shows as skipped with its reason, never succeeded
         browser.get(ui.url + "/#models")
-        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#import-source option[value=mobilenet_v2]")))
+        _wait(browser).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, "#import-source option[value=mobilenet_v2]"))
+        )
         _click(browser, "tr[data-model=pets]")
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#export-format option[value=pt2]")))
         _select(browser, "#export-form [name=format]", "tflite-int8")
@@ -188,8 +209,9 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
         assert not browser.find_element(By.ID, "export-calib").is_displayed()
         _click(browser, "#export-form button[type=submit]")
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "export pets"))
-        _wait(browser, 180).until(lambda d: d.find_element(By.CSS_SELECTOR, "#job-title span").text
-                                  not in ("queued", "running"))
+        _wait(browser, 180).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "#job-title span").text not in ("queued", "running")
+        )
         state = browser.find_element(By.CSS_SELECTOR, "#job-title span")
         assert state.text == "skipped" and "status-skipped" in state.get_attribute("class"), state.text
         reason = browser.find_element(By.ID, "job-reason")
@@ -213,16 +235,24 @@ def _click(driver, css: str, timeout: float = 30) -> None:
         d.find_element(By.CSS_SELECTOR, css).click()
         return True
 
-    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, ElementNotInteractableException,
-                                                       ElementClickInterceptedException)).until(attempt)
+    WebDriverWait(
+        driver,
+        timeout,
+        ignored_exceptions=(
+            StaleElementReferenceException,
+            ElementNotInteractableException,
+            ElementClickInterceptedException,
+        ),
+    ).until(attempt)
 
 
 def _attribute(driver, css: str, name: str, timeout: float = 30) -> str:
     """An attribute of an element that the page may re-render meanwhile (retry on a stale reference)."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
-    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
-                         ).until(lambda d: d.find_element(By.CSS_SELECTOR, css).get_attribute(name))
+    return WebDriverWait(
+        driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    ).until(lambda d: d.find_element(By.CSS_SELECTOR, css).get_attribute(name))
 
 
 def _select(driver, css: str, value: str, timeout: float = 30) -> None:
@@ -233,7 +263,9 @@ def _select(driver, css: str, value: str, timeout: float = 30) -> None:
         Select(d.find_element(By.CSS_SELECTOR, css)).select_by_value(value)
         return d.execute_script("return document.querySelector(arguments[0]).value", css) == value
 
-    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(attempt)
+    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+        attempt
+    )
 
 
 def _pets_folder(tmp: Path, labels: list[str], images: list[Path]) -> Path:
@@ -294,8 +326,12 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         figs = browser.find_elements(By.CSS_SELECTOR, "#ev-mistakes figure")
         assert len(figs) == len(want["mistakes"])
         assert figs[0].find_element(By.CSS_SELECTOR, ".pred").text == want["mistakes"][0]["pred"]
-        _wait(browser).until(lambda d: all(img.get_attribute("naturalWidth") not in (None, "0")
-                                           for img in d.find_elements(By.CSS_SELECTOR, "#ev-mistakes img")))
+        _wait(browser).until(
+            lambda d: all(
+                img.get_attribute("naturalWidth") not in (None, "0")
+                for img in d.find_elements(By.CSS_SELECTOR, "#ev-mistakes img")
+            )
+        )
         assert browser.find_element(By.CSS_SELECTOR, "#evals-table tr[data-eval='pets@petsdata']")
         browser.execute_script("document.getElementById('ev-confusion').scrollIntoView()")
         browser.save_screenshot(str(shots / "evaluation.png"))
@@ -308,15 +344,17 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         _select(browser, "#optimize-form [name=quantize]", "fp16")
         _click(browser, "#optimize-form button[type=submit]")
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "optimize pets"))
-        _wait(browser, 180).until(lambda d: any(s in d.find_element(By.ID, "job-title").text
-                                                for s in ("succeeded", "failed")))
+        _wait(browser, 180).until(
+            lambda d: any(s in d.find_element(By.ID, "job-title").text for s in ("succeeded", "failed"))
+        )
         assert "succeeded" in browser.find_element(By.ID, "job-title").text, browser.find_element(By.ID, "job-log").text
         browser.get(ui.url + "/#models")
         _click(browser, "tr[data-model=pets]")
         row = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "tr[data-variant=pets-fp16]")))
         tds = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
-        assert tds[1] == "optimize: fp16" and float(tds[3]) < float(browser.find_element(
-            By.CSS_SELECTOR, "tr[data-variant=pets] td:nth-child(4)").text), tds
+        assert tds[1] == "optimize: fp16" and float(tds[3]) < float(
+            browser.find_element(By.CSS_SELECTOR, "tr[data-variant=pets] td:nth-child(4)").text
+        ), tds
         browser.execute_script("document.getElementById('md-variants').scrollIntoView()")
         browser.save_screenshot(str(shots / "variants.png"))
 
@@ -332,12 +370,17 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         assert _port_open(classify_url) and classify_url in card.find_element(By.CSS_SELECTOR, "pre.curl").text
         card.find_element(By.CSS_SELECTOR, "input.deploy-file").send_keys(str(images[0]))
         _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".deploy-results li")) == 4)
-        shown = [li.find_element(By.TAG_NAME, "strong").text
-                 for li in card.find_elements(By.CSS_SELECTOR, ".deploy-results li")]
+        shown = [
+            li.find_element(By.TAG_NAME, "strong").text
+            for li in card.find_elements(By.CSS_SELECTOR, ".deploy-results li")
+        ]
         _, direct = ui.json("/api/models/pets/classify?k=5", images[0].read_bytes())
         assert shown == [p["label"] for p in direct["predictions"]]
-        _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "div[data-deployment=pets] .metrics"),
-                                                              "requests 1 (failed 0)"))
+        _wait(browser).until(
+            EC.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, "div[data-deployment=pets] .metrics"), "requests 1 (failed 0)"
+            )
+        )
         browser.save_screenshot(str(shots / "deploy.png"))
 
         browser.get(ui.url + "/#try")
@@ -346,8 +389,11 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "try-via"), classify_url))
         browser.get(ui.url + "/#deploy")
         card = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets]")))
-        _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "div[data-deployment=pets] .metrics"),
-                                                              "requests 2 (failed 0)"))
+        _wait(browser).until(
+            EC.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, "div[data-deployment=pets] .metrics"), "requests 2 (failed 0)"
+            )
+        )
         card.find_element(By.CSS_SELECTOR, "button.stop").click()
         _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets]")))
         assert not _port_open(classify_url)
@@ -362,8 +408,9 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
             assert not browser.find_element(By.ID, "try-drop").is_displayed()
             browser.find_element(By.ID, "try-text").send_keys("what a good movie")
             browser.find_element(By.ID, "try-text-send").click()
-            _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#try-results li strong"),
-                                                                  "positive"))
+            _wait(browser).until(
+                EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#try-results li strong"), "positive")
+            )
             browser.save_screenshot(str(shots / "try-text.png"))
     finally:
         ui.stop()
@@ -381,8 +428,9 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         form.find_element(By.NAME, "name").send_keys("faces")
         form.find_element(By.NAME, "file").send_keys(str(_faces_zip(tmp_path / "faces.zip")))
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        _wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "div[data-dataset=faces]"),
-                                                              "50 images, 2 classes"))
+        _wait(browser).until(
+            EC.text_to_be_present_in_element((By.CSS_SELECTOR, "div[data-dataset=faces]"), "50 images, 2 classes")
+        )
 
         browser.get(ui.url + "/#training")
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "train-form")))
@@ -397,8 +445,9 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "running"))
         time.sleep(3)
         browser.save_screenshot(str(shots / "training-running.png"))
-        _wait(browser, 600).until(lambda d: any(s in d.find_element(By.ID, "job-title").text
-                                                for s in ("succeeded", "failed", "interrupted")))
+        _wait(browser, 600).until(
+            lambda d: any(s in d.find_element(By.ID, "job-title").text for s in ("succeeded", "failed", "interrupted"))
+        )
         title = browser.find_element(By.ID, "job-title").text
         browser.save_screenshot(str(shots / "training-done.png"))
         assert "succeeded" in title, browser.find_element(By.ID, "job-log").text
@@ -434,14 +483,23 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         browser.get(ui.url + "/#models")
         _click(browser, "tr[data-model=faces-model]")
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "md-name"), "faces-model"))
-        _wait(browser).until(lambda d: all(img.get_attribute("naturalWidth") not in (None, "0")
-                                           for img in d.find_elements(By.CSS_SELECTOR, "#md-mistakes img")))
+        _wait(browser).until(
+            lambda d: all(
+                img.get_attribute("naturalWidth") not in (None, "0")
+                for img in d.find_elements(By.CSS_SELECTOR, "#md-mistakes img")
+            )
+        )
         browser.find_element(By.ID, "md-eval").click()
         form = _wait(browser).until(EC.visibility_of_element_located((By.ID, "eval-form")))
         # the model page preselects the model and the dataset it was trained on (the tab may redraw the options)
-        _wait(browser).until(lambda d: d.execute_script(
-            "return [document.getElementById('eval-model').value, document.getElementById('eval-dataset').value]")
-            == ["faces-model", "faces"])
+        _wait(browser).until(
+            lambda d: (
+                d.execute_script(
+                    "return [document.getElementById('eval-model').value, document.getElementById('eval-dataset').value]"
+                )
+                == ["faces-model", "faces"]
+            )
+        )
         _click(browser, "#eval-form button[type=submit]")
         _wait(browser, 180).until(EC.text_to_be_present_in_element((By.ID, "ev-summary"), "on 50 images"))
         assert float(browser.find_element(By.CSS_SELECTOR, "#ev-summary strong").text.split()[1]) >= 0.8
@@ -454,8 +512,9 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
         _select(browser, "#deploy-form [name=model]", "faces-model")
         _click(browser, "#deploy-form button[type=submit]")
-        card = _wait(browser, 120).until(EC.presence_of_element_located(
-            (By.CSS_SELECTOR, "div[data-deployment=faces-model]")))
+        card = _wait(browser, 120).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=faces-model]"))
+        )
         endpoint = card.find_element(By.CSS_SELECTOR, ".url-classify").text
         assert _port_open(endpoint)
         card.find_element(By.CSS_SELECTOR, "input.deploy-file").send_keys(str(face))
@@ -476,8 +535,12 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
 
     py = fresh_venv(tmp_path / "venv")
     pip_install(py, bundle, wheels)
-    proc = subprocess.run([str(tmp_path / "venv/bin/faces-model-predict"), str(face), "--json", "-k", "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(tmp_path / "venv/bin/faces-model-predict"), str(face), "--json", "-k", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["predictions"][0]["label"] == top
     assert subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode != 0

@@ -23,7 +23,7 @@ from bushu.spec import TensorSpec, UnresolvedDimError, resolve_shapes, synthetic
 
 torch = pytest.importorskip("torch")
 
-TWO_INPUTS = textwrap.dedent('''
+TWO_INPUTS = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -42,22 +42,32 @@ TWO_INPUTS = textwrap.dedent('''
     def build():
         torch.manual_seed(0)
         return TwoInputs()
-''')
+""")
 
 
 def bushu(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     import os
 
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": os.pathsep.join(
-        ([str(cwd)] if cwd else []) + [p for p in sys.path if p])}
-    return subprocess.run([sys.executable, "-m", "bushu", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=env)
+    env = {
+        **os.environ,
+        "COLUMNS": "200",
+        "PYTHONPATH": os.pathsep.join(([str(cwd)] if cwd else []) + [p for p in sys.path if p]),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bushu", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+    )
 
 
 # -- the IO spec ---------------------------------------------------------------------------------------
 def test_spec_round_trip_and_old_dicts_load():
-    s = TensorSpec("input_ids", "int64", ("batch", "seq"), role="token_ids", values=(0, 30522),
-                   ranges={"seq": {"min": 1, "typical": 128, "max": 512}})
+    s = TensorSpec(
+        "input_ids",
+        "int64",
+        ("batch", "seq"),
+        role="token_ids",
+        values=(0, 30522),
+        ranges={"seq": {"min": 1, "typical": 128, "max": 512}},
+    )
     assert TensorSpec.from_dict(s.to_dict()).to_dict() == s.to_dict()
     old = {"name": "input", "dtype": "float32", "shape": ["batch", 3, 224, 224]}  # what bushu wrote before
     assert TensorSpec.from_dict(old).to_dict() == old
@@ -111,9 +121,16 @@ def onnx_models(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("onnx")
     det = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 1)).eval()
-    torch.onnx.export(det, (torch.zeros(1, 3, 64, 64),), str(d / "detector.onnx"), dynamo=False, opset_version=17,
-                      input_names=["images"], output_names=["output0"],
-                      dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}})
+    torch.onnx.export(
+        det,
+        (torch.zeros(1, 3, 64, 64),),
+        str(d / "detector.onnx"),
+        dynamo=False,
+        opset_version=17,
+        input_names=["images"],
+        output_names=["output0"],
+        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}},
+    )
     m = onnx.load(str(d / "detector.onnx"))
     m.metadata_props.add(key="imgsz", value="[96, 128]")
     onnx.save(m, str(d / "detector.onnx"))
@@ -128,10 +145,16 @@ def onnx_models(tmp_path_factory):
             return h * attention_mask.unsqueeze(-1).float()
 
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    torch.onnx.export(Tokens().eval(), tuple(torch.zeros(1, 5, dtype=torch.int64) for _ in names),
-                      str(d / "tokens.onnx"), dynamo=False, opset_version=17, input_names=names,
-                      output_names=["last_hidden_state"],
-                      dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "last_hidden_state": {0: "batch"}})
+    torch.onnx.export(
+        Tokens().eval(),
+        tuple(torch.zeros(1, 5, dtype=torch.int64) for _ in names),
+        str(d / "tokens.onnx"),
+        dynamo=False,
+        opset_version=17,
+        input_names=names,
+        output_names=["last_hidden_state"],
+        dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "last_hidden_state": {0: "batch"}},
+    )
     return d
 
 
@@ -154,13 +177,30 @@ def test_onnx_token_model_ids_stay_in_the_vocabulary(onnx_models, tmp_path):
     assert ins["input_ids"]["role"] == "token_ids" and ins["input_ids"]["values"] == [0, 100]
     assert ins["token_type_ids"]["values"] == [0, 2] and ins["attention_mask"]["role"] == "attention_mask"
     assert ins["input_ids"]["ranges"]["seq"]["typical"] == 12
-    np.savez(tmp_path / "oov.npz", input_ids=np.full((1, 4), 100, np.int64), attention_mask=np.ones((1, 4), np.int64),
-             token_type_ids=np.zeros((1, 4), np.int64))
-    bad = bushu("eval", str(tmp_path / "tok"), "--reference", str(onnx_models / "tokens.onnx"),
-                "--sample", str(tmp_path / "oov.npz"))
+    np.savez(
+        tmp_path / "oov.npz",
+        input_ids=np.full((1, 4), 100, np.int64),
+        attention_mask=np.ones((1, 4), np.int64),
+        token_type_ids=np.zeros((1, 4), np.int64),
+    )
+    bad = bushu(
+        "eval",
+        str(tmp_path / "tok"),
+        "--reference",
+        str(onnx_models / "tokens.onnx"),
+        "--sample",
+        str(tmp_path / "oov.npz"),
+    )
     assert bad.returncode == 2 and "vocabulary [0, 100)" in bad.stderr
-    good = bushu("eval", str(tmp_path / "tok"), "--reference", str(onnx_models / "tokens.onnx"), "--json",
-                 "--input", "input_ids:3x20")
+    good = bushu(
+        "eval",
+        str(tmp_path / "tok"),
+        "--reference",
+        str(onnx_models / "tokens.onnx"),
+        "--json",
+        "--input",
+        "input_ids:3x20",
+    )
     assert good.returncode == 0, good.stderr
     res = json.loads(good.stdout)
     assert res["inputs"].startswith("input_ids:3x20") and res["outputs"][0]["cosine_min"] > 0.9999
@@ -170,9 +210,12 @@ def test_unresolvable_dim_is_one_line_naming_the_input(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "k"])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "k"])])
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "k"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "k"])],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     r = bushu("import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "art"))
     assert r.returncode == 2 and "input 'x': dim 1 ('k') has no known size" in r.stderr
@@ -199,8 +242,23 @@ def test_torch_module_with_image_and_int64_inputs(two_inputs):
 
 
 def test_bench_sweeps_input_sizes(two_inputs):
-    r = bushu("bench", str(two_inputs), "--backend", "onnxruntime", "--batch", "1,2", "--duration", "0",
-              "--repeats", "2", "--warmup", "1", "--in-process", "--no-record", "--json")
+    r = bushu(
+        "bench",
+        str(two_inputs),
+        "--backend",
+        "onnxruntime",
+        "--batch",
+        "1,2",
+        "--duration",
+        "0",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--in-process",
+        "--no-record",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["results"]
     assert [(x["batch"], x["status"]) for x in rows] == [(1, "ok"), (2, "ok")]
@@ -209,8 +267,16 @@ def test_bench_sweeps_input_sizes(two_inputs):
 
 def test_bad_sample_is_exit_2_and_writes_nothing(two_inputs, tmp_path):
     np.savez(tmp_path / "s.npz", image=np.zeros((1, 3, 32, 32), np.float32), idz=np.zeros((1, 8), np.int64))
-    r = bushu("optimize", str(two_inputs), "-o", str(tmp_path / "out"), "--quantize", "fp16",
-              "--sample", str(tmp_path / "s.npz"))
+    r = bushu(
+        "optimize",
+        str(two_inputs),
+        "-o",
+        str(tmp_path / "out"),
+        "--quantize",
+        "fp16",
+        "--sample",
+        str(tmp_path / "s.npz"),
+    )
     assert r.returncode == 2 and "has no input 'idz'; did you mean 'ids'?" in r.stderr
     assert not (tmp_path / "out").exists()
 
@@ -228,12 +294,20 @@ def test_hf_folder_without_weights_is_a_clear_error(tmp_path):
 # -- the real models, through every command (slow: a few minutes on 2 cores) ---------------------------
 def _yolo_onnx(d: Path) -> Path:
     pytest.importorskip("ultralytics", reason="pip install --no-deps -r requirements/anymodel-test.txt")
-    code = ("from ultralytics import YOLO; "
-            "print(YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, dynamic=True, simplify=False))")
+    code = (
+        "from ultralytics import YOLO; "
+        "print(YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, dynamic=True, simplify=False))"
+    )
     import os
 
-    r = subprocess.run([sys.executable, "-c", code], cwd=d, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "YOLO_CONFIG_DIR": str(d), "YOLO_OFFLINE": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "YOLO_CONFIG_DIR": str(d), "YOLO_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return d / "yolov8n.onnx"
 
@@ -280,11 +354,19 @@ def test_real_model_through_every_command(model, tmp_path):
         tok = Tokenizer.from_file(str(_minilm() / "tokenizer.json"))
         tok.enable_padding(pad_id=0, pad_token="[PAD]", length=24)
         tok.enable_truncation(24)
-        enc = tok.encode_batch(["How do I reset my password?", "Stock prices fell sharply on Monday.",
-                                "A recipe for lemon cake with fresh berries.", "The server answers in ten ms."])
-        sample = {"input_ids": np.array([e.ids for e in enc], np.int64),
-                  "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
-                  "token_type_ids": np.array([e.type_ids for e in enc], np.int64)}
+        enc = tok.encode_batch(
+            [
+                "How do I reset my password?",
+                "Stock prices fell sharply on Monday.",
+                "A recipe for lemon cake with fresh berries.",
+                "The server answers in ten ms.",
+            ]
+        )
+        sample = {
+            "input_ids": np.array([e.ids for e in enc], np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], np.int64),
+        }
     elif model == "yolov8n":
         src, imp = _yolo_onnx(tmp_path), []
         sample = {"images": _photos((320, 320), 6)}
@@ -297,26 +379,61 @@ def test_real_model_through_every_command(model, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads(bushu("info", str(art), "--json").stdout)
     assert info["flops"] > 0 and info["flops_inputs"]
-    rows = json.loads(bushu("bench", str(art), "--backend", "onnxruntime", "--batch", "1", "--duration", "0",
-                            "--repeats", "2", "--in-process", "--json").stdout)["results"]
+    rows = json.loads(
+        bushu(
+            "bench",
+            str(art),
+            "--backend",
+            "onnxruntime",
+            "--batch",
+            "1",
+            "--duration",
+            "0",
+            "--repeats",
+            "2",
+            "--in-process",
+            "--json",
+        ).stdout
+    )["results"]
     assert rows[0]["status"] == "ok", rows
-    r = bushu("optimize", str(art), "-o", str(q), "--quantize", "int8", "--sample", str(tmp_path / "sample.npz"),
-              "--no-bench", "--no-report", timeout=1500)
+    r = bushu(
+        "optimize",
+        str(art),
+        "-o",
+        str(q),
+        "--quantize",
+        "int8",
+        "--sample",
+        str(tmp_path / "sample.npz"),
+        "--no-bench",
+        "--no-report",
+        timeout=1500,
+    )
     if model == "dbnet" and r.returncode == 2:  # measured: static int8 keeps cosine 0.96 on a page of text and
         # loses the weak responses on photos; the gate must refuse it by name, writing nothing
         assert "drifts from fp32 on sigmoid_0.tmp_0" in r.stderr and not q.exists(), r.stderr[-2000:]
     else:
         assert r.returncode == 0, r.stderr[-2000:]
-        res = json.loads(bushu("eval", str(q), "--reference", str(art), "--sample", str(tmp_path / "sample.npz"),
-                               "--json").stdout)
+        res = json.loads(
+            bushu("eval", str(q), "--reference", str(art), "--sample", str(tmp_path / "sample.npz"), "--json").stdout
+        )
         assert min(o["cosine_min"] for o in res["outputs"]) >= 0.98, res
     r = bushu("export", str(art), "--format", "onnx,openvino", "-o", str(tmp_path / "x"), "--no-bench", timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     first = {k: v[:2] for k, v in sample.items()}
     np.savez(tmp_path / "two.npz", **first)
-    r = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "bench" / "anymodel_e2e.py"),
-                        f"m={art}:{tmp_path / 'two.npz'}", "--workdir", str(tmp_path / "e2e")],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[2] / "bench" / "anymodel_e2e.py"),
+            f"m={art}:{tmp_path / 'two.npz'}",
+            "--workdir",
+            str(tmp_path / "e2e"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     line = json.loads(r.stdout.strip().splitlines()[-1])
     assert max(line["serve_vs_onnxruntime_max_abs"].values()) < 1e-4, line

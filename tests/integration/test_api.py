@@ -27,10 +27,12 @@ def readme_python_section() -> str:
 
 
 def test_import_bushu_is_light():
-    code = ("import bushu, sys; [getattr(bushu, n) for n in ('load', 'evaluate', 'optimize', 'export', 'plan', "
-            "'serve', 'train', 'import_model', 'Artifact', 'Constraints')]; "
-            "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'tritonclient') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        "import bushu, sys; [getattr(bushu, n) for n in ('load', 'evaluate', 'optimize', 'export', 'plan', "
+        "'serve', 'train', 'import_model', 'Artifact', 'Constraints')]; "
+        "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'tritonclient') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
 

@@ -19,17 +19,31 @@ def tiny_artifact(out, batch: int | str = "batch"):
     rng = np.random.default_rng(0)
     n = helper.make_node
     graph = helper.make_graph(
-        [n("Conv", ["x", "W", "B"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), n("Relu", ["c"], ["r"]),
-         n("GlobalAveragePool", ["r"], ["g"]), n("Flatten", ["g"], ["f"]), n("Gemm", ["f", "W2", "B2"], ["logits"])],
-        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
+        [
+            n("Conv", ["x", "W", "B"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            n("Relu", ["c"], ["r"]),
+            n("GlobalAveragePool", ["r"], ["g"]),
+            n("Flatten", ["g"], ["f"]),
+            n("Gemm", ["f", "W2", "B2"], ["logits"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 5])],
-        [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), name)
-         for name, s in (("W", (8, 3, 3, 3)), ("B", (8,)), ("W2", (8, 5)), ("B2", (5,)))])
+        [
+            numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), name)
+            for name, s in (("W", (8, 3, 3, 3)), ("B", (8,)), ("W2", (8, 5)), ("B2", (5,)))
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    art = Artifact(path=out, model_file="model.onnx", format="onnx", name="tiny",
-                   inputs=[TensorSpec("x", "float32", (batch, 3, 16, 16))],
-                   outputs=[TensorSpec("logits", "float32", (batch, 5))])
+    art = Artifact(
+        path=out,
+        model_file="model.onnx",
+        format="onnx",
+        name="tiny",
+        inputs=[TensorSpec("x", "float32", (batch, 3, 16, 16))],
+        outputs=[TensorSpec("logits", "float32", (batch, 5))],
+    )
     return write_artifact(out, {"model.onnx": model.SerializeToString()}, art, labels=list("abcde"))
 
 
@@ -43,8 +57,15 @@ def art(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rows(art):
-    return benchmark(art.path, backends=[*BACKENDS, "torch", "null"], batch_sizes=(1, 4), warmup=1, repeats=3,
-                     duration_s=0, progress=False)
+    return benchmark(
+        art.path,
+        backends=[*BACKENDS, "torch", "null"],
+        batch_sizes=(1, 4),
+        warmup=1,
+        repeats=3,
+        duration_s=0,
+        progress=False,
+    )
 
 
 def test_rows_have_the_documented_keys_and_positive_numbers(rows):
@@ -78,16 +99,35 @@ def test_recorded_into_the_artifact(art, rows):
 
 
 def test_in_process_and_threads(art):
-    out = benchmark(art, backends=["onnxruntime"], batch_sizes=(2,), threads=(1, 2), warmup=0, repeats=2,
-                    duration_s=0, isolate=False, progress=False, record=False)
+    out = benchmark(
+        art,
+        backends=["onnxruntime"],
+        batch_sizes=(2,),
+        threads=(1, 2),
+        warmup=0,
+        repeats=2,
+        duration_s=0,
+        isolate=False,
+        progress=False,
+        record=False,
+    )
     assert [(r["threads"], r["status"]) for r in out] == [(1, "ok"), (2, "ok")]
     assert all(r["throughput"] > 0 for r in out)
 
 
 def test_fixed_batch_model_skips_other_batches(tmp_path):
     fixed = tiny_artifact(tmp_path / "fixed", batch=1)
-    out = benchmark(fixed, backends=["onnxruntime"], batch_sizes=(1, 4), warmup=0, repeats=1, duration_s=0,
-                    isolate=False, progress=False, record=False)
+    out = benchmark(
+        fixed,
+        backends=["onnxruntime"],
+        batch_sizes=(1, 4),
+        warmup=0,
+        repeats=1,
+        duration_s=0,
+        isolate=False,
+        progress=False,
+        record=False,
+    )
     assert [r["status"] for r in out] == ["ok", "skipped"]
     assert "fixed batch of 1" in out[1]["reason"]
 

@@ -42,11 +42,13 @@ def yolo_onnx(tmp_path_factory):
         pytest.skip("ultralytics is not installed (scripts/setup.sh dev installs it)")
     tmp = tmp_path_factory.mktemp("yolo")
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp / "cfg"), "YOLO_OFFLINE": "1"}
-    code = ("from ultralytics import YOLO; import shutil\n"
-            "YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False)\n"
-            "shutil.move('yolov8n.onnx', 'plain.onnx')\n"
-            "YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False, nms=True)\n"
-            "shutil.move('yolov8n.onnx', 'nms.onnx')\n")
+    code = (
+        "from ultralytics import YOLO; import shutil\n"
+        "YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False)\n"
+        "shutil.move('yolov8n.onnx', 'plain.onnx')\n"
+        "YOLO('yolov8n.yaml').export(format='onnx', imgsz=320, simplify=False, nms=True)\n"
+        "shutil.move('yolov8n.onnx', 'nms.onnx')\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, check=True, capture_output=True, timeout=600)
     return tmp / "plain.onnx"
 
@@ -80,8 +82,12 @@ def ssd_onnx_art(ssd_art, tmp_path_factory):
 def test_yolo_decoder_chosen_from_ultralytics_metadata(yolo_art):
     assert yolo_art.task == "detection"
     p = yolo_art.postprocess.params
-    assert (p["decoder"], p["layout"], p["classes"], p["matched_by"]) == \
-        ("yolo", "channels_first", 80, "Ultralytics metadata")
+    assert (p["decoder"], p["layout"], p["classes"], p["matched_by"]) == (
+        "yolo",
+        "channels_first",
+        80,
+        "Ultralytics metadata",
+    )
     assert yolo_art.preprocess.params["size"] == [320, 320] and yolo_art.preprocess.params["fit"] == "letterbox"
     assert len(yolo_art.labels) == 80
     assert [list(o.shape) for o in yolo_art.outputs] == [[1, 84, 2100]]
@@ -198,8 +204,9 @@ def test_detect_endpoint_matches_detector(server, yolo_art):
         assert got["box"] == pytest.approx(ref["box"], abs=1e-3)
 
 
-@pytest.mark.parametrize("query,needle", [("score=abc", "score"), ("iou=2", "IoU"), ("max=0", "max"),
-                                          ("max=1.5", "max")])
+@pytest.mark.parametrize(
+    "query,needle", [("score=abc", "score"), ("iou=2", "IoU"), ("max=0", "max"), ("max=1.5", "max")]
+)
 def test_detect_bad_query_is_400(server, query, needle):
     code, out = _post(f"{server.http_url}/v1/models/ssd:detect?{query}", _encode(skdata.chelsea()))
     assert code == 400 and needle in out["error"]
@@ -281,10 +288,12 @@ def test_packaged_sdk_predict_returns_the_same_boxes(yolo_art, tmp_path):
         f"sys.path.insert(0, {str(bundle.path / 'src')!r})\n"
         f"from {bundle.package} import Predictor\n"
         "p = Predictor()\n"
-        f"print(json.dumps(p.detect_batch([{str(img)!r}], score=0.0, iou=0.5, max_det=5)[0]))\n")
+        f"print(json.dumps(p.detect_batch([{str(img)!r}], score=0.0, iou=0.5, max_det=5)[0]))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     with Detector(yolo_art) as det:
@@ -298,8 +307,18 @@ def test_bench_with_postprocess_times_decoding(yolo_art, tmp_path):
     from bushu.profile.bench import benchmark
     from bushu.serve.testing import classifier_onnx
 
-    (row,) = benchmark(yolo_art, backends=["onnxruntime"], batch_sizes=[1], warmup=1, repeats=2, duration_s=0,
-                       isolate=False, progress=False, record=False, with_postprocess=True)
+    (row,) = benchmark(
+        yolo_art,
+        backends=["onnxruntime"],
+        batch_sizes=[1],
+        warmup=1,
+        repeats=2,
+        duration_s=0,
+        isolate=False,
+        progress=False,
+        record=False,
+        with_postprocess=True,
+    )
     assert row["status"] == "ok", row["reason"]
     assert row["postprocess_ms"] > 0 and row["postprocess"].startswith("yolo decode + class-wise NMS")
     plain = import_model(str(classifier_onnx(tmp_path / "c.onnx")), tmp_path / "c")
@@ -320,14 +339,17 @@ def test_yolo_decoding_agrees_with_ultralytics_own_nms(yolo_art, tmp_path):
         out = be.infer({"images": batch})["output0"].copy()
     out[:, 4:, :] = np.random.default_rng(0).uniform(0, 1, out[:, 4:, :].shape) ** 64  # few strong scores
     np.save(tmp_path / "out.npy", out)
-    code = ("import json, numpy as np, torch\n"
-            "from ultralytics.utils.nms import non_max_suppression\n"
-            f"p = non_max_suppression(torch.from_numpy(np.load({str(tmp_path / 'out.npy')!r})), conf_thres=0.9, "
-            "iou_thres=0.4637, max_det=300)[0]\n"
-            "print(json.dumps(p.tolist()))\n")
+    code = (
+        "import json, numpy as np, torch\n"
+        "from ultralytics.utils.nms import non_max_suppression\n"
+        f"p = non_max_suppression(torch.from_numpy(np.load({str(tmp_path / 'out.npy')!r})), conf_thres=0.9, "
+        "iou_thres=0.4637, max_det=300)[0]\n"
+        "print(json.dumps(p.tolist()))\n"
+    )
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "YOLO_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     if proc.returncode and "No module named 'ultralytics'" in proc.stderr:
         pytest.skip("ultralytics is not installed")
     assert proc.returncode == 0, proc.stderr
@@ -335,8 +357,9 @@ def test_yolo_decoding_agrees_with_ultralytics_own_nms(yolo_art, tmp_path):
     from bushu.detection.detector import head_for
 
     # shifted by 1000 px so that no box is clipped at the image's edge (Ultralytics clips later, in scale_boxes)
-    (got,) = head_for(yolo_art)({"output0": out}, [(1.0, 1.0, -1000.0, -1000.0, 10**6, 10**6)], score=0.9,
-                                iou=0.4637, max_det=300)
+    (got,) = head_for(yolo_art)(
+        {"output0": out}, [(1.0, 1.0, -1000.0, -1000.0, 10**6, 10**6)], score=0.9, iou=0.4637, max_det=300
+    )
     assert 20 < len(got) == len(want) < 300  # under max_det: the same set, not a cut among near-ties
     rows = np.asarray([[*(np.asarray(d.box) - 1000), d.score, d.index] for d in got])
 

@@ -19,8 +19,9 @@ pytest.importorskip("tflite2onnx", reason="tflite2onnx is not installed (pip ins
 
 
 def bushu(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bushu", *args], capture_output=True, text=True, timeout=600,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bushu", *args], capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,9 @@ def test_int8_judged_by_map_on_labelled_data(ssd, tmp_path):
     from bushu.compress import StaticInt8Config, quantize_int8
 
     art, labelled, _ = ssd
-    result = quantize_int8(art, tmp_path / "int8", StaticInt8Config(calibration=labelled), data=labelled,
-                           measure=False, max_attempts=1)
+    result = quantize_int8(
+        art, tmp_path / "int8", StaticInt8Config(calibration=labelled), data=labelled, measure=False, max_attempts=1
+    )
     gate = result.metrics["optimize"]["validation"]["gate"]
     assert gate["metric"] == "mAP@0.5" and gate["outcome"] == "pass", gate["detail"]
     assert gate["map50_fp32"] > 0.8 and gate["map50_drop"] <= 1.0  # 0.960 -> 0.971 when written
@@ -66,16 +68,37 @@ def test_int8_calibrated_on_grey_images_is_refused_naming_map(ssd, tmp_path):
     grey.mkdir()
     for i in range(4):
         Image.new("RGB", (64, 64), (128, 128, 128)).save(grey / f"{i}.png")
-    proc = bushu("optimize", str(art.path), "-o", str(tmp_path / "bad"), "--quantize", "int8", "--calib", str(grey),
-                 "--data", str(labelled), "--no-fallback", "--no-bench")
+    proc = bushu(
+        "optimize",
+        str(art.path),
+        "-o",
+        str(tmp_path / "bad"),
+        "--quantize",
+        "int8",
+        "--calib",
+        str(grey),
+        "--data",
+        str(labelled),
+        "--no-fallback",
+        "--no-bench",
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "fails its mAP@0.5 check" in proc.stderr and "fp32 0.9" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_export_judged_by_box_agreement_without_labels(ssd, tmp_path):
     art, _, images = ssd
-    proc = bushu("export", str(art.path), "--format", "mnn,onnx-fp16", "-o", str(tmp_path / "exp"), "--data",
-                 str(images), "--json")
+    proc = bushu(
+        "export",
+        str(art.path),
+        "--format",
+        "mnn,onnx-fp16",
+        "-o",
+        str(tmp_path / "exp"),
+        "--data",
+        str(images),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r["format"]: r for r in json.loads(proc.stdout)["rows"]}
     for fmt in ("mnn", "onnx-fp16"):

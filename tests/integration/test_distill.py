@@ -38,9 +38,29 @@ def test_narrow_student_learns_from_teacher(in_root, tmp_path, capsys):
     from bushu.cli import main
 
     out = tmp_path / "student"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(out), "--distill", "narrow", "--width", "0.5",
-                 "--train", str(in_root["train"]), "--data", str(in_root["heldout"]), "--epochs", "6",
-                 "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(out),
+                "--distill",
+                "narrow",
+                "--width",
+                "0.5",
+                "--train",
+                str(in_root["train"]),
+                "--data",
+                str(in_root["heldout"]),
+                "--epochs",
+                "6",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     step = result["steps"][0]
     assert step["student"] == "narrow" and step["hard_labels"] and 0 < step["soft_weight"] < 1
@@ -61,8 +81,25 @@ def test_unlabelled_images_use_soft_targets_only(in_root, tmp_path, capsys):
     for p in sorted(in_root["train"].rglob("*.png")):
         shutil.copy(p, flat / f"{p.parent.name}-{p.name}")
     out = tmp_path / "student"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(out), "--distill", "narrow", "--train", str(flat),
-                 "--epochs", "5", "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(out),
+                "--distill",
+                "narrow",
+                "--train",
+                str(flat),
+                "--epochs",
+                "5",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     step = json.loads(capsys.readouterr().out)["steps"][0]
     assert step["hard_labels"] is False and step["soft_weight"] == 1.0
     assert step["loss_per_epoch"][-1] < step["loss_per_epoch"][0]
@@ -71,8 +108,10 @@ def test_unlabelled_images_use_soft_targets_only(in_root, tmp_path, capsys):
 def test_distill_without_data_is_refused(in_root, tmp_path, capsys):
     from bushu.cli import main
 
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(tmp_path / "o"), "--distill", "narrow",
-                 "--no-bench"]) == 2
+    assert (
+        main(["optimize", str(in_root["artifact"]), "-o", str(tmp_path / "o"), "--distill", "narrow", "--no-bench"])
+        == 2
+    )
     assert "distillation needs images" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -83,12 +122,31 @@ def test_zoo_student_gets_a_new_head(in_root, tmp_path, capsys):
     from bushu.cli import main
 
     out = tmp_path / "mnv2"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(out), "--distill", "mobilenet_v2", "--train",
-                 str(in_root["train"]), "--data", str(in_root["heldout"]), "--epochs", "5", "--no-bench",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(out),
+                "--distill",
+                "mobilenet_v2",
+                "--train",
+                str(in_root["train"]),
+                "--data",
+                str(in_root["heldout"]),
+                "--epochs",
+                "5",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     step = result["steps"][0]
     assert step["student"] == "mobilenet_v2" and "1280→2" in step["init"]
     assert result["rows"][-1]["params"] > 2_000_000  # MobileNetV2 without its 1000-class head
-    assert result["rows"][-1]["accuracy"] == pytest.approx(H.heldout_accuracy(out / "model.onnx",
-                                                                              in_root["heldout"]), abs=1e-6)
+    assert result["rows"][-1]["accuracy"] == pytest.approx(
+        H.heldout_accuracy(out / "model.onnx", in_root["heldout"]), abs=1e-6
+    )

@@ -45,19 +45,28 @@ def write_digits_artifact(out: Path, w: np.ndarray, b: np.ndarray) -> Path:
 
     w3 = np.vstack([w / 3] * 3).astype(np.float32)  # the RGB-converted PNG repeats the grey channel 3 times
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "W", "B"], ["logits"])],
-        "digits", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
+        ],
+        "digits",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
-        [numpy_helper.from_array(w3, "W"), numpy_helper.from_array(b, "B")])
+        [numpy_helper.from_array(w3, "W"), numpy_helper.from_array(b, "B")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    art = Artifact(path=out, model_file="model.onnx", format="onnx", name="digits",
-                   inputs=[TensorSpec("image", "float32", ("batch", 3, 8, 8))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", 10))],
-                   preprocess=Preprocess(resize=8, crop=8, interpolation="nearest", mean=(0.0, 0.0, 0.0),
-                                         std=(1.0, 1.0, 1.0)), postprocess=Postprocess())
+    art = Artifact(
+        path=out,
+        model_file="model.onnx",
+        format="onnx",
+        name="digits",
+        inputs=[TensorSpec("image", "float32", ("batch", 3, 8, 8))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 10))],
+        preprocess=Preprocess(resize=8, crop=8, interpolation="nearest", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        postprocess=Postprocess(),
+    )
     write_artifact(out, {"model.onnx": model.SerializeToString()}, art, labels=NAMES)
     return out
 
@@ -81,8 +90,9 @@ def digits(tmp_path_factory) -> dict:
         picked += idx
     # one RGBA image (fully opaque) and one corrupt file; plus a stray non-image file
     i0 = picked[0]
-    Image.fromarray((d.images[i0] * 15).astype(np.uint8), "L").convert("RGBA").resize((32, 32), Image.NEAREST) \
-        .save(data / NAMES[y[i0]] / "rgba.png")
+    Image.fromarray((d.images[i0] * 15).astype(np.uint8), "L").convert("RGBA").resize((32, 32), Image.NEAREST).save(
+        data / NAMES[y[i0]] / "rgba.png"
+    )
     (data / "three" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     (data / "README.txt").write_text("not an image")
     art = write_digits_artifact(root / "art", w, b)
@@ -101,8 +111,17 @@ def digits(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def evaluated(digits) -> dict:
     report = digits["root"] / "out" / "report.html"
-    proc = bushu("eval", str(digits["art"]), "--data", str(digits["data"]), "--batch-size", "7",
-                 "--report", str(report), "--json")
+    proc = bushu(
+        "eval",
+        str(digits["art"]),
+        "--data",
+        str(digits["data"]),
+        "--batch-size",
+        "7",
+        "--report",
+        str(report),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout)
     res["_report"] = report
@@ -160,8 +179,16 @@ def test_label_map_renames_folders(digits, tmp_path):
     Image.new("L", (8, 8)).save(tmp_path / "sevn" / "a.png")
     (tmp_path / "map.yaml").write_text("sevn: seven\n")
     data = tmp_path
-    proc = bushu("eval", str(digits["art"]), "--data", str(data), "--label-map", str(tmp_path / "map.yaml"),
-                 "--no-record", "--json")
+    proc = bushu(
+        "eval",
+        str(digits["art"]),
+        "--data",
+        str(data),
+        "--label-map",
+        str(tmp_path / "map.yaml"),
+        "--no-record",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["per_class"][0]["label"] == "seven"
 

@@ -25,7 +25,7 @@ from bushu.model.artifact import Artifact
 from bushu.runtime import load_backend
 from bushu.runtime.registry import is_installed
 
-TINY = textwrap.dedent('''
+TINY = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -38,7 +38,7 @@ TINY = textwrap.dedent('''
             m[1].running_mean.uniform_(-0.5, 0.5)
             m[1].running_var.uniform_(0.5, 2.0)
         return m.eval()
-''')
+""")
 
 
 def _import_tiny(root: Path) -> Path:
@@ -47,8 +47,21 @@ def _import_tiny(root: Path) -> Path:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        assert main(["import", "tiny_export_net:build", "--input-shape", "1,3,32,32", "--labels", "labels.txt",
-                     "-o", str(root / "art")]) == 0
+        assert (
+            main(
+                [
+                    "import",
+                    "tiny_export_net:build",
+                    "--input-shape",
+                    "1,3,32,32",
+                    "--labels",
+                    "labels.txt",
+                    "-o",
+                    str(root / "art"),
+                ]
+            )
+            == 0
+        )
     finally:
         os.chdir(cwd)
         sys.modules.pop("tiny_export_net", None)
@@ -299,8 +312,10 @@ def test_int8_edge_formats_on_real_photos(lite0, tmp_path):
     from bushu.validate import agreement, run_model
 
     data = write_imagenet_photos(tmp_path / "photos", per_class=8, seed=0)
-    rows = {r["format"]: r for r in export(lite0, "openvino-int8,tflite-int8,mnn-int8,ncnn-int8", tmp_path / "out",
-                                           data=data, samples=40)}
+    rows = {
+        r["format"]: r
+        for r in export(lite0, "openvino-int8,tflite-int8,mnn-int8,ncnn-int8", tmp_path / "out", data=data, samples=40)
+    }
     assert rows["ncnn-int8"]["status"] == "skipped" and "ncnn2table" in rows["ncnn-int8"]["reason"]
     fp32_mb = lite0.joinpath("model.onnx").stat().st_size / 1e6
     # fresh views of the photos (other crops), run by each export's own backend, against the fp32 ONNX model

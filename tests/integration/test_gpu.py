@@ -19,16 +19,18 @@ from bushu.runtime.registry import is_installed
 pytestmark = pytest.mark.gpu
 
 if not is_installed("onnxruntime-cuda"):
-    pytest.skip("no GPU path here: onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu on an NVIDIA GPU)",
-                allow_module_level=True)
+    pytest.skip(
+        "no GPU path here: onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu on an NVIDIA GPU)",
+        allow_module_level=True,
+    )
 
-RESNET = textwrap.dedent('''
+RESNET = textwrap.dedent("""
     import torch, torchvision
 
     def build():
         torch.manual_seed(0)
         return torchvision.models.resnet18(num_classes=1000).eval()
-''')
+""")
 
 
 def _import(root: Path, src: str, *extra: str) -> Path:
@@ -112,9 +114,10 @@ def test_kind_gpu_model_served_through_tritonclient(art, tmp_path):
     model_dir.mkdir(parents=True)
     (model_dir / "model.onnx").symlink_to((art / "model.onnx").resolve())
     (tmp_path / "repo" / "m" / "config.pbtxt").write_text(
-        "max_batch_size: 8\ndynamic_batching {}\ninstance_group [{ count: 1 kind: KIND_GPU gpus: [0] }]\n")
+        "max_batch_size: 8\ndynamic_batching {}\ninstance_group [{ count: 1 kind: KIND_GPU gpus: [0] }]\n"
+    )
     feeds = _feeds(art, 2)
-    (name, x), = feeds.items()
+    ((name, x),) = feeds.items()
     ref = next(iter(_cpu(art, feeds).values()))
     with start_server(tmp_path / "repo") as srv:
         c = tritonhttp.InferenceServerClient(srv.http_url.removeprefix("http://"))

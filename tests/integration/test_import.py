@@ -99,15 +99,32 @@ def _check_tiny(out: Path) -> None:
 
 
 def test_import_module_callable(tmp_path):
-    (tmp_path / "mymodels.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "mymodels.py").write_text(
+        textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_import import Tiny
         def build():
             return Tiny()
-    """))
-    proc = subprocess.run([sys.executable, "-m", "bushu", "import", "mymodels:build", "-o", "art",
-                           "--input-shape", "1,3,16,16", "--json"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    """)
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "import",
+            "mymodels:build",
+            "-o",
+            "art",
+            "--input-shape",
+            "1,3,16,16",
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["parity"]["passed"]
     _check_tiny(tmp_path / "art")
@@ -129,8 +146,15 @@ def test_import_torch_export_and_torchscript(tmp_path):
 
 def test_import_onnx_keeps_numbers(tmp_path):
     x = torch.randn(2, 3, 16, 16)
-    torch.onnx.export(Tiny().eval(), (x,), str(tmp_path / "tiny.onnx"), dynamo=False, input_names=["image"],
-                      output_names=["scores"], dynamic_axes={"image": {0: "n"}, "scores": {0: "n"}})
+    torch.onnx.export(
+        Tiny().eval(),
+        (x,),
+        str(tmp_path / "tiny.onnx"),
+        dynamo=False,
+        input_names=["image"],
+        output_names=["scores"],
+        dynamic_axes={"image": {0: "n"}, "scores": {0: "n"}},
+    )
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\nd\n")
     assert main(["import", str(tmp_path / "tiny.onnx"), "-o", str(tmp_path / "art"), "--labels", str(labels)]) == 0
@@ -147,28 +171,47 @@ def test_parity_failure_names_the_output_and_keeps_the_old_artifact(tmp_path):
     assert main(["import", "mobilenet_v2", "-o", str(out)]) == 0
     before = (out / "bushu.yaml").read_text()
     with pytest.raises(ToleranceError) as e:
-        _import_torch(Noisy(), "noisy", "callable", out, example=[TensorSpec("input", "float32", (1, 3, 8, 8))], labels=None, preprocess=None,
-                      postprocess=None, tolerance=Tolerance(),
-                      simplify=True, reference=False, name="noisy", details={})
+        _import_torch(
+            Noisy(),
+            "noisy",
+            "callable",
+            out,
+            example=[TensorSpec("input", "float32", (1, 3, 8, 8))],
+            labels=None,
+            preprocess=None,
+            postprocess=None,
+            tolerance=Tolerance(),
+            simplify=True,
+            reference=False,
+            name="noisy",
+            details={},
+        )
     assert "output0" in str(e.value) and "max abs diff" in str(e.value)
     assert (out / "bushu.yaml").read_text() == before  # the previous artifact is intact
     Artifact.load(out)
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["mobilenet_v3"], "did you mean 'mobilenet_v2'"),
-    (["missing.onnx"], "not found"),
-    (["{tmp}/trunc.onnx"], "not a loadable ONNX model"),
-    (["{tmp}/weights.pth"], "state dict"),
-    (["{tmp}/garbage.pt2"], "not a readable PyTorch archive"),
-    (["no_such_module_xyz:build"], "cannot import module"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["mobilenet_v3"], "did you mean 'mobilenet_v2'"),
+        (["missing.onnx"], "not found"),
+        (["{tmp}/trunc.onnx"], "not a loadable ONNX model"),
+        (["{tmp}/weights.pth"], "state dict"),
+        (["{tmp}/garbage.pt2"], "not a readable PyTorch archive"),
+        (["no_such_module_xyz:build"], "cannot import module"),
+    ],
+)
 def test_bad_sources_give_one_clear_line(tmp_path, args, expect):
     (tmp_path / "trunc.onnx").write_bytes(b"\x08\x07\x12\x05bushu" * 3)
     (tmp_path / "weights.pth").write_bytes(b"x")
     (tmp_path / "garbage.pt2").write_bytes(b"not a zip")
-    proc = subprocess.run([sys.executable, "-m", "bushu", "import", *(a.format(tmp=tmp_path) for a in args),
-                           "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bushu", "import", *(a.format(tmp=tmp_path) for a in args), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert expect in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()

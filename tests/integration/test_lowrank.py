@@ -41,8 +41,25 @@ def test_factorized_layers_are_exact_svd_products(in_root, tmp_path, capsys):
     from bushu.cli import main
 
     out = tmp_path / "lr"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(out), "--lowrank", "0.25", "--lowrank-max-error",
-                 "10", "--epochs", "0", "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(out),
+                "--lowrank",
+                "0.25",
+                "--lowrank-max-error",
+                "10",
+                "--epochs",
+                "0",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     step = result["steps"][0]
     chosen = [r for r in step["layers"] if r["chosen"]]
@@ -77,9 +94,29 @@ def test_sensitivity_selection_and_finetune(in_root, tmp_path, capsys):
     from bushu.cli import main
 
     out = tmp_path / "lr-ft"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(out), "--lowrank-energy", "0.8", "--lowrank-max-error",
-                 "0.3", "--train", str(in_root["train"]), "--data", str(in_root["heldout"]), "--epochs", "3",
-                 "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(out),
+                "--lowrank-energy",
+                "0.8",
+                "--lowrank-max-error",
+                "0.3",
+                "--train",
+                str(in_root["train"]),
+                "--data",
+                str(in_root["heldout"]),
+                "--epochs",
+                "3",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     layers = result["steps"][0]["layers"]
     for r in layers:  # the decision follows the measured sensitivity
@@ -90,11 +127,14 @@ def test_sensitivity_selection_and_finetune(in_root, tmp_path, capsys):
     assert result["rows"][-1]["accuracy"] == pytest.approx(acc, abs=1e-6)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--lowrank", "1.2"], "between 0 and 1"),
-    (["--lowrank", "0.5", "--lowrank-energy", "0.9"], "not both"),
-    (["--lowrank", "0.9"], "no layer can be factorized"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--lowrank", "1.2"], "between 0 and 1"),
+        (["--lowrank", "0.5", "--lowrank-energy", "0.9"], "not both"),
+        (["--lowrank", "0.9"], "no layer can be factorized"),
+    ],
+)
 def test_bad_input(in_root, tmp_path, args, needle, capsys):
     from bushu.cli import main
 

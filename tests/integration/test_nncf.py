@@ -59,8 +59,27 @@ def test_openvino_int8_ir(facenet, tmp_path, capsys):
     out = tmp_path / "ov"
     art = facenet["artifact"]
     before = {p.name: p.read_bytes() for p in art.iterdir() if p.is_file()}
-    assert main(["optimize", str(art), "-o", str(out), "--quantize", "int8", "--backend", "openvino", "--calib",
-                 str(facenet["train"]), "--data", str(facenet["heldout"]), "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(art),
+                "-o",
+                str(out),
+                "--quantize",
+                "int8",
+                "--backend",
+                "openvino",
+                "--calib",
+                str(facenet["train"]),
+                "--data",
+                str(facenet["heldout"]),
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert {p.name: p.read_bytes() for p in art.iterdir() if p.is_file()} == before
     assert (out / "model.xml").is_file() and (out / "model.bin").is_file()
@@ -84,27 +103,55 @@ def test_prune_then_onnxruntime_int8(in_root, tmp_path, capsys):
     from bushu.cli import main
 
     out = tmp_path / "p-int8"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(out), "--prune", "0.3", "--quantize", "int8",
-                 "--calib", str(in_root["train"]), "--train", str(in_root["train"]), "--data",
-                 str(in_root["heldout"]), "--epochs", "2", "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(out),
+                "--prune",
+                "0.3",
+                "--quantize",
+                "int8",
+                "--calib",
+                str(in_root["train"]),
+                "--train",
+                str(in_root["train"]),
+                "--data",
+                str(in_root["heldout"]),
+                "--epochs",
+                "2",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in result["rows"]] == ["original", "prune 0.3 (structured)", "+ fine-tune", "+ int8"]
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
-    assert result["rows"][-1]["accuracy"] == pytest.approx(H.heldout_accuracy(out / "model.onnx", in_root["heldout"]),
-                                                           abs=1e-6)
-    steps = [s["command"] for s in __import__("yaml").safe_load((out / "bushu.yaml").read_text())["provenance"]["steps"]]
+    assert result["rows"][-1]["accuracy"] == pytest.approx(
+        H.heldout_accuracy(out / "model.onnx", in_root["heldout"]), abs=1e-6
+    )
+    steps = [
+        s["command"] for s in __import__("yaml").safe_load((out / "bushu.yaml").read_text())["provenance"]["steps"]
+    ]
     assert steps == ["import", "optimize", "optimize"]
     assert (out / "report.html").read_text().count("<tr>") == 5
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--quantize", "fp16", "--backend", "openvino"], "quantizes to int8"),
-    (["--quantize", "int8", "--backend", "openvino"], "needs calibration data"),
-    (["--backend", "openvino"], "needs --quantize int8"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--quantize", "fp16", "--backend", "openvino"], "quantizes to int8"),
+        (["--quantize", "int8", "--backend", "openvino"], "needs calibration data"),
+        (["--backend", "openvino"], "needs --quantize int8"),
+    ],
+)
 def test_bad_input(facenet, tmp_path, args, needle, capsys):
     from bushu.cli import main
 

@@ -33,20 +33,30 @@ def _artifact(tmp: Path, name: str = "tiny_pets"):
     rng = np.random.default_rng(7)
     w = numpy_helper.from_array(rng.standard_normal((768, 4)).astype(np.float32) * 0.05, "W")
     b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "B")
-    g = helper.make_graph([helper.make_node("Flatten", ["image"], ["flat"]),
-                           helper.make_node("MatMul", ["flat", "W"], ["mm"]),
-                           helper.make_node("Add", ["mm", "B"], ["logits"])], "pets",
-                          [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
-                          initializer=[w, b])
+    g = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+            helper.make_node("Add", ["mm", "B"], ["logits"]),
+        ],
+        "pets",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[w, b],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     src = tmp / "pets.onnx"
     onnx.save(m, str(src))
-    art = Artifact(path=tmp, model_file="model.onnx", format="onnx",
-                   inputs=[TensorSpec("image", "float32", ("batch", 3, 16, 16))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", 4))],
-                   name=name, preprocess=Preprocess(resize=18, crop=16))
+    art = Artifact(
+        path=tmp,
+        model_file="model.onnx",
+        format="onnx",
+        inputs=[TensorSpec("image", "float32", ("batch", 3, 16, 16))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 4))],
+        name=name,
+        preprocess=Preprocess(resize=18, crop=16),
+    )
     return write_artifact(tmp / "art", {"model.onnx": src}, art, labels=LABELS)
 
 
@@ -56,8 +66,9 @@ def _images(tmp: Path) -> list[Path]:
     from skimage import data
 
     out = []
-    for i, (name, arr) in enumerate([("chelsea", data.chelsea()), ("coffee", data.coffee()),
-                                     ("rocket", data.rocket()), ("camera", data.camera())]):
+    for i, (name, arr) in enumerate(
+        [("chelsea", data.chelsea()), ("coffee", data.coffee()), ("rocket", data.rocket()), ("camera", data.camera())]
+    ):
         img = Image.fromarray(arr)
         p = tmp / f"{name}.{'jpg' if i % 2 else 'png'}"
         img.save(p)
@@ -99,12 +110,24 @@ def _import_sdk(root: Path, package: str):
 def test_bundle_layout_checksums_and_light_requirements(built):
     root = built["root"]
     assert root.name == "tiny-pets-sdk-2.1.0"
-    for rel in ["pyproject.toml", "_sdk_build.py", "README.md", "requirements.txt", "MANIFEST.sha256",
-                "src/tiny_pets_sdk/predictor.py", "src/tiny_pets_sdk/model/model.onnx",
-                "src/tiny_pets_sdk/model/labels.txt", "src/tiny_pets_sdk/model/SHA256SUMS", "deploy/Dockerfile",
-                "deploy/repository/tiny_pets/config.pbtxt", "deploy/kubernetes/deployment.yaml",
-                "deploy/kubernetes/service.yaml", "deploy/kubernetes/hpa.yaml",
-                "deploy/kserve/servingruntime.yaml", "deploy/kserve/inferenceservice.yaml"]:
+    for rel in [
+        "pyproject.toml",
+        "_sdk_build.py",
+        "README.md",
+        "requirements.txt",
+        "MANIFEST.sha256",
+        "src/tiny_pets_sdk/predictor.py",
+        "src/tiny_pets_sdk/model/model.onnx",
+        "src/tiny_pets_sdk/model/labels.txt",
+        "src/tiny_pets_sdk/model/SHA256SUMS",
+        "deploy/Dockerfile",
+        "deploy/repository/tiny_pets/config.pbtxt",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/kubernetes/service.yaml",
+        "deploy/kubernetes/hpa.yaml",
+        "deploy/kserve/servingruntime.yaml",
+        "deploy/kserve/inferenceservice.yaml",
+    ]:
         assert (root / rel).is_file(), rel
     # every file but the manifest itself is listed, and every hash is right
     listed = {}
@@ -166,8 +189,9 @@ def test_sdk_predictions_match_bushu_and_the_server(built):
     shutil.copytree(built["root"] / "src/tiny_pets_sdk/model", repo / "tiny_pets" / "1")
     with start_server(repo, grpc_port=None, metrics_port=None) as srv:
         for image, g in zip(images, got):
-            req = urllib.request.Request(f"{srv.http_url}/v1/models/tiny_pets:classify?k=4",
-                                         data=image.read_bytes(), method="POST")
+            req = urllib.request.Request(
+                f"{srv.http_url}/v1/models/tiny_pets:classify?k=4", data=image.read_bytes(), method="POST"
+            )
             with urllib.request.urlopen(req, timeout=30) as r:
                 preds = json.loads(r.read())["predictions"]
             assert [p["label"] for p in preds] == [lbl for lbl, _ in g], image.name
@@ -229,11 +253,20 @@ def test_manifests_validate_and_a_broken_one_does_not(built, tmp_path):
 
     files = sorted((built["root"] / "deploy").glob("*/*.yaml"))
     rows = validate_manifests(files)
-    assert sorted(r["kind"] for r in rows) == ["Deployment", "HorizontalPodAutoscaler", "InferenceService",
-                                               "Service", "ServingRuntime"]
+    assert sorted(r["kind"] for r in rows) == [
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "InferenceService",
+        "Service",
+        "ServingRuntime",
+    ]
     docs = {r["kind"]: yaml.safe_load(Path(r["file"]).read_text()) for r in rows}
-    dep, hpa, isvc, rt = docs["Deployment"], docs["HorizontalPodAutoscaler"], docs["InferenceService"], \
-        docs["ServingRuntime"]
+    dep, hpa, isvc, rt = (
+        docs["Deployment"],
+        docs["HorizontalPodAutoscaler"],
+        docs["InferenceService"],
+        docs["ServingRuntime"],
+    )
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"] == "tiny-pets"
     assert isvc["spec"]["predictor"]["model"]["runtime"] == rt["metadata"]["name"]
     assert set(rt["spec"]["protocolVersions"]) == {"v2", "grpc-v2"}
@@ -257,8 +290,24 @@ def test_manifests_validate_and_a_broken_one_does_not(built, tmp_path):
 def test_storage_uri_tar_gz_and_directory_outputs(built, tmp_path):
     art = built["art"]
     tgz = tmp_path / "pets.tar.gz"
-    assert main(["package", str(art.path), "-o", str(tgz), "--storage-uri", "pvc://models/tiny",
-                 "--name", "pets", "--replicas", "2:6", "--check"]) == 0
+    assert (
+        main(
+            [
+                "package",
+                str(art.path),
+                "-o",
+                str(tgz),
+                "--storage-uri",
+                "pvc://models/tiny",
+                "--name",
+                "pets",
+                "--replicas",
+                "2:6",
+                "--check",
+            ]
+        )
+        == 0
+    )
     import tarfile
 
     with tarfile.open(tgz) as tf:

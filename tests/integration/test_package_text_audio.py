@@ -52,8 +52,14 @@ def text_bundle(request, tmp_path_factory) -> dict:
     art, val = train_text(root, request.param)
     out = root / f"{request.param}.zip"
     assert main(["package", str(art), "-o", str(out), "--check", "--name", f"news-{request.param}"]) == 0
-    return {"kind": request.param, "art": art, "val": val, "root": _unzip(out, root / "unpacked"),
-            "package": f"news_{request.param}_sdk", "tmp": root}
+    return {
+        "kind": request.param,
+        "art": art,
+        "val": val,
+        "root": _unzip(out, root / "unpacked"),
+        "package": f"news_{request.param}_sdk",
+        "tmp": root,
+    }
 
 
 def _serve_bundle(root: Path, package: str, model: str, tmp: Path):
@@ -104,8 +110,10 @@ def test_text_bundle_layout_and_requirements(text_bundle):
     for py in (root / "src" / pkg).glob("*.py"):
         assert _imports(py) <= allowed, py.name
     if kind == "minilm":  # without tokenizers: one line saying what to install
-        code = (f"import sys; sys.modules['tokenizers'] = None; sys.path.insert(0, {str(root / 'src')!r})\n"
-                f"from {pkg}.cli import main; sys.exit(main(['some text']))")
+        code = (
+            f"import sys; sys.modules['tokenizers'] = None; sys.path.insert(0, {str(root / 'src')!r})\n"
+            f"from {pkg}.cli import main; sys.exit(main(['some text']))"
+        )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "pip install tokenizers" in proc.stderr, proc.stderr
 
@@ -161,8 +169,25 @@ def audio_bundle(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("audio")
     data = write_words(root / "words", n_train=6, n_val=4, words=("yes", "no", "up", "down"))
     art = root / "words_art"
-    assert main(["train", str(data), "-o", str(art), "--backbone", "mobilenet_v2", "--image-size", "96",
-                 "--trials", "2", "--budget", "3m"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "-o",
+                str(art),
+                "--backbone",
+                "mobilenet_v2",
+                "--image-size",
+                "96",
+                "--trials",
+                "2",
+                "--budget",
+                "3m",
+            ]
+        )
+        == 0
+    )
     out = root / "words.tar.gz"
     assert main(["package", str(art), "-o", str(out), "--check", "--name", "words"]) == 0
     import tarfile

@@ -29,16 +29,25 @@ def wheelhouse(tmp_root: Path, extra: tuple[str, ...] = ()) -> Path:
     given = os.environ.get("BUSHU_WHEELHOUSE")
     if given:
         return Path(given)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bushu-tests" / \
-        f"wheelhouse-py{sys.version_info.major}{sys.version_info.minor}"
+    cache = (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "bushu-tests"
+        / f"wheelhouse-py{sys.version_info.major}{sys.version_info.minor}"
+    )
     missing = [p for p in (*RUNTIME, *extra) if not any(cache.glob(f"{p}-*.whl"))]
     if missing:
         cache.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(cache), *missing],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "-d", str(cache), *missing],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0:
-            pytest.skip(f"no wheelhouse: set BUSHU_WHEELHOUSE to a folder of {[*RUNTIME, *extra]} wheels "
-                        f"(pip download failed: {proc.stderr.strip()[-300:]})")
+            pytest.skip(
+                f"no wheelhouse: set BUSHU_WHEELHOUSE to a folder of {[*RUNTIME, *extra]} wheels "
+                f"(pip download failed: {proc.stderr.strip()[-300:]})"
+            )
     return cache
 
 
@@ -49,8 +58,12 @@ def fresh_venv(path: Path) -> Path:
 
 def pip_install(python: Path, target: str | Path, wheels: Path) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels),
-                           str(target)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return time.perf_counter() - t0
 
@@ -86,8 +99,12 @@ def test_bundle_installs_offline_in_a_fresh_venv_without_torch(tmp_path):
     assert not names & {"torch", "bushu", "torchvision", "onnx"}, names
 
     # the console script and the Python API in the venv agree with bushu in this process
-    proc = subprocess.run([str(tmp_path / "venv/bin/tiny-pets-predict"), *map(str, images), "--json", "-k", "3"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(tmp_path / "venv/bin/tiny-pets-predict"), *map(str, images), "--json", "-k", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     from bushu.model.processing import preprocess_images, top_k
@@ -98,19 +115,28 @@ def test_bundle_installs_offline_in_a_fresh_venv_without_torch(tmp_path):
     for item, w in zip(got, want):
         assert [p["label"] for p in item["predictions"]] == [lbl for _, lbl, _ in w]
         assert [round(p["score"], 6) for p in item["predictions"]] == [round(s, 6) for _, _, s in w]
-    code = ("import sys, json; from tiny_pets_sdk import Predictor, __version__; "
-            "print(json.dumps([__version__, Predictor().predict(sys.argv[1], top_k=1)]))")
+    code = (
+        "import sys, json; from tiny_pets_sdk import Predictor, __version__; "
+        "print(json.dumps([__version__, Predictor().predict(sys.argv[1], top_k=1)]))"
+    )
     proc = subprocess.run([str(py), "-c", code, str(images[0])], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     version, preds = json.loads(proc.stdout)
     assert version == "1.0.0" and preds[0][0] == got[0]["predictions"][0]["label"]
 
     # tampering with the installed model is caught at load
-    site = Path(subprocess.run([str(py), "-c", "import tiny_pets_sdk, os; print(os.path.dirname(tiny_pets_sdk.__file__))"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import tiny_pets_sdk, os; print(os.path.dirname(tiny_pets_sdk.__file__))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "model" / "labels.txt").write_text("cat\ndog\nbird\nshark\n")
-    proc = subprocess.run([str(tmp_path / "venv/bin/tiny-pets-predict"), str(images[0])], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [str(tmp_path / "venv/bin/tiny-pets-predict"), str(images[0])], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "labels.txt" in proc.stderr and "SHA-256" in proc.stderr
 
 
@@ -126,8 +152,17 @@ def test_unpacked_bundle_directory_installs_and_builds_a_wheel(tmp_path):
     root = tmp_path / "unpacked" / "tiny-pets-sdk-3.0.1"
     # the backend alone: a wheel whose RECORD matches its contents
     out = tmp_path / "wheel"
-    proc = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); import _sdk_build; "
-                           f"print(_sdk_build.build_wheel({str(out)!r}))"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(root)!r}); import _sdk_build; "
+            f"print(_sdk_build.build_wheel({str(out)!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     whl = out / proc.stdout.strip()
     assert whl.name == "tiny_pets_sdk-3.0.1-py3-none-any.whl"
     import base64
@@ -150,8 +185,9 @@ def test_unpacked_bundle_directory_installs_and_builds_a_wheel(tmp_path):
         assert requires == ["numpy", "onnxruntime", "pillow"]
     py = fresh_venv(tmp_path / "venv")
     pip_install(py, root, wheels)  # pip runs _sdk_build itself (PEP 517, backend-path)
-    proc = subprocess.run([str(py), "-m", "tiny_pets_sdk", str(images[1]), "-k", "1"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [str(py), "-m", "tiny_pets_sdk", str(images[1]), "-k", "1"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == str(images[1])
     shutil.rmtree(tmp_path / "venv")
@@ -188,17 +224,24 @@ def test_text_bundles_install_offline_without_torch_or_pillow(tmp_path):
         with Classifier(art) as clf:
             texts = [f.read_text(encoding="utf-8") for f in files] + EDGE_TEXTS[3:]
             want = [clf.predict([t], k=3)[0] for t in texts]  # the CLI runs one text at a time, as here
-        proc = subprocess.run([str(tmp_path / f"venv/bin/news-{kind}-predict"), *map(str, files), EDGE_TEXTS[3],
-                               "--json", "-k", "3"], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [str(tmp_path / f"venv/bin/news-{kind}-predict"), *map(str, files), EDGE_TEXTS[3], "--json", "-k", "3"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         got = json.loads(proc.stdout)
         assert [item["input"] for item in got] == [*map(str, files), EDGE_TEXTS[3]]
         for item, w in zip(got, want):
             assert [p["label"] for p in item["predictions"]] == [lbl for _, lbl, _ in w], (kind, item["input"])
             np.testing.assert_allclose([p["score"] for p in item["predictions"]], [s for _, _, s in w], atol=1e-6)
-    sizes = {"minilm_bundle_mb": round(bundles["minilm"].stat().st_size / 1e6, 1),
-             "tfidf_bundle_mb": round(bundles["tfidf"].stat().st_size / 1e6, 2),
-             "minilm_venv_mb": round(minilm_venv / 1e6, 1), "empty_venv_mb": round(base / 1e6, 1),
-             "pip_install_s": round(install_s, 1)}
+    sizes = {
+        "minilm_bundle_mb": round(bundles["minilm"].stat().st_size / 1e6, 1),
+        "tfidf_bundle_mb": round(bundles["tfidf"].stat().st_size / 1e6, 2),
+        "minilm_venv_mb": round(minilm_venv / 1e6, 1),
+        "empty_venv_mb": round(base / 1e6, 1),
+        "pip_install_s": round(install_s, 1),
+    }
     print("text package sizes:", json.dumps(sizes))
     assert sizes["minilm_venv_mb"] < 700, sizes  # no torch: a torch venv is ~5,500 MB

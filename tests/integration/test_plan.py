@@ -25,20 +25,32 @@ CLASSES = ["face", "nonface"]
 def _conv_graph(w1, w2, head=None):
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [numpy_helper.from_array(w1, "C1"), numpy_helper.from_array(np.zeros(len(w1), np.float32), "c1"),
-             numpy_helper.from_array(w2, "C2"), numpy_helper.from_array(np.zeros(len(w2), np.float32), "c2")]
-    nodes = [helper.make_node("Conv", ["input", "C1", "c1"], ["v1"], pads=[1, 1, 1, 1], strides=[2, 2]),
-             helper.make_node("Relu", ["v1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "C2", "c2"], ["v2"], pads=[1, 1, 1, 1], strides=[2, 2]),
-             helper.make_node("Relu", ["v2"], ["r2"]),
-             helper.make_node("GlobalAveragePool", ["r2"], ["g"]), helper.make_node("Flatten", ["g"], ["f"])]
+    inits = [
+        numpy_helper.from_array(w1, "C1"),
+        numpy_helper.from_array(np.zeros(len(w1), np.float32), "c1"),
+        numpy_helper.from_array(w2, "C2"),
+        numpy_helper.from_array(np.zeros(len(w2), np.float32), "c2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "C1", "c1"], ["v1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["v1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "C2", "c2"], ["v2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["v2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+    ]
     out, width = "f", len(w2)
     if head is not None:
         inits += [numpy_helper.from_array(head[0], "W"), numpy_helper.from_array(head[1], "B")]
         nodes.append(helper.make_node("Gemm", ["f", "W", "B"], ["logits"]))
         out, width = "logits", head[0].shape[1]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
-                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", width])], initializer=inits)
+    g = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", width])],
+        initializer=inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
@@ -49,9 +61,15 @@ def _torch_module(w1, w2, w, b):
     import torch
     from torch import nn
 
-    m = nn.Sequential(nn.Conv2d(3, len(w1), 3, stride=2, padding=1), nn.ReLU(),
-                      nn.Conv2d(len(w1), len(w2), 3, stride=2, padding=1), nn.ReLU(),
-                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w.shape[0], w.shape[1]))
+    m = nn.Sequential(
+        nn.Conv2d(3, len(w1), 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(len(w1), len(w2), 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(w.shape[0], w.shape[1]),
+    )
     with torch.no_grad():
         for layer, weight in ((m[0], w1), (m[2], w2), (m[6], w.T)):
             layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
@@ -77,7 +95,7 @@ def build_tiny_classifier(root: Path, with_module: bool = False) -> dict[str, Pa
 
     x = lfw_subset()
     rng = np.random.default_rng(0)
-    picks = {0: rng.permutation(100)[:2 * PER_CLASS], 1: 100 + rng.permutation(100)[:2 * PER_CLASS]}
+    picks = {0: rng.permutation(100)[: 2 * PER_CLASS], 1: 100 + rng.permutation(100)[: 2 * PER_CLASS]}
     for label, idx in picks.items():
         for split, part in (("fit", idx[:PER_CLASS]), ("data", idx[PER_CLASS:])):
             d = root / split / CLASSES[label]
@@ -96,10 +114,16 @@ def build_tiny_classifier(root: Path, with_module: bool = False) -> dict[str, Pa
     b = np.array([0.0, lr.intercept_[0]], np.float32)
     onnx_path = root / "tiny.onnx"
     onnx.save(_conv_graph(w1, w2, (w, b)), str(onnx_path))
-    art = Artifact(path=root / "tiny", model_file="model.onnx", format="onnx", name="tiny",
-                   inputs=[TensorSpec("input", "float32", ("batch", 3, SIZE, SIZE))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", 2))], preprocess=pp,
-                   postprocess=Postprocess(top_k=1))
+    art = Artifact(
+        path=root / "tiny",
+        model_file="model.onnx",
+        format="onnx",
+        name="tiny",
+        inputs=[TensorSpec("input", "float32", ("batch", 3, SIZE, SIZE))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 2))],
+        preprocess=pp,
+        postprocess=Postprocess(top_k=1),
+    )
     art.add_step("test-build", source="random conv + logistic regression on lfw_subset")
     files = {"model.onnx": onnx_path}
     if with_module:
@@ -136,8 +160,17 @@ def reference_accuracy(model: Path, data: Path) -> float:
     return 100.0 * float(np.mean(logits.argmax(1) == y))
 
 
-FAST = dict(budget_s=240, backends=["onnxruntime"], precisions=["fp32", "int8"], duration_s=0.6,
-            bench_duration_s=0.15, batch_sizes=(1, 4), threads=[1], serve_top=2, verify_s=1.0)
+FAST = dict(
+    budget_s=240,
+    backends=["onnxruntime"],
+    precisions=["fp32", "int8"],
+    duration_s=0.6,
+    bench_duration_s=0.15,
+    batch_sizes=(1, 4),
+    threads=[1],
+    serve_top=2,
+    verify_s=1.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +209,9 @@ def test_plan_writes_a_verified_repository(planned):
     assert len(ok) >= 2 and all(c["p99_ms"] >= c["p50_ms"] > 0 and c["throughput"] > 0 for c in ok)
     top = max((c for c in ok if not c["failed"]), key=lambda c: c["throughput"])
     # the best, or within 3% of it with more room under the p99 bound (a tie on a shared CPU)
-    assert ch["config"] == top["config"] or (ch["throughput"] >= 0.97 * top["throughput"]
-                                              and ch["p99_ms"] <= top["p99_ms"])
+    assert ch["config"] == top["config"] or (
+        ch["throughput"] >= 0.97 * top["throughput"] and ch["p99_ms"] <= top["p99_ms"]
+    )
 
 
 def test_variant_accuracy_matches_an_independent_run(planned, tiny):
@@ -203,7 +237,8 @@ def test_served_repository_answers_like_the_model_file(planned, tiny):
     model_dir = Path(r["model_dir"])
     x = np.random.default_rng(3).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     want = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x})[0]
+        None, {"input": x}
+    )[0]
     with start_server(r["repository"], grpc_port=None, metrics_port=None) as srv:
         c = httpclient.InferenceServerClient(srv.http_url.removeprefix("http://"))
         inp = httpclient.InferInput("input", list(x.shape), "FP32")
@@ -277,8 +312,18 @@ def tiny_torch(tmp_path_factory) -> dict[str, Path]:
 def compressed(tiny_torch, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("plan-c") / "tiny-plan"
     c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5)
-    result = plan(tiny_torch["artifact"], tiny_torch["data"], out, c, refine=False, verify=False,
-                  compress=["prune0.5"], train=tiny_torch["train"], epochs=3, **FAST)
+    result = plan(
+        tiny_torch["artifact"],
+        tiny_torch["data"],
+        out,
+        c,
+        refine=False,
+        verify=False,
+        compress=["prune0.5"],
+        train=tiny_torch["train"],
+        epochs=3,
+        **FAST,
+    )
     return {"result": result, "out": out}
 
 
@@ -286,8 +331,11 @@ def onnx_params(model: Path) -> int:
     import onnx
     from onnx import numpy_helper
 
-    return sum(numpy_helper.to_array(t).size for t in onnx.load(str(model)).graph.initializer
-               if t.data_type == onnx.TensorProto.FLOAT)
+    return sum(
+        numpy_helper.to_array(t).size
+        for t in onnx.load(str(model)).graph.initializer
+        if t.data_type == onnx.TensorProto.FLOAT
+    )
 
 
 def test_compressed_variants_are_built_and_measured(compressed, tiny_torch):
@@ -322,8 +370,18 @@ def test_size_bound_only_compression_meets_is_chosen_and_verified(compressed, ti
     assert min(sizes.values()) < smallest_plain
     msgs: list[str] = []
     c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5, max_size_mb=smallest_plain - 1e-6)
-    r = plan(tiny_torch["artifact"], tiny_torch["data"], compressed["out"], c, refine=False, log=msgs.append,
-             compress="prune0.5", train=tiny_torch["train"], epochs=3, **FAST)
+    r = plan(
+        tiny_torch["artifact"],
+        tiny_torch["data"],
+        compressed["out"],
+        c,
+        refine=False,
+        log=msgs.append,
+        compress="prune0.5",
+        train=tiny_torch["train"],
+        epochs=3,
+        **FAST,
+    )
     assert any(m.startswith("prune0.5: reusing") for m in msgs)  # the compressed model came from the journal
     ch = r["chosen"]
     assert r["met"] and ch["compression"] == "prune0.5" and ch["config"].startswith(ch["variant"] + "/")
@@ -337,8 +395,16 @@ def test_size_bound_only_compression_meets_is_chosen_and_verified(compressed, ti
 
 def test_prune_without_finetuning_misses_the_accuracy_bound(tiny_torch, tmp_path):
     c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5)
-    r = plan(tiny_torch["artifact"], tiny_torch["data"], tmp_path / "p", c, refine=False, verify=False,
-             compress=["prune0.5"], **{**FAST, "precisions": ["fp32"]})
+    r = plan(
+        tiny_torch["artifact"],
+        tiny_torch["data"],
+        tmp_path / "p",
+        c,
+        refine=False,
+        verify=False,
+        compress=["prune0.5"],
+        **{**FAST, "precisions": ["fp32"]},
+    )
     by = {v["variant"]: v for v in r["variants"]}
     v = by["onnxruntime/fp32+prune0.5"]
     assert v["compression_details"]["finetune_epochs"] == 0
@@ -350,11 +416,20 @@ def test_prune_without_finetuning_misses_the_accuracy_bound(tiny_torch, tmp_path
 
 def test_onnx_only_artifact_skips_compression_with_the_reason(planned, tiny):
     c = Constraints(max_p99_ms=5000, concurrency=2, max_accuracy_drop=5)
-    r = plan(tiny["artifact"], tiny["data"], planned["out"], c, refine=False, verify=False,
-             compress=["prune0.3", "lowrank0.9"], **FAST)
+    r = plan(
+        tiny["artifact"],
+        tiny["data"],
+        planned["out"],
+        c,
+        refine=False,
+        verify=False,
+        compress=["prune0.3", "lowrank0.9"],
+        **FAST,
+    )
     comp = [v for v in r["variants"] if v["compression"]]
-    assert {v["variant"] for v in comp} == {f"onnxruntime/{p}+{s}" for p in ("fp32", "int8")
-                                            for s in ("prune0.3", "lowrank0.9")}
+    assert {v["variant"] for v in comp} == {
+        f"onnxruntime/{p}+{s}" for p in ("fp32", "int8") for s in ("prune0.3", "lowrank0.9")
+    }
     assert all(v["status"] == "skipped" and "no PyTorch module" in v["reason"] for v in comp)
     assert r["met"] and r["chosen"]["compression"] is None
 

@@ -26,8 +26,9 @@ ENV = {**os.environ, "COLUMNS": "200"}
 
 
 def bushu(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bushu", *args], capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "bushu", *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 def _gemm_model(n_in: int, input_spec, w: np.ndarray, flatten: bool):
@@ -36,10 +37,13 @@ def _gemm_model(n_in: int, input_spec, w: np.ndarray, flatten: bool):
 
     nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1)] if flatten else []
     nodes.append(helper.make_node("Gemm", ["flat" if flatten else "x", "W", "B"], ["logits"]))
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_spec)],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(LABELS)])],
-                              [numpy_helper.from_array(w, "W"),
-                               numpy_helper.from_array(np.zeros(len(LABELS), np.float32), "B")])
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_spec)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(LABELS)])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.zeros(len(LABELS), np.float32), "B")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -51,10 +55,16 @@ def write_image_artifact(out: Path) -> Path:
     from bushu.spec import TensorSpec
 
     w = np.random.default_rng(0).standard_normal((3 * 16 * 16, len(LABELS))).astype(np.float32)
-    art = Artifact(path=out, model_file="model.onnx", format="onnx", name="tiny",
-                   inputs=[TensorSpec("x", "float32", ("batch", 3, 16, 16))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", len(LABELS)))],
-                   preprocess=Preprocess(resize=16, crop=16), postprocess=Postprocess())
+    art = Artifact(
+        path=out,
+        model_file="model.onnx",
+        format="onnx",
+        name="tiny",
+        inputs=[TensorSpec("x", "float32", ("batch", 3, 16, 16))],
+        outputs=[TensorSpec("logits", "float32", ("batch", len(LABELS)))],
+        preprocess=Preprocess(resize=16, crop=16),
+        postprocess=Postprocess(),
+    )
     write_artifact(out, {"model.onnx": _gemm_model(768, ["batch", 3, 16, 16], w, True)}, art, labels=LABELS)
     return out
 
@@ -64,20 +74,50 @@ def write_text_artifact(out: Path) -> Path:
     from bushu.spec import TensorSpec
 
     words = ["honey", "hive", "purr", "bark", "water", "colony", "sting", "fetch"]
-    desc = {"kind": "tfidf", "vocabulary": {w: i for i, w in enumerate(words)}, "idf": [1.0] * len(words),
-            "token_pattern": r"(?u)\b\w\w+\b", "lowercase": True, "sublinear_tf": True}
+    desc = {
+        "kind": "tfidf",
+        "vocabulary": {w: i for i, w in enumerate(words)},
+        "idf": [1.0] * len(words),
+        "token_pattern": r"(?u)\b\w\w+\b",
+        "lowercase": True,
+        "sublinear_tf": True,
+    }
     w = np.zeros((len(words), len(LABELS)), np.float32)
-    for word, label in [("colony", 0), ("honey", 1), ("hive", 1), ("sting", 1), ("purr", 2), ("bark", 3),
-                        ("fetch", 3), ("water", 4)]:
+    for word, label in [
+        ("colony", 0),
+        ("honey", 1),
+        ("hive", 1),
+        ("sting", 1),
+        ("purr", 2),
+        ("bark", 3),
+        ("fetch", 3),
+        ("water", 4),
+    ]:
         w[words.index(word), label] = 3.0
-    art = Artifact(path=out, model_file="model.onnx", format="onnx", name="tinytext",
-                   inputs=[TensorSpec("x", "float32", ("batch", len(words)))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", len(LABELS)))],
-                   preprocess=Preprocess(kind="text", resize=None, crop=None,
-                                         params={"features": "text_features.json", "files": ["text_features.json"]}),
-                   postprocess=Postprocess())
-    write_artifact(out, {"model.onnx": _gemm_model(len(words), ["batch", len(words)], w, False),
-                         "text_features.json": json.dumps(desc).encode()}, art, labels=LABELS)
+    art = Artifact(
+        path=out,
+        model_file="model.onnx",
+        format="onnx",
+        name="tinytext",
+        inputs=[TensorSpec("x", "float32", ("batch", len(words)))],
+        outputs=[TensorSpec("logits", "float32", ("batch", len(LABELS)))],
+        preprocess=Preprocess(
+            kind="text",
+            resize=None,
+            crop=None,
+            params={"features": "text_features.json", "files": ["text_features.json"]},
+        ),
+        postprocess=Postprocess(),
+    )
+    write_artifact(
+        out,
+        {
+            "model.onnx": _gemm_model(len(words), ["batch", len(words)], w, False),
+            "text_features.json": json.dumps(desc).encode(),
+        },
+        art,
+        labels=LABELS,
+    )
     return out
 
 
@@ -91,8 +131,13 @@ def data(tmp_path_factory) -> dict:
     (photos / "notes.txt").write_text("not an image")  # a non-image in an image folder
     whole = Path(good[0]).read_bytes()
     (photos / "daisy" / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
-    return {"root": root, "photos": photos, "good": good, "art": write_image_artifact(root / "art"),
-            "bad": {str(photos / "notes.txt"), str(photos / "daisy" / "truncated.jpg")}}
+    return {
+        "root": root,
+        "photos": photos,
+        "good": good,
+        "art": write_image_artifact(root / "art"),
+        "bad": {str(photos / "notes.txt"), str(photos / "daisy" / "truncated.jpg")},
+    }
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -168,10 +213,12 @@ def test_bad_arguments_are_one_clear_line(data, tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("id,paths\n1,a.jpg\n")  # "paths", not "path"
     art, photos, out = str(data["art"]), str(data["photos"]), str(tmp_path / "o.jsonl")
-    cases = [([photos, "-o", str(tmp_path / "o.xlsx")], "cannot tell the output format"),
-             ([str(table), "--column", "pth", "-o", out], "has no column 'pth'; did you mean 'paths'?"),
-             ([str(tmp_path / "missing"), "-o", out], "input not found"),
-             ([photos, "-o", out, f"--ray=127.0.0.1:{_free_port()}"], "no Ray cluster answers at 127.0.0.1:")]
+    cases = [
+        ([photos, "-o", str(tmp_path / "o.xlsx")], "cannot tell the output format"),
+        ([str(table), "--column", "pth", "-o", out], "has no column 'pth'; did you mean 'paths'?"),
+        ([str(tmp_path / "missing"), "-o", out], "input not found"),
+        ([photos, "-o", out, f"--ray=127.0.0.1:{_free_port()}"], "no Ray cluster answers at 127.0.0.1:"),
+    ]
     for args, msg in cases:
         proc = bushu("predict", art, *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
@@ -197,8 +244,19 @@ def test_resume_after_a_kill_gives_every_row_once(data, tmp_path):
 
     photos = write_imagenet_photos(tmp_path / "many", per_class=60, seed=1)  # 300 images
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "bushu", "predict", str(data["art"]), str(photos), "-o", str(out),
-           "--batch-size", "2", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bushu",
+        "predict",
+        str(data["art"]),
+        str(photos),
+        "-o",
+        str(out),
+        "--batch-size",
+        "2",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 60):
@@ -208,7 +266,7 @@ def test_resume_after_a_kill_gives_every_row_once(data, tmp_path):
     partial = out.read_bytes().count(b"\n")
     assert 0 < partial < 300, "the kill should land mid-run"
     with out.open("ab") as f:  # and a torn last line, as a kill mid-write leaves
-        f.write(b'{"input": "' + str(photos).encode() + b'/daisy/daisy_0.j')
+        f.write(b'{"input": "' + str(photos).encode() + b"/daisy/daisy_0.j")
     again = bushu("predict", str(data["art"]), str(photos), "-o", str(out))
     assert again.returncode == 0, again.stderr
     rows = rows_of(out)
@@ -221,8 +279,15 @@ def test_python_api_yields_typed_rows(data):
     from bushu.predict import Prediction, predict
 
     seen = []
-    preds = list(predict(data["art"], [str(data["photos"] / "espresso")], top_k=2, batch_size=3,
-                         progress=lambda done, total, failed: seen.append((done, total, failed))))
+    preds = list(
+        predict(
+            data["art"],
+            [str(data["photos"] / "espresso")],
+            top_k=2,
+            batch_size=3,
+            progress=lambda done, total, failed: seen.append((done, total, failed)),
+        )
+    )
     assert all(isinstance(p, Prediction) and p.ok and len(p.top_k) == 2 for p in preds) and len(preds) == 4
     want = expected(data["art"], [p.input for p in preds], k=2)
     assert [p.label for p in preds] == [want[p.input][0][1] for p in preds]
@@ -241,9 +306,26 @@ def test_serve_an_artifact_directory_in_place(data, tmp_path):
 
     before = sorted(p.name for p in data["art"].iterdir())
     text_art = write_text_artifact(tmp_path / "text_art")
-    proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(data["art"]), str(text_art),
-                             "--http-port", "0", "--grpc-port", "-1", "--metrics-port", "-1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bushu",
+            "serve",
+            str(data["art"]),
+            str(text_art),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "-1",
+            "--metrics-port",
+            "-1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
     try:
         lines = []
         for line in proc.stdout:
@@ -276,8 +358,9 @@ def test_ray_local_gives_the_same_rows(data, tmp_path):
     pytest.importorskip("ray.data")
     local, on_ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     assert bushu("predict", str(data["art"]), str(data["photos"]), "-o", str(local)).returncode == 1
-    proc = bushu("predict", str(data["art"]), str(data["photos"]), "-o", str(on_ray), "--workers", "2", "--ray",
-                 timeout=600)
+    proc = bushu(
+        "predict", str(data["art"]), str(data["photos"]), "-o", str(on_ray), "--workers", "2", "--ray", timeout=600
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     a, b = ({r["input"]: r for r in rows_of(p)} for p in (local, on_ray))
     assert a.keys() == b.keys() and len(a) == 22

@@ -20,7 +20,7 @@ pytest.importorskip("torch_pruning")
 SIZE = 32
 CLASSES = ("face", "nonface")
 
-MODEL_SOURCE = '''
+MODEL_SOURCE = """
 import torch
 from torch import nn
 
@@ -49,7 +49,7 @@ def build(trained=True):
         net.load_state_dict(torch.load(WEIGHTS, map_location="cpu"))
     net.input_shape = (1, 3, {size}, {size})
     return net.eval()
-'''
+"""
 
 
 def build_lfw_facenet(root: Path, epochs: int = 25) -> dict[str, Path]:
@@ -99,8 +99,21 @@ def build_lfw_facenet(root: Path, epochs: int = 25) -> dict[str, Path]:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        assert main(["import", "facenet_model:build", "-o", str(root / "facenet"), "--size", str(SIZE),
-                     "--labels", str(root / "labels.txt")]) == 0
+        assert (
+            main(
+                [
+                    "import",
+                    "facenet_model:build",
+                    "-o",
+                    str(root / "facenet"),
+                    "--size",
+                    str(SIZE),
+                    "--labels",
+                    str(root / "labels.txt"),
+                ]
+            )
+            == 0
+        )
     finally:
         os.chdir(cwd)
     return {"root": root, "artifact": root / "facenet", "train": root / "train", "heldout": root / "heldout"}
@@ -125,8 +138,11 @@ def onnx_params(model: Path) -> int:
     import onnx
     from onnx import numpy_helper
 
-    return sum(numpy_helper.to_array(t).size for t in onnx.load(str(model)).graph.initializer
-               if t.data_type == onnx.TensorProto.FLOAT)
+    return sum(
+        numpy_helper.to_array(t).size
+        for t in onnx.load(str(model)).graph.initializer
+        if t.data_type == onnx.TensorProto.FLOAT
+    )
 
 
 def shared_facenet(tmp_path_factory) -> dict[str, Path]:
@@ -164,8 +180,27 @@ def test_structured_prune_shrinks_graph_and_recovers(in_root, tmp_path, capsys):
 
     art, out = in_root["artifact"], tmp_path / "pruned"
     before = _snapshot(art)
-    assert main(["optimize", str(art), "-o", str(out), "--prune", "0.5", "--train", str(in_root["train"]),
-                 "--data", str(in_root["heldout"]), "--epochs", "6", "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(art),
+                "-o",
+                str(out),
+                "--prune",
+                "0.5",
+                "--train",
+                str(in_root["train"]),
+                "--data",
+                str(in_root["heldout"]),
+                "--epochs",
+                "6",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert _snapshot(art) == before  # the input artifact is untouched
     rows = {r["model"]: r for r in result["rows"]}
@@ -176,8 +211,10 @@ def test_structured_prune_shrinks_graph_and_recovers(in_root, tmp_path, capsys):
     assert pruned["mflops"] < 0.6 * orig["mflops"]
     assert result["steps"][0]["importance"] == "taylor"  # data given → gradient criterion
     # accuracy as bushu reports it equals an independent recomputation, and fine-tuning recovers it
-    acc0, acc1 = heldout_accuracy(art / "model.onnx", in_root["heldout"]), heldout_accuracy(out / "model.onnx",
-                                                                                          in_root["heldout"])
+    acc0, acc1 = (
+        heldout_accuracy(art / "model.onnx", in_root["heldout"]),
+        heldout_accuracy(out / "model.onnx", in_root["heldout"]),
+    )
     assert orig["accuracy"] == pytest.approx(acc0, abs=1e-6) and tuned["accuracy"] == pytest.approx(acc1, abs=1e-6)
     # a 16-64 channel CNN loses much at 50%; fine-tuning must win back part of it (MobileNetV2: bench/compress.py)
     assert acc1 >= max(pruned["accuracy"], acc0 - 25.0)
@@ -192,12 +229,34 @@ def test_prune_a_pruned_artifact_uses_its_saved_module(in_root, tmp_path):
     from bushu.cli import main
 
     first, second = tmp_path / "p1", tmp_path / "p2"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(first), "--prune", "0.3", "--epochs", "0",
-                 "--no-bench", "--no-report"]) == 0
-    assert main(["optimize", str(first), "-o", str(second), "--prune", "0.3", "--epochs", "0", "--no-bench",
-                 "--no-report"]) == 0
-    assert onnx_params(second / "model.onnx") < onnx_params(first / "model.onnx") < onnx_params(
-        in_root["artifact"] / "model.onnx")
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(first),
+                "--prune",
+                "0.3",
+                "--epochs",
+                "0",
+                "--no-bench",
+                "--no-report",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            ["optimize", str(first), "-o", str(second), "--prune", "0.3", "--epochs", "0", "--no-bench", "--no-report"]
+        )
+        == 0
+    )
+    assert (
+        onnx_params(second / "model.onnx")
+        < onnx_params(first / "model.onnx")
+        < onnx_params(in_root["artifact"] / "model.onnx")
+    )
 
 
 def test_unstructured_reports_real_sparsity(in_root, tmp_path, capsys):
@@ -207,25 +266,51 @@ def test_unstructured_reports_real_sparsity(in_root, tmp_path, capsys):
     from bushu.cli import main
 
     out = tmp_path / "sparse"
-    assert main(["optimize", str(in_root["artifact"]), "-o", str(out), "--prune", "0.6", "--prune-mode",
-                 "unstructured", "--train", str(in_root["train"]), "--data", str(in_root["heldout"]), "--epochs", "2",
-                 "--no-bench", "--json"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                str(in_root["artifact"]),
+                "-o",
+                str(out),
+                "--prune",
+                "0.6",
+                "--prune-mode",
+                "unstructured",
+                "--train",
+                str(in_root["train"]),
+                "--data",
+                str(in_root["heldout"]),
+                "--epochs",
+                "2",
+                "--no-bench",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert [r["model"] for r in rows] == ["original", "prune 0.6 (unstructured)", "+ fine-tune"]
     row = rows[-1]  # after fine-tuning: the zeros stayed zero
-    weights = [numpy_helper.to_array(t) for t in onnx.load(str(out / "model.onnx")).graph.initializer
-               if t.data_type == onnx.TensorProto.FLOAT]
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(str(out / "model.onnx")).graph.initializer
+        if t.data_type == onnx.TensorProto.FLOAT
+    ]
     zeros, total = sum(int((w == 0).sum()) for w in weights), sum(w.size for w in weights)
     assert row["sparsity"] == pytest.approx(zeros / total, abs=0.02) and row["sparsity"] > 0.5
     assert rows[1]["zip_mb"] < rows[1]["size_mb"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--prune", "1.5"], "between 0 and 1"),
-    (["--prune", "0"], "between 0 and 1"),
-    (["--prune", "0.3", "--prune-mode", "structured", "--importance", "taylor"], "Taylor importance needs data"),
-    (["--prune", "0.3", "--distill", "resnet50"], "student"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--prune", "1.5"], "between 0 and 1"),
+        (["--prune", "0"], "between 0 and 1"),
+        (["--prune", "0.3", "--prune-mode", "structured", "--importance", "taylor"], "Taylor importance needs data"),
+        (["--prune", "0.3", "--distill", "resnet50"], "student"),
+    ],
+)
 def test_bad_input_clear_error_nothing_written(in_root, tmp_path, args, needle, capsys):
     from bushu.cli import main
 
@@ -241,14 +326,16 @@ def test_nothing_prunable(tmp_path, monkeypatch, capsys):
     """A model whose only layer produces the output: structured pruning has nothing to remove."""
     from bushu.cli import main
 
-    (tmp_path / "linear_model.py").write_text(textwrap.dedent("""
+    (tmp_path / "linear_model.py").write_text(
+        textwrap.dedent("""
         import torch
         def build():
             torch.manual_seed(0)
             m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
             m.input_shape = (1, 3, 2, 2)
             return m
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["import", "linear_model:build", "-o", "lin"]) == 0
@@ -263,10 +350,18 @@ def test_onnx_only_artifact_is_refused(tmp_path, capsys):
 
     from bushu.cli import main
 
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(4 * 6 * 6, 2)).eval()
-    torch.onnx.export(model, torch.randn(2, 3, 8, 8), str(tmp_path / "m.onnx"), dynamo=False,
-                      input_names=["input"], output_names=["out"], dynamic_axes={"input": {0: "b"}, "out": {0: "b"}})
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)
+    ).eval()
+    torch.onnx.export(
+        model,
+        torch.randn(2, 3, 8, 8),
+        str(tmp_path / "m.onnx"),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["out"],
+        dynamic_axes={"input": {0: "b"}, "out": {0: "b"}},
+    )
     assert main(["import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "art")]) == 0
     capsys.readouterr()
     assert main(["optimize", str(tmp_path / "art"), "-o", str(tmp_path / "out"), "--prune", "0.5"]) == 2

@@ -64,12 +64,26 @@ def build_face_classifier(root: Path) -> dict[str, Path]:
         linear.bias.copy_(torch.tensor([0.0, head.intercept_[0]], dtype=torch.float32))
     model = torch.nn.Sequential(feats, linear).eval()
     onnx_path = root / "faces.onnx"
-    torch.onnx.export(model, torch.randn(2, 3, SIZE, SIZE), str(onnx_path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    art = Artifact(path=root / "faces", model_file="model.onnx", format="onnx", name="faces",
-                   inputs=[TensorSpec("input", "float32", ("batch", 3, SIZE, SIZE))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", 2))], preprocess=pp, postprocess=Postprocess(top_k=1))
+    torch.onnx.export(
+        model,
+        torch.randn(2, 3, SIZE, SIZE),
+        str(onnx_path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
+    art = Artifact(
+        path=root / "faces",
+        model_file="model.onnx",
+        format="onnx",
+        name="faces",
+        inputs=[TensorSpec("input", "float32", ("batch", 3, SIZE, SIZE))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 2))],
+        preprocess=pp,
+        postprocess=Postprocess(top_k=1),
+    )
     art.add_step("test-export", source="torchvision mobilenet_v2 + lfw_subset head")
     write_artifact(root / "faces", {"model.onnx": onnx_path}, art, classes)
     return {"artifact": root / "faces", "calib": root / "calib", "heldout": root / "heldout"}
@@ -99,16 +113,29 @@ def build_digits_mlp(root: Path) -> dict[str, Path]:
         w1 -= 0.5 * x.T @ gh
         b1 -= 0.5 * gh.sum(0)
     inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h0"], name="fc1"),
-             helper.make_node("Relu", ["h0"], ["h1"], name="relu"),
-             helper.make_node("Gemm", ["h1", "w2", "b2"], ["logits"], name="fc2")]
-    graph = helper.make_graph(nodes, "digits", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h0"], name="fc1"),
+        helper.make_node("Relu", ["h0"], ["h1"], name="relu"),
+        helper.make_node("Gemm", ["h1", "w2", "b2"], ["logits"], name="fc2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "digits",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     root.mkdir(parents=True, exist_ok=True)
-    art = Artifact(path=root / "digits", model_file="model.onnx", format="onnx", name="digits",
-                   inputs=[TensorSpec("x", "float32", ("batch", 64))], outputs=[TensorSpec("logits", "float32", ("batch", 10))])
+    art = Artifact(
+        path=root / "digits",
+        model_file="model.onnx",
+        format="onnx",
+        name="digits",
+        inputs=[TensorSpec("x", "float32", ("batch", 64))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 10))],
+    )
     write_artifact(root / "digits", {"model.onnx": model.SerializeToString()}, art, [str(i) for i in range(10)])
     np.save(root / "digits.npy", x[:200])
     onnx.checker.check_model(model)
@@ -151,8 +178,14 @@ def faces(tmp_path_factory) -> dict[str, Path]:
 def int8(faces, tmp_path_factory) -> dict:
     before = tree_hash(faces["artifact"])
     out = tmp_path_factory.mktemp("q") / "faces-int8"
-    art = quantize(faces["artifact"], out, StaticInt8Config(calibration=faces["calib"], calib_size=40),
-                   data=faces["heldout"], max_accuracy_drop=1.0, measure=False)
+    art = quantize(
+        faces["artifact"],
+        out,
+        StaticInt8Config(calibration=faces["calib"], calib_size=40),
+        data=faces["heldout"],
+        max_accuracy_drop=1.0,
+        measure=False,
+    )
     return {"art": art, "before": before, "out": out}
 
 
@@ -214,8 +247,7 @@ def test_accuracy_aware_names_the_best_reached_when_the_bound_cannot_hold(faces,
     np.save(tmp_path / "bad.npy", np.full((8, 3, SIZE, SIZE), 0.01, np.float32))
     cfg = StaticInt8Config(calibration=tmp_path / "bad.npy", min_top1_agreement=0.0)
     with pytest.raises(AccuracyDropError, match="best reached") as e:
-        quantize(faces["artifact"], tmp_path / "aa", cfg, data=faces["heldout"], max_accuracy_drop=2.0,
-                 measure=False)
+        quantize(faces["artifact"], tmp_path / "aa", cfg, data=faces["heldout"], max_accuracy_drop=2.0, measure=False)
     search = e.value.best["search"]
     assert [s["excluded"] for s in search][:3] == [1, 2, 4] and e.value.best["fp32"] - e.value.best["quantized"] > 2
     assert not (tmp_path / "aa").exists()

@@ -49,8 +49,18 @@ def infer_json(name="x", shape=(1, 4), datatype="FP32", data=None):
 
 def binary_body(arr: np.ndarray, declared: int | None = None, extra: bytes = b"", name="x", datatype="FP32"):
     raw = arr.tobytes()
-    header = json.dumps({"inputs": [{"name": name, "shape": list(arr.shape), "datatype": datatype,
-                                     "parameters": {"binary_data_size": declared if declared is not None else len(raw)}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": list(arr.shape),
+                    "datatype": datatype,
+                    "parameters": {"binary_data_size": declared if declared is not None else len(raw)},
+                }
+            ]
+        }
+    ).encode()
     return header + raw + extra, {"Inference-Header-Content-Length": str(len(header))}
 
 
@@ -70,21 +80,37 @@ def test_unknown_model_and_version(server):
     assert s == 404
 
 
-@pytest.mark.parametrize("body,needles", [
-    (infer_json(name="xx"), ["no input 'xx'", "did you mean 'x'"]),
-    (infer_json(datatype="INT32", data=[1, 2, 3, 4]), ["dtype int32", "expected float32"]),
-    (infer_json(shape=(1, 5), data=[0.0] * 5), ["shape [1, 5]", "dim 1 must be 4"]),
-    (infer_json(shape=(1, 4), data=[0.0] * 3), ["3 elements", "needs 4"]),
-    (infer_json(shape=(9, 4)), ["batch size 9", "1..8"]),
-    (infer_json(shape=(1, -4)), ["non-negative"]),
-    (infer_json(datatype="FP33"), ["unknown datatype 'FP33'"]),
-    (infer_json(data=["a", "b", "c", "d"]), ["not valid FP32"]),
-    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2', ["malformed JSON"]),
-    (b'[1, 2, 3]', ["'inputs' list"]),
-    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, NaN, 2, 3]}]}', ["NaN"]),
-    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32"}]}', ["neither 'data' nor"]),
-], ids=["name", "dtype", "shape", "count", "batch", "negative-dim", "datatype", "strings", "json", "not-object", "nan",
-        "no-data"])
+@pytest.mark.parametrize(
+    "body,needles",
+    [
+        (infer_json(name="xx"), ["no input 'xx'", "did you mean 'x'"]),
+        (infer_json(datatype="INT32", data=[1, 2, 3, 4]), ["dtype int32", "expected float32"]),
+        (infer_json(shape=(1, 5), data=[0.0] * 5), ["shape [1, 5]", "dim 1 must be 4"]),
+        (infer_json(shape=(1, 4), data=[0.0] * 3), ["3 elements", "needs 4"]),
+        (infer_json(shape=(9, 4)), ["batch size 9", "1..8"]),
+        (infer_json(shape=(1, -4)), ["non-negative"]),
+        (infer_json(datatype="FP33"), ["unknown datatype 'FP33'"]),
+        (infer_json(data=["a", "b", "c", "d"]), ["not valid FP32"]),
+        (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2', ["malformed JSON"]),
+        (b"[1, 2, 3]", ["'inputs' list"]),
+        (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, NaN, 2, 3]}]}', ["NaN"]),
+        (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32"}]}', ["neither 'data' nor"]),
+    ],
+    ids=[
+        "name",
+        "dtype",
+        "shape",
+        "count",
+        "batch",
+        "negative-dim",
+        "datatype",
+        "strings",
+        "json",
+        "not-object",
+        "nan",
+        "no-data",
+    ],
+)
 def test_bad_json_requests(server, body, needles):
     s, b = post(server, "/v2/models/classifier/infer", body)
     assert_error(s, b, 400, *needles)
@@ -110,11 +136,21 @@ def test_binary_body_shorter_or_longer_than_declared(server):
 def test_bytes_with_bad_length_prefix(server):
     good = struct.pack("<I", 5) + b"hello"
     bad = struct.pack("<I", 50) + b"hello"
-    for raw, needle in ((bad, "claims 50 bytes"), (good[:3], "truncated length prefix"),
-                        (good + good, "holds 2 elements")):
-        header = json.dumps({"inputs": [{"name": "TEXT", "shape": [1, 1], "datatype": "BYTES",
-                                         "parameters": {"binary_data_size": len(raw)}}]}).encode()
-        s, b = post(server, "/v2/models/text/infer", header + raw, {"Inference-Header-Content-Length": str(len(header))})
+    for raw, needle in (
+        (bad, "claims 50 bytes"),
+        (good[:3], "truncated length prefix"),
+        (good + good, "holds 2 elements"),
+    ):
+        header = json.dumps(
+            {
+                "inputs": [
+                    {"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}
+                ]
+            }
+        ).encode()
+        s, b = post(
+            server, "/v2/models/text/infer", header + raw, {"Inference-Header-Content-Length": str(len(header))}
+        )
         assert_error(s, b, 400, needle)
 
 
@@ -195,11 +231,34 @@ def test_a_bad_request_never_fails_its_batch_mates(server):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
-                    lambda c: st.lists(c, max_size=4) | st.dictionaries(
-                        st.sampled_from(["inputs", "name", "shape", "datatype", "data", "parameters", "outputs",
-                                         "binary_data_size", "classification", "x", "id"]), c, max_size=5),
-                    max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+        lambda c: (
+            st.lists(c, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "inputs",
+                        "name",
+                        "shape",
+                        "datatype",
+                        "data",
+                        "parameters",
+                        "outputs",
+                        "binary_data_size",
+                        "classification",
+                        "x",
+                        "id",
+                    ]
+                ),
+                c,
+                max_size=5,
+            )
+        ),
+        max_leaves=20,
+    )
+)
 def test_fuzzed_json_bodies_never_crash(server, doc):
     try:
         body = json.dumps(doc).encode()
@@ -214,11 +273,25 @@ def test_fuzzed_json_bodies_never_crash(server, doc):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=64), st.integers(0, 80), st.sampled_from(["classifier", "text", "add_sub"]))
 def test_fuzzed_binary_bodies_never_crash(server, tail, cut, model):
-    header = json.dumps({"inputs": [{"name": "TEXT" if model == "text" else "x", "shape": [1, 1 if model == "text" else 4],
-                                     "datatype": "BYTES" if model == "text" else "FP32",
-                                     "parameters": {"binary_data_size": len(tail)}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "TEXT" if model == "text" else "x",
+                    "shape": [1, 1 if model == "text" else 4],
+                    "datatype": "BYTES" if model == "text" else "FP32",
+                    "parameters": {"binary_data_size": len(tail)},
+                }
+            ]
+        }
+    ).encode()
     body = header + tail
-    s, b = post(server, f"/v2/models/{model}/infer", body, {"Inference-Header-Content-Length": str(min(cut, len(body)) if cut < 80 else len(header))})
+    s, b = post(
+        server,
+        f"/v2/models/{model}/infer",
+        body,
+        {"Inference-Header-Content-Length": str(min(cut, len(body)) if cut < 80 else len(header))},
+    )
     assert s in (200, 400, 404), (s, b)
     if s != 200:
         assert isinstance(b, dict) and b.get("error")

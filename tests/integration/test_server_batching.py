@@ -22,21 +22,49 @@ def _null(root, name, inputs, config, delay_ms=0):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
-    _null(root, "echo", "[{name: x, dtype: float32, shape: [batch, 2]}]",
-          "max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 20000 }", delay_ms=30)
-    _null(root, "preferred", "[{name: x, dtype: float32, shape: [batch, 2]}]",
-          "max_batch_size: 16\ndynamic_batching { preferred_batch_size: [4] max_queue_delay_microseconds: 20000 }",
-          delay_ms=30)
-    _null(root, "ragged", "[{name: x, dtype: float32, shape: [batch, n]}]",
-          "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 20000 }", delay_ms=10)
-    _null(root, "tiny_queue", "[{name: x, dtype: float32, shape: [batch, 2]}]",
-          "max_batch_size: 1\ndynamic_batching { default_queue_policy { max_queue_size: 2 } }", delay_ms=150)
-    _null(root, "timeout", "[{name: x, dtype: float32, shape: [batch, 2]}]",
-          "max_batch_size: 1\ndynamic_batching { default_queue_policy { default_timeout_microseconds: 50000 } }",
-          delay_ms=300)
+    _null(
+        root,
+        "echo",
+        "[{name: x, dtype: float32, shape: [batch, 2]}]",
+        "max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 20000 }",
+        delay_ms=30,
+    )
+    _null(
+        root,
+        "preferred",
+        "[{name: x, dtype: float32, shape: [batch, 2]}]",
+        "max_batch_size: 16\ndynamic_batching { preferred_batch_size: [4] max_queue_delay_microseconds: 20000 }",
+        delay_ms=30,
+    )
+    _null(
+        root,
+        "ragged",
+        "[{name: x, dtype: float32, shape: [batch, n]}]",
+        "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 20000 }",
+        delay_ms=10,
+    )
+    _null(
+        root,
+        "tiny_queue",
+        "[{name: x, dtype: float32, shape: [batch, 2]}]",
+        "max_batch_size: 1\ndynamic_batching { default_queue_policy { max_queue_size: 2 } }",
+        delay_ms=150,
+    )
+    _null(
+        root,
+        "timeout",
+        "[{name: x, dtype: float32, shape: [batch, 2]}]",
+        "max_batch_size: 1\ndynamic_batching { default_queue_policy { default_timeout_microseconds: 50000 } }",
+        delay_ms=300,
+    )
     _null(root, "nobatch", "[{name: x, dtype: int64, shape: [3]}]", "max_batch_size: 0")
-    _null(root, "two_instances", "[{name: x, dtype: float32, shape: [batch, 2]}]",
-          "max_batch_size: 4\ndynamic_batching { }\ninstance_group { count: 2 }", delay_ms=5)
+    _null(
+        root,
+        "two_instances",
+        "[{name: x, dtype: float32, shape: [batch, 2]}]",
+        "max_batch_size: 4\ndynamic_batching { }\ninstance_group { count: 2 }",
+        delay_ms=5,
+    )
     _gather_model(root / "lookup")
     with start_server(root) as srv:
         yield srv
@@ -48,14 +76,20 @@ def _gather_model(model_dir):
     from onnx import TensorProto, helper, numpy_helper
 
     table = numpy_helper.from_array(np.arange(10, dtype=np.float32) * 10, "table")
-    g = helper.make_graph([helper.make_node("Gather", ["table", "idx"], ["out"], axis=0)], "lookup",
-                          [helper.make_tensor_value_info("idx", TensorProto.INT64, ["batch", 1])],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1])], initializer=[table])
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["out"], axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["batch", 1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[table],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     (model_dir / "1").mkdir(parents=True)
     onnx.save(m, str(model_dir / "1" / "model.onnx"))
-    (model_dir / "config.pbtxt").write_text("max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 50000 }")
+    (model_dir / "config.pbtxt").write_text(
+        "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 50000 }"
+    )
 
 
 def _send_all(server, model, arrays):
@@ -65,10 +99,12 @@ def _send_all(server, model, arrays):
     async def run():
         c = aio.InferenceServerClient(server.http_url.removeprefix("http://"), conn_limit=len(arrays))
         try:
+
             async def one(a):
                 i = aio.InferInput("x", list(a.shape), "FP32" if a.dtype == np.float32 else "INT64")
                 i.set_data_from_numpy(a)
                 return (await c.infer(model, [i])).as_numpy("x")
+
             return await asyncio.gather(*(one(a) for a in arrays), return_exceptions=True)
         finally:
             await c.close()
@@ -161,7 +197,9 @@ def test_a_request_whose_client_left_is_not_run(server):
 
     host, port = server.http_url.removeprefix("http://").split(":")
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}).encode()
-    raw = (f"POST /v2/models/tiny_queue/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    raw = (
+        f"POST /v2/models/tiny_queue/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     before = _stats(server, "tiny_queue")["execution_count"]
     first = threading.Thread(target=_send_all, args=(server, "tiny_queue", [np.zeros((1, 2), np.float32)]))
     first.start()  # occupies the only instance for 150 ms
@@ -182,10 +220,12 @@ def test_a_request_that_fails_inside_the_model_does_not_fail_its_batch(server):
     async def run():
         c = aio.InferenceServerClient(server.http_url.removeprefix("http://"), conn_limit=len(idx))
         try:
+
             async def one(i):
                 inp = aio.InferInput("idx", [1, 1], "INT64")
                 inp.set_data_from_numpy(np.array([[i]], np.int64))
                 return (await c.infer("lookup", [inp])).as_numpy("out")
+
             return await asyncio.gather(*(one(i) for i in idx), return_exceptions=True)
         finally:
             await c.close()

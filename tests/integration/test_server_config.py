@@ -25,24 +25,36 @@ def test_left_out_config_is_completed_from_the_model():
     assert c.platform == "onnxruntime_onnx" and c.max_batch_size == 8 and c.HasField("dynamic_batching")
     assert [(i.name, list(i.dims), i.data_type) for i in c.input] == [("x", [4], mc.TYPE_FP32)]
     assert s.dynamic and s.max_batch_size == 8 and s.instances == 1 and s.max_queue_size > 0
-    c, s = complete_config(None, "m", "onnxruntime", [TensorSpec("x", "float32", (4,))], [TensorSpec("y", "float32", (3,))])
+    c, s = complete_config(
+        None, "m", "onnxruntime", [TensorSpec("x", "float32", (4,))], [TensorSpec("y", "float32", (3,))]
+    )
     assert c.max_batch_size == 0 and not s.dynamic
 
 
 def test_honoured_fields_become_settings():
-    c, s = complete_config(cfg(
-        "max_batch_size: 16\ndynamic_batching { preferred_batch_size: [4, 8] max_queue_delay_microseconds: 300 "
-        "default_queue_policy { max_queue_size: 7 default_timeout_microseconds: 5000 } }\n"
-        'instance_group [{ count: 2 }, { count: 1 }]\nparameters { key: "threads" value { string_value: "3" } }'),
-        "m", "onnxruntime", IN, OUT)
+    c, s = complete_config(
+        cfg(
+            "max_batch_size: 16\ndynamic_batching { preferred_batch_size: [4, 8] max_queue_delay_microseconds: 300 "
+            "default_queue_policy { max_queue_size: 7 default_timeout_microseconds: 5000 } }\n"
+            'instance_group [{ count: 2 }, { count: 1 }]\nparameters { key: "threads" value { string_value: "3" } }'
+        ),
+        "m",
+        "onnxruntime",
+        IN,
+        OUT,
+    )
     assert (s.max_batch_size, s.preferred_batch_sizes, s.max_queue_delay_s, s.max_queue_size) == (16, (4, 8), 0.0003, 7)
     assert s.default_timeout_s == 0.005 and s.instances == 3 and s.options == {"threads": 3} and s.warnings == ()
 
 
 def test_unsupported_fields_are_reported_not_ignored():
-    _, s = complete_config(cfg("max_batch_size: 4\nresponse_cache { enable: true }\n"
-                               "dynamic_batching { priority_levels: 2 }"),
-                           "m", "onnxruntime", IN, OUT)
+    _, s = complete_config(
+        cfg("max_batch_size: 4\nresponse_cache { enable: true }\ndynamic_batching { priority_levels: 2 }"),
+        "m",
+        "onnxruntime",
+        IN,
+        OUT,
+    )
     assert "response_cache" in s.warnings and "dynamic_batching.priority_levels" in s.warnings
 
 
@@ -50,20 +62,25 @@ def test_gpu_instances_ask_the_backend_for_its_gpu_device():
     from bushu.serve.config import instance_device
 
     assert instance_device(cfg("instance_group { count: 2 kind: KIND_CPU }"), "onnxruntime") == {}
-    assert instance_device(cfg("instance_group { count: 1 kind: KIND_GPU gpus: [1] }"), "onnxruntime") == \
-        {"device": "cuda", "device_id": 1}
+    assert instance_device(cfg("instance_group { count: 1 kind: KIND_GPU gpus: [1] }"), "onnxruntime") == {
+        "device": "cuda",
+        "device_id": 1,
+    }
     assert instance_device(cfg("instance_group { kind: KIND_GPU }"), "tensorrt") == {"device": "cuda", "device_id": 0}
     with pytest.raises(ModelLoadError, match="KIND_GPU.*'ncnn'"):
         instance_device(cfg("instance_group { kind: KIND_GPU }"), "ncnn")
 
 
-@pytest.mark.parametrize("text,needle", [
-    ('input { name: "xx" data_type: TYPE_FP32 dims: [4] }\nmax_batch_size: 2', "did you mean 'x'"),
-    ('input { name: "x" data_type: TYPE_INT8 dims: [4] }\nmax_batch_size: 2', "TYPE_INT8"),
-    ('input { name: "x" data_type: TYPE_FP32 dims: [1, 4] }\nmax_batch_size: 2', "batch dim"),
-    ('input { name: "x" data_type: TYPE_FP32 dims: [5] }\nmax_batch_size: 2', "dims [5]"),
-    ('name: "other"', "'other'"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ('input { name: "xx" data_type: TYPE_FP32 dims: [4] }\nmax_batch_size: 2', "did you mean 'x'"),
+        ('input { name: "x" data_type: TYPE_INT8 dims: [4] }\nmax_batch_size: 2', "TYPE_INT8"),
+        ('input { name: "x" data_type: TYPE_FP32 dims: [1, 4] }\nmax_batch_size: 2', "batch dim"),
+        ('input { name: "x" data_type: TYPE_FP32 dims: [5] }\nmax_batch_size: 2', "dims [5]"),
+        ('name: "other"', "'other'"),
+    ],
+)
 def test_configs_that_contradict_the_model(text, needle):
     with pytest.raises(ModelLoadError, match=needle.replace("(", r"\(").replace("[", r"\[")):
         complete_config(cfg(text), "m", "onnxruntime", IN, OUT)
@@ -71,8 +88,13 @@ def test_configs_that_contradict_the_model(text, needle):
 
 def test_max_batch_needs_a_batch_dim():
     with pytest.raises(ModelLoadError, match="max_batch_size: 0"):
-        complete_config(cfg("max_batch_size: 4"), "m", "onnxruntime", [TensorSpec("x", "float32", (4,))],
-                        [TensorSpec("y", "float32", (3,))])
+        complete_config(
+            cfg("max_batch_size: 4"),
+            "m",
+            "onnxruntime",
+            [TensorSpec("x", "float32", (4,))],
+            [TensorSpec("y", "float32", (3,))],
+        )
 
 
 def test_unparsable_config_names_the_problem(tmp_path):
@@ -105,11 +127,23 @@ def test_add_to_repository_writes_a_triton_layout(tmp_path):
     from bushu.serve.testing import classifier_onnx
 
     src = classifier_onnx(tmp_path / "src.onnx")
-    art = write_artifact(tmp_path / "art", {"model.onnx": src, "model.pt2": b"reference"},
-                         Artifact(path=tmp_path, model_file="model.onnx", format="onnx", inputs=IN, outputs=OUT,
-                                  name="clf", files={"reference": "model.pt2"}), labels=["a", "b", "c"])
-    model_dir = add_to_repository(tmp_path / "repo", art, max_batch_size=4, max_queue_delay_us=100, instances=2,
-                                  threads=1)
+    art = write_artifact(
+        tmp_path / "art",
+        {"model.onnx": src, "model.pt2": b"reference"},
+        Artifact(
+            path=tmp_path,
+            model_file="model.onnx",
+            format="onnx",
+            inputs=IN,
+            outputs=OUT,
+            name="clf",
+            files={"reference": "model.pt2"},
+        ),
+        labels=["a", "b", "c"],
+    )
+    model_dir = add_to_repository(
+        tmp_path / "repo", art, max_batch_size=4, max_queue_delay_us=100, instances=2, threads=1
+    )
     assert sorted(p.name for p in (model_dir / "1").iterdir()) == ["bushu.yaml", "model.onnx"]
     assert (model_dir / "labels.txt").read_text().split() == ["a", "b", "c"]
     c = read_config(model_dir)
@@ -143,13 +177,17 @@ def test_model_warmup_samples_are_honoured(tmp_path, source):
     import numpy as np
 
     data = np.arange(4, dtype=np.float32).tobytes()
-    m, _ = _warmup_model(tmp_path, 'model_warmup [{ name: "s1" batch_size: 3 count: 2 inputs { key: "x" value: '
-                                   f'{{ data_type: TYPE_FP32 dims: [4] {source} }} }} }}]', data)
+    m, _ = _warmup_model(
+        tmp_path,
+        'model_warmup [{ name: "s1" batch_size: 3 count: 2 inputs { key: "x" value: '
+        f"{{ data_type: TYPE_FP32 dims: [4] {source} }} }} }}]",
+        data,
+    )
     try:
         assert "model_warmup" not in m.warnings
         from bushu.serve.config import warmup_samples
 
-        (name, feeds, runs), = warmup_samples(read_config(tmp_path / "clf"), tmp_path / "clf", True)
+        ((name, feeds, runs),) = warmup_samples(read_config(tmp_path / "clf"), tmp_path / "clf", True)
         assert (name, feeds["x"].shape, runs) == ("s1", (3, 4), 2)
         if "file" in source:
             np.testing.assert_array_equal(feeds["x"][2], [0, 1, 2, 3])
@@ -157,16 +195,35 @@ def test_model_warmup_samples_are_honoured(tmp_path, source):
         m.close()
 
 
-@pytest.mark.parametrize("warmup,data,needle", [
-    ('model_warmup [{ name: "short" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
-     'input_data_file: "x.bin" } } }]', b"\0" * 12, "'short'.*12 bytes"),
-    ('model_warmup [{ name: "missing" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
-     'input_data_file: "../config.pbtxt" } } }]', b"", "'missing'.*no file"),
-    ('model_warmup [{ name: "wrongdims" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [5] '
-     'zero_data: true } } }]', None, "warm-up sample 'wrongdims'"),
-    ('model_warmup [{ name: "toobig" batch_size: 9 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
-     'zero_data: true } } }]', None, "warm-up sample 'toobig'.*batch size 9"),
-])
+@pytest.mark.parametrize(
+    "warmup,data,needle",
+    [
+        (
+            'model_warmup [{ name: "short" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
+            'input_data_file: "x.bin" } } }]',
+            b"\0" * 12,
+            "'short'.*12 bytes",
+        ),
+        (
+            'model_warmup [{ name: "missing" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
+            'input_data_file: "../config.pbtxt" } } }]',
+            b"",
+            "'missing'.*no file",
+        ),
+        (
+            'model_warmup [{ name: "wrongdims" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [5] '
+            "zero_data: true } } }]",
+            None,
+            "warm-up sample 'wrongdims'",
+        ),
+        (
+            'model_warmup [{ name: "toobig" batch_size: 9 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [4] '
+            "zero_data: true } } }]",
+            None,
+            "warm-up sample 'toobig'.*batch size 9",
+        ),
+    ],
+)
 def test_bad_model_warmup_fails_the_load_naming_the_sample(tmp_path, warmup, data, needle):
     with pytest.raises(ModelLoadError, match=needle):
         _warmup_model(tmp_path, warmup, data)

@@ -31,18 +31,26 @@ def _image_artifact(tmp):
     from bushu.spec import TensorSpec
 
     w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((192, 3)).astype(np.float32), "W")
-    g = helper.make_graph([helper.make_node("Flatten", ["image"], ["flat"]),
-                           helper.make_node("MatMul", ["flat", "W"], ["logits"])], "img",
-                          [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])], initializer=[w])
+    g = helper.make_graph(
+        [helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["logits"])],
+        "img",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        initializer=[w],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     src = tmp / "img.onnx"
     onnx.save(m, str(src))
-    art = Artifact(path=tmp, model_file="model.onnx", format="onnx",
-                   inputs=[TensorSpec("image", "float32", ("batch", 3, 8, 8))],
-                   outputs=[TensorSpec("logits", "float32", ("batch", 3))],
-                   name="tiny_image", preprocess=Preprocess(resize=8, crop=8))
+    art = Artifact(
+        path=tmp,
+        model_file="model.onnx",
+        format="onnx",
+        inputs=[TensorSpec("image", "float32", ("batch", 3, 8, 8))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 3))],
+        name="tiny_image",
+        preprocess=Preprocess(resize=8, crop=8),
+    )
     return write_artifact(tmp / "art", {"model.onnx": src}, art, labels=["red", "green", "blue"])
 
 
@@ -90,11 +98,15 @@ def test_http_classifier_matches_onnxruntime(http, repo, binary):
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_http_add_sub_int32_two_outputs(http, repo, binary):
-    ins = [tritonhttp.InferInput("INPUT0", list(A.shape), "INT32"), tritonhttp.InferInput("INPUT1", list(B.shape), "INT32")]
+    ins = [
+        tritonhttp.InferInput("INPUT0", list(A.shape), "INT32"),
+        tritonhttp.InferInput("INPUT1", list(B.shape), "INT32"),
+    ]
     ins[0].set_data_from_numpy(A, binary_data=binary)
     ins[1].set_data_from_numpy(B, binary_data=binary)
-    res = http.infer("add_sub", ins, outputs=[tritonhttp.InferRequestedOutput(n, binary_data=binary)
-                                              for n in ("OUTPUT0", "OUTPUT1")])
+    res = http.infer(
+        "add_sub", ins, outputs=[tritonhttp.InferRequestedOutput(n, binary_data=binary) for n in ("OUTPUT0", "OUTPUT1")]
+    )
     ref = _ort(repo, "add_sub", {"INPUT0": A, "INPUT1": B})
     np.testing.assert_array_equal(res.as_numpy("OUTPUT0"), ref["OUTPUT0"])
     np.testing.assert_array_equal(res.as_numpy("OUTPUT1"), ref["OUTPUT1"])
@@ -102,7 +114,10 @@ def test_http_add_sub_int32_two_outputs(http, repo, binary):
 
 
 def test_grpc_raw_contents_match_onnxruntime(grpc_client, repo):
-    ins = [tritongrpc.InferInput("INPUT0", list(A.shape), "INT32"), tritongrpc.InferInput("INPUT1", list(B.shape), "INT32")]
+    ins = [
+        tritongrpc.InferInput("INPUT0", list(A.shape), "INT32"),
+        tritongrpc.InferInput("INPUT1", list(B.shape), "INT32"),
+    ]
     ins[0].set_data_from_numpy(A)
     ins[1].set_data_from_numpy(B)
     res = grpc_client.infer("add_sub", ins, model_version="1")
@@ -111,8 +126,12 @@ def test_grpc_raw_contents_match_onnxruntime(grpc_client, repo):
     np.testing.assert_array_equal(res.as_numpy("OUTPUT1"), ref["OUTPUT1"])
     inp = tritongrpc.InferInput("x", list(X.shape), "FP32")
     inp.set_data_from_numpy(X)
-    np.testing.assert_allclose(grpc_client.infer("classifier", [inp]).as_numpy("probs"),
-                               _ort(repo, "classifier", {"x": X})["probs"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        grpc_client.infer("classifier", [inp]).as_numpy("probs"),
+        _ort(repo, "classifier", {"x": X})["probs"],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_grpc_typed_contents(server, repo):
@@ -142,7 +161,12 @@ def test_aio_clients(server, repo):
             gi = grpcaio.InferInput("x", list(X.shape), "FP32")
             gi.set_data_from_numpy(X)
             rh, rg = await asyncio.gather(h.infer("classifier", [hi]), g.infer("classifier", [gi]))
-            return rh.as_numpy("probs"), rg.as_numpy("probs"), await h.is_server_ready(), await g.is_model_ready("classifier")
+            return (
+                rh.as_numpy("probs"),
+                rg.as_numpy("probs"),
+                await h.is_server_ready(),
+                await g.is_model_ready("classifier"),
+            )
         finally:
             await h.close()
             await g.close()
@@ -174,7 +198,7 @@ def test_classification_extension(http, grpc_client, repo, proto):
 def test_bytes_tensors_round_trip(http, grpc_client):
     data = np.array([[b"hello"], [b""], ["\u90e8\u7f72".encode()]], dtype=object)
     for mod, client in ((tritonhttp, http), (tritongrpc, grpc_client)):
-        for binary in ((True, False) if mod is tritonhttp else (True,)):
+        for binary in (True, False) if mod is tritonhttp else (True,):
             inp = mod.InferInput("TEXT", [3, 1], "BYTES")
             inp.set_data_from_numpy(data, **({"binary_data": binary} if mod is tritonhttp else {}))
             out = client.infer("text", [inp]).as_numpy("OUT")
@@ -183,8 +207,10 @@ def test_bytes_tensors_round_trip(http, grpc_client):
 
 def test_metadata_config_stats_index(http, grpc_client):
     md = http.get_model_metadata("add_sub")
-    assert md["inputs"] == [{"name": "INPUT0", "datatype": "INT32", "shape": [-1, 16]},
-                            {"name": "INPUT1", "datatype": "INT32", "shape": [-1, 16]}]
+    assert md["inputs"] == [
+        {"name": "INPUT0", "datatype": "INT32", "shape": [-1, 16]},
+        {"name": "INPUT1", "datatype": "INT32", "shape": [-1, 16]},
+    ]
     assert md["versions"] == ["1"] and md["platform"] == "onnxruntime_onnx"
     cfg = http.get_model_config("classifier")  # completed from the model: no config.pbtxt exists
     assert cfg["max_batch_size"] == 8 and cfg["input"][0]["dims"] == [4] and "dynamic_batching" in cfg
@@ -214,8 +240,11 @@ def test_image_endpoint_matches_direct_preprocess_and_onnxruntime(server, repo):
     img = Image.fromarray(np.random.default_rng(3).integers(0, 255, (20, 30, 3), dtype=np.uint8))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    req = urllib.request.Request(f"{server.http_url}/v1/models/tiny_image:classify?k=3", data=buf.getvalue(),
-                                 headers={"Content-Type": "image/png"})
+    req = urllib.request.Request(
+        f"{server.http_url}/v1/models/tiny_image:classify?k=3",
+        data=buf.getvalue(),
+        headers={"Content-Type": "image/png"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         answer = json.loads(r.read())
     x = preprocess_image(img, Preprocess(resize=8, crop=8))[None]
@@ -230,10 +259,15 @@ def test_image_endpoint_takes_multipart_uploads(server):
 
     buf = io.BytesIO()
     Image.new("RGB", (16, 16), (200, 10, 10)).save(buf, format="JPEG")
-    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
-            b"Content-Type: image/jpeg\r\n\r\n" + buf.getvalue() + b"\r\n--XyZ--\r\n")
-    req = urllib.request.Request(f"{server.http_url}/v1/models/tiny_image:classify", data=body,
-                                 headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + buf.getvalue() + b"\r\n--XyZ--\r\n"
+    )
+    req = urllib.request.Request(
+        f"{server.http_url}/v1/models/tiny_image:classify",
+        data=body,
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         answer = json.loads(r.read())
     assert len(answer["predictions"]) == 3 and abs(sum(p["score"] for p in answer["predictions"]) - 1) < 1e-4
@@ -256,9 +290,16 @@ def test_metrics_use_triton_names(server, http):
     http.infer("classifier", [inp])
     with urllib.request.urlopen(server.metrics_url, timeout=10) as r:
         text = r.read().decode()
-    for name in ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
-                 "nv_inference_exec_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
-                 "nv_inference_compute_infer_duration_us", "process_resident_memory_bytes"):
+    for name in (
+        "nv_inference_request_success",
+        "nv_inference_request_failure",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "process_resident_memory_bytes",
+    ):
         assert f"\n{name}" in text, name
     line = next(x for x in text.splitlines() if x.startswith('nv_inference_request_success{model="classifier"'))
     assert float(line.split()[-1]) >= 1

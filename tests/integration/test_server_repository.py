@@ -105,13 +105,15 @@ def test_version_policy_all_and_unsupported_fields_reported(tmp_path):
     for v in (1, 2):
         classifier_onnx(tmp_path / "clf" / str(v) / "model.onnx", seed=v)
     (tmp_path / "clf" / "config.pbtxt").write_text(
-        "max_batch_size: 4\nversion_policy { all { } }\nresponse_cache { enable: true }\n")
+        "max_batch_size: 4\nversion_policy { all { } }\nresponse_cache { enable: true }\n"
+    )
     with start_server(tmp_path) as srv:
         c = _client(srv)
         assert c.get_model_metadata("clf")["versions"] == ["1", "2"]
         for v in ("1", "2"):
-            np.testing.assert_allclose(_infer(c, "clf", v), _ort(tmp_path / "clf" / v / "model.onnx"),
-                                       rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(
+                _infer(c, "clf", v), _ort(tmp_path / "clf" / v / "model.onnx"), rtol=1e-6, atol=1e-6
+            )
         rows = [r for r in c.get_model_repository_index() if r["name"] == "clf"]
         assert all("response_cache" in r.get("warnings", []) for r in rows)
         with pytest.raises(tritonhttp.InferenceServerException) as e:
@@ -122,7 +124,8 @@ def test_version_policy_all_and_unsupported_fields_reported(tmp_path):
 def test_config_that_contradicts_the_model_is_reported(tmp_path):
     classifier_onnx(tmp_path / "clf" / "1" / "model.onnx")
     (tmp_path / "clf" / "config.pbtxt").write_text(
-        'max_batch_size: 4\ninput { name: "x" data_type: TYPE_INT32 dims: [ 4 ] }\n')
+        'max_batch_size: 4\ninput { name: "x" data_type: TYPE_INT32 dims: [ 4 ] }\n'
+    )
     (tmp_path / "typo").mkdir()
     (tmp_path / "typo" / "config.pbtxt").write_text("max_batch_sise: 4\n")
     with start_server(tmp_path) as srv:
@@ -155,7 +158,8 @@ def test_poll_mode_hot_swap_with_zero_failed_requests(tmp_path):
             classifier_onnx(tmp_path / "new" / "1" / "model.onnx", seed=3)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not (
-                    c.is_model_ready("new") and c.get_model_metadata("clf")["versions"] == ["2"]):
+                c.is_model_ready("new") and c.get_model_metadata("clf")["versions"] == ["2"]
+            ):
                 time.sleep(0.1)
         finally:
             done.set()

@@ -53,8 +53,11 @@ def _expected(repo, a, b):
 
 @pytest.mark.parametrize("proto", ["http", "grpc"])
 def test_inputs_and_outputs_in_shared_memory_match_onnxruntime(server, repo, regions, proto):
-    mod, client = (tritonhttp, tritonhttp.InferenceServerClient(server.http_url.removeprefix("http://"))) \
-        if proto == "http" else (tritongrpc, tritongrpc.InferenceServerClient(server.grpc_url))
+    mod, client = (
+        (tritonhttp, tritonhttp.InferenceServerClient(server.http_url.removeprefix("http://")))
+        if proto == "http"
+        else (tritongrpc, tritongrpc.InferenceServerClient(server.grpc_url))
+    )
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     b = np.full((1, 16), 3, dtype=np.int32)
     (in_name, in_key, in_handle), (out_name, out_key, out_handle) = regions["in"], regions["out"]
@@ -96,12 +99,15 @@ def _post(server, path, body: dict | bytes) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-@pytest.mark.parametrize("key, fragment", [
-    ("/../etc/passwd", "not a POSIX shared memory name"),
-    ("/etc/passwd", "not a POSIX shared memory name"),
-    ("..", "not a POSIX shared memory name"),
-    ("/bushu_no_such_region", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "key, fragment",
+    [
+        ("/../etc/passwd", "not a POSIX shared memory name"),
+        ("/etc/passwd", "not a POSIX shared memory name"),
+        ("..", "not a POSIX shared memory name"),
+        ("/bushu_no_such_region", "does not exist"),
+    ],
+)
 def test_bad_keys_are_refused_precisely(server, key, fragment):
     status, body = _post(server, "systemsharedmemory/region/bad/register", {"key": key, "offset": 0, "byte_size": 8})
     assert status == 400 and fragment in body["error"], body
@@ -109,17 +115,36 @@ def test_bad_keys_are_refused_precisely(server, key, fragment):
 
 def test_windows_outside_the_region_and_unknown_regions_are_400(server, regions):
     name, key, _ = regions["in"]
-    status, body = _post(server, f"systemsharedmemory/region/{name}/register", {"key": key, "offset": 64,
-                                                                               "byte_size": 128})
+    status, body = _post(
+        server, f"systemsharedmemory/region/{name}/register", {"key": key, "offset": 64, "byte_size": 128}
+    )
     assert status == 400 and "past the end" in body["error"]
-    assert _post(server, f"systemsharedmemory/region/{name}/register",
-                 {"key": key, "offset": 0, "byte_size": 128})[0] == 200
+    assert (
+        _post(server, f"systemsharedmemory/region/{name}/register", {"key": key, "offset": 0, "byte_size": 128})[0]
+        == 200
+    )
     try:
+
         def infer(region, offset):
-            return _post(server, "models/add_sub/infer", {"inputs": [
-                {"name": n, "shape": [1, 16], "datatype": "INT32",
-                 "parameters": {"shared_memory_region": region, "shared_memory_byte_size": 64,
-                                "shared_memory_offset": offset}} for n in ("INPUT0", "INPUT1")]})
+            return _post(
+                server,
+                "models/add_sub/infer",
+                {
+                    "inputs": [
+                        {
+                            "name": n,
+                            "shape": [1, 16],
+                            "datatype": "INT32",
+                            "parameters": {
+                                "shared_memory_region": region,
+                                "shared_memory_byte_size": 64,
+                                "shared_memory_offset": offset,
+                            },
+                        }
+                        for n in ("INPUT0", "INPUT1")
+                    ]
+                },
+            )
 
         status, body = infer(name, 96)
         assert status == 400 and "outside shared memory region" in body["error"] and "INPUT0" in body["error"]

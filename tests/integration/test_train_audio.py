@@ -17,8 +17,10 @@ import pytest
 from bushu.cli import main
 from bushu.model.artifact import Artifact
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                reason="espeak-ng is not installed (apt-get install espeak-ng): no clips to train on")
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng is not installed (apt-get install espeak-ng): no clips to train on",
+)
 
 ARGS = ["--backbone", "mobilenet_v2", "--image-size", "96", "--trials", "3", "--budget", "3m"]
 
@@ -58,8 +60,9 @@ def test_eval_on_wavs_reproduces_the_recorded_accuracy(trained, capsys) -> None:
     t = trained["art"].metrics["train"]
     assert res["n_images"] == 16 and res["noun"] == "clip"
     assert res["accuracy"] == pytest.approx(t["val_accuracy"], abs=5e-5)
-    assert {(Path(m["path"]).name, m["pred"]) for m in res["mistakes"]} == \
-        {(Path(m["path"]).name, m["pred"]) for m in t["mistakes"]}
+    assert {(Path(m["path"]).name, m["pred"]) for m in res["mistakes"]} == {
+        (Path(m["path"]).name, m["pred"]) for m in t["mistakes"]
+    }
     trained["eval"] = res
 
 

@@ -29,8 +29,12 @@ def trained(tmp_path_factory) -> dict:
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["train", str(data), "-o", str(out), "--backbone", "tfidf", "--trials", "5", "--budget", "3m",
-                     "--json"]) == 0
+        assert (
+            main(
+                ["train", str(data), "-o", str(out), "--backbone", "tfidf", "--trials", "5", "--budget", "3m", "--json"]
+            )
+            == 0
+        )
     return {"data": data, "out": out, "summary": json.loads(buf.getvalue())}
 
 

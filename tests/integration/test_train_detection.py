@@ -35,7 +35,9 @@ def trained(tmp_path_factory) -> dict:
 def test_artifact_is_a_yolo_layout_detector(trained):
     art = trained["art"]
     assert art.task == "detection" and art.labels == CATEGORIES
-    assert art.postprocess.params["decoder"] == "yolo" and art.postprocess.params["matched_by"] == "Ultralytics metadata"
+    assert (
+        art.postprocess.params["decoder"] == "yolo" and art.postprocess.params["matched_by"] == "Ultralytics metadata"
+    )
     assert art.preprocess.params["size"] == [128, 128] and art.preprocess.params["fit"] == "letterbox"
     s = art.metrics["train"]
     assert s["kind"] == "detection" and s["best"]["backbone"] == "mobilenet_v2" and s["trials"] >= 1
@@ -90,8 +92,9 @@ def test_served_detect_answers_equal_the_detector(trained, tmp_path):
     add_to_repository(repo, trained["art"], name="det")
     body = (trained["fresh"] / "images" / "scene_0001.jpg").read_bytes()
     with Detector(trained["art"]) as det:
-        want = [d.to_dict() for d in det.predict([Image.open(trained["fresh"] / "images" / "scene_0001.jpg")],
-                                                  score=0.2)[0]]
+        want = [
+            d.to_dict() for d in det.predict([Image.open(trained["fresh"] / "images" / "scene_0001.jpg")], score=0.2)[0]
+        ]
     assert want, "the trained detector finds something at score 0.2"
     with start_server(repo) as srv:
         req = urllib.request.Request(f"{srv.http_url}/v1/models/det:detect?score=0.2", data=body, method="POST")

@@ -37,9 +37,15 @@ def test_finetune_trains_only_the_top_block_and_the_export_computes_it(faces, tm
     torch.manual_seed(0)
     head = build_head(HeadConfig("linear"), np.zeros(1280, np.float32), np.ones(1280, np.float32), 2).eval()
     head0 = {k: v.clone() for k, v in head.state_dict().items()}
-    res = finetune("mobilenet_v2", head, ds.train, ds.val, pp, 2,
-                   FinetuneConfig(blocks=1, max_epochs=1, lr=1e-2, head_lr=1e-2, batch_size=4,
-                                  warmup_steps=1))
+    res = finetune(
+        "mobilenet_v2",
+        head,
+        ds.train,
+        ds.val,
+        pp,
+        2,
+        FinetuneConfig(blocks=1, max_epochs=1, lr=1e-2, head_lr=1e-2, batch_size=4, warmup_steps=1),
+    )
     assert res.epochs == 1 and res.best_epoch == 1 and len(res.history) == 2
     assert all(torch.equal(head0[k], v) for k, v in head.state_dict().items())  # the searched head is untouched
 
@@ -62,8 +68,21 @@ def test_finetune_trains_only_the_top_block_and_the_export_computes_it(faces, tm
 
 def test_cli_records_the_kept_model_and_no_finetune_skips(faces, tmp_path, capsys) -> None:
     work = tmp_path / "work"
-    base = ["train", str(faces), "--backbone", "mobilenet_v2", "--image-size", "48", "--trials", "1",
-            "--budget", "3m", "--work-dir", str(work), "--json"]
+    base = [
+        "train",
+        str(faces),
+        "--backbone",
+        "mobilenet_v2",
+        "--image-size",
+        "48",
+        "--trials",
+        "1",
+        "--budget",
+        "3m",
+        "--work-dir",
+        str(work),
+        "--json",
+    ]
     assert main([*base, "-o", str(tmp_path / "ft"), "--finetune-blocks", "1"]) == 0
     s = json.loads(capsys.readouterr().out)
     f = s["finetune"]
@@ -97,8 +116,9 @@ def test_no_budget_left_skips_with_a_reason(faces) -> None:
     cfg = TrainConfig(data=faces, out=faces.parent / "x")
     lines: list[str] = []
     clock = Clock(1e-9)
-    info, module = _finetune(cfg, ds, "mobilenet_v2", None, backbone_preprocess("mobilenet_v2", 48), 0.01, clock,
-                             lines.append)
+    info, module = _finetune(
+        cfg, ds, "mobilenet_v2", None, backbone_preprocess("mobilenet_v2", 48), 0.01, clock, lines.append
+    )
     assert module is None and not info["ran"] and info["reason"].startswith("the budget left (0 s)")
     assert lines == [f"fine-tuning skipped: {info['reason']}"]
 
@@ -128,7 +148,7 @@ def test_audio_augmentation_only_shifts_time() -> None:
 def _shift(a: np.ndarray, s: int) -> np.ndarray:
     out = np.zeros_like(a)
     if s >= 0:
-        out[:, s:] = a[:, :a.shape[1] - s]
+        out[:, s:] = a[:, : a.shape[1] - s]
     else:
         out[:, :s] = a[:, -s:]
     return out

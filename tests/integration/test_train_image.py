@@ -73,15 +73,47 @@ def test_resume_keeps_finished_trials_and_cached_features(trained, capsys) -> No
 def test_budget_too_small_is_a_clear_error_and_keeps_nothing_half_written(tmp_path, capsys) -> None:
     data = write_faces(tmp_path / "faces", n_train=3, n_val=3)
     out = tmp_path / "art"
-    assert main(["train", str(data), "-o", str(out), "--backbone", "mobilenet_v2", "--image-size", "32",
-                 "--budget", "0.01s"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "-o",
+                str(out),
+                "--backbone",
+                "mobilenet_v2",
+                "--image-size",
+                "32",
+                "--budget",
+                "0.01s",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "the budget (0.01 s) ran out while extracting features" in err
     assert "Hint: give a larger --budget" in err and "Traceback" not in err
     assert not out.exists()
     # the features were cached: a rerun with a real budget does not extract them again
-    assert main(["train", str(data), "-o", str(out), "--backbone", "mobilenet_v2", "--image-size", "32",
-                 "--budget", "2m", "--trials", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "-o",
+                str(out),
+                "--backbone",
+                "mobilenet_v2",
+                "--image-size",
+                "32",
+                "--budget",
+                "2m",
+                "--trials",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "from cache" in capsys.readouterr().out
     assert np.isfinite(Artifact.load(out).metrics["train"]["val_accuracy"])
 
@@ -89,8 +121,26 @@ def test_budget_too_small_is_a_clear_error_and_keeps_nothing_half_written(tmp_pa
 def test_other_class_adds_none_of_these(tmp_path) -> None:
     data = write_faces(tmp_path / "faces", n_train=4, n_val=4)
     out = tmp_path / "art"
-    assert main(["train", str(data), "-o", str(out), "--backbone", "mobilenet_v2", "--image-size", "48",
-                 "--trials", "1", "--budget", "2m", "--other"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "-o",
+                str(out),
+                "--backbone",
+                "mobilenet_v2",
+                "--image-size",
+                "48",
+                "--trials",
+                "1",
+                "--budget",
+                "2m",
+                "--other",
+            ]
+        )
+        == 0
+    )
     art = Artifact.load(out)
     assert art.labels == ["face", "nonface", "other"] and art.outputs[0].shape == ("batch", 3)
     t = art.metrics["train"]

@@ -43,12 +43,37 @@ def test_image_test_part_never_reaches_search_or_finetuning(tmp_path, monkeypatc
     searched, tuned, tested = set(), set(), set()
     _record(monkeypatch, image, "image_features", searched, lambda ds, *a, **k: ds.train + ds.val)
     _record(monkeypatch, ft, "finetune", tuned, lambda name, head, train, val, *a, **k: train + val)
-    _record(monkeypatch, image, "onnx_logits", tested, lambda path, items, pp, progress, label: items
-            if label == "test" else [])
+    _record(
+        monkeypatch,
+        image,
+        "onnx_logits",
+        tested,
+        lambda path, items, pp, progress, label: items if label == "test" else [],
+    )
     out = tmp_path / "art"
     capsys.readouterr()
-    assert main(["train", str(data), "-o", str(out), "--backbone", "mobilenet_v2", "--image-size", "64",
-                 "--trials", "2", "--budget", "5m", "--test-size", "0.2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "-o",
+                str(out),
+                "--backbone",
+                "mobilenet_v2",
+                "--image-size",
+                "64",
+                "--trials",
+                "2",
+                "--budget",
+                "5m",
+                "--test-size",
+                "0.2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     assert s["n_test"] == 6 and s["test_split"] == "stratified"  # round(15 * 0.2) = 3 per class
     assert len(tested) == 6 and len(searched) == s["n_train"] + s["n_val"] == 24
@@ -77,8 +102,24 @@ def test_text_given_test_folder_is_kept_and_unseen(tmp_path, monkeypatch, capsys
     seen: set[str] = set()
     _record(monkeypatch, text, "text_features", seen, lambda ds, *a, **k: ds.train + ds.val)
     capsys.readouterr()
-    assert main(["train", str(data), "-o", str(tmp_path / "art"), "--backbone", "tfidf", "--trials", "3",
-                 "--budget", "2m", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "-o",
+                str(tmp_path / "art"),
+                "--backbone",
+                "tfidf",
+                "--trials",
+                "3",
+                "--budget",
+                "2m",
+                "--json",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     test = {str(f) for f in (data / "test").rglob("*.txt")}
     assert s["test_split"] == "given" and s["n_test"] == len(test) > 0
@@ -93,8 +134,24 @@ def test_text_given_test_folder_is_kept_and_unseen(tmp_path, monkeypatch, capsys
 def test_given_val_without_test_folder_has_no_test_part_and_says_so(tmp_path, capsys) -> None:
     data = write_news(tmp_path / "news", n_train=4, n_val=2, seed=1)
     capsys.readouterr()
-    assert main(["train", str(data), "-o", str(tmp_path / "art"), "--backbone", "tfidf", "--trials", "1",
-                 "--budget", "1m", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "-o",
+                str(tmp_path / "art"),
+                "--backbone",
+                "tfidf",
+                "--trials",
+                "1",
+                "--budget",
+                "1m",
+                "--json",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     assert s["n_test"] == 0 and s["test"] is None and s["test_accuracy"] is None
     html = (tmp_path / "art" / "report.html").read_text()

@@ -25,8 +25,9 @@ pytest.importorskip("tokenizers")
 
 def _val(data: Path) -> list[tuple[str, str]]:
     """(path relative to the data folder, true class) of every validation text, sorted."""
-    return [(str(f.relative_to(data)), d.name) for d in sorted((data / "val").iterdir())
-            for f in sorted(d.glob("*.txt"))]
+    return [
+        (str(f.relative_to(data)), d.name) for d in sorted((data / "val").iterdir()) for f in sorted(d.glob("*.txt"))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,10 @@ def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("text")
     data = write_news(root / "news", n_train=4, n_val=4)
     out = root / "art"
-    assert main(["train", str(data), "-o", str(out), "--backbone", "minilm", "--trials", "2", "--budget", "3m",
-                 "--json"]) == 0
+    assert (
+        main(["train", str(data), "-o", str(out), "--backbone", "minilm", "--trials", "2", "--budget", "3m", "--json"])
+        == 0
+    )
     art = Artifact.load(out)
     t = art.metrics["train"]
     wrong = {m["path"]: m["pred"] for m in t["mistakes"]}
@@ -90,8 +93,9 @@ def test_eval_on_a_folder_of_texts_reproduces_the_recorded_accuracy(trained, cap
     t = trained["art"].metrics["train"]
     assert res["n_images"] == 20 and res["noun"] == "text" and res["n_skipped"] == 0
     assert res["accuracy"] == pytest.approx(t["val_accuracy"], abs=5e-5)
-    assert {Path(m["path"]).name: m["pred"] for m in res["mistakes"]} == \
-        {Path(p).name: lbl for p, lbl in trained["expected"].items() if lbl != Path(p).parent.name}
+    assert {Path(m["path"]).name: m["pred"] for m in res["mistakes"]} == {
+        Path(p).name: lbl for p, lbl in trained["expected"].items() if lbl != Path(p).parent.name
+    }
     assert [r["class"] for r in res["per_class"]] == trained["art"].labels
 
 
@@ -139,8 +143,23 @@ def test_parity_off_is_a_typed_error_and_keeps_the_artifact(trained, capsys, mon
     before = (trained["out"] / "bushu.yaml").read_text()
     capsys.readouterr()
     # same data and search: features from cache, the 2 trials resumed, then the export check fails
-    assert main(["train", str(trained["data"]), "-o", str(trained["out"]), "--backbone", "minilm", "--trials", "2",
-                 "--budget", "3m"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(trained["data"]),
+                "-o",
+                str(trained["out"]),
+                "--backbone",
+                "minilm",
+                "--trials",
+                "2",
+                "--budget",
+                "3m",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "exported ONNX (MiniLM + head) vs sentence-transformers + torch head" in err
     assert "label agreement 1.0000" in err and "Traceback" not in err

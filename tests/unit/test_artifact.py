@@ -15,11 +15,18 @@ from bushu.spec import TensorSpec
 
 
 def make(name: str = "m") -> Artifact:
-    return Artifact(path=Path("."), model_file="model.onnx", format="onnx", name=name,
-                    inputs=[TensorSpec("input", "float32", ("batch", 3, 8, 8))],
-                    outputs=[TensorSpec("logits", "float32", ("batch", 4))],
-                    preprocess=Preprocess(resize=10, crop=8), postprocess=Postprocess(top_k=2),
-                    files={"reference": "model.pt2"}, provenance={"source": "test"})
+    return Artifact(
+        path=Path("."),
+        model_file="model.onnx",
+        format="onnx",
+        name=name,
+        inputs=[TensorSpec("input", "float32", ("batch", 3, 8, 8))],
+        outputs=[TensorSpec("logits", "float32", ("batch", 4))],
+        preprocess=Preprocess(resize=10, crop=8),
+        postprocess=Postprocess(top_k=2),
+        files={"reference": "model.pt2"},
+        provenance={"source": "test"},
+    )
 
 
 @pytest.fixture
@@ -98,8 +105,10 @@ def test_failed_metadata_save_keeps_old_yaml(written, monkeypatch):
     assert [p.name for p in written.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("content", ["{: [", "", "just a string", "- a\n- list\n", "name: x\n",
-                                     "model: {file: model.onnx}\ninputs: []\noutputs: []\n"])
+@pytest.mark.parametrize(
+    "content",
+    ["{: [", "", "just a string", "- a\n- list\n", "name: x\n", "model: {file: model.onnx}\ninputs: []\noutputs: []\n"],
+)
 def test_corrupt_metadata_is_artifact_error(written, content):
     (written / META_FILE).write_text(content)
     with pytest.raises(ArtifactError, match="bushu.yaml"):

@@ -83,11 +83,14 @@ def broken(monkeypatch):
         monkeypatch.setitem(registry.BUILTIN, cls.name, spec)
 
 
-@pytest.mark.parametrize(("backend", "check", "message"), [
-    ("shifted", "infer", "OUTPUT0: max abs diff 0.001"),
-    ("leaky", "bad_inputs", "expected InferenceInputError"),
-    ("static_batch", "io", "a symbolic str leading dim"),
-])
+@pytest.mark.parametrize(
+    ("backend", "check", "message"),
+    [
+        ("shifted", "infer", "OUTPUT0: max abs diff 0.001"),
+        ("leaky", "bad_inputs", "expected InferenceInputError"),
+        ("static_batch", "io", "a symbolic str leading dim"),
+    ],
+)
 def test_suite_catches_broken_backends(broken, cases, backend, check, message):
     with pytest.raises(ConformanceError, match=message) as err:
         run_check(backend, check, cases)
@@ -125,8 +128,9 @@ def test_openvino_is_fp32_by_default_and_bf16_on_request(gemm):
 
 
 @needs_openvino
-@pytest.mark.parametrize("options", [{"precision": "int3"}, {"hint": "fast"}, {"device": "npu9"},
-                                     {"threads": "two"}, {"streams": -1}])
+@pytest.mark.parametrize(
+    "options", [{"precision": "int3"}, {"hint": "fast"}, {"device": "npu9"}, {"threads": "two"}, {"streams": -1}]
+)
 def test_openvino_rejects_bad_options(gemm, options):
     with pytest.raises(UserInputError, match="openvino"):
         load_backend(gemm.files[".onnx"], "openvino", **options)
@@ -160,10 +164,12 @@ def test_golden_onnx_needs_no_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from bushu.testing.golden import write_golden; "
-            f"cs = write_golden({str(tmp_path)!r}, torch=False); "
-            "assert 'torch' not in sys.modules, 'torch imported'; "
-            "assert all('.pt2' not in c.files for c in cs); print(len(cs))")
+    code = (
+        "import sys; from bushu.testing.golden import write_golden; "
+        f"cs = write_golden({str(tmp_path)!r}, torch=False); "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert all('.pt2' not in c.files for c in cs); print(len(cs))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout) >= 7
@@ -183,10 +189,18 @@ def test_edge_golden_models_written(cases, backend):
         assert not any(n.startswith(("add_sub_int", "add_sub_float16")) for n in with_file)
 
 
-@pytest.mark.parametrize(("backend", "options"), [
-    pytest.param(b, o, id=f"{b}-{next(iter(o))}") for b in ("ncnn", "mnn") if registry.is_installed(b)
-    for o in ({"precision": "int3"}, {"threads": "two"}, {"device": "gpu"})
-] + [pytest.param(b, {"threads": "two"}, id=f"{b}-threads") for b in ("litert", "opencv") if registry.is_installed(b)])
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [
+        pytest.param(b, o, id=f"{b}-{next(iter(o))}")
+        for b in ("ncnn", "mnn")
+        if registry.is_installed(b)
+        for o in ({"precision": "int3"}, {"threads": "two"}, {"device": "gpu"})
+    ]
+    + [
+        pytest.param(b, {"threads": "two"}, id=f"{b}-threads") for b in ("litert", "opencv") if registry.is_installed(b)
+    ],
+)
 def test_edge_backends_reject_bad_options(cases, backend, options):
     conv = next(c for c in cases if c.name == "conv_relu")
     with pytest.raises(UserInputError, match=backend):

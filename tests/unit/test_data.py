@@ -44,7 +44,11 @@ def test_scan_finds_classes_items_loose_files_and_counts_the_rest(folder):
     scan = scan_folder(folder, IMAGE_SUFFIXES)
     assert scan.classes == ["cat", "cup"]
     assert [(p.parent.name, p.name, i) for p, i in scan.items] == [
-        ("cat", "0.png", 0), ("cat", "1.png", 0), ("cup", "0.png", 1), ("cup", "broken.jpg", 1)]
+        ("cat", "0.png", 0),
+        ("cat", "1.png", 0),
+        ("cup", "0.png", 1),
+        ("cup", "broken.jpg", 1),
+    ]
     assert [p.name for p in scan.loose] == ["loose.png"]
     assert scan.ignored == 2  # notes.txt, .hidden.png
 
@@ -59,12 +63,15 @@ def test_labelled_folder_decodes_lazily_and_lists_what_does_not_decode(folder):
     assert "cannot decode" in ds.skipped[0].reason
 
 
-@pytest.mark.parametrize(("kind", "layout", "error", "needle"), [
-    ("image", "missing", NotFoundError, "dataset directory not found"),
-    ("image", "file", UserInputError, "is a file"),
-    ("image", "loose", UserInputError, "images directly in it (a.png) but no class sub-folders"),
-    ("text", "empty", UserInputError, "no class sub-folders with texts (txt)"),
-])
+@pytest.mark.parametrize(
+    ("kind", "layout", "error", "needle"),
+    [
+        ("image", "missing", NotFoundError, "dataset directory not found"),
+        ("image", "file", UserInputError, "is a file"),
+        ("image", "loose", UserInputError, "images directly in it (a.png) but no class sub-folders"),
+        ("text", "empty", UserInputError, "no class sub-folders with texts (txt)"),
+    ],
+)
 def test_labelled_folder_errors_say_what_to_do(tmp_path, kind, layout, error, needle):
     root = tmp_path / "d"
     if layout == "file":

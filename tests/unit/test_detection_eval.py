@@ -84,8 +84,9 @@ def test_evaluate_detector_maps_labels_and_matches_pycocotools(yolo_set, tmp_pat
     res = evaluate_detector(det, ds, labels, batch_size=5, score=0.001, iou=0.6, max_det=100)
     assert [c[0] for c in det.calls] == [5, 5, 5, 1] and det.calls[0][1:] == (0.001, 0.6, 100)
     assert res["n_images"] == 16 and res["n_ignored"] == 16  # the "Kite" box of each image
-    assert res["problems"] == [{"path": str(yolo_set / "labels" / "orphan.txt"),
-                                "reason": res["problems"][0]["reason"]}]
+    assert res["problems"] == [
+        {"path": str(yolo_set / "labels" / "orphan.txt"), "reason": res["problems"][0]["reason"]}
+    ]
     assert [p["class"] for p in res["per_class"]] == ds.classes
     assert [p["label"] for p in res["per_class"]] == [labels[det.to_model[k]] for k in range(len(ds.classes))]
 
@@ -94,20 +95,38 @@ def test_evaluate_detector_maps_labels_and_matches_pycocotools(yolo_set, tmp_pat
     from pycocotools.cocoeval import COCOeval
 
     det.rng = np.random.default_rng(0)
-    gt = {"images": [{"id": i} for i in range(len(ds.samples))], "categories": [{"id": k} for k in
-                                                                                range(len(ds.classes))],
-          "annotations": [{"id": len(ds.samples) * 100 + i * 10 + j, "image_id": i, "category_id": int(c),
-                           "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
-                           "area": float((b[2] - b[0]) * (b[3] - b[1])), "iscrowd": 0}
-                          for i, s in enumerate(ds.samples) for j, (b, c) in enumerate(zip(s.boxes, s.classes))]}
+    gt = {
+        "images": [{"id": i} for i in range(len(ds.samples))],
+        "categories": [{"id": k} for k in range(len(ds.classes))],
+        "annotations": [
+            {
+                "id": len(ds.samples) * 100 + i * 10 + j,
+                "image_id": i,
+                "category_id": int(c),
+                "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                "area": float((b[2] - b[0]) * (b[3] - b[1])),
+                "iscrowd": 0,
+            }
+            for i, s in enumerate(ds.samples)
+            for j, (b, c) in enumerate(zip(s.boxes, s.classes))
+        ],
+    }
     from PIL import Image
 
     images = [Image.open(s.image).convert("RGB") for s in ds.samples]
     from_model = {v: k for k, v in det.to_model.items()}
-    results = [{"image_id": i, "category_id": from_model[d.index], "score": d.score,
-                "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]]}
-               for start in range(0, 16, 5) for i, dets in enumerate(det.predict(images[start:start + 5]), start)
-               for d in dets if d.index in from_model]
+    results = [
+        {
+            "image_id": i,
+            "category_id": from_model[d.index],
+            "score": d.score,
+            "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]],
+        }
+        for start in range(0, 16, 5)
+        for i, dets in enumerate(det.predict(images[start : start + 5]), start)
+        for d in dets
+        if d.index in from_model
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = gt
@@ -124,8 +143,9 @@ def test_evaluate_detector_maps_labels_and_matches_pycocotools(yolo_set, tmp_pat
     n_missed = sum(len(c["missed"]) for c in res["bad_cases"])
     n_found = sum(c["found"] for c in res["bad_cases"])
     assert n_missed + n_found == res["n_boxes"] and n_missed > 0
-    assert all({"box": [5.0, 5.0, 45.0, 45.0], "class": ds.classes[0], "score": 0.6} in c["false"]
-               for c in res["bad_cases"])
+    assert all(
+        {"box": [5.0, 5.0, 45.0, 45.0], "class": ds.classes[0], "score": 0.6} in c["false"] for c in res["bad_cases"]
+    )
 
     res.update(model="m", data=str(yolo_set), backend="test", time="now", env={"cpu": "cpu"})
     page, bad = write_detection_report(res, tmp_path / "r.html")

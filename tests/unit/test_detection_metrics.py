@@ -47,8 +47,9 @@ def coco_set(tmp_path_factory):
     from bushu.testing.detection import write_detection_dataset
 
     root = tmp_path_factory.mktemp("detm")
-    return write_detection_dataset(root / "coco", "coco", n_images=20, seed=1), \
-        write_detection_dataset(root / "yolo", "yolo", n_images=20, seed=1)
+    return write_detection_dataset(root / "coco", "coco", n_images=20, seed=1), write_detection_dataset(
+        root / "yolo", "yolo", n_images=20, seed=1
+    )
 
 
 def _pycocotools(ann_file, dets, cat_ids=None):
@@ -79,9 +80,16 @@ def test_map_equals_pycocotools_on_the_same_predictions(coco_set):
 
     ann_file = coco_dir / "annotations" / "instances.json"
     images = {im["file_name"]: im["id"] for im in json.loads(ann_file.read_text())["images"]}
-    dets = [{"image_id": images[s.image.name], "category_id": int(c) + 1, "score": float(sc),
-             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
-            for s, (bb, ss, cc) in zip(ds.samples, preds) for b, sc, c in zip(bb.tolist(), ss, cc)]
+    dets = [
+        {
+            "image_id": images[s.image.name],
+            "category_id": int(c) + 1,
+            "score": float(sc),
+            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+        }
+        for s, (bb, ss, cc) in zip(ds.samples, preds)
+        for b, sc, c in zip(bb.tolist(), ss, cc)
+    ]
     stats = _pycocotools(ann_file, dets)
     assert 0.2 < stats[0] < 0.9 and 0.3 < stats[1] < 0.95  # the jitter makes a real, imperfect detector
     assert round(ours["map"], 3) == round(stats[0], 3)
@@ -93,16 +101,23 @@ def test_map_equals_pycocotools_on_the_same_predictions(coco_set):
             one = _pycocotools(ann_file, dets, cat_ids=[k + 1])
             assert round(row["ap"], 3) == round(one[0], 3) and round(row["ap50"], 3) == round(one[1], 3)
     curves = ours["pr_curves"]
-    assert len(curves["recall"]) == 101 and set(curves["precision"]) == {r["class"] for r in ours["per_class"]
-                                                                          if r["n_gt"]}
+    assert len(curves["recall"]) == 101 and set(curves["precision"]) == {
+        r["class"] for r in ours["per_class"] if r["n_gt"]
+    }
     for p in curves["precision"].values():  # COCO's interpolated precision never rises with recall
         assert len(p) == 101 and all(a >= b for a, b in itertools.pairwise(p))
 
-    perfect = coco_map([(s.boxes, s.classes) for s in ds.samples],
-                       [(s.boxes, np.ones(len(s.boxes)), s.classes) for s in ds.samples], ds.classes)
+    perfect = coco_map(
+        [(s.boxes, s.classes) for s in ds.samples],
+        [(s.boxes, np.ones(len(s.boxes)), s.classes) for s in ds.samples],
+        ds.classes,
+    )
     assert perfect["map"] == pytest.approx(1.0) and perfect["map50"] == pytest.approx(1.0)
-    empty = coco_map([(s.boxes, s.classes) for s in ds.samples],
-                     [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)) for _ in ds.samples], ds.classes)
+    empty = coco_map(
+        [(s.boxes, s.classes) for s in ds.samples],
+        [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)) for _ in ds.samples],
+        ds.classes,
+    )
     assert empty["map"] == 0.0 and empty["map50"] == 0.0
 
 
@@ -128,8 +143,11 @@ def test_box_agreement():
     ref = [[Det((0, 0, 10, 10), 0.9, 0), Det((20, 20, 40, 40), 0.8, 1)], [Det((5, 5, 50, 50), 0.7, 2)], []]
     same = box_agreement(ref, ref)
     assert same["agreement"] == 1.0 and same["score_drift"] == 0.0 and same["mean_iou"] == 1.0
-    moved = [[Det((1, 0, 11, 10), 0.85, 0), Det((20, 20, 40, 40), 0.8, 0)],  # second box: wrong class
-             [Det((5, 5, 50, 50), 0.75, 2), Det((60, 60, 70, 70), 0.3, 2)], []]  # one extra box
+    moved = [
+        [Det((1, 0, 11, 10), 0.85, 0), Det((20, 20, 40, 40), 0.8, 0)],  # second box: wrong class
+        [Det((5, 5, 50, 50), 0.75, 2), Det((60, 60, 70, 70), 0.3, 2)],
+        [],
+    ]  # one extra box
     r = box_agreement(ref, moved)
     assert (r["n_reference"], r["n_candidate"], r["matched"]) == (3, 4, 2)
     assert r["reference_matched"] == pytest.approx(2 / 3) and r["candidate_matched"] == pytest.approx(0.5)

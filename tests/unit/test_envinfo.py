@@ -58,15 +58,18 @@ def test_no_nvidia_smi_is_not_an_error(monkeypatch, tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="a shell script stands in for nvidia-smi")
 def test_nvidia_smi_output_is_parsed(monkeypatch, tmp_path):
     fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\n"
-                    "case \"$1\" in --query-gpu=*) echo 'NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0';;\n"
-                    "*) echo '| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4     |';; esac\n")
+    fake.write_text(
+        "#!/bin/sh\n"
+        "case \"$1\" in --query-gpu=*) echo 'NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0';;\n"
+        "*) echo '| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4     |';; esac\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(tmp_path))
     gpu = envinfo.gpu_info()
     assert gpu["available"] is True
-    assert gpu["devices"] == [{"name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559.0, "driver": "550.54.15",
-                               "compute_capability": "9.0"}]
+    assert gpu["devices"] == [
+        {"name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559.0, "driver": "550.54.15", "compute_capability": "9.0"}
+    ]
     assert gpu["cuda"] == "12.4" and gpu["driver"] == "550.54.15"
 
 

@@ -33,14 +33,27 @@ def model():
         n("Reshape", ["mm", "shape"], ["mm_flat"]),
         n("Gemm", ["f", "W4T"], ["logits2"], transB=1),  # [B,64] x [10,64]^T, no bias
     ]
-    inits = [_init("W1", 4, 3, 3, 3), _init("B1", 4), _init("W2", 4, 1, 3, 3), _init("W3", 4, 2, 2, 2),
-             _init("W4", 64, 10), _init("B4", 10), _init("W5", 6, 7), _init("W4T", 10, 64),
-             numpy_helper.from_array(np.array([-1, 70], np.int64), "shape")]
+    inits = [
+        _init("W1", 4, 3, 3, 3),
+        _init("B1", 4),
+        _init("W2", 4, 1, 3, 3),
+        _init("W3", 4, 2, 2, 2),
+        _init("W4", 64, 10),
+        _init("B4", 10),
+        _init("W5", 6, 7),
+        _init("W4T", 10, 64),
+        numpy_helper.from_array(np.array([-1, 70], np.int64), "shape"),
+    ]
     graph = helper.make_graph(
-        nodes, "hand", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8]),
-                        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, 5, 6])],
+        nodes,
+        "hand",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, 5, 6]),
+        ],
         [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("logits", "lrn", "mm_flat", "logits2")],
-        inits)
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -52,9 +65,12 @@ GEMM_MACS = 64 * 10  # 640
 MATMUL_MACS = 2 * 5 * 7 * 6  # output elements * K = 420
 GEMM2_MACS = 640
 MACS = CONV1_MACS + CONV2_MACS + CONVT_MACS + GEMM_MACS + MATMUL_MACS + GEMM2_MACS
-FLOPS = (2 * MACS + 4 * 8 * 8  # conv1 bias: one add per output
-         + 10  # gemm bias
-         + 4 * 4 * 4)  # relu: one per element
+FLOPS = (
+    2 * MACS
+    + 4 * 8 * 8  # conv1 bias: one add per output
+    + 10  # gemm bias
+    + 4 * 4 * 4
+)  # relu: one per element
 PARAMS = 108 + 4 + 36 + 32 + 640 + 10 + 42 + 640  # the int64 shape tensor is not a parameter
 
 
@@ -62,8 +78,11 @@ def test_hand_counted_flops(model):
     rep = count_flops(model)
     assert rep.macs == MACS
     assert rep.flops == FLOPS
-    assert rep.by_op["Conv"] == {"nodes": 2, "macs": CONV1_MACS + CONV2_MACS,
-                                 "flops": 2 * (CONV1_MACS + CONV2_MACS) + 256}
+    assert rep.by_op["Conv"] == {
+        "nodes": 2,
+        "macs": CONV1_MACS + CONV2_MACS,
+        "flops": 2 * (CONV1_MACS + CONV2_MACS) + 256,
+    }
     assert rep.by_op["ConvTranspose"]["macs"] == CONVT_MACS
     assert rep.by_op["MatMul"]["macs"] == MATMUL_MACS
     assert rep.by_op["Gemm"] == {"nodes": 2, "macs": GEMM_MACS + GEMM2_MACS, "flops": 2 * 1280 + 10}

@@ -37,7 +37,9 @@ def test_providers_follow_the_device_as_an_ordered_preference():
     assert choose_providers("cpu", GPU, ["CUDAExecutionProvider"]) == ["CUDAExecutionProvider"]
 
 
-@pytest.mark.parametrize("device, provider", [("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")])
+@pytest.mark.parametrize(
+    "device, provider", [("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")]
+)
 def test_a_gpu_device_without_its_provider_is_refused_with_the_fix(device, provider):
     with pytest.raises(BackendError, match=provider) as e:
         choose_providers(device, CPU)
@@ -97,8 +99,14 @@ def test_tensorrt_export_is_skipped_with_the_reason_without_a_gpu(tmp_path):
     from bushu.spec import TensorSpec
 
     model = classifier_onnx(tmp_path / "art" / "model.onnx")
-    art = Artifact(path=tmp_path / "art", model_file="model.onnx", format="onnx", name="clf",
-                   inputs=[TensorSpec("x", "float32", ("batch", 4))], outputs=[TensorSpec("probs", "float32", ("batch", 3))])
+    art = Artifact(
+        path=tmp_path / "art",
+        model_file="model.onnx",
+        format="onnx",
+        name="clf",
+        inputs=[TensorSpec("x", "float32", ("batch", 4))],
+        outputs=[TensorSpec("probs", "float32", ("batch", 3))],
+    )
     art.save()
     assert model.is_file()
     rows = export(art.path, ["tensorrt", "tensorrt-fp16"], tmp_path / "out")
@@ -114,9 +122,11 @@ def test_gpu_check_summary_reads_junit_and_bench(tmp_path):
         '<testcase classname="tests.integration.test_gpu" name="test_a" time="1.5"/>'
         '<testcase classname="tests.integration.test_gpu" name="test_b" time="0.1"><failure message="boom"/></testcase>'
         '<testcase classname="tests.integration.test_gpu" name="test_c" time="0"><skipped message="no trt"/></testcase>'
-        '</testsuite></testsuites>')
-    (tmp_path / "gpu-bench.json").write_text(json.dumps({"rows": [{"backend": "onnxruntime-cuda", "batch": 8,
-                                                                   "p50_ms": 1.0, "throughput": 8000.0}]}))
+        "</testsuite></testsuites>"
+    )
+    (tmp_path / "gpu-bench.json").write_text(
+        json.dumps({"rows": [{"backend": "onnxruntime-cuda", "batch": 8, "p50_ms": 1.0, "throughput": 8000.0}]})
+    )
     (tmp_path / "env.json").write_text(json.dumps({"gpu": {"devices": [{"name": "NVIDIA H100"}]}}))
     script = Path(__file__).parents[2] / "scripts" / "gpu_summary.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)

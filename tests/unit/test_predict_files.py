@@ -10,9 +10,11 @@ from bushu.errors import UserInputError
 from bushu.predict.inputs import collect
 from bushu.predict.output import Journal, read_rows
 
-ROWS = [{"input": "a.jpg", "label": "cat", "score": 0.5, "top_k": [{"index": 1, "label": "cat", "score": 0.5}]},
-        {"input": "b.jpg", "error": "cannot decode b.jpg"},
-        {"input": "c.jpg", "label": "dog", "score": 0.25, "top_k": [{"index": 2, "label": "dog", "score": 0.25}]}]
+ROWS = [
+    {"input": "a.jpg", "label": "cat", "score": 0.5, "top_k": [{"index": 1, "label": "cat", "score": 0.5}]},
+    {"input": "b.jpg", "error": "cannot decode b.jpg"},
+    {"input": "c.jpg", "label": "dog", "score": 0.25, "top_k": [{"index": 2, "label": "dog", "score": 0.25}]},
+]
 
 
 def test_torn_tail_is_cut_and_error_rows_are_retried(tmp_path):
@@ -56,13 +58,17 @@ def test_inputs_lists_tables_and_globs(tmp_path):
         (tmp_path / "img" / name).write_bytes(b"x")
     (tmp_path / "list.txt").write_text("img/a.jpg\n# a comment\n\nimg/b.png\n")
     (tmp_path / "t.csv").write_text("file,other\nimg/a.jpg,1\n")
-    items = collect([str(tmp_path / "img"), f"@{tmp_path / 'list.txt'}", str(tmp_path / "t.csv"),
-                     str(tmp_path / "img" / "*.png")], "image")
+    items = collect(
+        [str(tmp_path / "img"), f"@{tmp_path / 'list.txt'}", str(tmp_path / "t.csv"), str(tmp_path / "img" / "*.png")],
+        "image",
+    )
     assert [it.key for it in items] == [str(tmp_path / "img" / "a.jpg"), str(tmp_path / "img" / "b.png")]  # once
     (tmp_path / "texts.jsonl").write_text('{"text": "hello"}\n{"text": ""}\n')
     texts = collect([str(tmp_path / "texts.jsonl")], "text")
-    assert [(it.key, it.value, it.is_text) for it in texts] == [(f"{tmp_path / 'texts.jsonl'}:1", "hello", True),
-                                                                (f"{tmp_path / 'texts.jsonl'}:2", "", True)]
+    assert [(it.key, it.value, it.is_text) for it in texts] == [
+        (f"{tmp_path / 'texts.jsonl'}:1", "hello", True),
+        (f"{tmp_path / 'texts.jsonl'}:2", "", True),
+    ]
     (tmp_path / "u.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UserInputError, match="no path or text column"):
         collect([str(tmp_path / "u.csv")], "image")

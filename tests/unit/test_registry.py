@@ -52,10 +52,16 @@ def test_suffix_of_a_missing_backend_gives_the_hint(fake):
         registry.backend_for_path(Path("model.fake"))
 
 
-@pytest.mark.parametrize(("name", "backend"), [
-    ("m.onnx", "onnxruntime"), ("M.ONNX", "onnxruntime"), ("dir/m.v2.onnx", "onnxruntime"),
-    ("m.xml", "openvino"), ("m.null", "null"),
-])
+@pytest.mark.parametrize(
+    ("name", "backend"),
+    [
+        ("m.onnx", "onnxruntime"),
+        ("M.ONNX", "onnxruntime"),
+        ("dir/m.v2.onnx", "onnxruntime"),
+        ("m.xml", "openvino"),
+        ("m.null", "null"),
+    ],
+)
 def test_backend_for_path_picks_by_suffix(name, backend):
     if not registry.is_installed(backend):
         pytest.skip(f"{backend} not installed")
@@ -105,8 +111,10 @@ def plugin_dist(tmp_path, monkeypatch):
     info = tmp_path / "acme_rt_plugin-1.2.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-rt-plugin\nVersion: 1.2\n")
-    (info / "entry_points.txt").write_text("[bushu.backends]\nacmert = acme_rt_missing.backend:AcmeBackend\n\n"
-                                          "[bushu.exporters]\nacme = acme_rt_missing.export:ACME_FORMAT\n")
+    (info / "entry_points.txt").write_text(
+        "[bushu.backends]\nacmert = acme_rt_missing.backend:AcmeBackend\n\n"
+        "[bushu.exporters]\nacme = acme_rt_missing.export:ACME_FORMAT\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     from bushu.export import formats
 
@@ -139,4 +147,7 @@ def test_capability_flags_drive_the_commands():
 
     assert BACKENDS == registry.with_flag("plannable") == ("onnxruntime", "openvino")
     assert platform_of("openvino") == "openvino" and platform_of("onnxruntime") == "onnxruntime_onnx"
-    assert registry.backend_spec("openvino").needs_calibration and not registry.backend_spec("onnxruntime").needs_calibration
+    assert (
+        registry.backend_spec("openvino").needs_calibration
+        and not registry.backend_spec("onnxruntime").needs_calibration
+    )

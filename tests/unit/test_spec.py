@@ -65,15 +65,22 @@ def test_check_feeds_accepts_any_batch_and_symbolic_dims():
     check_feeds(SPECS, good(5))
 
 
-@pytest.mark.parametrize(("feeds", "message"), [
-    ({**good(), "imagee": np.zeros(1)},
-     r"has no input 'imagee'; did you mean 'image'\? Expected inputs: \['image', 'mask'\]"),
-    ({"image": good()["image"]}, r"missing input 'mask' \(mask: int64\[batch, seq\]\)"),
-    ({**good(), "mask": np.zeros((2, 7), np.int32)}, "input 'mask' has dtype int32, expected int64"),
-    ({**good(), "image": np.zeros((3, 4, 4), np.float32)},
-     r"shape \[3, 4, 4\] \(rank 3\), expected \['batch', 3, 4, 4\] \(rank 4\)"),
-    ({**good(), "image": np.zeros((2, 1, 4, 4), np.float32)}, r"expected \['batch', 3, 4, 4\] \(dim 1 must be 3\)"),
-])
+@pytest.mark.parametrize(
+    ("feeds", "message"),
+    [
+        (
+            {**good(), "imagee": np.zeros(1)},
+            r"has no input 'imagee'; did you mean 'image'\? Expected inputs: \['image', 'mask'\]",
+        ),
+        ({"image": good()["image"]}, r"missing input 'mask' \(mask: int64\[batch, seq\]\)"),
+        ({**good(), "mask": np.zeros((2, 7), np.int32)}, "input 'mask' has dtype int32, expected int64"),
+        (
+            {**good(), "image": np.zeros((3, 4, 4), np.float32)},
+            r"shape \[3, 4, 4\] \(rank 3\), expected \['batch', 3, 4, 4\] \(rank 4\)",
+        ),
+        ({**good(), "image": np.zeros((2, 1, 4, 4), np.float32)}, r"expected \['batch', 3, 4, 4\] \(dim 1 must be 3\)"),
+    ],
+)
 def test_check_feeds_names_what_is_wrong(feeds, message):
     with pytest.raises(InferenceInputError, match=message) as err:
         check_feeds(SPECS, feeds)
@@ -81,8 +88,12 @@ def test_check_feeds_names_what_is_wrong(feeds, message):
 
 
 def test_synthetic_feeds_match_specs_and_are_deterministic():
-    specs = [*SPECS, TensorSpec("flag", "bool", ("batch",)), TensorSpec("text", "bytes", ("batch",)),
-             TensorSpec("half", "float16", (2,))]
+    specs = [
+        *SPECS,
+        TensorSpec("flag", "bool", ("batch",)),
+        TensorSpec("text", "bytes", ("batch",)),
+        TensorSpec("half", "float16", (2,)),
+    ]
     with pytest.raises(UnresolvedDimError, match="input 'mask': dim 1"):  # no size recorded for "seq": never guessed
         synthetic_feeds(specs, batch=3, seed=1)
     sized = {"mask": (3, 1)}

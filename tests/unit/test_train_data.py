@@ -65,8 +65,10 @@ def test_data_check_lists_counts_corrupt_duplicates_and_warnings(images: Path) -
     assert ds.test_split == "stratified" and sorted(it.label for it in ds.test) == [1, 2]
     assert any("no test example for bird" in w for w in c.warnings)
     assert sorted(it.source for it in ds.train + ds.val + ds.test) == sorted(
-        str(p) for p in images.rglob("*") if p.suffix in (".png", ".jpg", ".webp", ".bmp")
-        and p.name not in ("broken.jpg", "copy.png"))
+        str(p)
+        for p in images.rglob("*")
+        if p.suffix in (".png", ".jpg", ".webp", ".bmp") and p.name not in ("broken.jpg", "copy.png")
+    )
 
 
 def test_split_is_stratified_and_reproducible() -> None:
@@ -144,14 +146,15 @@ def test_text_folder_and_csv(tmp_path: Path) -> None:
     assert ds.kind == "text" and ds.check.counts == {"sport": 3, "tech": 3}
     assert "not UTF-8" in ds.check.skipped[0]["reason"]
     csv = tmp_path / "d.csv"
-    csv.write_text("text,label\nhello there,greet\n\"bye, now\",leave\nhi,greet\nso long,leave\n,greet\n")
+    csv.write_text('text,label\nhello there,greet\n"bye, now",leave\nhi,greet\nso long,leave\n,greet\n')
     ds = load_dataset(csv)
     assert ds.classes == ["greet", "leave"] and ds.check.counts == {"greet": 2, "leave": 2}
     assert len(ds.check.skipped) == 1
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("300", 300), ("90s", 90), ("5m", 300), ("1h", 3600),
-                                               ("1m30s", 90), ("none", None), (45, 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("300", 300), ("90s", 90), ("5m", 300), ("1h", 3600), ("1m30s", 90), ("none", None), (45, 45)]
+)
 def test_parse_budget(text, seconds) -> None:
     assert parse_budget(text) == seconds
 
@@ -205,8 +208,11 @@ def _wav(path: Path, freq: float, sr: int = 22050, seconds: float = 0.5, width: 
     x = 0.5 * np.sin(2 * np.pi * freq * t)
     scale = 2 ** (8 * width - 1) - 1
     ints = np.round(x * scale).astype("<i4")
-    raw = ints.astype("<i2").tobytes() if width == 2 else b"".join(int(v).to_bytes(3, "little", signed=True)
-                                                                      for v in ints)
+    raw = (
+        ints.astype("<i2").tobytes()
+        if width == 2
+        else b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints)
+    )
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(width)
@@ -276,7 +282,9 @@ def test_preprocess_params_round_trip_and_image_metadata_is_unchanged() -> None:
 
     img = Preprocess()
     assert "params" not in img.to_dict() and Preprocess.from_dict(img.to_dict()) == img
-    text = Preprocess(kind="text", params={"tokenizer": "tokenizer.json", "max_length": 256, "files": ["tokenizer.json"]})
+    text = Preprocess(
+        kind="text", params={"tokenizer": "tokenizer.json", "max_length": 256, "files": ["tokenizer.json"]}
+    )
     assert text.to_dict() == {"kind": "text", "params": text.params}  # no image fields for a text model
     back = Preprocess.from_dict(text.to_dict())
     assert back.kind == "text" and back.params == text.params and back.files == ["tokenizer.json"]

@@ -14,8 +14,13 @@ from bushu.train.detection import check_detection_data, split_detection
 
 
 def _sample(name: str, boxes, classes, size=(320, 240)) -> DetectionSample:
-    return DetectionSample(Path(f"/data/{name}.jpg"), size[0], size[1], np.asarray(boxes, np.float32).reshape(-1, 4),
-                           np.asarray(classes, np.int64))
+    return DetectionSample(
+        Path(f"/data/{name}.jpg"),
+        size[0],
+        size[1],
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(classes, np.int64),
+    )
 
 
 def _ds(samples, classes=("cat", "dog"), problems=()) -> DetectionDataset:
@@ -26,24 +31,40 @@ GOOD = [_sample(f"g{i}", [[10, 10, 60, 60], [100, 100, 160, 150]], [0, 1]) for i
 
 
 def test_negatives_counted_and_safe_fixes_listed():
-    ds = _ds([*GOOD, _sample("empty", [], [])],
-             problems=[Problem("/data/a.xml", "box [-5, 0, 50, 50] of 'cat' lies outside the 320x240 image; clipped "
-                                              "to [0, 0, 50, 50]"),
-                       Problem("/data/b.xml", "box [5, 5, 5, 40] of 'dog' has no area inside the 320x240 image; box "
-                                              "left out")])
+    ds = _ds(
+        [*GOOD, _sample("empty", [], [])],
+        problems=[
+            Problem(
+                "/data/a.xml", "box [-5, 0, 50, 50] of 'cat' lies outside the 320x240 image; clipped to [0, 0, 50, 50]"
+            ),
+            Problem("/data/b.xml", "box [5, 5, 5, 40] of 'dog' has no area inside the 320x240 image; box left out"),
+        ],
+    )
     check = check_detection_data(ds, 256)
     assert check.negatives == 1 and check.images == 4 and check.boxes == {"cat": 3, "dog": 3}
-    assert [(p["path"], p["action"]) for p in check.problems] == [("/data/a.xml", "clipped"),
-                                                                   ("/data/b.xml", "left out")]
+    assert [(p["path"], p["action"]) for p in check.problems] == [
+        ("/data/a.xml", "clipped"),
+        ("/data/b.xml", "left out"),
+    ]
 
 
-@pytest.mark.parametrize(("ds", "needles"), [
-    (_ds([*GOOD[:1], _sample("x", [[0, 0, 9, 9]], [0])]), ["class 'dog' has 1 box", "at least 2"]),
-    (_ds(GOOD, classes=("cat", "dog", "Cat")), ["'cat', 'Cat'", "differ only in case"]),
-    (_ds(GOOD, problems=[Problem("/data/c.xml", "class 'dgo' is not in labels.txt (did you mean 'dog'?); box left "
-                                                "out")]), ["/data/c.xml", "did you mean 'dog'"]),
-    (_ds([*GOOD, _sample("tiny", [[1, 1, 8, 8]], [0], size=(40, 30))]), ["/data/tiny.jpg", "40x30", "too small"]),
-])
+@pytest.mark.parametrize(
+    ("ds", "needles"),
+    [
+        (_ds([*GOOD[:1], _sample("x", [[0, 0, 9, 9]], [0])]), ["class 'dog' has 1 box", "at least 2"]),
+        (_ds(GOOD, classes=("cat", "dog", "Cat")), ["'cat', 'Cat'", "differ only in case"]),
+        (
+            _ds(
+                GOOD,
+                problems=[
+                    Problem("/data/c.xml", "class 'dgo' is not in labels.txt (did you mean 'dog'?); box left out")
+                ],
+            ),
+            ["/data/c.xml", "did you mean 'dog'"],
+        ),
+        (_ds([*GOOD, _sample("tiny", [[1, 1, 8, 8]], [0], size=(40, 30))]), ["/data/tiny.jpg", "40x30", "too small"]),
+    ],
+)
 def test_unsafe_problems_refused_with_the_file(ds, needles):
     with pytest.raises(UserInputError) as e:
         check_detection_data(ds, 320)
@@ -53,8 +74,10 @@ def test_unsafe_problems_refused_with_the_file(ds, needles):
 
 
 def test_split_keeps_every_class_in_train_and_holds_back_a_test_split():
-    samples = [_sample(f"s{i}", [[0, 0, 20, 20]], [0]) for i in range(18)] + [_sample("rare", [[0, 0, 20, 20]], [1]),
-                                                                               _sample("rare2", [[0, 0, 9, 9]], [1])]
+    samples = [_sample(f"s{i}", [[0, 0, 20, 20]], [0]) for i in range(18)] + [
+        _sample("rare", [[0, 0, 20, 20]], [1]),
+        _sample("rare2", [[0, 0, 9, 9]], [1]),
+    ]
     for seed in range(5):
         train, val, test = split_detection(samples, 2, 0.2, 0.2, seed)
         assert len(train) + len(val) + len(test) == 20 and test and val
@@ -92,5 +115,5 @@ def test_augmented_boxes_follow_the_pixels():
             continue
         x1, y1, x2, y2 = boxes[0]
         assert classes.tolist() == [3]
-        inside = a[int(y1) + 2:int(y2) - 2, int(x1) + 2:int(x2) - 2]
+        inside = a[int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2]
         assert inside.size and inside.mean() > a.mean() + 40  # the box lies on the bright square

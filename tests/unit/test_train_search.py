@@ -37,9 +37,11 @@ def test_logreg_head_is_sklearns_logistic_regression() -> None:
         ref = LogisticRegression(C=0.5, max_iter=2000, class_weight="balanced").fit(z, y)
         with torch.no_grad():
             logits = res.module(torch.from_numpy(xv)).numpy()
-        np.testing.assert_allclose(logits - logits.mean(1, keepdims=True),
-                                   ref.decision_function(zv) - ref.decision_function(zv).mean(1, keepdims=True),
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            logits - logits.mean(1, keepdims=True),
+            ref.decision_function(zv) - ref.decision_function(zv).mean(1, keepdims=True),
+            atol=1e-3,
+        )
         assert res.val_accuracy == pytest.approx(ref.score(zv, yv))
 
 
@@ -134,8 +136,15 @@ def test_workers_share_one_study(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     open_study(storage, "shared", seed=0)  # create the schema once, before the workers race for it
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, str(script), storage, str(i), str(tmp_path / f"ready{i}"), str(go)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), storage, str(i), str(tmp_path / f"ready{i}"), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
     deadline = time.time() + 120
     while not all((tmp_path / f"ready{i}").exists() for i in (1, 2)) and time.time() < deadline:
         time.sleep(0.1)

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import click
 
-INPUT_HELP = ("Shape (and dtype) of one model input, repeatable: images:1x3x640x640, input_ids:1x128:int64; "
-              "several comma-separated shapes make a sweep (bench runs each): input_ids:1x16,1x128.")
-SAMPLE_HELP = "A .npz of real arrays by input name (np.savez(FILE, input_ids=..., ...)) to run instead of derived inputs."
+INPUT_HELP = (
+    "Shape (and dtype) of one model input, repeatable: images:1x3x640x640, input_ids:1x128:int64; "
+    "several comma-separated shapes make a sweep (bench runs each): input_ids:1x16,1x128."
+)
+SAMPLE_HELP = (
+    "A .npz of real arrays by input name (np.savez(FILE, input_ids=..., ...)) to run instead of derived inputs."
+)
 
 
 def input_options(fn):

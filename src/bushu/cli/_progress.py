@@ -17,12 +17,20 @@ class RichProgress:
 
         from ._output import err_console
 
-        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("{task.description}"), console=err_console, transient=True)
+        bar = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=err_console,
+            transient=True,
+        )
         bar.start()
         tid = bar.add_task("", total=total)
         try:
             yield lambda n=1, *, description=None: bar.update(
-                tid, advance=n, **({"description": description} if description is not None else {}))
+                tid, advance=n, **({"description": description} if description is not None else {})
+            )
         finally:
             bar.stop()

@@ -20,20 +20,30 @@ def command(as_json: bool) -> None:
     cpu, mem, gpu = env["cpu"], env["memory"], env["gpu"]
     on = [f for f, v in cpu["isa"].items() if v]
     off = [f for f, v in cpu["isa"].items() if not v]
-    console.print(f"[bold]CPU[/]     {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical / "
-                  f"{cpu['logical_cores']} logical cores, {cpu['usable_cores'] or '?'} usable")
+    console.print(
+        f"[bold]CPU[/]     {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical / "
+        f"{cpu['logical_cores']} logical cores, {cpu['usable_cores'] or '?'} usable"
+    )
     absent = f"  [dim](absent: {' '.join(off)})[/]" if off else ""
     console.print(f"[bold]ISA[/]     {' '.join(on) or cpu['isa_source']}{absent}")
     console.print(f"[bold]Memory[/]  {mem['total_gb']} GiB ({mem['available_gb']} GiB available)")
     if gpu["available"]:
         for d in gpu["devices"]:
-            console.print(f"[bold]GPU[/]     {d['name']}, {d['memory_mb']} MiB, driver {d['driver']}, "
-                          f"CUDA {gpu['cuda']}")
+            console.print(
+                f"[bold]GPU[/]     {d['name']}, {d['memory_mb']} MiB, driver {d['driver']}, CUDA {gpu['cuda']}"
+            )
     else:
         console.print(f"[bold]GPU[/]     none ({gpu['reason']})")
     os_name = env["os"].get("name") or env["os"]["platform"]
     console.print(f"[bold]OS[/]      {os_name}; Python {env['python']['version']}")
-    rows = [{"backend": n, "installed": "yes" if b["installed"] else "no", "version": b["version"],
-             "providers/devices": ", ".join(map(str, b.get("providers") or b.get("devices") or []))
-             or b.get("probe_error")} for n, b in env["backends"].items()]
+    rows = [
+        {
+            "backend": n,
+            "installed": "yes" if b["installed"] else "no",
+            "version": b["version"],
+            "providers/devices": ", ".join(map(str, b.get("providers") or b.get("devices") or []))
+            or b.get("probe_error"),
+        }
+        for n, b in env["backends"].items()
+    ]
     table(rows, ["backend", "installed", "version", "providers/devices"], title="Runtimes")

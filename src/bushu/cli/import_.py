@@ -31,31 +31,69 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.argument("src", required=False)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Artifact directory to write (default: ./NAME).")
 @click.option("--list", "list_zoo", is_flag=True, help="List the built-in zoo models and exit.")
-@click.option("--input-shape", callback=_shape, help="Example input shape, batch first (e.g. 1,3,224,224); "
-              "needed for module:callable and TorchScript without a recorded spec.")
-@click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A text file with one class name per line.")
+@click.option(
+    "--input-shape",
+    callback=_shape,
+    help="Example input shape, batch first (e.g. 1,3,224,224); "
+    "needed for module:callable and TorchScript without a recorded spec.",
+)
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A text file with one class name per line.",
+)
 @click.option("--size", type=int, help="Image pre-processing: centre-crop size (resize to size/0.875 first).")
 @click.option("--mean", help="Image pre-processing: per-channel mean, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Image pre-processing: per-channel std, e.g. 0.229,0.224,0.225.")
 @click.option("--atol", default=1e-4, show_default=True, help="Parity budget: absolute error per output.")
 @click.option("--rtol", default=1e-4, show_default=True, help="Parity budget: error relative to the output's range.")
 @click.option("--no-simplify", is_flag=True, help="Keep the exported graph as is (no onnxslim).")
-@click.option("--task", type=click.Choice(["classification", "detection", "raw"]),
-              help="What the model does; detectors that say what they are (Ultralytics metadata, SSD anchors, "
-                   "boxes/scores outputs) are recognised without it.")
-@click.option("--decoder", type=click.Choice(["yolo", "ssd", "boxes"]), help="Detection decoder (implies --task detection).")
-@click.option("--decoder-option", "decoder_options", multiple=True, metavar="KEY=VALUE",
-              help="Decoder / detection pre-processing setting, repeatable: layout=channels_first|anchors_first, "
-                   "objectness=true, boxes=NAME, scores=NAME, classes=NAME, box_format=xyxy|yxyx, normalized=true, "
-                   "background=0, score_fn=sigmoid|softmax, size=H,W, fit=letterbox|stretch, score=, iou=, max_det=.")
-@click.option("--to-onnx", is_flag=True, help="A .tflite source: convert it to ONNX (tflite2onnx) and check it "
-              "against LiteRT, instead of keeping the .tflite for the litert backend.")
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "detection", "raw"]),
+    help="What the model does; detectors that say what they are (Ultralytics metadata, SSD anchors, "
+    "boxes/scores outputs) are recognised without it.",
+)
+@click.option(
+    "--decoder", type=click.Choice(["yolo", "ssd", "boxes"]), help="Detection decoder (implies --task detection)."
+)
+@click.option(
+    "--decoder-option",
+    "decoder_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Decoder / detection pre-processing setting, repeatable: layout=channels_first|anchors_first, "
+    "objectness=true, boxes=NAME, scores=NAME, classes=NAME, box_format=xyxy|yxyx, normalized=true, "
+    "background=0, score_fn=sigmoid|softmax, size=H,W, fit=letterbox|stretch, score=, iou=, max_det=.",
+)
+@click.option(
+    "--to-onnx",
+    is_flag=True,
+    help="A .tflite source: convert it to ONNX (tflite2onnx) and check it "
+    "against LiteRT, instead of keeping the .tflite for the litert backend.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @input_options
-def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labels_file: Path | None, size: int | None,
-            mean: str | None, std: str | None, atol: float, rtol: float, no_simplify: bool, task: str | None,
-            decoder: str | None, decoder_options: tuple[str, ...], to_onnx: bool, as_json: bool, inputs) -> None:
+def command(
+    src: str | None,
+    out: Path | None,
+    list_zoo: bool,
+    input_shape,
+    labels_file: Path | None,
+    size: int | None,
+    mean: str | None,
+    std: str | None,
+    atol: float,
+    rtol: float,
+    no_simplify: bool,
+    task: str | None,
+    decoder: str | None,
+    decoder_options: tuple[str, ...],
+    to_onnx: bool,
+    as_json: bool,
+    inputs,
+) -> None:
     """Import SRC (an .onnx file, a torch.export .pt2, a TorchScript .pt, a module:callable returning an
     nn.Module, a Hugging Face Transformers model folder, or a zoo name) into an artifact: ONNX with a
     dynamic batch axis (and the source's other dynamic axes), simplified, and checked against the source.
@@ -92,9 +130,20 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
     if out.resolve() == Path(src).resolve():
         raise click.UsageError(f"the artifact would overwrite its source {src}; pass -o DIR")
     with console.status(f"importing {src} …"):
-        art = import_model(src, out, input_shape=input_shape, labels=labels, preprocess=pre,
-                           tolerance=Tolerance(atol, rtol), simplify=not no_simplify, inputs=inputs, task=task,
-                           decoder=decoder, decoder_options=parse_options(decoder_options), to_onnx=to_onnx)
+        art = import_model(
+            src,
+            out,
+            input_shape=input_shape,
+            labels=labels,
+            preprocess=pre,
+            tolerance=Tolerance(atol, rtol),
+            simplify=not no_simplify,
+            inputs=inputs,
+            task=task,
+            decoder=decoder,
+            decoder_options=parse_options(decoder_options),
+            to_onnx=to_onnx,
+        )
     parity = art.metrics.get("parity", {})
     if as_json:
         print_json({**art.summary(), "parity": parity})
@@ -106,7 +155,9 @@ def command(src: str | None, out: Path | None, list_zoo: bool, input_shape, labe
         table(parity["outputs"], ["name", "max_abs", "max_rel", "top1_agreement", "atol", "rtol"])
     if art.task == "detection":
         p = art.postprocess.params
-        console.print(f"detector: decoder {p['decoder']} (matched by {p.get('matched_by')}), input "
-                      f"{'x'.join(map(str, art.preprocess.params['size']))} {art.preprocess.params['fit']}, "
-                      f"{len(art.labels or [])} classes")
+        console.print(
+            f"detector: decoder {p['decoder']} (matched by {p.get('matched_by')}), input "
+            f"{'x'.join(map(str, art.preprocess.params['size']))} {art.preprocess.params['fit']}, "
+            f"{len(art.labels or [])} classes"
+        )
     console.print(f"next: bushu info {art.path}   bushu bench {art.path}")

@@ -49,36 +49,63 @@ def _ranges(spec: dict[str, Any]) -> str:
 def _show(info: dict[str, Any]) -> None:
     console.print(f"[bold]{info['name']}[/]  {info['path']}  ({info['format']}, {info.get('model_file')})")
     io = [{"": "input", **s} for s in info.get("inputs", [])] + [{"": "output", **s} for s in info.get("outputs", [])]
-    table([{**r, "shape": " × ".join(map(str, r["shape"])) or "scalar", "role": r.get("role") or "",
-            "sizes": _ranges(r)} for r in io], ["", "name", "dtype", "shape", "role", "sizes"])
-    console.print(f"[bold]size[/]        {info['size_bytes'] / 1e6:.2f} MB"
-                  + "".join(f"; {role}: {f['file']} {(f['size_bytes'] or 0) / 1e6:.2f} MB"
-                            for role, f in (info.get("files") or {}).items()))
+    table(
+        [
+            {
+                **r,
+                "shape": " × ".join(map(str, r["shape"])) or "scalar",
+                "role": r.get("role") or "",
+                "sizes": _ranges(r),
+            }
+            for r in io
+        ],
+        ["", "name", "dtype", "shape", "role", "sizes"],
+    )
+    console.print(
+        f"[bold]size[/]        {info['size_bytes'] / 1e6:.2f} MB"
+        + "".join(
+            f"; {role}: {f['file']} {(f['size_bytes'] or 0) / 1e6:.2f} MB"
+            for role, f in (info.get("files") or {}).items()
+        )
+    )
     if "params" in info:
-        console.print(f"[bold]parameters[/]  {_si(info['params'])} ({info['params']:,}; "
-                      f"{info['param_bytes'] / 1e6:.2f} MB)")
+        console.print(
+            f"[bold]parameters[/]  {_si(info['params'])} ({info['params']:,}; {info['param_bytes'] / 1e6:.2f} MB)"
+        )
         nc = ", ".join(f"{k} ×{v}" for k, v in info["flops_not_counted"].items()) or "none"
         at = f" at {info['flops_inputs']}" if info.get("flops_inputs") else ""
-        console.print(f"[bold]FLOPs[/]       {_si(info['flops'])} per item ({_si(info['macs'])} MACs, batch "
-                      f"{info['flops_batch']}{at}); not counted: {nc}")
+        console.print(
+            f"[bold]FLOPs[/]       {_si(info['flops'])} per item ({_si(info['macs'])} MACs, batch "
+            f"{info['flops_batch']}{at}); not counted: {nc}"
+        )
         if info.get("flops_note"):
             console.print(f"[yellow]{info['flops_note']}[/]")
-        top = [{"op": op, "nodes": v["nodes"], "FLOPs": _si(v["flops"]),
-                "share": f"{100 * v['flops'] / max(info['flops'], 1):.1f}%"}
-               for op, v in list(info["flops_by_op"].items())[:8]]
+        top = [
+            {
+                "op": op,
+                "nodes": v["nodes"],
+                "FLOPs": _si(v["flops"]),
+                "share": f"{100 * v['flops'] / max(info['flops'], 1):.1f}%",
+            }
+            for op, v in list(info["flops_by_op"].items())[:8]
+        ]
         if top:
             table(top, ["op", "nodes", "FLOPs", "share"])
     if info.get("opset"):
         console.print(f"[bold]opset[/]       {info['opset']} ({info.get('producer') or 'unknown producer'})")
     if info.get("preprocess"):
         pp = info["preprocess"]
-        console.print(f"[bold]preprocess[/]  {pp.get('kind')}: {pp.get('color')} resize {pp.get('resize')} → crop "
-                      f"{pp.get('crop')} ({pp.get('interpolation')}), ×{fmt(pp.get('scale'))}, mean {pp.get('mean')}, "
-                      f"std {pp.get('std')}, {pp.get('layout')}")
+        console.print(
+            f"[bold]preprocess[/]  {pp.get('kind')}: {pp.get('color')} resize {pp.get('resize')} → crop "
+            f"{pp.get('crop')} ({pp.get('interpolation')}), ×{fmt(pp.get('scale'))}, mean {pp.get('mean')}, "
+            f"std {pp.get('std')}, {pp.get('layout')}"
+        )
     if info.get("postprocess"):
         post, labels = info["postprocess"], info.get("labels")
-        console.print(f"[bold]postprocess[/] {post.get('kind')}, top-{post.get('top_k')}, softmax {post.get('softmax')}"
-                      + (f"; {labels['count']} labels ({', '.join(labels['first'])}, ...)" if labels else ""))
+        console.print(
+            f"[bold]postprocess[/] {post.get('kind')}, top-{post.get('top_k')}, softmax {post.get('softmax')}"
+            + (f"; {labels['count']} labels ({', '.join(labels['first'])}, ...)" if labels else "")
+        )
     prov = info.get("provenance") or {}
     if prov:
         console.print(f"[bold]provenance[/]  source: {prov.get('source', '-')}; created {prov.get('created', '-')}")
@@ -95,20 +122,31 @@ def _show_metrics(metrics: dict[str, Any]) -> None:
     parity = metrics.get("parity")
     if isinstance(parity, dict):
         outs = parity.get("outputs", [])
-        console.print("  parity: " + (", ".join(f"{o.get('name')} max abs {fmt(o.get('max_abs'))}" for o in outs)
-                                      or str({k: v for k, v in parity.items() if not isinstance(v, (dict, list))})))
+        console.print(
+            "  parity: "
+            + (
+                ", ".join(f"{o.get('name')} max abs {fmt(o.get('max_abs'))}" for o in outs)
+                or str({k: v for k, v in parity.items() if not isinstance(v, (dict, list))})
+            )
+        )
     bench = metrics.get("bench")
     if isinstance(bench, dict) and bench.get("rows"):
         console.print(f"  bench ({bench.get('time', '')}, {(bench.get('env') or {}).get('cpu', '')}):")
-        table([r for r in bench["rows"] if r.get("status") == "ok"],
-              ["backend", "batch", "threads", "precision", "p50_ms", "p99_ms", "throughput", "peak_rss_mb"])
+        table(
+            [r for r in bench["rows"] if r.get("status") == "ok"],
+            ["backend", "batch", "threads", "precision", "p50_ms", "p99_ms", "throughput", "peak_rss_mb"],
+        )
     ev = metrics.get("eval")
     if isinstance(ev, dict) and "map50" in ev:  # a detector's
-        console.print(f"  eval on {ev.get('data')}: mAP@0.5 {fmt(ev.get('map50'))}, mAP@0.5:0.95 {fmt(ev.get('map'))}, "
-                      f"{ev.get('n_images')} images")
+        console.print(
+            f"  eval on {ev.get('data')}: mAP@0.5 {fmt(ev.get('map50'))}, mAP@0.5:0.95 {fmt(ev.get('map'))}, "
+            f"{ev.get('n_images')} images"
+        )
     elif isinstance(ev, dict):
-        console.print(f"  eval on {ev.get('data')}: accuracy {fmt(ev.get('accuracy'))}, top-5 {fmt(ev.get('top5'))}, "
-                      f"{ev.get('n_images')} images")
+        console.print(
+            f"  eval on {ev.get('data')}: accuracy {fmt(ev.get('accuracy'))}, top-5 {fmt(ev.get('top5'))}, "
+            f"{ev.get('n_images')} images"
+        )
     for key, val in metrics.items():
         if key not in ("parity", "bench", "eval"):
             console.print(f"  {key}: {val if not isinstance(val, (dict, list)) else '(see --json)'}")

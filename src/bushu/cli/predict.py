@@ -16,25 +16,59 @@ if TYPE_CHECKING:
 @click.command("predict")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Result file: .jsonl, .csv or .parquet. Rerunning with the same file resumes.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Result file: .jsonl, .csv or .parquet. Rerunning with the same file resumes.",
+)
 @click.option("--column", help="The path or text column of a .csv/.jsonl INPUT (default: path, file, image or text).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--backend", help="Runtime (default onnxruntime); another one runs the artifact file it reads "
-              "(openvino reads the .onnx; tflite, ncnn, mnn need bushu export first).")
-@click.option("--threads", type=click.IntRange(1), help="Intra-op threads per backend (default: the backend's own; "
-              "with --workers, the cores shared out).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-              help="Processes, each with its own backend (with --ray: actors).")
+@click.option(
+    "--backend",
+    help="Runtime (default onnxruntime); another one runs the artifact file it reads "
+    "(openvino reads the .onnx; tflite, ncnn, mnn need bushu export first).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="Intra-op threads per backend (default: the backend's own; with --workers, the cores shared out).",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Processes, each with its own backend (with --ray: actors).",
+)
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1), help="Labels per row (classifiers).")
-@click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Run as a Ray Data job: on a Ray started for the run (--ray), or on the cluster at "
-                   "ADDRESS (--ray=HOST:6379, or ray://HOST:10001).")
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run as a Ray Data job: on a Ray started for the run (--ray), or on the cluster at "
+    "ADDRESS (--ray=HOST:6379, or ray://HOST:10001).",
+)
 @click.option("--fail-fast", is_flag=True, help="Stop at the first input that cannot be read.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def command(artifact: Path, inputs: tuple[str, ...], output: Path, column: str | None, batch_size: int,
-            backend: str | None, threads: int | None, workers: int, top_k: int, ray: str | None, fail_fast: bool,
-            quiet: bool) -> int:
+def command(
+    artifact: Path,
+    inputs: tuple[str, ...],
+    output: Path,
+    column: str | None,
+    batch_size: int,
+    backend: str | None,
+    threads: int | None,
+    workers: int,
+    top_k: int,
+    ray: str | None,
+    fail_fast: bool,
+    quiet: bool,
+) -> int:
     """Run ARTIFACT over every INPUT and write one row per input to OUTPUT.
 
     INPUT: a folder (recursively), a quoted glob, @paths.txt (one path a line), or a .csv/.jsonl table
@@ -45,15 +79,25 @@ def command(artifact: Path, inputs: tuple[str, ...], output: Path, column: str |
     from ..predict.output import output_format
 
     output_format(output)  # an unknown suffix fails before any work
-    options = {"column": column, "batch_size": batch_size, "backend": backend, "threads": threads, "workers": workers,
-               "top_k": top_k, "ray": None if ray is None else (True if ray == "local" else ray)}
+    options = {
+        "column": column,
+        "batch_size": batch_size,
+        "backend": backend,
+        "threads": threads,
+        "workers": workers,
+        "top_k": top_k,
+        "ray": None if ray is None else (True if ray == "local" else ray),
+    }
     with _Bar(quiet) as bar:
         s = predict_to_file(artifact, list(inputs), output, progress=bar.update, fail_fast=fail_fast, **options)
     done = f", {s.skipped:,} answered before" if s.skipped else ""
     steady = f"; {s.steady_rate:.1f}/s after the first rows at {s.first_rows_s:.1f} s" if s.steady_rate else ""
-    console.print(f"{s.answered:,} answered, {s.failed:,} failed of {s.total:,} inputs{done} in {s.seconds:.1f} s "
-                  f"({s.rate:.1f} inputs/s{steady}) -> {s.output}", style="yellow" if s.failed else "bold green",
-                  soft_wrap=True)
+    console.print(
+        f"{s.answered:,} answered, {s.failed:,} failed of {s.total:,} inputs{done} in {s.seconds:.1f} s "
+        f"({s.rate:.1f} inputs/s{steady}) -> {s.output}",
+        style="yellow" if s.failed else "bold green",
+        soft_wrap=True,
+    )
     if s.stopped:
         console.print("stopped at the first failure (--fail-fast); rerun to go on", style="yellow")
     if s.failed:
@@ -84,9 +128,15 @@ class _Bar:
                 TimeRemainingColumn,
             )
 
-            progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]} inputs/s, {task.fields[failed]} failed"),
-                                TimeRemainingColumn(), console=err_console, transient=True)
+            progress = Progress(
+                TextColumn("predict"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} inputs/s, {task.fields[failed]} failed"),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
             progress.start()
             self.progress, self.task = progress, progress.add_task("predict", total=total, rate="-", failed=0)
         self.progress.update(self.task, completed=done, failed=failed)

@@ -21,26 +21,60 @@ def _port(ctx, param, value: int) -> int | None:
 @click.option("--http-port", default=8000, show_default=True, callback=_port, help="KServe v2 HTTP port (-1: off).")
 @click.option("--grpc-port", default=8001, show_default=True, callback=_port, help="KServe v2 gRPC port (-1: off).")
 @click.option("--metrics-port", default=8002, show_default=True, callback=_port, help="Prometheus port (-1: off).")
-@click.option("--model-control-mode", type=click.Choice(["none", "poll", "explicit"]), default="none",
-              show_default=True, help="none: load all at start; poll: also pick up changes; explicit: load/unload "
-                                      "through the repository API only.")
-@click.option("--load-model", "load_models", multiple=True, metavar="NAME",
-              help="With explicit control: load this model at start (repeatable; '*' = all).")
+@click.option(
+    "--model-control-mode",
+    type=click.Choice(["none", "poll", "explicit"]),
+    default="none",
+    show_default=True,
+    help="none: load all at start; poll: also pick up changes; explicit: load/unload through the repository API only.",
+)
+@click.option(
+    "--load-model",
+    "load_models",
+    multiple=True,
+    metavar="NAME",
+    help="With explicit control: load this model at start (repeatable; '*' = all).",
+)
 @click.option("--repository-poll-secs", default=15.0, show_default=True, help="Poll interval in poll mode.")
-@click.option("--api-key", envvar="BUSHU_API_KEY", default=None, help="Require this key for inference "
-              "(Authorization: Bearer KEY or X-API-Key). Env: BUSHU_API_KEY.")
-@click.option("--admin-key", envvar="BUSHU_ADMIN_KEY", default=None,
-              help="Require this key for the repository API. Env: BUSHU_ADMIN_KEY.")
+@click.option(
+    "--api-key",
+    envvar="BUSHU_API_KEY",
+    default=None,
+    help="Require this key for inference (Authorization: Bearer KEY or X-API-Key). Env: BUSHU_API_KEY.",
+)
+@click.option(
+    "--admin-key",
+    envvar="BUSHU_ADMIN_KEY",
+    default=None,
+    help="Require this key for the repository API. Env: BUSHU_ADMIN_KEY.",
+)
 @click.option("--max-body-mb", default=64.0, show_default=True, help="Largest request body accepted.")
-@click.option("--shared-memory/--no-shared-memory", default=None,
-              help="Triton's system shared memory extension (same-host clients pass tensors in /dev/shm). "
-                   "Default: on when --host is a loopback address.")
+@click.option(
+    "--shared-memory/--no-shared-memory",
+    default=None,
+    help="Triton's system shared memory extension (same-host clients pass tensors in /dev/shm). "
+    "Default: on when --host is a loopback address.",
+)
 @click.option("--access-log", is_flag=True, help="Log one JSON line per HTTP request (logger bushu.serve.access).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
-def command(repo: tuple[Path, ...], host: str, http_port: int | None, grpc_port: int | None, metrics_port: int | None,
-            model_control_mode: str, load_models: tuple[str, ...], repository_poll_secs: float, api_key: str | None, admin_key: str | None,
-            max_body_mb: float, shared_memory: bool | None, access_log: bool, log_level: str) -> None:
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+def command(
+    repo: tuple[Path, ...],
+    host: str,
+    http_port: int | None,
+    grpc_port: int | None,
+    metrics_port: int | None,
+    model_control_mode: str,
+    load_models: tuple[str, ...],
+    repository_poll_secs: float,
+    api_key: str | None,
+    admin_key: str | None,
+    max_body_mb: float,
+    shared_memory: bool | None,
+    access_log: bool,
+    log_level: str,
+) -> None:
     """Serve the Triton-layout model repository REPO (REPO/<model>/<version>/model.onnx) over KServe v2
     HTTP and gRPC, with dynamic batching. REPO may also be one or more artifact directories (bushu import,
     train or optimize writes them), each served as model <its name>, version 1, in place. Ctrl-C stops it."""
@@ -60,11 +94,20 @@ def command(repo: tuple[Path, ...], host: str, http_port: int | None, grpc_port:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if access_log:  # asked for explicitly: shown whatever --log-level says
         logging.getLogger("bushu.serve.access").setLevel(logging.INFO)
-    opts = ServerOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                         model_control_mode=model_control_mode, repository_poll_secs=repository_poll_secs,
-                         load_models=load_models,
-                         api_key=api_key, admin_key=admin_key, max_body_mb=max_body_mb, access_log=access_log,
-                         shared_memory=shared_memory)
+    opts = ServerOptions(
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        model_control_mode=model_control_mode,
+        repository_poll_secs=repository_poll_secs,
+        load_models=load_models,
+        api_key=api_key,
+        admin_key=admin_key,
+        max_body_mb=max_body_mb,
+        access_log=access_log,
+        shared_memory=shared_memory,
+    )
     with tempfile.TemporaryDirectory(prefix="bushu-serve-") as tmp:
         _serve(_repository(repo, Path(tmp)), opts, host)
 
@@ -79,9 +122,11 @@ def _repository(paths: tuple[Path, ...], tmp: Path) -> Path:
         return paths[0]
     if len(arts) != len(paths):
         others = [str(p) for p in paths if p not in arts]
-        raise UserInputError(f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not an artifact directory "
-                             "(no bushu.yaml); several paths must all be artifacts",
-                             hint="serve one repository (REPO/<model>/<version>/...), or artifact directories")
+        raise UserInputError(
+            f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not an artifact directory "
+            "(no bushu.yaml); several paths must all be artifacts",
+            hint="serve one repository (REPO/<model>/<version>/...), or artifact directories",
+        )
     return artifact_repository(arts, tmp)
 
 
@@ -117,8 +162,11 @@ def _serve(repo: Path, opts, host: str) -> None:
     console.print("stopped")
 
 
-_CURL_BODY = {"image": "--data-binary @image.jpg", "audio": "--data-binary @clip.wav",
-              "text": "-H 'Content-Type: text/plain' --data-binary @note.txt"}
+_CURL_BODY = {
+    "image": "--data-binary @image.jpg",
+    "audio": "--data-binary @clip.wav",
+    "text": "-H 'Content-Type: text/plain' --data-binary @note.txt",
+}
 
 
 def _raw_input_endpoints(s) -> list[tuple[str, str, str]]:

@@ -21,15 +21,34 @@ def _is_loopback(host: str) -> bool:
 
 
 @click.command("ui")
-@click.option("--workspace", "-w", default="bushu-workspace", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Folder for models, datasets, jobs and SDKs.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Any non-loopback address requires a login token.")
+@click.option(
+    "--workspace",
+    "-w",
+    default="bushu-workspace",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for models, datasets, jobs and SDKs.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Any non-loopback address requires a login token.",
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
-@click.option("--token", envvar="BUSHU_UI_TOKEN", help="Login token (default: none on loopback, a random one "
-              "otherwise). Send it as ?token=, a Bearer header, or the cookie the first page sets.")
-@click.option("--max-upload-mb", default=200.0, show_default=True, type=click.FloatRange(0.1),
-              help="Largest dataset zip accepted.")
+@click.option(
+    "--token",
+    envvar="BUSHU_UI_TOKEN",
+    help="Login token (default: none on loopback, a random one "
+    "otherwise). Send it as ?token=, a Bearer header, or the cookie the first page sets.",
+)
+@click.option(
+    "--max-upload-mb",
+    default=200.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Largest dataset zip accepted.",
+)
 @click.option("--max-jobs", default=1, show_default=True, type=click.IntRange(1), help="Background jobs run at once.")
 def command(workspace: Path, host: str, port: int, token: str | None, max_upload_mb: float, max_jobs: int) -> None:
     """Serve the web UI: datasets (upload a zip or link a folder), training jobs that survive restarts,
@@ -49,8 +68,15 @@ def command(workspace: Path, host: str, port: int, token: str | None, max_upload
     if not loopback and not token:
         token = secrets.token_urlsafe(24)
     workspace.mkdir(parents=True, exist_ok=True)
-    app = create_app(UIConfig(workspace=workspace.resolve(), token=token, loopback_only=loopback,
-                              max_upload_mb=max_upload_mb, max_jobs=max_jobs))
+    app = create_app(
+        UIConfig(
+            workspace=workspace.resolve(),
+            token=token,
+            loopback_only=loopback,
+            max_upload_mb=max_upload_mb,
+            max_jobs=max_jobs,
+        )
+    )
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
 

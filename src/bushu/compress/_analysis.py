@@ -63,11 +63,27 @@ def cpu_int8(flags: set[str] | None = None, arch: str | None = None) -> CpuInt8:
         arch = info.get("arch", "") if arch is None else arch
     vnni = bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     if (arch or "").lower() in ("aarch64", "arm64") or flags & {"neon", "asimd"}:
-        return CpuInt8("int8", "int8", False, "ARM CPU: ONNX Runtime's ARM kernels prefer symmetric int8 "
-                       "activations and weights (S8S8)", vnni)
+        return CpuInt8(
+            "int8",
+            "int8",
+            False,
+            "ARM CPU: ONNX Runtime's ARM kernels prefer symmetric int8 activations and weights (S8S8)",
+            vnni,
+        )
     if vnni:
         have = ", ".join(sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}))
-        return CpuInt8("uint8", "int8", False, f"x86 CPU with {have}: uint8 activations × int8 weights (U8S8) "
-                       "use the VNNI dot-product kernels; signed activations (S8S8) are barely faster than fp32", vnni)
-    return CpuInt8("uint8", "int8", True, "x86 CPU without VNNI: U8S8 with 7-bit weights (reduce_range) "
-                   "to avoid int16 saturation in the AVX2 kernels", vnni)
+        return CpuInt8(
+            "uint8",
+            "int8",
+            False,
+            f"x86 CPU with {have}: uint8 activations × int8 weights (U8S8) "
+            "use the VNNI dot-product kernels; signed activations (S8S8) are barely faster than fp32",
+            vnni,
+        )
+    return CpuInt8(
+        "uint8",
+        "int8",
+        True,
+        "x86 CPU without VNNI: U8S8 with 7-bit weights (reduce_range) to avoid int16 saturation in the AVX2 kernels",
+        vnni,
+    )

@@ -30,16 +30,26 @@ def judge(per_output: dict[str, dict[str, Any]], floor: float, min_confident: in
         if "top1_agreement" not in row:
             continue
         n, agree = row.get("confident_samples", 0), row.get("top1_agreement_confident")
-        figures = (f"top-5 overlap {row['top5_overlap']:.1%} and logit cosine {row['cosine_mean']:.4f} "
-                   f"(mean) on all {row['samples']}")
+        figures = (
+            f"top-5 overlap {row['top5_overlap']:.1%} and logit cosine {row['cosine_mean']:.4f} "
+            f"(mean) on all {row['samples']}"
+        )
         if n < min_confident or agree is None:  # None: no confident input at all
             outcomes.append(CANNOT_TELL)
-            parts.append(f"{name}: fp32 is confident on only {n} of {row['samples']} inputs (at least "
-                         f"{min_confident} needed to judge top-1 agreement); {figures}")
+            parts.append(
+                f"{name}: fp32 is confident on only {n} of {row['samples']} inputs (at least "
+                f"{min_confident} needed to judge top-1 agreement); {figures}"
+            )
             continue
         outcomes.append(PASS if agree >= floor else FAIL)
-        parts.append(f"{name}: top-1 agreement {agree:.1%} on the {n} inputs where fp32 is confident "
-                     f"(minimum {floor:.0%}); {figures}")
+        parts.append(
+            f"{name}: top-1 agreement {agree:.1%} on the {n} inputs where fp32 is confident "
+            f"(minimum {floor:.0%}); {figures}"
+        )
     outcome = FAIL if FAIL in outcomes else CANNOT_TELL if CANNOT_TELL in outcomes else PASS
-    return {"outcome": outcome, "detail": "; ".join(parts) or "no classification output to judge",
-            "floor": floor, "min_confident": min_confident}
+    return {
+        "outcome": outcome,
+        "detail": "; ".join(parts) or "no classification output to judge",
+        "floor": floor,
+        "min_confident": min_confident,
+    }

@@ -21,8 +21,9 @@ def file_size_mb(path: str | Path) -> float:
     return round(size / 1e6, 3)
 
 
-def measure(path: str | Path, backend: str = "onnxruntime", duration_s: float = 1.0,
-            speed: bool = True) -> dict[str, Any]:
+def measure(
+    path: str | Path, backend: str = "onnxruntime", duration_s: float = 1.0, speed: bool = True
+) -> dict[str, Any]:
     """params, mflops (batch 1), size_mb and (when ``speed``) p50_ms at batch 1 and throughput at batch 8."""
     from ..profile.bench import benchmark
 
@@ -34,8 +35,9 @@ def measure(path: str | Path, backend: str = "onnxruntime", duration_s: float = 
         row["params"] = count_params(str(path))[0]
         row["mflops"] = round(count_flops(str(path), batch=1).flops / 1e6, 2)
     if speed:
-        rows = benchmark(path, backends=[backend], batch_sizes=(1, 8), duration_s=duration_s, progress=False,
-                         record=False)
+        rows = benchmark(
+            path, backends=[backend], batch_sizes=(1, 8), duration_s=duration_s, progress=False, record=False
+        )
         by_batch = {r["batch"]: r for r in rows if r.get("status") == "ok"}
         row["p50_ms"] = by_batch[1]["p50_ms"] if 1 in by_batch else None
         row["throughput_b8"] = by_batch[8]["throughput"] if 8 in by_batch else None

@@ -36,8 +36,9 @@ def _nsr(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.sum((ref - got) ** 2) / max(np.sum(ref**2), 1e-30))
 
 
-def rank_nodes(float_model: Path, qdq_model: Path, feeds: Mapping[str, np.ndarray],
-               workdir: Path) -> list[tuple[str, float]]:
+def rank_nodes(
+    float_model: Path, qdq_model: Path, feeds: Mapping[str, np.ndarray], workdir: Path
+) -> list[tuple[str, float]]:
     """(node name, added noise) for every quantized Conv/MatMul/Gemm, most sensitive first."""
     import onnx
 
@@ -60,8 +61,9 @@ def rank_nodes(float_model: Path, qdq_model: Path, feeds: Mapping[str, np.ndarra
             t = nxt[0].output[0]
         return t
 
-    nodes = [(n.name, visible(n.input[0]), visible(n.output[0])) for n in graph.node
-             if n.op_type in CONV_OPS + MATMUL_OPS]
+    nodes = [
+        (n.name, visible(n.input[0]), visible(n.output[0])) for n in graph.node if n.op_type in CONV_OPS + MATMUL_OPS
+    ]
     tensors = sorted({t for _, i, o in nodes for t in (i, o) if t})
     fa, qa = workdir / "float_exposed.onnx", workdir / "qdq_exposed.onnx"
     _expose(float_model, fa, tensors)

@@ -28,8 +28,15 @@ from ..errors import ArtifactError, MissingDependencyError, UserInputError
 from ..model.artifact import Artifact
 from ..spec import synthetic_feeds
 
-__all__ = ["MODULE_FILE", "evaluate_module", "export_module", "finetune", "load_module",
-           "module_logits", "prunable_layers"]
+__all__ = [
+    "MODULE_FILE",
+    "evaluate_module",
+    "export_module",
+    "finetune",
+    "load_module",
+    "module_logits",
+    "prunable_layers",
+]
 
 MODULE_FILE = "module.pt"
 _WEIGHT_STEPS = ("optimize", "train", "finetune")  # provenance steps that change the weights
@@ -45,8 +52,9 @@ def _torch():
 
 def example_shape(art: Artifact, batch: int = 2) -> tuple[int, ...]:
     if len(art.inputs) != 1:
-        raise UserInputError(f"pruning, low-rank and distillation handle models with one input; "
-                             f"{art.name} has {len(art.inputs)}")
+        raise UserInputError(
+            f"pruning, low-rank and distillation handle models with one input; {art.name} has {len(art.inputs)}"
+        )
     return tuple(art.inputs[0].concrete_shape(batch=batch))
 
 
@@ -58,17 +66,20 @@ def load_module(art: Artifact, log: Callable[[str], None] = lambda _m: None) -> 
         try:
             module = torch.load(str(path), map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001 - unpickling errors of every kind
-            raise ArtifactError(f"{path} could not be loaded as a PyTorch module: {str(e).splitlines()[0][:300]}",
-                                hint="re-run the bushu optimize step that wrote it") from e
+            raise ArtifactError(
+                f"{path} could not be loaded as a PyTorch module: {str(e).splitlines()[0][:300]}",
+                hint="re-run the bushu optimize step that wrote it",
+            ) from e
         return module.eval(), f"{MODULE_FILE} (module saved by a previous optimize)"
     prov = art.provenance
     kind = prov.get("source_kind")
     changed = [s.get("command") for s in prov.get("steps", []) if s.get("command") in _WEIGHT_STEPS]
     if changed:
-        raise UserInputError(f"{art.path} was changed by `bushu {changed[-1]}` after its import but holds no "
-                             "PyTorch module, so its compressed weights cannot be rebuilt",
-                             hint="compress the imported artifact instead, combining the steps in one "
-                                  "bushu optimize call")
+        raise UserInputError(
+            f"{art.path} was changed by `bushu {changed[-1]}` after its import but holds no "
+            "PyTorch module, so its compressed weights cannot be rebuilt",
+            hint="compress the imported artifact instead, combining the steps in one bushu optimize call",
+        )
     if kind == "zoo":
         from ..model import zoo
 
@@ -81,11 +92,14 @@ def load_module(art: Artifact, log: Callable[[str], None] = lambda _m: None) -> 
         how = f"callable {prov['callable']}"
     else:
         what = {"onnx": "an ONNX file", "pt2": "a torch.export program", "torchscript": "a TorchScript file"}.get(
-            kind, "a source without a PyTorch module")
-        raise UserInputError(f"{art.name} was imported from {what}, which has no PyTorch module structure for "
-                             "pruning, low-rank factorization or distillation to change",
-                             hint="import the model from a module:callable or a zoo name (bushu import "
-                                  "pkg.models:build -o ART), or use --quantize only")
+            kind, "a source without a PyTorch module"
+        )
+        raise UserInputError(
+            f"{art.name} was imported from {what}, which has no PyTorch module structure for "
+            "pruning, low-rank factorization or distillation to change",
+            hint="import the model from a module:callable or a zoo name (bushu import "
+            "pkg.models:build -o ART), or use --quantize only",
+        )
     module.eval()
     _check_same_model(module, art)
     log(f"rebuilt the PyTorch module from {how}; it matches {art.model_file}")
@@ -105,9 +119,11 @@ def _check_same_model(module: Any, art: Artifact) -> None:
     try:
         check_tolerance(f"the rebuilt PyTorch module of {art.name}", ref, got, 1e-3, 1e-3)
     except Exception as e:
-        raise UserInputError(f"the PyTorch module rebuilt from the provenance of {art.name} no longer matches its "
-                             f"{art.model_file} ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})",
-                             hint="re-import the model (its code or weights changed since the import)") from e
+        raise UserInputError(
+            f"the PyTorch module rebuilt from the provenance of {art.name} no longer matches its "
+            f"{art.model_file} ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})",
+            hint="re-import the model (its code or weights changed since the import)",
+        ) from e
 
 
 def module_logits(module: Any, x: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -116,7 +132,7 @@ def module_logits(module: Any, x: np.ndarray, batch: int = 32) -> np.ndarray:
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            outs.append(module(torch.from_numpy(x[i:i + batch])).numpy())
+            outs.append(module(torch.from_numpy(x[i : i + batch])).numpy())
     return np.concatenate(outs)
 
 
@@ -141,8 +157,8 @@ def recalibrate_bn(module: Any, x: np.ndarray, batch: int = 32) -> int:
         m.train()
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            if len(x[i:i + batch]) > 1:
-                module(torch.from_numpy(x[i:i + batch]))
+            if len(x[i : i + batch]) > 1:
+                module(torch.from_numpy(x[i : i + batch]))
     for m, (mom, tr) in zip(bns, saved, strict=True):
         m.momentum, m.training = mom, tr
     module.eval()
@@ -167,9 +183,20 @@ def _input_name(model_path: Path) -> str:
     return next(i.name for i in g.input if i.name not in inits)
 
 
-def finetune(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray] | None, *, epochs: int, lr: float,
-             batch_size: int = 16, temperature: float = 4.0, alpha: float | None = None, seed: int = 0,
-             keep_zeros: bool = False, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def finetune(
+    module: Any,
+    ds: ArrayReader,
+    teacher: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 16,
+    temperature: float = 4.0,
+    alpha: float | None = None,
+    seed: int = 0,
+    keep_zeros: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
     """Train ``module`` on ``ds``: cross-entropy on hard labels (if any) + KL to the teacher's soft targets.
 
     ``alpha`` weights the soft (distillation) term; by default 0.5 with labels, 1.0 without. Images
@@ -181,8 +208,10 @@ def finetune(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray
     import torch.nn.functional as F
 
     if teacher is None and ds.targets is None:
-        raise UserInputError(f"fine-tuning needs labels or a teacher; {ds.source} has neither",
-                             hint="use a folder with one sub-folder per class")
+        raise UserInputError(
+            f"fine-tuning needs labels or a teacher; {ds.source} has neither",
+            hint="use a folder with one sub-folder per class",
+        )
     if alpha is None:
         alpha = 0.5 if ds.targets is not None and teacher is not None else (1.0 if teacher is not None else 0.0)
     if teacher is None:
@@ -212,7 +241,7 @@ def finetune(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray
         perm = rng.permutation(len(ds))
         total, n = 0.0, 0
         for i in range(0, len(ds), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             flip = rng.random(len(idx)) < 0.5
             xb = ds.x[idx].copy()
             xb[flip] = xb[flip][..., ::-1]
@@ -221,8 +250,9 @@ def finetune(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray
             if alpha > 0:
                 t = np.where(flip[:, None], teacher[1][idx], teacher[0][idx])
                 soft_t = F.softmax(torch.from_numpy(t) / temperature, dim=1)
-                loss = loss + alpha * temperature ** 2 * F.kl_div(F.log_softmax(out / temperature, dim=1), soft_t,
-                                                                  reduction="batchmean")
+                loss = loss + alpha * temperature**2 * F.kl_div(
+                    F.log_softmax(out / temperature, dim=1), soft_t, reduction="batchmean"
+                )
             if ds.targets is not None and alpha < 1:
                 loss = loss + (1 - alpha) * F.cross_entropy(out, torch.from_numpy(ds.targets[idx]).long())
             opt.zero_grad()
@@ -235,12 +265,27 @@ def finetune(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray
         losses.append(round(total / max(n, 1), 4))
         log(f"  fine-tune epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
     module.eval()
-    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "samples": len(ds), "temperature": temperature,
-            "soft_weight": alpha, "hard_labels": ds.targets is not None, "head_refit": head, "loss_per_epoch": losses}
+    return {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "samples": len(ds),
+        "temperature": temperature,
+        "soft_weight": alpha,
+        "hard_labels": ds.targets is not None,
+        "head_refit": head,
+        "loss_per_epoch": losses,
+    }
 
 
-def fit_head(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray] | None, temperature: float,
-             alpha: float, steps: int = 300) -> dict[str, Any] | None:
+def fit_head(
+    module: Any,
+    ds: ArrayReader,
+    teacher: tuple[np.ndarray, np.ndarray] | None,
+    temperature: float,
+    alpha: float,
+    steps: int = 300,
+) -> dict[str, Any] | None:
     """Re-fit the output Linear layer on the (changed) features first: cheap, since the features are
     computed once, and it gives the full fine-tuning a head that matches its new backbone."""
     torch = _torch()
@@ -264,8 +309,9 @@ def fit_head(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray
         out = last(f)
         loss = torch.zeros(())
         if soft is not None:
-            loss = loss + alpha * temperature ** 2 * F.kl_div(F.log_softmax(out / temperature, 1), soft,
-                                                              reduction="batchmean")
+            loss = loss + alpha * temperature**2 * F.kl_div(
+                F.log_softmax(out / temperature, 1), soft, reduction="batchmean"
+            )
         if hard is not None:
             loss = loss + (1 - alpha) * F.cross_entropy(out, hard)
         opt.zero_grad()
@@ -276,8 +322,9 @@ def fit_head(module: Any, ds: ArrayReader, teacher: tuple[np.ndarray, np.ndarray
     return {"steps": steps, "loss_first": round(first, 4), "loss_last": round(final, 4)}
 
 
-def task_gradients(module: Any, ds: ArrayReader, teacher: np.ndarray | None, batches: int = 4,
-                   batch_size: int = 16) -> None:
+def task_gradients(
+    module: Any, ds: ArrayReader, teacher: np.ndarray | None, batches: int = 4, batch_size: int = 16
+) -> None:
     """Accumulate gradients of the task loss in ``.grad`` (for Taylor importance)."""
     torch = _torch()
     import torch.nn.functional as F
@@ -285,12 +332,15 @@ def task_gradients(module: Any, ds: ArrayReader, teacher: np.ndarray | None, bat
     module.eval()
     module.zero_grad()
     for i in range(0, min(len(ds), batches * batch_size), batch_size):
-        out = module(torch.from_numpy(ds.x[i:i + batch_size]))
+        out = module(torch.from_numpy(ds.x[i : i + batch_size]))
         if ds.targets is not None:
-            loss = F.cross_entropy(out, torch.from_numpy(ds.targets[i:i + batch_size]).long())
+            loss = F.cross_entropy(out, torch.from_numpy(ds.targets[i : i + batch_size]).long())
         else:
-            loss = F.kl_div(F.log_softmax(out, 1), F.softmax(torch.from_numpy(teacher[i:i + batch_size]), 1),
-                            reduction="batchmean")
+            loss = F.kl_div(
+                F.log_softmax(out, 1),
+                F.softmax(torch.from_numpy(teacher[i : i + batch_size]), 1),
+                reduction="batchmean",
+            )
         loss.backward()
 
 
@@ -300,8 +350,11 @@ def prunable_layers(module: Any, example: Any) -> tuple[list[tuple[str, Any]], A
     torch = _torch()
     order: list[tuple[str, Any]] = []
     names = {id(m): n for n, m in module.named_modules()}
-    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append((names[id(mod)], mod)))
-             for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, _o: order.append((names[id(mod)], mod)))
+        for m in module.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     try:
         with torch.no_grad():
             module(example)
@@ -312,8 +365,9 @@ def prunable_layers(module: Any, example: Any) -> tuple[list[tuple[str, Any]], A
 
 
 # -- export -------------------------------------------------------------------------------------------
-def export_module(module: Any, art: Artifact, workdir: Path, name: str = "model.onnx",
-                  reference: bool = True) -> dict[str, Any]:
+def export_module(
+    module: Any, art: Artifact, workdir: Path, name: str = "model.onnx", reference: bool = True
+) -> dict[str, Any]:
     """Export ``module`` with the artifact's IO names; simplify; check ONNX vs the module (fp32 budget).
 
     Returns {"onnx": path, "reference": path | None, "module": path, "parity": {...}, "simplify": {...}}.
@@ -324,8 +378,9 @@ def export_module(module: Any, art: Artifact, workdir: Path, name: str = "model.
 
     workdir.mkdir(parents=True, exist_ok=True)
     example = [np.random.default_rng(0).standard_normal(example_shape(art, 2)).astype(np.float32)]
-    path = conv.export_onnx(module, example, workdir / name, [s.name for s in art.inputs],
-                            [s.name for s in art.outputs])
+    path = conv.export_onnx(
+        module, example, workdir / name, [s.name for s in art.inputs], [s.name for s in art.outputs]
+    )
     simp = conv.simplify(path)
     parity = _parity(module, path, list(art.inputs), Tolerance(), what="ONNX export of the compressed module")
     ref = None

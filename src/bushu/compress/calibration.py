@@ -24,16 +24,19 @@ from ..data.suffixes import ARRAY_SUFFIXES
 from ..errors import UserInputError
 from ..spec import TensorSpec
 
-__all__ = ["ArrayReader", "CalibrationReader", "calibration_reader", "from_arrays", "from_image_folder",
-           "scan_images"]
+__all__ = ["ArrayReader", "CalibrationReader", "calibration_reader", "from_arrays", "from_image_folder", "scan_images"]
 
 
 class CalibrationReader(Protocol):
     def get_next(self) -> dict[str, np.ndarray] | None: ...
 
 
-def from_arrays(source: str | Path | Mapping[str, np.ndarray], specs: Sequence[TensorSpec],
-                limit: int | None = 100, batch_size: int = 1) -> ArrayReader:
+def from_arrays(
+    source: str | Path | Mapping[str, np.ndarray],
+    specs: Sequence[TensorSpec],
+    limit: int | None = 100,
+    batch_size: int = 1,
+) -> ArrayReader:
     """``.npy`` (one input), ``.npz`` (arrays named as inputs) or a dict → a reader, checked against ``specs``."""
     name = str(source) if not isinstance(source, Mapping) else "the given arrays"
     if isinstance(source, Mapping):
@@ -43,12 +46,15 @@ def from_arrays(source: str | Path | Mapping[str, np.ndarray], specs: Sequence[T
         try:
             loaded = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
-            raise UserInputError(f"cannot read {path} as numpy arrays: {e}",
-                                 hint="save with numpy.save (.npy) or numpy.savez (.npz)") from e
+            raise UserInputError(
+                f"cannot read {path} as numpy arrays: {e}", hint="save with numpy.save (.npy) or numpy.savez (.npz)"
+            ) from e
         if isinstance(loaded, np.ndarray):
             if len(specs) != 1:
-                raise UserInputError(f"{path.name} holds one array but the model has {len(specs)} inputs "
-                                     f"({_expected(specs)})", hint="use numpy.savez with one array per input name")
+                raise UserInputError(
+                    f"{path.name} holds one array but the model has {len(specs)} inputs ({_expected(specs)})",
+                    hint="use numpy.savez with one array per input name",
+                )
             arrays = {specs[0].name: loaded}
         else:
             arrays = {k: loaded[k] for k in loaded.files}
@@ -56,8 +62,10 @@ def from_arrays(source: str | Path | Mapping[str, np.ndarray], specs: Sequence[T
                 arrays = {specs[0].name: next(iter(arrays.values()))}
     missing = [s.name for s in specs if s.name not in arrays]
     if missing:
-        raise UserInputError(f"{name} has arrays {sorted(arrays)}, but the model needs {missing} "
-                             f"(expected {_expected(specs)})", hint="name the arrays after the model's inputs")
+        raise UserInputError(
+            f"{name} has arrays {sorted(arrays)}, but the model needs {missing} (expected {_expected(specs)})",
+            hint="name the arrays after the model's inputs",
+        )
     feeds = {}
     for s in specs:
         a = arrays[s.name]
@@ -74,8 +82,9 @@ def from_arrays(source: str | Path | Mapping[str, np.ndarray], specs: Sequence[T
     return ArrayReader(feeds, batch_size, source=name)
 
 
-def calibration_reader(source: str | Path | Mapping[str, np.ndarray] | ArrayReader, artifact,
-                       limit: int | None = 100, batch_size: int = 1) -> ArrayReader:
+def calibration_reader(
+    source: str | Path | Mapping[str, np.ndarray] | ArrayReader, artifact, limit: int | None = 100, batch_size: int = 1
+) -> ArrayReader:
     """Any supported calibration source for ``artifact`` → an ArrayReader."""
     if isinstance(source, ArrayReader):
         return source
@@ -87,7 +96,10 @@ def calibration_reader(source: str | Path | Mapping[str, np.ndarray] | ArrayRead
     if path.is_dir():
         return from_image_folder(path, artifact.inputs, artifact.preprocess, limit, batch_size)
     if not path.exists():
-        raise UserInputError(f"calibration data not found: {path}",
-                             hint="pass a folder of images, or a .npy/.npz file of model inputs")
-    raise UserInputError(f"cannot use {path.name} as calibration data (suffix {path.suffix or 'none'})",
-                         hint="pass a folder of images, or a .npy/.npz file of model inputs")
+        raise UserInputError(
+            f"calibration data not found: {path}", hint="pass a folder of images, or a .npy/.npz file of model inputs"
+        )
+    raise UserInputError(
+        f"cannot use {path.name} as calibration data (suffix {path.suffix or 'none'})",
+        hint="pass a folder of images, or a .npy/.npz file of model inputs",
+    )

@@ -35,8 +35,12 @@ class DistillConfig:
         from ..model import zoo
 
         if self.student != "narrow" and self.student not in zoo.ZOO:
-            raise UnknownNameError("student", self.student, ["narrow", *zoo.ZOO],
-                                   hint="use 'narrow' (a thinner copy of the teacher) or a zoo model name")
+            raise UnknownNameError(
+                "student",
+                self.student,
+                ["narrow", *zoo.ZOO],
+                hint="use 'narrow' (a thinner copy of the teacher) or a zoo model name",
+            )
         if not 0 < self.width < 1:
             raise UserInputError(f"student width must be between 0 and 1 (exclusive), got {self.width}")
         if self.temperature <= 0:
@@ -47,29 +51,37 @@ class DistillConfig:
             raise UserInputError(f"distillation needs at least one epoch, got {self.epochs}")
 
 
-def make_student(teacher: Any | None, cfg: DistillConfig, example: Any, n_out: int,
-                 log: Callable[[str], None] = lambda _m: None) -> tuple[Any, dict[str, Any]]:
+def make_student(
+    teacher: Any | None, cfg: DistillConfig, example: Any, n_out: int, log: Callable[[str], None] = lambda _m: None
+) -> tuple[Any, dict[str, Any]]:
     """A fresh student module whose output has ``n_out`` values, and how it was made."""
     import torch
 
     if cfg.student == "narrow":
         if teacher is None:
-            raise UserInputError("a 'narrow' student is a thinner copy of the teacher, which needs its PyTorch "
-                                 "module", hint="import the teacher from a zoo name or module:callable, "
-                                                "or distill into a zoo model (--distill mobilenet_v2)")
+            raise UserInputError(
+                "a 'narrow' student is a thinner copy of the teacher, which needs its PyTorch module",
+                hint="import the teacher from a zoo name or module:callable, "
+                "or distill into a zoo model (--distill mobilenet_v2)",
+            )
         from .prune import PruneConfig, prune_module
 
         student = copy.deepcopy(teacher)
         details = prune_module(student, PruneConfig(1 - cfg.width, importance="magnitude"), example, log=log)
-        return student, {"student": "narrow", "width": cfg.width, "init": "teacher weights, magnitude-pruned",
-                         "channels": details.get("widths", {})}
+        return student, {
+            "student": "narrow",
+            "width": cfg.width,
+            "init": "teacher weights, magnitude-pruned",
+            "channels": details.get("widths", {}),
+        }
     from ..model import zoo
 
     student, m = zoo.build(cfg.student)
     layers, last = prunable_layers(student, example)
     if not isinstance(last, torch.nn.Linear):
-        raise UserInputError(f"zoo model {cfg.student} does not end in a Linear classifier; cannot fit it to "
-                             f"{n_out} outputs")
+        raise UserInputError(
+            f"zoo model {cfg.student} does not end in a Linear classifier; cannot fit it to {n_out} outputs"
+        )
     name = next(n for n, mod in layers if mod is last)
     head = torch.nn.Linear(last.in_features, n_out)
     parent, _, leaf = name.rpartition(".")
@@ -79,13 +91,31 @@ def make_student(teacher: Any | None, cfg: DistillConfig, example: Any, n_out: i
         got = tuple(student(example).shape)
     if got[1:] != (n_out,):
         raise UserInputError(f"student {cfg.student} gives outputs of shape {list(got)}, the teacher {n_out} values")
-    return student, {"student": cfg.student, "init": f"zoo weights ({m.weights_package or 'random'}), new "
-                     f"{last.in_features}→{n_out} head", "student_params": count_params(student)}
+    return student, {
+        "student": cfg.student,
+        "init": f"zoo weights ({m.weights_package or 'random'}), new {last.in_features}→{n_out} head",
+        "student_params": count_params(student),
+    }
 
 
-def distill(student: Any, data: ArrayReader, teacher_logits: tuple[Any, Any], cfg: DistillConfig,
-            log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    log(f"distilling into {cfg.student} ({count_params(student):,} parameters) on {len(data)} image(s), "
-        f"T={cfg.temperature:g}, {cfg.epochs} epoch(s)")
-    return finetune(student, data, teacher_logits, epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.temperature,
-                    alpha=cfg.alpha, log=log)
+def distill(
+    student: Any,
+    data: ArrayReader,
+    teacher_logits: tuple[Any, Any],
+    cfg: DistillConfig,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    log(
+        f"distilling into {cfg.student} ({count_params(student):,} parameters) on {len(data)} image(s), "
+        f"T={cfg.temperature:g}, {cfg.epochs} epoch(s)"
+    )
+    return finetune(
+        student,
+        data,
+        teacher_logits,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        temperature=cfg.temperature,
+        alpha=cfg.alpha,
+        log=log,
+    )

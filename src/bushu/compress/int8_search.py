@@ -46,17 +46,28 @@ METHODS = ("minmax", "entropy", "percentile")
 Config = StaticInt8Config | OpenVINOInt8Config
 
 
-def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: Any, *,
-                  data: str | Path | None = None, max_accuracy_drop: float | None = None, measure: bool = True,
-                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, log: Callable[[str], None] | None = None) -> Artifact:
+def quantize_int8(
+    artifact_in: Artifact | str | Path,
+    out: str | Path,
+    config: Any,
+    *,
+    data: str | Path | None = None,
+    max_accuracy_drop: float | None = None,
+    measure: bool = True,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    log: Callable[[str], None] | None = None,
+) -> Artifact:
     """``quantize`` / ``quantize_openvino`` with the fallback search; other configs go straight through."""
     log = log or (lambda _m: None)
     if max_attempts < 1:
-        raise UserInputError(f"max_attempts must be at least 1, got {max_attempts}",
-                             hint="pass --max-attempts N with N ≥ 1, or --no-fallback for one attempt")
+        raise UserInputError(
+            f"max_attempts must be at least 1, got {max_attempts}",
+            hint="pass --max-attempts N with N ≥ 1, or --no-fallback for one attempt",
+        )
     if max_attempts == 1 or not isinstance(config, (StaticInt8Config, OpenVINOInt8Config)):
-        return _quantize(artifact_in, out, config, data=data, max_accuracy_drop=max_accuracy_drop, measure=measure,
-                         log=log)
+        return _quantize(
+            artifact_in, out, config, data=data, max_accuracy_drop=max_accuracy_drop, measure=measure, log=log
+        )
     art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
     with tempfile.TemporaryDirectory(prefix="bushu-int8-") as tmpd:
         tmp = Path(tmpd)
@@ -69,8 +80,16 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
             log(f"int8 attempt {i + 1}: {label}")
             record: dict[str, Any] = {"attempt": label, "config": _brief(cfg)}
             try:
-                result = _quantize(art, tmp / f"attempt-{i}", cfg, data=data, max_accuracy_drop=max_accuracy_drop,
-                                   measure=False, log=log, keep_failed=True)
+                result = _quantize(
+                    art,
+                    tmp / f"attempt-{i}",
+                    cfg,
+                    data=data,
+                    max_accuracy_drop=max_accuracy_drop,
+                    measure=False,
+                    log=log,
+                    keep_failed=True,
+                )
             except BushuError as e:  # accuracy bound missed, or the quantizer failed on this variant
                 if i == 0 and not isinstance(e, AccuracyDropError):
                     raise  # bad input or a broken model: no variant will do better
@@ -91,24 +110,55 @@ def quantize_int8(artifact_in: Artifact | str | Path, out: str | Path, config: A
                 f"no int8 attempt passes the agreement gate ({len(tried)} tried):\n"
                 + "\n".join(f"  {r['attempt']}: {r.get('detail') or r.get('error')}" for r in tried),
                 hint="calibrate on more images like those the model will see (--calib), bound the loss on "
-                     "labelled data instead (--data DIR --max-accuracy-drop X), or keep fp32 / use --quantize fp16",
-                best={"attempts": [_public(r) for r in tried]})
+                "labelled data instead (--data DIR --max-accuracy-drop X), or keep fp32 / use --quantize fp16",
+                best={"attempts": [_public(r) for r in tried]},
+            )
         return _write(art, Path(out), kept, tried, measure, isinstance(config, OpenVINOInt8Config), log)
 
 
-def _quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantConfig | OpenVINOInt8Config, *,
-              data: str | Path | None, max_accuracy_drop: float | None, measure: bool, log: Callable[[str], None],
-              keep_failed: bool = False) -> Artifact:
+def _quantize(
+    artifact_in: Artifact | str | Path,
+    out: str | Path,
+    config: QuantConfig | OpenVINOInt8Config,
+    *,
+    data: str | Path | None,
+    max_accuracy_drop: float | None,
+    measure: bool,
+    log: Callable[[str], None],
+    keep_failed: bool = False,
+) -> Artifact:
     """``quantize_openvino`` for an OpenVINO config, ``quantize`` for the others."""
     if isinstance(config, OpenVINOInt8Config):
-        return quantize_openvino(artifact_in, out, config, data=data, max_accuracy_drop=max_accuracy_drop,
-                                 measure=measure, log=log, keep_failed=keep_failed)
-    return quantize(artifact_in, out, config, data=data, max_accuracy_drop=max_accuracy_drop, measure=measure,
-                    log=log, keep_failed=keep_failed)
+        return quantize_openvino(
+            artifact_in,
+            out,
+            config,
+            data=data,
+            max_accuracy_drop=max_accuracy_drop,
+            measure=measure,
+            log=log,
+            keep_failed=keep_failed,
+        )
+    return quantize(
+        artifact_in,
+        out,
+        config,
+        data=data,
+        max_accuracy_drop=max_accuracy_drop,
+        measure=measure,
+        log=log,
+        keep_failed=keep_failed,
+    )
 
 
-def _variants(art: Artifact, first: Config, best: dict[str, Any], max_accuracy_drop: float | None, tmp: Path,
-              log: Callable[[str], None]) -> Iterator[tuple[str, Config]]:
+def _variants(
+    art: Artifact,
+    first: Config,
+    best: dict[str, Any],
+    max_accuracy_drop: float | None,
+    tmp: Path,
+    log: Callable[[str], None],
+) -> Iterator[tuple[str, Config]]:
     """(label, config) per attempt; the sensitivity attempts start from the best attempt so far."""
     replace = dataclasses.replace
     if isinstance(first, StaticInt8Config):
@@ -135,8 +185,10 @@ def _variants(art: Artifact, first: Config, best: dict[str, Any], max_accuracy_d
     ranked = _rank(art, first, tmp, log)
     where = "exclude_nodes" if isinstance(base, StaticInt8Config) else "ignored_nodes"
     for k in sorted({max(1, math.ceil(share * len(ranked))) for share in SENSITIVE_SHARES} if ranked else ()):
-        yield (f"{record['attempt']} + {k} most sensitive of {len(ranked)} nodes in float",
-               replace(base, **{where: tuple(getattr(base, where)) + tuple(ranked[:k])}))
+        yield (
+            f"{record['attempt']} + {k} most sensitive of {len(ranked)} nodes in float",
+            replace(base, **{where: tuple(getattr(base, where)) + tuple(ranked[:k])}),
+        )
 
 
 def _rank(art: Artifact, first: Config, tmp: Path, log: Callable[[str], None]) -> list[str]:
@@ -162,11 +214,17 @@ def _figures(result: Artifact) -> dict[str, Any]:
     val = result.metrics["optimize"]["validation"]
     gate = val["gate"]
     row = next((r for r in val["outputs"].values() if "top1_agreement" in r), next(iter(val["outputs"].values())))
-    figures = {"gate": gate["outcome"], "detail": gate["detail"],
-               "agreement_confident": row.get("top1_agreement_confident"), "detection_score": gate.get("score"),
-               "confident_n": row.get("confident_samples"), "top1_agreement": row.get("top1_agreement"),
-               "top5_overlap": row.get("top5_overlap"), "cosine_mean": row.get("cosine_mean"),
-               "samples": row.get("samples")}
+    figures = {
+        "gate": gate["outcome"],
+        "detail": gate["detail"],
+        "agreement_confident": row.get("top1_agreement_confident"),
+        "detection_score": gate.get("score"),
+        "confident_n": row.get("confident_samples"),
+        "top1_agreement": row.get("top1_agreement"),
+        "top5_overlap": row.get("top5_overlap"),
+        "cosine_mean": row.get("cosine_mean"),
+        "samples": row.get("samples"),
+    }
     acc = result.metrics["optimize"].get("accuracy")
     if acc:
         figures["accuracy"] = acc["quantized"]
@@ -190,8 +248,15 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
-def _write(art: Artifact, out: Path, kept: tuple[dict[str, Any], Artifact], tried: list[dict[str, Any]],
-           measure: bool, openvino: bool, log: Callable[[str], None]) -> Artifact:
+def _write(
+    art: Artifact,
+    out: Path,
+    kept: tuple[dict[str, Any], Artifact],
+    tried: list[dict[str, Any]],
+    measure: bool,
+    openvino: bool,
+    log: Callable[[str], None],
+) -> Artifact:
     """The kept attempt as the artifact at ``out``, with every attempt in its table and metadata."""
     from ._measure import measure as _measure
 
@@ -200,13 +265,30 @@ def _write(art: Artifact, out: Path, kept: tuple[dict[str, Any], Artifact], trie
     suffix = " (openvino)" if openvino else ""
     if measure:
         log(f"measuring size, latency (batch 1) and throughput (batch 8) of fp32 and {len(tried)} attempt(s)")
-    rows = [{"model": f"fp32{suffix}", **_measure(art.model_path, backend=backend, speed=measure),
-             "top1_agreement": 1.0}]
+    rows = [
+        {"model": f"fp32{suffix}", **_measure(art.model_path, backend=backend, speed=measure), "top1_agreement": 1.0}
+    ]
     for r in sorted((r for r in tried if "_result" in r), key=lambda r: r is record):
-        rows.append({"model": f"int8{suffix}", "attempt": r["attempt"],
-                     **_measure(r["_result"].model_path, backend=backend, speed=measure),
-                     **{k: r[k] for k in ("gate", "top1_agreement", "agreement_confident", "confident_n",
-                                          "top5_overlap", "cosine_mean", "accuracy") if r.get(k) is not None}})
+        rows.append(
+            {
+                "model": f"int8{suffix}",
+                "attempt": r["attempt"],
+                **_measure(r["_result"].model_path, backend=backend, speed=measure),
+                **{
+                    k: r[k]
+                    for k in (
+                        "gate",
+                        "top1_agreement",
+                        "agreement_confident",
+                        "confident_n",
+                        "top5_overlap",
+                        "cosine_mean",
+                        "accuracy",
+                    )
+                    if r.get(k) is not None
+                },
+            }
+        )
         r.update({k: rows[-1].get(k) for k in ("size_mb", "p50_ms", "throughput_b8")})
     for r in tried:
         r.pop("_result", None)

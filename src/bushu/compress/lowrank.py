@@ -33,12 +33,16 @@ class LowRankConfig:
 
     def check(self) -> None:
         if (self.rank_ratio is None) == (self.energy is None):
-            raise UserInputError("low-rank factorization needs exactly one of a rank ratio or an energy threshold",
-                                 hint="e.g. --lowrank 0.25, or --lowrank-energy 0.9")
+            raise UserInputError(
+                "low-rank factorization needs exactly one of a rank ratio or an energy threshold",
+                hint="e.g. --lowrank 0.25, or --lowrank-energy 0.9",
+            )
         for what, v in (("rank ratio", self.rank_ratio), ("energy", self.energy)):
             if v is not None and not 0 < v < 1:
-                raise UserInputError(f"low-rank {what} must be between 0 and 1 (exclusive), got {v}",
-                                     hint="e.g. --lowrank 0.25 keeps a quarter of each layer's rank")
+                raise UserInputError(
+                    f"low-rank {what} must be between 0 and 1 (exclusive), got {v}",
+                    hint="e.g. --lowrank 0.25 keeps a quarter of each layer's rank",
+                )
         if self.max_layer_error <= 0:
             raise UserInputError(f"max_layer_error must be positive, got {self.max_layer_error}")
 
@@ -67,8 +71,16 @@ def _factorized(m: Any, r: int, u, s, vh):
         first.weight.data.copy_(a)
         second.weight.data.copy_(b)
     else:
-        first = torch.nn.Conv2d(m.in_channels, r, m.kernel_size, stride=m.stride, padding=m.padding,
-                                dilation=m.dilation, bias=False, padding_mode=m.padding_mode)
+        first = torch.nn.Conv2d(
+            m.in_channels,
+            r,
+            m.kernel_size,
+            stride=m.stride,
+            padding=m.padding,
+            dilation=m.dilation,
+            bias=False,
+            padding_mode=m.padding_mode,
+        )
         second = torch.nn.Conv2d(r, m.out_channels, 1, bias=has_bias)
         first.weight.data.copy_(a.reshape(r, *m.weight.shape[1:]))
         second.weight.data.copy_(b.reshape(m.out_channels, r, 1, 1))
@@ -82,18 +94,24 @@ def _set(module: Any, name: str, new: Any) -> None:
     setattr(module.get_submodule(parent) if parent else module, leaf, new)
 
 
-def factorize_module(module: Any, cfg: LowRankConfig, example: Any, samples: np.ndarray,
-                     log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def factorize_module(
+    module: Any, cfg: LowRankConfig, example: Any, samples: np.ndarray, log: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
     """Factorize the eligible layers of ``module`` in place; return the per-layer decisions."""
     cfg.check()
     import torch
 
     layers, _ = prunable_layers(module, example)
-    candidates = [(n, m) for n, m in dict(layers).items()
-                  if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.groups == 1)]
+    candidates = [
+        (n, m)
+        for n, m in dict(layers).items()
+        if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.groups == 1)
+    ]
     if not candidates:
-        raise UserInputError("the model has no Linear or (non-grouped) Conv2d layers for low-rank factorization",
-                             hint="low-rank factorization needs dense weight matrices; try --prune instead")
+        raise UserInputError(
+            "the model has no Linear or (non-grouped) Conv2d layers for low-rank factorization",
+            hint="low-rank factorization needs dense weight matrices; try --prune instead",
+        )
     ref = module_logits(module, samples)
     ref_norm = max(float(np.linalg.norm(ref)), 1e-12)
     before = count_params(module)
@@ -104,8 +122,14 @@ def factorize_module(module: Any, cfg: LowRankConfig, example: Any, samples: np.
         r = _rank(s.numpy(), cfg)
         full = w.shape[0] * w.shape[1]
         new = r * (w.shape[0] + w.shape[1])
-        row: dict[str, Any] = {"layer": name, "shape": list(w.shape), "rank": r, "full_rank": len(s),
-                               "params": full, "params_factorized": new}
+        row: dict[str, Any] = {
+            "layer": name,
+            "shape": list(w.shape),
+            "rank": r,
+            "full_rank": len(s),
+            "params": full,
+            "params_factorized": new,
+        }
         if new > (1 - cfg.min_saving) * full:
             rows.append({**row, "chosen": False, "why": "saves too little at this rank"})
             continue
@@ -114,23 +138,36 @@ def factorize_module(module: Any, cfg: LowRankConfig, example: Any, samples: np.
         _set(module, name, m)
         row["error"] = round(err, 5)
         ok = err <= cfg.max_layer_error
-        rows.append({**row, "chosen": ok, "why": "" if ok else f"too sensitive (error {err:.3g} > "
-                                                              f"{cfg.max_layer_error:g})"})
+        rows.append(
+            {**row, "chosen": ok, "why": "" if ok else f"too sensitive (error {err:.3g} > {cfg.max_layer_error:g})"}
+        )
         if ok:
             chosen.append((name, m, r, u, s, vh))
     if not chosen:
         why = {r["why"].split(" (")[0] for r in rows}
-        raise UserInputError(f"no layer can be factorized at this setting: all {len(rows)} candidate layers are "
-                             f"{' or '.join(sorted(why))}",
-                             hint="lower the rank ratio / energy to save more, or raise --lowrank-max-error")
+        raise UserInputError(
+            f"no layer can be factorized at this setting: all {len(rows)} candidate layers are "
+            f"{' or '.join(sorted(why))}",
+            hint="lower the rank ratio / energy to save more, or raise --lowrank-max-error",
+        )
     for name, m, r, u, s, vh in chosen:
         _set(module, name, _factorized(m, r, u, s, vh))
     module.eval()
     after = count_params(module)
     err = float(np.linalg.norm(module_logits(module, samples) - ref)) / ref_norm
-    log(f"low-rank: factorized {len(chosen)} of {len(candidates)} layers; {before:,} → {after:,} parameters; "
-        f"output change {err:.3g} (relative L2, before fine-tuning)")
-    return {"rank_ratio": cfg.rank_ratio, "energy": cfg.energy, "max_layer_error": cfg.max_layer_error,
-            "layers_factorized": len(chosen), "candidates": len(candidates), "params_before": before,
-            "params_after": after, "output_error": round(err, 5), "sensitivity_samples": len(samples),
-            "layers": rows[:80]}
+    log(
+        f"low-rank: factorized {len(chosen)} of {len(candidates)} layers; {before:,} → {after:,} parameters; "
+        f"output change {err:.3g} (relative L2, before fine-tuning)"
+    )
+    return {
+        "rank_ratio": cfg.rank_ratio,
+        "energy": cfg.energy,
+        "max_layer_error": cfg.max_layer_error,
+        "layers_factorized": len(chosen),
+        "candidates": len(candidates),
+        "params_before": before,
+        "params_after": after,
+        "output_error": round(err, 5),
+        "sensitivity_samples": len(samples),
+        "layers": rows[:80],
+    }

@@ -58,14 +58,23 @@ def _deps():
         import nncf
         import openvino as ov
     except ImportError as e:
-        raise MissingDependencyError("OpenVINO int8 quantization (nncf, openvino)", "openvino",
-                                     package="'bushu[openvino]' nncf==3.4.0") from e
+        raise MissingDependencyError(
+            "OpenVINO int8 quantization (nncf, openvino)", "openvino", package="'bushu[openvino]' nncf==3.4.0"
+        ) from e
     return nncf, ov
 
 
-def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, config: OpenVINOInt8Config, *,
-                      data: str | Path | None = None, max_accuracy_drop: float | None = None, measure: bool = True,
-                      log: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
+def quantize_openvino(
+    artifact_in: Artifact | str | Path,
+    out: str | Path,
+    config: OpenVINOInt8Config,
+    *,
+    data: str | Path | None = None,
+    max_accuracy_drop: float | None = None,
+    measure: bool = True,
+    log: Callable[[str], None] | None = None,
+    keep_failed: bool = False,
+) -> Artifact:
     """Quantize ``artifact_in`` (ONNX) to an int8 OpenVINO IR artifact at ``out``; the input is untouched.
     ``keep_failed``: as for ``quantize``, write the result even when it fails the agreement gate."""
     from ..data.arrays import labelled_arrays
@@ -78,21 +87,27 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
     if art.format != "onnx":
         raise UserInputError(f"OpenVINO int8 reads ONNX artifacts; {art.path} is {art.format!r}")
     if out.resolve() == art.path.resolve():
-        raise UserInputError("the output must be a new directory, not the input artifact",
-                             hint="pass another -o OUT; the input stays as it is")
+        raise UserInputError(
+            "the output must be a new directory, not the input artifact",
+            hint="pass another -o OUT; the input stays as it is",
+        )
     if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
-        raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
-                             "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
+        raise UserInputError(
+            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
+            hint="add --data DIR, or drop --max-accuracy-drop",
+        )
     if config.calibration is None:
-        raise UserInputError("OpenVINO int8 needs calibration data: a folder of representative images "
-                             f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in art.inputs)})",
-                             hint="pass --calib DIR (100-300 images)")
+        raise UserInputError(
+            "OpenVINO int8 needs calibration data: a folder of representative images "
+            f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in art.inputs)})",
+            hint="pass --calib DIR (100-300 images)",
+        )
     nncf, ov = _deps()
     reader = calibration_reader(config.calibration, art, limit=config.calib_size, batch_size=1)
     detector = art.task == "detection"  # judged by its boxes (bushu.detection.validate), --data holds boxes
     dataset = labelled_arrays(data, art, require="accuracy") if data is not None and not detector else None
     name = art.inputs[0].name
-    calib = nncf.Dataset([{k: v[i:i + 1] for k, v in reader.feeds.items()} for i in range(len(reader))])
+    calib = nncf.Dataset([{k: v[i : i + 1] for k, v in reader.feeds.items()} for i in range(len(reader))])
     model = ov.convert_model(str(art.model_path))
     preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}[config.preset]
     log(f"NNCF int8 ({config.preset} preset) calibrating on {len(reader)} sample(s)")
@@ -105,14 +120,19 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
         ref = validate.run_model(art.model_path, feeds)
         got = validate.run_model(xml, feeds, backend="openvino")
         if list(got) != list(ref):
-            raise UserInputError(f"the OpenVINO model's outputs {list(got)} are named differently from the "
-                                 f"source's {list(ref)}")
+            raise UserInputError(
+                f"the OpenVINO model's outputs {list(got)} are named differently from the source's {list(ref)}"
+            )
         per_output = validate.agreement(ref, got)
         details: dict[str, Any] = {}
-        verdict = _detection_gate(art, xml, data or config.calibration, max_accuracy_drop, keep_failed, details) \
-            if detector else None
-        verdict = verdict or check_gate("OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed,
-                                        details)
+        verdict = (
+            _detection_gate(art, xml, data or config.calibration, max_accuracy_drop, keep_failed, details)
+            if detector
+            else None
+        )
+        verdict = verdict or check_gate(
+            "OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed, details
+        )
         acc = None
         if dataset is not None:
             targets = dataset.targets
@@ -121,43 +141,79 @@ def quantize_openvino(artifact_in: Artifact | str | Path, out: str | Path, confi
             acc = {"samples": len(dataset), "fp32": before, "quantized": after, "drop": round(before - after, 3)}
             log(f"accuracy on {len(dataset)} labelled sample(s): fp32 {before:.2f}%, OpenVINO int8 {after:.2f}%")
             if max_accuracy_drop is not None and before - after > max_accuracy_drop:
-                raise AccuracyDropError(f"OpenVINO int8 loses {before - after:.2f} points of accuracy ({before:.2f}% "
-                                        f"→ {after:.2f}%), more than the {max_accuracy_drop:g} allowed, even with "
-                                        "NNCF's accuracy control", hint="calibrate on more data, or keep fp32")
+                raise AccuracyDropError(
+                    f"OpenVINO int8 loses {before - after:.2f} points of accuracy ({before:.2f}% "
+                    f"→ {after:.2f}%), more than the {max_accuracy_drop:g} allowed, even with "
+                    "NNCF's accuracy control",
+                    hint="calibrate on more data, or keep fp32",
+                )
         rows = _rows(art, xml, per_output, acc, measure, log)
-        extras = "".join(f", {x}" for x in (not config.fast_bias_correction and "full bias correction",
-                                              config.smooth_quant is not None
-                                              and f"SmoothQuant {config.smooth_quant:g}",
-                                              config.ignored_nodes and f"{len(config.ignored_nodes)} node(s) in float")
-                         if x)
-        reason = (f"OpenVINO int8 via NNCF post-training quantization ({config.preset} preset{extras}, {mode}, "
-                  f"{len(reader)} calibration sample(s)); the CPU plugin runs FakeQuantize as int8")
-        section: dict[str, Any] = {"rows": rows, "quantize": {"kind": config.kind, **{
-            k: v for k, v in asdict(config).items() if k != "calibration"}}, "reason": reason,
-            **details, "validation": {"outputs": per_output, "gate": verdict, "inputs": {
-                "from": "data" if dataset is not None else "calibration", "samples": len(next(iter(feeds.values())))},
-                "backend": "openvino f32 vs onnxruntime fp32"},
-            "calibration": {"source": reader.source, "samples": len(reader), "skipped_files": reader.skipped[:20]}}
+        extras = "".join(
+            f", {x}"
+            for x in (
+                not config.fast_bias_correction and "full bias correction",
+                config.smooth_quant is not None and f"SmoothQuant {config.smooth_quant:g}",
+                config.ignored_nodes and f"{len(config.ignored_nodes)} node(s) in float",
+            )
+            if x
+        )
+        reason = (
+            f"OpenVINO int8 via NNCF post-training quantization ({config.preset} preset{extras}, {mode}, "
+            f"{len(reader)} calibration sample(s)); the CPU plugin runs FakeQuantize as int8"
+        )
+        section: dict[str, Any] = {
+            "rows": rows,
+            "quantize": {"kind": config.kind, **{k: v for k, v in asdict(config).items() if k != "calibration"}},
+            "reason": reason,
+            **details,
+            "validation": {
+                "outputs": per_output,
+                "gate": verdict,
+                "inputs": {
+                    "from": "data" if dataset is not None else "calibration",
+                    "samples": len(next(iter(feeds.values()))),
+                },
+                "backend": "openvino f32 vs onnxruntime fp32",
+            },
+            "calibration": {"source": reader.source, "samples": len(reader), "skipped_files": reader.skipped[:20]},
+        }
         if acc is not None:
             section["accuracy"] = acc
-        new = Artifact(path=art.path, model_file="model.xml", format="openvino", inputs=list(art.inputs),
-                       outputs=list(art.outputs), name=art.name, task=art.task, preprocess=art.preprocess,
-                       postprocess=art.postprocess, files={"weights": "model.bin"},
-                       provenance=copy.deepcopy(art.provenance), metrics={"optimize": section})
-        new.add_step("optimize", quantize=section["quantize"], reason=reason, source=str(art.path),
-                     versions_nncf=library_versions("nncf", "openvino"))
+        new = Artifact(
+            path=art.path,
+            model_file="model.xml",
+            format="openvino",
+            inputs=list(art.inputs),
+            outputs=list(art.outputs),
+            name=art.name,
+            task=art.task,
+            preprocess=art.preprocess,
+            postprocess=art.postprocess,
+            files={"weights": "model.bin"},
+            provenance=copy.deepcopy(art.provenance),
+            metrics={"optimize": section},
+        )
+        new.add_step(
+            "optimize",
+            quantize=section["quantize"],
+            reason=reason,
+            source=str(art.path),
+            versions_nncf=library_versions("nncf", "openvino"),
+        )
         return write_artifact(out, {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}, new, art.labels)
 
 
-def _detection_gate(art: Artifact, xml: Path, images: Any, max_map_drop: float | None, keep_failed: bool,
-                    details: dict[str, Any]) -> dict[str, Any] | None:
+def _detection_gate(
+    art: Artifact, xml: Path, images: Any, max_map_drop: float | None, keep_failed: bool, details: dict[str, Any]
+) -> dict[str, Any] | None:
     from ..detection.validate import detection_gate
 
     return detection_gate("OpenVINO int8", art, xml, "openvino", images, max_map_drop, not keep_failed, details)
 
 
-def _run_nncf(nncf, model, calib, dataset, name: str, preset, n: int, config: OpenVINOInt8Config,
-              max_accuracy_drop: float | None):
+def _run_nncf(
+    nncf, model, calib, dataset, name: str, preset, n: int, config: OpenVINOInt8Config, max_accuracy_drop: float | None
+):
     """(quantized ov.Model, mode): plain post-training quantization, or NNCF's accuracy-control loop."""
     options: dict[str, Any] = {"fast_bias_correction": config.fast_bias_correction}
     if config.ignored_nodes:
@@ -170,32 +226,42 @@ def _run_nncf(nncf, model, calib, dataset, name: str, preset, n: int, config: Op
 
         options["model_type"] = nncf.ModelType.TRANSFORMER  # NNCF runs SmoothQuant for this model type only
         options["advanced_parameters"] = AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=config.smooth_quant))
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=config.smooth_quant)
+        )
     if max_accuracy_drop is None:
         return nncf.quantize(model, calib, preset=preset, subset_size=n, **options), "plain"
     targets = np.asarray(dataset.targets)
     x = dataset.feeds[name]
-    val = nncf.Dataset([(x[i:i + 1], int(targets[i])) for i in range(len(x))], lambda item: {name: item[0]})
+    val = nncf.Dataset([(x[i : i + 1], int(targets[i])) for i in range(len(x))], lambda item: {name: item[0]})
 
     def validation_fn(compiled, items) -> float:
         port = compiled.outputs[0]
         return float(np.mean([int(np.argmax(compiled({name: xi})[port]) == t) for xi, t in items]))
 
     return nncf.quantize_with_accuracy_control(
-        model, calib, val, validation_fn, max_drop=max_accuracy_drop / 100.0, preset=preset,
-        subset_size=n, **options), "accuracy control"
+        model, calib, val, validation_fn, max_drop=max_accuracy_drop / 100.0, preset=preset, subset_size=n, **options
+    ), "accuracy control"
 
 
 def _ignored_scope(nncf, model, onnx_names: tuple[str, ...]):
     """NNCF IgnoredScope for ONNX node names: OpenVINO names a converted node's operations after it
     (a Conv with bias becomes '<name>/WithoutBiases' plus an Add)."""
-    names = [op.get_friendly_name() for op in model.get_ordered_ops()
-             if any(op.get_friendly_name() == n or op.get_friendly_name().startswith(n + "/") for n in onnx_names)]
+    names = [
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if any(op.get_friendly_name() == n or op.get_friendly_name().startswith(n + "/") for n in onnx_names)
+    ]
     return nncf.IgnoredScope(names=names, validate=False)
 
 
-def _rows(art: Artifact, xml: Path, per_output: dict[str, Any], acc: dict[str, Any] | None, measure: bool,
-          log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _rows(
+    art: Artifact,
+    xml: Path,
+    per_output: dict[str, Any],
+    acc: dict[str, Any] | None,
+    measure: bool,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
     from ._measure import measure as _measure
 
     if measure:

@@ -22,17 +22,39 @@ __all__ = ["optimize_config"]
 PathLike = str | Path
 
 
-def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str = "onnxruntime",
-                    calib: PathLike | None = None, calib_size: int | None = None, method: str = "minmax",
-                    preset: str = "performance", data: PathLike | None = None, train: PathLike | None = None,
-                    max_accuracy_drop: float | None = None, exclude: Sequence[str] = (), prune: float | None = None,
-                    prune_mode: str = "structured", importance: str = "auto", global_pruning: bool = False,
-                    lowrank: float | None = None, lowrank_energy: float | None = None,
-                    lowrank_max_error: float = 0.1, distill: str | None = None, width: float = 0.5,
-                    temperature: float = 4.0, alpha: float | None = None, epochs: int = 3, lr: float = 1e-4,
-                    bench: bool = True, report: bool = True, max_attempts: int | None = None,
-                    no_fallback: bool = False, validation: Any = None,
-                    explicit_calib: bool | None = None) -> OptimizeConfig:
+def optimize_config(
+    art: Artifact,
+    *,
+    quantize: str | None = None,
+    backend: str = "onnxruntime",
+    calib: PathLike | None = None,
+    calib_size: int | None = None,
+    method: str = "minmax",
+    preset: str = "performance",
+    data: PathLike | None = None,
+    train: PathLike | None = None,
+    max_accuracy_drop: float | None = None,
+    exclude: Sequence[str] = (),
+    prune: float | None = None,
+    prune_mode: str = "structured",
+    importance: str = "auto",
+    global_pruning: bool = False,
+    lowrank: float | None = None,
+    lowrank_energy: float | None = None,
+    lowrank_max_error: float = 0.1,
+    distill: str | None = None,
+    width: float = 0.5,
+    temperature: float = 4.0,
+    alpha: float | None = None,
+    epochs: int = 3,
+    lr: float = 1e-4,
+    bench: bool = True,
+    report: bool = True,
+    max_attempts: int | None = None,
+    no_fallback: bool = False,
+    validation: Any = None,
+    explicit_calib: bool | None = None,
+) -> OptimizeConfig:
     """Steps run in this order: distill, prune, lowrank, fine-tuning, quantize (int8 | dynamic | fp16).
 
     ``max_attempts`` bounds int8's fallback search when its first attempt fails the agreement gate
@@ -46,8 +68,10 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
     from .quantize import choose_int8
 
     if no_fallback and max_attempts not in (None, 1):
-        raise UserInputError(f"`no_fallback` means one int8 attempt; it contradicts `max_attempts` {max_attempts}",
-                             hint="give one of them")
+        raise UserInputError(
+            f"`no_fallback` means one int8 attempt; it contradicts `max_attempts` {max_attempts}",
+            hint="give one of them",
+        )
     attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
     if attempts < 1:
         raise UserInputError(f"`max_attempts` must be at least 1, got {attempts}", hint="or use `no_fallback`")
@@ -58,8 +82,11 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
         raise UserInputError("give either `lowrank` RANK_RATIO or `lowrank_energy` E, not both")
     steps: list = []
     if distill is not None:
-        steps.append(DistillConfig(student=distill, width=width, temperature=temperature, alpha=alpha,
-                                   epochs=max(epochs, 5), lr=lr))
+        steps.append(
+            DistillConfig(
+                student=distill, width=width, temperature=temperature, alpha=alpha, epochs=max(epochs, 5), lr=lr
+            )
+        )
     if prune is not None:
         steps.append(PruneConfig(ratio=prune, mode=prune_mode, importance=importance, global_pruning=global_pruning))
     if lowrank is not None or lowrank_energy is not None:
@@ -68,19 +95,23 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
     check_on = calib if validation is None else validation
     if backend_spec(backend).needs_calibration:  # openvino: NNCF int8, calibrated
         if quantize not in (None, "int8"):
-            raise UserInputError(f"`backend` {backend} quantizes to int8 (NNCF); `quantize` {quantize} is for "
-                                 "onnxruntime", hint="use `quantize` int8 with `backend` openvino, or drop `backend`")
+            raise UserInputError(
+                f"`backend` {backend} quantizes to int8 (NNCF); `quantize` {quantize} is for onnxruntime",
+                hint="use `quantize` int8 with `backend` openvino, or drop `backend`",
+            )
         if quantize is None:
             raise UserInputError(f"`backend` {backend} needs `quantize` int8", hint="add `quantize` int8 `calib` DIR")
         config = OpenVINOInt8Config(calibration=calib, calib_size=calib_size or 300, preset=preset)
     elif quantize is not None:
         if quantize == "int8":
-            kind, _ = choose_int8(profile_model(art.model_path),
-                                  calib is not None if explicit_calib is None else explicit_calib)
+            kind, _ = choose_int8(
+                profile_model(art.model_path), calib is not None if explicit_calib is None else explicit_calib
+            )
             quantize = "static" if kind == "static" else "dynamic"
         if quantize == "static":
-            config = StaticInt8Config(calibration=calib, method=method, calib_size=calib_size or 100,
-                                      exclude_nodes=tuple(exclude))
+            config = StaticInt8Config(
+                calibration=calib, method=method, calib_size=calib_size or 100, exclude_nodes=tuple(exclude)
+            )
         elif quantize == "dynamic":
             # per-channel weight scales: all-MiniLM-L6-v2 cosine to fp32 0.953 per tensor, 0.989 per channel
             config = DynamicInt8Config(exclude_nodes=tuple(exclude), validation=check_on, per_channel=True)
@@ -88,6 +119,14 @@ def optimize_config(art: Artifact, *, quantize: str | None = None, backend: str 
             config = Fp16Config(validation=check_on)
         else:
             raise UserInputError(f"unknown `quantize` {quantize!r}", hint="use int8, dynamic or fp16")
-    return OptimizeConfig(steps=tuple(steps), quantize=config, finetune=FinetuneConfig(epochs=epochs, lr=lr),
-                          train=train, data=data, max_accuracy_drop=max_accuracy_drop, max_int8_attempts=attempts,
-                          measure=bench, report=report)
+    return OptimizeConfig(
+        steps=tuple(steps),
+        quantize=config,
+        finetune=FinetuneConfig(epochs=epochs, lr=lr),
+        train=train,
+        data=data,
+        max_accuracy_drop=max_accuracy_drop,
+        max_int8_attempts=attempts,
+        measure=bench,
+        report=report,
+    )

@@ -64,20 +64,30 @@ class OptimizeConfig:
     report: bool = True
 
 
-def optimize(artifact_in: Artifact | str | Path, out: str | Path, config: OptimizeConfig,
-             log: Callable[[str], None] | None = None) -> Artifact:
+def optimize(
+    artifact_in: Artifact | str | Path,
+    out: str | Path,
+    config: OptimizeConfig,
+    log: Callable[[str], None] | None = None,
+) -> Artifact:
     log = log or (lambda _m: None)
     art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
     out = Path(out)
     if not config.steps and config.quantize is None:
-        raise UserInputError("nothing to do: choose at least one of --quantize, --prune, --lowrank, --distill",
-                             hint="e.g. bushu optimize ART -o OUT --prune 0.3 --data DIR")
+        raise UserInputError(
+            "nothing to do: choose at least one of --quantize, --prune, --lowrank, --distill",
+            hint="e.g. bushu optimize ART -o OUT --prune 0.3 --data DIR",
+        )
     if out.resolve() == art.path.resolve():
-        raise UserInputError("the output must be a new directory, not the input artifact",
-                             hint="pass another -o OUT; the input stays as it is")
+        raise UserInputError(
+            "the output must be a new directory, not the input artifact",
+            hint="pass another -o OUT; the input stays as it is",
+        )
     if config.max_accuracy_drop is not None and (config.data is None or config.max_accuracy_drop < 0):
-        raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
-                             "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
+        raise UserInputError(
+            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
+            hint="add --data DIR, or drop --max-accuracy-drop",
+        )
     kinds = [s.kind for s in config.steps]
     for k in set(kinds):
         if kinds.count(k) > 1:
@@ -85,8 +95,9 @@ def optimize(artifact_in: Artifact | str | Path, out: str | Path, config: Optimi
     for s in config.steps:
         s.check()
     if config.finetune.epochs < 0 or config.finetune.lr <= 0:
-        raise UserInputError(f"fine-tuning needs epochs ≥ 0 and lr > 0, got {config.finetune.epochs}, "
-                             f"{config.finetune.lr}")
+        raise UserInputError(
+            f"fine-tuning needs epochs ≥ 0 and lr > 0, got {config.finetune.epochs}, {config.finetune.lr}"
+        )
     if not config.steps:
         result = _quantize(art, out, config, log)
         if config.report:
@@ -100,21 +111,25 @@ def optimize(artifact_in: Artifact | str | Path, out: str | Path, config: Optimi
         return _run(art, out, config, steps, tmp, log)
 
 
-def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep], tmp: Path,
-         log: Callable[[str], None]) -> Artifact:
+def _run(
+    art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep], tmp: Path, log: Callable[[str], None]
+) -> Artifact:
     import torch
 
     data = labelled_arrays(config.data, art, require="accuracy") if config.data is not None else None
     train = labelled_arrays(config.train, art) if config.train is not None else data
     if config.train is None and data is not None:
-        log(f"fine-tuning on --data ({len(data)} images) as well: pass --train DIR to measure accuracy on "
-            "images the model was not tuned on")
+        log(
+            f"fine-tuning on --data ({len(data)} images) as well: pass --train DIR to measure accuracy on "
+            "images the model was not tuned on"
+        )
     needs_module = any(s.kind != "distill" or s.student == "narrow" for s in steps)
     module, origin = T.load_module(art, log) if needs_module else (None, "")
     example = torch.from_numpy(np.random.default_rng(0).standard_normal(T.example_shape(art, 2)).astype(np.float32))
     teacher = T.teacher_targets(art.model_path, train.x) if train is not None else None
-    eval_x = data.x if data is not None else (train.x[:64] if train is not None else
-                                               next(iter(_synthetic(art).values())))
+    eval_x = (
+        data.x if data is not None else (train.x[:64] if train is not None else next(iter(_synthetic(art).values())))
+    )
     in_name = art.inputs[0].name
     out_name = art.outputs[0].name
     ref_logits = validate.run_model(art.model_path, {in_name: eval_x})[out_name]
@@ -124,8 +139,10 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
     for i, step in enumerate(steps):
         if step.kind == "distill":
             if train is None:
-                raise UserInputError("distillation needs images to train the student on",
-                                     hint="pass --train DIR (labelled or not) or --data DIR")
+                raise UserInputError(
+                    "distillation needs images to train the student on",
+                    hint="pass --train DIR (labelled or not) or --data DIR",
+                )
             n_out = int(ref_logits.shape[1])
             module, details = make_student(module, step, example, n_out, log)
             details.update(distill(module, train, teacher, step, log))
@@ -140,18 +157,57 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
             label = "low-rank " + (f"r={step.rank_ratio:g}" if step.rank_ratio else f"energy={step.energy:g}")
             structural = True
         records.append({"step": step.kind, "config": asdict(step), **details})
-        rows.append(_export_and_row(module, art, tmp / f"s{i}", label, in_name, out_name, eval_x, ref_logits, data,
-                                    config.measure, log, details))
+        rows.append(
+            _export_and_row(
+                module,
+                art,
+                tmp / f"s{i}",
+                label,
+                in_name,
+                out_name,
+                eval_x,
+                ref_logits,
+                data,
+                config.measure,
+                log,
+                details,
+            )
+        )
     ft = config.finetune
     if structural and ft.epochs > 0 and train is not None:
-        log(f"fine-tuning for {ft.epochs} epoch(s) on {len(train)} image(s) "
-            f"({'labels + ' if train.targets is not None else ''}the original model's soft targets)")
+        log(
+            f"fine-tuning for {ft.epochs} epoch(s) on {len(train)} image(s) "
+            f"({'labels + ' if train.targets is not None else ''}the original model's soft targets)"
+        )
         sparse = any(r.get("mode") == "unstructured" for r in records)
-        details = T.finetune(module, train, teacher, epochs=ft.epochs, lr=ft.lr, batch_size=ft.batch_size,
-                             temperature=ft.temperature, keep_zeros=sparse, log=log)
+        details = T.finetune(
+            module,
+            train,
+            teacher,
+            epochs=ft.epochs,
+            lr=ft.lr,
+            batch_size=ft.batch_size,
+            temperature=ft.temperature,
+            keep_zeros=sparse,
+            log=log,
+        )
         records.append({"step": "finetune", **details})
-        rows.append(_export_and_row(module, art, tmp / "ft", "+ fine-tune", in_name, out_name, eval_x, ref_logits,
-                                    data, config.measure, log, {"keep_zeros": sparse}))
+        rows.append(
+            _export_and_row(
+                module,
+                art,
+                tmp / "ft",
+                "+ fine-tune",
+                in_name,
+                out_name,
+                eval_x,
+                ref_logits,
+                data,
+                config.measure,
+                log,
+                {"keep_zeros": sparse},
+            )
+        )
     elif structural and ft.epochs > 0:
         records.append({"step": "finetune", "skipped": "no data (--train / --data)"})
         log("no --train/--data: skipping fine-tuning")
@@ -159,10 +215,12 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
     if config.max_accuracy_drop is not None and data is not None:
         drop = rows[0]["accuracy"] - final["accuracy"]
         if drop > config.max_accuracy_drop:
-            raise AccuracyDropError(f"the compressed model loses {drop:.2f} points of accuracy ({rows[0]['accuracy']:.2f}%"
-                                    f" → {final['accuracy']:.2f}%), more than the {config.max_accuracy_drop:g} allowed",
-                                    hint="prune less (a lower ratio), fine-tune longer (--epochs), or give more "
-                                         "training images (--train DIR)")
+            raise AccuracyDropError(
+                f"the compressed model loses {drop:.2f} points of accuracy ({rows[0]['accuracy']:.2f}%"
+                f" → {final['accuracy']:.2f}%), more than the {config.max_accuracy_drop:g} allowed",
+                hint="prune less (a lower ratio), fine-tune longer (--epochs), or give more "
+                "training images (--train DIR)",
+            )
     exported = final.pop("_exported")
     for r in rows:
         r.pop("_exported", None)
@@ -170,12 +228,20 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
 
     example_np = [example.numpy()]
     exported["reference"] = conv.save_reference(module, example_np, tmp / "model.pt2", art.inputs, art.outputs)
-    section: dict[str, Any] = {"rows": rows, "steps": records, "module_from": origin,
-                               "parity": exported["parity"]}
-    new = Artifact(path=art.path, model_file="model.onnx", format="onnx", inputs=list(art.inputs),
-                   outputs=list(art.outputs), name=art.name, task=art.task, preprocess=art.preprocess,
-                   postprocess=art.postprocess, provenance=copy.deepcopy(art.provenance),
-                   metrics={"optimize": section, "parity": exported["parity"]})
+    section: dict[str, Any] = {"rows": rows, "steps": records, "module_from": origin, "parity": exported["parity"]}
+    new = Artifact(
+        path=art.path,
+        model_file="model.onnx",
+        format="onnx",
+        inputs=list(art.inputs),
+        outputs=list(art.outputs),
+        name=art.name,
+        task=art.task,
+        preprocess=art.preprocess,
+        postprocess=art.postprocess,
+        provenance=copy.deepcopy(art.provenance),
+        metrics={"optimize": section, "parity": exported["parity"]},
+    )
     files: dict[str, Any] = {"model.onnx": exported["onnx"], T.MODULE_FILE: exported["module"]}
     new.files = {"module": T.MODULE_FILE}
     if exported["reference"] is not None:
@@ -206,8 +272,16 @@ def _run(art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep
 
 def _quantize(art: Artifact, out: Path, config: OptimizeConfig, log: Callable[[str], None]) -> Artifact:
     q = config.quantize
-    return quantize_int8(art, out, q, data=config.data, max_accuracy_drop=config.max_accuracy_drop,
-                         measure=config.measure, max_attempts=config.max_int8_attempts, log=log)
+    return quantize_int8(
+        art,
+        out,
+        q,
+        data=config.data,
+        max_accuracy_drop=config.max_accuracy_drop,
+        measure=config.measure,
+        max_attempts=config.max_int8_attempts,
+        log=log,
+    )
 
 
 def _synthetic(art: Artifact) -> dict[str, np.ndarray]:
@@ -216,9 +290,20 @@ def _synthetic(art: Artifact) -> dict[str, np.ndarray]:
     return synthetic_feeds(art.inputs, batch=16, seed=1)
 
 
-def _export_and_row(module: Any, art: Artifact, workdir: Path, label: str, in_name: str, out_name: str,
-                    eval_x: np.ndarray, ref_logits: np.ndarray, data: ArrayReader | None, measure: bool,
-                    log: Callable[[str], None], details: dict[str, Any]) -> dict[str, Any]:
+def _export_and_row(
+    module: Any,
+    art: Artifact,
+    workdir: Path,
+    label: str,
+    in_name: str,
+    out_name: str,
+    eval_x: np.ndarray,
+    ref_logits: np.ndarray,
+    data: ArrayReader | None,
+    measure: bool,
+    log: Callable[[str], None],
+    details: dict[str, Any],
+) -> dict[str, Any]:
     exported = T.export_module(module, art, workdir, reference=False)  # the final one gets it at the end
     logits = validate.run_model(exported["onnx"], {in_name: eval_x})[out_name]
     row = _row(label, exported["onnx"], logits, ref_logits, data, measure, log)
@@ -226,16 +311,26 @@ def _export_and_row(module: Any, art: Artifact, workdir: Path, label: str, in_na
         import onnx
         from onnx import numpy_helper
 
-        ws = [numpy_helper.to_array(t) for t in onnx.load(str(exported["onnx"])).graph.initializer
-              if t.data_type == onnx.TensorProto.FLOAT]
+        ws = [
+            numpy_helper.to_array(t)
+            for t in onnx.load(str(exported["onnx"])).graph.initializer
+            if t.data_type == onnx.TensorProto.FLOAT
+        ]
         row["sparsity"] = round(sum(int((w == 0).sum()) for w in ws) / max(1, sum(w.size for w in ws)), 4)
         row["zip_mb"] = round(len(zlib.compress(Path(exported["onnx"]).read_bytes(), 6)) / 1e6, 3)
     row["_exported"] = exported
     return row
 
 
-def _row(label: str, path: Path, logits: np.ndarray, ref_logits: np.ndarray, data: ArrayReader | None, measure: bool,
-         log: Callable[[str], None]) -> dict[str, Any]:
+def _row(
+    label: str,
+    path: Path,
+    logits: np.ndarray,
+    ref_logits: np.ndarray,
+    data: ArrayReader | None,
+    measure: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     from ._measure import measure as _measure
 
     row: dict[str, Any] = {"model": label, **_measure(path, speed=measure)}
@@ -248,8 +343,20 @@ def _row(label: str, path: Path, logits: np.ndarray, ref_logits: np.ndarray, dat
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    keep = ("step", "config", "mode", "ratio", "importance", "params_before", "params_after", "sparsity_all",
-            "layers_factorized", "student", "epochs", "samples")
+    keep = (
+        "step",
+        "config",
+        "mode",
+        "ratio",
+        "importance",
+        "params_before",
+        "params_after",
+        "sparsity_all",
+        "layers_factorized",
+        "student",
+        "epochs",
+        "samples",
+    )
     return {k: v for k, v in record.items() if k in keep}
 
 

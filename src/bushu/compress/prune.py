@@ -42,8 +42,10 @@ class PruneConfig:
 
     def check(self) -> None:
         if not isinstance(self.ratio, (int, float)) or not 0 < self.ratio < 1:
-            raise UserInputError(f"prune ratio must be between 0 and 1 (exclusive), got {self.ratio}",
-                                 hint="e.g. --prune 0.3 removes 30% of the channels of each layer")
+            raise UserInputError(
+                f"prune ratio must be between 0 and 1 (exclusive), got {self.ratio}",
+                hint="e.g. --prune 0.3 removes 30% of the channels of each layer",
+            )
         if self.mode not in MODES:
             raise UnknownNameError("pruning mode", self.mode, MODES)
         if self.importance not in IMPORTANCE:
@@ -52,43 +54,65 @@ class PruneConfig:
             raise UserInputError(f"round_to must be a positive integer, got {self.round_to}")
 
 
-def prune_module(module: Any, cfg: PruneConfig, example: Any, data: ArrayReader | None = None,
-                 teacher: np.ndarray | None = None, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def prune_module(
+    module: Any,
+    cfg: PruneConfig,
+    example: Any,
+    data: ArrayReader | None = None,
+    teacher: np.ndarray | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
     """Prune ``module`` in place; return what was done (params before/after, sparsity, per-layer widths)."""
     cfg.check()
     import torch
 
     layers, out_layer = prunable_layers(module, example)
     if not layers:
-        raise UserInputError("the model has no Conv2d or Linear layers to prune",
-                             hint="pruning works on convolutional and fully connected networks")
+        raise UserInputError(
+            "the model has no Conv2d or Linear layers to prune",
+            hint="pruning works on convolutional and fully connected networks",
+        )
     if cfg.mode == "unstructured":
         return _unstructured(module, cfg, layers)
     try:
         import torch_pruning as tp
     except ImportError as e:
-        raise MissingDependencyError("structured pruning (torch-pruning)", "torch",
-                                     package="'bushu[torch]'  (or: pip install torch-pruning==1.6.1)") from e
+        raise MissingDependencyError(
+            "structured pruning (torch-pruning)",
+            "torch",
+            package="'bushu[torch]'  (or: pip install torch-pruning==1.6.1)",
+        ) from e
     importance = cfg.importance
     if importance == "auto":
         importance = "taylor" if data is not None and (data.targets is not None or teacher is not None) else "magnitude"
     if importance == "taylor" and (data is None or (data.targets is None and teacher is None)):
-        raise UserInputError("Taylor importance needs data (labelled, or scored by the original model)",
-                             hint="pass --train DIR or --data DIR, or use --importance magnitude")
+        raise UserInputError(
+            "Taylor importance needs data (labelled, or scored by the original model)",
+            hint="pass --train DIR or --data DIR, or use --importance magnitude",
+        )
     imp = tp.importance.TaylorImportance() if importance == "taylor" else tp.importance.MagnitudeImportance(p=1)
     with torch.no_grad():
         out_shape = tuple(module(example).shape)
     before = count_params(module)
     widths_before = {n: _width(m) for n, m in layers}
-    pruner = tp.pruner.MetaPruner(module, example, importance=imp, pruning_ratio=cfg.ratio,
-                                  ignored_layers=[out_layer], global_pruning=cfg.global_pruning,
-                                  round_to=cfg.round_to)
-    groups = list(pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
-                                           root_module_types=pruner.root_module_types))
+    pruner = tp.pruner.MetaPruner(
+        module,
+        example,
+        importance=imp,
+        pruning_ratio=cfg.ratio,
+        ignored_layers=[out_layer],
+        global_pruning=cfg.global_pruning,
+        round_to=cfg.round_to,
+    )
+    groups = list(
+        pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types)
+    )
     if not groups:
-        raise UserInputError(f"nothing to prune: the model's only Conv/Linear layer ({layers[-1][0]}) produces "
-                             "its output, and removing its channels would change the output shape",
-                             hint="structured pruning needs hidden layers; try --prune-mode unstructured")
+        raise UserInputError(
+            f"nothing to prune: the model's only Conv/Linear layer ({layers[-1][0]}) produces "
+            "its output, and removing its channels would change the output shape",
+            hint="structured pruning needs hidden layers; try --prune-mode unstructured",
+        )
     if importance == "taylor":
         task_gradients(module, data, teacher)
     pruner.step()
@@ -97,19 +121,33 @@ def prune_module(module: Any, cfg: PruneConfig, example: Any, data: ArrayReader 
     with torch.no_grad():
         new_shape = tuple(module(example).shape)
     if new_shape != out_shape:  # torch-pruning keeps ignored layers intact; this guards a broken graph
-        raise UserInputError(f"pruning changed the output shape {out_shape} → {new_shape}",
-                             hint="lower the ratio, or use --prune-mode unstructured")
+        raise UserInputError(
+            f"pruning changed the output shape {out_shape} → {new_shape}",
+            hint="lower the ratio, or use --prune-mode unstructured",
+        )
     after = count_params(module)
     if after >= before:
-        raise UserInputError(f"nothing was pruned at ratio {cfg.ratio}: every layer is too narrow "
-                             f"({', '.join(f'{n}={w}' for n, w in list(widths_before.items())[:5])})",
-                             hint="raise the ratio, or use --prune-mode unstructured")
+        raise UserInputError(
+            f"nothing was pruned at ratio {cfg.ratio}: every layer is too narrow "
+            f"({', '.join(f'{n}={w}' for n, w in list(widths_before.items())[:5])})",
+            hint="raise the ratio, or use --prune-mode unstructured",
+        )
     changed = {n: [widths_before[n], _width(m)] for n, m in layers if _width(m) != widths_before[n]}
-    log(f"structured pruning ({importance}): {before:,} → {after:,} parameters; "
-        f"{len(changed)} of {len(layers)} layers narrowed")
-    return {"mode": "structured", "ratio": cfg.ratio, "importance": importance, "global": cfg.global_pruning,
-            "params_before": before, "params_after": after, "groups": len(groups), "layers_narrowed": len(changed),
-            "widths": dict(list(changed.items())[:50])}
+    log(
+        f"structured pruning ({importance}): {before:,} → {after:,} parameters; "
+        f"{len(changed)} of {len(layers)} layers narrowed"
+    )
+    return {
+        "mode": "structured",
+        "ratio": cfg.ratio,
+        "importance": importance,
+        "global": cfg.global_pruning,
+        "params_before": before,
+        "params_after": after,
+        "groups": len(groups),
+        "layers_narrowed": len(changed),
+        "widths": dict(list(changed.items())[:50]),
+    }
 
 
 def _width(m: Any) -> int:
@@ -133,7 +171,14 @@ def _unstructured(module: Any, cfg: PruneConfig, layers: list[tuple[str, Any]]) 
         per_layer[name] = round(z / n, 4)
         zeros, total = zeros + z, total + n
     all_params = count_params(module)
-    return {"mode": "unstructured", "ratio": cfg.ratio, "importance": "magnitude (L1)",
-            "sparsity_prunable": round(zeros / total, 4), "sparsity_all": round(zeros / all_params, 4),
-            "zero_weights": zeros, "params_after": all_params, "layers": len(per_layer),
-            "per_layer": dict(list(per_layer.items())[:50])}
+    return {
+        "mode": "unstructured",
+        "ratio": cfg.ratio,
+        "importance": "magnitude (L1)",
+        "sparsity_prunable": round(zeros / total, 4),
+        "sparsity_all": round(zeros / all_params, 4),
+        "zero_weights": zeros,
+        "params_after": all_params,
+        "layers": len(per_layer),
+        "per_layer": dict(list(per_layer.items())[:50]),
+    }

@@ -34,8 +34,15 @@ from ..model.artifact import Artifact, write_artifact
 from ._analysis import CONV_OPS, MATMUL_OPS, ModelProfile, cpu_int8, profile_model
 from .calibration import calibration_reader
 
-__all__ = ["AccuracyDropError", "DynamicInt8Config", "Fp16Config", "QuantConfig", "StaticInt8Config",
-           "choose_int8", "quantize"]
+__all__ = [
+    "AccuracyDropError",
+    "DynamicInt8Config",
+    "Fp16Config",
+    "QuantConfig",
+    "StaticInt8Config",
+    "choose_int8",
+    "quantize",
+]
 
 METHODS = ("minmax", "entropy", "percentile")
 INT8_TYPES = ("uint8", "int8")
@@ -101,12 +108,16 @@ def choose_int8(profile: ModelProfile, has_calibration: bool) -> tuple[str, str]
     """('static' | 'dynamic', why) for ``--quantize int8``."""
     conv, mm = profile.share(CONV_OPS), profile.share(MATMUL_OPS)
     if profile.kind == "conv":
-        return "static", (f"conv net ({conv:.0%} of MACs in Conv): static int8 with calibration; "
-                          "dynamic int8 runs convolutions slower than fp32 on CPUs")
+        return "static", (
+            f"conv net ({conv:.0%} of MACs in Conv): static int8 with calibration; "
+            "dynamic int8 runs convolutions slower than fp32 on CPUs"
+        )
     if has_calibration:
         return "static", f"MatMul-heavy model ({mm:.0%} of MACs) with calibration data: static int8"
-    return "dynamic", (f"MatMul-heavy model ({mm:.0%} of MACs in MatMul/Gemm) and no calibration data: "
-                       "dynamic int8 quantizes activations at run time")
+    return "dynamic", (
+        f"MatMul-heavy model ({mm:.0%} of MACs in MatMul/Gemm) and no calibration data: "
+        "dynamic int8 quantizes activations at run time"
+    )
 
 
 def _resolve_static(cfg: StaticInt8Config) -> tuple[StaticInt8Config, str]:
@@ -123,14 +134,23 @@ def _resolve_static(cfg: StaticInt8Config) -> tuple[StaticInt8Config, str]:
     reason = cpu.reason if cfg.activation_type is None else f"activations {act} as asked"
     if act == "int8" and cfg.activation_type and "x86" in cpu.reason:
         reason += " (S8S8 on this x86 CPU is barely faster than fp32; uint8 activations are the fast path)"
-    return StaticInt8Config(**{**asdict(cfg), "calibration": cfg.calibration, "activation_type": act,
-                               "reduce_range": rr}), reason
+    return StaticInt8Config(
+        **{**asdict(cfg), "calibration": cfg.calibration, "activation_type": act, "reduce_range": rr}
+    ), reason
 
 
 # -- the entry point ------------------------------------------------------------------------------
-def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantConfig, *,
-             data: str | Path | None = None, max_accuracy_drop: float | None = None, measure: bool = True,
-             log: Callable[[str], None] | None = None, keep_failed: bool = False) -> Artifact:
+def quantize(
+    artifact_in: Artifact | str | Path,
+    out: str | Path,
+    config: QuantConfig,
+    *,
+    data: str | Path | None = None,
+    max_accuracy_drop: float | None = None,
+    measure: bool = True,
+    log: Callable[[str], None] | None = None,
+    keep_failed: bool = False,
+) -> Artifact:
     """Quantize ``artifact_in`` into a new artifact at ``out``; the input is left untouched.
 
     ``data``: a labelled image folder (one folder per class) to measure accuracy before/after.
@@ -142,14 +162,20 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
     art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
     out = Path(out)
     if art.format != "onnx":
-        raise UserInputError(f"quantize reads ONNX artifacts; {art.path} is {art.format!r}",
-                             hint="export it first: bushu export ART --format onnx")
+        raise UserInputError(
+            f"quantize reads ONNX artifacts; {art.path} is {art.format!r}",
+            hint="export it first: bushu export ART --format onnx",
+        )
     if out.resolve() == art.path.resolve():
-        raise UserInputError("the output must be a new directory, not the input artifact",
-                             hint="pass another -o OUT; the input stays as it is")
+        raise UserInputError(
+            "the output must be a new directory, not the input artifact",
+            hint="pass another -o OUT; the input stays as it is",
+        )
     if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
-        raise UserInputError("max_accuracy_drop needs labelled data (--data DIR, one folder per class) "
-                             "and a value ≥ 0", hint="add --data DIR, or drop --max-accuracy-drop")
+        raise UserInputError(
+            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
+            hint="add --data DIR, or drop --max-accuracy-drop",
+        )
     profile = profile_model(art.model_path)
     detector = art.task == "detection"  # judged by its boxes (bushu.detection.validate), --data holds boxes
     dataset = labelled_arrays(data, art, require="accuracy") if data is not None and not detector else None
@@ -163,17 +189,23 @@ def quantize(artifact_in: Artifact | str | Path, out: str | Path, config: QuantC
         elif isinstance(config, Fp16Config):
             job = _Fp16Job(art, config, profile, tmp, log)
         else:
-            raise UserInputError(f"unknown quantization config {type(config).__name__}",
-                                 hint="use StaticInt8Config, DynamicInt8Config or Fp16Config")
+            raise UserInputError(
+                f"unknown quantization config {type(config).__name__}",
+                hint="use StaticInt8Config, DynamicInt8Config or Fp16Config",
+            )
         log(f"{job.name}: building and validating against {art.model_file}")
         model = job.build(job.settings.exclude_nodes if hasattr(job.settings, "exclude_nodes") else ())
         feeds, feeds_from = job.validation_feeds(dataset)
         ref = validate.mask_padding(art.inputs, feeds, validate.run_model(art.model_path, feeds))
         got = validate.mask_padding(art.inputs, feeds, validate.run_model(model, feeds))
-        judged = _detection_gate(job, art, model, "onnxruntime", data, max_accuracy_drop, keep_failed) \
-            if detector else None
-        validation = {"outputs": validate.agreement(ref, got), "gate": judged} if judged else \
-            job.validate(ref, got, refuse=not keep_failed)
+        judged = (
+            _detection_gate(job, art, model, "onnxruntime", data, max_accuracy_drop, keep_failed) if detector else None
+        )
+        validation = (
+            {"outputs": validate.agreement(ref, got), "gate": judged}
+            if judged
+            else job.validate(ref, got, refuse=not keep_failed)
+        )
         validation["inputs"] = {"from": feeds_from, "samples": len(next(iter(feeds.values())))}
         acc = None
         if dataset is not None:
@@ -224,16 +256,26 @@ class _Job:
         low = {k: v for k, v in per_output.items() if v["cosine_min"] < floor}
         detail = ", ".join(f"{k}: cosine {v['cosine_min']:.4f}" for k, v in (low or per_output).items())
         if low and refuse:
-            raise AccuracyDropError(f"{self.name} model drifts from fp32 on {detail} (minimum {floor}, "
-                                    "lowest over the validation inputs)",
-                                    hint="calibrate on real inputs (--sample FILE.npz), exclude the most "
-                                         "sensitive nodes (--exclude), or use --quantize fp16")
-        return {"outputs": per_output, "gate": {"outcome": FAIL if low else PASS, "floor": floor,
-                                                "detail": f"cosine >= {floor} per output: {detail}"}}
+            raise AccuracyDropError(
+                f"{self.name} model drifts from fp32 on {detail} (minimum {floor}, lowest over the validation inputs)",
+                hint="calibrate on real inputs (--sample FILE.npz), exclude the most "
+                "sensitive nodes (--exclude), or use --quantize fp16",
+            )
+        return {
+            "outputs": per_output,
+            "gate": {
+                "outcome": FAIL if low else PASS,
+                "floor": floor,
+                "detail": f"cosine >= {floor} per output: {detail}",
+            },
+        }
 
     def config_dict(self) -> dict[str, Any]:
-        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.settings).items()
-             if k not in ("calibration", "validation")}
+        d = {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(self.settings).items()
+            if k not in ("calibration", "validation")
+        }
         return {"kind": self.settings.kind, **d}
 
     def _validation_reader(self, source: Any) -> None:
@@ -249,18 +291,26 @@ class _StaticJob(_Job):
         self.settings, cpu_reason = _resolve_static(self.settings)
         cfg = self.settings
         if cfg.calibration is None:
-            raise UserInputError("static int8 needs calibration data: a folder of representative images "
-                                 f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in self.art.inputs)})",
-                                 hint="pass --calib DIR (100 images is plenty)")
+            raise UserInputError(
+                "static int8 needs calibration data: a folder of representative images "
+                f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in self.art.inputs)})",
+                hint="pass --calib DIR (100 images is plenty)",
+            )
         # Histogram methods stack per-run outputs, so every run must have the same batch size.
         batch = 8 if cfg.method == "minmax" and all(s.has_batch for s in self.art.inputs) else 1
         self.reader = calibration_reader(cfg.calibration, self.art, limit=cfg.calib_size, batch_size=batch)
         kind, why = choose_int8(self.profile, True)
-        self.reason = f"static int8 QDQ, {_short(cfg.activation_type)}{_short(cfg.weight_type)}" \
-                      f"{' per-channel' if cfg.per_channel else ''}{', 7-bit weights' if cfg.reduce_range else ''}, " \
-                      f"{cfg.method} calibration on {len(self.reader)} sample(s): {why}; {cpu_reason}"
-        self.details["calibration"] = {"source": self.reader.source, "samples": len(self.reader),
-                                       "skipped_files": self.reader.skipped[:20], "method": cfg.method}
+        self.reason = (
+            f"static int8 QDQ, {_short(cfg.activation_type)}{_short(cfg.weight_type)}"
+            f"{' per-channel' if cfg.per_channel else ''}{', 7-bit weights' if cfg.reduce_range else ''}, "
+            f"{cfg.method} calibration on {len(self.reader)} sample(s): {why}; {cpu_reason}"
+        )
+        self.details["calibration"] = {
+            "source": self.reader.source,
+            "samples": len(self.reader),
+            "skipped_files": self.reader.skipped[:20],
+            "method": cfg.method,
+        }
         src = _at_least_opset13(self.art.model_path, self.tmp, self.log)
         self.pre = preprocess(src, self.tmp / "pre.onnx", self.log)
         self._check_exclusions(cfg.exclude_nodes)
@@ -273,8 +323,13 @@ class _StaticJob(_Job):
         known = {n.name for n in onnx.load(str(self.pre), load_external_data=False).graph.node}
         for n in names:
             if n not in known:
-                raise UnknownNameError("node", n, sorted(known)[:200], hint="node names as in the ONNX graph "
-                                       "after pre-processing; see them with netron or onnx.load(...).graph.node")
+                raise UnknownNameError(
+                    "node",
+                    n,
+                    sorted(known)[:200],
+                    hint="node names as in the ONNX graph "
+                    "after pre-processing; see them with netron or onnx.load(...).graph.node",
+                )
 
     def build(self, exclude: tuple[str, ...]) -> Path:
         from onnxruntime.quantization import (
@@ -287,8 +342,11 @@ class _StaticJob(_Job):
 
         cfg = self.settings
         types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[cfg.method]
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[cfg.method]
 
         class _Reader(CalibrationDataReader):  # ORT's own reader type, fed from ours, in runs
             def __init__(self, r: ArrayReader):
@@ -312,22 +370,36 @@ class _StaticJob(_Job):
         # Histogram methods keep every run's activations until they reduce them: calibrate in strides
         # to bound memory. (MinMax reduces inside the graph; its CalibMaxIntermediateOutputs option
         # drops data in ORT 1.31 instead of merging it, so it is not used.)
-        extra = {} if cfg.method == "minmax" else {
-            "CalibStridedMinMax": max(d for d in range(1, 17) if len(reader) % d == 0)}
+        extra = (
+            {}
+            if cfg.method == "minmax"
+            else {"CalibStridedMinMax": max(d for d in range(1, 17) if len(reader) % d == 0)}
+        )
 
         self.builds += 1
         out = self.tmp / f"int8-{self.builds}.onnx"
         try:
-            quantize_static(str(self.pre), str(out), reader, quant_format=QuantFormat.QDQ,
-                            per_channel=cfg.per_channel, reduce_range=bool(cfg.reduce_range),
-                            activation_type=types[cfg.activation_type], weight_type=types[cfg.weight_type],
-                            nodes_to_exclude=list(exclude), calibrate_method=method,
-                            calibration_cache_path=str(self.cache), extra_options=extra)
+            quantize_static(
+                str(self.pre),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=cfg.per_channel,
+                reduce_range=bool(cfg.reduce_range),
+                activation_type=types[cfg.activation_type],
+                weight_type=types[cfg.weight_type],
+                nodes_to_exclude=list(exclude),
+                calibrate_method=method,
+                calibration_cache_path=str(self.cache),
+                extra_options=extra,
+            )
         except (ValueError, RuntimeError) as e:
             from ..errors import BackendError
 
-            raise BackendError(f"onnxruntime static quantization failed: {str(e)[:300]}",
-                               hint="try --method minmax, or exclude the failing node") from e
+            raise BackendError(
+                f"onnxruntime static quantization failed: {str(e)[:300]}",
+                hint="try --method minmax, or exclude the failing node",
+            ) from e
         return out
 
 
@@ -356,21 +428,30 @@ class _DynamicJob(_Job):
         cfg = self.settings
         conv = self.profile.share(CONV_OPS)
         if self.profile.kind == "conv" and not cfg.allow_conv_models:
-            raise UserInputError(f"dynamic int8 is for MatMul/Gemm-heavy models (transformers, MLPs); this is a "
-                                 f"conv net ({conv:.0%} of its MACs in Conv), and ONNX Runtime's dynamic int8 "
-                                 "convolutions run slower than fp32 on CPUs (measured: 0.44× on resnet18)",
-                                 hint="use static int8: --quantize int8 --calib DIR")
-        self.reason = (f"dynamic int8 on {', '.join(cfg.op_types)}: "
-                       f"{self.profile.share(MATMUL_OPS):.0%} of MACs are in MatMul/Gemm")
+            raise UserInputError(
+                f"dynamic int8 is for MatMul/Gemm-heavy models (transformers, MLPs); this is a "
+                f"conv net ({conv:.0%} of its MACs in Conv), and ONNX Runtime's dynamic int8 "
+                "convolutions run slower than fp32 on CPUs (measured: 0.44× on resnet18)",
+                hint="use static int8: --quantize int8 --calib DIR",
+            )
+        self.reason = (
+            f"dynamic int8 on {', '.join(cfg.op_types)}: "
+            f"{self.profile.share(MATMUL_OPS):.0%} of MACs are in MatMul/Gemm"
+        )
         self._validation_reader(cfg.validation)
 
     def build(self, exclude: tuple[str, ...]) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         out = self.tmp / "dynamic.onnx"
-        quantize_dynamic(str(self.art.model_path), str(out), op_types_to_quantize=list(self.settings.op_types),
-                         per_channel=self.settings.per_channel, nodes_to_exclude=list(exclude),
-                         weight_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[self.settings.weight_type])
+        quantize_dynamic(
+            str(self.art.model_path),
+            str(out),
+            op_types_to_quantize=list(self.settings.op_types),
+            per_channel=self.settings.per_channel,
+            nodes_to_exclude=list(exclude),
+            weight_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[self.settings.weight_type],
+        )
         return out
 
 
@@ -379,8 +460,10 @@ class _Fp16Job(_Job):
 
     def __init__(self, *args: Any):
         super().__init__(*args)
-        self.reason = ("fp16 weights and arithmetic, float32 inputs/outputs kept: half the size; fast on GPUs "
-                       "and CPUs with native fp16, on other CPUs ONNX Runtime falls back to casts")
+        self.reason = (
+            "fp16 weights and arithmetic, float32 inputs/outputs kept: half the size; fast on GPUs "
+            "and CPUs with native fp16, on other CPUs ONNX Runtime falls back to casts"
+        )
         self._validation_reader(self.settings.validation)
 
     def build(self, exclude: tuple[str, ...] = ()) -> Path:
@@ -394,16 +477,16 @@ class _Fp16Job(_Job):
             raise MissingDependencyError("fp16 conversion (onnxconverter-common)", "optimize") from e
         with warnings.catch_warnings():  # one warning per tiny weight clamped to fp16's range
             warnings.simplefilter("ignore", UserWarning)
-            model = float16.convert_float_to_float16(onnx.load(str(self.art.model_path)),
-                                                     keep_io_types=self.settings.keep_io_types)
+            model = float16.convert_float_to_float16(
+                onnx.load(str(self.art.model_path)), keep_io_types=self.settings.keep_io_types
+            )
         out = self.tmp / "fp16.onnx"
         onnx.save(model, str(out))
         return out
 
     def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], refuse: bool = True) -> dict[str, Any]:
         rows = validate.check_tolerance("fp16 model", ref, got, self.settings.atol, self.settings.rtol)
-        return {"outputs": {**validate.agreement(ref, got)},
-                "tolerance": validate.summarize(rows)}
+        return {"outputs": {**validate.agreement(ref, got)}, "tolerance": validate.summarize(rows)}
 
 
 def preprocess(src: Path, dst: Path, log: Callable[[str], None]) -> Path:
@@ -419,27 +502,33 @@ def preprocess(src: Path, dst: Path, log: Callable[[str], None]) -> Path:
     return dst
 
 
-def check_gate(what: str, per_output: dict[str, Any], floor: float, refuse: bool,
-               details: dict[str, Any]) -> dict[str, Any]:
+def check_gate(
+    what: str, per_output: dict[str, Any], floor: float, refuse: bool, details: dict[str, Any]
+) -> dict[str, Any]:
     """The agreement gate's verdict (see _gate); AccuracyDropError on "fail" when ``refuse``, and a
     warning in ``details`` when the validation inputs cannot tell."""
     from ._gate import CANNOT_TELL, FAIL, judge
 
     verdict = judge(per_output, floor)
     if verdict["outcome"] == FAIL and refuse:
-        raise AccuracyDropError(f"{what} model fails the agreement gate: {verdict['detail']}",
-                                hint="let bushu try the known remedies (drop --no-fallback / raise --max-attempts), "
-                                     "calibrate on more representative data, or bound the loss with "
-                                     "--data DIR --max-accuracy-drop X")
+        raise AccuracyDropError(
+            f"{what} model fails the agreement gate: {verdict['detail']}",
+            hint="let bushu try the known remedies (drop --no-fallback / raise --max-attempts), "
+            "calibrate on more representative data, or bound the loss with "
+            "--data DIR --max-accuracy-drop X",
+        )
     if verdict["outcome"] == CANNOT_TELL:
-        details["validation_warning"] = (f"the validation inputs cannot tell whether {what} agrees with fp32: "
-                                         f"{verdict['detail']}; pass more images of the model's classes "
-                                         "(--calib, or labelled --data)")
+        details["validation_warning"] = (
+            f"the validation inputs cannot tell whether {what} agrees with fp32: "
+            f"{verdict['detail']}; pass more images of the model's classes "
+            "(--calib, or labelled --data)"
+        )
     return verdict
 
 
-def _detection_gate(job: _Job, art: Artifact, model: Path, backend: str, data: Any, max_map_drop: float | None,
-                    keep_failed: bool) -> dict[str, Any] | None:
+def _detection_gate(
+    job: _Job, art: Artifact, model: Path, backend: str, data: Any, max_map_drop: float | None, keep_failed: bool
+) -> dict[str, Any] | None:
     """A detector's verdict by mAP on ``data`` or box agreement on its calibration images (None: no images)."""
     from ..detection.validate import detection_gate
 
@@ -448,34 +537,53 @@ def _detection_gate(job: _Job, art: Artifact, model: Path, backend: str, data: A
 
 
 # -- accuracy, accuracy-aware retries ----------------------------------------------------------------
-def _accuracy_check(job: _Job, model: Path, ds: ArrayReader, bound: float | None, tmp: Path,
-                    log: Callable[[str], None]) -> dict[str, Any]:
+def _accuracy_check(
+    job: _Job, model: Path, ds: ArrayReader, bound: float | None, tmp: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
     out_name = job.art.outputs[0].name
     targets = ds.targets
     before = validate.accuracy(validate.run_model(job.art.model_path, ds.feeds)[out_name], targets)
     after = validate.accuracy(validate.run_model(model, ds.feeds)[out_name], targets)
     log(f"accuracy on {len(ds)} labelled sample(s): fp32 {before:.2f}%, {job.name} {after:.2f}%")
-    result: dict[str, Any] = {"samples": len(ds), "fp32": before, "quantized": after, "drop": round(before - after, 3),
-                              "excluded_nodes": [], "_model": model}
+    result: dict[str, Any] = {
+        "samples": len(ds),
+        "fp32": before,
+        "quantized": after,
+        "drop": round(before - after, 3),
+        "excluded_nodes": [],
+        "_model": model,
+    }
     if bound is None or before - after <= bound:
         return result
     if not isinstance(job, _StaticJob):
-        raise AccuracyDropError(f"{job.name} loses {before - after:.2f} points of accuracy ({before:.2f}% → "
-                                f"{after:.2f}%), more than the {bound:g} allowed",
-                                hint="use static int8 with --calib DIR, or keep fp32")
+        raise AccuracyDropError(
+            f"{job.name} loses {before - after:.2f} points of accuracy ({before:.2f}% → "
+            f"{after:.2f}%), more than the {bound:g} allowed",
+            hint="use static int8 with --calib DIR, or keep fp32",
+        )
     return _keep_sensitive_in_float(job, model, ds, bound, before, result, tmp, log)
 
 
-def _keep_sensitive_in_float(job: _StaticJob, model: Path, ds: ArrayReader, bound: float, before: float,
-                             result: dict[str, Any], tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def _keep_sensitive_in_float(
+    job: _StaticJob,
+    model: Path,
+    ds: ArrayReader,
+    bound: float,
+    before: float,
+    result: dict[str, Any],
+    tmp: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     from ._sensitivity import rank_nodes
 
     sub = ds.take(min(len(ds), 16))
     ranking = rank_nodes(job.pre, model, sub.feeds, tmp)
     base = tuple(job.settings.exclude_nodes)
     ranked = [n for n, _ in ranking if n not in base]
-    log(f"accuracy drop {before - result['quantized']:.2f} > {bound:g}: keeping the most sensitive nodes in float "
-        f"(most sensitive: {', '.join(ranked[:3])})")
+    log(
+        f"accuracy drop {before - result['quantized']:.2f} > {bound:g}: keeping the most sensitive nodes in float "
+        f"(most sensitive: {', '.join(ranked[:3])})"
+    )
     best = dict(result)
     out_name, targets, k, limit = job.art.outputs[0].name, ds.targets, 1, max(1, len(ranked) // 2)
     tried = []
@@ -486,8 +594,13 @@ def _keep_sensitive_in_float(job: _StaticJob, model: Path, ds: ArrayReader, boun
         tried.append({"excluded": k, "accuracy": acc})
         log(f"  {k} node(s) in float: {acc:.2f}% (drop {before - acc:.2f})")
         if acc > best["quantized"]:
-            best = {**result, "quantized": acc, "drop": round(before - acc, 3), "excluded_nodes": list(excluded),
-                    "_model": candidate}
+            best = {
+                **result,
+                "quantized": acc,
+                "drop": round(before - acc, 3),
+                "excluded_nodes": list(excluded),
+                "_model": candidate,
+            }
         if before - acc <= bound:
             best["search"] = tried
             return best
@@ -497,8 +610,9 @@ def _keep_sensitive_in_float(job: _StaticJob, model: Path, ds: ArrayReader, boun
         f"{bound:g} allowed, even with up to {tried[-1]['excluded'] if tried else 0} of {len(ranked)} quantizable "
         f"nodes kept in float; best reached: {best['quantized']:.2f}% with {len(best['excluded_nodes'])} in float",
         hint="calibrate on more representative data (--calib), try --method entropy or percentile, "
-             "raise --max-accuracy-drop, or use --quantize fp16",
-        best={k: v for k, v in best.items() if k != "_model"} | {"search": tried})
+        "raise --max-accuracy-drop, or use --quantize fp16",
+        best={k: v for k, v in best.items() if k != "_model"} | {"search": tried},
+    )
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -511,12 +625,21 @@ def _check_io(art: Artifact, model: Path) -> None:
         got = [(s.name, s.dtype) for s in be.inputs + be.outputs]
     want = [(s.name, s.dtype) for s in art.inputs + art.outputs]
     if got != want:
-        raise BackendError(f"the quantized model's IO {got} differs from the source's {want}",
-                           hint="keep float inputs/outputs (Fp16Config(keep_io_types=True))")
+        raise BackendError(
+            f"the quantized model's IO {got} differs from the source's {want}",
+            hint="keep float inputs/outputs (Fp16Config(keep_io_types=True))",
+        )
 
 
-def _rows(art: Artifact, model: Path, job: _Job, validation: dict[str, Any], acc: dict[str, Any] | None,
-          measure: bool, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _rows(
+    art: Artifact,
+    model: Path,
+    job: _Job,
+    validation: dict[str, Any],
+    acc: dict[str, Any] | None,
+    measure: bool,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
     from ._measure import measure as _measure
 
     if measure:
@@ -531,18 +654,38 @@ def _rows(art: Artifact, model: Path, job: _Job, validation: dict[str, Any], acc
     return [before, after]
 
 
-def _new_artifact(art: Artifact, job: _Job, validation: dict[str, Any], acc: dict[str, Any] | None,
-                  rows: list[dict[str, Any]]) -> Artifact:
-    section: dict[str, Any] = {"rows": rows, "quantize": job.config_dict(), "reason": job.reason,
-                               "validation": validation, **job.details}
+def _new_artifact(
+    art: Artifact, job: _Job, validation: dict[str, Any], acc: dict[str, Any] | None, rows: list[dict[str, Any]]
+) -> Artifact:
+    section: dict[str, Any] = {
+        "rows": rows,
+        "quantize": job.config_dict(),
+        "reason": job.reason,
+        "validation": validation,
+        **job.details,
+    }
     if acc is not None:
         section["accuracy"] = {k: v for k, v in acc.items() if not k.startswith("_")}
-    new = Artifact(path=art.path, model_file="model.onnx", format="onnx", inputs=list(art.inputs),
-                   outputs=list(art.outputs), name=art.name, task=art.task, preprocess=art.preprocess,
-                   postprocess=art.postprocess, provenance=copy.deepcopy(art.provenance),
-                   metrics={"optimize": section})
-    new.add_step("optimize", quantize=job.config_dict(), reason=job.reason, source=str(art.path),
-                 excluded_nodes=(acc or {}).get("excluded_nodes", []))
+    new = Artifact(
+        path=art.path,
+        model_file="model.onnx",
+        format="onnx",
+        inputs=list(art.inputs),
+        outputs=list(art.outputs),
+        name=art.name,
+        task=art.task,
+        preprocess=art.preprocess,
+        postprocess=art.postprocess,
+        provenance=copy.deepcopy(art.provenance),
+        metrics={"optimize": section},
+    )
+    new.add_step(
+        "optimize",
+        quantize=job.config_dict(),
+        reason=job.reason,
+        source=str(art.path),
+        excluded_nodes=(acc or {}).get("excluded_nodes", []),
+    )
     return new
 
 

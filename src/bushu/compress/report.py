@@ -9,8 +9,24 @@ from typing import Any
 
 __all__ = ["COLUMNS", "render_html"]
 
-COLUMNS = ("model", "attempt", "params", "mflops", "size_mb", "zip_mb", "sparsity", "p50_ms", "throughput_b8",
-           "gate", "agreement_confident", "confident_n", "top5_overlap", "cosine_mean", "top1_agreement", "accuracy")
+COLUMNS = (
+    "model",
+    "attempt",
+    "params",
+    "mflops",
+    "size_mb",
+    "zip_mb",
+    "sparsity",
+    "p50_ms",
+    "throughput_b8",
+    "gate",
+    "agreement_confident",
+    "confident_n",
+    "top5_overlap",
+    "cosine_mean",
+    "top1_agreement",
+    "accuracy",
+)
 
 
 def _fmt(v: Any) -> str:
@@ -40,16 +56,20 @@ def _scatter(rows: Sequence[dict[str, Any]], xkey: str, ykey: str, title: str) -
     def sy(y: float) -> float:
         return h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
 
-    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="#3b6fb6"/>'
-                   f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 7:.1f}" font-size="11">{html.escape(m)}</text>'
-                   for x, y, m in pts)
-    return (f'<figure><figcaption>{html.escape(title)}</figcaption><svg width="{w}" height="{h}" '
-            f'xmlns="http://www.w3.org/2000/svg" style="overflow:visible">'
-            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>'
-            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#888"/>'
-            f'<text x="{w / 2}" y="{h - 12}" font-size="12" text-anchor="middle">{xkey} ({_fmt(x0)}–{_fmt(x1)})</text>'
-            f'<text x="12" y="{h / 2}" font-size="12" transform="rotate(-90 12 {h / 2})" text-anchor="middle">'
-            f'{ykey} ({_fmt(y0)}–{_fmt(y1)})</text>{dots}</svg></figure>')
+    dots = "".join(
+        f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="#3b6fb6"/>'
+        f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 7:.1f}" font-size="11">{html.escape(m)}</text>'
+        for x, y, m in pts
+    )
+    return (
+        f'<figure><figcaption>{html.escape(title)}</figcaption><svg width="{w}" height="{h}" '
+        f'xmlns="http://www.w3.org/2000/svg" style="overflow:visible">'
+        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>'
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#888"/>'
+        f'<text x="{w / 2}" y="{h - 12}" font-size="12" text-anchor="middle">{xkey} ({_fmt(x0)}–{_fmt(x1)})</text>'
+        f'<text x="12" y="{h / 2}" font-size="12" transform="rotate(-90 12 {h / 2})" text-anchor="middle">'
+        f"{ykey} ({_fmt(y0)}–{_fmt(y1)})</text>{dots}</svg></figure>"
+    )
 
 
 def render_html(art: Any, rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> str:
@@ -57,8 +77,9 @@ def render_html(art: Any, rows: Sequence[dict[str, Any]], records: Sequence[dict
     head = "".join(f"<th>{c}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     quality = "accuracy" if any(r.get("accuracy") is not None for r in rows) else "top1_agreement"
-    plots = _scatter(rows, "size_mb", quality, f"{quality} vs size") + \
-        _scatter(rows, "p50_ms", quality, f"{quality} vs latency (batch 1)")
+    plots = _scatter(rows, "size_mb", quality, f"{quality} vs size") + _scatter(
+        rows, "p50_ms", quality, f"{quality} vs latency (batch 1)"
+    )
     steps = html.escape(json.dumps(list(records), indent=1, default=str)[:20000])
     env = html.escape(json.dumps(art.provenance.get("steps", [{}])[-1].get("versions", {})))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu optimize: {html.escape(art.name)}</title>

@@ -27,10 +27,17 @@ def onnx_metadata(path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
-def detection_setup(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], metadata: Mapping[str, str], *,
-                    task: str | None, labels: Sequence[str] | None, preprocess: Preprocess | None,
-                    decoder: str | None = None, options: Mapping[str, Any] | None = None,
-                    ) -> tuple[Preprocess, Postprocess, list[str] | None] | None:
+def detection_setup(
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    metadata: Mapping[str, str],
+    *,
+    task: str | None,
+    labels: Sequence[str] | None,
+    preprocess: Preprocess | None,
+    decoder: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[Preprocess, Postprocess, list[str] | None] | None:
     """(preprocess, postprocess, labels) for a detector, None for a model that is not one."""
     from ..detection.layouts import LayoutError, choose_decoder, ultralytics_metadata
 
@@ -60,10 +67,19 @@ def detection_setup(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
         base = Preprocess(resize=None, crop=None, scale=1 / 255, mean=(0.0,) * 3, std=(1.0,) * 3, layout=layout)
         fit = "letterbox" if params["decoder"] == "yolo" else "stretch"
     base = replace(preprocess, resize=None, crop=None, layout=layout) if preprocess is not None else base
-    pp = replace(base, params={**base.params, "size": list(size), "fit": options.get("fit", fit),
-                               "pad": int(options.get("pad", 114))})
-    params["matched_by"] = ("--decoder" if decoder else "Ultralytics metadata" if ul
-                            else "SSD anchor count" if params["decoder"] == "ssd" else "output names")
+    pp = replace(
+        base,
+        params={**base.params, "size": list(size), "fit": options.get("fit", fit), "pad": int(options.get("pad", 114))},
+    )
+    params["matched_by"] = (
+        "--decoder"
+        if decoder
+        else "Ultralytics metadata"
+        if ul
+        else "SSD anchor count"
+        if params["decoder"] == "ssd"
+        else "output names"
+    )
     return pp, Postprocess(kind="detection", top_k=int(params["max_det"]), softmax=False, params=params), labels
 
 
@@ -80,8 +96,10 @@ def _size(spec: TensorSpec, ul: Mapping[str, Any] | None, options: Mapping[str, 
     if ul and ul.get("imgsz"):
         imgsz = ul["imgsz"]
         return (int(imgsz[0]), int(imgsz[-1])) if isinstance(imgsz, (list, tuple)) else (int(imgsz), int(imgsz))
-    raise UserInputError(f"the detector's input {spec.name} {list(spec.shape)} has no fixed height and width",
-                         hint="pass them: --decoder-option size=640,640")
+    raise UserInputError(
+        f"the detector's input {spec.name} {list(spec.shape)} has no fixed height and width",
+        hint="pass them: --decoder-option size=640,640",
+    )
 
 
 def parse_options(items: Sequence[str]) -> dict[str, Any]:
@@ -92,8 +110,9 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserInputError(f"decoder option {item!r} is not KEY=VALUE",
-                                 hint="e.g. --decoder-option layout=channels_first")
+            raise UserInputError(
+                f"decoder option {item!r} is not KEY=VALUE", hint="e.g. --decoder-option layout=channels_first"
+            )
         try:
             parsed = yaml.safe_load(f"[{value}]") if "," in value else yaml.safe_load(value)
         except yaml.YAMLError:

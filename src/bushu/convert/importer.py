@@ -53,8 +53,10 @@ def source_kind(src: str) -> str:
         if p.is_dir():
             if (p / "config.json").is_file():
                 return "transformers"
-            raise UserInputError(f"{src} is a directory without config.json; expected a model file (.onnx, .pt2, "
-                                 ".pt), a Hugging Face Transformers model folder or a zoo name")
+            raise UserInputError(
+                f"{src} is a directory without config.json; expected a model file (.onnx, .pt2, "
+                ".pt), a Hugging Face Transformers model folder or a zoo name"
+            )
         if suffix == ".onnx":
             return "onnx"
         if suffix == ".tflite":
@@ -64,25 +66,44 @@ def source_kind(src: str) -> str:
         if suffix in (".pt", ".torchscript"):
             return "torchscript"
         if suffix == ".pth":
-            raise UserInputError(f"{src} looks like a state dict (weights only), which has no architecture",
-                                 hint="import a module:callable that builds the model and loads these weights")
-        raise UserInputError(f"{src}: unknown model format {suffix or '(no suffix)'}",
-                             hint="bushu imports .onnx, .pt2 (torch.export), .pt (TorchScript), module:callable "
-                                  "or a zoo name (bushu import --list)")
+            raise UserInputError(
+                f"{src} looks like a state dict (weights only), which has no architecture",
+                hint="import a module:callable that builds the model and loads these weights",
+            )
+        raise UserInputError(
+            f"{src}: unknown model format {suffix or '(no suffix)'}",
+            hint="bushu imports .onnx, .pt2 (torch.export), .pt (TorchScript), module:callable "
+            "or a zoo name (bushu import --list)",
+        )
     if ":" in src and not src.startswith(":"):
         return "callable"
     from ..errors import UnknownNameError
 
-    raise UnknownNameError("model source", src, zoo.ZOO,
-                           hint="give an .onnx/.pt2/.pt file, a module:callable, or a zoo name (bushu import --list)")
+    raise UnknownNameError(
+        "model source",
+        src,
+        zoo.ZOO,
+        hint="give an .onnx/.pt2/.pt file, a module:callable, or a zoo name (bushu import --list)",
+    )
 
 
-def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None = None,
-                 labels: Sequence[str] | None = None, preprocess: Preprocess | None = None,
-                 tolerance: Tolerance = Tolerance(), simplify: bool = True, reference: bool = True,
-                 name: str | None = None, inputs: InputRequest | None = None, task: str | None = None,
-                 decoder: str | None = None, decoder_options: dict[str, Any] | None = None,
-                 to_onnx: bool = False) -> Artifact:
+def import_model(
+    src: str,
+    out: str | Path,
+    *,
+    input_shape: Sequence[int] | None = None,
+    labels: Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    tolerance: Tolerance = Tolerance(),
+    simplify: bool = True,
+    reference: bool = True,
+    name: str | None = None,
+    inputs: InputRequest | None = None,
+    task: str | None = None,
+    decoder: str | None = None,
+    decoder_options: dict[str, Any] | None = None,
+    to_onnx: bool = False,
+) -> Artifact:
     """Import ``src`` into an artifact at ``out`` and return it (see module docstring).
 
     ``inputs`` (``--input``/``--sample``): the shapes/dtypes to export and check at (recorded as the
@@ -96,11 +117,28 @@ def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None
     req = inputs or InputRequest()
     detect = {"task": task, "decoder": decoder, "options": decoder_options}
     if kind == "onnx":
-        return _import_onnx(Path(src), out, labels=labels, preprocess=preprocess, simplify=simplify,
-                            tolerance=tolerance, name=name, req=req, detect=detect)
+        return _import_onnx(
+            Path(src),
+            out,
+            labels=labels,
+            preprocess=preprocess,
+            simplify=simplify,
+            tolerance=tolerance,
+            name=name,
+            req=req,
+            detect=detect,
+        )
     if kind == "tflite":
-        return _import_tflite(Path(src), out, labels=labels, preprocess=preprocess, name=name, detect=detect,
-                              to_onnx=to_onnx, tolerance=tolerance)
+        return _import_tflite(
+            Path(src),
+            out,
+            labels=labels,
+            preprocess=preprocess,
+            name=name,
+            detect=detect,
+            to_onnx=to_onnx,
+            tolerance=tolerance,
+        )
     import torch  # noqa: F401 - every other source needs it; fail early with the install hint below
 
     if kind == "transformers":
@@ -108,16 +146,43 @@ def import_model(src: str, out: str | Path, *, input_shape: Sequence[int] | None
 
         module, pre, example, details = load_folder(Path(src), req)
         labels = labels or details.pop("labels", None)
-        return _import_torch(module, src, kind, out, example=example, labels=labels, preprocess=preprocess or pre,
-                             postprocess=None, tolerance=tolerance, simplify=simplify, reference=reference,
-                             name=name or out.name, details=details, req=req, files=details.pop("files"),
-                             task="embedding")
+        return _import_torch(
+            module,
+            src,
+            kind,
+            out,
+            example=example,
+            labels=labels,
+            preprocess=preprocess or pre,
+            postprocess=None,
+            tolerance=tolerance,
+            simplify=simplify,
+            reference=reference,
+            name=name or out.name,
+            details=details,
+            req=req,
+            files=details.pop("files"),
+            task="embedding",
+        )
     module, pre, post, lbls, shape, details = _load_torch_source(kind, src, input_shape, req)
     exportable = torch.export.load(src) if kind == "pt2" else None
-    return _import_torch(module, src, kind, out, exportable=exportable, example=_example_specs(module, shape, req),
-                         labels=labels or lbls, preprocess=preprocess or pre,
-                         postprocess=post, tolerance=tolerance, simplify=simplify, reference=reference,
-                         name=name or (src if kind == "zoo" else out.name), details=details, req=req)
+    return _import_torch(
+        module,
+        src,
+        kind,
+        out,
+        exportable=exportable,
+        example=_example_specs(module, shape, req),
+        labels=labels or lbls,
+        preprocess=preprocess or pre,
+        postprocess=post,
+        tolerance=tolerance,
+        simplify=simplify,
+        reference=reference,
+        name=name or (src if kind == "zoo" else out.name),
+        details=details,
+        req=req,
+    )
 
 
 def _example_specs(module: Any, shape: Sequence[int] | None, req: InputRequest) -> list[TensorSpec]:
@@ -144,8 +209,14 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, r
 
         module, m = zoo.build(src)
         shape = (1, 3, m.preprocess.crop, m.preprocess.crop)
-        return (module, m.preprocess, Postprocess(), zoo.imagenet_labels(), tuple(input_shape or shape),
-                {"zoo": m.describe()})
+        return (
+            module,
+            m.preprocess,
+            Postprocess(),
+            zoo.imagenet_labels(),
+            tuple(input_shape or shape),
+            {"zoo": m.describe()},
+        )
     path = Path(src)
     if kind in ("pt2", "torchscript"):
         try:
@@ -155,8 +226,10 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, r
         try:
             module = torch.export.load(str(path)).module() if kind == "pt2" else torch.jit.load(str(path)).eval()
         except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"{path.name} is not a loadable PyTorch model: {str(e).splitlines()[0][:300]}",
-                                 hint="re-save it with torch.export.save or torch.jit.save") from e
+            raise ModelLoadError(
+                f"{path.name} is not a loadable PyTorch model: {str(e).splitlines()[0][:300]}",
+                hint="re-save it with torch.export.save or torch.jit.save",
+            ) from e
         shape = input_shape or (tuple(req.given().values())[0] if req.shapes else None)
         if shape is None and req.sample is not None:
             shape = next(iter(req.sample.values())).shape
@@ -168,8 +241,10 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, r
             ins, _ = _program_specs(torch.export.load(str(path)))
             shape = ins[0].concrete_shape(batch=1)
         if shape is None:
-            raise UserInputError(f"{path.name} does not record its input shape",
-                                 hint="pass it: bushu import MODEL.pt --input input:1x3x224x224")
+            raise UserInputError(
+                f"{path.name} does not record its input shape",
+                hint="pass it: bushu import MODEL.pt --input input:1x3x224x224",
+            )
         return module, None, None, None, tuple(shape), {"file": str(path)}
     # module:callable
     mod_name, _, attr = src.partition(":")
@@ -177,8 +252,10 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, r
     try:
         obj = importlib.import_module(mod_name)
     except ImportError as e:
-        raise NotFoundError(f"cannot import module {mod_name!r} (from {src!r}): {e}",
-                            hint="run from the directory that holds it, or install it") from e
+        raise NotFoundError(
+            f"cannot import module {mod_name!r} (from {src!r}): {e}",
+            hint="run from the directory that holds it, or install it",
+        ) from e
     finally:
         sys.path.pop(0)
     for part in attr.split("."):
@@ -192,9 +269,11 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, r
         raise UserInputError(f"{src} returned {type(module).__name__}, expected a torch.nn.Module")
     shape = input_shape or getattr(module, "input_shape", None)
     if shape is None and not req:
-        raise UserInputError(f"the input shape of {src} is unknown",
-                             hint="pass it: bushu import module:fn --input input:1x3x224x224 (repeat --input "
-                                  "for each input, e.g. --input ids:1x16:int64)")
+        raise UserInputError(
+            f"the input shape of {src} is unknown",
+            hint="pass it: bushu import module:fn --input input:1x3x224x224 (repeat --input "
+            "for each input, e.g. --input ids:1x16:int64)",
+        )
     return module.eval(), None, None, None, tuple(shape) if shape else None, {"callable": src}
 
 
@@ -225,11 +304,26 @@ def _dynamic_axes(module: Any, example: Sequence[TensorSpec], req: InputRequest)
     return axes
 
 
-def _import_torch(module: Any, src: str, kind: str, out: Path, *, example: Sequence[TensorSpec],
-                  labels: Sequence[str] | None, preprocess: Preprocess | None, postprocess: Postprocess | None,
-                  tolerance: Tolerance, simplify: bool, reference: bool, name: str,
-                  details: dict[str, Any], exportable: Any = None, req: InputRequest | None = None,
-                  files: dict[str, Path] | None = None, task: str | None = None) -> Artifact:
+def _import_torch(
+    module: Any,
+    src: str,
+    kind: str,
+    out: Path,
+    *,
+    example: Sequence[TensorSpec],
+    labels: Sequence[str] | None,
+    preprocess: Preprocess | None,
+    postprocess: Postprocess | None,
+    tolerance: Tolerance,
+    simplify: bool,
+    reference: bool,
+    name: str,
+    details: dict[str, Any],
+    exportable: Any = None,
+    req: InputRequest | None = None,
+    files: dict[str, Path] | None = None,
+    task: str | None = None,
+) -> Artifact:
     import torch
 
     from . import onnx as conv
@@ -243,19 +337,28 @@ def _import_torch(module: Any, src: str, kind: str, out: Path, *, example: Seque
             ref_out = module(*[torch.from_numpy(a) for a in arrays])
         except Exception as e:  # noqa: BLE001 - the user's model does not run on this shape
             got = ", ".join(f"{s.name}:{'x'.join(map(str, a.shape))}:{s.dtype}" for s, a in zip(example, arrays))
-            raise UserInputError(f"the model does not run on inputs {got}: {str(e).splitlines()[0][:300]}",
-                                 hint="state each input: --input NAME:SHAPE[:DTYPE] (repeatable)") from e
+            raise UserInputError(
+                f"the model does not run on inputs {got}: {str(e).splitlines()[0][:300]}",
+                hint="state each input: --input NAME:SHAPE[:DTYPE] (repeatable)",
+            ) from e
     outs = _flat_outputs(ref_out)
     n_out = len(outs)
-    output_names = (getattr(module, "output_names", None)
-                    or (["logits"] if n_out == 1 and (labels or kind == "zoo") else [f"output{i}" for i in range(n_out)]))
+    output_names = getattr(module, "output_names", None) or (
+        ["logits"] if n_out == 1 and (labels or kind == "zoo") else [f"output{i}" for i in range(n_out)]
+    )
     input_names = [s.name for s in example]
     axes = _dynamic_axes(module, example, req)
     stated = {**{s.name: [tuple(s.shape)] for s in example}, **req.shapes}
     with tempfile.TemporaryDirectory(prefix="bushu-import-") as tmpd:
         tmp = Path(tmpd)
-        onnx_path = conv.export_onnx(exportable if exportable is not None else module, arrays,
-                                     tmp / MODEL_FILE, input_names, output_names, dynamic_axes=axes)
+        onnx_path = conv.export_onnx(
+            exportable if exportable is not None else module,
+            arrays,
+            tmp / MODEL_FILE,
+            input_names,
+            output_names,
+            dynamic_axes=axes,
+        )
         simp = conv.simplify(onnx_path) if simplify else {"simplified": False, "reason": "--no-simplify"}
         inputs, outputs = _onnx_specs(onnx_path, preprocess, stated, seq=details.get("seq"))
         req.check(inputs)
@@ -267,18 +370,38 @@ def _import_torch(module: Any, src: str, kind: str, out: Path, *, example: Seque
             if reference:
                 files_out[REFERENCE_FILE] = tmp / REFERENCE_FILE
                 roles["reference"] = REFERENCE_FILE
-        elif reference and conv.save_reference(module, arrays, tmp / REFERENCE_FILE, inputs, outputs, dynamic_axes=axes,
-                                               eager={kind: src} if kind in ("zoo", "callable") else None):
+        elif reference and conv.save_reference(
+            module,
+            arrays,
+            tmp / REFERENCE_FILE,
+            inputs,
+            outputs,
+            dynamic_axes=axes,
+            eager={kind: src} if kind in ("zoo", "callable") else None,
+        ):
             files_out[REFERENCE_FILE] = tmp / REFERENCE_FILE
             roles["reference"] = REFERENCE_FILE
-        art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs, name=name,
-                       task="classification" if labels else (task or "raw"),
-                       preprocess=preprocess, postprocess=postprocess or (Postprocess() if labels else None),
-                       files=roles,
-                       provenance={"source": src, "source_kind": kind, **details, "versions": library_versions()},
-                       metrics={"parity": parity})
-        art.add_step("import", source=src, exporter=f"torch.onnx.export(dynamo=False, opset={conv.OPSET})",
-                     dynamic_axes=axes, simplify=simp)
+        art = Artifact(
+            path=out,
+            model_file=MODEL_FILE,
+            format="onnx",
+            inputs=inputs,
+            outputs=outputs,
+            name=name,
+            task="classification" if labels else (task or "raw"),
+            preprocess=preprocess,
+            postprocess=postprocess or (Postprocess() if labels else None),
+            files=roles,
+            provenance={"source": src, "source_kind": kind, **details, "versions": library_versions()},
+            metrics={"parity": parity},
+        )
+        art.add_step(
+            "import",
+            source=src,
+            exporter=f"torch.onnx.export(dynamo=False, opset={conv.OPSET})",
+            dynamic_axes=axes,
+            simplify=simp,
+        )
         return write_artifact(out, files_out, art, labels=list(labels) if labels else None)
 
 
@@ -293,8 +416,18 @@ def _flat_outputs(out: Any) -> list[Any]:
     return [t for o in out for t in _flat_outputs(o)]
 
 
-def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, tolerance: Tolerance,
-                 name: str | None, req: InputRequest, detect: dict[str, Any] | None = None) -> Artifact:
+def _import_onnx(
+    path: Path,
+    out: Path,
+    *,
+    labels,
+    preprocess,
+    simplify: bool,
+    tolerance: Tolerance,
+    name: str | None,
+    req: InputRequest,
+    detect: dict[str, Any] | None = None,
+) -> Artifact:
     from ..runtime import load_backend
     from . import onnx as conv
 
@@ -324,22 +457,45 @@ def _import_onnx(path: Path, out: Path, *, labels, preprocess, simplify: bool, t
         from .detection import detection_setup, onnx_metadata
 
         task, postprocess = ("classification", Postprocess()) if labels else ("raw", None)
-        det = detection_setup(inputs, outputs, onnx_metadata(path), labels=labels, preprocess=preprocess,
-                              **(detect or {}))
+        det = detection_setup(
+            inputs, outputs, onnx_metadata(path), labels=labels, preprocess=preprocess, **(detect or {})
+        )
         if det is not None:
             task, (preprocess, postprocess, labels) = "detection", det
         meta = _onnx_metadata(tmp)
-        art = Artifact(path=out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
-                       name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
-                       provenance={"source": str(path), "source_kind": "onnx", "versions": library_versions(),
-                                   **({"metadata": meta} if meta else {})},
-                       metrics={"parity": parity})
+        art = Artifact(
+            path=out,
+            model_file=MODEL_FILE,
+            format="onnx",
+            inputs=inputs,
+            outputs=outputs,
+            name=name or out.name,
+            task=task,
+            preprocess=preprocess,
+            postprocess=postprocess,
+            provenance={
+                "source": str(path),
+                "source_kind": "onnx",
+                "versions": library_versions(),
+                **({"metadata": meta} if meta else {}),
+            },
+            metrics={"parity": parity},
+        )
         art.add_step("import", source=str(path), simplify=simp, inputs=req.describe(inputs) if req else None)
         return write_artifact(out, {MODEL_FILE: tmp}, art, labels=list(labels) if labels else None)
 
 
-def _import_tflite(path: Path, out: Path, *, labels, preprocess, name: str | None, detect: dict[str, Any],
-                   to_onnx: bool = False, tolerance: Tolerance = Tolerance()) -> Artifact:
+def _import_tflite(
+    path: Path,
+    out: Path,
+    *,
+    labels,
+    preprocess,
+    name: str | None,
+    detect: dict[str, Any],
+    to_onnx: bool = False,
+    tolerance: Tolerance = Tolerance(),
+) -> Artifact:
     """A .tflite model as it is (the litert backend runs it), or with ``to_onnx`` converted by tflite2onnx
     and checked against LiteRT on the same inputs. Detectors are recognised as ONNX ones are."""
     from ..runtime import load_backend
@@ -360,10 +516,19 @@ def _import_tflite(path: Path, out: Path, *, labels, preprocess, name: str | Non
         det = detection_setup(inputs, outputs, {}, labels=labels, preprocess=preprocess, **detect)
         if det is not None:
             task, (preprocess, postprocess, labels) = "detection", det
-        art = Artifact(path=out, model_file=model_file, format=fmt, inputs=inputs, outputs=outputs,
-                       name=name or out.name, task=task, preprocess=preprocess, postprocess=postprocess,
-                       provenance={"source": str(path), "source_kind": "tflite", "versions": library_versions()},
-                       metrics={"parity": parity})
+        art = Artifact(
+            path=out,
+            model_file=model_file,
+            format=fmt,
+            inputs=inputs,
+            outputs=outputs,
+            name=name or out.name,
+            task=task,
+            preprocess=preprocess,
+            postprocess=postprocess,
+            provenance={"source": str(path), "source_kind": "tflite", "versions": library_versions()},
+            metrics={"parity": parity},
+        )
         art.add_step("import", source=str(path), **({"converter": "tflite2onnx"} if to_onnx else {}))
         return write_artifact(out, {model_file: src_file}, art, labels=list(labels) if labels else None)
 
@@ -378,8 +543,10 @@ def _tflite_to_onnx(src: Path, dst: Path) -> None:
     try:
         tflite2onnx.convert(str(src), str(dst))
     except Exception as e:  # noqa: BLE001 - the converter's own errors (unsupported op ...)
-        raise ModelLoadError(f"tflite2onnx cannot convert {src.name}: {str(e).splitlines()[0][:300]}",
-                             hint="import the .tflite as it is (without --to-onnx): the litert backend runs it") from e
+        raise ModelLoadError(
+            f"tflite2onnx cannot convert {src.name}: {str(e).splitlines()[0][:300]}",
+            hint="import the .tflite as it is (without --to-onnx): the litert backend runs it",
+        ) from e
     import onnx
     from onnx import version_converter
 
@@ -399,13 +566,26 @@ def _parity_tflite(src: Path, onnx_path: Path, tol: Tolerance) -> dict[str, Any]
         onnx_feeds = {}
         for r, g in zip(ref_be.inputs, got_be.inputs, strict=True):
             x = feeds[r.name]
-            if x.ndim == 4 and x.shape != g.concrete_shape(batch=1) and x.transpose(0, 3, 1, 2).shape == \
-                    g.concrete_shape(batch=1):
+            if (
+                x.ndim == 4
+                and x.shape != g.concrete_shape(batch=1)
+                and x.transpose(0, 3, 1, 2).shape == g.concrete_shape(batch=1)
+            ):
                 x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
             onnx_feeds[g.name] = x
         ref, got = ref_be.infer(feeds), got_be.infer(onnx_feeds)
-    return _report(f"tflite2onnx conversion of {src.name}", "source .tflite (LiteRT)", ref, got, tol,
-                   check_tolerance, agreement, summarize)
+    return _report(
+        f"tflite2onnx conversion of {src.name}",
+        "source .tflite (LiteRT)",
+        ref,
+        got,
+        tol,
+        check_tolerance,
+        agreement,
+        summarize,
+    )
+
+
 def _onnx_metadata(path: Path) -> dict[str, str]:
     import onnx
 
@@ -422,15 +602,17 @@ def _run_checked(path: Path, feeds: dict[str, np.ndarray]) -> None:
         run_model(path, feeds)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
         got = " ".join(f"{k}:{'x'.join(map(str, v.shape))}:{dtype_name(v.dtype)}" for k, v in feeds.items())
-        raise UserInputError(f"{path.name} fails on the inputs bushu derived ({got}): "
-                             f"{str(getattr(e, 'message', e)).splitlines()[0][:300]}",
-                             hint="state the sizes it takes: --input NAME:SHAPE[:DTYPE], or real arrays: "
-                                  "--sample FILE.npz") from e
+        raise UserInputError(
+            f"{path.name} fails on the inputs bushu derived ({got}): "
+            f"{str(getattr(e, 'message', e)).splitlines()[0][:300]}",
+            hint="state the sizes it takes: --input NAME:SHAPE[:DTYPE], or real arrays: --sample FILE.npz",
+        ) from e
 
 
 # -- checks -------------------------------------------------------------------------------------------
-def _onnx_specs(path: Path, preprocess: Preprocess | None = None, stated: dict | None = None,
-                seq: dict | None = None) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def _onnx_specs(
+    path: Path, preprocess: Preprocess | None = None, stated: dict | None = None, seq: dict | None = None
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The graph's IO, inputs annotated with role, safe values and dim ranges (bushu.convert.signature)."""
     import onnx
 
@@ -451,8 +633,9 @@ def _parity_feeds(inputs: Sequence[TensorSpec], req: InputRequest | None = None)
     return req.feeds(inputs, batch=batch, seed=1)
 
 
-def _parity(module: Any, onnx_path: Path, inputs: list[TensorSpec], tol: Tolerance, what: str,
-            req: InputRequest | None = None) -> dict[str, Any]:
+def _parity(
+    module: Any, onnx_path: Path, inputs: list[TensorSpec], tol: Tolerance, what: str, req: InputRequest | None = None
+) -> dict[str, Any]:
     import torch
 
     from ..validate import agreement, check_tolerance, run_model, summarize
@@ -469,13 +652,23 @@ def _parity(module: Any, onnx_path: Path, inputs: list[TensorSpec], tol: Toleran
 def _parity_onnx(src: Path, simplified: Path, tol: Tolerance, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
     from ..validate import agreement, check_tolerance, run_model, summarize
 
-    return _report(f"simplified {src.name}", "source .onnx", run_model(src, feeds), run_model(simplified, feeds),
-                   tol, check_tolerance, agreement, summarize)
+    return _report(
+        f"simplified {src.name}",
+        "source .onnx",
+        run_model(src, feeds),
+        run_model(simplified, feeds),
+        tol,
+        check_tolerance,
+        agreement,
+        summarize,
+    )
 
 
 def _report(what, reference, ref, got, tol, check_tolerance, agreement, summarize) -> dict[str, Any]:
     rows = check_tolerance(what, ref, got, tol.atol, tol.rtol)  # raises ToleranceError / ShapeError
     agree = agreement(ref, got)
-    outputs = [{**r, **{k: v for k, v in agree[r["name"]].items() if k in ("top1_agreement", "cosine_min")}}
-               for r in summarize(rows)]
+    outputs = [
+        {**r, **{k: v for k, v in agree[r["name"]].items() if k in ("top1_agreement", "cosine_min")}}
+        for r in summarize(rows)
+    ]
     return {"reference": reference, "passed": True, "samples": len(next(iter(ref.values()))), "outputs": outputs}

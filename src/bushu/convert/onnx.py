@@ -28,9 +28,15 @@ class ExportError(BushuError):
     pass
 
 
-def export_onnx(module: Any, example: Sequence[np.ndarray], out: Path, input_names: Sequence[str],
-                output_names: Sequence[str], opset: int = OPSET,
-                dynamic_axes: dict[str, dict[int, str]] | None = None) -> Path:
+def export_onnx(
+    module: Any,
+    example: Sequence[np.ndarray],
+    out: Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    opset: int = OPSET,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> Path:
     """Export ``module`` called on ``example`` to ``out`` with dim 0 of every input/output named ``batch``
     (plus ``dynamic_axes``: input name -> {axis: symbol}, e.g. {"input_ids": {1: "seq"}}).
 
@@ -49,17 +55,34 @@ def export_onnx(module: Any, example: Sequence[np.ndarray], out: Path, input_nam
             warnings.simplefilter("ignore")  # the exporter's own deprecation notice and tracer warnings
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)
             if isinstance(module, torch.export.ExportedProgram):  # already traced, dynamic dims included
-                torch.onnx.export(module, dynamo=True, f=str(out), opset_version=max(opset, 18),
-                                  input_names=list(input_names), output_names=list(output_names),
-                                  external_data=False, verbose=False)
+                torch.onnx.export(
+                    module,
+                    dynamo=True,
+                    f=str(out),
+                    opset_version=max(opset, 18),
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    external_data=False,
+                    verbose=False,
+                )
             else:
-                torch.onnx.export(module, args, str(out), dynamo=False, opset_version=opset,
-                                  input_names=list(input_names), output_names=list(output_names),
-                                  dynamic_axes=axes, do_constant_folding=True)
+                torch.onnx.export(
+                    module,
+                    args,
+                    str(out),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    dynamic_axes=axes,
+                    do_constant_folding=True,
+                )
     except Exception as e:  # the exporter raises many types (UnsupportedOperatorError, RuntimeError...)
-        raise ExportError(f"torch.onnx.export failed: {str(e).splitlines()[0][:400]}",
-                          hint="check the model runs on the example input; unsupported ops need a newer opset "
-                               "(--opset) or a custom symbolic") from e
+        raise ExportError(
+            f"torch.onnx.export failed: {str(e).splitlines()[0][:400]}",
+            hint="check the model runs on the example input; unsupported ops need a newer opset "
+            "(--opset) or a custom symbolic",
+        ) from e
     return out
 
 
@@ -83,9 +106,15 @@ def simplify(path: Path) -> dict[str, Any]:
     return {"simplified": True, "tool": "onnxslim", "nodes_before": before, "nodes_after": len(slim.graph.node)}
 
 
-def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs: Sequence[TensorSpec],
-                   outputs: Sequence[TensorSpec], dynamic_axes: dict[str, dict[int, str]] | None = None,
-                   eager: dict[str, str] | None = None) -> Path | None:
+def save_reference(
+    module: Any,
+    example: Sequence[np.ndarray],
+    out: Path,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+    eager: dict[str, str] | None = None,
+) -> Path | None:
     """Save ``module`` as a ``torch.export`` program (the torch backend's reference), batch dim dynamic.
 
     ``eager``: how to rebuild the source module ({"zoo": name} or {"callable": "mod:fn"}); stored beside
@@ -100,21 +129,31 @@ def save_reference(module: Any, example: Sequence[np.ndarray], out: Path, inputs
     from ..runtime.backends.torch import EAGER_EXTRA_FILE, IO_EXTRA_FILE
 
     # an example batch of 1 is specialised to the constant 1 (docs/notes.md): export with 2
-    ex2 = tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate([a, a])[:2] if len(a) < 2 else a))
-                for a in example)
+    ex2 = tuple(
+        torch.from_numpy(np.ascontiguousarray(np.concatenate([a, a])[:2] if len(a) < 2 else a)) for a in example
+    )
     dims = {"batch": Dim("batch", min=1, max=4096)}
-    shapes = tuple({i: dims.setdefault(sym, Dim(sym.replace(".", "_"), min=1)) for i, sym in
-                    {0: "batch", **(dynamic_axes or {}).get(s.name, {})}.items()} for s in inputs)
-    io = {IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in inputs],
-                                     "outputs": [s.to_dict() for s in outputs]})}
+    shapes = tuple(
+        {
+            i: dims.setdefault(sym, Dim(sym.replace(".", "_"), min=1))
+            for i, sym in {0: "batch", **(dynamic_axes or {}).get(s.name, {})}.items()
+        }
+        for s in inputs
+    )
+    io = {
+        IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]})
+    }
     if eager:
         io[EAGER_EXTRA_FILE] = json.dumps(eager)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             logging.getLogger("torch.export").setLevel(logging.ERROR)
-            program = module if isinstance(module, torch.export.ExportedProgram) else \
-                torch.export.export(module, ex2, dynamic_shapes=shapes)
+            program = (
+                module
+                if isinstance(module, torch.export.ExportedProgram)
+                else torch.export.export(module, ex2, dynamic_shapes=shapes)
+            )
             torch.export.save(program, str(out), extra_files=io)
     except Exception:  # noqa: BLE001 - see docstring
         return None

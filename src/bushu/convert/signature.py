@@ -60,8 +60,11 @@ def _role(spec: TensorSpec) -> str | None:
             return "token_type_ids"
         if "position" in n:
             return "position_ids"
-    if spec.dtype in ("float32", "float16", "bfloat16", "float64") and len(spec.shape) == 4 and (
-            spec.shape[1] in (1, 3) or spec.shape[3] in (1, 3)):
+    if (
+        spec.dtype in ("float32", "float16", "bfloat16", "float64")
+        and len(spec.shape) == 4
+        and (spec.shape[1] in (1, 3) or spec.shape[3] in (1, 3))
+    ):
         return "image"
     return None
 
@@ -87,9 +90,13 @@ def _imgsz(meta: Mapping[str, str]) -> tuple[int, int] | None:
     return (int(v[0]), int(v[-1])) if v else None
 
 
-def annotate(model, specs: Sequence[TensorSpec], preprocess=None,
-             stated: Mapping[str, Sequence[Sequence[int]]] | None = None,
-             seq: Mapping[str, int] | None = None) -> list[TensorSpec]:
+def annotate(
+    model,
+    specs: Sequence[TensorSpec],
+    preprocess=None,
+    stated: Mapping[str, Sequence[Sequence[int]]] | None = None,
+    seq: Mapping[str, int] | None = None,
+) -> list[TensorSpec]:
     """``specs`` (an ONNX graph's inputs) with role, safe values and per-symbol ranges filled in.
 
     ``stated``: input name -> the shapes the user gave (typical = the first; min/max over all);

@@ -24,22 +24,34 @@ from ..spec import TensorSpec
 __all__ = ["load_folder"]
 
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt",
-                   "vocab.json", "sentencepiece.bpe.model", "spiece.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+)
 SEQ = "sequence_length"
 SEQ_TYPICAL = 128
 
 
 def _check_folder(folder: Path) -> None:
     if not any((folder / w).is_file() for w in WEIGHTS):
-        raise UserInputError(f"{folder} has config.json but no weights (expected one of {', '.join(WEIGHTS[:2])})",
-                             hint="download the whole model folder (e.g. huggingface-cli download NAME --local-dir "
-                                  "DIR) and import DIR")
-    if not any((folder / t).is_file() for t in ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
-                                                 "sentencepiece.bpe.model")):
-        raise UserInputError(f"{folder} has no tokenizer (tokenizer.json, vocab.txt, ...), which text inputs need",
-                             hint="save the tokenizer into the folder: AutoTokenizer.from_pretrained(NAME)"
-                                  ".save_pretrained(DIR)")
+        raise UserInputError(
+            f"{folder} has config.json but no weights (expected one of {', '.join(WEIGHTS[:2])})",
+            hint="download the whole model folder (e.g. huggingface-cli download NAME --local-dir DIR) and import DIR",
+        )
+    if not any(
+        (folder / t).is_file()
+        for t in ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+    ):
+        raise UserInputError(
+            f"{folder} has no tokenizer (tokenizer.json, vocab.txt, ...), which text inputs need",
+            hint="save the tokenizer into the folder: AutoTokenizer.from_pretrained(NAME).save_pretrained(DIR)",
+        )
 
 
 def load_folder(folder: Path, req: InputRequest) -> tuple[Any, Preprocess, list[TensorSpec], dict[str, Any]]:
@@ -60,8 +72,9 @@ def load_folder(folder: Path, req: InputRequest) -> tuple[Any, Preprocess, list[
     import inspect
 
     params = inspect.signature(model.forward).parameters
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in params
-                                               and config.get("type_vocab_size", 0) else [])
+    names = ["input_ids", "attention_mask"] + (
+        ["token_type_ids"] if "token_type_ids" in params and config.get("type_vocab_size", 0) else []
+    )
     output = "logits" if classifier else "last_hidden_state"
     max_pos = int(config.get("max_position_embeddings") or 512)
     tok_files = _tokenizer_files(folder)
@@ -80,14 +93,20 @@ def load_folder(folder: Path, req: InputRequest) -> tuple[Any, Preprocess, list[
 
     given = req.given()
     example = [TensorSpec(n, "int64", given.get(n) or (1, min(SEQ_TYPICAL, max_len))) for n in names]
-    pre = Preprocess(kind="text", resize=None, crop=None,
-                     params={"tokenizer": "tokenizer.json", "max_length": max_len, "inputs": names,
-                             "files": sorted(tok_files)})
-    details = {"transformers_folder": str(folder), "architecture": (config.get("architectures") or ["?"])[0],
-               "exporter_note": "optimum-style IO names and dynamic axes (optimum-onnx not installed: it would "
-                                "downgrade transformers/tokenizers)",
-               "seq": {"typical": min(SEQ_TYPICAL, max_len), "max": max_pos},
-               "files": tok_files}
+    pre = Preprocess(
+        kind="text",
+        resize=None,
+        crop=None,
+        params={"tokenizer": "tokenizer.json", "max_length": max_len, "inputs": names, "files": sorted(tok_files)},
+    )
+    details = {
+        "transformers_folder": str(folder),
+        "architecture": (config.get("architectures") or ["?"])[0],
+        "exporter_note": "optimum-style IO names and dynamic axes (optimum-onnx not installed: it would "
+        "downgrade transformers/tokenizers)",
+        "seq": {"typical": min(SEQ_TYPICAL, max_len), "max": max_pos},
+        "files": tok_files,
+    }
     labels = config.get("id2label") if classifier else None
     if labels:
         details["labels"] = [labels[str(i)] for i in range(len(labels))]
@@ -114,6 +133,8 @@ def _tokenizer_files(folder: Path) -> dict[str, Path | bytes]:
                 tok.backend_tokenizer.save(str(Path(d) / "tokenizer.json"))
                 files["tokenizer.json"] = (Path(d) / "tokenizer.json").read_bytes()
         except Exception as e:  # noqa: BLE001
-            raise UserInputError(f"{folder}: no tokenizer.json, and transformers cannot build a fast tokenizer "
-                                 f"from its files: {str(e).splitlines()[0][:200]}") from e
+            raise UserInputError(
+                f"{folder}: no tokenizer.json, and transformers cannot build a fast tokenizer "
+                f"from its files: {str(e).splitlines()[0][:200]}"
+            ) from e
     return files

@@ -63,9 +63,14 @@ class ArrayReader:
 
     def take(self, n: int) -> ArrayReader:
         """The first ``n`` samples as a new reader (a cheap subset for sensitivity analysis)."""
-        return ArrayReader({k: v[:n] for k, v in self.feeds.items()}, self.batch_size,
-                           self.labels[:n] if self.labels else None, self.source,
-                           targets=self.targets[:n] if self.targets is not None else None, unlabelled=self.unlabelled)
+        return ArrayReader(
+            {k: v[:n] for k, v in self.feeds.items()},
+            self.batch_size,
+            self.labels[:n] if self.labels else None,
+            self.source,
+            targets=self.targets[:n] if self.targets is not None else None,
+            unlabelled=self.unlabelled,
+        )
 
 
 def expected(specs: Sequence[TensorSpec]) -> str:
@@ -88,25 +93,30 @@ def scan_images(folder: Path) -> list[tuple[Path, str | None]]:
     return [(p, scan.classes[i]) for p, i in scan.items]
 
 
-def image_arrays(folder: str | Path, specs: Sequence[TensorSpec], preprocess, limit: int | None = 100,
-                 batch_size: int = 1) -> ArrayReader:
+def image_arrays(
+    folder: str | Path, specs: Sequence[TensorSpec], preprocess, limit: int | None = 100, batch_size: int = 1
+) -> ArrayReader:
     """Images under ``folder`` → pre-processed float batches for the model's one image input."""
     from ..model.processing import preprocess_image
     from .images import open_image
 
     folder = Path(folder)
     if preprocess is None or getattr(preprocess, "kind", "image") != "image":
-        raise UserInputError(f"{folder} holds images, but the artifact has no image pre-processing; "
-                             f"the model expects {expected(specs)}",
-                             hint="pass the inputs as a .npy/.npz file instead")
+        raise UserInputError(
+            f"{folder} holds images, but the artifact has no image pre-processing; the model expects {expected(specs)}",
+            hint="pass the inputs as a .npy/.npz file instead",
+        )
     if len(specs) != 1:
-        raise UserInputError(f"an image folder can feed a model with one input; this one has {expected(specs)}",
-                             hint="pass a .npz file with one array per input name")
+        raise UserInputError(
+            f"an image folder can feed a model with one input; this one has {expected(specs)}",
+            hint="pass a .npz file with one array per input name",
+        )
     items = scan_images(folder)
     if not items:
-        raise UserInputError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)} files, "
-                             "directly or one folder per class)",
-                             hint=f"put a few dozen representative images there; the model expects {expected(specs)}")
+        raise UserInputError(
+            f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)} files, directly or one folder per class)",
+            hint=f"put a few dozen representative images there; the model expects {expected(specs)}",
+        )
     if limit and len(items) > limit:
         # An even spread over classes beats the first N files of the first class.
         idx = np.linspace(0, len(items) - 1, num=limit).round().astype(int)
@@ -119,17 +129,27 @@ def image_arrays(folder: str | Path, specs: Sequence[TensorSpec], preprocess, li
         except Exception:  # noqa: BLE001 - any decode failure: list and skip
             skipped.append(path.name)
     if not arrays:
-        raise UserInputError(f"none of the {len(items)} image file(s) in {folder} could be decoded "
-                             f"(e.g. {skipped[0]})", hint="check the files are real images, not truncated")
+        raise UserInputError(
+            f"none of the {len(items)} image file(s) in {folder} could be decoded (e.g. {skipped[0]})",
+            hint="check the files are real images, not truncated",
+        )
     x = np.stack(arrays)
     check_array(specs[0], x, str(folder))
     named = [label for label in labels if label]
-    return ArrayReader({specs[0].name: x}, batch_size, named if len(named) == len(labels) else None, str(folder),
-                       skipped)
+    return ArrayReader(
+        {specs[0].name: x}, batch_size, named if len(named) == len(labels) else None, str(folder), skipped
+    )
 
 
-def labelled_arrays(folder: str | Path, art: Any, *, limit: int | None = None, batch_size: int = 8,
-                    require: str | None = None, allow_unmatched: bool = False) -> ArrayReader:
+def labelled_arrays(
+    folder: str | Path,
+    art: Any,
+    *,
+    limit: int | None = None,
+    batch_size: int = 8,
+    require: str | None = None,
+    allow_unmatched: bool = False,
+) -> ArrayReader:
     """``image_arrays`` plus ``targets``: the model's output index per sample, where the class folders are
     the model's labels. A flat folder gives ``targets`` None (``unlabelled`` says why), or an error with
     ``require`` (what needs the labels, e.g. "accuracy"). Class folders that are not the model's labels
@@ -161,12 +181,17 @@ def check_array(spec: TensorSpec, a: np.ndarray, where: str) -> np.ndarray:
     if a.dtype != want:
         # float64 from numpy defaults is fine for a float32 input; anything else is a real mismatch.
         if not (a.dtype.kind == "f" and want.kind == "f"):
-            raise UserInputError(f"{where}: array for input {spec.name!r} has dtype {dtype_name(a.dtype)}, "
-                                 f"expected {spec.dtype} ({spec})", hint=f"convert with .astype('{spec.dtype}')")
+            raise UserInputError(
+                f"{where}: array for input {spec.name!r} has dtype {dtype_name(a.dtype)}, "
+                f"expected {spec.dtype} ({spec})",
+                hint=f"convert with .astype('{spec.dtype}')",
+            )
         a = a.astype(want)
-    if a.ndim != len(spec.shape) or any(isinstance(d, int) and d >= 0 and g != d
-                                        for g, d in zip(a.shape[1:], spec.shape[1:])):
-        raise UserInputError(f"{where}: array for input {spec.name!r} has shape {list(a.shape)}, "
-                             f"expected {list(spec.shape)} ({spec})",
-                             hint="stack samples along the first axis; other dims must match the model")
+    if a.ndim != len(spec.shape) or any(
+        isinstance(d, int) and d >= 0 and g != d for g, d in zip(a.shape[1:], spec.shape[1:])
+    ):
+        raise UserInputError(
+            f"{where}: array for input {spec.name!r} has shape {list(a.shape)}, expected {list(spec.shape)} ({spec})",
+            hint="stack samples along the first axis; other dims must match the model",
+        )
     return np.ascontiguousarray(a)

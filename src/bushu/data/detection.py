@@ -56,8 +56,9 @@ class DetectionDataset:
 
     def counts(self) -> dict[str, int]:
         """Boxes per class."""
-        n = np.bincount(np.concatenate([s.classes for s in self.samples] + [np.zeros(0, np.int64)]),
-                        minlength=len(self.classes))
+        n = np.bincount(
+            np.concatenate([s.classes for s in self.samples] + [np.zeros(0, np.int64)]), minlength=len(self.classes)
+        )
         return dict(zip(self.classes, n.tolist()))
 
 
@@ -65,8 +66,10 @@ class DetectionDataset:
 #: with 6 decimals (YOLO) come back a fraction of a pixel off
 ROUNDING = 0.5
 
-_LAYOUTS = ("COCO: annotations/instances.json + images/; YOLO: data.yaml + images/ + labels/; "
-            "VOC: Annotations/*.xml + JPEGImages/")
+_LAYOUTS = (
+    "COCO: annotations/instances.json + images/; YOLO: data.yaml + images/ + labels/; "
+    "VOC: Annotations/*.xml + JPEGImages/"
+)
 
 
 def detect_format(path: str | Path) -> str:
@@ -123,33 +126,51 @@ class _Builder:
             self.problem(path, f"image does not decode: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
             return None
 
-    def add(self, image: Path, size: tuple[int, int], boxes: Iterable[tuple[float, float, float, float, int]],
-            where: Path | str) -> None:
+    def add(
+        self,
+        image: Path,
+        size: tuple[int, int],
+        boxes: Iterable[tuple[float, float, float, float, int]],
+        where: Path | str,
+    ) -> None:
         w, h = size
         kept_b, kept_c = [], []
         for x1, y1, x2, y2, c in boxes:
             if not 0 <= c < len(self.ds.classes):
-                self.problem(where, f"class id {c} is not one of the {len(self.ds.classes)} classes "
-                                    f"(0..{len(self.ds.classes) - 1}); box left out")
+                self.problem(
+                    where,
+                    f"class id {c} is not one of the {len(self.ds.classes)} classes "
+                    f"(0..{len(self.ds.classes) - 1}); box left out",
+                )
                 continue
             clipped = (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
             if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                self.problem(where, f"box {_fmt((x1, y1, x2, y2))} of {self.ds.classes[c]!r} has no area inside "
-                                    f"the {w}x{h} image; box left out")
+                self.problem(
+                    where,
+                    f"box {_fmt((x1, y1, x2, y2))} of {self.ds.classes[c]!r} has no area inside "
+                    f"the {w}x{h} image; box left out",
+                )
                 continue
             if max(abs(a - b) for a, b in zip(clipped, (x1, y1, x2, y2))) > ROUNDING:
-                self.problem(where, f"box {_fmt((x1, y1, x2, y2))} of {self.ds.classes[c]!r} lies outside the "
-                                    f"{w}x{h} image; clipped to {_fmt(clipped)}")
+                self.problem(
+                    where,
+                    f"box {_fmt((x1, y1, x2, y2))} of {self.ds.classes[c]!r} lies outside the "
+                    f"{w}x{h} image; clipped to {_fmt(clipped)}",
+                )
             kept_b.append(clipped)
             kept_c.append(c)
-        self.ds.samples.append(DetectionSample(image, w, h, np.asarray(kept_b, np.float32).reshape(-1, 4),
-                                               np.asarray(kept_c, np.int64)))
+        self.ds.samples.append(
+            DetectionSample(image, w, h, np.asarray(kept_b, np.float32).reshape(-1, 4), np.asarray(kept_c, np.int64))
+        )
 
     def done(self) -> DetectionDataset:
         if not self.ds.samples:
-            raise UserInputError(f"no image of {self.ds.root} could be read ({len(self.ds.problems)} problems: "
-                                 + "; ".join(f"{p.path}: {p.reason}" for p in self.ds.problems[:3]) + ")",
-                                 hint=_LAYOUTS)
+            raise UserInputError(
+                f"no image of {self.ds.root} could be read ({len(self.ds.problems)} problems: "
+                + "; ".join(f"{p.path}: {p.reason}" for p in self.ds.problems[:3])
+                + ")",
+                hint=_LAYOUTS,
+            )
         return self.ds
 
 
@@ -158,11 +179,15 @@ def _fmt(box) -> str:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 # --- COCO -------------------------------------------------------------------------------------------------------
+
 
 def _coco_json(root: Path, required: bool = True) -> Path | None:
     candidates = sorted(root.glob("*.json")) + sorted((root / "annotations").glob("*.json"))
@@ -174,8 +199,9 @@ def _coco_json(root: Path, required: bool = True) -> Path | None:
         if isinstance(doc, dict) and {"images", "annotations", "categories"} <= set(doc):
             return p
     if required:
-        raise UserInputError(f"no COCO annotation file in {root} (a .json with images, annotations and categories)",
-                             hint=_LAYOUTS)
+        raise UserInputError(
+            f"no COCO annotation file in {root} (a .json with images, annotations and categories)", hint=_LAYOUTS
+        )
     return None
 
 
@@ -186,8 +212,10 @@ def _read_coco(path: Path) -> DetectionDataset:
         cats = sorted(doc["categories"], key=lambda c: c["id"])
         images, anns = doc["images"], doc["annotations"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserInputError(f"cannot read COCO annotations {ann_file}: {type(e).__name__}: {e}",
-                             hint="a JSON object with images, annotations and categories lists") from e
+        raise UserInputError(
+            f"cannot read COCO annotations {ann_file}: {type(e).__name__}: {e}",
+            hint="a JSON object with images, annotations and categories lists",
+        ) from e
     root = ann_file.parent.parent if ann_file.parent.name == "annotations" else ann_file.parent
     b = _Builder(root, "coco", [str(c["name"]) for c in cats])
     index = {c["id"]: i for i, c in enumerate(cats)}
@@ -196,12 +224,16 @@ def _read_coco(path: Path) -> DetectionDataset:
         by_image.setdefault(a.get("image_id"), []).append(a)
     known = {im.get("id") for im in images}
     for image_id in by_image.keys() - known:
-        b.problem(ann_file, f"{len(by_image[image_id])} annotation(s) for image id {image_id!r}, which is not "
-                            "in the images list; left out")
+        b.problem(
+            ann_file,
+            f"{len(by_image[image_id])} annotation(s) for image id {image_id!r}, which is not "
+            "in the images list; left out",
+        )
     for im in images:
         name = str(im.get("file_name", ""))
-        file = next((d / name for d in (root / "images", root, ann_file.parent) if (d / name).is_file()),
-                    root / "images" / name)
+        file = next(
+            (d / name for d in (root / "images", root, ann_file.parent) if (d / name).is_file()), root / "images" / name
+        )
         size = b.image_size(file, f"{ann_file} (image id {im.get('id')!r})")
         if size is None:
             continue
@@ -212,8 +244,10 @@ def _read_coco(path: Path) -> DetectionDataset:
             x, y, w, h = (float(v) for v in a["bbox"])
             cid = a.get("category_id")
             if cid not in index:
-                b.problem(f"{ann_file} (annotation {a.get('id')!r})",
-                          f"category id {cid!r} is not among the categories {sorted(index)}; box left out")
+                b.problem(
+                    f"{ann_file} (annotation {a.get('id')!r})",
+                    f"category id {cid!r} is not among the categories {sorted(index)}; box left out",
+                )
                 continue
             boxes.append((x, y, x + w, y + h, index[cid]))
         b.add(file, size, boxes, f"{ann_file} (image {name})")
@@ -221,6 +255,7 @@ def _read_coco(path: Path) -> DetectionDataset:
 
 
 # --- YOLO -------------------------------------------------------------------------------------------------------
+
 
 def _yolo_yaml(root: Path) -> Path | None:
     for name in ("data.yaml", "data.yml", "dataset.yaml"):
@@ -244,10 +279,13 @@ def _read_yolo(path: Path) -> DetectionDataset:
     if isinstance(names, dict):
         names = [str(names[k]) for k in sorted(names, key=int)]
     if not isinstance(names, list) or not names:
-        raise UserInputError(f"{cfg_file or root / 'data.yaml'} has no class names",
-                             hint="data.yaml needs names: a list, or a map from class id to name")
-    base = root / str(cfg.get("path") or ".") if not Path(str(cfg.get("path") or ".")).is_absolute() \
-        else Path(cfg["path"])
+        raise UserInputError(
+            f"{cfg_file or root / 'data.yaml'} has no class names",
+            hint="data.yaml needs names: a list, or a map from class id to name",
+        )
+    base = (
+        root / str(cfg.get("path") or ".") if not Path(str(cfg.get("path") or ".")).is_absolute() else Path(cfg["path"])
+    )
     val = cfg.get("val") or cfg.get("test") or "images"
     img_dir = base / val if isinstance(val, str) and (base / val).is_dir() else root / "images"
     b = _Builder(root, "yolo", [str(n) for n in names])
@@ -294,6 +332,7 @@ def _label_dir(img_dir: Path) -> Path:
 
 # --- VOC --------------------------------------------------------------------------------------------------------
 
+
 def _read_voc(path: Path) -> DetectionDataset:
     import xml.etree.ElementTree as ET
 
@@ -321,8 +360,11 @@ def _read_voc(path: Path) -> DetectionDataset:
     b.ds.problems += problems
     index = {n: i for i, n in enumerate(classes)}
     for xml, filename, objs in parsed:
-        img = img_dir / filename if filename and (img_dir / filename).is_file() else \
-            next((p for p in img_dir.glob(xml.stem + ".*") if p.suffix.lower() in IMAGE_SUFFIXES), None)
+        img = (
+            img_dir / filename
+            if filename and (img_dir / filename).is_file()
+            else next((p for p in img_dir.glob(xml.stem + ".*") if p.suffix.lower() in IMAGE_SUFFIXES), None)
+        )
         if img is None:
             b.problem(xml, f"label file without its image ({filename or xml.stem + '.*'} not in {img_dir}); left out")
             continue
@@ -335,8 +377,12 @@ def _read_voc(path: Path) -> DetectionDataset:
                 from ..errors import did_you_mean
 
                 close = did_you_mean(name, classes, n=1)
-                b.problem(xml, f"class {name!r} is not in {listed.name if listed else 'the classes'}"
-                               + (f" (did you mean {close[0]!r}?)" if close else "") + "; box left out")
+                b.problem(
+                    xml,
+                    f"class {name!r} is not in {listed.name if listed else 'the classes'}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + "; box left out",
+                )
                 continue
             boxes.append((x1 - 1, y1 - 1, x2, y2, index[name]))
         b.add(img, size, boxes, xml)

@@ -42,8 +42,9 @@ def read_text(path: Path) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UserInputError(f"not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); re-save it as UTF-8"
-                             ) from e
+        raise UserInputError(
+            f"not UTF-8 text (byte {e.start}: {raw[e.start : e.start + 1]!r}); re-save it as UTF-8"
+        ) from e
     if not text.strip():
         raise UserInputError("empty text")
     return text.strip()
@@ -92,18 +93,25 @@ class LabelledFolder:
     def scan(cls, root: str | Path, kind: str = "image") -> LabelledFolder:
         root, noun = Path(root), NOUNS[kind]
         if not root.exists():
-            raise NotFoundError(f"dataset directory not found: {root}",
-                                hint=f"pass a folder with one sub-folder of {noun} per class")
+            raise NotFoundError(
+                f"dataset directory not found: {root}", hint=f"pass a folder with one sub-folder of {noun} per class"
+            )
         if not root.is_dir():
-            raise UserInputError(f"{root} is a file, expected a directory with one sub-folder per class",
-                                 hint="pass a folder laid out as DIR/<class name>/<file>")
+            raise UserInputError(
+                f"{root} is a file, expected a directory with one sub-folder per class",
+                hint="pass a folder laid out as DIR/<class name>/<file>",
+            )
         scan = scan_folder(root, SUFFIXES[kind])
         if not scan.classes or not scan.items:
             loose = ", ".join(p.name for p in scan.loose[:3])
-            what = f"{noun} directly in it ({loose}) but no class sub-folders" if loose else \
-                f"no class sub-folders with {noun} ({suffix_list(kind, 5 if kind == 'image' else 3)})"
-            raise UserInputError(f"{root} has {what}", hint=f"lay the dataset out as {root}/<class name>/<file> "
-                                                            f"({suffix_list(kind)})")
+            what = (
+                f"{noun} directly in it ({loose}) but no class sub-folders"
+                if loose
+                else f"no class sub-folders with {noun} ({suffix_list(kind, 5 if kind == 'image' else 3)})"
+            )
+            raise UserInputError(
+                f"{root} has {what}", hint=f"lay the dataset out as {root}/<class name>/<file> ({suffix_list(kind)})"
+            )
         return cls(root=root, kind=kind, classes=scan.classes, items=scan.items)
 
     def __len__(self) -> int:
@@ -130,8 +138,9 @@ class LabelledFolder:
                 continue
             yield x, target, path
 
-    def batches(self, decode: Callable[[Path], Any], batch_size: int
-                ) -> Iterator[tuple[list[Any], np.ndarray, list[Path]]]:
+    def batches(
+        self, decode: Callable[[Path], Any], batch_size: int
+    ) -> Iterator[tuple[list[Any], np.ndarray, list[Path]]]:
         """Lists of ``batch_size`` decoded inputs with their class indices [B] and files."""
         buf: list[tuple[Any, int, Path]] = []
         for sample in self.samples(decode):

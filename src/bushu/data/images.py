@@ -27,8 +27,7 @@ def open_image(path: str | Path):
         img: Image.Image = Image.open(path)
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserInputError(f"cannot decode {path} as an image: {e}",
-                             hint=f"use a {suffix_list('image')} file") from e
+        raise UserInputError(f"cannot decode {path} as an image: {e}", hint=f"use a {suffix_list('image')} file") from e
     if img.width < 1 or img.height < 1:
         raise UserInputError(f"{path}: image has no pixels")
     if img.mode in ("RGBA", "LA", "P", "PA"):

@@ -15,8 +15,12 @@ def _norm(s: str) -> str:
     return re.sub(r"[\s_\-]+", " ", s).strip().lower()
 
 
-def match_classes(folders: Sequence[str], labels: Sequence[str] | None, n_outputs: int,
-                  label_map: Mapping[str, str | int] | None = None) -> dict[str, int]:
+def match_classes(
+    folders: Sequence[str],
+    labels: Sequence[str] | None,
+    n_outputs: int,
+    label_map: Mapping[str, str | int] | None = None,
+) -> dict[str, int]:
     """Folder name → output index; a UserInputError naming every folder that matches no label."""
     label_map = dict(label_map or {})
     exact = {lbl: i for i, lbl in reversed(list(enumerate(labels or [])))}  # first occurrence wins
@@ -37,12 +41,19 @@ def match_classes(folders: Sequence[str], labels: Sequence[str] | None, n_output
             parts = []
             for b in bad:
                 close = did_you_mean(_norm(b), list(loose), n=3)
-                parts.append(f"{b!r}" + (f" (did you mean {' or '.join(repr(labels[loose[c]]) for c in close)}?)"
-                                         if close else ""))
+                parts.append(
+                    f"{b!r}"
+                    + (f" (did you mean {' or '.join(repr(labels[loose[c]]) for c in close)}?)" if close else "")
+                )
             msg = f"class folder(s) not among the model's {len(labels)} labels: {', '.join(parts)}"
         else:
-            msg = (f"the model has no labels, so class folders must be output indices 0..{n_outputs - 1}; "
-                   f"got {', '.join(map(repr, bad))}")
-        raise UserInputError(msg, hint="rename the folders to label names, or pass `label_map` (MAP.yaml) "
-                                       "mapping each folder to a label (or an output index)")
+            msg = (
+                f"the model has no labels, so class folders must be output indices 0..{n_outputs - 1}; "
+                f"got {', '.join(map(repr, bad))}"
+            )
+        raise UserInputError(
+            msg,
+            hint="rename the folders to label names, or pass `label_map` (MAP.yaml) "
+            "mapping each folder to a label (or an output index)",
+        )
     return out

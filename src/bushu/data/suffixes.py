@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from ..model.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO
 
-__all__ = ["ARRAY_SUFFIXES", "AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "SUFFIXES", "TEXT_SUFFIXES", "UNSUPPORTED_AUDIO",
-           "suffix_list"]
+__all__ = [
+    "ARRAY_SUFFIXES",
+    "AUDIO_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "SUFFIXES",
+    "TEXT_SUFFIXES",
+    "UNSUPPORTED_AUDIO",
+    "suffix_list",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 TEXT_SUFFIXES = (".txt",)
@@ -14,8 +21,11 @@ TEXT_SUFFIXES = (".txt",)
 ARRAY_SUFFIXES = (".npy", ".npz")
 
 #: kind -> the suffixes a labelled folder of that kind is scanned for
-SUFFIXES: dict[str, tuple[str, ...]] = {"image": IMAGE_SUFFIXES, "text": TEXT_SUFFIXES,
-                                        "audio": AUDIO_SUFFIXES + UNSUPPORTED_AUDIO}
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    "image": IMAGE_SUFFIXES,
+    "text": TEXT_SUFFIXES,
+    "audio": AUDIO_SUFFIXES + UNSUPPORTED_AUDIO,
+}
 
 
 def suffix_list(kind: str, n: int = 5) -> str:

@@ -9,5 +9,14 @@ from .decode import DECODERS, DetectionHead
 from .detector import Detector, prepare
 from .layouts import LayoutError, choose_decoder
 
-__all__ = ["DECODERS", "Detection", "DetectionHead", "Detector", "LayoutError", "box_iou", "choose_decoder", "nms",
-           "prepare"]
+__all__ = [
+    "DECODERS",
+    "Detection",
+    "DetectionHead",
+    "Detector",
+    "LayoutError",
+    "box_iou",
+    "choose_decoder",
+    "nms",
+    "prepare",
+]

@@ -15,9 +15,15 @@ __all__ = ["SSD_MOBILENET_DEFAULTS", "ssd_anchors"]
 # ssd_mobilenet_v1/v2 configs of the TF Object Detection API; MediaPipe's object detection graphs
 # (objectron's oidv4 SSD MobileNetV2 among them) use the same numbers with strides 16..512.
 SSD_MOBILENET_DEFAULTS: dict[str, Any] = {
-    "num_layers": 6, "min_scale": 0.2, "max_scale": 0.95, "strides": [16, 32, 64, 128, 256, 512],
-    "aspect_ratios": [1.0, 2.0, 0.5, 3.0, 0.3333], "interpolated_scale_aspect_ratio": 1.0,
-    "reduce_boxes_in_lowest_layer": True, "anchor_offset_x": 0.5, "anchor_offset_y": 0.5,
+    "num_layers": 6,
+    "min_scale": 0.2,
+    "max_scale": 0.95,
+    "strides": [16, 32, 64, 128, 256, 512],
+    "aspect_ratios": [1.0, 2.0, 0.5, 3.0, 0.3333],
+    "interpolated_scale_aspect_ratio": 1.0,
+    "reduce_boxes_in_lowest_layer": True,
+    "anchor_offset_x": 0.5,
+    "anchor_offset_y": 0.5,
     "fixed_anchor_size": False,
 }
 
@@ -46,8 +52,11 @@ def ssd_anchors(height: int, width: int, options: Mapping[str, Any] | None = Non
                     ratios.append(float(r))
                     scales.append(s)
                 if o["interpolated_scale_aspect_ratio"] > 0:
-                    nxt = 1.0 if last == len(strides) - 1 else _scale(o["min_scale"], o["max_scale"], last + 1,
-                                                                       len(strides))
+                    nxt = (
+                        1.0
+                        if last == len(strides) - 1
+                        else _scale(o["min_scale"], o["max_scale"], last + 1, len(strides))
+                    )
                     scales.append(math.sqrt(s * nxt))
                     ratios.append(float(o["interpolated_scale_aspect_ratio"]))
             last += 1

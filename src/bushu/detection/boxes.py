@@ -20,8 +20,12 @@ class Detection:
     label: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [float(v) for v in self.box], "score": float(self.score), "label": self.label,
-                "index": int(self.index)}
+        return {
+            "box": [float(v) for v in self.box],
+            "score": float(self.score),
+            "label": self.label,
+            "index": int(self.index),
+        }
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

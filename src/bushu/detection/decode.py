@@ -48,15 +48,20 @@ class DetectionHead:
         self.params, self.labels, self.hw = dict(params), list(labels or []), input_hw
         self.decoder = self.params.get("decoder")
         if self.decoder not in DECODERS:
-            raise UserInputError(f"postprocess decoder {self.decoder!r} is not one of {list(DECODERS)}",
-                                hint="re-import the model with --task detection --decoder ...")
+            raise UserInputError(
+                f"postprocess decoder {self.decoder!r} is not one of {list(DECODERS)}",
+                hint="re-import the model with --task detection --decoder ...",
+            )
         self._anchors = ssd_anchors(*input_hw, self.params.get("anchors")) if self.decoder == "ssd" else None
 
     @property
     def output_names(self) -> list[str]:
         p = self.params
-        names = [p["output"]] if self.decoder == "yolo" else [p.get("packed"), p.get("boxes"), p.get("scores"),
-                                                              p.get("classes")]
+        names = (
+            [p["output"]]
+            if self.decoder == "yolo"
+            else [p.get("packed"), p.get("boxes"), p.get("scores"), p.get("classes")]
+        )
         return [n for n in names if n]
 
     def settings(self, score: float | None, iou: float | None, max_det: int | None) -> tuple[float, float, int]:
@@ -66,9 +71,14 @@ class DetectionHead:
         check_settings(score, iou, max_det)
         return float(score), float(iou), int(max_det)
 
-    def __call__(self, outputs: Mapping[str, np.ndarray], transforms: Sequence[Transform],
-                 score: float | None = None, iou: float | None = None,
-                 max_det: int | None = None) -> list[list[Detection]]:
+    def __call__(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        transforms: Sequence[Transform],
+        score: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+    ) -> list[list[Detection]]:
         score, iou, max_det = self.settings(score, iou, max_det)
         out = []
         for i, t in enumerate(transforms):
@@ -139,8 +149,9 @@ class DetectionHead:
         else:
             boxes = pick(p["boxes"]).reshape(-1, 4).astype(np.float32)
             scores = pick(p["scores"]).reshape(-1).astype(np.float32)
-            classes = pick(p["classes"]).reshape(-1).astype(np.int64) if p.get("classes") \
-                else np.zeros(len(scores), np.int64)
+            classes = (
+                pick(p["classes"]).reshape(-1).astype(np.int64) if p.get("classes") else np.zeros(len(scores), np.int64)
+            )
         n = min(len(boxes), len(scores), len(classes))
         boxes, scores, classes = boxes[:n], scores[:n], classes[:n]
         real = (boxes[:, 2] != boxes[:, 0]) & (boxes[:, 3] != boxes[:, 1])  # fixed-size outputs pad with zero boxes
@@ -170,8 +181,10 @@ def parse_query(query: Mapping[str, str]) -> dict[str, Any]:
             try:
                 out[kw] = conv(query[key])
             except ValueError:
-                raise UserInputError(f"?{key}={query[key]!r} is not a{'n integer' if conv is int else ' number'}",
-                                     hint="e.g. ?score=0.3&iou=0.5&max=50") from None
+                raise UserInputError(
+                    f"?{key}={query[key]!r} is not a{'n integer' if conv is int else ' number'}",
+                    hint="e.g. ?score=0.3&iou=0.5&max=50",
+                ) from None
     check_settings(out.get("score", 0.0), out.get("iou", 0.0), out.get("max_det", 1))
     return out
 

@@ -43,11 +43,15 @@ def head_for(art: Artifact, labels: Sequence[str] | None = None) -> DetectionHea
     """The decoder an artifact records (class names: ``labels``, else the artifact's), or an ArtifactError."""
     post, pp = art.postprocess, art.preprocess
     if art.task != "detection" or post is None or post.kind != "detection" or not post.params:
-        raise ArtifactError(f"{art.path} is not a detection artifact (task {art.task!r})",
-                            hint="import the detector with: bushu import MODEL -o ART --task detection")
+        raise ArtifactError(
+            f"{art.path} is not a detection artifact (task {art.task!r})",
+            hint="import the detector with: bushu import MODEL -o ART --task detection",
+        )
     if pp is None or not pp.params.get("size"):
-        raise ArtifactError(f"{art.path} records no detection pre-processing (preprocess.params.size)",
-                            hint="re-import it with this bushu version: bushu import MODEL -o ART --task detection")
+        raise ArtifactError(
+            f"{art.path} records no detection pre-processing (preprocess.params.size)",
+            hint="re-import it with this bushu version: bushu import MODEL -o ART --task detection",
+        )
     h, w = (int(v) for v in pp.params["size"])
     return DetectionHead(post.params, labels or art.labels, (h, w))
 
@@ -55,8 +59,14 @@ def head_for(art: Artifact, labels: Sequence[str] | None = None) -> DetectionHea
 class Detector:
     """Images -> ``list[list[Detection]]`` from a detection artifact, on any installed backend."""
 
-    def __init__(self, artifact: Artifact | str | Path, backend: str | None = None, threads: int | None = None,
-                 model_path: str | Path | None = None, **backend_options: Any):
+    def __init__(
+        self,
+        artifact: Artifact | str | Path,
+        backend: str | None = None,
+        threads: int | None = None,
+        model_path: str | Path | None = None,
+        **backend_options: Any,
+    ):
         """``model_path``: another model file with the artifact's inputs, pre-processing and decoder (an int8 or
         converted copy being judged against the artifact's own, see bushu.detection.validate)."""
         from ..runtime import load_backend
@@ -68,8 +78,9 @@ class Detector:
         self.input_name = self.backend.inputs[0].name
         self.one_at_a_time = self.backend.inputs[0].shape[:1] == (1,)  # exported with a fixed batch of 1
 
-    def predict(self, images: Sequence[Any], score: float | None = None, iou: float | None = None,
-                max_det: int | None = None) -> list[list[Detection]]:
+    def predict(
+        self, images: Sequence[Any], score: float | None = None, iou: float | None = None, max_det: int | None = None
+    ) -> list[list[Detection]]:
         """Defaults for score / iou / max_det are the artifact's recorded postprocess."""
         images = list(images)
         if not images:
@@ -77,7 +88,7 @@ class Detector:
         self.head.settings(score, iou, max_det)  # bad thresholds fail before the model runs
         batch, transforms = prepare(images, self.art.preprocess)
         step = 1 if self.one_at_a_time else len(batch)
-        parts = [self.backend.infer({self.input_name: batch[i:i + step]}) for i in range(0, len(batch), step)]
+        parts = [self.backend.infer({self.input_name: batch[i : i + step]}) for i in range(0, len(batch), step)]
         outputs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return self.head(outputs, transforms, score, iou, max_det)
 

@@ -30,10 +30,19 @@ BAD_CASE_SCORE = 0.25
 MAX_BAD_CASES = 40
 
 
-def evaluate_detection(art, data: str | Path, backend: str | None = None, batch_size: int = 8,
-                       label_map: Mapping[str, str | int] | None = None, score: float | None = None,
-                       iou: float | None = None, max_det: int = 100, report: str | Path | None = None,
-                       record: bool = True, progress: bool | Any = True) -> dict[str, Any]:
+def evaluate_detection(
+    art,
+    data: str | Path,
+    backend: str | None = None,
+    batch_size: int = 8,
+    label_map: Mapping[str, str | int] | None = None,
+    score: float | None = None,
+    iou: float | None = None,
+    max_det: int = 100,
+    report: str | Path | None = None,
+    record: bool = True,
+    progress: bool | Any = True,
+) -> dict[str, Any]:
     """Run the artifact's ``Detector`` on ``data`` and return the metrics (``map50``, ``map``, ``per_class``, ...)."""
     from ..envinfo import summary
     from ..runtime.registry import backend_for_path
@@ -42,11 +51,25 @@ def evaluate_detection(art, data: str | Path, backend: str | None = None, batch_
     ds = read_detection_dataset(data)
     backend = backend or backend_for_path(art.model_path).name  # the model file's own runtime, as for classification
     with Detector(art, backend=backend) as detector:
-        result = evaluate_detector(detector, ds, art.labels, batch_size=batch_size, label_map=label_map,
-                                   score=0.001 if score is None else score, iou=iou, max_det=max_det,
-                                   progress=progress)
-    result = {"model": str(art.path), "data": str(Path(data)), "backend": backend, **result,
-              "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "env": summary()}
+        result = evaluate_detector(
+            detector,
+            ds,
+            art.labels,
+            batch_size=batch_size,
+            label_map=label_map,
+            score=0.001 if score is None else score,
+            iou=iou,
+            max_det=max_det,
+            progress=progress,
+        )
+    result = {
+        "model": str(art.path),
+        "data": str(Path(data)),
+        "backend": backend,
+        **result,
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "env": summary(),
+    }
     if report:
         from .report import write_detection_report
 
@@ -56,8 +79,9 @@ def evaluate_detection(art, data: str | Path, backend: str | None = None, batch_
     return result
 
 
-def class_mapping(ds_classes: Sequence[str], labels: Sequence[str] | None,
-                  label_map: Mapping[str, str | int] | None) -> dict[int, int]:
+def class_mapping(
+    ds_classes: Sequence[str], labels: Sequence[str] | None, label_map: Mapping[str, str | int] | None
+) -> dict[int, int]:
     """Model output index -> dataset class index."""
     from ..evaluate import match_classes
 
@@ -70,10 +94,18 @@ def class_mapping(ds_classes: Sequence[str], labels: Sequence[str] | None,
     return out
 
 
-def evaluate_detector(detector, ds: DetectionDataset, labels: Sequence[str] | None, batch_size: int = 8,
-                      label_map: Mapping[str, str | int] | None = None, score: float = 0.001,
-                      iou: float | None = None, max_det: int = 100, bad_case_score: float = BAD_CASE_SCORE,
-                      progress: bool | Any = False) -> dict[str, Any]:
+def evaluate_detector(
+    detector,
+    ds: DetectionDataset,
+    labels: Sequence[str] | None,
+    batch_size: int = 8,
+    label_map: Mapping[str, str | int] | None = None,
+    score: float = 0.001,
+    iou: float | None = None,
+    max_det: int = 100,
+    bad_case_score: float = BAD_CASE_SCORE,
+    progress: bool | Any = False,
+) -> dict[str, Any]:
     """The metrics of anything with ``predict(images, score=, iou=, max_det=) -> [[Detection]]`` on ``ds``."""
     from PIL import Image
 
@@ -87,7 +119,7 @@ def evaluate_detector(detector, ds: DetectionDataset, labels: Sequence[str] | No
     with _progress.task(progress, "eval", len(ds.samples)) as advance:
         for start in range(0, len(ds.samples), batch_size):
             batch, images = [], []
-            for s in ds.samples[start:start + batch_size]:
+            for s in ds.samples[start : start + batch_size]:
                 try:
                     with Image.open(s.image) as im:
                         images.append(im.convert("RGB"))
@@ -98,9 +130,13 @@ def evaluate_detector(detector, ds: DetectionDataset, labels: Sequence[str] | No
                 for s, dets in zip(batch, detector.predict(images, score=score, iou=iou, max_det=max_det)):
                     keep = [d for d in dets if d.index in to_ds]
                     ignored += len(dets) - len(keep)
-                    preds.append((np.asarray([d.box for d in keep], np.float64).reshape(-1, 4),
-                                  np.asarray([d.score for d in keep], np.float64),
-                                  np.asarray([to_ds[d.index] for d in keep], np.int64)))
+                    preds.append(
+                        (
+                            np.asarray([d.box for d in keep], np.float64).reshape(-1, 4),
+                            np.asarray([d.score for d in keep], np.float64),
+                            np.asarray([to_ds[d.index] for d in keep], np.int64),
+                        )
+                    )
                     gts.append((s.boxes, s.classes))
                     used.append(s)
             advance(len(batch))
@@ -110,14 +146,26 @@ def evaluate_detector(detector, ds: DetectionDataset, labels: Sequence[str] | No
     model_label = {v: (labels[k] if labels and k < len(labels) else str(k)) for k, v in to_ds.items()}
     for i, row in enumerate(m["per_class"]):
         row["label"] = model_label.get(i, row["class"])
-    return {"format": ds.format, "n_images": len(used), "n_boxes": int(sum(len(s.classes) for s in used)),
-            "n_detections": int(sum(len(p[0]) for p in preds)), "n_ignored": ignored,
-            "n_problems": len(problems), "problems": [{"path": p.path, "reason": p.reason} for p in problems],
-            "classes": list(ds.classes), "map50": m["map50"], "map": m["map"], "map75": m["map75"],
-            "per_class": m["per_class"], "pr_curves": m["pr_curves"], "score": score, "iou": iou,
-            "bad_case_score": bad_case_score,
-            "bad_cases": bad_cases(used, preds, ds.classes, bad_case_score),
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "format": ds.format,
+        "n_images": len(used),
+        "n_boxes": int(sum(len(s.classes) for s in used)),
+        "n_detections": int(sum(len(p[0]) for p in preds)),
+        "n_ignored": ignored,
+        "n_problems": len(problems),
+        "problems": [{"path": p.path, "reason": p.reason} for p in problems],
+        "classes": list(ds.classes),
+        "map50": m["map50"],
+        "map": m["map"],
+        "map75": m["map75"],
+        "per_class": m["per_class"],
+        "pr_curves": m["pr_curves"],
+        "score": score,
+        "iou": iou,
+        "bad_case_score": bad_case_score,
+        "bad_cases": bad_cases(used, preds, ds.classes, bad_case_score),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def bad_cases(samples, preds, classes: Sequence[str], min_score: float, limit: int = MAX_BAD_CASES) -> list[dict]:
@@ -128,13 +176,24 @@ def bad_cases(samples, preds, classes: Sequence[str], min_score: float, limit: i
         boxes, scores, cls = boxes[keep], scores[keep], cls[keep]
         match, _ = match_boxes(s.boxes, s.classes, boxes, scores, cls, 0.5)
         found = set(match[match >= 0].tolist())
-        missed = [{"box": _r(b), "class": classes[c]} for j, (b, c) in enumerate(zip(s.boxes, s.classes))
-                  if j not in found]
-        false = [{"box": _r(b), "class": classes[c], "score": round(float(p), 3)}
-                 for b, p, c, m in zip(boxes, scores, cls, match) if m < 0]
+        missed = [
+            {"box": _r(b), "class": classes[c]} for j, (b, c) in enumerate(zip(s.boxes, s.classes)) if j not in found
+        ]
+        false = [
+            {"box": _r(b), "class": classes[c], "score": round(float(p), 3)}
+            for b, p, c, m in zip(boxes, scores, cls, match)
+            if m < 0
+        ]
         if missed or false:
-            out.append({"path": str(s.image), "missed": missed, "false": false, "found": len(found),
-                        "found_boxes": [_r(s.boxes[j]) for j in sorted(found)]})
+            out.append(
+                {
+                    "path": str(s.image),
+                    "missed": missed,
+                    "false": false,
+                    "found": len(found),
+                    "found_boxes": [_r(s.boxes[j]) for j in sorted(found)],
+                }
+            )
     out.sort(key=lambda r: -(len(r["missed"]) + len(r["false"])))
     return out[:limit]
 

@@ -18,10 +18,12 @@ from .decode import DECODERS, DEFAULTS, _truthy
 
 __all__ = ["LayoutError", "choose_decoder", "ultralytics_metadata"]
 
-OPTIONS_HINT = ("import it with --task detection --decoder yolo|ssd|boxes, and where the shapes are ambiguous "
-                "--decoder-option layout=channels_first|anchors_first (yolo), objectness=true (YOLOv5), "
-                "boxes=NAME scores=NAME classes=NAME box_format=xyxy|yxyx normalized=true (boxes), "
-                "background=0 score_fn=sigmoid|softmax (ssd)")
+OPTIONS_HINT = (
+    "import it with --task detection --decoder yolo|ssd|boxes, and where the shapes are ambiguous "
+    "--decoder-option layout=channels_first|anchors_first (yolo), objectness=true (YOLOv5), "
+    "boxes=NAME scores=NAME classes=NAME box_format=xyxy|yxyx normalized=true (boxes), "
+    "background=0 score_fn=sigmoid|softmax (ssd)"
+)
 
 
 class LayoutError(UserInputError):
@@ -47,18 +49,29 @@ def ultralytics_metadata(meta: Mapping[str, str]) -> dict[str, Any] | None:
         args = ast.literal_eval(meta.get("args", "{}"))
     except (ValueError, SyntaxError):
         args = {}
-    nms_in_graph = str(meta.get("end2end", "")).lower() == "true" or \
-        (isinstance(args, dict) and args.get("nms") is True)
-    return {"names": list(names), "imgsz": imgsz, "task": meta.get("task"), "stride": meta.get("stride"),
-            "end2end": nms_in_graph}
+    nms_in_graph = str(meta.get("end2end", "")).lower() == "true" or (
+        isinstance(args, dict) and args.get("nms") is True
+    )
+    return {
+        "names": list(names),
+        "imgsz": imgsz,
+        "task": meta.get("task"),
+        "stride": meta.get("stride"),
+        "end2end": nms_in_graph,
+    }
 
 
 def _dims(spec: TensorSpec) -> list[int | None]:
     return [d if isinstance(d, int) else None for d in spec.shape]
 
 
-def choose_decoder(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], metadata: Mapping[str, str],
-                   decoder: str | None = None, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def choose_decoder(
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    metadata: Mapping[str, str],
+    decoder: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The decoder settings (postprocess params) for a model with these outputs, or a LayoutError.
 
     Without ``decoder`` only models that say what they are match: Ultralytics metadata, SSD outputs
@@ -75,11 +88,15 @@ def choose_decoder(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], 
     tries = [decoder] if decoder else ["yolo", "ssd", "boxes"]
     for name in tries:
         found = {"yolo": _match_yolo, "ssd": _match_ssd, "boxes": _match_boxes}[name](
-            outputs, ul, hw, options, forced=decoder is not None)
+            outputs, ul, hw, options, forced=decoder is not None
+        )
         if found is not None:
             return {"decoder": name, **DEFAULTS, **found, **{k: v for k, v in options.items() if k in DEFAULTS}}
-    what = f"do not match the {decoder!r} decoder" if decoder else \
-        "match no detection layout bushu knows (yolo, ssd, boxes)"
+    what = (
+        f"do not match the {decoder!r} decoder"
+        if decoder
+        else "match no detection layout bushu knows (yolo, ssd, boxes)"
+    )
     raise LayoutError(f"the model's outputs ({_shapes(outputs)}) {what}", hint=OPTIONS_HINT)
 
 
@@ -126,14 +143,30 @@ def _match_ssd(outputs, ul, hw, options, forced) -> dict[str, Any] | None:
     n = _dims(boxes[0])[1]
     if len(scores.shape) != 3 or _dims(scores)[1] != n:
         return None
-    anchors = {k: options[k] for k in ("num_layers", "min_scale", "max_scale", "strides", "aspect_ratios",
-                                       "interpolated_scale_aspect_ratio", "reduce_boxes_in_lowest_layer",
-                                       "fixed_anchor_size") if k in options}
+    anchors = {
+        k: options[k]
+        for k in (
+            "num_layers",
+            "min_scale",
+            "max_scale",
+            "strides",
+            "aspect_ratios",
+            "interpolated_scale_aspect_ratio",
+            "reduce_boxes_in_lowest_layer",
+            "fixed_anchor_size",
+        )
+        if k in options
+    }
     if not forced and len(ssd_anchors(*hw, anchors)) != n:
         return None
-    return {"boxes": boxes[0].name, "scores": scores.name, "anchors": anchors,
-            "box_scale": list(options.get("box_scale", [10.0, 10.0, 5.0, 5.0])),
-            "score_fn": options.get("score_fn", "sigmoid"), "background": int(options.get("background", 0))}
+    return {
+        "boxes": boxes[0].name,
+        "scores": scores.name,
+        "anchors": anchors,
+        "box_scale": list(options.get("box_scale", [10.0, 10.0, 5.0, 5.0])),
+        "score_fn": options.get("score_fn", "sigmoid"),
+        "background": int(options.get("background", 0)),
+    }
 
 
 def _named(outputs, *words) -> TensorSpec | None:
@@ -151,9 +184,14 @@ def _match_boxes(outputs, ul, hw, options, forced) -> dict[str, Any] | None:
     if boxes is None or scores is None or _dims(boxes)[-1] != 4:
         return None
     tf_style = boxes.name.lower().startswith("detection_boxes")  # TF OD API: normalised ymin, xmin, ymax, xmax
-    return {"boxes": boxes.name, "scores": scores.name, "classes": classes.name if classes else None,
-            "box_format": options.get("box_format", "yxyx" if tf_style else "xyxy"),
-            "normalized": _truthy(options.get("normalized", tf_style)), "batched": len(boxes.shape) == 3}
+    return {
+        "boxes": boxes.name,
+        "scores": scores.name,
+        "classes": classes.name if classes else None,
+        "box_format": options.get("box_format", "yxyx" if tf_style else "xyxy"),
+        "normalized": _truthy(options.get("normalized", tf_style)),
+        "batched": len(boxes.shape) == 3,
+    }
 
 
 def outputs_by_name(outputs, name) -> TensorSpec | None:

@@ -37,8 +37,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def match_boxes(ref_boxes: np.ndarray, ref_classes: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                classes: np.ndarray, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def match_boxes(
+    ref_boxes: np.ndarray,
+    ref_classes: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    iou: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy one-to-one matching, as COCO does: by descending score, each box takes the unmatched reference
     box of its class with the highest IoU >= ``iou``. Returns (index of the reference box each box matched, or
     -1 [M]; IoU of that match [M])."""
@@ -56,8 +62,9 @@ def match_boxes(ref_boxes: np.ndarray, ref_classes: np.ndarray, boxes: np.ndarra
     return match, best
 
 
-def coco_map(ground_truth: Sequence[GroundTruth], predictions: Sequence[Predictions], classes: Sequence[str],
-             max_dets: int = 100) -> dict[str, Any]:
+def coco_map(
+    ground_truth: Sequence[GroundTruth], predictions: Sequence[Predictions], classes: Sequence[str], max_dets: int = 100
+) -> dict[str, Any]:
     """COCO evaluation of ``predictions`` against ``ground_truth`` (one entry per image, same order).
 
     Returns ``map`` (mAP@0.5:0.95), ``map50``, ``map75``, ``per_class`` (class, ap, ap50, n_gt, n_pred;
@@ -77,8 +84,9 @@ def coco_map(ground_truth: Sequence[GroundTruth], predictions: Sequence[Predicti
         for box, c in zip(np.asarray(gb, float).reshape(-1, 4).tolist(), np.asarray(gc).tolist()):
             gt_anns.append(_ann(len(gt_anns) + 1, i, c, box))
             n_gt[c] += 1
-        for box, s, c in zip(np.asarray(pb, float).reshape(-1, 4).tolist(), np.asarray(ps).tolist(),
-                             np.asarray(pc).tolist()):
+        for box, s, c in zip(
+            np.asarray(pb, float).reshape(-1, 4).tolist(), np.asarray(ps).tolist(), np.asarray(pc).tolist()
+        ):
             dt_anns.append({**_ann(len(dt_anns) + 1, i, c, box), "score": float(s)})
             n_pred[c] += 1
     cats = [{"id": k + 1, "name": str(n)} for k, n in enumerate(classes)]
@@ -98,14 +106,24 @@ def coco_map(ground_truth: Sequence[GroundTruth], predictions: Sequence[Predicti
     for k, name in enumerate(classes):
         p = prec[:, :, k]
         has_gt = bool(n_gt[k])
-        per_class.append({"class": str(name), "ap": float(p[p > -1].mean()) if has_gt else None,
-                          "ap50": float(p[0][p[0] > -1].mean()) if has_gt else None,
-                          "n_gt": int(n_gt[k]), "n_pred": int(n_pred[k])})
+        per_class.append(
+            {
+                "class": str(name),
+                "ap": float(p[p > -1].mean()) if has_gt else None,
+                "ap50": float(p[0][p[0] > -1].mean()) if has_gt else None,
+                "n_gt": int(n_gt[k]),
+                "n_pred": int(n_pred[k]),
+            }
+        )
         if has_gt:
             curves[str(name)] = [round(float(v), 4) for v in p[0]]
-    return {"map": _mean_ap(prec), "map50": _mean_ap(prec[0]), "map75": _mean_ap(prec[5]), "per_class": per_class,
-            "pr_curves": {"iou": 0.5, "recall": [round(float(r), 2) for r in ev.params.recThrs],
-                          "precision": curves}}
+    return {
+        "map": _mean_ap(prec),
+        "map50": _mean_ap(prec[0]),
+        "map75": _mean_ap(prec[5]),
+        "per_class": per_class,
+        "pr_curves": {"iou": 0.5, "recall": [round(float(r), 2) for r in ev.params.recThrs], "precision": curves},
+    }
 
 
 def _mean_ap(precision: np.ndarray) -> float:
@@ -116,8 +134,14 @@ def _mean_ap(precision: np.ndarray) -> float:
 
 def _ann(ann_id: int, image_id: int, c: int, box: list[float]) -> dict[str, Any]:
     x1, y1, x2, y2 = box
-    return {"id": ann_id, "image_id": image_id, "category_id": int(c) + 1, "iscrowd": 0,
-            "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1)}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": int(c) + 1,
+        "iscrowd": 0,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "area": (x2 - x1) * (y2 - y1),
+    }
 
 
 def _arrays(dets: Sequence[Any]) -> Predictions:
@@ -126,8 +150,9 @@ def _arrays(dets: Sequence[Any]) -> Predictions:
     return boxes, np.asarray([d.score for d in dets], np.float64), np.asarray([d.index for d in dets], np.int64)
 
 
-def box_agreement(reference: Sequence[Sequence[Any]], candidate: Sequence[Sequence[Any]],
-                  iou: float = 0.5) -> dict[str, Any]:
+def box_agreement(
+    reference: Sequence[Sequence[Any]], candidate: Sequence[Sequence[Any]], iou: float = 0.5
+) -> dict[str, Any]:
     """How far a converted or compressed detector (``candidate``) agrees with its source (``reference``) on the
     same images, without labels. Each is one list of detections (``box``, ``score``, ``index``) per image.
 
@@ -150,8 +175,14 @@ def box_agreement(reference: Sequence[Sequence[Any]], candidate: Sequence[Sequen
     matched = len(ious)
     ref_frac = matched / n_ref if n_ref else 1.0
     cand_frac = matched / n_cand if n_cand else 1.0
-    return {"n_reference": n_ref, "n_candidate": n_cand, "matched": matched, "reference_matched": ref_frac,
-            "candidate_matched": cand_frac, "agreement": min(ref_frac, cand_frac),
-            "mean_iou": float(np.mean(ious)) if ious else None,
-            "score_drift": float(np.mean(drifts)) if drifts else 0.0,
-            "max_score_drift": float(np.max(drifts)) if drifts else 0.0}
+    return {
+        "n_reference": n_ref,
+        "n_candidate": n_cand,
+        "matched": matched,
+        "reference_matched": ref_frac,
+        "candidate_matched": cand_frac,
+        "agreement": min(ref_frac, cand_frac),
+        "mean_iou": float(np.mean(ious)) if ious else None,
+        "score_drift": float(np.mean(drifts)) if drifts else 0.0,
+        "max_score_drift": float(np.max(drifts)) if drifts else 0.0,
+    }

@@ -12,9 +12,11 @@ from typing import Any
 
 __all__ = ["write_detection_report"]
 
-_STYLE = ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-          "padding:2px 6px;text-align:right}figure{display:inline-block;margin:6px}figcaption{font-size:12px}"
-          ".k span{padding:0 6px;margin-right:8px}</style>")
+_STYLE = (
+    "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+    "padding:2px 6px;text-align:right}figure{display:inline-block;margin:6px}figcaption{font-size:12px}"
+    ".k span{padding:0 6px;margin-right:8px}</style>"
+)
 _FOUND, _MISSED, _FALSE = (40, 170, 60), (220, 30, 30), (255, 140, 0)
 
 
@@ -24,25 +26,30 @@ def write_detection_report(result: Mapping[str, Any], path: str | Path) -> tuple
     path = Path(path)
     bad_path = path.with_name(path.stem + ".bad_cases.html")
     png = _pr_png(result)
-    img = f'<img alt="precision-recall curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">' \
-        if png else "<p>(install matplotlib for the plot)</p>"
+    img = (
+        f'<img alt="precision-recall curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        if png
+        else "<p>(install matplotlib for the plot)</p>"
+    )
 
     def ap(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    per_class = "".join(f"<tr><td>{e(p['class'])}</td><td>{e(str(p.get('label', '')))}</td><td>{ap(p['ap50'])}</td>"
-                        f"<td>{ap(p['ap'])}</td><td>{p['n_gt']}</td><td>{p['n_pred']}</td></tr>"
-                        for p in result["per_class"])
+    per_class = "".join(
+        f"<tr><td>{e(p['class'])}</td><td>{e(str(p.get('label', '')))}</td><td>{ap(p['ap50'])}</td>"
+        f"<td>{ap(p['ap'])}</td><td>{p['n_gt']}</td><td>{p['n_pred']}</td></tr>"
+        for p in result["per_class"]
+    )
     problems = "".join(f"<li>{e(p['path'])}: {e(p['reason'])}</li>" for p in result["problems"])
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu eval: {e(result['model'])}</title>
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu eval: {e(result["model"])}</title>
 {_STYLE}</head><body>
 <h1>bushu eval (detection)</h1>
-<p>model <code>{e(result['model'])}</code> on <code>{e(result['data'])}</code> ({e(result['format'])}) with
-{e(str(result['backend']))}: <b>mAP@0.5 {result['map50']:.4f}</b>, mAP@0.5:0.95 {result['map']:.4f},
-{result['n_images']} images, {result['n_boxes']} boxes, {result['n_detections']} detections
-(score &ge; {result['score']}), {result['n_problems']} problems. {e(result['time'])}, {e(str(result['env']['cpu']))}.</p>
+<p>model <code>{e(result["model"])}</code> on <code>{e(result["data"])}</code> ({e(result["format"])}) with
+{e(str(result["backend"]))}: <b>mAP@0.5 {result["map50"]:.4f}</b>, mAP@0.5:0.95 {result["map"]:.4f},
+{result["n_images"]} images, {result["n_boxes"]} boxes, {result["n_detections"]} detections
+(score &ge; {result["score"]}), {result["n_problems"]} problems. {e(result["time"])}, {e(str(result["env"]["cpu"]))}.</p>
 <p><a href="{e(bad_path.name)}">Bad cases</a>: the images with missed or false boxes at score &ge;
-{result['bad_case_score']}.</p>
+{result["bad_case_score"]}.</p>
 <h2>Per class</h2><table>
 <tr><th>class</th><th>model label</th><th>AP@0.5</th><th>AP@0.5:0.95</th><th>boxes</th><th>detections</th></tr>
 {per_class}</table>
@@ -65,16 +72,22 @@ def _bad_case_page(result: Mapping[str, Any]) -> str:
             continue
         missed = ", ".join(m["class"] for m in case["missed"]) or "-"
         false = ", ".join(f"{f['class']} {f['score']:.2f}" for f in case["false"]) or "-"
-        cap = (f"{e(Path(case['path']).name)}: {len(case['missed'])} missed ({e(missed)}), "
-               f"{len(case['false'])} false ({e(false)}), {case['found']} found")
-        figs.append(f'<figure><img alt="{e(case["path"])}" src="data:image/jpeg;base64,{jpeg}">'
-                    f"<figcaption>{cap}</figcaption></figure>")
-    key = "".join(f'<span style="border:3px solid rgb{c}">{n}</span>'
-                  for n, c in (("found", _FOUND), ("missed", _MISSED), ("false", _FALSE)))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu eval bad cases: {e(result['model'])}</title>
+        cap = (
+            f"{e(Path(case['path']).name)}: {len(case['missed'])} missed ({e(missed)}), "
+            f"{len(case['false'])} false ({e(false)}), {case['found']} found"
+        )
+        figs.append(
+            f'<figure><img alt="{e(case["path"])}" src="data:image/jpeg;base64,{jpeg}">'
+            f"<figcaption>{cap}</figcaption></figure>"
+        )
+    key = "".join(
+        f'<span style="border:3px solid rgb{c}">{n}</span>'
+        for n, c in (("found", _FOUND), ("missed", _MISSED), ("false", _FALSE))
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>bushu eval bad cases: {e(result["model"])}</title>
 {_STYLE}</head><body>
 <h1>Bad cases</h1>
-<p>{len(result['bad_cases'])} images with a missed or a false box (IoU 0.5, score &ge; {result['bad_case_score']}),
+<p>{len(result["bad_cases"])} images with a missed or a false box (IoU 0.5, score &ge; {result["bad_case_score"]}),
 the worst first. <span class="k">{key}</span></p>
 {"".join(figs) or "<p>none: every box was found and nothing else</p>"}
 </body></html>

@@ -24,8 +24,15 @@ from ..errors import UserInputError
 if TYPE_CHECKING:
     from .boxes import Detection
 
-__all__ = ["MAX_MAP_DROP", "MIN_BOXES", "MIN_BOX_AGREEMENT", "detection_gate", "image_paths", "judge_detector",
-           "judge_export"]
+__all__ = [
+    "MAX_MAP_DROP",
+    "MIN_BOXES",
+    "MIN_BOX_AGREEMENT",
+    "detection_gate",
+    "image_paths",
+    "judge_detector",
+    "judge_export",
+]
 
 MAX_MAP_DROP = 1.0  # points of mAP@0.5 (PRODUCT.md's "int8 within 1 point")
 MIN_BOX_AGREEMENT = 0.95
@@ -86,8 +93,15 @@ def _run(detector: Any, data: str | Path, ds, labels, limit: int) -> tuple[list,
     return rec.dets, None
 
 
-def judge_detector(source, candidate: Any, data: str | Path, what: str, max_map_drop: float | None = None,
-                   min_agreement: float = MIN_BOX_AGREEMENT, limit: int = LIMIT) -> dict[str, Any]:
+def judge_detector(
+    source,
+    candidate: Any,
+    data: str | Path,
+    what: str,
+    max_map_drop: float | None = None,
+    min_agreement: float = MIN_BOX_AGREEMENT,
+    limit: int = LIMIT,
+) -> dict[str, Any]:
     """The verdict on ``candidate`` (anything with ``predict(images, score=)``) against the ``source`` artifact's
     own model on onnxruntime, on ``data``."""
     from .detector import Detector
@@ -99,36 +113,75 @@ def judge_detector(source, candidate: Any, data: str | Path, what: str, max_map_
         ref_dets, ref_map = _run(ref, data, ds, source.labels, limit)
         threshold = ref.head.settings(None, None, None)[0]
     cand_dets, cand_map = _run(candidate, data, ds, source.labels, limit)
+
     def above(dets):
-        return ([[d for d in image if d.score >= threshold] for image in dets])
+        return [[d for d in image if d.score >= threshold] for image in dets]
+
     agree = box_agreement(above(ref_dets), above(cand_dets))
-    figures = (f"{agree['matched']} of {agree['n_reference']} fp32 boxes and of {agree['n_candidate']} {what} boxes "
-               f"matched at IoU >= 0.5 (score >= {threshold:g}), mean score drift {agree['score_drift']:.3f}")
-    verdict: dict[str, Any] = {"data": str(data), "images": len(ref_dets), "score_threshold": threshold,
-                               "box_agreement": agree}
+    figures = (
+        f"{agree['matched']} of {agree['n_reference']} fp32 boxes and of {agree['n_candidate']} {what} boxes "
+        f"matched at IoU >= 0.5 (score >= {threshold:g}), mean score drift {agree['score_drift']:.3f}"
+    )
+    verdict: dict[str, Any] = {
+        "data": str(data),
+        "images": len(ref_dets),
+        "score_threshold": threshold,
+        "box_agreement": agree,
+    }
     if ref_map is not None and cand_map is not None:  # both or neither: the same dataset
         drop = (ref_map["map50"] - cand_map["map50"]) * 100
         outcome = PASS if drop <= max_map_drop + 1e-9 else FAIL
-        detail = (f"mAP@0.5 on {ref_map['n_images']} labelled image(s) ({ref_map['n_boxes']} boxes): fp32 "
-                  f"{ref_map['map50']:.3f}, {what} {cand_map['map50']:.3f}, a drop of {drop:.2f} point(s) "
-                  f"(at most {max_map_drop:g} allowed); box agreement {agree['agreement']:.1%}: {figures}")
-        return {**verdict, "outcome": outcome, "detail": detail, "metric": "mAP@0.5", "floor": max_map_drop,
-                "score": cand_map["map50"], "map50_fp32": ref_map["map50"], "map50": cand_map["map50"],
-                "map_fp32": ref_map["map"], "map": cand_map["map"], "map50_drop": round(drop, 3)}
+        detail = (
+            f"mAP@0.5 on {ref_map['n_images']} labelled image(s) ({ref_map['n_boxes']} boxes): fp32 "
+            f"{ref_map['map50']:.3f}, {what} {cand_map['map50']:.3f}, a drop of {drop:.2f} point(s) "
+            f"(at most {max_map_drop:g} allowed); box agreement {agree['agreement']:.1%}: {figures}"
+        )
+        return {
+            **verdict,
+            "outcome": outcome,
+            "detail": detail,
+            "metric": "mAP@0.5",
+            "floor": max_map_drop,
+            "score": cand_map["map50"],
+            "map50_fp32": ref_map["map50"],
+            "map50": cand_map["map50"],
+            "map_fp32": ref_map["map"],
+            "map": cand_map["map"],
+            "map50_drop": round(drop, 3),
+        }
     if agree["n_reference"] < MIN_BOXES:
         outcome = CANNOT_TELL
-        detail = (f"box agreement with fp32 cannot be judged: fp32 finds only {agree['n_reference']} box(es) on "
-                  f"{len(ref_dets)} image(s) (at least {MIN_BOXES} needed); {figures}")
+        detail = (
+            f"box agreement with fp32 cannot be judged: fp32 finds only {agree['n_reference']} box(es) on "
+            f"{len(ref_dets)} image(s) (at least {MIN_BOXES} needed); {figures}"
+        )
     else:
         outcome = PASS if agree["agreement"] >= min_agreement else FAIL
-        detail = (f"box agreement with fp32 {agree['agreement']:.1%} on {len(ref_dets)} image(s) (minimum "
-                  f"{min_agreement:.0%}): {figures}")
-    return {**verdict, "outcome": outcome, "detail": detail, "metric": "box agreement", "floor": min_agreement,
-            "score": agree["agreement"]}
+        detail = (
+            f"box agreement with fp32 {agree['agreement']:.1%} on {len(ref_dets)} image(s) (minimum "
+            f"{min_agreement:.0%}): {figures}"
+        )
+    return {
+        **verdict,
+        "outcome": outcome,
+        "detail": detail,
+        "metric": "box agreement",
+        "floor": min_agreement,
+        "score": agree["agreement"],
+    }
 
 
-def detection_gate(what: str, source, model: str | Path, backend: str, data: Any, max_map_drop: float | None,
-                   refuse: bool, details: dict[str, Any], **backend_options: Any) -> dict[str, Any] | None:
+def detection_gate(
+    what: str,
+    source,
+    model: str | Path,
+    backend: str,
+    data: Any,
+    max_map_drop: float | None,
+    refuse: bool,
+    details: dict[str, Any],
+    **backend_options: Any,
+) -> dict[str, Any] | None:
     """The verdict on the detector ``model`` (read by ``backend``) with ``source``'s decoder, or None when ``data``
     is no folder of images (a .npz of tensors: the tensor gate judges then). AccuracyDropError on "fail" when
     ``refuse``; a warning in ``details`` on "cannot tell"."""
@@ -141,17 +194,22 @@ def detection_gate(what: str, source, model: str | Path, backend: str, data: Any
     if verdict["outcome"] == FAIL and refuse:
         from ..compress.quantize import AccuracyDropError
 
-        raise AccuracyDropError(f"{what} detector fails its {verdict['metric']} check: {verdict['detail']}",
-                                hint="calibrate on more images like those the model will see (--calib DIR), keep "
-                                     "fp32 or use --quantize fp16")
+        raise AccuracyDropError(
+            f"{what} detector fails its {verdict['metric']} check: {verdict['detail']}",
+            hint="calibrate on more images like those the model will see (--calib DIR), keep "
+            "fp32 or use --quantize fp16",
+        )
     if verdict["outcome"] == CANNOT_TELL:
-        details["validation_warning"] = (f"the images cannot tell whether {what} finds the boxes fp32 finds: "
-                                         f"{verdict['detail']}; pass labelled detection data (--data DIR)")
+        details["validation_warning"] = (
+            f"the images cannot tell whether {what} finds the boxes fp32 finds: "
+            f"{verdict['detail']}; pass labelled detection data (--data DIR)"
+        )
     return verdict
 
 
-def judge_export(row: dict[str, Any], source, exported, fmt: str, backend: str, data: str | Path,
-                 backend_options: dict[str, Any]) -> dict[str, Any]:
+def judge_export(
+    row: dict[str, Any], source, exported, fmt: str, backend: str, data: str | Path, backend_options: dict[str, Any]
+) -> dict[str, Any]:
     """An export row judged by the exported detector's boxes on ``data`` (mAP with boxes, else box agreement):
     its status follows that verdict, the tensor-level parity stays in the row (``tensor_status``)."""
     from .detector import Detector

@@ -10,5 +10,4 @@ The formats are a table (formats.py); each has one small exporter module (``_onn
 from .core import ROW_KEYS, export, markdown_table
 from .formats import FORMATS, Format, get_format, list_formats, resolve_formats
 
-__all__ = ["FORMATS", "ROW_KEYS", "Format", "export", "get_format", "list_formats", "markdown_table",
-           "resolve_formats"]
+__all__ = ["FORMATS", "ROW_KEYS", "Format", "export", "get_format", "list_formats", "markdown_table", "resolve_formats"]

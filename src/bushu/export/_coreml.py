@@ -24,10 +24,16 @@ def export_coreml(ctx: ExportContext) -> Exported:
         warnings.simplefilter("ignore")
         program = program.run_decompositions({})
         ctx.step("coremltools.convert to mlprogram (fp32)")
-        ml = ct.convert(program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
-                        minimum_deployment_target=ct.target.iOS16)
+        ml = ct.convert(
+            program,
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT32,
+            minimum_deployment_target=ct.target.iOS16,
+        )
     ctx.step("save the .mlpackage")
     ml.save(str(ctx.work / MODEL))
-    return Exported(MODEL, tool=f"coremltools {ct.__version__}",
-                    details={"compute_precision": "FLOAT32", "minimum_deployment_target": "iOS16",
-                             "runs_on": "macOS/iOS only"})
+    return Exported(
+        MODEL,
+        tool=f"coremltools {ct.__version__}",
+        details={"compute_precision": "FLOAT32", "minimum_deployment_target": "iOS16", "runs_on": "macOS/iOS only"},
+    )

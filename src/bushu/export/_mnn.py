@@ -45,8 +45,17 @@ def _export(ctx: ExportContext, fp16: bool) -> Exported:
     bad = [s for s in [*ctx.art.inputs, *ctx.art.outputs] if s.dtype not in ("float32", "int32")]
     if bad:
         raise Skip(f"the mnn backend takes float32/int32 tensors; {bad[0].name!r} is {bad[0].dtype}")
-    cmd = [*mnnconvert_command(), "-f", "ONNX", "--modelFile", ctx.onnx, "--MNNModel", ctx.work / MODEL,
-           "--bizCode", "bushu"]
+    cmd = [
+        *mnnconvert_command(),
+        "-f",
+        "ONNX",
+        "--modelFile",
+        ctx.onnx,
+        "--MNNModel",
+        ctx.work / MODEL,
+        "--bizCode",
+        "bushu",
+    ]
     if fp16:
         cmd.append("--fp16")
     ctx.run(cmd, step="mnnconvert: ONNX -> MNN")
@@ -55,8 +64,12 @@ def _export(ctx: ExportContext, fp16: bool) -> Exported:
     io = write_io(ctx.work / MODEL, ctx.art.inputs, ctx.art.outputs)
     import importlib.metadata as md
 
-    return Exported(MODEL, files={"io": io.name}, backend_options={"precision": "fp16" if fp16 else "fp32"},
-                    tool=f"mnnconvert (MNN {md.version('MNN')}){' --fp16' if fp16 else ''}")
+    return Exported(
+        MODEL,
+        files={"io": io.name},
+        backend_options={"precision": "fp16" if fp16 else "fp32"},
+        tool=f"mnnconvert (MNN {md.version('MNN')}){' --fp16' if fp16 else ''}",
+    )
 
 
 def _write_samples(ctx: ExportContext, folder) -> int:
@@ -68,9 +81,14 @@ def _write_samples(ctx: ExportContext, folder) -> int:
         d.mkdir(parents=True)
         for name, a in batch.items():
             np.savetxt(d / f"{name}.txt", a.reshape(-1), fmt="%.7g")
-        (d / "input.json").write_text(json.dumps({
-            "inputs": [{"name": k, "shape": list(v.shape)} for k, v in batch.items()],
-            "outputs": [s.name for s in ctx.art.outputs]}))
+        (d / "input.json").write_text(
+            json.dumps(
+                {
+                    "inputs": [{"name": k, "shape": list(v.shape)} for k, v in batch.items()],
+                    "outputs": [s.name for s in ctx.art.outputs],
+                }
+            )
+        )
         n += 1
     return n
 
@@ -82,17 +100,27 @@ def export_mnn_int8(ctx: ExportContext) -> Exported:
     (ctx.work / MODEL).rename(ctx.work / "fp32.mnn")
     ctx.step("write the calibration samples for mnnquant")
     n = _write_samples(ctx, ctx.work / "calib")
-    config = {"input_type": "sequence", "path": str(ctx.work / "calib"), "used_sample_num": n,
-              "feature_quantize_method": "KL", "weight_quantize_method": "MAX_ABS"}
+    config = {
+        "input_type": "sequence",
+        "path": str(ctx.work / "calib"),
+        "used_sample_num": n,
+        "feature_quantize_method": "KL",
+        "weight_quantize_method": "MAX_ABS",
+    }
     (ctx.work / "quant.json").write_text(json.dumps(config, indent=1))
-    ctx.run([*mnnquant_command(), ctx.work / "fp32.mnn", ctx.work / MODEL, ctx.work / "quant.json"],
-            step=f"mnnquant: int8 calibration on {n} sample(s)")
+    ctx.run(
+        [*mnnquant_command(), ctx.work / "fp32.mnn", ctx.work / MODEL, ctx.work / "quant.json"],
+        step=f"mnnquant: int8 calibration on {n} sample(s)",
+    )
     if not (ctx.work / MODEL).is_file():
         raise RuntimeError(f"mnnquant exited 0 but wrote no {MODEL}")
-    return Exported(MODEL, files=fp32.files, backend_options={"precision": "fp32"},
-                    tool=f"mnnconvert + mnnquant (MNN {md.version('MNN')})",
-                    details={"quantization": "full int8: KL feature ranges, per-channel max-abs weights",
-                             "calibration_samples": n})
+    return Exported(
+        MODEL,
+        files=fp32.files,
+        backend_options={"precision": "fp32"},
+        tool=f"mnnconvert + mnnquant (MNN {md.version('MNN')})",
+        details={"quantization": "full int8: KL feature ranges, per-channel max-abs weights", "calibration_samples": n},
+    )
 
 
 def export_mnn(ctx: ExportContext) -> Exported:

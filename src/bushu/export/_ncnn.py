@@ -42,11 +42,23 @@ def _export(ctx: ExportContext, fp16: bool) -> Exported:
     shapes = _shape_arg(ctx)
     scratch = ctx.work / "pnnx"
     scratch.mkdir()
-    ctx.run([pnnx, ctx.onnx, f"inputshape={shapes}", f"fp16={int(fp16)}", "device=cpu",
-             f"ncnnparam={ctx.work / PARAM}", f"ncnnbin={ctx.work / BIN}",
-             f"pnnxparam={scratch / 'model.pnnx.param'}", f"pnnxbin={scratch / 'model.pnnx.bin'}",
-             f"pnnxpy={scratch / 'model_pnnx.py'}", f"pnnxonnx={scratch / 'model.pnnx.onnx'}",
-             f"ncnnpy={scratch / 'model_ncnn.py'}"], step="pnnx: ONNX -> ncnn")
+    ctx.run(
+        [
+            pnnx,
+            ctx.onnx,
+            f"inputshape={shapes}",
+            f"fp16={int(fp16)}",
+            "device=cpu",
+            f"ncnnparam={ctx.work / PARAM}",
+            f"ncnnbin={ctx.work / BIN}",
+            f"pnnxparam={scratch / 'model.pnnx.param'}",
+            f"pnnxbin={scratch / 'model.pnnx.bin'}",
+            f"pnnxpy={scratch / 'model_pnnx.py'}",
+            f"pnnxonnx={scratch / 'model.pnnx.onnx'}",
+            f"ncnnpy={scratch / 'model_ncnn.py'}",
+        ],
+        step="pnnx: ONNX -> ncnn",
+    )
     if not (ctx.work / PARAM).is_file():
         raise RuntimeError(f"pnnx exited 0 but wrote no {PARAM}")
     ctx.step("check ncnn has a layer for every op")
@@ -61,17 +73,23 @@ def _export(ctx: ExportContext, fp16: bool) -> Exported:
         raise RuntimeError(f"ncnn cannot parse the {PARAM} pnnx wrote")
     ins, outs = list(net.input_names()), list(net.output_names())
     if len(ins) != len(ctx.art.inputs) or len(outs) != len(ctx.art.outputs):
-        raise RuntimeError(f"pnnx wrote {len(ins)} input / {len(outs)} output blobs; the model has "
-                           f"{len(ctx.art.inputs)} / {len(ctx.art.outputs)}")
+        raise RuntimeError(
+            f"pnnx wrote {len(ins)} input / {len(outs)} output blobs; the model has "
+            f"{len(ctx.art.inputs)} / {len(ctx.art.outputs)}"
+        )
     key = lambda n: int("".join(c for c in n if c.isdigit()) or 0)  # noqa: E731 - in0, in1, ... in order
-    io = write_io(ctx.work / PARAM, ctx.art.inputs, ctx.art.outputs, sorted(ins, key=key), sorted(outs, key=key),
-                  batch="loop")
+    io = write_io(
+        ctx.work / PARAM, ctx.art.inputs, ctx.art.outputs, sorted(ins, key=key), sorted(outs, key=key), batch="loop"
+    )
     import importlib.metadata as md
 
-    return Exported(PARAM, files={"weights": BIN, "io": io.name},
-                    backend_options={"precision": "fp16" if fp16 else "fp32"},
-                    tool=f"pnnx {md.version('pnnx')} (CLI, fp16={int(fp16)})",
-                    details={"inputshape": shapes, "batch": "one sample per run"})
+    return Exported(
+        PARAM,
+        files={"weights": BIN, "io": io.name},
+        backend_options={"precision": "fp16" if fp16 else "fp32"},
+        tool=f"pnnx {md.version('pnnx')} (CLI, fp16={int(fp16)})",
+        details={"inputshape": shapes, "batch": "one sample per run"},
+    )
 
 
 def export_ncnn(ctx: ExportContext) -> Exported:
@@ -86,12 +104,15 @@ def export_ncnn_int8(ctx: ExportContext) -> Exported:
     import shutil
     import sys
 
-    found = [t for t in ("ncnn2table", "ncnn2int8")
-             if (Path(sys.executable).parent / t).is_file() or shutil.which(t)]
+    found = [t for t in ("ncnn2table", "ncnn2int8") if (Path(sys.executable).parent / t).is_file() or shutil.which(t)]
     if len(found) < 2:
-        raise Skip("ncnn int8 needs ncnn2table and ncnn2int8, which the ncnn/pnnx pip packages do not ship: "
-                   "build ncnn from source (tools/quantize) for them")
+        raise Skip(
+            "ncnn int8 needs ncnn2table and ncnn2int8, which the ncnn/pnnx pip packages do not ship: "
+            "build ncnn from source (tools/quantize) for them"
+        )
     # The tools exist but calibrate on raw image files with their own resize/normalise: not wired to the
     # artifact's pre-processing (and not testable here), so say so rather than export something unchecked.
-    raise Skip(f"found {', '.join(found)}, but bushu does not drive them yet; run ncnn2table/ncnn2int8 on "
-               "the fp32 export (bushu export --format ncnn)")
+    raise Skip(
+        f"found {', '.join(found)}, but bushu does not drive them yet; run ncnn2table/ncnn2int8 on "
+        "the fp32 export (bushu export --format ncnn)"
+    )

@@ -16,10 +16,15 @@ MODEL = "model.onnx"
 
 #: opset written for each converter, and what is known about what it reads
 PROFILES: dict[str, tuple[int, str]] = {
-    "snpe": (13, "Qualcomm's snpe-onnx-to-dlc; its 'Supported ONNX Ops' table lists per-op opsets, opset 13 "
-                 "forms are listed for the common ops"),
-    "mace": (11, "Xiaomi MACE's converter (ONNX frontend); opset 11 chosen conservatively, not checked against "
-                 "the tool here"),
+    "snpe": (
+        13,
+        "Qualcomm's snpe-onnx-to-dlc; its 'Supported ONNX Ops' table lists per-op opsets, opset 13 "
+        "forms are listed for the common ops",
+    ),
+    "mace": (
+        11,
+        "Xiaomi MACE's converter (ONNX frontend); opset 11 chosen conservatively, not checked against the tool here",
+    ),
     "paddle": (13, "Paddle-Lite through X2Paddle, which maps ONNX opsets 7-15"),
 }
 
@@ -54,8 +59,9 @@ def _convert_opset(ctx: ExportContext, model: Any, target: int | None) -> tuple[
             traced = torch.jit.trace(program.module(), tuple(torch.from_numpy(a) for a in example), check_trace=False)
         ctx.step(f"torch.onnx.export at opset {target}")
         path = ctx.work / f"opset{target}.onnx"
-        export_onnx(traced, example, path, [s.name for s in ctx.art.inputs], [s.name for s in ctx.art.outputs],
-                    opset=target)
+        export_onnx(
+            traced, example, path, [s.name for s in ctx.art.inputs], [s.name for s in ctx.art.outputs], opset=target
+        )
         ctx.step("simplify with onnxslim")
         simplify(path)
         converted = onnx.load(str(path))
@@ -68,9 +74,11 @@ def _convert_opset(ctx: ExportContext, model: Any, target: int | None) -> tuple[
         import re
 
         op = re.search(r"for (\w+)", str(e))
-        raise RuntimeError(f"onnx cannot convert this model from opset {have} to {target}"
-                           + (f" (no adapter for {op.group(1)})" if op else "")
-                           + "; a model imported from PyTorch is re-exported instead") from e
+        raise RuntimeError(
+            f"onnx cannot convert this model from opset {have} to {target}"
+            + (f" (no adapter for {op.group(1)})" if op else "")
+            + "; a model imported from PyTorch is re-exported instead"
+        ) from e
     return converted, {"opset": target, "opset_from": have, "how": "onnx.version_converter"}
 
 
@@ -112,8 +120,11 @@ def _profile(ctx: ExportContext, key: str) -> Exported:
     model, details = _convert_opset(ctx, model, min(target, _opset(model)))  # the profile's opset, not --opset
     _save(ctx, model)
     ops = Counter(n.op_type for n in model.graph.node)
-    return Exported(MODEL, tool=f"onnx {onnx.__version__} version_converter",
-                    details={**details, "for": about, "op_types": dict(sorted(ops.items()))})
+    return Exported(
+        MODEL,
+        tool=f"onnx {onnx.__version__} version_converter",
+        details={**details, "for": about, "op_types": dict(sorted(ops.items()))},
+    )
 
 
 def export_profile_snpe(ctx: ExportContext) -> Exported:

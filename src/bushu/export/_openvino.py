@@ -32,9 +32,13 @@ def _export(ctx: ExportContext, fp16: bool) -> Exported:
         raise
     ctx.step(f"save IR (compress_to_fp16={fp16})")
     ov.save_model(model, str(ctx.work / XML), compress_to_fp16=fp16)
-    return Exported(XML, files={"weights": BIN}, backend_options={"precision": "f32"},
-                    tool=f"openvino {ov.get_version().split('-')[0]}",
-                    details={"compress_to_fp16": fp16, "inference_precision": "f32"})
+    return Exported(
+        XML,
+        files={"weights": BIN},
+        backend_options={"precision": "f32"},
+        tool=f"openvino {ov.get_version().split('-')[0]}",
+        details={"compress_to_fp16": fp16, "inference_precision": "f32"},
+    )
 
 
 def export_ir(ctx: ExportContext) -> Exported:
@@ -59,12 +63,19 @@ def export_ir_int8(ctx: ExportContext) -> Exported:
     (q.path / BIN).rename(ctx.work / BIN)
     import openvino as ov
 
-    return Exported(XML, files={"weights": BIN}, backend_options={"precision": "f32"},
-                    tool=f"nncf {_version('nncf')} + openvino {ov.get_version().split('-')[0]}",
-                    details={"quantization": q.metrics["optimize"]["reason"],
-                             "int8_attempts": [a["attempt"] for a in q.metrics["optimize"].get("attempts", [])],
-                             "calibration_samples": len(reader),
-                             "calibration": reader.source, "inference_precision": "f32 (non-quantized ops)"})
+    return Exported(
+        XML,
+        files={"weights": BIN},
+        backend_options={"precision": "f32"},
+        tool=f"nncf {_version('nncf')} + openvino {ov.get_version().split('-')[0]}",
+        details={
+            "quantization": q.metrics["optimize"]["reason"],
+            "int8_attempts": [a["attempt"] for a in q.metrics["optimize"].get("attempts", [])],
+            "calibration_samples": len(reader),
+            "calibration": reader.source,
+            "inference_precision": "f32 (non-quantized ops)",
+        },
+    )
 
 
 def _version(dist: str) -> str:

@@ -53,9 +53,16 @@ def _qdq_model(ctx: ExportContext) -> Path:
     pre, out = ctx.work / "pre.onnx", ctx.work / "model.qdq.onnx"
     ctx.step(f"ONNX Runtime Q/DQ int8 quantization for TensorRT ({len(runs)} calibration samples)")
     quant_pre_process(str(ctx.onnx), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(out), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    quantize_static(
+        str(pre),
+        str(out),
+        _Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
     pre.unlink(missing_ok=True)
     return out
 
@@ -98,9 +105,15 @@ def _build(ctx: ExportContext, precision: str) -> Exported:
     (ctx.work / MODEL).write_bytes(bytes(blob))
     if source != ctx.onnx:
         source.unlink(missing_ok=True)
-    return Exported(MODEL, tool=f"tensorrt {trt.__version__}",
-                    details={"precision": precision, "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
-                             "tf32": False})
+    return Exported(
+        MODEL,
+        tool=f"tensorrt {trt.__version__}",
+        details={
+            "precision": precision,
+            "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
+            "tf32": False,
+        },
+    )
 
 
 def export_engine(ctx: ExportContext) -> Exported:

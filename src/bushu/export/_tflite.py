@@ -50,8 +50,12 @@ def _relu6_quantizer():
             act = get_output_act_qspec(self.global_config)
             for n in model.graph.nodes:
                 conv = n.args[0] if n.op == "call_function" and n.target in relu6 else None
-                if (getattr(conv, "target", None) in convs and len(conv.users) == 1
-                        and tuple(n.args[1:3]) == (0.0, 6.0) and "quantization_annotation" in conv.meta):
+                if (
+                    getattr(conv, "target", None) in convs
+                    and len(conv.users) == 1
+                    and tuple(n.args[1:3]) == (0.0, 6.0)
+                    and "quantization_annotation" in conv.meta
+                ):
                     conv.meta["quantization_annotation"].output_qspec = None
                     n.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=act, _annotated=True)
             propagate_annotation(model)
@@ -106,22 +110,31 @@ def _export(ctx: ExportContext, int8: bool) -> Exported:
     runner = tfl.Interpreter(model_path=str(ctx.work / MODEL)).get_signature_runner()
     ins, outs = list(runner.get_input_details()), list(runner.get_output_details())
     if len(ins) != len(ctx.art.inputs) or len(outs) != len(ctx.art.outputs):
-        raise RuntimeError(f"the .tflite signature has {len(ins)} inputs / {len(outs)} outputs; the model has "
-                           f"{len(ctx.art.inputs)} / {len(ctx.art.outputs)}")
+        raise RuntimeError(
+            f"the .tflite signature has {len(ins)} inputs / {len(outs)} outputs; the model has "
+            f"{len(ctx.art.inputs)} / {len(ctx.art.outputs)}"
+        )
     io = write_io(ctx.work / MODEL, ctx.art.inputs, ctx.art.outputs, ins, outs, batch="loop")
     if int8:
         details["io_quantization"] = _io_quantization(runner, ctx.art.inputs, ins, ctx.art.outputs, outs)
     import importlib.metadata as md
 
-    return Exported(MODEL, files={"io": io.name}, layout="NCHW", tool=f"litert-torch {md.version('litert-torch')}",
-                    details={"batch": "fixed 1 (the backend loops over a batch)", "layout": "NCHW", **details})
+    return Exported(
+        MODEL,
+        files={"io": io.name},
+        layout="NCHW",
+        tool=f"litert-torch {md.version('litert-torch')}",
+        details={"batch": "fixed 1 (the backend loops over a batch)", "layout": "NCHW", **details},
+    )
 
 
 def _io_quantization(runner, inputs, ins, outputs, outs) -> dict[str, dict[str, object]]:
     """{IO name: dtype, scale, zero point} for each quantized signature tensor: real = scale·(q - zero_point)."""
     out = {}
-    for specs, natives, details in ((inputs, ins, runner.get_input_details()),
-                                    (outputs, outs, runner.get_output_details())):
+    for specs, natives, details in (
+        (inputs, ins, runner.get_input_details()),
+        (outputs, outs, runner.get_output_details()),
+    ):
         for spec, native in zip(specs, natives, strict=True):
             d = details[native]
             scale, zero = d["quantization"]

@@ -22,8 +22,11 @@ TS, PT2, AOTI = "model.torchscript", "model.pt2", "model.aoti.pt2"
 def _io_extra(ctx: ExportContext) -> dict[str, str]:
     from ..runtime.backends.torch import IO_EXTRA_FILE
 
-    return {IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in ctx.art.inputs],
-                                       "outputs": [s.to_dict() for s in ctx.art.outputs]})}
+    return {
+        IO_EXTRA_FILE: json.dumps(
+            {"inputs": [s.to_dict() for s in ctx.art.inputs], "outputs": [s.to_dict() for s in ctx.art.outputs]}
+        )
+    }
 
 
 def _args(ctx: ExportContext, batch: int) -> tuple[Any, ...]:
@@ -76,6 +79,11 @@ def export_aoti(ctx: ExportContext) -> Exported:
         res = [res] if isinstance(res, torch.Tensor) else list(res)
         return {n: r.detach().cpu().numpy() for n, r in zip(outs, res, strict=True)}
 
-    return Exported(AOTI, tool=f"torch {torch.__version__} aoti_compile_and_package", runner=run,
-                    details={"load_with": "torch._inductor.aoti_load_package (Python) or "
-                                          "torch::inductor::AOTIModelPackageLoader (C++)"})
+    return Exported(
+        AOTI,
+        tool=f"torch {torch.__version__} aoti_compile_and_package",
+        runner=run,
+        details={
+            "load_with": "torch._inductor.aoti_load_package (Python) or torch::inductor::AOTIModelPackageLoader (C++)"
+        },
+    )

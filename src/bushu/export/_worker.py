@@ -60,16 +60,26 @@ def _exported_artifact(art: Artifact, fmt: Format, ex: Exported, ctx: ExportCont
         pre = dataclasses.replace(pre, layout=ex.layout)
     provenance = {k: v for k, v in art.provenance.items() if k != "steps"}
     provenance["exported_from"] = str(art.path)
-    new = Artifact(path=ctx.work, model_file=ex.model_file, format=fmt.name, inputs=list(art.inputs),
-                   outputs=list(art.outputs), name=art.name, task=art.task, preprocess=pre,
-                   postprocess=art.postprocess, files=dict(ex.files),
-                   provenance={**provenance, "steps": list(art.provenance.get("steps", []))})
+    new = Artifact(
+        path=ctx.work,
+        model_file=ex.model_file,
+        format=fmt.name,
+        inputs=list(art.inputs),
+        outputs=list(art.outputs),
+        name=art.name,
+        task=art.task,
+        preprocess=pre,
+        postprocess=art.postprocess,
+        files=dict(ex.files),
+        provenance={**provenance, "steps": list(art.provenance.get("steps", []))},
+    )
     new.add_step("export", format=fmt.name, precision=fmt.precision, tool=ex.tool, **ex.details)
     return new
 
 
-def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, bench: bool,
-              ctx: ExportContext) -> dict[str, Any]:
+def _validate(
+    fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, bench: bool, ctx: ExportContext
+) -> dict[str, Any]:
     from ..validate import accuracy, agreement, check_tolerance, summarize
 
     row: dict[str, Any] = {}
@@ -94,11 +104,15 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
         if targets is not None and len(got) == 1 and len(ref) == 1:
             row["accuracy"] = accuracy(next(iter(got.values())), targets.tolist())
             row["accuracy_onnx"] = accuracy(next(iter(ref.values())), targets.tolist())
-        parity: dict[str, Any] = {"reference": "onnxruntime on the source ONNX model", "samples": len(
-            next(iter(feeds.values()))), "atol": fmt.atol, "rtol": fmt.rtol, "agreement": agree}
+        parity: dict[str, Any] = {
+            "reference": "onnxruntime on the source ONNX model",
+            "samples": len(next(iter(feeds.values()))),
+            "atol": fmt.atol,
+            "rtol": fmt.rtol,
+            "agreement": agree,
+        }
         if fmt.min_top1 is not None:
-            parity |= {"atol": None, "rtol": None, "min_top1_agreement": fmt.min_top1,
-                       "min_cosine": MIN_COSINE}
+            parity |= {"atol": None, "rtol": None, "min_top1_agreement": fmt.min_top1, "min_cosine": MIN_COSINE}
             problems = _agreement_problems(fmt, ref, got, agree)
             if row.get("accuracy") is not None and not problems:
                 problems = _accuracy_problem(ref, row["accuracy_onnx"], row["accuracy"], len(targets))
@@ -129,8 +143,16 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
                 run(one)
                 times.append((time.perf_counter() - t0) * 1e3)
             row["p50_ms"] = round(statistics.median(times), 2)
-            art.record("export_bench", {"batch": 1, "p50_ms": row["p50_ms"], "runs": len(times),
-                                        "backend": fmt.backend or "runner", "threads": ctx.options.get("threads")})
+            art.record(
+                "export_bench",
+                {
+                    "batch": 1,
+                    "p50_ms": row["p50_ms"],
+                    "runs": len(times),
+                    "backend": fmt.backend or "runner",
+                    "threads": ctx.options.get("threads"),
+                },
+            )
         if backend is not None:
             row["backend_details"] = backend.describe()
             row["shapes"] = _shapes_kept(art.inputs, backend.inputs, feeds)
@@ -142,10 +164,12 @@ def _validate(fmt: Format, ex: Exported, art: Artifact, feeds, ref, targets, ben
 
 def _one_at_a_time(infer):
     """A model exported with a fixed batch of 1 (tflite2onnx, YOLO exports) runs the samples one by one."""
+
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(feeds.values())))
-        parts = [infer({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+        parts = [infer({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     return run
 
 
@@ -184,11 +208,14 @@ def _agreement_problems(fmt: Format, ref, got, agree: dict[str, dict[str, Any]])
         if "gate_agreement" in a:
             if a["gate_agreement"] < fmt.min_top1:
                 which = "confident " if a["gate_samples"] < len(r) else ""
-                problems.append(f"{name}: top-1 agreement with the fp32 ONNX model {a['gate_agreement']:.1%} on "
-                                f"{a['gate_samples']} {which}sample(s), below the {fmt.min_top1:.0%} minimum")
+                problems.append(
+                    f"{name}: top-1 agreement with the fp32 ONNX model {a['gate_agreement']:.1%} on "
+                    f"{a['gate_samples']} {which}sample(s), below the {fmt.min_top1:.0%} minimum"
+                )
         elif a["cosine_min"] < MIN_COSINE:
-            problems.append(f"{name}: cosine similarity to the fp32 ONNX model {a['cosine_min']:.3f}, below "
-                            f"{MIN_COSINE}")
+            problems.append(
+                f"{name}: cosine similarity to the fp32 ONNX model {a['cosine_min']:.3f}, below {MIN_COSINE}"
+            )
     return problems
 
 
@@ -198,8 +225,10 @@ def _accuracy_problem(ref, before: float, after: float, n: int) -> list[str]:
     if before - after <= allowed + 1e-9:
         return []
     name = next(iter(ref))
-    return [f"{name}: accuracy on the labelled --data {after:.2f}% vs {before:.2f}% for the fp32 ONNX model, "
-            f"a drop of {before - after:.2f} points on {n} sample(s) (at most {allowed:.3g} allowed)"]
+    return [
+        f"{name}: accuracy on the labelled --data {after:.2f}% vs {before:.2f}% for the fp32 ONNX model, "
+        f"a drop of {before - after:.2f} points on {n} sample(s) (at most {allowed:.3g} allowed)"
+    ]
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -218,9 +247,19 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "reason": f"int8 needs calibration images: {DATA_HINT}"}
     feeds, ref, targets = _load_reference(job["reference"])
     with tempfile.TemporaryDirectory(prefix=f".{fmt.name}-", dir=out) as tmpd:
-        ctx = ExportContext(art=art, fmt=fmt, work=Path(tmpd), log=log, step_file=step_file,
-                            options={"opset": job.get("opset"), "threads": job.get("threads"),
-                                     "data": job.get("data"), "calib_size": job.get("calib_size")})
+        ctx = ExportContext(
+            art=art,
+            fmt=fmt,
+            work=Path(tmpd),
+            log=log,
+            step_file=step_file,
+            options={
+                "opset": job.get("opset"),
+                "threads": job.get("threads"),
+                "data": job.get("data"),
+                "calib_size": job.get("calib_size"),
+            },
+        )
         ctx.step("import the exporter")
         module, _, func = fmt.exporter.partition(":")
         exporter = getattr(importlib.import_module(module), func)
@@ -245,8 +284,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         dest = out / fmt.name
         written = write_artifact(dest, files, new, labels=art.labels)
         size_paths = [dest / ex.model_file, *(dest / n for n in ex.files.values() if not n.endswith(".io.json"))]
-        row: dict[str, Any] = {"file": str(dest / ex.model_file), "size_mb": _size_mb(size_paths),
-                               "convert_s": convert_s}
+        row: dict[str, Any] = {
+            "file": str(dest / ex.model_file),
+            "size_mb": _size_mb(size_paths),
+            "convert_s": convert_s,
+        }
         if fmt.backend is None and ex.runner is None:
             row |= {"status": "exported", "reason": fmt.note or "convert-only: no runtime for it on this machine"}
             return row

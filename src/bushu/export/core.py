@@ -40,13 +40,30 @@ from .formats import Format, get_format, resolve_formats
 
 __all__ = ["ROW_KEYS", "ExportContext", "Exported", "Skip", "export", "markdown_table"]
 
-ROW_KEYS = ("format", "file", "size_mb", "precision", "backend", "max_abs", "top1_agreement", "accuracy", "p50_ms",
-            "shapes", "status", "reason", "step", "log", "seconds")
+ROW_KEYS = (
+    "format",
+    "file",
+    "size_mb",
+    "precision",
+    "backend",
+    "max_abs",
+    "top1_agreement",
+    "accuracy",
+    "p50_ms",
+    "shapes",
+    "status",
+    "reason",
+    "step",
+    "log",
+    "seconds",
+)
 STATUSES = ("ok", "exported", "mismatch", "error", "skipped")
 REPORT_JSON, REPORT_MD = "export.json", "export.md"
 INT8_MIN_SAMPLES = 32
-DATA_HINT = ("pass --data DIR: a folder of representative images (100 or so; one sub-folder per class also "
-             "measures accuracy), pre-processed as the artifact says")
+DATA_HINT = (
+    "pass --data DIR: a folder of representative images (100 or so; one sub-folder per class also "
+    "measures accuracy), pre-processed as the artifact says"
+)
 
 
 class Skip(Exception):  # noqa: N818 - control flow inside a worker, never seen by users
@@ -97,12 +114,14 @@ class ExportContext:
         self.step(step)
         self.note("$ " + " ".join(str(c) for c in cmd))
         with open(self.log, "ab") as log:
-            proc = subprocess.run([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
-                                  timeout=timeout, check=False)
+            proc = subprocess.run(
+                [str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, cwd=self.work, timeout=timeout, check=False
+            )
         if proc.returncode != 0:
             tail = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or [""]
-            raise ConverterError(f"{Path(str(cmd[0])).name} exited with {_exit(proc.returncode)} "
-                                 f"during {step!r}: {tail[0][:200]}")
+            raise ConverterError(
+                f"{Path(str(cmd[0])).name} exited with {_exit(proc.returncode)} during {step!r}: {tail[0][:200]}"
+            )
 
     @property
     def onnx(self) -> Path:
@@ -112,8 +131,10 @@ class ExportContext:
         """The artifact's PyTorch program (``files['reference']``, a torch.export .pt2) as a module."""
         ref = self.art.file("reference")
         if ref is None or not ref.is_file():
-            raise Skip("needs the PyTorch reference (model.pt2) that `bushu import` saves from a PyTorch source; "
-                       "this artifact has none")
+            raise Skip(
+                "needs the PyTorch reference (model.pt2) that `bushu import` saves from a PyTorch source; "
+                "this artifact has none"
+            )
         import torch
 
         self.step("load torch.export reference")
@@ -159,11 +180,22 @@ def _exit(rc: int) -> str:
 
 
 # -- the parent side ----------------------------------------------------------------------------------
-def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: str | Path, *,
-           samples: int = 8, data: str | Path | None = None, bench: bool = True, opset: int | None = None,
-           threads: int | None = 1, timeout: float = 900, calib_size: int = 100,
-           on_row: Callable[[dict[str, Any]], None] | None = None,
-           on_start: Callable[[str], None] | None = None, inputs: Any = None) -> list[dict[str, Any]]:
+def export(
+    artifact: str | Path | Artifact,
+    formats: str | Sequence[str],
+    out: str | Path,
+    *,
+    samples: int = 8,
+    data: str | Path | None = None,
+    bench: bool = True,
+    opset: int | None = None,
+    threads: int | None = 1,
+    timeout: float = 900,
+    calib_size: int = 100,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    inputs: Any = None,
+) -> list[dict[str, Any]]:
     """Export ``artifact`` to each of ``formats`` under ``out``; returns one row per format (ROW_KEYS).
 
     ``threads``: intra-op threads for every runtime while validating and timing (default 1, so p50
@@ -200,8 +232,18 @@ def export(artifact: str | Path | Artifact, formats: str | Sequence[str], out: s
         for name in names:
             if on_start:
                 on_start(name)
-            row = _run_worker(art, get_format(name), out, ref, bench=bench, opset=opset, threads=threads,
-                              timeout=timeout, data=data, calib_size=calib_size)
+            row = _run_worker(
+                art,
+                get_format(name),
+                out,
+                ref,
+                bench=bench,
+                opset=opset,
+                threads=threads,
+                timeout=timeout,
+                data=data,
+                calib_size=calib_size,
+            )
             rows.append(row)
             if on_row:
                 on_row(row)
@@ -243,9 +285,11 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
     from ..model.processing import preprocess_images
 
     if art.preprocess is None or len(art.inputs) != 1:
-        raise UserInputError(f"`data` needs an image model with one input and pre-processing; {art.name} has "
-                             f"{len(art.inputs)} input(s) and "
-                             f"{'no' if art.preprocess is None else 'its'} pre-processing")
+        raise UserInputError(
+            f"`data` needs an image model with one input and pre-processing; {art.name} has "
+            f"{len(art.inputs)} input(s) and "
+            f"{'no' if art.preprocess is None else 'its'} pre-processing"
+        )
     if not data.is_dir():
         raise UserInputError(f"`data` {data} is not a directory of images")
     subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -273,9 +317,19 @@ def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.n
     return {art.inputs[0].name: x}, targets
 
 
-def _run_worker(art: Artifact, fmt: Format, out: Path, ref: Path, *, bench: bool, opset: int | None,
-                threads: int | None, timeout: float, data: str | Path | None = None,
-                calib_size: int = 100) -> dict[str, Any]:
+def _run_worker(
+    art: Artifact,
+    fmt: Format,
+    out: Path,
+    ref: Path,
+    *,
+    bench: bool,
+    opset: int | None,
+    threads: int | None,
+    timeout: float,
+    data: str | Path | None = None,
+    calib_size: int = 100,
+) -> dict[str, Any]:
     log, step_file = out / "logs" / f"{fmt.name}.log", out / "logs" / f"{fmt.name}.step"
     result = out / "logs" / f"{fmt.name}.result.json"
     for p in (log, step_file, result):
@@ -284,24 +338,45 @@ def _run_worker(art: Artifact, fmt: Format, out: Path, ref: Path, *, bench: bool
     if (stale / "bushu.yaml").is_file():  # a previous run's export: a failure now must not leave it looking current
         shutil.rmtree(stale)
     # absolute paths: converters run with their scratch directory as the working directory
-    job = {"artifact": str(art.path.resolve()), "format": fmt.name, "exporter": fmt.exporter,
-           "out": str(out.resolve()), "reference": str(Path(ref).resolve()), "bench": bench, "opset": opset,
-           "threads": threads, "log": str(Path(log).resolve()), "step_file": str(Path(step_file).resolve()),
-           "result": str(Path(result).resolve()),
-           "data": str(Path(data).resolve()) if data is not None else None, "calib_size": calib_size}
+    job = {
+        "artifact": str(art.path.resolve()),
+        "format": fmt.name,
+        "exporter": fmt.exporter,
+        "out": str(out.resolve()),
+        "reference": str(Path(ref).resolve()),
+        "bench": bench,
+        "opset": opset,
+        "threads": threads,
+        "log": str(Path(log).resolve()),
+        "step_file": str(Path(step_file).resolve()),
+        "result": str(Path(result).resolve()),
+        "data": str(Path(data).resolve()) if data is not None else None,
+        "calib_size": calib_size,
+    }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     t0 = time.perf_counter()
     try:
         with open(log, "ab") as fh:
-            proc = subprocess.run([sys.executable, "-m", "bushu.export._worker", json.dumps(job)], stdout=fh,
-                                  stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False)
+            proc = subprocess.run(
+                [sys.executable, "-m", "bushu.export._worker", json.dumps(job)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout,
+                check=False,
+            )
         rc: int | None = proc.returncode
     except subprocess.TimeoutExpired:
         rc = None
     seconds = round(time.perf_counter() - t0, 1)
     step = step_file.read_text().strip() if step_file.is_file() else None
-    base = dict.fromkeys(ROW_KEYS) | {"format": fmt.name, "precision": fmt.precision, "backend": fmt.backend,
-                                         "log": str(log), "seconds": seconds}
+    base = dict.fromkeys(ROW_KEYS) | {
+        "format": fmt.name,
+        "precision": fmt.precision,
+        "backend": fmt.backend,
+        "log": str(log),
+        "seconds": seconds,
+    }
     if result.is_file():
         row = base | json.loads(result.read_text())
         result.unlink()
@@ -309,22 +384,48 @@ def _run_worker(art: Artifact, fmt: Format, out: Path, ref: Path, *, bench: bool
             step_file.unlink(missing_ok=True)
         return row
     why = f"timed out after {timeout:g} s" if rc is None else f"the converter process died ({_exit(rc)})"
-    return base | {"status": "error", "step": step,
-                   "reason": f"{why}{f' during {step!r}' if step else ''}; see {log}"}
+    return base | {"status": "error", "step": step, "reason": f"{why}{f' during {step!r}' if step else ''}; see {log}"}
 
 
 def write_reports(art: Artifact, rows: list[dict[str, Any]], out: Path) -> None:
-    report = {"artifact": str(art.path), "name": art.name, "source_model": art.model_file,
-              "versions": library_versions("bushu", "onnx", "onnxruntime", "openvino", "torch", "ncnn", "pnnx", "MNN",
-                                           "ai-edge-litert", "litert-torch", "coremltools", "opencv-python-headless",
-                                           "tensorrt"),
-              "rows": rows}
+    report = {
+        "artifact": str(art.path),
+        "name": art.name,
+        "source_model": art.model_file,
+        "versions": library_versions(
+            "bushu",
+            "onnx",
+            "onnxruntime",
+            "openvino",
+            "torch",
+            "ncnn",
+            "pnnx",
+            "MNN",
+            "ai-edge-litert",
+            "litert-torch",
+            "coremltools",
+            "opencv-python-headless",
+            "tensorrt",
+        ),
+        "rows": rows,
+    }
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / REPORT_MD).write_text(f"# bushu export: {art.name}\n\n" + markdown_table(rows) + "\n")
 
 
-MD_COLUMNS = ("format", "file", "size_mb", "max_abs", "top1_agreement", "accuracy", "accuracy_onnx", "p50_ms", "shapes",
-              "status", "reason")
+MD_COLUMNS = (
+    "format",
+    "file",
+    "size_mb",
+    "max_abs",
+    "top1_agreement",
+    "accuracy",
+    "accuracy_onnx",
+    "p50_ms",
+    "shapes",
+    "status",
+    "reason",
+)
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] = MD_COLUMNS) -> str:

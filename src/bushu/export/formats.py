@@ -49,10 +49,15 @@ class Format:
     min_top1: float | None = None
 
     def row(self) -> dict[str, object]:
-        return {"format": self.name, "suffix": self.suffix, "precision": self.precision,
-                "runs_here": self.backend or ("gpu only" if self.gpu else "no (convert-only)"),
-                "needs": ", ".join(req for _, req in self.needs) + (" + --data" if self.calibrated else "") or "-",
-                "in_all": self.in_all, "description": self.description}
+        return {
+            "format": self.name,
+            "suffix": self.suffix,
+            "precision": self.precision,
+            "runs_here": self.backend or ("gpu only" if self.gpu else "no (convert-only)"),
+            "needs": ", ".join(req for _, req in self.needs) + (" + --data" if self.calibrated else "") or "-",
+            "in_all": self.in_all,
+            "description": self.description,
+        }
 
 
 _M = "bushu.export"
@@ -62,88 +67,252 @@ _INT8: dict[str, Any] = dict(precision="int8", calibrated=True, min_top1=0.9)
 # TensorRT builds the engine; cuda-python (cuda.bindings) gives the backend device memory without PyTorch
 _TRT = (("tensorrt", "tensorrt"), ("cuda", "cuda-python"))
 
-FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("onnx", f"{_M}._onnx:export_onnx", ".onnx", "ONNX at the artifact's opset (or --opset)",
-           needs=(("onnx", "onnx"),), backend="onnxruntime", options=("opset",)),
-    Format("onnx-fp16", f"{_M}._onnx:export_onnx_fp16", ".onnx", "ONNX with fp16 weights and math, fp32 IO",
-           needs=(("onnxconverter_common", "onnxconverter-common"),), backend="onnxruntime", **_FP16,
-           options=("opset",)),
-    Format("openvino", f"{_M}._openvino:export_ir", ".xml", "OpenVINO IR, fp32 weights, run in f32",
-           needs=(("openvino", "openvino"),), backend="openvino"),
-    Format("openvino-fp16", f"{_M}._openvino:export_ir_fp16", ".xml", "OpenVINO IR with fp16-compressed weights",
-           needs=(("openvino", "openvino"),), backend="openvino", **_FP16),
-    Format("openvino-int8", f"{_M}._openvino:export_ir_int8", ".xml",
-           "OpenVINO IR, static int8 (NNCF post-training quantization calibrated on --data)",
-           needs=(("openvino", "openvino"), ("nncf", "nncf")), backend="openvino", **_INT8),
-    Format("torchscript", f"{_M}._torch:export_torchscript", ".torchscript",
-           "TorchScript (torch.jit.trace of the artifact's torch.export reference), for libtorch",
-           needs=(("torch", "torch"),), backend="torch"),
-    Format("pt2", f"{_M}._torch:export_pt2", ".pt2", "torch.export ExportedProgram (dynamic batch)",
-           needs=(("torch", "torch"),), backend="torch"),
-    Format("aoti", f"{_M}._torch:export_aoti", ".pt2",
-           "AOTInductor package (compiled .so inside a .pt2) for libtorch C++; opt-in, ~1 min per model",
-           needs=(("torch", "torch"),), backend=None, in_all=False),
-    Format("tflite", f"{_M}._tflite:export_tflite", ".tflite", "LiteRT/TFLite flatbuffer via litert-torch (NCHW kept)",
-           needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")), backend="litert"),
-    Format("tflite-int8", f"{_M}._tflite:export_tflite_int8", ".tflite",
-           "LiteRT full-integer int8 (int8 weights, activations and IO; PT2E static quantization calibrated "
-           "on --data)",
-           needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert"), ("torchao", "torchao")),
-           backend="litert", **_INT8),
-    Format("ncnn", f"{_M}._ncnn:export_ncnn", ".param", "ncnn param/bin via the pnnx CLI (fp16=0), run in fp32",
-           needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn"),
-    Format("ncnn-fp16", f"{_M}._ncnn:export_ncnn_fp16", ".param", "ncnn with fp16 weights (pnnx fp16=1), fp16 math",
-           needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn", **_FP16),
-    Format("ncnn-int8", f"{_M}._ncnn:export_ncnn_int8", ".param",
-           "ncnn int8 via ncnn2table/ncnn2int8 (not in the pip packages: build ncnn from source)",
-           needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")), backend="ncnn", **_INT8),
-    Format("mnn", f"{_M}._mnn:export_mnn", ".mnn", "MNN via mnnconvert from the ONNX model, run at high precision",
-           needs=(("MNN", "MNN"),), backend="mnn", atol=1e-3, rtol=1e-4,
-           note="MNN at high precision is ~1e-4 off ONNX Runtime (docs/notes.md)"),
-    Format("mnn-fp16", f"{_M}._mnn:export_mnn_fp16", ".mnn", "MNN with fp16 weights (mnnconvert --fp16)",
-           needs=(("MNN", "MNN"),), backend="mnn", **_FP16),
-    Format("mnn-int8", f"{_M}._mnn:export_mnn_int8", ".mnn",
-           "MNN full int8 (weights and activations) via MNN's offline quantization tool (mnnquant, "
-           "feature ranges calibrated on --data)",
-           needs=(("MNN", "MNN"),), backend="mnn", **_INT8),
-    Format("coreml", f"{_M}._coreml:export_coreml", ".mlpackage",
-           "Core ML ML Program (.mlpackage) via coremltools; convert-only on Linux (runs on macOS/iOS)",
-           needs=(("coremltools", "coremltools"), ("torch", "torch")), backend=None,
-           note="convert-only on Linux: Core ML runs on macOS/iOS, so no parity check here"),
-    Format("tensorrt", f"{_M}._tensorrt:export_engine", ".engine",
-           "TensorRT engine built from the ONNX model, fp32 (needs an NVIDIA GPU and the tensorrt package)",
-           needs=_TRT, backend="tensorrt", gpu=True, atol=1e-3, rtol=1e-3),
-    Format("tensorrt-fp16", f"{_M}._tensorrt:export_engine_fp16", ".engine",
-           "TensorRT engine with fp16 kernels, fp32 IO (needs an NVIDIA GPU)",
-           needs=_TRT, backend="tensorrt", gpu=True, **_FP16),
-    Format("tensorrt-int8", f"{_M}._tensorrt:export_engine_int8", ".engine",
-           "TensorRT int8 engine from an ONNX Runtime Q/DQ model calibrated on --data (explicit quantization)",
-           needs=_TRT, backend="tensorrt", gpu=True, **_INT8),
-    Format("snpe", f"{_M}._onnx:export_profile_snpe", ".onnx",
-           "ONNX profile for Qualcomm SNPE's snpe-onnx-to-dlc (converter not installable here)",
-           needs=(("onnx", "onnx"),), backend="onnxruntime",
-           note="ONNX opset-13 profile, checked with ONNX Runtime; convert with snpe-onnx-to-dlc where the "
-                "SNPE SDK is installed"),
-    Format("mace", f"{_M}._onnx:export_profile_mace", ".onnx",
-           "ONNX profile for Xiaomi MACE's converter (not installable here)",
-           needs=(("onnx", "onnx"),), backend="onnxruntime",
-           note="ONNX opset-11 profile, checked with ONNX Runtime; convert with MACE's converter "
-                "(not installable here)"),
-    Format("paddle-lite", f"{_M}._onnx:export_profile_paddle", ".onnx",
-           "ONNX profile for Paddle-Lite via x2paddle (not installable here)",
-           needs=(("onnx", "onnx"),), backend="onnxruntime",
-           note="ONNX opset-13 profile, checked with ONNX Runtime; convert with x2paddle + paddle_lite_opt "
-                "(not installable here)"),
-]}
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in [
+        Format(
+            "onnx",
+            f"{_M}._onnx:export_onnx",
+            ".onnx",
+            "ONNX at the artifact's opset (or --opset)",
+            needs=(("onnx", "onnx"),),
+            backend="onnxruntime",
+            options=("opset",),
+        ),
+        Format(
+            "onnx-fp16",
+            f"{_M}._onnx:export_onnx_fp16",
+            ".onnx",
+            "ONNX with fp16 weights and math, fp32 IO",
+            needs=(("onnxconverter_common", "onnxconverter-common"),),
+            backend="onnxruntime",
+            **_FP16,
+            options=("opset",),
+        ),
+        Format(
+            "openvino",
+            f"{_M}._openvino:export_ir",
+            ".xml",
+            "OpenVINO IR, fp32 weights, run in f32",
+            needs=(("openvino", "openvino"),),
+            backend="openvino",
+        ),
+        Format(
+            "openvino-fp16",
+            f"{_M}._openvino:export_ir_fp16",
+            ".xml",
+            "OpenVINO IR with fp16-compressed weights",
+            needs=(("openvino", "openvino"),),
+            backend="openvino",
+            **_FP16,
+        ),
+        Format(
+            "openvino-int8",
+            f"{_M}._openvino:export_ir_int8",
+            ".xml",
+            "OpenVINO IR, static int8 (NNCF post-training quantization calibrated on --data)",
+            needs=(("openvino", "openvino"), ("nncf", "nncf")),
+            backend="openvino",
+            **_INT8,
+        ),
+        Format(
+            "torchscript",
+            f"{_M}._torch:export_torchscript",
+            ".torchscript",
+            "TorchScript (torch.jit.trace of the artifact's torch.export reference), for libtorch",
+            needs=(("torch", "torch"),),
+            backend="torch",
+        ),
+        Format(
+            "pt2",
+            f"{_M}._torch:export_pt2",
+            ".pt2",
+            "torch.export ExportedProgram (dynamic batch)",
+            needs=(("torch", "torch"),),
+            backend="torch",
+        ),
+        Format(
+            "aoti",
+            f"{_M}._torch:export_aoti",
+            ".pt2",
+            "AOTInductor package (compiled .so inside a .pt2) for libtorch C++; opt-in, ~1 min per model",
+            needs=(("torch", "torch"),),
+            backend=None,
+            in_all=False,
+        ),
+        Format(
+            "tflite",
+            f"{_M}._tflite:export_tflite",
+            ".tflite",
+            "LiteRT/TFLite flatbuffer via litert-torch (NCHW kept)",
+            needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")),
+            backend="litert",
+        ),
+        Format(
+            "tflite-int8",
+            f"{_M}._tflite:export_tflite_int8",
+            ".tflite",
+            "LiteRT full-integer int8 (int8 weights, activations and IO; PT2E static quantization calibrated "
+            "on --data)",
+            needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert"), ("torchao", "torchao")),
+            backend="litert",
+            **_INT8,
+        ),
+        Format(
+            "ncnn",
+            f"{_M}._ncnn:export_ncnn",
+            ".param",
+            "ncnn param/bin via the pnnx CLI (fp16=0), run in fp32",
+            needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")),
+            backend="ncnn",
+        ),
+        Format(
+            "ncnn-fp16",
+            f"{_M}._ncnn:export_ncnn_fp16",
+            ".param",
+            "ncnn with fp16 weights (pnnx fp16=1), fp16 math",
+            needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")),
+            backend="ncnn",
+            **_FP16,
+        ),
+        Format(
+            "ncnn-int8",
+            f"{_M}._ncnn:export_ncnn_int8",
+            ".param",
+            "ncnn int8 via ncnn2table/ncnn2int8 (not in the pip packages: build ncnn from source)",
+            needs=(("pnnx", "pnnx"), ("ncnn", "ncnn")),
+            backend="ncnn",
+            **_INT8,
+        ),
+        Format(
+            "mnn",
+            f"{_M}._mnn:export_mnn",
+            ".mnn",
+            "MNN via mnnconvert from the ONNX model, run at high precision",
+            needs=(("MNN", "MNN"),),
+            backend="mnn",
+            atol=1e-3,
+            rtol=1e-4,
+            note="MNN at high precision is ~1e-4 off ONNX Runtime (docs/notes.md)",
+        ),
+        Format(
+            "mnn-fp16",
+            f"{_M}._mnn:export_mnn_fp16",
+            ".mnn",
+            "MNN with fp16 weights (mnnconvert --fp16)",
+            needs=(("MNN", "MNN"),),
+            backend="mnn",
+            **_FP16,
+        ),
+        Format(
+            "mnn-int8",
+            f"{_M}._mnn:export_mnn_int8",
+            ".mnn",
+            "MNN full int8 (weights and activations) via MNN's offline quantization tool (mnnquant, "
+            "feature ranges calibrated on --data)",
+            needs=(("MNN", "MNN"),),
+            backend="mnn",
+            **_INT8,
+        ),
+        Format(
+            "coreml",
+            f"{_M}._coreml:export_coreml",
+            ".mlpackage",
+            "Core ML ML Program (.mlpackage) via coremltools; convert-only on Linux (runs on macOS/iOS)",
+            needs=(("coremltools", "coremltools"), ("torch", "torch")),
+            backend=None,
+            note="convert-only on Linux: Core ML runs on macOS/iOS, so no parity check here",
+        ),
+        Format(
+            "tensorrt",
+            f"{_M}._tensorrt:export_engine",
+            ".engine",
+            "TensorRT engine built from the ONNX model, fp32 (needs an NVIDIA GPU and the tensorrt package)",
+            needs=_TRT,
+            backend="tensorrt",
+            gpu=True,
+            atol=1e-3,
+            rtol=1e-3,
+        ),
+        Format(
+            "tensorrt-fp16",
+            f"{_M}._tensorrt:export_engine_fp16",
+            ".engine",
+            "TensorRT engine with fp16 kernels, fp32 IO (needs an NVIDIA GPU)",
+            needs=_TRT,
+            backend="tensorrt",
+            gpu=True,
+            **_FP16,
+        ),
+        Format(
+            "tensorrt-int8",
+            f"{_M}._tensorrt:export_engine_int8",
+            ".engine",
+            "TensorRT int8 engine from an ONNX Runtime Q/DQ model calibrated on --data (explicit quantization)",
+            needs=_TRT,
+            backend="tensorrt",
+            gpu=True,
+            **_INT8,
+        ),
+        Format(
+            "snpe",
+            f"{_M}._onnx:export_profile_snpe",
+            ".onnx",
+            "ONNX profile for Qualcomm SNPE's snpe-onnx-to-dlc (converter not installable here)",
+            needs=(("onnx", "onnx"),),
+            backend="onnxruntime",
+            note="ONNX opset-13 profile, checked with ONNX Runtime; convert with snpe-onnx-to-dlc where the "
+            "SNPE SDK is installed",
+        ),
+        Format(
+            "mace",
+            f"{_M}._onnx:export_profile_mace",
+            ".onnx",
+            "ONNX profile for Xiaomi MACE's converter (not installable here)",
+            needs=(("onnx", "onnx"),),
+            backend="onnxruntime",
+            note="ONNX opset-11 profile, checked with ONNX Runtime; convert with MACE's converter "
+            "(not installable here)",
+        ),
+        Format(
+            "paddle-lite",
+            f"{_M}._onnx:export_profile_paddle",
+            ".onnx",
+            "ONNX profile for Paddle-Lite via x2paddle (not installable here)",
+            needs=(("onnx", "onnx"),),
+            backend="onnxruntime",
+            note="ONNX opset-13 profile, checked with ONNX Runtime; convert with x2paddle + paddle_lite_opt "
+            "(not installable here)",
+        ),
+    ]
+}
 
-_ALIASES = {"openvino_fp16": "openvino-fp16", "onnx_fp16": "onnx-fp16", "ncnn_fp16": "ncnn-fp16",
-            "mnn_fp16": "mnn-fp16",
-            "openvino_int8": "openvino-int8", "tflite_int8": "tflite-int8", "litert-int8": "tflite-int8",
-            "ncnn_int8": "ncnn-int8", "mnn_int8": "mnn-int8", "paddle_lite": "paddle-lite",
-            "paddlelite": "paddle-lite", "ir": "openvino",
-            "engine": "tensorrt", "trt": "tensorrt", "trt-fp16": "tensorrt-fp16", "trt-int8": "tensorrt-int8",
-            "tensorrt_fp16": "tensorrt-fp16", "tensorrt_int8": "tensorrt-int8", "litert": "tflite", "torch.export": "pt2", "export": "pt2",
-            "mlpackage": "coreml", "aotinductor": "aoti", "libtorch": "torchscript"}
+_ALIASES = {
+    "openvino_fp16": "openvino-fp16",
+    "onnx_fp16": "onnx-fp16",
+    "ncnn_fp16": "ncnn-fp16",
+    "mnn_fp16": "mnn-fp16",
+    "openvino_int8": "openvino-int8",
+    "tflite_int8": "tflite-int8",
+    "litert-int8": "tflite-int8",
+    "ncnn_int8": "ncnn-int8",
+    "mnn_int8": "mnn-int8",
+    "paddle_lite": "paddle-lite",
+    "paddlelite": "paddle-lite",
+    "ir": "openvino",
+    "engine": "tensorrt",
+    "trt": "tensorrt",
+    "trt-fp16": "tensorrt-fp16",
+    "trt-int8": "tensorrt-int8",
+    "tensorrt_fp16": "tensorrt-fp16",
+    "tensorrt_int8": "tensorrt-int8",
+    "litert": "tflite",
+    "torch.export": "pt2",
+    "export": "pt2",
+    "mlpackage": "coreml",
+    "aotinductor": "aoti",
+    "libtorch": "torchscript",
+}
 
 
 @cache
@@ -164,8 +333,12 @@ def get_format(name: str) -> Format:
         return FORMATS[key]
     if key in _plugin_formats():
         return _load_plugin(key, _plugin_formats()[key])
-    raise UnknownNameError("export format", name, [*list_formats(), "all"],
-                           hint="bushu export --list shows every format and whether it runs here")
+    raise UnknownNameError(
+        "export format",
+        name,
+        [*list_formats(), "all"],
+        hint="bushu export --list shows every format and whether it runs here",
+    )
 
 
 def _load_plugin(name: str, ep: metadata.EntryPoint) -> Format:
@@ -174,11 +347,14 @@ def _load_plugin(name: str, ep: metadata.EntryPoint) -> Format:
     try:
         fmt = ep.load()
     except ImportError as e:
-        raise MissingDependencyError(f"export format {name!r} ({e.name or e})", name,
-                                     entry_point_package(ep) or name) from e
+        raise MissingDependencyError(
+            f"export format {name!r} ({e.name or e})", name, entry_point_package(ep) or name
+        ) from e
     if not isinstance(fmt, Format) or fmt.name != name:
-        raise UserInputError(f"the bushu.exporters entry point {name!r} ({ep.value}) is not a Format named {name!r}",
-                             hint="the plugin must point at a bushu.export.formats.Format with the same name")
+        raise UserInputError(
+            f"the bushu.exporters entry point {name!r} ({ep.value}) is not a Format named {name!r}",
+            hint="the plugin must point at a bushu.export.formats.Format with the same name",
+        )
     return fmt
 
 

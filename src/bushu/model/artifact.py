@@ -132,8 +132,9 @@ class Artifact:
         if not path.exists():
             raise NotFoundError(f"artifact not found: {path}", hint="create one with: bushu import SRC -o ART")
         if not meta_path.is_file():
-            raise ArtifactError(f"{path} is not a bushu artifact (no {META_FILE})",
-                                hint="create one with: bushu import SRC -o ART")
+            raise ArtifactError(
+                f"{path} is not a bushu artifact (no {META_FILE})", hint="create one with: bushu import SRC -o ART"
+            )
         try:
             meta = yaml.safe_load(meta_path.read_text())
             art = cls(
@@ -198,12 +199,19 @@ class Artifact:
 
     def add_step(self, command: str, **details: Any) -> None:
         self.provenance.setdefault("steps", []).append(
-            {"command": command, "time": _now(), **details, "versions": library_versions()})
+            {"command": command, "time": _now(), **details, "versions": library_versions()}
+        )
 
     def summary(self) -> dict[str, Any]:
-        return {"path": str(self.path), "name": self.name, "format": self.format, "model_file": self.model_file,
-                "size_bytes": self.size_bytes, "inputs": [s.to_dict() for s in self.inputs],
-                "outputs": [s.to_dict() for s in self.outputs]}
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "format": self.format,
+            "model_file": self.model_file,
+            "size_bytes": self.size_bytes,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
 
     @property
     def size_bytes(self) -> int:
@@ -220,8 +228,11 @@ def _sizes_from_preprocess(inputs: list[TensorSpec], pp: Preprocess | None) -> l
     out = []
     for s in inputs:
         size = None
-        if pp.kind == "text" and pp.params.get("tokenizer") and s.name in (pp.params.get("inputs") or
-                                                                            ["input_ids", "attention_mask"]):
+        if (
+            pp.kind == "text"
+            and pp.params.get("tokenizer")
+            and s.name in (pp.params.get("inputs") or ["input_ids", "attention_mask"])
+        ):
             size = min(int(pp.params.get("max_length") or 128), 128)
         elif pp.kind in ("image", "audio") and pp.crop and len(s.shape) == 4:
             size = int(pp.crop)
@@ -234,8 +245,9 @@ def _sizes_from_preprocess(inputs: list[TensorSpec], pp: Preprocess | None) -> l
     return out
 
 
-def write_artifact(out: str | Path, files: Mapping[str, str | Path | bytes], art: Artifact,
-                   labels: list[str] | None = None) -> Artifact:
+def write_artifact(
+    out: str | Path, files: Mapping[str, str | Path | bytes], art: Artifact, labels: list[str] | None = None
+) -> Artifact:
     """Write a whole artifact to ``out``: files (name -> source path or bytes) plus metadata.
 
     Built in a temporary sibling directory, then swapped in; the previous artifact at ``out`` stays
@@ -243,8 +255,10 @@ def write_artifact(out: str | Path, files: Mapping[str, str | Path | bytes], art
     """
     out = Path(out)
     if out.exists() and not (out / META_FILE).exists() and any(out.iterdir()):
-        raise ArtifactError(f"refusing to overwrite {out}: it exists and is not a bushu artifact",
-                            hint="choose another -o directory or remove it")
+        raise ArtifactError(
+            f"refusing to overwrite {out}: it exists and is not a bushu artifact",
+            hint="choose another -o directory or remove it",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

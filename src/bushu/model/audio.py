@@ -19,21 +19,39 @@ import numpy as np
 
 from ..errors import MissingDependencyError, UserInputError
 
-__all__ = ["AUDIO_SUFFIXES", "DEFAULT_SPECTROGRAM", "UNSUPPORTED_AUDIO", "audio_image", "load_audio", "log_mel",
-           "mel_filterbank", "resample"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "DEFAULT_SPECTROGRAM",
+    "UNSUPPORTED_AUDIO",
+    "audio_image",
+    "load_audio",
+    "log_mel",
+    "mel_filterbank",
+    "resample",
+]
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 UNSUPPORTED_AUDIO = (".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif", ".amr", ".webm")
-DEFAULT_SPECTROGRAM: dict[str, Any] = {"sample_rate": 16000, "duration": 1.0, "n_fft": 400, "hop_length": 160,
-                                       "n_mels": 64, "fmin": 20.0, "fmax": 8000.0, "top_db": 80.0}
+DEFAULT_SPECTROGRAM: dict[str, Any] = {
+    "sample_rate": 16000,
+    "duration": 1.0,
+    "n_fft": 400,
+    "hop_length": 160,
+    "n_mels": 64,
+    "fmin": 20.0,
+    "fmax": 8000.0,
+    "top_db": 80.0,
+}
 
 
 def load_audio(src: str | Path | bytes) -> tuple[np.ndarray, int]:
     """A .wav/.flac file or its bytes -> (mono float32 samples in [-1, 1], sample rate)."""
     name = "the uploaded bytes" if isinstance(src, (bytes, bytearray)) else str(src)
     if not isinstance(src, (bytes, bytearray)) and Path(src).suffix.lower() in UNSUPPORTED_AUDIO:
-        raise UserInputError(f"unsupported audio format {Path(src).suffix} ({name})",
-                             hint="convert it to .wav or .flac, e.g. ffmpeg -i in.mp3 -ar 16000 out.wav")
+        raise UserInputError(
+            f"unsupported audio format {Path(src).suffix} ({name})",
+            hint="convert it to .wav or .flac, e.g. ffmpeg -i in.mp3 -ar 16000 out.wav",
+        )
     raw = bytes(src) if isinstance(src, (bytes, bytearray)) else Path(src).read_bytes()
     if not raw:
         raise UserInputError(f"{name} is empty", hint="send a .wav (or .flac) clip")
@@ -45,8 +63,9 @@ def load_audio(src: str | Path | bytes) -> tuple[np.ndarray, int]:
         try:
             x, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
         except Exception as e:  # noqa: BLE001 - libsndfile errors: not audio, truncated, unknown format
-            raise UserInputError(f"cannot decode {name} as audio: {str(e).splitlines()[0][:200]}",
-                                 hint="send a .wav or .flac clip") from e
+            raise UserInputError(
+                f"cannot decode {name} as audio: {str(e).splitlines()[0][:200]}", hint="send a .wav or .flac clip"
+            ) from e
         return _mono(x), int(sr)
     if raw[:4] == b"fLaC":
         raise MissingDependencyError("FLAC audio (soundfile)", "train", package="soundfile")
@@ -55,11 +74,13 @@ def load_audio(src: str | Path | bytes) -> tuple[np.ndarray, int]:
             sr, ch, width, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
             frames = w.readframes(n)
     except (wave.Error, EOFError) as e:
-        raise UserInputError(f"cannot decode {name} as a PCM .wav: {e}",
-                             hint="send 8/16/24/32-bit PCM .wav, or install soundfile for float WAV and FLAC") from e
+        raise UserInputError(
+            f"cannot decode {name} as a PCM .wav: {e}",
+            hint="send 8/16/24/32-bit PCM .wav, or install soundfile for float WAV and FLAC",
+        ) from e
     if width == 3:  # 24-bit: widen to 32 by putting the 3 bytes in the top of an int32
         b = np.frombuffer(frames, np.uint8).reshape(-1, 3)
-        x = (np.pad(b, ((0, 0), (1, 0))).copy().view("<i4")[:, 0]).astype(np.float32) / 2 ** 31
+        x = (np.pad(b, ((0, 0), (1, 0))).copy().view("<i4")[:, 0]).astype(np.float32) / 2**31
     elif width == 1:
         x = (np.frombuffer(frames, np.uint8).astype(np.float32) - 128) / 128
     else:
@@ -115,7 +136,7 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     hop = max(1, n // 20)
     starts = np.arange(0, len(x) - n + 1, hop)
     best = int(starts[np.argmax(energy[starts + n] - energy[starts])])
-    return x[best:best + n]
+    return x[best : best + n]
 
 
 def log_mel(x: np.ndarray, sr: int, p: Mapping[str, Any]) -> np.ndarray:

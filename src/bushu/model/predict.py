@@ -35,7 +35,7 @@ def char_ngrams(text: str, n_min: int, n_max: int) -> list[str]:
     """Character n-grams (whitespace runs collapsed to one space): the tokens of text written without
     spaces between words (Chinese, Japanese), where a word pattern finds whole sentences."""
     t = _SPACES.sub(" ", text).strip()
-    return [t[i:i + n] for n in range(n_min, n_max + 1) for i in range(len(t) - n + 1)]
+    return [t[i : i + n] for n in range(n_min, n_max + 1) for i in range(len(t) - n + 1)]
 
 
 def tfidf_tokens(desc: dict[str, Any], text: str) -> list[str]:
@@ -89,9 +89,11 @@ class Pipeline:
         self._tok = self._tfidf = None
         missing = [f for f in pp.files if not (root / f).is_file()]
         if missing:
-            raise ArtifactError(f"{root} lacks {', '.join(missing)}, which its pre-processing reads",
-                                hint="copy the whole artifact directory (bushu.yaml, the model and these files) "
-                                     "into the version directory")
+            raise ArtifactError(
+                f"{root} lacks {', '.join(missing)}, which its pre-processing reads",
+                hint="copy the whole artifact directory (bushu.yaml, the model and these files) "
+                "into the version directory",
+            )
         if self.kind == "text":
             if p.get("tokenizer"):
                 self._tok = load_tokenizer(root / p["tokenizer"], int(p.get("max_length", 256)))
@@ -107,8 +109,11 @@ class Pipeline:
             if self._tfidf is not None:
                 return {self.input_name: tfidf_transform(self._tfidf, texts)}
             enc = self._tok.encode_batch(texts)
-            cols = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
-                    "token_type_ids": [e.type_ids for e in enc]}
+            cols = {
+                "input_ids": [e.ids for e in enc],
+                "attention_mask": [e.attention_mask for e in enc],
+                "token_type_ids": [e.type_ids for e in enc],
+            }
             return {n: np.asarray(cols[n], np.int64) for n in self.inputs}
         return {self.input_name: np.stack([self.one(r) for r in raw])}
 
@@ -152,16 +157,20 @@ class Classifier:
 
         self.art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         if self.art.preprocess is None:
-            raise ArtifactError(f"{self.art.path} records no pre-processing, so it cannot take raw inputs",
-                                hint="train it with bushu train, or import it with --preprocess")
+            raise ArtifactError(
+                f"{self.art.path} records no pre-processing, so it cannot take raw inputs",
+                hint="train it with bushu train, or import it with --preprocess",
+            )
         target = self.art.model_path
         if backend not in (None, "onnxruntime"):
             from ..profile.bench import files_for_backends
 
             target = files_for_backends(self.art, self.art.model_path, [backend])[backend]
             if isinstance(target, str):
-                raise ArtifactError(f"backend {backend!r} cannot run {self.art.path}: {target}",
-                                    hint="leave --backend out for onnxruntime, or export the artifact for it")
+                raise ArtifactError(
+                    f"backend {backend!r} cannot run {self.art.path}: {target}",
+                    hint="leave --backend out for onnxruntime, or export the artifact for it",
+                )
         self.backend = load_backend(target, backend or "onnxruntime", **options)
         self.pipeline = Pipeline(self.art.path, self.art.preprocess, self.backend.inputs[0].name)
         self.kind = self.pipeline.kind
@@ -191,12 +200,19 @@ class TextClassifier(Classifier):
     def __init__(self, artifact: str | Path | Artifact):
         art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         legacy = art.file("text_features")
-        if art.preprocess is None and legacy is not None and legacy.is_file() and \
-                json.loads(legacy.read_text()).get("kind") == "tfidf":  # trained before preprocess.kind "text"
-            art.preprocess = Preprocess(kind="text", resize=None, crop=None,
-                                        params={"features": art.files["text_features"]})
+        if (
+            art.preprocess is None
+            and legacy is not None
+            and legacy.is_file()
+            and json.loads(legacy.read_text()).get("kind") == "tfidf"
+        ):  # trained before preprocess.kind "text"
+            art.preprocess = Preprocess(
+                kind="text", resize=None, crop=None, params={"features": art.files["text_features"]}
+            )
         if art.preprocess is None or art.preprocess.kind != "text":
-            raise ArtifactError(f"{art.path} is not a text artifact (preprocess kind "
-                                f"{art.preprocess.kind if art.preprocess else None!r})",
-                                hint="retrain it with this bushu version: bushu train DATA -o ART")
+            raise ArtifactError(
+                f"{art.path} is not a text artifact (preprocess kind "
+                f"{art.preprocess.kind if art.preprocess else None!r})",
+                hint="retrain it with this bushu version: bushu train DATA -o ART",
+            )
         super().__init__(art)

@@ -15,7 +15,6 @@ from .artifact import Postprocess, Preprocess
 __all__ = ["IMAGE_SUFFIXES", "fit_image", "load_image", "preprocess_image", "preprocess_images", "softmax", "top_k"]
 
 
-
 def load_image(src: str | Path | bytes | np.ndarray):
     """Decode an image file or bytes (or wrap an HxW[xC] uint8 array) into a PIL image; a clear error otherwise."""
     from PIL import Image, UnidentifiedImageError
@@ -29,10 +28,15 @@ def load_image(src: str | Path | bytes | np.ndarray):
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         name = "the uploaded bytes" if isinstance(src, (bytes, bytearray)) else str(src)
-        why = "this file is not an image we can read (JPEG, PNG, BMP, WebP, GIF)" \
-            if isinstance(e, UnidentifiedImageError) else str(e)  # PIL's text names a BytesIO object's repr
-        raise UserInputError(f"cannot decode {name} as an image: {why}",
-                             hint=f"send a {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])} file") from e
+        why = (
+            "this file is not an image we can read (JPEG, PNG, BMP, WebP, GIF)"
+            if isinstance(e, UnidentifiedImageError)
+            else str(e)
+        )  # PIL's text names a BytesIO object's repr
+        raise UserInputError(
+            f"cannot decode {name} as an image: {why}",
+            hint=f"send a {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])} file",
+        ) from e
     return img
 
 
@@ -96,8 +100,9 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def top_k(logits: np.ndarray, labels: Sequence[str] | None, post: Postprocess | None = None,
-          k: int | None = None) -> list[list[tuple[int, str, float]]]:
+def top_k(
+    logits: np.ndarray, labels: Sequence[str] | None, post: Postprocess | None = None, k: int | None = None
+) -> list[list[tuple[int, str, float]]]:
     """Per row of a [batch, classes] array: the k best (index, label, score)."""
     post = post or Postprocess()
     k = min(k or post.top_k, logits.shape[-1])

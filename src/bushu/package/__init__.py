@@ -7,5 +7,13 @@ from __future__ import annotations
 from .bundle import Bundle, PackageConfig, build_bundle, names_for
 from .manifests import DeploySettings, ManifestError, manifests, validate_manifests
 
-__all__ = ["Bundle", "DeploySettings", "ManifestError", "PackageConfig", "build_bundle", "manifests", "names_for",
-           "validate_manifests"]
+__all__ = [
+    "Bundle",
+    "DeploySettings",
+    "ManifestError",
+    "PackageConfig",
+    "build_bundle",
+    "manifests",
+    "names_for",
+    "validate_manifests",
+]

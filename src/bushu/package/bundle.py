@@ -79,10 +79,18 @@ class Bundle:
     files: dict[str, int] = field(default_factory=dict)  # relative path -> bytes
 
     def summary(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.format, "dist": self.dist, "package": self.package,
-                "script": self.script, "model": self.model, "version": self.version,
-                "size_bytes": self.size_bytes, "size_mb": round(self.size_bytes / 1e6, 3),
-                "files": len(self.files)}
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "dist": self.dist,
+            "package": self.package,
+            "script": self.script,
+            "model": self.model,
+            "version": self.version,
+            "size_bytes": self.size_bytes,
+            "size_mb": round(self.size_bytes / 1e6, 3),
+            "files": len(self.files),
+        }
 
 
 def names_for(name: str) -> tuple[str, str, str, str]:
@@ -102,8 +110,7 @@ def _template(name: str) -> str:
 
 
 def _sdk_template(name: str) -> str:
-    return resources.files(__package__).joinpath("templates").joinpath("sdk").joinpath(name).read_text(
-        encoding="utf-8")
+    return resources.files(__package__).joinpath("templates").joinpath("sdk").joinpath(name).read_text(encoding="utf-8")
 
 
 def _sha256(path: Path) -> str:
@@ -117,26 +124,39 @@ def _sha256(path: Path) -> str:
 def _check(art: Artifact) -> Preprocess | None:
     """What the SDK cannot package fails here; returns the artifact's pre-processing."""
     if art.model_path.suffix != ".onnx":
-        raise UserInputError(f"artifact {art.path} holds {art.model_file!r}; the SDK bundle ships an ONNX model",
-                             hint="import or export it to ONNX first (bushu import SRC -o ART)")
+        raise UserInputError(
+            f"artifact {art.path} holds {art.model_file!r}; the SDK bundle ships an ONNX model",
+            hint="import or export it to ONNX first (bushu import SRC -o ART)",
+        )
     pp = art.preprocess
     if pp is None:  # named tensors in and out: Predictor.run({name: array})
         return None
     if pp.kind not in KINDS:
-        raise UserInputError(f"artifact {art.path} records pre-processing of kind {pp.kind!r}; the SDK predictor "
-                             f"prepares {', '.join(KINDS)} inputs (or takes named arrays when there is none)")
-    fed = list(pp.params.get("inputs") or ["input_ids", "attention_mask"]) if pp.params.get("tokenizer") else \
-        [art.inputs[0].name]
+        raise UserInputError(
+            f"artifact {art.path} records pre-processing of kind {pp.kind!r}; the SDK predictor "
+            f"prepares {', '.join(KINDS)} inputs (or takes named arrays when there is none)"
+        )
+    fed = (
+        list(pp.params.get("inputs") or ["input_ids", "attention_mask"])
+        if pp.params.get("tokenizer")
+        else [art.inputs[0].name]
+    )
     if [s.name for s in art.inputs] != fed:
-        raise UserInputError(f"artifact {art.path} takes inputs {[s.name for s in art.inputs]}; the SDK predictor "
-                             f"feeds {fed}", hint="serve multi-input models with bushu serve")
+        raise UserInputError(
+            f"artifact {art.path} takes inputs {[s.name for s in art.inputs]}; the SDK predictor feeds {fed}",
+            hint="serve multi-input models with bushu serve",
+        )
     if pp.kind == "text" and not (pp.params.get("tokenizer") or pp.params.get("features")):
-        raise UserInputError(f"artifact {art.path}: its text pre-processing names neither a tokenizer nor features",
-                             hint="retrain it with this bushu version: bushu train DATA -o ART")
+        raise UserInputError(
+            f"artifact {art.path}: its text pre-processing names neither a tokenizer nor features",
+            hint="retrain it with this bushu version: bushu train DATA -o ART",
+        )
     bad = [f for f in _pp_files(pp) if Path(f).name != f or f.startswith(".")]
     if bad:
-        raise UserInputError(f"artifact {art.path}: pre-processing files {bad} are not plain file names",
-                             hint="keep the tokenizer/feature files beside bushu.yaml")
+        raise UserInputError(
+            f"artifact {art.path}: pre-processing files {bad} are not plain file names",
+            hint="keep the tokenizer/feature files beside bushu.yaml",
+        )
     return pp
 
 
@@ -189,8 +209,13 @@ def sdk_modules(kind: str, task: str | None = None) -> dict[str, str]:
     elif kind == "text":
         from ..model import predict
 
-        funcs: list[Callable[..., Any]] = [predict.char_ngrams, predict.tfidf_tokens, predict.tfidf_transform,
-                                           predict.load_tokenizer, predict._as_text]
+        funcs: list[Callable[..., Any]] = [
+            predict.char_ngrams,
+            predict.tfidf_tokens,
+            predict.tfidf_transform,
+            predict.load_tokenizer,
+            predict._as_text,
+        ]
         spaces = f"\n_SPACES = re.compile({predict._SPACES.pattern!r})\n"  # char_ngrams' whitespace runs
         out = {"text.py": _TEXT_HEADER + spaces + "".join("\n\n" + inspect.getsource(f) for f in funcs)}
     else:
@@ -205,8 +230,9 @@ def sdk_modules(kind: str, task: str | None = None) -> dict[str, str]:
             else:
                 continue
             if not ok:
-                raise RuntimeError(f"bushu bug: the SDK's {name} (copied from bushu) has an import it cannot run: "
-                                   f"{ast.unparse(node)}")
+                raise RuntimeError(
+                    f"bushu bug: the SDK's {name} (copied from bushu) has an import it cannot run: {ast.unparse(node)}"
+                )
     return out
 
 
@@ -218,13 +244,18 @@ def _detection_module() -> str:
     parts = []
     for mod in (boxes, anchors, decode):
         src = inspect.getsource(mod).replace("from __future__ import annotations\n", "")
-        src = "\n".join(line for line in src.splitlines()
-                        if not line.startswith(("from .anchors import", "from .boxes import", "__all__ =")))
+        src = "\n".join(
+            line
+            for line in src.splitlines()
+            if not line.startswith(("from .anchors import", "from .boxes import", "__all__ ="))
+        )
         parts.append(src.replace("from ..errors import", "from .errors import"))
     parts.append(inspect.getsource(fit_image))
-    return ('"""Detection decoding: bushu.detection (boxes, anchors, decode) and bushu.model.processing.fit_image,\n'
-            'copied by `bushu package`, so the SDK finds the boxes bushu\'s server finds."""\n\n'
-            "from __future__ import annotations\n\n" + "\n\n".join(parts))
+    return (
+        '"""Detection decoding: bushu.detection (boxes, anchors, decode) and bushu.model.processing.fit_image,\n'
+        'copied by `bushu package`, so the SDK finds the boxes bushu\'s server finds."""\n\n'
+        "from __future__ import annotations\n\n" + "\n\n".join(parts)
+    )
 
 
 def _config_pbtxt(model: str, art: Artifact) -> str:
@@ -257,8 +288,9 @@ class _Layout:
         return f"{self.dist}-{self.cfg.version}"
 
 
-def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageConfig | None = None,
-                 validate: bool = False) -> Bundle:
+def build_bundle(
+    src: str | Path | Artifact, out: str | Path, config: PackageConfig | None = None, validate: bool = False
+) -> Bundle:
     """Write the SDK bundle for artifact ``src`` to ``out`` (zip, tar.gz or a directory)."""
     lay = _layout(src, Path(out), config or PackageConfig())
     lay.out.parent.mkdir(parents=True, exist_ok=True)
@@ -278,8 +310,17 @@ def build_bundle(src: str | Path | Artifact, out: str | Path, config: PackageCon
     finally:
         shutil.rmtree(work, ignore_errors=True)
     size = lay.out.stat().st_size if lay.fmt != "dir" else sum(files.values())
-    return Bundle(path=lay.out, format=lay.fmt, dist=lay.dist, package=lay.package, script=lay.script,
-                  model=lay.model, version=lay.cfg.version, size_bytes=size, files=files)
+    return Bundle(
+        path=lay.out,
+        format=lay.fmt,
+        dist=lay.dist,
+        package=lay.package,
+        script=lay.script,
+        model=lay.model,
+        version=lay.cfg.version,
+        size_bytes=size,
+        files=files,
+    )
 
 
 def _layout(src: str | Path | Artifact, out: Path, cfg: PackageConfig) -> _Layout:
@@ -293,8 +334,9 @@ def _layout(src: str | Path | Artifact, out: Path, cfg: PackageConfig) -> _Layou
     image = cfg.image or f"{dist.removesuffix('-sdk')}-server:{cfg.version}"
     fmt = "zip" if out.name.endswith(".zip") else "tar.gz" if out.name.endswith((".tar.gz", ".tgz")) else "dir"
     if fmt == "dir" and out.exists() and any(out.iterdir()) and not (out / "MANIFEST.sha256").is_file():
-        raise ArtifactError(f"refusing to overwrite {out}: it exists and is not an SDK bundle",
-                            hint="choose another -o, e.g. NAME.zip")
+        raise ArtifactError(
+            f"refusing to overwrite {out}: it exists and is not an SDK bundle", hint="choose another -o, e.g. NAME.zip"
+        )
     return _Layout(art, pp, cfg, out, fmt, model, dist, package, script, image, requirements(art))
 
 
@@ -309,23 +351,37 @@ def _write_model_dir(lay: _Layout, model_dir: Path) -> dict[str, Any]:
     pp_files = _pp_files(lay.pp) if lay.pp else []
     for f in pp_files:  # the serving path reads them from the model directory too
         if not (art.path / f).is_file():
-            raise ArtifactError(f"{art.path} lacks {f}, which its pre-processing reads",
-                                hint="copy the whole artifact directory, or retrain it")
+            raise ArtifactError(
+                f"{art.path} lacks {f}, which its pre-processing reads",
+                hint="copy the whole artifact directory, or retrain it",
+            )
         shutil.copyfile(art.path / f, model_dir / f)
     labels = art.labels
     if labels:
         (model_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
-    post: dict[str, Any] = art.postprocess.to_dict() if art.postprocess else (
-        {"kind": "classification", "top_k": 5, "softmax": True} if art.task == "classification" else {"kind": "raw"})
+    post: dict[str, Any] = (
+        art.postprocess.to_dict()
+        if art.postprocess
+        else (
+            {"kind": "classification", "top_k": 5, "softmax": True} if art.task == "classification" else {"kind": "raw"}
+        )
+    )
     if cfg.top_k:
         post["top_k"] = cfg.top_k
-    sdk = {"name": model, "version": cfg.version, "task": art.task, "model": "model.onnx",
-           "labels": LABELS_FILE if labels else None,
-           "inputs": [s.to_dict() for s in art.inputs], "outputs": [s.to_dict() for s in art.outputs],
-           "preprocess": lay.pp.to_dict() if lay.pp else None, "postprocess": post,
-           "created": _now(), "source": str(art.provenance.get("source", art.path)),
-           "packaged_with": library_versions("bushu", "onnxruntime", "numpy",
-                                             *[r.split(">")[0] for r in lay.reqs[2:]])}
+    sdk = {
+        "name": model,
+        "version": cfg.version,
+        "task": art.task,
+        "model": "model.onnx",
+        "labels": LABELS_FILE if labels else None,
+        "inputs": [s.to_dict() for s in art.inputs],
+        "outputs": [s.to_dict() for s in art.outputs],
+        "preprocess": lay.pp.to_dict() if lay.pp else None,
+        "postprocess": post,
+        "created": _now(),
+        "source": str(art.provenance.get("source", art.path)),
+        "packaged_with": library_versions("bushu", "onnxruntime", "numpy", *[r.split(">")[0] for r in lay.reqs[2:]]),
+    }
     (model_dir / "sdk.json").write_text(json.dumps(sdk, indent=2) + "\n", encoding="utf-8")
     meta = art.to_meta()
     meta["name"] = model
@@ -334,8 +390,10 @@ def _write_model_dir(lay: _Layout, model_dir: Path) -> dict[str, Any]:
     meta["files"] = {role: f for role, f in art.files.items() if f in pp_files}
     meta["labels"] = LABELS_FILE if labels else None
     meta["postprocess"] = post
-    meta["provenance"] = {**meta.get("provenance", {}), "packaged": {"time": sdk["created"], "dist": lay.dist,
-                                                                      "version": cfg.version}}
+    meta["provenance"] = {
+        **meta.get("provenance", {}),
+        "packaged": {"time": sdk["created"], "dist": lay.dist, "version": cfg.version},
+    }
     (model_dir / META_FILE).write_text(_dump(meta), encoding="utf-8")
     sums = [f"{_sha256(p)}  {p.name}" for p in sorted(model_dir.iterdir()) if p.is_file()]
     (model_dir / "SHA256SUMS").write_text("\n".join(sums) + "\n")
@@ -349,12 +407,17 @@ def _write_python_package(lay: _Layout, root: Path, pkg_dir: Path) -> None:
         (pkg_dir / f).write_text(_sdk_template(f).replace("PACKAGE", lay.package), encoding="utf-8")
     for f, text in sdk_modules(kind, lay.art.task).items():
         (pkg_dir / f).write_text(text, encoding="utf-8")
-    build_meta = {"name": lay.dist, "version": lay.cfg.version, "package": lay.package,
-                  "summary": f"Offline {lay.model} {kind} "
-                             f"{'classifier' if lay.art.task == 'classification' else 'model'} (ONNX Runtime), packaged by bushu",
-                  "requires_python": ">=3.9", "dependencies": lay.reqs,
-                  "optional_dependencies": FLAC_EXTRA if kind == "audio" else {},
-                  "scripts": {lay.script: f"{lay.package}.cli:main"}}
+    build_meta = {
+        "name": lay.dist,
+        "version": lay.cfg.version,
+        "package": lay.package,
+        "summary": f"Offline {lay.model} {kind} "
+        f"{'classifier' if lay.art.task == 'classification' else 'model'} (ONNX Runtime), packaged by bushu",
+        "requires_python": ">=3.9",
+        "dependencies": lay.reqs,
+        "optional_dependencies": FLAC_EXTRA if kind == "audio" else {},
+        "scripts": {lay.script: f"{lay.package}.cli:main"},
+    }
     (root / "sdk-build.json").write_text(json.dumps(build_meta, indent=2) + "\n")
     (root / "_sdk_build.py").write_text(_template("_sdk_build.py"))
     (root / "pyproject.toml").write_text(_pyproject(build_meta))
@@ -369,21 +432,41 @@ def _write_deploy(lay: _Layout, root: Path, sdk: dict[str, Any], model_dir: Path
     deploy = root / "deploy"
     (deploy / "repository" / model).mkdir(parents=True)
     (deploy / "repository" / model / "config.pbtxt").write_text(_config_pbtxt(model, art))
-    settings = DeploySettings(model=model, image=lay.image, min_replicas=cfg.min_replicas,
-                              max_replicas=cfg.max_replicas, cpu_target=cfg.cpu_target,
-                              storage_uri=cfg.storage_uri)
+    settings = DeploySettings(
+        model=model,
+        image=lay.image,
+        min_replicas=cfg.min_replicas,
+        max_replicas=cfg.max_replicas,
+        cpu_target=cfg.cpu_target,
+        storage_uri=cfg.storage_uri,
+    )
     for rel, obj in manifests(settings).items():
         (deploy / rel).parent.mkdir(parents=True, exist_ok=True)
-        (deploy / rel).write_text(f"# {obj['kind']} for model {model}, written by bushu package\n"
-                                  + yaml.safe_dump(obj, sort_keys=False, width=120))
-    subst = {"image": lay.image, "model": model, "package": lay.package, "dist": lay.dist, "version": cfg.version,
-             "script": lay.script, "task": art.task, "n_labels": len(art.labels or []) or "no",
-             "created": sdk["created"][:10], "model_file": "model.onnx",
-             "model_mb": f"{(model_dir / 'model.onnx').stat().st_size / 1e6:.1f}",
-             "input": ", ".join(str(s) for s in art.inputs), "output": ", ".join(str(s) for s in art.outputs),
-             "preprocess": _describe(lay.pp), "top_k": sdk["postprocess"].get("top_k", 5),
-             "archive": lay.out.name if lay.fmt != "dir" else ".", "min_replicas": cfg.min_replicas,
-             "max_replicas": cfg.max_replicas, **usage(lay.pp)}
+        (deploy / rel).write_text(
+            f"# {obj['kind']} for model {model}, written by bushu package\n"
+            + yaml.safe_dump(obj, sort_keys=False, width=120)
+        )
+    subst = {
+        "image": lay.image,
+        "model": model,
+        "package": lay.package,
+        "dist": lay.dist,
+        "version": cfg.version,
+        "script": lay.script,
+        "task": art.task,
+        "n_labels": len(art.labels or []) or "no",
+        "created": sdk["created"][:10],
+        "model_file": "model.onnx",
+        "model_mb": f"{(model_dir / 'model.onnx').stat().st_size / 1e6:.1f}",
+        "input": ", ".join(str(s) for s in art.inputs),
+        "output": ", ".join(str(s) for s in art.outputs),
+        "preprocess": _describe(lay.pp),
+        "top_k": sdk["postprocess"].get("top_k", 5),
+        "archive": lay.out.name if lay.fmt != "dir" else ".",
+        "min_replicas": cfg.min_replicas,
+        "max_replicas": cfg.max_replicas,
+        **usage(lay.pp),
+    }
     (deploy / "Dockerfile").write_text(string.Template(_template("Dockerfile.txt")).substitute(subst))
     (root / "README.md").write_text(string.Template(_template("README.md.txt")).substitute(subst))
 
@@ -391,8 +474,7 @@ def _write_deploy(lay: _Layout, root: Path, sdk: dict[str, Any], model_dir: Path
 def _write_manifest(root: Path) -> dict[str, int]:
     """MANIFEST.sha256 over every file; returns relative path -> bytes (the manifest included)."""
     files = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
-    (root / "MANIFEST.sha256").write_text(
-        "".join(f"{_sha256(root / rel)}  {rel}\n" for rel in files))
+    (root / "MANIFEST.sha256").write_text("".join(f"{_sha256(root / rel)}  {rel}\n" for rel in files))
     files["MANIFEST.sha256"] = (root / "MANIFEST.sha256").stat().st_size
     return files
 
@@ -412,31 +494,55 @@ def _move_into_place(lay: _Layout, root: Path, work: Path, files: dict[str, int]
 def usage(pp) -> dict[str, str]:
     """The README's and Dockerfile's words for what the model takes (see templates/README.md.txt)."""
     if pp is None:
-        return {"noun": "input", "runtime": "ONNX Runtime and numpy", "ex_cli": "inputs.npz", "ex1": "inputs.npz",
-                "py1": "dict(np.load(\"inputs.npz\"))", "py2": "dict(np.load(\"more.npz\"))",
-                "inputs_doc": "The model takes named arrays: `Predictor().run({name: array, ...})` returns every "
-                              "output by name.",
-                "curl": "-H 'Content-Type: application/json' -d @request.json"}
+        return {
+            "noun": "input",
+            "runtime": "ONNX Runtime and numpy",
+            "ex_cli": "inputs.npz",
+            "ex1": "inputs.npz",
+            "py1": 'dict(np.load("inputs.npz"))',
+            "py2": 'dict(np.load("more.npz"))',
+            "inputs_doc": "The model takes named arrays: `Predictor().run({name: array, ...})` returns every "
+            "output by name.",
+            "curl": "-H 'Content-Type: application/json' -d @request.json",
+        }
     if pp.kind == "text":
         runtime = "ONNX Runtime, numpy and tokenizers" if pp.params.get("tokenizer") else "ONNX Runtime and numpy"
-        return {"noun": "text", "runtime": runtime, "ex_cli": "\"Shares fell after the profit warning\" news.txt",
-                "ex1": "news.txt", "py1": '"Shares fell after the profit warning"', "py2": 'open("news.txt").read()',
-                "inputs_doc": "A text is a `str` (the text itself); a `pathlib.Path` or `bytes` are read as UTF-8. "
-                              "On the command line an argument ending in `.txt` is read from that file, `-` from "
-                              "standard input, and anything else is the text.",
-                "curl": "-H 'Content-Type: text/plain' --data-binary @news.txt"}
+        return {
+            "noun": "text",
+            "runtime": runtime,
+            "ex_cli": '"Shares fell after the profit warning" news.txt',
+            "ex1": "news.txt",
+            "py1": '"Shares fell after the profit warning"',
+            "py2": 'open("news.txt").read()',
+            "inputs_doc": "A text is a `str` (the text itself); a `pathlib.Path` or `bytes` are read as UTF-8. "
+            "On the command line an argument ending in `.txt` is read from that file, `-` from "
+            "standard input, and anything else is the text.",
+            "curl": "-H 'Content-Type: text/plain' --data-binary @news.txt",
+        }
     if pp.kind == "audio":
         p = pp.params
-        return {"noun": "audio", "runtime": "ONNX Runtime, numpy and Pillow (WAV is read by the standard library)",
-                "ex_cli": "yes.wav no.wav", "ex1": "yes.wav", "py1": '"yes.wav"', "py2": 'open("no.wav", "rb").read()',
-                "inputs_doc": f"A clip is a `.wav` path or its bytes (8/16/24/32-bit PCM, any sample rate: it is "
-                              f"resampled to {p.get('sample_rate')} Hz and its loudest {p.get('duration')} s kept). "
-                              "FLAC and float WAV need soundfile: `pip install soundfile` (the bundle's `flac` extra).",
-                "curl": "-H 'Content-Type: audio/wav' --data-binary @yes.wav"}
-    return {"noun": "image", "runtime": "ONNX Runtime, numpy and Pillow", "ex_cli": "cat.jpg dog.png",
-            "ex1": "cat.jpg", "py1": '"cat.jpg"', "py2": '"dog.png"',
-            "inputs_doc": "Images may be file paths, encoded bytes, PIL images or HxWx3 uint8 arrays.",
-            "curl": "--data-binary @cat.jpg"}
+        return {
+            "noun": "audio",
+            "runtime": "ONNX Runtime, numpy and Pillow (WAV is read by the standard library)",
+            "ex_cli": "yes.wav no.wav",
+            "ex1": "yes.wav",
+            "py1": '"yes.wav"',
+            "py2": 'open("no.wav", "rb").read()',
+            "inputs_doc": f"A clip is a `.wav` path or its bytes (8/16/24/32-bit PCM, any sample rate: it is "
+            f"resampled to {p.get('sample_rate')} Hz and its loudest {p.get('duration')} s kept). "
+            "FLAC and float WAV need soundfile: `pip install soundfile` (the bundle's `flac` extra).",
+            "curl": "-H 'Content-Type: audio/wav' --data-binary @yes.wav",
+        }
+    return {
+        "noun": "image",
+        "runtime": "ONNX Runtime, numpy and Pillow",
+        "ex_cli": "cat.jpg dog.png",
+        "ex1": "cat.jpg",
+        "py1": '"cat.jpg"',
+        "py2": '"dog.png"',
+        "inputs_doc": "Images may be file paths, encoded bytes, PIL images or HxWx3 uint8 arrays.",
+        "curl": "--data-binary @cat.jpg",
+    }
 
 
 def _describe(pp) -> str:
@@ -445,14 +551,18 @@ def _describe(pp) -> str:
     if pp.kind == "text":
         p = pp.params
         if p.get("tokenizer"):
-            return (f"`{p['tokenizer']}` ({p.get('encoder', 'tokenizer')}), truncated at {p.get('max_length', 256)} "
-                    f"tokens, padded per batch -> {', '.join(p.get('inputs') or ['input_ids', 'attention_mask'])}")
+            return (
+                f"`{p['tokenizer']}` ({p.get('encoder', 'tokenizer')}), truncated at {p.get('max_length', 256)} "
+                f"tokens, padded per batch -> {', '.join(p.get('inputs') or ['input_ids', 'attention_mask'])}"
+            )
         return f"TF-IDF features from `{p['features']}` (numpy)"
     steps = []
     if pp.kind == "audio":
         p = pp.params
-        steps.append(f"log-mel spectrogram ({p.get('sample_rate')} Hz, {p.get('duration')} s, {p.get('n_mels')} mels, "
-                     f"top {p.get('top_db')} dB) as a {pp.crop}x{pp.crop} image")
+        steps.append(
+            f"log-mel spectrogram ({p.get('sample_rate')} Hz, {p.get('duration')} s, {p.get('n_mels')} mels, "
+            f"top {p.get('top_db')} dB) as a {pp.crop}x{pp.crop} image"
+        )
     if pp.resize:
         steps.append(f"resize shorter side to {pp.resize} ({pp.interpolation})")
     if pp.crop:
@@ -464,14 +574,18 @@ def _describe(pp) -> str:
 def _pyproject(meta: dict[str, Any]) -> str:
     deps = ", ".join(json.dumps(d) for d in meta["dependencies"])
     scripts = "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in meta["scripts"].items())
-    extras = "".join(f"{json.dumps(k)} = [{', '.join(json.dumps(d) for d in v)}]\n"
-                     for k, v in (meta.get("optional_dependencies") or {}).items())
-    return ("# Built by _sdk_build.py (standard library only; metadata in sdk-build.json): pip install .\n"
-            "[build-system]\nrequires = []\nbuild-backend = \"_sdk_build\"\nbackend-path = [\".\"]\n\n"
-            f"[project]\nname = {json.dumps(meta['name'])}\nversion = {json.dumps(meta['version'])}\n"
-            f"description = {json.dumps(meta['summary'])}\nreadme = \"README.md\"\n"
-            f"requires-python = {json.dumps(meta['requires_python'])}\ndependencies = [{deps}]\n\n"
-            f"[project.scripts]\n{scripts}" + (f"\n[project.optional-dependencies]\n{extras}" if extras else ""))
+    extras = "".join(
+        f"{json.dumps(k)} = [{', '.join(json.dumps(d) for d in v)}]\n"
+        for k, v in (meta.get("optional_dependencies") or {}).items()
+    )
+    return (
+        "# Built by _sdk_build.py (standard library only; metadata in sdk-build.json): pip install .\n"
+        '[build-system]\nrequires = []\nbuild-backend = "_sdk_build"\nbackend-path = ["."]\n\n'
+        f"[project]\nname = {json.dumps(meta['name'])}\nversion = {json.dumps(meta['version'])}\n"
+        f'description = {json.dumps(meta["summary"])}\nreadme = "README.md"\n'
+        f"requires-python = {json.dumps(meta['requires_python'])}\ndependencies = [{deps}]\n\n"
+        f"[project.scripts]\n{scripts}" + (f"\n[project.optional-dependencies]\n{extras}" if extras else "")
+    )
 
 
 def _write_zip(root: Path, top: str, files: dict[str, int], dest: Path) -> None:

@@ -59,18 +59,35 @@ def k8s_name(name: str) -> str:
 
 
 def _labels(s: DeploySettings) -> dict[str, str]:
-    return {"app.kubernetes.io/name": k8s_name(s.model), "app.kubernetes.io/component": "inference-server",
-            "app.kubernetes.io/part-of": "bushu"}
+    return {
+        "app.kubernetes.io/name": k8s_name(s.model),
+        "app.kubernetes.io/component": "inference-server",
+        "app.kubernetes.io/part-of": "bushu",
+    }
 
 
 def _server_args(repo: str, http: int, grpc: int) -> list[str]:
-    return [repo, "--host", "0.0.0.0", "--http-port", str(http), "--grpc-port", str(grpc),
-            "--metrics-port", str(METRICS_PORT)]
+    return [
+        repo,
+        "--host",
+        "0.0.0.0",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(METRICS_PORT),
+    ]
 
 
 def _security() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False, "privileged": False,
-            "capabilities": {"drop": ["ALL"]}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def _resources(s: DeploySettings) -> dict[str, Any]:
@@ -88,9 +105,11 @@ def manifests(s: DeploySettings) -> dict[str, dict[str, Any]]:
         "imagePullPolicy": "IfNotPresent",
         "command": ["bushu", "serve"],
         "args": _server_args("/models", HTTP_PORT, GRPC_PORT),
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-                  {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
-                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": probe,
         "startupProbe": {**probe, "failureThreshold": 30},
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 20},
@@ -98,74 +117,112 @@ def manifests(s: DeploySettings) -> dict[str, dict[str, Any]]:
         "securityContext": _security(),
     }
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
         "spec": {
             "replicas": s.min_replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "template": {
-                "metadata": {"labels": labels,
-                             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
-                                             "prometheus.io/path": "/metrics"}},
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
                 "spec": {"containers": [container]},
             },
         },
     }
     service = {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": name},
-                 "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
-                           {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
-                            "appProtocol": "grpc"},
-                           {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": name},
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+            ],
+        },
     }
     hpa = {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                 "minReplicas": s.min_replicas, "maxReplicas": s.max_replicas,
-                 "metrics": [{"type": "Resource", "resource": {
-                     "name": "cpu", "target": {"type": "Utilization", "averageUtilization": s.cpu_target}}}]},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": s.min_replicas,
+            "maxReplicas": s.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": s.cpu_target}},
+                }
+            ],
+        },
     }
     # KServe: the runtime serves /mnt/models when a storageUri is given (KServe's storage initializer
     # puts the repository there), otherwise the repository baked into the image at /models.
     runtime_name = f"bushu-{name}"[:63].rstrip("-")
     repo = "/mnt/models" if s.storage_uri else "/models"
     runtime = {
-        "apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
-        "metadata": {"name": runtime_name, "labels": labels,
-                     "annotations": {"serving.kserve.io/server-type": "bushu"}},
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": runtime_name, "labels": labels, "annotations": {"serving.kserve.io/server-type": "bushu"}},
         "spec": {
             "annotations": {"prometheus.kserve.io/port": str(METRICS_PORT), "prometheus.kserve.io/path": "/metrics"},
-            "supportedModelFormats": [{"name": "bushu", "version": "1", "autoSelect": True, "priority": 1},
-                                      {"name": "onnx", "version": "1", "autoSelect": False}],
+            "supportedModelFormats": [
+                {"name": "bushu", "version": "1", "autoSelect": True, "priority": 1},
+                {"name": "onnx", "version": "1", "autoSelect": False},
+            ],
             "protocolVersions": ["v2", "grpc-v2"],
-            "containers": [{
-                "name": "kserve-container",
-                "image": s.image,
-                "command": ["bushu", "serve"],
-                # KServe routes v2 REST to 8080 and gRPC to 9000 by default, as for its Triton runtime
-                "args": _server_args(repo, 8080, 9000),
-                "ports": [{"containerPort": 8080, "name": "h1", "protocol": "TCP"}],
-                "resources": _resources(s),
-                "securityContext": _security(),
-            }],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": s.image,
+                    "command": ["bushu", "serve"],
+                    # KServe routes v2 REST to 8080 and gRPC to 9000 by default, as for its Triton runtime
+                    "args": _server_args(repo, 8080, 9000),
+                    "ports": [{"containerPort": 8080, "name": "h1", "protocol": "TCP"}],
+                    "resources": _resources(s),
+                    "securityContext": _security(),
+                }
+            ],
         },
     }
-    model: dict[str, Any] = {"modelFormat": {"name": "bushu", "version": "1"}, "runtime": runtime_name,
-                             "protocolVersion": "v2"}
+    model: dict[str, Any] = {
+        "modelFormat": {"name": "bushu", "version": "1"},
+        "runtime": runtime_name,
+        "protocolVersion": "v2",
+    }
     if s.storage_uri:
         model["storageUri"] = s.storage_uri
     isvc = {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"predictor": {"minReplicas": s.min_replicas, "maxReplicas": s.max_replicas,
-                               "scaleMetric": "cpu", "scaleTarget": s.cpu_target, "model": model}},
+        "spec": {
+            "predictor": {
+                "minReplicas": s.min_replicas,
+                "maxReplicas": s.max_replicas,
+                "scaleMetric": "cpu",
+                "scaleTarget": s.cpu_target,
+                "model": model,
+            }
+        },
     }
-    return {"kubernetes/deployment.yaml": deployment, "kubernetes/service.yaml": service,
-            "kubernetes/hpa.yaml": hpa, "kserve/servingruntime.yaml": runtime,
-            "kserve/inferenceservice.yaml": isvc}
+    return {
+        "kubernetes/deployment.yaml": deployment,
+        "kubernetes/service.yaml": service,
+        "kubernetes/hpa.yaml": hpa,
+        "kserve/servingruntime.yaml": runtime,
+        "kserve/inferenceservice.yaml": isvc,
+    }
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -177,8 +234,11 @@ def _strict(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {k: _strict(v) for k, v in schema.items()}
-    if ("properties" in out and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     if out.get("x-kubernetes-int-or-string"):  # OpenAPI's int-or-string has no JSON-schema "type"
         out.pop("type", None)
@@ -220,8 +280,10 @@ def validate_manifest(obj: dict[str, Any], k8s_version: str | None = None) -> st
     if key in KSERVE_SCHEMAS:
         schema = _kserve_schema(KSERVE_SCHEMAS[key])
         validator = jsonschema.Draft7Validator(schema)
-        errors += [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-                   for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+        errors += [
+            f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+            for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+        ]
         checked = f"KServe {KSERVE_SCHEMA_VERSION} CRD schema ({key[0]} {key[1]})"
     else:
         try:
@@ -237,8 +299,11 @@ def validate_manifest(obj: dict[str, Any], k8s_version: str | None = None) -> st
             errors.append(str(e))
         checked = f"Kubernetes {version} schema ({key[0]} {key[1]}, strict)"
     if errors:
-        raise ManifestError(f"{where} does not match the {checked}: " + "; ".join(errors[:10])
-                            + (f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""))
+        raise ManifestError(
+            f"{where} does not match the {checked}: "
+            + "; ".join(errors[:10])
+            + (f" (and {len(errors) - 10} more)" if len(errors) > 10 else "")
+        )
     return checked
 
 
@@ -258,6 +323,5 @@ def validate_manifests(paths: list[str | Path], k8s_version: str | None = None) 
                 schema = validate_manifest(obj, k8s_version)
             except ManifestError as e:
                 raise ManifestError(f"{path}: {e.message}", hint="fix the field named above") from None
-            rows.append({"file": str(path), "kind": obj.get("kind"), "name": obj["metadata"]["name"],
-                         "schema": schema})
+            rows.append({"file": str(path), "kind": obj.get("kind"), "name": obj["metadata"]["name"], "schema": schema})
     return rows

@@ -23,8 +23,10 @@ from ..model.artifact import Artifact
 
 __all__ = ["KINDS", "build_compressed", "no_module_reason", "parse_specs", "summary"]
 
-KINDS = {"prune": "structured pruning: this share of each layer's channels removed",
-         "lowrank": "low-rank factorization: the smallest rank keeping this share of Σσ² per layer"}
+KINDS = {
+    "prune": "structured pruning: this share of each layer's channels removed",
+    "lowrank": "low-rank factorization: the smallest rank keeping this share of Σσ² per layer",
+}
 _SPEC = re.compile(r"(prune|lowrank)(\d*\.?\d+)")
 
 
@@ -39,13 +41,16 @@ def parse_specs(specs: list[str] | str | None) -> list[str]:
             continue
         m = _SPEC.fullmatch(raw.lower())
         if not m:
-            raise UserInputError(f"--compress {raw!r} is not a compression spec",
-                                 hint="use prune<ratio> or lowrank<energy>, e.g. --compress prune0.3,lowrank0.9")
+            raise UserInputError(
+                f"--compress {raw!r} is not a compression spec",
+                hint="use prune<ratio> or lowrank<energy>, e.g. --compress prune0.3,lowrank0.9",
+            )
         value = float(m[2])
         if not 0 < value < 1:
-            raise UserInputError(f"--compress {raw}: the {m[1]} value must be between 0 and 1 (exclusive), "
-                                 f"got {value:g}",
-                                 hint="e.g. prune0.3 removes 30% of the channels; lowrank0.9 keeps 90% of the energy")
+            raise UserInputError(
+                f"--compress {raw}: the {m[1]} value must be between 0 and 1 (exclusive), got {value:g}",
+                hint="e.g. prune0.3 removes 30% of the channels; lowrank0.9 keeps 90% of the energy",
+            )
         spec = f"{m[1]}{value:g}"
         if spec not in out:
             out.append(spec)
@@ -65,14 +70,23 @@ def no_module_reason(art: Artifact) -> str | None:
     if "module" in art.files or art.provenance.get("source_kind") in ("zoo", "callable"):
         return None
     what = {"onnx": "an ONNX file", "pt2": "a torch.export program", "torchscript": "a TorchScript file"}.get(
-        art.provenance.get("source_kind"), "a source without a PyTorch module")
-    return (f"{art.name} was imported from {what}: no PyTorch module for pruning or low-rank factorization to "
-            "change (import it from a module:callable or a zoo name to search compression)")
+        art.provenance.get("source_kind"), "a source without a PyTorch module"
+    )
+    return (
+        f"{art.name} was imported from {what}: no PyTorch module for pruning or low-rank factorization to "
+        "change (import it from a module:callable or a zoo name to search compression)"
+    )
 
 
-def build_compressed(art: Artifact, spec: str, work: Path, train: Path | None, epochs: int,
-                     log: Callable[[str], None], cache: dict[str, Any] | None
-                     ) -> tuple[Artifact | None, str, str]:
+def build_compressed(
+    art: Artifact,
+    spec: str,
+    work: Path,
+    train: Path | None,
+    epochs: int,
+    log: Callable[[str], None],
+    cache: dict[str, Any] | None,
+) -> tuple[Artifact | None, str, str]:
     """(compressed artifact or None, status "ok" | "skipped" | "failed", reason). Built once in
     WORK/compress-SPEC and reused while the spec, the training folder and the epochs stay the same."""
     out = work / f"compress-{spec}"
@@ -86,10 +100,13 @@ def build_compressed(art: Artifact, spec: str, work: Path, train: Path | None, e
         return None, "skipped", reason
     from ..compress import FinetuneConfig, OptimizeConfig, optimize
 
-    log(f"{spec}: {KINDS[_SPEC.fullmatch(spec)[1]]} (bushu optimize)"
-        + (f", then {epochs} epoch(s) of fine-tuning on {train}" if epochs else ", no fine-tuning (no --train)"))
-    cfg = OptimizeConfig(steps=(_step(spec),), finetune=FinetuneConfig(epochs=epochs), train=train,
-                         measure=False, report=True)
+    log(
+        f"{spec}: {KINDS[_SPEC.fullmatch(spec)[1]]} (bushu optimize)"
+        + (f", then {epochs} epoch(s) of fine-tuning on {train}" if epochs else ", no fine-tuning (no --train)")
+    )
+    cfg = OptimizeConfig(
+        steps=(_step(spec),), finetune=FinetuneConfig(epochs=epochs), train=train, measure=False, report=True
+    )
     try:
         # torch.onnx.export and the pruning library may print on stdout; keep stdout for --json
         with contextlib.redirect_stdout(sys.stderr):

@@ -55,8 +55,10 @@ class Constraints:
             if getattr(self, name) == 0:
                 raise UserInputError(f"--{name.replace('_', '-')} must be > 0")
         if self.min_accuracy is not None and self.min_accuracy > 100:
-            raise UserInputError(f"--min-accuracy is a percentage (0..100), got {self.min_accuracy}",
-                                 hint="e.g. --min-accuracy 70 for 70% top-1")
+            raise UserInputError(
+                f"--min-accuracy is a percentage (0..100), got {self.min_accuracy}",
+                hint="e.g. --min-accuracy 70 for 70% top-1",
+            )
         if int(self.concurrency) != self.concurrency or self.concurrency < 1:
             raise UserInputError(f"--concurrency must be a positive integer, got {self.concurrency}")
         if self.optimize not in OBJECTIVES:
@@ -94,8 +96,16 @@ def failures(c: Constraints, metrics: dict[str, Any], only: tuple[str, ...] | No
             ratio = limit / value if value > 0 else float("inf")
         if name == "max_accuracy_drop":  # a drop bound of 0 (or 1 point) makes ratios meaningless
             ratio = 1.0 + (value - limit) / 100.0
-        out.append({"constraint": name, "flag": flag, "limit": limit, "value": round(float(value), 4), "unit": unit,
-                    "ratio": round(float(ratio), 4)})
+        out.append(
+            {
+                "constraint": name,
+                "flag": flag,
+                "limit": limit,
+                "value": round(float(value), 4),
+                "unit": unit,
+                "ratio": round(float(ratio), 4),
+            }
+        )
     return sorted(out, key=lambda f: -f["ratio"])
 
 

@@ -65,17 +65,25 @@ def check_target(target: str) -> None:
 
         gpu = gpu_info()
         if not gpu.get("available"):
-            raise UserInputError(f"--target gpu is not available here: no GPU found ({gpu.get('reason', 'none listed')})",
-                                 hint="plan for this machine with --target cpu, or run bushu plan on the GPU machine")
+            raise UserInputError(
+                f"--target gpu is not available here: no GPU found ({gpu.get('reason', 'none listed')})",
+                hint="plan for this machine with --target cpu, or run bushu plan on the GPU machine",
+            )
         names = ", ".join(d.get("name", "?") for d in gpu.get("devices", []))
-        raise UserInputError(f"--target gpu: found {names}, but bushu plan searches CPU deployments only in this "
-                             "version (the server runs its instances on the CPU)",
-                             hint="use --target cpu; TensorRT/CUDA serving is not wired into the server yet")
+        raise UserInputError(
+            f"--target gpu: found {names}, but bushu plan searches CPU deployments only in this "
+            "version (the server runs its instances on the CPU)",
+            hint="use --target cpu; TensorRT/CUDA serving is not wired into the server yet",
+        )
     if target.startswith("edge-"):
-        raise UserInputError(f"--target {target} is not available here: bushu plan measures server deployments "
-                             "on this machine; edge formats run on the device",
-                             hint="convert for devices with bushu export ART --format F, then measure on the device")
-    raise UnknownNameError("target", target, ["cpu", "gpu", "edge-<format>"], hint="use --target cpu to plan for this machine")
+        raise UserInputError(
+            f"--target {target} is not available here: bushu plan measures server deployments "
+            "on this machine; edge formats run on the device",
+            hint="convert for devices with bushu export ART --format F, then measure on the device",
+        )
+    raise UnknownNameError(
+        "target", target, ["cpu", "gpu", "edge-<format>"], hint="use --target cpu to plan for this machine"
+    )
 
 
 def _cores() -> int:
@@ -151,9 +159,16 @@ class _Run:
         return self.cfg.budget_s - (time.perf_counter() - self.t_start) - verify - STARTUP_S
 
 
-def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, constraints: Constraints,
-         config: PlanConfig | None = None, *, log: Callable[[str], None] | None = None,
-         **options: Any) -> dict[str, Any]:
+def plan(
+    artifact: Artifact | str | Path,
+    data: str | Path,
+    out: str | Path,
+    constraints: Constraints,
+    config: PlanConfig | None = None,
+    *,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """Search, serve, choose, write OUT/repository, verify; return the plan (also OUT/plan.json).
 
     ``config`` (a :class:`PlanConfig`) says what to search and how long to measure; ``options`` replace
@@ -164,8 +179,9 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     run = _start(artifact, data, out, constraints, PlanConfig.from_options(config, **options), log)
     variants, model_fail, eligible = _variant_phase(run)
     # 2. in-process rows; variants that another beats everywhere are not served
-    rows = measure_variants(eligible, run.cfg.threads or (), run.cfg.batch_sizes, run.cfg.bench_duration_s,
-                            run.log, run.journal.data)
+    rows = measure_variants(
+        eligible, run.cfg.threads or (), run.cfg.batch_sizes, run.cfg.bench_duration_s, run.log, run.journal.data
+    )
     run.journal.save()
     pruned = _dominated(eligible, rows)
     for v, by in pruned.items():
@@ -173,16 +189,23 @@ def plan(artifact: Artifact | str | Path, data: str | Path, out: str | Path, con
     contenders = [v for v in eligible if v.key not in pruned]
     served, predicted = _serve_phase(run, contenders, rows)
     result = _choose_phase(run, variants, model_fail, served)
-    result["variants"] = [v.to_dict() | {"failed": model_fail.get(v.key, []), "pruned": pruned.get(v.key)}
-                          for v in variants]
+    result["variants"] = [
+        v.to_dict() | {"failed": model_fail.get(v.key, []), "pruned": pruned.get(v.key)} for v in variants
+    ]
     result["in_process"] = rows
     result.update(_search_summary(run, served, rows, predicted))
     _write_phase(run, result, {v.key: v for v in variants}, _samples(run.ds))
     return result
 
 
-def _start(artifact: Artifact | str | Path, data: str | Path, out: str | Path, c: Constraints, cfg: PlanConfig,
-           log: Callable[[str], None] | None) -> _Run:
+def _start(
+    artifact: Artifact | str | Path,
+    data: str | Path,
+    out: str | Path,
+    c: Constraints,
+    cfg: PlanConfig,
+    log: Callable[[str], None] | None,
+) -> _Run:
     """Check every input (before any work), resolve the machine defaults, open the journal."""
     from ..envinfo import summary
 
@@ -195,13 +218,17 @@ def _start(artifact: Artifact | str | Path, data: str | Path, out: str | Path, c
         raise UserInputError("measurement durations must be > 0 seconds")
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     if art.format != "onnx":
-        raise UserInputError(f"bushu plan reads ONNX artifacts; {art.path} is {art.format!r}",
-                             hint="import the model first: bushu import SRC -o ART")
+        raise UserInputError(
+            f"bushu plan reads ONNX artifacts; {art.path} is {art.format!r}",
+            hint="import the model first: bushu import SRC -o ART",
+        )
     data = Path(data)
     if not data.is_dir() and not (data.is_file() and data.suffix.lower() == ".npz"):
-        raise UserInputError(f"--data {data} is not a folder (or a --sample .npz of model inputs)",
-                             hint="pass a folder of images (one sub-folder per class for accuracy), or real "
-                                  "arrays by input name: --sample FILE.npz")
+        raise UserInputError(
+            f"--data {data} is not a folder (or a --sample .npz of model inputs)",
+            hint="pass a folder of images (one sub-folder per class for accuracy), or real "
+            "arrays by input name: --sample FILE.npz",
+        )
     backends = tuple(cfg.backends or _installed_backends())
     for b in backends:
         if b not in BACKENDS:
@@ -214,22 +241,33 @@ def _start(artifact: Artifact | str | Path, data: str | Path, out: str | Path, c
     train = None if cfg.train is None else Path(cfg.train)
     if train is not None:
         if not compress:
-            raise UserInputError("--train fine-tunes compressed models, but no --compress spec is given",
-                                 hint="add --compress prune0.3 (or lowrank0.9), or drop --train")
+            raise UserInputError(
+                "--train fine-tunes compressed models, but no --compress spec is given",
+                hint="add --compress prune0.3 (or lowrank0.9), or drop --train",
+            )
         if not train.is_dir():
-            raise UserInputError(f"--train {train} is not a folder",
-                                 hint="pass a folder of images (one sub-folder per class, or flat)")
+            raise UserInputError(
+                f"--train {train} is not a folder", hint="pass a folder of images (one sub-folder per class, or flat)"
+            )
     if cfg.epochs < 0:
         raise UserInputError(f"--epochs must be ≥ 0, got {cfg.epochs}")
     out = Path(out)
     (out / ".work").mkdir(parents=True, exist_ok=True)
     journal = _Journal(out / ".work" / "journal.json", _fingerprint(art, data), cfg.fresh)
     cores = _cores()
-    cfg = dataclasses.replace(cfg, backends=backends, precisions=precisions, compress=compress, train=train,
-                              threads=tuple(cfg.threads or thread_choices(cores)))
+    cfg = dataclasses.replace(
+        cfg,
+        backends=backends,
+        precisions=precisions,
+        compress=compress,
+        train=train,
+        threads=tuple(cfg.threads or thread_choices(cores)),
+    )
     env = summary()
-    log(f"environment: {env['cpu']}, {cores} usable core(s), {env['memory_gb']} GB"
-        + (", reusing finished work from an earlier run" if journal.reused else ""))
+    log(
+        f"environment: {env['cpu']}, {cores} usable core(s), {env['memory_gb']} GB"
+        + (", reusing finished work from an earlier run" if journal.reused else "")
+    )
     return _Run(art, data, out, c, cfg, log, journal, cores, env, t_start)
 
 
@@ -238,14 +276,26 @@ def _variant_phase(run: _Run) -> tuple[list[Variant], dict[str, list[dict[str, A
     cfg, c = run.cfg, run.c
     run.ds = ds = load_dataset(run.data, run.art)
     run.log(f"data: {ds.n} images; {ds.why}")
-    variants = build_variants(run.art, run.data, run.work, list(cfg.backends or ()), list(cfg.precisions or ()),
-                              c.max_accuracy_drop, ds, run.log, run.journal.data, compress=list(cfg.compress),
-                              train=cfg.train, epochs=cfg.epochs)
+    variants = build_variants(
+        run.art,
+        run.data,
+        run.work,
+        list(cfg.backends or ()),
+        list(cfg.precisions or ()),
+        c.max_accuracy_drop,
+        ds,
+        run.log,
+        run.journal.data,
+        compress=list(cfg.compress),
+        train=cfg.train,
+        epochs=cfg.epochs,
+    )
     run.journal.save()
     usable = [v for v in variants if v.status == "ok"]
     if not usable:
-        raise UserInputError("no variant of the model could run here: "
-                             + "; ".join(f"{v.key}: {v.reason}" for v in variants))
+        raise UserInputError(
+            "no variant of the model could run here: " + "; ".join(f"{v.key}: {v.reason}" for v in variants)
+        )
     model_fail = {v.key: failures(c, _metrics(v), MODEL_BOUNDS) for v in usable}
     eligible = [v for v in usable if not model_fail[v.key]]
     if not eligible:  # nothing can meet the size/accuracy bounds: still measure the closest one
@@ -254,8 +304,9 @@ def _variant_phase(run: _Run) -> tuple[list[Variant], dict[str, list[dict[str, A
     return variants, model_fail, eligible
 
 
-def _serve_phase(run: _Run, contenders: list[Variant], rows: list[dict[str, Any]]
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _serve_phase(
+    run: _Run, contenders: list[Variant], rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """3. Serve the shortlist, then hill-climb around the two best variants' winners while one improves;
     (served measurements, predicted grid)."""
     cfg, c = run.cfg, run.c
@@ -266,8 +317,17 @@ def _serve_phase(run: _Run, contenders: list[Variant], rows: list[dict[str, Any]
         run.log(f"budget: {max(room, 0):.0f} s left for serving; serving only the best configuration per variant")
     predicted, to_serve = shortlist(contenders, rows, c, run.cores, n_serve)
     samples = _samples(run.ds)
-    served = _serve_round([_config(p) for p in to_serve], contenders, run.work / "serve-1", samples, c,
-                          cfg.duration_s, run.journal.data, run.journal, run.log)
+    served = _serve_round(
+        [_config(p) for p in to_serve],
+        contenders,
+        run.work / "serve-1",
+        samples,
+        c,
+        cfg.duration_s,
+        run.journal.data,
+        run.journal,
+        run.log,
+    )
     table = _row_table(rows)
     rounds = 0
     while cfg.refine and rounds < 3:
@@ -279,20 +339,32 @@ def _serve_phase(run: _Run, contenders: list[Variant], rows: list[dict[str, Any]
         more: list[Config] = []
         for lead in leaders:
             more += [n for n in neighbours(_config(lead), rows, run.cores) if n.key not in seen and n not in more]
-        more = more[:max(0, int(room // per))]
+        more = more[: max(0, int(room // per))]
         if not more:
             break
         rounds += 1
         run.log(f"refining around {', '.join(x['config'] for x in leaders)}: {len(more)} neighbouring configuration(s)")
-        served += _serve_round(more, contenders, run.work / f"serve-{rounds + 1}", samples, c, cfg.duration_s,
-                               run.journal.data, run.journal, run.log, table=table, cores=run.cores)
+        served += _serve_round(
+            more,
+            contenders,
+            run.work / f"serve-{rounds + 1}",
+            samples,
+            c,
+            cfg.duration_s,
+            run.journal.data,
+            run.journal,
+            run.log,
+            table=table,
+            cores=run.cores,
+        )
         if [x["config"] for x in _leaders(served, c, 2)] == [x["config"] for x in leaders]:
             break
     return served, predicted
 
 
-def _choose_phase(run: _Run, variants: list[Variant], model_fail: dict[str, list[dict[str, Any]]],
-                  served: list[dict[str, Any]]) -> dict[str, Any]:
+def _choose_phase(
+    run: _Run, variants: list[Variant], model_fail: dict[str, list[dict[str, Any]]], served: list[dict[str, Any]]
+) -> dict[str, Any]:
     """4. The best measured configuration that meets every constraint, or the closest candidate; the plan's
     result without its variants and search summary."""
     c, art, ds = run.c, run.art, run.ds
@@ -312,10 +384,18 @@ def _choose_phase(run: _Run, variants: list[Variant], model_fail: dict[str, list
     for s in served:
         s["pareto"] = s in front
     return {
-        "artifact": str(art.path), "model": art.name, "data": str(run.data), "out": str(run.out),
+        "artifact": str(art.path),
+        "model": art.name,
+        "data": str(run.data),
+        "out": str(run.out),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "constraints": c.to_dict(), "objective": c.optimize, "env": run.env, "cores": run.cores,
-        "accuracy_metric": ds.metric, "accuracy_note": ds.why, "samples": ds.n,
+        "constraints": c.to_dict(),
+        "objective": c.optimize,
+        "env": run.env,
+        "cores": run.cores,
+        "accuracy_metric": ds.metric,
+        "accuracy_note": ds.why,
+        "samples": ds.n,
         "met": chosen is not None,
         "chosen": _public(chosen) if chosen else None,
         "why": _why(chosen, feasible, served, c) if chosen else None,
@@ -325,22 +405,31 @@ def _choose_phase(run: _Run, variants: list[Variant], model_fail: dict[str, list
     }
 
 
-def _search_summary(run: _Run, served: list[dict[str, Any]], rows: list[dict[str, Any]],
-                    predicted: list[dict[str, Any]]) -> dict[str, Any]:
+def _search_summary(
+    run: _Run, served: list[dict[str, Any]], rows: list[dict[str, Any]], predicted: list[dict[str, Any]]
+) -> dict[str, Any]:
     """What was searched and how (plan.json's "predicted", "search" and "budget_s")."""
     cfg = run.cfg
     return {
         "predicted": sorted(predicted, key=objective_key(run.c.optimize))[:50],
-        "search": {"backends": list(cfg.backends or ()), "precisions": list(cfg.precisions or ()),
-                   "compression": list(cfg.compress),
-                   "finetune": ({"train": str(cfg.train), "epochs": cfg.epochs}
-                                if cfg.train is not None and cfg.compress else None),
-                   "threads": list(cfg.threads or ()),
-                   "batch_sizes": list(cfg.batch_sizes), "delays_us": sorted({s["max_queue_delay_us"] for s in served}),
-                   "instances": sorted({s["instances"] for s in served}), "grid_size": len(predicted),
-                   "served": len(served), "in_process_rows": len(rows), "duration_s": cfg.duration_s,
-                   "method": "grid + dominance pruning; best predicted configurations served, then the winner's "
-                             "neighbours", "load": f"closed loop, {run.c.concurrency} gRPC client(s), 1 item per request"},
+        "search": {
+            "backends": list(cfg.backends or ()),
+            "precisions": list(cfg.precisions or ()),
+            "compression": list(cfg.compress),
+            "finetune": (
+                {"train": str(cfg.train), "epochs": cfg.epochs} if cfg.train is not None and cfg.compress else None
+            ),
+            "threads": list(cfg.threads or ()),
+            "batch_sizes": list(cfg.batch_sizes),
+            "delays_us": sorted({s["max_queue_delay_us"] for s in served}),
+            "instances": sorted({s["instances"] for s in served}),
+            "grid_size": len(predicted),
+            "served": len(served),
+            "in_process_rows": len(rows),
+            "duration_s": cfg.duration_s,
+            "method": "grid + dominance pruning; best predicted configurations served, then the winner's neighbours",
+            "load": f"closed loop, {run.c.concurrency} gRPC client(s), 1 item per request",
+        },
         "budget_s": cfg.budget_s,
     }
 
@@ -388,16 +477,24 @@ def _dominated(variants: list[Variant], rows: list[dict[str, Any]]) -> dict[str,
         if not ok:
             continue
         b1 = [r["p50_ms"] for r in ok if r["batch"] == 1]
-        stats[v.key] = {"throughput": max(r["throughput"] for r in ok), "p50_ms": min(b1) if b1 else 1e9,
-                        "size_mb": v.size_mb or 0, "accuracy": v.accuracy or 0}
+        stats[v.key] = {
+            "throughput": max(r["throughput"] for r in ok),
+            "p50_ms": min(b1) if b1 else 1e9,
+            "size_mb": v.size_mb or 0,
+            "accuracy": v.accuracy or 0,
+        }
     out: dict[str, str] = {}
     for a, sa in stats.items():
         for b, sb in stats.items():
             if a == b or b in out:
                 continue
             # 25% margin on speed: a shared CPU's noise must not prune a variant
-            if (sb["throughput"] >= sa["throughput"] * 1.25 and sb["p50_ms"] * 1.25 <= sa["p50_ms"]
-                    and sb["size_mb"] <= sa["size_mb"] and sb["accuracy"] >= sa["accuracy"]):
+            if (
+                sb["throughput"] >= sa["throughput"] * 1.25
+                and sb["p50_ms"] * 1.25 <= sa["p50_ms"]
+                and sb["size_mb"] <= sa["size_mb"]
+                and sb["accuracy"] >= sa["accuracy"]
+            ):
                 out[a] = b
                 break
     return out
@@ -412,13 +509,20 @@ def _row_table(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[int, dict
 
 
 def _config(d: dict[str, Any]) -> Config:
-    return Config(d["backend"], d["precision"], int(d["threads"]), int(d["instances"]), int(d["max_batch_size"]),
-                  int(d["max_queue_delay_us"]), d.get("compression") or "")
+    return Config(
+        d["backend"],
+        d["precision"],
+        int(d["threads"]),
+        int(d["instances"]),
+        int(d["max_batch_size"]),
+        int(d["max_queue_delay_us"]),
+        d.get("compression") or "",
+    )
 
 
 def _samples(ds) -> list[dict[str, Any]]:
     n = min(ds.n, 32)
-    return [{k: v[i:i + 1] for k, v in ds.feeds.items()} for i in range(n)]
+    return [{k: v[i : i + 1] for k, v in ds.feeds.items()} for i in range(n)]
 
 
 def _artifact(v: Variant) -> Artifact:
@@ -436,9 +540,16 @@ def write_repository(repo: Path, v: Variant, cfg: Config, name: str) -> Path:
 
     model_dir = Path(repo) / name
     shutil.rmtree(model_dir, ignore_errors=True)
-    model_dir = add_to_repository(Path(repo), _artifact(v), name=name, max_batch_size=cfg.max_batch_size,
-                                  max_queue_delay_us=cfg.max_queue_delay_us, instances=cfg.instances,
-                                  backend=cfg.backend, threads=cfg.threads)
+    model_dir = add_to_repository(
+        Path(repo),
+        _artifact(v),
+        name=name,
+        max_batch_size=cfg.max_batch_size,
+        max_queue_delay_us=cfg.max_queue_delay_us,
+        instances=cfg.instances,
+        backend=cfg.backend,
+        threads=cfg.threads,
+    )
     if v.options:  # backend options (openvino precision) travel as config.pbtxt parameters
         pb = read_config(model_dir)
         if pb is None:
@@ -450,9 +561,19 @@ def write_repository(repo: Path, v: Variant, cfg: Config, name: str) -> Path:
     return model_dir
 
 
-def _serve_round(configs: list[Config], variants: list[Variant], repo: Path, samples, c: Constraints,
-                 duration_s: float, cache: dict[str, Any], journal: _Journal, log: Callable[[str], None],
-                 table=None, cores: int | None = None) -> list[dict[str, Any]]:
+def _serve_round(
+    configs: list[Config],
+    variants: list[Variant],
+    repo: Path,
+    samples,
+    c: Constraints,
+    duration_s: float,
+    cache: dict[str, Any],
+    journal: _Journal,
+    log: Callable[[str], None],
+    table=None,
+    cores: int | None = None,
+) -> list[dict[str, Any]]:
     """Serve each configuration (one repository, one server) and measure it under the load."""
     from .loadgen import ServedProcess, replay
 
@@ -481,15 +602,29 @@ def _serve_round(configs: list[Config], variants: list[Variant], repo: Path, sam
             if table is not None and cores:
                 row["predicted"] = predict(cfg, table[cfg.variant][cfg.threads], c.concurrency, cores)
             if not server.ready(name):
-                row.update(status="error", reason=f"did not load: {server.states.get(name, 'unknown')}",
-                           p50_ms=None, p99_ms=None, avg_ms=None, throughput=0.0, errors=1)
+                row.update(
+                    status="error",
+                    reason=f"did not load: {server.states.get(name, 'unknown')}",
+                    p50_ms=None,
+                    p99_ms=None,
+                    avg_ms=None,
+                    throughput=0.0,
+                    errors=1,
+                )
                 results.append(row)
                 continue
             try:
                 m = replay(server.url, name, samples, c.concurrency, duration_s)
             except Exception as e:  # noqa: BLE001 - one configuration failing must not end the plan
-                row.update(status="error", reason=str(getattr(e, "message", e))[:300], p50_ms=None, p99_ms=None,
-                           avg_ms=None, throughput=0.0, errors=1)
+                row.update(
+                    status="error",
+                    reason=str(getattr(e, "message", e))[:300],
+                    p50_ms=None,
+                    p99_ms=None,
+                    avg_ms=None,
+                    throughput=0.0,
+                    errors=1,
+                )
                 results.append(row)
                 continue
             m.pop("_outputs", None)
@@ -525,7 +660,11 @@ def _with_headroom(feasible: list[dict[str, Any]], c: Constraints) -> dict[str, 
     elif c.optimize == "latency":
         return best
     else:
-        near = [s for s in feasible if s["size_mb"] <= best["size_mb"] and s["throughput"] >= best["throughput"] * (1 - NEAR)]
+        near = [
+            s
+            for s in feasible
+            if s["size_mb"] <= best["size_mb"] and s["throughput"] >= best["throughput"] * (1 - NEAR)
+        ]
     bounds = [(k, BOUNDS[k][0]) for k in ("max_p99_ms", "max_avg_ms") if getattr(c, k) is not None]
     if not bounds or len(near) < 2:
         return best
@@ -533,29 +672,56 @@ def _with_headroom(feasible: list[dict[str, Any]], c: Constraints) -> dict[str, 
 
 
 def _public(s: dict[str, Any]) -> dict[str, Any]:
-    keys = ("config", "variant", "backend", "precision", "compression", "threads", "instances", "max_batch_size",
-            "max_queue_delay_us", "p50_ms", "p99_ms", "avg_ms", "throughput", "size_mb", "accuracy", "accuracy_drop",
-            "requests", "errors", "status", "reason", "failed", "pareto", "predicted")
+    keys = (
+        "config",
+        "variant",
+        "backend",
+        "precision",
+        "compression",
+        "threads",
+        "instances",
+        "max_batch_size",
+        "max_queue_delay_us",
+        "p50_ms",
+        "p99_ms",
+        "avg_ms",
+        "throughput",
+        "size_mb",
+        "accuracy",
+        "accuracy_drop",
+        "requests",
+        "errors",
+        "status",
+        "reason",
+        "failed",
+        "pareto",
+        "predicted",
+    )
     out = {k: s.get(k) for k in keys if k in s}
     if "compression" in out:
         out["compression"] = out["compression"] or None
     return out
 
 
-def _why(chosen: dict[str, Any], feasible: list[dict[str, Any]], served: list[dict[str, Any]],
-         c: Constraints) -> str:
-    what = {"throughput": f"the highest throughput ({chosen['throughput']:.1f} req/s)",
-            "latency": f"the lowest p99 ({chosen['p99_ms']:.1f} ms)",
-            "size": f"the smallest model ({chosen['size_mb']:.1f} MB) at {chosen['throughput']:.1f} req/s"}[c.optimize]
+def _why(chosen: dict[str, Any], feasible: list[dict[str, Any]], served: list[dict[str, Any]], c: Constraints) -> str:
+    what = {
+        "throughput": f"the highest throughput ({chosen['throughput']:.1f} req/s)",
+        "latency": f"the lowest p99 ({chosen['p99_ms']:.1f} ms)",
+        "size": f"the smallest model ({chosen['size_mb']:.1f} MB) at {chosen['throughput']:.1f} req/s",
+    }[c.optimize]
     top = feasible[0]
     if top is chosen:
-        parts = [f"{chosen['config']} meets every constraint and has {what} of the {len(feasible)} served "
-                 f"configuration(s) that do (of {len(served)} served at concurrency {c.concurrency})"]
+        parts = [
+            f"{chosen['config']} meets every constraint and has {what} of the {len(feasible)} served "
+            f"configuration(s) that do (of {len(served)} served at concurrency {c.concurrency})"
+        ]
     else:
-        parts = [f"{chosen['config']} meets every constraint with {chosen['throughput']:.1f} req/s, within "
-                 f"{NEAR:.0%} of the best ({top['config']}, {top['throughput']:.1f} req/s: a tie on a shared CPU), "
-                 f"and leaves more room under the latency bounds (p99 {chosen['p99_ms']:.1f} vs {top['p99_ms']:.1f} ms); "
-                 f"{len(feasible)} of {len(served)} served configurations meet every constraint"]
+        parts = [
+            f"{chosen['config']} meets every constraint with {chosen['throughput']:.1f} req/s, within "
+            f"{NEAR:.0%} of the best ({top['config']}, {top['throughput']:.1f} req/s: a tie on a shared CPU), "
+            f"and leaves more room under the latency bounds (p99 {chosen['p99_ms']:.1f} vs {top['p99_ms']:.1f} ms); "
+            f"{len(feasible)} of {len(served)} served configurations meet every constraint"
+        ]
     others: dict[str, dict[str, Any]] = {}
     for s in served:
         if s["failed"] and s["variant"] != chosen["variant"]:
@@ -566,8 +732,9 @@ def _why(chosen: dict[str, Any], feasible: list[dict[str, Any]], served: list[di
     return "; ".join(parts)
 
 
-def _closest(served: list[dict[str, Any]], variants: list[Variant], model_fail: dict[str, list[dict[str, Any]]],
-             c: Constraints) -> dict[str, Any]:
+def _closest(
+    served: list[dict[str, Any]], variants: list[Variant], model_fail: dict[str, list[dict[str, Any]]], c: Constraints
+) -> dict[str, Any]:
     """The candidate nearest to meeting everything, the constraint it misses most, what would relax it,
     and the best value any candidate reached for each failed bound."""
     from .constraints import BOUNDS
@@ -584,34 +751,50 @@ def _closest(served: list[dict[str, Any]], variants: list[Variant], model_fail: 
     best_seen = {}
     for f in fails:
         key, kind = BOUNDS[f["constraint"]][:2]
-        vals = [s[key] for s in pool if s.get(key) is not None] or \
-               [getattr(v, key, None) for v in variants if getattr(v, key, None) is not None]
+        vals = [s[key] for s in pool if s.get(key) is not None] or [
+            getattr(v, key, None) for v in variants if getattr(v, key, None) is not None
+        ]
         if vals:
             best_seen[f["constraint"]] = min(vals) if kind == "max" else max(vals)
     relax = []
     for f in fails:
-        relax.append(f"{f['flag']} {f['value']:g}" + (f" (best any candidate reached: {best_seen[f['constraint']]:g} "
-                                                      f"{f['unit']})" if f["constraint"] in best_seen else ""))
-    hints = {"max_p99_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8) shorten the tail",
-             "max_avg_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8)",
-             "min_throughput": "more cores, or int8 (it needs an accuracy bound that int8 meets)",
-             "max_size_mb": "int8 is about a quarter of fp32's size; --compress prune0.3 (with --train DIR) "
-                            "removes channels too",
-             "min_accuracy": "more representative calibration data, or a larger model",
-             "max_accuracy_drop": "more representative calibration data; fp32 has no drop"}
-    return {"config": cand["config"], "failed": fails,
-            "constraint": worst["constraint"] if worst else None,
-            "flag": worst["flag"] if worst else None,
-            "message": (f"nothing meets the constraints; closest: {cand['config']}, which misses "
-                        + ", ".join(f"{f['flag']} {f['limit']:g} ({f['value']:g} {f['unit']}, {f['ratio']:.2f}×)"
-                                    for f in fails)) if fails else "nothing was measured",
-            "relax": ("relax to " + ", ".join(relax)) if relax else None,
-            "hint": hints.get(worst["constraint"]) if worst else None,
-            "best_seen": best_seen}
+        relax.append(
+            f"{f['flag']} {f['value']:g}"
+            + (
+                f" (best any candidate reached: {best_seen[f['constraint']]:g} {f['unit']})"
+                if f["constraint"] in best_seen
+                else ""
+            )
+        )
+    hints = {
+        "max_p99_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8) shorten the tail",
+        "max_avg_ms": "fewer concurrent clients (--concurrency) or a faster precision (int8)",
+        "min_throughput": "more cores, or int8 (it needs an accuracy bound that int8 meets)",
+        "max_size_mb": "int8 is about a quarter of fp32's size; --compress prune0.3 (with --train DIR) "
+        "removes channels too",
+        "min_accuracy": "more representative calibration data, or a larger model",
+        "max_accuracy_drop": "more representative calibration data; fp32 has no drop",
+    }
+    return {
+        "config": cand["config"],
+        "failed": fails,
+        "constraint": worst["constraint"] if worst else None,
+        "flag": worst["flag"] if worst else None,
+        "message": (
+            f"nothing meets the constraints; closest: {cand['config']}, which misses "
+            + ", ".join(f"{f['flag']} {f['limit']:g} ({f['value']:g} {f['unit']}, {f['ratio']:.2f}×)" for f in fails)
+        )
+        if fails
+        else "nothing was measured",
+        "relax": ("relax to " + ", ".join(relax)) if relax else None,
+        "hint": hints.get(worst["constraint"]) if worst else None,
+        "best_seen": best_seen,
+    }
 
 
-def _verify(repo: Path, name: str, v: Variant, samples, c: Constraints, seconds: float,
-            log: Callable[[str], None]) -> dict[str, Any]:
+def _verify(
+    repo: Path, name: str, v: Variant, samples, c: Constraints, seconds: float, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Serve the written repository as users will (`bushu serve REPO`), replay the load, compare."""
     import numpy as np
 
@@ -633,8 +816,17 @@ def _verify(repo: Path, name: str, v: Variant, samples, c: Constraints, seconds:
     fails = failures(c, measured, only=("max_p99_ms", "max_avg_ms", "min_throughput"))
     targets = {k: c.given()[k] for k in ("max_p99_ms", "max_avg_ms", "min_throughput") if k in c.given()}
     passed = not fails and measured["errors"] == 0
-    log(f"verification: {measured['throughput']:.1f} req/s, p50 {measured['p50_ms']:.1f} ms, "
-        f"p99 {measured['p99_ms']:.1f} ms: {'meets' if passed else 'MISSES'} the targets")
-    return {**measured, "concurrency": c.concurrency, "targets": targets, "failed": fails, "passed": passed,
-            "served_top1_agreement": agree, "checked_outputs": len(idx),
-            "command": f"bushu serve {repo}"}
+    log(
+        f"verification: {measured['throughput']:.1f} req/s, p50 {measured['p50_ms']:.1f} ms, "
+        f"p99 {measured['p99_ms']:.1f} ms: {'meets' if passed else 'MISSES'} the targets"
+    )
+    return {
+        **measured,
+        "concurrency": c.concurrency,
+        "targets": targets,
+        "failed": fails,
+        "passed": passed,
+        "served_top1_agreement": agree,
+        "checked_outputs": len(idx),
+        "command": f"bushu serve {repo}",
+    }

@@ -32,9 +32,27 @@ class ServedProcess:
     def __init__(self, repo: Path, timeout_s: float = 300) -> None:
         self.repo = Path(repo)
         env = {**os.environ, "COLUMNS": "200"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(repo), "--http-port", "-1",
-                                      "--grpc-port", "0", "--metrics-port", "-1", "--log-level", "error"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bushu",
+                "serve",
+                str(repo),
+                "--http-port",
+                "-1",
+                "--grpc-port",
+                "0",
+                "--metrics-port",
+                "-1",
+                "--log-level",
+                "error",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.states: dict[str, str] = {}
         url: str | None = None
         lines: list[str] = []
@@ -102,8 +120,15 @@ def _client():
     return client
 
 
-async def _load(url: str, model: str, samples: Sequence[dict[str, np.ndarray]], concurrency: int,
-                duration_s: float, keep_outputs: str | None, warmup: int) -> dict[str, Any]:
+async def _load(
+    url: str,
+    model: str,
+    samples: Sequence[dict[str, np.ndarray]],
+    concurrency: int,
+    duration_s: float,
+    keep_outputs: str | None,
+    warmup: int,
+) -> dict[str, Any]:
     from ..spec import dtype_name, to_v2_datatype
 
     client = _client()
@@ -148,15 +173,28 @@ async def _load(url: str, model: str, samples: Sequence[dict[str, np.ndarray]], 
     if not lat:
         raise BackendError(f"no request to {model!r} succeeded: {errors[0] if errors else 'no answer'}")
     ms = np.asarray(lat) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "avg_ms": float(ms.mean()), "throughput": len(lat) / elapsed, "requests": len(lat),
-            "errors": len(errors), "error_sample": errors[:3], "seconds": round(elapsed, 2),
-            "_outputs": outputs}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "avg_ms": float(ms.mean()),
+        "throughput": len(lat) / elapsed,
+        "requests": len(lat),
+        "errors": len(errors),
+        "error_sample": errors[:3],
+        "seconds": round(elapsed, 2),
+        "_outputs": outputs,
+    }
 
 
-def replay(url: str, model: str, samples: Sequence[dict[str, np.ndarray]], concurrency: int, duration_s: float,
-           keep_outputs: str | None = None, warmup: int = 0) -> dict[str, Any]:
+def replay(
+    url: str,
+    model: str,
+    samples: Sequence[dict[str, np.ndarray]],
+    concurrency: int,
+    duration_s: float,
+    keep_outputs: str | None = None,
+    warmup: int = 0,
+) -> dict[str, Any]:
     """Closed-loop load: ``concurrency`` clients send ``samples`` (cycled, one request each) for
     ``duration_s`` seconds; returns p50/p99/avg latency in ms, throughput in requests/s, errors."""
-    return asyncio.run(_load(url, model, samples, concurrency, duration_s, keep_outputs,
-                             warmup or 2 * concurrency))
+    return asyncio.run(_load(url, model, samples, concurrency, duration_s, keep_outputs, warmup or 2 * concurrency))

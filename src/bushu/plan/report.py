@@ -81,16 +81,36 @@ def plots(result: Mapping[str, Any]) -> dict[str, str]:
     for v in variants:
         pts = [s for s in cands if s["variant"] == v]
         if pts:
-            ax.scatter([s["throughput"] for s in pts], [s["p99_ms"] for s in pts], s=42, color=colors[v],
-                       label=f"{v} served", edgecolor="black", linewidth=0.5)
+            ax.scatter(
+                [s["throughput"] for s in pts],
+                [s["p99_ms"] for s in pts],
+                s=42,
+                color=colors[v],
+                label=f"{v} served",
+                edgecolor="black",
+                linewidth=0.5,
+            )
     front = sorted((s for s in cands if s.get("pareto")), key=lambda s: s["throughput"])
     if front:
-        ax.plot([s["throughput"] for s in front], [s["p99_ms"] for s in front], "k--", lw=1,
-                label="Pareto front (throughput, p99, size, accuracy)")
+        ax.plot(
+            [s["throughput"] for s in front],
+            [s["p99_ms"] for s in front],
+            "k--",
+            lw=1,
+            label="Pareto front (throughput, p99, size, accuracy)",
+        )
     for s in cands:
         if s["config"] == chosen:
-            ax.scatter([s["throughput"]], [s["p99_ms"]], s=260, marker="*", color="gold", edgecolor="black",
-                       zorder=5, label="chosen")
+            ax.scatter(
+                [s["throughput"]],
+                [s["p99_ms"]],
+                s=260,
+                marker="*",
+                color="gold",
+                edgecolor="black",
+                zorder=5,
+                label="chosen",
+            )
     if c.get("max_p99_ms"):
         ax.axhline(c["max_p99_ms"], color="red", lw=1, ls=":", label=f"max p99 {c['max_p99_ms']:g} ms")
     if c.get("min_throughput"):
@@ -140,37 +160,63 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
     c = result["constraints"]
     imgs = plots(result)
     chosen = result.get("chosen")
-    parts = [f"<!doctype html><meta charset='utf-8'><title>bushu plan: {e(result['model'])}</title>",
-             f"<style>{_CSS}</style><h1>bushu plan: {e(result['model'])}</h1>",
-             f"<p>artifact <code>{e(result['artifact'])}</code>, data <code>{e(result['data'])}</code> "
-             f"({result['samples']} images), {e(result['time'])}, {result['elapsed_s']} s of a {result['budget_s']:g} s "
-             "budget</p>"]
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>bushu plan: {e(result['model'])}</title>",
+        f"<style>{_CSS}</style><h1>bushu plan: {e(result['model'])}</h1>",
+        f"<p>artifact <code>{e(result['artifact'])}</code>, data <code>{e(result['data'])}</code> "
+        f"({result['samples']} images), {e(result['time'])}, {result['elapsed_s']} s of a {result['budget_s']:g} s "
+        "budget</p>",
+    ]
     env = result["env"]
-    parts.append(f"<h2>Environment</h2><p>{e(str(env.get('cpu')))}; {result['cores']} usable core(s); "
-                 f"{env.get('memory_gb')} GB; ISA {e(', '.join(env.get('isa', [])))}; GPU "
-                 f"{e(', '.join(env.get('gpu') or []) or 'none')}; {e(str(env.get('os')))}</p>")
+    parts.append(
+        f"<h2>Environment</h2><p>{e(str(env.get('cpu')))}; {result['cores']} usable core(s); "
+        f"{env.get('memory_gb')} GB; ISA {e(', '.join(env.get('isa', [])))}; GPU "
+        f"{e(', '.join(env.get('gpu') or []) or 'none')}; {e(str(env.get('os')))}</p>"
+    )
     given = {k: v for k, v in c.items() if v is not None}
     parts.append("<h2>Targets</h2>" + _table([given], list(given)))
     parts.append(f"<p>accuracy: {e(result['accuracy_note'])}</p>")
     if chosen:
         parts.append(f"<h2 class='ok'>Chosen: {e(chosen['config'])}</h2><p>{e(result['why'])}</p>")
-        parts.append(_table([chosen], ["config", "threads", "instances", "max_batch_size", "max_queue_delay_us",
-                                       "p50_ms", "p99_ms", "throughput", "size_mb", "accuracy"]))
-        parts.append(f"<p>model repository: <code>{e(str(result.get('repository')))}</code> — run it with "
-                     f"<code>bushu serve {e(str(result.get('repository')))}</code></p>")
+        parts.append(
+            _table(
+                [chosen],
+                [
+                    "config",
+                    "threads",
+                    "instances",
+                    "max_batch_size",
+                    "max_queue_delay_us",
+                    "p50_ms",
+                    "p99_ms",
+                    "throughput",
+                    "size_mb",
+                    "accuracy",
+                ],
+            )
+        )
+        parts.append(
+            f"<p>model repository: <code>{e(str(result.get('repository')))}</code> — run it with "
+            f"<code>bushu serve {e(str(result.get('repository')))}</code></p>"
+        )
     else:
         cl = result.get("closest") or {}
-        parts.append(f"<h2 class='bad'>Nothing meets the constraints</h2><p>{e(str(cl.get('message')))}</p>"
-                     f"<p>{e(str(cl.get('relax') or ''))}</p><p>{e(str(cl.get('hint') or ''))}</p>")
+        parts.append(
+            f"<h2 class='bad'>Nothing meets the constraints</h2><p>{e(str(cl.get('message')))}</p>"
+            f"<p>{e(str(cl.get('relax') or ''))}</p><p>{e(str(cl.get('hint') or ''))}</p>"
+        )
     ver = result.get("verification")
     if ver:
         cls = "ok" if ver.get("passed") else "bad"
-        parts.append(f"<h2 class='{cls}'>Verification: {'meets' if ver.get('passed') else 'misses'} the targets</h2>"
-                     f"<p><code>{e(ver.get('command', ''))}</code>, {ver.get('concurrency')} client(s) for "
-                     f"{ver.get('seconds')} s; served top-1 equals in-process top-1 on "
-                     f"{_fmt(ver.get('served_top1_agreement'))} of {ver.get('checked_outputs')} checked outputs</p>")
-        parts.append(_table([ver], ["p50_ms", "p99_ms", "avg_ms", "throughput", "requests", "errors", "targets",
-                                    "failed"]))
+        parts.append(
+            f"<h2 class='{cls}'>Verification: {'meets' if ver.get('passed') else 'misses'} the targets</h2>"
+            f"<p><code>{e(ver.get('command', ''))}</code>, {ver.get('concurrency')} client(s) for "
+            f"{ver.get('seconds')} s; served top-1 equals in-process top-1 on "
+            f"{_fmt(ver.get('served_top1_agreement'))} of {ver.get('checked_outputs')} checked outputs</p>"
+        )
+        parts.append(
+            _table([ver], ["p50_ms", "p99_ms", "avg_ms", "throughput", "requests", "errors", "targets", "failed"])
+        )
     if "latency" in imgs:
         parts.append(f"<h2>Latency vs throughput</h2><img src='data:image/png;base64,{imgs['latency']}'>")
     if "accuracy" in imgs:
@@ -180,8 +226,10 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
     if any(v.get("compression") for v in result["variants"]):
         cols = cols[:1] + ("compression",) + cols[1:]
     parts.append("<h2>Pareto front (served)</h2>" + _table(result["pareto"], cols, hl))
-    parts.append("<h2>Every served candidate and the constraints it failed</h2>"
-                 + _table(result["candidates"], cols + ("status", "reason"), hl))
+    parts.append(
+        "<h2>Every served candidate and the constraints it failed</h2>"
+        + _table(result["candidates"], cols + ("status", "reason"), hl)
+    )
     vcols = ["variant", "status", "reason", "size_mb", "accuracy", "accuracy_drop", "failed", "pruned"]
     variants = result["variants"]
     if any(v.get("compression") for v in variants):
@@ -189,10 +237,16 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
         variants = [{**v, "compression": compression_text(v)} for v in variants]
     parts.append("<h2>Variants</h2>" + _table(variants, vcols))
     s = result["search"]
-    parts.append(f"<h2>Search</h2><p>{e(s['method'])}; {s['in_process_rows']} in-process rows, {s['grid_size']} "
-                 f"predicted configurations, {s['served']} served; load: {e(s['load'])}.</p>")
-    parts.append("<h3>In-process rows (bushu.profile.bench)</h3>"
-                 + _table(result["in_process"], ["variant", "threads", "batch", "p50_ms", "p99_ms", "throughput",
-                                                 "peak_rss_mb", "status"]))
+    parts.append(
+        f"<h2>Search</h2><p>{e(s['method'])}; {s['in_process_rows']} in-process rows, {s['grid_size']} "
+        f"predicted configurations, {s['served']} served; load: {e(s['load'])}.</p>"
+    )
+    parts.append(
+        "<h3>In-process rows (bushu.profile.bench)</h3>"
+        + _table(
+            result["in_process"],
+            ["variant", "threads", "batch", "p50_ms", "p99_ms", "throughput", "peak_rss_mb", "status"],
+        )
+    )
     path.write_text("\n".join(parts))
     return str(path)

@@ -63,9 +63,14 @@ def thread_choices(cores: int) -> list[int]:
     return [t for t in out if t >= 1]
 
 
-def measure_variants(variants: Sequence[Variant], threads: Sequence[int], batch_sizes: Sequence[int],
-                     duration_s: float, log: Callable[[str], None],
-                     cache: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def measure_variants(
+    variants: Sequence[Variant],
+    threads: Sequence[int],
+    batch_sizes: Sequence[int],
+    duration_s: float,
+    log: Callable[[str], None],
+    cache: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """In-process rows (bushu.profile.bench, one process per variant) for every threads × batch."""
     from ..profile.bench import benchmark
 
@@ -77,15 +82,23 @@ def measure_variants(variants: Sequence[Variant], threads: Sequence[int], batch_
             log(f"{v.key}: reusing {len(got)} measured rows")
         else:
             log(f"{v.key}: timing threads {list(threads)} × batch {list(batch_sizes)} in process")
-            got = benchmark(v.path, backends=[v.backend], batch_sizes=batch_sizes, threads=threads,
-                            warmup=2, repeats=5, duration_s=duration_s, precision=v.options.get("precision"),
-                            progress=False, record=False)
+            got = benchmark(
+                v.path,
+                backends=[v.backend],
+                batch_sizes=batch_sizes,
+                threads=threads,
+                warmup=2,
+                repeats=5,
+                duration_s=duration_s,
+                precision=v.options.get("precision"),
+                progress=False,
+                record=False,
+            )
             got = [{k: val for k, val in r.items() if k != "details"} for r in got]
             if cache is not None and all(r["status"] == "ok" for r in got):
                 cache[key] = got
         for r in got:
-            rows.append({**r, "variant": v.key, "precision": v.precision, "size_mb": v.size_mb,
-                         "accuracy": v.accuracy})
+            rows.append({**r, "variant": v.key, "precision": v.precision, "size_mb": v.size_mb, "accuracy": v.accuracy})
     return rows
 
 
@@ -113,12 +126,12 @@ def predict(cfg: Config, rows: dict[int, dict[str, Any]], concurrency: int, core
     throughput = busy * b * 1000.0 / service
     avg = max(concurrency * 1000.0 / throughput, service)
     tail = _lat(rows, b, "p99_ms") / max(_lat(rows, b), 1e-9)
-    return {"throughput": throughput, "avg_ms": avg, "p99_ms": avg * max(1.0, tail), "p50_ms": avg,
-            "batch": b}
+    return {"throughput": throughput, "avg_ms": avg, "p99_ms": avg * max(1.0, tail), "p50_ms": avg, "batch": b}
 
 
-def grid(variants: Sequence[Variant], rows: Sequence[dict[str, Any]], cores: int,
-         delays: Sequence[int] = (DEFAULT_DELAY_US,)) -> list[Config]:
+def grid(
+    variants: Sequence[Variant], rows: Sequence[dict[str, Any]], cores: int, delays: Sequence[int] = (DEFAULT_DELAY_US,)
+) -> list[Config]:
     """Every served configuration the measured rows support: threads × instances (threads × instances
     ≤ cores: more only time-slices the same cores) × max batch × delay."""
     out = []
@@ -127,7 +140,7 @@ def grid(variants: Sequence[Variant], rows: Sequence[dict[str, Any]], cores: int
         for t in sorted({t for t, _ in measured if isinstance(t, int)}):
             for n in range(1, max(1, cores // t) + 1):
                 for b in sorted(b for tt, b in measured if tt == t):
-                    for d in (delays if b > 1 else (0,)):
+                    for d in delays if b > 1 else (0,):
                         out.append(Config(v.backend, v.precision, t, n, b, d, v.compression))
     return out
 
@@ -143,6 +156,7 @@ def objective_key(objective: str) -> Callable[[dict[str, Any]], tuple]:
 
 def pareto(cands: Sequence[dict[str, Any]], keys: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
     """The non-dominated candidates; ``keys`` = [(metric, +1 to maximize | -1 to minimize)]."""
+
     def dominates(a: dict, b: dict) -> bool:
         ge = all((a[k] - b[k]) * s >= 0 for k, s in keys)
         gt = any((a[k] - b[k]) * s > 0 for k, s in keys)
@@ -151,8 +165,14 @@ def pareto(cands: Sequence[dict[str, Any]], keys: Sequence[tuple[str, int]]) -> 
     return [c for c in cands if not any(dominates(o, c) for o in cands if o is not c)]
 
 
-def shortlist(variants: Sequence[Variant], rows: Sequence[dict[str, Any]], c: Constraints, cores: int,
-              limit: int, per_variant: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def shortlist(
+    variants: Sequence[Variant],
+    rows: Sequence[dict[str, Any]],
+    c: Constraints,
+    cores: int,
+    limit: int,
+    per_variant: int = 2,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(predicted candidates for every grid configuration, the few to serve).
 
     The few: the best predicted configuration of each variant on up to ``per_variant`` threads ×
@@ -198,7 +218,7 @@ def shortlist(variants: Sequence[Variant], rows: Sequence[dict[str, Any]], c: Co
             break
         if p not in chosen:
             chosen.append(p)
-    return predicted, chosen[:max(limit, len(by_variant) * per_variant)]
+    return predicted, chosen[: max(limit, len(by_variant) * per_variant)]
 
 
 def neighbours(cfg: Config, rows: Sequence[dict[str, Any]], cores: int) -> list[Config]:

@@ -58,12 +58,21 @@ class Variant:
         return self.artifact.model_path
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.key, "backend": self.backend, "precision": self.precision,
-                "compression": self.compression or None,
-                **({"compression_details": self.compression_details} if self.compression_details else {}),
-                "file": str(self.path) if self.artifact is not None else None, "options": self.options,
-                "size_mb": self.size_mb, "accuracy": self.accuracy, "accuracy_drop": self.accuracy_drop,
-                "status": self.status, "reason": self.reason, **({"notes": self.notes} if self.notes else {})}
+        return {
+            "variant": self.key,
+            "backend": self.backend,
+            "precision": self.precision,
+            "compression": self.compression or None,
+            **({"compression_details": self.compression_details} if self.compression_details else {}),
+            "file": str(self.path) if self.artifact is not None else None,
+            "options": self.options,
+            "size_mb": self.size_mb,
+            "accuracy": self.accuracy,
+            "accuracy_drop": self.accuracy_drop,
+            "status": self.status,
+            "reason": self.reason,
+            **({"notes": self.notes} if self.notes else {}),
+        }
 
 
 @dataclass
@@ -93,8 +102,10 @@ def set_proxy_mask(ds: Dataset, reference: np.ndarray) -> None:
     mask = _confident(reference)
     if mask.sum() >= max(10, ds.n // 5):
         ds.mask = mask
-        ds.why += (f" where fp32's top-1 probability is ≥ {CONFIDENT:g} ({int(mask.sum())} of {ds.n} images; "
-                   "where fp32 hesitates, flips between near-tied classes say little about quality)")
+        ds.why += (
+            f" where fp32's top-1 probability is ≥ {CONFIDENT:g} ({int(mask.sum())} of {ds.n} images; "
+            "where fp32 hesitates, flips between near-tied classes say little about quality)"
+        )
     else:
         ds.why += f" (all {ds.n} images: too few where fp32 is confident)"
 
@@ -110,35 +121,54 @@ def load_dataset(data: Path, art: Artifact, limit: int | None = 512) -> Dataset:
         req.check(art.inputs)
         n = len(next(iter(req.sample.values())))
         if art.task == "classification":
-            return Dataset(req.sample, None, "agreement", f"top-1 agreement with the fp32 model on {n} samples in "
-                           f"{data.name}", n, str(data))
-        return Dataset(req.sample, None, "cosine", f"lowest cosine similarity to the fp32 model's output (x100) "
-                       f"over {n} samples in {data.name}: the model has no classes", n, str(data))
+            return Dataset(
+                req.sample,
+                None,
+                "agreement",
+                f"top-1 agreement with the fp32 model on {n} samples in {data.name}",
+                n,
+                str(data),
+            )
+        return Dataset(
+            req.sample,
+            None,
+            "cosine",
+            f"lowest cosine similarity to the fp32 model's output (x100) "
+            f"over {n} samples in {data.name}: the model has no classes",
+            n,
+            str(data),
+        )
     if art.preprocess is None:
-        raise UserInputError(f"{art.path} has no pre-processing metadata, so the images in {data} cannot be prepared",
-                             hint="plan an artifact written by bushu import")
+        raise UserInputError(
+            f"{art.path} has no pre-processing metadata, so the images in {data} cannot be prepared",
+            hint="plan an artifact written by bushu import",
+        )
     ds = labelled_arrays(data, art, limit=limit, allow_unmatched=True)
     n = len(ds)
     if ds.labels is None:
         why = f"{data} has no class folders: the accuracy figure is top-1 agreement with the fp32 model"
     elif ds.targets is None:
-        why = (f"the class folders are not the model's labels ({ds.unlabelled.split(':')[0]}), so the accuracy "
-               "figure is the proxy: top-1 agreement with the fp32 model on these images")
+        why = (
+            f"the class folders are not the model's labels ({ds.unlabelled.split(':')[0]}), so the accuracy "
+            "figure is the proxy: top-1 agreement with the fp32 model on these images"
+        )
     else:
-        return Dataset(ds.feeds, ds.targets.tolist(), "accuracy", f"top-1 accuracy on {n} labelled images in {data}",
-                       n, str(data))
+        return Dataset(
+            ds.feeds, ds.targets.tolist(), "accuracy", f"top-1 accuracy on {n} labelled images in {data}", n, str(data)
+        )
     return Dataset(ds.feeds, None, "agreement", why, n, str(data))
 
 
-def _run(path: Path, backend: str, options: dict[str, Any], feeds: dict[str, np.ndarray], out: str,
-         batch: int = 8) -> np.ndarray:
+def _run(
+    path: Path, backend: str, options: dict[str, Any], feeds: dict[str, np.ndarray], out: str, batch: int = 8
+) -> np.ndarray:
     from ..runtime import load_backend
 
     n = len(next(iter(feeds.values())))
     parts = []
     with load_backend(path, backend, **options) as be:
         for i in range(0, n, batch):
-            parts.append(np.asarray(be.infer({k: v[i:i + batch] for k, v in feeds.items()})[out]))
+            parts.append(np.asarray(be.infer({k: v[i : i + batch] for k, v in feeds.items()})[out]))
     return np.concatenate(parts).reshape(n, -1)
 
 
@@ -148,7 +178,8 @@ def variant_accuracy(v: Variant, ds: Dataset, reference: np.ndarray | None, out:
     if ds.metric == "cosine":
         if reference is not None:
             cos = np.sum(logits * reference, 1) / np.maximum(
-                np.linalg.norm(logits, axis=1) * np.linalg.norm(reference, axis=1), 1e-12)
+                np.linalg.norm(logits, axis=1) * np.linalg.norm(reference, axis=1), 1e-12
+            )
             v.accuracy = round(100.0 * float(cos.min()), 3)
         else:
             v.accuracy = 100.0
@@ -171,10 +202,20 @@ def cpu_flags() -> set[str]:
     return {f for f, on in cpu_info().get("isa", {}).items() if on}
 
 
-def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], precisions: list[str],
-                   max_accuracy_drop: float | None, ds: Dataset, log: Callable[[str], None],
-                   cache: dict[str, Any] | None = None, compress: list[str] | None = None,
-                   train: Path | None = None, epochs: int = 3) -> list[Variant]:
+def build_variants(
+    art: Artifact,
+    data: Path,
+    work: Path,
+    backends: list[str],
+    precisions: list[str],
+    max_accuracy_drop: float | None,
+    ds: Dataset,
+    log: Callable[[str], None],
+    cache: dict[str, Any] | None = None,
+    compress: list[str] | None = None,
+    train: Path | None = None,
+    epochs: int = 3,
+) -> list[Variant]:
     """Every (backend, precision) pair asked for, built (int8 once, shared) and measured for size and
     accuracy; pairs that cannot help on this machine come back with status "skipped" and why. Each
     ``compress`` spec adds fp32 (and int8, when asked for) variants of the compressed model."""
@@ -216,9 +257,14 @@ def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], p
                     v.artifact, v.options = art, {"precision": "bf16"}
             elif precision == "fp16":
                 if not flags & {"avx512_fp16", "amx_fp16"}:
-                    v.status, v.reason = "skipped", ("this CPU has no native fp16 arithmetic (avx512_fp16 / "
-                                                     "amx_fp16): fp16 runs as casts around fp32 kernels, slower "
-                                                     "than fp32; it pays off on GPUs")
+                    v.status, v.reason = (
+                        "skipped",
+                        (
+                            "this CPU has no native fp16 arithmetic (avx512_fp16 / "
+                            "amx_fp16): fp16 runs as casts around fp32 kernels, slower "
+                            "than fp32; it pays off on GPUs"
+                        ),
+                    )
                 elif backend == "openvino":
                     v.artifact, v.options = art, {"precision": "f16"}
                 else:
@@ -227,8 +273,9 @@ def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], p
                 v.size_mb = file_size_mb(v.path)
             variants.append(v)
     for spec in compress or []:
-        variants += _compressed_variants(art, spec, data, work, backends, precisions, max_accuracy_drop, ds, log,
-                                         cache, train, epochs)
+        variants += _compressed_variants(
+            art, spec, data, work, backends, precisions, max_accuracy_drop, ds, log, cache, train, epochs
+        )
     ref_acc = None
     if ds.targets is not None and ref_art_logits is not None:
         ref_acc = round(100.0 * float(np.mean(ref_art_logits.argmax(1) == np.asarray(ds.targets))), 3)
@@ -256,9 +303,20 @@ def build_variants(art: Artifact, data: Path, work: Path, backends: list[str], p
     return variants
 
 
-def _compressed_variants(art: Artifact, spec: str, data: Path, work: Path, backends: list[str], precisions: list[str],
-                         max_drop: float | None, ds: Dataset, log: Callable[[str], None], cache: dict[str, Any] | None,
-                         train: Path | None, epochs: int) -> list[Variant]:
+def _compressed_variants(
+    art: Artifact,
+    spec: str,
+    data: Path,
+    work: Path,
+    backends: list[str],
+    precisions: list[str],
+    max_drop: float | None,
+    ds: Dataset,
+    log: Callable[[str], None],
+    cache: dict[str, Any] | None,
+    train: Path | None,
+    epochs: int,
+) -> list[Variant]:
     """fp32 (every backend) and int8 (when asked for) of ``art`` compressed by ``spec``."""
     from ..compress._measure import file_size_mb
     from .compression import build_compressed, summary
@@ -283,9 +341,16 @@ def _compressed_variants(art: Artifact, spec: str, data: Path, work: Path, backe
     return out
 
 
-def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None, ds: Dataset,
-                   log: Callable[[str], None], cache: dict[str, Any] | None,
-                   tag: str = "") -> tuple[Artifact | None, str | None]:
+def _int8_artifact(
+    art: Artifact,
+    data: Path,
+    work: Path,
+    max_drop: float | None,
+    ds: Dataset,
+    log: Callable[[str], None],
+    cache: dict[str, Any] | None,
+    tag: str = "",
+) -> tuple[Artifact | None, str | None]:
     """Static int8 calibrated on --data (bushu optimize's own quantizer); reused when already built.
 
     With an accuracy bound, the quantizer keeps the most sensitive nodes in float until the bound
@@ -332,14 +397,23 @@ def _int8_artifact(art: Artifact, data: Path, work: Path, max_drop: float | None
     drops: dict[str, float] = {}
 
     def build(method: str, allow: float | None) -> Artifact:
-        log(f"{name}: static int8 (QDQ), {method} calibration on {data}"
-            + (f", keeping {what} within {allow:g} points" if allow is not None else ""))
+        log(
+            f"{name}: static int8 (QDQ), {method} calibration on {data}"
+            + (f", keeping {what} within {allow:g} points" if allow is not None else "")
+        )
         shutil.rmtree(out, ignore_errors=True)
         # ONNX Runtime's histogram calibrators print progress on stdout; keep stdout for --json
         with contextlib.redirect_stdout(sys.stderr):
             # int8 that fails its agreement gate tries the known remedies first (bushu optimize's search)
-            return quantize_int8(art, out, StaticInt8Config(calibration=data, calib_size=100, method=method),
-                                 data=check_data, max_accuracy_drop=allow, measure=False, log=log)
+            return quantize_int8(
+                art,
+                out,
+                StaticInt8Config(calibration=data, calib_size=100, method=method),
+                data=check_data,
+                max_accuracy_drop=allow,
+                measure=False,
+                log=log,
+            )
 
     # Cheapest first: minmax; percentile when minmax loses more than the bound; then the quantizer
     # keeps the most sensitive nodes in float, with the better of the two. (MobileNetV2 on real photos,

@@ -81,11 +81,22 @@ def _artifact_kind(artifact: str | Path) -> tuple[Path, str]:
     return art.path, raw_input_preprocess(art).kind
 
 
-def _rows(artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None,
-          top_k: int, workers: int, ray: bool | str | None, ray_options: dict | None) -> Iterator[list[dict]]:
+def _rows(
+    artifact: Path,
+    items: Sequence[Item],
+    batch_size: int,
+    backend: str | None,
+    threads: int | None,
+    top_k: int,
+    workers: int,
+    ray: bool | str | None,
+    ray_options: dict | None,
+) -> Iterator[list[dict]]:
     if batch_size < 1 or workers < 1 or top_k < 1 or (threads is not None and threads < 1):
-        raise UserInputError(f"batch size, workers, top-k and threads must be positive integers (got {batch_size}, "
-                             f"{workers}, {top_k}, {threads})")
+        raise UserInputError(
+            f"batch size, workers, top-k and threads must be positive integers (got {batch_size}, "
+            f"{workers}, {top_k}, {threads})"
+        )
     if not items:
         return iter(())
     if backend is not None:  # an unknown or uninstalled backend fails here, before workers start
@@ -97,8 +108,17 @@ def _rows(artifact: Path, items: Sequence[Item], batch_size: int, backend: str |
 
         if ray is not True:
             check_address(str(ray))  # a dead address fails here, before any progress is shown
-        return run_ray(artifact, items, batch_size, backend, threads, top_k, workers,
-                       None if ray is True else str(ray), **(ray_options or {}))
+        return run_ray(
+            artifact,
+            items,
+            batch_size,
+            backend,
+            threads,
+            top_k,
+            workers,
+            None if ray is True else str(ray),
+            **(ray_options or {}),
+        )
     from .runner import run_local, run_processes
 
     if workers > 1:
@@ -106,16 +126,29 @@ def _rows(artifact: Path, items: Sequence[Item], batch_size: int, backend: str |
     return run_local(artifact, items, batch_size, backend, threads, top_k)
 
 
-def predict(artifact: str | Path, inputs: str | Sequence[str], *, column: str | None = None, batch_size: int = 16,
-            backend: str | None = None, threads: int | None = None, top_k: int = 5, workers: int = 1,
-            ray: bool | str | None = None, fail_fast: bool = False, progress: ProgressFn | None = None,
-            skip: set[str] | frozenset[str] = frozenset(), ray_options: dict | None = None) -> Iterator[Prediction]:
+def predict(
+    artifact: str | Path,
+    inputs: str | Sequence[str],
+    *,
+    column: str | None = None,
+    batch_size: int = 16,
+    backend: str | None = None,
+    threads: int | None = None,
+    top_k: int = 5,
+    workers: int = 1,
+    ray: bool | str | None = None,
+    fail_fast: bool = False,
+    progress: ProgressFn | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+    ray_options: dict | None = None,
+) -> Iterator[Prediction]:
     """Predict every input (folders, globs, ``@list.txt``, .csv/.jsonl tables; see bushu.predict.inputs);
     yields one ``Prediction`` per input, in completion order. ``skip``: input keys not to run again.
     ``fail_fast``: stop after the first error row."""
     path, kind = _artifact_kind(artifact)
-    items = [it for it in collect([inputs] if isinstance(inputs, str) else list(inputs), kind, column)
-             if it.key not in skip]
+    items = [
+        it for it in collect([inputs] if isinstance(inputs, str) else list(inputs), kind, column) if it.key not in skip
+    ]
     done = failed = 0
     for rows in _rows(path, items, batch_size, backend, threads, top_k, workers, ray, ray_options):
         for row in rows:
@@ -128,8 +161,15 @@ def predict(artifact: str | Path, inputs: str | Sequence[str], *, column: str | 
             progress(done, len(items), failed)
 
 
-def predict_to_file(artifact: str | Path, inputs: str | Sequence[str], output: str | Path, *,
-                    progress: ProgressFn | None = None, fail_fast: bool = False, **options: Any) -> PredictSummary:
+def predict_to_file(
+    artifact: str | Path,
+    inputs: str | Sequence[str],
+    output: str | Path,
+    *,
+    progress: ProgressFn | None = None,
+    fail_fast: bool = False,
+    **options: Any,
+) -> PredictSummary:
     """``predict`` into OUTPUT (.jsonl, .csv or .parquet), resuming: inputs already answered there are skipped."""
     path, kind = _artifact_kind(artifact)
     journal = Journal(output)
@@ -139,14 +179,26 @@ def predict_to_file(artifact: str | Path, inputs: str | Sequence[str], output: s
     t0 = time.perf_counter()
     answered = failed = 0
     stopped, first = False, None
-    results = _rows(path, todo, **{"batch_size": 16, "backend": None, "threads": None, "top_k": 5, "workers": 1,
-                                   "ray": None, "ray_options": None, **options})
+    results = _rows(
+        path,
+        todo,
+        **{
+            "batch_size": 16,
+            "backend": None,
+            "threads": None,
+            "top_k": 5,
+            "workers": 1,
+            "ray": None,
+            "ray_options": None,
+            **options,
+        },
+    )
     if progress:
         progress(0, len(todo), 0)
     try:
         for rows in results:
             if fail_fast and any("error" in r for r in rows):
-                rows = rows[:next(i for i, r in enumerate(rows) if "error" in r) + 1]
+                rows = rows[: next(i for i, r in enumerate(rows) if "error" in r) + 1]
                 stopped = True
             journal.write(rows)
             if first is None:
@@ -161,5 +213,13 @@ def predict_to_file(artifact: str | Path, inputs: str | Sequence[str], output: s
         journal.close(finish=False)  # the journal keeps every finished row for the rerun
         raise
     journal.close()
-    return PredictSummary(journal.out, len(items), len(items) - len(todo), answered, failed,
-                          time.perf_counter() - t0, stopped, *(first or (None, 0)))
+    return PredictSummary(
+        journal.out,
+        len(items),
+        len(items) - len(todo),
+        answered,
+        failed,
+        time.perf_counter() - t0,
+        stopped,
+        *(first or (None, 0)),
+    )

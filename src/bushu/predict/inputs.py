@@ -44,8 +44,9 @@ def collect(specs: list[str], kind: str, column: str | None = None) -> list[Item
     for spec in specs:
         found = _expand(spec, kind, column)
         if not found:
-            raise UserInputError(f"{spec} matches no input",
-                                 hint="check the path; quote globs so the shell leaves them")
+            raise UserInputError(
+                f"{spec} matches no input", hint="check the path; quote globs so the shell leaves them"
+            )
         for it in found:
             items.setdefault(it.key, it)
     return list(items.values())
@@ -56,13 +57,17 @@ def _expand(spec: str, kind: str, column: str | None) -> list[Item]:
         return _path_list(Path(spec[1:]))
     path = Path(spec)
     if path.is_dir():
-        return [Item(str(p), str(p)) for p in sorted(path.rglob("*"))
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+        return [
+            Item(str(p), str(p))
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        ]
     if any(c in spec for c in "*?[") and not path.exists():
         return [Item(p, p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
     if not path.exists():
-        raise UserInputError(f"input not found: {spec}",
-                             hint="pass a folder, a file, a quoted glob, @list.txt or a table")
+        raise UserInputError(
+            f"input not found: {spec}", hint="pass a folder, a file, a quoted glob, @list.txt or a table"
+        )
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
         return _table(path, kind, column)
@@ -91,12 +96,18 @@ def _table(path: Path, kind: str, column: str | None) -> list[Item]:
     if column is None:
         column = next((c for c in DEFAULT_COLUMNS if c in columns), None)
         if column is None:
-            raise UserInputError(f"{path} has no path or text column (columns: {', '.join(columns) or 'none'})",
-                                 hint="name the column with --column")
+            raise UserInputError(
+                f"{path} has no path or text column (columns: {', '.join(columns) or 'none'})",
+                hint="name the column with --column",
+            )
     elif column not in columns:
         close = did_you_mean(column, columns)
-        raise UserInputError(f"{path} has no column {column!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-                             + f" Columns: {', '.join(columns) or 'none'}", hint="pick one with --column")
+        raise UserInputError(
+            f"{path} has no column {column!r}"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+            + f" Columns: {', '.join(columns) or 'none'}",
+            hint="pick one with --column",
+        )
     as_text = kind == "text" and column.lower() not in PATH_COLUMNS
     out = []
     for i, row in enumerate(rows, 1):
@@ -121,10 +132,12 @@ def _read_table(path: Path) -> list[dict]:
             if line.strip():
                 row = json.loads(line)
                 if not isinstance(row, dict):
-                    raise UserInputError(f"{path} line {n} is not a JSON object",
-                                         hint="one {\"path\": ...} object a line")
+                    raise UserInputError(
+                        f"{path} line {n} is not a JSON object", hint='one {"path": ...} object a line'
+                    )
                 rows.append(row)
         return rows
     except (OSError, UnicodeDecodeError, csv.Error, json.JSONDecodeError) as e:
-        raise UserInputError(f"cannot read the table {path}: {e}",
-                             hint="a UTF-8 CSV with a header, or JSON lines") from e
+        raise UserInputError(
+            f"cannot read the table {path}: {e}", hint="a UTF-8 CSV with a header, or JSON lines"
+        ) from e

@@ -27,8 +27,10 @@ _NESTED = ("top_k", "detections", "outputs")
 def output_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise UserInputError(f"cannot tell the output format of {path} from its suffix {path.suffix or '(none)'!r}",
-                             hint="name the output .jsonl, .csv or .parquet")
+        raise UserInputError(
+            f"cannot tell the output format of {path} from its suffix {path.suffix or '(none)'!r}",
+            hint="name the output .jsonl, .csv or .parquet",
+        )
     if fmt == "parquet":
         _pyarrow()
     return fmt
@@ -75,11 +77,15 @@ class Journal:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserInputError(f"{self.path} line {n} is not a JSON row ({e}); bushu predict did not write it",
-                                     hint="write to a new output path, or remove that file") from e
+                raise UserInputError(
+                    f"{self.path} line {n} is not a JSON row ({e}); bushu predict did not write it",
+                    hint="write to a new output path, or remove that file",
+                ) from e
             if not isinstance(row, dict) or "input" not in row:
-                raise UserInputError(f"{self.path} line {n} has no 'input'; it was not written by bushu predict",
-                                     hint="write to a new output path, or remove that file")
+                raise UserInputError(
+                    f"{self.path} line {n} has no 'input'; it was not written by bushu predict",
+                    hint="write to a new output path, or remove that file",
+                )
             rows.append(row)
         return rows, end == len(data)
 

@@ -52,8 +52,10 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as e:
-        raise UserInputError(f"no Ray cluster answers at {address} ({e.strerror or e})",
-                             hint="start one with `ray start --head`, or leave ADDRESS out for a local Ray") from e
+        raise UserInputError(
+            f"no Ray cluster answers at {address} ({e.strerror or e})",
+            hint="start one with `ray start --head`, or leave ADDRESS out for a local Ray",
+        ) from e
 
 
 def _connect(ray: Any, address: str | None, cpus: int) -> bool:
@@ -66,19 +68,31 @@ def _connect(ray: Any, address: str | None, cpus: int) -> bool:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="warning")
         except Exception as e:  # Ray's ConnectionError / RuntimeError variants
-            raise UserInputError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}",
-                                 hint="check the address and that the cluster runs the same Ray and Python") from e
+            raise UserInputError(
+                f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}",
+                hint="check the address and that the cluster runs the same Ray and Python",
+            ) from e
         return False
-    ray.init(address="local", num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_MB << 20, include_dashboard=False,
-             _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="warning")
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        object_store_memory=LOCAL_OBJECT_STORE_MB << 20,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        logging_level="warning",
+    )
     return True
 
 
 def _pack(art: Artifact) -> dict[str, bytes]:
     """The artifact's files (not its reference model) by relative path."""
     skip = {art.files["reference"]} if "reference" in art.files else set()
-    return {str(p.relative_to(art.path)): p.read_bytes() for p in sorted(art.path.rglob("*"))
-            if p.is_file() and str(p.relative_to(art.path)) not in skip}
+    return {
+        str(p.relative_to(art.path)): p.read_bytes()
+        for p in sorted(art.path.rglob("*"))
+        if p.is_file() and str(p.relative_to(art.path)) not in skip
+    }
 
 
 def _prepare_batch(batch: dict[str, np.ndarray], pp: Preprocess, task: str) -> dict[str, list]:
@@ -130,8 +144,16 @@ class _Infer:
         return {"row": [json.dumps(r, ensure_ascii=False) for r in rows]}
 
 
-def run_ray(artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None,
-            top_k: int, workers: int, address: str | None = None) -> Iterator[list[dict]]:
+def run_ray(
+    artifact: Path,
+    items: Sequence[Item],
+    batch_size: int,
+    backend: str | None,
+    threads: int | None,
+    top_k: int,
+    workers: int,
+    address: str | None = None,
+) -> Iterator[list[dict]]:
     """Rows of ``workers`` inference actors, batch by batch as they arrive at the driver."""
     ray = _import_ray()
     if address is None and threads is None:
@@ -150,10 +172,14 @@ def run_ray(artifact: Path, items: Sequence[Item], batch_size: int, backend: str
         pp = raw_input_preprocess(art)
         packed = ray.put(_pack(art))
         ds = ray.data.from_items([{"input": it.key, "value": it.value, "is_text": it.is_text} for it in items])
-        ds = ds.map_batches(_prepare_batch, fn_kwargs={"pp": pp, "task": art.task},
-                            batch_size=batch_size, num_cpus=0.5)
-        ds = ds.map_batches(_Infer, fn_constructor_args=([packed], backend, threads, top_k, pp.kind),
-                            batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+        ds = ds.map_batches(_prepare_batch, fn_kwargs={"pp": pp, "task": art.task}, batch_size=batch_size, num_cpus=0.5)
+        ds = ds.map_batches(
+            _Infer,
+            fn_constructor_args=([packed], backend, threads, top_k, pp.kind),
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1,
+        )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield [json.loads(r) for r in batch["row"]]
     finally:

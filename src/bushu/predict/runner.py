@@ -36,8 +36,10 @@ def describe_error(e: BaseException) -> str:
 def raw_input_preprocess(art: Artifact) -> Preprocess:
     """The artifact's pre-processing; an ArtifactError for one that records none (it cannot take raw inputs)."""
     if art.preprocess is None:
-        raise ArtifactError(f"{art.path} records no pre-processing, so it cannot take raw inputs",
-                            hint="train it with bushu train, or import it with --preprocess")
+        raise ArtifactError(
+            f"{art.path} records no pre-processing, so it cannot take raw inputs",
+            hint="train it with bushu train, or import it with --preprocess",
+        )
     return art.preprocess
 
 
@@ -105,7 +107,7 @@ class Predictor:
         out: list[Row] = []
         step = self.fixed_batch or len(prepared)
         for i in range(0, len(prepared), step or 1):
-            chunk = list(prepared[i:i + step])
+            chunk = list(prepared[i : i + step])
             n = len(chunk)
             if self.fixed_batch and n < self.fixed_batch:  # a fixed-batch model takes exactly that many
                 chunk += [chunk[-1]] * (self.fixed_batch - n)
@@ -119,8 +121,7 @@ class Predictor:
     def _boxes(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:
         assert self.head is not None, "only a detection artifact answers with boxes"
         n = len(chunk)
-        dets = self.head({k: np.asarray(v)[:n] for k, v in outputs.items()}, [c[1] for c in chunk],
-                         None, None, None)
+        dets = self.head({k: np.asarray(v)[:n] for k, v in outputs.items()}, [c[1] for c in chunk], None, None, None)
         return [{"detections": [d.to_dict() for d in found]} for found in dets]
 
     def _top_k(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:
@@ -128,13 +129,19 @@ class Predictor:
 
         n = len(chunk)
         logits = np.asarray(outputs[self.backend.outputs[0].name])[:n].reshape(n, -1)
-        return [{"label": best[0][1], "score": best[0][2],
-                 "top_k": [{"index": i, "label": lab, "score": s} for i, lab, s in best]}
-                for best in top_k(logits, self.art.labels, self.art.postprocess, k=self.top_k)]
+        return [
+            {
+                "label": best[0][1],
+                "score": best[0][2],
+                "top_k": [{"index": i, "label": lab, "score": s} for i, lab, s in best],
+            }
+            for best in top_k(logits, self.art.labels, self.art.postprocess, k=self.top_k)
+        ]
 
     def _raw(self, outputs: dict[str, np.ndarray], chunk: list[Any]) -> list[Row]:
-        return [{"outputs": {name: np.asarray(v)[j].tolist() for name, v in outputs.items()}}
-                for j in range(len(chunk))]
+        return [
+            {"outputs": {name: np.asarray(v)[j].tolist() for name, v in outputs.items()}} for j in range(len(chunk))
+        ]
 
     def prepare_all(self, items: Sequence[Item]) -> tuple[list[Item], list[Any], list[Row]]:
         """-> (items that were read, their prepared inputs, error rows for the others)."""
@@ -170,11 +177,12 @@ class Predictor:
 
 def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
     for i in range(0, len(items), size):
-        yield list(items[i:i + size])
+        yield list(items[i : i + size])
 
 
-def run_local(artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None,
-              top_k: int) -> Iterator[list[Row]]:
+def run_local(
+    artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None, top_k: int
+) -> Iterator[list[Row]]:
     """In this process; the next batch is decoded in a thread while the backend runs this one (EfficientNet-Lite0,
     batch 16, 2 busy cores: 12.5 items/s against 11.1 decoding in turn; decoding and resizing a photo took
     ~11 ms there, 1/5 of the inference time per image, so one process stays below the raw backend's rate)."""
@@ -205,8 +213,15 @@ def _work(items: list[Item]) -> list[Row]:
     return _WORKER.run(items)
 
 
-def run_processes(artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None,
-                  top_k: int, workers: int) -> Iterator[list[Row]]:
+def run_processes(
+    artifact: Path,
+    items: Sequence[Item],
+    batch_size: int,
+    backend: str | None,
+    threads: int | None,
+    top_k: int,
+    workers: int,
+) -> Iterator[list[Row]]:
     """``workers`` processes, each with its own backend (``threads`` each; default: the cores shared out);
     batches come back as they finish, at most two per worker in flight."""
     import multiprocessing
@@ -214,8 +229,9 @@ def run_processes(artifact: Path, items: Sequence[Item], batch_size: int, backen
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")  # no inherited runtime threads or locks
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(str(artifact), backend, threads, top_k)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(str(artifact), backend, threads, top_k)
+    ) as pool:
         it = batches(items, batch_size)
         pending: list[Future] = []
         try:
@@ -230,8 +246,10 @@ def run_processes(artifact: Path, items: Sequence[Item], batch_size: int, backen
                     try:
                         rows = f.result()
                     except BrokenProcessPool as e:  # a worker died (out of memory, or its model failed to load)
-                        raise BushuError(f"a predict worker process stopped: {e}",
-                                         hint="rerun with --workers 1 to see the error; the rows so far are kept") from e
+                        raise BushuError(
+                            f"a predict worker process stopped: {e}",
+                            hint="rerun with --workers 1 to see the error; the rows so far are kept",
+                        ) from e
                     yield rows
         finally:
             for f in pending:

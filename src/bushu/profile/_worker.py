@@ -60,11 +60,15 @@ def time_runs(infer, feeds, warmup: int, repeats: int, duration_s: float) -> dic
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     ms = np.asarray(times) * 1000
     return {
-        "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-        "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "min_ms": float(ms.min()),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
         "cpu_ms": cpu * 1000 / len(times),  # process CPU time per run, all threads together
         "cpu_util": cpu / wall if wall > 0 else None,  # cores kept busy on average
-        "runs": len(times), "wall_s": wall,
+        "runs": len(times),
+        "wall_s": wall,
     }
 
 
@@ -87,8 +91,14 @@ def run_job(job: dict[str, Any], emit, in_process: bool = False) -> None:
             options["precision"] = want
         elif want and _canonical(want) != "fp32":
             for r in rows:
-                emit({**r, "status": "skipped", "reason": f"{name} takes no precision option; it runs the "
-                      "model file's own precision (convert the model with bushu optimize instead)"})
+                emit(
+                    {
+                        **r,
+                        "status": "skipped",
+                        "reason": f"{name} takes no precision option; it runs the "
+                        "model file's own precision (convert the model with bushu optimize instead)",
+                    }
+                )
             continue
         t0 = time.perf_counter()
         try:
@@ -105,17 +115,26 @@ def run_job(job: dict[str, Any], emit, in_process: bool = False) -> None:
         details = _jsonable(be.describe())
         precision = _canonical(details.get("precision") or base["precision"])
         specs = _specs(be.inputs, job.get("inputs"))
-        req = InputRequest(shapes={k: [tuple(v) for v in vs] for k, vs in (job.get("shapes") or {}).items()},
-                           sample=load_sample(job["sample"]) if job.get("sample") else None)
+        req = InputRequest(
+            shapes={k: [tuple(v) for v in vs] for k, vs in (job.get("shapes") or {}).items()},
+            sample=load_sample(job["sample"]) if job.get("sample") else None,
+        )
         for r in rows:
             b = r["batch"]
-            fixed = [s for s in be.inputs if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0
-                     and s.shape[0] != b]
+            fixed = [
+                s for s in be.inputs if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0 and s.shape[0] != b
+            ]
             for k in range(req.n_configs):
                 rk = {**r, "config": k}
                 if fixed:
-                    emit({**rk, "precision": precision, "status": "skipped",
-                          "reason": f"input {fixed[0].name!r} has a fixed batch of {fixed[0].shape[0]}"})
+                    emit(
+                        {
+                            **rk,
+                            "precision": precision,
+                            "status": "skipped",
+                            "reason": f"input {fixed[0].name!r} has a fixed batch of {fixed[0].shape[0]}",
+                        }
+                    )
                     continue
                 try:
                     feeds = req.feeds(specs, batch=b, index=k)
@@ -129,10 +148,24 @@ def run_job(job: dict[str, Any], emit, in_process: bool = False) -> None:
                     emit({**rk, "precision": precision, "status": "error", "reason": str(msg).splitlines()[0][:300]})
                     continue
                 stats["throughput"] = b * 1000 / stats["mean_ms"]
-                mem = {"peak_rss_mb": current_rss_mb(), "rss_note": "in-process: current RSS, shared with other "
-                       "backends"} if in_process else {"peak_rss_mb": peak_rss_mb(), "base_rss_mb": rss0}
-                emit({**rk, "precision": precision, "status": "ok", "reason": None, **stats, **mem,
-                      "load_s": load_s, "details": details, **post})
+                mem = (
+                    {"peak_rss_mb": current_rss_mb(), "rss_note": "in-process: current RSS, shared with other backends"}
+                    if in_process
+                    else {"peak_rss_mb": peak_rss_mb(), "base_rss_mb": rss0}
+                )
+                emit(
+                    {
+                        **rk,
+                        "precision": precision,
+                        "status": "ok",
+                        "reason": None,
+                        **stats,
+                        **mem,
+                        "load_s": load_s,
+                        "details": details,
+                        **post,
+                    }
+                )
         be.close()
 
 
@@ -158,9 +191,14 @@ def _with_postprocess(be, artifact: str, batch: int, job: dict[str, Any]):
     outputs = be.infer(feeds)
     decode = time_runs(lambda _: head(outputs, transforms), None, job["warmup"], job["repeats"], 0.2)
     n = len(head(outputs, transforms)[0])
-    return infer_and_decode, feeds, {"postprocess_ms": decode["p50_ms"],
-                                     "postprocess": f"{head.decoder} decode + class-wise NMS on {what} "
-                                                    f"({n} boxes kept)"}
+    return (
+        infer_and_decode,
+        feeds,
+        {
+            "postprocess_ms": decode["p50_ms"],
+            "postprocess": f"{head.decoder} decode + class-wise NMS on {what} ({n} boxes kept)",
+        },
+    )
 
 
 def _specs(model_specs, recorded) -> list:

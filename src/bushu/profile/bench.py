@@ -33,8 +33,26 @@ __all__ = ["ROW_KEYS", "benchmark", "resolve_model", "files_for_backends"]
 #: peak resident memory (interpreter + framework + model + buffers; base_rss_mb is before loading);
 #: runs: timed inferences; file: the model file the backend ran; inputs: the sizes fed
 #: (``input_ids:8x128 ...``; one row per --input configuration). Rows also carry load_s and details.
-ROW_KEYS = ("backend", "batch", "threads", "precision", "status", "reason", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
-            "min_ms", "cpu_ms", "cpu_util", "throughput", "peak_rss_mb", "runs", "file", "inputs")
+ROW_KEYS = (
+    "backend",
+    "batch",
+    "threads",
+    "precision",
+    "status",
+    "reason",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "min_ms",
+    "cpu_ms",
+    "cpu_util",
+    "throughput",
+    "peak_rss_mb",
+    "runs",
+    "file",
+    "inputs",
+)
 
 
 def resolve_model(model: Artifact | str | Path) -> tuple[Artifact | None, Path]:
@@ -106,11 +124,22 @@ def _check_names(backends: Sequence[str]) -> None:
             raise UnknownNameError("backend", b, known, hint="see the installed ones with: bushu env")
 
 
-def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = None, batch_sizes: Sequence[int] = (1, 8),
-              threads: Sequence[int | None] = (None,), warmup: int = 3, repeats: int = 10, duration_s: float = 1.0,
-              precision: str | dict[str, str] | None = None, isolate: bool = True, progress: bool = True,
-              record: bool = True, on_row: Callable[[dict], None] | None = None,
-              with_postprocess: bool = False, inputs: Any = None) -> list[dict[str, Any]]:
+def benchmark(
+    model: Artifact | str | Path,
+    backends: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] = (1, 8),
+    threads: Sequence[int | None] = (None,),
+    warmup: int = 3,
+    repeats: int = 10,
+    duration_s: float = 1.0,
+    precision: str | dict[str, str] | None = None,
+    isolate: bool = True,
+    progress: bool = True,
+    record: bool = True,
+    on_row: Callable[[dict], None] | None = None,
+    with_postprocess: bool = False,
+    inputs: Any = None,
+) -> list[dict[str, Any]]:
     """Benchmark ``model`` on each backend; return one row per backend × threads × batch (keys: ROW_KEYS).
 
     Each row runs ``warmup`` untimed inferences, then timed ones until both ``repeats`` runs and
@@ -128,8 +157,10 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
         raise UserInputError(f"thread counts must be positive integers, got {list(threads)}")
     art, main = resolve_model(model)
     if with_postprocess and (art is None or art.task != "detection"):
-        raise UserInputError(f"--with-postprocess times a detector's decoding, but {main} is not a detection "
-                             "artifact", hint="import the detector first: bushu import MODEL -o ART --task detection")
+        raise UserInputError(
+            f"--with-postprocess times a detector's decoding, but {main} is not a detection artifact",
+            hint="import the detector first: bushu import MODEL -o ART --task detection",
+        )
     if backends:
         _check_names(backends)
     specs = _input_specs(art, main)
@@ -143,21 +174,49 @@ def benchmark(model: Artifact | str | Path, backends: Sequence[str] | None = Non
         prec = precision.get(name) if isinstance(precision, dict) else precision
         target = files[name]
         if isinstance(target, str):  # nothing in the artifact this backend reads
-            rows += [_row({"backend": name, "precision": prec or "fp32", "batch": b, "threads": t or "auto",
-                           "status": "skipped", "reason": target}) for t in threads for b in batch_sizes
-                     for _ in range(configs)]
+            rows += [
+                _row(
+                    {
+                        "backend": name,
+                        "precision": prec or "fp32",
+                        "batch": b,
+                        "threads": t or "auto",
+                        "status": "skipped",
+                        "reason": target,
+                    }
+                )
+                for t in threads
+                for b in batch_sizes
+                for _ in range(configs)
+            ]
             continue
-        jobs.append({"backend": name, "path": str(target), "batch_sizes": [int(b) for b in batch_sizes],
-                     "threads": [int(t) if t else None for t in threads], "warmup": int(warmup),
-                     "repeats": int(repeats), "duration_s": float(duration_s), "precision": prec,
-                     "postprocess": str(art.path) if with_postprocess and art is not None else None,
-                     "inputs": [s.to_dict() for s in specs],
-                     "shapes": {k: [list(v) for v in vs] for k, vs in (inputs.shapes if inputs else {}).items()},
-                     "sample": inputs.sample_path if inputs else None})
+        jobs.append(
+            {
+                "backend": name,
+                "path": str(target),
+                "batch_sizes": [int(b) for b in batch_sizes],
+                "threads": [int(t) if t else None for t in threads],
+                "warmup": int(warmup),
+                "repeats": int(repeats),
+                "duration_s": float(duration_s),
+                "precision": prec,
+                "postprocess": str(art.path) if with_postprocess and art is not None else None,
+                "inputs": [s.to_dict() for s in specs],
+                "shapes": {k: [list(v) for v in vs] for k, vs in (inputs.shapes if inputs else {}).items()},
+                "sample": inputs.sample_path if inputs else None,
+            }
+        )
     rows += _run_jobs(jobs, isolate, progress, on_row)
     order = {n: i for i, n in enumerate(names)}
-    rows.sort(key=lambda r: (order[r["backend"]], r["threads"] == "auto", r["threads"] if r["threads"] != "auto"
-                             else 0, r.get("config") or 0, r["batch"]))
+    rows.sort(
+        key=lambda r: (
+            order[r["backend"]],
+            r["threads"] == "auto",
+            r["threads"] if r["threads"] != "auto" else 0,
+            r.get("config") or 0,
+            r["batch"],
+        )
+    )
     if art is not None and record:
         _record(art, rows)
     return rows
@@ -187,12 +246,14 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 
 def _run_jobs(jobs: list[dict], isolate: bool, progress: bool, on_row) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    total = sum(len(j["batch_sizes"]) * len(j["threads"]) * max(map(len, (j.get("shapes") or {"": [0]}).values()))
-                for j in jobs)
+    total = sum(
+        len(j["batch_sizes"]) * len(j["threads"]) * max(map(len, (j.get("shapes") or {"": [0]}).values())) for j in jobs
+    )
     from .. import progress as _progress
 
     with _progress.task(progress if total > 0 else False, "bench", total) as advance:
         for job in jobs:
+
             def emit(row: dict, job=job) -> None:
                 rows.append(_row(row))
                 advance(1, description=f"{row['backend']} batch {row['batch']}: {row['status']}")
@@ -214,13 +275,18 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
 
     n = max((len(v) for v in (job.get("shapes") or {}).values()), default=1)
     expected = {(t or "auto", b, k) for t in job["threads"] for b in job["batch_sizes"] for k in range(n)}
-    with subprocess.Popen([sys.executable, "-m", "bushu.profile._worker"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:  # closes the pipes
+    with subprocess.Popen(
+        [sys.executable, "-m", "bushu.profile._worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:  # closes the pipes
         proc.stdin.write(json.dumps(job))
         proc.stdin.close()
         for line in proc.stdout:
             if line.startswith(PREFIX):
-                row = json.loads(line[len(PREFIX):])
+                row = json.loads(line[len(PREFIX) :])
                 expected.discard((row["threads"], row["batch"], row.get("config", 0)))
                 emit(row)
         err = proc.stderr.read()
@@ -229,9 +295,18 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
         last = next((ln for ln in reversed(err.strip().splitlines()) if ln.strip()), "no output")
         reason = f"worker exited with code {proc.returncode}: {last[:300]}"
         for threads, batch, k in sorted(expected, key=str):
-            emit({"backend": job["backend"], "batch": batch, "threads": threads, "config": k,
-                  "precision": job.get("precision") or "fp32", "status": "error", "reason": reason,
-                  "file": Path(job["path"]).name})
+            emit(
+                {
+                    "backend": job["backend"],
+                    "batch": batch,
+                    "threads": threads,
+                    "config": k,
+                    "precision": job.get("precision") or "fp32",
+                    "status": "error",
+                    "reason": reason,
+                    "file": Path(job["path"]).name,
+                }
+            )
 
 
 def _record(art: Artifact, rows: list[dict[str, Any]]) -> None:
@@ -244,5 +319,11 @@ def _record(art: Artifact, rows: list[dict[str, Any]]) -> None:
     old = (art.metrics.get("bench") or {}).get("rows", [])
     merged = {key(r): r for r in old}
     merged.update({key(r): {k: v for k, v in r.items() if k != "details"} for r in rows})
-    art.record("bench", {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                         "env": summary(), "rows": list(merged.values())})
+    art.record(
+        "bench",
+        {
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "env": summary(),
+            "rows": list(merged.values()),
+        },
+    )

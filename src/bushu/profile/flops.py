@@ -22,24 +22,110 @@ __all__ = ["FlopsReport", "count_flops", "count_params"]
 
 # FLOPs per output element.
 _PER_ELEMENT = {
-    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "PRelu", "Max", "Min", "Neg", "Abs",
-                     "Clip", "Sqrt", "Reciprocal", "Pow", "Exp", "Log", "Floor", "Ceil", "Round", "Sign",
-                     "Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or",
-                     "Tanh", "Erf", "Sin", "Cos", "Sum", "Mean", "Elu", "Selu", "Celu", "ThresholdedRelu",
-                     "QuantizeLinear", "DequantizeLinear"), 1),
+    **dict.fromkeys(
+        (
+            "Add",
+            "Sub",
+            "Mul",
+            "Div",
+            "Relu",
+            "LeakyRelu",
+            "PRelu",
+            "Max",
+            "Min",
+            "Neg",
+            "Abs",
+            "Clip",
+            "Sqrt",
+            "Reciprocal",
+            "Pow",
+            "Exp",
+            "Log",
+            "Floor",
+            "Ceil",
+            "Round",
+            "Sign",
+            "Where",
+            "Equal",
+            "Less",
+            "Greater",
+            "LessOrEqual",
+            "GreaterOrEqual",
+            "Not",
+            "And",
+            "Or",
+            "Tanh",
+            "Erf",
+            "Sin",
+            "Cos",
+            "Sum",
+            "Mean",
+            "Elu",
+            "Selu",
+            "Celu",
+            "ThresholdedRelu",
+            "QuantizeLinear",
+            "DequantizeLinear",
+        ),
+        1,
+    ),
     **dict.fromkeys(("Sigmoid", "HardSigmoid", "Softplus", "Softsign"), 3),
     **dict.fromkeys(("HardSwish", "Mish"), 4),
-    "Gelu": 8, "BatchNormalization": 2, "InstanceNormalization": 5, "LayerNormalization": 5,
-    "Softmax": 5, "LogSoftmax": 5,
+    "Gelu": 8,
+    "BatchNormalization": 2,
+    "InstanceNormalization": 5,
+    "LayerNormalization": 5,
+    "Softmax": 5,
+    "LogSoftmax": 5,
 }
 # FLOPs per *input* element (reductions).
-_PER_INPUT_ELEMENT = dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax",
-                                    "ReduceMin", "ReduceL2", "ReduceSumSquare", "ArgMax", "ArgMin"), 1)
-_FREE = frozenset((
-    "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Gather", "Shape",
-    "Size", "Constant", "ConstantOfShape", "Identity", "Cast", "CastLike", "Expand", "Pad", "Tile", "Range",
-    "Dropout", "DepthToSpace", "SpaceToDepth", "GatherElements", "GatherND", "ScatterND", "NonZero", "TopK",
-))
+_PER_INPUT_ELEMENT = dict.fromkeys(
+    (
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceL2",
+        "ReduceSumSquare",
+        "ArgMax",
+        "ArgMin",
+    ),
+    1,
+)
+_FREE = frozenset(
+    (
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Concat",
+        "Split",
+        "Slice",
+        "Gather",
+        "Shape",
+        "Size",
+        "Constant",
+        "ConstantOfShape",
+        "Identity",
+        "Cast",
+        "CastLike",
+        "Expand",
+        "Pad",
+        "Tile",
+        "Range",
+        "Dropout",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "GatherElements",
+        "GatherND",
+        "ScatterND",
+        "NonZero",
+        "TopK",
+    )
+)
 
 
 @dataclass
@@ -54,8 +140,16 @@ class FlopsReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "macs": self.macs, "params": self.params, "param_bytes": self.param_bytes,
-                "batch": self.batch, "flops_by_op": self.by_op, "not_counted": self.not_counted, "notes": self.notes}
+        return {
+            "flops": self.flops,
+            "macs": self.macs,
+            "params": self.params,
+            "param_bytes": self.param_bytes,
+            "batch": self.batch,
+            "flops_by_op": self.by_op,
+            "not_counted": self.not_counted,
+            "notes": self.notes,
+        }
 
 
 def _load(model: Any):
@@ -69,8 +163,10 @@ def _load(model: Any):
     try:  # weights' values are not needed, only their shapes
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise ModelLoadError(f"{path.name} is not a readable ONNX model: {str(e)[:300]}",
-                             hint="check the file is complete (not truncated), or re-export it") from e
+        raise ModelLoadError(
+            f"{path.name} is not a readable ONNX model: {str(e)[:300]}",
+            hint="check the file is complete (not truncated), or re-export it",
+        ) from e
 
 
 def _fix_symbolic_dims(model, batch: int, shapes: dict[str, tuple[int, ...]] | None = None) -> list[str]:
@@ -257,7 +353,7 @@ def _count_node(node, shapes) -> tuple[int, int] | None:
         macs = _numel(out) * a[-1]
         return macs, 2 * macs
     if op in _PER_ELEMENT:
-        return (None if out is None else (0, _PER_ELEMENT[op] * _numel(out)))
+        return None if out is None else (0, _PER_ELEMENT[op] * _numel(out))
     if op in _PER_INPUT_ELEMENT:
         x = shape(0)
         return None if x is None else (0, _numel(x))

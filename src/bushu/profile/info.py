@@ -40,19 +40,30 @@ def model_info(target: str | Path | Artifact, flops: bool = True, inputs=None) -
     info: dict[str, Any] = {"path": str(art.path if art else main), "kind": "artifact" if art else "file"}
     onnx_file = main if main.suffix.lower() == ".onnx" else None
     if art is not None:
-        info.update(name=art.name, task=art.task, format=art.format, model_file=art.model_file,
-                    inputs=[s.to_dict() for s in art.inputs], outputs=[s.to_dict() for s in art.outputs],
-                    size_bytes=art.size_bytes,
-                    files={role: {"file": f, "size_bytes": _size(art.path / f) if (art.path / f).is_file() else None}
-                           for role, f in art.files.items()},
-                    preprocess=art.preprocess.to_dict() if art.preprocess else None,
-                    postprocess=art.postprocess.to_dict() if art.postprocess else None,
-                    labels={"count": len(art.labels), "first": art.labels[:5]} if art.labels else None,
-                    provenance=art.provenance, metrics=art.metrics)
+        info.update(
+            name=art.name,
+            task=art.task,
+            format=art.format,
+            model_file=art.model_file,
+            inputs=[s.to_dict() for s in art.inputs],
+            outputs=[s.to_dict() for s in art.outputs],
+            size_bytes=art.size_bytes,
+            files={
+                role: {"file": f, "size_bytes": _size(art.path / f) if (art.path / f).is_file() else None}
+                for role, f in art.files.items()
+            },
+            preprocess=art.preprocess.to_dict() if art.preprocess else None,
+            postprocess=art.postprocess.to_dict() if art.postprocess else None,
+            labels={"count": len(art.labels), "first": art.labels[:5]} if art.labels else None,
+            provenance=art.provenance,
+            metrics=art.metrics,
+        )
     else:
         if onnx_file is None:
-            raise UserInputError(f"{main.name} is neither a bushu artifact nor an .onnx file",
-                                 hint="pass an artifact directory (bushu import SRC -o ART) or a .onnx file")
+            raise UserInputError(
+                f"{main.name} is neither a bushu artifact nor an .onnx file",
+                hint="pass an artifact directory (bushu import SRC -o ART) or a .onnx file",
+            )
         info.update(name=main.stem, format="onnx", model_file=main.name, size_bytes=_size(main))
     if onnx_file is not None:
         import onnx
@@ -60,8 +71,10 @@ def model_info(target: str | Path | Artifact, flops: bool = True, inputs=None) -
         try:
             proto = onnx.load(str(onnx_file), load_external_data=False)
         except Exception as e:
-            raise ModelLoadError(f"{onnx_file.name} is not a readable ONNX model: {str(e)[:300]}",
-                                 hint="check the file is complete (not truncated), or re-export it") from e
+            raise ModelLoadError(
+                f"{onnx_file.name} is not a readable ONNX model: {str(e)[:300]}",
+                hint="check the file is complete (not truncated), or re-export it",
+            ) from e
         if art is None:
             from ..convert.signature import annotate
 
@@ -86,7 +99,14 @@ def model_info(target: str | Path | Artifact, flops: bool = True, inputs=None) -
             rep = count_flops(proto, shapes=shapes)
             if shapes:
                 info["flops_inputs"] = " ".join(f"{n}:{'x'.join(map(str, v))}" for n, v in shapes.items())
-            info.update(params=rep.params, param_bytes=rep.param_bytes, flops=rep.flops, macs=rep.macs,
-                        flops_batch=rep.batch, flops_by_op=rep.by_op, flops_not_counted=rep.not_counted,
-                        flops_notes=rep.notes)
+            info.update(
+                params=rep.params,
+                param_bytes=rep.param_bytes,
+                flops=rep.flops,
+                macs=rep.macs,
+                flops_batch=rep.batch,
+                flops_by_op=rep.by_op,
+                flops_not_counted=rep.not_counted,
+                flops_notes=rep.notes,
+            )
     return info

@@ -76,7 +76,9 @@ def load_backend(path: str | Path, backend: str | None = None, device: str = "cp
     if unknown:
         from ..errors import UserInputError
 
-        raise UserInputError(f"backend {cls.name!r} does not accept option(s) {unknown}; it accepts {list(cls.options)}")
+        raise UserInputError(
+            f"backend {cls.name!r} does not accept option(s) {unknown}; it accepts {list(cls.options)}"
+        )
     inst = cls()
     inst.load(path, device=device, **options)
     return inst

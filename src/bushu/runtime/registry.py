@@ -18,8 +18,18 @@ from ..errors import MissingDependencyError, UnknownNameError, UserInputError
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["BUILTIN", "BackendSpec", "available_backends", "backend_for_path", "backend_spec", "get_backend",
-           "installed_backends", "list_backends", "with_flag"]
+__all__ = [
+    "BUILTIN",
+    "BackendSpec",
+    "available_backends",
+    "backend_for_path",
+    "backend_spec",
+    "get_backend",
+    "installed_backends",
+    "list_backends",
+    "with_flag",
+]
+
 
 @dataclass(frozen=True)
 class BackendSpec:
@@ -48,30 +58,78 @@ class BackendSpec:
 
 
 _B = "bushu.runtime.backends"
-BUILTIN: dict[str, BackendSpec] = {b.name: b for b in (
-    BackendSpec("onnxruntime", f"{_B}.onnxruntime:OnnxRuntimeBackend", "core", (".onnx",), servable=True,
-                platform="onnxruntime_onnx", plannable=True, quantizable=True, short="ort",
-                distributions=("onnxruntime", "onnxruntime-gpu")),
-    BackendSpec("openvino", f"{_B}.openvino:OpenVINOBackend", "openvino", (".xml", ".onnx"), servable=True,
-                platform="openvino", plannable=True, quantizable=True, needs_calibration=True, short="ov",
-                distributions=("openvino",)),
-    BackendSpec("torch", f"{_B}.torch:TorchBackend", "torch", (".pt2", ".pt", ".torchscript"),
-                distributions=("torch",)),
-    BackendSpec("null", f"{_B}.null:NullBackend", "core", (".null",), platform="null", distributions=("bushu",)),
-    # edge runtimes for `bushu export` formats (ncnn/MNN/LiteRT read an .io.json sidecar written at export)
-    BackendSpec("ncnn", f"{_B}.ncnn:NcnnBackend", "ncnn", (".param",), distributions=("ncnn",)),
-    BackendSpec("mnn", f"{_B}.mnn:MNNBackend", "mnn", (".mnn",), distributions=("MNN",)),
-    BackendSpec("litert", f"{_B}.litert:LiteRTBackend", "litert", (".tflite",), distributions=("ai-edge-litert",)),
-    BackendSpec("opencv", f"{_B}.opencv:OpenCVBackend", "opencv", (".onnx",),
-                distributions=("opencv-python-headless", "opencv-python")),
-    # NVIDIA GPU runtimes: usable only where Backend.unavailable() finds the GPU provider / CUDA device
-    BackendSpec("onnxruntime-cuda", f"{_B}.onnxruntime:OnnxRuntimeCudaBackend", "core", (".onnx",),
-                short="ort-cuda", distributions=("onnxruntime-gpu",)),
-    BackendSpec("onnxruntime-trt", f"{_B}.onnxruntime:OnnxRuntimeTensorRTBackend", "core", (".onnx",),
-                short="ort-trt", distributions=("onnxruntime-gpu",)),
-    BackendSpec("tensorrt", f"{_B}.tensorrt:TensorRTBackend", "tensorrt", (".engine", ".plan"), servable=True,
-                platform="tensorrt_plan", short="trt", distributions=("tensorrt", "tensorrt-cu12", "tensorrt-cu13")),
-)}
+BUILTIN: dict[str, BackendSpec] = {
+    b.name: b
+    for b in (
+        BackendSpec(
+            "onnxruntime",
+            f"{_B}.onnxruntime:OnnxRuntimeBackend",
+            "core",
+            (".onnx",),
+            servable=True,
+            platform="onnxruntime_onnx",
+            plannable=True,
+            quantizable=True,
+            short="ort",
+            distributions=("onnxruntime", "onnxruntime-gpu"),
+        ),
+        BackendSpec(
+            "openvino",
+            f"{_B}.openvino:OpenVINOBackend",
+            "openvino",
+            (".xml", ".onnx"),
+            servable=True,
+            platform="openvino",
+            plannable=True,
+            quantizable=True,
+            needs_calibration=True,
+            short="ov",
+            distributions=("openvino",),
+        ),
+        BackendSpec(
+            "torch", f"{_B}.torch:TorchBackend", "torch", (".pt2", ".pt", ".torchscript"), distributions=("torch",)
+        ),
+        BackendSpec("null", f"{_B}.null:NullBackend", "core", (".null",), platform="null", distributions=("bushu",)),
+        # edge runtimes for `bushu export` formats (ncnn/MNN/LiteRT read an .io.json sidecar written at export)
+        BackendSpec("ncnn", f"{_B}.ncnn:NcnnBackend", "ncnn", (".param",), distributions=("ncnn",)),
+        BackendSpec("mnn", f"{_B}.mnn:MNNBackend", "mnn", (".mnn",), distributions=("MNN",)),
+        BackendSpec("litert", f"{_B}.litert:LiteRTBackend", "litert", (".tflite",), distributions=("ai-edge-litert",)),
+        BackendSpec(
+            "opencv",
+            f"{_B}.opencv:OpenCVBackend",
+            "opencv",
+            (".onnx",),
+            distributions=("opencv-python-headless", "opencv-python"),
+        ),
+        # NVIDIA GPU runtimes: usable only where Backend.unavailable() finds the GPU provider / CUDA device
+        BackendSpec(
+            "onnxruntime-cuda",
+            f"{_B}.onnxruntime:OnnxRuntimeCudaBackend",
+            "core",
+            (".onnx",),
+            short="ort-cuda",
+            distributions=("onnxruntime-gpu",),
+        ),
+        BackendSpec(
+            "onnxruntime-trt",
+            f"{_B}.onnxruntime:OnnxRuntimeTensorRTBackend",
+            "core",
+            (".onnx",),
+            short="ort-trt",
+            distributions=("onnxruntime-gpu",),
+        ),
+        BackendSpec(
+            "tensorrt",
+            f"{_B}.tensorrt:TensorRTBackend",
+            "tensorrt",
+            (".engine", ".plan"),
+            servable=True,
+            platform="tensorrt_plan",
+            short="trt",
+            distributions=("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+        ),
+    )
+}
 
 
 def with_flag(flag: str) -> tuple[str, ...]:
@@ -120,7 +178,9 @@ def get_backend(name: str) -> type[Backend]:
     try:
         return getattr(importlib.import_module(module), cls)
     except ImportError as e:
-        if e.name == "bushu" or (e.name or "").startswith("bushu."):  # our own module is broken: a bug, not a missing extra
+        if e.name == "bushu" or (e.name or "").startswith(
+            "bushu."
+        ):  # our own module is broken: a bug, not a missing extra
             raise
         raise MissingDependencyError(f"backend {name!r} ({e.name or e})", spec.extra, spec.package) from e
 

@@ -15,8 +15,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Server", "ServerHandle", "ServerOptions", "add_to_repository", "start_server"]
 
-_WHERE = {"Server": "app", "ServerHandle": "app", "ServerOptions": "app", "start_server": "app",
-          "add_to_repository": "repository"}
+_WHERE = {
+    "Server": "app",
+    "ServerHandle": "app",
+    "ServerOptions": "app",
+    "start_server": "app",
+    "add_to_repository": "repository",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -47,7 +47,9 @@ class ServerOptions:
 
     def __post_init__(self) -> None:
         if self.model_control_mode not in CONTROL_MODES:
-            raise UserInputError(f"unknown model control mode {self.model_control_mode!r}; expected one of {CONTROL_MODES}")
+            raise UserInputError(
+                f"unknown model control mode {self.model_control_mode!r}; expected one of {CONTROL_MODES}"
+            )
         if self.repository_poll_secs <= 0:
             raise UserInputError(f"repository poll interval must be > 0 s, got {self.repository_poll_secs}")
         if self.max_body_mb <= 0:
@@ -89,8 +91,15 @@ class Server:
         from .shm import SharedMemoryRegions
 
         shm = SharedMemoryRegions() if o.shared_memory_on else None
-        app = HttpApp(self.manager, api_key=o.api_key, admin_key=o.admin_key, max_body_bytes=max_body,
-                      version=__version__, access_log=o.access_log, shm=shm)
+        app = HttpApp(
+            self.manager,
+            api_key=o.api_key,
+            admin_key=o.admin_key,
+            max_body_bytes=max_body,
+            version=__version__,
+            access_log=o.access_log,
+            shm=shm,
+        )
         uv = uv_task = grpc_server = metrics = poll = None
         try:
             if o.http_port is not None:
@@ -99,18 +108,30 @@ class Server:
                 import uvicorn
 
                 _Uvicorn = _uvicorn_server_class()
-                cfg = uvicorn.Config(app, http="httptools", ws="none", lifespan="off", log_level="warning",
-                                     access_log=False, proxy_headers=False, server_header=False, date_header=False,
-                                     timeout_keep_alive=30, timeout_graceful_shutdown=10)
+                cfg = uvicorn.Config(
+                    app,
+                    http="httptools",
+                    ws="none",
+                    lifespan="off",
+                    log_level="warning",
+                    access_log=False,
+                    proxy_headers=False,
+                    server_header=False,
+                    date_header=False,
+                    timeout_keep_alive=30,
+                    timeout_graceful_shutdown=10,
+                )
                 uv = _Uvicorn(cfg)
                 uv_task = asyncio.create_task(uv.serve(sockets=[sock]))
             if o.grpc_port is not None:
-                grpc_server = make_grpc_server(GrpcService(self.manager, app.server_meta, o.api_key, o.admin_key, shm),
-                                               max_body)
+                grpc_server = make_grpc_server(
+                    GrpcService(self.manager, app.server_meta, o.api_key, o.admin_key, shm), max_body
+                )
                 self.grpc_port = grpc_server.add_insecure_port(f"{o.host}:{o.grpc_port}")
                 if not self.grpc_port:
-                    raise UserInputError(f"cannot listen for gRPC on {o.host}:{o.grpc_port}",
-                                         hint="pick another --grpc-port")
+                    raise UserInputError(
+                        f"cannot listen for gRPC on {o.host}:{o.grpc_port}", hint="pick another --grpc-port"
+                    )
                 await grpc_server.start()
             if o.metrics_port is not None:
                 from .metrics import start_metrics_server
@@ -118,8 +139,10 @@ class Server:
                 try:
                     metrics, self.metrics_port = start_metrics_server(self.manager, o.host, o.metrics_port)
                 except OSError as e:
-                    raise UserInputError(f"cannot listen for metrics on {o.host}:{o.metrics_port}: {e}",
-                                         hint="pick another --metrics-port") from e
+                    raise UserInputError(
+                        f"cannot listen for metrics on {o.host}:{o.metrics_port}: {e}",
+                        hint="pick another --metrics-port",
+                    ) from e
             if o.model_control_mode == "poll":
                 poll = asyncio.create_task(self._poll())
             while uv is not None and not uv.started and not uv_task.done():
@@ -193,8 +216,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise UserInputError(f"cannot listen for HTTP on {host}:{port}: {e.strerror}",
-                             hint="pick another --http-port (0 picks a free one)") from e
+        raise UserInputError(
+            f"cannot listen for HTTP on {host}:{port}: {e.strerror}",
+            hint="pick another --http-port (0 picks a free one)",
+        ) from e
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -268,8 +293,14 @@ class ServerHandle:
         self.stop()
 
 
-def start_server(repo: str | Path, http_port: int | None = 0, grpc_port: int | None = 0, metrics_port: int | None = 0,
-                 host: str = "127.0.0.1", **options) -> ServerHandle:
+def start_server(
+    repo: str | Path,
+    http_port: int | None = 0,
+    grpc_port: int | None = 0,
+    metrics_port: int | None = 0,
+    host: str = "127.0.0.1",
+    **options,
+) -> ServerHandle:
     """Serve ``repo`` in a background thread; returns once every model is loaded and the ports listen.
     Port 0 picks a free port; None turns that front end off."""
     opts = ServerOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, **options)

@@ -85,15 +85,23 @@ def _resolve(fut: asyncio.Future, result, error) -> None:
 
 
 class Batcher:
-    def __init__(self, name: str, settings: Settings, instances: list[Callable[[dict], dict]], stats: Stats,
-                 arrivals: Arrivals | None = None):
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        instances: list[Callable[[dict], dict]],
+        stats: Stats,
+        arrivals: Arrivals | None = None,
+    ):
         self.name, self.settings, self.stats = name, settings, stats
         self.arrivals = arrivals
         self._queue: deque[_Request] = deque()
         self._cv = threading.Condition()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, args=(run,), name=f"bushu-{name}-{i}", daemon=True)
-                         for i, run in enumerate(instances)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(run,), name=f"bushu-{name}-{i}", daemon=True)
+            for i, run in enumerate(instances)
+        ]
         for t in self._threads:
             t.start()
 
@@ -101,8 +109,9 @@ class Batcher:
     def pending(self) -> int:
         return len(self._queue)
 
-    async def infer(self, feeds: dict[str, np.ndarray], timeout_s: float | None = None,
-                    ticket: Ticket | None = None) -> dict[str, np.ndarray]:
+    async def infer(
+        self, feeds: dict[str, np.ndarray], timeout_s: float | None = None, ticket: Ticket | None = None
+    ) -> dict[str, np.ndarray]:
         """Queue one validated request and wait for its outputs."""
         s = self.settings
         batched = s.max_batch_size > 0
@@ -116,8 +125,10 @@ class Batcher:
             if self._closed:
                 raise ServerBusyError(f"model {self.name!r} is being unloaded", hint="retry the request")
             if len(self._queue) >= s.max_queue_size:
-                raise ServerBusyError(f"model {self.name!r} has {len(self._queue)} requests queued (the limit)",
-                                      hint="retry later, or raise max_queue_size / instance_group count")
+                raise ServerBusyError(
+                    f"model {self.name!r} has {len(self._queue)} requests queued (the limit)",
+                    hint="retry later, or raise max_queue_size / instance_group count",
+                )
             self._queue.append(req)
             if ticket is not None:
                 ticket.release()
@@ -127,8 +138,9 @@ class Batcher:
         try:
             return await asyncio.wait_for(fut, timeout_s)
         except asyncio.TimeoutError:
-            raise QueueTimeoutError(f"request to {self.name!r} timed out after {timeout_s * 1000:g} ms",
-                                    hint="retry, or raise the timeout") from None
+            raise QueueTimeoutError(
+                f"request to {self.name!r} timed out after {timeout_s * 1000:g} ms", hint="retry, or raise the timeout"
+            ) from None
 
     def close(self, wait: bool = True) -> None:
         """Stop taking requests; workers finish what is queued, then exit."""
@@ -160,8 +172,12 @@ class Batcher:
             while rows < limit:
                 rows = self._gather(batch, rows, limit)
                 wait = (until - time.perf_counter_ns()) / 1e9
-                if rows >= limit or wait <= 0 or self._closed or (self.arrivals is not None
-                                                                    and self.arrivals.value <= 0):
+                if (
+                    rows >= limit
+                    or wait <= 0
+                    or self._closed
+                    or (self.arrivals is not None and self.arrivals.value <= 0)
+                ):
                     break
                 self._cv.wait(wait)
             if self._queue:  # leftovers (other shapes, over the limit): wake another instance
@@ -224,7 +240,7 @@ class Batcher:
         else:
             results, offset = [], 0
             for r in batch:
-                results.append({k: v[offset:offset + r.rows] for k, v in outputs.items()})
+                results.append({k: v[offset : offset + r.rows] for k, v in outputs.items()})
                 offset += r.rows
         end = time.perf_counter_ns()
         self.stats.record_execution(batch, start, t_in, t_infer, end)

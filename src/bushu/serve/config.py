@@ -26,8 +26,20 @@ CONFIG_FILE = "config.pbtxt"
 DEFAULT_MAX_BATCH = 8  # for models without a config whose inputs all have a symbolic batch dim
 DEFAULT_QUEUE_SIZE = 1024  # Triton's 0 means unbounded; bushu always bounds the queue
 
-_SUPPORTED = {"name", "platform", "backend", "max_batch_size", "input", "output", "dynamic_batching",
-              "instance_group", "version_policy", "parameters", "default_model_filename", "model_warmup"}
+_SUPPORTED = {
+    "name",
+    "platform",
+    "backend",
+    "max_batch_size",
+    "input",
+    "output",
+    "dynamic_batching",
+    "instance_group",
+    "version_policy",
+    "parameters",
+    "default_model_filename",
+    "model_warmup",
+}
 _SUPPORTED_BATCHING = {"preferred_batch_size", "max_queue_delay_microseconds", "default_queue_policy"}
 _SUPPORTED_QUEUE = {"max_queue_size", "default_timeout_microseconds", "allow_timeout_override", "timeout_action"}
 _SUPPORTED_INSTANCE = {"name", "kind", "count"}
@@ -63,8 +75,10 @@ def read_config(model_dir: Path) -> mc.ModelConfig | None:
     try:
         return text_format.Parse(path.read_text(), mc.ModelConfig())
     except (text_format.ParseError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{path} is not a valid model configuration: {e}",
-                             hint="see Triton's model_config.proto for the field names") from e
+        raise ModelLoadError(
+            f"{path} is not a valid model configuration: {e}",
+            hint="see Triton's model_config.proto for the field names",
+        ) from e
 
 
 def backend_of(cfg: mc.ModelConfig | None) -> str | None:
@@ -94,8 +108,11 @@ def unsupported_fields(cfg: mc.ModelConfig) -> list[str]:
     if cfg.HasField("dynamic_batching"):
         db = cfg.dynamic_batching
         out += [f"dynamic_batching.{f.name}" for f, _ in db.ListFields() if f.name not in _SUPPORTED_BATCHING]
-        out += [f"dynamic_batching.default_queue_policy.{f.name}" for f, _ in db.default_queue_policy.ListFields()
-                if f.name not in _SUPPORTED_QUEUE]
+        out += [
+            f"dynamic_batching.default_queue_policy.{f.name}"
+            for f, _ in db.default_queue_policy.ListFields()
+            if f.name not in _SUPPORTED_QUEUE
+        ]
     for g in cfg.instance_group:
         out += [f"instance_group.{f.name}" for f, _ in g.ListFields() if f.name not in _SUPPORTED_INSTANCE]
     for io in list(cfg.input) + list(cfg.output):
@@ -126,8 +143,10 @@ def instance_device(cfg: mc.ModelConfig | None, backend: str) -> dict[str, Any]:
     if not groups:
         return {}
     if backend not in GPU_BACKENDS:
-        raise ModelLoadError(f"instance_group asks for KIND_GPU, but bushu runs {backend!r} models on the CPU only",
-                             hint=f"use kind: KIND_CPU, or a model for one of {sorted(GPU_BACKENDS)}")
+        raise ModelLoadError(
+            f"instance_group asks for KIND_GPU, but bushu runs {backend!r} models on the CPU only",
+            hint=f"use kind: KIND_CPU, or a model for one of {sorted(GPU_BACKENDS)}",
+        )
     gpus = list(groups[0].gpus)
     return {"device": GPU_BACKENDS[backend], "device_id": gpus[0] if gpus else 0}
 
@@ -137,14 +156,17 @@ def parameters_of(cfg: mc.ModelConfig | None) -> dict[str, Any]:
     return {k: _param(v.string_value) for k, v in cfg.parameters.items()} if cfg is not None else {}
 
 
-def complete_config(cfg: mc.ModelConfig | None, name: str, backend: str, inputs: list[TensorSpec],
-                    outputs: list[TensorSpec]) -> tuple[mc.ModelConfig, Settings]:
+def complete_config(
+    cfg: mc.ModelConfig | None, name: str, backend: str, inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> tuple[mc.ModelConfig, Settings]:
     """Fill what the config leaves out from the model's IO; check what it states against the model."""
     cfg = mc.ModelConfig() if cfg is None else _copy(cfg)
     given = cfg.ByteSize() > 0
     if cfg.name and cfg.name != name:
-        raise ModelLoadError(f"config.pbtxt names the model {cfg.name!r} but its directory is {name!r}",
-                             hint="make them equal, or leave `name` out")
+        raise ModelLoadError(
+            f"config.pbtxt names the model {cfg.name!r} but its directory is {name!r}",
+            hint="make them equal, or leave `name` out",
+        )
     cfg.name = name
     if not cfg.backend and not cfg.platform:
         cfg.platform = platform_of(backend)
@@ -156,8 +178,11 @@ def complete_config(cfg: mc.ModelConfig | None, name: str, backend: str, inputs:
         raise ModelLoadError(f"{name}: max_batch_size must be >= 0, got {cfg.max_batch_size}")
     if cfg.max_batch_size > 0 and not batchable:
         bad = [str(s) for s in inputs + outputs if not s.has_batch]
-        raise ModelLoadError(f"{name}: max_batch_size {cfg.max_batch_size} needs a batch (first) dimension on every "
-                             f"input and output, but these have none: {bad}", hint="set max_batch_size: 0")
+        raise ModelLoadError(
+            f"{name}: max_batch_size {cfg.max_batch_size} needs a batch (first) dimension on every "
+            f"input and output, but these have none: {bad}",
+            hint="set max_batch_size: 0",
+        )
     skip = 1 if cfg.max_batch_size > 0 else 0
     _complete_io(name, "input", cfg.input, inputs, skip)
     _complete_io(name, "output", cfg.output, outputs, skip)
@@ -194,26 +219,35 @@ def _complete_io(name: str, kind: str, declared, specs: list[TensorSpec], skip: 
             from ..errors import did_you_mean
 
             close = did_you_mean(io.name, by_name)
-            raise ModelLoadError(f"{name}: config.pbtxt declares {kind} {io.name!r}, which the model does not have"
-                                 + (f"; did you mean {close[0]!r}?" if close else ".") + f" Model {kind}s: {list(by_name)}")
+            raise ModelLoadError(
+                f"{name}: config.pbtxt declares {kind} {io.name!r}, which the model does not have"
+                + (f"; did you mean {close[0]!r}?" if close else ".")
+                + f" Model {kind}s: {list(by_name)}"
+            )
         want = by_name[io.name].dtype
         if dtype_of(io.data_type) != want:
-            raise ModelLoadError(f"{name}: config.pbtxt gives {kind} {io.name!r} type "
-                                 f"{mc.DataType.Name(io.data_type)}, but the model's is {want}")
+            raise ModelLoadError(
+                f"{name}: config.pbtxt gives {kind} {io.name!r} type "
+                f"{mc.DataType.Name(io.data_type)}, but the model's is {want}"
+            )
         model_dims = by_name[io.name].shape[skip:]
         clash = [(c, m) for c, m in zip(io.dims, model_dims) if c >= 0 and isinstance(m, int) and m >= 0 and c != m]
         if len(io.dims) != len(model_dims) or clash:
-            raise ModelLoadError(f"{name}: config.pbtxt gives {kind} {io.name!r} dims {list(io.dims)}, but the model's "
-                                 f"are {list(model_dims)}" + (" (dims exclude the batch dim when max_batch_size > 0)"
-                                                              if skip else ""))
+            raise ModelLoadError(
+                f"{name}: config.pbtxt gives {kind} {io.name!r} dims {list(io.dims)}, but the model's "
+                f"are {list(model_dims)}" + (" (dims exclude the batch dim when max_batch_size > 0)" if skip else "")
+            )
 
 
 def io_specs(cfg: mc.ModelConfig, kind: str) -> list[TensorSpec]:
     """The config's inputs or outputs as TensorSpecs with the batch dim in front when batching."""
     lead: tuple = ("batch",) if cfg.max_batch_size > 0 else ()
-    return [TensorSpec(io.name, dtype_of(io.data_type), lead + tuple(d if d >= 0 else f"d{i}" for i, d in
-                                                                    enumerate(io.dims)))
-            for io in (cfg.input if kind == "input" else cfg.output)]
+    return [
+        TensorSpec(
+            io.name, dtype_of(io.data_type), lead + tuple(d if d >= 0 else f"d{i}" for i, d in enumerate(io.dims))
+        )
+        for io in (cfg.input if kind == "input" else cfg.output)
+    ]
 
 
 def config_to_dict(cfg: mc.ModelConfig) -> dict[str, Any]:
@@ -226,8 +260,17 @@ _TEXT_KEYS = {"name", "platform", "backend", "runtime", "string_value", "default
 
 def _int64_as_numbers(x: Any, key: str = "") -> Any:
     if isinstance(x, dict):
-        return {k: (v if k in _TEXT_KEYS and not isinstance(v, (dict, list)) or key == "parameters"
-                    and not isinstance(v, dict) else _int64_as_numbers(v, k)) for k, v in x.items()}
+        return {
+            k: (
+                v
+                if k in _TEXT_KEYS
+                and not isinstance(v, (dict, list))
+                or key == "parameters"
+                and not isinstance(v, dict)
+                else _int64_as_numbers(v, k)
+            )
+            for k, v in x.items()
+        }
     if isinstance(x, list):
         return [_int64_as_numbers(v, key) for v in x]
     if isinstance(x, str) and key not in _TEXT_KEYS and x.lstrip("-").isdigit():
@@ -241,8 +284,16 @@ def _copy(cfg: mc.ModelConfig) -> mc.ModelConfig:
     return out
 
 
-def write_config(path: Path, name: str, backend: str, max_batch_size: int, max_queue_delay_us: int,
-                 instances: int, threads: int | None = None, preferred: list[int] | None = None) -> None:
+def write_config(
+    path: Path,
+    name: str,
+    backend: str,
+    max_batch_size: int,
+    max_queue_delay_us: int,
+    instances: int,
+    threads: int | None = None,
+    preferred: list[int] | None = None,
+) -> None:
     cfg = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
     if backend in _PLATFORMS and backend != "null":
         cfg.platform = _PLATFORMS[backend]
@@ -269,8 +320,10 @@ def warmup_samples(cfg: mc.ModelConfig | None, model_dir: Path, batching: bool) 
         name = w.name or f"#{i}"
         n = w.batch_size or 1
         if not batching and n != 1:
-            raise ModelLoadError(f"model_warmup {name!r}: batch_size {n} on a model without batching (max_batch_size 0)",
-                                 hint="use batch_size 1")
+            raise ModelLoadError(
+                f"model_warmup {name!r}: batch_size {n} on a model without batching (max_batch_size 0)",
+                hint="use batch_size 1",
+            )
         if not w.inputs:
             raise ModelLoadError(f"model_warmup {name!r} has no inputs")
         rng = np.random.default_rng(i)
@@ -286,20 +339,22 @@ def warmup_samples(cfg: mc.ModelConfig | None, model_dir: Path, batching: bool) 
             if kind == "input_data_file":
                 f = (model_dir / "warmup" / spec.input_data_file).resolve()
                 if (model_dir / "warmup").resolve() not in f.parents or not f.is_file():
-                    raise ModelLoadError(f"model_warmup {name!r} input {inp_name!r}: no file {spec.input_data_file!r} "
-                                         f"in {model_dir / 'warmup'}")
+                    raise ModelLoadError(
+                        f"model_warmup {name!r} input {inp_name!r}: no file {spec.input_data_file!r} "
+                        f"in {model_dir / 'warmup'}"
+                    )
                 raw = f.read_bytes()
                 want = int(np.prod(dims)) * dt.itemsize
                 if is_bytes or len(raw) != want:
-                    raise ModelLoadError(f"model_warmup {name!r} input {inp_name!r}: {f.name} has {len(raw)} bytes, "
-                                         f"dims {dims} of {dtype} need {want}")
+                    raise ModelLoadError(
+                        f"model_warmup {name!r} input {inp_name!r}: {f.name} has {len(raw)} bytes, "
+                        f"dims {dims} of {dtype} need {want}"
+                    )
                 a = np.frombuffer(raw, dt).reshape(dims)
             elif kind == "random_data" and not is_bytes:
-                a = (rng.random(dims) * 2 - 1).astype(dt) if dt.kind == "f" else \
-                    rng.integers(0, 2, dims).astype(dt)
+                a = (rng.random(dims) * 2 - 1).astype(dt) if dt.kind == "f" else rng.integers(0, 2, dims).astype(dt)
             else:  # zero_data (random_data on BYTES: empty strings, as zeros)
                 a = np.full(dims, b"", dtype=object) if is_bytes else np.zeros(dims, dt)
             feeds[inp_name] = np.repeat(a[None], n, axis=0) if batching else a
         out.append((name, feeds, max(1, int(w.count))))
     return out
-

@@ -37,8 +37,11 @@ class LoadedModel:
         from ..runtime import load_backend
 
         self.name, self.version = name, str(version)
-        src = resolve_version(model_dir / str(version), _backend_hint(cfg_in),
-                              cfg_in.default_model_filename if cfg_in is not None else None)
+        src = resolve_version(
+            model_dir / str(version),
+            _backend_hint(cfg_in),
+            cfg_in.default_model_filename if cfg_in is not None else None,
+        )
         self.preprocess = src.artifact.preprocess if src.artifact else None
         self.postprocess = src.artifact.postprocess if src.artifact else None
         self.artifact_dir = src.artifact.path if src.artifact else None  # tokenizer etc. for :classify
@@ -46,15 +49,20 @@ class LoadedModel:
         self.recorded_inputs = list(src.artifact.inputs) if src.artifact else []  # roles and typical sizes
         self.labels = read_labels(model_dir, src)
         try:
-            options = {**_SERVING_DEFAULTS.get(src.backend, {}), **parameters_of(cfg_in),
-                       **instance_device(cfg_in, src.backend)}
+            options = {
+                **_SERVING_DEFAULTS.get(src.backend, {}),
+                **parameters_of(cfg_in),
+                **instance_device(cfg_in, src.backend),
+            }
             first = load_backend(src.path, src.backend, **options)
         except BushuError as e:
             raise ModelLoadError(f"model {name!r} version {version}: {e.message}", hint=e.hint) from e
         self.backends = [first]
         try:
             self.config, self.settings = complete_config(cfg_in, name, src.backend, first.inputs, first.outputs)
-            self.backends += [load_backend(src.path, src.backend, **options) for _ in range(self.settings.instances - 1)]
+            self.backends += [
+                load_backend(src.path, src.backend, **options) for _ in range(self.settings.instances - 1)
+            ]
         except BushuError as e:
             for b in self.backends:
                 b.close()
@@ -68,8 +76,9 @@ class LoadedModel:
             log.warning("model %s: config field %s is not supported by bushu and is ignored", name, w)
         self._warm_up(cfg_in, model_dir)
         self.stats = Stats(name, self.version)
-        self.batcher = Batcher(f"{name}/{version}", self.settings, [b.infer for b in self.backends], self.stats,
-                               arrivals)
+        self.batcher = Batcher(
+            f"{name}/{version}", self.settings, [b.infer for b in self.backends], self.stats, arrivals
+        )
 
     @functools.cached_property
     def pipeline(self):
@@ -85,9 +94,10 @@ class LoadedModel:
         from ..detection.detector import head_for
 
         if self.artifact is None:
-            raise InferenceInputError(f"model {self.name!r} is not a bushu artifact, so it records no detection "
-                                      "decoder",
-                                      hint="serve a detection artifact (bushu import MODEL --task detection)")
+            raise InferenceInputError(
+                f"model {self.name!r} is not a bushu artifact, so it records no detection decoder",
+                hint="serve a detection artifact (bushu import MODEL --task detection)",
+            )
         return head_for(self.artifact, self.labels)
 
     async def detect(self, images: list[Any], options: dict[str, Any], ticket: Ticket | None = None) -> list:
@@ -100,11 +110,14 @@ class LoadedModel:
         head.settings(options.get("score"), options.get("iou"), options.get("max_det"))  # 400 before any work
         batch, transforms = await asyncio.to_thread(prepare, images, self.artifact.preprocess)
         step = self.settings.max_batch_size if self.settings.max_batch_size > 0 else 1
-        parts = [await self.infer({self.inputs[0].name: batch[i:i + step]}, ticket=ticket)
-                 for i in range(0, len(batch), step)]
+        parts = [
+            await self.infer({self.inputs[0].name: batch[i : i + step]}, ticket=ticket)
+            for i in range(0, len(batch), step)
+        ]
         outputs = {k: np.concatenate([p[k] for p in parts]) for k in head.output_names}
-        return await asyncio.to_thread(head, outputs, transforms, options.get("score"), options.get("iou"),
-                                       options.get("max_det"))
+        return await asyncio.to_thread(
+            head, outputs, transforms, options.get("score"), options.get("iou"), options.get("max_det")
+        )
 
     def _warm_up(self, cfg_in, model_dir: Path) -> None:
         """Run config.pbtxt's model_warmup samples (Triton's), or else synthetic batches, on every instance,
@@ -125,8 +138,10 @@ class LoadedModel:
                             b.infer(feeds)
                         except BushuError as e:
                             self._close_backends()
-                            raise ModelLoadError(f"model {self.name!r} failed its warm-up sample {sample!r}: "
-                                                 f"{e.message}", hint="fix model_warmup in config.pbtxt") from e
+                            raise ModelLoadError(
+                                f"model {self.name!r} failed its warm-up sample {sample!r}: {e.message}",
+                                hint="fix model_warmup in config.pbtxt",
+                            ) from e
             return
         sizes = {1, self.settings.max_batch_size} if self.settings.max_batch_size > 0 else {1}
         for b in self.backends:
@@ -135,8 +150,10 @@ class LoadedModel:
                     b.infer(_zero_feeds(self.inputs, n, self.recorded_inputs))
                 except BushuError as e:
                     self._close_backends()
-                    raise ModelLoadError(f"model {self.name!r} failed its warm-up inference at batch {n}: {e.message}",
-                                         hint="check the config's dims and max_batch_size against the model") from e
+                    raise ModelLoadError(
+                        f"model {self.name!r} failed its warm-up inference at batch {n}: {e.message}",
+                        hint="check the config's dims and max_batch_size against the model",
+                    ) from e
 
     # -- requests -----------------------------------------------------------------------------------
     def validate(self, feeds: dict[str, np.ndarray]) -> None:
@@ -145,20 +162,25 @@ class LoadedModel:
         if mb > 0:
             sizes = {k: a.shape[0] for k, a in feeds.items()}
             if len(set(sizes.values())) > 1:
-                raise InferenceInputError(f"inputs of model {self.name!r} have different batch sizes {sizes}; "
-                                          "the first dim of every input is the batch")
+                raise InferenceInputError(
+                    f"inputs of model {self.name!r} have different batch sizes {sizes}; "
+                    "the first dim of every input is the batch"
+                )
             n = next(iter(sizes.values()), 1)
             if not 1 <= n <= mb:
-                raise InferenceInputError(f"batch size {n} is outside 1..{mb} (max_batch_size of model {self.name!r})",
-                                          hint=f"split the request into batches of at most {mb}")
+                raise InferenceInputError(
+                    f"batch size {n} is outside 1..{mb} (max_batch_size of model {self.name!r})",
+                    hint=f"split the request into batches of at most {mb}",
+                )
 
     def check_outputs(self, names: list[str]) -> None:
         for n in names:
             if n not in self.output_names:
                 raise UnknownNameError(f"output of model {self.name!r}", n, self.output_names)
 
-    async def infer(self, feeds: dict[str, np.ndarray], timeout_s: float | None = None,
-                    ticket: Ticket | None = None) -> dict[str, np.ndarray]:
+    async def infer(
+        self, feeds: dict[str, np.ndarray], timeout_s: float | None = None, ticket: Ticket | None = None
+    ) -> dict[str, np.ndarray]:
         try:
             self.validate(feeds)
         except BushuError:
@@ -166,9 +188,13 @@ class LoadedModel:
             raise
         return await self.batcher.infer(feeds, timeout_s, ticket)
 
-    async def infer_selected(self, feeds: dict[str, np.ndarray], requested: list[tuple[str, bool, int]],
-                             timeout_s: float | None = None,
-                             ticket: Ticket | None = None) -> list[tuple[str, bool, np.ndarray]]:
+    async def infer_selected(
+        self,
+        feeds: dict[str, np.ndarray],
+        requested: list[tuple[str, bool, int]],
+        timeout_s: float | None = None,
+        ticket: Ticket | None = None,
+    ) -> list[tuple[str, bool, np.ndarray]]:
         """Run one request and return the requested outputs (name, binary, array), classified where asked."""
         self.check_outputs([r[0] for r in requested])
         outs = await self.infer(feeds, timeout_s, ticket)
@@ -183,11 +209,22 @@ class LoadedModel:
     # -- descriptions -------------------------------------------------------------------------------
     def metadata(self, versions: list[str]) -> dict[str, Any]:
         def io(specs):
-            return [{"name": s.name, "datatype": to_v2_datatype(s.dtype),
-                     "shape": [d if isinstance(d, int) else -1 for d in s.shape]} for s in specs]
+            return [
+                {
+                    "name": s.name,
+                    "datatype": to_v2_datatype(s.dtype),
+                    "shape": [d if isinstance(d, int) else -1 for d in s.shape],
+                }
+                for s in specs
+            ]
 
-        return {"name": self.name, "versions": versions, "platform": self.config.platform or self.config.backend,
-                "inputs": io(self.inputs), "outputs": io(self.outputs)}
+        return {
+            "name": self.name,
+            "versions": versions,
+            "platform": self.config.platform or self.config.backend,
+            "inputs": io(self.inputs),
+            "outputs": io(self.outputs),
+        }
 
     def config_dict(self) -> dict[str, Any]:
         return config_to_dict(self.config)
@@ -210,8 +247,12 @@ def _zero_feeds(specs: list[TensorSpec], batch: int, recorded: list[TensorSpec] 
     for s in specs:
         r = known.get(s.name)
         typical = r.concrete_shape(batch) if r is not None and len(r.shape) == len(s.shape) else None
-        shape = tuple(d if isinstance(d, int) and d >= 0 else (batch if i == 0 and s.has_batch else
-                      (typical[i] if typical else 1)) for i, d in enumerate(s.shape))
+        shape = tuple(
+            d
+            if isinstance(d, int) and d >= 0
+            else (batch if i == 0 and s.has_batch else (typical[i] if typical else 1))
+            for i, d in enumerate(s.shape)
+        )
         if s.dtype == "bytes":
             feeds[s.name] = np.full(shape, b"", dtype=object)
         else:
@@ -236,8 +277,9 @@ def _select_versions(cfg, available: list[int]) -> list[int]:
     if kind == "specific":
         missing = [v for v in pol.specific.versions if v not in available]
         if missing:
-            raise ModelLoadError(f"version_policy names version(s) {missing}, which are not in the repository "
-                                 f"(found {available})")
+            raise ModelLoadError(
+                f"version_policy names version(s) {missing}, which are not in the repository (found {available})"
+            )
         return sorted(pol.specific.versions)
     n = pol.latest.num_versions if kind == "latest" and pol.latest.num_versions > 0 else 1
     return available[-n:]
@@ -379,8 +421,9 @@ class ModelManager:
         if not version:
             return versions[max(versions)]
         if not version.isdigit() or int(version) not in versions:
-            raise ModelNotFoundError(f"model {name!r} has no version {version!r}; ready versions: "
-                                     f"{[str(v) for v in sorted(versions)]}")
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version!r}; ready versions: {[str(v) for v in sorted(versions)]}"
+            )
         return versions[int(version)]
 
     def versions(self, name: str) -> list[str]:
@@ -412,8 +455,13 @@ class ModelManager:
             entry = self._entries.get(name)
             if entry is None or (not entry.versions and not ready_only):
                 if not ready_only:
-                    out.append({"name": name, "state": entry.state if entry else "UNAVAILABLE",
-                                "reason": entry.reason if entry else "not loaded"})
+                    out.append(
+                        {
+                            "name": name,
+                            "state": entry.state if entry else "UNAVAILABLE",
+                            "reason": entry.reason if entry else "not loaded",
+                        }
+                    )
                 continue
             for v, m in sorted(entry.versions.items()):
                 row = {"name": name, "version": str(v), "state": "READY", "reason": entry.reason}

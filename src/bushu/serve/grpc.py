@@ -28,15 +28,30 @@ __all__ = ["GrpcService", "make_grpc_server"]
 
 log = logging.getLogger("bushu.serve.grpc")
 
-_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-          403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
-          413: grpc.StatusCode.RESOURCE_EXHAUSTED, 501: grpc.StatusCode.UNIMPLEMENTED,
-          503: grpc.StatusCode.UNAVAILABLE}
+_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
 # typed contents field per v2 datatype (FP16 travels only as raw bytes)
-_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 def _param(p: pb.InferParameter) -> Any:
@@ -49,8 +64,14 @@ def _params(params) -> dict[str, Any]:
 
 
 class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, manager: ModelManager, http_meta: dict, api_key: str | None = None,
-                 admin_key: str | None = None, shm: SharedMemoryRegions | None = None) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        http_meta: dict,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        shm: SharedMemoryRegions | None = None,
+    ) -> None:
         self.manager, self.meta = manager, http_meta
         self.api_key, self.admin_key = api_key, admin_key
         self.shm = shm  # None: the shared memory extension is off
@@ -60,8 +81,10 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             md = dict(context.invocation_metadata() or ())
             given = md.get("x-api-key") or md.get("authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), key.encode()):
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key "
-                                    "(send metadata 'authorization: Bearer KEY' or 'x-api-key: KEY')")
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "missing or wrong API key (send metadata 'authorization: Bearer KEY' or 'x-api-key: KEY')",
+                )
         try:
             return await fn()
         except BushuError as e:
@@ -86,6 +109,7 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
     async def ServerMetadata(self, request, context):
         async def run():
             return pb.ServerMetadataResponse(**self.meta)
+
         return await self._guard(context, run, self.api_key)
 
     async def ModelMetadata(self, request, context):
@@ -93,24 +117,30 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             m = self.manager.get(request.name, request.version or None)
             md = m.metadata(self.manager.versions(request.name))
             return json_format.ParseDict(md, pb.ModelMetadataResponse())
+
         return await self._guard(context, run, self.api_key)
 
     async def ModelConfig(self, request, context):
         async def run():
             return pb.ModelConfigResponse(config=self.manager.get(request.name, request.version or None).config)
+
         return await self._guard(context, run, self.api_key)
 
     async def ModelStatistics(self, request, context):
         async def run():
             if request.name:
-                models = ([self.manager.get(request.name, request.version)] if request.version else
-                          [self.manager.get(request.name, v) for v in self.manager.versions(request.name)])
+                models = (
+                    [self.manager.get(request.name, request.version)]
+                    if request.version
+                    else [self.manager.get(request.name, v) for v in self.manager.versions(request.name)]
+                )
             else:
                 models = self.manager.loaded()
             resp = pb.ModelStatisticsResponse()
             for m in models:
                 json_format.ParseDict(m.stats.to_dict(), resp.model_stats.add(), ignore_unknown_fields=True)
             return resp
+
         return await self._guard(context, run, self.api_key)
 
     # -- repository ---------------------------------------------------------------------------------
@@ -118,25 +148,32 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
         async def run():
             resp = pb.RepositoryIndexResponse()
             for row in self.manager.index(ready_only=request.ready):
-                resp.models.add(name=row["name"], version=row.get("version", ""), state=row["state"],
-                                reason=row.get("reason", ""))
+                resp.models.add(
+                    name=row["name"], version=row.get("version", ""), state=row["state"], reason=row.get("reason", "")
+                )
             return resp
+
         return await self._guard(context, run, self.admin_key or self.api_key)
 
     async def RepositoryModelLoad(self, request, context):
-        return await self._guard(context, lambda: self._control(request.model_name, "load"),
-                                 self.admin_key or self.api_key)
+        return await self._guard(
+            context, lambda: self._control(request.model_name, "load"), self.admin_key or self.api_key
+        )
 
     async def RepositoryModelUnload(self, request, context):
-        return await self._guard(context, lambda: self._control(request.model_name, "unload"),
-                                 self.admin_key or self.api_key)
+        return await self._guard(
+            context, lambda: self._control(request.model_name, "unload"), self.admin_key or self.api_key
+        )
 
     async def _control(self, name: str, action: str):
         if self.manager.control_mode != "explicit":
             from .http import HttpError
 
-            raise HttpError(403, f"model {action} is off: the server runs with --model-control-mode "
-                            f"{self.manager.control_mode}", hint="start it with --model-control-mode explicit")
+            raise HttpError(
+                403,
+                f"model {action} is off: the server runs with --model-control-mode {self.manager.control_mode}",
+                hint="start it with --model-control-mode explicit",
+            )
         await asyncio.to_thread(self.manager.load if action == "load" else self.manager.unload, name)
         return pb.RepositoryModelLoadResponse() if action == "load" else pb.RepositoryModelUnloadResponse()
 
@@ -151,8 +188,9 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             return await self._detect(model, request, ticket)
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
-            raise InferenceInputError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; "
-                                      "give one per input, in order")
+            raise InferenceInputError(
+                f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; give one per input, in order"
+            )
         feeds: dict[str, np.ndarray] = {}
         for i, t in enumerate(request.inputs):
             if t.name in feeds:
@@ -200,8 +238,10 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
         params = _params(request.parameters)
         options = parse_query({k: str(params[k]) for k in ("score", "iou", "max") if k in params})
         if len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
-            raise InferenceInputError("a detect request has one BYTES input holding the encoded images (JPEG/PNG), "
-                                      f"got {[(t.name, t.datatype) for t in request.inputs]}")
+            raise InferenceInputError(
+                "a detect request has one BYTES input holding the encoded images (JPEG/PNG), "
+                f"got {[(t.name, t.datatype) for t in request.inputs]}"
+            )
         t = request.inputs[0]
         shape = check_shape(t.name, list(t.shape))
         if request.raw_input_contents:
@@ -224,23 +264,27 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             for r in require(self.shm).status(request.name or None):
                 resp.regions[r["name"]].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(**r))
             return resp
+
         return await self._guard(context, run, self.admin_key or self.api_key)
 
     async def SystemSharedMemoryRegister(self, request, context):
         async def run():
             require(self.shm).register(request.name, request.key, request.offset, request.byte_size)
             return pb.SystemSharedMemoryRegisterResponse()
+
         return await self._guard(context, run, self.admin_key or self.api_key)
 
     async def SystemSharedMemoryUnregister(self, request, context):
         async def run():
             require(self.shm).unregister(request.name or None)
             return pb.SystemSharedMemoryUnregisterResponse()
+
         return await self._guard(context, run, self.admin_key or self.api_key)
 
     async def CudaSharedMemoryRegister(self, request, context):
         async def run():
             raise cuda_unsupported()
+
         return await self._guard(context, run, self.admin_key or self.api_key)
 
 
@@ -254,8 +298,9 @@ def _from_contents(t, shape: tuple[int, ...]) -> np.ndarray:
     values = getattr(t.contents, field)
     n = int(np.prod(shape)) if shape else 1
     if len(values) != n:
-        raise InferenceInputError(f"input {t.name!r} has {len(values)} elements in {field}, but shape {list(shape)} "
-                                  f"needs {n}")
+        raise InferenceInputError(
+            f"input {t.name!r} has {len(values)} elements in {field}, but shape {list(shape)} needs {n}"
+        )
     if t.datatype == "BYTES":
         return np.array(list(values), dtype=object).reshape(shape)
     dt = np_dtype(from_v2_datatype(t.datatype))
@@ -263,9 +308,11 @@ def _from_contents(t, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def make_grpc_server(service: GrpcService, max_message_bytes: int) -> grpc.aio.Server:
-    opts = [("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0)]
+    opts = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
     server = grpc.aio.server(options=opts)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
     return server

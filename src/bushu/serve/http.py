@@ -42,17 +42,35 @@ class HttpError(UserInputError):
 
 
 class HttpApp:
-    def __init__(self, manager: ModelManager, *, api_key: str | None = None, admin_key: str | None = None,
-                 max_body_bytes: int = 64 << 20, server_name: str = "bushu", version: str = "0.1.0",
-                 access_log: bool = False, shm: SharedMemoryRegions | None = None) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        *,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        max_body_bytes: int = 64 << 20,
+        server_name: str = "bushu",
+        version: str = "0.1.0",
+        access_log: bool = False,
+        shm: SharedMemoryRegions | None = None,
+    ) -> None:
         self.manager = manager
         self.shm = shm  # None: the shared memory extension is off
         self.access_log = access_log
         self.api_key, self.admin_key = api_key, admin_key
         self.max_body = max_body_bytes
-        self.server_meta = {"name": server_name, "version": version,
-                            "extensions": ["classification", "binary_tensor_data", "model_repository", "statistics",
-                                           "model_configuration"] + (["system_shared_memory"] if shm else [])}
+        self.server_meta = {
+            "name": server_name,
+            "version": version,
+            "extensions": [
+                "classification",
+                "binary_tensor_data",
+                "model_repository",
+                "statistics",
+                "model_configuration",
+            ]
+            + (["system_shared_memory"] if shm else []),
+        }
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] != "http":
@@ -69,14 +87,28 @@ class HttpApp:
         except Exception as e:  # a bug must cost one request, not the server
             log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             status, headers, body = 500, _JSON, json.dumps({"error": f"internal error: {e!r}"}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": headers + [(b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": headers + [(b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         if self.access_log:
             client = scope.get("client") or ("-", 0)
-            access.info(json.dumps({"client": client[0], "method": scope["method"], "path": scope["path"],
-                                    "status": status, "bytes": len(body),
-                                    "ms": round((time.perf_counter() - start) * 1000, 3)}))
+            access.info(
+                json.dumps(
+                    {
+                        "client": client[0],
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "bytes": len(body),
+                        "ms": round((time.perf_counter() - start) * 1000, 3),
+                    }
+                )
+            )
 
     # -- routing ------------------------------------------------------------------------------------
     async def route(self, scope: dict, receive) -> tuple[int, list, bytes]:
@@ -131,8 +163,11 @@ class HttpApp:
             return 200, _JSON, b""
         if rest == ["stats"]:
             self._method(method, "GET")
-            models = [self.manager.get(name, version)] if version else \
-                [self.manager.get(name, v) for v in self.manager.versions(name)] or [self.manager.get(name)]
+            models = (
+                [self.manager.get(name, version)]
+                if version
+                else [self.manager.get(name, v) for v in self.manager.versions(name)] or [self.manager.get(name)]
+            )
             return _ok({"model_stats": [m.stats.to_dict() for m in models]})
         model = self.manager.get(name, version)
         if rest == []:
@@ -146,8 +181,11 @@ class HttpApp:
             with self.manager.arrivals.ticket() as ticket:
                 body = await self._body(scope, receive, headers)
                 return await _unless_client_leaves(self._infer(model, body, headers, ticket), receive)
-        raise HttpError(404, f"no endpoint {scope['path']}",
-                        hint="model endpoints: '', /ready, /config, /stats, /infer (see /openapi.json)")
+        raise HttpError(
+            404,
+            f"no endpoint {scope['path']}",
+            hint="model endpoints: '', /ready, /config, /stats, /infer (see /openapi.json)",
+        )
 
     # -- inference ----------------------------------------------------------------------------------
     async def _infer(self, model, body: bytes, headers: dict, ticket=None) -> tuple[int, list, bytes]:
@@ -156,17 +194,21 @@ class HttpApp:
             try:
                 n = int(hlen)
             except ValueError:
-                raise InferenceInputError(f"Inference-Header-Content-Length is {hlen.decode(errors='replace')!r}, "
-                                          "not an integer") from None
+                raise InferenceInputError(
+                    f"Inference-Header-Content-Length is {hlen.decode(errors='replace')!r}, not an integer"
+                ) from None
             if not 0 <= n <= len(body):
-                raise InferenceInputError(f"Inference-Header-Content-Length {n} is larger than the body ({len(body)} "
-                                          "bytes)")
+                raise InferenceInputError(
+                    f"Inference-Header-Content-Length {n} is larger than the body ({len(body)} bytes)"
+                )
             header, binary = _json(body[:n]), memoryview(body)[n:]
         else:
             header, binary = _json(body), memoryview(b"")
         if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
-            raise InferenceInputError("the request must be a JSON object with an 'inputs' list",
-                                      hint='{"inputs": [{"name": ..., "shape": [...], "datatype": "FP32", "data": [...]}]}')
+            raise InferenceInputError(
+                "the request must be a JSON object with an 'inputs' list",
+                hint='{"inputs": [{"name": ..., "shape": [...], "datatype": "FP32", "data": [...]}]}',
+            )
         feeds, offset = {}, 0
         for spec in header["inputs"]:
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
@@ -184,17 +226,21 @@ class HttpApp:
                 feeds[name] = from_raw(name, dt, shape, require(self.shm).read(p, f"input {name!r}"))
             elif size is not None:
                 if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                    raise InferenceInputError(f"input {name!r}: binary_data_size {size} runs past the end of the body "
-                                              f"({len(binary) - offset} binary bytes left)")
-                feeds[name] = from_raw(name, dt, shape, binary[offset:offset + size])
+                    raise InferenceInputError(
+                        f"input {name!r}: binary_data_size {size} runs past the end of the body "
+                        f"({len(binary) - offset} binary bytes left)"
+                    )
+                feeds[name] = from_raw(name, dt, shape, binary[offset : offset + size])
                 offset += size
             elif "data" in spec:
                 feeds[name] = from_json_data(name, dt, shape, spec["data"])
             else:
                 raise InferenceInputError(f"input {name!r} has neither 'data' nor a binary_data_size parameter")
         if offset != len(binary):
-            raise InferenceInputError(f"the body has {len(binary) - offset} bytes after the inputs' binary data; "
-                                      "binary_data_size values do not add up to the body length")
+            raise InferenceInputError(
+                f"the body has {len(binary) - offset} bytes after the inputs' binary data; "
+                "binary_data_size values do not add up to the body length"
+            )
         params = header.get("parameters") or {}
         if not isinstance(params, dict):
             raise InferenceInputError("'parameters' must be an object")
@@ -210,8 +256,10 @@ class HttpApp:
     async def _classify_image(self, name: str, scope, receive, headers) -> tuple[int, list, bytes]:
         model = self.manager.get(name)
         if model.preprocess is None:
-            raise UserInputError(f"model {name!r} has no pre-processing recorded",
-                                 hint="serve a bushu artifact (bushu.yaml in the version directory), or use /v2 infer")
+            raise UserInputError(
+                f"model {name!r} has no pre-processing recorded",
+                hint="serve a bushu artifact (bushu.yaml in the version directory), or use /v2 infer",
+            )
         with self.manager.arrivals.ticket() as ticket:
             return await self._classify_body(model, name, scope, receive, headers, ticket)
 
@@ -221,12 +269,15 @@ class HttpApp:
 
         kind = model.preprocess.kind
         what = {"text": "a text", "audio": "a .wav clip"}.get(kind, "an image file")
-        example = {"text": "-H 'Content-Type: text/plain' --data-binary @note.txt",
-                   "audio": "--data-binary @clip.wav"}.get(kind, "--data-binary @cat.jpg")
+        example = {
+            "text": "-H 'Content-Type: text/plain' --data-binary @note.txt",
+            "audio": "--data-binary @clip.wav",
+        }.get(kind, "--data-binary @cat.jpg")
         body = await self._body(scope, receive, headers)
         if not body:
-            raise UserInputError(f"the body is empty; send {what}",
-                                 hint=f"curl {example} .../v1/models/{name}:classify")
+            raise UserInputError(
+                f"the body is empty; send {what}", hint=f"curl {example} .../v1/models/{name}:classify"
+            )
         ctype = headers.get(b"content-type", b"").decode("latin-1")
         if ctype.startswith("multipart/form-data"):
             body = _first_file(body, ctype)
@@ -241,8 +292,10 @@ class HttpApp:
             text = req.get("text") if isinstance(req, dict) else None
             raw = [text] if isinstance(text, str) else text if isinstance(text, list) else None
             if not raw or not all(isinstance(t, str) for t in raw):
-                raise UserInputError('a JSON body for a text model is {"text": "..."} (or a list of strings)',
-                                     hint="or send the text itself with Content-Type: text/plain")
+                raise UserInputError(
+                    'a JSON body for a text model is {"text": "..."} (or a list of strings)',
+                    hint="or send the text itself with Content-Type: text/plain",
+                )
         feeds = await asyncio.to_thread(lambda: model.pipeline(raw))
         logits = (await model.infer(feeds, ticket=ticket))[model.output_names[0]]
         preds = top_k(logits.reshape(logits.shape[0], -1), model.labels, model.postprocess, k=max(1, k))
@@ -263,14 +316,17 @@ class HttpApp:
         with self.manager.arrivals.ticket() as ticket:
             body = await self._body(scope, receive, headers)
             if not body:
-                raise UserInputError("the body is empty; send an image file",
-                                     hint=f"curl --data-binary @cat.jpg '.../v1/models/{name}:detect?score=0.3'")
+                raise UserInputError(
+                    "the body is empty; send an image file",
+                    hint=f"curl --data-binary @cat.jpg '.../v1/models/{name}:detect?score=0.3'",
+                )
             ctype = headers.get(b"content-type", b"").decode("latin-1")
             if ctype.startswith("multipart/form-data"):
                 body = _first_file(body, ctype)
             dets = await model.detect([body], options, ticket)
-        return _ok({"model_name": model.name, "model_version": model.version,
-                    "detections": [d.to_dict() for d in dets[0]]})
+        return _ok(
+            {"model_name": model.name, "model_version": model.version, "detections": [d.to_dict() for d in dets[0]]}
+        )
 
     # -- repository ---------------------------------------------------------------------------------
     async def _repository(self, method: str, rest: list[str], body: bytes) -> tuple[int, list, bytes]:
@@ -281,13 +337,19 @@ class HttpApp:
             return _ok(self.manager.index(ready_only=ready))
         if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
             if self.manager.control_mode != "explicit":
-                raise HttpError(403, f"model {rest[2]} is off: the server runs with --model-control-mode "
-                                f"{self.manager.control_mode}", hint="start it with --model-control-mode explicit")
+                raise HttpError(
+                    403,
+                    f"model {rest[2]} is off: the server runs with --model-control-mode {self.manager.control_mode}",
+                    hint="start it with --model-control-mode explicit",
+                )
             fn = self.manager.load if rest[2] == "load" else self.manager.unload
             await asyncio.to_thread(fn, rest[1])
             return 200, _JSON, b""
-        raise HttpError(404, f"no repository endpoint {'/'.join(rest)}",
-                        hint="POST /v2/repository/index, /v2/repository/models/{name}/load or /unload")
+        raise HttpError(
+            404,
+            f"no repository endpoint {'/'.join(rest)}",
+            hint="POST /v2/repository/index, /v2/repository/models/{name}/load or /unload",
+        )
 
     # -- shared memory ------------------------------------------------------------------------------
     def _shared_memory(self, method: str, kind: str, rest: list[str], body: bytes) -> tuple[int, list, bytes]:
@@ -311,9 +373,12 @@ class HttpApp:
             self._method(method, "POST")
             shm.unregister(name)
             return 200, _JSON, b""
-        raise HttpError(404, f"no shared memory endpoint {'/'.join(rest)}",
-                        hint="GET /v2/systemsharedmemory[/region/NAME]/status, POST /v2/systemsharedmemory/region/"
-                             "NAME/register, POST /v2/systemsharedmemory[/region/NAME]/unregister")
+        raise HttpError(
+            404,
+            f"no shared memory endpoint {'/'.join(rest)}",
+            hint="GET /v2/systemsharedmemory[/region/NAME]/status, POST /v2/systemsharedmemory/region/"
+            "NAME/register, POST /v2/systemsharedmemory[/region/NAME]/unregister",
+        )
 
     # -- helpers ------------------------------------------------------------------------------------
     def _auth(self, headers: dict, key: str | None, what: str) -> None:
@@ -321,8 +386,11 @@ class HttpApp:
             return
         given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(b"Bearer ")
         if not hmac.compare_digest(given, key.encode()):
-            raise HttpError(401, f"missing or wrong API key for {what}",
-                            hint="send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+            raise HttpError(
+                401,
+                f"missing or wrong API key for {what}",
+                hint="send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            )
 
     @staticmethod
     def _method(method: str, want: str) -> None:
@@ -332,8 +400,11 @@ class HttpApp:
     async def _body(self, scope, receive, headers: dict) -> bytes:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise HttpError(413, f"request body of {int(declared)} bytes is over the {self.max_body}-byte limit",
-                            hint="send smaller batches, or start the server with a larger --max-body-mb")
+            raise HttpError(
+                413,
+                f"request body of {int(declared)} bytes is over the {self.max_body}-byte limit",
+                hint="send smaller batches, or start the server with a larger --max-body-mb",
+            )
         chunks, size = [], 0
         while True:
             msg = await receive()
@@ -342,8 +413,11 @@ class HttpApp:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                raise HttpError(413, f"request body is over the {self.max_body}-byte limit",
-                                hint="send smaller batches, or start the server with a larger --max-body-mb")
+                raise HttpError(
+                    413,
+                    f"request body is over the {self.max_body}-byte limit",
+                    hint="send smaller batches, or start the server with a larger --max-body-mb",
+                )
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
@@ -395,14 +469,17 @@ def _json(raw: bytes | memoryview) -> Any:
         return json.loads(bytes(raw), parse_constant=_no_constants)
     except ValueError as e:
         if not isinstance(e, json.JSONDecodeError) and "JSON number" in str(e):
-            raise InferenceInputError(f"malformed JSON: {e}", hint="NaN and Infinity are not valid JSON; send "
-                                      "such tensors as binary data") from None
+            raise InferenceInputError(
+                f"malformed JSON: {e}", hint="NaN and Infinity are not valid JSON; send such tensors as binary data"
+            ) from None
         raise _malformed(e) from None  # JSONDecodeError and UnicodeDecodeError are ValueErrors
 
 
 def _malformed(e: Exception) -> InferenceInputError:
-    return InferenceInputError(f"malformed JSON: {e}", hint="check the request body (or the "
-                               "Inference-Header-Content-Length header for binary requests)")
+    return InferenceInputError(
+        f"malformed JSON: {e}",
+        hint="check the request body (or the Inference-Header-Content-Length header for binary requests)",
+    )
 
 
 def _ok(obj: Any) -> tuple[int, list, bytes]:
@@ -413,11 +490,14 @@ def _shm_outputs(specs: Any) -> dict[str, dict]:
     """{output name: its shared memory parameters} for outputs the client wants written to shared memory."""
     if not isinstance(specs, list):
         return {}
-    return {o["name"]: o["parameters"] for o in specs if isinstance(o, dict) and wants_shared_memory(o.get("parameters"))}
+    return {
+        o["name"]: o["parameters"] for o in specs if isinstance(o, dict) and wants_shared_memory(o.get("parameters"))
+    }
 
 
-def _response(model, rid: Any, outputs, to_shm: dict[str, dict] | None = None,
-              shm: SharedMemoryRegions | None = None) -> tuple[int, list, bytes]:
+def _response(
+    model, rid: Any, outputs, to_shm: dict[str, dict] | None = None, shm: SharedMemoryRegions | None = None
+) -> tuple[int, list, bytes]:
     outs, blobs = [], []
     for name, binary, arr in outputs:
         o: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
@@ -436,8 +516,11 @@ def _response(model, rid: Any, outputs, to_shm: dict[str, dict] | None = None,
     head = json.dumps(header).encode()
     if not blobs:
         return 200, _JSON, head
-    return 200, [(b"content-type", b"application/octet-stream"),
-                 (b"inference-header-content-length", str(len(head)).encode())], b"".join([head, *blobs])
+    return (
+        200,
+        [(b"content-type", b"application/octet-stream"), (b"inference-header-content-length", str(len(head)).encode())],
+        b"".join([head, *blobs]),
+    )
 
 
 def _first_file(body: bytes, ctype: str) -> bytes:
@@ -470,7 +553,7 @@ def _first_part_fast(body: bytes, ctype: str) -> bytes | None:
     pos = body.find(delim)
     while pos >= 0:
         start = pos + len(delim)
-        if body[start:start + 2] == b"--":  # the closing delimiter
+        if body[start : start + 2] == b"--":  # the closing delimiter
             return None
         head_end = body.find(b"\r\n\r\n", start)
         if head_end < 0 or b"content-transfer-encoding" in body[start:head_end].lower():
@@ -479,6 +562,6 @@ def _first_part_fast(body: bytes, ctype: str) -> bytes | None:
         if end < 0:
             return None
         if end > head_end + 4:
-            return body[head_end + 4:end]
+            return body[head_end + 4 : end]
         pos = end + 2
     return None

@@ -16,9 +16,21 @@ _COUNTERS = {
     "nv_inference_request_failure": ("fail", "count", "Number of failed inference requests"),
     "nv_inference_request_duration_us": ("success", "us", "Cumulative inference request duration in microseconds"),
     "nv_inference_queue_duration_us": ("queue", "us", "Cumulative inference queuing duration in microseconds"),
-    "nv_inference_compute_input_duration_us": ("compute_input", "us", "Cumulative compute input duration in microseconds"),
-    "nv_inference_compute_infer_duration_us": ("compute_infer", "us", "Cumulative compute inference duration in microseconds"),
-    "nv_inference_compute_output_duration_us": ("compute_output", "us", "Cumulative compute output duration in microseconds"),
+    "nv_inference_compute_input_duration_us": (
+        "compute_input",
+        "us",
+        "Cumulative compute input duration in microseconds",
+    ),
+    "nv_inference_compute_infer_duration_us": (
+        "compute_infer",
+        "us",
+        "Cumulative compute inference duration in microseconds",
+    ),
+    "nv_inference_compute_output_duration_us": (
+        "compute_output",
+        "us",
+        "Cumulative compute output duration in microseconds",
+    ),
 }
 
 
@@ -32,7 +44,9 @@ class _ModelCollector:
         fams = {n: Metric(n, h, "unknown") for n, (_, _, h) in _COUNTERS.items()}
         count = Metric("nv_inference_count", "Number of inferences performed (batch elements)", "unknown")
         execs = Metric("nv_inference_exec_count", "Number of model executions performed", "unknown")
-        pending = GaugeMetricFamily("nv_inference_pending_request_count", "Requests waiting in the queue", labels=labels)
+        pending = GaugeMetricFamily(
+            "nv_inference_pending_request_count", "Requests waiting in the queue", labels=labels
+        )
         for m in self.manager.loaded():
             lv = {"model": m.name, "version": m.version}
             s = m.stats

@@ -18,8 +18,9 @@ __all__ = ["classify", "decode_bytes", "encode_bytes", "from_json_data", "from_r
 
 
 def check_shape(name: str, shape: Any) -> tuple[int, ...]:
-    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                       for d in shape):
+    if not isinstance(shape, (list, tuple)) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise InferenceInputError(f"input {name!r} has shape {shape!r}; expected a list of non-negative integers")
     return tuple(shape)
 
@@ -41,9 +42,11 @@ def decode_bytes(name: str, buf: bytes | memoryview, count: int) -> np.ndarray:
         (n,) = struct.unpack_from("<I", buf, pos)
         pos += 4
         if pos + n > len(buf):
-            raise InferenceInputError(f"BYTES input {name!r}: element {len(out)} claims {n} bytes but only "
-                                      f"{len(buf) - pos} remain", hint="each element is a 4-byte little-endian length, then the bytes")
-        out.append(bytes(buf[pos:pos + n]))
+            raise InferenceInputError(
+                f"BYTES input {name!r}: element {len(out)} claims {n} bytes but only {len(buf) - pos} remain",
+                hint="each element is a 4-byte little-endian length, then the bytes",
+            )
+        out.append(bytes(buf[pos : pos + n]))
         pos += n
     if len(out) != count:
         raise InferenceInputError(f"BYTES input {name!r} holds {len(out)} elements, its shape needs {count}")
@@ -66,8 +69,10 @@ def from_raw(name: str, datatype: str, shape: tuple[int, ...], buf: bytes | memo
         return decode_bytes(name, buf, count).reshape(shape)
     dt = np_dtype(dtype)
     if len(buf) != count * dt.itemsize:
-        raise InferenceInputError(f"input {name!r}: {len(buf)} bytes of binary data, but shape {list(shape)} of "
-                                  f"{datatype} needs {count * dt.itemsize}")
+        raise InferenceInputError(
+            f"input {name!r}: {len(buf)} bytes of binary data, but shape {list(shape)} of "
+            f"{datatype} needs {count * dt.itemsize}"
+        )
     return np.frombuffer(buf, dtype=dt).reshape(shape)
 
 
@@ -92,8 +97,9 @@ def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) 
     except (ValueError, TypeError, OverflowError) as e:
         raise InferenceInputError(f"input {name!r}: data is not valid {datatype}: {e}") from None
     if arr.size != count:
-        raise InferenceInputError(f"input {name!r} has {arr.size} elements of data, but shape {list(shape)} "
-                                  f"needs {count}")
+        raise InferenceInputError(
+            f"input {name!r} has {arr.size} elements of data, but shape {list(shape)} needs {count}"
+        )
     return arr.reshape(shape)
 
 

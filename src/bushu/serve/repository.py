@@ -1,8 +1,8 @@
 """The model repository in Triton's layout, and the writer other commands use.
 
-    REPO/<model>/config.pbtxt          optional
-    REPO/<model>/labels.txt            optional
-    REPO/<model>/<version>/model.onnx  (or model.xml, a *.null file, or a bushu artifact: bushu.yaml + model)
+REPO/<model>/config.pbtxt          optional
+REPO/<model>/labels.txt            optional
+REPO/<model>/<version>/model.onnx  (or model.xml, a *.null file, or a bushu artifact: bushu.yaml + model)
 """
 
 from __future__ import annotations
@@ -17,8 +17,16 @@ from ..model.artifact import LABELS_FILE, META_FILE, Artifact, _dump
 from ..runtime.registry import BUILTIN
 from .config import CONFIG_FILE, read_config, write_config
 
-__all__ = ["ModelSource", "add_to_repository", "artifact_repository", "check_name", "is_artifact_dir", "list_models",
-           "model_versions", "resolve_version"]
+__all__ = [
+    "ModelSource",
+    "add_to_repository",
+    "artifact_repository",
+    "check_name",
+    "is_artifact_dir",
+    "list_models",
+    "model_versions",
+    "resolve_version",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 # file name -> backend, in the order bushu looks for them in a version directory (the servable backends)
@@ -28,18 +36,21 @@ _MODEL_FILES = {f"model{b.suffixes[0]}": n for n, b in BUILTIN.items() if b.serv
 def check_name(name: str) -> str:
     """Model names are directory names, never paths."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise UserInputError(f"invalid model name {name!r}",
-                             hint="use letters, digits, '_', '-' and '.', starting with a letter or digit (no paths)")
+        raise UserInputError(
+            f"invalid model name {name!r}",
+            hint="use letters, digits, '_', '-' and '.', starting with a letter or digit (no paths)",
+        )
     return name
 
 
 def list_models(repo: Path) -> dict[str, Path]:
     """Model directories in the repository, by name (hidden and invalid names are skipped)."""
     if not repo.is_dir():
-        raise ModelNotFoundError(f"model repository not found: {repo}",
-                                 hint="create one with `bushu quickstart` or lay out REPO/<model>/1/model.onnx")
-    return {p.name: p for p in sorted(repo.iterdir())
-            if p.is_dir() and _NAME.match(p.name) and ".." not in p.name}
+        raise ModelNotFoundError(
+            f"model repository not found: {repo}",
+            hint="create one with `bushu quickstart` or lay out REPO/<model>/1/model.onnx",
+        )
+    return {p.name: p for p in sorted(repo.iterdir()) if p.is_dir() and _NAME.match(p.name) and ".." not in p.name}
 
 
 def model_versions(model_dir: Path) -> dict[int, Path]:
@@ -72,8 +83,10 @@ def resolve_version(version_dir: Path, backend: str | None = None, filename: str
     if nulls:
         return ModelSource(nulls[0], "null")
     found = sorted(p.name for p in version_dir.iterdir())
-    raise ModelLoadError(f"{version_dir} has no model file; found {found or 'nothing'}",
-                         hint=f"put one of {list(_MODEL_FILES)}, a *.null file or a bushu artifact there")
+    raise ModelLoadError(
+        f"{version_dir} has no model file; found {found or 'nothing'}",
+        hint=f"put one of {list(_MODEL_FILES)}, a *.null file or a bushu artifact there",
+    )
 
 
 def _backend_for(filename: str) -> str:
@@ -100,18 +113,28 @@ def artifact_repository(artifacts: list[Path], root: Path) -> Path:
         art = Artifact.load(path)
         name = check_name(art.name or Path(path).resolve().name)
         if name in names:
-            raise UserInputError(f"{path} and {names[name]} are both named {name!r}; a repository holds one model "
-                                 "of a name", hint="serve them one at a time, or lay out a repository: "
-                                                   "REPO/<name>/<version>/ (bushu package writes one)")
+            raise UserInputError(
+                f"{path} and {names[name]} are both named {name!r}; a repository holds one model of a name",
+                hint="serve them one at a time, or lay out a repository: "
+                "REPO/<name>/<version>/ (bushu package writes one)",
+            )
         names[name] = Path(path)
         (root / name).mkdir(parents=True)
         (root / name / "1").symlink_to(Path(path).resolve(), target_is_directory=True)
     return root
 
 
-def add_to_repository(repo: Path, artifact: Artifact, name: str | None = None, version: int = 1,
-                      max_batch_size: int = 8, max_queue_delay_us: int = 2000, instances: int = 1,
-                      backend: str = "onnxruntime", threads: int | None = None) -> Path:
+def add_to_repository(
+    repo: Path,
+    artifact: Artifact,
+    name: str | None = None,
+    version: int = 1,
+    max_batch_size: int = 8,
+    max_queue_delay_us: int = 2000,
+    instances: int = 1,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+) -> Path:
     """Write ``artifact`` as ``repo/<name>/<version>/`` (model.onnx + bushu.yaml) with config.pbtxt and
     labels.txt; returns the model directory. The artifact's metadata keeps pre/post-processing for
     the image endpoint; a Triton server reads only model.onnx and config.pbtxt."""
@@ -119,8 +142,10 @@ def add_to_repository(repo: Path, artifact: Artifact, name: str | None = None, v
     if version < 1:
         raise UserInputError(f"version must be >= 1, got {version}")
     if not artifact.model_path.suffix == ".onnx" and backend == "onnxruntime":
-        raise UserInputError(f"artifact model {artifact.model_file!r} is not ONNX; onnxruntime serves model.onnx",
-                             hint="export it to ONNX first (bushu import / bushu export --format onnx)")
+        raise UserInputError(
+            f"artifact model {artifact.model_file!r} is not ONNX; onnxruntime serves model.onnx",
+            hint="export it to ONNX first (bushu import / bushu export --format onnx)",
+        )
     if max_batch_size and artifact.inputs and not all(s.has_batch for s in artifact.inputs):
         max_batch_size = 0  # exported with a fixed batch (Ultralytics' default, tflite2onnx): no batching axis
     model_dir = Path(repo) / name

@@ -33,15 +33,18 @@ class SharedMemoryOffError(UserInputError):
 def require(shm: SharedMemoryRegions | None) -> SharedMemoryRegions:
     """The server's regions, or a 403 when the extension is off (both front ends ask through this)."""
     if shm is None:
-        raise SharedMemoryOffError("the shared memory extension is off on this server",
-                                   hint="start bushu serve with --shared-memory (on by default when it listens on "
-                                        "loopback)")
+        raise SharedMemoryOffError(
+            "the shared memory extension is off on this server",
+            hint="start bushu serve with --shared-memory (on by default when it listens on loopback)",
+        )
     return shm
 
 
 def cuda_unsupported() -> UserInputError:
-    return UserInputError("CUDA shared memory is not supported by this server",
-                          hint="use system shared memory (/v2/systemsharedmemory), or send tensors in the request")
+    return UserInputError(
+        "CUDA shared memory is not supported by this server",
+        hint="use system shared memory (/v2/systemsharedmemory), or send tensors in the request",
+    )
 
 
 def wants_shared_memory(params: Any) -> bool:
@@ -65,23 +68,30 @@ class SharedMemoryRegions:
         if not isinstance(name, str) or not name:
             raise InferenceInputError("a shared memory region needs a name")
         if not isinstance(key, str) or not _KEY.fullmatch(key) or key.lstrip("/") in (".", ".."):
-            raise InferenceInputError(f"shared memory key {key!r} is not a POSIX shared memory name",
-                                      hint="keys look like '/input_data' (as shm_open takes them); paths are refused")
+            raise InferenceInputError(
+                f"shared memory key {key!r} is not a POSIX shared memory name",
+                hint="keys look like '/input_data' (as shm_open takes them); paths are refused",
+            )
         for what, v in (("offset", offset), ("byte_size", byte_size)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise InferenceInputError(f"shared memory region {name!r}: {what} must be a non-negative integer, "
-                                          f"got {v!r}")
+                raise InferenceInputError(
+                    f"shared memory region {name!r}: {what} must be a non-negative integer, got {v!r}"
+                )
         path = _SHM_DIR / key.lstrip("/")
         with self._lock:
             if name in self._regions:
-                raise InferenceInputError(f"shared memory region {name!r} is already registered",
-                                          hint="unregister it first, or pick another name")
+                raise InferenceInputError(
+                    f"shared memory region {name!r} is already registered",
+                    hint="unregister it first, or pick another name",
+                )
             try:
                 fd = os.open(path, os.O_RDWR)
             except FileNotFoundError:
-                raise InferenceInputError(f"shared memory key {key!r} does not exist on the server's host",
-                                          hint="create it first (tritonclient.utils.shared_memory.create_shared_"
-                                               "memory_region); shared memory works only on the same host") from None
+                raise InferenceInputError(
+                    f"shared memory key {key!r} does not exist on the server's host",
+                    hint="create it first (tritonclient.utils.shared_memory.create_shared_"
+                    "memory_region); shared memory works only on the same host",
+                ) from None
             except OSError as e:
                 raise InferenceInputError(f"cannot open shared memory key {key!r}: {e.strerror}") from None
             try:
@@ -89,8 +99,10 @@ class SharedMemoryRegions:
                 if size == 0:
                     raise InferenceInputError(f"shared memory key {key!r} is empty")
                 if offset + byte_size > size:
-                    raise InferenceInputError(f"shared memory region {name!r}: offset {offset} + byte_size "
-                                              f"{byte_size} is past the end of {key!r} ({size} bytes)")
+                    raise InferenceInputError(
+                        f"shared memory region {name!r}: offset {offset} + byte_size "
+                        f"{byte_size} is past the end of {key!r} ({size} bytes)"
+                    )
                 self._regions[name] = _Region(name, key, offset, byte_size, mmap.mmap(fd, size))
             finally:
                 os.close(fd)
@@ -106,8 +118,10 @@ class SharedMemoryRegions:
     def status(self, name: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             if name is not None and name not in self._regions:
-                raise UserInputError(f"no shared memory region {name!r} is registered",
-                                     hint=f"registered: {sorted(self._regions) or 'none'}")
+                raise UserInputError(
+                    f"no shared memory region {name!r} is registered",
+                    hint=f"registered: {sorted(self._regions) or 'none'}",
+                )
             regions = [self._regions[name]] if name is not None else list(self._regions.values())
             return [{"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size} for r in regions]
 
@@ -116,26 +130,38 @@ class SharedMemoryRegions:
         name, offset, byte_size = params.get(_REGION), params.get(_OFFSET, 0), params.get(_SIZE)
         region = self._regions.get(name) if isinstance(name, str) else None
         if region is None:
-            raise InferenceInputError(f"{what}: no shared memory region {name!r} is registered",
-                                      hint="register it first (POST /v2/systemsharedmemory/region/NAME/register)")
-        if not isinstance(offset, int) or not isinstance(byte_size, int) or offset < 0 or byte_size < 0 \
-                or offset + byte_size > region.byte_size:
-            raise InferenceInputError(f"{what}: offset {offset!r} + byte_size {byte_size!r} is outside shared memory "
-                                      f"region {name!r} ({region.byte_size} bytes)")
+            raise InferenceInputError(
+                f"{what}: no shared memory region {name!r} is registered",
+                hint="register it first (POST /v2/systemsharedmemory/region/NAME/register)",
+            )
+        if (
+            not isinstance(offset, int)
+            or not isinstance(byte_size, int)
+            or offset < 0
+            or byte_size < 0
+            or offset + byte_size > region.byte_size
+        ):
+            raise InferenceInputError(
+                f"{what}: offset {offset!r} + byte_size {byte_size!r} is outside shared memory "
+                f"region {name!r} ({region.byte_size} bytes)"
+            )
         return region, region.offset + offset, byte_size
 
     def read(self, params: dict, what: str) -> bytes:
         """A copy of the input's bytes: the client may overwrite the region once it has its answer."""
         with self._lock:
             region, start, byte_size = self._window(params, what)
-            return region.map[start:start + byte_size]
+            return region.map[start : start + byte_size]
 
     def write(self, params: dict, data: bytes, what: str) -> dict[str, Any]:
         """Put an output's bytes in its window; returns the parameters its response entry carries."""
         with self._lock:
             region, start, byte_size = self._window(params, what)
             if len(data) > byte_size:
-                raise InferenceInputError(f"{what} needs {len(data)} bytes, but its shared memory window "
-                                          f"({params[_REGION]!r}) has {byte_size}", hint="register a larger region")
-            region.map[start:start + len(data)] = data
+                raise InferenceInputError(
+                    f"{what} needs {len(data)} bytes, but its shared memory window "
+                    f"({params[_REGION]!r}) has {byte_size}",
+                    hint="register a larger region",
+                )
+            region.map[start : start + len(data)] = data
         return {_REGION: params[_REGION], _SIZE: len(data)}

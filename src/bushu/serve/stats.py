@@ -52,11 +52,19 @@ class Stats:
         with self._lock:
             dur = {k: {"count": self.count[k], "ns": self.ns[k]} for k in _DURATIONS}
             return {
-                "name": self.name, "version": self.version, "last_inference": self.last_inference_ms,
-                "inference_count": self.inference_count, "execution_count": self.execution_count,
+                "name": self.name,
+                "version": self.version,
+                "last_inference": self.last_inference_ms,
+                "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
                 "inference_stats": {**dur, "cache_hit": {"count": 0, "ns": 0}, "cache_miss": {"count": 0, "ns": 0}},
                 "batch_stats": [
-                    {"batch_size": b, "compute_input": {"count": c, "ns": 0},
-                     "compute_infer": {"count": c, "ns": ns}, "compute_output": {"count": c, "ns": 0}}
-                    for b, (c, ns) in sorted(self.batches.items())],
+                    {
+                        "batch_size": b,
+                        "compute_input": {"count": c, "ns": 0},
+                        "compute_infer": {"count": c, "ns": ns},
+                        "compute_output": {"count": c, "ns": 0},
+                    }
+                    for b, (c, ns) in sorted(self.batches.items())
+                ],
             }

@@ -19,11 +19,15 @@ def classifier_onnx(path: Path, features: int = 4, classes: int = 3, seed: int =
     w = numpy_helper.from_array(rng.standard_normal((features, classes)).astype(np.float32), "W")
     b = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "B")
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W", "B"], ["logits"]), helper.make_node("Softmax", ["logits"], ["probs"], axis=1)],
+        [
+            helper.make_node("Gemm", ["x", "W", "B"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        ],
         "classifier",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
-        initializer=[w, b])
+        initializer=[w, b],
+    )
     _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
@@ -34,11 +38,14 @@ def add_sub_onnx(path: Path, dtype: str = "int32", width: int = 16) -> Path:
 
     t = {"int32": TensorProto.INT32, "float32": TensorProto.FLOAT}[dtype]
     graph = helper.make_graph(
-        [helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
-         helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])],
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
         "add_sub",
         [helper.make_tensor_value_info(n, t, ["batch", width]) for n in ("INPUT0", "INPUT1")],
-        [helper.make_tensor_value_info(n, t, ["batch", width]) for n in ("OUTPUT0", "OUTPUT1")])
+        [helper.make_tensor_value_info(n, t, ["batch", width]) for n in ("OUTPUT0", "OUTPUT1")],
+    )
     _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
@@ -61,16 +68,19 @@ def make_test_repository(root: Path, echo_delay_ms: float = 30) -> Path:
     add_sub_onnx(root / "add_sub" / "1" / "model.onnx")
     (root / "add_sub" / "config.pbtxt").write_text(
         'name: "add_sub"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
-        'dynamic_batching { max_queue_delay_microseconds: 1000 }\n'
-        'instance_group { count: 1 kind: KIND_CPU }\nparameters { key: "threads" value { string_value: "1" } }\n')
+        "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"
+        'instance_group { count: 1 kind: KIND_CPU }\nparameters { key: "threads" value { string_value: "1" } }\n'
+    )
     (root / "echo" / "1").mkdir(parents=True)
     (root / "echo" / "1" / "model.null").write_text(
         f"delay_ms: {echo_delay_ms}\ninputs: [{{name: x, dtype: float32, shape: [batch, 2]}}]\n"
-        "outputs: [{name: y, dtype: float32, shape: [batch, 2]}]\n")
+        "outputs: [{name: y, dtype: float32, shape: [batch, 2]}]\n"
+    )
     (root / "echo" / "config.pbtxt").write_text(
-        'max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 20000 }\n'
-        'instance_group { count: 1 }\n')
+        "max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 20000 }\ninstance_group { count: 1 }\n"
+    )
     (root / "text" / "1").mkdir(parents=True)
     (root / "text" / "1" / "model.null").write_text(
-        "inputs: [{name: TEXT, dtype: bytes, shape: [batch, 1]}]\noutputs: [{name: OUT, dtype: bytes, shape: [batch, 1]}]\n")
+        "inputs: [{name: TEXT, dtype: bytes, shape: [batch, 1]}]\noutputs: [{name: OUT, dtype: bytes, shape: [batch, 1]}]\n"
+    )
     return root

@@ -38,8 +38,17 @@ from ..runtime.registry import get_backend, list_backends
 from ..spec import dtype_name
 from .golden import UNSUPPORTED_OP, GoldenCase, golden_cases, write_golden, write_unsupported_onnx
 
-__all__ = ["CHECKS", "ConformanceError", "Target", "backend_params", "check_backend", "golden_cases",
-           "run_check", "targets", "write_golden"]
+__all__ = [
+    "CHECKS",
+    "ConformanceError",
+    "Target",
+    "backend_params",
+    "check_backend",
+    "golden_cases",
+    "run_check",
+    "targets",
+    "write_golden",
+]
 
 
 class ConformanceError(AssertionError):
@@ -93,8 +102,11 @@ def check_io(t: Target) -> None:
                 if g.dtype != w.dtype:
                     _fail(t, f"{kind} {g.name!r} has dtype {g.dtype}, expected {w.dtype}")
                 if len(g.shape) != len(w.shape) or not isinstance(g.shape[0], str) or g.shape[1:] != w.shape[1:]:
-                    _fail(t, f"{kind} {g.name!r} has shape {list(g.shape)}, expected {list(w.shape)} "
-                             "(a symbolic str leading dim, fixed dims equal)")
+                    _fail(
+                        t,
+                        f"{kind} {g.name!r} has shape {list(g.shape)}, expected {list(w.shape)} "
+                        "(a symbolic str leading dim, fixed dims equal)",
+                    )
         if not isinstance(b.describe(), dict):
             _fail(t, f"describe() returned {type(b.describe()).__name__}, expected a dict")
 
@@ -148,8 +160,7 @@ def check_bad_inputs(t: Target) -> None:
 def check_corrupt_file(t: Target, tmp: Path) -> None:
     """A truncated file, an empty file, garbage bytes → ModelLoadError; a missing file → a 4xx error."""
     data = t.path.read_bytes()
-    for what, content in (("truncated", data[: len(data) // 2]), ("empty", b""),
-                          ("garbage", bytes(range(256)) * 8)):
+    for what, content in (("truncated", data[: len(data) // 2]), ("empty", b""), ("garbage", bytes(range(256)) * 8)):
         bad = tmp / f"{what}-{t.path.name}"
         bad.write_bytes(content)
         _raises(t, (ModelLoadError,), f"{what} file", lambda bad=bad: load_backend(bad, t.backend))
@@ -226,8 +237,9 @@ def run_check(backend: str, check: str, cases: Iterable[GoldenCase]) -> int:
             except Exception as e:  # noqa: BLE001 - an unexpected error is a failure of this target, not of the run
                 failures.append(f"{t}: {type(e).__name__}: {str(e)[:300]}")
     if failures:
-        raise ConformanceError(f"{backend} fails {check!r} on {len(failures)}/{len(found)} model(s):\n  "
-                               + "\n  ".join(failures))
+        raise ConformanceError(
+            f"{backend} fails {check!r} on {len(failures)}/{len(found)} model(s):\n  " + "\n  ".join(failures)
+        )
     return len(found)
 
 
@@ -268,4 +280,3 @@ def backend_params(names: Iterable[str] | None = None, include_null: bool = True
         except MissingDependencyError as e:
             params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=f"{e.message}; {e.hint}")))
     return params
-

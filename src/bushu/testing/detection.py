@@ -29,8 +29,19 @@ __all__ = ["FORMATS", "OIDV4_STAMPS", "Scene", "generate_scenes", "write_detecti
 FORMATS = ("coco", "yolo", "voc")
 
 #: background photo -> where it comes from (greyscale ones are made RGB)
-BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "china", "flower", "camera",
-               "grass", "gravel", "brick")
+BACKGROUNDS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "china",
+    "flower",
+    "camera",
+    "grass",
+    "gravel",
+    "brick",
+)
 
 
 #: Open Images class -> stamps (under STAMPS_DIR) that MediaPipe's SSD MobileNetV2 (oidv4, 24 classes) finds: for
@@ -39,8 +50,12 @@ BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", 
 #: 0.75, truck 0.73; Dog: dog 0.85, dingo 0.84, fox 0.41; Mug: mug 0.62; Camera: camera_35mm 0.73. (Its cows and
 #: bulls read as Dog first, its cats are lions and tigers: left out.)
 OIDV4_STAMPS: dict[str, list[str]] = {
-    "Car": ["vehicles/auto/beetle.png", "vehicles/auto/sedan.png", "vehicles/auto/sportscar2.png",
-            "vehicles/auto/truck.png"],
+    "Car": [
+        "vehicles/auto/beetle.png",
+        "vehicles/auto/sedan.png",
+        "vehicles/auto/sportscar2.png",
+        "vehicles/auto/truck.png",
+    ],
     "Dog": ["animals/mammals/dogs/dog.png", "animals/mammals/dogs/dingo.png", "animals/mammals/dogs/fox.png"],
     "Mug": ["household/dishes/mug.png"],
     "Camera": ["hobbies/camera_35mm.png"],
@@ -89,16 +104,22 @@ def _stamp_files(categories: list[str] | Mapping[str, Sequence[str | Path]] | No
     if missing:
         from ..errors import NotFoundError
 
-        raise NotFoundError(f"stamp file(s) not found: {', '.join(missing[:3])}",
-                            hint="apt-get install tuxpaint-stamps-default")
+        raise NotFoundError(
+            f"stamp file(s) not found: {', '.join(missing[:3])}", hint="apt-get install tuxpaint-stamps-default"
+        )
     return out
 
 
-def generate_scenes(n_images: int = 20, seed: int = 0, size: tuple[int, int] = (320, 240),
-                    categories: list[str] | Mapping[str, Sequence[str | Path]] | None = None,
-                    objects: tuple[int, int] = (1, 4),
-                    scale: tuple[int, int] = (40, 110), max_cover: float = 0.25,
-                    plain: tuple[int, int, int] | None = None) -> tuple[list[str], list[Scene]]:
+def generate_scenes(
+    n_images: int = 20,
+    seed: int = 0,
+    size: tuple[int, int] = (320, 240),
+    categories: list[str] | Mapping[str, Sequence[str | Path]] | None = None,
+    objects: tuple[int, int] = (1, 4),
+    scale: tuple[int, int] = (40, 110),
+    max_cover: float = 0.25,
+    plain: tuple[int, int, int] | None = None,
+) -> tuple[list[str], list[Scene]]:
     """``(class names, scenes)``: ``n_images`` scenes of ``size`` (width, height) with ``objects`` (min, max)
     stamps each, whose longer side is ``scale`` (min, max) pixels. Deterministic for a seed.
 
@@ -121,7 +142,9 @@ def generate_scenes(n_images: int = 20, seed: int = 0, size: tuple[int, int] = (
         s = rng.uniform(0.5, 1.0)
         ch, cw = int(h * s), int(min(w, h * s * width / height))
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        canvas = Image.fromarray(np.ascontiguousarray(bg[y:y + ch, x:x + cw])).resize((width, height), Image.BILINEAR)
+        canvas = Image.fromarray(np.ascontiguousarray(bg[y : y + ch, x : x + cw])).resize(
+            (width, height), Image.BILINEAR
+        )
         if rng.random() < 0.5:
             canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
         if plain is not None:
@@ -153,13 +176,18 @@ def generate_scenes(n_images: int = 20, seed: int = 0, size: tuple[int, int] = (
                     boxes.append(box)
                     labels.append(c)
                     break
-        scenes.append(Scene(f"scene_{i:04d}", np.asarray(canvas), np.asarray(boxes, np.float32).reshape(-1, 4),
-                            np.asarray(labels, np.int64)))
+        scenes.append(
+            Scene(
+                f"scene_{i:04d}",
+                np.asarray(canvas),
+                np.asarray(boxes, np.float32).reshape(-1, 4),
+                np.asarray(labels, np.int64),
+            )
+        )
     return classes, scenes
 
 
-def write_detection_dataset(out: str | Path, fmt: str = "yolo", n_images: int = 20, seed: int = 0,
-                            **options) -> Path:
+def write_detection_dataset(out: str | Path, fmt: str = "yolo", n_images: int = 20, seed: int = 0, **options) -> Path:
     """Write ``generate_scenes(n_images, seed, **options)`` to ``out`` in ``fmt`` (coco, yolo or voc)."""
     if fmt not in FORMATS:
         raise UnknownNameError("annotation format", fmt, list(FORMATS))
@@ -186,10 +214,21 @@ def write_coco(out: Path, classes: list[str], scenes: list[Scene]) -> None:
         h, w = sc.image.shape[:2]
         images.append({"id": i, "file_name": name, "width": w, "height": h})
         for (x1, y1, x2, y2), c in zip(sc.boxes.tolist(), sc.classes.tolist()):
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": c + 1, "iscrowd": 0,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1)})
-    doc = {"images": images, "annotations": annotations,
-           "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)]}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": c + 1,
+                    "iscrowd": 0,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                }
+            )
+    doc = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)],
+    }
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     (out / "annotations" / "instances.json").write_text(json.dumps(doc), encoding="utf-8")
 
@@ -202,12 +241,17 @@ def write_yolo(out: Path, classes: list[str], scenes: list[Scene]) -> None:
     for sc in scenes:
         name = _save(sc, out / "images")
         h, w = sc.image.shape[:2]
-        lines = [f"{c} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
-                 for (x1, y1, x2, y2), c in zip(sc.boxes.tolist(), sc.classes.tolist())]
+        lines = [
+            f"{c} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+            for (x1, y1, x2, y2), c in zip(sc.boxes.tolist(), sc.classes.tolist())
+        ]
         (out / "labels" / Path(name).with_suffix(".txt")).write_text("".join(s + "\n" for s in lines))
-    (out / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images", "val": "images",
-                                                   "nc": len(classes), "names": dict(enumerate(classes))},
-                                                  sort_keys=False))
+    (out / "data.yaml").write_text(
+        yaml.safe_dump(
+            {"path": ".", "train": "images", "val": "images", "nc": len(classes), "names": dict(enumerate(classes))},
+            sort_keys=False,
+        )
+    )
 
 
 def write_voc(out: Path, classes: list[str], scenes: list[Scene]) -> None:
@@ -223,7 +267,9 @@ def write_voc(out: Path, classes: list[str], scenes: list[Scene]) -> None:
         objs = "".join(
             f"<object><name>{escape(classes[c])}</name><difficult>0</difficult><bndbox><xmin>{x1 + 1:g}</xmin>"
             f"<ymin>{y1 + 1:g}</ymin><xmax>{x2:g}</xmax><ymax>{y2:g}</ymax></bndbox></object>"
-            for (x1, y1, x2, y2), c in zip(sc.boxes.tolist(), sc.classes.tolist()))
+            for (x1, y1, x2, y2), c in zip(sc.boxes.tolist(), sc.classes.tolist())
+        )
         (out / "Annotations" / Path(name).with_suffix(".xml")).write_text(
             f"<annotation><folder>JPEGImages</folder><filename>{name}</filename><size><width>{w}</width>"
-            f"<height>{h}</height><depth>3</depth></size>{objs}</annotation>\n")
+            f"<height>{h}</height><depth>3</depth></size>{objs}</annotation>\n"
+        )

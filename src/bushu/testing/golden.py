@@ -25,8 +25,16 @@ import numpy as np
 
 from ..spec import DTYPES, TensorSpec, np_dtype
 
-__all__ = ["CASES", "EDGE_FORMATS", "IO_EXTRA_FILE", "UNSUPPORTED_OP", "GoldenCase", "golden_cases", "write_golden",
-           "write_unsupported_onnx"]
+__all__ = [
+    "CASES",
+    "EDGE_FORMATS",
+    "IO_EXTRA_FILE",
+    "UNSUPPORTED_OP",
+    "GoldenCase",
+    "golden_cases",
+    "write_golden",
+    "write_unsupported_onnx",
+]
 
 IO_EXTRA_FILE = "bushu_io.json"  # IO specs stored inside .pt2/.pt files (torch keeps no output names)
 OPSET = 17
@@ -126,10 +134,26 @@ def golden_cases(root: str | Path | None = None) -> list[GoldenCase]:
         out = [TensorSpec(f"OUTPUT{i}", dt, ("batch", 4)) for i in range(2)]
         rtol, atol = TOLERANCE[dt]
         cases.append(GoldenCase(f"add_sub_{dt}", io, out, _add_sub, rtol, atol))
-    cases.append(GoldenCase("gemm_softmax", [TensorSpec("INPUT0", "float32", ("batch", 16))],
-                            [TensorSpec("OUTPUT0", "float32", ("batch", 8))], _gemm_softmax, 1e-5, 1e-6))
-    cases.append(GoldenCase("conv_relu", [TensorSpec("INPUT0", "float32", ("batch", 3, 8, 8))],
-                            [TensorSpec("OUTPUT0", "float32", ("batch", 4))], _conv_relu, 1e-5, 1e-5))
+    cases.append(
+        GoldenCase(
+            "gemm_softmax",
+            [TensorSpec("INPUT0", "float32", ("batch", 16))],
+            [TensorSpec("OUTPUT0", "float32", ("batch", 8))],
+            _gemm_softmax,
+            1e-5,
+            1e-6,
+        )
+    )
+    cases.append(
+        GoldenCase(
+            "conv_relu",
+            [TensorSpec("INPUT0", "float32", ("batch", 3, 8, 8))],
+            [TensorSpec("OUTPUT0", "float32", ("batch", 4))],
+            _conv_relu,
+            1e-5,
+            1e-5,
+        )
+    )
     # The null backend echoes input i as output i; it is the only format it reads.
     io = [TensorSpec(f"INPUT{i}", "float32", ("batch", 4)) for i in range(2)]
     out = [TensorSpec(f"OUTPUT{i}", "float32", ("batch", 4)) for i in range(2)]
@@ -161,18 +185,24 @@ def _onnx_model(case: GoldenCase):
 
     inits = []
     if case.name.startswith("add_sub"):
-        nodes = [helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
-                 helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])]
+        nodes = [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ]
     elif case.name == "gemm_softmax":
         inits = [numpy_helper.from_array(GEMM_W, "W"), numpy_helper.from_array(GEMM_B, "B")]
-        nodes = [helper.make_node("Gemm", ["INPUT0", "W", "B"], ["logits"], transB=1),
-                 helper.make_node("Softmax", ["logits"], ["OUTPUT0"], axis=-1)]
+        nodes = [
+            helper.make_node("Gemm", ["INPUT0", "W", "B"], ["logits"], transB=1),
+            helper.make_node("Softmax", ["logits"], ["OUTPUT0"], axis=-1),
+        ]
     elif case.name == "conv_relu":
         inits = [numpy_helper.from_array(CONV_W, "W"), numpy_helper.from_array(CONV_B, "B")]
-        nodes = [helper.make_node("Conv", ["INPUT0", "W", "B"], ["conv"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-                 helper.make_node("Relu", ["conv"], ["relu"]),
-                 helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
-                 helper.make_node("Flatten", ["pool"], ["OUTPUT0"], axis=1)]
+        nodes = [
+            helper.make_node("Conv", ["INPUT0", "W", "B"], ["conv"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+            helper.make_node("Relu", ["conv"], ["relu"]),
+            helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
+            helper.make_node("Flatten", ["pool"], ["OUTPUT0"], axis=1),
+        ]
     else:
         raise ValueError(f"no ONNX builder for golden case {case.name!r}")
     graph = helper.make_graph(nodes, case.name, [vi(s) for s in case.inputs], [vi(s) for s in case.outputs], inits)
@@ -194,8 +224,9 @@ def write_unsupported_onnx(case: GoldenCase, path: str | Path) -> Path:
         return helper.make_tensor_value_info(s.name, DTYPES[s.dtype][2], list(s.shape))
 
     node = helper.make_node(UNSUPPORTED_OP, [s.name for s in case.inputs], [s.name for s in case.outputs])
-    graph = helper.make_graph([node], f"{case.name}_unsupported", [vi(s) for s in case.inputs],
-                              [vi(s) for s in case.outputs])
+    graph = helper.make_graph(
+        [node], f"{case.name}_unsupported", [vi(s) for s in case.inputs], [vi(s) for s in case.outputs]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     onnx.save(model, str(path))
@@ -247,8 +278,11 @@ def _write_torch(case: GoldenCase, out: Path) -> None:
     batch = Dim("batch", min=1, max=1024)
     shapes = {s.name: {0: batch} for s in case.inputs}
     # Neither format keeps output names; a backend may read them from this extra file.
-    io = {IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in case.inputs],
-                                     "outputs": [s.to_dict() for s in case.outputs]})}
+    io = {
+        IO_EXTRA_FILE: json.dumps(
+            {"inputs": [s.to_dict() for s in case.inputs], "outputs": [s.to_dict() for s in case.outputs]}
+        )
+    }
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still read by the torch backend
         program = torch.export.export(module, example, dynamic_shapes=shapes)
@@ -270,8 +304,12 @@ def _write_null(case: GoldenCase, out: Path) -> None:
     import yaml
 
     path = out / f"{case.name}.null"
-    path.write_text(yaml.safe_dump({"inputs": [s.to_dict() for s in case.inputs],
-                                    "outputs": [s.to_dict() for s in case.outputs]}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {"inputs": [s.to_dict() for s in case.inputs], "outputs": [s.to_dict() for s in case.outputs]},
+            sort_keys=False,
+        )
+    )
     case.files[".null"] = path
 
 
@@ -338,15 +376,34 @@ def _write_ncnn(case: GoldenCase, out: Path) -> None:
     scratch = out / f"{case.name}.pnnx"
     scratch.mkdir(exist_ok=True)
     shapes = ",".join("[" + ",".join(str(d) for d in s.concrete_shape(1)) + "]f32" for s in case.inputs)
-    _convert([_tool("pnnx"), str(case.files[".onnx"]), f"inputshape={shapes}", "fp16=0", f"ncnnparam={param}",
-              f"ncnnbin={weights}", f"pnnxparam={scratch / 'p.param'}", f"pnnxbin={scratch / 'p.bin'}",
-              f"pnnxpy={scratch / 'p.py'}", f"pnnxonnx={scratch / 'p.onnx'}", f"ncnnpy={scratch / 'n.py'}"],
-             out, "pnnx")
+    _convert(
+        [
+            _tool("pnnx"),
+            str(case.files[".onnx"]),
+            f"inputshape={shapes}",
+            "fp16=0",
+            f"ncnnparam={param}",
+            f"ncnnbin={weights}",
+            f"pnnxparam={scratch / 'p.param'}",
+            f"pnnxbin={scratch / 'p.bin'}",
+            f"pnnxpy={scratch / 'p.py'}",
+            f"pnnxonnx={scratch / 'p.onnx'}",
+            f"ncnnpy={scratch / 'n.py'}",
+        ],
+        out,
+        "pnnx",
+    )
     net = ncnn.Net()
     net.load_param(str(param))
     key = lambda n: int("".join(c for c in n if c.isdigit()) or 0)  # noqa: E731
-    write_io(param, case.inputs, case.outputs, sorted(net.input_names(), key=key),
-             sorted(net.output_names(), key=key), batch="loop")
+    write_io(
+        param,
+        case.inputs,
+        case.outputs,
+        sorted(net.input_names(), key=key),
+        sorted(net.output_names(), key=key),
+        batch="loop",
+    )
     case.files[".param"] = param
 
 
@@ -356,8 +413,21 @@ def _write_mnn(case: GoldenCase, out: Path) -> None:
     path = out / f"{case.name}.mnn"
     from ..export._mnn import mnnconvert_command  # not the mnnconvert script: it pip-installs a telemetry SDK
 
-    _convert([*mnnconvert_command(), "-f", "ONNX", "--modelFile", str(case.files[".onnx"]), "--MNNModel", str(path),
-              "--bizCode", "bushu"], out, "mnnconvert")
+    _convert(
+        [
+            *mnnconvert_command(),
+            "-f",
+            "ONNX",
+            "--modelFile",
+            str(case.files[".onnx"]),
+            "--MNNModel",
+            str(path),
+            "--bizCode",
+            "bushu",
+        ],
+        out,
+        "mnnconvert",
+    )
     write_io(path, case.inputs, case.outputs)
     case.files[".mnn"] = path
 
@@ -366,9 +436,11 @@ def _write_tflite(cases: list[GoldenCase], out: Path) -> None:
     """In one child process: litert-torch imports JAX, whose threads make a later fork() of this process unsafe."""
     import sys
 
-    code = ("import sys; from pathlib import Path; from bushu.testing import golden; "
-            "[golden._write_tflite_here(c, Path(sys.argv[1])) for c in golden.golden_cases() "
-            "if c.name in sys.argv[2:]]")
+    code = (
+        "import sys; from pathlib import Path; from bushu.testing import golden; "
+        "[golden._write_tflite_here(c, Path(sys.argv[1])) for c in golden.golden_cases() "
+        "if c.name in sys.argv[2:]]"
+    )
     _convert([sys.executable, "-c", code, str(out), *(c.name for c in cases)], out, "litert-torch")
     for case in cases:
         case.files[".tflite"] = out / f"{case.name}.tflite"
@@ -389,6 +461,12 @@ def _write_tflite_here(case: GoldenCase, out: Path) -> None:
     from ai_edge_litert import interpreter as tfl
 
     runner = tfl.Interpreter(model_path=str(path)).get_signature_runner()
-    write_io(path, case.inputs, case.outputs, list(runner.get_input_details()), list(runner.get_output_details()),
-             batch="loop")
+    write_io(
+        path,
+        case.inputs,
+        case.outputs,
+        list(runner.get_input_details()),
+        list(runner.get_output_details()),
+        batch="loop",
+    )
     case.files[".tflite"] = path

@@ -16,8 +16,13 @@ from ..errors import MissingDependencyError
 __all__ = ["PHOTO_CLASSES", "write_imagenet_photos"]
 
 #: folder (ImageNet label) -> where the photo comes from
-PHOTO_CLASSES = {"Egyptian_cat": "skimage chelsea", "espresso": "skimage coffee", "missile": "skimage rocket",
-                 "palace": "sklearn china.jpg", "daisy": "sklearn flower.jpg"}
+PHOTO_CLASSES = {
+    "Egyptian_cat": "skimage chelsea",
+    "espresso": "skimage coffee",
+    "missile": "skimage rocket",
+    "palace": "sklearn china.jpg",
+    "daisy": "sklearn flower.jpg",
+}
 
 
 def _photos() -> dict[str, np.ndarray]:
@@ -28,8 +33,13 @@ def _photos() -> dict[str, np.ndarray]:
         raise MissingDependencyError("the sample photos (scikit-image, scikit-learn)", "data") from e
     sk = load_sample_images()
     by_name = {Path(f).stem: im for f, im in zip(sk.filenames, sk.images, strict=True)}
-    return {"Egyptian_cat": data.chelsea(), "espresso": data.coffee(), "missile": data.rocket(),
-            "palace": by_name["china"], "daisy": by_name["flower"]}
+    return {
+        "Egyptian_cat": data.chelsea(),
+        "espresso": data.coffee(),
+        "missile": data.rocket(),
+        "palace": by_name["china"],
+        "daisy": by_name["flower"],
+    }
 
 
 def write_imagenet_photos(out: str | Path, per_class: int = 8, seed: int = 0) -> Path:
@@ -46,7 +56,7 @@ def write_imagenet_photos(out: str | Path, per_class: int = 8, seed: int = 0) ->
             s = rng.uniform(0.6, 1.0) if i else 1.0
             ch, cw = int(h * s), int(w * s)
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            crop = img[y:y + ch, x:x + cw]
+            crop = img[y : y + ch, x : x + cw]
             if i % 2:
                 crop = crop[:, ::-1]
             Image.fromarray(np.ascontiguousarray(crop)).save(d / f"{cls}_{i}.jpg", quality=92)

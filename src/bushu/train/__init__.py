@@ -74,7 +74,9 @@ def parse_budget(text: str | float | int | None) -> float | None:
         return float(s)
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*(h|m|min|s|sec)", s)
     if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(h|m|min|s|sec)", "", s).strip():
-        raise UserInputError(f"cannot read the budget {text!r}", hint="give seconds (300) or a duration: 90s, 5m, 1h, 1m30s")
+        raise UserInputError(
+            f"cannot read the budget {text!r}", hint="give seconds (300) or a duration: 90s, 5m, 1h, 1m30s"
+        )
     unit = {"h": 3600, "m": 60, "min": 60, "s": 1, "sec": 1}
     return float(sum(float(v) * unit[u] for v, u in parts))
 
@@ -100,8 +102,15 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] | None = None) -> dict[s
         from .detection import train_detection
 
         return train_detection(cfg, echo)
-    ds = load_dataset(cfg.data, kind=cfg.kind, val=cfg.val, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                      test=cfg.test, test_fraction=cfg.test_fraction)
+    ds = load_dataset(
+        cfg.data,
+        kind=cfg.kind,
+        val=cfg.val,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        test=cfg.test,
+        test_fraction=cfg.test_fraction,
+    )
     if cfg.other:
         from .data import add_other_class
 

@@ -43,7 +43,10 @@ def train_audio(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
     from .image import train_images
 
     params = spectrogram_settings(ds)
-    echo(f"audio: {params['duration']:g} s clips at {params['sample_rate']} Hz -> {params['n_mels']}-band log-mel "
-         "spectrogram images")
-    return train_images(replace(cfg, augment=False), ds, echo,
-                        preprocess_for=lambda name, size: audio_preprocess(name, size, params))
+    echo(
+        f"audio: {params['duration']:g} s clips at {params['sample_rate']} Hz -> {params['n_mels']}-band log-mel "
+        "spectrogram images"
+    )
+    return train_images(
+        replace(cfg, augment=False), ds, echo, preprocess_for=lambda name, size: audio_preprocess(name, size, params)
+    )

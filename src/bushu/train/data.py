@@ -67,11 +67,20 @@ class DataCheck:
         return round(max(c) / min(c), 2) if c else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "root": self.root, "classes": self.classes, "counts": self.counts,
-                "n_examples": sum(self.counts.values()), "imbalance": self.imbalance,
-                "n_skipped": len(self.skipped), "skipped": self.skipped,
-                "n_duplicates": len(self.duplicates), "duplicates": self.duplicates,
-                "ignored": self.ignored, "warnings": self.warnings}
+        return {
+            "kind": self.kind,
+            "root": self.root,
+            "classes": self.classes,
+            "counts": self.counts,
+            "n_examples": sum(self.counts.values()),
+            "imbalance": self.imbalance,
+            "n_skipped": len(self.skipped),
+            "skipped": self.skipped,
+            "n_duplicates": len(self.duplicates),
+            "duplicates": self.duplicates,
+            "ignored": self.ignored,
+            "warnings": self.warnings,
+        }
 
 
 @dataclass
@@ -102,9 +111,16 @@ class Dataset:
 
 
 # -- entry point --------------------------------------------------------------------------------------
-def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None = None,
-                 val_fraction: float = 0.2, seed: int = 0, test: str | Path | None = None,
-                 test_fraction: float | None = None) -> Dataset:
+def load_dataset(
+    data: str | Path,
+    *,
+    kind: str = "auto",
+    val: str | Path | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    test: str | Path | None = None,
+    test_fraction: float | None = None,
+) -> Dataset:
     """``test_fraction`` None: 0.2 when DATA is split here, none with a given validation folder; 0: no test part."""
     data = Path(data)
     kind = _check_arguments(data, kind, val_fraction, test_fraction)
@@ -138,23 +154,36 @@ def load_dataset(data: str | Path, *, kind: str = "auto", val: str | Path | None
                 train = keep
             test_split = "stratified"
     train, val_items, split = _split_validation(train, val_items, given_val, train_root, val_fraction, seed, classes)
-    return Dataset(kind=kind, classes=classes, train=train, val=val_items, check=check, split=split,
-                   test=test_items, test_split=test_split if test_items else "none")
+    return Dataset(
+        kind=kind,
+        classes=classes,
+        train=train,
+        val=val_items,
+        check=check,
+        split=split,
+        test=test_items,
+        test_split=test_split if test_items else "none",
+    )
 
 
 def _check_arguments(data: Path, kind: str, val_fraction: float, test_fraction: float | None) -> str:
     """The data kind, after checking the arguments that need no reading."""
     if not data.exists():
-        raise NotFoundError(f"training data not found: {data}",
-                            hint="pass a folder with one sub-folder of examples per class (or a text,label CSV)")
+        raise NotFoundError(
+            f"training data not found: {data}",
+            hint="pass a folder with one sub-folder of examples per class (or a text,label CSV)",
+        )
     if not 0 < val_fraction < 1:
         raise UserInputError(f"`val_fraction` must be between 0 and 1, got {val_fraction}")
     if test_fraction is not None and not 0 <= test_fraction < 1:
-        raise UserInputError(f"--test-size (test_fraction) must be between 0 and 1 (0 = no test part), got {test_fraction}")
+        raise UserInputError(
+            f"--test-size (test_fraction) must be between 0 and 1 (0 = no test part), got {test_fraction}"
+        )
     if data.is_file():
         if data.suffix.lower() != ".csv":
-            raise UserInputError(f"{data} is a file; expected a folder with one sub-folder per class, or a .csv "
-                                 "with columns text,label")
+            raise UserInputError(
+                f"{data} is a file; expected a folder with one sub-folder per class, or a .csv with columns text,label"
+            )
         return "text"
     if kind == "auto":
         kind = _guess_kind(data)
@@ -176,20 +205,32 @@ def _layout(data: Path, val: str | Path | None, test: str | Path | None) -> tupl
     return data, given_val, given_test
 
 
-def _split_validation(train: list, val_items: list, given_val: Path | None, train_root: Path, val_fraction: float,
-                      seed: int, classes: list[str]) -> tuple[list, list, str]:
+def _split_validation(
+    train: list,
+    val_items: list,
+    given_val: Path | None,
+    train_root: Path,
+    val_fraction: float,
+    seed: int,
+    classes: list[str],
+) -> tuple[list, list, str]:
     """(train, validation, how it was split): stratified from train, or the given folder checked."""
     if given_val is None:
         train, val_items = split_stratified(train, val_fraction, seed)
         missing = [classes[i] for i in range(len(classes)) if not any(it.label == i for it in val_items)]
         if missing:
-            raise UserInputError(f"class(es) {', '.join(missing)} have only one usable example: one is needed "
-                                 "for training and one for validation", hint="add examples to these classes")
+            raise UserInputError(
+                f"class(es) {', '.join(missing)} have only one usable example: one is needed "
+                "for training and one for validation",
+                hint="add examples to these classes",
+            )
         return train, val_items, "stratified"
     missing = [classes[i] for i in range(len(classes)) if not any(it.label == i for it in train)]
     if missing:
-        raise UserInputError(f"class(es) {', '.join(missing)} have no usable training example",
-                             hint=f"add examples under {train_root}/<class>/")
+        raise UserInputError(
+            f"class(es) {', '.join(missing)} have no usable training example",
+            hint=f"add examples under {train_root}/<class>/",
+        )
     if not val_items:
         raise UserInputError(f"the validation folder {given_val} has no usable example")
     return train, val_items, "given"
@@ -203,8 +244,11 @@ def _guess_kind(root: Path) -> str:
     if not n_img and not n_txt and not n_wav:
         if not any(root.iterdir()):
             raise UserInputError(f"{root} is empty", hint=_layout_hint(root))
-        raise UserInputError(f"{root} has no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])}), "
-                             "no .txt files and no .wav/.flac clips", hint=_layout_hint(root))
+        raise UserInputError(
+            f"{root} has no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES[:5])}), "
+            "no .txt files and no .wav/.flac clips",
+            hint=_layout_hint(root),
+        )
     return max((n_img, 2, "image"), (n_txt, 1, "text"), (n_wav, 0, "audio"))[2]
 
 
@@ -213,23 +257,31 @@ def _layout_hint(root: Path) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------------
-def _read(root: Path, kind: str, check: DataCheck, seen: dict, classes: list[str] | None
-          ) -> tuple[list[str], list[Item]]:
+def _read(
+    root: Path, kind: str, check: DataCheck, seen: dict, classes: list[str] | None
+) -> tuple[list[str], list[Item]]:
     if root.is_file():
         return _read_csv(root, check, seen, classes)
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if classes is None:
         if not found:
             loose = [p.name for p in root.iterdir() if p.is_file()][:3]
-            what = f"files directly in it ({', '.join(loose)}) but no class sub-folders" if loose else \
-                "no class sub-folders" if any(root.iterdir()) else "nothing in it (empty folder)"
+            what = (
+                f"files directly in it ({', '.join(loose)}) but no class sub-folders"
+                if loose
+                else "no class sub-folders"
+                if any(root.iterdir())
+                else "nothing in it (empty folder)"
+            )
             raise UserInputError(f"{root} has {what}", hint=_layout_hint(root))
         classes = found
     else:
         extra = [c for c in found if c not in classes]
         if extra:
-            raise UserInputError(f"validation folder {root} has classes not in the training data: "
-                                 f"{', '.join(extra)}", hint="use the same class folder names in train/ and val/")
+            raise UserInputError(
+                f"validation folder {root} has classes not in the training data: {', '.join(extra)}",
+                hint="use the same class folder names in train/ and val/",
+            )
     scan = scan_folder(root, SUFFIXES[kind], classes)
     check.ignored += scan.ignored
     items = []
@@ -254,8 +306,9 @@ def _read_one(f: Path, label: int, kind: str, check: DataCheck) -> Item | None:
         try:
             x, sr = load_audio(f)
         except Exception as e:  # noqa: BLE001 - unsupported format, corrupt or empty file: list and skip
-            check.skipped.append({"path": str(f), "reason": reason_of(e) + (f"; {e.hint}" if getattr(e, "hint", None)
-                                                                          else "")})
+            check.skipped.append(
+                {"path": str(f), "reason": reason_of(e) + (f"; {e.hint}" if getattr(e, "hint", None) else "")}
+            )
             return None
         return Item(str(f), label, seconds=round(len(x) / sr, 4))
     try:
@@ -276,8 +329,9 @@ def _read_csv(path: Path, check: DataCheck, seen: dict, classes: list[str] | Non
         raise UserInputError(f"{path} is empty", hint="a CSV with a header line text,label and one row per example")
     header = [h.strip().lower() for h in rows[0]]
     if "text" not in header or "label" not in header:
-        raise UserInputError(f"{path} needs the columns text and label; its header is {rows[0]}",
-                             hint="first line: text,label")
+        raise UserInputError(
+            f"{path} needs the columns text and label; its header is {rows[0]}", hint="first line: text,label"
+        )
     ti, li = header.index("text"), header.index("label")
     pairs = []
     for n, row in enumerate(rows[1:], start=2):
@@ -316,25 +370,34 @@ def _validate_counts(check: DataCheck, kind: str) -> None:
     noun = {"image": "images", "text": "texts", "audio": "clips"}[kind]
     if len(check.classes) < 2:
         only = f" (only {check.classes[0]!r})" if check.classes else ""
-        raise UserInputError(f"training needs at least 2 classes; {check.root} has {len(check.classes)}{only}",
-                             hint="add a folder per class; to detect 'anything else', add a class of other examples")
+        raise UserInputError(
+            f"training needs at least 2 classes; {check.root} has {len(check.classes)}{only}",
+            hint="add a folder per class; to detect 'anything else', add a class of other examples",
+        )
     empty = [c for c, n in check.counts.items() if n == 0]
     if empty:
         bad = Counter(Path(s["path"]).parent.name for s in check.skipped)
         detail = ", ".join(f"{c!r}" + (f" ({bad[c]} unreadable)" if bad.get(c) else "") for c in empty)
-        raise UserInputError(f"class(es) with no usable {noun}: {detail}",
-                             hint=f"add {noun} to these folders or remove them")
+        raise UserInputError(
+            f"class(es) with no usable {noun}: {detail}", hint=f"add {noun} to these folders or remove them"
+        )
     few = {c: n for c, n in check.counts.items() if n < MIN_RECOMMENDED}
     if few:
-        check.warnings.append(f"few examples: {', '.join(f'{c} ({n})' for c, n in few.items())}; at least "
-                              f"{MIN_RECOMMENDED} per class are needed for a usable model, 20+ for a good one")
+        check.warnings.append(
+            f"few examples: {', '.join(f'{c} ({n})' for c, n in few.items())}; at least "
+            f"{MIN_RECOMMENDED} per class are needed for a usable model, 20+ for a good one"
+        )
     if check.imbalance > IMBALANCE_WARN:
-        check.warnings.append(f"imbalanced classes: the largest has {check.imbalance}x the smallest; "
-                              "accuracy will favour the large classes (check per-class recall)")
+        check.warnings.append(
+            f"imbalanced classes: the largest has {check.imbalance}x the smallest; "
+            "accuracy will favour the large classes (check per-class recall)"
+        )
     conflicts = [d for d in check.duplicates if len(d["classes"]) > 1]
     if conflicts:
-        check.warnings.append(f"{len(conflicts)} identical file(s) appear under different classes "
-                              f"(e.g. {conflicts[0]['dropped']} = {conflicts[0]['kept']}); only the first is kept")
+        check.warnings.append(
+            f"{len(conflicts)} identical file(s) appear under different classes "
+            f"(e.g. {conflicts[0]['dropped']} = {conflicts[0]['kept']}); only the first is kept"
+        )
     if check.skipped:
         check.warnings.append(f"{len(check.skipped)} unreadable file(s) skipped")
 
@@ -355,8 +418,9 @@ def split_stratified(items: list[Item], val_fraction: float, seed: int) -> tuple
     return train, val
 
 
-def split_test(items: list[Item], fraction: float, keep_min: int, seed: int, classes: list[str],
-               check: DataCheck) -> tuple[list[Item], list[Item]]:
+def split_test(
+    items: list[Item], fraction: float, keep_min: int, seed: int, classes: list[str], check: DataCheck
+) -> tuple[list[Item], list[Item]]:
     """Per class: round(n * fraction) (at least 1) to the test part, leaving ``keep_min`` for training/validation;
     classes too small for that keep all their examples and are named in a warning."""
     rng = np.random.default_rng(seed + 7919)  # not the validation split's stream: the two parts stay independent
@@ -374,15 +438,34 @@ def split_test(items: list[Item], fraction: float, keep_min: int, seed: int, cla
         test += [group[i] for i in order[:n_test]]
         keep += [group[i] for i in order[n_test:]]
     if small:
-        check.warnings.append(f"no test example for {', '.join(small)}: too few examples to hold one out; the test "
-                              "accuracy covers the other classes only")
+        check.warnings.append(
+            f"no test example for {', '.join(small)}: too few examples to hold one out; the test "
+            "accuracy covers the other classes only"
+        )
     return keep, test
 
 
 # -- the "other" class ----------------------------------------------------------------------------------
 OTHER_CLASS = "other"
-_OTHER_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry", "hubble_deep_field",
-                 "page", "text", "clock", "moon", "coins", "brick", "grass", "gravel", "colorwheel", "horse")
+_OTHER_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "page",
+    "text",
+    "clock",
+    "moon",
+    "coins",
+    "brick",
+    "grass",
+    "gravel",
+    "colorwheel",
+    "horse",
+)
 
 
 def add_other_class(ds: Dataset, work: Path, seed: int = 0) -> Dataset:
@@ -394,8 +477,9 @@ def add_other_class(ds: Dataset, work: Path, seed: int = 0) -> Dataset:
     if ds.kind != "image":
         raise UserInputError("`other` works for images only", hint="for texts, add a folder of unrelated texts")
     if OTHER_CLASS in ds.classes:
-        raise UserInputError(f"the data already has a class named {OTHER_CLASS!r}",
-                             hint="drop --other, or rename that folder")
+        raise UserInputError(
+            f"the data already has a class named {OTHER_CLASS!r}", hint="drop --other, or rename that folder"
+        )
     try:
         from skimage import data as skdata
     except ImportError as e:
@@ -430,5 +514,13 @@ def add_other_class(ds: Dataset, work: Path, seed: int = 0) -> Dataset:
     check.classes = [*ds.classes, OTHER_CLASS]
     check.counts = {**check.counts, OTHER_CLASS: n}
     check.warnings.append(f"added class {OTHER_CLASS!r}: {n} crops of generic photos (scikit-image samples)")
-    return Dataset(kind=ds.kind, classes=check.classes, train=ds.train + train, val=ds.val + val, check=check,
-                   split=ds.split, test=ds.test, test_split=ds.test_split)
+    return Dataset(
+        kind=ds.kind,
+        classes=check.classes,
+        train=ds.train + train,
+        val=ds.val + val,
+        check=check,
+        split=ds.split,
+        test=ds.test,
+        test_split=ds.test_split,
+    )

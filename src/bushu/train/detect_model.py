@@ -79,8 +79,9 @@ def cell_centers(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(pts).astype(np.float32), np.concatenate(strides).astype(np.float32)
 
 
-def assign(boxes: np.ndarray, classes: np.ndarray, centers: np.ndarray, strides: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
+def assign(
+    boxes: np.ndarray, classes: np.ndarray, centers: np.ndarray, strides: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cell: the class of the box it predicts (-1: background) [A] and that box, x1 y1 x2 y2 [A, 4]."""
     a = len(centers)
     cls = np.full(a, -1, np.int64)
@@ -113,11 +114,19 @@ def letterbox_boxes(boxes: np.ndarray, t: tuple[float, float, float, float]) -> 
     """Boxes in an image's pixels -> the model input's, for fit_image's transform (sx, sy, px, py)."""
     sx, sy, px, py = t
     return (boxes * np.asarray([sx, sy, sx, sy], np.float32) + np.asarray([px, py, px, py], np.float32)).astype(
-        np.float32)
+        np.float32
+    )
 
 
-def augment_view(img, boxes: np.ndarray, classes: np.ndarray, size: int, rng: np.random.Generator,
-                 scale: tuple[float, float] = (0.6, 1.4), min_visible: float = 0.4):
+def augment_view(
+    img,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.6, 1.4),
+    min_visible: float = 0.4,
+):
     """A random box-aware view of a PIL image on a ``size`` x ``size`` grey canvas: scale jitter around the
     letterbox fit, a random placement (parts may fall off: a crop), a horizontal flip half the time and a
     colour jitter. Boxes follow; a box with less than ``min_visible`` of its area left is dropped.
@@ -133,10 +142,15 @@ def augment_view(img, boxes: np.ndarray, classes: np.ndarray, size: int, rng: np
     canvas.paste(img.resize((nw, nh), Image.Resampling.BILINEAR), (px, py))
     b = letterbox_boxes(boxes, (nw / iw, nh / ih, px, py))
     clipped = np.clip(b, 0, size)
+
     def area(v):
         return np.clip(v[:, 2] - v[:, 0], 0, None) * np.clip(v[:, 3] - v[:, 1], 0, None)
-    keep = (area(clipped) >= min_visible * np.maximum(area(b), 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 2) \
+
+    keep = (
+        (area(clipped) >= min_visible * np.maximum(area(b), 1e-6))
+        & (clipped[:, 2] - clipped[:, 0] >= 2)
         & (clipped[:, 3] - clipped[:, 1] >= 2)
+    )
     b, c = clipped[keep], classes[keep]
     if rng.random() < 0.5:
         canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -156,8 +170,9 @@ def _head_module(c4: int, c5: int, n_classes: int, width: int):
         def __init__(self):
             super().__init__()
             self.lat4, self.lat5 = nn.Conv2d(c4, width, 1), nn.Conv2d(c5, width, 1)
-            self.tower = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                                       nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+            self.tower = nn.Sequential(
+                nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()
+            )
             self.cls = nn.Conv2d(width, n_classes, 3, padding=1)
             self.reg = nn.Conv2d(width, 4, 3, padding=1)
             self.scales = nn.Parameter(torch.ones(len(LEVELS)))
@@ -182,8 +197,9 @@ def _head_module(c4: int, c5: int, n_classes: int, width: int):
 DetectionHeadNet = _head_module  # the factory: DetectionHeadNet(c4, c5, n_classes, width)
 
 
-def detection_loss(logits, dists, centers, cls_t, box_t, alpha: float = 0.25, gamma: float = 2.0,
-                   box_weight: float = 2.0):
+def detection_loss(
+    logits, dists, centers, cls_t, box_t, alpha: float = 0.25, gamma: float = 2.0, box_weight: float = 2.0
+):
     """Focal loss (per class, sigmoid) + GIoU loss on the positives; cls_t [B, A] (-1 background), box_t [B, A, 4]."""
     import torch
     from torch.nn.functional import binary_cross_entropy_with_logits as bce

@@ -73,9 +73,16 @@ class DetectionCheck:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "classes": self.classes, "boxes": self.boxes, "images": self.images,
-                "negatives": self.negatives, "n_problems": len(self.problems), "problems": self.problems,
-                "warnings": self.warnings}
+        return {
+            "format": self.format,
+            "classes": self.classes,
+            "boxes": self.boxes,
+            "images": self.images,
+            "negatives": self.negatives,
+            "n_problems": len(self.problems),
+            "problems": self.problems,
+            "warnings": self.warnings,
+        }
 
 
 def check_detection_data(ds: DetectionDataset, input_size: int) -> DetectionCheck:
@@ -112,8 +119,10 @@ def check_detection_data(ds: DetectionDataset, input_size: int) -> DetectionChec
     small = 0
     for s in ds.samples:
         if min(s.width, s.height) < MIN_SIDE or max(s.width, s.height) * 4 < input_size:
-            msg = (f"the {s.width}x{s.height} image is too small for the {input_size} px input (it would be scaled "
-                   f"up more than 4x; the shorter side must be {MIN_SIDE} px at least)")
+            msg = (
+                f"the {s.width}x{s.height} image is too small for the {input_size} px input (it would be scaled "
+                f"up more than 4x; the shorter side must be {MIN_SIDE} px at least)"
+            )
             problems.append({"path": str(s.image), "reason": msg, "action": "refused"})
             refuse.append(f"{s.image}: {msg}")
         elif max(s.width, s.height) < input_size:
@@ -124,22 +133,25 @@ def check_detection_data(ds: DetectionDataset, input_size: int) -> DetectionChec
     if negatives == len(ds.samples):
         refuse.append(f"no image of {ds.root} has a box")
     if refuse:
-        raise UserInputError(f"the detection data cannot train a detector ({len(refuse)} problem(s)):\n  "
-                             + "\n  ".join(refuse[:20]) + (f"\n  ... and {len(refuse) - 20} more" if len(refuse) > 20
-                                                            else ""),
-                             hint="fix the annotations (one class list for all files, two boxes per class at least, "
-                                  "images larger than a quarter of --image-size) and run again")
+        raise UserInputError(
+            f"the detection data cannot train a detector ({len(refuse)} problem(s)):\n  "
+            + "\n  ".join(refuse[:20])
+            + (f"\n  ... and {len(refuse) - 20} more" if len(refuse) > 20 else ""),
+            hint="fix the annotations (one class list for all files, two boxes per class at least, "
+            "images larger than a quarter of --image-size) and run again",
+        )
     return DetectionCheck(ds.format, list(ds.classes), counts, len(ds.samples), negatives, problems, warnings)
 
 
-def split_detection(samples: list[DetectionSample], n_classes: int, test_fraction: float, val_fraction: float,
-                    seed: int) -> tuple[list, list, list]:
+def split_detection(
+    samples: list[DetectionSample], n_classes: int, test_fraction: float, val_fraction: float, seed: int
+) -> tuple[list, list, list]:
     """(train, val, test) images, shuffled with ``seed``; every class keeps a box in train where it can."""
     rng = np.random.default_rng(seed)
     order = [samples[i] for i in rng.permutation(len(samples))]
     n_test = max(1, round(test_fraction * len(order)))
     n_val = max(1, round(val_fraction * (len(order) - n_test)))
-    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     for c in range(n_classes):
         if any(c in s.classes for s in train):
             continue
@@ -150,8 +162,10 @@ def split_detection(samples: list[DetectionSample], n_classes: int, test_fractio
                 train.append(donor)
                 break
     if not train:
-        raise UserInputError(f"{len(samples)} images are too few to split into train, validation and test",
-                             hint="add images (20 per class is a good start)")
+        raise UserInputError(
+            f"{len(samples)} images are too few to split into train, validation and test",
+            hint="add images (20 per class is a good start)",
+        )
     return train, val, test
 
 
@@ -223,8 +237,13 @@ def feature_maps(name: str, size: int, samples, views: int, cache: Path, seed: i
             flush()
     if batch:
         flush()
-    out = {"f4": np.concatenate(f4s), "f5": np.concatenate(f5s), "cls": np.stack(clss), "box": np.stack(boxes),
-           "seconds": np.float64(time.perf_counter() - t0)}
+    out = {
+        "f4": np.concatenate(f4s),
+        "f5": np.concatenate(f5s),
+        "cls": np.stack(clss),
+        "box": np.stack(boxes),
+        "seconds": np.float64(time.perf_counter() - t0),
+    }
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **out)
@@ -244,13 +263,31 @@ def input_preprocess(size: int):
     from ..model.artifact import Preprocess
     from .detect_model import PAD
 
-    return Preprocess(resize=None, crop=None, scale=1 / 255, mean=(0.0,) * 3, std=(1.0,) * 3, layout="NCHW",
-                      params={"size": [size, size], "fit": "letterbox", "pad": PAD})
+    return Preprocess(
+        resize=None,
+        crop=None,
+        scale=1 / 255,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        layout="NCHW",
+        params={"size": [size, size], "fit": "letterbox", "pad": PAD},
+    )
 
 
 # -- training one head ------------------------------------------------------------------------------------------
-def fit_detection_head(name: str, size: int, n_classes: int, train: dict, val: dict, val_samples, lr: float,
-                       seed: int, epochs: int = EPOCHS, report=None, deadline: float | None = None):
+def fit_detection_head(
+    name: str,
+    size: int,
+    n_classes: int,
+    train: dict,
+    val: dict,
+    val_samples,
+    lr: float,
+    seed: int,
+    epochs: int = EPOCHS,
+    report=None,
+    deadline: float | None = None,
+):
     """Train the head on cached maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch)."""
     import copy
 
@@ -275,8 +312,10 @@ def fit_detection_head(name: str, size: int, n_classes: int, train: dict, val: d
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     best = (-1.0, 0.0, 0, None)
+
     def t(a, i):
         return torch.from_numpy(a[i])
+
     epoch, t0 = 0, time.monotonic()
     while epoch < epochs:
         epoch += 1
@@ -321,16 +360,26 @@ def val_map(head, size: int, val: dict, samples, n_classes: int) -> tuple[float,
     gts, preds = [], []
     with torch.no_grad():
         for i in range(0, len(samples), 32):
-            f4, f5 = torch.from_numpy(val["f4"][i:i + 32]).float(), torch.from_numpy(val["f5"][i:i + 32]).float()
+            f4, f5 = torch.from_numpy(val["f4"][i : i + 32]).float(), torch.from_numpy(val["f5"][i : i + 32]).float()
             logits, dists = head(f4, f5)
             y = decode(logits, dists, centers).numpy()
-            part = samples[i:i + 32]
-            dets = dh({"y": y}, [letterbox_transform(s.width, s.height, size) for s in part], score=0.001, iou=0.6,
-                      max_det=100)
+            part = samples[i : i + 32]
+            dets = dh(
+                {"y": y},
+                [letterbox_transform(s.width, s.height, size) for s in part],
+                score=0.001,
+                iou=0.6,
+                max_det=100,
+            )
             for s, d in zip(part, dets):
                 gts.append((s.boxes, s.classes))
-                preds.append((np.asarray([x.box for x in d], np.float64).reshape(-1, 4),
-                              np.asarray([x.score for x in d]), np.asarray([x.index for x in d], np.int64)))
+                preds.append(
+                    (
+                        np.asarray([x.box for x in d], np.float64).reshape(-1, 4),
+                        np.asarray([x.score for x in d]),
+                        np.asarray([x.index for x in d], np.int64),
+                    )
+                )
     m = coco_map(gts, preds, names)
     return float(m["map50"]), float(m["map"])
 
@@ -347,13 +396,16 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
         if b not in IMAGE_BACKBONES[:2]:
             raise UnknownNameError("detection backbone", b, IMAGE_BACKBONES[:2])
     if cfg.image_size is not None and (cfg.image_size % 32 or not 64 <= cfg.image_size <= 640):
-        raise UserInputError(f"--image-size for detection must be a multiple of 32 between 64 and 640, "
-                             f"got {cfg.image_size}")
+        raise UserInputError(
+            f"--image-size for detection must be a multiple of 32 between 64 and 640, got {cfg.image_size}"
+        )
     sizes = (cfg.image_size,) if cfg.image_size else DEFAULT_SIZES
     ds = read_detection_dataset(cfg.data)
     check = check_detection_data(ds, min(sizes))
-    echo(f"data ({ds.format}): {check.images} images, {sum(check.boxes.values())} boxes in {len(ds.classes)} classes "
-         f"({', '.join(f'{k} {v}' for k, v in check.boxes.items())}), {check.negatives} without boxes (negatives)")
+    echo(
+        f"data ({ds.format}): {check.images} images, {sum(check.boxes.values())} boxes in {len(ds.classes)} classes "
+        f"({', '.join(f'{k} {v}' for k, v in check.boxes.items())}), {check.negatives} without boxes (negatives)"
+    )
     for p in check.problems[:10]:
         echo(f"  {p['action']}: {p['path']}: {p['reason']}")
     if len(check.problems) > 10:
@@ -376,8 +428,10 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
                 va = feature_maps(name, size, val, 1, cache, cfg.seed, advance)
             maps[(name, size)] = (tr, va)
             timing[f"{name}@{size}"] = round(float(tr["seconds"]) + float(va["seconds"]), 1)
-            echo(f"features {name} @{size}px: " + ("from cache" if tr["cached"] and va["cached"] else
-                                                   f"{timing[f'{name}@{size}']:.0f} s for {n} views"))
+            echo(
+                f"features {name} @{size}px: "
+                + ("from cache" if tr["cached"] and va["cached"] else f"{timing[f'{name}@{size}']:.0f} s for {n} views")
+            )
         return maps[(name, size)]
 
     reserve = 30.0 + 0.5 * len(test)  # the export, its parity check and the held-back evaluation (seconds)
@@ -396,13 +450,29 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
         tmp = Path(tmpd)
         onnx_path, parity = _export(full, ds.classes, size, test or val, tmp)
         art = _artifact(cfg, onnx_path, ds, name, size, outcome, parity)
-        summary = {"kind": "detection", "format": ds.format, "classes": list(ds.classes),
-                   "n_train": len(train), "n_val": len(val), "n_test": len(test), "views": views,
-                   "best": {**outcome["params"], "trial": outcome["trial"], "val_map50": outcome["val_map50"],
-                            "val_map": outcome["val_map"], "best_epoch": outcome["best_epoch"]},
-                   "trials": outcome["n_trials"], "trials_this_run": outcome["ran"],
-                   "leaderboard": outcome["leaderboard"], "features": timing, "data_check": check.to_dict(),
-                   "budget_s": cfg.budget_s, "study": outcome["study"]}
+        summary = {
+            "kind": "detection",
+            "format": ds.format,
+            "classes": list(ds.classes),
+            "n_train": len(train),
+            "n_val": len(val),
+            "n_test": len(test),
+            "views": views,
+            "best": {
+                **outcome["params"],
+                "trial": outcome["trial"],
+                "val_map50": outcome["val_map50"],
+                "val_map": outcome["val_map"],
+                "best_epoch": outcome["best_epoch"],
+            },
+            "trials": outcome["n_trials"],
+            "trials_this_run": outcome["ran"],
+            "leaderboard": outcome["leaderboard"],
+            "features": timing,
+            "data_check": check.to_dict(),
+            "budget_s": cfg.budget_s,
+            "study": outcome["study"],
+        }
         from ..detection import Detector
         from ..detection.evaluation import evaluate_detector
         from ..detection.report import write_detection_report
@@ -414,14 +484,26 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
         write_artifact(tmp / "artifact", files, art, labels=list(ds.classes))  # evaluated as `bushu eval` runs it
         with Detector(art) as det:
             res = evaluate_detector(det, held, ds.classes, progress=False)
-        res = {"model": str(cfg.out), "data": f"{cfg.data} (held-back split, {len(test)} images)",
-               "backend": "onnxruntime", **res, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "env": _env()}
+        res = {
+            "model": str(cfg.out),
+            "data": f"{cfg.data} (held-back split, {len(test)} images)",
+            "backend": "onnxruntime",
+            **res,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "env": _env(),
+        }
         report_path, bad_path = write_detection_report(res, tmp / REPORT_FILE)
         _add_training_section(Path(report_path), summary)
-        summary.update({"test_map50": res["map50"], "test_map": res["map"], "per_class": res["per_class"],
-                        "seconds": round(clock.elapsed(), 1), "export_s": round(time.perf_counter() - t_export, 1),
-                        "parity_max_abs": parity["max_abs"]})
+        summary.update(
+            {
+                "test_map50": res["map50"],
+                "test_map": res["map"],
+                "per_class": res["per_class"],
+                "seconds": round(clock.elapsed(), 1),
+                "export_s": round(time.perf_counter() - t_export, 1),
+                "parity_max_abs": parity["max_abs"],
+            }
+        )
         art.metrics = {"train": summary, "parity": parity}
         art.files = {"report": REPORT_FILE, "bad_cases": BAD_CASES_FILE}
         files.update({REPORT_FILE: Path(report_path), BAD_CASES_FILE: Path(bad_path)})
@@ -443,8 +525,15 @@ def _search(cfg: TrainConfig, ds, train, val, backbones, sizes, get_maps, timing
 
     from .search import open_study
 
-    space = {"backbones": list(backbones), "sizes": list(sizes), "lr": [1e-3, 2e-2], "views": VIEWS if cfg.augment
-             else 1, "epochs": EPOCHS, "width": HEAD_WIDTH, "seed": cfg.seed}
+    space = {
+        "backbones": list(backbones),
+        "sizes": list(sizes),
+        "lr": [1e-3, 2e-2],
+        "views": VIEWS if cfg.augment else 1,
+        "epochs": EPOCHS,
+        "width": HEAD_WIDTH,
+        "seed": cfg.seed,
+    }
     key = hashlib.sha1(json.dumps(space, sort_keys=True).encode()).hexdigest()[:8]
     name = f"bushu-train-detection-{_fingerprint(train + val)}-{key}"
     cfg.work.mkdir(parents=True, exist_ok=True)
@@ -492,8 +581,9 @@ def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, t
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        head, m50, m, epoch = fit_detection_head(b, size, len(ds.classes), tr, va, val, lr, cfg.seed,
-                                                 report=report, deadline=deadline)
+        head, m50, m, epoch = fit_detection_head(
+            b, size, len(ds.classes), tr, va, val, lr, cfg.seed, report=report, deadline=deadline
+        )
         torch.save(head.state_dict(), heads_dir / f"trial{trial.number}.pt")
         trial.set_user_attr("map", m)
         trial.set_user_attr("best_epoch", epoch)
@@ -508,34 +598,62 @@ def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, t
     with progress_bar(cfg.progress, "search", total) as advance:
         if (left_trials is None or left_trials > 0) and (timeout is None or timeout > 0):
             before = len(study.get_trials(deepcopy=False, states=done))
-            study.optimize(objective, n_trials=left_trials, timeout=timeout, n_jobs=cfg.jobs,
-                           catch=(RuntimeError, ValueError), gc_after_trial=False,
-                           callbacks=[lambda s, t: advance(1, description=f"search: trial {t.number} "
-                                                                          f"{t.state.name.lower()}")])
+            study.optimize(
+                objective,
+                n_trials=left_trials,
+                timeout=timeout,
+                n_jobs=cfg.jobs,
+                catch=(RuntimeError, ValueError),
+                gc_after_trial=False,
+                callbacks=[lambda s, t: advance(1, description=f"search: trial {t.number} {t.state.name.lower()}")],
+            )
             ran = len(study.get_trials(deepcopy=False, states=done)) - before
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if (heads_dir / f"trial{t.number}.pt").is_file()]
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if (heads_dir / f"trial{t.number}.pt").is_file()
+    ]
     if not complete:
         raise UserInputError(
             f"no trial finished within the budget ({cfg.budget_s:.0f} s)" if cfg.budget_s else "no trial finished",
             hint=f"give a larger --budget; the feature maps are cached in {cfg.work}, so a rerun starts training at "
-                 f"once (stale workers are noticed after {GRACE_S} s)")
+            f"once (stale workers are noticed after {GRACE_S} s)",
+        )
     bt = max(complete, key=lambda t: (t.value, t.user_attrs.get("map", 0.0), -t.number))
-    board = sorted(({"trial": t.number, "backbone": t.params.get("backbone"), "size": t.params.get("size"),
-                     "lr": float(f"{t.params.get('lr', 0):.3g}"),
-                     "val_map50": None if t.value is None else round(t.value, 4),
-                     "val_map": t.user_attrs.get("map") and round(t.user_attrs["map"], 4),
-                     "epochs": t.user_attrs.get("best_epoch"), "state": t.state.name.lower(),
-                     "seconds": t.user_attrs.get("seconds")}
-                    for t in study.get_trials(deepcopy=False) if t.state.is_finished()),
-                   key=lambda r: (r["state"] != "complete", -(r["val_map50"] or 0), r["trial"]))
-    echo(f"search: {len(complete)} trial(s) finished ({ran} this run); best trial {bt.number}: "
-         f"{bt.params['backbone']} @{bt.params['size']}px, lr {bt.params['lr']:.3g}: val mAP@0.5 {bt.value:.3f}")
-    return {"params": dict(bt.params), "trial": bt.number, "val_map50": round(bt.value, 4),
-            "val_map": round(bt.user_attrs.get("map", 0.0), 4), "best_epoch": bt.user_attrs.get("best_epoch"),
-            "head_file": heads_dir / f"trial{bt.number}.pt", "n_trials": len(study.get_trials(deepcopy=False,
-                                                                                                states=done)),
-            "ran": ran, "leaderboard": board[:50], "study": {"name": name, "storage": storage}}
+    board = sorted(
+        (
+            {
+                "trial": t.number,
+                "backbone": t.params.get("backbone"),
+                "size": t.params.get("size"),
+                "lr": float(f"{t.params.get('lr', 0):.3g}"),
+                "val_map50": None if t.value is None else round(t.value, 4),
+                "val_map": t.user_attrs.get("map") and round(t.user_attrs["map"], 4),
+                "epochs": t.user_attrs.get("best_epoch"),
+                "state": t.state.name.lower(),
+                "seconds": t.user_attrs.get("seconds"),
+            }
+            for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished()
+        ),
+        key=lambda r: (r["state"] != "complete", -(r["val_map50"] or 0), r["trial"]),
+    )
+    echo(
+        f"search: {len(complete)} trial(s) finished ({ran} this run); best trial {bt.number}: "
+        f"{bt.params['backbone']} @{bt.params['size']}px, lr {bt.params['lr']:.3g}: val mAP@0.5 {bt.value:.3f}"
+    )
+    return {
+        "params": dict(bt.params),
+        "trial": bt.number,
+        "val_map50": round(bt.value, 4),
+        "val_map": round(bt.user_attrs.get("map", 0.0), 4),
+        "best_epoch": bt.user_attrs.get("best_epoch"),
+        "head_file": heads_dir / f"trial{bt.number}.pt",
+        "n_trials": len(study.get_trials(deepcopy=False, states=done)),
+        "ran": ran,
+        "leaderboard": board[:50],
+        "study": {"name": name, "storage": storage},
+    }
 
 
 def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:
@@ -552,8 +670,13 @@ def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:
     path = conv.export_onnx(full, [example], tmp / MODEL_FILE, ["images"], ["output0"])
     conv.simplify(path)
     model = onnx.load(str(path))
-    meta = {"names": str(dict(enumerate(classes))), "imgsz": str([size, size]), "task": "detect",
-            "stride": "32", "description": "bushu train: frozen backbone + anchor-free head (YOLOv8 output layout)"}
+    meta = {
+        "names": str(dict(enumerate(classes))),
+        "imgsz": str([size, size]),
+        "task": "detect",
+        "stride": "32",
+        "description": "bushu train: frozen backbone + anchor-free head (YOLOv8 output layout)",
+    }
     dims = model.graph.output[0].type.tensor_type.shape.dim  # static [batch, 4 + classes, cells]: the YOLO match
     dims[1].dim_value, dims[2].dim_value = 4 + len(classes), len(cell_centers(size)[0])
     for k, v in meta.items():
@@ -574,8 +697,12 @@ def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:
     diff = float(np.abs(ref - got).max())
     if diff > ATOL * max(1.0, float(np.abs(ref).max()) / 100):
         raise RuntimeError(f"the exported detector differs from PyTorch by {diff:.3g} (budget {ATOL})")
-    return path, {"reference": "torch eager (backbone + head + decode)", "passed": True, "samples": len(x),
-                  "max_abs": diff}
+    return path, {
+        "reference": "torch eager (backbone + head + decode)",
+        "passed": True,
+        "samples": len(x),
+        "max_abs": diff,
+    }
 
 
 def _artifact(cfg: TrainConfig, onnx_path: Path, ds, backbone: str, size: int, outcome: dict, parity: dict):
@@ -586,19 +713,41 @@ def _artifact(cfg: TrainConfig, onnx_path: Path, ds, backbone: str, size: int, o
 
     with load_backend(onnx_path, "onnxruntime") as be:
         inputs, outputs = list(be.inputs), list(be.outputs)
-    setup = detection_setup(inputs, outputs, onnx_metadata(onnx_path), task="detection", labels=list(ds.classes),
-                            preprocess=None)
+    setup = detection_setup(
+        inputs, outputs, onnx_metadata(onnx_path), task="detection", labels=list(ds.classes), preprocess=None
+    )
     if setup is None:  # with task="detection" it raises instead; this narrows the type
         raise RuntimeError(f"{onnx_path} was not recognised as a detector")
     pp, post, _ = setup
-    art = Artifact(path=cfg.out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
-                   name=cfg.out.name, task="detection", preprocess=pp, postprocess=post,
-                   provenance={"source": str(cfg.data), "source_kind": "train", "backbone": backbone,
-                               "head": "anchor-free FCOS-style, strides 16 and 32", "input_size": size,
-                               "versions": library_versions()},
-                   metrics={"parity": parity})
-    art.add_step("train", data=str(cfg.data), kind="detection", params=outcome["params"], trial=outcome["trial"],
-                 study=outcome["study"]["name"], storage=outcome["study"]["storage"])
+    art = Artifact(
+        path=cfg.out,
+        model_file=MODEL_FILE,
+        format="onnx",
+        inputs=inputs,
+        outputs=outputs,
+        name=cfg.out.name,
+        task="detection",
+        preprocess=pp,
+        postprocess=post,
+        provenance={
+            "source": str(cfg.data),
+            "source_kind": "train",
+            "backbone": backbone,
+            "head": "anchor-free FCOS-style, strides 16 and 32",
+            "input_size": size,
+            "versions": library_versions(),
+        },
+        metrics={"parity": parity},
+    )
+    art.add_step(
+        "train",
+        data=str(cfg.data),
+        kind="detection",
+        params=outcome["params"],
+        trial=outcome["trial"],
+        study=outcome["study"]["name"],
+        storage=outcome["study"]["storage"],
+    )
     return art
 
 
@@ -607,18 +756,23 @@ def _add_training_section(report: Path, s: dict) -> None:
     import html
 
     e = html.escape
-    rows = "".join(f"<tr><td>{r['trial']}</td><td>{e(str(r['backbone']))}</td><td>{r['size']}</td><td>{r['lr']}</td>"
-                   f"<td>{r['val_map50']}</td><td>{r['val_map']}</td><td>{r['epochs']}</td><td>{r['state']}</td>"
-                   f"<td>{r['seconds']}</td></tr>" for r in s["leaderboard"])
+    rows = "".join(
+        f"<tr><td>{r['trial']}</td><td>{e(str(r['backbone']))}</td><td>{r['size']}</td><td>{r['lr']}</td>"
+        f"<td>{r['val_map50']}</td><td>{r['val_map']}</td><td>{r['epochs']}</td><td>{r['state']}</td>"
+        f"<td>{r['seconds']}</td></tr>"
+        for r in s["leaderboard"]
+    )
     dc = s["data_check"]
-    probs = "".join(f"<li>{e(p['action'])}: {e(p['path'])}: {e(p['reason'])}</li>" for p in dc["problems"]) or \
-        "<li>none</li>"
+    probs = (
+        "".join(f"<li>{e(p['action'])}: {e(p['path'])}: {e(p['reason'])}</li>" for p in dc["problems"])
+        or "<li>none</li>"
+    )
     b = s["best"]
     section = f"""<h1>bushu train (detection)</h1>
-<p>Data ({e(s['format'])}): {dc['images']} images, boxes per class {e(json.dumps(dc['boxes']))}, {dc['negatives']} images
-without boxes (negatives). Split: {s['n_train']} train ({s['views']} views each) / {s['n_val']} validation (the search)
-/ {s['n_test']} held back (below; never seen by the search). Chosen: trial {b['trial']}, <b>{e(b['backbone'])}</b>
-@{b['size']} px, lr {b['lr']:.3g}: validation mAP@0.5 {b['val_map50']:.4f}, mAP@0.5:0.95 {b['val_map']:.4f}.</p>
+<p>Data ({e(s["format"])}): {dc["images"]} images, boxes per class {e(json.dumps(dc["boxes"]))}, {dc["negatives"]} images
+without boxes (negatives). Split: {s["n_train"]} train ({s["views"]} views each) / {s["n_val"]} validation (the search)
+/ {s["n_test"]} held back (below; never seen by the search). Chosen: trial {b["trial"]}, <b>{e(b["backbone"])}</b>
+@{b["size"]} px, lr {b["lr"]:.3g}: validation mAP@0.5 {b["val_map50"]:.4f}, mAP@0.5:0.95 {b["val_map"]:.4f}.</p>
 <h2>Data check</h2><ul>{probs}</ul>
 <h2>Search</h2><table><tr><th>trial</th><th>backbone</th><th>size</th><th>lr</th><th>val mAP@0.5</th>
 <th>val mAP@0.5:0.95</th><th>epochs</th><th>state</th><th>seconds</th></tr>{rows}</table>

@@ -71,8 +71,15 @@ def _key(name: str, pp: Preprocess, ds: Dataset, flip: bool) -> str:
     return h.hexdigest()[:16]
 
 
-def image_features(ds: Dataset, name: str, pp: Preprocess, cache_dir: Path, *, flip: bool = True,
-                   progress: Callable[[int], None] | None = None) -> FeatureSet:
+def image_features(
+    ds: Dataset,
+    name: str,
+    pp: Preprocess,
+    cache_dir: Path,
+    *,
+    flip: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> FeatureSet:
     """Features of every train (and flipped train) and val image for backbone ``name``, from cache if present."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{name}-{pp.crop}-{_key(name, pp, ds, flip)}.npz"
@@ -117,14 +124,15 @@ def load_pixels(items: list[Item], pp: Preprocess, flip: bool = False) -> np.nda
     return np.stack(arrays) if arrays else np.zeros((0, 3, pp.crop, pp.crop), np.float32)
 
 
-def _extract(module: Any, items: list[Item], pp: Preprocess, flip: bool,
-             progress: Callable[[int], None] | None) -> np.ndarray:
+def _extract(
+    module: Any, items: list[Item], pp: Preprocess, flip: bool, progress: Callable[[int], None] | None
+) -> np.ndarray:
     import torch
 
     out = []
     with torch.no_grad():
         for i in range(0, len(items), BATCH):
-            chunk = items[i:i + BATCH]
+            chunk = items[i : i + BATCH]
             x = torch.from_numpy(load_pixels(chunk, pp, flip))
             out.append(module(x).reshape(len(chunk), -1).numpy().astype(np.float32))
             if progress:

@@ -72,12 +72,23 @@ class FinetuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         r = lambda v: float(f"{v:.4g}")  # noqa: E731 - losses near 0 keep their digits
-        return {"ran": True, "kept": "fine-tuned" if self.better else "frozen", "blocks": self.config.blocks,
-                "augment": self.config.augment, "optimizer": self.config.optimizer, "lr": self.config.lr,
-                "frozen_val_accuracy": r(self.frozen_val_accuracy), "frozen_val_loss": r(self.frozen_val_loss),
-                "finetuned_val_accuracy": r(self.val_accuracy), "finetuned_val_loss": r(self.val_loss),
-                "best_epoch": self.best_epoch, "epochs": self.epochs, "seconds": round(self.seconds, 1),
-                "step_ms_per_image": round(self.step_ms_per_image, 1), "history": self.history}
+        return {
+            "ran": True,
+            "kept": "fine-tuned" if self.better else "frozen",
+            "blocks": self.config.blocks,
+            "augment": self.config.augment,
+            "optimizer": self.config.optimizer,
+            "lr": self.config.lr,
+            "frozen_val_accuracy": r(self.frozen_val_accuracy),
+            "frozen_val_loss": r(self.frozen_val_loss),
+            "finetuned_val_accuracy": r(self.val_accuracy),
+            "finetuned_val_loss": r(self.val_loss),
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs,
+            "seconds": round(self.seconds, 1),
+            "step_ms_per_image": round(self.step_ms_per_image, 1),
+            "history": self.history,
+        }
 
 
 def split_backbone(module: Any, blocks: int) -> tuple[Any, Any]:
@@ -117,7 +128,7 @@ def augmenter(pp: Preprocess, mode: str, seed: int = 0, crop_scale: float = 0.4)
             s = int(rng.integers(-a.shape[1] // 8, a.shape[1] // 8 + 1))
             out = np.zeros_like(a)
             if s >= 0:
-                out[:, s:] = a[:, :a.shape[1] - s]
+                out[:, s:] = a[:, : a.shape[1] - s]
             else:
                 out[:, :s] = a[:, -s:]
             return preprocess_image(Image.fromarray(out), flat)
@@ -128,9 +139,15 @@ def augmenter(pp: Preprocess, mode: str, seed: int = 0, crop_scale: float = 0.4)
     from torchvision.transforms import InterpolationMode, v2
 
     interp = {"bicubic": InterpolationMode.BICUBIC, "nearest": InterpolationMode.NEAREST}.get(
-        pp.interpolation, InterpolationMode.BILINEAR)
-    t = v2.Compose([v2.RandomResizedCrop(int(pp.crop), scale=(crop_scale, 1.0), interpolation=interp, antialias=True),
-                    v2.RandomHorizontalFlip(), v2.ColorJitter(0.2, 0.2, 0.2, 0.02)])
+        pp.interpolation, InterpolationMode.BILINEAR
+    )
+    t = v2.Compose(
+        [
+            v2.RandomResizedCrop(int(pp.crop), scale=(crop_scale, 1.0), interpolation=interp, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(0.2, 0.2, 0.2, 0.02),
+        ]
+    )
     return lambda img: preprocess_image(t(img.convert("RGB")), flat)
 
 
@@ -148,10 +165,20 @@ def _load(it: Item, pp: Preprocess):
     return img
 
 
-def finetune(backbone: str, head: Any, train: list[Item], val: list[Item], pp: Preprocess, n_classes: int,
-             cfg: FinetuneConfig, *, deadline: float | None = None, reserve_s: float = 0.0,
-             progress: Callable[..., None] | None = None, echo: Callable[[str], None] | None = None
-             ) -> FinetuneResult | str:
+def finetune(
+    backbone: str,
+    head: Any,
+    train: list[Item],
+    val: list[Item],
+    pp: Preprocess,
+    n_classes: int,
+    cfg: FinetuneConfig,
+    *,
+    deadline: float | None = None,
+    reserve_s: float = 0.0,
+    progress: Callable[..., None] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> FinetuneResult | str:
     """Fine-tune; returns the result, or a one-line reason to skip: the time left (``deadline``, time.monotonic,
     minus ``reserve_s`` for what follows) does not allow ``MIN_EPOCHS`` epochs after a measured step, or the
     frozen model is already perfect on validation."""
@@ -172,7 +199,7 @@ def finetune(backbone: str, head: Any, train: list[Item], val: list[Item], pp: P
     with torch.no_grad():  # the frozen lower blocks' view of the validation set, once
         acts = []
         for i in range(0, len(val), 32):
-            x = torch.from_numpy(load_pixels(val[i:i + 32], pp))
+            x = torch.from_numpy(load_pixels(val[i : i + 32], pp))
             acts.append(lower(x))
             if i == 0:  # the split must reproduce the backbone exactly
                 diff = float((top(acts[0]) - model(x)).abs().max())
@@ -182,13 +209,15 @@ def finetune(backbone: str, head: Any, train: list[Item], val: list[Item], pp: P
 
     def evaluate() -> tuple[float, float]:
         with torch.no_grad():
-            logits = torch.cat([head(top(val_act[i:i + 64])) for i in range(0, len(val_act), 64)])
+            logits = torch.cat([head(top(val_act[i : i + 64])) for i in range(0, len(val_act), 64)])
             return float((logits.argmax(1) == y_val).float().mean()), float(nn.functional.cross_entropy(logits, y_val))
 
     frozen_acc, frozen_loss = evaluate()
     if frozen_acc >= 1.0 and frozen_loss < 1e-3:  # "better" could only mean a smaller loss, nothing to gain
-        return (f"the frozen model already classifies every validation example right (loss {frozen_loss:.2g}), "
-                "fine-tuning cannot beat it")
+        return (
+            f"the frozen model already classifies every validation example right (loss {frozen_loss:.2g}), "
+            "fine-tuning cannot beat it"
+        )
     images = [_load(it, pp) for it in train]
     y_train = np.asarray([it.label for it in train])
     aug = augmenter(pp, cfg.augment, cfg.seed, cfg.crop_scale)
@@ -223,17 +252,19 @@ def finetune(backbone: str, head: Any, train: list[Item], val: list[Item], pp: P
         order = rng.permutation(n)
         for i in range(0, n, bs):
             ts = time.perf_counter()
-            step(order[i:i + bs])
+            step(order[i : i + bs])
             if step_s is None:  # the first step decides whether the budget allows enough epochs
-                step_s = (time.perf_counter() - ts) / len(order[i:i + bs])
+                step_s = (time.perf_counter() - ts) / len(order[i : i + bs])
                 if deadline is not None:
                     left = deadline - time.monotonic() - reserve_s
                     epochs = min(cfg.max_epochs, int(left / max(step_s * n, 1e-6)))
                     if epochs < MIN_EPOCHS:
-                        return (f"the budget left ({max(left, 0):.0f} s) does not allow {MIN_EPOCHS} epochs "
-                                f"(a step takes {step_s * 1e3:.0f} ms per image, {n} training examples)")
+                        return (
+                            f"the budget left ({max(left, 0):.0f} s) does not allow {MIN_EPOCHS} epochs "
+                            f"(a step takes {step_s * 1e3:.0f} ms per image, {n} training examples)"
+                        )
             if progress:
-                progress(len(order[i:i + bs]))
+                progress(len(order[i : i + bs]))
         acc, loss = evaluate()
         history.append({"epoch": epoch, "val_accuracy": round(acc, 4), "val_loss": float(f"{loss:.4g}")})
         if (acc, -loss) > (best[0], -best[1]):
@@ -250,6 +281,16 @@ def finetune(backbone: str, head: Any, train: list[Item], val: list[Item], pp: P
     head.load_state_dict(best_state[1])
     model.requires_grad_(False)
     full = nn.Sequential(model, head).eval()
-    return FinetuneResult(full, frozen_acc, frozen_loss, best[0], best[1], best_epoch, len(history) - 1,
-                          time.perf_counter() - t0, (step_s or 0.0) * 1e3, cfg, history)
-
+    return FinetuneResult(
+        full,
+        frozen_acc,
+        frozen_loss,
+        best[0],
+        best[1],
+        best_epoch,
+        len(history) - 1,
+        time.perf_counter() - t0,
+        (step_s or 0.0) * 1e3,
+        cfg,
+        history,
+    )

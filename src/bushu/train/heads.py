@@ -72,9 +72,16 @@ def build_head(cfg: HeadConfig, mean: np.ndarray, std: np.ndarray, n_classes: in
     return nn.Sequential(Standardize(mean, std), *body)
 
 
-def fit_head(cfg: HeadConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-             n_classes: int, report: Callable[[int, float], None] | None = None, patience: int | None = None
-             ) -> FitResult:
+def fit_head(
+    cfg: HeadConfig,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    report: Callable[[int, float], None] | None = None,
+    patience: int | None = None,
+) -> FitResult:
     """Train; keep the weights of the epoch with the best validation (accuracy, then loss).
 
     ``report(epoch, val_accuracy)`` is called after each epoch (Optuna prunes through it).
@@ -96,8 +103,9 @@ def fit_head(cfg: HeadConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     if cfg.kind == "logreg":
         return _fit_logreg(cfg, head, x_train, y_train, xv, yv, n_classes, mean, std)
     counts = np.bincount(y_train, minlength=n_classes).astype(np.float32)
-    weight = torch.from_numpy(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
-                              .astype(np.float32))  # balanced: each class counts the same
+    weight = torch.from_numpy(
+        np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0).astype(np.float32)
+    )  # balanced: each class counts the same
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64))
@@ -109,7 +117,7 @@ def fit_head(cfg: HeadConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
         head.train()
         order = rng.permutation(n)
         for i in range(0, n, cfg.batch_size):
-            idx = torch.from_numpy(order[i:i + cfg.batch_size])
+            idx = torch.from_numpy(order[i : i + cfg.batch_size])
             opt.zero_grad()
             loss_fn(head(xt[idx]), yt[idx]).backward()
             opt.step()

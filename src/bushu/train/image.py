@@ -49,24 +49,33 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
         if i and left is not None:
             est = max(v["seconds"] for v in feature_info.values()) * 1.5
             if est > 0.5 * left:
-                echo(f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
-                     f"of the budget for the search")
+                echo(
+                    f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
+                    f"of the budget for the search"
+                )
                 continue
         pp = preprocess_for(name, cfg.image_size)
         with progress_bar(cfg.progress, f"features {name} @{pp.crop}px", n_imgs) as advance:
             fs = image_features(ds, name, pp, cfg.work / "features", flip=cfg.augment, progress=advance)
         features[name] = fs
-        feature_info[name] = {"dim": int(fs["train"].shape[1]), "image_size": pp.crop,
-                              "seconds": round(fs.seconds, 2), "cached": fs.cached}
-        echo(f"features {name} @{pp.crop}px: {fs['train'].shape[1]}-d, "
-             + ("from cache" if fs.cached else f"{fs.seconds:.1f} s for {n_imgs} images"))
+        feature_info[name] = {
+            "dim": int(fs["train"].shape[1]),
+            "image_size": pp.crop,
+            "seconds": round(fs.seconds, 2),
+            "cached": fs.cached,
+        }
+        echo(
+            f"features {name} @{pp.crop}px: {fs['train'].shape[1]}-d, "
+            + ("from cache" if fs.cached else f"{fs.seconds:.1f} s for {n_imgs} images")
+        )
         left = clock.left()
         if i == 0 and left is not None and left <= 0:
             raise UserInputError(
                 f"the budget ({cfg.budget_s:g} s) ran out while extracting features ({clock.elapsed():.0f} s), "
                 "before any model was trained",
                 hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
-                     f"are cached in {cfg.work}, so the rerun goes straight to the search")
+                f"are cached in {cfg.work}, so the rerun goes straight to the search",
+            )
 
     # 2. search heads on the cache, leaving part of the budget for fine-tuning when the search would use it all
     per_image = max(v["seconds"] for v in feature_info.values()) / max(n_imgs, 1)  # a frozen forward, seconds
@@ -75,8 +84,9 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
         want = estimate_seconds(per_image, len(ds.train), len(ds.val), cfg.finetune_epochs)
         search_clock = clock.reserved(min(want, 0.4 * max(clock.left(), 0.0)))
     space = SearchSpace(sources=tuple(features), heads=tuple(cfg.heads), augment=cfg.augment)
-    outcome = search_and_fit(cfg, ds, space, features, search_clock, echo,
-                             {"image_size": cfg.image_size, "augment": cfg.augment})
+    outcome = search_and_fit(
+        cfg, ds, space, features, search_clock, echo, {"image_size": cfg.image_size, "augment": cfg.augment}
+    )
     name = outcome.params["source"]
     pp = preprocess_for(name, cfg.image_size)
 
@@ -95,24 +105,43 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
         metrics = prediction_metrics(ds.classes, y_val, logits, [relpath(it.source, Path(cfg.data)) for it in ds.val])
         test_logits = onnx_logits(onnx_path, ds.test, pp, cfg.progress, "test") if ds.test else None
         test = test_metrics(ds.classes, ds.test, test_logits, Path(cfg.data), ds.test_split)
-        summary = _summary(cfg, ds, outcome, feature_info, metrics, parity, clock, time.perf_counter() - t_export,
-                           test)
+        summary = _summary(cfg, ds, outcome, feature_info, metrics, parity, clock, time.perf_counter() - t_export, test)
         summary["finetune"] = ft_info
         from ..runtime import load_backend
         from .report import html_report
 
         with load_backend(onnx_path, "onnxruntime") as be:
             inputs, outputs = list(be.inputs), list(be.outputs)
-        art = Artifact(path=cfg.out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
-                       name=cfg.out.name, task="classification", preprocess=pp, postprocess=Postprocess(),
-                       files={"report": REPORT_FILE},
-                       provenance={"source": str(cfg.data), "source_kind": "train",
-                                   "backbone": name, "head": outcome.params["head"],
-                                   "finetuned_blocks": cfg.finetune_blocks if tuned is not None else 0,
-                                   "versions": library_versions()},
-                       metrics={"train": summary, "parity": parity})
-        art.add_step("train", data=str(cfg.data), backbone=name, params=outcome.params, trial=outcome.trial,
-                     study=outcome.study_name, storage=outcome.storage)
+        art = Artifact(
+            path=cfg.out,
+            model_file=MODEL_FILE,
+            format="onnx",
+            inputs=inputs,
+            outputs=outputs,
+            name=cfg.out.name,
+            task="classification",
+            preprocess=pp,
+            postprocess=Postprocess(),
+            files={"report": REPORT_FILE},
+            provenance={
+                "source": str(cfg.data),
+                "source_kind": "train",
+                "backbone": name,
+                "head": outcome.params["head"],
+                "finetuned_blocks": cfg.finetune_blocks if tuned is not None else 0,
+                "versions": library_versions(),
+            },
+            metrics={"train": summary, "parity": parity},
+        )
+        art.add_step(
+            "train",
+            data=str(cfg.data),
+            backbone=name,
+            params=outcome.params,
+            trial=outcome.trial,
+            study=outcome.study_name,
+            storage=outcome.storage,
+        )
         report = html_report(summary, title=f"bushu train: {cfg.out.name}", data_root=Path(cfg.data))
         write_artifact(cfg.out, {MODEL_FILE: onnx_path, REPORT_FILE: report.encode()}, art, labels=ds.classes)
     summary["artifact"] = str(cfg.out)
@@ -123,16 +152,20 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
 def _print_check(ds: Dataset, echo) -> None:
     c = ds.check
     test = f" / {len(ds.test)} test ({ds.test_split})" if ds.test else ", no test part"
-    echo(f"data: {len(ds.classes)} classes, {sum(c.counts.values())} {'clip' if ds.kind == 'audio' else ds.kind}s "
-         f"({len(ds.train)} train / {len(ds.val)} val, {ds.split} split{test}); "
-         + ", ".join(f"{k} {v}" for k, v in c.counts.items()))
+    echo(
+        f"data: {len(ds.classes)} classes, {sum(c.counts.values())} {'clip' if ds.kind == 'audio' else ds.kind}s "
+        f"({len(ds.train)} train / {len(ds.val)} val, {ds.split} split{test}); "
+        + ", ".join(f"{k} {v}" for k, v in c.counts.items())
+    )
     for s in c.skipped[:10]:
         echo(f"  skipped {s['path']}: {s['reason']}")
     if len(c.skipped) > 10:
         echo(f"  ... and {len(c.skipped) - 10} more skipped (all listed in the report)")
     if c.duplicates:
-        echo(f"  {len(c.duplicates)} duplicate file(s) dropped (e.g. {c.duplicates[0]['dropped']} = "
-             f"{c.duplicates[0]['kept']})")
+        echo(
+            f"  {len(c.duplicates)} duplicate file(s) dropped (e.g. {c.duplicates[0]['dropped']} = "
+            f"{c.duplicates[0]['kept']})"
+        )
     for w in c.warnings:
         echo(f"warning: {w}")
 
@@ -147,27 +180,43 @@ def _finetune(cfg: TrainConfig, ds: Dataset, name: str, head, pp, per_image: flo
     need = estimate_seconds(per_image, len(ds.train), len(ds.val), MIN_EPOCHS)
     reason = None
     if left is not None and need > left:
-        reason = (f"the budget left ({max(left, 0):.0f} s) is less than {MIN_EPOCHS} epochs would take (~{need:.0f} s "
-                  f"for {len(ds.train)} training examples at {per_image * 1e3:.0f} ms per image forward)")
+        reason = (
+            f"the budget left ({max(left, 0):.0f} s) is less than {MIN_EPOCHS} epochs would take (~{need:.0f} s "
+            f"for {len(ds.train)} training examples at {per_image * 1e3:.0f} ms per image forward)"
+        )
     else:
         # audio: a time shift only (a flip plays the clip backwards, colour is loudness); --no-augment: none
         mode = "audio" if pp.kind == "audio" else ("image" if cfg.augment else "none")
         fcfg = FinetuneConfig(blocks=cfg.finetune_blocks, max_epochs=cfg.finetune_epochs, augment=mode, seed=cfg.seed)
         reserve = per_image * len(ds.val) + 10.0  # the export and its validation run after
-        with progress_bar(cfg.progress, f"fine-tune {name} (last {fcfg.blocks} blocks)",
-                          len(ds.train) * fcfg.max_epochs) as advance:
-            res = finetune(name, head, ds.train, ds.val, pp, len(ds.classes), fcfg, deadline=clock.deadline,
-                           reserve_s=reserve, progress=advance, echo=echo)
+        with progress_bar(
+            cfg.progress, f"fine-tune {name} (last {fcfg.blocks} blocks)", len(ds.train) * fcfg.max_epochs
+        ) as advance:
+            res = finetune(
+                name,
+                head,
+                ds.train,
+                ds.val,
+                pp,
+                len(ds.classes),
+                fcfg,
+                deadline=clock.deadline,
+                reserve_s=reserve,
+                progress=advance,
+                echo=echo,
+            )
         if isinstance(res, str):
             reason = res
     if reason:
         echo(f"fine-tuning skipped: {reason}")
         return {"ran": False, "reason": reason}, None
     info = res.to_dict()
-    echo(f"fine-tuned the last {fcfg.blocks} blocks of {name} + head ({mode} augmentation, {info['epochs']} epochs, "
-         f"{info['seconds']:.0f} s): val accuracy {info['finetuned_val_accuracy']:.4f} (loss "
-         f"{info['finetuned_val_loss']:.3g}) vs frozen {info['frozen_val_accuracy']:.4f} (loss "
-         f"{info['frozen_val_loss']:.3g}) -> kept the {info['kept']} model")
+    echo(
+        f"fine-tuned the last {fcfg.blocks} blocks of {name} + head ({mode} augmentation, {info['epochs']} epochs, "
+        f"{info['seconds']:.0f} s): val accuracy {info['finetuned_val_accuracy']:.4f} (loss "
+        f"{info['finetuned_val_loss']:.3g}) vs frozen {info['frozen_val_accuracy']:.4f} (loss "
+        f"{info['frozen_val_loss']:.3g}) -> kept the {info['kept']} model"
+    )
     return info, (res.module if res.better else None)
 
 
@@ -187,8 +236,13 @@ def _export(full, ds: Dataset, pp, tmp: Path, progress: bool):
         ref = {"logits": full(torch.from_numpy(x)).numpy()}
     got = run_model(path, {"input": x})
     rows = check_tolerance("exported ONNX model (backbone + head)", ref, got, ATOL, RTOL)
-    parity = {"reference": "torch eager (backbone + head)", "passed": True, "samples": len(x),
-              "outputs": summarize(rows), "simplify": simp}
+    parity = {
+        "reference": "torch eager (backbone + head)",
+        "passed": True,
+        "samples": len(x),
+        "outputs": summarize(rows),
+        "simplify": simp,
+    }
     return path, parity, onnx_logits(path, ds.val, pp, progress, "validate")
 
 
@@ -199,14 +253,23 @@ def onnx_logits(path: Path, items, pp, progress: bool, label: str) -> np.ndarray
     logits = []
     with progress_bar(progress, f"{label} (onnxruntime)", len(items)) as advance:
         for i in range(0, len(items), 32):
-            chunk = load_pixels(items[i:i + 32], pp)
+            chunk = load_pixels(items[i : i + 32], pp)
             logits.append(run_model(path, {"input": chunk}, chunk=32)["logits"])
             advance(len(chunk))
     return np.concatenate(logits)
 
 
-def _summary(cfg: TrainConfig, ds: Dataset, outcome, feature_info, metrics, parity, clock: Clock,
-             export_s: float, test: dict[str, Any] | None = None) -> dict[str, Any]:
+def _summary(
+    cfg: TrainConfig,
+    ds: Dataset,
+    outcome,
+    feature_info,
+    metrics,
+    parity,
+    clock: Clock,
+    export_s: float,
+    test: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "kind": ds.kind,
         "val_accuracy": metrics["accuracy"],  # ONNX Runtime on the exported model
@@ -217,12 +280,18 @@ def _summary(cfg: TrainConfig, ds: Dataset, outcome, feature_info, metrics, pari
         "test_ci95": test["ci95"] if test else None,
         "test_macro_f1": test["macro_f1"] if test else None,
         "test": test,
-        "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test), "split": ds.split,
+        "n_train": len(ds.train),
+        "n_val": len(ds.val),
+        "n_test": len(ds.test),
+        "split": ds.split,
         "test_split": ds.test_split,
         "classes": ds.classes,
         "best": {"trial": outcome.trial, **outcome.params, "best_epoch": outcome.fit.best_epoch},
-        "trials": outcome.n_trials, "trials_this_run": outcome.ran_now,
-        "budget_s": cfg.budget_s, "seconds": round(clock.elapsed(), 1), "export_s": round(export_s, 1),
+        "trials": outcome.n_trials,
+        "trials_this_run": outcome.ran_now,
+        "budget_s": cfg.budget_s,
+        "seconds": round(clock.elapsed(), 1),
+        "export_s": round(export_s, 1),
         "features": feature_info,
         "data_check": ds.check.to_dict(),
         "per_class": metrics["per_class"],

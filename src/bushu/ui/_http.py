@@ -41,11 +41,15 @@ class UIContext:
 
 
 # the CLI's words for what the UI's forms choose: a user of the page never types a flag
-_FLAGS = [(re.compile(r"pass --data DIR: a folder of representative images"),
-           "choose a calibration data set in the form: representative images"),
-          (re.compile(r"(?:pass |add )?--(?:data|calib) DIR"), "a data set (choose one in the form)"),
-          (re.compile(r"(?:give )?a larger --budget"), "a larger training budget"),
-          (re.compile(r"--image-size"), "the image size")]
+_FLAGS = [
+    (
+        re.compile(r"pass --data DIR: a folder of representative images"),
+        "choose a calibration data set in the form: representative images",
+    ),
+    (re.compile(r"(?:pass |add )?--(?:data|calib) DIR"), "a data set (choose one in the form)"),
+    (re.compile(r"(?:give )?a larger --budget"), "a larger training budget"),
+    (re.compile(r"--image-size"), "the image size"),
+]
 _REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
@@ -70,16 +74,25 @@ def check(request: Request, config: UIConfig) -> None:
         raw = request.headers.get("host", "")
         host = raw.split("]")[0] + "]" if raw.startswith("[") else raw.rsplit(":", 1)[0]
         if host not in _LOOPBACK_HOSTS:
-            raise HttpError(403, f"Host {host!r} is not this machine's loopback address",
-                            hint="open the UI at http://127.0.0.1:PORT/")
+            raise HttpError(
+                403,
+                f"Host {host!r} is not this machine's loopback address",
+                hint="open the UI at http://127.0.0.1:PORT/",
+            )
     if config.token:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ") or \
-            request.cookies.get("bushu_token", "") or request.query_params.get("token", "")
+        given = (
+            request.headers.get("authorization", "").removeprefix("Bearer ")
+            or request.cookies.get("bushu_token", "")
+            or request.query_params.get("token", "")
+        )
         if not hmac.compare_digest(given.encode(), config.token.encode()):
             raise HttpError(401, "this UI needs its login token", hint="open the URL that `bushu ui` printed")
     if request.method not in ("GET", "HEAD") and request.headers.get(CSRF_HEADER) != "1":
-        raise HttpError(403, f"state-changing requests need the {CSRF_HEADER} header",
-                        hint="send 'X-Bushu-UI: 1' (the UI's own pages do)")
+        raise HttpError(
+            403,
+            f"state-changing requests need the {CSRF_HEADER} header",
+            hint="send 'X-Bushu-UI: 1' (the UI's own pages do)",
+        )
 
 
 Handler = Callable[["Request", UIContext], Awaitable[Any]]
@@ -99,8 +112,9 @@ def endpoint(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
         except HttpError as e:
             return JSONResponse({"error": plain(e.message), "hint": plain(e.hint)}, status_code=e.status)
         except BushuError as e:
-            return JSONResponse({"error": plain(e.message), "hint": plain(e.hint)},
-                                status_code=getattr(e, "http_status", 400))
+            return JSONResponse(
+                {"error": plain(e.message), "hint": plain(e.hint)}, status_code=getattr(e, "http_status", 400)
+            )
         if isinstance(result, Response):
             return result
         return JSONResponse(result)
@@ -140,8 +154,11 @@ async def upload_to_file(request: Request, limit_mb: float, folder: Path) -> Pat
     limit = int(limit_mb * 1e6)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HttpError(413, f"upload of {int(declared)} bytes is over the {limit}-byte limit",
-                        hint="start the UI with a larger --max-upload-mb, or link a folder instead")
+        raise HttpError(
+            413,
+            f"upload of {int(declared)} bytes is over the {limit}-byte limit",
+            hint="start the UI with a larger --max-upload-mb, or link a folder instead",
+        )
     fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=folder)
     size = 0
     try:
@@ -149,8 +166,11 @@ async def upload_to_file(request: Request, limit_mb: float, folder: Path) -> Pat
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise HttpError(413, f"upload is over the {limit}-byte limit",
-                                    hint="start the UI with a larger --max-upload-mb, or link a folder instead")
+                    raise HttpError(
+                        413,
+                        f"upload is over the {limit}-byte limit",
+                        hint="start the UI with a larger --max-upload-mb, or link a folder instead",
+                    )
                 f.write(chunk)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

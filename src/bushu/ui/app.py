@@ -58,9 +58,15 @@ def _static(name: str) -> bytes:
 async def index(request: Request, ui: UIContext) -> Response:
     from starlette.responses import Response
 
-    resp = Response(_static("index.html"), media_type="text/html; charset=utf-8",
-                    headers={"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:",
-                             "X-Frame-Options": "DENY", "Cache-Control": "no-store"})
+    resp = Response(
+        _static("index.html"),
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:",
+            "X-Frame-Options": "DENY",
+            "Cache-Control": "no-store",
+        },
+    )
     token = ui.config.token
     if token and request.query_params.get("token") == token:
         resp.set_cookie("bushu_token", token, httponly=True, samesite="strict")
@@ -102,8 +108,10 @@ def create_app(config: UIConfig) -> Starlette:
         Route("/static/{name}", endpoint(static)),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
-    app = Starlette(routes=[*pages, *models.ROUTES, *evals.ROUTES, *deployments.ROUTES, *datasets.ROUTES,
-                            *jobs.ROUTES], lifespan=lifespan)
+    app = Starlette(
+        routes=[*pages, *models.ROUTES, *evals.ROUTES, *deployments.ROUTES, *datasets.ROUTES, *jobs.ROUTES],
+        lifespan=lifespan,
+    )
     app.state.ui = ui
     return app
 

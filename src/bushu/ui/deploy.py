@@ -26,8 +26,11 @@ from ..errors import BushuError, UserInputError
 __all__ = ["Deployments", "parse_metrics"]
 
 _HOST = "127.0.0.1"  # a served model is never reachable from beyond this machine
-_PORTS = {"http": re.compile(r"HTTP\s+http://\S+?:(\d+)/v2"), "grpc": re.compile(r"gRPC\s+\S+?:(\d+)\s*$", re.M),
-          "metrics": re.compile(r"metrics\s+http://\S+?:(\d+)/metrics")}
+_PORTS = {
+    "http": re.compile(r"HTTP\s+http://\S+?:(\d+)/v2"),
+    "grpc": re.compile(r"gRPC\s+\S+?:(\d+)\s*$", re.M),
+    "metrics": re.compile(r"metrics\s+http://\S+?:(\d+)/metrics"),
+}
 
 
 def _die_with_parent() -> None:
@@ -43,7 +46,7 @@ def parse_metrics(text: str, model: str) -> dict[str, float]:
     """Triton-named Prometheus counters of one model, summed over its versions."""
     out: dict[str, float] = {}
     for line in text.splitlines():
-        m = re.match(r'^(nv_inference_\w+)\{([^}]*)\}\s+(\S+)', line)
+        m = re.match(r"^(nv_inference_\w+)\{([^}]*)\}\s+(\S+)", line)
         if m and f'model="{model}"' in m.group(2):
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
     return out
@@ -66,9 +69,12 @@ class Deployment:
 
     def urls(self) -> dict[str, str]:
         p = self.ports
-        return {"http": f"http://{_HOST}:{p['http']}/v2/models/{self.name}",
-                "classify": f"http://{_HOST}:{p['http']}/v1/models/{self.name}:classify",
-                "grpc": f"{_HOST}:{p['grpc']}", "metrics": f"http://{_HOST}:{p['metrics']}/metrics"}
+        return {
+            "http": f"http://{_HOST}:{p['http']}/v2/models/{self.name}",
+            "classify": f"http://{_HOST}:{p['http']}/v1/models/{self.name}:classify",
+            "grpc": f"{_HOST}:{p['grpc']}",
+            "metrics": f"http://{_HOST}:{p['metrics']}/metrics",
+        }
 
 
 class Deployments:
@@ -85,22 +91,42 @@ class Deployments:
         with self._lock:
             old = self._deps.get(name)
             if old is not None and old.running:
-                raise UserInputError(f"model {name!r} is already served on port {old.ports.get('http', '?')}",
-                                     hint="stop it first")
+                raise UserInputError(
+                    f"model {name!r} is already served on port {old.ports.get('http', '?')}", hint="stop it first"
+                )
             art = Artifact.load(model_dir)
             if art.model_path.suffix != ".onnx":
-                raise UserInputError(f"model {name!r} is {art.format}, not ONNX; the UI serves ONNX artifacts",
-                                     hint="serve it with `bushu serve` from the command line")
+                raise UserInputError(
+                    f"model {name!r} is {art.format}, not ONNX; the UI serves ONNX artifacts",
+                    hint="serve it with `bushu serve` from the command line",
+                )
             work = self.root / name
             shutil.rmtree(work / "repo", ignore_errors=True)
             add_to_repository(work / "repo", art, name=name)
             log = work / "server.log"
             with open(log, "wb") as f:
-                proc = subprocess.Popen([sys.executable, "-m", "bushu", "serve", str(work / "repo"), "--host", _HOST,
-                                         "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
-                                        stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
-                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bushu",
+                        "serve",
+                        str(work / "repo"),
+                        "--host",
+                        _HOST,
+                        "--http-port",
+                        "0",
+                        "--grpc-port",
+                        "0",
+                        "--metrics-port",
+                        "0",
+                    ],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
             dep = self._deps[name] = Deployment(name, name, proc, log, time.time())
         return dep
 
@@ -109,8 +135,9 @@ class Deployments:
         while time.monotonic() < deadline:
             text = dep.log.read_text(errors="replace")
             if "ready; Ctrl-C stops" in text:
-                state = re.search(rf"^\s*model {re.escape(dep.name)} version \S+: (\w+)(.*?)(?=^HTTP|^gRPC|\Z)",
-                                  text, re.M | re.S)
+                state = re.search(
+                    rf"^\s*model {re.escape(dep.name)} version \S+: (\w+)(.*?)(?=^HTTP|^gRPC|\Z)", text, re.M | re.S
+                )
                 if state and state.group(1) != "READY":  # the server runs, but without the model
                     self.stop(dep.name)
                     reason = " ".join(state.group(2).split()).strip("()")
@@ -121,8 +148,9 @@ class Deployments:
                 with self._lock:
                     self._deps.pop(dep.name, None)
                 tail = " | ".join(ln for ln in text.splitlines()[-3:] if ln.strip())
-                raise BushuError(f"the server for {dep.name!r} exited ({dep.proc.returncode}): {tail}",
-                                 hint=f"see {dep.log}")
+                raise BushuError(
+                    f"the server for {dep.name!r} exited ({dep.proc.returncode}): {tail}", hint=f"see {dep.log}"
+                )
             time.sleep(0.2)
         self.stop(dep.name)
         raise BushuError(f"the server for {dep.name!r} did not start within {timeout_s:.0f} s", hint=f"see {dep.log}")
@@ -156,14 +184,21 @@ class Deployments:
                 pass
 
     def info(self, dep: Deployment, metrics: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": dep.name, "running": dep.running, "pid": dep.proc.pid,
-                               "uptime_s": round(time.time() - dep.started, 1), "host": _HOST}
+        out: dict[str, Any] = {
+            "name": dep.name,
+            "running": dep.running,
+            "pid": dep.proc.pid,
+            "uptime_s": round(time.time() - dep.started, 1),
+            "host": _HOST,
+        }
         if not dep.ports:
             return out
         urls = dep.urls()
         out["urls"] = urls
-        out["curl"] = [f"curl -s --data-binary @image.jpg '{urls['classify']}?k=3'",
-                       f"curl -s {urls['http']}  # metadata; POST {urls['http']}/infer takes KServe v2 tensors"]
+        out["curl"] = [
+            f"curl -s --data-binary @image.jpg '{urls['classify']}?k=3'",
+            f"curl -s {urls['http']}  # metadata; POST {urls['http']}/infer takes KServe v2 tensors",
+        ]
         if metrics and dep.running:
             out["metrics"] = self._scrape(dep)
         return out
@@ -179,10 +214,14 @@ class Deployments:
         if dep.last is not None and ok > dep.last[0]:  # mean over the requests since the previous look
             dep.recent_ms = (dur - dep.last[1]) / (ok - dep.last[0]) / 1000
         dep.last = (ok, dur)
-        return {"requests": int(ok + fail), "success": int(ok), "failure": int(fail),
-                "inferences": int(m.get("nv_inference_count", 0)),
-                "mean_latency_ms": round(dur / ok / 1000, 3) if ok else None,
-                "recent_latency_ms": round(dep.recent_ms, 3) if dep.recent_ms is not None else None}
+        return {
+            "requests": int(ok + fail),
+            "success": int(ok),
+            "failure": int(fail),
+            "inferences": int(m.get("nv_inference_count", 0)),
+            "mean_latency_ms": round(dur / ok / 1000, 3) if ok else None,
+            "recent_latency_ms": round(dep.recent_ms, 3) if dep.recent_ms is not None else None,
+        }
 
     def list(self) -> list[dict[str, Any]]:
         return [self.info(d) for d in list(self._deps.values())]

@@ -67,8 +67,9 @@ class JobStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_running = max_running
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(Path(workspace) / "bushu-ui.sqlite"), check_same_thread=False,
-                                   isolation_level=None, timeout=30)
+        self._db = sqlite3.connect(
+            str(Path(workspace) / "bushu-ui.sqlite"), check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
@@ -122,8 +123,10 @@ class JobStore:
         if budget:  # several phases, some of unknown length: the budget is the honest clock
             percent = min(99.0, 100.0 * d["elapsed_s"] / budget)
             eta = budget - d["elapsed_s"]
-        return out | {"percent": None if percent is None else round(percent, 1),
-                      "eta_s": None if eta is None else round(max(0.0, eta), 1)}
+        return out | {
+            "percent": None if percent is None else round(percent, 1),
+            "eta_s": None if eta is None else round(max(0.0, eta), 1),
+        }
 
     @staticmethod
     def _budget(argv: builtins.list[str]) -> float | None:
@@ -165,8 +168,11 @@ class JobStore:
             errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
             if errors:
                 i = errors[-1]
-                hint = lines[i + 1].removeprefix("Hint: ") if i + 1 < len(lines) and lines[i + 1].startswith("Hint: ") \
+                hint = (
+                    lines[i + 1].removeprefix("Hint: ")
+                    if i + 1 < len(lines) and lines[i + 1].startswith("Hint: ")
                     else None
+                )
                 d["reason"] = plain(lines[i].removeprefix("error: ") + (f" — {hint}" if hint else ""))
 
     def log_tail(self, job_id: int, lines: int) -> builtins.list[str]:
@@ -182,9 +188,10 @@ class JobStore:
     # -- changes ----------------------------------------------------------------------------------------
     def submit(self, kind: str, title: str, argv: builtins.list[str], output: str | None = None) -> dict[str, Any]:
         with self._lock:
-            cur = self._db.execute("INSERT INTO jobs (kind, title, argv, output, status, created) "
-                                   "VALUES (?, ?, ?, ?, 'queued', ?)",
-                                   (kind, title, json.dumps(argv), output, time.time()))
+            cur = self._db.execute(
+                "INSERT INTO jobs (kind, title, argv, output, status, created) VALUES (?, ?, ?, ?, 'queued', ?)",
+                (kind, title, json.dumps(argv), output, time.time()),
+            )
             job_id = cur.lastrowid
         assert job_id is not None  # an INSERT sets it
         self.reconcile()
@@ -210,8 +217,11 @@ class JobStore:
 
     def _finish(self, job_id: int, status: str, rc: int | None) -> None:
         with self._lock:
-            self._db.execute("UPDATE jobs SET status = ?, returncode = ?, finished = ? WHERE id = ? "
-                             "AND status IN ('queued', 'running')", (status, rc, time.time(), job_id))
+            self._db.execute(
+                "UPDATE jobs SET status = ?, returncode = ?, finished = ? WHERE id = ? "
+                "AND status IN ('queued', 'running')",
+                (status, rc, time.time(), job_id),
+            )
 
     def _start(self, row: sqlite3.Row) -> None:
         job_id = row["id"]
@@ -224,19 +234,38 @@ class JobStore:
             import subprocess
 
             capture = ["--stdout", row["output"]] if row["kind"] in CAPTURE_STDOUT and row["output"] else []
-            proc = subprocess.Popen([sys.executable, "-m", "bushu.ui.runner", str(rc_file), *capture, "--",
-                                     sys.executable, "-m", "bushu", *argv],
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120",
-                                         "BUSHU_PROGRESS_FILE": str(self.dir / f"{job_id}.progress.json")})
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bushu.ui.runner",
+                    str(rc_file),
+                    *capture,
+                    "--",
+                    sys.executable,
+                    "-m",
+                    "bushu",
+                    *argv,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "COLUMNS": "120",
+                    "BUSHU_PROGRESS_FILE": str(self.dir / f"{job_id}.progress.json"),
+                },
+            )
         finally:
             log.close()
         self._children = getattr(self, "_children", {})
         self._children[job_id] = proc  # reaped in reconcile
         with self._lock:
-            self._db.execute("UPDATE jobs SET status = 'running', pid = ?, started = ? WHERE id = ?",
-                             (proc.pid, time.time(), job_id))
+            self._db.execute(
+                "UPDATE jobs SET status = 'running', pid = ?, started = ? WHERE id = ?", (proc.pid, time.time(), job_id)
+            )
 
     def reconcile(self) -> None:
         """Finish ended jobs, mark lost ones interrupted, start queued ones up to max_running."""
@@ -259,7 +288,7 @@ class JobStore:
                 else:
                     self._finish(row["id"], "interrupted", None)
             queued = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id").fetchall()
-            for row in queued[:max(0, self.max_running - n_running)]:
+            for row in queued[: max(0, self.max_running - n_running)]:
                 self._start(row)
 
     # -- the background loop ----------------------------------------------------------------------------

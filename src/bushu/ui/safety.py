@@ -85,8 +85,10 @@ def _member_parts(info: zipfile.ZipInfo) -> list[str]:
     name = info.filename.replace("\\", "/")
     p = PurePosixPath(name)
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in p.parts:
-        raise UnsafeArchiveError(f"zip member {info.filename!r} points outside the archive's folder",
-                                 hint="zip a folder with one sub-folder per class")
+        raise UnsafeArchiveError(
+            f"zip member {info.filename!r} points outside the archive's folder",
+            hint="zip a folder with one sub-folder per class",
+        )
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise UnsafeArchiveError(f"zip member {info.filename!r} is a symbolic link; links are not accepted")
@@ -106,7 +108,9 @@ def extract_image_zip(src: str | Path, dest: str | Path, limits: ZipLimits = Zip
     try:
         zf = zipfile.ZipFile(src)
     except (zipfile.BadZipFile, OSError) as e:
-        raise UserInputError(f"the upload is not a readable zip file: {e}", hint="upload a .zip of class folders") from e
+        raise UserInputError(
+            f"the upload is not a readable zip file: {e}", hint="upload a .zip of class folders"
+        ) from e
     with zf:
         infos = zf.infolist()
         if len(infos) > limits.max_members:
@@ -123,21 +127,34 @@ def extract_image_zip(src: str | Path, dest: str | Path, limits: ZipLimits = Zip
                 others.append((info, parts))
                 continue
             if info.file_size > limits.max_member_bytes:
-                raise UnsafeArchiveError(f"zip member {info.filename!r} expands to {info.file_size} bytes, over the "
-                                         f"{limits.max_member_bytes}-byte limit per image")
+                raise UnsafeArchiveError(
+                    f"zip member {info.filename!r} expands to {info.file_size} bytes, over the "
+                    f"{limits.max_member_bytes}-byte limit per image"
+                )
             entries.append((info, parts))
         if not entries:
             raise UserInputError("the zip holds no images", hint="one folder per class, with .jpg/.png images inside")
         tops = {parts[0] for _, parts in entries}
         strip = 1 if len(tops) == 1 and all(len(parts) >= 3 for _, parts in entries) else 0
-        report = UploadReport({}, [{"file": info.filename, "reason": "not an image (only .jpg, .png, .bmp, .webp, "
-                                    ".gif and .tif files are taken)"} for info, _ in others])
+        report = UploadReport(
+            {},
+            [
+                {
+                    "file": info.filename,
+                    "reason": "not an image (only .jpg, .png, .bmp, .webp, .gif and .tif files are taken)",
+                }
+                for info, _ in others
+            ],
+        )
         # class folders the zip names (folder entries, or the folder of a non-image file), with images or not
-        named = {safe_name(p[strip], "class name") for p in folders if len(p) == strip + 1} | \
-            {safe_name(p[strip], "class name") for _, p in others if len(p) == strip + 2}
+        named = {safe_name(p[strip], "class name") for p in folders if len(p) == strip + 1} | {
+            safe_name(p[strip], "class name") for _, p in others if len(p) == strip + 2
+        }
         declared = sum(info.file_size for info, _ in entries)
         if declared > limits.max_total_bytes:
-            raise UnsafeArchiveError(f"the zip expands to {declared} bytes, over the {limits.max_total_bytes}-byte limit")
+            raise UnsafeArchiveError(
+                f"the zip expands to {declared} bytes, over the {limits.max_total_bytes}-byte limit"
+            )
         counts: Counter[str] = Counter()
         total = 0
         dest.mkdir(parents=True)
@@ -145,8 +162,10 @@ def extract_image_zip(src: str | Path, dest: str | Path, limits: ZipLimits = Zip
             for info, parts in entries:
                 parts = parts[strip:]
                 if len(parts) != 2:
-                    raise UserInputError(f"zip member {info.filename!r} is not in a class folder",
-                                         hint="lay the zip out as CLASS/IMAGE (or TOP/CLASS/IMAGE)")
+                    raise UserInputError(
+                        f"zip member {info.filename!r} is not in a class folder",
+                        hint="lay the zip out as CLASS/IMAGE (or TOP/CLASS/IMAGE)",
+                    )
                 cls = safe_name(parts[0], "class name")
                 suffix = PurePosixPath(parts[1]).suffix  # as the user wrote it (.JPG too)
                 out_dir = dest / cls
@@ -166,7 +185,8 @@ def extract_image_zip(src: str | Path, dest: str | Path, limits: ZipLimits = Zip
                         if written > 1 << 20 and written > limits.max_ratio * max(info.compress_size, 1):
                             raise UnsafeArchiveError(
                                 f"zip member {info.filename!r} expands more than {limits.max_ratio:.0f}x: "
-                                "refusing a likely zip bomb")
+                                "refusing a likely zip bomb"
+                            )
                         w.write(chunk)
                 why = _readable(target)
                 if why:
@@ -188,6 +208,7 @@ def extract_image_zip(src: str | Path, dest: str | Path, limits: ZipLimits = Zip
     if not counts:
         shutil.rmtree(dest, ignore_errors=True)
         listed = "; ".join(f"{s['file']}: {s['reason']}" for s in report.skipped[:5])
-        raise UserInputError(f"no image in the zip could be read ({listed})",
-                             hint="one folder per class, with .jpg/.png images inside")
+        raise UserInputError(
+            f"no image in the zip could be read ({listed})", hint="one folder per class, with .jpg/.png images inside"
+        )
     return report

@@ -56,30 +56,61 @@ class Workspace:
 
         art = Artifact.load(self.model_dir(name))
         m = art.metrics
-        bench = [{k: r.get(k) for k in ("backend", "batch", "threads", "precision", "p50_ms", "p99_ms",
-                                        "throughput", "peak_rss_mb")} for r in (m.get("bench") or {}).get("rows", [])
-                 if r.get("p50_ms") is not None]  # rows of backends that were skipped carry no numbers
+        bench = [
+            {
+                k: r.get(k)
+                for k in ("backend", "batch", "threads", "precision", "p50_ms", "p99_ms", "throughput", "peak_rss_mb")
+            }
+            for r in (m.get("bench") or {}).get("rows", [])
+            if r.get("p50_ms") is not None
+        ]  # rows of backends that were skipped carry no numbers
         train = m.get("train") or {}
         ev = m.get("eval") or {}
         accuracy = ev.get("accuracy", train.get("val_accuracy"))
         confusion = train.get("confusion") or ev.get("confusion")
-        n_val = ev.get("n_images") if "accuracy" in ev else \
-            sum(map(sum, confusion["matrix"])) if confusion and confusion.get("matrix") else None
-        return {"name": name, "task": art.task, "format": art.format, "size_mb": round(art.size_bytes / 1e6, 2),
-                "inputs": [str(s) for s in art.inputs], "outputs": [str(s) for s in art.outputs],
-                "labels": (art.labels or [])[:1000], "n_labels": len(art.labels or []),
-                "accuracy": accuracy, "accuracy_note": accuracy_note(accuracy, n_val), "bench": bench,
-                "train": {k: train.get(k) for k in ("backbone", "head", "val_accuracy", "macro_f1", "trials",
-                                                    "image_size", "test_accuracy", "test_ci95", "n_test")
-                          if k in train},
-                "confusion": confusion,
-                "mistakes": [{k: x.get(k) for k in ("true", "pred", "score")} for x in train.get("mistakes") or []],
-                "created": art.provenance.get("created"),
-                "steps": [s.get("command") for s in art.provenance.get("steps", [])],
-                "dataset": self._dataset_of(art),
-                "variants": self.variants(name, art) if detail else None,  # reads every model: not in lists
-                "input_kind": art.preprocess.kind if art.preprocess else None,  # image | text | audio
-                "can_classify": art.preprocess is not None and art.model_path.suffix == ".onnx"}
+        n_val = (
+            ev.get("n_images")
+            if "accuracy" in ev
+            else sum(map(sum, confusion["matrix"]))
+            if confusion and confusion.get("matrix")
+            else None
+        )
+        return {
+            "name": name,
+            "task": art.task,
+            "format": art.format,
+            "size_mb": round(art.size_bytes / 1e6, 2),
+            "inputs": [str(s) for s in art.inputs],
+            "outputs": [str(s) for s in art.outputs],
+            "labels": (art.labels or [])[:1000],
+            "n_labels": len(art.labels or []),
+            "accuracy": accuracy,
+            "accuracy_note": accuracy_note(accuracy, n_val),
+            "bench": bench,
+            "train": {
+                k: train.get(k)
+                for k in (
+                    "backbone",
+                    "head",
+                    "val_accuracy",
+                    "macro_f1",
+                    "trials",
+                    "image_size",
+                    "test_accuracy",
+                    "test_ci95",
+                    "n_test",
+                )
+                if k in train
+            },
+            "confusion": confusion,
+            "mistakes": [{k: x.get(k) for k in ("true", "pred", "score")} for x in train.get("mistakes") or []],
+            "created": art.provenance.get("created"),
+            "steps": [s.get("command") for s in art.provenance.get("steps", [])],
+            "dataset": self._dataset_of(art),
+            "variants": self.variants(name, art) if detail else None,  # reads every model: not in lists
+            "input_kind": art.preprocess.kind if art.preprocess else None,  # image | text | audio
+            "can_classify": art.preprocess is not None and art.model_path.suffix == ".onnx",
+        }
 
     def _dataset_of(self, art) -> str | None:
         """The workspace dataset the model was trained on, if it is still there."""
@@ -103,13 +134,26 @@ class Workspace:
         me = art.path.resolve()
 
         def b1(a) -> dict[str, Any]:
-            rows = [r for r in (a.metrics.get("bench") or {}).get("rows", [])
-                    if r.get("batch") == 1 and r.get("p50_ms") is not None]
+            rows = [
+                r
+                for r in (a.metrics.get("bench") or {}).get("rows", [])
+                if r.get("batch") == 1 and r.get("p50_ms") is not None
+            ]
             return rows[0] if rows else {}
 
         acc = (art.metrics.get("eval") or {}).get("accuracy", (art.metrics.get("train") or {}).get("val_accuracy"))
-        out = [{"name": name, "kind": "this model", "precision": "fp32", "size_mb": round(art.size_bytes / 1e6, 3),
-                "p50_ms": b1(art).get("p50_ms"), "accuracy": acc, "top1_agreement": None, "model": name}]
+        out = [
+            {
+                "name": name,
+                "kind": "this model",
+                "precision": "fp32",
+                "size_mb": round(art.size_bytes / 1e6, 3),
+                "p50_ms": b1(art).get("p50_ms"),
+                "accuracy": acc,
+                "top1_agreement": None,
+                "model": name,
+            }
+        ]
         for d in sorted((self.root / "models").iterdir()):
             if d.name == name or not (d / "bushu.yaml").is_file():
                 continue
@@ -122,15 +166,21 @@ class Workspace:
                 continue
             rows = (other.metrics.get("optimize") or {}).get("rows") or [{}]
             after = rows[-1]
-            q = (steps[-1].get("quantize") or {})
+            q = steps[-1].get("quantize") or {}
             kind = q.get("kind") or q.get("type") or after.get("model") or "optimized"
             acc = after.get("accuracy")
-            out.append({"name": d.name, "kind": f"optimize: {kind}",
-                        "precision": str(after.get("model", "")).lstrip("+ "),
-                        "size_mb": round(other.size_bytes / 1e6, 3),
-                        "p50_ms": b1(other).get("p50_ms", after.get("p50_ms")),
-                        "accuracy": acc / 100 if isinstance(acc, (int, float)) else None,
-                        "top1_agreement": after.get("top1_agreement"), "model": d.name})
+            out.append(
+                {
+                    "name": d.name,
+                    "kind": f"optimize: {kind}",
+                    "precision": str(after.get("model", "")).lstrip("+ "),
+                    "size_mb": round(other.size_bytes / 1e6, 3),
+                    "p50_ms": b1(other).get("p50_ms", after.get("p50_ms")),
+                    "accuracy": acc / 100 if isinstance(acc, (int, float)) else None,
+                    "top1_agreement": after.get("top1_agreement"),
+                    "model": d.name,
+                }
+            )
             if out[0]["p50_ms"] is None and rows[0].get("p50_ms") is not None:
                 out[0]["p50_ms"] = rows[0]["p50_ms"]  # never benched itself: optimize timed it as "before"
         exports = self.root / "exports" / safe_name(name)
@@ -140,12 +190,23 @@ class Workspace:
             except (OSError, ValueError):
                 continue
             for r in rows:
-                out.append({"name": f"{name} ({r.get('format')})", "kind": f"export: {r.get('status')}",
-                            "precision": r.get("precision"), "size_mb": r.get("size_mb"), "p50_ms": r.get("p50_ms"),
-                            "accuracy": r.get("accuracy"), "top1_agreement": r.get("top1_agreement"),
-                            "file": r.get("file"), "reason": r.get("reason"), "model": None,
-                            "download": f"/api/models/{name}/exports/{report.parent.name}.zip"
-                            if r.get("status") in ("ok", "exported", "mismatch") else None})
+                out.append(
+                    {
+                        "name": f"{name} ({r.get('format')})",
+                        "kind": f"export: {r.get('status')}",
+                        "precision": r.get("precision"),
+                        "size_mb": r.get("size_mb"),
+                        "p50_ms": r.get("p50_ms"),
+                        "accuracy": r.get("accuracy"),
+                        "top1_agreement": r.get("top1_agreement"),
+                        "file": r.get("file"),
+                        "reason": r.get("reason"),
+                        "model": None,
+                        "download": f"/api/models/{name}/exports/{report.parent.name}.zip"
+                        if r.get("status") in ("ok", "exported", "mismatch")
+                        else None,
+                    }
+                )
         return out
 
     def train_mistake_thumb(self, name: str, index: int) -> bytes:
@@ -234,8 +295,13 @@ class Workspace:
         return d
 
     def datasets(self) -> list[dict[str, Any]]:
-        names = sorted({p.name.removesuffix(".link") for p in (self.root / "datasets").iterdir()
-                        if p.is_dir() or p.suffix == ".link"})
+        names = sorted(
+            {
+                p.name.removesuffix(".link")
+                for p in (self.root / "datasets").iterdir()
+                if p.is_dir() or p.suffix == ".link"
+            }
+        )
         out = []
         for n in names:
             try:
@@ -264,9 +330,15 @@ class Workspace:
             upload = json.loads(self.upload_report_path(name).read_text())
         except (OSError, ValueError):
             upload = {}
-        return {"name": name, "path": str(d), "classes": counts, "n_images": sum(counts.values()),
-                "warnings": warnings, "skipped": upload.get("skipped", []),
-                "empty_classes": upload.get("empty_classes", [])}
+        return {
+            "name": name,
+            "path": str(d),
+            "classes": counts,
+            "n_images": sum(counts.values()),
+            "warnings": warnings,
+            "skipped": upload.get("skipped", []),
+            "empty_classes": upload.get("empty_classes", []),
+        }
 
     def thumbnail(self, name: str, cls: str, index: int, size: int = 96) -> bytes:
         from ..data.folders import LabelledFolder
@@ -298,23 +370,49 @@ class Workspace:
             except (OSError, ValueError):
                 continue
             model, _, dataset = p.stem.partition("@")
-            out.append({"key": p.stem, "model": model, "dataset": dataset, "accuracy": r.get("accuracy"),
-                        "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images")),
-                        "macro_f1": (r.get("macro") or {}).get("f1"), "n_images": r.get("n_images"),
-                        "n_mistakes": len(r.get("mistakes") or []), "time": r.get("time")})
+            out.append(
+                {
+                    "key": p.stem,
+                    "model": model,
+                    "dataset": dataset,
+                    "accuracy": r.get("accuracy"),
+                    "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images")),
+                    "macro_f1": (r.get("macro") or {}).get("f1"),
+                    "n_images": r.get("n_images"),
+                    "n_mistakes": len(r.get("mistakes") or []),
+                    "time": r.get("time"),
+                }
+            )
         return out
 
     def eval_result(self, key: str) -> dict[str, Any]:
         r = json.loads(self._eval_file(key).read_text())
         model, _, dataset = key.partition("@")
-        keep = ("accuracy", "top5", "n_images", "n_skipped", "classes", "per_class", "macro", "confusion",
-                "seconds", "time", "backend")
+        keep = (
+            "accuracy",
+            "top5",
+            "n_images",
+            "n_skipped",
+            "classes",
+            "per_class",
+            "macro",
+            "confusion",
+            "seconds",
+            "time",
+            "backend",
+        )
         mistakes = [{k: m.get(k) for k in ("true", "pred", "score")} for m in r.get("mistakes") or []]
         for m, src in zip(mistakes, r.get("mistakes") or []):
             if str(src.get("path", "")).endswith(".txt"):  # a text model's mistake: show the words, not a picture
                 m["excerpt"] = _excerpt(src["path"], r["data"])
-        return {"key": key, "model": model, "dataset": dataset, **{k: r.get(k) for k in keep}, "mistakes": mistakes,
-                "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images"))}
+        return {
+            "key": key,
+            "model": model,
+            "dataset": dataset,
+            **{k: r.get(k) for k in keep},
+            "mistakes": mistakes,
+            "accuracy_note": accuracy_note(r.get("accuracy"), r.get("n_images")),
+        }
 
     def eval_mistake_thumb(self, key: str, index: int) -> bytes:
         r = json.loads(self._eval_file(key).read_text())
@@ -343,8 +441,11 @@ class _ImageClassifier:
         from ..runtime import load_backend
 
         self.art = art
-        self.backend = load_backend(art.model_path, threads=1) if art.model_path.suffix == ".onnx" \
+        self.backend = (
+            load_backend(art.model_path, threads=1)
+            if art.model_path.suffix == ".onnx"
             else load_backend(art.model_path)
+        )
 
     def predict(self, raw: list[bytes], k: int):
         from ..model.processing import load_image, preprocess_image, top_k

@@ -28,8 +28,13 @@ def _dist_name(meta: dict) -> str:
 
 
 def _metadata_text(meta: dict) -> str:
-    lines = ["Metadata-Version: 2.1", f"Name: {meta['name']}", f"Version: {meta['version']}",
-             f"Summary: {meta.get('summary', '')}", f"Requires-Python: {meta.get('requires_python', '>=3.9')}"]
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {meta['name']}",
+        f"Version: {meta['version']}",
+        f"Summary: {meta.get('summary', '')}",
+        f"Requires-Python: {meta.get('requires_python', '>=3.9')}",
+    ]
     lines += [f"Requires-Dist: {dep}" for dep in meta.get("dependencies", [])]
     for extra, deps in sorted((meta.get("optional_dependencies") or {}).items()):
         lines.append(f"Provides-Extra: {extra}")
@@ -91,8 +96,11 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         for arcname, path in _package_files(meta):
             add(zf, arcname, path.read_bytes())
         add(zf, f"{info}/METADATA", _metadata_text(meta).encode())
-        add(zf, f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: bushu-sdk-build\nRoot-Is-Purelib: true\n"
-                                 b"Tag: py3-none-any\n")
+        add(
+            zf,
+            f"{info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: bushu-sdk-build\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         entry_points = _entry_points_text(meta)
         if entry_points:
             add(zf, f"{info}/entry_points.txt", entry_points.encode())

@@ -33,33 +33,49 @@ def sidecar_path(model: str | Path) -> Path:
     return model.with_name(model.name + SUFFIX)
 
 
-def write_io(model: str | Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-             native_inputs: Sequence[str] | None = None, native_outputs: Sequence[str] | None = None,
-             batch: str = "native") -> Path:
+def write_io(
+    model: str | Path,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    native_inputs: Sequence[str] | None = None,
+    native_outputs: Sequence[str] | None = None,
+    batch: str = "native",
+) -> Path:
     def rows(specs: Sequence[TensorSpec], native: Sequence[str] | None) -> list[dict[str, Any]]:
         return [{**s.to_dict(), "native": (native[i] if native else s.name)} for i, s in enumerate(specs)]
 
     path = sidecar_path(model)
-    path.write_text(json.dumps({"inputs": rows(inputs, native_inputs), "outputs": rows(outputs, native_outputs),
-                                "batch": batch}, indent=1))
+    path.write_text(
+        json.dumps(
+            {"inputs": rows(inputs, native_inputs), "outputs": rows(outputs, native_outputs), "batch": batch}, indent=1
+        )
+    )
     return path
 
 
-def read_io(model: str | Path, required: bool = True) -> tuple[list[TensorSpec], list[TensorSpec], list[str],
-                                                                list[str], str] | None:
+def read_io(
+    model: str | Path, required: bool = True
+) -> tuple[list[TensorSpec], list[TensorSpec], list[str], list[str], str] | None:
     """(inputs, outputs, native input names, native output names, batch mode), or None when absent."""
     path = sidecar_path(model)
     if not path.is_file():
         if not required:
             return None
-        raise ModelLoadError(f"{Path(model).name} has no IO description ({path.name} is missing)",
-                             hint="export the model with: bushu export ART --format ... (it writes this file)")
+        raise ModelLoadError(
+            f"{Path(model).name} has no IO description ({path.name} is missing)",
+            hint="export the model with: bushu export ART --format ... (it writes this file)",
+        )
     try:
         d = json.loads(path.read_text())
         ins = [TensorSpec.from_dict(r) for r in d["inputs"]]
         outs = [TensorSpec.from_dict(r) for r in d["outputs"]]
-        return (ins, outs, [r.get("native", r["name"]) for r in d["inputs"]],
-                [r.get("native", r["name"]) for r in d["outputs"]], str(d.get("batch", "native")))
+        return (
+            ins,
+            outs,
+            [r.get("native", r["name"]) for r in d["inputs"]],
+            [r.get("native", r["name"]) for r in d["outputs"]],
+            str(d.get("batch", "native")),
+        )
     except (ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"{path.name} is not a readable IO description: {e!r}") from e
 

@@ -104,8 +104,10 @@ class LiteRTBackend(Backend):
             self._sig = next(iter(sigs)) if sigs else None
             self.runner = self.interp.get_signature_runner(self._sig) if self._sig else None
         except Exception as e:  # ValueError / RuntimeError for unreadable flatbuffers
-            raise ModelLoadError(f"{path.name} is not a model LiteRT can read: {str(e).splitlines()[0][:200]}",
-                                 hint="re-export the model, or check the file is complete (not truncated)") from e
+            raise ModelLoadError(
+                f"{path.name} is not a model LiteRT can read: {str(e).splitlines()[0][:200]}",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            ) from e
         if self.runner is None:  # older converters (MediaPipe's models among them) write no signature
             self.runner = _PlainRunner(self.interp)
         in_d, out_d = self.runner.get_input_details(), self.runner.get_output_details()
@@ -121,13 +123,18 @@ class LiteRTBackend(Backend):
             raise ModelLoadError(f"{path.name} has no signature tensor(s) {missing} named in its IO description")
         # a model whose leading dim is a fixed 1 runs one sample at a time
         self._loop = any(int(in_d[n]["shape_signature"][0]) == 1 for n in self._in_names if len(in_d[n]["shape"]))
-        self._qin = {s.name: q for s, n in zip(self._inputs, self._in_names, strict=True)
-                     if (q := _quantized(s, in_d[n]))}
-        self._qout = {s.name: q for s, n in zip(self._outputs, self._out_names, strict=True)
-                      if (q := _quantized(s, out_d[n]))}
+        self._qin = {
+            s.name: q for s, n in zip(self._inputs, self._in_names, strict=True) if (q := _quantized(s, in_d[n]))
+        }
+        self._qout = {
+            s.name: q for s, n in zip(self._outputs, self._out_names, strict=True) if (q := _quantized(s, out_d[n]))
+        }
         # litert-torch narrows int64 inputs to int32: cast ids down (range-checked) rather than refuse them
-        self._narrow = {s.name: np.dtype(in_d[n]["dtype"]) for s, n in zip(self._inputs, self._in_names, strict=True)
-                        if s.dtype == "int64" and np.dtype(in_d[n]["dtype"]) == np.int32}
+        self._narrow = {
+            s.name: np.dtype(in_d[n]["dtype"])
+            for s, n in zip(self._inputs, self._in_names, strict=True)
+            if s.dtype == "int64" and np.dtype(in_d[n]["dtype"]) == np.int32
+        }
         self._lock = threading.Lock()
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -139,10 +146,14 @@ class LiteRTBackend(Backend):
         parts: dict[str, list[np.ndarray]] = {s.name: [] for s in self._outputs}
         with self._lock:
             for sl in chunks:
-                args = {nat: _quantize(feeds[s.name][sl], self._qin[s.name]) if s.name in self._qin
-                        else _narrow(s.name, feeds[s.name][sl]) if s.name in self._narrow
-                        else np.ascontiguousarray(feeds[s.name][sl])
-                        for s, nat in zip(self._inputs, self._in_names, strict=True)}
+                args = {
+                    nat: _quantize(feeds[s.name][sl], self._qin[s.name])
+                    if s.name in self._qin
+                    else _narrow(s.name, feeds[s.name][sl])
+                    if s.name in self._narrow
+                    else np.ascontiguousarray(feeds[s.name][sl])
+                    for s, nat in zip(self._inputs, self._in_names, strict=True)
+                }
                 try:
                     outs = self.runner(**args)
                 except ValueError as e:
@@ -155,11 +166,16 @@ class LiteRTBackend(Backend):
         return {k: np.concatenate(v) if v else np.zeros((0,), np.float32) for k, v in parts.items()}
 
     def describe(self) -> dict[str, Any]:
-        out = {"threads": getattr(self, "threads", None) or "auto", "signature": getattr(self, "_sig", None),
-               "batch": "one sample at a time" if getattr(self, "_loop", False) else "whole batch"}
+        out = {
+            "threads": getattr(self, "threads", None) or "auto",
+            "signature": getattr(self, "_sig", None),
+            "batch": "one sample at a time" if getattr(self, "_loop", False) else "whole batch",
+        }
         if getattr(self, "_qin", None) or getattr(self, "_qout", None):
-            out["quantized_io"] = {k: {"dtype": np.dtype(d).name, "scale": sc, "zero_point": z}
-                                   for k, (d, sc, z) in {**self._qin, **self._qout}.items()}
+            out["quantized_io"] = {
+                k: {"dtype": np.dtype(d).name, "scale": sc, "zero_point": z}
+                for k, (d, sc, z) in {**self._qin, **self._qout}.items()
+            }
         return out
 
     def close(self) -> None:

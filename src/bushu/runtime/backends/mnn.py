@@ -51,13 +51,15 @@ class MNNBackend(Backend):
         self.threads = int(threads) if threads else 1
         try:
             with quiet_stdout():
-                rt = nn.create_runtime_manager(({"backend": "CPU", "precision": self.precision,
-                                                 "numThread": self.threads},))
-                self.module = nn.load_module_from_file(str(path), self._in_names, self._out_names,
-                                                       runtime_manager=rt)
+                rt = nn.create_runtime_manager(
+                    ({"backend": "CPU", "precision": self.precision, "numThread": self.threads},)
+                )
+                self.module = nn.load_module_from_file(str(path), self._in_names, self._out_names, runtime_manager=rt)
         except Exception as e:  # MNN raises SystemError for unreadable buffers
-            raise ModelLoadError(f"{path.name} is not a model MNN can read",
-                                 hint="re-export the model, or check the file is complete (not truncated)") from e
+            raise ModelLoadError(
+                f"{path.name} is not a model MNN can read",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            ) from e
         if self.module is None:
             raise ModelLoadError(f"{path.name} is not a model MNN can read")
         self._lock = threading.Lock()
@@ -85,8 +87,11 @@ class MNNBackend(Backend):
         return result
 
     def describe(self) -> dict[str, Any]:
-        return {"precision": "fp32" if getattr(self, "precision", "high") == "high" else self.precision,
-                "threads": getattr(self, "threads", None), "version": MNN.version()}
+        return {
+            "precision": "fp32" if getattr(self, "precision", "high") == "high" else self.precision,
+            "threads": getattr(self, "threads", None),
+            "version": MNN.version(),
+        }
 
     def close(self) -> None:
         self.module = None

@@ -33,8 +33,10 @@ class NcnnBackend(Backend):
         if precision not in _PRECISIONS:
             raise UserInputError(f"ncnn precision {precision!r} is not one of ['fp16', 'fp32']")
         if device not in ("cpu", "CPU"):
-            raise UserInputError(f"the ncnn backend runs on the cpu only here, not {device!r}",
-                                 hint="ncnn's Vulkan GPU path is not wired into bushu yet")
+            raise UserInputError(
+                f"the ncnn backend runs on the cpu only here, not {device!r}",
+                hint="ncnn's Vulkan GPU path is not wired into bushu yet",
+            )
         if threads is not None and not str(threads).isdigit():
             raise UserInputError(f"ncnn threads {threads!r} is not a positive integer")
         if not path.is_file():
@@ -45,8 +47,10 @@ class NcnnBackend(Backend):
         self._inputs, self._outputs, self._in_blobs, self._out_blobs, _ = read_io(path)
         text = path.read_bytes()
         if not text.startswith(b"7767517"):  # ncnn's param magic; the parser would read garbage anyway
-            raise ModelLoadError(f"{path.name} is not an ncnn .param file (no 7767517 magic)",
-                                 hint="re-export the model, or check the file is complete (not truncated)")
+            raise ModelLoadError(
+                f"{path.name} is not an ncnn .param file (no 7767517 magic)",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            )
         self.fp16 = _PRECISIONS[precision]
         net = ncnn.Net()
         opt = net.opt
@@ -56,15 +60,19 @@ class NcnnBackend(Backend):
         if threads:
             opt.num_threads = int(threads)
         if net.load_param(str(path)) != 0:
-            raise ModelLoadError(f"ncnn could not parse {path.name}",
-                                 hint="re-export the model, or check the file is complete (not truncated)")
+            raise ModelLoadError(
+                f"ncnn could not parse {path.name}",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            )
         if net.load_model(str(weights)) != 0:
             raise ModelLoadError(f"ncnn could not read the weights {weights.name} (truncated, or not for this .param)")
         have_in, have_out = set(net.input_names()), set(net.output_names())
         missing = [b for b in self._in_blobs if b not in have_in] + [b for b in self._out_blobs if b not in have_out]
         if missing:
-            raise ModelLoadError(f"{path.name} has no blob(s) {missing} named in its IO description",
-                                 hint="the .param and .io.json files come from different exports")
+            raise ModelLoadError(
+                f"{path.name} has no blob(s) {missing} named in its IO description",
+                hint="the .param and .io.json files come from different exports",
+            )
         self.net = net
         self.threads = opt.num_threads
         self._lock = threading.Lock()
@@ -95,9 +103,12 @@ class NcnnBackend(Backend):
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"precision": "fp16" if getattr(self, "fp16", False) else "fp32",
-                "threads": getattr(self, "threads", None), "batch": "one sample at a time",
-                "version": getattr(ncnn, "__version__", None)}
+        return {
+            "precision": "fp16" if getattr(self, "fp16", False) else "fp32",
+            "threads": getattr(self, "threads", None),
+            "batch": "one sample at a time",
+            "version": getattr(ncnn, "__version__", None),
+        }
 
     def close(self) -> None:
         net = getattr(self, "net", None)

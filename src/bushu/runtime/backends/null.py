@@ -24,7 +24,9 @@ class NullBackend(Backend):
     suffixes = (".null",)
     options = ("threads", "delay_ms")
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, delay_ms: float | None = None) -> None:
+    def load(
+        self, path: Path, device: str = "cpu", *, threads: int | None = None, delay_ms: float | None = None
+    ) -> None:
         try:
             cfg = yaml.safe_load(Path(path).read_text())
             self._inputs = [TensorSpec.from_dict(d) for d in cfg["inputs"]]
@@ -37,7 +39,9 @@ class NullBackend(Backend):
         self.check(feeds)
         if self.delay_s:
             time.sleep(self.delay_s)
-        return {o.name: np.asarray(feeds[i.name]).astype(np_dtype(o.dtype)) for i, o in zip(self._inputs, self._outputs)}
+        return {
+            o.name: np.asarray(feeds[i.name]).astype(np_dtype(o.dtype)) for i, o in zip(self._inputs, self._outputs)
+        }
 
     def describe(self) -> dict[str, Any]:
         return {"delay_ms": self.delay_s * 1000}

@@ -21,20 +21,33 @@ from ...spec import TensorSpec
 from ..backend import Backend
 
 _ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8", "tensor(uint16)": "uint16", "tensor(uint32)": "uint32", "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool", "tensor(string)": "bytes",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+    "tensor(string)": "bytes",
 }
 # Preference order, as ONNX Runtime's own provider list: the first available wins.
-_PREFERENCE = {"cpu": ["CPUExecutionProvider"],
-               "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-               "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-               "gpu": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+_PREFERENCE = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "gpu": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 #: devices that must get their first provider (``gpu`` takes whatever GPU provider exists, else CPU)
 _STRICT = {"cuda", "tensorrt"}
-_GPU_HINT = ("on a machine with an NVIDIA GPU: pip uninstall -y onnxruntime && pip install onnxruntime-gpu "
-             "(the same version), then check onnxruntime.get_available_providers()")
+_GPU_HINT = (
+    "on a machine with an NVIDIA GPU: pip uninstall -y onnxruntime && pip install onnxruntime-gpu "
+    "(the same version), then check onnxruntime.get_available_providers()"
+)
 
 
 def choose_providers(device: str, have: list[str], providers: list[str] | None = None) -> list[str]:
@@ -50,8 +63,10 @@ def choose_providers(device: str, have: list[str], providers: list[str] | None =
         raise UnknownNameError("onnxruntime device", device, list(_PREFERENCE))
     wanted = _PREFERENCE[device]
     if device in _STRICT and wanted[0] not in have:
-        raise BackendError(f"device {device!r} needs onnxruntime's {wanted[0]}, which this onnxruntime does not have "
-                           f"(it has {have})", hint=_GPU_HINT)
+        raise BackendError(
+            f"device {device!r} needs onnxruntime's {wanted[0]}, which this onnxruntime does not have (it has {have})",
+            hint=_GPU_HINT,
+        )
     return [p for p in wanted if p in have] or ["CPUExecutionProvider"]
 
 
@@ -79,15 +94,35 @@ def _spec(arg: Any, batch_name: str = "batch") -> TensorSpec:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
-    options = ("threads", "inter_threads", "optimization", "providers", "mem_pattern", "spinning", "device_id",
-               "trt_cache", "fp16")
+    options = (
+        "threads",
+        "inter_threads",
+        "optimization",
+        "providers",
+        "mem_pattern",
+        "spinning",
+        "device_id",
+        "trt_cache",
+        "fp16",
+    )
     #: the device used when load() is given the default "cpu" (the -cuda/-trt subclasses change it)
     default_device = "cpu"
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, inter_threads: int | None = None,
-             optimization: str = "all", providers: list[str] | None = None,
-             mem_pattern: bool | None = None, spinning: bool | None = None, device_id: int = 0,
-             trt_cache: str | None = None, fp16: bool = False) -> None:
+    def load(
+        self,
+        path: Path,
+        device: str = "cpu",
+        *,
+        threads: int | None = None,
+        inter_threads: int | None = None,
+        optimization: str = "all",
+        providers: list[str] | None = None,
+        mem_pattern: bool | None = None,
+        spinning: bool | None = None,
+        device_id: int = 0,
+        trt_cache: str | None = None,
+        fp16: bool = False,
+    ) -> None:
         if device == "cpu":
             device = self.default_device
         so = ort.SessionOptions()
@@ -101,8 +136,10 @@ class OnnxRuntimeBackend(Backend):
             on = str(spinning).lower() not in ("0", "false", "no", "off")
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if on else "0")
         so.graph_optimization_level = {
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[optimization]
         so.log_severity_level = 3
         chosen = choose_providers(device, ort.get_available_providers(), providers)
@@ -117,10 +154,12 @@ class OnnxRuntimeBackend(Backend):
                 op = msg.split("for ")[-1].split("(")[0].strip() if "for " in msg else "?"
                 raise UnsupportedOpError(op, self.name, msg.splitlines()[0]) from e
             if "No Op registered for " in msg:  # an op (or opset) this onnxruntime does not know
-                detail = msg[msg.index("No Op registered for "):].splitlines()[0]
+                detail = msg[msg.index("No Op registered for ") :].splitlines()[0]
                 raise UnsupportedOpError(detail.split()[4], self.name, detail) from e
-            raise ModelLoadError(f"{Path(path).name} is not a loadable ONNX model: {msg.splitlines()[0][:300]}",
-                                 hint="re-export the model, or check the file is complete (not truncated)") from e
+            raise ModelLoadError(
+                f"{Path(path).name} is not a loadable ONNX model: {msg.splitlines()[0][:300]}",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            ) from e
         self._inputs = [_spec(a) for a in self.session.get_inputs()]
         self._outputs = [_spec(a) for a in self.session.get_outputs()]
         self._output_names = [o.name for o in self._outputs]
@@ -166,4 +205,8 @@ class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
     @classmethod
     def unavailable(cls) -> str | None:
         have = ort.get_available_providers()
-        return None if "TensorrtExecutionProvider" in have else f"this onnxruntime has no TensorrtExecutionProvider ({have})"
+        return (
+            None
+            if "TensorrtExecutionProvider" in have
+            else f"this onnxruntime has no TensorrtExecutionProvider ({have})"
+        )

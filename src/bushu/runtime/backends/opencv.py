@@ -33,14 +33,18 @@ def _graph_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     try:
         g = onnx.load(str(path), load_external_data=False).graph
     except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
-        raise ModelLoadError(f"{path.name} is not a loadable ONNX model: {str(e)[:200]}",
-                             hint="re-export the model, or check the file is complete (not truncated)") from e
+        raise ModelLoadError(
+            f"{path.name} is not a loadable ONNX model: {str(e)[:200]}",
+            hint="re-export the model, or check the file is complete (not truncated)",
+        ) from e
     inits = {i.name for i in g.initializer}
 
     def spec(v: Any) -> TensorSpec:
         dims = v.type.tensor_type.shape.dim
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or ("batch" if i == 0 else f"dim{i}"))
-                      for i, d in enumerate(dims))
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or ("batch" if i == 0 else f"dim{i}"))
+            for i, d in enumerate(dims)
+        )
         return TensorSpec(v.name, from_onnx_elem_type(v.type.tensor_type.elem_type), shape)
 
     return [spec(v) for v in g.input if v.name not in inits], [spec(v) for v in g.output]
@@ -61,8 +65,10 @@ class OpenCVBackend(Backend):
             raise ModelLoadError(f"model file not found: {path}")
         self._inputs, self._outputs = _graph_specs(path)
         if not self._outputs:
-            raise ModelLoadError(f"{path.name} holds no graph (empty or not a model)",
-                                 hint="re-export the model, or check the file is complete (not truncated)")
+            raise ModelLoadError(
+                f"{path.name} holds no graph (empty or not a model)",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            )
         if threads:
             cv2.setNumThreads(int(threads))
         self.threads = cv2.getNumThreads()
@@ -72,8 +78,10 @@ class OpenCVBackend(Backend):
             found = _UNSUPPORTED.search(str(e))
             if found:
                 raise UnsupportedOpError(found.group(1), self.name, "OpenCV DNN has no layer for it") from e
-            raise ModelLoadError(f"OpenCV DNN could not read {path.name}: {str(e).strip().splitlines()[-1][:200]}",
-                                 hint="re-export the model, or check the file is complete (not truncated)") from e
+            raise ModelLoadError(
+                f"OpenCV DNN could not read {path.name}: {str(e).strip().splitlines()[-1][:200]}",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            ) from e
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
         self._lock = threading.Lock()
@@ -92,8 +100,10 @@ class OpenCVBackend(Backend):
             except cv2.error as e:
                 msg = str(e).strip().splitlines()[-1][:300]
                 raise BackendError(f"opencv failed: {msg}") from e
-        return {s.name: np.asarray(o).astype(np_dtype(s.dtype), copy=False) for s, o in
-                zip(self._outputs, outs, strict=True)}
+        return {
+            s.name: np.asarray(o).astype(np_dtype(s.dtype), copy=False)
+            for s, o in zip(self._outputs, outs, strict=True)
+        }
 
     def describe(self) -> dict[str, Any]:
         return {"threads": getattr(self, "threads", None), "version": cv2.__version__, "target": "cpu"}

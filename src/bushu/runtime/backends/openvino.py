@@ -24,8 +24,16 @@ from ...errors import BackendError, InferenceInputError, ModelLoadError, Unsuppo
 from ...spec import TensorSpec, dtype_name
 from ..backend import Backend
 
-_PRECISIONS = {"f32": "f32", "fp32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16",
-               "f16": "f16", "fp16": "f16", "float16": "f16"}
+_PRECISIONS = {
+    "f32": "f32",
+    "fp32": "f32",
+    "float32": "f32",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "f16": "f16",
+    "fp16": "f16",
+    "float16": "f16",
+}
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 _UNCONVERTED = re.compile(r"No conversion rule found for operations: (.+)")
 _UNSUPPORTED = re.compile(r"[Uu]nsupported operation of type:? *'?([\w.:-]+)")
@@ -75,8 +83,16 @@ class OpenVINOBackend(Backend):
     suffixes = (".xml", ".onnx")
     options = ("threads", "precision", "hint", "streams")
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, precision: str = "f32",
-             hint: str = "latency", streams: int | str | None = None) -> None:
+    def load(
+        self,
+        path: Path,
+        device: str = "cpu",
+        *,
+        threads: int | None = None,
+        precision: str = "f32",
+        hint: str = "latency",
+        streams: int | str | None = None,
+    ) -> None:
         path = Path(path)
         if precision not in _PRECISIONS:
             raise UserInputError(f"openvino precision {precision!r} is not one of {sorted(set(_PRECISIONS.values()))}")
@@ -115,8 +131,10 @@ class OpenVINOBackend(Backend):
         have = self.core.available_devices  # e.g. ["CPU", "GPU.0", "GPU.1"] or ["CPU", "GPU"]
         if want in have or any(d.split(".")[0] == want for d in have):
             return want
-        raise UserInputError(f"openvino has no device {device!r}; it lists {have}",
-                             hint="use --device cpu, or install the Intel GPU driver for OpenVINO to list a GPU")
+        raise UserInputError(
+            f"openvino has no device {device!r}; it lists {have}",
+            hint="use --device cpu, or install the Intel GPU driver for OpenVINO to list a GPU",
+        )
 
     def _read(self, path: Path) -> ov.Model:
         # The frontend by name: read_model would also try the TensorFlow reader on a corrupt file, noisily.
@@ -128,11 +146,15 @@ class OpenVINOBackend(Backend):
             if found:
                 ops = [re.sub(r"-\d+$", "", op.strip()) for op in found.group(1).split(",")]  # "Foo-17" -> "Foo"
                 raise UnsupportedOpError(ops[0], self.name, f"no conversion rule for {', '.join(ops)}") from e
-            raise ModelLoadError(f"{path.name} is not a model OpenVINO can read: {_first_line(e)}",
-                                 hint="re-export the model, or check the file is complete (not truncated)") from e
+            raise ModelLoadError(
+                f"{path.name} is not a model OpenVINO can read: {_first_line(e)}",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            ) from e
         if not model.outputs:  # an empty file parses as an empty ONNX graph
-            raise ModelLoadError(f"{path.name} holds no graph (empty or not a model)",
-                                 hint="re-export the model, or check the file is complete (not truncated)")
+            raise ModelLoadError(
+                f"{path.name} holds no graph (empty or not a model)",
+                hint="re-export the model, or check the file is complete (not truncated)",
+            )
         return model
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -155,9 +177,14 @@ class OpenVINOBackend(Backend):
         precision = prop("INFERENCE_PRECISION_HINT")
         precision = getattr(precision, "get_type_name", lambda: str(precision))()  # ov.Type -> "f32"
         on_cpu = self.device.startswith("CPU")
-        return {"device": self.device, "precision": precision, "hint": hint,
-                "threads": prop("INFERENCE_NUM_THREADS") if on_cpu else "auto",
-                "streams": int(prop("NUM_STREAMS")), "version": ov.get_version().split("-")[0]}
+        return {
+            "device": self.device,
+            "precision": precision,
+            "hint": hint,
+            "threads": prop("INFERENCE_NUM_THREADS") if on_cpu else "auto",
+            "streams": int(prop("NUM_STREAMS")),
+            "version": ov.get_version().split("-")[0],
+        }
 
     def describe(self) -> dict[str, Any]:
         return dict(self._facts)

@@ -54,8 +54,10 @@ class TensorRTBackend(Backend):
         if device not in ("cpu", "cuda", "gpu", "tensorrt"):  # "cpu" is the CLI's default: an engine is GPU-only
             raise BackendError(f"the tensorrt backend runs on the GPU; device {device!r} is not one")
         if not _cuda_devices():
-            raise BackendError("the tensorrt backend needs an NVIDIA GPU; CUDA sees none here",
-                               hint="run the engine's source ONNX with --backend onnxruntime on this machine")
+            raise BackendError(
+                "the tensorrt backend needs an NVIDIA GPU; CUDA sees none here",
+                hint="run the engine's source ONNX with --backend onnxruntime on this machine",
+            )
         path = Path(path)
         if not path.is_file():
             raise ModelLoadError(f"engine file not found: {path}")
@@ -63,17 +65,24 @@ class TensorRTBackend(Backend):
         self._logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise ModelLoadError(f"{path.name} is not a TensorRT engine this TensorRT {trt.__version__} and GPU can load",
-                                 hint="engines are tied to the GPU model and TensorRT version: rebuild it here with "
-                                      "bushu export ART --format tensorrt")
+            raise ModelLoadError(
+                f"{path.name} is not a TensorRT engine this TensorRT {trt.__version__} and GPU can load",
+                hint="engines are tied to the GPU model and TensorRT version: rebuild it here with "
+                "bushu export ART --format tensorrt",
+            )
         self.context = self.engine.create_execution_context()
         self.stream = _check(cudart.cudaStreamCreate())
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         for n in names:
-            spec = TensorSpec(n, dtype_name(trt.nptype(self.engine.get_tensor_dtype(n))),
-                              tuple(d if d >= 0 else ("batch" if i == 0 else f"d{i}")
-                                    for i, d in enumerate(self.engine.get_tensor_shape(n))))
+            spec = TensorSpec(
+                n,
+                dtype_name(trt.nptype(self.engine.get_tensor_dtype(n))),
+                tuple(
+                    d if d >= 0 else ("batch" if i == 0 else f"d{i}")
+                    for i, d in enumerate(self.engine.get_tensor_shape(n))
+                ),
+            )
             is_input = self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
             (self._inputs if is_input else self._outputs).append(spec)
 
@@ -89,8 +98,11 @@ class TensorRTBackend(Backend):
     def _check_profile(self, name: str, shape: tuple[int, ...]) -> None:
         lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
         if any(s < a or s > b for s, a, b in zip(shape, lo, hi, strict=False)):
-            raise InferenceInputError(f"input {name!r} shape {list(shape)} is outside the engine's optimization profile "
-                                      f"{list(lo)}..{list(hi)}", hint="rebuild the engine with a larger range")
+            raise InferenceInputError(
+                f"input {name!r} shape {list(shape)} is outside the engine's optimization profile "
+                f"{list(lo)}..{list(hi)}",
+                hint="rebuild the engine with a larger range",
+            )
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check(feeds)

@@ -32,9 +32,17 @@ IO_EXTRA_FILE = "bushu_io.json"
 EAGER_EXTRA_FILE = "bushu_eager.json"
 MODES = ("auto", "eager", "exported")
 
-_TORCH_TO_NP = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64,
-                torch.int8: np.int8, torch.int16: np.int16, torch.int32: np.int32, torch.int64: np.int64,
-                torch.uint8: np.uint8, torch.bool: np.bool_}
+_TORCH_TO_NP = {
+    torch.float32: np.float32,
+    torch.float16: np.float16,
+    torch.float64: np.float64,
+    torch.int8: np.int8,
+    torch.int16: np.int16,
+    torch.int32: np.int32,
+    torch.int64: np.int64,
+    torch.uint8: np.uint8,
+    torch.bool: np.bool_,
+}
 
 
 def _read_io(path: Path, extra: str = IO_EXTRA_FILE) -> dict[str, Any] | None:
@@ -84,13 +92,17 @@ def _program_specs(program: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
         if s.kind != InputKind.USER_INPUT:
             continue
         val = placeholders[s.arg.name].meta.get("val")
-        shape = tuple(int(d) if isinstance(d, int) else ("batch" if i == 0 else str(d)) for i, d in enumerate(val.shape))
+        shape = tuple(
+            int(d) if isinstance(d, int) else ("batch" if i == 0 else str(d)) for i, d in enumerate(val.shape)
+        )
         inputs.append(TensorSpec(s.arg.name, dtype_name(_TORCH_TO_NP.get(val.dtype, np.float32)), shape))
     out_node = next(n for n in program.graph.nodes if n.op == "output")
     vals = [a.meta.get("val") for a in out_node.args[0]]
     outputs = []
     for i, val in enumerate(vals):
-        shape = tuple(int(d) if isinstance(d, int) else ("batch" if j == 0 else str(d)) for j, d in enumerate(val.shape))
+        shape = tuple(
+            int(d) if isinstance(d, int) else ("batch" if j == 0 else str(d)) for j, d in enumerate(val.shape)
+        )
         outputs.append(TensorSpec(f"output{i}", dtype_name(_TORCH_TO_NP.get(val.dtype, np.float32)), shape))
     return inputs, outputs
 
@@ -100,8 +112,9 @@ class TorchBackend(Backend):
     suffixes = (".pt2", ".pt", ".torchscript")
     options = ("threads", "mode", "compile")
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, mode: str = "auto",
-             compile: bool = False) -> None:
+    def load(
+        self, path: Path, device: str = "cpu", *, threads: int | None = None, mode: str = "auto", compile: bool = False
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
@@ -116,8 +129,10 @@ class TorchBackend(Backend):
         try:
             io = _read_io(path)
         except (zipfile.BadZipFile, OSError, ValueError) as e:
-            raise ModelLoadError(f"{path.name} is not a readable PyTorch archive: {e}",
-                                 hint="re-save it with torch.export.save or torch.jit.save") from e
+            raise ModelLoadError(
+                f"{path.name} is not a readable PyTorch archive: {e}",
+                hint="re-save it with torch.export.save or torch.jit.save",
+            ) from e
         logging.getLogger("torch.export").setLevel(logging.ERROR)  # it logs a traceback before raising
         try:
             with warnings.catch_warnings():
@@ -128,11 +143,14 @@ class TorchBackend(Backend):
                     recipe = _read_io(path, EAGER_EXTRA_FILE) if mode != "exported" else None
                     self.module, self.runs = _rebuild_eager(recipe, program) if recipe else (None, None)
                     if self.module is None:
-                        self.fallback = self.runs or (f"{path.name} records no source module" if mode != "exported"
-                                                      else "mode=exported")
+                        self.fallback = self.runs or (
+                            f"{path.name} records no source module" if mode != "exported" else "mode=exported"
+                        )
                         if mode == "eager":
-                            raise ModelLoadError(f"cannot run {path.name} eagerly: {self.fallback}",
-                                                 hint="use mode='exported' (or 'auto') to run the exported program")
+                            raise ModelLoadError(
+                                f"cannot run {path.name} eagerly: {self.fallback}",
+                                hint="use mode='exported' (or 'auto') to run the exported program",
+                            )
                         self.module, self.runs = program.module(), "exported program (torch.export unflattened module)"
                     else:
                         self.runs = f"eager {self.runs}"
@@ -143,16 +161,20 @@ class TorchBackend(Backend):
         except ModelLoadError:
             raise
         except Exception as e:  # torch raises RuntimeError, zip errors, pickle errors...
-            raise ModelLoadError(f"{path.name} is not a loadable PyTorch model: {str(e).splitlines()[0][:300]}",
-                                 hint="re-save it with torch.export.save or torch.jit.save") from e
+            raise ModelLoadError(
+                f"{path.name} is not a loadable PyTorch model: {str(e).splitlines()[0][:300]}",
+                hint="re-save it with torch.export.save or torch.jit.save",
+            ) from e
         if io:
             self._inputs = [TensorSpec.from_dict(d) for d in io["inputs"]]
             self._outputs = [TensorSpec.from_dict(d) for d in io["outputs"]]
         elif program is not None:
             self._inputs, self._outputs = _program_specs(program)
         else:
-            raise ModelLoadError(f"{path.name} is TorchScript without {IO_EXTRA_FILE}: its IO spec is unknown",
-                                 hint="import it with bushu import, which records the IO spec")
+            raise ModelLoadError(
+                f"{path.name} is TorchScript without {IO_EXTRA_FILE}: its IO spec is unknown",
+                hint="import it with bushu import, which records the IO spec",
+            )
         if self.kind == "torch.export" and self.device.type == "cuda":
             self.module.to(self.device)
         if self.kind == "torchscript":
@@ -177,9 +199,14 @@ class TorchBackend(Backend):
         return {s.name: o.detach().cpu().numpy() for s, o in zip(self._outputs, outs, strict=True)}
 
     def describe(self) -> dict[str, Any]:
-        d = {"format": getattr(self, "kind", None), "runs": getattr(self, "runs", None),
-             "compiled": getattr(self, "compiled", False), "device": str(getattr(self, "device", "cpu")),
-             "threads": torch.get_num_threads(), "version": torch.__version__}
+        d = {
+            "format": getattr(self, "kind", None),
+            "runs": getattr(self, "runs", None),
+            "compiled": getattr(self, "compiled", False),
+            "device": str(getattr(self, "device", "cpu")),
+            "threads": torch.get_num_threads(),
+            "version": torch.__version__,
+        }
         if getattr(self, "fallback", None):
             d["eager_unavailable"] = self.fallback
         return d

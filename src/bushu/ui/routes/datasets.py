@@ -61,8 +61,9 @@ async def thumb(request: Request, ui: UIContext) -> Response:
         index = int(request.query_params.get("i", "0"))
     except ValueError:
         raise UserInputError("i must be an integer") from None
-    data = await asyncio.to_thread(ui.ws.thumbnail, request.path_params["name"], request.query_params.get("cls", ""),
-                                   index)
+    data = await asyncio.to_thread(
+        ui.ws.thumbnail, request.path_params["name"], request.query_params.get("cls", ""), index
+    )
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
 

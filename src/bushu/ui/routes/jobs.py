@@ -36,8 +36,16 @@ def _train(params: dict[str, Any], ui: UIContext) -> dict[str, Any]:
     name = safe_name(params.get("name") or f"{data.name}-model", "model name")
     out = ui.ws.root / "models" / name
     budget = str(params.get("budget", "2m"))
-    argv = ["train", str(data), "-o", str(out), "--budget", budget,
-            "--work-dir", str(ui.ws.root / "jobs" / f"{name}.work")]
+    argv = [
+        "train",
+        str(data),
+        "-o",
+        str(out),
+        "--budget",
+        budget,
+        "--work-dir",
+        str(ui.ws.root / "jobs" / f"{name}.work"),
+    ]
     if params.get("image_size"):
         argv += ["--image-size", str(int(params["image_size"]))]
     if params.get("backbone"):

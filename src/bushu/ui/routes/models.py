@@ -43,8 +43,10 @@ async def report(request: Request, ui: UIContext) -> Response:
 
     path = ui.ws.model_dir(request.path_params["name"]) / "report.html"
     if not path.is_file():
-        raise NotFoundError(f"model {request.path_params['name']!r} has no training report",
-                            hint="only models trained by bushu have one")
+        raise NotFoundError(
+            f"model {request.path_params['name']!r} has no training report",
+            hint="only models trained by bushu have one",
+        )
     # bushu's own self-contained page: no scripts of its own run on the UI's origin
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     return FileResponse(path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": csp})
@@ -71,8 +73,9 @@ async def bench(request: Request, ui: UIContext) -> dict[str, Any]:
     duration = float(params.get("duration", 1.0))
     if not 0 < duration <= 60:
         raise UserInputError("duration must be between 0 and 60 seconds")
-    return ui.jobs.submit("bench", f"bench {name}", ["bench", str(d), "--duration", str(duration),
-                                                     "--batch", "1", "--in-process"], str(d))
+    return ui.jobs.submit(
+        "bench", f"bench {name}", ["bench", str(d), "--duration", str(duration), "--batch", "1", "--in-process"], str(d)
+    )
 
 
 async def optimize(request: Request, ui: UIContext) -> dict[str, Any]:
@@ -91,8 +94,9 @@ async def optimize(request: Request, ui: UIContext) -> dict[str, Any]:
         data = ui.ws.dataset_dir(str(params["dataset"]))
         argv += ["--calib", str(data), "--data", str(data)]  # calibrate on it, and measure accuracy on it
     elif quant == "int8":
-        raise UserInputError("int8 quantization calibrates on images: choose a dataset",
-                             hint="or choose 'dynamic', which needs none")
+        raise UserInputError(
+            "int8 quantization calibrates on images: choose a dataset", hint="or choose 'dynamic', which needs none"
+        )
     return ui.jobs.submit("optimize", f"optimize {name} → {out_name} ({quant})", argv, str(out))
 
 
@@ -110,16 +114,21 @@ async def export(request: Request, ui: UIContext) -> dict[str, Any]:
     if params.get("dataset"):
         argv += ["--data", str(ui.ws.dataset_dir(str(params["dataset"])))]
     elif FORMATS[fmt].row()["precision"] == "int8":
-        raise UserInputError(f"{fmt} calibrates on images: choose a calibration data set",
-                             hint="about 100 representative images; or pick a format that is not int8")
+        raise UserInputError(
+            f"{fmt} calibrates on images: choose a calibration data set",
+            hint="about 100 representative images; or pick a format that is not int8",
+        )
     return ui.jobs.submit("export", f"export {name} → {fmt}", argv, str(out))
 
 
 async def export_formats(request: Request, ui: UIContext) -> dict[str, Any]:
     from ...export import FORMATS
 
-    return {"formats": [{k: f.row()[k] for k in ("format", "precision", "runs_here", "description")}
-                        for f in FORMATS.values()]}
+    return {
+        "formats": [
+            {k: f.row()[k] for k in ("format", "precision", "runs_here", "description")} for f in FORMATS.values()
+        ]
+    }
 
 
 async def mistake(request: Request, ui: UIContext) -> Response:

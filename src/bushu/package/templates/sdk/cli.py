@@ -13,8 +13,11 @@ from typing import Any, List, Optional
 
 from .predictor import Predictor, PredictorError
 
-HELP = {"image": "image files (jpg, png, bmp, webp, ...)", "audio": "audio clips (.wav; .flac with soundfile)",
-        "text": "texts: the text itself, a .txt file, or - for standard input"}
+HELP = {
+    "image": "image files (jpg, png, bmp, webp, ...)",
+    "audio": "audio clips (.wav; .flac with soundfile)",
+    "text": "texts: the text itself, a .txt file, or - for standard input",
+}
 
 
 def _text_input(arg: str) -> Any:
@@ -38,8 +41,9 @@ def _shown(arg: str, kind: str) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Classify inputs with the model bundled in this SDK (offline).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=" / ".join(HELP.values()))
-    parser.add_argument("-k", "--top-k", type=int, default=None,
-                        help="how many labels per input (default: as packaged)")
+    parser.add_argument(
+        "-k", "--top-k", type=int, default=None, help="how many labels per input (default: as packaged)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--model", default=None, help="another model directory (default: the bundled one)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
@@ -65,8 +69,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.json:
         key = "image" if predictor.kind == "image" else "input"  # image bundles keep their original key
-        print(json.dumps([{key: arg, "predictions": [{"label": label, "score": score} for label, score in p]}
-                          for arg, p in zip(args.inputs, preds)], indent=2))
+        print(
+            json.dumps(
+                [
+                    {key: arg, "predictions": [{"label": label, "score": score} for label, score in p]}
+                    for arg, p in zip(args.inputs, preds)
+                ],
+                indent=2,
+            )
+        )
         return 0
     for arg, p in zip(args.inputs, preds):
         print(_shown(arg, predictor.kind))
@@ -88,7 +99,9 @@ def _run_raw(predictor: Predictor, args) -> int:
             out = predictor.run(feeds)
         else:
             out = predictor.run([_text_input(arg)])
-        docs.append({"input": arg, "outputs": {k: {"shape": list(v.shape), "values": v.tolist()} for k, v in out.items()}})
+        docs.append(
+            {"input": arg, "outputs": {k: {"shape": list(v.shape), "values": v.tolist()} for k, v in out.items()}}
+        )
     if args.json:
         print(json.dumps(docs))
         return 0

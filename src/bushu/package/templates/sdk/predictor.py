@@ -46,9 +46,16 @@ InputLike = Union[ImageLike, str]  # an image, a text or an audio clip, as the m
 NOUNS = {"image": "image", "text": "text", "audio": "clip"}
 
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
-              "tensor(bool)": np.bool_}
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
 
 
 def _sha256(path: Path) -> str:
@@ -81,7 +88,8 @@ def verify_checksums(model_dir: Union[str, os.PathLike]) -> List[str]:
             raise ChecksumError(
                 f"model file {name!r} in {model_dir} failed its SHA-256 check: it is {got[:16]}..., "
                 f"the bundle recorded {want[:16]}...; the file was changed or corrupted after packaging. "
-                "Reinstall the SDK bundle (or pass verify=False if you changed it on purpose).")
+                "Reinstall the SDK bundle (or pass verify=False if you changed it on purpose)."
+            )
         checked.append(name)
     return checked
 
@@ -127,8 +135,14 @@ class Predictor:
     ONNX Runtime's choice). verify: check SHA256SUMS before loading (default: True).
     """
 
-    def __init__(self, path: Union[str, os.PathLike, None] = None, *, providers: Sequence[str] | None = None,
-                 threads: int | None = None, verify: bool = True):
+    def __init__(
+        self,
+        path: Union[str, os.PathLike, None] = None,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        verify: bool = True,
+    ):
         self.model_dir = _find_model_dir(path)
         if verify:
             verify_checksums(self.model_dir)
@@ -152,8 +166,9 @@ class Predictor:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(self.model_dir / self.config["model"]), opts,
-                                            providers=list(providers or ["CPUExecutionProvider"]))
+        self.session = ort.InferenceSession(
+            str(self.model_dir / self.config["model"]), opts, providers=list(providers or ["CPUExecutionProvider"])
+        )
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._head = None
@@ -161,8 +176,9 @@ class Predictor:
             from .detection import DetectionHead
 
             size = (self.preprocess_config.get("params") or {}).get("size") or [0, 0]
-            self._head = DetectionHead(self.postprocess_config.get("params") or {}, self.labels,
-                                       (int(size[0]), int(size[-1])))
+            self._head = DetectionHead(
+                self.postprocess_config.get("params") or {}, self.labels, (int(size[0]), int(size[-1]))
+            )
             self._one_at_a_time = self.session.get_inputs()[0].shape[:1] == [1]
         self._tokenizer = self._tfidf = None
         params = self.preprocess_config.get("params") or {}
@@ -170,14 +186,17 @@ class Predictor:
             from .text import load_tokenizer
 
             if params.get("tokenizer"):
-                self._tokenizer = load_tokenizer(self.model_dir / params["tokenizer"],
-                                                 int(params.get("max_length", 256)))
+                self._tokenizer = load_tokenizer(
+                    self.model_dir / params["tokenizer"], int(params.get("max_length", 256))
+                )
                 self.text_inputs = list(params.get("inputs") or ["input_ids", "attention_mask"])
             else:
                 self._tfidf = json.loads((self.model_dir / params["features"]).read_text(encoding="utf-8"))
         elif self.kind not in ("image", "audio", "tensor"):
-            raise PredictorError(f"{self.model_dir / CONFIG_FILE} has pre-processing kind {self.kind!r}; this SDK "
-                                 "reads image, text and audio models. Repackage it with a newer bushu.")
+            raise PredictorError(
+                f"{self.model_dir / CONFIG_FILE} has pre-processing kind {self.kind!r}; this SDK "
+                "reads image, text and audio models. Repackage it with a newer bushu."
+            )
 
     # -- pre-processing (same steps as bushu.model.processing.preprocess_image) ------------------------
     def preprocess(self, image: ImageLike) -> np.ndarray:
@@ -197,8 +216,9 @@ class Predictor:
 
             image = audio_image(image, pp.get("params") or {}, int(pp["crop"]))
         img = _load_image(image).convert("RGB")
-        resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-                    "nearest": Image.NEAREST}[pp.get("interpolation", "bilinear")]
+        resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[
+            pp.get("interpolation", "bilinear")
+        ]
         transform = None
         if (pp.get("params") or {}).get("size"):  # a detector: the whole image, letterboxed or stretched
             from types import SimpleNamespace
@@ -206,8 +226,9 @@ class Predictor:
             from .detection import fit_image
 
             size = img.size
-            img, t = fit_image(img, SimpleNamespace(params=pp["params"], interpolation=pp.get("interpolation",
-                                                                                              "bilinear")))
+            img, t = fit_image(
+                img, SimpleNamespace(params=pp["params"], interpolation=pp.get("interpolation", "bilinear"))
+            )
             transform = (*t, *size)
         if pp.get("resize"):
             w, h = img.size
@@ -222,7 +243,8 @@ class Predictor:
         if pp.get("color") == "BGR":
             x = x[..., ::-1]
         x = (x - np.asarray(pp.get("mean", (0.0, 0.0, 0.0)), np.float32)) / np.asarray(
-            pp.get("std", (1.0, 1.0, 1.0)), np.float32)
+            pp.get("std", (1.0, 1.0, 1.0)), np.float32
+        )
         if pp.get("layout", "NCHW") == "NCHW":
             x = x.transpose(2, 0, 1)
         return np.ascontiguousarray(x, dtype=np.float32), transform
@@ -248,8 +270,11 @@ class Predictor:
         if self._tfidf is not None:
             return {self.input_name: tfidf_transform(self._tfidf, texts)}
         enc = self._tokenizer.encode_batch(texts)
-        cols = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
-                "token_type_ids": [e.type_ids for e in enc]}
+        cols = {
+            "input_ids": [e.ids for e in enc],
+            "attention_mask": [e.attention_mask for e in enc],
+            "token_type_ids": [e.type_ids for e in enc],
+        }
         return {name: np.asarray(cols[name], np.int64) for name in self.text_inputs}
 
     # -- inference -----------------------------------------------------------------------------------
@@ -262,15 +287,20 @@ class Predictor:
             unknown = sorted(set(feeds) - set(want))
             missing = sorted(set(want) - set(feeds))
             if unknown or missing:
-                raise PredictorError(f"the model takes inputs {sorted(want)}; " + (f"unknown: {unknown} " if unknown
-                                     else "") + (f"missing: {missing}" if missing else ""))
+                raise PredictorError(
+                    f"the model takes inputs {sorted(want)}; "
+                    + (f"unknown: {unknown} " if unknown else "")
+                    + (f"missing: {missing}" if missing else "")
+                )
             for name, i in want.items():
                 dt = _ORT_TYPES.get(i.type)
                 if dt is not None and feeds[name].dtype != dt:
                     raise PredictorError(f"input {name!r} is {feeds[name].dtype}, the model takes {np.dtype(dt)}")
                 if feeds[name].ndim != len(i.shape):
-                    raise PredictorError(f"input {name!r} has shape {list(feeds[name].shape)}, the model takes "
-                                         f"{i.shape} (rank {len(i.shape)})")
+                    raise PredictorError(
+                        f"input {name!r} has shape {list(feeds[name].shape)}, the model takes "
+                        f"{i.shape} (rank {len(i.shape)})"
+                    )
         else:
             feeds = self.feeds(inputs)
         names = [o.name for o in self.session.get_outputs()]
@@ -290,8 +320,13 @@ class Predictor:
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
 
-    def detect_batch(self, images: Sequence[ImageLike], score: float | None = None, iou: float | None = None,
-                     max_det: int | None = None) -> List[List[Dict[str, Any]]]:
+    def detect_batch(
+        self,
+        images: Sequence[ImageLike],
+        score: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+    ) -> List[List[Dict[str, Any]]]:
         """A detector's boxes for each image, best score first: {"box": [x1, y1, x2, y2] in the image's
         pixels, "score", "label", "index"}; score / iou / max_det default to the packaged settings."""
         if self._head is None:
@@ -306,8 +341,10 @@ class Predictor:
         batch = np.stack([p[0] for p in prepared])
         names = [o.name for o in self.session.get_outputs()]
         step = 1 if self._one_at_a_time else len(batch)
-        parts = [dict(zip(names, self.session.run(names, {self.input_name: batch[i:i + step]})))
-                 for i in range(0, len(batch), step)]
+        parts = [
+            dict(zip(names, self.session.run(names, {self.input_name: batch[i : i + step]})))
+            for i in range(0, len(batch), step)
+        ]
         outputs = {n: np.concatenate([p[n] for p in parts]) for n in names}
         dets = self._head(outputs, [p[1] for p in prepared], score, iou, max_det)
         return [[d.to_dict() for d in row] for row in dets]
