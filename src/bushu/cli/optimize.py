@@ -10,25 +10,6 @@ from ..runtime.registry import with_flag
 from ._inputs import input_options
 from ._output import console, print_json, table
 
-COLUMNS = (
-    "model",
-    "attempt",
-    "params",
-    "mflops",
-    "size_mb",
-    "zip_mb",
-    "sparsity",
-    "p50_ms",
-    "throughput_b8",
-    "gate",
-    "agreement_confident",
-    "confident_n",
-    "top5_overlap",
-    "cosine_mean",
-    "top1_agreement",
-    "accuracy",
-)
-
 
 @click.command("optimize")
 @click.argument("artifact", type=click.Path(path_type=Path))
@@ -252,6 +233,8 @@ def command(
     if as_json:
         print_json({"artifact": str(result.path), **section})
         return
+    from ..compress.report import COLUMNS  # the same columns as OUT/report.html
+
     cols = [c for c in COLUMNS if any(r.get(c) is not None for r in section["rows"])]
     table(section["rows"], cols, title=f"{art.name}: before → after")
     val = section.get("validation") or (section.get("quantize") or {}).get("validation") or {}
