@@ -45,9 +45,9 @@ def median(values: list[float]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from bushu.bench.bench import benchmark
+    from bushu.bench.flops import count_flops
     from bushu.envinfo import summary
-    from bushu.profile.bench import benchmark
-    from bushu.profile.flops import count_flops
 
     given = {k: Path(v) for k, _, v in (a.partition("=") for a in args.artifact)}
     models = list(dict.fromkeys([*filter(None, args.models.split(",")), *given]))

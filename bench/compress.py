@@ -11,7 +11,7 @@ Models (``--model``):
 
 The model is imported as a ``module:callable``, as a user would. Each variant is produced by the real
 CLI (``bushu optimize ... --no-bench --json``), then all are timed side by side: ``--rounds`` rounds
-that interleave the variants (bushu.profile.bench, each model in its own process), medians reported,
+that interleave the variants (bushu.bench.bench, each model in its own process), medians reported,
 ratios against fp32 of the same run.
 
     .venv/bin/python bench/compress.py                      # Fashion-MNIST, all variants, 3 rounds
@@ -306,8 +306,8 @@ def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None
 
 
 def measure_all(variants: dict[str, dict], rounds: int, duration: float) -> list[dict]:
-    from bushu.compress._measure import measure
     from bushu.model.artifact import Artifact
+    from bushu.optimize._measure import measure
 
     samples: dict[str, list[dict]] = {n: [] for n in variants}
     for r in range(rounds):
@@ -403,7 +403,7 @@ def main() -> None:
     notes = [
         f"command: `{command_line()}`",
         model_note,
-        f"timing: bushu.profile.bench, {args.rounds} interleaved round(s), medians; p50 at batch 1, "
+        f"timing: bushu.bench.bench, {args.rounds} interleaved round(s), medians; p50 at batch 1, "
         "throughput at batch 8; ratios vs fp32 on the same backend in the same run",
         "shared 2-core CPU: absolute times are noisy, compare ratios",
     ]

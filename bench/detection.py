@@ -48,8 +48,8 @@ FORMATS = "ncnn,mnn,openvino,onnx-fp16,ncnn-int8,mnn-int8,openvino-int8"
 
 
 def _int8_rows(onnx_art, calib: Path, data: Path, out: Path, log) -> list[dict]:
-    from bushu.compress import StaticInt8Config, quantize_int8
-    from bushu.compress.openvino_int8 import OpenVINOInt8Config
+    from bushu.optimize import StaticInt8Config, quantize_int8
+    from bushu.optimize.openvino_int8 import OpenVINOInt8Config
 
     rows = []
     for runtime, cfg in (
@@ -143,7 +143,7 @@ def main() -> None:
     ap.add_argument("--no-int8", action="store_true")
     args = ap.parse_args()
 
-    from bushu.convert.importer import import_model
+    from bushu.import_.importer import import_model
     from bushu.testing.detection import OIDV4_STAMPS, write_detection_dataset
     from bushu.testing.objectron import objectron_ssd
 

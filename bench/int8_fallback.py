@@ -1,4 +1,4 @@
-"""int8 with its fallback search (bushu.compress.quantize_int8, what `bushu optimize --quantize int8` runs) on
+"""int8 with its fallback search (bushu.optimize.quantize_int8, what `bushu optimize --quantize int8` runs) on
 real ImageNet models and offline photos: which attempt is kept, with its agreement, size and speed.
 
 Models: EfficientNet-Lite0 and MobileNetV2 from the zoo (real ImageNet weights, shipped offline).
@@ -93,7 +93,7 @@ def labelled_top1(src, kept, labelled: Path, backend: str) -> tuple[float, float
 def run_one(
     art, calib: Path, backend: str, floor: float, labelled: Path, work: Path, speed: bool, max_attempts: int
 ) -> list[dict]:
-    from bushu.compress import (
+    from bushu.optimize import (
         AccuracyDropError,
         OpenVINOInt8Config,
         StaticInt8Config,
@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true")
     args = ap.parse_args()
 
-    from bushu.convert.importer import import_model
+    from bushu.import_.importer import import_model
     from bushu.testing.photos import write_imagenet_photos
 
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmpd:

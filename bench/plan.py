@@ -71,11 +71,11 @@ class _Journal:
 
 
 def sweep(art, data: Path, work: Path, c, duration: float, chunk: int, log) -> tuple[list, list]:
+    from bushu.bench.bench import default_backends
     from bushu.plan.constraints import MODEL_BOUNDS, failures
     from bushu.plan.core import _cores, _serve_round
     from bushu.plan.search import BATCH_SIZES, DELAYS_US, Config, thread_choices
     from bushu.plan.variants import PRECISIONS, build_variants, load_dataset
-    from bushu.profile.bench import default_backends
 
     ds = load_dataset(data, art)
     backends = [b for b in default_backends() if b in ("onnxruntime", "openvino")]

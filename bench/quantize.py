@@ -7,7 +7,7 @@ Two real-weights models:
 - ``faces``: the same backbone with a 2-class head fitted on skimage's lfw_subset (faces vs
   non-faces), the test suite's model: a true accuracy on 160 held-out real images.
 
-Speed: p50 at batch 1 and throughput at batch 8 with bushu.profile.bench (each model in its own
+Speed: p50 at batch 1 and throughput at batch 8 with bushu.bench.bench (each model in its own
 process), medians over ``--rounds`` rounds that interleave the variants, so drift on a shared machine
 hits all of them alike. Ratios are against fp32 from the same run.
 
@@ -107,7 +107,7 @@ def photo_folders(root: Path) -> tuple[Path, Path]:
 def mobilenet_v2(root: Path) -> Path:
     """`bushu import mobilenet_v2` when the importer is there, else a direct torchvision export."""
     try:
-        from bushu.convert.importer import import_model
+        from bushu.import_.importer import import_model
 
         return import_model("mobilenet_v2", root / "mobilenet_v2").path
     except ImportError:
@@ -148,7 +148,7 @@ def mobilenet_v2(root: Path) -> Path:
 
 
 def make_variants(art: Path, calib: Path, val: Path, data: Path | None, work: Path) -> dict[str, dict]:
-    from bushu.compress import Fp16Config, StaticInt8Config, quantize
+    from bushu.optimize import Fp16Config, StaticInt8Config, quantize
 
     configs = {
         "int8 U8S8": StaticInt8Config(calibration=calib, activation_type="uint8", min_top1_agreement=0),
@@ -166,9 +166,9 @@ def make_variants(art: Path, calib: Path, val: Path, data: Path | None, work: Pa
 
 def agreement_on(val: Path, art: Path, variants: dict[str, dict]) -> None:
     """Top-1 agreement with fp32 on the validation photos (not used for calibration)."""
-    from bushu.compress._checks import agreement, run_model
-    from bushu.compress.calibration import calibration_reader
     from bushu.model.artifact import Artifact
+    from bushu.optimize._checks import agreement, run_model
+    from bushu.optimize.calibration import calibration_reader
 
     a = Artifact.load(art)
     feeds = calibration_reader(val, a, limit=None).feeds
@@ -187,8 +187,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="keep artifacts here (default: a temporary folder)")
     args = ap.parse_args()
 
+    from bushu.bench.bench import benchmark
     from bushu.envinfo import summary
-    from bushu.profile.bench import benchmark
 
     tmp = tempfile.TemporaryDirectory(prefix="bushu-bench-quant-")
     work = args.work or Path(tmp.name)
@@ -224,7 +224,7 @@ def main() -> None:
                     elif row["status"] == "ok" and row["batch"] == 8:
                         t["tput"].append(row["throughput"])
 
-    from bushu.compress._measure import file_size_mb
+    from bushu.optimize._measure import file_size_mb
 
     table = []
     for m, variants in models.items():

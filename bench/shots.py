@@ -33,7 +33,7 @@ IMAGE_BACKBONE, IMAGE_SIZE = "mobilenet_v2", 96
 
 
 def _wilson(correct: int, n: int) -> list[float]:
-    from bushu.evaluate import wilson_interval
+    from bushu.eval_ import wilson_interval
 
     return [round(v, 4) for v in wilson_interval(correct, n)]
 

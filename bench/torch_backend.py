@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, write_results
 
-from bushu.convert.importer import import_model
+from bushu.import_.importer import import_model
 from bushu.model import zoo
 from bushu.runtime import load_backend
 

@@ -47,8 +47,8 @@ def import_model(
 ) -> Artifact:
     """`bushu import SOURCE -o OUT`: a zoo name, .onnx, .pt2, TorchScript .pt or ``module:callable`` -> an
     artifact, checked against the source (a ToleranceError lists every output that differs)."""
-    from .convert.importer import Tolerance
-    from .convert.importer import import_model as _import
+    from .import_.importer import Tolerance
+    from .import_.importer import import_model as _import
 
     return _import(
         source,
@@ -113,7 +113,7 @@ def evaluate(
     progress: bool | Progress = False,
 ) -> EvalResult:
     """`bushu eval ARTIFACT --data DIR`: accuracy on a folder per class (named as the model's labels)."""
-    from .evaluate import evaluate as _evaluate
+    from .eval_ import evaluate as _evaluate
     from .results import EvalResult
 
     return EvalResult.from_dict(
@@ -138,8 +138,8 @@ def optimize(
     """`bushu optimize ARTIFACT -o OUT`: options as the flags (quantize="int8", calib=DIR, prune=0.3, data=DIR,
     max_accuracy_drop=1, backend="openvino", ...); returns the new artifact (its metrics["optimize"] holds
     the before/after rows)."""
-    from .compress import optimize as _optimize
-    from .compress.options import optimize_config
+    from .optimize import optimize as _optimize
+    from .optimize.options import optimize_config
 
     art = _artifact(artifact)
     return _optimize(art, out, optimize_config(art, **options), log=log)

@@ -36,7 +36,7 @@ def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], clas
 
 
 def _runner(target: str | Path | Artifact, backend: str | None) -> tuple[Artifact | None, Path, str]:
-    from .profile.bench import files_for_backends, resolve_model
+    from .bench.bench import files_for_backends, resolve_model
     from .runtime.registry import backend_for_path
 
     art, main = resolve_model(target)

@@ -174,7 +174,7 @@ def test_bad_input_exits_2_with_one_clear_line(art, args, expect):
 def test_eval_imported_imagenet_model_on_real_photos(tmp_path):
     """A real pretrained model on the photos that ship with scikit-image/-learn, folders named after
     ImageNet labels (an underscore stands for a space)."""
-    pytest.importorskip("bushu.convert.importer", reason="bushu import is not available")
+    pytest.importorskip("bushu.import_.importer", reason="bushu import is not available")
     skdata = pytest.importorskip("skimage.data")
     from PIL import Image
     from sklearn.datasets import load_sample_images

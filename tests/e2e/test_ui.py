@@ -357,7 +357,7 @@ def pets_data(env):
 
 
 def test_evaluation_job_matches_bushu_eval(env, pets_data):
-    from bushu.evaluate import evaluate
+    from bushu.eval_ import evaluate
     from bushu.model.artifact import Artifact
 
     ui = env["ui"]

@@ -293,7 +293,7 @@ def _port_open(url: str) -> bool:
 def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
     """Evaluate a model on a dataset (metrics, confusion matrix, misclassified thumbnails), optimize it to
     fp16 and see the variant's size, then serve it, predict through the endpoint and stop it."""
-    from bushu.evaluate import evaluate
+    from bushu.eval_ import evaluate
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
     from test_package import _images

@@ -1,4 +1,4 @@
-"""`bushu.profile.bench.benchmark` on a tiny real ONNX model with real backends (no timing assertions)."""
+"""`bushu.bench.bench.benchmark` on a tiny real ONNX model with real backends (no timing assertions)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
+from bushu.bench.bench import ROW_KEYS, benchmark
 from bushu.errors import UnknownNameError, UserInputError
 from bushu.model.artifact import Artifact, write_artifact
-from bushu.profile.bench import ROW_KEYS, benchmark
 from bushu.runtime.registry import is_installed
 from bushu.spec import TensorSpec
 

@@ -16,9 +16,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from bushu.convert.importer import import_model
 from bushu.detection import Detection, Detector, LayoutError
 from bushu.errors import NotFoundError, UserInputError
+from bushu.import_.importer import import_model
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -304,7 +304,7 @@ def test_packaged_sdk_predict_returns_the_same_boxes(yolo_art, tmp_path):
 
 
 def test_bench_with_postprocess_times_decoding(yolo_art, tmp_path):
-    from bushu.profile.bench import benchmark
+    from bushu.bench.bench import benchmark
     from bushu.serve.testing import classifier_onnx
 
     (row,) = benchmark(

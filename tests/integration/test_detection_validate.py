@@ -29,7 +29,7 @@ def ssd(tmp_path_factory):
     """(the SSD as an ONNX artifact, 8 labelled scenes, a flat folder of 8 other scenes without boxes)."""
     from PIL import Image
 
-    from bushu.convert.importer import import_model
+    from bushu.import_.importer import import_model
     from bushu.testing.detection import OIDV4_STAMPS, generate_scenes, write_detection_dataset
     from bushu.testing.objectron import objectron_ssd
 
@@ -48,7 +48,7 @@ def ssd(tmp_path_factory):
 
 
 def test_int8_judged_by_map_on_labelled_data(ssd, tmp_path):
-    from bushu.compress import StaticInt8Config, quantize_int8
+    from bushu.optimize import StaticInt8Config, quantize_int8
 
     art, labelled, _ = ssd
     result = quantize_int8(

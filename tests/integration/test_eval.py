@@ -228,7 +228,7 @@ def test_bad_dataset_dirs(digits, tmp_path, layout):
 
 
 def test_numpy_fallback_equals_sklearn():
-    from bushu.evaluate import _prfs
+    from bushu.eval_ import _prfs
 
     rng = np.random.default_rng(0)
     yt, yp = rng.integers(0, 6, 300), rng.integers(0, 7, 300)

@@ -297,7 +297,7 @@ def test_int8_gate_names_the_output():
 
 @pytest.fixture(scope="module")
 def lite0(tmp_path_factory) -> Path:
-    pytest.importorskip("bushu.convert.importer", reason="bushu import is not available")
+    pytest.importorskip("bushu.import_.importer", reason="bushu import is not available")
     root = tmp_path_factory.mktemp("lite0")
     assert main(["import", "efficientnet_lite0", "-o", str(root / "art")]) == 0
     return root / "art"
@@ -307,7 +307,7 @@ def lite0(tmp_path_factory) -> Path:
 def test_int8_edge_formats_on_real_photos(lite0, tmp_path):
     """EfficientNet-Lite0 (pretrained) calibrated on real photos: each int8 export is really int8, agrees with
     the fp32 model on new views of the photos when re-run by its own backend, and keeps its accuracy."""
-    from bushu.compress.calibration import calibration_reader
+    from bushu.optimize.calibration import calibration_reader
     from bushu.testing.photos import write_imagenet_photos
     from bushu.validate import agreement, run_model
 

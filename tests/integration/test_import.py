@@ -164,7 +164,7 @@ def test_import_onnx_keeps_numbers(tmp_path):
 
 
 def test_parity_failure_names_the_output_and_keeps_the_old_artifact(tmp_path):
-    from bushu.convert.importer import Tolerance, _import_torch
+    from bushu.import_.importer import Tolerance, _import_torch
     from bushu.spec import TensorSpec
 
     out = tmp_path / "art"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bushu.compress import AccuracyDropError, StaticInt8Config, quantize_int8
 from bushu.model.artifact import Artifact
+from bushu.optimize import AccuracyDropError, StaticInt8Config, quantize_int8
 
 _spec = importlib.util.spec_from_file_location("_tq", Path(__file__).with_name("test_quantize.py"))
 _tq = importlib.util.module_from_spec(_spec)

@@ -377,8 +377,8 @@ def test_detector_rows_carry_the_boxes_of_detector_predict(data, tmp_path):
 
     if importlib.util.find_spec("ultralytics") is None:
         pytest.skip("ultralytics is not installed (scripts/setup.sh dev installs it)")
-    from bushu.convert.importer import import_model
     from bushu.detection import Detector
+    from bushu.import_.importer import import_model
     from bushu.model.artifact import META_FILE, _dump
 
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "YOLO_OFFLINE": "1"}

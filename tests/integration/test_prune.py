@@ -120,7 +120,7 @@ def build_lfw_facenet(root: Path, epochs: int = 25) -> dict[str, Path]:
 
 
 def heldout_accuracy(model: Path, heldout: Path) -> float:
-    """Top-1 % of an ONNX file on the held-out folder, computed independently of bushu.compress."""
+    """Top-1 % of an ONNX file on the held-out folder, computed independently of bushu.optimize."""
     import onnxruntime as ort
 
     from bushu.model.artifact import Preprocess

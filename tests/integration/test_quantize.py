@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bushu.compress import AccuracyDropError, DynamicInt8Config, Fp16Config, StaticInt8Config, quantize
 from bushu.errors import UserInputError
 from bushu.model.artifact import Artifact, Postprocess, Preprocess, write_artifact
+from bushu.optimize import AccuracyDropError, DynamicInt8Config, Fp16Config, StaticInt8Config, quantize
 from bushu.spec import TensorSpec
 
 SIZE = 112  # px: enough for MobileNetV2 features to separate faces (ASSETS.md: 0.99 with 1 shot)
@@ -278,8 +278,8 @@ def test_dynamic_int8_on_gemm_model(digits, tmp_path):
 
 
 def test_int8_on_gemm_model_without_calibration_picks_dynamic(digits):
-    from bushu.compress._analysis import profile_model
-    from bushu.compress.quantize import choose_int8
+    from bushu.optimize._analysis import profile_model
+    from bushu.optimize.quantize import choose_int8
 
     kind, why = choose_int8(profile_model(digits["artifact"] / "model.onnx"), has_calibration=False)
     assert kind == "dynamic" and "MatMul" in why

@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bushu.convert.importer import import_model  # noqa: E402
-from bushu.convert.onnx import save_reference  # noqa: E402
+from bushu.import_.importer import import_model  # noqa: E402
+from bushu.import_.onnx import save_reference  # noqa: E402
 from bushu.runtime import load_backend  # noqa: E402
 
 TINY = textwrap.dedent("""

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bushu.compress.calibration import calibration_reader, from_arrays, from_image_folder, scan_images
 from bushu.errors import UserInputError
 from bushu.model.artifact import Preprocess
+from bushu.optimize.calibration import calibration_reader, from_arrays, from_image_folder, scan_images
 from bushu.spec import TensorSpec
 
 SPEC = [TensorSpec("input", "float32", ("batch", 3, 32, 32))]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from bushu.bench.flops import count_flops, count_params
 from bushu.errors import ModelLoadError
-from bushu.profile.flops import count_flops, count_params
 
 
 def _init(name: str, *shape: int, dtype=np.float32):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bushu import validate
-from bushu.compress._gate import CANNOT_TELL, FAIL, PASS, judge
-from bushu.compress.quantize import AccuracyDropError, check_gate
+from bushu.optimize._gate import CANNOT_TELL, FAIL, PASS, judge
+from bushu.optimize.quantize import AccuracyDropError, check_gate
 
 
 def logits(n_confident: int, n_tied: int, classes: int = 10) -> np.ndarray:

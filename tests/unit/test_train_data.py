@@ -114,7 +114,7 @@ def test_given_test_folder_and_test_size_from_a_given_val(tmp_path: Path) -> Non
 
 
 def test_wilson_interval() -> None:
-    from bushu.evaluate import wilson_interval
+    from bushu.eval_ import wilson_interval
 
     lo, hi = wilson_interval(8, 10)
     assert round(lo, 3) == 0.490 and round(hi, 3) == 0.943  # the textbook value for 8/10

@@ -87,8 +87,8 @@ def command(
     Each backend runs in its own fresh process; every row says why when a backend cannot run the model.
     JSON row keys: backend, batch, threads, precision, status, reason, p50_ms, p90_ms, p99_ms, mean_ms,
     min_ms, cpu_ms, cpu_util, throughput, peak_rss_mb, runs, file."""
+    from ..bench.bench import benchmark
     from ..envinfo import summary
-    from ..profile.bench import benchmark
 
     names = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     rows = benchmark(

@@ -112,7 +112,7 @@ def command(
     n_images, n_boxes, n_detections, env; --report also writes REPORT's .bad_cases.html page."""
     import warnings
 
-    from ..evaluate import evaluate
+    from ..eval_ import evaluate
 
     if data is None:
         from ..parity import parity

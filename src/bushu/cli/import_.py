@@ -108,8 +108,8 @@ def command(
         return
     if not src:
         raise click.UsageError("missing SRC: a model file, module:callable or zoo name (see --list)")
-    from ..convert.detection import parse_options
-    from ..convert.importer import Tolerance, import_model
+    from ..import_.detection import parse_options
+    from ..import_.importer import Tolerance, import_model
     from ..model.artifact import Preprocess
 
     pre = None

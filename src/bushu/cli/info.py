@@ -28,7 +28,7 @@ def _si(n: float | None, unit: str = "") -> str:
 def command(model: Path, no_flops: bool, as_json: bool, inputs) -> None:
     """IO spec, parameters, FLOPs, file size, pre/post-processing, provenance and recorded metrics
     of an artifact directory (or a plain .onnx file)."""
-    from ..profile.info import model_info
+    from ..bench.info import model_info
 
     info = model_info(model, flops=not no_flops, inputs=inputs)
     if as_json:

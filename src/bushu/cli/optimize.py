@@ -184,9 +184,9 @@ def command(
     bushu optimize ART -o ART-kd --distill narrow --train train/ --data heldout/
     bushu optimize ART -o ART-fp16 --quantize fp16
     """
-    from ..compress import optimize
-    from ..compress.options import optimize_config
     from ..model.artifact import Artifact
+    from ..optimize import optimize
+    from ..optimize.options import optimize_config
 
     art = Artifact.load(artifact)
     if inputs:
@@ -233,7 +233,7 @@ def command(
     if as_json:
         print_json({"artifact": str(result.path), **section})
         return
-    from ..compress.report import COLUMNS  # the same columns as OUT/report.html
+    from ..optimize.report import COLUMNS  # the same columns as OUT/report.html
 
     cols = [c for c in COLUMNS if any(r.get(c) is not None for r in section["rows"])]
     table(section["rows"], cols, title=f"{art.name}: before → after")

@@ -75,9 +75,9 @@ def classify(art, photos: dict[str, object], k: int = 3) -> list[dict]:
 def command(out: Path, model: str, duration: float, no_serve: bool, as_json: bool) -> None:
     """Import a real pretrained model, classify real photos, benchmark every installed backend,
     write a Triton-layout model repository, serve it and query it once. Everything is offline."""
-    from ..convert.importer import import_model
+    from ..bench.bench import benchmark
     from ..envinfo import environment
-    from ..profile.bench import benchmark
+    from ..import_.importer import import_model
     from ..runtime.registry import installed_backends
     from ..serve.repository import add_to_repository
 
@@ -159,8 +159,8 @@ def command(out: Path, model: str, duration: float, no_serve: bool, as_json: boo
 
 def quantize_int8(art, out: Path, photos: dict[str, object]) -> dict:
     """Static int8 calibrated on the quickstart photos; agreement with fp32 measured on the same photos."""
-    from ..compress import StaticInt8Config, quantize
     from ..model.processing import preprocess_images
+    from ..optimize import StaticInt8Config, quantize
     from ..validate import agreement, run_model
 
     x = preprocess_images(list(photos.values()), art.preprocess)

@@ -83,7 +83,7 @@ def class_mapping(
     ds_classes: Sequence[str], labels: Sequence[str] | None, label_map: Mapping[str, str | int] | None
 ) -> dict[int, int]:
     """Model output index -> dataset class index."""
-    from ..evaluate import match_classes
+    from ..eval_ import match_classes
 
     if not labels and not label_map:
         return {i: i for i in range(len(ds_classes))}

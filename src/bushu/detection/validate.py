@@ -55,7 +55,7 @@ def _dataset(data: str | Path):
 
 def image_paths(data: str | Path, limit: int | None = LIMIT) -> list[Path]:
     """The images a detector is judged or calibrated on: a detection dataset's images, else the folder's."""
-    from ..compress.calibration import scan_images
+    from ..optimize.calibration import scan_images
 
     ds = _dataset(data)
     paths = [s.image for s in ds.samples] if ds is not None else [p for p, _ in scan_images(Path(data))]
@@ -192,7 +192,7 @@ def detection_gate(
     with Detector(source, backend=backend, model_path=model, **backend_options) as candidate:
         verdict = judge_detector(source, candidate, data, what, max_map_drop)
     if verdict["outcome"] == FAIL and refuse:
-        from ..compress.quantize import AccuracyDropError
+        from ..optimize.quantize import AccuracyDropError
 
         raise AccuracyDropError(
             f"{what} detector fails its {verdict['metric']} check: {verdict['detail']}",

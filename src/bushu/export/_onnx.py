@@ -48,7 +48,7 @@ def _convert_opset(ctx: ExportContext, model: Any, target: int | None) -> tuple[
 
         import torch
 
-        from ..convert.onnx import export_onnx, simplify
+        from ..import_.onnx import export_onnx, simplify
 
         program = ctx.reference()
         feeds = ctx.example(batch=2)

@@ -4,7 +4,7 @@ fp32 keeps fp32 weights (``compress_to_fp16=False``: ``save_model`` compresses t
 and is validated with ``INFERENCE_PRECISION_HINT=f32`` (the bushu openvino backend's default; the
 CPU's bf16 default misses fp32 parity, docs/notes.md). fp16 compresses the weights and is judged with
 the fp16 budget. int8 reuses bushu optimize's NNCF post-training quantization
-(``compress/openvino_int8.py``) on the ``--data`` calibration images; the export is then judged by
+(``optimize/openvino_int8.py``) on the ``--data`` calibration images; the export is then judged by
 top-1 agreement, like the other int8 formats.
 """
 
@@ -50,8 +50,8 @@ def export_ir_fp16(ctx: ExportContext) -> Exported:
 
 
 def export_ir_int8(ctx: ExportContext) -> Exported:
-    from ..compress.int8_search import quantize_int8
-    from ..compress.openvino_int8 import OpenVINOInt8Config
+    from ..optimize.int8_search import quantize_int8
+    from ..optimize.openvino_int8 import OpenVINOInt8Config
 
     reader = ctx.calibration()
     ctx.step(f"NNCF post-training int8 quantization ({len(reader)} calibration samples)")

@@ -142,7 +142,7 @@ class ExportContext:
 
     def calibration(self) -> Any:
         """The calibration images (``--data``) as an ArrayReader of pre-processed samples, batch 1."""
-        from ..compress.calibration import calibration_reader
+        from ..optimize.calibration import calibration_reader
 
         data = self.options.get("data")
         if not data:

@@ -163,7 +163,7 @@ class Classifier:
             )
         target = self.art.model_path
         if backend not in (None, "onnxruntime"):
-            from ..profile.bench import files_for_backends
+            from ..bench.bench import files_for_backends
 
             target = files_for_backends(self.art, self.art.model_path, [backend])[backend]
             if isinstance(target, str):

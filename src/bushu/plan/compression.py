@@ -1,7 +1,7 @@
 """Compression in the plan's search space: ``prune0.3`` (structured pruning, 30% of the channels),
 ``lowrank0.9`` (low-rank factorization keeping 90% of each layer's energy, Σσ²).
 
-Each SPEC is built once with bushu optimize's own pipeline (``bushu.compress.optimize``), optionally
+Each SPEC is built once with bushu optimize's own pipeline (``bushu.optimize.optimize``), optionally
 fine-tuned on ``train`` as ``bushu optimize --train DIR --epochs N`` does, and journaled like int8.
 The compressed artifact then becomes variants like the original: fp32 on every backend, plus an int8
 variant of it when int8 is searched. Its accuracy is measured by the plan, the same way as every
@@ -58,7 +58,7 @@ def parse_specs(specs: list[str] | str | None) -> list[str]:
 
 
 def _step(spec: str):
-    from ..compress import LowRankConfig, PruneConfig
+    from ..optimize import LowRankConfig, PruneConfig
 
     m = _SPEC.fullmatch(spec)
     return PruneConfig(ratio=float(m[2])) if m[1] == "prune" else LowRankConfig(energy=float(m[2]))
@@ -66,7 +66,7 @@ def _step(spec: str):
 
 def no_module_reason(art: Artifact) -> str | None:
     """Why ``art`` cannot be compressed (no PyTorch module to change), or None. The same sources as
-    bushu.compress._torch.load_module: a saved module, or a zoo / module:callable import."""
+    bushu.optimize._torch.load_module: a saved module, or a zoo / module:callable import."""
     if "module" in art.files or art.provenance.get("source_kind") in ("zoo", "callable"):
         return None
     what = {"onnx": "an ONNX file", "pt2": "a torch.export program", "torchscript": "a TorchScript file"}.get(
@@ -98,7 +98,7 @@ def build_compressed(
     reason = no_module_reason(art)
     if reason:
         return None, "skipped", reason
-    from ..compress import FinetuneConfig, OptimizeConfig, optimize
+    from ..optimize import FinetuneConfig, OptimizeConfig, optimize
 
     log(
         f"{spec}: {KINDS[_SPEC.fullmatch(spec)[1]]} (bushu optimize)"

@@ -4,10 +4,10 @@
 
 1. environment (bushu env) and the model's variants: backend × precision (× compression, when
    ``compress`` specs are given), each with its size and its accuracy on ``data``
-   (bushu.compress.quantize for int8, calibrated on ``data``; bushu.compress.optimize for pruning and
+   (bushu.optimize.quantize for int8, calibrated on ``data``; bushu.optimize.optimize for pruning and
    low-rank, fine-tuned on ``train``);
 2. variants that miss a size or accuracy bound are out; the others are timed in process for every
-   threads × batch size (bushu.profile.bench);
+   threads × batch size (bushu.bench.bench);
 3. served configurations (threads × instances × max batch × queue delay) are predicted from those
    rows; dominated ones are dropped; the best few are served for real (``bushu serve`` in a
    subprocess, closed-loop gRPC load at ``concurrency``); the winner's neighbours are served next;
@@ -459,7 +459,7 @@ def _write_phase(run: _Run, result: dict[str, Any], by_key: dict[str, Variant], 
 
 # -- helpers --------------------------------------------------------------------------------------
 def _installed_backends() -> list[str]:
-    from ..profile.bench import default_backends
+    from ..bench.bench import default_backends
 
     return [b for b in default_backends() if b in BACKENDS]
 

@@ -242,7 +242,7 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
         f"predicted configurations, {s['served']} served; load: {e(s['load'])}.</p>"
     )
     parts.append(
-        "<h3>In-process rows (bushu.profile.bench)</h3>"
+        "<h3>In-process rows (bushu.bench.bench)</h3>"
         + _table(
             result["in_process"],
             ["variant", "threads", "batch", "p50_ms", "p99_ms", "throughput", "peak_rss_mb", "status"],

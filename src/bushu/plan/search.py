@@ -1,6 +1,6 @@
 """The search: measure in process, prune, predict served configurations, pick the few worth serving.
 
-Stage 1 times every surviving variant in its own process (bushu.profile.bench) at each threads ×
+Stage 1 times every surviving variant in its own process (bushu.bench.bench) at each threads ×
 batch size. Stage 2 turns those rows into served configurations (threads per instance × instances
 × max batch size × queue delay) and predicts each one's throughput and latency at the requested
 concurrency with a closed-loop queueing estimate; dominated configurations are dropped, and the best
@@ -71,8 +71,8 @@ def measure_variants(
     log: Callable[[str], None],
     cache: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """In-process rows (bushu.profile.bench, one process per variant) for every threads × batch."""
-    from ..profile.bench import benchmark
+    """In-process rows (bushu.bench.bench, one process per variant) for every threads × batch."""
+    from ..bench.bench import benchmark
 
     rows: list[dict[str, Any]] = []
     for v in variants:

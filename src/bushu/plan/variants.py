@@ -1,7 +1,7 @@
 """Model variants: one (backend, precision[, compression]) each, with its model file, size and accuracy.
 
     fp32  onnxruntime and openvino run the artifact's model.onnx
-    int8  static int8 QDQ from bushu.compress.quantize, calibrated on --data; onnxruntime runs it with
+    int8  static int8 QDQ from bushu.optimize.quantize, calibrated on --data; onnxruntime runs it with
           its int8 kernels, openvino maps the QDQ pairs to its own int8 kernels
     bf16  openvino with INFERENCE_PRECISION_HINT=bf16, offered where the CPU has native bf16
     fp16  offered only where the CPU has native fp16 arithmetic (elsewhere the runtimes add casts
@@ -219,7 +219,7 @@ def build_variants(
     """Every (backend, precision) pair asked for, built (int8 once, shared) and measured for size and
     accuracy; pairs that cannot help on this machine come back with status "skipped" and why. Each
     ``compress`` spec adds fp32 (and int8, when asked for) variants of the compressed model."""
-    from ..compress._measure import file_size_mb
+    from ..optimize._measure import file_size_mb
 
     flags = cpu_flags()
     out_name = art.outputs[0].name
@@ -318,7 +318,7 @@ def _compressed_variants(
     epochs: int,
 ) -> list[Variant]:
     """fp32 (every backend) and int8 (when asked for) of ``art`` compressed by ``spec``."""
-    from ..compress._measure import file_size_mb
+    from ..optimize._measure import file_size_mb
     from .compression import build_compressed, summary
 
     comp, status, reason = build_compressed(art, spec, work, train, epochs, log, cache)
@@ -360,8 +360,8 @@ def _int8_artifact(
     import shutil
     import sys
 
-    from ..compress import StaticInt8Config, quantize_int8
-    from ..compress.quantize import AccuracyDropError, quantize
+    from ..optimize import StaticInt8Config, quantize_int8
+    from ..optimize.quantize import AccuracyDropError, quantize
 
     # int8 of a compressed model (tag = its spec): its own folder, rebuilt whenever that model is
     out = work / ("int8" + (f"-{tag}" if tag else ""))
@@ -371,8 +371,8 @@ def _int8_artifact(
     if cache is not None and cache.get(ckey) == done and (out / "bushu.yaml").is_file():
         log(f"{name}: reusing {out}")
         return Artifact.load(out), None
-    from ..compress import DynamicInt8Config
-    from ..compress._analysis import profile_model
+    from ..optimize import DynamicInt8Config
+    from ..optimize._analysis import profile_model
 
     if profile_model(art.model_path).kind != "conv" and ds.metric == "cosine":
         # a transformer without classes: dynamic int8 of its MatMuls (static int8 of its activations measured

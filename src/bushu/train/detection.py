@@ -12,7 +12,7 @@
     search          -> Optuna over backbone x input size x learning rate (resumable SQLite study, ``--jobs``),
                        each trial trains the head (bushu.train.detect_model) on the cached maps
     export          -> backbone + head + decode as one ONNX graph in the Ultralytics YOLOv8 layout, names and
-                       imgsz in its metadata: the import path (bushu.convert.detection) records the YOLO decoder
+                       imgsz in its metadata: the import path (bushu.import_.detection) records the YOLO decoder
     report          -> mAP@0.5, mAP@0.5:0.95, per-class AP, PR curves and bad cases on the held-back split
                        (bushu.detection.evaluation / report, the same code as `bushu eval`)
 """
@@ -661,7 +661,7 @@ def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:
     import onnx
     import torch
 
-    from ..convert import onnx as conv
+    from ..import_ import onnx as conv
     from ..model.processing import preprocess_image
     from ..validate import run_model
     from .detect_model import cell_centers
@@ -707,7 +707,7 @@ def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:
 
 def _artifact(cfg: TrainConfig, onnx_path: Path, ds, backbone: str, size: int, outcome: dict, parity: dict):
     """The artifact as `bushu import` would record this ONNX model: the YOLO decoder from its metadata."""
-    from ..convert.detection import detection_setup, onnx_metadata
+    from ..import_.detection import detection_setup, onnx_metadata
     from ..model.artifact import Artifact, library_versions
     from ..runtime import load_backend
 

@@ -224,7 +224,7 @@ def _export(full, ds: Dataset, pp, tmp: Path, progress: bool):
     """``full``: backbone + head (torch, eval mode) -> ONNX, checked against it on real validation images."""
     import torch
 
-    from ..convert import onnx as conv
+    from ..import_ import onnx as conv
     from ..validate import check_tolerance, run_model, summarize
 
     example = np.random.default_rng(0).standard_normal((2, 3, pp.crop, pp.crop)).astype(np.float32)

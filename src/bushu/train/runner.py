@@ -227,7 +227,7 @@ def prediction_metrics(
     classes: Sequence[str], y_true: np.ndarray, logits: np.ndarray, sources: Sequence[str], worst: int = 20
 ) -> dict[str, Any]:
     """Accuracy, per-class P/R/F1, confusion matrix and the most confident mistakes."""
-    from ..evaluate import classification_metrics, confusion
+    from ..eval_ import classification_metrics, confusion
     from ..model.processing import softmax
 
     y_pred = logits.argmax(1)
@@ -270,7 +270,7 @@ def test_metrics(
     """prediction_metrics on the held-out test part, with the accuracy's 95% Wilson interval; None without one."""
     if not items or logits is None:
         return None
-    from ..evaluate import wilson_interval
+    from ..eval_ import wilson_interval
 
     y = np.asarray([it.label for it in items])
     m = prediction_metrics(classes, y, logits, [relpath(it.source, root) for it in items])

@@ -356,7 +356,7 @@ def _serving_note(desc: dict[str, Any]) -> str:
 def _export(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path):
     import torch
 
-    from ..convert import onnx as conv
+    from ..import_ import onnx as conv
     from ..validate import check_tolerance, run_model, summarize
 
     d = fs["train"].shape[1]
@@ -418,8 +418,8 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
 
     import torch
 
-    from ..convert.onnx import OPSET, ExportError
     from ..errors import ToleranceError
+    from ..import_.onnx import OPSET, ExportError
     from ..model.predict import Pipeline
     from ..runtime import load_backend
     from ..validate import check_tolerance, summarize

@@ -232,8 +232,8 @@ def _graphs(graph):
 def typical_shapes(model, batch: int = 1) -> dict[str, tuple[int, ...]] | None:
     """Input shapes with dynamic dims at the sizes bushu derives (a sequence of 1 would leave a transformer's
     MatMul shapes unknown to shape inference); None when a dim has no derivable size."""
-    from ..convert.signature import annotate
     from ..errors import BushuError
+    from ..import_.signature import annotate
     from ..spec import resolve_shapes
     from .info import onnx_io
 

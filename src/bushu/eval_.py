@@ -113,8 +113,8 @@ def evaluate(
     (onnxruntime for .onnx, litert for an exported .tflite, ncnn for .param, mnn, openvino for .xml).
     A detection artifact (task ``detection``) is evaluated on a COCO / YOLO / VOC folder instead, with
     detection score threshold ``score`` and NMS ``iou``: see ``bushu.detection.evaluation``."""
+    from .bench.bench import files_for_backends, resolve_model
     from .envinfo import summary
-    from .profile.bench import files_for_backends, resolve_model
     from .runtime import load_backend
 
     if batch_size < 1:

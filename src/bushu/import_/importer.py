@@ -108,7 +108,7 @@ def import_model(
 
     ``inputs`` (``--input``/``--sample``): the shapes/dtypes to export and check at (recorded as the
     typical sizes of the symbolic dims), and real arrays for the parity check.
-    ``task``/``decoder``/``decoder_options``: detectors (bushu.convert.detection); an .onnx or .tflite
+    ``task``/``decoder``/``decoder_options``: detectors (bushu.import_.detection); an .onnx or .tflite
     model that says it is one becomes a detection artifact without them. ``to_onnx``: a .tflite source is
     converted to ONNX (tflite2onnx) instead of kept as it is.
     """
@@ -613,10 +613,10 @@ def _run_checked(path: Path, feeds: dict[str, np.ndarray]) -> None:
 def _onnx_specs(
     path: Path, preprocess: Preprocess | None = None, stated: dict | None = None, seq: dict | None = None
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The graph's IO, inputs annotated with role, safe values and dim ranges (bushu.convert.signature)."""
+    """The graph's IO, inputs annotated with role, safe values and dim ranges (bushu.import_.signature)."""
     import onnx
 
-    from ..profile.info import onnx_io
+    from ..bench.info import onnx_io
     from .signature import annotate
 
     proto = onnx.load(str(path), load_external_data=False)

@@ -230,7 +230,7 @@ def _input_specs(art: Artifact | None, main: Path) -> list:
         return []
     import onnx
 
-    from ..convert.signature import annotate
+    from ..import_.signature import annotate
     from .info import onnx_io
 
     try:
@@ -276,7 +276,7 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
     n = max((len(v) for v in (job.get("shapes") or {}).values()), default=1)
     expected = {(t or "auto", b, k) for t in job["threads"] for b in job["batch_sizes"] for k in range(n)}
     with subprocess.Popen(
-        [sys.executable, "-m", "bushu.profile._worker"],
+        [sys.executable, "-m", "bushu.bench._worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -76,7 +76,7 @@ def model_info(target: str | Path | Artifact, flops: bool = True, inputs=None) -
                 hint="check the file is complete (not truncated), or re-export it",
             ) from e
         if art is None:
-            from ..convert.signature import annotate
+            from ..import_.signature import annotate
 
             ins, outs = onnx_io(proto)
             ins = annotate(proto, ins)

@@ -224,7 +224,7 @@ def _run(
     exported = final.pop("_exported")
     for r in rows:
         r.pop("_exported", None)
-    from ..convert import onnx as conv
+    from ..import_ import onnx as conv
 
     example_np = [example.numpy()]
     exported["reference"] = conv.save_reference(module, example_np, tmp / "model.pt2", art.inputs, art.outputs)

@@ -31,10 +31,10 @@ class ModelProfile:
 
 
 def profile_model(path: str | Path) -> ModelProfile:
-    """MACs per op type at batch 1 (from bushu.profile.flops) and the nodes int8 would quantize."""
+    """MACs per op type at batch 1 (from bushu.bench.flops) and the nodes int8 would quantize."""
     import onnx
 
-    from ..profile.flops import count_flops
+    from ..bench.flops import count_flops
 
     proto = onnx.load(str(path), load_external_data=False)
     report = count_flops(proto, batch=1)  # dynamic dims at their typical sizes

@@ -86,7 +86,7 @@ def load_module(art: Artifact, log: Callable[[str], None] = lambda _m: None) -> 
         module, _ = zoo.build(prov["zoo"]["name"])
         how = f"zoo model {prov['zoo']['name']}"
     elif kind == "callable":
-        from ..convert.importer import _load_torch_source
+        from ..import_.importer import _load_torch_source
 
         module = _load_torch_source("callable", prov["callable"], example_shape(art, 1))[0]
         how = f"callable {prov['callable']}"
@@ -373,8 +373,8 @@ def export_module(
     Returns {"onnx": path, "reference": path | None, "module": path, "parity": {...}, "simplify": {...}}.
     """
     torch = _torch()
-    from ..convert import onnx as conv
-    from ..convert.importer import Tolerance, _parity
+    from ..import_ import onnx as conv
+    from ..import_.importer import Tolerance, _parity
 
     workdir.mkdir(parents=True, exist_ok=True)
     example = [np.random.default_rng(0).standard_normal(example_shape(art, 2)).astype(np.float32)]

@@ -1,6 +1,6 @@
 """Before/after figures for one model file: parameters, size, p50 latency (batch 1), throughput (batch 8).
 
-Latency comes from bushu.profile.bench (each model timed in its own process); numbers on a shared
+Latency comes from bushu.bench.bench (each model timed in its own process); numbers on a shared
 CPU are noisy, so only rows measured in the same run are compared.
 """
 
@@ -25,11 +25,11 @@ def measure(
     path: str | Path, backend: str = "onnxruntime", duration_s: float = 1.0, speed: bool = True
 ) -> dict[str, Any]:
     """params, mflops (batch 1), size_mb and (when ``speed``) p50_ms at batch 1 and throughput at batch 8."""
-    from ..profile.bench import benchmark
+    from ..bench.bench import benchmark
 
     row: dict[str, Any] = {"size_mb": file_size_mb(path)}
     if Path(path).suffix == ".onnx":
-        from ..profile.flops import count_flops, count_params
+        from ..bench.flops import count_flops, count_params
 
         # Quantization scales and zero points are counted too; they add well under 1%.
         row["params"] = count_params(str(path))[0]
