@@ -38,7 +38,8 @@ ARM_ISA_FLAGS = ("neon", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm")
 
 def _parse_cpuinfo(text: str) -> dict[str, Any]:
     """Model name and flags from Linux /proc/cpuinfo text (x86 'flags', ARM 'Features')."""
-    model, flags = None, set()
+    model: str | None = None
+    flags: set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
@@ -181,7 +182,7 @@ def _framework_details(name: str) -> dict[str, Any]:
 
 
 def _os() -> dict[str, Any]:
-    info = {"system": platform.system(), "release": platform.release(), "platform": platform.platform()}
+    info: dict[str, Any] = {"system": platform.system(), "release": platform.release(), "platform": platform.platform()}
     try:
         info["name"] = platform.freedesktop_os_release().get("PRETTY_NAME")
     except (OSError, AttributeError):

@@ -90,7 +90,7 @@ def agreement(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> d
         # a sample whose reference output is ~0 (a text detector's map of a photo without text) has no
         # direction to keep: its cosine is noise, so the minimum is taken over the others
         informative = norms >= 1e-3 * norms.max(initial=0.0)
-        row = {
+        row: dict[str, Any] = {
             "cosine_min": round(float(cos[informative].min() if informative.any() else cos.min()), 5),
             "max_abs": float(np.abs(r2 - g).max(initial=0.0)),
         }

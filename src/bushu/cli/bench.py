@@ -125,7 +125,7 @@ def command(
         )
         if not sweep and ok[0].get("inputs"):
             console.print(f"inputs (batch 1): {next((r['inputs'] for r in ok if r['batch'] == 1), ok[0]['inputs'])}")
-    failed = {}
+    failed: dict[tuple[str, str, str], set[int]] = {}
     for r in rows:
         if r["status"] != "ok":
             failed.setdefault((r["backend"], r["status"], r["reason"]), set()).add(r["batch"])

@@ -95,12 +95,12 @@ def command(
     from ..export import FORMATS, export
 
     if list_:
-        rows = [f.row() for f in FORMATS.values()]
+        listing = [f.row() for f in FORMATS.values()]
         if as_json:
-            print_json(rows)
+            print_json(listing)
         else:
             table(
-                rows,
+                listing,
                 ["format", "suffix", "precision", "runs_here", "in_all", "needs", "description"],
                 title="bushu export formats",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -115,7 +116,7 @@ def command(
     pre = None
     if size or mean or std:
         base = zoo.ZOO[src].preprocess if src in zoo.ZOO else Preprocess()
-        kw = {}
+        kw: dict[str, Any] = {}
         if size:
             kw.update(crop=size, resize=round(size / 0.875))
         if mean:
@@ -153,11 +154,11 @@ def command(
     if parity.get("outputs"):
         console.print(f"parity vs {parity['reference']} on {parity['samples']} inputs (passed):")
         table(parity["outputs"], ["name", "max_abs", "max_rel", "top1_agreement", "atol", "rtol"])
-    if art.task == "detection":
-        p = art.postprocess.params
+    if art.task == "detection" and art.postprocess and art.preprocess:
+        p, pp = art.postprocess.params, art.preprocess.params
         console.print(
             f"detector: decoder {p['decoder']} (matched by {p.get('matched_by')}), input "
-            f"{'x'.join(map(str, art.preprocess.params['size']))} {art.preprocess.params['fit']}, "
+            f"{'x'.join(map(str, pp['size']))} {pp['fit']}, "
             f"{len(art.labels or [])} classes"
         )
     console.print(f"next: bushu info {art.path}   bushu bench {art.path}")

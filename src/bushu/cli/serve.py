@@ -157,8 +157,14 @@ def _serve(repo: Path, opts, host: str) -> None:
             console.print(f"metrics http://{h}:{s.metrics_port}/metrics")
         console.print("ready; Ctrl-C stops", style="bold green")
 
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(server.serve(on_started=started, handle_signals=True))
+    # not asyncio.Runner: it is Python 3.11+, and bushu supports 3.10
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(server.serve(on_started=started, handle_signals=True))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     console.print("stopped")
 
 

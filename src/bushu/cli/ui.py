@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -78,18 +79,15 @@ def command(workspace: Path, host: str, port: int, token: str | None, max_upload
         )
     )
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
 
-    original = server.startup
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
+            console.print(f"bushu ui on {url}  (workspace {workspace})", soft_wrap=True)
+            if not loopback:
+                console.print("[yellow]listening beyond this machine: anyone with the token can use it[/]")
 
-    async def startup(sockets=None):
-        await original(sockets=sockets)
-        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
-        console.print(f"bushu ui on {url}  (workspace {workspace})", soft_wrap=True)
-        if not loopback:
-            console.print("[yellow]listening beyond this machine: anyone with the token can use it[/]")
-
-    server.startup = startup
-    server.run()
+    _Server(config).run()

@@ -164,4 +164,8 @@ def audio_image(src: str | Path | bytes, p: Mapping[str, Any], size: int):
     db = log_mel(x, sr, p)
     top = float(p["top_db"])
     pixels = np.round((db + top) / top * 255.0).clip(0, 255).astype(np.uint8)[::-1]  # low frequencies at the bottom
-    return Image.fromarray(np.ascontiguousarray(pixels), "L").resize((size, size), Image.BILINEAR).convert("RGB")
+    return (
+        Image.fromarray(np.ascontiguousarray(pixels), "L")
+        .resize((size, size), Image.Resampling.BILINEAR)
+        .convert("RGB")
+    )

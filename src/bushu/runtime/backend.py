@@ -35,6 +35,8 @@ class Backend:
         return None
 
     def load(self, path: Path, device: str = "cpu", **options: Any) -> None:
+        # Backends declare their options keyword-only (a narrower signature, hence their
+        # `type: ignore[override]`); load_backend has already refused any name not in `options`.
         raise NotImplementedError
 
     @property

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def check_bad_inputs(t: Target) -> None:
     }
     with t.load() as b:
         for what, feeds in bad.items():
-            _raises(t, (InferenceInputError,), what, lambda feeds=feeds: b.infer(feeds))
+            _raises(t, (InferenceInputError,), what, partial(b.infer, feeds))
         _compare(t, b.infer(good), t.case.expected(good), 2)  # still works after rejected requests
 
 
@@ -163,7 +164,7 @@ def check_corrupt_file(t: Target, tmp: Path) -> None:
     for what, content in (("truncated", data[: len(data) // 2]), ("empty", b""), ("garbage", bytes(range(256)) * 8)):
         bad = tmp / f"{what}-{t.path.name}"
         bad.write_bytes(content)
-        _raises(t, (ModelLoadError,), f"{what} file", lambda bad=bad: load_backend(bad, t.backend))
+        _raises(t, (ModelLoadError,), f"{what} file", partial(load_backend, bad, t.backend))
     missing = tmp / f"missing-{t.path.name}"
     _raises(t, (ModelLoadError, NotFoundError), "missing file", lambda: load_backend(missing, t.backend))
 

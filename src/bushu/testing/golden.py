@@ -259,6 +259,7 @@ def _torch_module(case: GoldenCase):
             self.conv = nn.Conv2d(3, 4, 3, padding=1)
             with torch.no_grad():
                 self.conv.weight.copy_(torch.from_numpy(CONV_W))
+                assert self.conv.bias is not None  # Conv2d(bias=True)
                 self.conv.bias.copy_(torch.from_numpy(CONV_B))
 
         def forward(self, INPUT0: torch.Tensor) -> torch.Tensor:  # noqa: N803

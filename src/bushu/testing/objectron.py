@@ -28,6 +28,13 @@ CACHE = Path(os.environ.get("BUSHU_NPM_CACHE", Path(__file__).resolve().parents[
 _FETCH = f"npm pack {NPM_PACKAGE} --pack-destination .cache/npm (scripts/test.sh does it)"
 
 
+def _member(tar: tarfile.TarFile, name: str) -> bytes:
+    f = tar.extractfile(name)
+    if f is None:
+        raise NotFoundError(f"the archive has no file {name} (not the @mediapipe/objectron package bushu expects)")
+    return f.read()
+
+
 def _ranges(loader_js: str) -> dict[str, tuple[int, int]]:
     pat = re.compile(r'"filename":\s*"([^"]+)",\s*"start":\s*(\d+),\s*"end":\s*(\d+)')
     return {Path(m[1]).name: (int(m[2]), int(m[3])) for m in pat.finditer(loader_js)}
@@ -41,8 +48,8 @@ def objectron_ssd(out_dir: str | Path, cache: str | Path = CACHE) -> tuple[Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tgz) as tar:
-        loader = tar.extractfile("package/objectron_solution_packed_assets_loader.js").read().decode()
-        data = tar.extractfile("package/objectron_solution_packed_assets.data").read()
+        loader = _member(tar, "package/objectron_solution_packed_assets_loader.js").decode()
+        data = _member(tar, "package/objectron_solution_packed_assets.data")
     files = {}
     for name, (start, end) in _ranges(loader).items():
         if name.endswith((".tflite", ".txt")):

@@ -75,5 +75,5 @@ def stamp_images(
             flat = Image.new("RGB", rgba.size, background)
             flat.paste(rgba, mask=rgba.getchannel("A"))
             if size:
-                flat = flat.resize((size, size), Image.BILINEAR)
+                flat = flat.resize((size, size), Image.Resampling.BILINEAR)
             yield cat, path, flat

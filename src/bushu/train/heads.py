@@ -64,7 +64,7 @@ def build_head(cfg: HeadConfig, mean: np.ndarray, std: np.ndarray, n_classes: in
 
     d = mean.shape[0]
     if cfg.kind in ("linear", "logreg"):
-        body = [nn.Linear(d, n_classes)]
+        body: list[nn.Module] = [nn.Linear(d, n_classes)]
     elif cfg.kind == "mlp":
         body = [nn.Linear(d, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, n_classes)]
     else:

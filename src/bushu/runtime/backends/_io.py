@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ...errors import ModelLoadError
 from ...spec import TensorSpec
@@ -53,9 +53,14 @@ def write_io(
     return path
 
 
-def read_io(
-    model: str | Path, required: bool = True
-) -> tuple[list[TensorSpec], list[TensorSpec], list[str], list[str], str] | None:
+_IO = tuple[list[TensorSpec], list[TensorSpec], list[str], list[str], str]
+
+
+@overload
+def read_io(model: str | Path, required: Literal[True] = True) -> _IO: ...
+@overload
+def read_io(model: str | Path, required: bool) -> _IO | None: ...
+def read_io(model: str | Path, required: bool = True) -> _IO | None:
     """(inputs, outputs, native input names, native output names, batch mode), or None when absent."""
     path = sidecar_path(model)
     if not path.is_file():

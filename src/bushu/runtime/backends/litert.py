@@ -89,7 +89,7 @@ class LiteRTBackend(Backend):
     suffixes = (".tflite",)
     options = ("threads",)
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None) -> None:
+    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None) -> None:  # type: ignore[override]
         path = Path(path)
         if device not in ("cpu", "CPU"):
             raise UserInputError(f"the litert backend runs on the cpu only here, not {device!r}")
@@ -102,7 +102,7 @@ class LiteRTBackend(Backend):
             self.interp = tfl.Interpreter(model_path=str(path), num_threads=self.threads)
             sigs = self.interp.get_signature_list()
             self._sig = next(iter(sigs)) if sigs else None
-            self.runner = self.interp.get_signature_runner(self._sig) if self._sig else None
+            self.runner: Any = self.interp.get_signature_runner(self._sig) if self._sig else None
         except Exception as e:  # ValueError / RuntimeError for unreadable flatbuffers
             raise ModelLoadError(
                 f"{path.name} is not a model LiteRT can read: {str(e).splitlines()[0][:200]}",

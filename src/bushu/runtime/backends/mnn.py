@@ -33,7 +33,7 @@ class MNNBackend(Backend):
     suffixes = (".mnn",)
     options = ("threads", "precision")
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, precision: str = "fp32") -> None:
+    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None, precision: str = "fp32") -> None:  # type: ignore[override]
         path = Path(path)
         if precision not in _PRECISIONS:
             raise UserInputError(f"mnn precision {precision!r} is not one of ['fp16', 'fp32']")

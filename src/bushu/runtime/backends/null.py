@@ -24,7 +24,7 @@ class NullBackend(Backend):
     suffixes = (".null",)
     options = ("threads", "delay_ms")
 
-    def load(
+    def load(  # type: ignore[override]
         self, path: Path, device: str = "cpu", *, threads: int | None = None, delay_ms: float | None = None
     ) -> None:
         try:

@@ -55,7 +55,7 @@ class OpenCVBackend(Backend):
     suffixes = (".onnx",)
     options = ("threads",)
 
-    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None) -> None:
+    def load(self, path: Path, device: str = "cpu", *, threads: int | None = None) -> None:  # type: ignore[override]
         path = Path(path)
         if device not in ("cpu", "CPU"):
             raise UserInputError(f"the opencv backend runs on the cpu only here, not {device!r}")
@@ -73,7 +73,7 @@ class OpenCVBackend(Backend):
             cv2.setNumThreads(int(threads))
         self.threads = cv2.getNumThreads()
         try:
-            self.net = cv2.dnn.readNetFromONNX(str(path))
+            self.net: Any = cv2.dnn.readNetFromONNX(str(path))
         except cv2.error as e:
             found = _UNSUPPORTED.search(str(e))
             if found:

@@ -83,7 +83,7 @@ class OpenVINOBackend(Backend):
     suffixes = (".xml", ".onnx")
     options = ("threads", "precision", "hint", "streams")
 
-    def load(
+    def load(  # type: ignore[override]
         self,
         path: Path,
         device: str = "cpu",

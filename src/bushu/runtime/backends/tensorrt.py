@@ -23,7 +23,7 @@ try:  # cuda-python >= 12.6 names it cuda.bindings; older releases cuda.cudart
     from cuda.bindings import runtime as cudart
 except ImportError:  # pragma: no cover - depends on the installed cuda-python
     try:
-        from cuda import cudart  # type: ignore[no-redef]
+        from cuda import cudart  # type: ignore[no-redef,unused-ignore]  # redefined only where cuda-python is installed
     except ImportError as e:
         raise MissingDependencyError("the TensorRT backend (cuda-python for device memory)", "tensorrt") from e
 
@@ -50,7 +50,7 @@ class TensorRTBackend(Backend):
     def unavailable(cls) -> str | None:
         return None if _cuda_devices() else "no CUDA device visible (TensorRT engines run on an NVIDIA GPU)"
 
-    def load(self, path: Path, device: str = "cpu", *, device_id: int = 0, threads: int | None = None) -> None:
+    def load(self, path: Path, device: str = "cpu", *, device_id: int = 0, threads: int | None = None) -> None:  # type: ignore[override]
         if device not in ("cpu", "cuda", "gpu", "tensorrt"):  # "cpu" is the CLI's default: an engine is GPU-only
             raise BackendError(f"the tensorrt backend runs on the GPU; device {device!r} is not one")
         if not _cuda_devices():

@@ -112,7 +112,7 @@ class TorchBackend(Backend):
     suffixes = (".pt2", ".pt", ".torchscript")
     options = ("threads", "mode", "compile")
 
-    def load(
+    def load(  # type: ignore[override]
         self, path: Path, device: str = "cpu", *, threads: int | None = None, mode: str = "auto", compile: bool = False
     ) -> None:
         path = Path(path)
@@ -141,6 +141,7 @@ class TorchBackend(Backend):
                     program = torch.export.load(str(path))
                     self.kind = "torch.export"
                     recipe = _read_io(path, EAGER_EXTRA_FILE) if mode != "exported" else None
+                    self.module: Any
                     self.module, self.runs = _rebuild_eager(recipe, program) if recipe else (None, None)
                     if self.module is None:
                         self.fallback = self.runs or (

@@ -120,7 +120,7 @@ def _load_image(src: ImageLike):
         img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
         img.load()
     except FileNotFoundError:
-        raise PredictorError(f"image not found: {src}") from None
+        raise PredictorError(f"image not found: {str(src)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         name = "the given bytes" if isinstance(src, (bytes, bytearray)) else str(src)
         raise PredictorError(f"cannot decode {name} as an image: {e}") from e
@@ -216,9 +216,11 @@ class Predictor:
 
             image = audio_image(image, pp.get("params") or {}, int(pp["crop"]))
         img = _load_image(image).convert("RGB")
-        resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[
-            pp.get("interpolation", "bilinear")
-        ]
+        resample = {
+            "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC,
+            "nearest": Image.Resampling.NEAREST,
+        }[pp.get("interpolation", "bilinear")]
         transform = None
         if (pp.get("params") or {}).get("size"):  # a detector: the whole image, letterboxed or stretched
             from types import SimpleNamespace
@@ -269,6 +271,8 @@ class Predictor:
             raise PredictorError(f"a text file is not UTF-8 (byte {e.start}); save it as UTF-8") from None
         if self._tfidf is not None:
             return {self.input_name: tfidf_transform(self._tfidf, texts)}
+        if self._tokenizer is None:
+            raise PredictorError(f"this {self.kind} model has no tokenizer (the package is incomplete)")
         enc = self._tokenizer.encode_batch(texts)
         cols = {
             "input_ids": [e.ids for e in enc],
@@ -349,8 +353,8 @@ class Predictor:
         dets = self._head(outputs, [p[1] for p in prepared], score, iou, max_det)
         return [[d.to_dict() for d in row] for row in dets]
 
-    def predict_batch(self, inputs: Sequence[InputLike], top_k: int | None = None) -> List[List[Tuple[str, float]]]:
-        """The top_k (label, score) pairs for each input, best first (a detector: its boxes, at most top_k)."""
+    def predict_batch(self, inputs: Sequence[InputLike], top_k: int | None = None) -> List[List[Any]]:
+        """The top_k (label, score) pairs for each input, best first (a detector: its boxes as dicts, at most top_k)."""
         if self._head is not None:
             return self.detect_batch(inputs, max_det=top_k)
         scores = self.scores(inputs)
@@ -363,8 +367,8 @@ class Predictor:
             out.append([(self.label(int(i)), float(row[i])) for i in idx])
         return out
 
-    def predict(self, item: InputLike, top_k: int | None = None) -> List[Tuple[str, float]]:
-        """The top_k (label, score) pairs for one image, text or clip, best first."""
+    def predict(self, item: InputLike, top_k: int | None = None) -> List[Any]:
+        """The top_k (label, score) pairs for one image, text or clip, best first (a detector: box dicts)."""
         return self.predict_batch([item], top_k)[0]
 
     def label(self, index: int) -> str:
