@@ -160,7 +160,7 @@ def evaluate(
         spec, out_name = be.inputs[0], be.outputs[0].name
         fixed = isinstance(spec.shape[0], int) and spec.shape[0] > 0
         if fixed:
-            batch_size = spec.shape[0]  # a fixed-batch model takes exactly that many
+            batch_size = int(spec.shape[0])  # a fixed-batch model takes exactly that many
         decode, collate = _decoder(art, kind, spec)
         batches = ((collate(xs), t, p) for xs, t, p in ds.batches(decode, batch_size))
         y_true, y_pred, topk, scores, paths = [], [], [], [], []
@@ -248,17 +248,19 @@ def evaluate(
 
 def _decoder(art: Artifact, kind: str, spec) -> tuple[Callable[[Path], Any], Callable[[list], dict[str, np.ndarray]]]:
     """How one file becomes a model input (decode) and a list of them a batch of feeds (collate)."""
+    pp = art.preprocess
+    assert pp is not None  # evaluate() refused an artifact without pre-processing
     if kind == "image":
         from .data.images import open_image
         from .model.processing import preprocess_image
 
         return (
-            lambda p: preprocess_image(open_image(p), art.preprocess),
+            lambda p: preprocess_image(open_image(p), pp),
             lambda xs: {spec.name: np.stack(xs).astype(np_dtype(spec.dtype))},
         )
     from .model.predict import Pipeline
 
-    pipe = Pipeline(art.path, art.preprocess, spec.name)
+    pipe = Pipeline(art.path, pp, spec.name)
     if kind == "text":
         return read_text, pipe  # the pipeline tokenizes a list of texts
     return pipe.one, lambda xs: {pipe.input_name: np.stack(xs)}

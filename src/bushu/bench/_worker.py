@@ -182,6 +182,7 @@ def _with_postprocess(be, artifact: str, batch: int, job: dict[str, Any]):
         photo, what = data.chelsea(), "scikit-image chelsea"
     except ImportError:
         photo, what = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8), "random pixels"
+    assert art.preprocess is not None  # detectors record their pre-processing
     x, transforms = prepare([photo] * batch, art.preprocess)
     feeds = {be.inputs[0].name: x}
 

@@ -282,6 +282,7 @@ def _run_isolated(job: dict, emit: Callable[[dict], None]) -> None:
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:  # closes the pipes
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # PIPE above
         proc.stdin.write(json.dumps(job))
         proc.stdin.close()
         for line in proc.stdout:

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,6 +208,7 @@ def _coco_json(root: Path, required: bool = True) -> Path | None:
 
 def _read_coco(path: Path) -> DetectionDataset:
     ann_file = path if path.is_file() else _coco_json(path)
+    assert ann_file is not None  # required=True raises instead of returning None
     try:
         doc = json.loads(ann_file.read_text(encoding="utf-8"))
         cats = sorted(doc["categories"], key=lambda c: c["id"])
@@ -269,7 +271,7 @@ def _read_yolo(path: Path) -> DetectionDataset:
 
     cfg_file = path if path.is_file() else _yolo_yaml(path)
     root = path.parent if path.is_file() else path
-    cfg = {}
+    cfg: dict[str, Any] = {}
     if cfg_file:
         try:
             cfg = yaml.safe_load(cfg_file.read_text()) or {}
@@ -333,6 +335,13 @@ def _label_dir(img_dir: Path) -> Path:
 # --- VOC --------------------------------------------------------------------------------------------------------
 
 
+def _voc_coordinate(bndbox: Any, key: str) -> float:
+    text = bndbox.findtext(key)
+    if text is None:
+        raise ValueError(f"<bndbox> without <{key}>")
+    return float(text)
+
+
 def _read_voc(path: Path) -> DetectionDataset:
     import xml.etree.ElementTree as ET
 
@@ -347,7 +356,9 @@ def _read_voc(path: Path) -> DetectionDataset:
             objs = []
             for o in tree.iter("object"):
                 bb = o.find("bndbox")
-                corners = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+                if bb is None:
+                    raise ValueError("an <object> without <bndbox>")
+                corners = [_voc_coordinate(bb, k) for k in ("xmin", "ymin", "xmax", "ymax")]
                 objs.append((str(o.findtext("name", "")).strip(), corners))
         except (ET.ParseError, TypeError, ValueError, AttributeError) as e:
             problems.append(Problem(str(xml), f"not a VOC annotation ({type(e).__name__}: {e}); left out"))

@@ -86,6 +86,7 @@ class Detector:
         if not images:
             return []
         self.head.settings(score, iou, max_det)  # bad thresholds fail before the model runs
+        assert self.art.preprocess is not None  # a detector artifact records its pre-processing
         batch, transforms = prepare(images, self.art.preprocess)
         step = 1 if self.one_at_a_time else len(batch)
         parts = [self.backend.infer({self.input_name: batch[i : i + step]}) for i in range(0, len(batch), step)]

@@ -170,7 +170,7 @@ def evaluate_detector(
 
 def bad_cases(samples, preds, classes: Sequence[str], min_score: float, limit: int = MAX_BAD_CASES) -> list[dict]:
     """Per image with a missed or a false box (at ``min_score`` and IoU 0.5), the worst first: its boxes."""
-    out = []
+    out: list[dict[str, Any]] = []
     for s, (boxes, scores, cls) in zip(samples, preds):
         keep = scores >= min_score
         boxes, scores, cls = boxes[keep], scores[keep], cls[keep]

@@ -157,7 +157,7 @@ def _match_ssd(outputs, ul, hw, options, forced) -> dict[str, Any] | None:
         )
         if k in options
     }
-    if not forced and len(ssd_anchors(*hw, anchors)) != n:
+    if not forced and len(ssd_anchors(hw[0], hw[1], anchors)) != n:
         return None
     return {
         "boxes": boxes[0].name,

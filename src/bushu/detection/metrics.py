@@ -77,7 +77,9 @@ def coco_map(
         raise MissingDependencyError("mAP (pycocotools)", "data") from e
     if len(ground_truth) != len(predictions):
         raise ValueError(f"{len(ground_truth)} ground-truth images but {len(predictions)} prediction lists")
-    images, gt_anns, dt_anns = [], [], []
+    images: list[dict[str, Any]] = []
+    gt_anns: list[dict[str, Any]] = []
+    dt_anns: list[dict[str, Any]] = []
     n_gt, n_pred = np.zeros(len(classes), int), np.zeros(len(classes), int)
     for i, ((gb, gc), (pb, ps, pc)) in enumerate(zip(ground_truth, predictions), 1):
         images.append({"id": i})

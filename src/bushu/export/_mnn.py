@@ -11,6 +11,7 @@ BatchNorm); weights: per-channel max-abs int8.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def _export(ctx: ExportContext, fp16: bool) -> Exported:
     bad = [s for s in [*ctx.art.inputs, *ctx.art.outputs] if s.dtype not in ("float32", "int32")]
     if bad:
         raise Skip(f"the mnn backend takes float32/int32 tensors; {bad[0].name!r} is {bad[0].dtype}")
-    cmd = [
+    cmd: list[str | os.PathLike[str]] = [
         *mnnconvert_command(),
         "-f",
         "ONNX",

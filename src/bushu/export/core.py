@@ -109,7 +109,7 @@ class ExportContext:
         self.step_file.write_text(name)
         self.note(f"== {self.fmt.name}: {name}")
 
-    def run(self, cmd: Sequence[str], step: str, timeout: float = 1800) -> None:
+    def run(self, cmd: Sequence[str | os.PathLike[str]], step: str, timeout: float = 1800) -> None:
         """Run a converter CLI; its output goes to the log; a non-zero exit is a ConverterError."""
         self.step(step)
         self.note("$ " + " ".join(str(c) for c in cmd))

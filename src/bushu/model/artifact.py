@@ -65,7 +65,9 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Preprocess:
-        known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        known: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__
+        }
         known["params"] = dict(d.get("params") or {})
         return cls(**known)
 

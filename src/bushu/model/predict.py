@@ -108,6 +108,7 @@ class Pipeline:
             texts = [_as_text(r) for r in raw]
             if self._tfidf is not None:
                 return {self.input_name: tfidf_transform(self._tfidf, texts)}
+            assert self._tok is not None  # __init__ set a tokenizer or TF-IDF features
             enc = self._tok.encode_batch(texts)
             cols = {
                 "input_ids": [e.ids for e in enc],
@@ -129,7 +130,8 @@ def prepare_one(pp: Preprocess, raw: Any) -> np.ndarray:
     if pp.kind == "audio":
         from .audio import audio_image
 
-        return preprocess_image(audio_image(raw, pp.params, int(pp.crop)), pp)
+        assert pp.crop is not None  # audio artifacts record the spectrogram size as crop
+        return preprocess_image(audio_image(raw, pp.params, pp.crop), pp)
     img = raw if hasattr(raw, "convert") else load_image(raw)
     return preprocess_image(img, pp)
 
@@ -161,7 +163,7 @@ class Classifier:
                 f"{self.art.path} records no pre-processing, so it cannot take raw inputs",
                 hint="train it with bushu train, or import it with --preprocess",
             )
-        target = self.art.model_path
+        target: Path | str = self.art.model_path
         if backend not in (None, "onnxruntime"):
             from ..bench.bench import files_for_backends
 

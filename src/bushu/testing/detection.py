@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -143,10 +144,10 @@ def generate_scenes(
         ch, cw = int(h * s), int(min(w, h * s * width / height))
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         canvas = Image.fromarray(np.ascontiguousarray(bg[y : y + ch, x : x + cw])).resize(
-            (width, height), Image.BILINEAR
+            (width, height), Image.Resampling.BILINEAR
         )
         if rng.random() < 0.5:
-            canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
+            canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if plain is not None:
             canvas = Image.new("RGB", (width, height), tuple(plain))
         boxes: list[np.ndarray] = []
@@ -162,9 +163,11 @@ def generate_scenes(
             stamp = cache[path]
             longer = int(rng.integers(scale[0], scale[1] + 1))
             f = longer / max(stamp.size)
-            stamp = stamp.resize((max(1, round(stamp.width * f)), max(1, round(stamp.height * f))), Image.BILINEAR)
+            stamp = stamp.resize(
+                (max(1, round(stamp.width * f)), max(1, round(stamp.height * f))), Image.Resampling.BILINEAR
+            )
             if rng.random() < 0.5:
-                stamp = stamp.transpose(Image.FLIP_LEFT_RIGHT)
+                stamp = stamp.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             opaque = stamp.getchannel("A").point(lambda a: 255 if a >= 128 else 0).getbbox()
             if opaque is None or stamp.width > width or stamp.height > height:
                 continue
@@ -208,7 +211,8 @@ def _save(scene: Scene, folder: Path) -> str:
 
 def write_coco(out: Path, classes: list[str], scenes: list[Scene]) -> None:
     """``images/*.jpg`` and ``annotations/instances.json`` (category ids from 1, boxes ``[x, y, w, h]``)."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i, sc in enumerate(scenes, 1):
         name = _save(sc, out / "images")
         h, w = sc.image.shape[:2]

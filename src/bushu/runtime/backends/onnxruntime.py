@@ -108,7 +108,7 @@ class OnnxRuntimeBackend(Backend):
     #: the device used when load() is given the default "cpu" (the -cuda/-trt subclasses change it)
     default_device = "cpu"
 
-    def load(
+    def load(  # type: ignore[override]
         self,
         path: Path,
         device: str = "cpu",
@@ -181,7 +181,7 @@ class OnnxRuntimeBackend(Backend):
         return {"providers": self.providers, "threads": so.intra_op_num_threads or "auto", "version": ort.__version__}
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None
 
 
 class OnnxRuntimeCudaBackend(OnnxRuntimeBackend):
