@@ -49,6 +49,15 @@ _FLAGS = [
     (re.compile(r"(?:pass |add )?--(?:data|calib) DIR"), "a data set (choose one in the form)"),
     (re.compile(r"(?:give )?a larger --budget"), "a larger training budget"),
     (re.compile(r"--image-size"), "the image size"),
+    # the model upload form's inputs box takes what --input takes, one per line
+    (
+        re.compile(r"--input NAME:SHAPE\[:DTYPE\](?: \(repeatable\))?"),
+        "NAME:SHAPE[:DTYPE] in the inputs box, one per line",
+    ),
+    (re.compile(r",? or real arrays: --sample FILE\.npz"), ""),
+    (re.compile(r"--input ('[^']*')"), r"input \1"),
+    (re.compile(r"--input ([\w.]+:\S+)"), r"\1 in the inputs box"),
+    (re.compile(r"--input (\w+)"), r"input \1"),
 ]
 _REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
 

@@ -8,6 +8,7 @@ of bushu's API.
     WORKSPACE/exports/<model>/<format>/      `bushu export` output (export.json + the artifact)
     WORKSPACE/serve/<model>/       the one-model repository and log of a running deployment
     WORKSPACE/jobs/<id>.log|.rc    background job output and exit status
+    WORKSPACE/sources/<name>/      an uploaded model file, checked, kept for its import job (and a retry)
     WORKSPACE/bushu-ui.sqlite      job state and linked datasets
 
 Security: the CLI binds 127.0.0.1 unless told otherwise and then requires a token. Every request to
@@ -77,7 +78,7 @@ async def static(request: Request, ui: UIContext) -> Response:
     from starlette.responses import Response
 
     name = request.path_params["name"]
-    types = {"app.js": "text/javascript", "style.css": "text/css"}
+    types = {"app.js": "text/javascript", "data.js": "text/javascript", "style.css": "text/css"}
     if name not in types:
         raise NotFoundError(f"no static file {name!r}")
     return Response(_static(name), media_type=types[name])
@@ -89,7 +90,7 @@ def create_app(config: UIConfig) -> Starlette:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from .routes import datasets, deployments, evals, jobs, models
+    from .routes import datasets, deployments, evals, images, jobs, models, uploads
 
     ws = Workspace(Path(config.workspace))
     ui = UIContext(config, ws, JobStore(ws.root, max_running=config.max_jobs), Deployments(ws.root))
@@ -109,7 +110,16 @@ def create_app(config: UIConfig) -> Starlette:
         Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
     app = Starlette(
-        routes=[*pages, *models.ROUTES, *evals.ROUTES, *deployments.ROUTES, *datasets.ROUTES, *jobs.ROUTES],
+        routes=[
+            *pages,
+            *models.ROUTES,
+            *evals.ROUTES,
+            *deployments.ROUTES,
+            *datasets.ROUTES,
+            *jobs.ROUTES,
+            *images.ROUTES,
+            *uploads.ROUTES,
+        ],
         lifespan=lifespan,
     )
     app.state.ui = ui

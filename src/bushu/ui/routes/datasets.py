@@ -64,7 +64,7 @@ async def thumb(request: Request, ui: UIContext) -> Response:
     data = await asyncio.to_thread(
         ui.ws.thumbnail, request.path_params["name"], request.query_params.get("cls", ""), index
     )
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})  # images can be edited
 
 
 ROUTES = [

@@ -264,6 +264,7 @@ async function loadDatasets() {
   fillSelect($("#eval-dataset"), names);
   fillSelect($("#optimize-dataset"), names, "(none)");
   fillSelect($("#export-dataset"), names, "(choose a data set)");
+  document.dispatchEvent(new CustomEvent("datasets-loaded"));  // data.js adds its buttons to each box
 }
 
 // -- evaluation -------------------------------------------------------------------------------------
