@@ -395,8 +395,8 @@ def test_uploaded_hugging_face_zip_is_imported(ui, tmp_path):
         for p in sorted(folder.iterdir()):
             zf.write(p, f"tiny-bert/{p.name}")  # as zipping the folder gives: one top folder
         zf.writestr("__MACOSX/tiny-bert/._config.json", b"junk")
-    # every input stated (the import does not carry one input's sequence length over to the others)
-    inputs = [f"{n}:1x8:int64" for n in ("input_ids", "attention_mask", "token_type_ids")]
+    # one input stated: its [batch, seq] sizes attention_mask and token_type_ids too
+    inputs = ["input_ids:1x8:int64"]
     status, job = _post_model(ui, "tiny-bert.zip", buf.getvalue(), inputs=inputs)
     assert status == 200, job
     job = _wait_job(ui, job["id"], timeout=400)

@@ -92,7 +92,9 @@ def load_folder(folder: Path, req: InputRequest) -> tuple[Any, Preprocess, list[
             return getattr(self.model(**dict(zip(names, args, strict=True)), return_dict=True), output)
 
     given = req.given()
-    example = [TensorSpec(n, "int64", given.get(n) or (1, min(SEQ_TYPICAL, max_len))) for n in names]
+    # the inputs share [batch, seq]: one stated input sizes the others (--input input_ids:1x8:int64 alone)
+    stated = next((tuple(given[n]) for n in names if len(given.get(n) or ()) == 2), None)
+    example = [TensorSpec(n, "int64", given.get(n) or stated or (1, min(SEQ_TYPICAL, max_len))) for n in names]
     pre = Preprocess(
         kind="text",
         resize=None,
