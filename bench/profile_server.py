@@ -12,7 +12,7 @@ call, so compare phases within a run, not with bench/serving.py's unprofiled fro
 
 Phases (each function's own time goes to the first rule its name matches, else to its callers'
 phases in proportion to the time they called it for):
-- parse: HTTP parsing (httptools callbacks, uvicorn's receive), routing, the v2 header, tensors from
+- parse: HTTP parsing (httptools callbacks in serve/httpserver.py or uvicorn), routing, the v2 header, tensors from
   JSON or raw bytes, protobuf request decoding;
 - copy: bytes joined or copied (request body chunks, response bodies, tobytes);
 - queue hand-off: the batcher's queue, futures, tickets, wake-ups between threads, asyncio waits;
@@ -54,12 +54,12 @@ RULES: list[tuple[str, re.Pattern]] = [
         ),
         (
             "respond",
-            r"serve/http\.py:_response|json/encoder\.py|json/__init__\.py:dumps|protocol\.py:(output_bytes|datatype_of"
+            r"serve/httpserver\.py:(_answer|_write_error|_status_line)|serve/http\.py:_response|json/encoder\.py|json/__init__\.py:dumps|protocol\.py:(output_bytes|datatype_of"
             r"|_v2_of)|SerializeToString|httptools_impl\.py:send|'write' of|ModelInferResponse|_respond|encode_outputs",
         ),
         (
             "parse",
-            r"httptools_impl\.py|httptools|serve/http\.py|json/decoder\.py|json/__init__\.py:loads|serve/protocol\.py"
+            r"httptools_impl\.py|httptools|serve/http\.py|serve/httpserver\.py|json/decoder\.py|json/__init__\.py:loads|serve/protocol\.py"
             r"|FromString|ParseFromString|serve/grpc\.py|serve/core\.py|spec\.py|serve/shm\.py|urllib",
         ),
         ("event loop", r"asyncio/|uvloop|'run' of 'Context'|events\.py"),

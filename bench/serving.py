@@ -415,11 +415,16 @@ def measured_load(server_pid: int, http_url: str, *args, client: str = "tritoncl
         s, c = server.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
         return s.user + s.system, c.ru_utime + c.ru_stime, time.perf_counter()
 
+    def loop_cpu() -> float:  # the server's main thread runs its event loop: HTTP and gRPC handlers
+        return next((t.user_time + t.system_time for t in server.threads() if t.id == server_pid), 0.0)
+
     model = args[2]
     st0 = server_stats(http_url, model)
+    m0 = loop_cpu()
     s0, c0, t0 = cpu()
     r = asyncio.run(load_lean(*args) if client == "lean" else load(*args, shared_memory=client == "shm", output=output))
     s1, c1, t1 = cpu()
+    m1 = loop_cpu()
     st1 = server_stats(http_url, model)
     served = st1["inference_stats"]["success"]["count"] - st0["inference_stats"]["success"]["count"]
     r.update(
@@ -427,6 +432,7 @@ def measured_load(server_pid: int, http_url: str, *args, client: str = "tritoncl
         client_cores=(c1 - c0) / (t1 - t0),
         # every request the server answered in the window (the warm-up ones too) shares its CPU time
         server_cpu_ms=(s1 - s0) * 1e3 / max(1, served),
+        loop_cpu_ms=(m1 - m0) * 1e3 / max(1, served),
         batches=batch_histogram(st0, st1),
     )
 
@@ -669,6 +675,7 @@ SUMMARY = (
     "efficiency",
     "added_p50_ms",
     "frontend_cpu_ms",
+    "loop_cpu_ms",
     "server_cpu_ms",
     "model_cpu_ms",
     "rps",
@@ -773,7 +780,9 @@ def run(args, tmp: Path) -> None:
         "server_cpu_ms = CPU time of the server process (user + system, all threads, from /proc) over the run "
         "÷ requests it answered; model_cpu_ms = onnxruntime alone in this process, CPU ms per sample at each "
         "batch size the batcher formed in that run (batch_sizes: rows×runs), weighted by the samples run at it; "
-        "frontend_cpu_ms = server_cpu_ms − model_cpu_ms: HTTP/gRPC front end, queue and hand-offs, idle threads",
+        "frontend_cpu_ms = server_cpu_ms − model_cpu_ms: HTTP/gRPC front end, queue and hand-offs, idle threads; "
+        "loop_cpu_ms = CPU of the server's event-loop thread alone per request (the HTTP and gRPC handlers; "
+        "gRPC's core threads and the batcher threads not included)",
         "srv_queue_ms / srv_compute_ms (JSON): mean per request from the server's statistics; outside_ms = "
         "client-side mean latency − the server's mean request duration (front end, loopback transport and the "
         "load generator); rows_per_run = mean batch formed",
