@@ -1,6 +1,7 @@
 """Serving efficiency: served throughput ÷ raw in-process throughput of the same backend, same run.
 
-    python bench/serving.py [--model M.onnx] [--duration 5] [--concurrency 1,16,64]
+    python bench/serving.py [--model conv|cnn|mlp|M.onnx] [--protocols http,json,grpc] [--duration 5]
+        [--concurrency 1,16,64] [--variants before=/tmp/base/src,after=src --repeats 3]
     python bench/serving.py --soak 600      # concurrency 64 over gRPC, a model swap half-way
 
 Raw: the model in this process with onnxruntime at batch 1..64; with --instances N, also N sessions
@@ -8,6 +9,10 @@ run side by side (the served configuration without the server). The best of all 
 Served: `bushu serve` in a subprocess, driven by an asyncio load generator on tritonclient's aio
 clients (binary KServe v2 over HTTP, and gRPC), bounded in time, loopback only. At concurrency 1
 the figure of merit is the latency the server adds over raw batch-1 inference (p50).
+Front-end CPU per request: the server process's CPU time (from /proc) per request answered, minus
+onnxruntime's own CPU per sample at the batch sizes the batcher formed in that run (measured here
+afterwards, alone); bench/profile_server.py says where it goes. With --variants, servers from other
+checkouts run in turn in each round (side by side on the same load generator), medians over rounds.
 Writes bench/results/serving.json and .md (soak: serving_soak.json and .md).
 """
 
@@ -61,21 +66,36 @@ def mlp_onnx(path: Path, sizes=(256, 1024, 1024, 256)) -> Path:
 def cnn_onnx(path: Path) -> Path:
     """A small image CNN, [batch, 3, 64, 64] -> [batch, 10] (about 41 MMAC per image): compute-bound
     like the classifiers bushu serves, small enough for a 2-core machine."""
+    return _conv_net(path, "cnn", 64, [32, 64, 128], 11)
+
+
+def conv_onnx(path: Path) -> Path:
+    """The issue-21 conv net: [batch, 3, 112, 112] (150,528 bytes of float32 per request) -> [batch, 10],
+    four 3x3 convolutions (3->32 stride 1, then 32->64->128->256 stride 2) and a linear head:
+    184 MMAC, 0.37 GFLOP per image. Enough compute per request that the front end's share is what
+    a real classifier's would be, small enough for a 2-core machine."""
+    return _conv_net(path, "conv", 112, [32, 64, 128, 256], 16)
+
+
+def _conv_net(path: Path, name: str, side: int, widths: list[int], head_scale: float) -> Path:
+    """[batch, 3, side, side] -> [batch, 10]: 3x3 conv + ReLU per width (the first stride 1, the others
+    stride 2), global average pool, linear head; fixed random weights."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     nodes, inits, prev = [], [], "x"
-    for i, (cin, cout, stride) in enumerate([(3, 32, 1), (32, 64, 2), (64, 128, 2)]):
+    for i, (cin, cout) in enumerate(zip([3, *widths[:-1]], widths)):
         w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(cin * 9)).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"C{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"c{i}")]
+        stride = 1 if i == 0 else 2
         nodes += [
             helper.make_node("Conv", [prev, f"C{i}", f"c{i}"], [f"v{i}"], pads=[1, 1, 1, 1], strides=[stride] * 2),
             helper.make_node("Relu", [f"v{i}"], [f"r{i}"]),
         ]
         prev = f"r{i}"
     inits += [
-        numpy_helper.from_array((rng.standard_normal((128, 10)) / 11).astype(np.float32), "W"),
+        numpy_helper.from_array((rng.standard_normal((widths[-1], 10)) / head_scale).astype(np.float32), "W"),
         numpy_helper.from_array(np.zeros(10, np.float32), "B"),
     ]
     nodes += [
@@ -85,8 +105,8 @@ def cnn_onnx(path: Path) -> Path:
     ]
     g = helper.make_graph(
         nodes,
-        "cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, side, side])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
         initializer=inits,
     )
@@ -154,13 +174,18 @@ async def load(
     duration: float,
     name: str = "x",
     shared_memory: bool = False,
+    output: str = "y",
 ) -> dict:
-    """tritonclient's aio clients; with ``shared_memory`` the input goes through a system shared memory
-    region (as perf_analyzer --shared-memory system sends it) instead of the request body."""
-    if protocol == "http":
+    """tritonclient's aio clients (protocol http: binary KServe v2 over HTTP, json: JSON tensors both
+    ways, grpc); with ``shared_memory`` the input goes through a system shared memory region (as
+    perf_analyzer --shared-memory system sends it) instead of the request body."""
+    outputs = None
+    if protocol in ("http", "json"):
         import tritonclient.http.aio as client
 
         c = client.InferenceServerClient(url, conn_limit=concurrency)
+        if protocol == "json":
+            outputs = [client.InferRequestedOutput(output, binary_data=False)]
     else:
         import tritonclient.grpc.aio as client
 
@@ -176,7 +201,7 @@ async def load(
         await c.register_system_shared_memory("bench_input", key, x.nbytes)
         inp.set_shared_memory("bench_input", x.nbytes)
     else:
-        inp.set_data_from_numpy(x)
+        inp.set_data_from_numpy(x, **({"binary_data": False} if protocol == "json" else {}))
     lat: list[float] = []
     errors = 0
     stop = time.perf_counter() + duration
@@ -186,15 +211,16 @@ async def load(
         while time.perf_counter() < stop:
             t = time.perf_counter()
             try:
-                await c.infer(model, [inp])
+                await c.infer(model, [inp], outputs=outputs)
                 lat.append(time.perf_counter() - t)
             except Exception:  # noqa: BLE001 - counted and reported
                 errors += 1
 
     try:
         for _ in range(20):  # warm the connections
-            await c.infer(model, [inp])
+            await c.infer(model, [inp], outputs=outputs)
         t0 = time.perf_counter()
+        stop = t0 + duration
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
     finally:
@@ -215,11 +241,11 @@ async def load(
 async def load_lean(
     protocol: str, url: str, model: str, x: np.ndarray, concurrency: int, duration: float, name: str = "x"
 ) -> dict:
-    """The same requests as `load`, built once and sent as bytes, as perf_analyzer sends them: binary
-    KServe v2 written whole to keep-alive sockets and answers parsed by httptools (what uvicorn parses
-    with), and a bytes-in/bytes-out gRPC method for ModelInfer. A load generator that leaves more of
-    the shared cores to the server. The first answer is decoded and checked against onnxruntime by the
-    caller."""
+    """The same requests as `load`, built once and sent as bytes, as perf_analyzer sends them: KServe v2
+    (binary, or JSON tensors both ways for protocol json) written whole to keep-alive sockets and
+    answers parsed by httptools (what uvicorn parses with), and a bytes-in/bytes-out gRPC method for
+    ModelInfer. A load generator that leaves more of the shared cores to the server. The first answer
+    is decoded and checked against onnxruntime by the caller."""
     import json
 
     from tritonclient.grpc import service_pb2
@@ -227,29 +253,36 @@ async def load_lean(
     lat: list[float] = []
     errors = 0
     stop = time.perf_counter() + duration
-    if protocol == "http":
-        header = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": name,
-                        "shape": list(x.shape),
-                        "datatype": "FP32",
-                        "parameters": {"binary_data_size": x.nbytes},
-                    }
-                ],
-                "parameters": {"binary_data_output": True},
-            }
-        ).encode()
+    if protocol in ("http", "json"):
+        if protocol == "json":
+            header = json.dumps(
+                {"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+            ).encode()
+            head_lines, blob = "Content-Type: application/json\r\n", b""
+        else:
+            header = json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": name,
+                            "shape": list(x.shape),
+                            "datatype": "FP32",
+                            "parameters": {"binary_data_size": x.nbytes},
+                        }
+                    ],
+                    "parameters": {"binary_data_output": True},
+                }
+            ).encode()
+            head_lines = f"Inference-Header-Content-Length: {len(header)}\r\nContent-Type: application/octet-stream\r\n"
+            blob = x.tobytes()
         host, _, port = url.rpartition(":")
         request = (
             (
-                f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {url}\r\n"
-                f"Inference-Header-Content-Length: {len(header)}\r\nContent-Type: application/octet-stream\r\n"
-                f"Content-Length: {len(header) + x.nbytes}\r\n\r\n"
+                f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {url}\r\n{head_lines}"
+                f"Content-Length: {len(header) + len(blob)}\r\n\r\n"
             ).encode()
             + header
-            + x.tobytes()
+            + blob
         )
         loop = asyncio.get_running_loop()
         pool: asyncio.Queue = asyncio.Queue()
@@ -264,6 +297,8 @@ async def load_lean(
                 pool.put_nowait(conn)
             if status != 200:
                 raise RuntimeError(out[:200])
+            if protocol == "json":
+                return np.asarray(json.loads(out)["outputs"][0]["data"], np.float32).tobytes()
             return out[int(head[b"inference-header-content-length"]) :]  # the first output's bytes
 
         async def close() -> None:
@@ -301,6 +336,7 @@ async def load_lean(
     for _ in range(20):
         first = await call()
     t0 = time.perf_counter()
+    stop = t0 + duration  # after the warm-up (slow JSON requests could take the whole window)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
     await close()
@@ -364,7 +400,7 @@ def server_stats(http_url: str, model: str) -> dict:
         return json.load(r)["model_stats"][0]
 
 
-def measured_load(server_pid: int, http_url: str, *args, client: str = "tritonclient") -> dict:
+def measured_load(server_pid: int, http_url: str, *args, client: str = "tritonclient", output: str = "y") -> dict:
     """`load` plus where the CPU went: cores used by the server process and by this load generator
     (they share the machine's cores, which bounds the efficiency reachable here), and where a request's
     time went inside the server, from its statistics as perf_analyzer reports them: queue and compute
@@ -379,13 +415,26 @@ def measured_load(server_pid: int, http_url: str, *args, client: str = "tritoncl
         s, c = server.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
         return s.user + s.system, c.ru_utime + c.ru_stime, time.perf_counter()
 
+    def loop_cpu() -> float:  # the server's main thread runs its event loop: HTTP and gRPC handlers
+        return next((t.user_time + t.system_time for t in server.threads() if t.id == server_pid), 0.0)
+
     model = args[2]
     st0 = server_stats(http_url, model)
+    m0 = loop_cpu()
     s0, c0, t0 = cpu()
-    r = asyncio.run(load_lean(*args) if client == "lean" else load(*args, shared_memory=client == "shm"))
+    r = asyncio.run(load_lean(*args) if client == "lean" else load(*args, shared_memory=client == "shm", output=output))
     s1, c1, t1 = cpu()
+    m1 = loop_cpu()
     st1 = server_stats(http_url, model)
-    r.update(server_cores=(s1 - s0) / (t1 - t0), client_cores=(c1 - c0) / (t1 - t0))
+    served = st1["inference_stats"]["success"]["count"] - st0["inference_stats"]["success"]["count"]
+    r.update(
+        server_cores=(s1 - s0) / (t1 - t0),
+        client_cores=(c1 - c0) / (t1 - t0),
+        # every request the server answered in the window (the warm-up ones too) shares its CPU time
+        server_cpu_ms=(s1 - s0) * 1e3 / max(1, served),
+        loop_cpu_ms=(m1 - m0) * 1e3 / max(1, served),
+        batches=batch_histogram(st0, st1),
+    )
 
     def per_request(key: str) -> float:  # ms per request over this run (the warm-up requests included)
         a, b = st0["inference_stats"][key], st1["inference_stats"][key]
@@ -401,7 +450,61 @@ def measured_load(server_pid: int, http_url: str, *args, client: str = "tritoncl
     return r
 
 
-def start(repo: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
+def batch_histogram(st0: dict, st1: dict) -> dict[int, int]:
+    """{rows in a backend run: runs} formed between two statistics snapshots (Triton's batch_stats)."""
+    before = {b["batch_size"]: b["compute_infer"]["count"] for b in st0.get("batch_stats", [])}
+    hist = {
+        b["batch_size"]: b["compute_infer"]["count"] - before.get(b["batch_size"], 0)
+        for b in st1.get("batch_stats", [])
+    }
+    return {b: n for b, n in sorted(hist.items()) if n > 0}
+
+
+class ModelCpu:
+    """CPU time onnxruntime alone spends per sample at a batch size: the model run in this process with
+    the served model's options (threads, no memory pattern), timed by the process's CPU clock over
+    back-to-back runs (intra-op threads' spinning between a run's parallel sections included, as in
+    the server). Measured once per batch size, on demand."""
+
+    def __init__(self, model: Path, threads: int | None, seconds: float = 1.0) -> None:
+        self.model, self.threads, self.seconds = model, threads, seconds
+        self.per_sample: dict[int, float] = {}
+        self._backend = None
+
+    def at(self, batch: int) -> float:
+        if batch not in self.per_sample:
+            from bushu.runtime import load_backend
+            from bushu.spec import synthetic_feeds
+
+            if self._backend is None:
+                opts = {"mem_pattern": False, **({"threads": self.threads} if self.threads else {})}
+                self._backend = load_backend(self.model, "onnxruntime", **opts)
+            feeds = synthetic_feeds(self._backend.inputs, batch=batch)
+            for _ in range(3):
+                self._backend.infer(feeds)
+            runs, t0, c0 = 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < self.seconds or runs < 5:
+                self._backend.infer(feeds)
+                runs += 1
+            self.per_sample[batch] = (time.process_time() - c0) * 1e3 / (runs * batch)
+        return self.per_sample[batch]
+
+    def per_request(self, hist: dict[int, int]) -> float | None:
+        """Model CPU ms per 1-row request over the batches of ``hist`` ({rows: runs})."""
+        rows = sum(b * n for b, n in hist.items())
+        return sum(b * n * self.at(b) for b, n in hist.items()) / rows if rows else None
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+def start(repo: Path, *extra: str, src: str | None = None) -> tuple[subprocess.Popen, str, str]:
+    """`bushu serve` in a subprocess; ``src`` puts another checkout's src/ first on its path (a variant
+    measured side by side with this one)."""
+    env = None
+    if src:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -421,6 +524,7 @@ def start(repo: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     urls = {}
     for line in proc.stdout:
@@ -523,10 +627,18 @@ def soak(repo: Path, x: np.ndarray, seconds: float, concurrency: int = 64, name:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--model", default="cnn", help="cnn (default), mlp, or an ONNX file with one float32 input [batch, ...]"
+        "--model",
+        default="cnn",
+        help="cnn (default, 3x64x64), conv (the 0.37 GFLOP net, 150 KB per request), mlp, or an ONNX file "
+        "with one float32 input [batch, ...]",
     )
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument(
+        "--protocols",
+        default="http,grpc",
+        help="comma list of http (binary KServe v2), json (KServe v2 JSON tensors both ways), grpc",
+    )
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per served instance")
     ap.add_argument(
         "--raw-threads",
@@ -546,25 +658,61 @@ def main() -> None:
         "bytes (less client CPU on the shared cores); or tritonclient with the input in a system "
         "shared memory region (same-host clients, as perf_analyzer --shared-memory system)",
     )
+    ap.add_argument(
+        "--variants",
+        default="",
+        help="side by side: NAME=SRC[,NAME=SRC...], each a server run with SRC (another checkout's src/) "
+        "first on its path, e.g. before=/tmp/base/src,after=src; default: the installed bushu alone",
+    )
+    ap.add_argument("--repeats", type=int, default=1, help="rounds over every variant; the table has medians")
     ap.add_argument("--soak", type=float, default=0, help="run the soak test for this many seconds instead")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bushu-bench-") as d:
         run(args, Path(d))
 
 
-def run(args, tmp: Path) -> None:
-    from bushu.runtime import load_backend
+SUMMARY = (
+    "efficiency",
+    "added_p50_ms",
+    "frontend_cpu_ms",
+    "loop_cpu_ms",
+    "server_cpu_ms",
+    "model_cpu_ms",
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "rows_per_run",
+    "outside_ms",
+    "server_cores",
+    "client_cores",
+)
+
+
+BUILTIN = {"cnn": cnn_onnx, "mlp": mlp_onnx, "conv": conv_onnx}
+
+
+def model_repository(
+    model: str, tmp: Path, max_batch: int, delay_us: int, instances: int = 1, threads=None, preferred=()
+) -> tuple[Path, Path]:
+    """(the ONNX file, a repository serving it as model "m"): a built-in net by name, or a file."""
     from bushu.serve.config import write_config
 
-    builtin = {"cnn": cnn_onnx, "mlp": mlp_onnx}
-    model = builtin[args.model](tmp / f"{args.model}.onnx") if args.model in builtin else Path(args.model)
+    path = BUILTIN[model](tmp / f"{model}.onnx") if model in BUILTIN else Path(model)
     repo = tmp / "repo"
     (repo / "m" / "1").mkdir(parents=True)
-    (repo / "m" / "1" / "model.onnx").write_bytes(model.read_bytes())
+    (repo / "m" / "1" / "model.onnx").write_bytes(path.read_bytes())
     write_config(
-        repo / "m" / "config.pbtxt",
-        "m",
-        "onnxruntime",
+        repo / "m" / "config.pbtxt", "m", "onnxruntime", max_batch, delay_us, instances, threads, list(preferred)
+    )
+    return path, repo
+
+
+def run(args, tmp: Path) -> None:
+    from bushu.runtime import load_backend
+
+    model, repo = model_repository(
+        args.model,
+        tmp,
         args.max_batch,
         args.delay_us,
         args.instances,
@@ -572,68 +720,54 @@ def run(args, tmp: Path) -> None:
         [int(b) for b in args.preferred.split(",") if b],
     )
     with load_backend(model, "onnxruntime") as be:
-        spec = be.inputs[0]
+        spec, out_name = be.inputs[0], be.outputs[0].name
         x = np.random.default_rng(0).standard_normal(spec.concrete_shape(1)).astype(np.float32)
         expected = next(iter(be.infer({spec.name: x}).values()))
 
     if args.soak:
         soak(repo, x, args.soak, name=spec.name)
         return
+    protocols = [p for p in args.protocols.split(",") if p]
+    if unknown := set(protocols) - {"http", "json", "grpc"}:
+        raise SystemExit(f"unknown protocol(s) {sorted(unknown)}: use http, json, grpc")
+    variants = [(v.partition("=")[0], v.partition("=")[2] or None) for v in args.variants.split(",") if v] or [
+        ("bushu", None)
+    ]
     batches = [b for b in (1, 2, 4, 8, 16, 32, 64) if b <= args.max_batch]
     raw_rows = raw_throughput(model, min(args.duration, 2.0), args.raw_threads, batches)
     if args.instances > 1:  # the served configuration without the server: the reference must not be weaker
         raw_rows += raw_throughput(model, min(args.duration, 2.0), args.threads, batches, args.instances)
     best = max(raw_rows, key=lambda r: r["rps"])
     raw1 = raw_rows[0]
-    rows = list(raw_rows)
-    proc, http_url, grpc_url = start(repo)
-    try:
-        for proto, url in (("http", http_url), ("grpc", grpc_url)):
-            for conc in (int(c) for c in args.concurrency.split(",")):
-                # The machine is shared: measure the raw reference right before each served run.
-                ref = (
-                    raw_throughput(model, min(args.duration, 2.0), args.raw_threads, [1])[0]
-                    if conc == 1
-                    else raw_throughput(
-                        model, min(args.duration, 2.0), best["threads"], [best["batch"]], best["instances"]
-                    )[0]
-                )
-                r = measured_load(
-                    proc.pid, http_url, proto, url, "m", x, conc, args.duration, spec.name, client=args.client
-                )
-                if "first_output" in r:  # the lean client decodes only the first answer: check it
-                    got = r.pop("first_output")[: expected.size]
-                    if not np.allclose(got, expected.ravel(), atol=1e-4, rtol=1e-3):
-                        raise SystemExit(
-                            f"{proto}: served output differs from onnxruntime "
-                            f"(max abs {np.abs(got - expected.ravel()).max():.3g})"
-                        )
-                r.update(
-                    mode=f"served {proto}",
-                    concurrency=conc,
-                    raw_ref_rps=ref["rps"],
-                    efficiency=r["rps"] / ref["rps"] if conc > 1 else None,
-                    added_p50_ms=r["p50_ms"] - ref["p50_ms"] if conc == 1 else None,
-                )
-                rows.append(r)
-                print(
-                    f"{proto:4s} c={conc:3d}: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
-                    + (
-                        f"  added p50 {r['added_p50_ms']:.2f} ms"
-                        if conc == 1
-                        else f"  efficiency {r['efficiency']:.2f}"
-                    )
-                    + f"  (server: queue {r['srv_queue_ms']:.2f} + compute {r['srv_compute_ms']:.2f} ms, "
-                    f"{r['rows_per_run']:.1f} rows/run; outside {r['outside_ms']:.2f} ms)",
-                    flush=True,
-                )
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+    served: list[dict] = []
+    for rep in range(args.repeats):
+        for variant, src in variants:
+            proc, http_url, grpc_url = start(repo, src=src)
+            try:
+                for proto in protocols:
+                    url = grpc_url if proto == "grpc" else http_url
+                    for conc in (int(c) for c in args.concurrency.split(",")):
+                        r = served_run(args, model, best, proc, http_url, proto, url, x, conc, spec.name, out_name)
+                        if "first_output" in r:  # the lean client decodes only the first answer: check it
+                            got = r.pop("first_output")[: expected.size]
+                            if not np.allclose(got, expected.ravel(), atol=1e-4, rtol=1e-3):
+                                raise SystemExit(
+                                    f"{variant} {proto}: served output differs from onnxruntime "
+                                    f"(max abs {np.abs(got - expected.ravel()).max():.3g})"
+                                )
+                        r.update(variant=variant, round=rep + 1)
+                        served.append(r)
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(30)
+    cpu = attribute_cpu(served, model, args.threads)
+    summary = summarize(served, variants, protocols, [int(c) for c in args.concurrency.split(",")])
     notes = [
         f"command: `{command_line()}`",
-        f"load generator: {args.client}",
-        f"model: {args.model} ({'built by bench/serving.py' if args.model in builtin else 'file'}); "
+        f"load generator: {args.client}; protocols: {', '.join(protocols)}; variants: "
+        + ", ".join(f"{v} ({src or 'installed bushu'})" for v, src in variants)
+        + f"; {args.repeats} round(s), medians",
+        f"model: {args.model} ({'built by bench/serving.py' if args.model in BUILTIN else 'file'}); "
         f"served with max_batch_size "
         f"{args.max_batch}, max_queue_delay {args.delay_us} µs, {args.instances} instance(s) × "
         f"{args.threads or 'default'} threads",
@@ -643,38 +777,102 @@ def run(args, tmp: Path) -> None:
         "the served instances × threads side by side) at its best batch, measured just before that served run "
         "(raw_ref_rps); the load generator shares the machine's cores",
         "added_p50_ms = served p50 at concurrency 1 − raw batch-1 p50 measured just before",
-        "srv_queue_ms / srv_compute_ms: mean per request from the server's statistics (queue; compute_infer "
-        "of the batch it ran in); outside_ms = client-side mean latency − the server's mean request duration "
-        "(HTTP or gRPC front end, loopback transport and the load generator); rows_per_run = mean batch formed",
+        "server_cpu_ms = CPU time of the server process (user + system, all threads, from /proc) over the run "
+        "÷ requests it answered; model_cpu_ms = onnxruntime alone in this process, CPU ms per sample at each "
+        "batch size the batcher formed in that run (batch_sizes: rows×runs), weighted by the samples run at it; "
+        "frontend_cpu_ms = server_cpu_ms − model_cpu_ms: HTTP/gRPC front end, queue and hand-offs, idle threads; "
+        "loop_cpu_ms = CPU of the server's event-loop thread alone per request (the HTTP and gRPC handlers; "
+        "gRPC's core threads and the batcher threads not included)",
+        "srv_queue_ms / srv_compute_ms (JSON): mean per request from the server's statistics; outside_ms = "
+        "client-side mean latency − the server's mean request duration (front end, loopback transport and the "
+        "load generator); rows_per_run = mean batch formed",
         f"server_cores / client_cores: CPU seconds per second used by the server process and by the load "
         f"generator during the run (this machine has {os.cpu_count()} cores)",
     ]
     write_results(
         "serving",
-        {"best_raw": best, "raw_batch1": raw1},
-        rows,
-        [
-            "mode",
-            "batch",
-            "instances",
-            "concurrency",
-            "rps",
-            "p50_ms",
-            "p99_ms",
-            "raw_ref_rps",
-            "efficiency",
-            "added_p50_ms",
-            "srv_queue_ms",
-            "srv_compute_ms",
-            "outside_ms",
-            "rows_per_run",
-            "server_cores",
-            "client_cores",
-            "errors",
-        ],
-        "Serving efficiency (bushu serve vs raw onnxruntime, same run)",
+        {
+            "best_raw": best,
+            "raw_batch1": raw1,
+            "raw": raw_rows,
+            "runs": served,
+            "model_cpu_per_sample_ms": cpu.per_sample,
+        },
+        summary,
+        ["variant", "protocol", "concurrency", *SUMMARY, "batch_sizes"],
+        "Serving efficiency and front-end CPU (bushu serve vs raw onnxruntime, same run)",
         notes,
     )
+
+
+def attribute_cpu(served: list[dict], model: Path, threads: int | None) -> ModelCpu:
+    """Model CPU at the batch sizes the batcher formed, measured after every served run (no load beside
+    it), and the rest of the server's CPU per request: the front end's."""
+    cpu = ModelCpu(model, threads)
+    try:
+        for r in served:
+            r["model_cpu_ms"] = cpu.per_request(r["batches"])
+            r["frontend_cpu_ms"] = r["server_cpu_ms"] - r["model_cpu_ms"] if r["model_cpu_ms"] is not None else None
+            r["batch_sizes"] = " ".join(f"{b}×{n}" for b, n in r["batches"].items())
+            print(
+                f"{r['variant']} round {r['round']} {r['protocol']:4s} c={r['concurrency']:3d}: server CPU "
+                f"{r['server_cpu_ms']:.2f} ms/req, model {r['model_cpu_ms']:.2f}, front end "
+                f"{r['frontend_cpu_ms']:.2f}; batches {r['batch_sizes']}",
+                flush=True,
+            )
+    finally:
+        cpu.close()
+    return cpu
+
+
+def summarize(served: list[dict], variants, protocols: list[str], concurrencies: list[int]) -> list[dict]:
+    """One row per variant, protocol and concurrency: medians over the rounds, batch sizes summed."""
+    import statistics
+
+    summary = []
+    for variant, _ in variants:
+        for proto in protocols:
+            for conc in concurrencies:
+                runs = [r for r in served if (r["variant"], r["protocol"], r["concurrency"]) == (variant, proto, conc)]
+                row: dict = {"variant": variant, "protocol": proto, "concurrency": conc, "rounds": len(runs)}
+                for k in SUMMARY:
+                    vals = [r[k] for r in runs if r.get(k) is not None]
+                    row[k] = statistics.median(vals) if vals else None
+                hist: dict[int, int] = {}
+                for r in runs:
+                    for b, n in r["batches"].items():
+                        hist[b] = hist.get(b, 0) + n
+                row["batch_sizes"] = " ".join(f"{b}×{n}" for b, n in sorted(hist.items()))
+                summary.append(row)
+    return summary
+
+
+def served_run(args, model, best, proc, http_url, proto, url, x, conc, name, out_name) -> dict:
+    # The machine is shared: measure the raw reference right before each served run.
+    ref = (
+        raw_throughput(model, min(args.duration, 2.0), args.raw_threads, [1])[0]
+        if conc == 1
+        else raw_throughput(model, min(args.duration, 2.0), best["threads"], [best["batch"]], best["instances"])[0]
+    )
+    r = measured_load(
+        proc.pid, http_url, proto, url, "m", x, conc, args.duration, name, client=args.client, output=out_name
+    )
+    r.update(
+        protocol=proto,
+        concurrency=conc,
+        raw_ref_rps=ref["rps"],
+        efficiency=r["rps"] / ref["rps"] if conc > 1 else None,
+        added_p50_ms=r["p50_ms"] - ref["p50_ms"] if conc == 1 else None,
+    )
+    print(
+        f"{proto:4s} c={conc:3d}: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+        + (f"  added p50 {r['added_p50_ms']:.2f} ms" if conc == 1 else f"  efficiency {r['efficiency']:.2f}")
+        + f"  (server: queue {r['srv_queue_ms']:.2f} + compute {r['srv_compute_ms']:.2f} ms, "
+        f"{r['rows_per_run']:.1f} rows/run; outside {r['outside_ms']:.2f} ms; server CPU "
+        f"{r['server_cpu_ms']:.2f} ms/req)",
+        flush=True,
+    )
+    return r
 
 
 if __name__ == "__main__":

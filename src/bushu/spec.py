@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -79,7 +80,11 @@ def parse_dtype(text: str) -> str:
 
 def dtype_name(dt: Any) -> str:
     """numpy dtype (or anything np.dtype accepts) -> bushu dtype name."""
-    dt = np.dtype(dt)
+    return _dtype_name(np.dtype(dt))
+
+
+@functools.cache
+def _dtype_name(dt: np.dtype) -> str:  # numpy builds dt.name anew on every read: the server checks every request
     if dt.kind in "OSU":
         return "bytes"
     return "bfloat16" if dt.name == "bfloat16" else dt.name

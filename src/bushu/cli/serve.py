@@ -83,8 +83,8 @@ def command(
 
     try:
         import grpc  # noqa: F401
+        import httptools  # noqa: F401
         import tritonclient.grpc.model_config_pb2  # noqa: F401
-        import uvicorn  # noqa: F401
     except ImportError as e:
         from ..errors import MissingDependencyError
 

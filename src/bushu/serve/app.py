@@ -1,9 +1,8 @@
-"""Wires the model manager to the HTTP (uvicorn), gRPC (grpc.aio) and metrics servers in one event loop."""
+"""Wires the model manager to the HTTP (serve/httpserver.py), gRPC (grpc.aio) and metrics servers in one event loop."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import threading
@@ -100,29 +99,15 @@ class Server:
             access_log=o.access_log,
             shm=shm,
         )
-        uv = uv_task = grpc_server = metrics = poll = None
+        http = grpc_server = metrics = poll = None
         try:
             if o.http_port is not None:
                 sock = _bind(o.host, o.http_port)
                 self.http_port = sock.getsockname()[1]
-                import uvicorn
+                from .httpserver import HttpServer
 
-                _Uvicorn = _uvicorn_server_class()
-                cfg = uvicorn.Config(
-                    app,
-                    http="httptools",
-                    ws="none",
-                    lifespan="off",
-                    log_level="warning",
-                    access_log=False,
-                    proxy_headers=False,
-                    server_header=False,
-                    date_header=False,
-                    timeout_keep_alive=30,
-                    timeout_graceful_shutdown=10,
-                )
-                uv = _Uvicorn(cfg)
-                uv_task = asyncio.create_task(uv.serve(sockets=[sock]))
+                http = HttpServer(app, keep_alive_s=30)
+                await http.start(sock)
             if o.grpc_port is not None:
                 grpc_server = make_grpc_server(
                     GrpcService(self.manager, app.server_meta, o.api_key, o.admin_key, shm), max_body
@@ -145,21 +130,14 @@ class Server:
                     ) from e
             if o.model_control_mode == "poll":
                 poll = asyncio.create_task(self._poll())
-            while uv is not None and not uv.started and not uv_task.done():
-                await asyncio.sleep(0.01)
             if on_started is not None:
                 on_started(self)
-            stop = asyncio.create_task(self._stop.wait())
-            await asyncio.wait([stop] + ([uv_task] if uv_task else []), return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if uv_task is not None and uv_task.done() and not self._stop.is_set():
-                uv_task.result()  # uvicorn stopped on its own: surface why
+            await self._stop.wait()
         finally:
             if poll is not None:
                 poll.cancel()
-            if uv is not None:
-                uv.should_exit = True
-                await asyncio.gather(uv_task, return_exceptions=True)
+            if http is not None:
+                await http.close(grace_s=10)
             if grpc_server is not None:
                 await grpc_server.stop(grace=1)
             if metrics is not None:
@@ -178,21 +156,8 @@ class Server:
             self._loop.call_soon_threadsafe(self._stop.set)
 
 
-def _uvicorn_server_class():
-    import uvicorn
-
-    class _Uvicorn(uvicorn.Server):
-        """uvicorn without its own signal handling: the Server owns shutdown, so gRPC and the
-        batchers stop cleanly too."""
-
-        def capture_signals(self):
-            return contextlib.nullcontext()
-
-    return _Uvicorn
-
-
 def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas (default 8 per core) before the worker, gRPC and uvicorn threads start.
+    """Cap glibc's malloc arenas (default 8 per core) before the worker and gRPC threads start.
     Each thread that allocates under contention gets its own arena, and their free lists fragment:
     measured over 4 min at concurrency 64 over gRPC with a swap, RSS grew 194 -> 205 MB (30 s medians)
     with the default and 182 -> 190 MB with 2 arenas, at the same throughput. MALLOC_ARENA_MAX in

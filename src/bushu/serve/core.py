@@ -26,8 +26,11 @@ log = logging.getLogger("bushu.serve")
 
 # Backend options a server wants unless config.pbtxt parameters say otherwise. onnxruntime's memory
 # pattern is cached per input shape, so with dynamic batch sizes memory keeps growing (measured:
-# 116 -> 199 MB on random batch sizes with it, 116 -> 134 MB without).
-_SERVING_DEFAULTS: dict[str, dict[str, Any]] = {"onnxruntime": {"mem_pattern": False}}
+# 116 -> 199 MB on random batch sizes with it, 116 -> 134 MB without). Its intra-op threads spin
+# between parallel sections by default, on the cores the event loop and the other requests need:
+# served side by side on 2 shared cores (docs/notes.md, issue 21), the server used 5.0-6.2 ms of CPU
+# per request without spinning against 7.0-10.4 ms with it, at the same or higher throughput.
+_SERVING_DEFAULTS: dict[str, dict[str, Any]] = {"onnxruntime": {"mem_pattern": False, "spinning": False}}
 
 
 class LoadedModel:

@@ -1,4 +1,5 @@
-"""KServe v2 over HTTP as a raw ASGI app (no framework in the infer path), served by uvicorn.
+"""KServe v2 over HTTP: the request handling (an ASGI app too), served by bushu's own HTTP/1.1
+front end on asyncio + httptools (serve/httpserver.py: no framework and no ASGI server in the infer path).
 
 Triton's binary tensor extension: the body is a JSON header of ``Inference-Header-Content-Length``
 bytes followed by raw tensors; requests may have no Content-Type. Errors are ``{"error": "..."}``
@@ -78,6 +79,20 @@ class HttpApp:
                 msg = await receive()
                 await send({"type": msg["type"] + ".complete"})
             return
+        status, headers, body = await self.respond(scope, receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": headers + [(b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def respond(self, scope: dict, receive=None) -> tuple[int, list, bytes]:
+        """(status, headers, body) for one request. ``scope`` is ASGI's; bushu's own front end adds
+        ``bushu.body`` (the whole body, already read) and ``bushu.gone`` (a future done when the client
+        disconnects), and passes no ``receive``."""
         start = time.perf_counter() if self.access_log else 0.0
         try:
             status, headers, body = await self.route(scope, receive)
@@ -87,14 +102,6 @@ class HttpApp:
         except Exception as e:  # a bug must cost one request, not the server
             log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             status, headers, body = 500, _JSON, json.dumps({"error": f"internal error: {e!r}"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": headers + [(b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
         if self.access_log:
             client = scope.get("client") or ("-", 0)
             access.info(
@@ -109,6 +116,7 @@ class HttpApp:
                     }
                 )
             )
+        return status, headers, body
 
     # -- routing ------------------------------------------------------------------------------------
     async def route(self, scope: dict, receive) -> tuple[int, list, bytes]:
@@ -180,7 +188,7 @@ class HttpApp:
             self._method(method, "POST")
             with self.manager.arrivals.ticket() as ticket:
                 body = await self._body(scope, receive, headers)
-                return await _unless_client_leaves(self._infer(model, body, headers, ticket), receive)
+                return await _unless_client_leaves(self._infer(model, body, headers, ticket), scope, receive)
         raise HttpError(
             404,
             f"no endpoint {scope['path']}",
@@ -405,6 +413,30 @@ class HttpApp:
                 f"request body of {int(declared)} bytes is over the {self.max_body}-byte limit",
                 hint="send smaller batches, or start the server with a larger --max-body-mb",
             )
+        body = scope.get("bushu.body")
+        if body is None:
+            body = await self._receive_body(receive)
+        elif len(body) > self.max_body:  # bushu's front end stops storing a body past the limit
+            raise HttpError(
+                413,
+                f"request body is over the {self.max_body}-byte limit",
+                hint="send smaller batches, or start the server with a larger --max-body-mb",
+            )
+        enc = headers.get(b"content-encoding", b"").lower()
+        if enc in (b"gzip", b"deflate"):
+            d = zlib.decompressobj(wbits=31 if enc == b"gzip" else 15)
+            try:
+                body = d.decompress(body, self.max_body + 1)
+            except zlib.error as e:
+                raise InferenceInputError(f"body is not valid {enc.decode()}: {e}") from None
+            if len(body) > self.max_body:
+                raise HttpError(413, f"decompressed body is over the {self.max_body}-byte limit")
+        elif enc not in (b"", b"identity"):
+            raise HttpError(415, f"Content-Encoding {enc.decode()!r} is not supported; use gzip, deflate or none")
+        return body
+
+    async def _receive_body(self, receive) -> bytes:
+        """The body from ASGI messages (when an ASGI server runs the app)."""
         chunks, size = [], 0
         while True:
             msg = await receive()
@@ -421,35 +453,28 @@ class HttpApp:
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        enc = headers.get(b"content-encoding", b"").lower()
-        if enc in (b"gzip", b"deflate"):
-            d = zlib.decompressobj(wbits=31 if enc == b"gzip" else 15)
-            try:
-                body = d.decompress(body, self.max_body + 1)
-            except zlib.error as e:
-                raise InferenceInputError(f"body is not valid {enc.decode()}: {e}") from None
-            if len(body) > self.max_body:
-                raise HttpError(413, f"decompressed body is over the {self.max_body}-byte limit")
-        elif enc not in (b"", b"identity"):
-            raise HttpError(415, f"Content-Encoding {enc.decode()!r} is not supported; use gzip, deflate or none")
-        return body
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _unless_client_leaves(coro, receive):
+async def _unless_client_leaves(coro, scope: dict, receive):
     """Await ``coro``, cancelling it when the client disconnects: a request nobody waits for leaves
-    the queue without running."""
+    the queue without running. bushu's front end says so with a future (no task per request); under
+    an ASGI server, a task waits for ``http.disconnect``."""
     task = asyncio.current_task()
     gone = False
 
-    def on_message(t: asyncio.Future) -> None:
+    def on_gone(f: asyncio.Future) -> None:
         nonlocal gone
-        if not t.cancelled() and t.exception() is None and t.result().get("type") == "http.disconnect":
+        if not f.cancelled() and f.exception() is None and f.result().get("type") == "http.disconnect":
             gone = True
             task.cancel()
 
-    watch = asyncio.ensure_future(receive())
-    watch.add_done_callback(on_message)
+    watch = scope.get("bushu.gone")
+    if watch is None:
+        watch = asyncio.ensure_future(receive())
+    elif watch.done():
+        raise HttpError(499, "the client disconnected before the answer was ready")
+    watch.add_done_callback(on_gone)
     try:
         return await coro
     except asyncio.CancelledError:
@@ -457,7 +482,10 @@ async def _unless_client_leaves(coro, receive):
             raise HttpError(499, "the client disconnected before the answer was ready") from None
         raise
     finally:
-        watch.cancel()
+        if "bushu.gone" in scope:
+            watch.remove_done_callback(on_gone)
+        else:
+            watch.cancel()
 
 
 def _no_constants(name: str) -> Any:
