@@ -403,3 +403,28 @@ def test_detector_rows_carry_the_boxes_of_detector_predict(data, tmp_path):
             assert [d["label"] for d in got] == [d["label"] for d in dets]
             assert np.allclose([d["box"] for d in got], [d["box"] for d in dets], atol=1e-3)
             assert np.allclose([d["score"] for d in got], [d["score"] for d in dets], atol=1e-5)
+
+
+def test_fused_preprocessing_keeps_a_real_models_top1(tmp_path):
+    """bushu predict resizes and crops in one pass (processing.preprocess_image_fused); on 200 photos a real
+    ImageNet model (EfficientNet-Lite0, bicubic) gives the same top-1 as through the two-step path."""
+    pytest.importorskip("timm")
+    from bushu.model.predict import Classifier
+    from bushu.model.processing import load_image, preprocess_image, preprocess_image_fused
+    from bushu.testing.photos import write_imagenet_photos
+
+    proc = bushu("import", "efficientnet_lite0", "-o", str(tmp_path / "lite0"))
+    assert proc.returncode == 0, proc.stderr
+    photos = sorted(write_imagenet_photos(tmp_path / "photos", per_class=40).rglob("*.jpg"))
+    assert len(photos) == 200
+    with Classifier(tmp_path / "lite0") as clf:
+        pp, be = clf.art.preprocess, clf.backend
+        assert pp.interpolation == "bicubic"
+        top1 = {}
+        for fn in (preprocess_image, preprocess_image_fused):
+            logits = []
+            for i in range(0, len(photos), 20):
+                x = np.stack([fn(load_image(p), pp) for p in photos[i : i + 20]])
+                logits.append(be.infer({be.inputs[0].name: x})[be.outputs[0].name])
+            top1[fn.__name__] = np.concatenate(logits).argmax(-1)
+    assert (top1["preprocess_image"] == top1["preprocess_image_fused"]).all()

@@ -53,7 +53,7 @@ def test_explicit_load_unload(explicit):
     assert c.is_model_ready("clf")
     np.testing.assert_allclose(_infer(c, "clf"), _ort(root / "clf" / "1" / "model.onnx"), rtol=1e-6, atol=1e-6)
     c.unload_model("clf")
-    assert not c.is_model_ready("clf")
+    assert not c.is_model_ready("clf") and srv.manager.loaded_versions("clf") == []
     with pytest.raises(tritonhttp.InferenceServerException) as e:
         _infer(c, "clf")
     assert e.value.status() == "404" and "not ready" in e.value.message()
@@ -110,6 +110,8 @@ def test_version_policy_all_and_unsupported_fields_reported(tmp_path):
     with start_server(tmp_path) as srv:
         c = _client(srv)
         assert c.get_model_metadata("clf")["versions"] == ["1", "2"]
+        assert [m.version for m in srv.manager.loaded_versions("clf")] == ["1", "2"]
+        assert srv.manager.loaded_versions("nope") == []
         for v in ("1", "2"):
             np.testing.assert_allclose(
                 _infer(c, "clf", v), _ort(tmp_path / "clf" / v / "model.onnx"), rtol=1e-6, atol=1e-6

@@ -74,3 +74,16 @@ def test_inputs_lists_tables_and_globs(tmp_path):
         collect([str(tmp_path / "u.csv")], "image")
     with pytest.raises(UserInputError, match="matches no input"):
         collect([str(tmp_path / "*.nothing")], "image")
+
+
+def test_local_plan_two_streams_only_for_backends_that_take_concurrent_calls():
+    from bushu.predict.runner import local_plan
+    from bushu.runtime.backends.null import NullBackend
+    from bushu.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    assert OnnxRuntimeBackend.concurrent_infer and not NullBackend.concurrent_infer
+    assert local_plan(OnnxRuntimeBackend, None, cores=2) == (2, 1)  # two 1-thread streams fill 2 cores
+    assert local_plan(OnnxRuntimeBackend, None, cores=16) == (2, 15)  # 2 callers + 14 pool workers
+    assert local_plan(OnnxRuntimeBackend, 4, cores=16) == (2, 4)  # --threads is kept
+    assert local_plan(OnnxRuntimeBackend, None, cores=1) == (1, None)
+    assert local_plan(NullBackend, None, cores=16) == (1, None)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 @click.option(
     "--threads",
     type=click.IntRange(1),
-    help="Intra-op threads per backend (default: the backend's own; with --workers, the cores shared out).",
+    help="Intra-op threads per backend (default: in one process on onnxruntime, cores - 1, so that its two batches in "
+    "flight and the pool fill the cores; otherwise the backend's own; with --workers, the cores shared out).",
 )
 @click.option(
     "--workers",

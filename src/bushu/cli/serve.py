@@ -179,7 +179,7 @@ def _raw_input_endpoints(s) -> list[tuple[str, str, str]]:
     """(name, classify or detect, input kind) of the ready models that take raw inputs (pre-processing recorded)."""
     out = {}
     for row in s.manager.index(ready_only=True):
-        for m in s.manager._entries[row["name"]].versions.values():
+        for m in s.manager.loaded_versions(row["name"]):
             if m.preprocess is not None:
                 task = m.artifact.task if m.artifact is not None else "classification"
                 out[row["name"]] = ("detect" if task == "detection" else "classify", m.preprocess.kind)

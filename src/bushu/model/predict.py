@@ -123,9 +123,10 @@ class Pipeline:
         return prepare_one(self.pp, raw)
 
 
-def prepare_one(pp: Preprocess, raw: Any) -> np.ndarray:
-    """One image or clip -> float32 CHW; needs only the recorded settings (so Ray tasks can run it alone)."""
-    from .processing import load_image, preprocess_image
+def prepare_one(pp: Preprocess, raw: Any, fused: bool = False) -> np.ndarray:
+    """One image or clip -> float32 CHW; needs only the recorded settings (so Ray tasks can run it alone).
+    ``fused``: resize and crop in one pass (processing.preprocess_image_fused; bushu predict's throughput path)."""
+    from .processing import load_image, preprocess_image, preprocess_image_fused
 
     if pp.kind == "audio":
         from .audio import audio_image
@@ -133,7 +134,7 @@ def prepare_one(pp: Preprocess, raw: Any) -> np.ndarray:
         assert pp.crop is not None  # audio artifacts record the spectrogram size as crop
         return preprocess_image(audio_image(raw, pp.params, pp.crop), pp)
     img = raw if hasattr(raw, "convert") else load_image(raw)
-    return preprocess_image(img, pp)
+    return preprocess_image_fused(img, pp) if fused else preprocess_image(img, pp)
 
 
 def _as_text(r: Any) -> str:

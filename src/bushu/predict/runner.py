@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..detection.decode import DetectionHead
     from ..detection.detector import Detector
     from ..model.predict import Classifier, Pipeline
+    from ..runtime.backend import Backend
 
 Row = dict[str, Any]
 
@@ -62,11 +63,35 @@ def read_input(pp: Preprocess, item: Item, task: str = "classification") -> Any:
         return batch[0], transforms[0]
     from ..model.predict import prepare_one
 
-    return prepare_one(pp, item.value)
+    return prepare_one(pp, item.value, fused=True)
+
+
+def backend_class(art: Artifact, backend: str | None) -> type[Backend]:
+    """The backend class a Predictor loads for ``art`` (a classifier's default is onnxruntime)."""
+    from ..runtime.registry import backend_for_path, get_backend
+
+    if backend:
+        return get_backend(backend)
+    return backend_for_path(art.model_path) if art.task == "detection" else get_backend("onnxruntime")
+
+
+def local_plan(cls: type[Backend], threads: int | None, cores: int | None = None) -> tuple[int, int | None]:
+    """-> (streams, intra-op threads) for one process. A backend that takes concurrent infer() calls runs two
+    batches at a time, each on its own thread (decode, pre-process, inference), through one loaded model, with
+    the intra-op pool sized so that the two calling threads and the pool's workers fill the cores: on 2 cores,
+    two 1-thread inferences side by side do more work per second than one 2-thread inference, and the
+    decoding of one batch fills the gaps of the other (bench/predict.py, docs/notes.md). Other backends: one
+    stream, its next batch decoded in a thread meanwhile."""
+    cores = cores or os.cpu_count() or 1
+    if not cls.concurrent_infer or cores < 2:
+        return 1, threads
+    return 2, threads or max(1, cores - 1)
 
 
 class Predictor:
-    """The artifact's pre-processing and backend; ``run(items)`` -> rows (error rows for bad inputs)."""
+    """The artifact's pre-processing and backend; ``run(items)`` -> rows (error rows for bad inputs).
+
+    Thread-safe when the backend is (``Backend.concurrent_infer``): ``run`` keeps no state between calls."""
 
     def __init__(self, artifact: str | Path, backend: str | None = None, threads: int | None = None, top_k: int = 5):
         from ..model.artifact import Artifact
@@ -76,15 +101,20 @@ class Predictor:
         self.pipeline: Pipeline | None = None
         self.runner: Detector | Classifier
         self.head: DetectionHead | None = None
+        options: dict[str, Any] = {"threads": threads} if threads else {}
+        if "spinning" in backend_class(art, backend).options:
+            # idle intra-op workers sleep instead of spinning: the cores go to the decoding thread (or the other
+            # stream) in the meantime; a spinning pool keeps them busy doing nothing
+            options["spinning"] = False
         if self.task == "detection":
             from ..detection.detector import Detector
 
-            detector = Detector(art, backend, threads)
+            detector = Detector(art, backend, **options)
             self.runner, self.head, self.input_name = detector, detector.head, detector.input_name
         else:
             from ..model.predict import Classifier
 
-            classifier = Classifier(art, backend, **({"threads": threads} if threads else {}))
+            classifier = Classifier(art, backend, **options)
             self.runner, self.pipeline = classifier, classifier.pipeline
             self.input_name = classifier.pipeline.input_name
         self.art, self.backend = self.runner.art, self.runner.backend
@@ -180,14 +210,37 @@ def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
         yield list(items[i : i + size])
 
 
+def _as_finished(submit: Callable[[list[Item]], Future], work: Iterator[list[Item]], limit: int) -> Iterator[Any]:
+    """Results of ``submit(batch)`` for every batch, as they finish, with at most ``limit`` batches in flight;
+    what is still queued is cancelled when the caller stops early."""
+    pending: list[Future] = []
+    try:
+        while True:
+            while len(pending) < limit and (b := next(work, None)):
+                pending.append(submit(b))
+            if not pending:
+                return
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in [f for f in pending if f in finished]:  # in submission order when several finished
+                pending.remove(f)
+                yield f.result()
+    finally:
+        for f in pending:
+            f.cancel()
+
+
 def run_local(
     artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None, top_k: int
 ) -> Iterator[list[Row]]:
-    """In this process; the next batch is decoded in a thread while the backend runs this one (EfficientNet-Lite0,
-    batch 16, 2 busy cores: 12.5 items/s against 11.1 decoding in turn; decoding and resizing a photo took
-    ~11 ms there, 1/5 of the inference time per image, so one process stays below the raw backend's rate)."""
+    """In this process. Two streams through one backend when it takes concurrent calls (``local_plan``);
+    otherwise the next batch is decoded in a thread while the backend runs this one."""
+    streams, threads = local_plan(backend_class(Artifact.load(artifact), backend), threads)
     pred = Predictor(artifact, backend, threads, top_k)
     try:
+        if streams > 1:
+            with ThreadPoolExecutor(streams, thread_name_prefix="bushu-predict") as pool:
+                yield from _as_finished(lambda b: pool.submit(pred.run, b), batches(items, batch_size), 2 * streams)
+            return
         with ThreadPoolExecutor(1, thread_name_prefix="bushu-predict-read") as pool:
             it = batches(items, batch_size)
             nxt: Future | None = pool.submit(pred.prepare_all, b) if (b := next(it, None)) else None
@@ -232,25 +285,10 @@ def run_processes(
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(str(artifact), backend, threads, top_k)
     ) as pool:
-        it = batches(items, batch_size)
-        pending: list[Future] = []
         try:
-            while True:
-                while len(pending) < 2 * workers and (b := next(it, None)):
-                    pending.append(pool.submit(_work, b))
-                if not pending:
-                    return
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    pending.remove(f)
-                    try:
-                        rows = f.result()
-                    except BrokenProcessPool as e:  # a worker died (out of memory, or its model failed to load)
-                        raise BushuError(
-                            f"a predict worker process stopped: {e}",
-                            hint="rerun with --workers 1 to see the error; the rows so far are kept",
-                        ) from e
-                    yield rows
-        finally:
-            for f in pending:
-                f.cancel()
+            yield from _as_finished(lambda b: pool.submit(_work, b), batches(items, batch_size), 2 * workers)
+        except BrokenProcessPool as e:  # a worker died (out of memory, or its model failed to load)
+            raise BushuError(
+                f"a predict worker process stopped: {e}",
+                hint="rerun with --workers 1 to see the error; the rows so far are kept",
+            ) from e

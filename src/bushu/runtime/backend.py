@@ -24,6 +24,9 @@ class Backend:
     suffixes: ClassVar[tuple[str, ...]] = ()
     #: options accepted by load(); anything else is a typed error, not silently ignored
     options: ClassVar[tuple[str, ...]] = ("threads",)
+    #: infer() may be called from several threads at once on one loaded instance (bushu predict runs two
+    #: batches at a time through one backend when it is)
+    concurrent_infer: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._inputs: list[TensorSpec] = []

@@ -433,6 +433,11 @@ class ModelManager:
         entry = self._entries.get(name)
         return [str(v) for v in sorted(entry.versions)] if entry else []
 
+    def loaded_versions(self, name: str) -> list[LoadedModel]:
+        """The loaded versions of one model, oldest first (empty when none is loaded or the name is unknown)."""
+        entry = self._entries.get(name)
+        return [entry.versions[v] for v in sorted(entry.versions)] if entry else []
+
     def loaded(self) -> list[LoadedModel]:
         return [m for e in list(self._entries.values()) for m in list(e.versions.values())]
 

@@ -107,6 +107,7 @@ class OnnxRuntimeBackend(Backend):
     )
     #: the device used when load() is given the default "cpu" (the -cuda/-trt subclasses change it)
     default_device = "cpu"
+    concurrent_infer = True  # InferenceSession.run is thread-safe
 
     def load(  # type: ignore[override]
         self,
