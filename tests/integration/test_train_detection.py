@@ -54,7 +54,7 @@ def test_eval_on_a_fresh_set_beats_an_untrained_head(trained, capsys):
 
     from bushu.data.detection import read_detection_dataset
     from bushu.detection.evaluation import evaluate_detector
-    from bushu.train.detect_model import DetectionHeadNet, ExportedDetector
+    from bushu.train.detect_model import ExportedDetector, detection_head
 
     capsys.readouterr()
     assert main(["eval", str(trained["out"]), "--data", str(trained["fresh"]), "--json"]) == 0
@@ -76,7 +76,7 @@ def test_eval_on_a_fresh_set_beats_an_untrained_head(trained, capsys):
             return self.head({"output0": y}, transforms, score, iou, max_det)
 
     torch.manual_seed(0)
-    untrained = ExportedDetector("mobilenet_v2", DetectionHeadNet(96, 320, 2, 64), 128)
+    untrained = ExportedDetector("mobilenet_v2", detection_head("mobilenet_v2", 2, 64), 128)
     base = evaluate_detector(TorchDetector(untrained), read_detection_dataset(trained["fresh"]), CATEGORIES)
     assert base["map50"] < 0.05
     assert got["map50"] >= 0.2 and got["map50"] > base["map50"] + 0.15, (got["map50"], base["map50"])

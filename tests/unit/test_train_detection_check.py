@@ -117,3 +117,41 @@ def test_augmented_boxes_follow_the_pixels():
         assert classes.tolist() == [3]
         inside = a[int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2]
         assert inside.size and inside.mean() > a.mean() + 40  # the box lies on the bright square
+
+
+def test_fine_tuning_trains_the_stride32_blocks_and_nothing_else_of_the_backbone():
+    """Two epochs of fit_detection_head on maps of the frozen stride-16 part: every convolution of the stride-32
+    blocks (``head.top``) moves, their batch norm (affine weights and running statistics) does not, and the
+    exported graph's stride-16 part is the pretrained one."""
+    torch = pytest.importorskip("torch")
+    from bushu.train.detect_model import TOP_LR, ExportedDetector, assign, backbone_levels, cell_centers
+    from bushu.train.detection import fit_detection_head
+
+    size, n = 64, 8
+    c4, c5, _, _ = backbone_levels("mobilenet_v2")
+    pretrained4 = {k: v.clone() for k, v in c4.state_dict().items()}
+    pretrained5 = {k: v.clone() for k, v in c5.state_dict().items()}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        f4 = c4(torch.rand(n, 3, size, size)).half().numpy()  # as feature_maps caches them
+    samples = [_sample(f"t{i}", [[8 + i, 8, 40 + i, 44]], [i % 2], size=(size, size)) for i in range(n)]
+    centers, strides = cell_centers(size)
+    targets = [assign(s.boxes, s.classes, centers, strides) for s in samples]
+    maps = {"f4": f4, "cls": np.stack([t[0] for t in targets]), "box": np.stack([t[1] for t in targets])}
+
+    head, *_ = fit_detection_head("mobilenet_v2", size, 2, maps, maps, samples, lr=1e-2, seed=0, epochs=2)
+
+    bn_types = torch.nn.modules.batchnorm._BatchNorm
+    after = head.top.state_dict()
+    convs = [f"{k}.weight" for k, m in head.top.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [f"{k}.{p}" for k, m in head.top.named_modules() if isinstance(m, bn_types) for p in m.state_dict()]
+    assert len(convs) >= 10 and len(norms) >= 40
+    assert [k for k in convs if torch.equal(after[k], pretrained5[k])] == [], "every fine-tuned conv is trained"
+    assert [k for k in norms if not torch.equal(after[k], pretrained5[k])] == [], "batch norm stays as pretrained"
+    head.train()
+    assert not any(m.training for m in head.top.modules() if isinstance(m, bn_types))
+    groups = head.param_groups(1.0)
+    assert groups[1]["lr"] == pytest.approx(TOP_LR) and len(groups[1]["params"]) == len(convs)
+    exported = ExportedDetector("mobilenet_v2", head, size)
+    assert all(torch.equal(v, pretrained4[k]) for k, v in exported.c4.state_dict().items())
+    assert exported(torch.rand(1, 3, size, size)).shape == (1, 4 + 2, 4 * 4 + 2 * 2)

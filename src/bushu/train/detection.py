@@ -6,11 +6,12 @@
                        and refuses what is not (see ``check_detection_data``), before any training
     split           -> a held-back test split (``val_fraction``) that the search never sees, for the report;
                        a validation split of the rest that the search optimises (mAP@0.5)
-    features        -> the frozen backbone's stride-16 / stride-32 maps of each training image, plain and in
-                       ``VIEWS - 1`` box-aware augmented views (scale/crop jitter, flip, colour), cached per
-                       (backbone, input size) under WORK/detfeatures
+    features        -> the frozen backbone's stride-16 map of each training image, plain and in ``VIEWS - 1``
+                       box-aware augmented views (scale/crop jitter, flip, colour), cached per (backbone, input
+                       size) under WORK/detfeatures
     search          -> Optuna over backbone x input size x learning rate (resumable SQLite study, ``--jobs``),
-                       each trial trains the head (bushu.train.detect_model) on the cached maps
+                       each trial trains the head and fine-tunes the backbone's stride-32 blocks (batch norm
+                       frozen, ``TOP_LR`` of the head's learning rate; bushu.train.detect_model) on the cached maps
     export          -> backbone + head + decode as one ONNX graph in the Ultralytics YOLOv8 layout, names and
                        imgsz in its metadata: the import path (bushu.import_.detection) records the YOLO decoder
     report          -> mAP@0.5, mAP@0.5:0.95, per-class AP, PR curves and bad cases on the held-back split
@@ -33,6 +34,7 @@ import numpy as np
 from ..data.detection import DetectionDataset, DetectionSample, read_detection_dataset
 from ..errors import UserInputError
 from . import TrainConfig
+from .detect_model import TOP_LR
 from .runner import Clock, progress_bar
 
 __all__ = ["DetectionCheck", "check_detection_data", "is_detection_data", "split_detection", "train_detection"]
@@ -202,29 +204,28 @@ def _views(samples, size: int, views: int, seed: int):
 
 
 def feature_maps(name: str, size: int, samples, views: int, cache: Path, seed: int, progress=None) -> dict[str, Any]:
-    """{"f4", "f5" (float16), "cls", "box", "seconds", "cached"} for every view of ``samples``."""
+    """{"f4" (the frozen stride-16 map, float16), "cls", "box", "seconds", "cached"} for every view of ``samples``
+    (the stride-32 blocks are fine-tuned, so they run in training, on these maps)."""
     import torch
 
     from .detect_model import backbone_levels
 
-    key = hashlib.sha1(json.dumps([name, size, views, seed, _fingerprint(samples), 1]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([name, size, views, seed, _fingerprint(samples), 2]).encode()).hexdigest()[:16]
     path = cache / f"{name}-{size}-{key}.npz"
     if path.is_file():
         with np.load(path) as z:
             return {**{k: z[k] for k in z.files}, "cached": True, "seconds": float(z["seconds"])}
     t0 = time.perf_counter()
-    c4, c5, _, _ = backbone_levels(name)
+    c4, _, _, _ = backbone_levels(name)
     from .detect_model import MEAN, STD
 
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    f4s, f5s, clss, boxes = [], [], [], []
+    f4s, clss, boxes = [], [], []
     batch: list[np.ndarray] = []
 
     def flush():
         with torch.no_grad():
-            f4 = c4((torch.from_numpy(np.stack(batch)) - mean) / std)
-            f4s.append(f4.half().numpy())
-            f5s.append(c5(f4).half().numpy())
+            f4s.append(c4((torch.from_numpy(np.stack(batch)) - mean) / std).half().numpy())
         if progress:
             progress(len(batch))
         batch.clear()
@@ -239,7 +240,6 @@ def feature_maps(name: str, size: int, samples, views: int, cache: Path, seed: i
         flush()
     out = {
         "f4": np.concatenate(f4s),
-        "f5": np.concatenate(f5s),
         "cls": np.stack(clss),
         "box": np.stack(boxes),
         "seconds": np.float64(time.perf_counter() - t0),
@@ -288,18 +288,20 @@ def fit_detection_head(
     report=None,
     deadline: float | None = None,
 ):
-    """Train the head on cached maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch)."""
+    """Train the head and the backbone's stride-32 blocks (at ``lr * TOP_LR``, batch norm frozen) on the cached
+    stride-16 maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch)."""
     import copy
 
     import torch
 
-    from .detect_model import DetectionHeadNet, cell_centers, detection_loss
+    from .detect_model import cell_centers, detection_head, detection_loss
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = DetectionHeadNet(train["f4"].shape[1], train["f5"].shape[1], n_classes, HEAD_WIDTH)
+    head = detection_head(name, n_classes, HEAD_WIDTH)
     centers = torch.from_numpy(cell_centers(size)[0])[None]
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(head.param_groups(lr), lr=lr, weight_decay=1e-4)
+    trained = [p for p in head.parameters() if p.requires_grad]
     n = len(train["cls"])
     per_epoch = max(1, n // BATCH)
     plan = {"steps": epochs * per_epoch}  # shrinks when the first epoch shows the deadline allows fewer
@@ -321,11 +323,11 @@ def fit_detection_head(
         epoch += 1
         head.train()
         for i in np.array_split(rng.permutation(n), per_epoch):
-            logits, dists = head(t(train["f4"], i).float(), t(train["f5"], i).float())
+            logits, dists = head(t(train["f4"], i).float())
             loss = detection_loss(logits, dists, centers, t(train["cls"], i), t(train["box"], i))
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 10.0)
+            torch.nn.utils.clip_grad_norm_(trained, 10.0)
             opt.step()
             sched.step()
         if epoch == 1 and deadline is not None:  # an evaluation costs about an epoch: count them in
@@ -360,8 +362,7 @@ def val_map(head, size: int, val: dict, samples, n_classes: int) -> tuple[float,
     gts, preds = [], []
     with torch.no_grad():
         for i in range(0, len(samples), 32):
-            f4, f5 = torch.from_numpy(val["f4"][i : i + 32]).float(), torch.from_numpy(val["f5"][i : i + 32]).float()
-            logits, dists = head(f4, f5)
+            logits, dists = head(torch.from_numpy(val["f4"][i : i + 32]).float())
             y = decode(logits, dists, centers).numpy()
             part = samples[i : i + 32]
             dets = dh(
@@ -439,10 +440,9 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
     name, size = outcome["params"]["backbone"], outcome["params"]["size"]
     import torch
 
-    from .detect_model import DetectionHeadNet, ExportedDetector
+    from .detect_model import ExportedDetector, detection_head
 
-    tr, _ = get_maps(name, size)
-    head = DetectionHeadNet(tr["f4"].shape[1], tr["f5"].shape[1], len(ds.classes), HEAD_WIDTH)
+    head = detection_head(name, len(ds.classes), HEAD_WIDTH)
     head.load_state_dict(torch.load(outcome["head_file"], weights_only=True))
     full = ExportedDetector(name, head.eval(), size)
     t_export = time.perf_counter()
@@ -532,6 +532,7 @@ def _search(cfg: TrainConfig, ds, train, val, backbones, sizes, get_maps, timing
         "views": VIEWS if cfg.augment else 1,
         "epochs": EPOCHS,
         "width": HEAD_WIDTH,
+        "finetune": {"blocks": "stride 32", "lr": TOP_LR},
         "seed": cfg.seed,
     }
     key = hashlib.sha1(json.dumps(space, sort_keys=True).encode()).hexdigest()[:8]
