@@ -292,6 +292,39 @@ def test_hf_folder_without_weights_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "no tokenizer" in r.stderr
 
 
+def test_hf_folder_reference_spans_the_position_table(tmp_path):
+    """A tiny random BERT saved as a Hugging Face folder (MiniLM's tokenizer files): the torch.export reference
+    is written with the sequence range of the IO spec (1..max_position_embeddings; without a bound torch.export
+    refuses the dynamic sequence and no reference was written), and runs at the longest sequence."""
+    transformers = pytest.importorskip("transformers")
+    import shutil
+
+    folder = tmp_path / "tiny-bert"
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    transformers.BertModel(cfg).eval().save_pretrained(str(folder))
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(_minilm() / f, folder / f)
+    r = bushu("import", str(folder), "-o", str(tmp_path / "art"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "art" / "model.pt2").is_file()
+    ins = yaml.safe_load((tmp_path / "art" / "bushu.yaml").read_text())["inputs"]
+    assert ins[0]["ranges"]["sequence_length"]["max"] == 64
+    program = torch.export.load(str(tmp_path / "art" / "model.pt2"))
+    assert sorted(int(r.upper) for r in program.range_constraints.values()) == [64, 4096]  # sequence, batch
+    res = bushu("eval", str(tmp_path / "art"), "--json", "--input", "input_ids:2x64")
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert out["reference_backend"] == "torch" and out["outputs"][0]["max_abs"] < 1e-4
+
+
 # -- the real models, through every command (slow: a few minutes on 2 cores) ---------------------------
 def _yolo_onnx(d: Path) -> Path:
     # find_spec, not importorskip: importing ultralytics patches PIL's Image.open for this whole process,
@@ -330,6 +363,27 @@ def _minilm() -> Path:
     return Path(gt.get_model_path())
 
 
+def _fp16(model: str, art: Path, tmp_path: Path) -> None:
+    """optimize --quantize fp16 on the real inputs: YOLOv8n and MiniLM pass the tolerance and keep the fp32
+    outputs (YOLOv8n's boxes within a fraction of a pixel); DBNet's probability map moves by ~0.2 on text edges
+    (cosine still > 0.99), which the tolerance refuses, naming the --atol that would accept it, which does."""
+    out, sample = tmp_path / "fp16", str(tmp_path / "sample.npz")
+    args = ["optimize", str(art), "-o", str(out), "--quantize", "fp16", "--sample", sample, "--no-bench", "--no-report"]
+    r = bushu(*args, timeout=900)
+    if model == "dbnet":
+        assert r.returncode == 2 and "differ from the reference" in r.stderr and not out.exists(), r.stderr[-2000:]
+        import re
+
+        hint = re.search(r"with --atol ([0-9.]+)", r.stderr)
+        assert hint, r.stderr[-2000:]
+        r = bushu(*args, "--atol", hint.group(1), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(bushu("eval", str(out), "--reference", str(art), "--sample", sample, "--json").stdout)
+    assert min(o["cosine_min"] for o in res["outputs"]) >= 0.99, res
+    if model == "yolov8n":  # output0 rows 0-3 are the boxes in pixels of the 320x320 input
+        assert res["outputs"][0]["max_abs"] < 0.5, res
+
+
 def _photos(size: tuple[int, int], n: int, mean=None, std=None) -> np.ndarray:
     from PIL import Image
     from skimage import data
@@ -352,19 +406,13 @@ def _photos(size: tuple[int, int], n: int, mean=None, std=None) -> np.ndarray:
     [
         "minilm",
         "yolov8n",
-        pytest.param(
-            "dbnet",
-            marks=pytest.mark.xfail(
-                reason="known gap (issue 16): DBNet int8 reaches cosine 0.96 on a text page, under the 0.98 gate, so int8 "
-                "is refused; the drift is in the backbone",
-                strict=False,
-            ),
-        ),
+        "dbnet",  # int8 refused (a known gap, asserted below), the other steps pass
     ],
 )
 def test_real_model_through_every_command(model, tmp_path):
-    """import -> info -> bench -> optimize int8 (cosine >= 0.98 to fp32 on real inputs) -> export -> serve
-    (tritonclient vs onnxruntime on the same file) -> package (SDK equals serve)."""
+    """import -> info -> bench -> optimize int8 (cosine >= 0.98 to fp32 on real inputs) and fp16 -> export
+    (fp32, fp16, vendor opset profiles) -> serve (tritonclient vs onnxruntime on the same file) -> package
+    (SDK equals serve)."""
     if model == "minilm":
         src, imp = _minilm(), []
         from tokenizers import Tokenizer
@@ -395,6 +443,12 @@ def test_real_model_through_every_command(model, tmp_path):
     art, q = tmp_path / "art", tmp_path / "int8"
     r = bushu("import", str(src), "-o", str(art), *imp, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
+    if model == "minilm":  # the torch.export reference, its sequence bounded by the position table (512)
+        assert (art / "model.pt2").is_file()
+    import onnx
+
+    names = [v.name for v in onnx.load(str(art / "model.onnx")).graph.value_info]
+    assert len(names) == len(set(names))  # onnxslim's repeated value_info entries are dropped at import
     info = json.loads(bushu("info", str(art), "--json").stdout)
     assert info["flops"] > 0 and info["flops_inputs"]
     rows = json.loads(
@@ -427,17 +481,27 @@ def test_real_model_through_every_command(model, tmp_path):
         "--no-report",
         timeout=1500,
     )
-    if model == "dbnet" and r.returncode == 2:  # measured: static int8 keeps cosine 0.96 on a page of text and
-        # loses the weak responses on photos; the gate must refuse it by name, writing nothing
-        assert "drifts from fp32 on sigmoid_0.tmp_0" in r.stderr and not q.exists(), r.stderr[-2000:]
+    if model == "dbnet":  # known gap (issue 16): static int8 keeps cosine ~0.97 on a page of text but loses the
+        # few weak responses on photos (cosine 0 on the worst), with any calibration method and with the most
+        # sensitive convs in float (their inputs stay quantized); every attempt is refused by name, nothing written
+        assert r.returncode == 2 and "no int8 attempt passes the agreement gate" in r.stderr, r.stderr[-2000:]
+        assert "sigmoid_0.tmp_0: cosine" in r.stderr and not q.exists(), r.stderr[-2000:]
     else:
         assert r.returncode == 0, r.stderr[-2000:]
         res = json.loads(
             bushu("eval", str(q), "--reference", str(art), "--sample", str(tmp_path / "sample.npz"), "--json").stdout
         )
         assert min(o["cosine_min"] for o in res["outputs"]) >= 0.98, res
-    r = bushu("export", str(art), "--format", "onnx,openvino", "-o", str(tmp_path / "x"), "--no-bench", timeout=900)
+    _fp16(model, art, tmp_path)
+    # the vendor profiles take the graph down to opset 13 / 11 node by node (onnx's converter has no
+    # down-adapter for YOLOv8's Split-18; MiniLM's LayerNormalization-17 is decomposed)
+    formats = "onnx,openvino,onnx-fp16,snpe,mace,paddle-lite"
+    r = bushu("export", str(art), "--format", formats, "-o", str(tmp_path / "x"), "--no-bench", "--json", timeout=1500)
     assert r.returncode == 0, r.stderr[-2000:]
+    rows = {row["format"]: row for row in json.loads(r.stdout)["rows"]}
+    assert {k: v["status"] for k, v in rows.items()} == dict.fromkeys(formats.split(","), "ok")
+    for f in ("snpe", "mace", "paddle-lite"):
+        assert rows[f]["max_abs"] < 1e-4, rows[f]
     first = {k: v[:2] for k, v in sample.items()}
     np.savez(tmp_path / "two.npz", **first)
     r = subprocess.run(

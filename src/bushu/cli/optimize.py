@@ -67,6 +67,12 @@ from ._output import console, print_json, table
 )
 @click.option("--exclude", "exclude", multiple=True, help="Keep this node in float (repeatable).")
 @click.option(
+    "--atol",
+    type=float,
+    help="fp16's budget per output: |fp16 - fp32| <= atol + rtol * max|fp32| on the validation inputs [default: 0.01].",
+)
+@click.option("--rtol", type=float, help="fp16's budget relative to each output's range (see --atol) [default: 0.02].")
+@click.option(
     "--max-attempts",
     type=int,
     default=None,
@@ -150,6 +156,8 @@ def command(
     train: Path | None,
     max_accuracy_drop: float | None,
     exclude: tuple[str, ...],
+    atol: float | None,
+    rtol: float | None,
     max_attempts: int | None,
     no_fallback: bool,
     backend: str,
@@ -183,6 +191,7 @@ def command(
     bushu optimize ART -o ART-lr --lowrank 0.25 --data heldout/
     bushu optimize ART -o ART-kd --distill narrow --train train/ --data heldout/
     bushu optimize ART -o ART-fp16 --quantize fp16
+    bushu optimize ART -o ART-fp16 --quantize fp16 --sample inputs.npz --atol 0.2
     """
     from ..model.artifact import Artifact
     from ..optimize import optimize
@@ -226,6 +235,8 @@ def command(
         no_fallback=no_fallback,
         validation=validation,
         explicit_calib=explicit_calib,
+        atol=atol,
+        rtol=rtol,
     )
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
     result = optimize(art, out, opt, log=log)

@@ -1,8 +1,9 @@
 """TensorRT engines from the artifact's ONNX model, built on the GPU they will run on.
 
 Skipped with a reason where there is no NVIDIA GPU or no ``tensorrt`` package. An engine is tied to
-the GPU model and TensorRT version that built it. One optimization profile: the batch axis from 1
-(optimum 1) to ``MAX_BATCH``, other symbolic axes at the IO spec's value (the ``--input`` sizes).
+the GPU model and TensorRT version that built it. One optimization profile from the IO spec's dim ranges
+(``profile_shapes``): the batch axis from 1 (optimum 1) to ``MAX_BATCH``, other symbolic axes optimal at
+their typical size (the ``--input`` sizes) and spanning their recorded min..max.
 
 - ``tensorrt``: fp32 (TF32 off, so it is judged by the fp32 budget);
 - ``tensorrt-fp16``: fp16 kernels where TensorRT finds them faster, fp32 IO;
@@ -17,22 +18,55 @@ PyTorch) against the ONNX model on the same inputs, like every other format.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core import ExportContext, Exported, Skip
+
+if TYPE_CHECKING:
+    from ..spec import TensorSpec
 
 MODEL = "model.engine"
 MAX_BATCH = 8
 
 
-def _profile_shapes(ctx: ExportContext) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """input name -> (min, opt, max) shapes: batch 1..MAX_BATCH, other dims as the IO spec resolves them."""
+Shape = tuple[int, ...]
+
+
+def profile_shapes(specs: Sequence[TensorSpec], max_batch: int = MAX_BATCH) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """Input name -> the (min, opt, max) shapes of one TensorRT optimization profile, from the IO spec.
+
+    The batch dim (a symbolic dim 0) spans its recorded range, else 1..``max_batch``, optimum 1. Every other
+    symbolic dim is optimal at its typical size (the ``--input`` given at import) and spans the recorded
+    min..max (a MiniLM ``sequence_length`` 1..512), or only the typical size when no range is recorded.
+    A symbol shared by several inputs gets the same sizes in each. A dim with no typical size is the
+    UnresolvedDimError naming the ``--input`` to pass."""
+    from ..spec import resolve_shapes
+
+    opt = resolve_shapes(specs, batch=1)
+    ranges: dict[str, dict[str, int]] = {}
+    for s in specs:
+        for k, v in s.ranges.items():
+            ranges.setdefault(k, {}).update({a: int(b) for a, b in v.items() if b is not None})
     out = {}
-    for s in ctx.art.inputs:
-        one = s.concrete_shape(batch=1)
-        many = s.concrete_shape(batch=MAX_BATCH) if s.has_batch else one
-        out[s.name] = (one, one, many)
+    for s in specs:
+        dims = [_dim_range(s.symbol(i), i, opt[s.name][i], ranges, max_batch) for i in range(len(s.shape))]
+        out[s.name] = (tuple(d[0] for d in dims), tuple(d[1] for d in dims), tuple(d[2] for d in dims))
     return out
+
+
+def _dim_range(
+    sym: str | None, i: int, typical: int, ranges: dict[str, dict[str, int]], max_batch: int
+) -> tuple[int, int, int]:
+    if sym is None:  # a fixed dim
+        return typical, typical, typical
+    r = ranges.get(sym, {})
+    if i == 0:  # the batch
+        lo = int(r.get("min") or 1)
+        best = min(max(int(r.get("typical") or 1), lo), max_batch)
+        return lo, best, max(int(r.get("max") or max_batch), best)
+    return min(int(r.get("min") or typical), typical), typical, max(int(r.get("max") or typical), typical)
 
 
 def _qdq_model(ctx: ExportContext) -> Path:
@@ -94,7 +128,7 @@ def _build(ctx: ExportContext, precision: str) -> Exported:
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized may take fp16 kernels
     profile = builder.create_optimization_profile()
-    shapes = _profile_shapes(ctx)
+    shapes = profile_shapes(ctx.art.inputs)
     for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)

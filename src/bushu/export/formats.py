@@ -84,7 +84,7 @@ FORMATS: dict[str, Format] = {
             f"{_M}._onnx:export_onnx_fp16",
             ".onnx",
             "ONNX with fp16 weights and math, fp32 IO",
-            needs=(("onnxconverter_common", "onnxconverter-common"),),
+            needs=(("onnx", "onnx"),),
             backend="onnxruntime",
             **_FP16,
             options=("opset",),

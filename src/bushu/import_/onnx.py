@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import BushuError
 from ..spec import TensorSpec
 
-__all__ = ["OPSET", "export_onnx", "save_reference", "simplify"]
+__all__ = ["OPSET", "dedupe_value_info", "export_onnx", "save_reference", "simplify"]
 
 OPSET = 17
 
@@ -102,8 +102,37 @@ def simplify(path: Path) -> dict[str, Any]:
             slim = onnxslim.slim(model)
     except Exception as e:  # noqa: BLE001 - simplification is an optimization; keep the plain export
         return {"simplified": False, "reason": f"onnxslim failed: {str(e).splitlines()[0][:200]}"}
+    dedupe_value_info(slim.graph)
     onnx.save(slim, str(path))
     return {"simplified": True, "tool": "onnxslim", "nodes_before": before, "nodes_after": len(slim.graph.node)}
+
+
+def dedupe_value_info(graph: Any) -> int:
+    """Keep the first ``value_info`` entry of each name; returns how many were dropped. onnxslim 0.1.x lists
+    most intermediate values several times (YOLOv8n: 1,880 entries for 329 names), which tools that retype
+    one entry by name (fp16 converters) leave inconsistent."""
+    seen: set[str] = set()
+    first = []
+    for v in graph.value_info:
+        if v.name not in seen:
+            seen.add(v.name)
+            first.append(v)
+    dropped = len(graph.value_info) - len(first)
+    if dropped:
+        del graph.value_info[:]
+        graph.value_info.extend(first)
+    return dropped
+
+
+def _takes_varargs(module: Any) -> bool:
+    import inspect
+
+    forward = getattr(module, "forward", None)
+    try:
+        params = inspect.signature(forward).parameters.values() if forward is not None else []
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 def save_reference(
@@ -115,7 +144,8 @@ def save_reference(
     dynamic_axes: dict[str, dict[int, str]] | None = None,
     eager: dict[str, str] | None = None,
 ) -> Path | None:
-    """Save ``module`` as a ``torch.export`` program (the torch backend's reference), batch dim dynamic.
+    """Save ``module`` as a ``torch.export`` program (the torch backend's reference), batch dim dynamic and
+    the ``dynamic_axes`` within the ranges ``inputs`` record (MiniLM's sequence_length up to 512).
 
     ``eager``: how to rebuild the source module ({"zoo": name} or {"callable": "mod:fn"}); stored beside
     the IO spec so the torch backend can run it eagerly with the program's weights (much faster on CPU).
@@ -133,13 +163,20 @@ def save_reference(
         torch.from_numpy(np.ascontiguousarray(np.concatenate([a, a])[:2] if len(a) < 2 else a)) for a in example
     )
     dims = {"batch": Dim("batch", min=1, max=4096)}
-    shapes = tuple(
-        {
-            i: dims.setdefault(sym, Dim(sym.replace(".", "_"), min=1))
-            for i, sym in {0: "batch", **(dynamic_axes or {}).get(s.name, {})}.items()
-        }
+    ranges = {k: v for s in inputs for k, v in s.ranges.items()}
+
+    def dim(sym: str) -> Any:  # bounded by the IO spec's range: a sequence past the position table cannot export
+        r = ranges.get(sym) or {}
+        return Dim(
+            sym.replace(".", "_"), min=int(r.get("min") or 1), **({"max": int(r["max"])} if r.get("max") else {})
+        )
+
+    shapes: Any = tuple(
+        {i: dims.setdefault(sym, dim(sym)) for i, sym in {0: "batch", **(dynamic_axes or {}).get(s.name, {})}.items()}
         for s in inputs
     )
+    if _takes_varargs(module):  # forward(self, *args) (a Transformers folder's wrapper): one entry, the tuple
+        shapes = (shapes,)
     io = {
         IO_EXTRA_FILE: json.dumps({"inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]})
     }

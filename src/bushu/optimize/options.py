@@ -54,6 +54,8 @@ def optimize_config(
     no_fallback: bool = False,
     validation: Any = None,
     explicit_calib: bool | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
 ) -> OptimizeConfig:
     """Steps run in this order: distill, prune, lowrank, fine-tuning, quantize (int8 | dynamic | fp16).
 
@@ -62,7 +64,8 @@ def optimize_config(
     dynamic int8 / fp16 are checked on (default ``calib``; arrays by input name for models without images);
     ``explicit_calib``: whether the user gave calibration images (a --sample alone keeps MatMul-heavy models on
     dynamic int8, validated on it: static int8 of a transformer's activations measured cosine 0.48 on
-    all-MiniLM-L6-v2)."""
+    all-MiniLM-L6-v2); ``atol``/``rtol``: fp16's budget per output, |fp16 - fp32| <= atol + rtol·max|fp32|
+    (default Fp16Config's 0.01 and 0.02)."""
     from ._analysis import profile_model
     from .int8_search import DEFAULT_MAX_ATTEMPTS
     from .quantize import choose_int8
@@ -76,6 +79,14 @@ def optimize_config(
     if attempts < 1:
         raise UserInputError(f"`max_attempts` must be at least 1, got {attempts}", hint="or use `no_fallback`")
 
+    if (atol is not None or rtol is not None) and quantize != "fp16":
+        raise UserInputError(
+            "`atol` / `rtol` are fp16's tolerance; int8 is judged by agreement with fp32 instead",
+            hint="add `quantize` fp16, or drop `atol` / `rtol`",
+        )
+    for name, v in (("atol", atol), ("rtol", rtol)):
+        if v is not None and v < 0:
+            raise UserInputError(f"`{name}` must be at least 0, got {v}")
     if calib_size is not None and calib_size < 1:
         raise UserInputError(f"`calib_size` must be at least 1, got {calib_size}")
     if lowrank is not None and lowrank_energy is not None:
@@ -116,7 +127,11 @@ def optimize_config(
             # per-channel weight scales: all-MiniLM-L6-v2 cosine to fp32 0.953 per tensor, 0.989 per channel
             config = DynamicInt8Config(exclude_nodes=tuple(exclude), validation=check_on, per_channel=True)
         elif quantize == "fp16":
-            config = Fp16Config(validation=check_on)
+            config = Fp16Config(
+                validation=check_on,
+                atol=Fp16Config.atol if atol is None else atol,
+                rtol=Fp16Config.rtol if rtol is None else rtol,
+            )
         else:
             raise UserInputError(f"unknown `quantize` {quantize!r}", hint="use int8, dynamic or fp16")
     return OptimizeConfig(
