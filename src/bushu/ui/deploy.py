@@ -220,7 +220,7 @@ class Deployments:
                 "an API key needs at least 8 characters, without spaces", hint="or leave it empty for none"
             )
         if expose and api_key is None:
-            api_key = secrets.token_urlsafe(18)  # never open to the network without one
+            api_key = secrets.token_hex(16)  # never open to the network without one
         host = _ALL if expose else _HOST
         with self._lock:
             old = self._deps.get(name)

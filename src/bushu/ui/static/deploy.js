@@ -87,12 +87,12 @@ function deploymentCharts(box, history) {
   const now = history.length ? history[history.length - 1].t : 0;
   const x = p => Math.round(p.t - now);
   box.replaceChildren(
-    lineChart({title: "Latency", cls: "chart-latency", xLabel: "seconds (0 = the latest sample)", yLabel: "ms per request",
+    lineChart({title: "Latency", cls: "chart-latency", width: 440, xLabel: "seconds (0 = the latest sample)", yLabel: "ms per request",
       explain: "How long the server took to answer, on average, for the requests in each few-second window " +
         "(a gap: no requests then). Lower is better.",
       series: [{name: "mean latency", points: history.map(p => [x(p), p.latency_ms]), color: "#2f6fed"},
         {name: "of which waiting in the queue", points: history.map(p => [x(p), p.queue_ms]), color: "#8792a6", dashed: true}]}),
-    lineChart({title: "Throughput", cls: "chart-throughput", xLabel: "seconds (0 = the latest sample)", yLabel: "requests / s",
+    lineChart({title: "Throughput", cls: "chart-throughput", width: 440, xLabel: "seconds (0 = the latest sample)", yLabel: "requests / s",
       explain: "How many requests the server answered per second in each few-second window. It follows the load " +
         "the clients send; its ceiling is what the server can do.",
       series: [{name: "answered", points: history.map(p => [x(p), p.rps]), color: "#137333"},
@@ -137,7 +137,7 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (e) { $("#deploy-status").textContent = ""; showError(e); }
   });
   $("#deploy-key-make").addEventListener("click", () => {
-    const bytes = crypto.getRandomValues(new Uint8Array(18));
-    $("#deploy-key").value = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
+    const bytes = crypto.getRandomValues(new Uint8Array(16));  // hex: safe in a header, a shell and a URL
+    $("#deploy-key").value = [...bytes].map(b => b.toString(16).padStart(2, "0")).join("");
   });
 });

@@ -94,8 +94,8 @@ const ticks = (lo, hi, n = 4) => Array.from({length: n + 1}, (_, i) => lo + (hi 
 
 // A line chart as SVG: series [{name, points: [[x, y|null]], color, dashed, right}] (right: the second y axis;
 // null: a gap). Every point carries its value as a tooltip; `explain` is the chart's own.
-function lineChart({title, series, xLabel, yLabel, y2Label = null, explain = "", cls = ""}) {
-  const W = 520, H = 210, L = 48, R = y2Label ? 48 : 14, T = 12, B = 40;
+function lineChart({title, series, xLabel, yLabel, y2Label = null, explain = "", cls = "", width = 460}) {
+  const W = width, H = 210, L = 48, R = y2Label ? 48 : 14, T = 12, B = 40;
   const all = series.flatMap(s => s.points.filter(p => p[1] !== null && p[1] !== undefined));
   const xs = series.flatMap(s => s.points.map(p => p[0]));
   const range = (vals, zero) => {
@@ -119,7 +119,10 @@ function lineChart({title, series, xLabel, yLabel, y2Label = null, explain = "",
   }
   if (y2Label) for (const v of ticks(z0, z1))
     g.append(svg("text", {x: W - R + 4, y: sy(v, true) + 4, class: "tick"}, fmt(v, 2)));
-  const xt = [...new Set(ticks(x0, x1, Math.min(5, Math.max(1, Math.round(x1 - x0)))).map(v => Math.round(v * 10) / 10))];
+  // whole numbers (trials, epochs, seconds) get whole-number ticks
+  const step = Math.max(1, Math.ceil((x1 - x0) / 5));
+  const xt = xs.every(Number.isInteger) ? Array.from({length: Math.floor((x1 - x0) / step) + 1}, (_, i) => x0 + i * step)
+    : ticks(x0, x1, 5);
   for (const v of xt) g.append(svg("text", {x: sx(v), y: H - B + 16, "text-anchor": "middle", class: "tick"}, fmt(v, 3)));
   g.append(svg("text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", class: "axis"}, xLabel));
   g.append(svg("text", {x: 12, y: T + (H - T - B) / 2, transform: `rotate(-90 12 ${T + (H - T - B) / 2})`,
@@ -164,7 +167,7 @@ function jobShown(j) {
       xLabel: "trial", yLabel: "validation accuracy",
       explain: "Each trial trains a small model on top of the pretrained features with other settings and scores " +
         "it on images kept aside (validation). The best one is kept; more trials rarely help once the line is flat.",
-      series: [{name: "trial", points: scores.map((s, i) => [i + 1, s]), color: "#8792a6", noLine: true},
+      series: [{name: "score", points: scores.map((s, i) => [i + 1, s]), color: "#8792a6", noLine: true},
         {name: "best so far", points: scores.map((s, i) => [i + 1, best = Math.max(best, s)]), color: "#2f6fed", noDots: true}]}));
   }
   if (epochs.length) {
@@ -202,9 +205,15 @@ async function modelShown(m) {
       const f = formats.find(f => f.format === o.value);
       if (!o.dataset.text) o.dataset.text = o.textContent;
       o.disabled = !!(f && !f.available);
-      o.textContent = o.dataset.text + (o.disabled ? ` — not from this model: ${f.why}` : "");
+      o.textContent = o.dataset.text + (o.disabled ? " — not from this model (hover for why)" : "");
       if (o.disabled) o.title = f.why; else o.removeAttribute("title");
     }
+    // what is not offered, and why, in words under the form (an option's tooltip is easy to miss)
+    let note = $("#export-unavailable");
+    if (!note) { note = el("p", {id: "export-unavailable", class: "muted"}); $("#export-form").after(note); }
+    const off = formats.filter(f => !f.available), whys = [...new Set(off.map(f => f.why))];
+    note.textContent = off.length ? `Not offered for this model: ${off.map(f => f.format).join(", ")} — ${whys.join("; ")}.` : "";
+    note.hidden = !off.length;
     const sel = $("#export-format");
     if (sel.selectedOptions[0] && sel.selectedOptions[0].disabled) {
       const ok = [...sel.options].find(o => !o.disabled);
@@ -318,7 +327,7 @@ function addDeleteButtons(root) {
     const status = tr.children[2] && tr.children[2].className.replace("status-", "");
     if (!ENDED.includes(status) || tr.querySelector(".delete-job")) continue;
     const id = tr.dataset.job;
-    const b = el("button", {type: "button", class: "danger delete-job", text: "Delete", title: "forget this job and its log (what it made stays)"});
+    const b = el("button", {type: "button", class: "link delete-job", text: "delete", title: "forget this job and its log (what it made stays)"});
     b.onclick = async ev => {
       ev.stopPropagation();
       try {
