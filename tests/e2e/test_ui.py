@@ -769,8 +769,8 @@ def test_deployment_with_api_key_beyond_loopback_charts_and_remembered(env, tmp_
                 break
             time.sleep(0.5)
         busy = [p for p in history if p["rps"] > 0]
-        assert busy and all(p["latency_ms"] > 0 and p["failures"] == 0 for p in busy), history
-        assert all(set(p) == {"t", "rps", "failures", "latency_ms", "queue_ms"} for p in history)
+        assert busy and all(p["latency_ms"] > 0 and p["failed_rps"] == 0 for p in busy), history
+        assert all(set(p) == {"t", "rps", "failed_rps", "latency_ms", "queue_ms"} for p in history)
         saved = ws / "serve" / "deployments.json"
         assert saved.stat().st_mode & 0o077 == 0  # it holds the key: the owner's only
         assert json.loads(saved.read_text())["deployments"]["pets"]["api_key"] == key

@@ -222,9 +222,7 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
         browser.get(ui.url + "/#training")
         _click(browser, f"tr[data-job='{job['id']}']")
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "export pets"))
-        _wait(browser, 180).until(
-            lambda d: d.find_element(By.CSS_SELECTOR, "#job-title span").text not in ("queued", "running")
-        )
+        _job_ended(browser, 180)
         state = browser.find_element(By.CSS_SELECTOR, "#job-title span")
         assert state.text == "skipped" and "status-skipped" in state.get_attribute("class"), state.text
         reason = browser.find_element(By.ID, "job-reason")
@@ -279,6 +277,19 @@ def _select(driver, css: str, value: str, timeout: float = 30) -> None:
     WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
         attempt
     )
+
+
+def _job_ended(driver, timeout: float) -> str:
+    """Wait for the watched job to end (the page redraws its title every poll); its final state."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def ended(d):
+        state = d.find_element(By.CSS_SELECTOR, "#job-title span").text
+        return state if state not in ("", "queued", "running") else False
+
+    return WebDriverWait(
+        driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    ).until(ended)
 
 
 def _stop_and_forget(driver, name: str) -> None:
@@ -725,12 +736,7 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         _select(browser, "#export-form [name=dataset]", "faces")
         _click(browser, "#export-form button[type=submit]")
         _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "export faces-model"))
-        _wait(browser, 600).until(
-            lambda d: d.find_element(By.CSS_SELECTOR, "#job-title span").text not in ("queued", "running")
-        )
-        assert browser.find_element(By.CSS_SELECTOR, "#job-title span").text == "succeeded", browser.find_element(
-            By.ID, "job-reason"
-        ).text
+        assert _job_ended(browser, 600) == "succeeded", browser.find_element(By.ID, "job-reason").text
         browser.get(ui.url + "/#models")
         _click(browser, "tr[data-model=faces-model]")
         href = _attribute(browser, "tr[data-variant='faces-model (tflite-int8)'] a.download", "href")

@@ -86,9 +86,8 @@ def outward_addresses() -> list[str]:
 
 def _port_free(port: int, host: str) -> bool:
     with socket.socket() as s:
-        s.setsockopt(
-            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-        )  # as the server binds: a closed port's TIME_WAIT is no obstacle
+        # as the servers bind: a port left in TIME_WAIT by the previous run is free to them
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -423,8 +422,8 @@ class Deployments:
                 self.sample(dep)
 
     def sample(self, dep: Deployment) -> dict[str, Any] | None:
-        """One point of the history: requests per second, failures and mean latency (and queueing) per
-        request over the interval since the previous look; None at the first look (nothing to compare)."""
+        """One point of the history: requests answered (and failed) per second, and the mean latency (and time
+        queued) per request, over the interval since the previous look; None at the first look."""
         try:
             with urllib.request.urlopen(dep.urls()["metrics"], timeout=SAMPLE_S) as r:
                 m = parse_metrics(r.read().decode(), dep.name)
@@ -443,7 +442,7 @@ class Deployments:
         point = {
             "t": round(now, 2),
             "rps": round(ok / dt, 3),
-            "failures": int(fail),
+            "failed_rps": round(fail / dt, 3),
             "latency_ms": round(delta("nv_inference_request_duration_us") / ok / 1000, 3) if ok else None,
             "queue_ms": round(delta("nv_inference_queue_duration_us") / ok / 1000, 3) if ok else None,
         }

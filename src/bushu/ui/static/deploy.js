@@ -96,7 +96,7 @@ function deploymentCharts(box, history) {
       explain: "How many requests the server answered per second in each few-second window. It follows the load " +
         "the clients send; its ceiling is what the server can do.",
       series: [{name: "answered", points: history.map(p => [x(p), p.rps]), color: "#137333"},
-        {name: "failed", points: history.map(p => [x(p), p.failures]), color: "#b3261e", dashed: true}]}));
+        {name: "failed", points: history.map(p => [x(p), p.failed_rps]), color: "#b3261e", dashed: true}]}));
 }
 
 async function loadDeployments() {
