@@ -126,9 +126,11 @@ def test_page_and_static_files(env):
     status, body, headers = ui.request("/")
     assert status == 200 and b"<title>bushu</title>" in body and b"/static/app.js" in body
     assert "default-src 'self'" in headers["content-security-policy"]
-    for name in ("app.js", "style.css"):
+    for name in ("app.js", "results.js", "deploy.js", "style.css"):
         assert ui.request(f"/static/{name}")[0] == 200
-    assert ui.request("/static/../app.py")[0] == 404
+        assert f"/static/{name}".encode() in body
+    for name in ("../app.py", "app.py", "index.html", "nope.js", "..%2Fapp.py"):
+        assert ui.request(f"/static/{name}")[0] == 404, name
 
 
 def test_models_and_try_it_match_bushu(env):
@@ -446,6 +448,158 @@ def test_skipped_export_is_not_succeeded_and_speaks_plainly(env):
     assert row["kind"] == "export: skipped" and row["download"] is None  # nothing to download
 
 
+def test_compare_models_and_variants_on_the_same_data(env, pets_data):
+    """The comparison table measures every row on the same data set: what is missing is queued as jobs
+    (evaluations of the model, its int8 copy and its ONNX export; a speed measurement), and then every row
+    has its accuracy on the same 16 images, its size and its speed; the best of each column is named."""
+    from bushu.eval_ import evaluate
+
+    ui = env["ui"]
+    assert ui.json("/api/compare")[0] == 400  # no data set: nothing to compare on
+    assert ui.json("/api/compare?dataset=nope")[0] == 404
+    assert ui.json("/api/compare?dataset=petsdata&model=nope")[0] == 404
+    status, table = ui.json("/api/compare?dataset=petsdata&model=pets")
+    assert status == 200, table
+    rows = {r["name"]: r for r in table["rows"]}
+    assert set(rows) == {"pets", "pets-int8", "pets (onnx)"}, rows  # the skipped pt2 export has nothing to compare
+    assert rows["pets-int8"]["kind"].startswith("optimized") and rows["pets-int8"]["from"] == "pets"
+    assert rows["pets (onnx)"]["kind"] == "export: onnx" and rows["pets (onnx)"]["download"].endswith("/onnx.zip")
+    assert table["missing"] > 0 and rows["pets (onnx)"]["accuracy"] is None
+
+    status, queued = ui.json("/api/compare/measure", {"dataset": "petsdata", "model": "pets"})
+    assert status == 200 and queued["jobs"], queued
+    titles = {j["title"] for j in queued["jobs"]}
+    assert {"evaluate pets-int8 on petsdata", "evaluate pets (onnx) on petsdata"} <= titles, titles
+    assert ui.json("/api/compare/measure", {"dataset": "petsdata", "model": "pets"})[1]["jobs"] == []  # queued once
+    for j in queued["jobs"]:
+        assert _wait_job(ui, j["id"])["status"] == "succeeded", ui.json(f"/api/jobs/{j['id']}")[1]["log_tail"]
+
+    status, table = ui.json("/api/compare?dataset=petsdata&model=pets")
+    rows = {r["name"]: r for r in table["rows"]}
+    assert table["missing"] == 0, table
+    want = evaluate(env["art"].path, pets_data, record=False, progress=False)["accuracy"]
+    assert rows["pets"]["accuracy"] == pytest.approx(want) == rows["pets (onnx)"]["accuracy"]  # the same model
+    assert all(
+        r["n_images"] == 16 and r["accuracy_note"].startswith(f"{r['accuracy']:.2f} on 16 images")
+        for r in rows.values()
+    )
+    assert all(r["p50_ms"] and r["size_mb"] for r in rows.values()), rows
+    assert table["best"]["size_mb"] == "pets-int8" and not any(r["stale"] for r in rows.values())
+    assert table["best"]["accuracy"] in rows and table["best"]["p50_ms"] in rows
+    # an export's evaluation is an evaluation like the others: listed, with its details
+    status, ev = ui.json(f"/api/evals/{rows['pets (onnx)']['eval']}")
+    assert status == 200 and ev["model"] == "pets~onnx" and ev["n_images"] == 16, ev
+    # across models: every model, each on the same data
+    status, table = ui.json("/api/compare?dataset=petsdata")
+    assert {"pets", "pets-int8"} <= {r["name"] for r in table["rows"]}
+    assert not any(r["kind"].startswith("export") for r in table["rows"])
+    # an evaluation older than its model is stale: marked, not counted as the best, and measured again
+    ev_file = env["ws"] / "evals" / "pets-int8@petsdata.json"
+    mtime = ev_file.stat().st_mtime
+    os.utime(ev_file, (mtime - 3600, mtime - 3600))
+    try:
+        status, table = ui.json("/api/compare?dataset=petsdata&model=pets")
+        assert next(r for r in table["rows"] if r["name"] == "pets-int8")["stale"] and table["missing"] == 1
+    finally:
+        os.utime(ev_file, (mtime, mtime))
+
+
+def test_export_formats_say_what_this_model_cannot_be_exported_to(env, tmp_path):
+    """The PyTorch-based formats need the model's torch.export program: a model without one is told so (and
+    offered the rest); a model that has one is offered them."""
+    from bushu.model.artifact import Artifact, write_artifact
+
+    ui = env["ui"]
+    status, out = ui.json("/api/models/pets/export-formats")
+    assert status == 200, out
+    rows = {f["format"]: f for f in out["formats"]}
+    for fmt in ("pt2", "torchscript", "tflite", "tflite-int8", "coreml"):
+        assert not rows[fmt]["available"] and "PyTorch program" in rows[fmt]["why"], rows[fmt]
+    assert rows["onnx"]["available"] and rows["openvino-int8"]["available"] and rows["onnx"]["why"] is None
+    art = Artifact.load(env["ws"] / "models" / "pets")
+    (tmp_path / "model.pt2").write_bytes(b"a stand-in: only its presence is read here")
+    art.files["reference"] = "model.pt2"
+    write_artifact(
+        env["ws"] / "models" / "pets-ref",
+        {"model.onnx": art.model_path, "model.pt2": tmp_path / "model.pt2"},
+        art,
+        labels=art.labels,
+    )
+    try:
+        rows = {f["format"]: f for f in ui.json("/api/models/pets-ref/export-formats")[1]["formats"]}
+        assert rows["tflite"]["available"] and rows["pt2"]["available"]
+    finally:
+        import shutil
+
+        shutil.rmtree(env["ws"] / "models" / "pets-ref")
+    assert ui.json("/api/models/nope/export-formats")[0] == 404
+
+
+def test_delete_models_datasets_and_jobs(env, tmp_path):
+    """Deleting a model takes its exports, downloads, evaluations and remembered deployment with it, never while
+    it is served or a job uses it; a linked data set is unlinked (the folder stays); only ended jobs are deleted."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(env["art"].path, ws / "models" / "pets")
+    shutil.copytree(env["art"].path, ws / "models" / "other")
+    folder = tmp_path / "mine"
+    for i, cls in enumerate(("cat", "dog")):
+        (folder / cls).mkdir(parents=True)
+        for j in range(2):
+            (folder / cls / f"{j}.png").write_bytes(_png((90 * i, 50 * j, 20)))
+    ui = UI(ws)
+    try:
+        assert ui.json("/api/datasets/link", {"name": "linked", "path": str(folder)})[0] == 200
+        upload = _zip({f"up/{c}/{j}.png": _png((80 * i, 60 * j, 9)) for i, c in enumerate("ab") for j in range(2)})
+        assert ui.request("/api/datasets?name=up", upload)[0] == 200
+        # a model that is served cannot be deleted; stopped (and remembered), it can, with all that hangs on it
+        status, dep = ui.json("/api/deployments", {"model": "pets"})
+        assert status == 200, dep
+        status, out = ui.json("/api/evals", {"model": "pets", "dataset": "linked"})
+        assert _wait_job(ui, out["id"])["status"] == "succeeded"
+        status, job = ui.json("/api/models/pets/export", {"format": "onnx"})
+        assert _wait_job(ui, job["id"])["status"] == "succeeded"
+        assert (
+            ui.request("/api/models/pets/exports/onnx.zip")[0] == 200 and ui.request("/api/models/pets/sdk")[0] == 200
+        )
+        status, out = ui.json("/api/models/pets", method="DELETE")
+        assert status == 409 and "being served" in out["error"] and "Deploy" in out["hint"], out
+        assert ui.json("/api/models/pets", method="DELETE", csrf=False)[0] == 403
+        assert ui.json("/api/deployments/pets/stop", b"")[0] == 200
+        status, out = ui.json("/api/models/pets", method="DELETE")
+        assert status == 200 and out == {"deleted": "pets"}, out
+        assert not (ws / "models" / "pets").exists() and not (ws / "exports" / "pets").exists()
+        assert not list((ws / "evals").glob("pets@*")) and not list((ws / "bundles").glob("pets-*"))
+        assert [d["name"] for d in ui.json("/api/deployments")[1]["deployments"]] == []  # forgotten with it
+        assert [m["name"] for m in ui.json("/api/models")[1]["models"]] == ["other"]
+        assert ui.json("/api/models/pets", method="DELETE")[0] == 404
+        # a model a job is using is kept until the job ends; a running job cannot be deleted, an ended one can
+        status, job = ui.json("/api/models/other/bench", {"duration": 20})
+        assert status == 200 and job["status"] == "running", job
+        status, out = ui.json("/api/models/other", method="DELETE")
+        assert status == 409 and f"job #{job['id']}" in out["error"], out
+        assert ui.json(f"/api/jobs/{job['id']}", method="DELETE")[0] == 409
+        assert ui.json(f"/api/jobs/{job['id']}/cancel", b"")[0] == 200
+        assert (ws / "jobs" / f"{job['id']}.log").exists()
+        status, out = ui.json(f"/api/jobs/{job['id']}", method="DELETE")
+        assert status == 200 and out == {"deleted": job["id"]}
+        assert not (ws / "jobs" / f"{job['id']}.log").exists() and ui.json(f"/api/jobs/{job['id']}")[0] == 404
+        assert job["id"] not in [j["id"] for j in ui.json("/api/jobs")[1]["jobs"]]
+        assert ui.json("/api/models/other", method="DELETE")[0] == 200
+        # data sets: a linked folder is only unlinked; an uploaded one is removed
+        status, out = ui.json("/api/datasets/linked", method="DELETE")
+        assert status == 200 and "untouched" in out["note"] and len(list(folder.rglob("*.png"))) == 4, out
+        assert ui.json("/api/datasets/up", method="DELETE")[0] == 200
+        assert not (ws / "datasets" / "up").exists() and not (ws / "datasets" / "up.upload.json").exists()
+        assert ui.json("/api/datasets")[1]["datasets"] == []
+        assert ui.json("/api/datasets/up", method="DELETE")[0] == 404
+        assert list((ws / "evals").iterdir()) == []
+    finally:
+        ui.stop()
+
+
 def test_zoo_picker_lists_the_zoo(env):
     from bushu.model import zoo
 
@@ -473,6 +627,14 @@ def test_progress_file_feeds_the_job_progress(tmp_path, monkeypatch):
             advance(1, best=0.75, score=0.75)
             job = {"id": 7, "kind": "bench", "status": "running", "argv": [], "elapsed_s": 3.0}
             p = store._progress(job)
+        with progress_bar(False, "fine-tune", 20) as advance:
+            for e in range(2):
+                advance(10)
+                advance(0, epoch={"epoch": e, "val_accuracy": 0.5 + e / 4, "val_loss": 1.0 - e / 4, "train_loss": 0.9})
+        # each chart's data survives the phase changes: the search's scores, then fine-tuning's epochs
+        epochs = store._progress(job)
+        assert epochs["scores"] == [0.5, 0.75] and [e["val_accuracy"] for e in epochs["epochs"]] == [0.5, 0.75]
+        assert epochs["epochs"][1] == {"epoch": 1, "val_accuracy": 0.75, "val_loss": 0.75, "train_loss": 0.9}
         assert (p["phase"], p["step"], p["total"], p["percent"], p["best"], p["scores"]) == (
             "search",
             2,
@@ -549,8 +711,87 @@ def test_deployment_serves_measures_and_stops(env):
         status, out = ui.json("/api/deployments/pets/stop", b"")
     assert status == 200 and out["running"] is False
     assert not _port_open(port)
+    listed = ui.json("/api/deployments")[1]["deployments"]  # remembered, stopped: to start again or forget
+    assert [(d["name"], d["state"], d["running"]) for d in listed] == [("pets", "stopped", False)]
+    assert ui.json("/api/deployments/pets/forget", b"") == (200, {"name": "pets", "forgotten": True})
+    assert ui.json("/api/deployments")[1]["deployments"] == []
     status, out = ui.json("/api/deployments/pets/classify", images[0].read_bytes())
     assert status == 404 and "not being served" in out["error"]
+
+
+def test_deployment_with_api_key_beyond_loopback_charts_and_remembered(env, tmp_path):
+    """Served for other machines: it listens on every address with an API key (made up when none is given),
+    the page gives the address to call from another machine, a request without the key is refused and the
+    UI's own requests carry it; the metrics history feeds the charts; a restarted UI lists it as stopped,
+    starts it again with the same key on the same port, or forgets it."""
+    import shutil
+
+    from bushu.ui.deploy import outward_addresses
+
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(env["art"].path, ws / "models" / "pets")
+    image = env["images"][0].read_bytes()
+    ui = UI(ws)
+    try:
+        status, out = ui.json("/api/deployments", {"model": "pets", "api_key": "short"})
+        assert status == 400 and "8 characters" in out["error"], out
+        status, dep = ui.json("/api/deployments", {"model": "pets", "expose": True})
+        assert status == 200 and dep["running"] and dep["expose"] and dep["host"] == "0.0.0.0", dep
+        key, urls = dep["api_key"], dep["urls"]
+        assert key and len(key) >= 20
+        assert all(f"Authorization: Bearer {key}" in c for c in dep["curl"] if c.startswith("curl"))
+        req = urllib.request.Request(urls["classify"] + "?k=1", data=image, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=30)
+        assert refused.value.code == 401
+        req.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+        hosts = outward_addresses()
+        if hosts:  # the address another machine calls, and the server answers there
+            remote = dep["remote"]["urls"]["classify"]
+            assert remote.startswith(f"http://{hosts[0]}:") and remote.endswith("/v1/models/pets:classify")
+            assert any(remote in c for c in dep["curl"])
+            req = urllib.request.Request(remote + "?k=1", data=image, method="POST", headers={"X-API-Key": key})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert json.loads(r.read())["predictions"]
+        else:
+            assert dep["remote"] == {"hosts": [], "urls": None}
+        status, via = ui.json("/api/deployments/pets/classify", image)  # the UI sends the key itself
+        assert status == 200 and via["predictions"], via
+        # the charts' history: requests per second and mean latency per sampled interval
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ui.json("/api/deployments/pets/classify", image)
+            history = ui.json("/api/deployments/pets")[1]["history"]
+            if any(p["rps"] > 0 for p in history):
+                break
+            time.sleep(0.5)
+        busy = [p for p in history if p["rps"] > 0]
+        assert busy and all(p["latency_ms"] > 0 and p["failed_rps"] == 0 for p in busy), history
+        assert all(set(p) == {"t", "rps", "failed_rps", "latency_ms", "queue_ms"} for p in history)
+        saved = ws / "serve" / "deployments.json"
+        assert saved.stat().st_mode & 0o077 == 0  # it holds the key: the owner's only
+        assert json.loads(saved.read_text())["deployments"]["pets"]["api_key"] == key
+        port = urls["http"].split(":")[2].split("/")[0]
+    finally:
+        ui.stop()  # the UI's shutdown stops the server
+    assert not _port_open(int(port))
+    ui = UI(ws)
+    try:
+        (listed,) = ui.json("/api/deployments")[1]["deployments"]
+        assert (listed["name"], listed["state"], listed["expose"], listed["api_key"]) == ("pets", "stopped", True, key)
+        status, dep = ui.json("/api/deployments/pets/start", b"")
+        assert status == 200 and dep["running"] and dep["api_key"] == key, dep
+        assert dep["urls"]["http"].split(":")[2].split("/")[0] == port  # the same address as before
+        assert ui.json("/api/deployments/pets/classify", image)[0] == 200
+        assert ui.json("/api/deployments/pets/forget", b"")[0] == 200
+        assert not _port_open(int(port)) and ui.json("/api/deployments")[1]["deployments"] == []
+        assert json.loads((ws / "serve" / "deployments.json").read_text())["deployments"] == {}
+        assert ui.json("/api/deployments/pets/start", b"")[0] == 404
+    finally:
+        ui.stop()
 
 
 def test_deployments_stop_with_the_ui(env, tmp_path):

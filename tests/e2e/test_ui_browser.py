@@ -203,15 +203,26 @@ def test_try_it_and_datasets_pages(tmp_path, browser, shots):
         )
         _click(browser, "tr[data-model=pets]")
         _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#export-format option[value=pt2]")))
-        _select(browser, "#export-form [name=format]", "tflite-int8")
+        _select(browser, "#export-form [name=format]", "openvino-int8")
         assert browser.find_element(By.ID, "export-calib").is_displayed()  # int8: pick a calibration set
-        _select(browser, "#export-form [name=format]", "pt2")
+        _select(browser, "#export-form [name=format]", "onnx")
         assert not browser.find_element(By.ID, "export-calib").is_displayed()
-        _click(browser, "#export-form button[type=submit]")
-        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "export pets"))
-        _wait(browser, 180).until(
-            lambda d: d.find_element(By.CSS_SELECTOR, "#job-title span").text not in ("queued", "running")
+        # a format this model cannot be exported to is not offered, and the page says why
+        _wait(browser).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "#export-format option[value=pt2]").get_attribute("disabled")
         )
+        note = browser.find_element(By.ID, "export-unavailable")
+        assert note.is_displayed() and "pt2" in note.text and "tflite" in note.text and "PyTorch" in note.text, (
+            note.text
+        )
+        assert not browser.find_element(By.CSS_SELECTOR, "#export-format option[value=onnx]").get_attribute("disabled")
+        # asked for anyway (through the API), it is skipped: yellow, with the reason, never a green succeeded
+        status, job = ui.json("/api/models/pets/export", {"format": "pt2"})
+        assert status == 200, job
+        browser.get(ui.url + "/#training")
+        _click(browser, f"tr[data-job='{job['id']}']")
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "export pets"))
+        _job_ended(browser, 180)
         state = browser.find_element(By.CSS_SELECTOR, "#job-title span")
         assert state.text == "skipped" and "status-skipped" in state.get_attribute("class"), state.text
         reason = browser.find_element(By.ID, "job-reason")
@@ -265,6 +276,36 @@ def _select(driver, css: str, value: str, timeout: float = 30) -> None:
 
     WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
         attempt
+    )
+
+
+def _job_ended(driver, timeout: float) -> str:
+    """Wait for the watched job to end (the page redraws its title every poll); its final state."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def ended(d):
+        state = d.find_element(By.CSS_SELECTOR, "#job-title span").text
+        return state if state not in ("", "queued", "running") else False
+
+    return WebDriverWait(
+        driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    ).until(ended)
+
+
+def _stop_and_forget(driver, name: str) -> None:
+    """After Stop: the deployment stays listed as stopped (to start again); Forget removes it."""
+    _wait(driver).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, f"div[data-deployment='{name}'][data-state=stopped]"))
+    )
+    _click(driver, f"div[data-deployment='{name}'] button.forget")
+    _wait(driver).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, f"div[data-deployment='{name}']")))
+
+
+def _untitled(driver) -> list[str]:
+    """The visible column headers and labels of figures that carry no explanation (tooltip)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('main th, main dt')].filter(e => e.offsetParent && !e.title && e.textContent.trim())"
+        ".map(e => e.textContent)"
     )
 
 
@@ -395,7 +436,7 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
             )
         )
         card.find_element(By.CSS_SELECTOR, "button.stop").click()
-        _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets]")))
+        _stop_and_forget(browser, "pets")
         assert not _port_open(classify_url)
 
         # a text model gets a text box instead of the image drop
@@ -414,6 +455,168 @@ def test_evaluate_optimize_and_deploy_pages(tmp_path, browser, shots):
             browser.save_screenshot(str(shots / "try-text.png"))
     finally:
         ui.stop()
+
+
+def _accept(driver) -> None:
+    """Say yes to the page's "are you sure?" dialog."""
+    _wait(driver, 10).until(EC.alert_is_present())
+    driver.switch_to.alert.accept()
+
+
+def test_charts_compare_tooltips_delete_and_deploy_pages(tmp_path, browser, shots):
+    """A training job's live charts (score per trial, loss and accuracy per epoch); the comparison table filled
+    in by 'Measure what is missing'; a tooltip on every figure; deleting a job, a data set and a model (refused
+    while it is served); serving with an API key for other machines, its charts, and the deployment
+    remembered as stopped by a restarted UI, started again and forgotten."""
+    import sqlite3
+
+    from bushu.eval_ import evaluate
+    from bushu.ui.deploy import outward_addresses
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
+    from test_package import _images
+
+    sys.path.pop(0)
+    art = _artifact(tmp_path)
+    images = _images(tmp_path)
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(art.path, ws / "models" / "pets")
+    folder = _pets_folder(tmp_path, art.labels, images)
+    want = evaluate(art.path, folder, record=False, progress=False)
+    uis = [UI(ws)]
+    try:
+        ui = uis[0]
+        assert ui.json("/api/datasets/link", {"name": "petsdata", "path": str(folder)})[0] == 200
+        assert ui.json("/api/datasets/link", {"name": "extra", "path": str(folder)})[0] == 200
+        # a training job as its run reported it: 5 search trials, then 3 fine-tuning epochs after the frozen one
+        db = sqlite3.connect(ws / "bushu-ui.sqlite")
+        job_id = db.execute(
+            "INSERT INTO jobs (kind, title, argv, output, status, returncode, created, started, finished) VALUES "
+            "('train', 'train pets on petsdata (2m)', '[\"train\"]', ?, 'succeeded', 0, 0, 1, 90)",
+            (str(ws / "models" / "pets"),),
+        ).lastrowid
+        db.commit()
+        db.close()
+        epochs = [{"epoch": 0, "val_accuracy": 0.8, "val_loss": 0.5}] + [
+            {"epoch": e, "val_accuracy": 0.8 + e / 20, "val_loss": 0.5 - e / 10, "train_loss": 0.6 - e / 6}
+            for e in (1, 2, 3)
+        ]
+        progress = {"phase": "validate", "step": 4, "total": 4, "scores": [0.5, 0.7, 0.6, 0.8, 0.75], "epochs": epochs}
+        (ws / "jobs" / f"{job_id}.progress.json").write_text(json.dumps(progress | {"updated": 1, "phase_started": 0}))
+        browser.get(ui.url + "/#training")
+        _click(browser, f"tr[data-job='{job_id}']")
+        chart = _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#job-charts .chart-search")))
+        dots = chart.find_elements(By.CSS_SELECTOR, "circle.point")
+        assert [d.find_element(By.TAG_NAME, "title").get_attribute("textContent") for d in dots] == [
+            f"score at trial {i + 1}: {s}" for i, s in enumerate(progress["scores"])
+        ]
+        tune = browser.find_element(By.CSS_SELECTOR, "#job-charts .chart-finetune")
+        assert len(tune.find_elements(By.CSS_SELECTOR, "circle.point")) == 4 + 4 + 3  # no training loss at epoch 0
+        assert "validation loss" in tune.text and "training loss" in tune.text and tune.get_attribute("title")
+        browser.save_screenshot(str(shots / "job-charts.png"))
+        _click(browser, f"tr[data-job='{job_id}'] button.delete-job")
+        _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, f"tr[data-job='{job_id}']")))
+        assert not browser.find_elements(By.CSS_SELECTOR, "#job-charts figure")
+
+        # compare on a data set: fill in what is missing, then every row has its figures
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=pets]")
+        _click(browser, "#md-compare")
+        _wait(browser).until(
+            lambda d: d.execute_script("return document.getElementById('compare-scope').value") == "pets"
+        )
+        _select(browser, "#compare-dataset", "petsdata")
+        _wait(browser).until(
+            EC.text_to_be_present_in_element((By.CSS_SELECTOR, "tr[data-compare=pets] td.not-measured"), "not measured")
+        )
+        _click(browser, "#compare-measure")
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "compare-note"), "queued"))
+        shown = str(float(f"{want['accuracy']:.3g}"))
+        _wait(browser, 180).until(
+            EC.text_to_be_present_in_element((By.CSS_SELECTOR, "tr[data-compare=pets] td.accuracy"), shown)
+        )
+        _wait(browser, 180).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-compare=pets] td:nth-child(6)").text != "-"
+        )
+        acc = browser.find_element(By.CSS_SELECTOR, "tr[data-compare=pets] td.accuracy")
+        assert "on 12 images — 95% interval" in acc.get_attribute("title"), acc.get_attribute("title")
+        assert _untitled(browser) == []  # every figure on the page explains itself
+        browser.execute_script("document.getElementById('compare-box').scrollIntoView()")
+        browser.save_screenshot(str(shots / "compare.png"))
+
+        # delete a data set (a linked folder is only unlinked)
+        browser.get(ui.url + "/#datasets")
+        _click(browser, "div[data-dataset=extra] button.delete-dataset")
+        _accept(browser)
+        _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "div[data-dataset=extra]")))
+        assert browser.find_element(By.CSS_SELECTOR, "div[data-dataset=petsdata]") and folder.is_dir()
+
+        # serve with a made-up API key, reachable from other machines
+        browser.get(ui.url + "/#deploy")
+        _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#deploy-model option[value=pets]")))
+        _click(browser, "#deploy-key-make")
+        key = browser.find_element(By.ID, "deploy-key").get_attribute("value")
+        assert len(key) >= 20
+        _click(browser, "#deploy-expose")
+        _click(browser, "#deploy-form button[type=submit]")
+        card = _wait(browser, 120).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets][data-state=serving]"))
+        )
+        assert card.find_element(By.CSS_SELECTOR, ".api-key").text == key
+        assert f"Authorization: Bearer {key}" in card.find_element(By.CSS_SELECTOR, "pre.curl").text
+        hosts = outward_addresses()
+        if hosts:
+            remote = card.find_element(By.CSS_SELECTOR, ".url-remote").text
+            assert remote.startswith(f"http://{hosts[0]}:") and remote.endswith("/v1/models/pets:classify"), remote
+        card.find_element(By.CSS_SELECTOR, "input.deploy-file").send_keys(str(images[0]))
+        _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".deploy-results li")) == 4)
+        for _ in range(6):  # some load, so the charts have something to show
+            assert ui.json("/api/deployments/pets/classify", images[1].read_bytes())[0] == 200
+            time.sleep(0.5)
+        _wait(browser, 30).until(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, "div[data-deployment=pets] .chart-latency circle.point")) >= 1
+            )
+        )
+        assert browser.find_elements(By.CSS_SELECTOR, "div[data-deployment=pets] .chart-throughput circle.point")
+        assert _untitled(browser) == []
+        browser.save_screenshot(str(shots / "deploy-charts.png"))
+
+        # a served model cannot be deleted: the page says why
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=pets]")
+        _click(browser, "#md-delete")
+        _accept(browser)
+        err = _wait(browser).until(EC.visibility_of_element_located((By.ID, "error")))
+        assert "being served" in err.text and "Deploy page" in err.text, err.text
+
+        # a restarted UI remembers the deployment as stopped; start it again (same key), stop, forget
+        uis[0].stop()
+        uis[0] = ui = UI(ws)
+        browser.get(ui.url + "/#deploy")
+        card = _wait(browser).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets][data-state=stopped]"))
+        )
+        assert "with an API key" in card.text and "reachable from other machines" in card.text, card.text
+        browser.save_screenshot(str(shots / "deploy-remembered.png"))
+        _click(browser, "div[data-deployment=pets] button.start-again")
+        card = _wait(browser, 120).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, "div[data-deployment=pets][data-state=serving]"))
+        )
+        assert card.find_element(By.CSS_SELECTOR, ".api-key").text == key
+        _click(browser, "div[data-deployment=pets] button.stop")
+        _stop_and_forget(browser, "pets")
+
+        # now it can be deleted
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=pets]")
+        _click(browser, "#md-delete")
+        _accept(browser)
+        _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "tr[data-model=pets]")))
+        assert not (ws / "models" / "pets").exists() and browser.find_element(By.ID, "models-empty").is_displayed()
+    finally:
+        uis[0].stop()
 
 
 @pytest.mark.slow
@@ -457,6 +660,18 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         with urllib.request.urlopen(_attribute(browser, "#job-links a.job-report", "href"), timeout=60) as r:
             assert b"faces" in r.read()
         assert "faces-model" in browser.find_element(By.CSS_SELECTOR, "#job-links a.job-model").text
+        # the search's chart: one dot per finished trial, each with its score as a tooltip; the raw log is one click away
+        dots = browser.find_elements(By.CSS_SELECTOR, "#job-charts .chart-search circle.point")
+        assert dots and all(d.find_element(By.TAG_NAME, "title").get_attribute("textContent") for d in dots)
+        finetune = browser.find_elements(By.CSS_SELECTOR, "#job-charts .chart-finetune circle.point")
+        status, trained = ui.json("/api/models/faces-model")
+        assert status == 200 and len(dots) <= trained["train"]["trials"], trained["train"]
+        assert not browser.find_element(By.ID, "job-log").is_displayed()
+        _click(browser, "#job-log-box summary")
+        assert browser.find_element(By.ID, "job-log").is_displayed()
+        browser.execute_script("document.getElementById('job-charts').scrollIntoView()")
+        browser.save_screenshot(str(shots / "training-charts.png"))
+        print(f"training charts: {len(dots)} trial(s), {len(finetune)} fine-tuning point(s)")
 
         browser.get(ui.url + "/#models")
         row = _wait(browser).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "tr[data-model=faces-model]")))
@@ -507,6 +722,27 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         assert [r.find_element(By.TAG_NAME, "th").text for r in rows[1:]] == ["face", "not_face"]
         browser.save_screenshot(str(shots / "evaluation-trained.png"))
 
+        # a model bushu trained exports to the PyTorch-based formats too: tflite-int8, calibrated on a picked data set
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=faces-model]")
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "md-name"), "faces-model"))
+        _wait(browser).until(
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, "#export-format option[value=tflite-int8]").get_attribute("disabled")
+                is None
+            )
+        )
+        _select(browser, "#export-form [name=format]", "tflite-int8")
+        _select(browser, "#export-form [name=dataset]", "faces")
+        _click(browser, "#export-form button[type=submit]")
+        _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "export faces-model"))
+        assert _job_ended(browser, 600) == "succeeded", browser.find_element(By.ID, "job-reason").text
+        browser.get(ui.url + "/#models")
+        _click(browser, "tr[data-model=faces-model]")
+        href = _attribute(browser, "tr[data-variant='faces-model (tflite-int8)'] a.download", "href")
+        with urllib.request.urlopen(href, timeout=120) as r, zipfile.ZipFile(io.BytesIO(r.read())) as zf:
+            assert any(n.endswith("model.tflite") for n in zf.namelist()), zf.namelist()
+
         # serve it, predict through the endpoint, stop it
         browser.get(ui.url + "/#deploy")
         form = _wait(browser).until(EC.presence_of_element_located((By.ID, "deploy-form")))
@@ -522,7 +758,7 @@ def test_easydl_flow_upload_train_try_download_install(tmp_path, browser, shots)
         assert card.find_element(By.CSS_SELECTOR, ".deploy-results li strong").text == top
         browser.save_screenshot(str(shots / "deploy-trained.png"))
         card.find_element(By.CSS_SELECTOR, "button.stop").click()
-        _wait(browser).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "div[data-deployment=faces-model]")))
+        _stop_and_forget(browser, "faces-model")
         assert not _port_open(endpoint)
 
         browser.get(ui.url + "/#sdk")

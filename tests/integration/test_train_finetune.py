@@ -37,6 +37,7 @@ def test_finetune_trains_only_the_top_block_and_the_export_computes_it(faces, tm
     torch.manual_seed(0)
     head = build_head(HeadConfig("linear"), np.zeros(1280, np.float32), np.ones(1280, np.float32), 2).eval()
     head0 = {k: v.clone() for k, v in head.state_dict().items()}
+    reported: list = []
     res = finetune(
         "mobilenet_v2",
         head,
@@ -45,8 +46,13 @@ def test_finetune_trains_only_the_top_block_and_the_export_computes_it(faces, tm
         pp,
         2,
         FinetuneConfig(blocks=1, max_epochs=1, lr=1e-2, head_lr=1e-2, batch_size=4, warmup_steps=1),
+        progress=lambda n=1, **kw: reported.append((n, kw)),
     )
     assert res.epochs == 1 and res.best_epoch == 1 and len(res.history) == 2
+    # each epoch's figures go to the progress reporter (the UI's live chart): validation and training loss
+    assert sum(n for n, _ in reported) == len(ds.train)
+    assert [kw["epoch"] for _, kw in reported if "epoch" in kw] == res.history[1:]
+    assert res.history[1]["train_loss"] > 0
     assert all(torch.equal(head0[k], v) for k, v in head.state_dict().items())  # the searched head is untouched
 
     ref, tuned = backbone_module("mobilenet_v2").state_dict(), res.module[0].state_dict()

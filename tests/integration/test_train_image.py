@@ -45,6 +45,19 @@ def test_artifact_is_one_onnx_model_with_labels_preprocess_and_report(trained) -
     assert t["val_accuracy"] >= 0.8
 
 
+def test_trained_model_keeps_its_pytorch_reference_and_exports_to_tflite(trained, tmp_path) -> None:
+    """The PyTorch-based exports start from the artifact's torch.export program: a trained model keeps one
+    (model.pt2, as `bushu import` does for a PyTorch source), so tflite is built, not skipped."""
+    pytest.importorskip("litert_torch")
+    from bushu.export import export
+
+    art = Artifact.load(trained["out"])
+    assert art.files["reference"] == "model.pt2" and art.file("reference").is_file()
+    (row,) = export(art, "tflite", tmp_path / "exp", data=trained["data"] / "val", bench=False)
+    assert row["status"] == "ok", row
+    assert row["max_abs"] < 1e-4 and row["top1_agreement"] == 1.0, row
+
+
 def test_eval_reproduces_the_recorded_accuracy(trained, capsys) -> None:
     capsys.readouterr()
     assert main(["eval", str(trained["out"]), "--data", str(trained["data"] / "val"), "--json", "--no-record"]) == 0

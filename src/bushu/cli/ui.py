@@ -52,10 +52,11 @@ def _is_loopback(host: str) -> bool:
 )
 @click.option("--max-jobs", default=1, show_default=True, type=click.IntRange(1), help="Background jobs run at once.")
 def command(workspace: Path, host: str, port: int, token: str | None, max_upload_mb: float, max_jobs: int) -> None:
-    """Serve the web UI: datasets (upload a zip or link a folder), training jobs that survive restarts,
-    models with their accuracy and speed, evaluation (metrics, confusion matrix, misclassified examples),
-    optimize and export actions with a size/speed table, a try-it panel, a deploy page (serve a model,
-    its endpoints, live metrics, try it through the endpoint), and offline SDK downloads."""
+    """Serve the web UI: datasets (upload a zip or link a folder), training jobs that survive restarts
+    (with live charts), models with their accuracy and speed, evaluation (metrics, confusion matrix,
+    misclassified examples), optimize and export actions, a comparison table on one data set, a try-it
+    panel, a deploy page (serve a model, with an API key and for other machines if asked, its endpoints,
+    latency and throughput charts, try it through the endpoint), and offline SDK downloads."""
     try:
         import uvicorn
 

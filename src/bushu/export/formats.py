@@ -47,6 +47,8 @@ class Format:
     calibrated: bool = False
     #: judged by top-1 agreement with the ONNX model (at least this) instead of atol/rtol
     min_top1: float | None = None
+    #: starts from the artifact's torch.export program (files['reference'], model.pt2), not from the ONNX model
+    reference: bool = False
 
     def row(self) -> dict[str, object]:
         return {
@@ -122,6 +124,7 @@ FORMATS: dict[str, Format] = {
             "TorchScript (torch.jit.trace of the artifact's torch.export reference), for libtorch",
             needs=(("torch", "torch"),),
             backend="torch",
+            reference=True,
         ),
         Format(
             "pt2",
@@ -130,6 +133,7 @@ FORMATS: dict[str, Format] = {
             "torch.export ExportedProgram (dynamic batch)",
             needs=(("torch", "torch"),),
             backend="torch",
+            reference=True,
         ),
         Format(
             "aoti",
@@ -139,6 +143,7 @@ FORMATS: dict[str, Format] = {
             needs=(("torch", "torch"),),
             backend=None,
             in_all=False,
+            reference=True,
         ),
         Format(
             "tflite",
@@ -147,6 +152,7 @@ FORMATS: dict[str, Format] = {
             "LiteRT/TFLite flatbuffer via litert-torch (NCHW kept)",
             needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")),
             backend="litert",
+            reference=True,
         ),
         Format(
             "tflite-int8",
@@ -157,6 +163,7 @@ FORMATS: dict[str, Format] = {
             needs=(("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert"), ("torchao", "torchao")),
             backend="litert",
             **_INT8,
+            reference=True,
         ),
         Format(
             "ncnn",
@@ -222,6 +229,7 @@ FORMATS: dict[str, Format] = {
             needs=(("coremltools", "coremltools"), ("torch", "torch")),
             backend=None,
             note="convert-only on Linux: Core ML runs on macOS/iOS, so no parity check here",
+            reference=True,
         ),
         Format(
             "tensorrt",

@@ -231,16 +231,18 @@ def finetune(
         opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(cfg.warmup_steps, 1)))
 
-    def step(idx: np.ndarray) -> None:
+    def step(idx: np.ndarray) -> float:
         x = torch.from_numpy(np.stack([aug(images[i]) for i in idx]))
         with torch.no_grad():
             a = lower(x)
         head.train()
         opt.zero_grad()
-        loss_fn(head(top(a)), torch.from_numpy(y_train[idx])).backward()
+        loss = loss_fn(head(top(a)), torch.from_numpy(y_train[idx]))
+        loss.backward()
         opt.step()
         sched.step()
         head.eval()
+        return float(loss.detach())
 
     # the best fine-tuned epoch (>= 1), compared with the frozen model (epoch 0) by the caller
     best_state, best, best_epoch = None, (-1.0, float("inf")), 0
@@ -250,9 +252,10 @@ def finetune(
     for epoch in range(1, cfg.max_epochs + 1):
         te = time.perf_counter()
         order = rng.permutation(n)
+        train_loss = 0.0
         for i in range(0, n, bs):
             ts = time.perf_counter()
-            step(order[i : i + bs])
+            train_loss += step(order[i : i + bs]) * len(order[i : i + bs])
             if step_s is None:  # the first step decides whether the budget allows enough epochs
                 step_s = (time.perf_counter() - ts) / len(order[i : i + bs])
                 if deadline is not None:
@@ -266,7 +269,16 @@ def finetune(
             if progress:
                 progress(len(order[i : i + bs]))
         acc, loss = evaluate()
-        history.append({"epoch": epoch, "val_accuracy": round(acc, 4), "val_loss": float(f"{loss:.4g}")})
+        history.append(
+            {
+                "epoch": epoch,
+                "val_accuracy": round(acc, 4),
+                "val_loss": float(f"{loss:.4g}"),
+                "train_loss": float(f"{train_loss / n:.4g}"),  # the mean over the epoch's (augmented) steps
+            }
+        )
+        if progress:
+            progress(0, epoch=history[-1])  # the UI's live chart of loss and accuracy per epoch
         if (acc, -loss) > (best[0], -best[1]):
             best, best_epoch = (acc, loss), epoch
             best_state = copy.deepcopy((top.state_dict(), head.state_dict()))

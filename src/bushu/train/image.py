@@ -22,6 +22,7 @@ from .search import SearchSpace
 __all__ = ["train_images"]
 
 MODEL_FILE = "model.onnx"
+REFERENCE_FILE = "model.pt2"  # the torch.export program: what the PyTorch-based exports (tflite, coreml...) start from
 REPORT_FILE = "report.html"
 ATOL, RTOL = 1e-4, 1e-4  # fp32 export budget on logits (docs/notes.md: ~1e-5 seen)
 
@@ -112,6 +113,9 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
 
         with load_backend(onnx_path, "onnxruntime") as be:
             inputs, outputs = list(be.inputs), list(be.outputs)
+        files, roles = {MODEL_FILE: onnx_path}, {"report": REPORT_FILE}
+        if _save_reference(full, pp, inputs, outputs, Path(tmpd) / REFERENCE_FILE):
+            files[REFERENCE_FILE], roles["reference"] = Path(tmpd) / REFERENCE_FILE, REFERENCE_FILE
         art = Artifact(
             path=cfg.out,
             model_file=MODEL_FILE,
@@ -122,7 +126,7 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
             task="classification",
             preprocess=pp,
             postprocess=Postprocess(),
-            files={"report": REPORT_FILE},
+            files=roles,
             provenance={
                 "source": str(cfg.data),
                 "source_kind": "train",
@@ -143,7 +147,7 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
             storage=outcome.storage,
         )
         report = html_report(summary, title=f"bushu train: {cfg.out.name}", data_root=Path(cfg.data))
-        write_artifact(cfg.out, {MODEL_FILE: onnx_path, REPORT_FILE: report.encode()}, art, labels=ds.classes)
+        write_artifact(cfg.out, {**files, REPORT_FILE: report.encode()}, art, labels=ds.classes)
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
@@ -188,7 +192,7 @@ def _finetune(cfg: TrainConfig, ds: Dataset, name: str, head, pp, per_image: flo
         # audio: a time shift only (a flip plays the clip backwards, colour is loudness); --no-augment: none
         mode = "audio" if pp.kind == "audio" else ("image" if cfg.augment else "none")
         fcfg = FinetuneConfig(blocks=cfg.finetune_blocks, max_epochs=cfg.finetune_epochs, augment=mode, seed=cfg.seed)
-        reserve = per_image * len(ds.val) + 10.0  # the export and its validation run after
+        reserve = per_image * len(ds.val) + 20.0  # the exports (ONNX, torch.export) and validation run after
         with progress_bar(
             cfg.progress, f"fine-tune {name} (last {fcfg.blocks} blocks)", len(ds.train) * fcfg.max_epochs
         ) as advance:
@@ -244,6 +248,16 @@ def _export(full, ds: Dataset, pp, tmp: Path, progress: bool):
         "simplify": simp,
     }
     return path, parity, onnx_logits(path, ds.val, pp, progress, "validate")
+
+
+def _save_reference(full, pp, inputs, outputs, out: Path) -> bool:
+    """Keep the trained model as a ``torch.export`` program beside the ONNX graph, as `bushu import` does for
+    a PyTorch source: the exports that start from PyTorch (tflite, coreml, torchscript, pt2) need it. False
+    (and no file) when torch.export cannot take the model: the ONNX artifact is complete without it."""
+    from ..import_ import onnx as conv
+
+    example = np.random.default_rng(0).standard_normal((2, 3, pp.crop, pp.crop)).astype(np.float32)
+    return conv.save_reference(full, [example], out, inputs, outputs) is not None
 
 
 def onnx_logits(path: Path, items, pp, progress: bool, label: str) -> np.ndarray:

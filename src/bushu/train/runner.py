@@ -67,8 +67,10 @@ PROGRESS_FILE_ENV = "BUSHU_PROGRESS_FILE"
 
 class _ProgressFile:
     """The current phase as JSON in the file $BUSHU_PROGRESS_FILE names (the web UI's jobs set it):
-    {"phase", "step", "total", "best", "phase_started", "updated", "scores"}; rewritten atomically, at
-    most every half second, and at each phase's start and end."""
+    {"phase", "step", "total", "best", "phase_started", "updated", "scores", "epochs"}; rewritten
+    atomically, at most every half second, and at each phase's start and end. ``scores``: the validation
+    score of each finished search trial; ``epochs``: one {"epoch", "val_accuracy", "val_loss", "train_loss"}
+    per fine-tuning epoch (epoch 0: the frozen model)."""
 
     def __init__(self, path: str, label: str, total: float | None):
         self.path, self.last = path, 0.0
@@ -85,16 +87,21 @@ class _ProgressFile:
             "phase_started": now,
             "updated": now,
             "scores": old.get("scores", []),
+            "epochs": old.get("epochs", []),
         }
         self.write()
 
-    def advance(self, n: float, best: float | None = None, score: float | None = None) -> None:
+    def advance(
+        self, n: float, best: float | None = None, score: float | None = None, epoch: dict | None = None
+    ) -> None:
         self.state["step"] += n
         if best is not None:
             self.state["best"] = best
         if score is not None:
             self.state["scores"].append(score)
-        if time.time() - self.last > 0.5 or score is not None:
+        if epoch is not None:
+            self.state["epochs"].append(epoch)
+        if time.time() - self.last > 0.5 or score is not None or epoch is not None:
             self.write()
 
     def write(self) -> None:
@@ -111,17 +118,22 @@ class _ProgressFile:
 @contextmanager
 def progress_bar(progress: bool | Progress | None, label: str, total: float | None) -> Iterator[Any]:
     """The training steps' progress (see bushu.progress): yields ``advance(n=1, *, description=None,
-    best=None, score=None)``; the phase also goes to $BUSHU_PROGRESS_FILE when that is set (``best`` and
-    ``score`` feed it: the web UI's jobs read it for their progress bar)."""
+    best=None, score=None, epoch=None)``; the phase also goes to $BUSHU_PROGRESS_FILE when that is set
+    (``best``, ``score`` and ``epoch`` feed it: the web UI's jobs read it for their progress bar and charts)."""
     path = os.environ.get(PROGRESS_FILE_ENV)
     file = _ProgressFile(path, label, total) if path else None
     with _progress.task(progress, label, total) as inner:
 
         def advance(
-            n: float = 1, *, description: str | None = None, best: float | None = None, score: float | None = None
+            n: float = 1,
+            *,
+            description: str | None = None,
+            best: float | None = None,
+            score: float | None = None,
+            epoch: dict | None = None,
         ) -> None:
             if file:
-                file.advance(n, best, score)
+                file.advance(n, best, score, epoch)
             inner(n, description=description)
 
         try:

@@ -7,6 +7,7 @@ of bushu's API.
     WORKSPACE/evals/<model>@<dataset>.json   the latest `bushu eval --json` of a model on a dataset
     WORKSPACE/exports/<model>/<format>/      `bushu export` output (export.json + the artifact)
     WORKSPACE/serve/<model>/       the one-model repository and log of a running deployment
+    WORKSPACE/serve/deployments.json   what each deployment was started with (remembered across restarts)
     WORKSPACE/jobs/<id>.log|.rc    background job output and exit status
     WORKSPACE/sources/<name>/      an uploaded model file, checked, kept for its import job (and a retry)
     WORKSPACE/bushu-ui.sqlite      job state and linked datasets
@@ -78,10 +79,15 @@ async def static(request: Request, ui: UIContext) -> Response:
     from starlette.responses import Response
 
     name = request.path_params["name"]
-    types = {"app.js": "text/javascript", "data.js": "text/javascript", "style.css": "text/css"}
-    if name not in types:
+    types = {"js": "text/javascript", "css": "text/css"}  # the page's scripts and styles, nothing else
+    base, _, ext = name.rpartition(".")
+    if not (
+        base.isidentifier()
+        and ext in types
+        and resources.files(__package__).joinpath("static").joinpath(name).is_file()
+    ):
         raise NotFoundError(f"no static file {name!r}")
-    return Response(_static(name), media_type=types[name])
+    return Response(_static(name), media_type=types[ext])
 
 
 def create_app(config: UIConfig) -> Starlette:
@@ -90,7 +96,7 @@ def create_app(config: UIConfig) -> Starlette:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from .routes import datasets, deployments, evals, images, jobs, models, uploads
+    from .routes import datasets, deployments, evals, images, jobs, models, results, uploads
 
     ws = Workspace(Path(config.workspace))
     ui = UIContext(config, ws, JobStore(ws.root, max_running=config.max_jobs), Deployments(ws.root))
@@ -119,6 +125,7 @@ def create_app(config: UIConfig) -> Starlette:
             *jobs.ROUTES,
             *images.ROUTES,
             *uploads.ROUTES,
+            *results.ROUTES,
         ],
         lifespan=lifespan,
     )

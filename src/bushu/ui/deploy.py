@@ -1,31 +1,46 @@
 """Deployments for the web UI: `bushu serve` over one workspace model, as a managed child process.
 
-Each deployment is a one-model repository (WORKSPACE/serve/<name>/repo) served on 127.0.0.1 with
-free ports chosen by the server itself (port 0; read back from its log). The process dies with the UI:
-stop_all() runs at shutdown, and on Linux the kernel sends it SIGTERM if the UI dies first.
+Each deployment is a one-model repository (WORKSPACE/serve/<name>/repo) served with free ports chosen
+by the server itself (port 0; read back from its log), on 127.0.0.1 unless the user asks for every
+address (then an API key is required: one is made up when none is given). The process dies with the
+UI: stop_all() runs at shutdown, and on Linux the kernel sends it SIGTERM if the UI dies first.
+
+What each deployment was started with (API key, listening beyond loopback, its last ports) is
+remembered in WORKSPACE/serve/deployments.json (readable by the owner only: it holds the keys), so a
+restarted UI lists them as stopped, to start again (on the same ports when they are free) or forget.
+While a deployment runs, a sampler reads the server's Prometheus counters every few seconds into a
+short history: requests per second and mean latency per interval, the Deploy page's charts.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import BushuError, UserInputError
 
-__all__ = ["Deployments", "parse_metrics"]
+__all__ = ["Deployments", "Settings", "outward_addresses", "parse_metrics"]
 
-_HOST = "127.0.0.1"  # a served model is never reachable from beyond this machine
+_HOST = "127.0.0.1"  # where the UI reaches its servers (and all they listen on, unless exposed)
+_ALL = "0.0.0.0"  # a deployment exposed to other machines listens on every address
+STATE_FILE = "deployments.json"
+SAMPLE_S = 2.0  # the metrics history's interval
+HISTORY = 900  # samples kept per deployment (30 min at 2 s)
 _PORTS = {
     "http": re.compile(r"HTTP\s+http://\S+?:(\d+)/v2"),
     "grpc": re.compile(r"gRPC\s+\S+?:(\d+)\s*$", re.M),
@@ -52,6 +67,45 @@ def parse_metrics(text: str, model: str) -> dict[str, float]:
     return out
 
 
+def outward_addresses() -> list[str]:
+    """This machine's addresses that other machines may reach (non-loopback IPv4), best guess first."""
+    found: list[str] = []
+    try:  # the address of the default route's interface (a UDP "connect" sends nothing)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            found.append(s.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            found.append(str(info[4][0]))
+    except OSError:
+        pass
+    return [a for a in dict.fromkeys(found) if not a.startswith("127.") and a != "0.0.0.0"]
+
+
+def _port_free(port: int, host: str) -> bool:
+    with socket.socket() as s:
+        # as the servers bind: a port left in TIME_WAIT by the previous run is free to them
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Settings:
+    """What a deployment is started with; remembered across UI restarts."""
+
+    name: str
+    api_key: str | None = None
+    expose: bool = False  # listen on every address, not only 127.0.0.1
+    ports: dict[str, int] = field(default_factory=dict)  # of the last run: reused when free
+    created: float = field(default_factory=time.time)
+
+
 @dataclass
 class Deployment:
     name: str
@@ -59,21 +113,24 @@ class Deployment:
     proc: subprocess.Popen
     log: Path
     started: float
+    settings: Settings = field(default_factory=lambda: Settings(""))
     ports: dict[str, int] = field(default_factory=dict)
     last: tuple[float, float] | None = None  # (success count, duration us) at the previous scrape
     recent_ms: float | None = None
+    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    sampled: tuple[float, dict[str, float]] | None = None  # (time, counters) at the sampler's previous look
 
     @property
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def urls(self) -> dict[str, str]:
+    def urls(self, host: str = _HOST) -> dict[str, str]:
         p = self.ports
         return {
-            "http": f"http://{_HOST}:{p['http']}/v2/models/{self.name}",
-            "classify": f"http://{_HOST}:{p['http']}/v1/models/{self.name}:classify",
-            "grpc": f"{_HOST}:{p['grpc']}",
-            "metrics": f"http://{_HOST}:{p['metrics']}/metrics",
+            "http": f"http://{host}:{p['http']}/v2/models/{self.name}",
+            "classify": f"http://{host}:{p['http']}/v1/models/{self.name}:classify",
+            "grpc": f"{host}:{p['grpc']}",
+            "metrics": f"http://{host}:{p['metrics']}/metrics",
         }
 
 
@@ -82,12 +139,88 @@ class Deployments:
         self.root = Path(root) / "serve"
         self._deps: dict[str, Deployment] = {}
         self._lock = threading.Lock()
+        self._remembered: dict[str, Settings] = self._load()
+        self._stop_sampling = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self.seen_as: str | None = None  # the address a user reached the UI at, when not loopback
 
-    def start(self, name: str, model_dir: Path) -> Deployment:
-        """Write the repository and spawn the server (returns at once; wait_ready() waits)."""
+    def hosts(self) -> list[str]:
+        """The addresses to give for calls from another machine: the one the user reached this UI at
+        (when that is not loopback), then this machine's outward addresses."""
+        return list(dict.fromkeys(([self.seen_as] if self.seen_as else []) + outward_addresses()))
+
+    # -- what is remembered -----------------------------------------------------------------------------
+    def _load(self) -> dict[str, Settings]:
+        try:
+            raw = json.loads((self.root / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        out = {}
+        for name, d in (raw.get("deployments") or {}).items():
+            try:
+                out[name] = Settings(**{k: v for k, v in d.items() if k in Settings.__dataclass_fields__})
+            except TypeError:
+                continue
+        return out
+
+    def _save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{STATE_FILE}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the API keys
+        with os.fdopen(fd, "w") as f:
+            json.dump({"deployments": {n: asdict(s) for n, s in self._remembered.items()}}, f, indent=2)
+        os.replace(tmp, self.root / STATE_FILE)
+
+    def settings(self, name: str) -> Settings:
+        s = self._remembered.get(name)
+        if s is None:
+            from ..errors import NotFoundError
+
+            raise NotFoundError(f"no deployment of {name!r} is remembered", hint="serve it from the Deploy page")
+        return s
+
+    def forget(self, name: str) -> dict[str, Any]:
+        """Stop it if it runs, and drop it from the list (and its repository copy and log)."""
+        if name in self._deps:
+            self.stop(name)
+        with self._lock:
+            known = self._remembered.pop(name, None)
+            self._save()
+        if known is None:
+            self.settings(name)  # NotFoundError
+        shutil.rmtree(self.root / name, ignore_errors=True)
+        return {"name": name, "forgotten": True}
+
+    def serving(self, name: str) -> bool:
+        dep = self._deps.get(name)
+        return dep is not None and dep.running
+
+    def remembers(self, name: str) -> bool:
+        return name in self._remembered
+
+    # -- running ----------------------------------------------------------------------------------------
+    def start(
+        self,
+        name: str,
+        model_dir: Path,
+        api_key: str | None = None,
+        expose: bool = False,
+        ports: dict[str, int] | None = None,
+    ) -> Deployment:
+        """Write the repository and spawn the server (returns at once; wait_ready() waits). ``expose``: listen
+        on every address, with ``api_key`` required (one is made up when none is given); ``ports``: the ones
+        to use when free (a restarted deployment keeps its addresses), else the server picks free ones."""
         from ..model.artifact import Artifact
         from ..serve.repository import add_to_repository
 
+        api_key = (api_key or "").strip() or None
+        if api_key is not None and (len(api_key) < 8 or not re.fullmatch(r"[\x21-\x7e]+", api_key)):
+            raise UserInputError(
+                "an API key needs at least 8 characters, without spaces", hint="or leave it empty for none"
+            )
+        if expose and api_key is None:
+            api_key = secrets.token_hex(16)  # never open to the network without one
+        host = _ALL if expose else _HOST
         with self._lock:
             old = self._deps.get(name)
             if old is not None and old.running:
@@ -104,6 +237,12 @@ class Deployments:
             shutil.rmtree(work / "repo", ignore_errors=True)
             add_to_repository(work / "repo", art, name=name)
             log = work / "server.log"
+            want = {k: int(v) for k, v in (ports or {}).items() if k in _PORTS}
+            if len(want) != len(_PORTS) or not all(_port_free(p, host) for p in want.values()):
+                want = dict.fromkeys(_PORTS, 0)
+            env = {k: v for k, v in os.environ.items() if k not in ("BUSHU_API_KEY", "BUSHU_ADMIN_KEY")}
+            if api_key:
+                env["BUSHU_API_KEY"] = api_key  # not on the command line, where `ps` shows it
             with open(log, "wb") as f:
                 proc = subprocess.Popen(
                     [
@@ -113,21 +252,23 @@ class Deployments:
                         "serve",
                         str(work / "repo"),
                         "--host",
-                        _HOST,
+                        host,
                         "--http-port",
-                        "0",
+                        str(want["http"]),
                         "--grpc-port",
-                        "0",
+                        str(want["grpc"]),
                         "--metrics-port",
-                        "0",
+                        str(want["metrics"]),
                     ],
                     stdout=f,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+                    env={**env, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
-            dep = self._deps[name] = Deployment(name, name, proc, log, time.time())
+            known = self._remembered.get(name)
+            settings = Settings(name, api_key, expose, created=known.created if known else time.time())
+            dep = self._deps[name] = Deployment(name, name, proc, log, time.time(), settings)
         return dep
 
     def wait_ready(self, dep: Deployment, timeout_s: float = 120) -> Deployment:
@@ -143,6 +284,11 @@ class Deployments:
                     reason = " ".join(state.group(2).split()).strip("()")
                     raise BushuError(f"the server could not load {dep.name!r}: {reason}", hint=f"see {dep.log}")
                 dep.ports = {k: int(rx.search(text).group(1)) for k, rx in _PORTS.items()}
+                with self._lock:  # remembered once it serves (a model that fails to load is not)
+                    dep.settings.ports = dict(dep.ports)
+                    self._remembered[dep.name] = dep.settings
+                    self._save()
+                self._start_sampler()
                 return dep
             if not dep.running:
                 with self._lock:
@@ -177,6 +323,8 @@ class Deployments:
         return {"name": name, "running": False, "returncode": dep.proc.returncode}
 
     def stop_all(self) -> None:
+        """Stop every server (the UI is shutting down); they stay remembered, to start again."""
+        self._stop_sampling.set()
         for name in list(self._deps):
             try:
                 self.stop(name)
@@ -184,24 +332,51 @@ class Deployments:
                 pass
 
     def info(self, dep: Deployment, metrics: bool = True) -> dict[str, Any]:
+        s = dep.settings
         out: dict[str, Any] = {
             "name": dep.name,
             "running": dep.running,
+            "state": "serving" if dep.running else "stopped",
             "pid": dep.proc.pid,
             "uptime_s": round(time.time() - dep.started, 1),
-            "host": _HOST,
+            "host": _ALL if s.expose else _HOST,
+            "expose": s.expose,
+            "api_key": s.api_key,
         }
         if not dep.ports:
             return out
         urls = dep.urls()
         out["urls"] = urls
+        auth = f"-H 'Authorization: Bearer {s.api_key}' " if s.api_key else ""
         out["curl"] = [
-            f"curl -s --data-binary @image.jpg '{urls['classify']}?k=3'",
-            f"curl -s {urls['http']}  # metadata; POST {urls['http']}/infer takes KServe v2 tensors",
+            f"curl -s {auth}--data-binary @image.jpg '{urls['classify']}?k=3'",
+            f"curl -s {auth}{urls['http']}  # metadata; POST {urls['http']}/infer takes KServe v2 tensors",
         ]
+        if s.expose:  # what another machine calls: this machine's address instead of 127.0.0.1
+            hosts = self.hosts()
+            out["remote"] = {"hosts": hosts, "urls": dep.urls(hosts[0]) if hosts else None}
+            if hosts:
+                out["curl"].insert(
+                    1,
+                    f"# from another machine:\ncurl -s {auth}--data-binary @image.jpg "
+                    f"'{out['remote']['urls']['classify']}?k=3'",
+                )
         if metrics and dep.running:
             out["metrics"] = self._scrape(dep)
+        out["history"] = list(dep.history)
         return out
+
+    def stopped_info(self, s: Settings) -> dict[str, Any]:
+        """A remembered deployment that is not running (stopped, or the UI restarted since)."""
+        return {
+            "name": s.name,
+            "running": False,
+            "state": "stopped",
+            "expose": s.expose,
+            "api_key": s.api_key,
+            "ports": s.ports,
+            "created": s.created,
+        }
 
     def _scrape(self, dep: Deployment) -> dict[str, Any] | None:
         try:
@@ -224,7 +399,55 @@ class Deployments:
         }
 
     def list(self) -> list[dict[str, Any]]:
-        return [self.info(d) for d in list(self._deps.values())]
+        """The running deployments, then the remembered ones that are not running."""
+        running = [self.info(d) for d in list(self._deps.values())]
+        names = {d["name"] for d in running}
+        return running + [self.stopped_info(s) for n, s in sorted(self._remembered.items()) if n not in names]
+
+    # -- the metrics history ----------------------------------------------------------------------------
+    def _start_sampler(self) -> None:
+        with self._lock:
+            if self._sampler is not None and self._sampler.is_alive():
+                return
+            self._stop_sampling.clear()
+            self._sampler = threading.Thread(target=self._sample_loop, name="bushu-ui-metrics", daemon=True)
+            self._sampler.start()
+
+    def _sample_loop(self) -> None:
+        while not self._stop_sampling.wait(SAMPLE_S):
+            deps = [d for d in list(self._deps.values()) if d.running and d.ports]
+            if not deps:
+                return  # started again by the next deployment
+            for dep in deps:
+                self.sample(dep)
+
+    def sample(self, dep: Deployment) -> dict[str, Any] | None:
+        """One point of the history: requests answered (and failed) per second, and the mean latency (and time
+        queued) per request, over the interval since the previous look; None at the first look."""
+        try:
+            with urllib.request.urlopen(dep.urls()["metrics"], timeout=SAMPLE_S) as r:
+                m = parse_metrics(r.read().decode(), dep.name)
+        except (OSError, urllib.error.URLError):
+            return None
+        now, prev = time.time(), dep.sampled
+        dep.sampled = (now, m)
+        if prev is None:
+            return None
+        dt = max(now - prev[0], 1e-6)
+
+        def delta(k: str) -> float:
+            return max(0.0, m.get(k, 0.0) - prev[1].get(k, 0.0))
+
+        ok, fail = delta("nv_inference_request_success"), delta("nv_inference_request_failure")
+        point = {
+            "t": round(now, 2),
+            "rps": round(ok / dt, 3),
+            "failed_rps": round(fail / dt, 3),
+            "latency_ms": round(delta("nv_inference_request_duration_us") / ok / 1000, 3) if ok else None,
+            "queue_ms": round(delta("nv_inference_queue_duration_us") / ok / 1000, 3) if ok else None,
+        }
+        dep.history.append(point)
+        return point
 
     def classify(self, name: str, raw: bytes, k: int, content_type: str = "") -> dict[str, Any]:
         """Send an image (or a text) through the served endpoint, as any client would."""
@@ -235,7 +458,10 @@ class Deployments:
             raise UserInputError(f"the server for {name!r} is not running", hint="serve it again")
         url = f"{dep.urls()['classify']}?k={k}"
         ctype = "text/plain; charset=utf-8" if content_type.startswith("text/plain") else "application/octet-stream"
-        req = urllib.request.Request(url, data=raw, method="POST", headers={"Content-Type": ctype})
+        headers = {"Content-Type": ctype}
+        if dep.settings.api_key:
+            headers["Authorization"] = f"Bearer {dep.settings.api_key}"
+        req = urllib.request.Request(url, data=raw, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 body = json.loads(r.read())

@@ -109,7 +109,10 @@ class JobStore:
         except (OSError, ValueError):
             state = {}
         total, step = state.get("total"), state.get("step", 0)
-        out = {k: state.get(k) for k in ("phase", "step", "total", "best")} | {"scores": state.get("scores", [])}
+        out = {k: state.get(k) for k in ("phase", "step", "total", "best")} | {
+            "scores": state.get("scores", []),  # the search: one validation score per finished trial
+            "epochs": state.get("epochs", []),  # fine-tuning: loss and accuracy per epoch
+        }
         if d["status"] in ("succeeded", "skipped"):
             return out | {"percent": 100.0, "eta_s": 0.0}
         if d["status"] != "running":
@@ -208,6 +211,31 @@ class JobStore:
                 pass
         self._finish(job_id, "cancelled", None)
         return self.get(job_id)
+
+    def delete(self, job_id: int) -> dict[str, Any]:
+        """Forget an ended job: its row, log, exit status and progress (what it made, a model say, stays)."""
+        from ._http import HttpError
+
+        job = self.get(job_id)
+        if job["status"] not in FINAL:
+            raise HttpError(409, f"job {job_id} is still {job['status']}", hint="cancel it first")
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        for suffix in (".log", ".rc", ".rc.tmp", ".progress.json", ".progress.json.tmp"):
+            (self.dir / f"{job_id}{suffix}").unlink(missing_ok=True)
+        return {"deleted": job_id}
+
+    def using(self, path: Path) -> builtins.list[dict[str, Any]]:
+        """The queued or running jobs that read or write ``path`` (or anything inside it)."""
+        p = str(Path(path).resolve())
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running')").fetchall()
+        out = []
+        for row in rows:
+            args = [str(Path(a).resolve()) for a in [*json.loads(row["argv"]), row["output"]] if a and os.path.isabs(a)]
+            if any(a == p or a.startswith(p + os.sep) for a in args):
+                out.append({"id": row["id"], "title": row["title"], "status": row["status"]})
+        return out
 
     def retry(self, job_id: int) -> dict[str, Any]:
         job = self.get(job_id)

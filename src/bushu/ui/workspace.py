@@ -257,6 +257,13 @@ class Workspace:
             preds = cached[1].predict([raw], k=k)[0]
         return {"predictions": [{"label": lbl, "index": i, "score": s} for i, lbl, s in preds]}
 
+    def forget_predictor(self, name: str) -> None:
+        """Drop the try-it predictor cached for a model (it is being deleted)."""
+        with self._lock:
+            cached = self._models.pop(name, None)
+        if cached is not None and hasattr(cached[1], "close"):
+            cached[1].close()
+
     def bundle(self, name: str) -> Path:
         from ..package.bundle import build_bundle
 
@@ -353,7 +360,9 @@ class Workspace:
 
     # -- evaluations ------------------------------------------------------------------------------------
     def eval_path(self, model: str, dataset: str) -> Path:
-        return self.root / "evals" / f"{safe_name(model, 'model name')}@{safe_name(dataset, 'dataset name')}.json"
+        # "<model>~<format>": an export of the model (ui/compare.py); '~' never occurs in a safe name
+        who = "~".join(safe_name(part, "model name") for part in model.split("~", 1))
+        return self.root / "evals" / f"{who}@{safe_name(dataset, 'dataset name')}.json"
 
     def _eval_file(self, key: str) -> Path:
         model, _, dataset = key.partition("@")

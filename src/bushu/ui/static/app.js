@@ -77,7 +77,7 @@ async function refresh(tab) {
   if (["models", "try", "sdk", "evaluate", "deploy"].includes(tab)) await loadModels();
   if (["datasets", "training", "models", "evaluate"].includes(tab)) await loadDatasets();
   if (tab === "training") await loadJobs();
-  if (tab === "models") await loadFormats();
+  if (tab === "models") { await loadFormats(); await loadCompare(); }
   if (tab === "evaluate") await loadEvals();
   if (tab === "deploy" || tab === "try") await loadDeployments();
 }
@@ -167,6 +167,7 @@ async function showModel(name) {
   if (m.confusion && m.confusion.matrix) cm.append(confusionTable(m.confusion, "Confusion matrix (validation)"));
   $("#md-mistakes").replaceChildren(mistakesGrid(m.mistakes,
     i => `/api/models/${encodeURIComponent(name)}/mistakes/${i}`, "Worst mistakes (validation, most confident first)"));
+  modelShown(m);  // results.js: delete, compare, the formats this model can be exported to
 }
 
 let formatsLoaded = false;
@@ -305,61 +306,6 @@ async function pollEval() {
   if (j.status === "succeeded") { await loadEvals(); await showEval(key); }
 }
 
-// -- deployments ------------------------------------------------------------------------------------
-let deployments = [];
-
-function deploymentCard(d) {
-  const card = el("div", {class: "deployment", "data-deployment": d.name});
-  const urls = el("dl", {class: "urls"});
-  for (const [k, label] of [["http", "HTTP (KServe v2)"], ["classify", "image endpoint"], ["grpc", "gRPC"], ["metrics", "metrics"]])
-    urls.append(el("dt", {text: label}), el("dd", {}, el("code", {class: "url-" + k, text: d.urls[k]})));
-  const metrics = el("p", {class: "metrics"});
-  const isText = inputKind(d.name) === "text";
-  const file = el("input", {type: "file", accept: "image/*", class: "deploy-file"});
-  const text = el("textarea", {rows: "3", cols: "50", class: "deploy-text"});
-  const send = el("button", {type: "button", class: "deploy-send", text: "Send"});
-  const results = el("ol", {class: "deploy-results"});
-  const sendOne = async body => {
-    try {
-      const out = await api(`/api/deployments/${encodeURIComponent(d.name)}/classify`, {method: "POST", body});
-      results.replaceChildren(...out.predictions.map(p => el("li", {class: "prediction"}, el("strong", {text: p.label}),
-        document.createTextNode(`  ${(p.score * 100).toFixed(1)}%`))));
-      showError(null); await loadDeployments();
-    } catch (e) { showError(e); }
-  };
-  file.addEventListener("change", () => sendOne(file.files[0]));
-  send.addEventListener("click", () => sendOne(text.value));
-  const stop = el("button", {class: "secondary stop", text: "Stop"});
-  stop.onclick = async () => {
-    try { await api(`/api/deployments/${encodeURIComponent(d.name)}/stop`, {method: "POST"}); await loadDeployments(); }
-    catch (e) { showError(e); }
-  };
-  card.append(el("h3", {}, document.createTextNode(d.name + " "), el("span", {class: "status-running", text: "serving"})),
-    urls, metrics, el("h4", {text: "Try it with curl"}), el("pre", {class: "curl", text: d.curl.join("\n")}),
-    isText ? el("label", {}, document.createTextNode("Send a text through the endpoint"), text, send)
-      : el("label", {}, document.createTextNode("Send an image through the endpoint"), file), results, stop);
-  return card;
-}
-
-async function loadDeployments() {
-  deployments = (await api("/api/deployments")).deployments;
-  const box = $("#deployments");
-  for (const card of [...box.children]) if (!deployments.find(d => d.name === card.dataset.deployment)) card.remove();
-  for (const d of deployments) {
-    let card = box.querySelector(`[data-deployment="${CSS.escape(d.name)}"]`);
-    if (!card && d.urls) { card = deploymentCard(d); box.append(card); }
-    if (!card) continue;
-    const m = d.metrics;
-    card.querySelector(".metrics").textContent = !d.running ? "stopped" : !m ? "metrics unavailable" :
-      `requests ${m.requests} (failed ${m.failure}) · mean latency ${fmt(m.mean_latency_ms)} ms · ` +
-      `latest ${fmt(m.recent_latency_ms)} ms · up ${fmt(d.uptime_s, 4)} s`;
-  }
-  const served = deployments.some(d => d.name === $("#try-model").value && d.running);
-  $("#try-served").disabled = !served;
-  if (!served) $("#try-served").checked = false;
-  $("#try-served-note").hidden = served;
-}
-
 // -- jobs -------------------------------------------------------------------------------------------
 let watching = null, newestJob = 0;
 
@@ -431,6 +377,7 @@ async function showJob() {
   showProgress(j);
   $("#job-log").hidden = false;
   $("#job-log").textContent = j.log_tail.join("\n");
+  jobShown(j);  // results.js: the live charts of the search and of fine-tuning
 }
 
 // -- wiring -----------------------------------------------------------------------------------------
@@ -453,15 +400,6 @@ document.addEventListener("DOMContentLoaded", () => {
       evalJob = {id: job.id, key: job.key}; showError(null);
       $("#eval-status").textContent = `#${job.id} ${job.title}: ${job.status}`;
     } catch (e) { showError(e); }
-  });
-  $("#deploy-form").addEventListener("submit", async ev => {
-    ev.preventDefault();
-    const model = ev.target.model.value;
-    $("#deploy-status").textContent = `starting a server for ${model}…`;
-    try {
-      await api("/api/deployments", {method: "POST", body: JSON.stringify({model})});
-      $("#deploy-status").textContent = ""; showError(null); await loadDeployments();
-    } catch (e) { $("#deploy-status").textContent = ""; showError(e); }
   });
 
   $("#try-file").addEventListener("change", ev => { if (ev.target.files[0]) classify(ev.target.files[0]).then(() => showError(null), showError); });
