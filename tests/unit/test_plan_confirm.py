@@ -14,6 +14,7 @@ from bushu.plan import Constraints
 from bushu.plan.confirm import (
     MAX_WINDOWS,
     MIN_WINDOWS,
+    TARGET_WINDOWS,
     choose,
     confidence,
     leaders,
@@ -107,19 +108,28 @@ def test_a_leader_whose_window_met_the_target_but_whose_bound_misses_is_not_chos
     rng = np.random.default_rng(3)
     c = Constraints(max_p99_ms=8.0, concurrency=1)
     a_windows = [_window(np.r_[4 + rng.random(500), np.full(2, 10.0)])]  # 0.4% slow: p99 of this window < 8
-    a_windows += [_window(np.r_[4 + rng.random(490), np.full(12, 10.0)]) for _ in range(4)]
+    a_windows += [_window(np.r_[4 + rng.random(490), np.full(12, 10.0)]) for _ in range(8)]
     assert np.percentile(a_windows[0]["latencies_ms"], 99) < 8
     a = _leader("onnxruntime/int8/t2/i1/b1/d0", a_windows)
-    b = _leader("onnxruntime/int8/t1/i1/b1/d0", [_window(6 + rng.random(400)) for _ in range(5)])
+    b = _leader("onnxruntime/int8/t1/i1/b1/d0", [_window(6 + rng.random(400)) for _ in range(9)])
     assert a["throughput"] > b["throughput"] and a["p99_bound_ms"] > 8 >= b["p99_bound_ms"]
     chosen, ordered = choose(c, [a, b])
     assert chosen is b and ordered == [b, a]
     assert [f["constraint"] for f in a["bound_failed"]] == ["max_p99_ms"] and b["bound_failed"] == []
     conf = confidence(c, chosen, ordered, window_s=1.0)
     assert conf["level"] == "high" and conf["margin"] == pytest.approx(1 - b["p99_bound_ms"] / 8, abs=1e-4)
-    assert conf["samples"] == 2000 and conf["windows"] == 5
+    assert conf["samples"] == 3600 and conf["windows"] == 9 and conf["next_window_within"] == 0.9
     assert conf["runner_up"]["config"] == a["config"] and conf["runner_up"]["failed"]
-    assert "under the 8 ms target" in conf["text"] and "2000 requests in 5 windows" in conf["text"]
+    assert "under the 8 ms target" in conf["text"] and "3600 requests in 9 windows" in conf["text"]
+    # the same bound from fewer windows says less about the next one (the verification): medium
+    few = _leader("onnxruntime/int8/t1/i1/b1/d0", [_window(6 + rng.random(400)) for _ in range(3)])
+    conf3 = confidence(c, *_chosen(c, few), window_s=1.0)
+    assert conf3["level"] == "medium" and "3 window(s) only" in conf3["text"] and "75%" in conf3["text"]
+
+
+def _chosen(c, *leaders_):
+    chosen, ordered = choose(c, list(leaders_))
+    return chosen, ordered
 
 
 def test_when_no_bound_holds_the_least_over_is_chosen_with_low_confidence():
@@ -177,8 +187,10 @@ def test_leaders_are_the_best_the_safest_and_the_next():
 
 def test_window_plan_uses_the_room_and_keeps_at_least_two_windows():
     assert window_plan(1000, 3, 3.0) == (3, MAX_WINDOWS)
-    assert window_plan(3 * 5 * 3.5, 3, 3.0) == (3, 5)
-    assert window_plan(2 * MIN_WINDOWS * 3.5, 3, 3.0) == (2, MIN_WINDOWS)  # fewer leaders before fewer windows
+    assert window_plan(3 * TARGET_WINDOWS * 3.5, 3, 3.0) == (3, TARGET_WINDOWS)
+    # fewer leaders before fewer than TARGET_WINDOWS windows each
+    assert window_plan(2 * TARGET_WINDOWS * 3.5, 3, 3.0) == (2, TARGET_WINDOWS)
+    assert window_plan(5 * 3.5, 3, 3.0) == (1, 5)
     assert window_plan(-5, 3, 3.0) == (1, MIN_WINDOWS)
 
 

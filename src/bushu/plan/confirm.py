@@ -13,7 +13,10 @@ The confidence bound is distribution-free: the k-th smallest of n samples lies a
 quantile with probability P(Binomial(n, 0.99) < k), and k is the smallest order statistic for which
 that probability reaches 0.95 (n ≥ 299 is needed for the largest sample to be such a bound). The
 worst window covers what the bound does not: samples within a window are not independent (a slow
-spell of the machine makes several slow requests in a row), and the verification is one more window.
+spell of the machine makes several slow requests in a row), and the verification is one more window:
+when windows are exchangeable, a further window's p99 exceeds the worst of W with probability at most
+1/(W + 1), so the budget aims at TARGET_WINDOWS = 9 windows for the leaders (≥ 90%), and "high"
+confidence needs that many.
 The average latency is bounded the same way (the worst window's mean, and the mean plus z·sd/√n) and
 throughput by the worst window.
 
@@ -48,6 +51,7 @@ QUANTILE = 0.99
 CONFIDENCE = 0.95
 MAX_LEADERS = 3
 MIN_WINDOWS = 2
+TARGET_WINDOWS = 9  # the worst of 9 windows bounds a 10th (the verification) with probability ≥ 0.9
 MAX_WINDOWS = 10
 NEAR = 0.03  # throughputs this close are a tie on a shared CPU; the tie goes to the larger latency margin
 SERVED_BOUNDS = ("max_p99_ms", "max_avg_ms", "min_throughput")
@@ -214,31 +218,41 @@ def leaders(c: Constraints, served: Sequence[dict[str, Any]], n: int = MAX_LEADE
 
 
 def window_plan(room_s: float, n_leaders: int, window_s: float, per_window_overhead_s: float = 0.5) -> tuple[int, int]:
-    """(leaders, windows each) that fit ``room_s`` seconds: as many windows as fit, up to MAX_WINDOWS;
-    fewer leaders before fewer than MIN_WINDOWS; never less than one leader × MIN_WINDOWS."""
+    """(leaders, windows each) that fit ``room_s`` seconds: fewer leaders before fewer than
+    TARGET_WINDOWS windows each, then as many windows as fit, up to MAX_WINDOWS; never less than one
+    leader × MIN_WINDOWS (the budget is then overrun a little rather than the choice left unchecked)."""
     per = window_s + per_window_overhead_s
     n = max(1, n_leaders)
-    while n > 1 and room_s < n * MIN_WINDOWS * per:
+    while n > 1 and room_s < n * TARGET_WINDOWS * per:
         n -= 1
     w = int(room_s // (n * per)) if room_s > 0 else 0
     return n, max(MIN_WINDOWS, min(MAX_WINDOWS, w))
 
 
+def reserve_s(window_s: float, per_window_overhead_s: float = 0.5) -> float:
+    """Seconds the search leaves for the confirmation: two leaders × TARGET_WINDOWS windows."""
+    return 2 * TARGET_WINDOWS * (window_s + per_window_overhead_s)
+
+
 def confidence(
     c: Constraints, chosen: Mapping[str, Any], ordered: Sequence[Mapping[str, Any]], window_s: float
 ) -> dict[str, Any]:
-    """How sure the choice is, for plan.json and the report: the level (high, medium, low), the margin
-    of the chosen configuration's bounds to the targets, the samples and windows behind them, and the
-    runner-up."""
+    """How sure the choice is, for plan.json and the report: the level, the margin of the chosen
+    configuration's bounds to the targets, the samples and windows behind them, and the runner-up.
+
+    high: every bound meets its target with HIGH_MARGIN to spare, the p99 confidence bound has its full
+    confidence and there were TARGET_WINDOWS windows or more; medium: the bounds meet the targets with
+    less (margin, samples or windows); low: a bound misses a target (no leader's bounds met them all)."""
     fails = chosen.get("bound_failed") or []
     margin = chosen.get("margin")
     full = chosen.get("p99_ucb_confidence", 0.0) >= CONFIDENCE
+    windows = int(chosen.get("windows", 0))
     served_targets = {k: v for k, v in c.given().items() if k in SERVED_BOUNDS}
     if not served_targets:
         level = "n/a"
     elif fails:
         level = "low"
-    elif full and margin is not None and margin >= HIGH_MARGIN:
+    elif full and margin is not None and margin >= HIGH_MARGIN and windows >= TARGET_WINDOWS:
         level = "high"
     else:
         level = "medium"
@@ -254,7 +268,7 @@ def confidence(
     elif fails:
         f = fails[0]
         text = (
-            f"low: the bound misses {f['flag']} {f['limit']:g} ({f['value']:g} {f['unit']}); no leader's bound met "
+            f"low: the bound misses {f['flag']} {f['limit']:g} ({f['value']:.2f} {f['unit']}); no leader's bound met "
             f"every target, this one misses least; expect the verification to miss too at times ({basis})"
         )
     else:
@@ -266,8 +280,16 @@ def confidence(
         if c.min_throughput is not None:
             what.append(f"worst window {chosen['throughput_bound']:.1f} req/s vs {c.min_throughput:g}")
         text = f"{level}: " + "; ".join(what) + f" ({basis})"
+        if windows < TARGET_WINDOWS:
+            text += (
+                f"; {windows} window(s) only: a further window's p99 stays under the worst of them with "
+                f"probability ≥ {windows / (windows + 1):.0%} ({TARGET_WINDOWS} windows for 90%; a larger --budget)"
+            )
         if not full:
-            text += f"; too few samples for a {CONFIDENCE:.0%} bound (the largest sample bounds p99 at {chosen['p99_ucb_confidence']:.0%})"
+            text += (
+                f"; too few samples for a {CONFIDENCE:.0%} bound (the largest sample bounds p99 at "
+                f"{chosen['p99_ucb_confidence']:.0%})"
+            )
     return {
         "level": level,
         "text": text,
@@ -284,6 +306,7 @@ def confidence(
         "failed": list(fails),
         "samples": chosen["requests"],
         "windows": chosen["windows"],
+        "next_window_within": round(windows / (windows + 1), 3),
         "window_s": window_s,
         "leaders": len(ordered),
         "runner_up": None

@@ -10,8 +10,9 @@
    threads × batch size (bushu.bench.bench);
 3. served configurations (threads × instances × max batch × queue delay) are predicted from those
    rows; those that cannot help at ``concurrency`` (more instances than clients, a batch larger than
-   the clients can fill, a queue delay at concurrency 1) and dominated ones are dropped; the best few are served for real (``bushu serve`` in a
-   subprocess, closed-loop gRPC load at ``concurrency``); the winner's neighbours are served next;
+   the clients can fill, a queue delay at concurrency 1) and dominated ones are dropped; the best few
+   are served for real (``bushu serve`` in a subprocess, closed-loop gRPC load at ``concurrency``);
+   the winner's neighbours are served next;
 4. confirmation (plan/confirm.py): the leaders (at most 3) are served again in alternating windows
    with the rest of the budget, and the choice is made on upper bounds (p99: the worst window's, or a
    95% order-statistic upper confidence bound from all samples, whichever is larger), not on one
@@ -168,10 +169,10 @@ class _Run:
     def serving_room(self, search: bool = True) -> float:
         """Seconds left for served rounds: the budget less the time spent, the verification to come and
         (``search``: while searching) the least time the confirmation of the leaders needs."""
-        from .confirm import MAX_LEADERS
+        from .confirm import reserve_s
 
         verify = STARTUP_S + self.verify_s + 2 if self.cfg.verify else 0
-        confirm = STARTUP_S + MAX_LEADERS * 4 * (self.cfg.duration_s + 0.5) if self.cfg.confirm and search else 0
+        confirm = STARTUP_S + reserve_s(self.cfg.duration_s) if self.cfg.confirm and search else 0
         return self.cfg.budget_s - (time.perf_counter() - self.t_start) - verify - confirm - STARTUP_S
 
 
@@ -829,12 +830,12 @@ def _why_confirmed(chosen: dict[str, Any], conf: dict[str, Any], served: list[di
         f = chosen["bound_failed"][0]
         parts = [
             f"{chosen['config']} met every constraint in the search, but no leader's upper bounds hold them all: "
-            f"it misses {f['flag']} {f['limit']:g} by the least ({f['value']:g} {f['unit']} over {over})"
+            f"it misses {f['flag']} {f['limit']:g} by the least ({f['value']:.2f} {f['unit']} over {over})"
         ]
     for s in conf["leaders"]:
-        if s is not chosen and s.get("status") == "ok" and s["bound_failed"]:
+        if s["config"] != chosen["config"] and s.get("status") == "ok" and s["bound_failed"]:
             f = s["bound_failed"][0]
-            parts.append(f"{s['config']}: bound {f['value']:g} {f['unit']} misses {f['flag']} {f['limit']:g}")
+            parts.append(f"{s['config']}: bound {f['value']:.2f} {f['unit']} misses {f['flag']} {f['limit']:g}")
     others: dict[str, dict[str, Any]] = {}
     for s in served:
         if s.get("failed") and s["variant"] != chosen["variant"]:
