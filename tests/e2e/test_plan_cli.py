@@ -97,6 +97,10 @@ def test_json_has_plain_keys(planned):
     ):
         assert j["chosen"][k] is not None, k
     assert j["env"]["physical_cores"] >= 1 and j["constraints"]["max_p99_ms"] == 5000
+    # the leaders were served again; the choice says how sure it is
+    conf = j["confidence"]
+    assert conf["level"] == "high" and conf["samples"] >= 299 and conf["p99_bound_ms"] < 5000
+    assert j["confirmation"]["chosen"] == j["chosen"]["config"]
     assert Path(j["report"]).is_file() and Path(j["repository"]).is_dir()
 
 
@@ -161,6 +165,23 @@ def test_table_output_and_unmet_constraints_exit_1(tiny, planned):
     out = " ".join(proc.stdout.split())
     assert "Pareto front" in out and "nothing meets the constraints" in out and "--max-p99-ms" in out
     assert "relax to --max-p99-ms" in out
+
+
+def test_concurrency_1_serves_only_what_can_help_and_says_how_sure(tiny, planned):
+    """At one client a batch never holds two requests and a queue delay only waits: neither is served,
+    nor a second instance; the table output ends with how sure the choice is."""
+    proc = bushu(
+        "plan", tiny["artifact"], "--data", tiny["data"], "-o", planned["out"], "--concurrency", 1,
+        "--max-p99-ms", 5000, *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    j = json.loads((planned["out"] / "plan.json").read_text())
+    served = [c for c in j["candidates"] if c["status"] == "ok"]
+    assert served and all(c["max_batch_size"] == 1 and c["max_queue_delay_us"] == 0 for c in served)
+    assert all(c["instances"] == 1 for c in served) and {r["batch"] for r in j["in_process"]} == {1}
+    assert "cannot help at concurrency 1" in j["search"]["skipped"]
+    out = " ".join(proc.stdout.split())
+    assert "how sure: high:" in out and "under the 5000 ms target" in out
 
 
 @pytest.mark.parametrize(

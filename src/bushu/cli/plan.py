@@ -136,6 +136,12 @@ def _duration(ctx, param, value: str | None) -> float | None:
     show_default=True,
     help="Served configurations in the first round (at least one per variant).",
 )
+@click.option(
+    "--no-confirm",
+    is_flag=True,
+    help="Choose on the search's one window per configuration, without serving the leaders again in "
+    "alternating windows and judging them on upper bounds of p99.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip serving the written repository once more.")
 @click.option("--name", help="Model name in the repository [default: the artifact's].")
 @click.option("--fresh", is_flag=True, help="Ignore finished work saved by an earlier run in OUT.")
@@ -165,6 +171,7 @@ def command(
     threads: str | None,
     bench_duration: float,
     serve_top: int,
+    no_confirm: bool,
     no_verify: bool,
     name: str | None,
     fresh: bool,
@@ -227,6 +234,7 @@ def command(
         batch_sizes=batches,
         threads=thread_list,
         bench_duration_s=bench_duration,
+        confirm=not no_confirm,
         verify=not no_verify,
         name=name,
         fresh=fresh,
@@ -297,6 +305,8 @@ def _print(result: dict) -> None:
             f"{ch['size_mb']:.1f} MB, {result['accuracy_metric']} {ch['accuracy']:.1f}%"
         )
         console.print(f"why: {result['why']}")
+        if result.get("confidence"):
+            console.print(f"how sure: {result['confidence']['text']}")
     else:
         cl = result["closest"]
         console.print(f"[bold red]{cl['message']}[/]")

@@ -27,6 +27,7 @@ class PlanConfig:
     bench_duration_s: float = 0.5  # seconds per in-process timing row
     serve_top: int = 4  # served configurations in the first round (at least one per variant)
     refine: bool = True  # serve the winners' neighbours next
+    confirm: bool = True  # serve the leaders again in alternating windows; choose on upper bounds of p99
     verify: bool = True  # serve the written repository once more and replay the load
     verify_s: float | None = None  # None: max(2 × duration_s, 3 s)
     batch_sizes: tuple[int, ...] = BATCH_SIZES

@@ -9,11 +9,17 @@
 2. variants that miss a size or accuracy bound are out; the others are timed in process for every
    threads × batch size (bushu.bench.bench);
 3. served configurations (threads × instances × max batch × queue delay) are predicted from those
-   rows; dominated ones are dropped; the best few are served for real (``bushu serve`` in a
-   subprocess, closed-loop gRPC load at ``concurrency``); the winner's neighbours are served next;
-4. the best measured configuration that meets every constraint (by ``optimize``) is written as
-   OUT/repository (model + config.pbtxt); else the closest candidate and the bound to relax are named;
-5. verification: the written repository is served and the same load replayed; its p50/p99/throughput
+   rows; those that cannot help at ``concurrency`` (more instances than clients, a batch larger than
+   the clients can fill, a queue delay at concurrency 1) and dominated ones are dropped; the best few
+   are served for real (``bushu serve`` in a subprocess, closed-loop gRPC load at ``concurrency``);
+   the winner's neighbours are served next;
+4. confirmation (plan/confirm.py): the leaders (at most 3) are served again in alternating windows
+   with the rest of the budget, and the choice is made on upper bounds (p99: the worst window's, or a
+   95% order-statistic upper confidence bound from all samples, whichever is larger), not on one
+   window's figure; plan.json's "confidence" says how sure the choice is;
+5. the chosen configuration is written as OUT/repository (model + config.pbtxt); when nothing meets
+   every constraint, the closest candidate and the bound to relax are named;
+6. verification: the written repository is served and the same load replayed; its p50/p99/throughput
    are compared with the targets.
 
 Finished work (the int8 and compressed models, accuracy, in-process rows, served measurements) is
@@ -48,6 +54,7 @@ from .search import (
     predict,
     shortlist,
     thread_choices,
+    useful_batch_sizes,
 )
 from .variants import BACKENDS, PRECISIONS, Variant, build_variants, load_dataset
 
@@ -144,6 +151,7 @@ class _Run:
     env: dict[str, Any]
     t_start: float
     ds: Any = None
+    variants: list[Variant] = dataclasses.field(default_factory=list)  # every variant, once built
 
     @property
     def work(self) -> Path:
@@ -153,10 +161,19 @@ class _Run:
     def verify_s(self) -> float:
         return self.cfg.verify_s or max(self.cfg.duration_s * 2, 3.0)
 
-    def serving_room(self) -> float:
-        """Seconds left for served rounds: the budget less the time spent and the verification to come."""
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The max batch sizes worth measuring at the stated concurrency (search.useful_batch_sizes)."""
+        return useful_batch_sizes(self.cfg.batch_sizes, self.c.concurrency)
+
+    def serving_room(self, search: bool = True) -> float:
+        """Seconds left for served rounds: the budget less the time spent, the verification to come and
+        (``search``: while searching) the least time the confirmation of the leaders needs."""
+        from .confirm import reserve_s
+
         verify = STARTUP_S + self.verify_s + 2 if self.cfg.verify else 0
-        return self.cfg.budget_s - (time.perf_counter() - self.t_start) - verify - STARTUP_S
+        confirm = STARTUP_S + reserve_s(self.cfg.duration_s) if self.cfg.confirm and search else 0
+        return self.cfg.budget_s - (time.perf_counter() - self.t_start) - verify - confirm - STARTUP_S
 
 
 def plan(
@@ -178,9 +195,15 @@ def plan(
     original model's outputs are the only targets)."""
     run = _start(artifact, data, out, constraints, PlanConfig.from_options(config, **options), log)
     variants, model_fail, eligible = _variant_phase(run)
+    run.variants = variants
     # 2. in-process rows; variants that another beats everywhere are not served
+    if len(run.batch_sizes) < len(set(run.cfg.batch_sizes)):
+        run.log(
+            f"concurrency {run.c.concurrency}: max batch {run.batch_sizes} only (a batch never holds more "
+            "requests than there are clients)" + ("; no queue delay, one instance" if run.c.concurrency == 1 else "")
+        )
     rows = measure_variants(
-        eligible, run.cfg.threads or (), run.cfg.batch_sizes, run.cfg.bench_duration_s, run.log, run.journal.data
+        eligible, run.cfg.threads or (), run.batch_sizes, run.cfg.bench_duration_s, run.log, run.journal.data
     )
     run.journal.save()
     pruned = _dominated(eligible, rows)
@@ -338,7 +361,11 @@ def _serve_phase(
         seen = {s["config"] for s in served}
         more: list[Config] = []
         for lead in leaders:
-            more += [n for n in neighbours(_config(lead), rows, run.cores) if n.key not in seen and n not in more]
+            more += [
+                n
+                for n in neighbours(_config(lead), rows, run.cores, c.concurrency)
+                if n.key not in seen and n not in more
+            ]
         more = more[: max(0, int(room // per))]
         if not more:
             break
@@ -378,6 +405,15 @@ def _choose_phase(
     rank = objective_key(c.optimize)
     feasible.sort(key=rank)
     chosen = _with_headroom(feasible, c) if feasible else None
+    why = _why(chosen, feasible, served, c) if chosen else None
+    confirmation = _confirm_phase(run, served) if run.cfg.confirm else None
+    if confirmation is not None and confirmation["chosen"] is not None:
+        pick = confirmation["chosen"]
+        # a leader whose one window missed is chosen only when its bounds hold every target
+        if feasible or not pick["bound_failed"]:
+            chosen = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in pick.items()}
+            chosen["failed"] = failures(c, chosen)
+            why = _why_confirmed(chosen, confirmation, served, c)
     closest = None if chosen else _closest(served, variants, model_fail, c)
     front = pareto(ok, [("throughput", 1), ("p99_ms", -1), ("size_mb", -1), ("accuracy", 1)])
     front.sort(key=rank)
@@ -398,7 +434,9 @@ def _choose_phase(
         "samples": ds.n,
         "met": chosen is not None,
         "chosen": _public(chosen) if chosen else None,
-        "why": _why(chosen, feasible, served, c) if chosen else None,
+        "why": why,
+        "confidence": (confirmation or {}).get("confidence") if chosen else None,
+        "confirmation": _confirmation_public(confirmation),
         "closest": closest,
         "pareto": [_public(s) for s in front],
         "candidates": [_public(s) for s in sorted(ok, key=rank) + [s for s in served if s not in ok]],
@@ -427,7 +465,17 @@ def _search_summary(
             "served": len(served),
             "in_process_rows": len(rows),
             "duration_s": cfg.duration_s,
-            "method": "grid + dominance pruning; best predicted configurations served, then the winner's neighbours",
+            "skipped": (
+                f"max batch sizes other than {run.batch_sizes}"
+                + (", queue delays and more than one instance" if run.c.concurrency == 1 else "")
+                + f": they cannot help at concurrency {run.c.concurrency}"
+                if len(run.batch_sizes) < len(set(cfg.batch_sizes)) or run.c.concurrency == 1
+                else None
+            ),
+            "method": "grid + dominance pruning; best predicted configurations served, then the winner's neighbours"
+            + (
+                "; the leaders re-measured in alternating windows, chosen on upper bounds of p99" if cfg.confirm else ""
+            ),
             "load": f"closed loop, {run.c.concurrency} gRPC client(s), 1 item per request",
         },
         "budget_s": cfg.budget_s,
@@ -648,6 +696,156 @@ def _leaders(served: list[dict[str, Any]], c: Constraints, n: int) -> list[dict[
     return out[:n]
 
 
+def _confirm_phase(run: _Run, served: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """4. The leaders served again in one server, in alternating windows with what is left of the budget
+    (plan/confirm.py); the choice on their upper bounds and how sure it is. None when nothing is worth
+    confirming (no served configuration met the targets or came within 15% of them)."""
+    from . import confirm
+    from .loadgen import ServedProcess, replay
+
+    c, cfg = run.c, run.cfg
+    lead = confirm.leaders(c, served)
+    if not lead:
+        return None
+    window_s = cfg.duration_s
+    n, windows = confirm.window_plan(run.serving_room(search=False), len(lead), window_s)
+    lead = lead[:n]
+    variants = {v.key: v for v in run.variants}
+    repo = run.work / "confirm"
+    shutil.rmtree(repo, ignore_errors=True)
+    names = {}
+    for i, s in enumerate(lead):
+        names[s["config"]] = f"l{i}"
+        write_repository(repo, variants[s["variant"]], _config(s), names[s["config"]])
+    run.log(
+        f"confirming {len(lead)} leader(s) ({', '.join(s['config'] for s in lead)}): {windows} alternating "
+        f"window(s) of {window_s:g} s each at concurrency {c.concurrency}"
+    )
+    samples = _samples(run.ds)
+    got: dict[str, list[dict[str, Any]]] = {s["config"]: [] for s in lead}
+    down: dict[str, str] = {}
+    t0 = time.perf_counter()
+    with ServedProcess(repo) as server:
+        for s in lead:
+            if not server.ready(names[s["config"]]):
+                down[s["config"]] = f"did not load: {server.states.get(names[s['config']], 'unknown')}"
+        live = [s for s in lead if s["config"] not in down]
+        for r in range(windows):
+            k = r % max(1, len(live))
+            for s in live[k:] + live[:k]:
+                try:
+                    m = replay(server.url, names[s["config"]], samples, c.concurrency, window_s, keep_latencies=True)
+                except Exception as e:  # noqa: BLE001 - a failed window counts as errors, the others go on
+                    got[s["config"]].append({"latencies_ms": [], "seconds": window_s, "errors": 1, "error": str(e)})
+                    continue
+                got[s["config"]].append(
+                    {"latencies_ms": m["_latencies_ms"], "seconds": m["seconds"], "errors": m["errors"]}
+                )
+    confirmed = []
+    for s in lead:
+        base = {
+            k: v for k, v in s.items() if k not in ("p50_ms", "p99_ms", "avg_ms", "throughput", "requests", "seconds")
+        }
+        base.update(search_p99_ms=s.get("p99_ms"), search_throughput=s.get("throughput"))
+        if s["config"] in down:
+            confirmed.append({**base, "status": "error", "reason": down[s["config"]]})
+            continue
+        summary = confirm.summarize(got[s["config"]])
+        confirmed.append({**base, **summary})
+        if summary["status"] == "ok":
+            run.log(
+                f"  {s['config']}: p99 {summary['p99_ms']:.2f} ms over {summary['requests']} requests "
+                f"(worst window {summary['worst_window_p99_ms']:.2f}, bound {summary['p99_bound_ms']:.2f} ms), "
+                f"{summary['throughput']:.1f} req/s"
+            )
+    chosen, ordered = confirm.choose(c, confirmed)
+    result: dict[str, Any] = {
+        "chosen": chosen,
+        "leaders": ordered + [s for s in confirmed if s not in ordered],
+        "windows": windows,
+        "window_s": window_s,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if chosen is not None:
+        result["confidence"] = confirm.confidence(c, chosen, ordered, window_s)
+        run.log(f"confidence: {result['confidence']['text']}")
+    return result
+
+
+def _confirmation_public(conf: dict[str, Any] | None) -> dict[str, Any] | None:
+    """plan.json's "confirmation": the leaders' figures over all windows and their bounds (no samples)."""
+    if conf is None:
+        return None
+    keys = (
+        "config",
+        "status",
+        "reason",
+        "windows",
+        "requests",
+        "errors",
+        "p50_ms",
+        "p99_ms",
+        "avg_ms",
+        "throughput",
+        "window_p99_ms",
+        "worst_window_p99_ms",
+        "p99_ucb_ms",
+        "p99_ucb_confidence",
+        "p99_bound_ms",
+        "avg_bound_ms",
+        "throughput_bound",
+        "margin",
+        "bound_failed",
+        "search_p99_ms",
+        "search_throughput",
+    )
+    leaders = [
+        {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items() if k in keys} for s in conf["leaders"]
+    ]
+    return {
+        "leaders": leaders,
+        "chosen": (conf.get("chosen") or {}).get("config"),
+        "windows": conf["windows"],
+        "window_s": conf["window_s"],
+        "seconds": conf["seconds"],
+        "method": "alternating windows in one server (the order rotates every round); choice on upper bounds",
+    }
+
+
+def _why_confirmed(chosen: dict[str, Any], conf: dict[str, Any], served: list[dict[str, Any]], c: Constraints) -> str:
+    what = {
+        "throughput": f"the highest throughput ({chosen['throughput']:.1f} req/s)",
+        "latency": f"the lowest p99 ({chosen['p99_ms']:.1f} ms)",
+        "size": f"the smallest model ({chosen['size_mb']:.1f} MB) at {chosen['throughput']:.1f} req/s",
+    }[c.optimize]
+    n = len([s for s in conf["leaders"] if s.get("status") == "ok"])
+    over = f"{chosen['requests']} requests in {chosen['windows']} windows"
+    if not chosen["bound_failed"]:
+        parts = [
+            f"{chosen['config']} meets every constraint on its upper bounds (p99 ≤ {chosen['p99_bound_ms']:.2f} ms "
+            f"over {over}) and has {what} of the {n} leader(s) re-measured in alternation "
+            f"(of {len(served)} configurations served at concurrency {c.concurrency})"
+        ]
+    else:
+        f = chosen["bound_failed"][0]
+        parts = [
+            f"{chosen['config']} met every constraint in the search, but no leader's upper bounds hold them all: "
+            f"it misses {f['flag']} {f['limit']:g} by the least ({f['value']:.2f} {f['unit']} over {over})"
+        ]
+    for s in conf["leaders"]:
+        if s["config"] != chosen["config"] and s.get("status") == "ok" and s["bound_failed"]:
+            f = s["bound_failed"][0]
+            parts.append(f"{s['config']}: bound {f['value']:.2f} {f['unit']} misses {f['flag']} {f['limit']:g}")
+    others: dict[str, dict[str, Any]] = {}
+    for s in served:
+        if s.get("failed") and s["variant"] != chosen["variant"]:
+            others.setdefault(s["variant"], s)
+    for variant, s in others.items():
+        f = s["failed"][0]
+        parts.append(f"{variant} misses {f['flag']} {f['limit']:g} ({f['value']:g} {f['unit']})")
+    return "; ".join(parts)
+
+
 NEAR = 0.03  # measured objective values this close are a tie on a shared CPU
 
 
@@ -696,6 +894,10 @@ def _public(s: dict[str, Any]) -> dict[str, Any]:
         "failed",
         "pareto",
         "predicted",
+        "p99_bound_ms",
+        "windows",
+        "search_p99_ms",
+        "search_throughput",
     )
     out = {k: s.get(k) for k in keys if k in s}
     if "compression" in out:

@@ -128,6 +128,7 @@ async def _load(
     duration_s: float,
     keep_outputs: str | None,
     warmup: int,
+    keep_latencies: bool = False,
 ) -> dict[str, Any]:
     from ..spec import dtype_name, to_v2_datatype
 
@@ -173,7 +174,7 @@ async def _load(
     if not lat:
         raise BackendError(f"no request to {model!r} succeeded: {errors[0] if errors else 'no answer'}")
     ms = np.asarray(lat) * 1000
-    return {
+    out = {
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
         "avg_ms": float(ms.mean()),
@@ -184,6 +185,9 @@ async def _load(
         "seconds": round(elapsed, 2),
         "_outputs": outputs,
     }
+    if keep_latencies:
+        out["_latencies_ms"] = ms
+    return out
 
 
 def replay(
@@ -194,7 +198,11 @@ def replay(
     duration_s: float,
     keep_outputs: str | None = None,
     warmup: int = 0,
+    keep_latencies: bool = False,
 ) -> dict[str, Any]:
     """Closed-loop load: ``concurrency`` clients send ``samples`` (cycled, one request each) for
-    ``duration_s`` seconds; returns p50/p99/avg latency in ms, throughput in requests/s, errors."""
-    return asyncio.run(_load(url, model, samples, concurrency, duration_s, keep_outputs, warmup or 2 * concurrency))
+    ``duration_s`` seconds; returns p50/p99/avg latency in ms, throughput in requests/s, errors
+    (``keep_latencies``: and every request's latency in ms, as "_latencies_ms")."""
+    return asyncio.run(
+        _load(url, model, samples, concurrency, duration_s, keep_outputs, warmup or 2 * concurrency, keep_latencies)
+    )

@@ -148,6 +148,38 @@ def plots(result: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+LEADER_COLUMNS = (
+    "config",
+    "windows",
+    "requests",
+    "p50_ms",
+    "p99_ms",
+    "worst_window_p99_ms",
+    "p99_ucb_ms",
+    "p99_bound_ms",
+    "throughput",
+    "margin",
+    "bound_failed",
+    "search_p99_ms",
+)
+
+
+def _confidence_html(result: Mapping[str, Any]) -> str:
+    """How sure the choice is (plan.json's "confidence") and the leaders it was chosen from."""
+    conf = result.get("confidence")
+    if not conf:
+        return "<p>not confirmed: the choice rests on one served window per configuration</p>"
+    cls = {"high": "ok", "low": "bad"}.get(conf["level"], "")
+    conf_tab = result.get("confirmation") or {}
+    rows = [{**s, "bound_failed": s.get("bound_failed") or []} for s in conf_tab.get("leaders", [])]
+    return (
+        f"<h3 class='{cls}'>How sure: {html.escape(conf['level'])}</h3><p>{html.escape(conf['text'])}</p>"
+        f"<p>{html.escape(conf['statistic'])}; {conf_tab.get('windows')} window(s) of {conf_tab.get('window_s')} s "
+        f"per leader, {conf_tab.get('seconds')} s in all; margin = room of the bound under the target</p>"
+        + _table(rows, LEADER_COLUMNS, (result.get("chosen") or {}).get("config"))
+    )
+
+
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f2f2f2}
 td:first-child{text-align:left}tr.chosen{background:#fff6c8;font-weight:bold}.ok{color:#187018}.bad{color:#b00020}
@@ -195,6 +227,7 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
                 ],
             )
         )
+        parts.append(_confidence_html(result))
         parts.append(
             f"<p>model repository: <code>{e(str(result.get('repository')))}</code> — run it with "
             f"<code>bushu serve {e(str(result.get('repository')))}</code></p>"

@@ -23,7 +23,16 @@ from typing import Any
 from .constraints import Constraints, failures, worst_ratio
 from .variants import Variant
 
-__all__ = ["Config", "grid", "measure_variants", "predict", "shortlist", "thread_choices"]
+__all__ = [
+    "Config",
+    "cannot_help",
+    "grid",
+    "measure_variants",
+    "predict",
+    "shortlist",
+    "thread_choices",
+    "useful_batch_sizes",
+]
 
 BATCH_SIZES = (1, 2, 4, 8, 16)
 DELAYS_US = (0, 1000, 4000)
@@ -61,6 +70,36 @@ class Config:
 def thread_choices(cores: int) -> list[int]:
     out = sorted({1, cores} | {t for t in (2, 4, 8, 16) if t < cores})
     return [t for t in out if t >= 1]
+
+
+def useful_batch_sizes(batch_sizes: Sequence[int], concurrency: int | None) -> list[int]:
+    """The max batch sizes that can change anything at ``concurrency`` closed-loop clients: a batch is
+    never larger than the requests waiting, which are at most the clients, so every size up to the
+    concurrency and the smallest one that takes all clients at once (at concurrency 1: batch 1 only)."""
+    sizes = sorted(set(batch_sizes))
+    if concurrency is None:
+        return sizes
+    keep = [b for b in sizes if b <= concurrency]
+    above = [b for b in sizes if b > concurrency]
+    if above and (not keep or keep[-1] < concurrency):
+        keep.append(above[0])
+    return keep
+
+
+def cannot_help(cfg: Config, concurrency: int | None, batch_sizes: Sequence[int]) -> str | None:
+    """Why ``cfg`` cannot do better than a simpler configuration at ``concurrency`` clients, or None:
+    more instances than clients leave the extra ones idle; a max batch above what the clients can fill
+    is the same as the smaller one; a queue delay at concurrency 1 only waits for a request that
+    cannot come (the one client waits for its answer)."""
+    if concurrency is None:
+        return None
+    if cfg.instances > concurrency:
+        return f"{cfg.instances} instances for {concurrency} client(s)"
+    if cfg.max_batch_size not in useful_batch_sizes([*batch_sizes, cfg.max_batch_size], concurrency):
+        return f"max batch {cfg.max_batch_size} with {concurrency} client(s)"
+    if concurrency == 1 and cfg.max_queue_delay_us > 0:
+        return "a queue delay at concurrency 1"
+    return None
 
 
 def measure_variants(
@@ -130,11 +169,16 @@ def predict(cfg: Config, rows: dict[int, dict[str, Any]], concurrency: int, core
 
 
 def grid(
-    variants: Sequence[Variant], rows: Sequence[dict[str, Any]], cores: int, delays: Sequence[int] = (DEFAULT_DELAY_US,)
+    variants: Sequence[Variant],
+    rows: Sequence[dict[str, Any]],
+    cores: int,
+    delays: Sequence[int] = (DEFAULT_DELAY_US,),
+    concurrency: int | None = None,
 ) -> list[Config]:
     """Every served configuration the measured rows support: threads × instances (threads × instances
-    ≤ cores: more only time-slices the same cores) × max batch × delay."""
-    out = []
+    ≤ cores: more only time-slices the same cores) × max batch × delay; with ``concurrency``, not those
+    that cannot help at that many clients (:func:`cannot_help`)."""
+    out: list[Config] = []
     for v in variants:
         measured = {(r["threads"], r["batch"]) for r in rows if r["variant"] == v.key and r["status"] == "ok"}
         for t in sorted({t for t, _ in measured if isinstance(t, int)}):
@@ -142,6 +186,9 @@ def grid(
                 for b in sorted(b for tt, b in measured if tt == t):
                     for d in delays if b > 1 else (0,):
                         out.append(Config(v.backend, v.precision, t, n, b, d, v.compression))
+    if concurrency is not None:
+        sizes = sorted({r["batch"] for r in rows})
+        out = [cfg for cfg in out if cannot_help(cfg, concurrency, sizes) is None]
     return out
 
 
@@ -184,7 +231,7 @@ def shortlist(
         if r["status"] == "ok":
             table.setdefault(r["variant"], {}).setdefault(r["threads"], {})[r["batch"]] = r
     predicted = []
-    for cfg in grid(variants, rows, cores):
+    for cfg in grid(variants, rows, cores, concurrency=c.concurrency):
         v = by_variant[cfg.variant]
         p = predict(cfg, table[cfg.variant][cfg.threads], c.concurrency, cores)
         cand = {**cfg.to_dict(), **p, "size_mb": v.size_mb, "accuracy": v.accuracy, "accuracy_drop": v.accuracy_drop}
@@ -221,10 +268,10 @@ def shortlist(
     return predicted, chosen[: max(limit, len(by_variant) * per_variant)]
 
 
-def neighbours(cfg: Config, rows: Sequence[dict[str, Any]], cores: int) -> list[Config]:
+def neighbours(cfg: Config, rows: Sequence[dict[str, Any]], cores: int, concurrency: int | None = None) -> list[Config]:
     """Configurations next to the winner: other queue delays, the next larger and smaller measured
-    max batch, other
-    threads × instances splits of the cores (only where in-process rows exist)."""
+    max batch, other threads × instances splits of the cores (only where in-process rows exist); with
+    ``concurrency``, not those that cannot help at that many clients (:func:`cannot_help`)."""
     measured = {(r["threads"], r["batch"]) for r in rows if r["variant"] == cfg.variant and r["status"] == "ok"}
     out = []
     for d in DELAYS_US:
@@ -240,4 +287,5 @@ def neighbours(cfg: Config, rows: Sequence[dict[str, Any]], cores: int) -> list[
         for n in range(1, max(1, cores // t) + 1):
             if (t, n) != (cfg.threads, cfg.instances) and (t, cfg.max_batch_size) in measured:
                 out.append(replace(cfg, threads=t, instances=n))
-    return list(dict.fromkeys(out))
+    sizes = sorted({b for _, b in measured})
+    return [n for n in dict.fromkeys(out) if cannot_help(n, concurrency, sizes) is None]
