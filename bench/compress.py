@@ -53,6 +53,7 @@ COLUMNS = (
     "acc_delta",
     "sparsity",
     "build_s",
+    "note",
 )
 
 MODEL_SOURCE = """
@@ -256,17 +257,28 @@ def build_model(root: Path) -> Path:
     return root / "faces"
 
 
+class Refused(Exception):
+    """`bushu optimize` refused the variant (exit code 2 with an ``error:`` line: a gate, an accuracy limit)."""
+
+
 def _bushu(cwd: Path, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-m", "bushu", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if proc.returncode == 2 and "error:" in proc.stderr:  # bushu's own refusal, with its reason
+        lines = proc.stderr[proc.stderr.index("error:") :].strip().splitlines()
+        raise Refused(" ".join(line.strip() for line in lines if line.strip()))
     if proc.returncode != 0:
         raise SystemExit(f"bushu {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return proc.stdout
 
 
-def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None = None) -> dict[str, dict]:
-    """Build the variants in order; after ``stop_at`` (time.time()) the rest are left out (listed in the notes)."""
-    out = {}
+def make_variants(
+    root: Path, art: Path, names: list[str], stop_at: float | None = None
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Build the variants in order → (built, refused: name → {reason, build_s}); after ``stop_at``
+    (time.time()) the rest are left out (listed in the notes)."""
+    out: dict[str, dict] = {}
+    refused: dict[str, dict] = {}
     for name in names:
         args, backend = VARIANTS[name]
         if (
@@ -285,13 +297,23 @@ def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None
         if "--quantize" in args:
             extra += ["--calib", "train"]
         done = root / f"{name}.result.json"  # --workdir of an interrupted run: variants already built are kept
-        if done.is_file() and (root / name).is_dir():
-            result = json.loads(done.read_text())
+        kept = json.loads(done.read_text()) if done.is_file() else None
+        if kept is not None and ("refused" in kept or (root / name).is_dir()):
+            result = kept
         else:
             print(f"building {name} ...", flush=True)
-            result = json.loads(_bushu(root, "optimize", art.name, "-o", name, *args, *extra, "--no-bench", "--json"))
+            try:
+                result = json.loads(
+                    _bushu(root, "optimize", art.name, "-o", name, *args, *extra, "--no-bench", "--json")
+                )
+            except Refused as e:
+                result = {"refused": str(e)}
             result["build_s"] = round(time.time() - t0, 1)
             done.write_text(json.dumps(result))
+        if "refused" in result:
+            print(f"{name} refused: {result['refused']}", flush=True)
+            refused[name] = {"reason": result["refused"], "build_s": result["build_s"]}
+            continue
         last = result["rows"][-1]
         out[name] = {
             "path": root / name,
@@ -302,7 +324,7 @@ def make_variants(root: Path, art: Path, names: list[str], stop_at: float | None
             "build_s": result["build_s"],
             "rows": result["rows"],
         }
-    return out
+    return out, refused
 
 
 def measure_all(variants: dict[str, dict], rounds: int, duration: float) -> list[dict]:
@@ -364,8 +386,8 @@ def main() -> None:
         art = build_fmnist(root, args.epochs) if args.model == "fmnist" else build_model(root)
         train_s = round(time.time() - t0)
         stop_at = time.time() + 60 * args.build_minutes if args.build_minutes else None
-        variants = make_variants(root, art, names, stop_at)
-        skipped = [n for n in names if n not in variants]
+        variants, refused = make_variants(root, art, names, stop_at)
+        skipped = [n for n in names if n not in variants and n not in refused]
         base_acc = next(
             (v["accuracy_original"] for v in variants.values() if v.get("accuracy_original") is not None), None
         )
@@ -387,6 +409,16 @@ def main() -> None:
             r["flops_x"] = round(r["mflops"] / f["mflops"], 3)
         if r["accuracy"] is not None and f["accuracy"] is not None:
             r["acc_delta"] = round(r["accuracy"] - f["accuracy"], 2)
+    for name, v in refused.items():  # in the table too, with the reason, not silently dropped
+        rows.append(
+            {
+                "variant": name,
+                "backend": VARIANTS[name][1],
+                "build_s": v["build_s"],
+                "refused": v["reason"],
+                "note": "refused by bushu optimize (reason in the notes)",
+            }
+        )
     model_note = (
         "model: a small CNN (3 conv + 2 linear layers) on Fashion-MNIST's 60,000 training images ("
         + (
@@ -407,6 +439,8 @@ def main() -> None:
         "throughput at batch 8; ratios vs fp32 on the same backend in the same run",
         "shared 2-core CPU: absolute times are noisy, compare ratios",
     ]
+    for name, v in refused.items():
+        notes.append(f"{name}: `bushu optimize {' '.join(VARIANTS[name][0] or [])}` refused it: {v['reason']}")
     if skipped:
         notes.append(f"not built within --build-minutes {args.build_minutes:g}: {', '.join(skipped)}")
     js, md = write_results(
