@@ -228,6 +228,9 @@ def test_plan_writes_a_verified_repository(planned):
     assert h["level"] == "high" and h["margin"] > 0.5 and h["samples"] == led[ch["config"]]["requests"]
     assert h["p99_bound_ms"] == pytest.approx(ch["p99_bound_ms"], abs=1e-3) and "under the 5000 ms target" in h["text"]
     assert "How sure: high" in html
+    # where the time went, phase by phase
+    assert list(r["phases_s"]) == ["variants", "in_process", "serving", "confirm", "verify"]
+    assert sum(r["phases_s"].values()) == pytest.approx(r["elapsed_s"], abs=2.0)
 
 
 def test_variant_accuracy_matches_an_independent_run(planned, tiny):

@@ -152,6 +152,11 @@ class _Run:
     t_start: float
     ds: Any = None
     variants: list[Variant] = dataclasses.field(default_factory=list)  # every variant, once built
+    phases_s: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per phase, in order
+
+    def mark(self, phase: str) -> None:
+        """Record the seconds since the previous mark (or the start) as ``phase``."""
+        self.phases_s[phase] = round(time.perf_counter() - self.t_start - sum(self.phases_s.values()), 1)
 
     @property
     def work(self) -> Path:
@@ -196,6 +201,7 @@ def plan(
     run = _start(artifact, data, out, constraints, PlanConfig.from_options(config, **options), log)
     variants, model_fail, eligible = _variant_phase(run)
     run.variants = variants
+    run.mark("variants")
     # 2. in-process rows; variants that another beats everywhere are not served
     if len(run.batch_sizes) < len(set(run.cfg.batch_sizes)):
         run.log(
@@ -206,11 +212,13 @@ def plan(
         eligible, run.cfg.threads or (), run.batch_sizes, run.cfg.bench_duration_s, run.log, run.journal.data
     )
     run.journal.save()
+    run.mark("in_process")
     pruned = _dominated(eligible, rows)
     for v, by in pruned.items():
         run.log(f"{v}: dominated by {by} (no faster, no smaller, no more accurate): not served")
     contenders = [v for v in eligible if v.key not in pruned]
     served, predicted = _serve_phase(run, contenders, rows)
+    run.mark("serving")
     result = _choose_phase(run, variants, model_fail, served)
     result["variants"] = [
         v.to_dict() | {"failed": model_fail.get(v.key, []), "pruned": pruned.get(v.key)} for v in variants
@@ -407,6 +415,7 @@ def _choose_phase(
     chosen = _with_headroom(feasible, c) if feasible else None
     why = _why(chosen, feasible, served, c) if chosen else None
     confirmation = _confirm_phase(run, served) if run.cfg.confirm else None
+    run.mark("confirm")
     if confirmation is not None and confirmation["chosen"] is not None:
         pick = confirmation["chosen"]
         # a leader whose one window missed is chosen only when its bounds hold every target
@@ -495,10 +504,12 @@ def _write_phase(run: _Run, result: dict[str, Any], by_key: dict[str, Variant], 
         result["model_dir"] = str(model_dir)
         if run.cfg.verify:
             result["verification"] = _verify(repo, model_dir.name, v, samples, run.c, run.verify_s, run.log)
+            run.mark("verify")
     else:
         shutil.rmtree(repo, ignore_errors=True)  # a repository that misses the targets is not written
         result["repository"] = None
     result["elapsed_s"] = round(time.perf_counter() - run.t_start, 1)
+    result["phases_s"] = dict(run.phases_s)
     result["report"] = str(run.out / "report.html")
     (run.out / "plan.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     write_report(result, run.out / "report.html")

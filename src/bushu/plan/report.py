@@ -197,7 +197,13 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
         f"<style>{_CSS}</style><h1>bushu plan: {e(result['model'])}</h1>",
         f"<p>artifact <code>{e(result['artifact'])}</code>, data <code>{e(result['data'])}</code> "
         f"({result['samples']} images), {e(result['time'])}, {result['elapsed_s']} s of a {result['budget_s']:g} s "
-        "budget</p>",
+        "budget"
+        + (
+            " (" + ", ".join(f"{e(k.replace('_', '-'))} {v:g} s" for k, v in result["phases_s"].items()) + ")"
+            if result.get("phases_s")
+            else ""
+        )
+        + "</p>",
     ]
     env = result["env"]
     parts.append(
