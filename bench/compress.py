@@ -272,6 +272,18 @@ def _bushu(cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
+def _recover(art_dir: Path) -> dict | None:
+    """The optimize rows of a variant whose build finished after the bench process was stopped (its artifact
+    records them); its build time is then unknown."""
+    from bushu.model.artifact import Artifact
+
+    try:
+        rows = Artifact.load(art_dir).metrics["optimize"]["rows"]
+    except (KeyError, TypeError, OSError, ValueError):
+        return None
+    return {"rows": rows, "build_s": None, "recovered": "rows read from the artifact (the bench had stopped)"}
+
+
 def make_variants(
     root: Path, art: Path, names: list[str], stop_at: float | None = None
 ) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -298,6 +310,10 @@ def make_variants(
             extra += ["--calib", "train"]
         done = root / f"{name}.result.json"  # --workdir of an interrupted run: variants already built are kept
         kept = json.loads(done.read_text()) if done.is_file() else None
+        if kept is None and (root / name / "bushu.yaml").is_file():
+            kept = _recover(root / name)  # built, but the bench was stopped before it wrote the result
+            if kept is not None:
+                done.write_text(json.dumps(kept))
         if kept is not None and ("refused" in kept or (root / name).is_dir()):
             result = kept
         else:
@@ -323,6 +339,7 @@ def make_variants(
             "sparsity": last.get("sparsity"),
             "build_s": result["build_s"],
             "rows": result["rows"],
+            "note": "build time unknown: " + result["recovered"] if result.get("recovered") else None,
         }
     return out, refused
 
@@ -352,6 +369,7 @@ def measure_all(variants: dict[str, dict], rounds: int, duration: float) -> list
             "accuracy": v["accuracy"],
             "sparsity": v.get("sparsity"),
             "build_s": v["build_s"],
+            "note": v.get("note"),
         }
         if art.format == "openvino":  # params / FLOPs of the IR's source graph
             src = variants.get("fp32", {}).get("row")

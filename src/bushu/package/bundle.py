@@ -239,7 +239,7 @@ def sdk_modules(kind: str, task: str | None = None) -> dict[str, str]:
 def _detection_module() -> str:
     """bushu.detection's boxes, anchors and decoders plus the letterbox, in one SDK module."""
     from ..detection import anchors, boxes, decode
-    from ..model.processing import fit_image
+    from ..model.processing import _resample, fit_image
 
     parts = []
     for mod in (boxes, anchors, decode):
@@ -250,7 +250,7 @@ def _detection_module() -> str:
             if not line.startswith(("from .anchors import", "from .boxes import", "__all__ ="))
         )
         parts.append(src.replace("from ..errors import", "from .errors import"))
-    parts.append(inspect.getsource(fit_image))
+    parts += [inspect.getsource(fit_image), inspect.getsource(_resample)]  # fit_image calls _resample
     return (
         '"""Detection decoding: bushu.detection (boxes, anchors, decode) and bushu.model.processing.fit_image,\n'
         'copied by `bushu package`, so the SDK finds the boxes bushu\'s server finds."""\n\n'
