@@ -136,6 +136,43 @@ def test_delete_removes_the_file_and_refuses_the_last_one(ui):
     assert status == 403 and (folder / "a" / "two.png").is_file()
 
 
+def test_undo_puts_a_deleted_image_back_and_moves_a_relabelled_one_back(ui):
+    _upload(ui, "undo", {"a": {"one.png": RED, "two.png": RED}, "b": {"three.png": BLUE}})
+    folder = ui.ws / "datasets" / "undo"
+    before = (folder / "b" / "three.png").read_bytes()
+    # the class's last image deleted (its folder goes), then put back: the class is there again, same bytes
+    status, out = ui.json("/api/datasets/undo/image?cls=b&file=three.png", method="DELETE")
+    assert status == 200 and not (folder / "b").exists() and len(out["undo"]) == 16, out
+    token = out["undo"]
+    status, out = ui.json("/api/datasets/undo/image/restore", {"undo": token})
+    assert status == 200 and (out["cls"], out["file"]) == ("b", "three.png"), out
+    assert (folder / "b" / "three.png").read_bytes() == before and out["dataset"]["classes"] == {"a": 2, "b": 1}
+    # only once; a made-up token (or a path) finds nothing
+    for bad in (token, "0" * 16, "../../datasets/undo"):
+        status, out = ui.json("/api/datasets/undo/image/restore", {"undo": bad})
+        assert status == 404 and "no deleted image to put back" in out["error"], out
+    # only the last delete is kept: the one before is gone for good
+    assert ui.json("/api/datasets/undo/image?cls=a&file=one.png", method="DELETE")[0] == 200
+    status, out = ui.json("/api/datasets/undo/image?cls=a&file=two.png", method="DELETE")
+    assert status == 200
+    assert [p.name for p in (ui.ws / ".trash" / "undo").iterdir()] == [out["undo"]]
+    assert ui.json("/api/datasets/undo/image/restore", {"undo": out["undo"]})[0] == 200
+    assert _listing(ui, "undo") == {"a": ["two.png"], "b": ["three.png"]}
+    # a relabel that emptied its class is undone by moving it back with create (the class is made again)
+    status, out = ui.json("/api/datasets/undo/image/relabel", {"cls": "a", "file": "two.png", "to": "b"})
+    assert status == 200 and not (folder / "a").exists()
+    status, out = ui.json("/api/datasets/undo/image/relabel", {"cls": "b", "file": "two.png", "to": "a"})
+    assert status == 404, out  # without create, an unknown class is still refused
+    status, out = ui.json(
+        "/api/datasets/undo/image/relabel", {"cls": "b", "file": "two.png", "to": "a", "create": True}
+    )
+    assert status == 200 and out["dataset"]["classes"] == {"a": 1, "b": 1}, out
+    # deleting the data set removes what it kept for undo
+    assert ui.json("/api/datasets/undo/image?cls=a&file=two.png", method="DELETE")[0] == 200
+    assert ui.json("/api/datasets/undo", method="DELETE")[0] == 200
+    assert not (ui.ws / ".trash" / "undo").exists()
+
+
 def test_add_keeps_the_users_name_and_refuses_what_is_not_an_image(ui):
     from PIL import Image
 

@@ -15,13 +15,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_ui import UI, _png, _zip  # noqa: E402
-from test_ui_browser import CHROMEDRIVER, CHROMIUM, _click, _select, _wait  # noqa: E402
+from test_ui_browser import (  # noqa: E402
+    _chrome,
+    _click,
+    _figure,
+    _files,
+    _open_browser,
+    _select,
+    _wait,
+)
 from test_ui_data import _open_dims_onnx  # noqa: E402
 
 sys.path.pop(0)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
@@ -36,25 +42,9 @@ def shots(tmp_path):
 
 @pytest.fixture
 def browser():
-    """test_ui_browser's headless Chromium, with a fake camera that the page may use without asking."""
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,900",
-        "--disable-gpu",
-        "--no-first-run",
-        "--use-fake-ui-for-media-stream",  # getUserMedia is allowed without the permission prompt
-        "--use-fake-device-for-media-stream",  # ... and gets Chromium's test-pattern camera
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
+    """test_ui_browser's headless Chromium, with its fake camera."""
+    with _chrome() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
@@ -74,25 +64,6 @@ def ui(tmp_path):
         yield ui
     finally:
         ui.stop()
-
-
-def _figure(cls: str, file: str) -> str:
-    return f"#dataset-browser .db-class[data-class='{cls}'] figure[data-file='{file}']"
-
-
-def _files(driver, cls: str) -> list[str]:
-    return driver.execute_script(
-        "return [...document.querySelectorAll(`#dataset-browser .db-class[data-class='${arguments[0]}'] figure`)]"
-        ".map(f => f.dataset.file)",
-        cls,
-    )
-
-
-def _open_browser(driver, ui: UI, dataset: str) -> None:
-    driver.get(ui.url + "/#datasets")
-    driver.refresh()  # a page already on #datasets: load the list again
-    _click(driver, f"div[data-dataset={dataset}] button.browse")
-    _wait(driver).until(EC.text_to_be_present_in_element((By.ID, "db-title"), f"Images of {dataset}"))
 
 
 def _thumbnails_loaded(driver) -> bool:
@@ -157,6 +128,32 @@ def test_browse_fix_a_label_delete_and_add_images(tmp_path, ui, browser, shots):
     assert _files(browser, "a") == ["1.png"] and not browser.find_elements(By.CSS_SELECTOR, "select.relabel")
 
 
+def test_undo_the_last_relabel_or_delete(ui, browser, shots):
+    folder = ui.ws / "datasets" / "pets"
+    _open_browser(browser, ui, "pets")
+    assert not browser.find_element(By.ID, "db-undo").is_displayed()  # nothing to undo yet
+    Select(browser.find_element(By.CSS_SELECTOR, _figure("cat", "rex.png") + " select.relabel")).select_by_value("dog")
+    _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, _figure("dog", "rex.png"))))
+    undo = browser.find_element(By.ID, "db-undo")
+    assert undo.is_displayed() and undo.get_attribute("title") == "Move rex.png back from dog to cat"
+    _click(browser, "#db-undo")
+    _wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, _figure("cat", "rex.png"))))
+    assert browser.find_element(By.ID, "db-status").text == "undone: rex.png is back in cat"
+    assert (folder / "cat" / "rex.png").read_bytes() == _png(BLUE) and not (folder / "dog" / "rex.png").exists()
+    assert not browser.find_element(By.ID, "db-undo").is_displayed()  # one step: nothing more to undo
+
+    _click(browser, _figure("dog", "fido.png") + " button.delete")
+    _wait(browser).until(lambda d: "fido.png" not in _files(d, "dog"))
+    assert not (folder / "dog" / "fido.png").exists()
+    browser.save_screenshot(str(shots / "dataset-undo.png"))
+    _click(browser, "#db-undo")
+    _wait(browser).until(lambda d: "fido.png" in _files(d, "dog"))
+    assert browser.find_element(By.ID, "db-status").text == "undone: fido.png is back in dog"
+    assert (folder / "dog" / "fido.png").read_bytes() == _png(BLUE)
+    box = browser.find_element(By.CSS_SELECTOR, "div[data-dataset=pets]")
+    assert "cat (4)" in box.text and "dog (3)" in box.text, box.text
+
+
 def test_camera_capture_into_a_class(ui, browser, shots):
     from PIL import Image
 
@@ -211,6 +208,8 @@ def test_model_upload_form_runs_the_import(tmp_path, ui, browser, shots):
     # a model whose input size is left open: the import says which size to state, in the form's words
     form = browser.find_element(By.ID, "model-upload-form")
     form.find_element(By.NAME, "file").send_keys(str(model))
+    form.find_element(By.NAME, "name").clear()
+    form.find_element(By.NAME, "name").send_keys("relu")
     _click(browser, "#model-upload-form button[type=submit]")
     _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "job-title"), "#1 import relu.onnx → relu"))
     _wait(browser, 120).until(lambda d: d.find_element(By.CSS_SELECTOR, "#job-title span").text == "failed")
@@ -218,10 +217,11 @@ def test_model_upload_form_runs_the_import(tmp_path, ui, browser, shots):
     assert "has no known size" in reason and "x:1xK:float32 in the inputs box" in reason and "--" not in reason, reason
     browser.save_screenshot(str(shots / "model-upload-needs-inputs.png"))
 
-    # the same file with its input stated: imported, and listed as a model
-    browser.get(ui.url + "/#models")
-    form = _wait(browser).until(EC.presence_of_element_located((By.ID, "model-upload-form")))
-    form.find_element(By.NAME, "file").send_keys(str(model))
+    # back on the form, the file and the name are still there (#24): the retry only states the input
+    _click(browser, "nav a[data-tab=models]")
+    form = _wait(browser).until(EC.visibility_of_element_located((By.ID, "model-upload-form")))
+    assert browser.execute_script("return arguments[0].file.files[0].name", form) == "relu.onnx"
+    assert form.find_element(By.NAME, "name").get_attribute("value") == "relu"
     form.find_element(By.NAME, "inputs").send_keys("x:1x4")
     browser.save_screenshot(str(shots / "model-upload-form.png"))
     _click(browser, "#model-upload-form button[type=submit]")
@@ -230,6 +230,10 @@ def test_model_upload_form_runs_the_import(tmp_path, ui, browser, shots):
         lambda d: d.find_element(By.CSS_SELECTOR, "#job-title span").text not in ("queued", "running")
     )
     assert browser.find_element(By.CSS_SELECTOR, "#job-title span").text == "succeeded"
+    # imported: the form is cleared for the next model
+    form = browser.find_element(By.ID, "model-upload-form")
+    _wait(browser).until(lambda d: d.execute_script("return arguments[0].file.files.length", form) == 0)
+    assert form.find_element(By.NAME, "name").get_attribute("value") == ""
     _click(browser, "#job-links a.job-model")
     _wait(browser).until(EC.text_to_be_present_in_element((By.ID, "md-name"), "relu"))
     assert "x: float32[n, k]" in browser.find_element(By.ID, "md-info").text

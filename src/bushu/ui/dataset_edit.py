@@ -10,6 +10,10 @@ becomes ``name-2.jpg``).
 
 A class folder that an edit leaves empty is removed (it would be a class with no examples); the last image
 of the data set cannot be deleted or moved away (delete the data set instead).
+
+Undo: a deleted image can be kept aside (``delete_image(..., keep=folder)``, a folder outside the data set)
+and put back by ``restore_image``; a relabel is undone by moving the image back (``relabel_image(...,
+create=True)`` recreates the class folder that the move left empty and removed).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ..data.suffixes import IMAGE_SUFFIXES
 from ..errors import NotFoundError, UserInputError
 from .safety import _readable, safe_name
 
-__all__ = ["ImageRef", "add_image", "delete_image", "list_images", "relabel_image"]
+__all__ = ["ImageRef", "add_image", "delete_image", "list_images", "relabel_image", "restore_image"]
 
 # PIL's format name -> the suffix a file of it gets when the browser's file name has none we read
 _SUFFIX_OF = {
@@ -116,18 +120,40 @@ def _place(src: Path, folder: Path, name: str) -> Path:
         return target
 
 
-def delete_image(root: Path, cls: str, file: str) -> None:
+def delete_image(root: Path, cls: str, file: str, keep: Path | None = None) -> Path | None:
+    """Delete (cls, file); with ``keep`` (a folder outside the data set), move it to ``keep/<cls>/`` instead,
+    for ``restore_image`` to put back: the path it was kept at."""
     path = find_image(root, cls, file)
     if _n_images(root) <= 1:
         raise UserInputError("this is the data set's last image", hint="delete the whole data set instead")
-    path.unlink()
+    kept = None
+    if keep is None:
+        path.unlink()
+    else:
+        (keep / cls).mkdir(parents=True, exist_ok=True)
+        kept = _place(path, keep / cls, path.name)
     _drop_if_empty(root / cls)
+    return kept
 
 
-def relabel_image(root: Path, cls: str, file: str, to: str) -> ImageRef:
-    """Move (cls, file) into the class ``to`` (an existing class), keeping its file name."""
+def restore_image(root: Path, kept: Path) -> ImageRef:
+    """Put an image that ``delete_image(..., keep=...)`` kept aside (at ``keep/<cls>/<file>``) back into its
+    class, under its name (``name-2.jpg`` if that is taken meanwhile); the class folder is made again if the
+    delete removed it."""
+    cls = new_class_name(root, kept.parent.name, create=True)
+    (root / cls).mkdir(exist_ok=True)
+    return ImageRef(cls, _place(kept, root / cls, kept.name).name)
+
+
+def relabel_image(root: Path, cls: str, file: str, to: str, create: bool = False) -> ImageRef:
+    """Move (cls, file) into the class ``to`` (an existing class, or with ``create`` a new one: how a move
+    is undone when it emptied its class), keeping its file name."""
     path = find_image(root, cls, file)
     classes = _classes(root)
+    if create and to not in classes:
+        to = new_class_name(root, to, create=True)
+        (root / to).mkdir()
+        classes.append(to)
     if to not in classes:
         raise NotFoundError(
             f"the data set has no class {to!r} to move the image to",

@@ -5,19 +5,26 @@ dataset_edit's; a linked folder (the user's own, elsewhere on the machine) is br
     GET    /api/datasets/{name}/images                      {"classes": {cls: [{"file", ...}]}, "editable"}
     POST   /api/datasets/{name}/images?cls=&filename=[&create=1]   body: the image file
     GET    /api/datasets/{name}/image?cls=&file=[&size=]    a JPEG thumbnail
-    DELETE /api/datasets/{name}/image?cls=&file=
-    POST   /api/datasets/{name}/image/relabel               {"cls", "file", "to"}
+    DELETE /api/datasets/{name}/image?cls=&file=            {"deleted", "undo": token, "dataset"}
+    POST   /api/datasets/{name}/image/relabel               {"cls", "file", "to"[, "create"]}
+    POST   /api/datasets/{name}/image/restore               {"undo": token}: the last deleted image put back
+
+A deleted image is kept aside (the workspace's .trash/<data set>/<token>/<class>/<file>) until the next
+delete in that data set, so the page's "Undo" can put it back; a relabel is undone by moving it back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import secrets
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
 
-from ...errors import UserInputError
+from ...errors import NotFoundError, UserInputError
 from .. import dataset_edit
 from .._http import HttpError, UIContext, endpoint, read_body, read_json
 from ..safety import safe_name
@@ -25,6 +32,9 @@ from ..safety import safe_name
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
+
+
+_TOKEN = re.compile(r"[0-9a-f]{16}")
 
 
 def _linked(ui: UIContext, name: str) -> bool:
@@ -73,8 +83,17 @@ async def image(request: Request, ui: UIContext) -> Any:
     cls, file = _param(request, "cls"), _param(request, "file")
     if request.method == "DELETE":
         root = _editable(ui, name)
-        await asyncio.to_thread(dataset_edit.delete_image, root, cls, file)
-        return {"deleted": {"cls": cls, "file": file}, "dataset": await asyncio.to_thread(ui.ws.dataset_info, name)}
+        token = secrets.token_hex(8)
+        trash = _trash(ui, name)
+        await asyncio.to_thread(dataset_edit.delete_image, root, cls, file, trash / token)
+        for old in trash.iterdir():  # one level of undo: only the last deleted image is kept
+            if old.name != token:
+                await asyncio.to_thread(shutil.rmtree, old, True)
+        return {
+            "deleted": {"cls": cls, "file": file},
+            "undo": token,
+            "dataset": await asyncio.to_thread(ui.ws.dataset_info, name),
+        }
     return await _thumbnail(request, ui, name, cls, file)
 
 
@@ -106,7 +125,28 @@ async def relabel(request: Request, ui: UIContext) -> dict[str, Any]:
     cls, file, to = (str(params.get(k) or "") for k in ("cls", "file", "to"))
     if not (cls and file and to):
         raise UserInputError("relabel needs the image's class and file, and the class to move it to (cls, file, to)")
-    ref = await asyncio.to_thread(dataset_edit.relabel_image, root, cls, file, to)
+    create = params.get("create") in (True, 1, "1", "true")
+    ref = await asyncio.to_thread(dataset_edit.relabel_image, root, cls, file, to, create)
+    return {**ref.as_dict(), "dataset": await asyncio.to_thread(ui.ws.dataset_info, name)}
+
+
+def _trash(ui: UIContext, name: str) -> Path:
+    """Where a data set's last deleted image is kept for Undo (outside the data set: never trained on)."""
+    return ui.ws.root / ".trash" / safe_name(name, "dataset name")
+
+
+async def restore(request: Request, ui: UIContext) -> dict[str, Any]:
+    name = request.path_params["name"]
+    root = _editable(ui, name)
+    token = str((await read_json(request)).get("undo") or "")
+    kept_dir = _trash(ui, name) / token
+    kept = sorted(p for p in kept_dir.glob("*/*") if p.is_file()) if _TOKEN.fullmatch(token) else []
+    if not kept:
+        raise NotFoundError(
+            "there is no deleted image to put back", hint="only the last image deleted in this data set can be"
+        )
+    ref = await asyncio.to_thread(dataset_edit.restore_image, root, kept[0])
+    await asyncio.to_thread(shutil.rmtree, kept_dir, True)
     return {**ref.as_dict(), "dataset": await asyncio.to_thread(ui.ws.dataset_info, name)}
 
 
@@ -114,4 +154,5 @@ ROUTES = [
     Route("/api/datasets/{name}/images", endpoint(images), methods=["GET", "POST"]),
     Route("/api/datasets/{name}/image", endpoint(image), methods=["GET", "DELETE"]),
     Route("/api/datasets/{name}/image/relabel", endpoint(relabel), methods=["POST"]),
+    Route("/api/datasets/{name}/image/restore", endpoint(restore), methods=["POST"]),
 ]

@@ -99,6 +99,7 @@ async def delete_dataset(request: Request, ui: UIContext) -> dict[str, Any]:
     else:
         await asyncio.to_thread(shutil.rmtree, d)
         out = {"deleted": name}
+    await asyncio.to_thread(shutil.rmtree, ui.ws.root / ".trash" / name, True)  # its image kept for Undo
     ui.ws.upload_report_path(name).unlink(missing_ok=True)
     return out
 

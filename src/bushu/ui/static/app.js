@@ -378,6 +378,7 @@ async function showJob() {
   $("#job-log").hidden = false;
   $("#job-log").textContent = j.log_tail.join("\n");
   jobShown(j);  // results.js: the live charts of the search and of fine-tuning
+  document.dispatchEvent(new CustomEvent("job-shown", {detail: j}));  // data.js: a finished model upload
 }
 
 // -- wiring -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ const enc = encodeURIComponent;
 const SHOWN_PER_CLASS = 120;  // thumbnails drawn per class before a "show all" button
 
 let browsing = null;    // {name, editable, classes: {cls: [{file, bytes, mtime}]}, all: Set of classes shown whole}
+let lastChange = null;  // what "Undo" takes back: {kind: "relabel", cls, file, from} or {kind: "delete", cls, file, undo}
 let cameraStream = null;
 
 // -- the image browser ------------------------------------------------------------------------------
@@ -19,6 +20,7 @@ function status(text) { const s = $("#db-status"); if (s) s.textContent = text; 
 async function openDataset(name) {
   stopCamera();  // its <video> is drawn anew below
   browsing = {name, all: new Set()};
+  lastChange = null;
   const box = $("#dataset-browser");
   box.dataset.dataset = name;
   box.replaceChildren(
@@ -37,13 +39,15 @@ async function openDataset(name) {
         el("div", {class: "db-camera-buttons"},
           el("button", {type: "button", id: "db-capture", text: "Capture into the class"}),
           el("button", {type: "button", class: "secondary", id: "db-camera-stop", text: "Stop the camera"})))),
-    el("p", {id: "db-status", class: "muted"}),
+    el("p", {class: "row"}, el("span", {id: "db-status", class: "muted"}),
+      el("button", {type: "button", class: "secondary", id: "db-undo", hidden: "", text: "Undo"})),
     el("div", {id: "db-classes"}));
   $("#db-close").onclick = () => closeDataset();
   $("#db-files").onchange = ev => addFiles([...ev.target.files]).catch(showError).finally(() => { ev.target.value = ""; });
   $("#db-camera-start").onclick = () => startCamera().catch(e => showError(cameraError(e)));
   $("#db-camera-stop").onclick = () => stopCamera();
   $("#db-capture").onclick = () => capture().catch(showError);
+  $("#db-undo").onclick = () => undo().catch(showError);
   box.hidden = false;
   await refreshImages();
   box.scrollIntoView();
@@ -52,6 +56,7 @@ async function openDataset(name) {
 function closeDataset() {
   stopCamera();
   browsing = null;
+  lastChange = null;
   $("#dataset-browser").hidden = true;
   $("#dataset-browser").replaceChildren();
 }
@@ -102,16 +107,42 @@ async function relabel(cls, file, to) {
   const out = await api(`/api/datasets/${enc(browsing.name)}/image/relabel`, {method: "POST",
     body: JSON.stringify({cls, file, to})});
   showError(null);
+  changed({kind: "relabel", cls: out.cls, file: out.file, from: cls});
   await refreshImages();
   status(`moved ${file} from ${cls} to ${out.cls}` + (out.file !== file ? ` (as ${out.file}: the name was taken)` : ""));
   await loadDatasets();
 }
 
 async function deleteImage(cls, file) {
-  await api(`/api/datasets/${enc(browsing.name)}/image?cls=${enc(cls)}&file=${enc(file)}`, {method: "DELETE"});
+  const out = await api(`/api/datasets/${enc(browsing.name)}/image?cls=${enc(cls)}&file=${enc(file)}`, {method: "DELETE"});
   showError(null);
+  changed({kind: "delete", cls, file, undo: out.undo});
   await refreshImages();
   status(`deleted ${file} from ${cls}`);
+  await loadDatasets();
+}
+
+// the last relabel or delete, which "Undo" takes back (one step: an undone change cannot be undone again)
+function changed(change) {
+  lastChange = change;
+  const b = $("#db-undo");
+  b.hidden = !change;
+  if (change) b.title = change.kind === "delete" ? `Put ${change.file} back into ${change.cls}`
+    : `Move ${change.file} back from ${change.cls} to ${change.from}`;
+}
+
+async function undo() {
+  const c = lastChange;
+  if (!c) return;
+  const ds = enc(browsing.name);
+  const out = c.kind === "delete"
+    ? await api(`/api/datasets/${ds}/image/restore`, {method: "POST", body: JSON.stringify({undo: c.undo})})
+    : await api(`/api/datasets/${ds}/image/relabel`, {method: "POST",
+      body: JSON.stringify({cls: c.cls, file: c.file, to: c.from, create: true})});
+  showError(null);
+  changed(null);
+  await refreshImages();
+  status(`undone: ${out.file} is back in ${out.cls}`);
   await loadDatasets();
 }
 
@@ -197,6 +228,8 @@ async function capture() {
 }
 
 // -- the model upload form --------------------------------------------------------------------------
+let uploadJob = null;  // the import job of the last upload: its form is cleared once that job succeeds
+
 async function uploadModel(form) {
   const file = form.file.files[0];
   if (!file) throw new Error("choose a model file first");
@@ -207,13 +240,20 @@ async function uploadModel(form) {
   try {
     const job = await api(`/api/uploads/model?${q}`, {method: "POST", body: file,
       headers: {"Content-Type": "application/octet-stream"}});
-    form.reset(); showError(null);
+    showError(null);  // the form keeps its file and inputs until the import succeeds: a retry needs only the fix
+    uploadJob = job.id;
     watching = job.id;
     location.hash = "#training";
   } finally { $("#model-upload-status").textContent = ""; }
 }
 
 // -- wiring -----------------------------------------------------------------------------------------
+document.addEventListener("job-shown", ev => {
+  if (ev.detail.id !== uploadJob || ev.detail.status !== "succeeded") return;
+  $("#model-upload-form").reset();
+  uploadJob = null;
+});
+
 document.addEventListener("datasets-loaded", () => {
   for (const box of document.querySelectorAll("#datasets-list div.dataset[data-dataset]")) {
     const name = box.dataset.dataset;
