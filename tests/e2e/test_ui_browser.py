@@ -1,6 +1,6 @@
-"""`bushu ui` in a real headless browser (Debian's chromium + chromedriver, driven by Selenium):
-upload a real dataset, train with a small budget, see the accuracy, try a prediction, download the
-SDK, then install that SDK in a fresh venv and predict. Screenshots go to $BUSHU_SCREENSHOTS (or the
+"""`bushu ui` in a real headless browser (Debian's chromium + chromedriver, driven by Selenium): the pages
+one by one, and (test_easydl_walk_end_to_end) issue #24's whole EasyDL path in one walk, from a zip
+upload with bad files in it to the downloaded SDK's predictor. Screenshots go to $BUSHU_SCREENSHOTS (or the
 test's temporary folder)."""
 
 from __future__ import annotations
@@ -867,6 +867,10 @@ def test_easydl_walk_end_to_end(tmp_path, browser, shots):
             browser.get(ui.url + "/#models")
             _click(browser, "tr[data-model=faces-walk-2]")
             href = _attribute(browser, "tr[data-variant='faces-walk-2 (tflite-int8)'] a.download", "href")
+            row = browser.find_element(By.CSS_SELECTOR, "tr[data-variant='faces-walk-2 (tflite-int8)']")
+            tds = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+            # measured, and shown as a fraction like the other rows (export.json has it in percent)
+            assert tds[1] == "export: ok" and tds[2] == "int8" and 0.5 <= float(tds[5]) <= 1, tds
             with urllib.request.urlopen(href, timeout=120) as r, zipfile.ZipFile(io.BytesIO(r.read())) as zf:
                 names = [n for n in zf.namelist() if n.endswith(".tflite")]
                 assert names, zf.namelist()
@@ -902,6 +906,9 @@ def test_easydl_walk_end_to_end(tmp_path, browser, shots):
                 EC.text_to_be_present_in_element(
                     (By.CSS_SELECTOR, "div[data-deployment=faces-walk-2] .metrics"), "requests 2 (failed 0)"
                 )
+            )
+            browser.execute_script(
+                "document.querySelector('div[data-deployment=faces-walk-2] .deploy-results').scrollIntoView()"
             )
 
         with step("sdk", "the SDK tab with faces-walk-2-sdk.zip listed (downloaded, unzipped and run)"):

@@ -197,7 +197,8 @@ class Workspace:
                         "precision": r.get("precision"),
                         "size_mb": r.get("size_mb"),
                         "p50_ms": r.get("p50_ms"),
-                        "accuracy": r.get("accuracy"),
+                        # export.json (like optimize's rows) has it in percent; the table shows fractions
+                        "accuracy": r["accuracy"] / 100 if isinstance(r.get("accuracy"), (int, float)) else None,
                         "top1_agreement": r.get("top1_agreement"),
                         "file": r.get("file"),
                         "reason": r.get("reason"),
