@@ -778,6 +778,9 @@ def test_easydl_walk_end_to_end(tmp_path, browser, shots):
             with urllib.request.urlopen(_attribute(browser, "#job-links a.job-report", "href"), timeout=60) as r:
                 assert b"faces" in r.read()
             assert "faces-walk" in browser.find_element(By.CSS_SELECTOR, "#job-links a.job-model").text
+            # the job's latest output is the CLI's whole last line (what to do next), not the tail of a wrapped one
+            latest = browser.find_element(By.CSS_SELECTOR, "#jobs-table tr[data-job='1'] td:nth-child(5)").text
+            assert latest.startswith("next: bushu eval"), latest
             dots = browser.find_elements(By.CSS_SELECTOR, "#job-charts .chart-search circle.point")
             assert dots and all(d.find_element(By.TAG_NAME, "title").get_attribute("textContent") for d in dots)
             assert len(dots) <= ui.json("/api/models/faces-walk")[1]["train"]["trials"]

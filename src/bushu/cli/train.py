@@ -191,21 +191,26 @@ def command(
         print_json(summary)
         return
     (_print_detection_summary if summary["kind"] == "detection" else _print_summary)(summary)
-    console.print(f"wrote {summary['artifact']} and {summary['report']}")
+    # one line each, never wrapped at the console's width: the UI shows a job's last log line as its latest output,
+    # and a wrapped line's tail ("... to a repository)") says nothing there
+    console.print(f"wrote {summary['artifact']} and {summary['report']}", soft_wrap=True)
     if summary["kind"] == "detection":
         console.print(
             f"next: bushu eval {out} --data DIR  |  bushu serve REPO (after adding {out} to a repository), "
-            f"then POST an image to /v1/models/NAME:detect"
+            f"then POST an image to /v1/models/NAME:detect",
+            soft_wrap=True,
         )
     elif summary["kind"] == "image":
         console.print(
             f"next: bushu eval {out} --data DIR  |  bushu optimize {out} -o {out}-int8  |  "
-            f"bushu serve REPO (after adding {out} to a repository)"
+            f"bushu serve REPO (after adding {out} to a repository)",
+            soft_wrap=True,
         )
     else:  # text and audio models take raw strings / .wav clips at :classify
         console.print(
             f"next: bushu eval {out} --data DIR  |  bushu serve REPO (after adding {out} to a repository), "
-            f"then POST a {'text' if summary['kind'] == 'text' else '.wav clip'} to /v1/models/NAME:classify"
+            f"then POST a {'text' if summary['kind'] == 'text' else '.wav clip'} to /v1/models/NAME:classify",
+            soft_wrap=True,
         )
 
 
