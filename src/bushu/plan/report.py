@@ -261,7 +261,7 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
     if "accuracy" in imgs:
         parts.append(f"<h2>Accuracy vs size</h2><img src='data:image/png;base64,{imgs['accuracy']}'>")
     hl = chosen["config"] if chosen else None
-    cols = CANDIDATE_COLUMNS
+    cols: tuple[str, ...] = CANDIDATE_COLUMNS
     if any(v.get("compression") for v in result["variants"]):
         cols = cols[:1] + ("compression",) + cols[1:]
     parts.append("<h2>Pareto front (served)</h2>" + _table(result["pareto"], cols, hl))
