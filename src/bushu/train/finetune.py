@@ -25,7 +25,7 @@ from ..data.images import open_image
 from ..errors import UserInputError
 from ..model.artifact import Preprocess
 from .data import Item
-from .features import backbone_module, load_pixels
+from .features import backbone_module, input_side, load_pixels
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "augmenter", "estimate_seconds", "finetune", "split_backbone"]
 
@@ -143,7 +143,7 @@ def augmenter(pp: Preprocess, mode: str, seed: int = 0, crop_scale: float = 0.4)
     )
     t = v2.Compose(
         [
-            v2.RandomResizedCrop(int(pp.crop), scale=(crop_scale, 1.0), interpolation=interp, antialias=True),
+            v2.RandomResizedCrop(input_side(pp), scale=(crop_scale, 1.0), interpolation=interp, antialias=True),
             v2.RandomHorizontalFlip(),
             v2.ColorJitter(0.2, 0.2, 0.2, 0.02),
         ]
@@ -156,9 +156,9 @@ def _load(it: Item, pp: Preprocess):
     if pp.kind == "audio":
         from ..model.audio import audio_image
 
-        return audio_image(it.source, pp.params, int(pp.crop))
+        return audio_image(it.source, pp.params, input_side(pp))
     img = open_image(it.source).convert("RGB")
-    target = pp.resize or pp.crop
+    target = pp.resize or input_side(pp)
     if min(img.size) > target * 1.15:
         s = target * 1.15 / min(img.size)
         img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))
@@ -182,6 +182,8 @@ def finetune(
     """Fine-tune; returns the result, or a one-line reason to skip: the time left (``deadline``, time.monotonic,
     minus ``reserve_s`` for what follows) does not allow ``MIN_EPOCHS`` epochs after a measured step, or the
     frozen model is already perfect on validation."""
+    if cfg.max_epochs < 1:
+        return f"max_epochs is {cfg.max_epochs}: no epoch to fine-tune"
     import torch
     from torch import nn
 
@@ -225,6 +227,7 @@ def finetune(
     weight = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0).astype(np.float32)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weight))  # balanced, as the heads
     groups = [{"params": top.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}]
+    opt: torch.optim.Optimizer
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
     else:
@@ -289,6 +292,7 @@ def finetune(
             if echo:
                 echo(f"fine-tuning stopped after {epoch} epochs: the budget is running out")
             break
+    assert best_state is not None  # epoch 1 (max_epochs >= 1) beats (-1, inf): its accuracy is >= 0
     top.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
     model.requires_grad_(False)
