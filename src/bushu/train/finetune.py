@@ -165,6 +165,44 @@ def _load(it: Item, pp: Preprocess):
     return img
 
 
+def _validation_activations(backbone: str, model: Any, lower: Any, top: Any, val: list[Item], pp: Preprocess) -> Any:
+    """The frozen lower blocks' view of the validation set, computed once; on the first batch, lower + top must
+    reproduce the whole backbone exactly."""
+    import torch
+
+    with torch.no_grad():
+        acts = []
+        for i in range(0, len(val), 32):
+            x = torch.from_numpy(load_pixels(val[i : i + 32], pp))
+            acts.append(lower(x))
+            if i == 0:
+                diff = float((top(acts[0]) - model(x)).abs().max())
+                if diff > 1e-4:
+                    raise RuntimeError(f"fine-tuning: split {backbone} differs from the whole by {diff:.2g}")
+        return torch.cat(acts)
+
+
+def _training_setup(
+    top: Any, head: Any, y_train: np.ndarray, n_classes: int, cfg: FinetuneConfig
+) -> tuple[Any, Any, Any]:
+    """(the loss, balanced over the classes as the heads' is; the optimizer of the top blocks and the head; the
+    learning-rate warm-up)."""
+    import torch
+    from torch import nn
+
+    counts = np.bincount(y_train, minlength=n_classes).astype(np.float32)
+    weight = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0).astype(np.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weight))
+    groups = [{"params": top.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}]
+    opt: torch.optim.Optimizer
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(cfg.warmup_steps, 1)))
+    return loss_fn, opt, sched
+
+
 def finetune(
     backbone: str,
     head: Any,
@@ -198,16 +236,7 @@ def finetune(
     model.eval()  # batch-norm keeps its statistics; dropout off (only the head's, if any, trains)
 
     y_val = torch.as_tensor([it.label for it in val], dtype=torch.int64)
-    with torch.no_grad():  # the frozen lower blocks' view of the validation set, once
-        acts = []
-        for i in range(0, len(val), 32):
-            x = torch.from_numpy(load_pixels(val[i : i + 32], pp))
-            acts.append(lower(x))
-            if i == 0:  # the split must reproduce the backbone exactly
-                diff = float((top(acts[0]) - model(x)).abs().max())
-                if diff > 1e-4:
-                    raise RuntimeError(f"fine-tuning: split {backbone} differs from the whole by {diff:.2g}")
-        val_act = torch.cat(acts)
+    val_act = _validation_activations(backbone, model, lower, top, val, pp)
 
     def evaluate() -> tuple[float, float]:
         with torch.no_grad():
@@ -223,16 +252,7 @@ def finetune(
     images = [_load(it, pp) for it in train]
     y_train = np.asarray([it.label for it in train])
     aug = augmenter(pp, cfg.augment, cfg.seed, cfg.crop_scale)
-    counts = np.bincount(y_train, minlength=n_classes).astype(np.float32)
-    weight = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0).astype(np.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weight))  # balanced, as the heads
-    groups = [{"params": top.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}]
-    opt: torch.optim.Optimizer
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(cfg.warmup_steps, 1)))
+    loss_fn, opt, sched = _training_setup(top, head, y_train, n_classes, cfg)
 
     def step(idx: np.ndarray) -> float:
         x = torch.from_numpy(np.stack([aug(images[i]) for i in idx]))
