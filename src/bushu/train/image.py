@@ -43,41 +43,7 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
         raise UserInputError(f"`finetune_blocks` must be between 1 and 10, got {cfg.finetune_blocks}")
 
     # 1. features, cached; later backbones only while the budget allows
-    features: dict[str, Any] = {}
-    feature_info: dict[str, dict[str, Any]] = {}
-    n_imgs = len(ds.train) * (2 if cfg.augment else 1) + len(ds.val)
-    for i, name in enumerate(backbones):
-        left = clock.left()
-        if i and left is not None:
-            est = max(v["seconds"] for v in feature_info.values()) * 1.5
-            if est > 0.5 * left:
-                echo(
-                    f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
-                    f"of the budget for the search"
-                )
-                continue
-        pp = preprocess_for(name, cfg.image_size)
-        with progress_bar(cfg.progress, f"features {name} @{pp.crop}px", n_imgs) as advance:
-            fs = image_features(ds, name, pp, cfg.work / "features", flip=cfg.augment, progress=advance)
-        features[name] = fs
-        feature_info[name] = {
-            "dim": int(fs["train"].shape[1]),
-            "image_size": pp.crop,
-            "seconds": round(fs.seconds, 2),
-            "cached": fs.cached,
-        }
-        echo(
-            f"features {name} @{pp.crop}px: {fs['train'].shape[1]}-d, "
-            + ("from cache" if fs.cached else f"{fs.seconds:.1f} s for {n_imgs} images")
-        )
-        left = clock.left()
-        if i == 0 and left is not None and left <= 0:
-            raise UserInputError(
-                f"the budget ({cfg.budget_s:g} s) ran out while extracting features ({clock.elapsed():.0f} s), "
-                "before any model was trained",
-                hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
-                f"are cached in {cfg.work}, so the rerun goes straight to the search",
-            )
+    features, feature_info, n_imgs = _backbone_features(cfg, ds, backbones, clock, echo, preprocess_for)
 
     # 2. search heads on the cache, leaving part of the budget for fine-tuning when the search would use it all
     per_image = max(v["seconds"] for v in feature_info.values()) / max(n_imgs, 1)  # a frozen forward, seconds
@@ -153,6 +119,50 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
+
+
+def _backbone_features(
+    cfg: TrainConfig, ds: Dataset, backbones: tuple[str, ...], clock: Clock, echo, preprocess_for
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], int]:
+    """(each backbone's features of the examples, cached in WORK/features; what each took; the images per
+    backbone). A later backbone is skipped when extracting its features would leave too little of the budget
+    for the search; a budget spent on the first one is an error (its features stay cached for a rerun)."""
+    features: dict[str, Any] = {}
+    feature_info: dict[str, dict[str, Any]] = {}
+    n_imgs = len(ds.train) * (2 if cfg.augment else 1) + len(ds.val)
+    for i, name in enumerate(backbones):
+        left = clock.left()
+        if i and left is not None:
+            est = max(v["seconds"] for v in feature_info.values()) * 1.5
+            if est > 0.5 * left:
+                echo(
+                    f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
+                    f"of the budget for the search"
+                )
+                continue
+        pp = preprocess_for(name, cfg.image_size)
+        with progress_bar(cfg.progress, f"features {name} @{pp.crop}px", n_imgs) as advance:
+            fs = image_features(ds, name, pp, cfg.work / "features", flip=cfg.augment, progress=advance)
+        features[name] = fs
+        feature_info[name] = {
+            "dim": int(fs["train"].shape[1]),
+            "image_size": pp.crop,
+            "seconds": round(fs.seconds, 2),
+            "cached": fs.cached,
+        }
+        echo(
+            f"features {name} @{pp.crop}px: {fs['train'].shape[1]}-d, "
+            + ("from cache" if fs.cached else f"{fs.seconds:.1f} s for {n_imgs} images")
+        )
+        left = clock.left()
+        if i == 0 and left is not None and left <= 0:
+            raise UserInputError(
+                f"the budget ({cfg.budget_s:g} s) ran out while extracting features ({clock.elapsed():.0f} s), "
+                "before any model was trained",
+                hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
+                f"are cached in {cfg.work}, so the rerun goes straight to the search",
+            )
+    return features, feature_info, n_imgs
 
 
 def _print_check(ds: Dataset, echo) -> None:
