@@ -207,33 +207,7 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
     for s in sources:
         if s not in TEXT_FEATURES:
             raise UnknownNameError("text feature", s, TEXT_FEATURES)
-    features, descs, info = {}, {}, {}
-    n = len(ds.train) + len(ds.val)
-    for name in sources:
-        if name == "minilm" and "tfidf" in sources and len(sources) > 1:
-            try:
-                _minilm_available()
-            except MissingDependencyError as e:
-                echo(f"skipping minilm: {e.message} ({e.hint})")
-                continue
-        with progress_bar(cfg.progress, f"features {name}", n) as advance:
-            fs, desc, secs, cached = text_features(ds, name, cfg.work / "features", advance)
-        features[name], descs[name] = fs, desc
-        info[name] = {"dim": int(fs["train"].shape[1]), "seconds": round(secs, 2), "cached": cached}
-        echo(
-            f"features {name}: {fs['train'].shape[1]}-d, " + ("from cache" if cached else f"{secs:.1f} s for {n} texts")
-        )
-        left = clock.left()
-        if left is not None and left <= 0 and len(features) == 1 and name == sources[-1]:
-            break
-    left = clock.left()
-    if left is not None and left <= 0:
-        raise UserInputError(
-            f"the budget ({cfg.budget_s:g} s) ran out while computing text features ({clock.elapsed():.0f} s), "
-            "before any model was trained",
-            hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
-            f"are cached in {cfg.work}, so the rerun goes straight to the search",
-        )
+    features, descs, info = _features_of_sources(cfg, ds, sources, clock, echo)
     space = SearchSpace(sources=tuple(features), heads=tuple(cfg.heads), augment=False)
     outcome = search_and_fit(cfg, ds, space, features, clock, echo, {"text": 1})
     name = outcome.params["source"]
@@ -315,6 +289,44 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
+
+
+def _features_of_sources(
+    cfg: TrainConfig, ds: Dataset, sources: tuple[str, ...], clock: Clock, echo
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(each text feature's arrays of the examples, cached in WORK/features; how to compute it from raw text;
+    what it took). MiniLM is skipped when not installed and TF-IDF is searched too; a budget spent before any
+    model is trained is an error (the features stay cached for a rerun)."""
+    features: dict[str, dict[str, np.ndarray]] = {}
+    descs: dict[str, dict[str, Any]] = {}
+    info: dict[str, dict[str, Any]] = {}
+    n = len(ds.train) + len(ds.val)
+    for name in sources:
+        if name == "minilm" and "tfidf" in sources and len(sources) > 1:
+            try:
+                _minilm_available()
+            except MissingDependencyError as e:
+                echo(f"skipping minilm: {e.message} ({e.hint})")
+                continue
+        with progress_bar(cfg.progress, f"features {name}", n) as advance:
+            fs, desc, secs, cached = text_features(ds, name, cfg.work / "features", advance)
+        features[name], descs[name] = fs, desc
+        info[name] = {"dim": int(fs["train"].shape[1]), "seconds": round(secs, 2), "cached": cached}
+        echo(
+            f"features {name}: {fs['train'].shape[1]}-d, " + ("from cache" if cached else f"{secs:.1f} s for {n} texts")
+        )
+        left = clock.left()
+        if left is not None and left <= 0 and len(features) == 1 and name == sources[-1]:
+            break
+    left = clock.left()
+    if left is not None and left <= 0:
+        raise UserInputError(
+            f"the budget ({cfg.budget_s:g} s) ran out while computing text features ({clock.elapsed():.0f} s), "
+            "before any model was trained",
+            hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
+            f"are cached in {cfg.work}, so the rerun goes straight to the search",
+        )
+    return features, descs, info
 
 
 def _test_logits(onnx_path: Path, desc: dict[str, Any], pp: Preprocess, tmp: Path, ds: Dataset) -> np.ndarray | None:
