@@ -15,6 +15,7 @@ import html
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,7 @@ def evaluate(
     (onnxruntime for .onnx, litert for an exported .tflite, ncnn for .param, mnn, openvino for .xml).
     A detection artifact (task ``detection``) is evaluated on a COCO / YOLO / VOC folder instead, with
     detection score threshold ``score`` and NMS ``iou``: see ``bushu.detection.evaluation``."""
-    from .bench.bench import files_for_backends, resolve_model
-    from .envinfo import summary
-    from .runtime import load_backend
+    from .bench.bench import resolve_model
 
     if batch_size < 1:
         raise UserInputError(f"`batch_size` must be a positive integer, got {batch_size}")
@@ -142,9 +141,36 @@ def evaluate(
         )
     kind = art.preprocess.kind if art.preprocess.kind in ("text", "audio") else "image"
     ds = LabelledFolder.scan(data, kind)
+    backend, target = _runnable(art, main, backend)
+    labels = art.labels
+    n_out = art.outputs[0].shape[-1] if isinstance(art.outputs[0].shape[-1], int) else None
+    mapping = match_classes(ds.classes, labels, n_out or (len(labels) if labels else 0) or 1 << 30, label_map)
+    t0 = time.perf_counter()
+    preds = _predict(art, kind, ds, target, backend, mapping, batch_size, top_k, progress)
+    if not preds.y_true:
+        raise _nothing_read(art.preprocess.kind, data, len(ds.skipped))
+    result = _result(art, data, backend, ds, mapping, preds, top_k)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    from .envinfo import summary
+
+    result["env"] = summary()
+    if plot:
+        result["plot"] = write_confusion_png(result, plot)
+    if report:
+        result["report"] = write_html_report(result, report)
+    if record:
+        art.record("eval", {k: v for k, v in result.items() if k not in ("mistakes", "skipped")})
+    return result
+
+
+def _runnable(art: Artifact, main: Path, backend: str | None) -> tuple[str, Any]:
+    """(the backend, the file it runs): by default the model file's own runtime (raises with the install hint
+    if it is missing); a UserInputError when ``backend`` cannot run this artifact."""
+    from .bench.bench import files_for_backends
     from .runtime.registry import backend_for_path
 
-    if backend is None:  # the model file's own runtime (raises with the install hint if it is missing)
+    if backend is None:
         backend = backend_for_path(main).name
     target = files_for_backends(art, main, [backend])[backend]
     if isinstance(target, str):
@@ -152,10 +178,36 @@ def evaluate(
             f"backend {backend!r} cannot run this artifact: {target}",
             hint=f"leave --backend out to use the one that reads {main.name}",
         )
-    labels = art.labels
-    n_out = art.outputs[0].shape[-1] if isinstance(art.outputs[0].shape[-1], int) else None
-    mapping = match_classes(ds.classes, labels, n_out or (len(labels) if labels else 0) or 1 << 30, label_map)
-    t0 = time.perf_counter()
+    return backend, target
+
+
+@dataclass
+class _Predictions:
+    """Per example, in dataset order: the true label index, the top-1 and top-k label indices, the top-1
+    softmax probability, and the file."""
+
+    y_true: list[int] = field(default_factory=list)
+    y_pred: list[int] = field(default_factory=list)
+    topk: list[list[int]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+
+
+def _predict(
+    art: Artifact,
+    kind: str,
+    ds: LabelledFolder,
+    target: Any,
+    backend: str,
+    mapping: Mapping[str, int],
+    batch_size: int,
+    top_k: int,
+    progress: bool | _progress.Progress,
+) -> _Predictions:
+    """Every readable example of ``ds`` through the model, in batches (a fixed-batch model's last one padded)."""
+    from .runtime import load_backend
+
+    out = _Predictions()
     with load_backend(target, backend) as be:
         spec, out_name = be.inputs[0], be.outputs[0].name
         fixed = isinstance(spec.shape[0], int) and spec.shape[0] > 0
@@ -163,7 +215,6 @@ def evaluate(
             batch_size = int(spec.shape[0])  # a fixed-batch model takes exactly that many
         decode, collate = _decoder(art, kind, spec)
         batches = ((collate(xs), t, p) for xs, t, p in ds.batches(decode, batch_size))
-        y_true, y_pred, topk, scores, paths = [], [], [], [], []
         with _progress.task(progress, "eval", len(ds.items)) as advance:
             for feeds, t, p in batches:
                 n = len(t)
@@ -175,22 +226,38 @@ def evaluate(
                 logits = logits.reshape(n, -1)
                 k = min(max(top_k, 5), logits.shape[1])
                 order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-                y_true += [mapping[ds.classes[i]] for i in t]
-                y_pred += order[:, 0].tolist()
-                topk += order.tolist()
-                scores += _softmax_max(logits).tolist()
-                paths += p
+                out.y_true += [mapping[ds.classes[i]] for i in t]
+                out.y_pred += order[:, 0].tolist()
+                out.topk += order.tolist()
+                out.scores += _softmax_max(logits).tolist()
+                out.paths += p
                 advance(len(p))
             advance(len(ds.skipped))
-    if not y_true:
-        noun = {"text": "text", "audio": "clip"}.get(art.preprocess.kind, "image")
-        raise UserInputError(
-            f"no {noun} in {data} could be read ({len(ds.skipped)} skipped)",
-            hint="check the files are real "
-            + {"text": "UTF-8 .txt files", "audio": ".wav/.flac clips"}.get(
-                art.preprocess.kind, "jpg/png/bmp/webp images"
-            ),
-        )
+    return out
+
+
+def _nothing_read(pp_kind: str, data: str | Path, skipped: int) -> UserInputError:
+    noun = {"text": "text", "audio": "clip"}.get(pp_kind, "image")
+    return UserInputError(
+        f"no {noun} in {data} could be read ({skipped} skipped)",
+        hint="check the files are real "
+        + {"text": "UTF-8 .txt files", "audio": ".wav/.flac clips"}.get(pp_kind, "jpg/png/bmp/webp images"),
+    )
+
+
+def _result(
+    art: Artifact,
+    data: str | Path,
+    backend: str,
+    ds: LabelledFolder,
+    mapping: Mapping[str, int],
+    preds: _Predictions,
+    top_k: int,
+) -> dict[str, Any]:
+    """The metrics of ``preds`` over the dataset's classes, as evaluate() returns them (less the timing)."""
+    assert art.preprocess is not None  # evaluate() refused an artifact without pre-processing
+    labels = art.labels
+    y_true, y_pred, topk = preds.y_true, preds.y_pred, preds.topk
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     classes = list(dict.fromkeys(mapping[c] for c in ds.classes))  # folder order; merged if two map to one label
     folder_of = {v: k for k, v in reversed(list(mapping.items()))}
@@ -201,7 +268,7 @@ def evaluate(
     def label(i: int) -> str:
         return labels[i] if labels and i < len(labels) else str(i)
 
-    result: dict[str, Any] = {
+    return {
         "model": str(art.path),
         "data": str(Path(data)),
         "backend": backend,
@@ -230,20 +297,10 @@ def evaluate(
         "confusion": {"rows": names, "columns": names + ([OTHER] if other else []), "matrix": cm.tolist()},
         "mistakes": [
             {"path": str(p), "true": label(t), "pred": label(q), "score": round(s, 4)}
-            for p, t, q, s in zip(paths, y_true, y_pred, scores)
+            for p, t, q, s in zip(preds.paths, y_true, y_pred, preds.scores)
             if t != q
         ][:100],
-        "seconds": round(time.perf_counter() - t0, 2),
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "env": summary(),
     }
-    if plot:
-        result["plot"] = write_confusion_png(result, plot)
-    if report:
-        result["report"] = write_html_report(result, report)
-    if record:
-        art.record("eval", {k: v for k, v in result.items() if k not in ("mistakes", "skipped")})
-    return result
 
 
 def _decoder(art: Artifact, kind: str, spec) -> tuple[Callable[[Path], Any], Callable[[list], dict[str, np.ndarray]]]:

@@ -129,6 +129,27 @@ def test_no_budget_left_skips_with_a_reason(faces) -> None:
     assert lines == [f"fine-tuning skipped: {info['reason']}"]
 
 
+def test_zero_epochs_skips_with_a_reason(faces) -> None:
+    """TrainConfig(finetune_epochs=0) through the Python API: no epoch runs, so none is the best one; fine-tuning
+    is skipped with a reason (it raised TypeError loading the best epoch's weights, which were None)."""
+    from bushu.train import TrainConfig
+    from bushu.train.data import load_dataset
+    from bushu.train.features import backbone_preprocess
+    from bushu.train.heads import HeadConfig, build_head
+    from bushu.train.image import _finetune
+    from bushu.train.runner import Clock
+
+    ds = load_dataset(faces, kind="image", val=None, val_fraction=0.2, seed=0)
+    cfg = TrainConfig(data=faces, out=faces.parent / "x", finetune_epochs=0, progress=False)
+    head = build_head(HeadConfig("linear"), np.zeros(1280, np.float32), np.ones(1280, np.float32), 2).eval()
+    lines: list[str] = []
+    info, module = _finetune(
+        cfg, ds, "mobilenet_v2", head, backbone_preprocess("mobilenet_v2", 48), 0.01, Clock(None), lines.append
+    )
+    assert module is None and info == {"ran": False, "reason": "max_epochs is 0: no epoch to fine-tune"}
+    assert lines == [f"fine-tuning skipped: {info['reason']}"]
+
+
 def test_audio_augmentation_only_shifts_time() -> None:
     from PIL import Image
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -244,14 +245,19 @@ def command(
     if as_json:
         print_json({"artifact": str(result.path), **section})
         return
+    _print_result(art.name, result.path, section)
+
+
+def _print_result(name: str, path: Path, section: dict[str, Any]) -> None:
+    """The before/after table, the validation and accuracy figures, and what was written."""
     from ..optimize.report import COLUMNS  # the same columns as OUT/report.html
 
     cols = [c for c in COLUMNS if any(r.get(c) is not None for r in section["rows"])]
-    table(section["rows"], cols, title=f"{art.name}: before → after")
+    table(section["rows"], cols, title=f"{name}: before → after")
     val = section.get("validation") or (section.get("quantize") or {}).get("validation") or {}
-    for name, v in (val.get("outputs") or {}).items():
+    for output, v in (val.get("outputs") or {}).items():
         console.print(
-            f"{name}: cosine to the source ≥ {v['cosine_min']:.4f}, max error {v.get('max_rel', 0):.3g} of "
+            f"{output}: cosine to the source ≥ {v['cosine_min']:.4f}, max error {v.get('max_rel', 0):.3g} of "
             f"its range"
             + (f", top-1 agreement {v['top1_agreement']:.1%}" if "top1_agreement" in v else "")
             + f" ({(val.get('inputs') or {}).get('samples', '?')} {(val.get('inputs') or {}).get('from', '')}"
@@ -261,11 +267,8 @@ def command(
     if reason:
         console.print(f"why: {reason}")
     acc = section.get("accuracy") or section.get("quantize", {}).get("accuracy") or {}
-    q = (
-        section.get("quantize")
-        if isinstance(section.get("quantize"), dict) and "kept" in section["quantize"]
-        else section
-    )
+    quantized = section.get("quantize")
+    q = quantized if isinstance(quantized, dict) and "kept" in quantized else section
     if q.get("attempts"):
         console.print(f"int8: kept '{q['kept']}' after {len(q['attempts'])} attempt(s)")
     if acc.get("excluded_nodes"):
@@ -273,6 +276,6 @@ def command(
     warning = section.get("validation_warning") or section.get("quantize", {}).get("validation_warning")
     if warning:
         console.print(f"[yellow]note: {warning}[/]")
-    if (result.path / "report.html").is_file():
-        console.print(f"report: {result.path / 'report.html'}")
-    console.print(f"wrote {result.path}\nnext: [bold]bushu bench {result.path}[/]")
+    if (path / "report.html").is_file():
+        console.print(f"report: {path / 'report.html'}")
+    console.print(f"wrote {path}\nnext: [bold]bushu bench {path}[/]")

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..runtime.registry import BUILTIN, with_flag
 from ._inputs import input_options
 from ._output import console, print_json, table
+
+if TYPE_CHECKING:
+    from ..inputs import InputRequest
 
 COLUMNS = ("config", "p50_ms", "p99_ms", "req/s", "MB", "acc%", "failed")
 _SHORT = {n: b.short for n, b in BUILTIN.items() if b.short}
@@ -191,23 +195,7 @@ def command(
     """
     from ..plan import Constraints, PlanConfig, check_target, plan
 
-    data = data or (Path(inputs.sample_path) if inputs.sample_path else None)
-    if data is None and inputs.shapes:  # derived inputs at the stated sizes, kept beside the plan for replay
-        import numpy as np
-
-        from ..model.artifact import Artifact
-
-        art = Artifact.load(artifact)
-        inputs.check(art.inputs)
-        data = (out or artifact.with_name(artifact.name + "-plan")) / "derived-inputs.npz"
-        data.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(data, **inputs.feeds(art.inputs, batch=16, seed=3))
-    if data is None:
-        raise click.UsageError(
-            "missing --data DIR (images), --sample FILE.npz (model inputs by name) or "
-            "--input NAME:SHAPE (derived inputs of that size)"
-        )
-
+    data = _plan_data(artifact, data, out, inputs)
     batches = _ints("--batch-sizes", batch_sizes)
     thread_list = _ints("--threads", threads) if threads else None
 
@@ -329,3 +317,26 @@ def _print(result: dict) -> None:
     )
     if result.get("repository"):
         console.print(f"next: [bold]bushu serve {result['repository']}[/]")
+
+
+def _plan_data(artifact: Path, data: Path | None, out: Path | None, inputs: InputRequest) -> Path:
+    """What the plan measures on: --data, else --sample, else inputs derived at the --input sizes (written
+    beside the plan, OUT/derived-inputs.npz, for the verification's replay)."""
+    data = data or (Path(inputs.sample_path) if inputs.sample_path else None)
+    if data is None and inputs.shapes:
+        import numpy as np
+
+        from ..model.artifact import Artifact
+
+        art = Artifact.load(artifact)
+        inputs.check(art.inputs)
+        data = (out or artifact.with_name(artifact.name + "-plan")) / "derived-inputs.npz"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        # allow_pickle=True is savez's default, named since numpy's stubs match **feeds against it otherwise
+        np.savez(data, allow_pickle=True, **inputs.feeds(art.inputs, batch=16, seed=3))
+    if data is None:
+        raise click.UsageError(
+            "missing --data DIR (images), --sample FILE.npz (model inputs by name) or "
+            "--input NAME:SHAPE (derived inputs of that size)"
+        )
+    return data

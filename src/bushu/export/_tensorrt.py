@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .core import ExportContext, Exported, Skip
 
@@ -81,7 +81,7 @@ def _qdq_model(ctx: ExportContext) -> Path:
         def __init__(self) -> None:
             self.it = iter(runs)
 
-        def get_next(self):  # type: ignore[no-untyped-def]
+        def get_next(self) -> dict[str, Any] | None:
             return next(self.it, None)
 
     pre, out = ctx.work / "pre.onnx", ctx.work / "model.qdq.onnx"

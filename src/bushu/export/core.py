@@ -274,7 +274,7 @@ def _write_reference(art: Artifact, path: Path, samples: int, data: str | Path |
     arrays = {f"in:{k}": v for k, v in feeds.items()} | {f"out:{k}": v for k, v in ref.items()}
     if targets is not None:
         arrays["targets"] = np.asarray(targets)
-    np.savez(path, **arrays)
+    np.savez(path, allow_pickle=True, **arrays)  # numpy's stubs match **arrays against allow_pickle otherwise
 
 
 def _data_feeds(art: Artifact, data: Path, samples: int) -> tuple[dict[str, np.ndarray], list[int] | None]:

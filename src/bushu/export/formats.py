@@ -14,6 +14,7 @@ max-abs budget (docs/notes.md: int8 is judged by the task metric on real data).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -366,7 +367,7 @@ def _load_plugin(name: str, ep: metadata.EntryPoint) -> Format:
     return fmt
 
 
-def resolve_formats(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+def resolve_formats(spec: str | Sequence[str]) -> list[str]:
     """'onnx,ncnn' or ['onnx', 'ncnn'] or 'all' → format names, in the order given, without repeats."""
     parts = [p for item in ([spec] if isinstance(spec, str) else spec) for p in str(item).split(",")]
     parts = [p.strip() for p in parts if p.strip()]

@@ -191,6 +191,8 @@ def _example_specs(module: Any, shape: Sequence[int] | None, req: InputRequest) 
         return [TensorSpec(n, req.dtypes.get(n, "float32"), shp) for n, shp in req.given().items()]
     if req.sample is not None:
         return [TensorSpec(n, dtype_name(a.dtype), a.shape) for n, a in req.sample.items()]
+    if shape is None:
+        raise UserInputError("the input shape is unknown", hint="pass it: bushu import MODEL --input input:1x3x224x224")
     names = getattr(module, "input_names", None) or ["input"]
     return [TensorSpec(names[0], "float32", tuple(shape))]
 
@@ -208,13 +210,14 @@ def _load_torch_source(kind: str, src: str, input_shape: Sequence[int] | None, r
         from ..model import zoo
 
         module, m = zoo.build(src)
-        shape = (1, 3, m.preprocess.crop, m.preprocess.crop)
+        crop = m.preprocess.crop
+        assert crop is not None  # every zoo entry records its crop size
         return (
             module,
             m.preprocess,
             Postprocess(),
             zoo.imagenet_labels(),
-            tuple(input_shape or shape),
+            tuple(input_shape or (1, 3, crop, crop)),
             {"zoo": m.describe()},
         )
     path = Path(src)
@@ -283,7 +286,7 @@ def _example_arrays(example: Sequence[TensorSpec], batch: int = 2) -> list[np.nd
     rng = np.random.default_rng(0)
     arrays = []
     for s in example:
-        shape = (batch, *s.shape[1:]) if s.shape else ()
+        shape = (batch, *s.concrete_shape()[1:]) if s.shape else ()  # the example's dims are all ints
         dt = np_dtype(s.dtype)
         if dt.kind == "f":
             arrays.append(rng.standard_normal(shape).astype(dt))

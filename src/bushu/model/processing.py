@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data.suffixes import IMAGE_SUFFIXES
 from ..errors import UserInputError
 from .artifact import Postprocess, Preprocess
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -51,7 +55,7 @@ def load_image(src: str | Path | bytes | np.ndarray):
     return img
 
 
-def fit_image(img, pp: Preprocess):
+def fit_image(img: Image.Image, pp: Preprocess) -> tuple[Image.Image, tuple[float, float, float, float]]:
     """Resize a whole RGB image to ``pp.params["size"]`` ([h, w]), letterboxed or stretched.
 
     Returns the new image and (sx, sy, px, py): a point x in the original image is at x·sx + px in the
@@ -76,7 +80,8 @@ def fit_image(img, pp: Preprocess):
 def _resample(pp: Preprocess) -> int:
     from PIL import Image
 
-    return {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pp.interpolation]
+    modes = Image.Resampling
+    return {"bilinear": modes.BILINEAR, "bicubic": modes.BICUBIC, "nearest": modes.NEAREST}[pp.interpolation]
 
 
 def _resized_size(w: int, h: int, short: int) -> tuple[int, int]:
@@ -89,7 +94,7 @@ def _center_box(w: int, h: int, c: int) -> tuple[int, int, int, int]:
     return left, top, left + c, top + c
 
 
-def preprocess_image(img, pp: Preprocess) -> np.ndarray:
+def preprocess_image(img: Image.Image, pp: Preprocess) -> np.ndarray:
     """One PIL image -> float32 array, CHW or HWC as ``pp.layout`` says (no batch dim)."""
     img = img.convert("RGB")
     resample = _resample(pp)

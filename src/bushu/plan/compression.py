@@ -57,11 +57,21 @@ def parse_specs(specs: list[str] | str | None) -> list[str]:
     return out
 
 
+def _kind_value(spec: str) -> tuple[str, float]:
+    """("prune" | "lowrank", value) of a spec as parse_specs returns it."""
+    m = _SPEC.fullmatch(spec)
+    if m is None:
+        raise UserInputError(
+            f"{spec!r} is not a compression spec", hint="use prune<ratio> or lowrank<energy>, e.g. prune0.3"
+        )
+    return m[1], float(m[2])
+
+
 def _step(spec: str):
     from ..optimize import LowRankConfig, PruneConfig
 
-    m = _SPEC.fullmatch(spec)
-    return PruneConfig(ratio=float(m[2])) if m[1] == "prune" else LowRankConfig(energy=float(m[2]))
+    kind, value = _kind_value(spec)
+    return PruneConfig(ratio=value) if kind == "prune" else LowRankConfig(energy=value)
 
 
 def no_module_reason(art: Artifact) -> str | None:
@@ -70,7 +80,7 @@ def no_module_reason(art: Artifact) -> str | None:
     if "module" in art.files or art.provenance.get("source_kind") in ("zoo", "callable"):
         return None
     what = {"onnx": "an ONNX file", "pt2": "a torch.export program", "torchscript": "a TorchScript file"}.get(
-        art.provenance.get("source_kind"), "a source without a PyTorch module"
+        art.provenance.get("source_kind") or "", "a source without a PyTorch module"
     )
     return (
         f"{art.name} was imported from {what}: no PyTorch module for pruning or low-rank factorization to "
@@ -101,7 +111,7 @@ def build_compressed(
     from ..optimize import FinetuneConfig, OptimizeConfig, optimize
 
     log(
-        f"{spec}: {KINDS[_SPEC.fullmatch(spec)[1]]} (bushu optimize)"
+        f"{spec}: {KINDS[_kind_value(spec)[0]]} (bushu optimize)"
         + (f", then {epochs} epoch(s) of fine-tuning on {train}" if epochs else ", no fine-tuning (no --train)")
     )
     cfg = OptimizeConfig(

@@ -188,10 +188,21 @@ code{background:#f4f4f4;padding:1px 4px}"""
 
 def write_report(result: Mapping[str, Any], path: str | Path) -> str:
     path = Path(path)
+    imgs = plots(result)
+    parts = _summary_html(result) + _decision_html(result)
+    if "latency" in imgs:
+        parts.append(f"<h2>Latency vs throughput</h2><img src='data:image/png;base64,{imgs['latency']}'>")
+    if "accuracy" in imgs:
+        parts.append(f"<h2>Accuracy vs size</h2><img src='data:image/png;base64,{imgs['accuracy']}'>")
+    parts += _tables_html(result)
+    path.write_text("\n".join(parts))
+    return str(path)
+
+
+def _summary_html(result: Mapping[str, Any]) -> list[str]:
+    """The title, the run, the environment, the targets and how accuracy is measured."""
     e = html.escape
     c = result["constraints"]
-    imgs = plots(result)
-    chosen = result.get("chosen")
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>bushu plan: {e(result['model'])}</title>",
         f"<style>{_CSS}</style><h1>bushu plan: {e(result['model'])}</h1>",
@@ -214,6 +225,14 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
     given = {k: v for k, v in c.items() if v is not None}
     parts.append("<h2>Targets</h2>" + _table([given], list(given)))
     parts.append(f"<p>accuracy: {e(result['accuracy_note'])}</p>")
+    return parts
+
+
+def _decision_html(result: Mapping[str, Any]) -> list[str]:
+    """The chosen configuration (or why none meets the constraints) and its served verification."""
+    e = html.escape
+    chosen = result.get("chosen")
+    parts: list[str] = []
     if chosen:
         parts.append(f"<h2 class='ok'>Chosen: {e(chosen['config'])}</h2><p>{e(result['why'])}</p>")
         parts.append(
@@ -256,12 +275,16 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
         parts.append(
             _table([ver], ["p50_ms", "p99_ms", "avg_ms", "throughput", "requests", "errors", "targets", "failed"])
         )
-    if "latency" in imgs:
-        parts.append(f"<h2>Latency vs throughput</h2><img src='data:image/png;base64,{imgs['latency']}'>")
-    if "accuracy" in imgs:
-        parts.append(f"<h2>Accuracy vs size</h2><img src='data:image/png;base64,{imgs['accuracy']}'>")
+    return parts
+
+
+def _tables_html(result: Mapping[str, Any]) -> list[str]:
+    """The Pareto front, every served candidate, the variants and the search's in-process rows."""
+    e = html.escape
+    chosen = result.get("chosen")
+    parts: list[str] = []
     hl = chosen["config"] if chosen else None
-    cols = CANDIDATE_COLUMNS
+    cols: tuple[str, ...] = CANDIDATE_COLUMNS
     if any(v.get("compression") for v in result["variants"]):
         cols = cols[:1] + ("compression",) + cols[1:]
     parts.append("<h2>Pareto front (served)</h2>" + _table(result["pareto"], cols, hl))
@@ -287,5 +310,4 @@ def write_report(result: Mapping[str, Any], path: str | Path) -> str:
             ["variant", "threads", "batch", "p50_ms", "p99_ms", "throughput", "peak_rss_mb", "status"],
         )
     )
-    path.write_text("\n".join(parts))
-    return str(path)
+    return parts

@@ -230,15 +230,21 @@ def shortlist(
     for r in rows:
         if r["status"] == "ok":
             table.setdefault(r["variant"], {}).setdefault(r["threads"], {})[r["batch"]] = r
-    predicted = []
+    predicted: list[dict[str, Any]] = []
     for cfg in grid(variants, rows, cores, concurrency=c.concurrency):
         v = by_variant[cfg.variant]
-        p = predict(cfg, table[cfg.variant][cfg.threads], c.concurrency, cores)
-        cand = {**cfg.to_dict(), **p, "size_mb": v.size_mb, "accuracy": v.accuracy, "accuracy_drop": v.accuracy_drop}
+        pred = predict(cfg, table[cfg.variant][cfg.threads], c.concurrency, cores)
+        cand: dict[str, Any] = {
+            **cfg.to_dict(),
+            **pred,
+            "size_mb": v.size_mb,
+            "accuracy": v.accuracy,
+            "accuracy_drop": v.accuracy_drop,
+        }
         cand["predicted_failures"] = failures(c, cand)
         predicted.append(cand)
     # dominated on (throughput, p99) within a variant: never served
-    front = []
+    front: list[dict[str, Any]] = []
     for key in by_variant:
         mine = [p for p in predicted if p["variant"] == key]
         front += pareto(mine, [("throughput", 1), ("p99_ms", -1)])

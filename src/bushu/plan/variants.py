@@ -119,10 +119,12 @@ def load_dataset(data: Path, art: Artifact, limit: int | None = 512) -> Dataset:
 
         req = InputRequest.parse(sample=data)
         req.check(art.inputs)
-        n = len(next(iter(req.sample.values())))
+        sample = req.sample
+        assert sample is not None  # parse(sample=...) read it
+        n = len(next(iter(sample.values())))
         if art.task == "classification":
             return Dataset(
-                req.sample,
+                sample,
                 None,
                 "agreement",
                 f"top-1 agreement with the fp32 model on {n} samples in {data.name}",
@@ -130,7 +132,7 @@ def load_dataset(data: Path, art: Artifact, limit: int | None = 512) -> Dataset:
                 str(data),
             )
         return Dataset(
-            req.sample,
+            sample,
             None,
             "cosine",
             f"lowest cosine similarity to the fp32 model's output (x100) "
@@ -325,6 +327,7 @@ def _compressed_variants(
     details = summary(comp, spec) if comp is not None else {}
     out = []
     for precision in (p for p in ("fp32", "int8") if p in precisions):
+        why: str | None
         model, state, why = comp, status, reason
         if precision == "int8" and comp is not None:
             model, why = _int8_artifact(comp, data, work, max_drop, ds, log, cache, tag=spec)
@@ -419,8 +422,7 @@ def _int8_artifact(
     # keeps the most sensitive nodes in float, with the better of the two. (MobileNetV2 on real photos,
     # agreement where fp32 is confident: minmax 94.4%, percentile 96.3%, entropy 92.6%.)
     try:
-        result = None
-        for method in ("minmax", "percentile"):
+        for method in ("minmax", "percentile"):  # runs at least once: result is always set
             result = build(method, None)
             drop = (result.metrics["optimize"].get("accuracy") or {}).get("drop")
             if bound is None or drop is None or drop <= bound:
@@ -447,8 +449,8 @@ def _pseudo_labelled(art: Artifact, data: Path, out: Path, log: Callable[[str], 
     from ..data.arrays import scan_images
     from ..model.processing import preprocess_images
 
-    labels = art.labels or []
-    if not labels:
+    labels, pp = art.labels or [], art.preprocess
+    if not labels or pp is None:
         return None
     unique = {lbl for lbl in labels if labels.count(lbl) == 1 and "/" not in lbl and not lbl.startswith(".")}
     shutil.rmtree(out, ignore_errors=True)
@@ -459,7 +461,7 @@ def _pseudo_labelled(art: Artifact, data: Path, out: Path, log: Callable[[str], 
         name, out_name = be.inputs[0].name, be.outputs[0].name
         for i, (path, _) in enumerate(scan_images(data)):
             try:
-                x = preprocess_images([path], art.preprocess)
+                x = preprocess_images([path], pp)
             except UserInputError:
                 continue
             logits = np.asarray(be.infer({name: x})[out_name]).reshape(1, -1)

@@ -111,7 +111,9 @@ class LoadedModel:
 
         head = self.detection_head
         head.settings(options.get("score"), options.get("iou"), options.get("max_det"))  # 400 before any work
-        batch, transforms = await asyncio.to_thread(prepare, images, self.artifact.preprocess)
+        pp = self.artifact.preprocess if self.artifact is not None else None
+        assert pp is not None  # detection_head (head_for) raised unless the artifact records its pre-processing
+        batch, transforms = await asyncio.to_thread(prepare, images, pp)
         step = self.settings.max_batch_size if self.settings.max_batch_size > 0 else 1
         parts = [
             await self.infer({self.inputs[0].name: batch[i : i + step]}, ticket=ticket)
@@ -273,8 +275,10 @@ def _backend_hint(cfg) -> str | None:
 def _select_versions(cfg, available: list[int]) -> list[int]:
     """Triton's version_policy: latest { num_versions } (default 1), all, or specific { versions }."""
     available = sorted(available)
-    pol = cfg.version_policy if cfg is not None and cfg.HasField("version_policy") else None
-    kind = pol.WhichOneof("policy_choice") if pol is not None else None
+    if cfg is None or not cfg.HasField("version_policy"):
+        return available[-1:]
+    pol = cfg.version_policy
+    kind = pol.WhichOneof("policy_choice")
     if kind == "all":
         return available
     if kind == "specific":
@@ -472,7 +476,7 @@ class ModelManager:
                     )
                 continue
             for v, m in sorted(entry.versions.items()):
-                row = {"name": name, "version": str(v), "state": "READY", "reason": entry.reason}
+                row: dict[str, Any] = {"name": name, "version": str(v), "state": "READY", "reason": entry.reason}
                 if m.warnings:
                     row["warnings"] = m.warnings
                 out.append(row)

@@ -223,7 +223,7 @@ class GrpcService(pb_grpc.GRPCInferenceServiceServicer):
             out = resp.outputs.add(name=name, datatype=datatype_of(arr), shape=arr.shape)
             blob = output_bytes(arr)
             if name in to_shm:
-                for key, value in self.shm.write(to_shm[name], blob, f"output {name!r}").items():
+                for key, value in require(self.shm).write(to_shm[name], blob, f"output {name!r}").items():
                     setattr(out.parameters[key], "string_param" if isinstance(value, str) else "int64_param", value)
                 blob = b""  # keeps raw_output_contents aligned with outputs
             resp.raw_output_contents.append(blob)

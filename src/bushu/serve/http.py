@@ -294,7 +294,7 @@ class HttpApp:
             k = int(query.get("k", query.get("top_k", ["5"]))[0])
         except ValueError:
             raise UserInputError("query parameter k must be an integer") from None
-        raw: list = [body]
+        raw: list[Any] | None = [body]
         if kind == "text" and ctype.startswith("application/json"):
             req = _json(body)
             text = req.get("text") if isinstance(req, dict) else None
@@ -461,6 +461,7 @@ async def _unless_client_leaves(coro, scope: dict, receive):
     the queue without running. bushu's front end says so with a future (no task per request); under
     an ASGI server, a task waits for ``http.disconnect``."""
     task = asyncio.current_task()
+    assert task is not None  # both front ends run each request in a task (httpserver: loop.create_task)
     gone = False
 
     def on_gone(f: asyncio.Future) -> None:
@@ -530,7 +531,7 @@ def _response(
     for name, binary, arr in outputs:
         o: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
         if to_shm and name in to_shm:
-            o["parameters"] = shm.write(to_shm[name], output_bytes(arr), f"output {name!r}")
+            o["parameters"] = require(shm).write(to_shm[name], output_bytes(arr), f"output {name!r}")
         elif binary:
             blob = output_bytes(arr)
             o["parameters"] = {"binary_data_size": len(blob)}
@@ -562,7 +563,7 @@ def _first_file(body: bytes, ctype: str) -> bytes:
     msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
     for part in msg.iter_parts() if msg.is_multipart() else []:
         payload = part.get_payload(decode=True)
-        if payload:
+        if isinstance(payload, bytes) and payload:
             return payload
     raise UserInputError("the multipart body has no file part", hint="curl -F file=@cat.jpg URL")
 

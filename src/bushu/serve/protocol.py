@@ -35,7 +35,8 @@ def _count(shape: Sequence[int]) -> int:
 def decode_bytes(name: str, buf: bytes | memoryview, count: int) -> np.ndarray:
     """Triton's BYTES wire format: each element is a 4-byte little-endian length, then the bytes."""
     buf = memoryview(buf)
-    out, pos = [], 0
+    out: list[bytes] = []
+    pos = 0
     while pos < len(buf):
         if pos + 4 > len(buf):
             raise InferenceInputError(f"BYTES input {name!r}: truncated length prefix at byte {pos} of {len(buf)}")

@@ -133,7 +133,8 @@ def load_dataset(
         if not given_val.exists():
             raise NotFoundError(f"validation data not found: {given_val}")
         _, val_items = _read(given_val, kind, check, seen, classes)
-    test_items, test_split = [], "none"
+    test_items: list[Item] = []
+    test_split = "none"
     if given_test is not None:
         if not given_test.exists():
             raise NotFoundError(f"test data not found: {given_test}")
@@ -306,9 +307,8 @@ def _read_one(f: Path, label: int, kind: str, check: DataCheck) -> Item | None:
         try:
             x, sr = load_audio(f)
         except Exception as e:  # noqa: BLE001 - unsupported format, corrupt or empty file: list and skip
-            check.skipped.append(
-                {"path": str(f), "reason": reason_of(e) + (f"; {e.hint}" if getattr(e, "hint", None) else "")}
-            )
+            hint = getattr(e, "hint", None)  # bushu's own errors carry one
+            check.skipped.append({"path": str(f), "reason": reason_of(e) + (f"; {hint}" if hint else "")})
             return None
         return Item(str(f), label, seconds=round(len(x) / sr, 4))
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import open_image
-from ..errors import UnknownNameError
+from ..errors import ArtifactError, UnknownNameError
 from ..model.artifact import Preprocess
 from .data import Dataset, Item
 
@@ -37,6 +37,14 @@ class FeatureSet(dict):
     cached: bool = False
 
 
+def input_side(pp: Preprocess) -> int:
+    """The side of the square input the model takes (``pp.crop``: every backbone's and audio pre-processing
+    records it)."""
+    if pp.crop is None:
+        raise ArtifactError(f"the {pp.kind} pre-processing records no input size (crop)")
+    return int(pp.crop)
+
+
 def backbone_preprocess(name: str, image_size: int | None) -> Preprocess:
     """The zoo model's pre-processing, scaled to ``image_size`` (resize keeps the zoo's crop ratio)."""
     from ..model import zoo
@@ -45,7 +53,8 @@ def backbone_preprocess(name: str, image_size: int | None) -> Preprocess:
     pp = m.preprocess
     if not image_size or image_size == pp.crop:
         return pp
-    ratio = (pp.resize or pp.crop) / pp.crop
+    crop = input_side(pp)
+    ratio = (pp.resize or crop) / crop
     return replace(pp, crop=int(image_size), resize=int(round(image_size * ratio)))
 
 
@@ -115,13 +124,13 @@ def load_pixels(items: list[Item], pp: Preprocess, flip: bool = False) -> np.nda
         if pp.kind == "audio":  # a clip's log-mel spectrogram, as the served model computes it
             from ..model.audio import audio_image
 
-            img = audio_image(it.source, pp.params, int(pp.crop))
+            img = audio_image(it.source, pp.params, input_side(pp))
         else:
             img = open_image(it.source)
         if flip:
             img = ImageOps.mirror(img)
         arrays.append(preprocess_image(img, pp))
-    return np.stack(arrays) if arrays else np.zeros((0, 3, pp.crop, pp.crop), np.float32)
+    return np.stack(arrays) if arrays else np.zeros((0, 3, input_side(pp), input_side(pp)), np.float32)
 
 
 def _extract(

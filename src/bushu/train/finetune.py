@@ -25,7 +25,7 @@ from ..data.images import open_image
 from ..errors import UserInputError
 from ..model.artifact import Preprocess
 from .data import Item
-from .features import backbone_module, load_pixels
+from .features import backbone_module, input_side, load_pixels
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "augmenter", "estimate_seconds", "finetune", "split_backbone"]
 
@@ -143,7 +143,7 @@ def augmenter(pp: Preprocess, mode: str, seed: int = 0, crop_scale: float = 0.4)
     )
     t = v2.Compose(
         [
-            v2.RandomResizedCrop(int(pp.crop), scale=(crop_scale, 1.0), interpolation=interp, antialias=True),
+            v2.RandomResizedCrop(input_side(pp), scale=(crop_scale, 1.0), interpolation=interp, antialias=True),
             v2.RandomHorizontalFlip(),
             v2.ColorJitter(0.2, 0.2, 0.2, 0.02),
         ]
@@ -156,13 +156,51 @@ def _load(it: Item, pp: Preprocess):
     if pp.kind == "audio":
         from ..model.audio import audio_image
 
-        return audio_image(it.source, pp.params, int(pp.crop))
+        return audio_image(it.source, pp.params, input_side(pp))
     img = open_image(it.source).convert("RGB")
-    target = pp.resize or pp.crop
+    target = pp.resize or input_side(pp)
     if min(img.size) > target * 1.15:
         s = target * 1.15 / min(img.size)
         img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))
     return img
+
+
+def _validation_activations(backbone: str, model: Any, lower: Any, top: Any, val: list[Item], pp: Preprocess) -> Any:
+    """The frozen lower blocks' view of the validation set, computed once; on the first batch, lower + top must
+    reproduce the whole backbone exactly."""
+    import torch
+
+    with torch.no_grad():
+        acts = []
+        for i in range(0, len(val), 32):
+            x = torch.from_numpy(load_pixels(val[i : i + 32], pp))
+            acts.append(lower(x))
+            if i == 0:
+                diff = float((top(acts[0]) - model(x)).abs().max())
+                if diff > 1e-4:
+                    raise RuntimeError(f"fine-tuning: split {backbone} differs from the whole by {diff:.2g}")
+        return torch.cat(acts)
+
+
+def _training_setup(
+    top: Any, head: Any, y_train: np.ndarray, n_classes: int, cfg: FinetuneConfig
+) -> tuple[Any, Any, Any]:
+    """(the loss, balanced over the classes as the heads' is; the optimizer of the top blocks and the head; the
+    learning-rate warm-up)."""
+    import torch
+    from torch import nn
+
+    counts = np.bincount(y_train, minlength=n_classes).astype(np.float32)
+    weight = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0).astype(np.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weight))
+    groups = [{"params": top.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}]
+    opt: torch.optim.Optimizer
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(cfg.warmup_steps, 1)))
+    return loss_fn, opt, sched
 
 
 def finetune(
@@ -182,6 +220,8 @@ def finetune(
     """Fine-tune; returns the result, or a one-line reason to skip: the time left (``deadline``, time.monotonic,
     minus ``reserve_s`` for what follows) does not allow ``MIN_EPOCHS`` epochs after a measured step, or the
     frozen model is already perfect on validation."""
+    if cfg.max_epochs < 1:
+        return f"max_epochs is {cfg.max_epochs}: no epoch to fine-tune"
     import torch
     from torch import nn
 
@@ -196,16 +236,7 @@ def finetune(
     model.eval()  # batch-norm keeps its statistics; dropout off (only the head's, if any, trains)
 
     y_val = torch.as_tensor([it.label for it in val], dtype=torch.int64)
-    with torch.no_grad():  # the frozen lower blocks' view of the validation set, once
-        acts = []
-        for i in range(0, len(val), 32):
-            x = torch.from_numpy(load_pixels(val[i : i + 32], pp))
-            acts.append(lower(x))
-            if i == 0:  # the split must reproduce the backbone exactly
-                diff = float((top(acts[0]) - model(x)).abs().max())
-                if diff > 1e-4:
-                    raise RuntimeError(f"fine-tuning: split {backbone} differs from the whole by {diff:.2g}")
-        val_act = torch.cat(acts)
+    val_act = _validation_activations(backbone, model, lower, top, val, pp)
 
     def evaluate() -> tuple[float, float]:
         with torch.no_grad():
@@ -221,15 +252,7 @@ def finetune(
     images = [_load(it, pp) for it in train]
     y_train = np.asarray([it.label for it in train])
     aug = augmenter(pp, cfg.augment, cfg.seed, cfg.crop_scale)
-    counts = np.bincount(y_train, minlength=n_classes).astype(np.float32)
-    weight = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0).astype(np.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weight))  # balanced, as the heads
-    groups = [{"params": top.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(cfg.warmup_steps, 1)))
+    loss_fn, opt, sched = _training_setup(top, head, y_train, n_classes, cfg)
 
     def step(idx: np.ndarray) -> float:
         x = torch.from_numpy(np.stack([aug(images[i]) for i in idx]))
@@ -289,6 +312,7 @@ def finetune(
             if echo:
                 echo(f"fine-tuning stopped after {epoch} epochs: the budget is running out")
             break
+    assert best_state is not None  # epoch 1 (max_epochs >= 1) beats (-1, inf): its accuracy is >= 0
     top.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
     model.requires_grad_(False)

@@ -43,47 +43,15 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
         raise UserInputError(f"`finetune_blocks` must be between 1 and 10, got {cfg.finetune_blocks}")
 
     # 1. features, cached; later backbones only while the budget allows
-    features, feature_info = {}, {}
-    n_imgs = len(ds.train) * (2 if cfg.augment else 1) + len(ds.val)
-    for i, name in enumerate(backbones):
-        left = clock.left()
-        if i and left is not None:
-            est = max(v["seconds"] for v in feature_info.values()) * 1.5
-            if est > 0.5 * left:
-                echo(
-                    f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
-                    f"of the budget for the search"
-                )
-                continue
-        pp = preprocess_for(name, cfg.image_size)
-        with progress_bar(cfg.progress, f"features {name} @{pp.crop}px", n_imgs) as advance:
-            fs = image_features(ds, name, pp, cfg.work / "features", flip=cfg.augment, progress=advance)
-        features[name] = fs
-        feature_info[name] = {
-            "dim": int(fs["train"].shape[1]),
-            "image_size": pp.crop,
-            "seconds": round(fs.seconds, 2),
-            "cached": fs.cached,
-        }
-        echo(
-            f"features {name} @{pp.crop}px: {fs['train'].shape[1]}-d, "
-            + ("from cache" if fs.cached else f"{fs.seconds:.1f} s for {n_imgs} images")
-        )
-        left = clock.left()
-        if i == 0 and left is not None and left <= 0:
-            raise UserInputError(
-                f"the budget ({cfg.budget_s:g} s) ran out while extracting features ({clock.elapsed():.0f} s), "
-                "before any model was trained",
-                hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
-                f"are cached in {cfg.work}, so the rerun goes straight to the search",
-            )
+    features, feature_info, n_imgs = _backbone_features(cfg, ds, backbones, clock, echo, preprocess_for)
 
     # 2. search heads on the cache, leaving part of the budget for fine-tuning when the search would use it all
     per_image = max(v["seconds"] for v in feature_info.values()) / max(n_imgs, 1)  # a frozen forward, seconds
     search_clock = clock
-    if cfg.finetune and clock.left() is not None:
+    left = clock.left()
+    if cfg.finetune and left is not None:
         want = estimate_seconds(per_image, len(ds.train), len(ds.val), cfg.finetune_epochs)
-        search_clock = clock.reserved(min(want, 0.4 * max(clock.left(), 0.0)))
+        search_clock = clock.reserved(min(want, 0.4 * max(left, 0.0)))
     space = SearchSpace(sources=tuple(features), heads=tuple(cfg.heads), augment=cfg.augment)
     outcome = search_and_fit(
         cfg, ds, space, features, search_clock, echo, {"image_size": cfg.image_size, "augment": cfg.augment}
@@ -153,6 +121,50 @@ def train_images(cfg: TrainConfig, ds: Dataset, echo, preprocess_for=backbone_pr
     return summary
 
 
+def _backbone_features(
+    cfg: TrainConfig, ds: Dataset, backbones: tuple[str, ...], clock: Clock, echo, preprocess_for
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], int]:
+    """(each backbone's features of the examples, cached in WORK/features; what each took; the images per
+    backbone). A later backbone is skipped when extracting its features would leave too little of the budget
+    for the search; a budget spent on the first one is an error (its features stay cached for a rerun)."""
+    features: dict[str, Any] = {}
+    feature_info: dict[str, dict[str, Any]] = {}
+    n_imgs = len(ds.train) * (2 if cfg.augment else 1) + len(ds.val)
+    for i, name in enumerate(backbones):
+        left = clock.left()
+        if i and left is not None:
+            est = max(v["seconds"] for v in feature_info.values()) * 1.5
+            if est > 0.5 * left:
+                echo(
+                    f"skipping backbone {name}: extracting its features (~{est:.0f} s) would leave too little "
+                    f"of the budget for the search"
+                )
+                continue
+        pp = preprocess_for(name, cfg.image_size)
+        with progress_bar(cfg.progress, f"features {name} @{pp.crop}px", n_imgs) as advance:
+            fs = image_features(ds, name, pp, cfg.work / "features", flip=cfg.augment, progress=advance)
+        features[name] = fs
+        feature_info[name] = {
+            "dim": int(fs["train"].shape[1]),
+            "image_size": pp.crop,
+            "seconds": round(fs.seconds, 2),
+            "cached": fs.cached,
+        }
+        echo(
+            f"features {name} @{pp.crop}px: {fs['train'].shape[1]}-d, "
+            + ("from cache" if fs.cached else f"{fs.seconds:.1f} s for {n_imgs} images")
+        )
+        left = clock.left()
+        if i == 0 and left is not None and left <= 0:
+            raise UserInputError(
+                f"the budget ({cfg.budget_s:g} s) ran out while extracting features ({clock.elapsed():.0f} s), "
+                "before any model was trained",
+                hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
+                f"are cached in {cfg.work}, so the rerun goes straight to the search",
+            )
+    return features, feature_info, n_imgs
+
+
 def _print_check(ds: Dataset, echo) -> None:
     c = ds.check
     test = f" / {len(ds.test)} test ({ds.test_split})" if ds.test else ", no test part"
@@ -176,15 +188,15 @@ def _print_check(ds: Dataset, echo) -> None:
 
 def _finetune(cfg: TrainConfig, ds: Dataset, name: str, head, pp, per_image: float, clock: Clock, echo):
     """(summary["finetune"], the fine-tuned backbone + head if it beat the frozen one, else None)."""
-    from .finetune import MIN_EPOCHS, FinetuneConfig, finetune
+    from .finetune import MIN_EPOCHS, FinetuneConfig, FinetuneResult, finetune
 
     if not cfg.finetune:
         return {"ran": False, "reason": "turned off (--no-finetune)"}, None
     left = clock.left()
     need = estimate_seconds(per_image, len(ds.train), len(ds.val), MIN_EPOCHS)
-    reason = None
+    res: FinetuneResult | str  # a str: why fine-tuning was skipped
     if left is not None and need > left:
-        reason = (
+        res = (
             f"the budget left ({max(left, 0):.0f} s) is less than {MIN_EPOCHS} epochs would take (~{need:.0f} s "
             f"for {len(ds.train)} training examples at {per_image * 1e3:.0f} ms per image forward)"
         )
@@ -209,11 +221,9 @@ def _finetune(cfg: TrainConfig, ds: Dataset, name: str, head, pp, per_image: flo
                 progress=advance,
                 echo=echo,
             )
-        if isinstance(res, str):
-            reason = res
-    if reason:
-        echo(f"fine-tuning skipped: {reason}")
-        return {"ran": False, "reason": reason}, None
+    if isinstance(res, str):
+        echo(f"fine-tuning skipped: {res}")
+        return {"ran": False, "reason": res}, None
     info = res.to_dict()
     echo(
         f"fine-tuned the last {fcfg.blocks} blocks of {name} + head ({mode} augmentation, {info['epochs']} epochs, "

