@@ -332,8 +332,8 @@ def _plan_data(artifact: Path, data: Path | None, out: Path | None, inputs: Inpu
         inputs.check(art.inputs)
         data = (out or artifact.with_name(artifact.name + "-plan")) / "derived-inputs.npz"
         data.parent.mkdir(parents=True, exist_ok=True)
-        # allow_pickle=True is savez's default, named since numpy's stubs match **feeds against it otherwise
-        np.savez(data, allow_pickle=True, **inputs.feeds(art.inputs, batch=16, seed=3))
+        # not allow_pickle=True to please numpy's stubs: numpy < 2.1 (bushu allows >= 1.24) would save it as an array
+        np.savez(data, **inputs.feeds(art.inputs, batch=16, seed=3))  # type: ignore[arg-type]
     if data is None:
         raise click.UsageError(
             "missing --data DIR (images), --sample FILE.npz (model inputs by name) or "
