@@ -2,6 +2,7 @@
 decoded text boxes (bushu.detection.textmap), and fp32 vs int8 side by side: box F1 / IoU, size, latency.
 
     python bench/dbnet_int8.py --workdir /tmp/dbnet [--pages 8] [--photos 6] [--runs 30]
+    python bench/dbnet_int8.py --workdir /tmp/dbnet --speed | --held-out      # again on the artifacts built above
     python bench/dbnet_int8.py --workdir /tmp/dbnet --variants minmax,entropy,sensitive   # each int8 variant's figures
 
 Inputs (640x640, ImageNet mean/std, as tests/integration/test_anymodel.py): rendered text pages (Pillow's
@@ -171,6 +172,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--max-attempts", default="8")
+    ap.add_argument("--speed", action="store_true", help="only size and latency of WORKDIR/art vs WORKDIR/int8")
     ap.add_argument("--held-out", action="store_true", help="only the held-out figures of WORKDIR/int8")
     ap.add_argument("--variants", default=None, help="comma-separated: minmax, entropy, percentile, sensitive")
     a = ap.parse_args()
@@ -184,6 +186,9 @@ def main() -> None:
     if not (art / "bushu.yaml").exists():
         r = bushu("import", str(dbnet_onnx()), "-o", str(art), "--input", "x:1x3x640x640")
         assert r.returncode == 0, r.stderr[-2000:]
+    if a.speed:
+        print(json.dumps(speed(art / "model.onnx", q / "model.onnx", normalize(u8[:1]), a.runs, a.threads)))
+        return
     if a.held_out:
         print(json.dumps(held_out(art / "model.onnx", q / "model.onnx")))
         return
@@ -211,21 +216,25 @@ def main() -> None:
             "text_boxes": dict(gate["text_boxes"]),
             "cosine_min": meta["validation"]["outputs"]["sigmoid_0.tmp_0"]["cosine_min"],
         }
-        fp32, int8 = art / "model.onnx", q / "model.onnx"
-        line["held_out"] = held_out(fp32, int8)
-        x1 = normalize(u8[:1])
-        lat = {"fp32": [], "int8": []}
-        for _ in range(3):  # interleaved, side by side in one process
-            for k, p in (("fp32", fp32), ("int8", int8)):
-                lat[k].append(latency(p, x1, a.runs, a.threads))
-        p50 = {k: float(np.median(v)) for k, v in lat.items()}
-        line |= {
-            "size_mb": {"fp32": round(fp32.stat().st_size / 1e6, 3), "int8": round(int8.stat().st_size / 1e6, 3)},
-            "p50_ms_batch1": {k: round(v, 2) for k, v in p50.items()},
-            "speedup": round(p50["fp32"] / p50["int8"], 3),
-            "size_ratio": round(int8.stat().st_size / fp32.stat().st_size, 3),
-        }
+        line["held_out"] = held_out(art / "model.onnx", q / "model.onnx")
+        line |= speed(art / "model.onnx", q / "model.onnx", normalize(u8[:1]), a.runs, a.threads)
     print(json.dumps(line))
+
+
+def speed(fp32: Path, int8: Path, x1: np.ndarray, runs: int, threads: int | None) -> dict:
+    """Size and batch-1 latency, fp32 and int8 interleaved in one process (3 rounds of ``runs``): medians."""
+    lat: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for _ in range(3):
+        for k, p in (("fp32", fp32), ("int8", int8)):
+            lat[k].append(latency(p, x1, runs, threads))
+    p50 = {k: float(np.median(v)) for k, v in lat.items()}
+    return {
+        "size_mb": {"fp32": round(fp32.stat().st_size / 1e6, 3), "int8": round(int8.stat().st_size / 1e6, 3)},
+        "p50_ms_batch1": {k: round(v, 2) for k, v in p50.items()},
+        "p50_ms_rounds": {k: [round(t, 1) for t in v] for k, v in lat.items()},
+        "speedup": round(p50["fp32"] / p50["int8"], 3),
+        "size_ratio": round(int8.stat().st_size / fp32.stat().st_size, 3),
+    }
 
 
 if __name__ == "__main__":

@@ -259,27 +259,10 @@ class _Job:
         name: str,
         refuse: bool,
     ) -> dict[str, Any]:
-        """The DB decoder's boxes on fp32's and this model's maps must agree (bushu.detection.textmap); the map's
-        cosine stays in the record but is not judged (near 0 on photos without text, where no box comes out)."""
-        from ..detection.textmap import judge_text_boxes
-        from ._gate import CANNOT_TELL, FAIL
-
-        for v in per_output.values():
+        for v in per_output.values():  # top-1 of a probability map means nothing
             for k in [k for k in v if k.startswith(("top1", "gate", "confident", "top5"))]:
                 del v[k]
-        verdict = judge_text_boxes(ref, got, name)
-        if verdict["outcome"] == FAIL and refuse:
-            raise AccuracyDropError(
-                f"{self.name} text detector's boxes drift from fp32's: {verdict['detail']}",
-                hint="calibrate on more pages like those the model will see (--sample FILE.npz / --calib DIR), "
-                "let bushu keep the sensitive nodes in float (drop --no-fallback), or use --quantize fp16",
-            )
-        if verdict["outcome"] == CANNOT_TELL:
-            self.details["validation_warning"] = (
-                f"the validation inputs cannot tell whether {self.name} finds the text fp32 finds: "
-                f"{verdict['detail']}; pass inputs with text (--sample FILE.npz / --calib DIR)"
-            )
-        return {"outputs": per_output, "gate": verdict}
+        return {"outputs": per_output, "gate": text_box_gate(self.name, ref, got, name, refuse, self.details)}
 
     def _validate_by_cosine(self, per_output: dict[str, Any], refuse: bool) -> dict[str, Any]:
         from ._gate import FAIL, PASS
@@ -588,6 +571,35 @@ def _db_output(art: Artifact) -> str | None:
         return is_db_map(art)
     except Exception:  # noqa: BLE001 - an unreadable graph is judged by cosine, as before
         return None
+
+
+def text_box_gate(
+    what: str,
+    ref: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    name: str,
+    refuse: bool,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """A DB text detector's verdict: the DB decoder's boxes on fp32's and the candidate's maps must agree
+    (bushu.detection.textmap); the map's cosine is not judged (near 0 on photos without text, where no box comes
+    out). AccuracyDropError naming the output on "fail" when ``refuse``; a warning in ``details`` on "cannot tell"."""
+    from ..detection.textmap import judge_text_boxes
+    from ._gate import CANNOT_TELL, FAIL
+
+    verdict = judge_text_boxes(ref, got, name)
+    if verdict["outcome"] == FAIL and refuse:
+        raise AccuracyDropError(
+            f"{what} text detector's boxes drift from fp32's: {verdict['detail']}",
+            hint="calibrate on more pages like those the model will see (--sample FILE.npz / --calib DIR), "
+            "let bushu keep the sensitive nodes in float (drop --no-fallback), or use --quantize fp16",
+        )
+    if verdict["outcome"] == CANNOT_TELL:
+        details["validation_warning"] = (
+            f"the validation inputs cannot tell whether {what} finds the text fp32 finds: "
+            f"{verdict['detail']}; pass inputs with text (--sample FILE.npz / --calib DIR)"
+        )
+    return verdict
 
 
 def _detection_gate(
