@@ -358,19 +358,15 @@ def _dbnet_onnx() -> Path:
     return Path(spec.origin).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
 
 
-def _dbnet_inputs() -> np.ndarray:
-    """Text detector inputs (640x640, ImageNet mean/std): 4 rendered text pages (bench/dbnet_int8.py), scikit-image's
-    ``text`` and ``page``, and 4 photos without text."""
+def _dbnet_inputs(kind: str) -> np.ndarray:
+    """Text detector inputs (640x640, ImageNet mean/std): "documents": 6 rendered text pages (bench/dbnet_int8.py)
+    and scikit-image's scanned ``page``; "scene": scikit-image's photographed sign (``text``) and 4 photos."""
     spec = importlib.util.spec_from_file_location("dbnet_int8", Path(__file__).parents[2] / "bench" / "dbnet_int8.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    u8 = np.concatenate(
-        [
-            bench.text_pages(4),
-            bench.skimage_images(("text", "page", "astronaut", "coffee", "chelsea", "camera")),
-        ]
-    )
-    return bench.normalize(u8)
+    if kind == "documents":
+        return bench.normalize(np.concatenate([bench.text_pages(6), bench.skimage_images(("page",))]))
+    return bench.normalize(bench.skimage_images(("text", "astronaut", "coffee", "chelsea", "camera")))
 
 
 def _minilm() -> Path:
@@ -453,7 +449,7 @@ def test_real_model_through_every_command(model, tmp_path):
         sample = {"images": _photos((320, 320), 6)}
     else:
         src, imp = _dbnet_onnx(), ["--input", "x:1x3x640x640"]
-        sample = {"x": _dbnet_inputs()}
+        sample = {"x": _dbnet_inputs("documents")}
     np.savez(tmp_path / "sample.npz", **sample)
     art, q = tmp_path / "art", tmp_path / "int8"
     r = bushu("import", str(src), "-o", str(art), *imp, timeout=900)
@@ -497,7 +493,8 @@ def test_real_model_through_every_command(model, tmp_path):
         timeout=1500,
     )
     if model == "dbnet":  # issue 16: the map's cosine is ~0 on photos (nothing above 1e-3 either way) and ~0.97
-        # on text, so int8 is judged by the DB decoder's boxes on fp32's and int8's maps of the same inputs
+        # on text, so int8 is judged by the DB decoder's boxes on fp32's and int8's maps of the same inputs;
+        # on documents every box is kept (measured: 97 of 97, mean IoU 0.91)
         assert r.returncode == 0, r.stderr[-2000:]
         meta = yaml.safe_load((q / "bushu.yaml").read_text())["metrics"]["optimize"]
         gate = meta["validation"]["gate"]
@@ -505,6 +502,16 @@ def test_real_model_through_every_command(model, tmp_path):
         tb = gate["text_boxes"]
         assert tb["f1"] >= 0.95 and tb["mean_iou"] >= 0.8 and tb["fp32_boxes"] >= 10, gate["detail"]
         assert len(tb["per_image"]) == len(sample["x"]) and "sigmoid_0.tmp_0: DB text boxes agree" in gate["detail"]
+        # scene text is where int8 loses boxes (a photographed sign: 2 of 6; docs/notes.md): one attempt, refused
+        # by the same gate, naming the output with its figures, nothing written
+        np.savez(tmp_path / "scene.npz", x=_dbnet_inputs("scene"))
+        scene = tmp_path / "int8-scene"
+        r = bushu(
+            "optimize", str(art), "-o", str(scene), "--quantize", "int8", "--sample", str(tmp_path / "scene.npz"),
+            "--no-bench", "--no-report", "--no-fallback", timeout=1500,
+        )  # fmt: skip
+        assert r.returncode == 2 and "sigmoid_0.tmp_0: DB text boxes disagree" in r.stderr, r.stderr[-2000:]
+        assert "F1 0." in r.stderr and "per image F1" in r.stderr and not scene.exists(), r.stderr[-2000:]
     else:
         assert r.returncode == 0, r.stderr[-2000:]
         res = json.loads(
