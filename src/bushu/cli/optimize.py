@@ -263,6 +263,13 @@ def _print_result(name: str, path: Path, section: dict[str, Any]) -> None:
             + f" ({(val.get('inputs') or {}).get('samples', '?')} {(val.get('inputs') or {}).get('from', '')}"
             " inputs)"
         )
+    gate = val.get("gate") or {}
+    if gate.get("text_boxes"):  # a DB text detector: judged by its decoded boxes, not by the map's cosine
+        tb = gate["text_boxes"]
+        console.print(
+            f"judged by the DB decoder's text boxes: {tb['matched']} of {tb['fp32_boxes']} fp32 / {tb['boxes']} "
+            f"int8 boxes matched, F1 {tb['f1']:.3f}, mean IoU {tb['mean_iou'] or 0:.3f} ({gate['outcome']})"
+        )
     reason = section.get("reason") or section.get("quantize", {}).get("reason")
     if reason:
         console.print(f"why: {reason}")

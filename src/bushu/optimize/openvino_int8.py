@@ -78,7 +78,7 @@ def quantize_openvino(
     """Quantize ``artifact_in`` (ONNX) to an int8 OpenVINO IR artifact at ``out``; the input is untouched.
     ``keep_failed``: as for ``quantize``, write the result even when it fails the agreement gate."""
     from ..data.arrays import labelled_arrays
-    from .quantize import AccuracyDropError, check_gate
+    from .quantize import AccuracyDropError, _db_output, check_gate, text_box_gate
 
     log = log or (lambda _m: None)
     config.check()
@@ -133,6 +133,9 @@ def quantize_openvino(
             verdict = detection_gate(
                 "OpenVINO int8", art, xml, "openvino", images, max_accuracy_drop, not keep_failed, details
             )
+        text_map = _db_output(art) if verdict is None else None
+        if text_map is not None:  # a DBNet-style text detector: judged by its decoded boxes
+            verdict = text_box_gate("OpenVINO int8", ref, got, text_map, not keep_failed, details)
         verdict = verdict or check_gate(
             "OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed, details
         )

@@ -243,10 +243,26 @@ class _Job:
 
     def validate(self, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], refuse: bool = True) -> dict[str, Any]:
         per_output = validate.agreement(ref, got)
+        text_map = _db_output(self.art) if self.name != "fp16" else None
+        if text_map is not None:  # a DBNet-style text detector: judged by the boxes its map decodes to
+            return self._validate_by_text_boxes(per_output, ref, got, text_map, refuse)
         if self.art.task != "classification":  # no classes: the outputs themselves must keep their direction
             return self._validate_by_cosine(per_output, refuse)
         verdict = check_gate(self.name, per_output, self.settings.min_top1_agreement, refuse, self.details)
         return {"outputs": per_output, "gate": verdict}
+
+    def _validate_by_text_boxes(
+        self,
+        per_output: dict[str, Any],
+        ref: dict[str, np.ndarray],
+        got: dict[str, np.ndarray],
+        name: str,
+        refuse: bool,
+    ) -> dict[str, Any]:
+        for v in per_output.values():  # top-1 of a probability map means nothing
+            for k in [k for k in v if k.startswith(("top1", "gate", "confident", "top5"))]:
+                del v[k]
+        return {"outputs": per_output, "gate": text_box_gate(self.name, ref, got, name, refuse, self.details)}
 
     def _validate_by_cosine(self, per_output: dict[str, Any], refuse: bool) -> dict[str, Any]:
         from ._gate import FAIL, PASS
@@ -544,6 +560,44 @@ def check_gate(
             f"the validation inputs cannot tell whether {what} agrees with fp32: "
             f"{verdict['detail']}; pass more images of the model's classes "
             "(--calib, or labelled --data)"
+        )
+    return verdict
+
+
+def _db_output(art: Artifact) -> str | None:
+    from ..detection.textmap import is_db_map
+
+    try:
+        return is_db_map(art)
+    except Exception:  # noqa: BLE001 - an unreadable graph is judged by cosine, as before
+        return None
+
+
+def text_box_gate(
+    what: str,
+    ref: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    name: str,
+    refuse: bool,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """A DB text detector's verdict: the DB decoder's boxes on fp32's and the candidate's maps must agree
+    (bushu.detection.textmap); the map's cosine is not judged (near 0 on photos without text, where no box comes
+    out). AccuracyDropError naming the output on "fail" when ``refuse``; a warning in ``details`` on "cannot tell"."""
+    from ..detection.textmap import judge_text_boxes
+    from ._gate import CANNOT_TELL, FAIL
+
+    verdict = judge_text_boxes(ref, got, name)
+    if verdict["outcome"] == FAIL and refuse:
+        raise AccuracyDropError(
+            f"{what} text detector's boxes drift from fp32's: {verdict['detail']}",
+            hint="calibrate on more pages like those the model will see (--sample FILE.npz / --calib DIR), "
+            "let bushu keep the sensitive nodes in float (drop --no-fallback), or use --quantize fp16",
+        )
+    if verdict["outcome"] == CANNOT_TELL:
+        details["validation_warning"] = (
+            f"the validation inputs cannot tell whether {what} finds the text fp32 finds: "
+            f"{verdict['detail']}; pass inputs with text (--sample FILE.npz / --calib DIR)"
         )
     return verdict
 
