@@ -67,7 +67,7 @@ def db_boxes(prob: np.ndarray, **settings: Any) -> list[Detection]:
     index = np.arange(1, n + 1)
     scores = ndimage.mean(m, labels, index)
     out = []
-    h, w = m.shape
+    h, w = (int(v) for v in np.shape(prob)[-2:])
     for k, sl in enumerate(ndimage.find_objects(labels)[: p["max_candidates"]]):
         if sl is None:
             continue
