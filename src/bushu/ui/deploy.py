@@ -288,6 +288,7 @@ class Deployments:
                     dep.settings.ports = dict(dep.ports)
                     self._remembered[dep.name] = dep.settings
                     self._save()
+                self.sample(dep)  # the first look: the counters at readiness, so the first interval starts now
                 self._start_sampler()
                 return dep
             if not dep.running:
@@ -423,7 +424,9 @@ class Deployments:
 
     def sample(self, dep: Deployment) -> dict[str, Any] | None:
         """One point of the history: requests answered (and failed) per second, and the mean latency (and time
-        queued) per request, over the interval since the previous look; None at the first look."""
+        queued) per request, over the interval since the previous look. The first look (taken when the server
+        becomes ready) has no interval, so no rates (None): its latency is the mean over the requests answered
+        since the server started, None when there were none. None when the metrics cannot be read."""
         try:
             with urllib.request.urlopen(dep.urls()["metrics"], timeout=SAMPLE_S) as r:
                 m = parse_metrics(r.read().decode(), dep.name)
@@ -431,18 +434,17 @@ class Deployments:
             return None
         now, prev = time.time(), dep.sampled
         dep.sampled = (now, m)
-        if prev is None:
-            return None
-        dt = max(now - prev[0], 1e-6)
+        before: dict[str, float] = prev[1] if prev is not None else {}  # counters start at 0 with the server
 
         def delta(k: str) -> float:
-            return max(0.0, m.get(k, 0.0) - prev[1].get(k, 0.0))
+            return max(0.0, m.get(k, 0.0) - before.get(k, 0.0))
 
         ok, fail = delta("nv_inference_request_success"), delta("nv_inference_request_failure")
+        dt = max(now - prev[0], 1e-6) if prev is not None else None
         point = {
             "t": round(now, 2),
-            "rps": round(ok / dt, 3),
-            "failed_rps": round(fail / dt, 3),
+            "rps": round(ok / dt, 3) if dt is not None else None,
+            "failed_rps": round(fail / dt, 3) if dt is not None else None,
             "latency_ms": round(delta("nv_inference_request_duration_us") / ok / 1000, 3) if ok else None,
             "queue_ms": round(delta("nv_inference_queue_duration_us") / ok / 1000, 3) if ok else None,
         }
