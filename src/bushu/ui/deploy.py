@@ -283,7 +283,18 @@ class Deployments:
                     self.stop(dep.name)
                     reason = " ".join(state.group(2).split()).strip("()")
                     raise BushuError(f"the server could not load {dep.name!r}: {reason}", hint=f"see {dep.log}")
-                dep.ports = {k: int(rx.search(text).group(1)) for k, rx in _PORTS.items()}
+                found = {k: rx.search(text) for k, rx in _PORTS.items()}
+                ports = {k: int(m.group(1)) for k, m in found.items() if m is not None}
+                if len(ports) < len(_PORTS):  # the UI needs all three: the page's endpoints and the charts
+                    self.stop(dep.name)
+                    missing = ", ".join(k for k in _PORTS if k not in ports)
+                    raise BushuError(
+                        f"the server for {dep.name!r} is ready but its log names no {missing} port "
+                        f"(expected lines like 'HTTP http://HOST:PORT/v2', 'gRPC HOST:PORT', "
+                        f"'metrics http://HOST:PORT/metrics')",
+                        hint=f"see {dep.log}; `bushu serve` prints them when it serves HTTP, gRPC and metrics",
+                    )
+                dep.ports = ports
                 with self._lock:  # remembered once it serves (a model that fails to load is not)
                     dep.settings.ports = dict(dep.ports)
                     self._remembered[dep.name] = dep.settings
