@@ -274,3 +274,23 @@ def test_compressed_model_wins_a_size_bound(tmp_path):
     assert by["onnxruntime/fp32"]["size_mb"] > 0.05 >= by["onnxruntime/fp32+prune0.5"]["size_mb"]
     served = (Path(j["model_dir"]) / "1" / "model.onnx").read_bytes()
     assert served == Path(by["onnxruntime/fp32+prune0.5"]["file"]).read_bytes()
+
+
+def test_accuracy_bound_on_a_sample_npz_is_agreement_with_fp32(tiny, tmp_path):
+    """--sample arrays have no images to pseudo-label: int8 is bounded by its top-1 agreement with the
+    fp32 model on the arrays (the plan's own figure), not sent to an image-folder scan."""
+    from bushu.model.artifact import Artifact
+    from bushu.model.processing import preprocess_images
+
+    art = Artifact.load(tiny["artifact"])
+    sample = tmp_path / "sample.npz"
+    np.savez(sample, **{art.inputs[0].name: preprocess_images(sorted(tiny["data"].rglob("*.png")), art.preprocess)})
+    proc = bushu("plan", tiny["artifact"], "--sample", sample, "-o", tmp_path / "o", "--max-accuracy-drop", 5, *FAST)
+    out = proc.stdout + proc.stderr
+    assert "folder not found" not in out
+    assert proc.returncode == 0, out[-3000:]
+    result = json.loads((tmp_path / "o" / "plan.json").read_text())
+    assert result["accuracy_metric"] == "agreement"
+    int8 = next(v for v in result["variants"] if v["variant"] == "onnxruntime/int8")
+    assert int8["status"] == "ok", int8
+    assert int8["accuracy_drop"] is not None and int8["accuracy_drop"] <= 5

@@ -760,15 +760,18 @@ def test_deployment_with_api_key_beyond_loopback_charts_and_remembered(env, tmp_
             assert dep["remote"] == {"hosts": [], "urls": None}
         status, via = ui.json("/api/deployments/pets/classify", image)  # the UI sends the key itself
         assert status == 200 and via["predictions"], via
-        # the charts' history: requests per second and mean latency per sampled interval
+        # the charts' history: requests per second and mean latency per sampled interval; the first look is
+        # taken at readiness (no interval yet, so no rates), the requests after it count from the next one
+        first = dep["history"][0]
+        assert first["rps"] is None and first["failed_rps"] is None and first["latency_ms"] is None, dep["history"]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ui.json("/api/deployments/pets/classify", image)
             history = ui.json("/api/deployments/pets")[1]["history"]
-            if any(p["rps"] > 0 for p in history):
+            if any((p["rps"] or 0) > 0 for p in history):
                 break
             time.sleep(0.5)
-        busy = [p for p in history if p["rps"] > 0]
+        busy = [p for p in history if (p["rps"] or 0) > 0]
         assert busy and all(p["latency_ms"] > 0 and p["failed_rps"] == 0 for p in busy), history
         assert all(set(p) == {"t", "rps", "failed_rps", "latency_ms", "queue_ms"} for p in history)
         saved = ws / "serve" / "deployments.json"

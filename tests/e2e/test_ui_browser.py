@@ -602,15 +602,24 @@ def test_charts_compare_tooltips_delete_and_deploy_pages(tmp_path, browser, shot
             assert remote.startswith(f"http://{hosts[0]}:") and remote.endswith("/v1/models/pets:classify"), remote
         card.find_element(By.CSS_SELECTOR, "input.deploy-file").send_keys(str(images[0]))
         _wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".deploy-results li")) == 4)
-        for _ in range(6):  # some load, so the charts have something to show
-            assert ui.json("/api/deployments/pets/classify", images[1].read_bytes())[0] == 200
-            time.sleep(0.5)
-        _wait(browser, 30).until(
-            lambda d: (
-                len(d.find_elements(By.CSS_SELECTOR, "div[data-deployment=pets] .chart-latency circle.point")) >= 1
+        # the page's request and one more, as a user trying it sends (the EasyDL walk): the charts show them
+        assert ui.json("/api/deployments/pets/classify", images[1].read_bytes())[0] == 200
+        charts = "div[data-deployment=pets] .deploy-charts"
+        for cls in ("chart-latency", "chart-throughput"):
+            _wait(browser, 30).until(
+                lambda d, cls=cls: len(d.find_elements(By.CSS_SELECTOR, f"{charts} .{cls} circle.point")) >= 1
             )
+        captions = [f.text for f in browser.find_elements(By.CSS_SELECTOR, f"{charts} figcaption")]
+        assert len(captions) == 2 and not any("no data yet" in c or "collecting" in c for c in captions), captions
+        # only the first look so far (requests answered, no rate yet): latency shown, throughput collecting
+        shown = browser.execute_script(
+            "const box = document.createElement('div');"
+            "deploymentCharts(box, [{t: 5, rps: null, failed_rps: null, latency_ms: 30, queue_ms: 2}]);"
+            "return [...box.querySelectorAll('figure')].map(f => [f.querySelectorAll('circle.point').length,"
+            " f.querySelector('figcaption').textContent]);"
         )
-        assert browser.find_elements(By.CSS_SELECTOR, "div[data-deployment=pets] .chart-throughput circle.point")
+        assert shown[0][0] == 2 and "(" not in shown[0][1], shown
+        assert shown[1][0] == 0 and "collecting" in shown[1][1] and "no data yet" not in shown[1][1], shown
         assert _untitled(browser) == []
         browser.save_screenshot(str(shots / "deploy-charts.png"))
 

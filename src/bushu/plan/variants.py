@@ -358,7 +358,9 @@ def _int8_artifact(
 
     With an accuracy bound, the quantizer keeps the most sensitive nodes in float until the bound
     holds: on the labels when the folders are the model's labels, else on pseudo-labels (the fp32
-    model's own top-1 per image), which makes its accuracy the top-1 agreement with fp32."""
+    model's own top-1 per image), which makes its accuracy the top-1 agreement with fp32. On --sample
+    (or derived) arrays there are no images to label: the plan picks the calibration by the arrays'
+    top-1 agreement with fp32, and the bound is applied to that figure like to any variant's."""
     import contextlib
     import shutil
     import sys
@@ -390,14 +392,24 @@ def _int8_artifact(
             cache[ckey] = done
         return result, None
     check_data: Path | None = data if ds.targets is not None else None
-    if ds.targets is None and max_drop is not None:
+    # --sample/--input arrays: no images to pseudo-label, so the plan bounds the loss itself, as the
+    # top-1 agreement with this model's fp32 output on the same arrays (the figure it reports)
+    on_arrays = not data.is_dir() and ds.metric == "agreement"
+    if ds.targets is None and max_drop is not None and not on_arrays:
         # pseudo-labels from the model being quantized: the quantizer bounds its own loss against it
         check_data = _pseudo_labelled(art, data, work / ("pseudo-labels" + (f"-{tag}" if tag else "")), log)
-    bound = max_drop if check_data is not None else None
+    bound = max_drop if check_data is not None or on_arrays else None
     what = "accuracy" if ds.targets is not None else "agreement with fp32"
     if art.task == "detection":  # judged by its boxes: mAP@0.5 on --data's boxes, else box agreement with fp32
         check_data, bound, what = data, max_drop, "mAP@0.5 / box agreement"
     drops: dict[str, float] = {}
+
+    reference = _run(art.model_path, "onnxruntime", {}, ds.feeds, art.outputs[0].name) if on_arrays else None
+
+    def drop_of(result: Artifact) -> float | None:
+        if reference is None:
+            return (result.metrics["optimize"].get("accuracy") or {}).get("drop")
+        return _agreement_drop(result, ds, reference)
 
     def build(method: str, allow: float | None) -> Artifact:
         log(
@@ -424,14 +436,21 @@ def _int8_artifact(
     try:
         for method in ("minmax", "percentile"):  # runs at least once: result is always set
             result = build(method, None)
-            drop = (result.metrics["optimize"].get("accuracy") or {}).get("drop")
+            drop = drop_of(result)
             if bound is None or drop is None or drop <= bound:
                 break
             drops[method] = drop
             log(f"{name}: {method} calibration loses {drop:g} points of {what} (bound {bound:g})")
         else:
             best = min(drops, key=drops.__getitem__)
-            result = build(best, bound)
+            if on_arrays:  # the quantizer's remedies measure on labelled images, which arrays are not
+                log(
+                    f"{name}: keeping the most sensitive nodes in float needs images (--data DIR); "
+                    f"using {best} calibration, judged against the bound by its agreement on {data.name}"
+                )
+                result = build(best, None) if best != "percentile" else result
+            else:
+                result = build(best, bound)
     except AccuracyDropError as e:
         return None, f"{name} loses too much {what}: {e.message}"
     except BushuError as e:
@@ -439,6 +458,17 @@ def _int8_artifact(
     if cache is not None:
         cache[ckey] = done
     return result, None
+
+
+def _agreement_drop(model: Artifact, ds: Dataset, reference: np.ndarray) -> float:
+    """Points of top-1 agreement with ``reference`` (fp32's output on ds.feeds) that ``model`` loses,
+    where fp32 is confident when there are enough such samples (as set_proxy_mask counts them)."""
+    logits = _run(model.model_path, "onnxruntime", {}, ds.feeds, model.outputs[0].name)
+    same = logits.argmax(1) == reference.argmax(1)
+    mask = _confident(reference)
+    if mask.sum() >= max(10, ds.n // 5):
+        same = same[mask]
+    return round(100.0 - 100.0 * float(np.mean(same)), 3)
 
 
 def _pseudo_labelled(art: Artifact, data: Path, out: Path, log: Callable[[str], None]) -> Path | None:

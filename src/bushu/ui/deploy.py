@@ -283,11 +283,23 @@ class Deployments:
                     self.stop(dep.name)
                     reason = " ".join(state.group(2).split()).strip("()")
                     raise BushuError(f"the server could not load {dep.name!r}: {reason}", hint=f"see {dep.log}")
-                dep.ports = {k: int(rx.search(text).group(1)) for k, rx in _PORTS.items()}
+                found = {k: rx.search(text) for k, rx in _PORTS.items()}
+                ports = {k: int(m.group(1)) for k, m in found.items() if m is not None}
+                if len(ports) < len(_PORTS):  # the UI needs all three: the page's endpoints and the charts
+                    self.stop(dep.name)
+                    missing = ", ".join(k for k in _PORTS if k not in ports)
+                    raise BushuError(
+                        f"the server for {dep.name!r} is ready but its log names no {missing} port "
+                        f"(expected lines like 'HTTP http://HOST:PORT/v2', 'gRPC HOST:PORT', "
+                        f"'metrics http://HOST:PORT/metrics')",
+                        hint=f"see {dep.log}; `bushu serve` prints them when it serves HTTP, gRPC and metrics",
+                    )
+                dep.ports = ports
                 with self._lock:  # remembered once it serves (a model that fails to load is not)
                     dep.settings.ports = dict(dep.ports)
                     self._remembered[dep.name] = dep.settings
                     self._save()
+                self.sample(dep)  # the first look: the counters at readiness, so the first interval starts now
                 self._start_sampler()
                 return dep
             if not dep.running:
@@ -423,7 +435,9 @@ class Deployments:
 
     def sample(self, dep: Deployment) -> dict[str, Any] | None:
         """One point of the history: requests answered (and failed) per second, and the mean latency (and time
-        queued) per request, over the interval since the previous look; None at the first look."""
+        queued) per request, over the interval since the previous look. The first look (taken when the server
+        becomes ready) has no interval, so no rates (None): its latency is the mean over the requests answered
+        since the server started, None when there were none. None when the metrics cannot be read."""
         try:
             with urllib.request.urlopen(dep.urls()["metrics"], timeout=SAMPLE_S) as r:
                 m = parse_metrics(r.read().decode(), dep.name)
@@ -431,18 +445,17 @@ class Deployments:
             return None
         now, prev = time.time(), dep.sampled
         dep.sampled = (now, m)
-        if prev is None:
-            return None
-        dt = max(now - prev[0], 1e-6)
+        before: dict[str, float] = prev[1] if prev is not None else {}  # counters start at 0 with the server
 
         def delta(k: str) -> float:
-            return max(0.0, m.get(k, 0.0) - prev[1].get(k, 0.0))
+            return max(0.0, m.get(k, 0.0) - before.get(k, 0.0))
 
         ok, fail = delta("nv_inference_request_success"), delta("nv_inference_request_failure")
+        dt = max(now - prev[0], 1e-6) if prev is not None else None
         point = {
             "t": round(now, 2),
-            "rps": round(ok / dt, 3),
-            "failed_rps": round(fail / dt, 3),
+            "rps": round(ok / dt, 3) if dt is not None else None,
+            "failed_rps": round(fail / dt, 3) if dt is not None else None,
             "latency_ms": round(delta("nv_inference_request_duration_us") / ok / 1000, 3) if ok else None,
             "queue_ms": round(delta("nv_inference_queue_duration_us") / ok / 1000, 3) if ok else None,
         }

@@ -79,22 +79,27 @@ async function deploymentAction(name, what) {
   await loadDeployments().catch(showError);
 }
 
-// the server's counters, sampled every few seconds: mean latency per request and requests per second
+// the server's counters, sampled every few seconds: mean latency per request and requests per second. The
+// first sample (at readiness) has a latency when requests were already answered, but no rate: a rate needs
+// a second sample, a few seconds later; until then the charts say they are collecting rather than "no data".
 function deploymentCharts(box, history) {
   const key = JSON.stringify(history.length ? history[history.length - 1] : null) + history.length;
   if (box.dataset.key === key) return;
   box.dataset.key = key;
   const now = history.length ? history[history.length - 1].t : 0;
   const x = p => Math.round(p.t - now);
+  const rated = history.some(p => p.rps !== null && p.rps !== undefined);
   box.replaceChildren(
     lineChart({title: "Latency", cls: "chart-latency", width: 440, xLabel: "seconds (0 = the latest sample)", yLabel: "ms per request",
       explain: "How long the server took to answer, on average, for the requests in each few-second window " +
         "(a gap: no requests then). Lower is better.",
+      empty: !history.length ? "collecting…" : rated ? "no requests yet" : "no requests yet; collecting…",
       series: [{name: "mean latency", points: history.map(p => [x(p), p.latency_ms]), color: "#2f6fed"},
         {name: "of which waiting in the queue", points: history.map(p => [x(p), p.queue_ms]), color: "#8792a6", dashed: true}]}),
     lineChart({title: "Throughput", cls: "chart-throughput", width: 440, xLabel: "seconds (0 = the latest sample)", yLabel: "requests / s",
       explain: "How many requests the server answered per second in each few-second window. It follows the load " +
         "the clients send; its ceiling is what the server can do.",
+      empty: "collecting… (a rate needs two samples of the server's counters, a few seconds apart)",
       series: [{name: "answered", points: history.map(p => [x(p), p.rps]), color: "#137333"},
         {name: "failed", points: history.map(p => [x(p), p.failed_rps]), color: "#b3261e", dashed: true}]}));
 }

@@ -93,8 +93,9 @@ const svg = (tag, attrs = {}, text = null) => {
 const ticks = (lo, hi, n = 4) => Array.from({length: n + 1}, (_, i) => lo + (hi - lo) * i / n);
 
 // A line chart as SVG: series [{name, points: [[x, y|null]], color, dashed, right}] (right: the second y axis;
-// null: a gap). Every point carries its value as a tooltip; `explain` is the chart's own.
-function lineChart({title, series, xLabel, yLabel, y2Label = null, explain = "", cls = "", width = 460}) {
+// null: a gap). Every point carries its value as a tooltip; `explain` is the chart's own; `empty`: what the
+// caption says while no series has a value.
+function lineChart({title, series, xLabel, yLabel, y2Label = null, explain = "", cls = "", width = 460, empty = "no data yet"}) {
   const W = width, H = 210, L = 48, R = y2Label ? 48 : 14, T = 12, B = 40;
   const all = series.flatMap(s => s.points.filter(p => p[1] !== null && p[1] !== undefined));
   const xs = series.flatMap(s => s.points.map(p => p[0]));
@@ -149,7 +150,7 @@ function lineChart({title, series, xLabel, yLabel, y2Label = null, explain = "",
     el("span", {class: "swatch" + (s.dashed ? " dashed" : "")}), document.createTextNode(s.name))));
   legend.querySelectorAll(".swatch").forEach((sw, i) => { sw.style.borderColor = series[i].color; });
   const fig = el("figure", {class: "chart-box " + cls, title: explain},
-    el("figcaption", {}, el("strong", {text: title}), all.length ? "" : el("span", {class: "muted", text: "  (no data yet)"})), g, legend);
+    el("figcaption", {}, el("strong", {text: title}), all.length ? "" : el("span", {class: "muted empty", text: `  (${empty})`})), g, legend);
   return fig;
 }
 
