@@ -1,0 +1,152 @@
+"""JPEG DCT-domain downscaling (`bushu predict --fast-decode`, processing.jpeg_draft) against the exact decode.
+
+Two image sets, each run through bushu predict's pre-processing both ways (the fused resize + crop after a full
+decode, and after `Image.draft`), then through the model (batch B):
+
+- `bench images`: the --n JPEGs bench/predict.py makes (crops of the 300-640 px offline photos);
+- `large`: --large JPEGs of 900-1,920 px a side: the five offline photos enlarged 3x (Lanczos), then random
+  crops (40-100% a side, every other one mirrored), saved at quality 92. Enlarged photos have no detail
+  above the original's, so they are smoother than a camera's; this is the check set, not a proof.
+
+Reports, per set: how many images draft scaled (and by how much), top-1 agreement and the largest difference
+of any softmax score between the two paths, and decode + pre-process CPU ms per image (thread CPU time,
+medians of --repeats interleaved passes).
+
+    .venv/bin/python bench/predict_draft.py --n 320 --large 240 --repeats 3
+
+Writes bench/results/predict_draft.json and .md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command_line, write_results  # noqa: E402
+from predict import arguments, model_and_images  # noqa: E402
+
+from bushu.model.predict import Classifier, prepare_one  # noqa: E402
+from bushu.model.processing import jpeg_draft, softmax  # noqa: E402
+
+COLUMNS = (
+    "images",
+    "n",
+    "draft scales",
+    "top-1 agreement",
+    "max score difference",
+    "exact CPU ms per image",
+    "fast-decode CPU ms per image",
+    "CPU saved",
+)
+
+
+def make_large(out: Path, n: int, seed: int = 0) -> Path:
+    from PIL import Image
+
+    from bushu.testing.photos import _photos
+
+    if out.is_dir() and sum(1 for _ in out.glob("*.jpg")) == n:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    photos = list(_photos().items())
+    for i in range(n):
+        cls, arr = photos[i % len(photos)]
+        img = Image.fromarray(arr)
+        big = img.resize((img.width * 3, img.height * 3), Image.LANCZOS)
+        s = rng.uniform(0.4, 1.0) if i >= len(photos) else 1.0
+        cw, ch = int(big.width * s), int(big.height * s)
+        x, y = int(rng.integers(0, big.width - cw + 1)), int(rng.integers(0, big.height - ch + 1))
+        crop = big.crop((x, y, x + cw, y + ch))
+        if i % 2:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        crop.save(out / f"{cls}_{i}.jpg", quality=92)
+    return out
+
+
+def cpu_ms(fn, paths: list[Path]) -> float:
+    t0 = time.thread_time()
+    for p in paths:
+        fn(p)
+    return (time.thread_time() - t0) * 1000 / len(paths)
+
+
+def compare(clf: Classifier, paths: list[Path], batch: int, repeats: int) -> dict:
+    from PIL import Image
+
+    pp = clf.pipeline.pp
+    scales = Counter()
+    for p in paths:
+        with Image.open(p) as im:
+            scales[jpeg_draft(im, pp)] += 1
+
+    def exact(p: Path) -> np.ndarray:
+        return prepare_one(pp, str(p), fused=True)
+
+    def fast(p: Path) -> np.ndarray:
+        return prepare_one(pp, str(p), fused=True, fast_decode=True)
+
+    times: dict[str, list[float]] = {"exact": [], "fast": []}
+    for _ in range(repeats):  # interleaved: the load of a shared machine drifts
+        times["exact"].append(cpu_ms(exact, paths))
+        times["fast"].append(cpu_ms(fast, paths))
+    agree, worst = 0, 0.0
+    name, out = clf.pipeline.input_name, clf.backend.outputs[0].name
+    for i in range(0, len(paths), batch):
+        chunk = paths[i : i + batch]
+        a = softmax(np.asarray(clf.backend.infer({name: np.stack([exact(p) for p in chunk])})[out], np.float64))
+        b = softmax(np.asarray(clf.backend.infer({name: np.stack([fast(p) for p in chunk])})[out], np.float64))
+        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+        worst = max(worst, float(np.abs(a - b).max()))
+    e, f = statistics.median(times["exact"]), statistics.median(times["fast"])
+    return {
+        "n": len(paths),
+        "draft scales": ", ".join(f"1/{s}: {c}" for s, c in sorted(scales.items())),
+        "top-1 agreement": f"{agree}/{len(paths)}",
+        "max score difference": round(worst, 4),
+        "exact CPU ms per image": round(e, 2),
+        "fast-decode CPU ms per image": round(f, 2),
+        "CPU saved": f"{1 - f / e:.0%}",
+        "times": times,
+    }
+
+
+def main() -> None:
+    ap = arguments(__doc__ or "", n=320, repeats=3)
+    ap.add_argument("--large", type=int, default=240, help="large JPEGs for the check set")
+    args = ap.parse_args()
+    art, images = model_and_images(args)
+    large = make_large(args.work / f"large_{args.large}", args.large)
+    clf = Classifier(art, None, threads=1)
+    rows = []
+    for label, folder in (("bench images (300-640 px)", images), ("large (900-1,920 px)", large)):
+        res = compare(clf, sorted(folder.rglob("*.jpg")), args.batch, args.repeats)
+        print(label, {k: v for k, v in res.items() if k != "times"}, flush=True)
+        rows.append({"images": label, **res})
+    notes = [
+        f"command: `{command_line()}`",
+        f"EfficientNet-Lite0 fp32 on onnxruntime (1 thread), batch {args.batch}; CPU ms: thread CPU time of "
+        f"decode + pre-process (bushu predict's fused path), medians of {args.repeats} interleaved passes",
+        "max score difference: the largest |softmax score difference| over all images and classes",
+    ]
+    js, md = write_results(
+        "predict_draft",
+        {"rows": rows},
+        [{k: v for k, v in r.items() if k != "times"} for r in rows],
+        COLUMNS,
+        "JPEG draft decoding (--fast-decode) against the exact decode",
+        notes,
+        args.out,
+    )
+    print(md.read_text())
+    print(f"wrote {js} and {md}")
+
+
+if __name__ == "__main__":
+    main()
