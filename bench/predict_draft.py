@@ -8,9 +8,12 @@ decode, and after `Image.draft`), then through the model (batch B):
   crops (40-100% a side, every other one mirrored), saved at quality 92. Enlarged photos have no detail
   above the original's, so they are smoother than a camera's; this is the check set, not a proof.
 
-Reports, per set: how many images draft scaled (and by how much), top-1 agreement and the largest difference
-of any softmax score between the two paths, and decode + pre-process CPU ms per image (thread CPU time,
-medians of --repeats interleaved passes).
+Variants: the exact decode (bushu predict's default), draft with gap 2 (processing.DRAFT_GAP: the decoded
+image stays at least twice the size the resize needs; what --fast-decode does), and draft with gap 1 (down
+to the resize's size itself: the most CPU saved). Reports, per set and variant: how many images draft
+scaled (and by how much), top-1 agreement with the exact decode, the largest difference of any softmax score
+from the exact decode's, and decode + pre-process CPU ms per image (thread CPU time, medians of --repeats
+interleaved passes).
 
     .venv/bin/python bench/predict_draft.py --n 320 --large 240 --repeats 3
 
@@ -32,18 +35,19 @@ from _common import command_line, write_results  # noqa: E402
 from predict import arguments, model_and_images  # noqa: E402
 
 from bushu.model.predict import Classifier, prepare_one  # noqa: E402
-from bushu.model.processing import jpeg_draft, softmax  # noqa: E402
+from bushu.model.processing import jpeg_draft, preprocess_image_fused, softmax  # noqa: E402
 
 COLUMNS = (
     "images",
+    "variant",
     "n",
     "draft scales",
     "top-1 agreement",
     "max score difference",
-    "exact CPU ms per image",
-    "fast-decode CPU ms per image",
+    "CPU ms per image",
     "CPU saved",
 )
+GAPS = (2, 1)  # processing.DRAFT_GAP (what --fast-decode does), then drafting down to the resize's size itself
 
 
 def make_large(out: Path, n: int, seed: int = 0) -> Path:
@@ -77,44 +81,60 @@ def cpu_ms(fn, paths: list[Path]) -> float:
     return (time.thread_time() - t0) * 1000 / len(paths)
 
 
-def compare(clf: Classifier, paths: list[Path], batch: int, repeats: int) -> dict:
+def compare(clf: Classifier, paths: list[Path], batch: int, repeats: int) -> list[dict]:
+    """The exact path, then each gap of GAPS: one row each."""
     from PIL import Image
 
     pp = clf.pipeline.pp
-    scales = Counter()
-    for p in paths:
-        with Image.open(p) as im:
-            scales[jpeg_draft(im, pp)] += 1
 
     def exact(p: Path) -> np.ndarray:
         return prepare_one(pp, str(p), fused=True)
 
-    def fast(p: Path) -> np.ndarray:
-        return prepare_one(pp, str(p), fused=True, fast_decode=True)
+    def drafted(gap: int):
+        def run(p: Path) -> np.ndarray:
+            with Image.open(p) as im:
+                jpeg_draft(im, pp, gap)
+                im.load()
+                return preprocess_image_fused(im, pp)
 
-    times: dict[str, list[float]] = {"exact": [], "fast": []}
+        return run
+
+    variants = {"exact decode": exact, **{f"draft, gap {g}": drafted(g) for g in GAPS}}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(repeats):  # interleaved: the load of a shared machine drifts
-        times["exact"].append(cpu_ms(exact, paths))
-        times["fast"].append(cpu_ms(fast, paths))
-    agree, worst = 0, 0.0
+        for v, fn in variants.items():
+            times[v].append(cpu_ms(fn, paths))
     name, out = clf.pipeline.input_name, clf.backend.outputs[0].name
-    for i in range(0, len(paths), batch):
-        chunk = paths[i : i + batch]
-        a = softmax(np.asarray(clf.backend.infer({name: np.stack([exact(p) for p in chunk])})[out], np.float64))
-        b = softmax(np.asarray(clf.backend.infer({name: np.stack([fast(p) for p in chunk])})[out], np.float64))
-        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
-        worst = max(worst, float(np.abs(a - b).max()))
-    e, f = statistics.median(times["exact"]), statistics.median(times["fast"])
-    return {
-        "n": len(paths),
-        "draft scales": ", ".join(f"1/{s}: {c}" for s, c in sorted(scales.items())),
-        "top-1 agreement": f"{agree}/{len(paths)}",
-        "max score difference": round(worst, 4),
-        "exact CPU ms per image": round(e, 2),
-        "fast-decode CPU ms per image": round(f, 2),
-        "CPU saved": f"{1 - f / e:.0%}",
-        "times": times,
-    }
+
+    def probs(fn, chunk: list[Path]) -> np.ndarray:
+        return softmax(np.asarray(clf.backend.infer({name: np.stack([fn(p) for p in chunk])})[out], np.float64))
+
+    base = np.concatenate([probs(exact, paths[i : i + batch]) for i in range(0, len(paths), batch)])
+    rows = []
+    for v, fn in variants.items():
+        probs_v = (
+            base
+            if fn is exact
+            else np.concatenate([probs(fn, paths[i : i + batch]) for i in range(0, len(paths), batch)])
+        )
+        scales: Counter = Counter()
+        for p in paths:
+            with Image.open(p) as im:
+                scales[1 if fn is exact else jpeg_draft(im, pp, GAPS[list(variants).index(v) - 1])] += 1
+        t = statistics.median(times[v])
+        rows.append(
+            {
+                "variant": v,
+                "n": len(paths),
+                "draft scales": ", ".join(f"1/{s}: {c}" for s, c in sorted(scales.items())),
+                "top-1 agreement": f"{int((probs_v.argmax(-1) == base.argmax(-1)).sum())}/{len(paths)}",
+                "max score difference": round(float(np.abs(probs_v - base).max()), 4),
+                "CPU ms per image": round(t, 2),
+                "CPU saved": f"{1 - t / statistics.median(times['exact decode']):.0%}",
+                "times": times[v],
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -126,9 +146,9 @@ def main() -> None:
     clf = Classifier(art, None, threads=1)
     rows = []
     for label, folder in (("bench images (300-640 px)", images), ("large (900-1,920 px)", large)):
-        res = compare(clf, sorted(folder.rglob("*.jpg")), args.batch, args.repeats)
-        print(label, {k: v for k, v in res.items() if k != "times"}, flush=True)
-        rows.append({"images": label, **res})
+        for res in compare(clf, sorted(folder.rglob("*.jpg")), args.batch, args.repeats):
+            print(label, {k: v for k, v in res.items() if k != "times"}, flush=True)
+            rows.append({"images": label, **res})
     notes = [
         f"command: `{command_line()}`",
         f"EfficientNet-Lite0 fp32 on onnxruntime (1 thread), batch {args.batch}; CPU ms: thread CPU time of "
