@@ -4,9 +4,9 @@ Two image sets, each run through bushu predict's pre-processing both ways (the f
 decode, and after `Image.draft`), then through the model (batch B):
 
 - `bench images`: the --n JPEGs bench/predict.py makes (crops of the 300-640 px offline photos);
-- `large`: --large JPEGs of 900-1,920 px a side: the five offline photos enlarged 3x (Lanczos), then random
-  crops (40-100% a side, every other one mirrored), saved at quality 92. Enlarged photos have no detail
-  above the original's, so they are smoother than a camera's; this is the check set, not a proof.
+- `large`: --large JPEGs of 900-1,920 px a side (bench/predict.py make_large: the five offline photos enlarged
+  3x, then random crops). Enlarged photos have no detail above the original's, so they are smoother than a
+  camera's; this is the check set, not a proof.
 
 Variants: the exact decode (bushu predict's default), draft with gap 2 (processing.DRAFT_GAP: the decoded
 image stays at least twice the size the resize needs; what --fast-decode does), and draft with gap 1 (down
@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, write_results  # noqa: E402
-from predict import arguments, model_and_images  # noqa: E402
+from predict import arguments, make_large, model_and_images  # noqa: E402
 
 from bushu.model.predict import Classifier, prepare_one  # noqa: E402
 from bushu.model.processing import jpeg_draft, preprocess_image_fused, softmax  # noqa: E402
@@ -48,30 +48,6 @@ COLUMNS = (
     "CPU saved",
 )
 GAPS = (2, 1)  # processing.DRAFT_GAP (what --fast-decode does), then drafting down to the resize's size itself
-
-
-def make_large(out: Path, n: int, seed: int = 0) -> Path:
-    from PIL import Image
-
-    from bushu.testing.photos import _photos
-
-    if out.is_dir() and sum(1 for _ in out.glob("*.jpg")) == n:
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    photos = list(_photos().items())
-    for i in range(n):
-        cls, arr = photos[i % len(photos)]
-        img = Image.fromarray(arr)
-        big = img.resize((img.width * 3, img.height * 3), Image.LANCZOS)
-        s = rng.uniform(0.4, 1.0) if i >= len(photos) else 1.0
-        cw, ch = int(big.width * s), int(big.height * s)
-        x, y = int(rng.integers(0, big.width - cw + 1)), int(rng.integers(0, big.height - ch + 1))
-        crop = big.crop((x, y, x + cw, y + ch))
-        if i % 2:
-            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-        crop.save(out / f"{cls}_{i}.jpg", quality=92)
-    return out
 
 
 def cpu_ms(fn, paths: list[Path]) -> float:
