@@ -2,7 +2,7 @@
 
 N images are made from the offline photos (bushu.testing.photos: random crops and mirror images of five
 real photos, saved as JPEG), and EfficientNet-Lite0 (pretrained, offline) is imported with `bushu import`
-unless --artifact is given (--large: 900-1,920 px JPEGs instead, make_large). Each repeat runs `bushu predict`
+unless --artifact is given (--enlarge K: the photos enlarged K times instead, make_large). Each repeat runs `bushu predict`
 in each of --modes: 1 process, --workers 2, --ray (a local Ray started for the run), and, when named,
 1 process with --fast-decode; each predict run is framed by two `bushu bench` runs (onnxruntime,
 batch B, isolated process, 1 intra-op thread and one per core): its ratio is taken against their mean, because
@@ -19,7 +19,7 @@ rerun with the same -o, and the output must hold exactly N rows, none repeated.
 
     .venv/bin/python bench/predict.py --n 2000 --repeats 2
     .venv/bin/python bench/predict.py --n 200 --repeats 1 --artifact /tmp/lite0   # a smoke run
-    .venv/bin/python bench/predict.py --n 1000 --repeats 2 --large --modes "local 1 process,local --fast-decode"
+    .venv/bin/python bench/predict.py --n 600 --repeats 2 --enlarge 6 --modes "local 1 process,local --fast-decode"
 
 Writes bench/results/predict.json and bench/results/predict.md.
 """
@@ -80,9 +80,10 @@ def make_images(out: Path, n: int) -> Path:
     return out
 
 
-def make_large(out: Path, n: int, seed: int = 0) -> Path:
-    """N JPEGs of 900-1,920 px a side: the five offline photos enlarged 3x (Lanczos), then random crops (40-100%
-    a side, every other one mirrored), saved at quality 92 (the check set of --fast-decode)."""
+def make_large(out: Path, n: int, factor: int = 3, seed: int = 0) -> Path:
+    """N JPEGs: the five offline photos (451x300 to 640x427) enlarged ``factor`` times (Lanczos), then random
+    crops (40-100% a side, every other one mirrored), saved at quality 92 (the check sets of --fast-decode).
+    Enlarged photos have no detail above the original's: smoother than a camera's."""
     import numpy as np
     from PIL import Image
 
@@ -96,7 +97,7 @@ def make_large(out: Path, n: int, seed: int = 0) -> Path:
     for i in range(n):
         cls, arr = photos[i % len(photos)]
         img = Image.fromarray(arr)
-        big = img.resize((img.width * 3, img.height * 3), Image.LANCZOS)
+        big = img.resize((img.width * factor, img.height * factor), Image.LANCZOS)
         s = rng.uniform(0.4, 1.0) if i >= len(photos) else 1.0
         cw, ch = int(big.width * s), int(big.height * s)
         x, y = int(rng.integers(0, big.width - cw + 1)), int(rng.integers(0, big.height - ch + 1))
@@ -221,11 +222,11 @@ def model_and_images(args: argparse.Namespace) -> tuple[Path, Path]:
 def main() -> None:
     ap = arguments(__doc__ or "", n=2000, repeats=2)
     ap.add_argument("--modes", default=",".join(list(MODES)[:3]), help="comma-separated, from: " + ", ".join(MODES))
-    ap.add_argument("--large", action="store_true", help="--n large JPEGs (make_large) instead of the photo crops")
+    ap.add_argument("--enlarge", type=int, default=0, help="K: --n photos enlarged K times (make_large) instead")
     args = ap.parse_args()
     art, images = model_and_images(args)
-    if args.large:
-        images = make_large(args.work / f"large_{args.n}", args.n)
+    if args.enlarge:
+        images = make_large(args.work / f"large{args.enlarge}x_{args.n}", args.n, args.enlarge)
     modes = [m.strip() for m in args.modes.split(",")]
 
     def show(b: dict[int, float]) -> str:
@@ -273,8 +274,8 @@ def main() -> None:
         f"command: `{command_line()}`",
         f"{args.n} JPEG images ("
         + (
-            "900-1,920 px: 5 offline photos enlarged 3x, cropped"
-            if args.large
+            f"5 offline photos enlarged {args.enlarge}x, crops of 40-100% a side"
+            if args.enlarge
             else "crops and mirror images of 5 offline photos"
         )
         + "), "

@@ -4,9 +4,9 @@ Two image sets, each run through bushu predict's pre-processing both ways (the f
 decode, and after `Image.draft`), then through the model (batch B):
 
 - `bench images`: the --n JPEGs bench/predict.py makes (crops of the 300-640 px offline photos);
-- `large`: --large JPEGs of 900-1,920 px a side (bench/predict.py make_large: the five offline photos enlarged
-  3x, then random crops). Enlarged photos have no detail above the original's, so they are smoother than a
-  camera's; this is the check set, not a proof.
+- `enlarged Kx`: for each K of --enlarge, --large JPEGs (bench/predict.py make_large: the five offline photos
+  enlarged K times, then crops of 40-100% a side; 360-1,920 px a side for 3x, 720-3,840 for 6x). Enlarged
+  photos have no detail above the original's, so they are smoother than a camera's: a check set, not a proof.
 
 Variants: the exact decode (bushu predict's default), draft with gap 2 (processing.DRAFT_GAP: the decoded
 image stays at least twice the size the resize needs; what --fast-decode does), and draft with gap 1 (down
@@ -15,7 +15,7 @@ scaled (and by how much), top-1 agreement with the exact decode, the largest dif
 from the exact decode's, and decode + pre-process CPU ms per image (thread CPU time, medians of --repeats
 interleaved passes).
 
-    .venv/bin/python bench/predict_draft.py --n 320 --large 240 --repeats 3
+    .venv/bin/python bench/predict_draft.py --n 320 --large 240 --enlarge 3,6 --repeats 3
 
 Writes bench/results/predict_draft.json and .md.
 """
@@ -115,13 +115,17 @@ def compare(clf: Classifier, paths: list[Path], batch: int, repeats: int) -> lis
 
 def main() -> None:
     ap = arguments(__doc__ or "", n=320, repeats=3)
-    ap.add_argument("--large", type=int, default=240, help="large JPEGs for the check set")
+    ap.add_argument("--large", type=int, default=240, help="JPEGs in each enlarged check set")
+    ap.add_argument("--enlarge", default="3,6", help="comma-separated enlargement factors, one check set each")
     args = ap.parse_args()
     art, images = model_and_images(args)
-    large = make_large(args.work / f"large_{args.large}", args.large)
     clf = Classifier(art, None, threads=1)
     rows = []
-    for label, folder in (("bench images (300-640 px)", images), ("large (900-1,920 px)", large)):
+    sets = [("bench images (300-640 px)", images)] + [
+        (f"enlarged {k}x", make_large(args.work / f"large{k}x_{args.large}", args.large, k))
+        for k in map(int, args.enlarge.split(","))
+    ]
+    for label, folder in sets:
         for res in compare(clf, sorted(folder.rglob("*.jpg")), args.batch, args.repeats):
             print(label, {k: v for k, v in res.items() if k != "times"}, flush=True)
             rows.append({"images": label, **res})
