@@ -2,8 +2,9 @@
 
 N images are made from the offline photos (bushu.testing.photos: random crops and mirror images of five
 real photos, saved as JPEG), and EfficientNet-Lite0 (pretrained, offline) is imported with `bushu import`
-unless --artifact is given. Each repeat runs `bushu predict` in 1 process, with --workers 2, and with --ray
-(a local Ray started for the run), and each predict run is framed by two `bushu bench` runs (onnxruntime,
+unless --artifact is given (--enlarge K: the photos enlarged K times instead, make_large). Each repeat runs `bushu predict`
+in each of --modes: 1 process, --workers 2, --ray (a local Ray started for the run), and, when named,
+1 process with --fast-decode; each predict run is framed by two `bushu bench` runs (onnxruntime,
 batch B, isolated process, 1 intra-op thread and one per core): its ratio is taken against their mean, because
 the load of a shared machine drifts. `bench best` is the better of the two thread counts in each bench run (on
 a 2-core machine shared with other jobs a 1-thread session often beats a 2-thread one); `bench all cores` is
@@ -18,6 +19,7 @@ rerun with the same -o, and the output must hold exactly N rows, none repeated.
 
     .venv/bin/python bench/predict.py --n 2000 --repeats 2
     .venv/bin/python bench/predict.py --n 200 --repeats 1 --artifact /tmp/lite0   # a smoke run
+    .venv/bin/python bench/predict.py --n 600 --repeats 2 --enlarge 6 --modes "local 1 process,local --fast-decode"
 
 Writes bench/results/predict.json and bench/results/predict.md.
 """
@@ -56,7 +58,12 @@ COLUMNS = (
     "errors",
     "labels differing from 1 process",
 )
-MODES = {"local 1 process": [], "local --workers 2": ["--workers", "2"], "--ray (local Ray)": ["--ray"]}
+MODES = {
+    "local 1 process": [],
+    "local --workers 2": ["--workers", "2"],
+    "--ray (local Ray)": ["--ray"],
+    "local --fast-decode": ["--fast-decode"],
+}
 
 
 def bushu(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
@@ -70,6 +77,34 @@ def make_images(out: Path, n: int) -> Path:
         write_imagenet_photos(out, per_class=-(-n // len(PHOTO_CLASSES)))
         for extra in sorted(out.rglob("*.jpg"))[n:]:  # exactly n
             extra.unlink()
+    return out
+
+
+def make_large(out: Path, n: int, factor: int = 3, seed: int = 0) -> Path:
+    """N JPEGs: the five offline photos (451x300 to 640x427) enlarged ``factor`` times (Lanczos), then random
+    crops (40-100% a side, every other one mirrored), saved at quality 92 (the check sets of --fast-decode).
+    Enlarged photos have no detail above the original's: smoother than a camera's."""
+    import numpy as np
+    from PIL import Image
+
+    from bushu.testing.photos import _photos
+
+    if out.is_dir() and sum(1 for _ in out.glob("*.jpg")) == n:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    photos = list(_photos().items())
+    for i in range(n):
+        cls, arr = photos[i % len(photos)]
+        img = Image.fromarray(arr)
+        big = img.resize((img.width * factor, img.height * factor), Image.LANCZOS)
+        s = rng.uniform(0.4, 1.0) if i >= len(photos) else 1.0
+        cw, ch = int(big.width * s), int(big.height * s)
+        x, y = int(rng.integers(0, big.width - cw + 1)), int(rng.integers(0, big.height - ch + 1))
+        crop = big.crop((x, y, x + cw, y + ch))
+        if i % 2:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        crop.save(out / f"{cls}_{i}.jpg", quality=92)
     return out
 
 
@@ -186,9 +221,12 @@ def model_and_images(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def main() -> None:
     ap = arguments(__doc__ or "", n=2000, repeats=2)
-    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated, from: " + ", ".join(MODES))
+    ap.add_argument("--modes", default=",".join(list(MODES)[:3]), help="comma-separated, from: " + ", ".join(MODES))
+    ap.add_argument("--enlarge", type=int, default=0, help="K: --n photos enlarged K times (make_large) instead")
     args = ap.parse_args()
     art, images = model_and_images(args)
+    if args.enlarge:
+        images = make_large(args.work / f"large{args.enlarge}x_{args.n}", args.n, args.enlarge)
     modes = [m.strip() for m in args.modes.split(",")]
 
     def show(b: dict[int, float]) -> str:
@@ -234,7 +272,13 @@ def main() -> None:
     print(f"kill at half way and resume: {resume}", flush=True)
     notes = [
         f"command: `{command_line()}`",
-        f"{args.n} JPEG images (crops and mirror images of 5 offline photos), "
+        f"{args.n} JPEG images ("
+        + (
+            f"5 offline photos enlarged {args.enlarge}x, crops of 40-100% a side"
+            if args.enlarge
+            else "crops and mirror images of 5 offline photos"
+        )
+        + "), "
         f"EfficientNet-Lite0 fp32 ONNX on onnxruntime, batch {args.batch}, `bushu predict` with its default "
         f"threads; medians of {args.repeats} repeats; bushu bench items/s, in order: "
         + "; ".join(show(b) for b in bench),

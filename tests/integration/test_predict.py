@@ -428,3 +428,28 @@ def test_fused_preprocessing_keeps_a_real_models_top1(tmp_path):
                 logits.append(be.infer({be.inputs[0].name: x})[be.outputs[0].name])
             top1[fn.__name__] = np.concatenate(logits).argmax(-1)
     assert (top1["preprocess_image"] == top1["preprocess_image_fused"]).all()
+
+
+def test_fast_decode_rows_come_from_the_reduced_scale_decode(data, tmp_path):
+    """--fast-decode reaches the decoder in one process and in worker processes: the rows are what the
+    drafted pre-processing gives (the tiny model's 16 px resize lets every photo decode at 1/8), not the exact
+    decode's; error rows stay error rows."""
+    from bushu.model.artifact import Artifact
+    from bushu.model.predict import Classifier, prepare_one
+    from bushu.model.processing import top_k
+
+    pp = Artifact.load(data["art"]).preprocess
+    with Classifier(data["art"]) as clf:
+        be = clf.backend
+        x = np.stack([prepare_one(pp, p, fused=True, fast_decode=True) for p in data["good"]])
+        logits = be.infer({be.inputs[0].name: x})[be.outputs[0].name]
+    want = dict(zip(data["good"], top_k(logits, LABELS, k=5), strict=True))
+    exact = expected(data["art"], data["good"])
+    assert any(not np.allclose([s for *_, s in want[p]], [s for *_, s in exact[p]], atol=1e-5) for p in data["good"]), (
+        "the drafted inputs give other scores than the exact decode (else this test checks nothing)"
+    )
+    for i, extra in enumerate([(), ("--workers", "2")]):
+        out = tmp_path / f"out{i}.jsonl"
+        proc = bushu("predict", str(data["art"]), str(data["photos"]), "-o", str(out), "--fast-decode", *extra)
+        assert proc.returncode == 1, proc.stdout + proc.stderr  # the two bad inputs
+        check_rows(rows_of(out), want, data["bad"])

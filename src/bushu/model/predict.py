@@ -123,9 +123,11 @@ class Pipeline:
         return prepare_one(self.pp, raw)
 
 
-def prepare_one(pp: Preprocess, raw: Any, fused: bool = False) -> np.ndarray:
+def prepare_one(pp: Preprocess, raw: Any, fused: bool = False, fast_decode: bool = False) -> np.ndarray:
     """One image or clip -> float32 CHW; needs only the recorded settings (so Ray tasks can run it alone).
-    ``fused``: resize and crop in one pass (processing.preprocess_image_fused; bushu predict's throughput path)."""
+    ``fused``: resize and crop in one pass (processing.preprocess_image_fused; bushu predict's throughput path).
+    ``fast_decode``: a large JPEG decoded at a reduced scale first (processing.jpeg_draft; bushu predict
+    --fast-decode)."""
     from .processing import load_image, preprocess_image, preprocess_image_fused
 
     if pp.kind == "audio":
@@ -133,7 +135,7 @@ def prepare_one(pp: Preprocess, raw: Any, fused: bool = False) -> np.ndarray:
 
         assert pp.crop is not None  # audio artifacts record the spectrogram size as crop
         return preprocess_image(audio_image(raw, pp.params, pp.crop), pp)
-    img = raw if hasattr(raw, "convert") else load_image(raw)
+    img = raw if hasattr(raw, "convert") else load_image(raw, pp if fast_decode else None)
     return preprocess_image_fused(img, pp) if fused else preprocess_image(img, pp)
 
 

@@ -95,13 +95,13 @@ def _pack(art: Artifact) -> dict[str, bytes]:
     }
 
 
-def _prepare_batch(batch: dict[str, np.ndarray], pp: Preprocess, task: str) -> dict[str, list]:
+def _prepare_batch(batch: dict[str, np.ndarray], pp: Preprocess, task: str, fast_decode: bool) -> dict[str, list]:
     """Read and pre-process each input: data (np.save bytes, or UTF-8 text), a detector's transform as
     JSON in meta, or an error."""
     data, meta, errors = [], [], []
     for key, value, is_text in zip(batch["input"], batch["value"], batch["is_text"]):
         try:
-            x = read_input(pp, Item(str(key), str(value), bool(is_text)), task)
+            x = read_input(pp, Item(str(key), str(value), bool(is_text)), task, fast_decode)
             x, m = x if isinstance(x, tuple) else (x, None)
             if isinstance(x, str):
                 data.append(x.encode())
@@ -153,6 +153,7 @@ def run_ray(
     top_k: int,
     workers: int,
     address: str | None = None,
+    fast_decode: bool = False,
 ) -> Iterator[list[dict]]:
     """Rows of ``workers`` inference actors, batch by batch as they arrive at the driver."""
     ray = _import_ray()
@@ -172,7 +173,12 @@ def run_ray(
         pp = raw_input_preprocess(art)
         packed = ray.put(_pack(art))
         ds = ray.data.from_items([{"input": it.key, "value": it.value, "is_text": it.is_text} for it in items])
-        ds = ds.map_batches(_prepare_batch, fn_kwargs={"pp": pp, "task": art.task}, batch_size=batch_size, num_cpus=0.5)
+        ds = ds.map_batches(
+            _prepare_batch,
+            fn_kwargs={"pp": pp, "task": art.task, "fast_decode": fast_decode},
+            batch_size=batch_size,
+            num_cpus=0.5,
+        )
         ds = ds.map_batches(
             _Infer,
             fn_constructor_args=([packed], backend, threads, top_k, pp.kind),

@@ -44,9 +44,10 @@ def raw_input_preprocess(art: Artifact) -> Preprocess:
     return art.preprocess
 
 
-def read_input(pp: Preprocess, item: Item, task: str = "classification") -> Any:
+def read_input(pp: Preprocess, item: Item, task: str = "classification", fast_decode: bool = False) -> Any:
     """One input -> what the pre-processing batches: a float32 array (image, audio), a string (text), or
-    for a detector (array, transform back to the image's pixels)."""
+    for a detector (array, transform back to the image's pixels). ``fast_decode``: a large JPEG is decoded at a
+    reduced scale (processing.jpeg_draft; classifiers with a shorter-side resize)."""
     if pp.kind == "text":
         from ..model.predict import _as_text
 
@@ -63,7 +64,7 @@ def read_input(pp: Preprocess, item: Item, task: str = "classification") -> Any:
         return batch[0], transforms[0]
     from ..model.predict import prepare_one
 
-    return prepare_one(pp, item.value, fused=True)
+    return prepare_one(pp, item.value, fused=True, fast_decode=fast_decode)
 
 
 def backend_class(art: Artifact, backend: str | None) -> type[Backend]:
@@ -93,11 +94,18 @@ class Predictor:
 
     Thread-safe when the backend is (``Backend.concurrent_infer``): ``run`` keeps no state between calls."""
 
-    def __init__(self, artifact: str | Path, backend: str | None = None, threads: int | None = None, top_k: int = 5):
+    def __init__(
+        self,
+        artifact: str | Path,
+        backend: str | None = None,
+        threads: int | None = None,
+        top_k: int = 5,
+        fast_decode: bool = False,
+    ):
         from ..model.artifact import Artifact
 
         art = Artifact.load(artifact)
-        self.task, self.top_k = art.task, top_k
+        self.task, self.top_k, self.fast_decode = art.task, top_k, fast_decode
         self.pipeline: Pipeline | None = None
         self.runner: Detector | Classifier
         self.head: DetectionHead | None = None
@@ -130,7 +138,7 @@ class Predictor:
         return {"classification": self._top_k, "detection": self._boxes}.get(self.task, self._raw)
 
     def prepare(self, item: Item) -> Any:
-        return read_input(self.preprocess, item, self.task)
+        return read_input(self.preprocess, item, self.task, self.fast_decode)
 
     def answer(self, prepared: Sequence[Any]) -> list[Row]:
         """Prepared inputs -> one answer dict each (without "input")."""
@@ -230,12 +238,18 @@ def _as_finished(submit: Callable[[list[Item]], Future], work: Iterator[list[Ite
 
 
 def run_local(
-    artifact: Path, items: Sequence[Item], batch_size: int, backend: str | None, threads: int | None, top_k: int
+    artifact: Path,
+    items: Sequence[Item],
+    batch_size: int,
+    backend: str | None,
+    threads: int | None,
+    top_k: int,
+    fast_decode: bool = False,
 ) -> Iterator[list[Row]]:
     """In this process. Two streams through one backend when it takes concurrent calls (``local_plan``);
     otherwise the next batch is decoded in a thread while the backend runs this one."""
     streams, threads = local_plan(backend_class(Artifact.load(artifact), backend), threads)
-    pred = Predictor(artifact, backend, threads, top_k)
+    pred = Predictor(artifact, backend, threads, top_k, fast_decode)
     try:
         if streams > 1:
             with ThreadPoolExecutor(streams, thread_name_prefix="bushu-predict") as pool:
@@ -256,9 +270,9 @@ def run_local(
 _WORKER: Predictor | None = None
 
 
-def _init_worker(artifact: str, backend: str | None, threads: int | None, top_k: int) -> None:
+def _init_worker(artifact: str, backend: str | None, threads: int | None, top_k: int, fast_decode: bool) -> None:
     global _WORKER
-    _WORKER = Predictor(artifact, backend, threads, top_k)
+    _WORKER = Predictor(artifact, backend, threads, top_k, fast_decode)
 
 
 def _work(items: list[Item]) -> list[Row]:
@@ -274,6 +288,7 @@ def run_processes(
     threads: int | None,
     top_k: int,
     workers: int,
+    fast_decode: bool = False,
 ) -> Iterator[list[Row]]:
     """``workers`` processes, each with its own backend (``threads`` each; default: the cores shared out);
     batches come back as they finish, at most two per worker in flight."""
@@ -283,7 +298,10 @@ def run_processes(
         threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")  # no inherited runtime threads or locks
     with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(str(artifact), backend, threads, top_k)
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(str(artifact), backend, threads, top_k, fast_decode),
     ) as pool:
         try:
             yield from _as_finished(lambda b: pool.submit(_work, b), batches(items, batch_size), 2 * workers)
