@@ -78,7 +78,7 @@ def quantize_openvino(
     """Quantize ``artifact_in`` (ONNX) to an int8 OpenVINO IR artifact at ``out``; the input is untouched.
     ``keep_failed``: as for ``quantize``, write the result even when it fails the agreement gate."""
     from ..data.arrays import labelled_arrays
-    from .quantize import AccuracyDropError, _db_output, check_gate, text_box_gate
+    from .quantize import AccuracyDropError, _db_output, _targets, check_gate, text_box_gate
 
     log = log or (lambda _m: None)
     config.check()
@@ -141,7 +141,7 @@ def quantize_openvino(
         )
         acc = None
         if dataset is not None:
-            targets = dataset.targets
+            targets = _targets(dataset)
             before = validate.accuracy(ref[art.outputs[0].name], targets)
             after = validate.accuracy(got[art.outputs[0].name], targets)
             acc = {"samples": len(dataset), "fp32": before, "quantized": after, "drop": round(before - after, 3)}
@@ -266,7 +266,7 @@ def _rows(
         log("measuring size, latency (batch 1) and throughput (batch 8) on OpenVINO, before and after")
     before = {"model": "fp32 (openvino)", **_measure(art.model_path, backend="openvino", speed=measure)}
     after = {"model": "int8 (openvino)", **_measure(xml, backend="openvino", speed=measure)}
-    first = next(iter(per_output.values()), {})
+    first: dict[str, Any] = next(iter(per_output.values()), {})
     if "top1_agreement" in first:
         before["top1_agreement"], after["top1_agreement"] = 1.0, first["top1_agreement"]
     if acc is not None:
