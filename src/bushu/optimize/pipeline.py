@@ -123,7 +123,7 @@ def _run(
             f"fine-tuning on --data ({len(data)} images) as well: pass --train DIR to measure accuracy on "
             "images the model was not tuned on"
         )
-    needs_module = any(s.kind != "distill" or s.student == "narrow" for s in steps)
+    needs_module = any(not isinstance(s, DistillConfig) or s.student == "narrow" for s in steps)
     module, origin = T.load_module(art, log) if needs_module else (None, "")
     example = torch.from_numpy(np.random.default_rng(0).standard_normal(T.example_shape(art, 2)).astype(np.float32))
     teacher = T.teacher_targets(art.model_path, train.x) if train is not None else None
@@ -137,8 +137,8 @@ def _run(
     records: list[dict[str, Any]] = []
     structural = False
     for i, step in enumerate(steps):
-        if step.kind == "distill":
-            if train is None:
+        if isinstance(step, DistillConfig):
+            if train is None or teacher is None:
                 raise UserInputError(
                     "distillation needs images to train the student on",
                     hint="pass --train DIR (labelled or not) or --data DIR",
@@ -147,7 +147,7 @@ def _run(
             module, details = make_student(module, step, example, n_out, log)
             details.update(distill(module, train, teacher, step, log))
             label = f"distill → {step.student}"
-        elif step.kind == "prune":
+        elif isinstance(step, PruneConfig):
             details = prune_module(module, step, example, train, teacher[0] if teacher else None, log)
             label = f"prune {step.ratio:g} ({step.mode})"
             structural = True
