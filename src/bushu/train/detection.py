@@ -621,7 +621,28 @@ def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, t
             f"once (stale workers are noticed after {GRACE_S} s)",
         )
     bt = max(complete, key=lambda t: (t.value, t.user_attrs.get("map", 0.0), -t.number))
-    board = sorted(
+    board = _leaderboard(study)
+    echo(
+        f"search: {len(complete)} trial(s) finished ({ran} this run); best trial {bt.number}: "
+        f"{bt.params['backbone']} @{bt.params['size']}px, lr {bt.params['lr']:.3g}: val mAP@0.5 {bt.value:.3f}"
+    )
+    return {
+        "params": dict(bt.params),
+        "trial": bt.number,
+        "val_map50": round(bt.value, 4),
+        "val_map": round(bt.user_attrs.get("map", 0.0), 4),
+        "best_epoch": bt.user_attrs.get("best_epoch"),
+        "head_file": heads_dir / f"trial{bt.number}.pt",
+        "n_trials": len(study.get_trials(deepcopy=False, states=done)),
+        "ran": ran,
+        "leaderboard": board[:50],
+        "study": {"name": name, "storage": storage},
+    }
+
+
+def _leaderboard(study: Any) -> list[dict[str, Any]]:
+    """Every finished trial, complete ones first, best validation mAP@0.5 first."""
+    return sorted(
         (
             {
                 "trial": t.number,
@@ -639,22 +660,6 @@ def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, t
         ),
         key=lambda r: (r["state"] != "complete", -(r["val_map50"] or 0), r["trial"]),
     )
-    echo(
-        f"search: {len(complete)} trial(s) finished ({ran} this run); best trial {bt.number}: "
-        f"{bt.params['backbone']} @{bt.params['size']}px, lr {bt.params['lr']:.3g}: val mAP@0.5 {bt.value:.3f}"
-    )
-    return {
-        "params": dict(bt.params),
-        "trial": bt.number,
-        "val_map50": round(bt.value, 4),
-        "val_map": round(bt.user_attrs.get("map", 0.0), 4),
-        "best_epoch": bt.user_attrs.get("best_epoch"),
-        "head_file": heads_dir / f"trial{bt.number}.pt",
-        "n_trials": len(study.get_trials(deepcopy=False, states=done)),
-        "ran": ran,
-        "leaderboard": board[:50],
-        "study": {"name": name, "storage": storage},
-    }
 
 
 def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:
