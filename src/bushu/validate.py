@@ -134,7 +134,7 @@ def mask_padding(
     return out
 
 
-def accuracy(logits: np.ndarray, targets: Sequence[int]) -> float:
+def accuracy(logits: np.ndarray, targets: np.ndarray | Sequence[int]) -> float:
     """Top-1 accuracy in percent."""
     return round(100.0 * float(np.mean(logits.reshape(len(targets), -1).argmax(1) == np.asarray(targets))), 3)
 

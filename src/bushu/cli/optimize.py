@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..runtime.registry import with_flag
 from ._inputs import input_options
 from ._output import console, print_json, table
+
+if TYPE_CHECKING:
+    from ..inputs import InputRequest
+    from ..model.artifact import Artifact
 
 
 @click.command("optimize")
@@ -199,12 +203,7 @@ def command(
     from ..optimize.options import optimize_config
 
     art = Artifact.load(artifact)
-    if inputs:
-        inputs.check(art.inputs)  # a bad --sample fails before anything is written
-    explicit_calib = calib is not None
-    calib = calib or (Path(inputs.sample_path) if inputs.sample_path else None)  # --sample calibrates static int8
-    # --input sizes: validate dynamic int8 / fp16 on safe inputs of those sizes (8 of them)
-    validation = calib if calib is not None or not inputs.shapes else inputs.feeds(art.inputs, batch=8, seed=1)
+    calib, validation, explicit_calib = _calibration(art, calib, inputs)
     opt = optimize_config(
         art,
         quantize=quant,
@@ -246,6 +245,17 @@ def command(
         print_json({"artifact": str(result.path), **section})
         return
     _print_result(art.name, result.path, section)
+
+
+def _calibration(art: Artifact, calib: Path | None, inputs: InputRequest) -> tuple[Path | None, Any, bool]:
+    """(calibration data, validation inputs, whether --calib was given) from --calib and the input options."""
+    if inputs:
+        inputs.check(art.inputs)  # a bad --sample fails before anything is written
+    explicit_calib = calib is not None
+    calib = calib or (Path(inputs.sample_path) if inputs.sample_path else None)  # --sample calibrates static int8
+    # --input sizes: validate dynamic int8 / fp16 on safe inputs of those sizes (8 of them)
+    validation = calib if calib is not None or not inputs.shapes else inputs.feeds(art.inputs, batch=8, seed=1)
+    return calib, validation, explicit_calib
 
 
 def _print_result(name: str, path: Path, section: dict[str, Any]) -> None:

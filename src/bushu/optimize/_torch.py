@@ -72,7 +72,7 @@ def load_module(art: Artifact, log: Callable[[str], None] = lambda _m: None) -> 
             ) from e
         return module.eval(), f"{MODULE_FILE} (module saved by a previous optimize)"
     prov = art.provenance
-    kind = prov.get("source_kind")
+    kind = str(prov.get("source_kind"))
     changed = [s.get("command") for s in prov.get("steps", []) if s.get("command") in _WEIGHT_STEPS]
     if changed:
         raise UserInputError(
@@ -247,7 +247,7 @@ def finetune(
             xb[flip] = xb[flip][..., ::-1]
             out = module(torch.from_numpy(np.ascontiguousarray(xb)))
             loss = torch.zeros(())
-            if alpha > 0:
+            if alpha > 0 and teacher is not None:  # alpha is 0 without a teacher
                 t = np.where(flip[:, None], teacher[1][idx], teacher[0][idx])
                 soft_t = F.softmax(torch.from_numpy(t) / temperature, dim=1)
                 loss = loss + alpha * temperature**2 * F.kl_div(
@@ -304,7 +304,8 @@ def fit_head(
     opt = torch.optim.Adam(last.parameters(), lr=1e-2)
     soft = F.softmax(torch.from_numpy(teacher[0]) / temperature, 1) if teacher is not None and alpha > 0 else None
     hard = torch.from_numpy(ds.targets).long() if ds.targets is not None and alpha < 1 else None
-    first = final = None
+    first: float | None = None
+    final: float | None = None
     for _ in range(steps):
         out = last(f)
         loss = torch.zeros(())
@@ -319,6 +320,8 @@ def fit_head(
         opt.step()
         first = loss.item() if first is None else first
         final = loss.item()
+    if first is None or final is None:  # steps == 0
+        return {"steps": 0, "loss_first": None, "loss_last": None}
     return {"steps": steps, "loss_first": round(first, 4), "loss_last": round(final, 4)}
 
 
@@ -335,6 +338,8 @@ def task_gradients(
         out = module(torch.from_numpy(ds.x[i : i + batch_size]))
         if ds.targets is not None:
             loss = F.cross_entropy(out, torch.from_numpy(ds.targets[i : i + batch_size]).long())
+        elif teacher is None:
+            raise ValueError("task_gradients needs labelled data or the teacher's logits")
         else:
             loss = F.kl_div(
                 F.log_softmax(out, 1),

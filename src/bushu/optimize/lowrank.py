@@ -55,6 +55,7 @@ def _matrix(m: Any):
 def _rank(s: np.ndarray, cfg: LowRankConfig) -> int:
     if cfg.rank_ratio is not None:
         return max(1, math.ceil(cfg.rank_ratio * len(s)))
+    assert cfg.energy is not None  # LowRankConfig.check: exactly one of rank_ratio, energy
     e = np.cumsum(s.astype(np.float64) ** 2)
     return int(np.searchsorted(e / e[-1], cfg.energy) + 1)
 
@@ -66,6 +67,8 @@ def _factorized(m: Any, r: int, u, s, vh):
     a = vh[:r] * root[:, None]  # r × (in·k·k)
     b = u[:, :r] * root[None, :]  # out × r
     has_bias = m.bias is not None
+    first: torch.nn.Linear | torch.nn.Conv2d
+    second: torch.nn.Linear | torch.nn.Conv2d
     if isinstance(m, torch.nn.Linear):
         first, second = torch.nn.Linear(m.in_features, r, bias=False), torch.nn.Linear(r, m.out_features, bias=has_bias)
         first.weight.data.copy_(a)
@@ -84,7 +87,7 @@ def _factorized(m: Any, r: int, u, s, vh):
         second = torch.nn.Conv2d(r, m.out_channels, 1, bias=has_bias)
         first.weight.data.copy_(a.reshape(r, *m.weight.shape[1:]))
         second.weight.data.copy_(b.reshape(m.out_channels, r, 1, 1))
-    if has_bias:
+    if second.bias is not None:  # made with bias=has_bias
         second.bias.data.copy_(m.bias.detach())
     return torch.nn.Sequential(first, second)
 

@@ -78,30 +78,13 @@ def quantize_openvino(
     """Quantize ``artifact_in`` (ONNX) to an int8 OpenVINO IR artifact at ``out``; the input is untouched.
     ``keep_failed``: as for ``quantize``, write the result even when it fails the agreement gate."""
     from ..data.arrays import labelled_arrays
-    from .quantize import AccuracyDropError, _db_output, check_gate, text_box_gate
 
     log = log or (lambda _m: None)
     config.check()
     art = artifact_in if isinstance(artifact_in, Artifact) else Artifact.load(artifact_in)
     out = Path(out)
-    if art.format != "onnx":
-        raise UserInputError(f"OpenVINO int8 reads ONNX artifacts; {art.path} is {art.format!r}")
-    if out.resolve() == art.path.resolve():
-        raise UserInputError(
-            "the output must be a new directory, not the input artifact",
-            hint="pass another -o OUT; the input stays as it is",
-        )
-    if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
-        raise UserInputError(
-            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
-            hint="add --data DIR, or drop --max-accuracy-drop",
-        )
-    if config.calibration is None:
-        raise UserInputError(
-            "OpenVINO int8 needs calibration data: a folder of representative images "
-            f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in art.inputs)})",
-            hint="pass --calib DIR (100-300 images)",
-        )
+    _check_request(art, out, config, data, max_accuracy_drop)
+    assert config.calibration is not None  # _check_request refuses a config without it
     nncf, ov = _deps()
     reader = calibration_reader(config.calibration, art, limit=config.calib_size, batch_size=1)
     detector = art.task == "detection"  # judged by its boxes (bushu.detection.validate), --data holds boxes
@@ -125,48 +108,11 @@ def quantize_openvino(
             )
         per_output = validate.agreement(ref, got)
         details: dict[str, Any] = {}
-        verdict = None
-        if detector:  # judged by its boxes: mAP on labelled data, else box agreement on the images
-            from ..detection.validate import detection_gate
-
-            images = data or config.calibration
-            verdict = detection_gate(
-                "OpenVINO int8", art, xml, "openvino", images, max_accuracy_drop, not keep_failed, details
-            )
-        text_map = _db_output(art) if verdict is None else None
-        if text_map is not None:  # a DBNet-style text detector: judged by its decoded boxes
-            verdict = text_box_gate("OpenVINO int8", ref, got, text_map, not keep_failed, details)
-        verdict = verdict or check_gate(
-            "OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed, details
-        )
-        acc = None
-        if dataset is not None:
-            targets = dataset.targets
-            before = validate.accuracy(ref[art.outputs[0].name], targets)
-            after = validate.accuracy(got[art.outputs[0].name], targets)
-            acc = {"samples": len(dataset), "fp32": before, "quantized": after, "drop": round(before - after, 3)}
-            log(f"accuracy on {len(dataset)} labelled sample(s): fp32 {before:.2f}%, OpenVINO int8 {after:.2f}%")
-            if max_accuracy_drop is not None and before - after > max_accuracy_drop:
-                raise AccuracyDropError(
-                    f"OpenVINO int8 loses {before - after:.2f} points of accuracy ({before:.2f}% "
-                    f"→ {after:.2f}%), more than the {max_accuracy_drop:g} allowed, even with "
-                    "NNCF's accuracy control",
-                    hint="calibrate on more data, or keep fp32",
-                )
+        images = (data or config.calibration) if detector else None
+        verdict = _gate(art, xml, images, ref, got, per_output, config, max_accuracy_drop, keep_failed, details)
+        acc = _accuracy(art, dataset, ref, got, max_accuracy_drop, log) if dataset is not None else None
         rows = _rows(art, xml, per_output, acc, measure, log)
-        extras = "".join(
-            f", {x}"
-            for x in (
-                not config.fast_bias_correction and "full bias correction",
-                config.smooth_quant is not None and f"SmoothQuant {config.smooth_quant:g}",
-                config.ignored_nodes and f"{len(config.ignored_nodes)} node(s) in float",
-            )
-            if x
-        )
-        reason = (
-            f"OpenVINO int8 via NNCF post-training quantization ({config.preset} preset{extras}, {mode}, "
-            f"{len(reader)} calibration sample(s)); the CPU plugin runs FakeQuantize as int8"
-        )
+        reason = _reason(config, mode, len(reader))
         section: dict[str, Any] = {
             "rows": rows,
             "quantize": {"kind": config.kind, **{k: v for k, v in asdict(config).items() if k != "calibration"}},
@@ -185,28 +131,127 @@ def quantize_openvino(
         }
         if acc is not None:
             section["accuracy"] = acc
-        new = Artifact(
-            path=art.path,
-            model_file="model.xml",
-            format="openvino",
-            inputs=list(art.inputs),
-            outputs=list(art.outputs),
-            name=art.name,
-            task=art.task,
-            preprocess=art.preprocess,
-            postprocess=art.postprocess,
-            files={"weights": "model.bin"},
-            provenance=copy.deepcopy(art.provenance),
-            metrics={"optimize": section},
-        )
-        new.add_step(
-            "optimize",
-            quantize=section["quantize"],
-            reason=reason,
-            source=str(art.path),
-            versions_nncf=library_versions("nncf", "openvino"),
-        )
+        new = _new_artifact(art, section, reason)
         return write_artifact(out, {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}, new, art.labels)
+
+
+def _check_request(
+    art: Artifact, out: Path, config: OpenVINOInt8Config, data: str | Path | None, max_accuracy_drop: float | None
+) -> None:
+    if art.format != "onnx":
+        raise UserInputError(f"OpenVINO int8 reads ONNX artifacts; {art.path} is {art.format!r}")
+    if out.resolve() == art.path.resolve():
+        raise UserInputError(
+            "the output must be a new directory, not the input artifact",
+            hint="pass another -o OUT; the input stays as it is",
+        )
+    if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
+        raise UserInputError(
+            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
+            hint="add --data DIR, or drop --max-accuracy-drop",
+        )
+    if config.calibration is None:
+        raise UserInputError(
+            "OpenVINO int8 needs calibration data: a folder of representative images "
+            f"or a .npy/.npz file of inputs ({', '.join(str(s) for s in art.inputs)})",
+            hint="pass --calib DIR (100-300 images)",
+        )
+
+
+def _gate(
+    art: Artifact,
+    xml: Path,
+    images: Any,
+    ref: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    per_output: dict[str, Any],
+    config: OpenVINOInt8Config,
+    max_accuracy_drop: float | None,
+    keep_failed: bool,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """The verdict: a detector (``images`` given) by its boxes, mAP on labelled data, else box agreement on
+    the images; a DBNet-style text detector by its decoded boxes; any other model by output agreement."""
+    from .quantize import _db_output, check_gate, text_box_gate
+
+    verdict = None
+    if images is not None:
+        from ..detection.validate import detection_gate
+
+        verdict = detection_gate(
+            "OpenVINO int8", art, xml, "openvino", images, max_accuracy_drop, not keep_failed, details
+        )
+    text_map = _db_output(art) if verdict is None else None
+    if text_map is not None:
+        verdict = text_box_gate("OpenVINO int8", ref, got, text_map, not keep_failed, details)
+    return verdict or check_gate("OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed, details)
+
+
+def _accuracy(
+    art: Artifact,
+    dataset: Any,
+    ref: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    max_accuracy_drop: float | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Top-1 accuracy before and after on the labelled ``dataset``; AccuracyDropError past the bound."""
+    from .quantize import AccuracyDropError, _targets
+
+    targets = _targets(dataset)
+    before = validate.accuracy(ref[art.outputs[0].name], targets)
+    after = validate.accuracy(got[art.outputs[0].name], targets)
+    acc = {"samples": len(dataset), "fp32": before, "quantized": after, "drop": round(before - after, 3)}
+    log(f"accuracy on {len(dataset)} labelled sample(s): fp32 {before:.2f}%, OpenVINO int8 {after:.2f}%")
+    if max_accuracy_drop is not None and before - after > max_accuracy_drop:
+        raise AccuracyDropError(
+            f"OpenVINO int8 loses {before - after:.2f} points of accuracy ({before:.2f}% "
+            f"→ {after:.2f}%), more than the {max_accuracy_drop:g} allowed, even with "
+            "NNCF's accuracy control",
+            hint="calibrate on more data, or keep fp32",
+        )
+    return acc
+
+
+def _reason(config: OpenVINOInt8Config, mode: str, samples: int) -> str:
+    extras = "".join(
+        f", {x}"
+        for x in (
+            not config.fast_bias_correction and "full bias correction",
+            config.smooth_quant is not None and f"SmoothQuant {config.smooth_quant:g}",
+            config.ignored_nodes and f"{len(config.ignored_nodes)} node(s) in float",
+        )
+        if x
+    )
+    return (
+        f"OpenVINO int8 via NNCF post-training quantization ({config.preset} preset{extras}, {mode}, "
+        f"{samples} calibration sample(s)); the CPU plugin runs FakeQuantize as int8"
+    )
+
+
+def _new_artifact(art: Artifact, section: dict[str, Any], reason: str) -> Artifact:
+    new = Artifact(
+        path=art.path,
+        model_file="model.xml",
+        format="openvino",
+        inputs=list(art.inputs),
+        outputs=list(art.outputs),
+        name=art.name,
+        task=art.task,
+        preprocess=art.preprocess,
+        postprocess=art.postprocess,
+        files={"weights": "model.bin"},
+        provenance=copy.deepcopy(art.provenance),
+        metrics={"optimize": section},
+    )
+    new.add_step(
+        "optimize",
+        quantize=section["quantize"],
+        reason=reason,
+        source=str(art.path),
+        versions_nncf=library_versions("nncf", "openvino"),
+    )
+    return new
 
 
 def _run_nncf(
@@ -266,7 +311,7 @@ def _rows(
         log("measuring size, latency (batch 1) and throughput (batch 8) on OpenVINO, before and after")
     before = {"model": "fp32 (openvino)", **_measure(art.model_path, backend="openvino", speed=measure)}
     after = {"model": "int8 (openvino)", **_measure(xml, backend="openvino", speed=measure)}
-    first = next(iter(per_output.values()), {})
+    first: dict[str, Any] = next(iter(per_output.values()), {})
     if "top1_agreement" in first:
         before["top1_agreement"], after["top1_agreement"] = 1.0, first["top1_agreement"]
     if acc is not None:

@@ -123,7 +123,7 @@ def _run(
             f"fine-tuning on --data ({len(data)} images) as well: pass --train DIR to measure accuracy on "
             "images the model was not tuned on"
         )
-    needs_module = any(s.kind != "distill" or s.student == "narrow" for s in steps)
+    needs_module = any(not isinstance(s, DistillConfig) or s.student == "narrow" for s in steps)
     module, origin = T.load_module(art, log) if needs_module else (None, "")
     example = torch.from_numpy(np.random.default_rng(0).standard_normal(T.example_shape(art, 2)).astype(np.float32))
     teacher = T.teacher_targets(art.model_path, train.x) if train is not None else None
@@ -137,25 +137,8 @@ def _run(
     records: list[dict[str, Any]] = []
     structural = False
     for i, step in enumerate(steps):
-        if step.kind == "distill":
-            if train is None:
-                raise UserInputError(
-                    "distillation needs images to train the student on",
-                    hint="pass --train DIR (labelled or not) or --data DIR",
-                )
-            n_out = int(ref_logits.shape[1])
-            module, details = make_student(module, step, example, n_out, log)
-            details.update(distill(module, train, teacher, step, log))
-            label = f"distill → {step.student}"
-        elif step.kind == "prune":
-            details = prune_module(module, step, example, train, teacher[0] if teacher else None, log)
-            label = f"prune {step.ratio:g} ({step.mode})"
-            structural = True
-        else:
-            samples = (train.x if train is not None else eval_x)[:16]
-            details = factorize_module(module, step, example, samples, log)
-            label = "low-rank " + (f"r={step.rank_ratio:g}" if step.rank_ratio else f"energy={step.energy:g}")
-            structural = True
+        module, details, label = _apply_step(step, module, example, train, teacher, eval_x, ref_logits, log)
+        structural = structural or not isinstance(step, DistillConfig)
         records.append({"step": step.kind, "config": asdict(step), **details})
         rows.append(
             _export_and_row(
@@ -175,23 +158,8 @@ def _run(
         )
     ft = config.finetune
     if structural and ft.epochs > 0 and train is not None:
-        log(
-            f"fine-tuning for {ft.epochs} epoch(s) on {len(train)} image(s) "
-            f"({'labels + ' if train.targets is not None else ''}the original model's soft targets)"
-        )
         sparse = any(r.get("mode") == "unstructured" for r in records)
-        details = T.finetune(
-            module,
-            train,
-            teacher,
-            epochs=ft.epochs,
-            lr=ft.lr,
-            batch_size=ft.batch_size,
-            temperature=ft.temperature,
-            keep_zeros=sparse,
-            log=log,
-        )
-        records.append({"step": "finetune", **details})
+        records.append({"step": "finetune", **_finetune(module, train, teacher, ft, sparse, log)})
         rows.append(
             _export_and_row(
                 module,
@@ -211,17 +179,9 @@ def _run(
     elif structural and ft.epochs > 0:
         records.append({"step": "finetune", "skipped": "no data (--train / --data)"})
         log("no --train/--data: skipping fine-tuning")
-    final = rows[-1]
-    if config.max_accuracy_drop is not None and data is not None:
-        drop = rows[0]["accuracy"] - final["accuracy"]
-        if drop > config.max_accuracy_drop:
-            raise AccuracyDropError(
-                f"the compressed model loses {drop:.2f} points of accuracy ({rows[0]['accuracy']:.2f}%"
-                f" → {final['accuracy']:.2f}%), more than the {config.max_accuracy_drop:g} allowed",
-                hint="prune less (a lower ratio), fine-tune longer (--epochs), or give more "
-                "training images (--train DIR)",
-            )
-    exported = final.pop("_exported")
+    if data is not None:
+        _check_accuracy_drop(rows[0], rows[-1], config.max_accuracy_drop)
+    exported = rows[-1].pop("_exported")
     for r in rows:
         r.pop("_exported", None)
     from ..import_ import onnx as conv
@@ -229,6 +189,80 @@ def _run(
     example_np = [example.numpy()]
     exported["reference"] = conv.save_reference(module, example_np, tmp / "model.pt2", art.inputs, art.outputs)
     section: dict[str, Any] = {"rows": rows, "steps": records, "module_from": origin, "parity": exported["parity"]}
+    new, files = _optimized_artifact(art, exported, section, records)
+    return _write(art, out, config, new, files, section, records, tmp, log)
+
+
+def _apply_step(
+    step: TorchStep,
+    module: Any,
+    example: Any,
+    train: ArrayReader | None,
+    teacher: tuple[np.ndarray, np.ndarray] | None,
+    eval_x: np.ndarray,
+    ref_logits: np.ndarray,
+    log: Callable[[str], None],
+) -> tuple[Any, dict[str, Any], str]:
+    """Run one distill / prune / low-rank step on ``module``: (the module after it, its details, its row label)."""
+    if isinstance(step, DistillConfig):
+        if train is None or teacher is None:
+            raise UserInputError(
+                "distillation needs images to train the student on",
+                hint="pass --train DIR (labelled or not) or --data DIR",
+            )
+        n_out = int(ref_logits.shape[1])
+        module, details = make_student(module, step, example, n_out, log)
+        details.update(distill(module, train, teacher, step, log))
+        return module, details, f"distill → {step.student}"
+    if isinstance(step, PruneConfig):
+        details = prune_module(module, step, example, train, teacher[0] if teacher else None, log)
+        return module, details, f"prune {step.ratio:g} ({step.mode})"
+    samples = (train.x if train is not None else eval_x)[:16]
+    details = factorize_module(module, step, example, samples, log)
+    return module, details, "low-rank " + (f"r={step.rank_ratio:g}" if step.rank_ratio else f"energy={step.energy:g}")
+
+
+def _finetune(
+    module: Any,
+    train: ArrayReader,
+    teacher: tuple[np.ndarray, np.ndarray] | None,
+    ft: FinetuneConfig,
+    sparse: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    log(
+        f"fine-tuning for {ft.epochs} epoch(s) on {len(train)} image(s) "
+        f"({'labels + ' if train.targets is not None else ''}the original model's soft targets)"
+    )
+    return T.finetune(
+        module,
+        train,
+        teacher,
+        epochs=ft.epochs,
+        lr=ft.lr,
+        batch_size=ft.batch_size,
+        temperature=ft.temperature,
+        keep_zeros=sparse,
+        log=log,
+    )
+
+
+def _check_accuracy_drop(original: dict[str, Any], final: dict[str, Any], bound: float | None) -> None:
+    if bound is None:
+        return
+    drop = original["accuracy"] - final["accuracy"]
+    if drop > bound:
+        raise AccuracyDropError(
+            f"the compressed model loses {drop:.2f} points of accuracy ({original['accuracy']:.2f}%"
+            f" → {final['accuracy']:.2f}%), more than the {bound:g} allowed",
+            hint="prune less (a lower ratio), fine-tune longer (--epochs), or give more training images (--train DIR)",
+        )
+
+
+def _optimized_artifact(
+    art: Artifact, exported: dict[str, Any], section: dict[str, Any], records: Sequence[dict[str, Any]]
+) -> tuple[Artifact, dict[str, Any]]:
+    """The compressed model's artifact (not written yet) and its files."""
     new = Artifact(
         path=art.path,
         model_file="model.onnx",
@@ -248,6 +282,22 @@ def _run(
         files["model.pt2"] = exported["reference"]
         new.files["reference"] = "model.pt2"
     new.add_step("optimize", source=str(art.path), steps=[_brief(r) for r in records])
+    return new, files
+
+
+def _write(
+    art: Artifact,
+    out: Path,
+    config: OptimizeConfig,
+    new: Artifact,
+    files: dict[str, Any],
+    section: dict[str, Any],
+    records: list[dict[str, Any]],
+    tmp: Path,
+    log: Callable[[str], None],
+) -> Artifact:
+    """Write the compressed artifact to ``out``, quantized first when the config asks for it."""
+    rows = section["rows"]
     if config.quantize is None:
         result = write_artifact(out, files, new, art.labels)
         if config.report:
@@ -260,7 +310,7 @@ def _run(
     section["rows"] = rows + [{**qrow, "model": f"+ {qrow['model']}"}]
     section["quantize"] = {k: v for k, v in qsection.items() if k != "rows"}
     result.metrics["optimize"] = section
-    result.metrics["parity"] = exported["parity"]
+    result.metrics["parity"] = new.metrics["parity"]
     for s in result.provenance.get("steps", []):
         if s.get("source") == str(stage.path):
             s["source"] = f"{art.path} (after {', '.join(r['step'] for r in records)})"

@@ -114,6 +114,7 @@ def prune_module(
             hint="structured pruning needs hidden layers; try --prune-mode unstructured",
         )
     if importance == "taylor":
+        assert data is not None  # checked above: Taylor importance without data is a UserInputError
         task_gradients(module, data, teacher)
     pruner.step()
     module.zero_grad(set_to_none=True)

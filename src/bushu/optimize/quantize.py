@@ -184,6 +184,7 @@ def quantize(
 
     with tempfile.TemporaryDirectory(prefix="bushu-quant-") as tmpdir:
         tmp = Path(tmpdir)
+        job: _Job
         if isinstance(config, StaticInt8Config):
             job = _StaticJob(art, config, profile, tmp, log)
         elif isinstance(config, DynamicInt8Config):
@@ -384,6 +385,7 @@ class _StaticJob(_Job):
             def __len__(self) -> int:
                 return len(self.runs)
 
+        assert self.reader is not None  # __init__ sets it
         reader = _Reader(self.reader)
         # Histogram methods keep every run's activations until they reduce them: calibrate in strides
         # to bound memory. (MinMax reduces inside the graph; its CalibMaxIntermediateOutputs option
@@ -613,11 +615,18 @@ def _detection_gate(
 
 
 # -- accuracy, accuracy-aware retries ----------------------------------------------------------------
+def _targets(ds: ArrayReader) -> np.ndarray:
+    """The labels of ``ds``, read with ``labelled_arrays(require="accuracy")``, which refuses a folder without them."""
+    if ds.targets is None:
+        raise UserInputError(f"{ds.source} has no labels, so accuracy cannot be measured")
+    return ds.targets
+
+
 def _accuracy_check(
     job: _Job, model: Path, ds: ArrayReader, bound: float | None, tmp: Path, log: Callable[[str], None]
 ) -> dict[str, Any]:
     out_name = job.art.outputs[0].name
-    targets = ds.targets
+    targets = _targets(ds)
     before = validate.accuracy(validate.run_model(job.art.model_path, ds.feeds)[out_name], targets)
     after = validate.accuracy(validate.run_model(model, ds.feeds)[out_name], targets)
     log(f"accuracy on {len(ds)} labelled sample(s): fp32 {before:.2f}%, {job.name} {after:.2f}%")
@@ -661,7 +670,7 @@ def _keep_sensitive_in_float(
         f"(most sensitive: {', '.join(ranked[:3])})"
     )
     best = dict(result)
-    out_name, targets, k, limit = job.art.outputs[0].name, ds.targets, 1, max(1, len(ranked) // 2)
+    out_name, targets, k, limit = job.art.outputs[0].name, _targets(ds), 1, max(1, len(ranked) // 2)
     tried = []
     while k <= limit:
         excluded = tuple(ranked[:k])
@@ -722,7 +731,7 @@ def _rows(
         log("measuring size, latency (batch 1) and throughput (batch 8), before and after")
     before = {"model": "fp32", **_measure(art.model_path, speed=measure)}
     after = {"model": job.name, **_measure(model, speed=measure)}
-    first = next(iter(validation["outputs"].values()), {})
+    first: dict[str, Any] = next(iter(validation["outputs"].values()), {})
     if "top1_agreement" in first:
         before["top1_agreement"], after["top1_agreement"] = 1.0, first["top1_agreement"]
     if acc is not None:

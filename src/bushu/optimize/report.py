@@ -40,8 +40,8 @@ def _fmt(v: Any) -> str:
 
 
 def _scatter(rows: Sequence[dict[str, Any]], xkey: str, ykey: str, title: str) -> str:
-    pts = [(r.get(xkey), r.get(ykey), r["model"]) for r in rows]
-    pts = [(float(x), float(y), m) for x, y, m in pts if x is not None and y is not None]
+    raw = [(r.get(xkey), r.get(ykey), r["model"]) for r in rows]
+    pts = [(float(x), float(y), m) for x, y, m in raw if x is not None and y is not None]
     if len(pts) < 2:
         return ""
     w, h, pad = 420, 260, 50

@@ -403,16 +403,7 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
     sizes = (cfg.image_size,) if cfg.image_size else DEFAULT_SIZES
     ds = read_detection_dataset(cfg.data)
     check = check_detection_data(ds, min(sizes))
-    echo(
-        f"data ({ds.format}): {check.images} images, {sum(check.boxes.values())} boxes in {len(ds.classes)} classes "
-        f"({', '.join(f'{k} {v}' for k, v in check.boxes.items())}), {check.negatives} without boxes (negatives)"
-    )
-    for p in check.problems[:10]:
-        echo(f"  {p['action']}: {p['path']}: {p['reason']}")
-    if len(check.problems) > 10:
-        echo(f"  ... and {len(check.problems) - 10} more (all listed in the report)")
-    for w in check.warnings:
-        echo(f"warning: {w}")
+    _echo_check(ds, check, echo)
     train, val, test = split_detection(ds.samples, len(ds.classes), cfg.val_fraction, cfg.val_fraction, cfg.seed)
     echo(f"split: {len(train)} train / {len(val)} validation (the search) / {len(test)} held back (the report)")
 
@@ -458,40 +449,18 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
             "n_val": len(val),
             "n_test": len(test),
             "views": views,
-            "best": {
-                **outcome["params"],
-                "trial": outcome["trial"],
-                "val_map50": outcome["val_map50"],
-                "val_map": outcome["val_map"],
-                "best_epoch": outcome["best_epoch"],
-            },
-            "trials": outcome["n_trials"],
-            "trials_this_run": outcome["ran"],
-            "leaderboard": outcome["leaderboard"],
+            **_search_summary(outcome),
             "features": timing,
             "data_check": check.to_dict(),
             "budget_s": cfg.budget_s,
             "study": outcome["study"],
         }
-        from ..detection import Detector
-        from ..detection.evaluation import evaluate_detector
         from ..detection.report import write_detection_report
-
-        held = DetectionDataset(ds.root, ds.format, list(ds.classes), test)
-        files = {MODEL_FILE: onnx_path}
         from ..model.artifact import write_artifact
 
+        files = {MODEL_FILE: onnx_path}
         write_artifact(tmp / "artifact", files, art, labels=list(ds.classes))  # evaluated as `bushu eval` runs it
-        with Detector(art) as det:
-            res = evaluate_detector(det, held, ds.classes, progress=False)
-        res = {
-            "model": str(cfg.out),
-            "data": f"{cfg.data} (held-back split, {len(test)} images)",
-            "backend": "onnxruntime",
-            **res,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "env": _env(),
-        }
+        res = _evaluate_held_back(cfg, art, ds, test)
         report_path, bad_path = write_detection_report(res, tmp / REPORT_FILE)
         _add_training_section(Path(report_path), summary)
         summary.update(
@@ -511,6 +480,54 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
+
+
+def _echo_check(ds: DetectionDataset, check: DetectionCheck, echo) -> None:
+    """The data check in a few lines: counts, the first 10 problems, the warnings."""
+    echo(
+        f"data ({ds.format}): {check.images} images, {sum(check.boxes.values())} boxes in {len(ds.classes)} classes "
+        f"({', '.join(f'{k} {v}' for k, v in check.boxes.items())}), {check.negatives} without boxes (negatives)"
+    )
+    for p in check.problems[:10]:
+        echo(f"  {p['action']}: {p['path']}: {p['reason']}")
+    if len(check.problems) > 10:
+        echo(f"  ... and {len(check.problems) - 10} more (all listed in the report)")
+    for w in check.warnings:
+        echo(f"warning: {w}")
+
+
+def _search_summary(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The search's part of the training summary: the best trial, the trial counts, the leaderboard."""
+    return {
+        "best": {
+            **outcome["params"],
+            "trial": outcome["trial"],
+            "val_map50": outcome["val_map50"],
+            "val_map": outcome["val_map"],
+            "best_epoch": outcome["best_epoch"],
+        },
+        "trials": outcome["n_trials"],
+        "trials_this_run": outcome["ran"],
+        "leaderboard": outcome["leaderboard"],
+    }
+
+
+def _evaluate_held_back(cfg: TrainConfig, art: Any, ds: DetectionDataset, test: list[DetectionSample]) -> dict:
+    """The written artifact's mAP on the held-back split, run as `bushu eval` runs it."""
+    from ..detection import Detector
+    from ..detection.evaluation import evaluate_detector
+
+    held = DetectionDataset(ds.root, ds.format, list(ds.classes), test)
+    with Detector(art) as det:
+        res = evaluate_detector(det, held, ds.classes, progress=False)
+    return {
+        "model": str(cfg.out),
+        "data": f"{cfg.data} (held-back split, {len(test)} images)",
+        "backend": "onnxruntime",
+        **res,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "env": _env(),
+    }
 
 
 def _env() -> dict[str, Any]:
@@ -621,7 +638,28 @@ def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, t
             f"once (stale workers are noticed after {GRACE_S} s)",
         )
     bt = max(complete, key=lambda t: (t.value, t.user_attrs.get("map", 0.0), -t.number))
-    board = sorted(
+    board = _leaderboard(study)
+    echo(
+        f"search: {len(complete)} trial(s) finished ({ran} this run); best trial {bt.number}: "
+        f"{bt.params['backbone']} @{bt.params['size']}px, lr {bt.params['lr']:.3g}: val mAP@0.5 {bt.value:.3f}"
+    )
+    return {
+        "params": dict(bt.params),
+        "trial": bt.number,
+        "val_map50": round(bt.value, 4),
+        "val_map": round(bt.user_attrs.get("map", 0.0), 4),
+        "best_epoch": bt.user_attrs.get("best_epoch"),
+        "head_file": heads_dir / f"trial{bt.number}.pt",
+        "n_trials": len(study.get_trials(deepcopy=False, states=done)),
+        "ran": ran,
+        "leaderboard": board[:50],
+        "study": {"name": name, "storage": storage},
+    }
+
+
+def _leaderboard(study: Any) -> list[dict[str, Any]]:
+    """Every finished trial, complete ones first, best validation mAP@0.5 first."""
+    return sorted(
         (
             {
                 "trial": t.number,
@@ -639,22 +677,6 @@ def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, t
         ),
         key=lambda r: (r["state"] != "complete", -(r["val_map50"] or 0), r["trial"]),
     )
-    echo(
-        f"search: {len(complete)} trial(s) finished ({ran} this run); best trial {bt.number}: "
-        f"{bt.params['backbone']} @{bt.params['size']}px, lr {bt.params['lr']:.3g}: val mAP@0.5 {bt.value:.3f}"
-    )
-    return {
-        "params": dict(bt.params),
-        "trial": bt.number,
-        "val_map50": round(bt.value, 4),
-        "val_map": round(bt.user_attrs.get("map", 0.0), 4),
-        "best_epoch": bt.user_attrs.get("best_epoch"),
-        "head_file": heads_dir / f"trial{bt.number}.pt",
-        "n_trials": len(study.get_trials(deepcopy=False, states=done)),
-        "ran": ran,
-        "leaderboard": board[:50],
-        "study": {"name": name, "storage": storage},
-    }
 
 
 def _export(full, classes, size: int, samples, tmp: Path) -> tuple[Path, dict]:

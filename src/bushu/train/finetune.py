@@ -267,10 +267,53 @@ def finetune(
         head.eval()
         return float(loss.detach())
 
+    trained = _train_epochs(
+        step, evaluate, top, head, rng, len(train), cfg, (frozen_acc, frozen_loss), deadline, reserve_s, progress, echo
+    )
+    if isinstance(trained, str):
+        return trained
+    best_state, best, best_epoch, history, step_s = trained
+    top.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    model.requires_grad_(False)
+    full = nn.Sequential(model, head).eval()
+    return FinetuneResult(
+        full,
+        frozen_acc,
+        frozen_loss,
+        best[0],
+        best[1],
+        best_epoch,
+        len(history) - 1,
+        time.perf_counter() - t0,
+        (step_s or 0.0) * 1e3,
+        cfg,
+        history,
+    )
+
+
+def _train_epochs(
+    step: Callable[[np.ndarray], float],
+    evaluate: Callable[[], tuple[float, float]],
+    top: Any,
+    head: Any,
+    rng: np.random.Generator,
+    n: int,
+    cfg: FinetuneConfig,
+    frozen: tuple[float, float],
+    deadline: float | None,
+    reserve_s: float,
+    progress: Callable[..., None] | None,
+    echo: Callable[[str], None] | None,
+) -> tuple[tuple[Any, Any], tuple[float, float], int, list[dict[str, Any]], float | None] | str:
+    """Train up to ``cfg.max_epochs`` epochs of ``n`` examples, stopping early on patience or the budget:
+    (the best epoch's (top, head) states, its (accuracy, loss), its number, the history per epoch, the seconds
+    a step takes per image), or a one-line reason to skip when the budget does not allow ``MIN_EPOCHS``."""
+    frozen_acc, frozen_loss = frozen
     # the best fine-tuned epoch (>= 1), compared with the frozen model (epoch 0) by the caller
     best_state, best, best_epoch = None, (-1.0, float("inf")), 0
     history = [{"epoch": 0, "val_accuracy": round(frozen_acc, 4), "val_loss": float(f"{frozen_loss:.4g}")}]
-    n, bs = len(train), cfg.batch_size
+    bs = cfg.batch_size
     epochs, step_s, epoch_s = cfg.max_epochs, None, None
     for epoch in range(1, cfg.max_epochs + 1):
         te = time.perf_counter()
@@ -313,20 +356,4 @@ def finetune(
                 echo(f"fine-tuning stopped after {epoch} epochs: the budget is running out")
             break
     assert best_state is not None  # epoch 1 (max_epochs >= 1) beats (-1, inf): its accuracy is >= 0
-    top.load_state_dict(best_state[0])
-    head.load_state_dict(best_state[1])
-    model.requires_grad_(False)
-    full = nn.Sequential(model, head).eval()
-    return FinetuneResult(
-        full,
-        frozen_acc,
-        frozen_loss,
-        best[0],
-        best[1],
-        best_epoch,
-        len(history) - 1,
-        time.perf_counter() - t0,
-        (step_s or 0.0) * 1e3,
-        cfg,
-        history,
-    )
+    return best_state, best, best_epoch, history, step_s

