@@ -155,3 +155,67 @@ def test_fine_tuning_trains_the_stride32_blocks_and_nothing_else_of_the_backbone
     exported = ExportedDetector("mobilenet_v2", head, size)
     assert all(torch.equal(v, pretrained4[k]) for k, v in exported.c4.state_dict().items())
     assert exported(torch.rand(1, 3, size, size)).shape == (1, 4 + 2, 4 * 4 + 2 * 2)
+
+
+def test_weight_ema_averages_the_trained_parameters_and_copies_the_rest():
+    """WeightEMA: each update moves the average by (1 - decay) towards the weights, the decay ramping up as
+    (1 + n) / (10 + n) to its cap; frozen parameters and buffers are copied exactly."""
+    torch = pytest.importorskip("torch")
+    from bushu.train.detect_model import WeightEMA
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    net[1].requires_grad_(False)
+    ema = WeightEMA(net, decay=0.5)
+    w0 = net[0].weight.detach().clone()
+    rates = []
+    for step in range(4):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+            net[1].weight.add_(1.0)  # frozen: copied, not averaged
+            net[1].running_mean.add_(1.0)
+        rates.append(ema.rate())
+        ema.update(net)
+    assert rates == pytest.approx([0.1, 2 / 11, 3 / 12, 4 / 13])
+    want = w0.clone()
+    for step, d in enumerate(rates, 1):
+        want = d * want + (1 - d) * (w0 + step)
+    assert torch.allclose(ema.module[0].weight, want)
+    assert not torch.allclose(ema.module[0].weight, net[0].weight)  # it lags the weights
+    assert torch.equal(ema.module[1].weight, net[1].weight)
+    assert torch.equal(ema.module[1].running_mean, net[1].running_mean)
+    for _ in range(200):
+        ema.update(net)
+    assert ema.rate() == 0.5 and torch.allclose(ema.module[0].weight, net[0].weight)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_fit_detection_head_judges_and_returns_the_weight_average(monkeypatch):
+    """fit_detection_head updates the average after every optimizer step and returns the averaged weights."""
+    torch = pytest.importorskip("torch")
+    from bushu.train import detect_model
+    from bushu.train.detect_model import assign, backbone_levels, cell_centers
+    from bushu.train.detection import BATCH, fit_detection_head
+
+    made = []
+
+    class Spy(detect_model.WeightEMA):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(detect_model, "WeightEMA", Spy)
+    size, n = 64, 2 * BATCH
+    c4, _, _, _ = backbone_levels("mobilenet_v2")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        f4 = c4(torch.rand(n, 3, size, size)).half().numpy()
+    samples = [_sample(f"t{i}", [[8 + i, 8, 40 + i, 44]], [i % 2], size=(size, size)) for i in range(n)]
+    centers, strides = cell_centers(size)
+    targets = [assign(s.boxes, s.classes, centers, strides) for s in samples]
+    maps = {"f4": f4, "cls": np.stack([t[0] for t in targets]), "box": np.stack([t[1] for t in targets])}
+
+    head, *_ = fit_detection_head("mobilenet_v2", size, 2, maps, maps, samples, lr=1e-2, seed=0, epochs=1)
+
+    assert len(made) == 1 and made[0].updates == n // BATCH
+    got, avg = head.state_dict(), made[0].module.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in avg.items())
