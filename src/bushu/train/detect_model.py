@@ -232,10 +232,9 @@ def _head_module(c4: int, c5: int, n_classes: int, width: int, top):
 
 
 class WeightEMA:
-    """An exponential moving average of a module's trained parameters: what is evaluated and exported instead of
-    the last step's weights. The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n updates, so the
-    first updates follow the weights closely (the average starts at the initial weights). What is not trained
-    (frozen parameters, batch-norm statistics) is copied as it is, bit for bit."""
+    """An exponential moving average of a module's weights (parameters and float buffers): what is evaluated and
+    exported instead of the last step's weights. The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n
+    updates, so the first updates follow the weights closely (the average starts at the initial weights)."""
 
     def __init__(self, module, decay: float):
         import copy
@@ -253,12 +252,11 @@ class WeightEMA:
 
         d = self.rate()
         self.updates += 1
-        trained = {k for k, p in module.named_parameters() if p.requires_grad}
         with torch.no_grad():
             src = module.state_dict()
             for k, v in self.module.state_dict().items():
-                if k in trained:
-                    v.mul_(d).add_(src[k], alpha=1 - d)
+                if v.dtype.is_floating_point:
+                    v.mul_(d).add_(src[k].detach(), alpha=1 - d)
                 else:
                     v.copy_(src[k])
 
