@@ -54,7 +54,6 @@ __all__ = [
 LEVELS = (16, 32)  # strides
 SIZE_RANGES = ((0.0, 128.0), (64.0, float("inf")))  # longer box side (input pixels) each level predicts
 RADIUS = 1.5  # center sampling, in strides
-EMA_DECAY = 0.99  # WeightEMA of the head + fine-tuned blocks per optimizer step: ~100 steps (~8 epochs) of memory
 TOP_LR = 0.1  # the fine-tuned stride-32 backbone blocks learn at this fraction of the head's learning rate
 PAD = 114  # letterbox grey, as Ultralytics
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the backbones' ImageNet normalisation
@@ -229,36 +228,6 @@ def _head_module(c4: int, c5: int, n_classes: int, width: int, top):
             return torch.cat(logits, 1), torch.cat(dists, 1)
 
     return DetectionHeadNet()
-
-
-class WeightEMA:
-    """An exponential moving average of a module's weights (parameters and float buffers): what is evaluated and
-    exported instead of the last step's weights. The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n
-    updates, so the first updates follow the weights closely (the average starts at the initial weights)."""
-
-    def __init__(self, module, decay: float):
-        import copy
-
-        self.module = copy.deepcopy(module).eval().requires_grad_(False)
-        self.decay = decay
-        self.updates = 0
-
-    def rate(self) -> float:
-        """The decay the next update uses."""
-        return min(self.decay, (1 + self.updates) / (10 + self.updates))
-
-    def update(self, module) -> None:
-        import torch
-
-        d = self.rate()
-        self.updates += 1
-        with torch.no_grad():
-            src = module.state_dict()
-            for k, v in self.module.state_dict().items():
-                if v.dtype.is_floating_point:
-                    v.mul_(d).add_(src[k].detach(), alpha=1 - d)
-                else:
-                    v.copy_(src[k])
 
 
 DetectionHeadNet = _head_module  # the factory: DetectionHeadNet(c4 channels, c5 channels, n_classes, width, top)

@@ -34,7 +34,7 @@ import numpy as np
 from ..data.detection import DetectionDataset, DetectionSample, read_detection_dataset
 from ..errors import UserInputError
 from . import TrainConfig
-from .detect_model import EMA_DECAY, TOP_LR
+from .detect_model import TOP_LR
 from .runner import Clock, progress_bar
 
 __all__ = ["DetectionCheck", "check_detection_data", "is_detection_data", "split_detection", "train_detection"]
@@ -289,13 +289,12 @@ def fit_detection_head(
     deadline: float | None = None,
 ):
     """Train the head and the backbone's stride-32 blocks (at ``lr * TOP_LR``, batch norm frozen) on the cached
-    stride-16 maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch). The head judged and returned
-    is the moving average of the weights (``WeightEMA``, ``EMA_DECAY``), not the last step's."""
+    stride-16 maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch)."""
     import copy
 
     import torch
 
-    from .detect_model import WeightEMA, cell_centers, detection_head, detection_loss
+    from .detect_model import cell_centers, detection_head, detection_loss
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -303,7 +302,6 @@ def fit_detection_head(
     centers = torch.from_numpy(cell_centers(size)[0])[None]
     opt = torch.optim.AdamW(head.param_groups(lr), lr=lr, weight_decay=1e-4)
     trained = [p for p in head.parameters() if p.requires_grad]
-    ema = WeightEMA(head, EMA_DECAY) if EMA_DECAY else None  # evaluated and returned instead of the raw weights
     n = len(train["cls"])
     per_epoch = max(1, n // BATCH)
     plan = {"steps": epochs * per_epoch}  # shrinks when the first epoch shows the deadline allows fewer
@@ -332,8 +330,6 @@ def fit_detection_head(
             torch.nn.utils.clip_grad_norm_(trained, 10.0)
             opt.step()
             sched.step()
-            if ema is not None:
-                ema.update(head)
         if epoch == 1 and deadline is not None:  # an evaluation costs about an epoch: count them in
             epoch_s = (time.monotonic() - t0) * (1 + 1 / EVAL_EVERY)
             affordable = int((deadline - time.monotonic()) / max(epoch_s, 1e-6))
@@ -342,10 +338,9 @@ def fit_detection_head(
                 plan["steps"] = epochs * per_epoch
         if epoch % EVAL_EVERY and epoch != epochs:
             continue
-        judged = head if ema is None else ema.module
-        m50, m = val_map(judged, size, val, val_samples, n_classes)
+        m50, m = val_map(head, size, val, val_samples, n_classes)
         if (m50, m) > best[:2]:
-            best = (m50, m, epoch, copy.deepcopy(judged.state_dict()))
+            best = (m50, m, epoch, copy.deepcopy(head.state_dict()))
         if report:
             report(epoch, m50)
     head.load_state_dict(best[3])
@@ -538,7 +533,6 @@ def _search(cfg: TrainConfig, ds, train, val, backbones, sizes, get_maps, timing
         "epochs": EPOCHS,
         "width": HEAD_WIDTH,
         "finetune": {"blocks": "stride 32", "lr": TOP_LR},
-        "ema": EMA_DECAY,
         "seed": cfg.seed,
     }
     key = hashlib.sha1(json.dumps(space, sort_keys=True).encode()).hexdigest()[:8]
