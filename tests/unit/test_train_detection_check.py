@@ -155,3 +155,48 @@ def test_fine_tuning_trains_the_stride32_blocks_and_nothing_else_of_the_backbone
     exported = ExportedDetector("mobilenet_v2", head, size)
     assert all(torch.equal(v, pretrained4[k]) for k, v in exported.c4.state_dict().items())
     assert exported(torch.rand(1, 3, size, size)).shape == (1, 4 + 2, 4 * 4 + 2 * 2)
+
+
+def test_deadline_plan_lengthens_the_schedule_back_when_epochs_get_faster(monkeypatch):
+    """A slow first epoch shortens the schedule to what the deadline seems to allow; the evaluations after it
+    re-measure the epoch time and lengthen the schedule back (up to ``epochs``) to use the time left. A fake
+    clock advanced by each training step, so nothing here depends on the machine's speed."""
+    pytest.importorskip("torch")
+    import types
+
+    from bushu.train import detect_model, detection
+    from bushu.train.detect_model import assign, backbone_levels, cell_centers
+
+    clock = {"now": 0.0, "steps": 0}
+    real_loss = detect_model.detection_loss
+
+    def loss(*a, **k):
+        clock["steps"] += 1
+        clock["now"] += 20.0 if clock["steps"] == 1 else 2.0  # epoch 1: 20 s, then 2 s an epoch
+        return real_loss(*a, **k)
+
+    def fake_val_map(*a, **k):
+        clock["now"] += 1.0
+        return 0.5, 0.2
+
+    monkeypatch.setattr(detect_model, "detection_loss", loss)
+    monkeypatch.setattr(detection, "val_map", fake_val_map)
+    monkeypatch.setattr(detection, "time", types.SimpleNamespace(monotonic=lambda: clock["now"]))
+    size, n = 64, detection.BATCH  # one step an epoch
+    import torch
+
+    c4, _, _, _ = backbone_levels("mobilenet_v2")
+    with torch.no_grad():
+        f4 = c4(torch.rand(n, 3, size, size)).half().numpy()
+    samples = [_sample(f"t{i}", [[8, 8, 40, 44]], [i % 2], size=(size, size)) for i in range(n)]
+    centers, strides = cell_centers(size)
+    targets = [assign(s.boxes, s.classes, centers, strides) for s in samples]
+    maps = {"f4": f4, "cls": np.stack([t[0] for t in targets]), "box": np.stack([t[1] for t in targets])}
+
+    detection.fit_detection_head(
+        "mobilenet_v2", size, 2, maps, maps, samples, lr=1e-2, seed=0, epochs=12, deadline=200.0
+    )
+
+    # epoch 1 alone would plan 1 + (200 - 20) // 24 = 8 epochs; the evaluation at epoch 5 re-plans to all 12
+    assert clock["steps"] == 12
+    assert clock["now"] <= 200.0
