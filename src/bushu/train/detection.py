@@ -319,7 +319,6 @@ def fit_detection_head(
         return torch.from_numpy(a[i])
 
     epoch, t0 = 0, time.monotonic()
-    max_epochs, evals = epochs, []  # the deadline may shorten the schedule, then lengthen it back up to this
     while epoch < epochs:
         epoch += 1
         head.train()
@@ -339,20 +338,11 @@ def fit_detection_head(
                 plan["steps"] = epochs * per_epoch
         if epoch % EVAL_EVERY and epoch != epochs:
             continue
-        t_eval = time.monotonic()
         m50, m = val_map(head, size, val, val_samples, n_classes)
         if (m50, m) > best[:2]:
             best = (m50, m, epoch, copy.deepcopy(head.state_dict()))
         if report:
             report(epoch, m50)
-        evals.append(time.monotonic() - t_eval)
-        if deadline is not None and epoch < epochs < max_epochs:  # the first plan was cautious: use what is left
-            now = time.monotonic()
-            per_epoch_s = (now - t0 - sum(evals)) / epoch + sum(evals) / len(evals) / EVAL_EVERY
-            more = int(0.95 * (deadline - now) / max(per_epoch_s, 1e-6))
-            if epoch + more > epochs:
-                epochs = min(max_epochs, epoch + more)
-                plan["steps"] = epochs * per_epoch
     head.load_state_dict(best[3])
     return head.eval(), best[0], best[1], best[2]
 
