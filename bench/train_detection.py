@@ -14,7 +14,9 @@ bench/results/train_detection.json and .md.
 Measured (``nice python bench/train_detection.py --budget 10m``, 2-core CPU shared with three other trainings):
 64 train / 16 val / 20 held back, 2 trials, MobileNetV2 @256 lr 0.005 with its stride-32 blocks fine-tuned:
 held-back mAP@0.5 0.598 (@0.5:0.95 0.281), fresh 0.536 (0.255), 595 s, served == eval. The frozen-backbone run
-before it: held-back 0.549, fresh 0.512, 594 s. Target (issue 18): fresh mAP@0.5 >= 0.7, not reached.
+before it: held-back 0.549, fresh 0.512, 594 s. Three later runs of the same code (load 1.5-10, two benches at
+once): fresh 0.593 / 0.631 / 0.589, held-back 0.541 / 0.685 / 0.686 (docs/notes.md: what was tried against
+them). Target (issue 18): fresh mAP@0.5 >= 0.7, not reached.
 """
 
 from __future__ import annotations
