@@ -462,9 +462,9 @@ def batch_histogram(st0: dict, st1: dict) -> dict[int, int]:
 
 class ModelCpu:
     """CPU time onnxruntime alone spends per sample at a batch size: the model run in this process with
-    the served model's options (threads, no memory pattern), timed by the process's CPU clock over
-    back-to-back runs (intra-op threads' spinning between a run's parallel sections included, as in
-    the server). Measured once per batch size, on demand."""
+    the served model's options (threads, no memory pattern, no intra-op spinning: serve/core.py's
+    serving defaults), timed by the process's CPU clock over back-to-back runs. Measured once per
+    batch size, on demand."""
 
     def __init__(self, model: Path, threads: int | None, seconds: float = 1.0) -> None:
         self.model, self.threads, self.seconds = model, threads, seconds
@@ -477,7 +477,7 @@ class ModelCpu:
             from bushu.spec import synthetic_feeds
 
             if self._backend is None:
-                opts = {"mem_pattern": False, **({"threads": self.threads} if self.threads else {})}
+                opts = {"mem_pattern": False, "spinning": False, **({"threads": self.threads} if self.threads else {})}
                 self._backend = load_backend(self.model, "onnxruntime", **opts)
             feeds = synthetic_feeds(self._backend.inputs, batch=batch)
             for _ in range(3):
