@@ -49,6 +49,28 @@ def test_round_trip(written):
     assert art.size_bytes == len(b"v1-onnx")
 
 
+def test_derived_keeps_the_model_and_starts_files_and_metrics_fresh():
+    src = make()
+    src.metrics["bench"] = {"p50_ms": 1.0}
+    new = src.derived("model.xml", "openvino", files={"weights": "model.bin"}, metrics={"optimize": {}})
+    assert (new.model_file, new.format, new.files, new.metrics) == (
+        "model.xml",
+        "openvino",
+        {"weights": "model.bin"},
+        {"optimize": {}},
+    )
+    assert (new.name, new.inputs, new.preprocess, new.postprocess) == (
+        src.name,
+        src.inputs,
+        src.preprocess,
+        src.postprocess,
+    )
+    new.add_step("optimize")
+    new.inputs.append(TensorSpec("extra", "float32", (1,)))
+    assert "steps" not in src.provenance and len(src.inputs) == 1  # copies, not shared with the source
+    assert src.derived("model.onnx", "onnx").metrics == {} and src.metrics == {"bench": {"p50_ms": 1.0}}
+
+
 def test_record_and_steps_persist(written):
     art = Artifact.load(written)
     art.add_step("bench", backend="onnxruntime")

@@ -8,6 +8,8 @@ the previous artifact intact.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as _dt
 import os
 import platform
@@ -198,6 +200,20 @@ class Artifact:
         """Record a metric section (e.g. ``bench``, ``eval``, ``parity``) and save."""
         self.metrics[key] = value
         self.save()
+
+    def derived(self, model_file: str, format: str, **changes: Any) -> Artifact:
+        """The same model as a new graph (an optimized copy): its IO, name, task, pre/post-processing and a
+        copy of its provenance; files and metrics start empty unless ``changes`` sets them."""
+        fresh: dict[str, Any] = {"files": {}, "metrics": {}, "provenance": copy.deepcopy(self.provenance)}
+        return dataclasses.replace(
+            self,
+            model_file=model_file,
+            format=format,
+            inputs=list(self.inputs),
+            outputs=list(self.outputs),
+            _labels=None,
+            **{**fresh, **changes},
+        )
 
     def add_step(self, command: str, **details: Any) -> None:
         self.provenance.setdefault("steps", []).append(

@@ -15,7 +15,6 @@ Validation: the int8 IR is run by OpenVINO (f32 inference precision) against the
 from __future__ import annotations
 
 import contextlib
-import copy
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from .. import validate
 from ..errors import MissingDependencyError, UnknownNameError, UserInputError
 from ..model.artifact import Artifact, library_versions, write_artifact
 from .calibration import calibration_reader
+from .quantize import check_output_and_drop
 
 __all__ = ["OpenVINOInt8Config", "quantize_openvino"]
 
@@ -140,16 +140,7 @@ def _check_request(
 ) -> None:
     if art.format != "onnx":
         raise UserInputError(f"OpenVINO int8 reads ONNX artifacts; {art.path} is {art.format!r}")
-    if out.resolve() == art.path.resolve():
-        raise UserInputError(
-            "the output must be a new directory, not the input artifact",
-            hint="pass another -o OUT; the input stays as it is",
-        )
-    if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
-        raise UserInputError(
-            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
-            hint="add --data DIR, or drop --max-accuracy-drop",
-        )
+    check_output_and_drop(art, out, data, max_accuracy_drop)
     if config.calibration is None:
         raise UserInputError(
             "OpenVINO int8 needs calibration data: a folder of representative images "
@@ -230,20 +221,7 @@ def _reason(config: OpenVINOInt8Config, mode: str, samples: int) -> str:
 
 
 def _new_artifact(art: Artifact, section: dict[str, Any], reason: str) -> Artifact:
-    new = Artifact(
-        path=art.path,
-        model_file="model.xml",
-        format="openvino",
-        inputs=list(art.inputs),
-        outputs=list(art.outputs),
-        name=art.name,
-        task=art.task,
-        preprocess=art.preprocess,
-        postprocess=art.postprocess,
-        files={"weights": "model.bin"},
-        provenance=copy.deepcopy(art.provenance),
-        metrics={"optimize": section},
-    )
+    new = art.derived("model.xml", "openvino", files={"weights": "model.bin"}, metrics={"optimize": section})
     new.add_step(
         "optimize",
         quantize=section["quantize"],

@@ -15,7 +15,6 @@ before/after table in ``metrics.optimize.rows`` and an HTML report (``report.htm
 
 from __future__ import annotations
 
-import copy
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -263,19 +262,7 @@ def _optimized_artifact(
     art: Artifact, exported: dict[str, Any], section: dict[str, Any], records: Sequence[dict[str, Any]]
 ) -> tuple[Artifact, dict[str, Any]]:
     """The compressed model's artifact (not written yet) and its files."""
-    new = Artifact(
-        path=art.path,
-        model_file="model.onnx",
-        format="onnx",
-        inputs=list(art.inputs),
-        outputs=list(art.outputs),
-        name=art.name,
-        task=art.task,
-        preprocess=art.preprocess,
-        postprocess=art.postprocess,
-        provenance=copy.deepcopy(art.provenance),
-        metrics={"optimize": section, "parity": exported["parity"]},
-    )
+    new = art.derived("model.onnx", "onnx", metrics={"optimize": section, "parity": exported["parity"]})
     files: dict[str, Any] = {"model.onnx": exported["onnx"], T.MODULE_FILE: exported["module"]}
     new.files = {"module": T.MODULE_FILE}
     if exported["reference"] is not None:

@@ -18,7 +18,6 @@ the bound. The input artifact is never modified; the output is written atomicall
 
 from __future__ import annotations
 
-import copy
 import math
 import tempfile
 import warnings
@@ -142,6 +141,23 @@ def _resolve_static(cfg: StaticInt8Config) -> tuple[StaticInt8Config, str]:
 
 
 # -- the entry point ------------------------------------------------------------------------------
+
+
+def check_output_and_drop(art: Artifact, out: Path, data: object, max_accuracy_drop: float | None) -> None:
+    """What every int8 path checks before any work: a new output directory, and an accuracy bound only with
+    labelled data and a value >= 0."""
+    if out.resolve() == art.path.resolve():
+        raise UserInputError(
+            "the output must be a new directory, not the input artifact",
+            hint="pass another -o OUT; the input stays as it is",
+        )
+    if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
+        raise UserInputError(
+            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
+            hint="add --data DIR, or drop --max-accuracy-drop",
+        )
+
+
 def quantize(
     artifact_in: Artifact | str | Path,
     out: str | Path,
@@ -168,16 +184,7 @@ def quantize(
             f"quantize reads ONNX artifacts; {art.path} is {art.format!r}",
             hint="export it first: bushu export ART --format onnx",
         )
-    if out.resolve() == art.path.resolve():
-        raise UserInputError(
-            "the output must be a new directory, not the input artifact",
-            hint="pass another -o OUT; the input stays as it is",
-        )
-    if max_accuracy_drop is not None and (data is None or max_accuracy_drop < 0):
-        raise UserInputError(
-            "max_accuracy_drop needs labelled data (--data DIR, one folder per class) and a value ≥ 0",
-            hint="add --data DIR, or drop --max-accuracy-drop",
-        )
+    check_output_and_drop(art, out, data, max_accuracy_drop)
     profile = profile_model(art.model_path)
     detector = art.task == "detection"  # judged by its boxes (bushu.detection.validate), --data holds boxes
     dataset = labelled_arrays(data, art, require="accuracy") if data is not None and not detector else None
@@ -751,19 +758,7 @@ def _new_artifact(
     }
     if acc is not None:
         section["accuracy"] = {k: v for k, v in acc.items() if not k.startswith("_")}
-    new = Artifact(
-        path=art.path,
-        model_file="model.onnx",
-        format="onnx",
-        inputs=list(art.inputs),
-        outputs=list(art.outputs),
-        name=art.name,
-        task=art.task,
-        preprocess=art.preprocess,
-        postprocess=art.postprocess,
-        provenance=copy.deepcopy(art.provenance),
-        metrics={"optimize": section},
-    )
+    new = art.derived("model.onnx", "onnx", metrics={"optimize": section})
     new.add_step(
         "optimize",
         quantize=job.config_dict(),
