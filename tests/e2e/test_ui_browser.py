@@ -315,6 +315,22 @@ def _files(driver, cls: str) -> list[str]:
     )
 
 
+def _capture_two(browser, ui, dataset: str, cls: str) -> None:
+    """Open the data browser on ``dataset``, start the (fake) camera and capture two frames into ``cls``."""
+    _open_browser(browser, ui, dataset)
+    _select(browser, "#db-class", cls)
+    _click(browser, "#db-camera-start")
+    _wait(browser).until(
+        lambda d: d.execute_script(
+            "const v = document.getElementById('db-video'); return v.videoWidth > 0 && !v.paused"
+        )
+    )
+    for n in (1, 2):
+        _click(browser, "#db-capture")
+        _wait(browser).until(lambda d, n=n: len([f for f in _files(d, cls) if f.startswith("camera-")]) == n)
+        time.sleep(0.2)  # the fake camera's frame moves on between the two
+
+
 def _open_browser(driver, ui: UI, dataset: str) -> None:
     """Open a data set's image browser (relabel, delete, add, camera) from the Datasets tab."""
     driver.get(ui.url + "/#datasets")
@@ -761,20 +777,7 @@ def test_easydl_walk_end_to_end(tmp_path, browser, shots):
             browser.execute_script("arguments[0].scrollIntoView()", box)
 
         with step("camera", "the data browser with the camera on and two camera-*.jpg captured into not_face"):
-            _open_browser(browser, ui, "faces")
-            _select(browser, "#db-class", "not_face")
-            _click(browser, "#db-camera-start")
-            _wait(browser).until(
-                lambda d: d.execute_script(
-                    "const v = document.getElementById('db-video'); return v.videoWidth > 0 && !v.paused"
-                )
-            )
-            for n in (1, 2):
-                _click(browser, "#db-capture")
-                _wait(browser).until(
-                    lambda d, n=n: len([f for f in _files(d, "not_face") if f.startswith("camera-")]) == n
-                )
-                time.sleep(0.2)  # the fake camera's frame moves on between the two
+            _capture_two(browser, ui, "faces", "not_face")
             captured = sorted((ws / "datasets" / "faces" / "not_face").glob("camera-*.jpg"))
             assert len(captured) == 2 and ui.json("/api/datasets/faces")[1]["classes"] == {"face": 20, "not_face": 23}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_ui import UI, _png, _zip  # noqa: E402
 from test_ui_browser import (  # noqa: E402
+    _capture_two,
     _chrome,
     _click,
     _figure,
@@ -158,18 +158,7 @@ def test_camera_capture_into_a_class(ui, browser, shots):
     from PIL import Image
 
     folder = ui.ws / "datasets" / "pets"
-    _open_browser(browser, ui, "pets")
-    _select(browser, "#db-class", "cat")
-    _click(browser, "#db-camera-start")
-    _wait(browser).until(
-        lambda d: d.execute_script(
-            "const v = document.getElementById('db-video'); return v.videoWidth > 0 && !v.paused"
-        )
-    )
-    for n in (1, 2):
-        _click(browser, "#db-capture")
-        _wait(browser).until(lambda d, n=n: len([f for f in _files(d, "cat") if f.startswith("camera-")]) == n)
-        time.sleep(0.2)  # the fake camera's frame moves on between the two
+    _capture_two(browser, ui, "pets", "cat")
     browser.save_screenshot(str(shots / "camera-capture.png"))
     shots_taken = sorted((folder / "cat").glob("camera-*.jpg"))
     assert len(shots_taken) == 2, sorted(p.name for p in (folder / "cat").iterdir())
