@@ -492,16 +492,19 @@ def test_real_model_through_every_command(model, tmp_path):
         "--no-report",
         timeout=1500,
     )
-    if model == "dbnet":  # issue 16: the map's cosine is ~0 on photos (nothing above 1e-3 either way) and ~0.97
-        # on text, so int8 is judged by the DB decoder's boxes on fp32's and int8's maps of the same inputs;
-        # on documents every box is kept (measured: 97 of 97, mean IoU 0.91)
-        assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[-2000:]
+    if model == "dbnet":  # issue 16: judged by the DB decoder's boxes on fp32's and int8's maps of the same inputs
+        # and by the map's cosine on the images with text (photos without text have a ~0 map, where any noise gives
+        # a cosine near 0). Plain int8 keeps every box on documents (97 of 97, mean IoU 0.91) but its map drifts
+        # (cosine 0.85), so the search keeps the early full-resolution stages in float (int8_search's leading nodes)
         meta = yaml.safe_load((q / "bushu.yaml").read_text())["metrics"]["optimize"]
         gate = meta["validation"]["gate"]
         assert gate["outcome"] == "pass" and gate["metric"] == "DB text-box F1", gate["detail"]
         tb = gate["text_boxes"]
         assert tb["f1"] >= 0.95 and tb["mean_iou"] >= 0.8 and tb["fp32_boxes"] >= 10, gate["detail"]
         assert len(tb["per_image"]) == len(sample["x"]) and "sigmoid_0.tmp_0: DB text boxes agree" in gate["detail"]
+        assert len(tb["map_cosine"]) == len(sample["x"]) and min(tb["map_cosine"]) >= 0.98, gate["detail"]
+        assert "map drifts" in meta["attempts"][0]["detail"] and "nodes in float" in meta["kept"], meta["attempts"]
         # scene text is where int8 loses boxes (a photographed sign: 2 of 6; docs/notes.md): one attempt, refused
         # by the same gate, naming the output with its figures, nothing written
         np.savez(tmp_path / "scene.npz", x=_dbnet_inputs("scene"))
@@ -512,12 +515,10 @@ def test_real_model_through_every_command(model, tmp_path):
         )  # fmt: skip
         assert r.returncode == 2 and "sigmoid_0.tmp_0: DB text boxes disagree" in r.stderr, r.stderr[-2000:]
         assert "F1 0." in r.stderr and "per image F1" in r.stderr and not scene.exists(), r.stderr[-2000:]
-    else:
-        assert r.returncode == 0, r.stderr[-2000:]
-        res = json.loads(
-            bushu("eval", str(q), "--reference", str(art), "--sample", str(tmp_path / "sample.npz"), "--json").stdout
-        )
-        assert min(o["cosine_min"] for o in res["outputs"]) >= 0.98, res
+    res = json.loads(
+        bushu("eval", str(q), "--reference", str(art), "--sample", str(tmp_path / "sample.npz"), "--json").stdout
+    )
+    assert min(o["cosine_min"] for o in res["outputs"]) >= 0.98, res  # issue 16's bar, on real inputs
     _fp16(model, art, tmp_path)
     # the vendor profiles take the graph down to opset 13 / 11 node by node (onnx's converter has no
     # down-adapter for YOLOv8's Split-18; MiniLM's LayerNormalization-17 is decomposed)

@@ -1,4 +1,5 @@
-"""The int8 gate for DB-style text detectors: boxes decoded from the probability maps must agree, not the maps."""
+"""The int8 gate for DB-style text detectors: the boxes decoded from the probability maps must agree, and the maps keep
+their direction (cosine) where there is text; a photo without text, whose map has no direction, is judged by boxes only."""
 
 from __future__ import annotations
 
@@ -64,21 +65,39 @@ def test_db_decoder_finds_each_line_and_nothing_on_an_empty_map():
     assert db_boxes(weak[0]) == []
 
 
-def test_boxes_that_agree_pass_where_the_map_cosine_would_refuse():
+def test_boxes_that_agree_pass_where_the_photos_map_cosine_would_refuse():
     ref = maps(page(6, seed=1), page(7, seed=2), photo())
     rng = np.random.default_rng(0)
     got = ref + rng.uniform(-0.05, 0.05, ref.shape).astype(np.float32)  # int8-like noise on every pixel
-    got[2] = rng.uniform(0, 0.02, got[2].shape)  # the photo: noise on a ~0 map, no box either way
-    got[0] = page(6, seed=1, shift=1)  # one page's lines moved by a pixel
-    cos = validate.agreement({OUT: ref}, {OUT: got})[OUT]
-    assert cos["cosine_mean"] < 0.98  # the photo's map has no direction to keep: the cosine gate says no
+    got[2] = np.where(rng.random(got[2].shape) < 0.01, 0.2, 0.0)  # the photo: int8 steps on a ~0 map, no box
+    cos = validate.agreement({OUT: ref[2:]}, {OUT: got[2:]})[OUT]
+    assert cos["cosine_min"] < 0.5  # the photo's map has no direction to keep: a plain cosine gate says no
     verdict = judge_text_boxes({OUT: ref}, {OUT: got}, OUT)
     assert verdict["outcome"] == PASS, verdict["detail"]
     tb = verdict["text_boxes"]
     assert tb["fp32_boxes"] == 13 and tb["matched"] == 13 and tb["f1"] == 1.0 and tb["mean_iou"] > 0.8
     assert [p["fp32_boxes"] for p in tb["per_image"]] == [6, 7, 0] and tb["per_image"][2]["f1"] == 1.0
+    assert len(tb["map_cosine"]) == 2 and min(tb["map_cosine"]) > 0.99  # the two pages only
     v = job().validate({OUT: ref}, {OUT: got}, refuse=True)  # the quantizer's gate takes the same route
     assert v["gate"]["outcome"] == PASS and "top1_agreement" not in v["outputs"][OUT]
+
+
+def test_a_map_that_drifts_fails_although_its_boxes_agree_unless_the_floor_is_lowered():
+    ref = maps(page(6, seed=1), page(7, seed=2), photo())
+    got = ref.copy()
+    got[0] = page(6, seed=1, shift=1)  # one page's lines moved by a pixel: the same boxes, a fifth of each line off
+    verdict = judge_text_boxes({OUT: ref}, {OUT: got}, OUT)
+    tb = verdict["text_boxes"]
+    assert tb["f1"] == 1.0 and tb["mean_iou"] > 0.8 and tb["map_cosine"][0] < 0.98 and tb["map_cosine"][1] == 1.0
+    assert verdict["outcome"] == FAIL, verdict["detail"]
+    assert verdict["detail"].startswith(f"{OUT}: DB text boxes agree, but the map drifts (cosine 0.")
+    assert "lowest over the 2 image(s) with text (minimum 0.98)" in verdict["detail"]
+    with pytest.raises(AccuracyDropError, match=rf"{OUT}: DB text boxes agree, but the map drifts"):
+        job().validate({OUT: ref}, {OUT: got}, refuse=True)
+    assert judge_text_boxes({OUT: ref}, {OUT: got}, OUT, min_cosine=0.5)["outcome"] == PASS
+    loose = job()
+    loose.settings = SimpleNamespace(min_cosine=0.5)  # optimize --min-cosine 0.5
+    assert loose.validate({OUT: ref}, {OUT: got}, refuse=True)["gate"]["outcome"] == PASS
 
 
 def test_lost_lines_fail_and_the_error_names_the_output_with_its_figures():

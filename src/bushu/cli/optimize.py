@@ -78,12 +78,19 @@ if TYPE_CHECKING:
 )
 @click.option("--rtol", type=float, help="fp16's budget relative to each output's range (see --atol) [default: 0.02].")
 @click.option(
+    "--min-cosine",
+    type=float,
+    help="int8's bar for models without classes (embeddings, raw tensors, a DB text map on each image with "
+    "text): the lowest cosine to fp32 per output and validation input [default: 0.98].",
+)
+@click.option(
     "--max-attempts",
     type=int,
     default=None,
     metavar="N",
     help="int8 that fails its agreement gate tries other calibration methods / NNCF options, then "
-    "keeps the most sensitive nodes in float: at most N attempts in all [default: 8].",
+    "keeps the most sensitive nodes, then the first 30% / 60% of the graph, in float: at most N attempts "
+    "in all [default: 8].",
 )
 @click.option("--no-fallback", is_flag=True, help="One int8 attempt: refuse when it fails the gate (--max-attempts 1).")
 @click.option(
@@ -163,6 +170,7 @@ def command(
     exclude: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
+    min_cosine: float | None,
     max_attempts: int | None,
     no_fallback: bool,
     backend: str,
@@ -237,6 +245,7 @@ def command(
         explicit_calib=explicit_calib,
         atol=atol,
         rtol=rtol,
+        min_cosine=min_cosine,
     )
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
     result = optimize(art, out, opt, log=log)

@@ -44,6 +44,7 @@ class OpenVINOInt8Config:
     smooth_quant: float | None = None  # SmoothQuant alpha for MatMuls (NNCF runs it for transformers only)
     ignored_nodes: tuple[str, ...] = ()  # ONNX node names kept in float (NNCF ignored_scope)
     min_top1_agreement: float = 0.95  # where fp32 is confident, see _gate
+    min_cosine: float = 0.98  # for models that are not classifiers: every output, every validation input
     kind: ClassVar[str] = "openvino-int8"
 
     def check(self) -> None:
@@ -162,8 +163,9 @@ def _gate(
     details: dict[str, Any],
 ) -> dict[str, Any]:
     """The verdict: a detector (``images`` given) by its boxes, mAP on labelled data, else box agreement on
-    the images; a DBNet-style text detector by its decoded boxes; any other model by output agreement."""
-    from .quantize import _db_output, check_gate, text_box_gate
+    the images; a DBNet-style text detector by its decoded boxes and map; a classifier by top-1 agreement; any
+    other model (embeddings, raw tensors) by each output's cosine to fp32."""
+    from .quantize import _db_output, check_gate, cosine_gate, text_box_gate
 
     verdict = None
     if images is not None:
@@ -174,7 +176,9 @@ def _gate(
         )
     text_map = _db_output(art) if verdict is None else None
     if text_map is not None:
-        verdict = text_box_gate("OpenVINO int8", ref, got, text_map, not keep_failed, details)
+        verdict = text_box_gate("OpenVINO int8", ref, got, text_map, not keep_failed, details, config.min_cosine)
+    if verdict is None and art.task != "classification":
+        verdict = cosine_gate("OpenVINO int8", per_output, config.min_cosine, not keep_failed)
     return verdict or check_gate("OpenVINO int8", per_output, config.min_top1_agreement, not keep_failed, details)
 
 

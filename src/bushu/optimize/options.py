@@ -3,6 +3,7 @@ turns "quantize int8 with this calibration data, prune 30%" into the steps the p
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def optimize_config(
     explicit_calib: bool | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    min_cosine: float | None = None,
 ) -> OptimizeConfig:
     """Steps run in this order: distill, prune, lowrank, fine-tuning, quantize (int8 | dynamic | fp16).
 
@@ -65,7 +67,8 @@ def optimize_config(
     ``explicit_calib``: whether the user gave calibration images (a --sample alone keeps MatMul-heavy models on
     dynamic int8, validated on it: static int8 of a transformer's activations measured cosine 0.48 on
     all-MiniLM-L6-v2); ``atol``/``rtol``: fp16's budget per output, |fp16 - fp32| <= atol + rtol·max|fp32|
-    (default Fp16Config's 0.01 and 0.02)."""
+    (default Fp16Config's 0.01 and 0.02); ``min_cosine``: the lowest cosine to fp32 an int8 model without
+    classes keeps on every output and input (a DB text map: on every image with text), default 0.98."""
     from ._analysis import profile_model
     from .int8_search import DEFAULT_MAX_ATTEMPTS
     from .quantize import choose_int8
@@ -134,6 +137,8 @@ def optimize_config(
             )
         else:
             raise UserInputError(f"unknown `quantize` {quantize!r}", hint="use int8, dynamic or fp16")
+    if min_cosine is not None:
+        config = _with_min_cosine(config, min_cosine)
     return OptimizeConfig(
         steps=tuple(steps),
         quantize=config,
@@ -145,3 +150,15 @@ def optimize_config(
         measure=bench,
         report=report,
     )
+
+
+def _with_min_cosine(config: Any, floor: float) -> Any:
+    """``config`` with its cosine floor set; refused where no int8 quantization reads it."""
+    if not 0 < floor <= 1:
+        raise UserInputError(f"`min_cosine` must be in (0, 1], got {floor}", hint="e.g. 0.98 (the default) or 0.95")
+    if not hasattr(config, "min_cosine"):
+        raise UserInputError(
+            "`min_cosine` is int8's bar for models without classes; nothing here is quantized to int8",
+            hint="add `quantize` int8 (or dynamic); fp16 is judged by `atol` / `rtol`",
+        )
+    return dataclasses.replace(config, min_cosine=floor)

@@ -270,31 +270,12 @@ class _Job:
         for v in per_output.values():  # top-1 of a probability map means nothing
             for k in [k for k in v if k.startswith(("top1", "gate", "confident", "top5"))]:
                 del v[k]
-        return {"outputs": per_output, "gate": text_box_gate(self.name, ref, got, name, refuse, self.details)}
+        floor = getattr(self.settings, "min_cosine", 0.98)
+        return {"outputs": per_output, "gate": text_box_gate(self.name, ref, got, name, refuse, self.details, floor)}
 
     def _validate_by_cosine(self, per_output: dict[str, Any], refuse: bool) -> dict[str, Any]:
-        from ._gate import FAIL, PASS
-
-        for v in per_output.values():  # top-1 of an embedding or a detector's raw tensor means nothing
-            for k in [k for k in v if k.startswith(("top1", "gate", "confident"))]:
-                del v[k]
         floor = getattr(self.settings, "min_cosine", 0.98)
-        low = {k: v for k, v in per_output.items() if v["cosine_min"] < floor}
-        detail = ", ".join(f"{k}: cosine {v['cosine_min']:.4f}" for k, v in (low or per_output).items())
-        if low and refuse:
-            raise AccuracyDropError(
-                f"{self.name} model drifts from fp32 on {detail} (minimum {floor}, lowest over the validation inputs)",
-                hint="calibrate on real inputs (--sample FILE.npz), exclude the most "
-                "sensitive nodes (--exclude), or use --quantize fp16",
-            )
-        return {
-            "outputs": per_output,
-            "gate": {
-                "outcome": FAIL if low else PASS,
-                "floor": floor,
-                "detail": f"cosine >= {floor} per output: {detail}",
-            },
-        }
+        return {"outputs": per_output, "gate": cosine_gate(self.name, per_output, floor, refuse)}
 
     def config_dict(self) -> dict[str, Any]:
         d = {
@@ -337,7 +318,7 @@ class _StaticJob(_Job):
             "skipped_files": self.reader.skipped[:20],
             "method": cfg.method,
         }
-        src = _at_least_opset13(self.art.model_path, self.tmp, self.log)
+        src = at_least_opset13(self.art.model_path, self.tmp, self.log)
         self.pre = preprocess(src, self.tmp / "pre.onnx", self.log)
         self._check_exclusions(cfg.exclude_nodes)
         self.cache = self.tmp / "calibration.json"
@@ -430,7 +411,7 @@ class _StaticJob(_Job):
         return out
 
 
-def _at_least_opset13(path: Path, tmp: Path, log: Callable[[str], None]) -> Path:
+def at_least_opset13(path: Path, tmp: Path, log: Callable[[str], None]) -> Path:
     """Per-channel QDQ needs opset 13 (DequantizeLinear's axis); older graphs (PaddleOCR's DBNet is opset 11)
     are converted first, else the quantized graph does not load."""
     import onnx
@@ -573,6 +554,26 @@ def check_gate(
     return verdict
 
 
+def cosine_gate(what: str, per_output: dict[str, Any], floor: float, refuse: bool) -> dict[str, Any]:
+    """The verdict for a model without classes (an embedding, a detector's raw tensors): every output keeps
+    cosine >= ``floor`` to fp32 on every validation input. Drops the top-1 figures from ``per_output`` (they
+    mean nothing there); AccuracyDropError naming the outputs below the floor when ``refuse``."""
+    from ._gate import FAIL, PASS
+
+    for v in per_output.values():
+        for k in [k for k in v if k.startswith(("top1", "gate", "confident"))]:
+            del v[k]
+    low = {k: v for k, v in per_output.items() if v["cosine_min"] < floor}
+    detail = ", ".join(f"{k}: cosine {v['cosine_min']:.4f}" for k, v in (low or per_output).items())
+    if low and refuse:
+        raise AccuracyDropError(
+            f"{what} model drifts from fp32 on {detail} (minimum {floor}, lowest over the validation inputs)",
+            hint="calibrate on real inputs (--sample FILE.npz), exclude the most "
+            "sensitive nodes (--exclude), or use --quantize fp16",
+        )
+    return {"outcome": FAIL if low else PASS, "floor": floor, "detail": f"cosine >= {floor} per output: {detail}"}
+
+
 def _db_output(art: Artifact) -> str | None:
     from ..detection.textmap import is_db_map
 
@@ -589,19 +590,22 @@ def text_box_gate(
     name: str,
     refuse: bool,
     details: dict[str, Any],
+    min_cosine: float = 0.98,
 ) -> dict[str, Any]:
-    """A DB text detector's verdict: the DB decoder's boxes on fp32's and the candidate's maps must agree
-    (bushu.detection.textmap); the map's cosine is not judged (near 0 on photos without text, where no box comes
-    out). AccuracyDropError naming the output on "fail" when ``refuse``; a warning in ``details`` on "cannot tell"."""
+    """A DB text detector's verdict: the DB decoder's boxes on fp32's and the candidate's maps must agree, and the
+    map keep ``min_cosine`` on the images with text (bushu.detection.textmap; not on photos without text, where
+    it is near 0 and no box comes out). AccuracyDropError naming the output on "fail" when ``refuse``; a warning
+    in ``details`` on "cannot tell"."""
     from ..detection.textmap import judge_text_boxes
     from ._gate import CANNOT_TELL, FAIL
 
-    verdict = judge_text_boxes(ref, got, name)
+    verdict = judge_text_boxes(ref, got, name, min_cosine=min_cosine)
     if verdict["outcome"] == FAIL and refuse:
         raise AccuracyDropError(
-            f"{what} text detector's boxes drift from fp32's: {verdict['detail']}",
+            f"{what} text detector drifts from fp32: {verdict['detail']}",
             hint="calibrate on more pages like those the model will see (--sample FILE.npz / --calib DIR), "
-            "let bushu keep the sensitive nodes in float (drop --no-fallback), or use --quantize fp16",
+            "let bushu keep the sensitive nodes in float (drop --no-fallback), accept a looser map "
+            "(--min-cosine), or use --quantize fp16",
         )
     if verdict["outcome"] == CANNOT_TELL:
         details["validation_warning"] = (
