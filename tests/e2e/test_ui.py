@@ -667,7 +667,9 @@ def test_accuracy_carries_its_sample_size_and_interval():
     assert accuracy_note(0.9, 100) == "0.90 on 100 images — 95% interval 0.83–0.94"
     assert accuracy_note(None, 5) is None and accuracy_note(0.5, 0) is None
     assert plain("cannot identify image file <_io.BytesIO object at 0x7f00deadbeef>") == "cannot identify image file"
-    assert "--data" not in plain("int8 needs calibration images: pass --data DIR: a folder of representative images")
+    from bushu.export.core import DATA_HINT
+
+    assert "--" not in plain(f"int8 needs calibration images: {DATA_HINT}")
 
 
 def _port_open(port: int) -> bool:

@@ -242,6 +242,40 @@ def test_torch_module_with_image_and_int64_inputs(two_inputs):
     assert res["reference_backend"] == "torch" and res["outputs"][0]["max_abs"] < 1e-4
 
 
+def test_torch_module_int8_export_serve_and_package_on_a_sample(two_inputs, tmp_path):
+    """The image + int64 module through optimize (int8) -> export's int8 formats -> serve -> package. It has no
+    image folder to calibrate on: --sample's arrays calibrate both the int8 artifact and export's int8 formats."""
+    rng = np.random.default_rng(0)
+    sample = tmp_path / "s.npz"
+    np.savez(
+        sample,
+        image=rng.standard_normal((8, 3, 32, 32)).astype(np.float32),
+        ids=rng.integers(0, 50, (8, 8)).astype(np.int64),
+    )
+    q = tmp_path / "int8"
+    r = bushu("optimize", str(two_inputs), "-o", str(q), "--quantize", "int8", "--sample", str(sample), "--no-bench",
+              "--no-report")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(bushu("eval", str(q), "--reference", str(two_inputs), "--sample", str(sample), "--json").stdout)
+    assert min(o["cosine_min"] for o in res["outputs"]) >= 0.98, res  # measured 0.9996
+    out, fmt = tmp_path / "x", "openvino-int8"
+    r = bushu("export", str(two_inputs), "--format", fmt, "-o", str(out), "--no-bench", "--json")
+    assert r.returncode == 2 and "--sample FILE.npz" in r.stderr, r.stderr  # neither --data nor --sample
+    r = bushu("export", str(two_inputs), "--format", fmt, "--sample", str(sample), "-o", str(out), "--no-bench",
+              "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    (row,) = json.loads(r.stdout)["rows"]
+    assert row["status"] == "ok" and row["precision"] == "int8" and row["top1_agreement"] == 1.0, row
+    assert "calibration: 8 sample(s)" in (out / "logs" / f"{fmt}.log").read_text()
+    e2e = Path(__file__).parents[2] / "bench" / "anymodel_e2e.py"
+    r = subprocess.run([sys.executable, str(e2e), f"m={q}:{sample}", "--workdir", str(tmp_path / "e2e")],
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = json.loads(r.stdout.strip().splitlines()[-1])  # tritonclient vs onnxruntime; the SDK vs the server
+    assert max(line["serve_vs_onnxruntime_max_abs"].values()) < 1e-4, line
+    assert max(line["sdk_vs_serve_max_abs"].values()) < 1e-4, line
+
+
 def test_bench_sweeps_input_sizes(two_inputs):
     r = bushu(
         "bench",

@@ -243,7 +243,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "reason": missing}
     if fmt.gpu and (why := _gpu_reason()):
         return {"status": "skipped", "reason": why}
-    if fmt.calibrated and not job.get("data"):
+    if fmt.calibrated and not (job.get("calibration") or job.get("data")):
         return {"status": "skipped", "reason": f"int8 needs calibration images: {DATA_HINT}"}
     feeds, ref, targets = _load_reference(job["reference"])
     with tempfile.TemporaryDirectory(prefix=f".{fmt.name}-", dir=out) as tmpd:
@@ -257,6 +257,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 "opset": job.get("opset"),
                 "threads": job.get("threads"),
                 "data": job.get("data"),
+                "calibration": job.get("calibration"),
                 "calib_size": job.get("calib_size"),
             },
         )

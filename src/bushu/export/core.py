@@ -62,7 +62,8 @@ REPORT_JSON, REPORT_MD = "export.json", "export.md"
 INT8_MIN_SAMPLES = 32
 DATA_HINT = (
     "pass --data DIR: a folder of representative images (100 or so; one sub-folder per class also "
-    "measures accuracy), pre-processed as the artifact says"
+    "measures accuracy), pre-processed as the artifact says; or, for a model without image pre-processing, "
+    "--sample FILE.npz with real arrays by input name"
 )
 
 
@@ -141,10 +142,11 @@ class ExportContext:
         return torch.export.load(str(ref))
 
     def calibration(self) -> Any:
-        """The calibration images (``--data``) as an ArrayReader of pre-processed samples, batch 1."""
+        """The calibration images (``--data``), else the ``--sample`` arrays, as an ArrayReader of pre-processed
+        samples, batch 1."""
         from ..optimize.calibration import calibration_reader
 
-        data = self.options.get("data")
+        data = self.options.get("calibration") or self.options.get("data")
         if not data:
             raise UserInputError(f"{self.fmt.name} needs calibration images", hint=DATA_HINT)
         self.step("read the calibration images")
@@ -214,7 +216,9 @@ def export(
     if opset is not None and not 7 <= int(opset) <= 23:
         raise UserInputError(f"`opset` {opset} is outside the range ONNX converters support (7..23)")
     int8 = [n for n in names if get_format(n).calibrated]
-    if int8 and data is None:
+    # without --data, a --sample of real arrays calibrates (models whose inputs are no images: ids, several inputs)
+    calibration = data if data is not None else getattr(inputs, "sample_path", None)
+    if int8 and calibration is None:
         named = [n for n in int8 if n in _named(formats)]
         if named:
             raise UserInputError(f"int8 format(s) {', '.join(named)} need calibration images", hint=DATA_HINT)
@@ -242,6 +246,7 @@ def export(
                 threads=threads,
                 timeout=timeout,
                 data=data,
+                calibration=calibration,
                 calib_size=calib_size,
             )
             rows.append(row)
@@ -329,6 +334,7 @@ def _run_worker(
     threads: int | None,
     timeout: float,
     data: str | Path | None = None,
+    calibration: str | Path | None = None,
     calib_size: int = 100,
 ) -> dict[str, Any]:
     log, step_file = out / "logs" / f"{fmt.name}.log", out / "logs" / f"{fmt.name}.step"
@@ -352,6 +358,7 @@ def _run_worker(
         "step_file": str(Path(step_file).resolve()),
         "result": str(Path(result).resolve()),
         "data": str(Path(data).resolve()) if data is not None else None,
+        "calibration": str(Path(calibration).resolve()) if calibration is not None else None,
         "calib_size": calib_size,
     }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -69,31 +69,7 @@ def optimize_config(
     all-MiniLM-L6-v2); ``atol``/``rtol``: fp16's budget per output, |fp16 - fp32| <= atol + rtol·max|fp32|
     (default Fp16Config's 0.01 and 0.02); ``min_cosine``: the lowest cosine to fp32 an int8 model without
     classes keeps on every output and input (a DB text map: on every image with text), default 0.98."""
-    from ._analysis import profile_model
-    from .int8_search import DEFAULT_MAX_ATTEMPTS
-    from .quantize import choose_int8
-
-    if no_fallback and max_attempts not in (None, 1):
-        raise UserInputError(
-            f"`no_fallback` means one int8 attempt; it contradicts `max_attempts` {max_attempts}",
-            hint="give one of them",
-        )
-    attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
-    if attempts < 1:
-        raise UserInputError(f"`max_attempts` must be at least 1, got {attempts}", hint="or use `no_fallback`")
-
-    if (atol is not None or rtol is not None) and quantize != "fp16":
-        raise UserInputError(
-            "`atol` / `rtol` are fp16's tolerance; int8 is judged by agreement with fp32 instead",
-            hint="add `quantize` fp16, or drop `atol` / `rtol`",
-        )
-    for name, v in (("atol", atol), ("rtol", rtol)):
-        if v is not None and v < 0:
-            raise UserInputError(f"`{name}` must be at least 0, got {v}")
-    if calib_size is not None and calib_size < 1:
-        raise UserInputError(f"`calib_size` must be at least 1, got {calib_size}")
-    if lowrank is not None and lowrank_energy is not None:
-        raise UserInputError("give either `lowrank` RANK_RATIO or `lowrank_energy` E, not both")
+    attempts = _check(quantize, no_fallback, max_attempts, atol, rtol, calib_size, lowrank, lowrank_energy)
     steps: list = []
     if distill is not None:
         steps.append(
@@ -105,38 +81,20 @@ def optimize_config(
         steps.append(PruneConfig(ratio=prune, mode=prune_mode, importance=importance, global_pruning=global_pruning))
     if lowrank is not None or lowrank_energy is not None:
         steps.append(LowRankConfig(rank_ratio=lowrank, energy=lowrank_energy, max_layer_error=lowrank_max_error))
-    config: QuantConfig | OpenVINOInt8Config | None = None
-    check_on = calib if validation is None else validation
-    if backend_spec(backend).needs_calibration:  # openvino: NNCF int8, calibrated
-        if quantize not in (None, "int8"):
-            raise UserInputError(
-                f"`backend` {backend} quantizes to int8 (NNCF); `quantize` {quantize} is for onnxruntime",
-                hint="use `quantize` int8 with `backend` openvino, or drop `backend`",
-            )
-        if quantize is None:
-            raise UserInputError(f"`backend` {backend} needs `quantize` int8", hint="add `quantize` int8 `calib` DIR")
-        config = OpenVINOInt8Config(calibration=calib, calib_size=calib_size or 300, preset=preset)
-    elif quantize is not None:
-        if quantize == "int8":
-            kind, _ = choose_int8(
-                profile_model(art.model_path), calib is not None if explicit_calib is None else explicit_calib
-            )
-            quantize = "static" if kind == "static" else "dynamic"
-        if quantize == "static":
-            config = StaticInt8Config(
-                calibration=calib, method=method, calib_size=calib_size or 100, exclude_nodes=tuple(exclude)
-            )
-        elif quantize == "dynamic":
-            # per-channel weight scales: all-MiniLM-L6-v2 cosine to fp32 0.953 per tensor, 0.989 per channel
-            config = DynamicInt8Config(exclude_nodes=tuple(exclude), validation=check_on, per_channel=True)
-        elif quantize == "fp16":
-            config = Fp16Config(
-                validation=check_on,
-                atol=Fp16Config.atol if atol is None else atol,
-                rtol=Fp16Config.rtol if rtol is None else rtol,
-            )
-        else:
-            raise UserInputError(f"unknown `quantize` {quantize!r}", hint="use int8, dynamic or fp16")
+    config = _quantize_config(
+        art,
+        quantize,
+        backend,
+        calib,
+        calib_size,
+        method,
+        preset,
+        exclude,
+        calib if validation is None else validation,
+        calib is not None if explicit_calib is None else explicit_calib,
+        atol,
+        rtol,
+    )
     if min_cosine is not None:
         config = _with_min_cosine(config, min_cosine)
     return OptimizeConfig(
@@ -162,3 +120,87 @@ def _with_min_cosine(config: Any, floor: float) -> Any:
             hint="add `quantize` int8 (or dynamic); fp16 is judged by `atol` / `rtol`",
         )
     return dataclasses.replace(config, min_cosine=floor)
+
+
+def _check(
+    quantize: str | None,
+    no_fallback: bool,
+    max_attempts: int | None,
+    atol: float | None,
+    rtol: float | None,
+    calib_size: int | None,
+    lowrank: float | None,
+    lowrank_energy: float | None,
+) -> int:
+    """The arguments that contradict each other or are out of range, refused; -> int8's attempt budget."""
+    from .int8_search import DEFAULT_MAX_ATTEMPTS
+
+    if no_fallback and max_attempts not in (None, 1):
+        raise UserInputError(
+            f"`no_fallback` means one int8 attempt; it contradicts `max_attempts` {max_attempts}",
+            hint="give one of them",
+        )
+    attempts = 1 if no_fallback else DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    if attempts < 1:
+        raise UserInputError(f"`max_attempts` must be at least 1, got {attempts}", hint="or use `no_fallback`")
+    if (atol is not None or rtol is not None) and quantize != "fp16":
+        raise UserInputError(
+            "`atol` / `rtol` are fp16's tolerance; int8 is judged by agreement with fp32 instead",
+            hint="add `quantize` fp16, or drop `atol` / `rtol`",
+        )
+    for name, v in (("atol", atol), ("rtol", rtol)):
+        if v is not None and v < 0:
+            raise UserInputError(f"`{name}` must be at least 0, got {v}")
+    if calib_size is not None and calib_size < 1:
+        raise UserInputError(f"`calib_size` must be at least 1, got {calib_size}")
+    if lowrank is not None and lowrank_energy is not None:
+        raise UserInputError("give either `lowrank` RANK_RATIO or `lowrank_energy` E, not both")
+    return attempts
+
+
+def _quantize_config(
+    art: Artifact,
+    quantize: str | None,
+    backend: str,
+    calib: PathLike | None,
+    calib_size: int | None,
+    method: str,
+    preset: str,
+    exclude: Sequence[str],
+    check_on: Any,
+    explicit_calib: bool,
+    atol: float | None,
+    rtol: float | None,
+) -> QuantConfig | OpenVINOInt8Config | None:
+    """The quantization step asked for, if any (int8 resolved to static or dynamic by the model's kind)."""
+    from ._analysis import profile_model
+    from .quantize import choose_int8
+
+    if backend_spec(backend).needs_calibration:  # openvino: NNCF int8, calibrated
+        if quantize not in (None, "int8"):
+            raise UserInputError(
+                f"`backend` {backend} quantizes to int8 (NNCF); `quantize` {quantize} is for onnxruntime",
+                hint="use `quantize` int8 with `backend` openvino, or drop `backend`",
+            )
+        if quantize is None:
+            raise UserInputError(f"`backend` {backend} needs `quantize` int8", hint="add `quantize` int8 `calib` DIR")
+        return OpenVINOInt8Config(calibration=calib, calib_size=calib_size or 300, preset=preset)
+    if quantize is None:
+        return None
+    if quantize == "int8":
+        kind, _ = choose_int8(profile_model(art.model_path), explicit_calib)
+        quantize = "static" if kind == "static" else "dynamic"
+    if quantize == "static":
+        return StaticInt8Config(
+            calibration=calib, method=method, calib_size=calib_size or 100, exclude_nodes=tuple(exclude)
+        )
+    if quantize == "dynamic":
+        # per-channel weight scales: all-MiniLM-L6-v2 cosine to fp32 0.953 per tensor, 0.989 per channel
+        return DynamicInt8Config(exclude_nodes=tuple(exclude), validation=check_on, per_channel=True)
+    if quantize == "fp16":
+        return Fp16Config(
+            validation=check_on,
+            atol=Fp16Config.atol if atol is None else atol,
+            rtol=Fp16Config.rtol if rtol is None else rtol,
+        )
+    raise UserInputError(f"unknown `quantize` {quantize!r}", hint="use int8, dynamic or fp16")

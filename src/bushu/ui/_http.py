@@ -46,6 +46,12 @@ _FLAGS = [
         re.compile(r"pass --data DIR: a folder of representative images"),
         "choose a calibration data set in the form: representative images",
     ),
+    (
+        re.compile(
+            r"; or, for a model without image pre-processing, --sample FILE\.npz with real arrays by input name"
+        ),
+        "",
+    ),
     (re.compile(r"(?:pass |add )?--(?:data|calib) DIR"), "a data set (choose one in the form)"),
     (re.compile(r"(?:give )?a larger --budget"), "a larger training budget"),
     (re.compile(r"--image-size"), "the image size"),
