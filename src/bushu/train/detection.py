@@ -44,6 +44,7 @@ REPORT_FILE = "report.html"
 BAD_CASES_FILE = "report.bad_cases.html"
 DEFAULT_SIZES = (256, 320)  # input sizes searched (multiples of 32)
 VIEWS = 3  # per training image: the plain letterboxed view + this many - 1 augmented ones
+PASTE = (1, 3)  # copy-paste: each augmented view gets this many (min, max) objects of other training images
 MIN_SIDE = 16  # an image whose shorter side is below this is refused
 HEAD_WIDTH = 64
 EPOCHS = 60
@@ -189,12 +190,19 @@ def _views(samples, size: int, views: int, seed: int):
     from PIL import Image
 
     from ..model.processing import fit_image, preprocess_image
-    from .detect_model import assign, augment_view, cell_centers, letterbox_boxes
+    from .detect_model import assign, augment_view, cell_centers, letterbox_boxes, object_pool, paste_objects
 
     pp = input_preprocess(size)
     flat = replace(pp, params={})
     centers, strides = cell_centers(size)
     rng = np.random.default_rng(seed)
+    pool = []
+    if views > 1 and PASTE:
+        images = []
+        for s in samples:
+            with Image.open(s.image) as im:
+                images.append(im.convert("RGB"))
+        pool = object_pool(images, [s.boxes for s in samples], [s.classes for s in samples], size)
     for s in samples:
         with Image.open(s.image) as im:
             img = im.convert("RGB")
@@ -204,6 +212,8 @@ def _views(samples, size: int, views: int, seed: int):
                 boxes, classes = letterbox_boxes(s.boxes, t), s.classes
             else:
                 canvas, boxes, classes = augment_view(img, s.boxes, s.classes, size, rng)
+                n = int(rng.integers(PASTE[0], PASTE[1] + 1)) if PASTE else 0
+                canvas, boxes, classes = paste_objects(canvas, boxes, classes, pool, rng, n)
             yield preprocess_image(canvas, flat), assign(boxes, classes, centers, strides)
 
 
@@ -214,7 +224,7 @@ def feature_maps(name: str, size: int, samples, views: int, cache: Path, seed: i
 
     from .detect_model import backbone_levels
 
-    key = hashlib.sha1(json.dumps([name, size, views, seed, _fingerprint(samples), 2]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([name, size, views, seed, _fingerprint(samples), 3, PASTE]).encode()).hexdigest()[:16]
     path = cache / f"{name}-{size}-{key}.npz"
     if path.is_file():
         with np.load(path) as z:
