@@ -303,7 +303,8 @@ def fit_detection_head(
     deadline: float | None = None,
 ):
     """Train the head and the backbone's stride-32 blocks (at ``lr * TOP_LR``, batch norm frozen) on the cached
-    stride-16 maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch, seconds per training epoch).
+    stride-16 maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch, mean seconds of a training
+    epoch, evaluations left out).
     Without ``val`` (the refit on train + validation) nothing is evaluated: the head after the last epoch, NaN
     mAPs."""
     import copy
@@ -334,10 +335,11 @@ def fit_detection_head(
     def t(a, i):
         return torch.from_numpy(a[i])
 
-    epoch, t0, train_s = 0, time.monotonic(), 0.0
+    epoch, t0, train_s = 0, time.monotonic(), 0.0  # train_s: training time of all epochs (no evaluation)
     while epoch < epochs:
         epoch += 1
         head.train()
+        t_epoch = time.monotonic()
         for i in np.array_split(rng.permutation(n), per_epoch):
             logits, dists = head(t(train["f4"], i).float())
             loss = detection_loss(logits, dists, centers, t(train["cls"], i), t(train["box"], i))
@@ -346,10 +348,9 @@ def fit_detection_head(
             torch.nn.utils.clip_grad_norm_(trained, 10.0)
             opt.step()
             sched.step()
-        if epoch == 1:
-            train_s = time.monotonic() - t0
+        train_s += time.monotonic() - t_epoch
         if epoch == 1 and deadline is not None:  # an evaluation costs about an epoch: count them in
-            epoch_s = train_s * (1 + (1 / EVAL_EVERY if val is not None else 0))
+            epoch_s = (time.monotonic() - t0) * (1 + (1 / EVAL_EVERY if val is not None else 0))
             affordable = int((deadline - time.monotonic()) / max(epoch_s, 1e-6))
             if affordable < epochs - 1:
                 epochs = max(2, affordable + 1)
@@ -362,9 +363,9 @@ def fit_detection_head(
         if report:
             report(epoch, m50)
     if val is None:
-        return head.eval(), math.nan, math.nan, epoch, train_s
+        return head.eval(), math.nan, math.nan, epoch, train_s / epoch
     head.load_state_dict(best[3])
-    return head.eval(), best[0], best[1], best[2], train_s
+    return head.eval(), best[0], best[1], best[2], train_s / epoch
 
 
 def val_map(head, size: int, val: dict, samples, n_classes: int) -> tuple[float, float]:
