@@ -515,7 +515,8 @@ def _refit(head, tr: dict, va: dict, n_classes: int, outcome: dict, seed: int, d
     """The chosen configuration trained again, from scratch, on train + validation (all their views) for the best
     trial's best epoch count: the validation split chose the hyper-parameters and the epochs, its images then
     train too (few-shot: 64 -> 80 images here); the held-back split stays unseen. Returns (head, summary): the
-    search's head where the budget left cannot train half those epochs."""
+    search's head where the budget left cannot train all those epochs (measured: a refit cut to 9 of 20 epochs
+    scored fresh mAP@0.5 0.48, against 0.60 without a refit)."""
     import torch
 
     p = outcome["params"]
@@ -523,7 +524,7 @@ def _refit(head, tr: dict, va: dict, n_classes: int, outcome: dict, seed: int, d
     n_tr, n_all = len(tr["cls"]), len(tr["cls"]) + len(va["cls"])
     need = (outcome.get("epoch_s") or 0.0) * n_all / n_tr * epochs
     info: dict[str, Any] = {"done": False, "views": n_all, "epochs_planned": epochs, "estimate_s": round(need, 1)}
-    if deadline is not None and time.monotonic() + need / 2 > deadline:
+    if deadline is not None and time.monotonic() + need > deadline:
         echo(f"refit: skipped ({need:.0f} s for {epochs} epochs on train + validation do not fit the budget left)")
         return head, info
     both = {k: np.concatenate([tr[k], va[k]]) for k in ("f4", "cls", "box")}
