@@ -51,10 +51,6 @@ EPOCHS = 60
 EVAL_EVERY = 5
 BATCH = 16
 ATOL = 1e-3  # export parity on boxes (pixels) and scores
-REFIT = True  # after the search: the chosen configuration trained again on train + validation, its best epochs
-FIRST_TRIAL_SHARE = 0.6  # of the search's time, for the first trial (the rest: the refit, then other trials)
-REFIT_MARGIN = 1.1  # the refit's time estimate (epoch time x best epoch x (train + val) / train) times this
-MIN_EPOCHS = 5  # a trial that cannot train this many epochs before the refit's reserve is not started
 
 
 def is_detection_data(path: Path) -> bool:
@@ -294,7 +290,7 @@ def fit_detection_head(
     size: int,
     n_classes: int,
     train: dict,
-    val: dict | None,
+    val: dict,
     val_samples,
     lr: float,
     seed: int,
@@ -303,10 +299,7 @@ def fit_detection_head(
     deadline: float | None = None,
 ):
     """Train the head and the backbone's stride-32 blocks (at ``lr * TOP_LR``, batch norm frozen) on the cached
-    stride-16 maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch, mean seconds of a training
-    epoch, evaluations left out).
-    Without ``val`` (the refit on train + validation) nothing is evaluated: the head after the last epoch, NaN
-    mAPs."""
+    stride-16 maps; returns (best head, best val mAP@0.5, mAP@0.5:0.95, best epoch)."""
     import copy
 
     import torch
@@ -335,7 +328,7 @@ def fit_detection_head(
     def t(a, i):
         return torch.from_numpy(a[i])
 
-    epoch, t0, train_s = 0, time.monotonic(), 0.0  # train_s: training time of all epochs (no evaluation)
+    epoch, t0 = 0, time.monotonic()
     while epoch < epochs:
         epoch += 1
         head.train()
@@ -348,24 +341,24 @@ def fit_detection_head(
             torch.nn.utils.clip_grad_norm_(trained, 10.0)
             opt.step()
             sched.step()
-        train_s += time.monotonic() - t_epoch
+        dt = time.monotonic() - t_epoch
+        if deadline is not None and epoch > 1 and time.monotonic() + 2 * dt > deadline:
+            epochs = epoch  # the machine slowed down: no room for another epoch and an evaluation; stop here
         if epoch == 1 and deadline is not None:  # an evaluation costs about an epoch: count them in
-            epoch_s = (time.monotonic() - t0) * (1 + (1 / EVAL_EVERY if val is not None else 0))
+            epoch_s = (time.monotonic() - t0) * (1 + 1 / EVAL_EVERY)
             affordable = int((deadline - time.monotonic()) / max(epoch_s, 1e-6))
             if affordable < epochs - 1:
                 epochs = max(2, affordable + 1)
                 plan["steps"] = epochs * per_epoch
-        if val is None or (epoch % EVAL_EVERY and epoch != epochs):
+        if epoch % EVAL_EVERY and epoch != epochs:
             continue
         m50, m = val_map(head, size, val, val_samples, n_classes)
         if (m50, m) > best[:2]:
             best = (m50, m, epoch, copy.deepcopy(head.state_dict()))
         if report:
             report(epoch, m50)
-    if val is None:
-        return head.eval(), math.nan, math.nan, epoch, train_s / epoch
     head.load_state_dict(best[3])
-    return head.eval(), best[0], best[1], best[2], train_s / epoch
+    return head.eval(), best[0], best[1], best[2]
 
 
 def val_map(head, size: int, val: dict, samples, n_classes: int) -> tuple[float, float]:
@@ -448,8 +441,7 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
         return maps[(name, size)]
 
     reserve = 30.0 + 0.5 * len(test)  # the export, its parity check and the held-back evaluation (seconds)
-    search_clock = clock.reserved(reserve)
-    outcome = _search(cfg, ds, train, val, backbones, sizes, get_maps, timing, search_clock, echo)
+    outcome = _search(cfg, ds, train, val, backbones, sizes, get_maps, timing, clock.reserved(reserve), echo)
     name, size = outcome["params"]["backbone"], outcome["params"]["size"]
     import torch
 
@@ -457,12 +449,6 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
 
     head = detection_head(name, len(ds.classes), HEAD_WIDTH)
     head.load_state_dict(torch.load(outcome["head_file"], weights_only=True))
-    refit: dict[str, Any] = {"done": False}
-    if REFIT:
-        val_views = feature_maps(name, size, val, views, cache, cfg.seed + 1)
-        head, refit = _refit(
-            head, maps[(name, size)][0], val_views, len(ds.classes), outcome, cfg.seed, search_clock.deadline, echo
-        )
     full = ExportedDetector(name, head.eval(), size)
     t_export = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bushu-train-det-") as tmpd:
@@ -478,7 +464,6 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
             "n_test": len(test),
             "views": views,
             **_search_summary(outcome),
-            "refit": refit,
             "features": timing,
             "data_check": check.to_dict(),
             "budget_s": cfg.budget_s,
@@ -509,37 +494,6 @@ def train_detection(cfg: TrainConfig, echo) -> dict[str, Any]:
     summary["artifact"] = str(cfg.out)
     summary["report"] = str(cfg.out / REPORT_FILE)
     return summary
-
-
-def _refit(head, tr: dict, va: dict, n_classes: int, outcome: dict, seed: int, deadline: float | None, echo):
-    """The chosen configuration trained again, from scratch, on train + validation (all their views) for the best
-    trial's best epoch count: the validation split chose the hyper-parameters and the epochs, its images then
-    train too (few-shot: 64 -> 80 images here); the held-back split stays unseen. Returns (head, summary): the
-    search's head where the budget left cannot train all those epochs (measured: a refit cut to 9 of 20 epochs
-    scored fresh mAP@0.5 0.48, against 0.60 without a refit)."""
-    import torch
-
-    p = outcome["params"]
-    epochs = max(EVAL_EVERY, int(outcome["best_epoch"] or 0))
-    n_tr, n_all = len(tr["cls"]), len(tr["cls"]) + len(va["cls"])
-    need = (outcome.get("epoch_s") or 0.0) * n_all / n_tr * epochs
-    info: dict[str, Any] = {"done": False, "views": n_all, "epochs_planned": epochs, "estimate_s": round(need, 1)}
-    if deadline is not None and time.monotonic() + need > deadline:
-        echo(f"refit: skipped ({need:.0f} s for {epochs} epochs on train + validation do not fit the budget left)")
-        return head, info
-    both = {k: np.concatenate([tr[k], va[k]]) for k in ("f4", "cls", "box")}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the search: one thread is faster for this small head
-    t0 = time.perf_counter()
-    try:
-        refit, _, _, ran, _ = fit_detection_head(
-            p["backbone"], p["size"], n_classes, both, None, [], p["lr"], seed, epochs=epochs, deadline=deadline
-        )
-    finally:
-        torch.set_num_threads(threads)
-    info.update({"done": True, "epochs": ran, "seconds": round(time.perf_counter() - t0, 1)})
-    echo(f"refit: {ran} epochs on {n_all} views of train + validation in {info['seconds']:.0f} s")
-    return refit, info
 
 
 def _echo_check(ds: DetectionDataset, check: DetectionCheck, echo) -> None:
@@ -620,12 +574,12 @@ def _search(cfg: TrainConfig, ds, train, val, backbones, sizes, get_maps, timing
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small head on cached maps: one thread is ~3x faster than two here (measured)
     try:
-        return _run_study(cfg, ds, train, val, study, name, storage, backbones, sizes, get_maps, timing, clock, echo)
+        return _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, timing, clock, echo)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_study(cfg, ds, train, val, study, name, storage, backbones, sizes, get_maps, timing, clock, echo) -> dict:
+def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, timing, clock, echo) -> dict:
     import torch
 
     from .search import GRACE_S, _optuna
@@ -637,27 +591,11 @@ def _run_study(cfg, ds, train, val, study, name, storage, backbones, sizes, get_
     resumed = len(study.get_trials(deepcopy=False, states=done))
     if resumed:
         echo(f"resuming the search: {resumed} finished trial(s) kept from an earlier run ({storage})")
-    if not study.get_trials(deepcopy=False):  # the cheapest sensible trial first: it sets the time scale
-        study.enqueue_trial({"backbone": backbones[-1], "size": min(sizes), "lr": 5e-3})
+    if not study.get_trials(deepcopy=False):  # the first backbone (EfficientNet-Lite0) at the largest size first
+        study.enqueue_trial({"backbone": backbones[0], "size": max(sizes), "lr": 5e-3})
     heads_dir = cfg.work / "detheads"
     heads_dir.mkdir(parents=True, exist_ok=True)
-    deadline, start = clock.deadline, time.monotonic()
-    grow = (len(train) + len(val)) / max(1, len(train))  # a refit epoch on train + validation is this much longer
-
-    def search_deadline() -> float | None:
-        """The budget's deadline less the refit of the best trial so far (its best epoch, on train + validation)."""
-        if deadline is None or not REFIT:
-            return deadline
-        best = _best_complete(study, heads_dir)
-        if best is None:  # the first trial: a share of what is left, the rest for the refit and other trials
-            return start + FIRST_TRIAL_SHARE * (deadline - start)
-        return deadline - REFIT_MARGIN * grow * best.user_attrs.get("epoch_s", 0.0) * best.user_attrs["best_epoch"]
-
-    def stop_when_out_of_time(s, t) -> None:  # a trial that cannot get MIN_EPOCHS before the refit is not started
-        d = search_deadline()
-        epoch_s = max((x.user_attrs.get("epoch_s", 0.0) for x in s.get_trials(deepcopy=False)), default=0.0)
-        if d is not None and time.monotonic() + MIN_EPOCHS * epoch_s * (1 + 1 / EVAL_EVERY) > d:
-            s.stop()
+    deadline = clock.deadline
 
     def objective(trial) -> float:
         b = trial.suggest_categorical("backbone", list(backbones))
@@ -675,13 +613,12 @@ def _run_study(cfg, ds, train, val, study, name, storage, backbones, sizes, get_
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        head, m50, m, epoch, epoch_s = fit_detection_head(
-            b, size, len(ds.classes), tr, va, val, lr, cfg.seed, report=report, deadline=search_deadline()
+        head, m50, m, epoch = fit_detection_head(
+            b, size, len(ds.classes), tr, va, val, lr, cfg.seed, report=report, deadline=deadline
         )
         torch.save(head.state_dict(), heads_dir / f"trial{trial.number}.pt")
         trial.set_user_attr("map", m)
         trial.set_user_attr("best_epoch", epoch)
-        trial.set_user_attr("epoch_s", round(epoch_s, 3))
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 1))
         return m50
 
@@ -700,21 +637,22 @@ def _run_study(cfg, ds, train, val, study, name, storage, backbones, sizes, get_
                 n_jobs=cfg.jobs,
                 catch=(RuntimeError, ValueError),
                 gc_after_trial=False,
-                callbacks=[
-                    lambda s, t: advance(1, description=f"search: trial {t.number} {t.state.name.lower()}"),
-                    stop_when_out_of_time,
-                ],
+                callbacks=[lambda s, t: advance(1, description=f"search: trial {t.number} {t.state.name.lower()}")],
             )
             ran = len(study.get_trials(deepcopy=False, states=done)) - before
-    bt = _best_complete(study, heads_dir)
-    if bt is None:
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if (heads_dir / f"trial{t.number}.pt").is_file()
+    ]
+    if not complete:
         raise UserInputError(
             f"no trial finished within the budget ({cfg.budget_s:.0f} s)" if cfg.budget_s else "no trial finished",
             hint=f"give a larger --budget; the feature maps are cached in {cfg.work}, so a rerun starts training at "
             f"once (stale workers are noticed after {GRACE_S} s)",
         )
+    bt = max(complete, key=lambda t: (t.value, t.user_attrs.get("map", 0.0), -t.number))
     board = _leaderboard(study)
-    complete = [r for r in board if r["state"] == "complete"]
     echo(
         f"search: {len(complete)} trial(s) finished ({ran} this run); best trial {bt.number}: "
         f"{bt.params['backbone']} @{bt.params['size']}px, lr {bt.params['lr']:.3g}: val mAP@0.5 {bt.value:.3f}"
@@ -725,25 +663,12 @@ def _run_study(cfg, ds, train, val, study, name, storage, backbones, sizes, get_
         "val_map50": round(bt.value, 4),
         "val_map": round(bt.user_attrs.get("map", 0.0), 4),
         "best_epoch": bt.user_attrs.get("best_epoch"),
-        "epoch_s": bt.user_attrs.get("epoch_s"),
         "head_file": heads_dir / f"trial{bt.number}.pt",
         "n_trials": len(study.get_trials(deepcopy=False, states=done)),
         "ran": ran,
         "leaderboard": board[:50],
         "study": {"name": name, "storage": storage},
     }
-
-
-def _best_complete(study: Any, heads_dir: Path) -> Any:
-    """The complete trial with the best validation mAP@0.5 whose head was saved (None before the first)."""
-    from optuna.trial import TrialState
-
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if (heads_dir / f"trial{t.number}.pt").is_file()
-    ]
-    return max(complete, key=lambda t: (t.value, t.user_attrs.get("map", 0.0), -t.number), default=None)
 
 
 def _leaderboard(study: Any) -> list[dict[str, Any]]:
