@@ -7,8 +7,9 @@
     split           -> a held-back test split (``val_fraction``) that the search never sees, for the report;
                        a validation split of the rest that the search optimises (mAP@0.5)
     features        -> the frozen backbone's stride-16 map of each training image, plain and in ``VIEWS - 1``
-                       box-aware augmented views (scale/crop jitter, flip, colour), cached per (backbone, input
-                       size) under WORK/detfeatures
+                       box-aware augmented views (scale/crop jitter, flip, colour, and ``PASTE`` box crops of
+                       other training images pasted on: copy-paste), cached per (backbone, input size) under
+                       WORK/detfeatures
     search          -> Optuna over backbone x input size x learning rate (resumable SQLite study, ``--jobs``),
                        each trial trains the head and fine-tunes the backbone's stride-32 blocks (batch norm
                        frozen, ``TOP_LR`` of the head's learning rate; bushu.train.detect_model) on the cached maps
