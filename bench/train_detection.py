@@ -16,7 +16,9 @@ Measured (``nice python bench/train_detection.py --budget 10m``, 2-core CPU shar
 held-back mAP@0.5 0.598 (@0.5:0.95 0.281), fresh 0.536 (0.255), 595 s, served == eval. The frozen-backbone run
 before it: held-back 0.549, fresh 0.512, 594 s. Three later runs of the same code (load 1.5-10, two benches at
 once): fresh 0.593 / 0.631 / 0.589, held-back 0.541 / 0.685 / 0.686 (docs/notes.md: what was tried against
-them). Target (issue 18): fresh mAP@0.5 >= 0.7, not reached.
+them). With copy-paste views and EfficientNet-Lite0 @320 as the first trial (branch det18, two benches at once,
+load 1.2-3.6): held-back 0.757 (0.396), fresh 0.727 (0.372) in both of two runs, 554 / 569 s, served == eval;
+`main` beside it 0.630 / 0.668. Target (issue 18): fresh mAP@0.5 >= 0.7, reached in those runs.
 """
 
 from __future__ import annotations

@@ -155,3 +155,32 @@ def test_fine_tuning_trains_the_stride32_blocks_and_nothing_else_of_the_backbone
     exported = ExportedDetector("mobilenet_v2", head, size)
     assert all(torch.equal(v, pretrained4[k]) for k, v in exported.c4.state_dict().items())
     assert exported(torch.rand(1, 3, size, size)).shape == (1, 4 + 2, 4 * 4 + 2 * 2)
+
+
+def test_pasted_objects_carry_their_boxes_and_cover_no_box():
+    """Copy-paste: each pasted crop (a white square cut from another image) lands where its new box says, of its
+    class, and overlaps the boxes already there (and the other pasted ones) by at most ``max_overlap``."""
+    from PIL import Image
+
+    from bushu.train.detect_model import object_pool, paste_objects
+
+    src = Image.new("RGB", (200, 100), (0, 0, 0))
+    src.paste((255, 255, 255), (40, 20, 80, 60))
+    pool = object_pool([src], [np.asarray([[40, 20, 80, 60]], np.float32)], [np.asarray([2])], 100)
+    assert len(pool) == 1 and pool[0][0].size == (20, 20) and pool[0][1] == 2  # scaled as the 100 px letterbox
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        canvas = Image.new("RGB", (128, 128), (0, 0, 0))
+        have = np.asarray([[0, 0, 30, 30]], np.float32)
+        out, boxes, classes = paste_objects(canvas, have, np.asarray([0]), pool, rng, 3, max_overlap=0.1)
+        assert classes[0] == 0 and np.array_equal(boxes[0], have[0]) and set(classes[1:].tolist()) <= {2}
+        a = np.asarray(out.convert("L")).astype(float)
+        for x1, y1, x2, y2 in boxes[1:].astype(int):
+            assert a[y1 + 1 : y2 - 1, x1 + 1 : x2 - 1].mean() > 250  # the white crop is inside its box
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                iw = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+                ih = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+                inter = max(iw, 0) * max(ih, 0)
+                small = min(np.prod(boxes[i, 2:] - boxes[i, :2]), np.prod(boxes[j, 2:] - boxes[j, :2]))
+                assert inter <= 0.1 * small + 1e-6

@@ -49,6 +49,8 @@ __all__ = [
     "detection_loss",
     "freeze_batchnorm",
     "letterbox_boxes",
+    "object_pool",
+    "paste_objects",
 ]
 
 LEVELS = (16, 32)  # strides
@@ -168,6 +170,72 @@ def augment_view(
     for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         canvas = enhance(canvas).enhance(float(rng.uniform(0.7, 1.3)))
     return canvas, b.reshape(-1, 4).astype(np.float32), c
+
+
+def object_pool(images, boxes_list, classes_list, size: int) -> list:
+    """(crop, class) of every box of the training images, each crop scaled as the letterbox fit scales its image:
+    what ``paste_objects`` pastes."""
+    from PIL import Image
+
+    pool = []
+    for img, boxes, classes in zip(images, boxes_list, classes_list):
+        s = size / max(img.size)
+        for b, c in zip(np.asarray(boxes, np.float32).reshape(-1, 4), classes):
+            x1, y1, x2, y2 = (int(round(v)) for v in b)
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            crop = img.crop((x1, y1, x2, y2))
+            w, h = max(1, round(crop.width * s)), max(1, round(crop.height * s))
+            pool.append((crop.resize((w, h), Image.Resampling.BILINEAR), int(c)))
+    return pool
+
+
+def paste_objects(
+    canvas,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    pool: list,
+    rng: np.random.Generator,
+    n: int,
+    scale: tuple[float, float] = (0.6, 1.4),
+    max_overlap: float = 0.1,
+    tries: int = 10,
+):
+    """Copy-paste: up to ``n`` objects of ``pool`` (box crops of other training images, ``object_pool``) pasted on
+    the canvas at random places, scaled by ``scale`` and mirrored half of the time, where they cover at most
+    ``max_overlap`` of any box already there (and of themselves). Returns (canvas, boxes, classes)."""
+    from PIL import Image
+
+    if not pool or n <= 0:
+        return canvas, boxes, classes
+    canvas = canvas.copy()
+    size_w, size_h = canvas.size
+    out_b, out_c = [np.asarray(boxes, np.float32).reshape(-1, 4)], [np.asarray(classes, np.int64)]
+    for _ in range(n):
+        crop, c = pool[int(rng.integers(len(pool)))]
+        f = float(rng.uniform(*scale))
+        w, h = max(2, round(crop.width * f)), max(2, round(crop.height * f))
+        if w >= size_w or h >= size_h:
+            continue
+        have = np.concatenate(out_b)
+        for _ in range(tries):
+            x, y = int(rng.integers(0, size_w - w + 1)), int(rng.integers(0, size_h - h + 1))
+            nb = np.asarray([x, y, x + w, y + h], np.float32)
+            iw = np.clip(np.minimum(have[:, 2], nb[2]) - np.maximum(have[:, 0], nb[0]), 0, None)
+            ih = np.clip(np.minimum(have[:, 3], nb[3]) - np.maximum(have[:, 1], nb[1]), 0, None)
+            inter = iw * ih
+            areas = (have[:, 2] - have[:, 0]) * (have[:, 3] - have[:, 1])
+            if not len(have) or (inter <= max_overlap * np.minimum(areas, w * h)).all():
+                break
+        else:
+            continue
+        patch = crop.resize((w, h), Image.Resampling.BILINEAR)
+        if rng.random() < 0.5:
+            patch = patch.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        canvas.paste(patch, (x, y))
+        out_b.append(nb[None])
+        out_c.append(np.asarray([c], np.int64))
+    return canvas, np.concatenate(out_b).astype(np.float32), np.concatenate(out_c)
 
 
 def freeze_batchnorm(module) -> None:

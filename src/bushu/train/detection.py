@@ -7,8 +7,9 @@
     split           -> a held-back test split (``val_fraction``) that the search never sees, for the report;
                        a validation split of the rest that the search optimises (mAP@0.5)
     features        -> the frozen backbone's stride-16 map of each training image, plain and in ``VIEWS - 1``
-                       box-aware augmented views (scale/crop jitter, flip, colour), cached per (backbone, input
-                       size) under WORK/detfeatures
+                       box-aware augmented views (scale/crop jitter, flip, colour, and ``PASTE`` box crops of
+                       other training images pasted on: copy-paste), cached per (backbone, input size) under
+                       WORK/detfeatures
     search          -> Optuna over backbone x input size x learning rate (resumable SQLite study, ``--jobs``),
                        each trial trains the head and fine-tunes the backbone's stride-32 blocks (batch norm
                        frozen, ``TOP_LR`` of the head's learning rate; bushu.train.detect_model) on the cached maps
@@ -44,6 +45,7 @@ REPORT_FILE = "report.html"
 BAD_CASES_FILE = "report.bad_cases.html"
 DEFAULT_SIZES = (256, 320)  # input sizes searched (multiples of 32)
 VIEWS = 3  # per training image: the plain letterboxed view + this many - 1 augmented ones
+PASTE = (1, 3)  # copy-paste: each augmented view gets this many (min, max) objects of other training images
 MIN_SIDE = 16  # an image whose shorter side is below this is refused
 HEAD_WIDTH = 64
 EPOCHS = 60
@@ -185,12 +187,19 @@ def _views(samples, size: int, views: int, seed: int):
     from PIL import Image
 
     from ..model.processing import fit_image, preprocess_image
-    from .detect_model import assign, augment_view, cell_centers, letterbox_boxes
+    from .detect_model import assign, augment_view, cell_centers, letterbox_boxes, object_pool, paste_objects
 
     pp = input_preprocess(size)
     flat = replace(pp, params={})
     centers, strides = cell_centers(size)
     rng = np.random.default_rng(seed)
+    pool = []
+    if views > 1 and PASTE:
+        images = []
+        for s in samples:
+            with Image.open(s.image) as im:
+                images.append(im.convert("RGB"))
+        pool = object_pool(images, [s.boxes for s in samples], [s.classes for s in samples], size)
     for s in samples:
         with Image.open(s.image) as im:
             img = im.convert("RGB")
@@ -200,6 +209,8 @@ def _views(samples, size: int, views: int, seed: int):
                 boxes, classes = letterbox_boxes(s.boxes, t), s.classes
             else:
                 canvas, boxes, classes = augment_view(img, s.boxes, s.classes, size, rng)
+                n = int(rng.integers(PASTE[0], PASTE[1] + 1)) if PASTE else 0
+                canvas, boxes, classes = paste_objects(canvas, boxes, classes, pool, rng, n)
             yield preprocess_image(canvas, flat), assign(boxes, classes, centers, strides)
 
 
@@ -210,7 +221,7 @@ def feature_maps(name: str, size: int, samples, views: int, cache: Path, seed: i
 
     from .detect_model import backbone_levels
 
-    key = hashlib.sha1(json.dumps([name, size, views, seed, _fingerprint(samples), 2]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([name, size, views, seed, _fingerprint(samples), 3, PASTE]).encode()).hexdigest()[:16]
     path = cache / f"{name}-{size}-{key}.npz"
     if path.is_file():
         with np.load(path) as z:
@@ -322,6 +333,7 @@ def fit_detection_head(
     while epoch < epochs:
         epoch += 1
         head.train()
+        t_epoch = time.monotonic()
         for i in np.array_split(rng.permutation(n), per_epoch):
             logits, dists = head(t(train["f4"], i).float())
             loss = detection_loss(logits, dists, centers, t(train["cls"], i), t(train["box"], i))
@@ -330,6 +342,9 @@ def fit_detection_head(
             torch.nn.utils.clip_grad_norm_(trained, 10.0)
             opt.step()
             sched.step()
+        dt = time.monotonic() - t_epoch
+        if deadline is not None and epoch > 1 and time.monotonic() + 2 * dt > deadline:
+            epochs = epoch  # the machine slowed down: no room for another epoch and an evaluation; stop here
         if epoch == 1 and deadline is not None:  # an evaluation costs about an epoch: count them in
             epoch_s = (time.monotonic() - t0) * (1 + 1 / EVAL_EVERY)
             affordable = int((deadline - time.monotonic()) / max(epoch_s, 1e-6))
@@ -577,8 +592,8 @@ def _run_study(cfg, ds, val, study, name, storage, backbones, sizes, get_maps, t
     resumed = len(study.get_trials(deepcopy=False, states=done))
     if resumed:
         echo(f"resuming the search: {resumed} finished trial(s) kept from an earlier run ({storage})")
-    if not study.get_trials(deepcopy=False):  # the cheapest sensible trial first: it sets the time scale
-        study.enqueue_trial({"backbone": backbones[-1], "size": min(sizes), "lr": 5e-3})
+    if not study.get_trials(deepcopy=False):  # the first backbone (EfficientNet-Lite0) at the largest size first
+        study.enqueue_trial({"backbone": backbones[0], "size": max(sizes), "lr": 5e-3})
     heads_dir = cfg.work / "detheads"
     heads_dir.mkdir(parents=True, exist_ok=True)
     deadline = clock.deadline
