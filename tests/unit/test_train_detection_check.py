@@ -184,3 +184,27 @@ def test_pasted_objects_carry_their_boxes_and_cover_no_box():
                 inter = max(iw, 0) * max(ih, 0)
                 small = min(np.prod(boxes[i, 2:] - boxes[i, :2]), np.prod(boxes[j, 2:] - boxes[j, :2]))
                 assert inter <= 0.1 * small + 1e-6
+
+
+def test_object_pool_reads_images_one_at_a_time_and_keeps_a_bounded_sample():
+    """A large data set does not sit in memory: the pool takes a generator and keeps at most ``limit`` crops, a
+    seeded sample of all of them (the same on every run), each of its own box's class."""
+    from PIL import Image
+
+    opened = []
+
+    def images():
+        for k in range(10):
+            opened.append(k)
+            yield Image.new("RGB", (64, 64), (k * 20, 0, 0))
+
+    boxes = [np.asarray([[4, 4, 20, 20], [30, 30, 60, 60]], np.float32)] * 10
+    classes = [np.asarray([k, k]) for k in range(10)]
+    from bushu.train.detect_model import object_pool
+
+    pool = object_pool(images(), boxes, classes, 64, limit=5)
+    assert opened == list(range(10)) and len(pool) == 5
+    for crop, c in pool:  # each crop is the red level of the image it was cut from
+        assert crop.getpixel((1, 1))[0] == c * 20
+    again = object_pool(images(), boxes, classes, 64, limit=5)
+    assert [c for _, c in again] == [c for _, c in pool] and len({c for _, c in pool}) > 1

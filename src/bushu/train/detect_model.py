@@ -172,21 +172,32 @@ def augment_view(
     return canvas, b.reshape(-1, 4).astype(np.float32), c
 
 
-def object_pool(images, boxes_list, classes_list, size: int) -> list:
+def object_pool(images, boxes_list, classes_list, size: int, limit: int = 4096) -> list:
     """(crop, class) of every box of the training images, each crop scaled as the letterbox fit scales its image:
-    what ``paste_objects`` pastes."""
+    what ``paste_objects`` pastes. ``images`` may be a generator (one decoded image at a time: the pool keeps only
+    the small crops); past ``limit`` crops a seeded reservoir sample of them is kept."""
     from PIL import Image
 
-    pool = []
+    pool: list = []
+    seen = 0
+    rng = np.random.default_rng(0)
     for img, boxes, classes in zip(images, boxes_list, classes_list):
         s = size / max(img.size)
         for b, c in zip(np.asarray(boxes, np.float32).reshape(-1, 4), classes):
             x1, y1, x2, y2 = (int(round(v)) for v in b)
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
+            seen += 1
+            slot = len(pool) if len(pool) < limit else int(rng.integers(seen))
+            if slot >= limit:
+                continue
             crop = img.crop((x1, y1, x2, y2))
             w, h = max(1, round(crop.width * s)), max(1, round(crop.height * s))
-            pool.append((crop.resize((w, h), Image.Resampling.BILINEAR), int(c)))
+            item = (crop.resize((w, h), Image.Resampling.BILINEAR), int(c))
+            if slot == len(pool):
+                pool.append(item)
+            else:
+                pool[slot] = item
     return pool
 
 

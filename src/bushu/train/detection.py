@@ -193,13 +193,15 @@ def _views(samples, size: int, views: int, seed: int):
     flat = replace(pp, params={})
     centers, strides = cell_centers(size)
     rng = np.random.default_rng(seed)
-    pool = []
-    if views > 1 and PASTE:
-        images = []
+
+    def decoded():  # one training image at a time: the pool keeps only its crops
         for s in samples:
             with Image.open(s.image) as im:
-                images.append(im.convert("RGB"))
-        pool = object_pool(images, [s.boxes for s in samples], [s.classes for s in samples], size)
+                yield im.convert("RGB")
+
+    pool = []
+    if views > 1 and PASTE:
+        pool = object_pool(decoded(), [s.boxes for s in samples], [s.classes for s in samples], size)
     for s in samples:
         with Image.open(s.image) as im:
             img = im.convert("RGB")
