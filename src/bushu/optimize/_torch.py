@@ -16,6 +16,8 @@ artifacts get a clear error.
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,7 +44,22 @@ MODULE_FILE = "module.pt"
 _WEIGHT_STEPS = ("optimize", "train", "finetune")  # provenance steps that change the weights
 
 
+def quiet_openmp() -> None:
+    """Idle OpenMP worker threads sleep instead of spinning, unless the user chose a policy: set before torch
+    is first imported (libgomp reads OMP_WAIT_POLICY once, when it loads).
+
+    Why: pruning, low-rank and distillation train the model in torch, whose OpenMP pool spins while it waits;
+    with another process on the cores that spinning takes the CPU the training needs. Measured on this 2-core
+    machine, `bushu optimize --prune 0.5 --epochs 3` of the Fashion-MNIST CNN: while a test run used the other
+    core, 231 s with torch's defaults (spinning), 57 s passive, 29 s with one thread; on the idle machine 21.2 s
+    spinning, 24.7 s passive, 19.9 s one thread. Passive costs ~17% when the cores are free and saves 4x when
+    they are not; OMP_WAIT_POLICY=ACTIVE (or OMP_NUM_THREADS=1) in the environment overrides it."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _torch():
+    quiet_openmp()
     try:
         import torch
     except ImportError as e:

@@ -113,6 +113,9 @@ def optimize(
 def _run(
     art: Artifact, out: Path, config: OptimizeConfig, steps: list[TorchStep], tmp: Path, log: Callable[[str], None]
 ) -> Artifact:
+    from ._torch import quiet_openmp
+
+    quiet_openmp()
     import torch
 
     data = labelled_arrays(config.data, art, require="accuracy") if config.data is not None else None
