@@ -242,6 +242,18 @@ def test_torch_module_with_image_and_int64_inputs(two_inputs):
     assert res["reference_backend"] == "torch" and res["outputs"][0]["max_abs"] < 1e-4
 
 
+def _serve_and_package(art: Path, sample: Path, work: Path) -> None:
+    """bench/anymodel_e2e.py: `bushu serve` answers tritonclient as onnxruntime does on the same file, and the
+    packaged SDK answers as the server does."""
+    e2e = Path(__file__).parents[2] / "bench" / "anymodel_e2e.py"
+    r = subprocess.run([sys.executable, str(e2e), f"m={art}:{sample}", "--workdir", str(work)],
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    assert max(line["serve_vs_onnxruntime_max_abs"].values()) < 1e-4, line
+    assert max(line["sdk_vs_serve_max_abs"].values()) < 1e-4, line
+
+
 def test_torch_module_int8_export_serve_and_package_on_a_sample(two_inputs, tmp_path):
     """The image + int64 module through optimize (int8) -> export's int8 formats -> serve -> package. It has no
     image folder to calibrate on: --sample's arrays calibrate both the int8 artifact and export's int8 formats."""
@@ -267,13 +279,7 @@ def test_torch_module_int8_export_serve_and_package_on_a_sample(two_inputs, tmp_
     (row,) = json.loads(r.stdout)["rows"]
     assert row["status"] == "ok" and row["precision"] == "int8" and row["top1_agreement"] == 1.0, row
     assert "calibration: 8 sample(s)" in (out / "logs" / f"{fmt}.log").read_text()
-    e2e = Path(__file__).parents[2] / "bench" / "anymodel_e2e.py"
-    r = subprocess.run([sys.executable, str(e2e), f"m={q}:{sample}", "--workdir", str(tmp_path / "e2e")],
-                       capture_output=True, text=True, timeout=900)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    line = json.loads(r.stdout.strip().splitlines()[-1])  # tritonclient vs onnxruntime; the SDK vs the server
-    assert max(line["serve_vs_onnxruntime_max_abs"].values()) < 1e-4, line
-    assert max(line["sdk_vs_serve_max_abs"].values()) < 1e-4, line
+    _serve_and_package(q, sample, tmp_path / "e2e")
 
 
 def test_bench_sweeps_input_sizes(two_inputs):
@@ -565,19 +571,4 @@ def test_real_model_through_every_command(model, tmp_path):
         assert rows[f]["max_abs"] < 1e-4, rows[f]
     first = {k: v[:2] for k, v in sample.items()}
     np.savez(tmp_path / "two.npz", **first)
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).parents[2] / "bench" / "anymodel_e2e.py"),
-            f"m={art}:{tmp_path / 'two.npz'}",
-            "--workdir",
-            str(tmp_path / "e2e"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    line = json.loads(r.stdout.strip().splitlines()[-1])
-    assert max(line["serve_vs_onnxruntime_max_abs"].values()) < 1e-4, line
-    assert max(line["sdk_vs_serve_max_abs"].values()) < 1e-4, line
+    _serve_and_package(art, tmp_path / "two.npz", tmp_path / "e2e")
