@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -357,6 +358,7 @@ def test_serve_an_artifact_directory_in_place(data, tmp_path):
 def test_ray_local_gives_the_same_rows(data, tmp_path):
     pytest.importorskip("ray.data")
     local, on_ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    copies = set(Path(tempfile.gettempdir()).glob("bushu-ray-artifact-*"))
     assert bushu("predict", str(data["art"]), str(data["photos"]), "-o", str(local)).returncode == 1
     proc = bushu(
         "predict", str(data["art"]), str(data["photos"]), "-o", str(on_ray), "--workers", "2", "--ray", timeout=600
@@ -368,6 +370,8 @@ def test_ray_local_gives_the_same_rows(data, tmp_path):
         assert a[k].get("label") == b[k].get("label") and ("error" in a[k]) == ("error" in b[k])
         if "score" in a[k]:
             assert abs(a[k]["score"] - b[k]["score"]) < 1e-6
+    # each actor's unpacked copy of the artifact is gone once its model is loaded
+    assert set(Path(tempfile.gettempdir()).glob("bushu-ray-artifact-*")) <= copies
 
 
 def test_detector_rows_carry_the_boxes_of_detector_predict(data, tmp_path):

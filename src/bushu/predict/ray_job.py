@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -125,11 +126,17 @@ class _Infer:
         import ray
 
         files = ray.get(packed[0])
-        self.dir = tempfile.mkdtemp(prefix="bushu-ray-artifact-")
-        for rel, blob in files.items():
-            (Path(self.dir) / rel).parent.mkdir(parents=True, exist_ok=True)
-            (Path(self.dir) / rel).write_bytes(blob)
-        self.pred, self.text = Predictor(self.dir, backend, threads, top_k), kind == "text"
+        where = tempfile.mkdtemp(prefix="bushu-ray-artifact-")
+        try:
+            for rel, blob in files.items():
+                (Path(where) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(where) / rel).write_bytes(blob)
+            self.pred, self.text = Predictor(where, backend, threads, top_k), kind == "text"
+            self.pred.art.labels  # noqa: B018 -- read now: the artifact reads labels.txt on first use
+        finally:
+            # the backend, tokenizer and labels are loaded (a mapped file outlives its name), and Ray ends
+            # actors without running their finalizers: removed now, or every run would leave a copy in /tmp
+            shutil.rmtree(where, ignore_errors=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         good, prepared, rows = [], [], []
