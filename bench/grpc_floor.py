@@ -129,6 +129,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per size")
     ap.add_argument("--repeats", type=int, default=2, help="rounds over every mode; the table has medians")
     args = ap.parse_args()
+    import grpc
+
     modes = [m for m in args.modes.split(",") if m]
     if unknown := set(modes) - {"aio", "aio-hop", "sync", "sync-hop"}:
         raise SystemExit(f"unknown mode(s) {sorted(unknown)}: use aio, aio-hop, sync, sync-hop")
@@ -150,7 +152,7 @@ def main() -> None:
         "grpcio alone: one unary call, concurrency 1, an echo server with no work",
         [
             f"command: `{command_line()}`",
-            f"grpcio {__import__('grpc').__version__}; medians of {args.repeats} round(s) of {args.duration:g} s",
+            f"grpcio {grpc.__version__}; medians of {args.repeats} round(s) of {args.duration:g} s",
             "p50/p99: the client's wall time per call; CPU: per call, server process (psutil) and client process",
         ],
     )

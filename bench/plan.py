@@ -192,7 +192,7 @@ def main() -> None:
         ap.error("give --p99-of-raw or --max-p99-ms, not both")
     if args.max_p99_ms != "auto":
         try:
-            float(args.max_p99_ms)
+            args.max_p99_ms = float(args.max_p99_ms)
         except ValueError:
             ap.error(f"--max-p99-ms: expected a number of milliseconds or auto, got {args.max_p99_ms!r}")
     if args.work:
@@ -274,7 +274,7 @@ def hold(args, art, art_dir: Path, data: Path, tmp: Path) -> None:
     t0 = time.perf_counter()
     for i in range(args.runs):
         raw = raw_p50_ms(art.model_path, feeds)
-        target = round(args.p99_of_raw * raw, 2) if args.p99_of_raw is not None else float(args.max_p99_ms)
+        target = round(args.p99_of_raw * raw, 2) if args.p99_of_raw is not None else args.max_p99_ms
         load = os.getloadavg()[0]
         log(f"run {i + 1}/{args.runs}: fp32 raw batch-1 p50 {raw:.2f} ms → p99 target {target} ms (load {load:.1f})")
         result, seconds = run_plan(args, art_dir, data, tmp / f"run-{i}", target)
@@ -308,7 +308,7 @@ def hold(args, art, art_dir: Path, data: Path, tmp: Path) -> None:
             f"p99 target = {args.p99_of_raw:g} × the fp32 model's raw batch-1 p50 (onnxruntime directly, default "
             "session, timed before each run)"
             if args.p99_of_raw is not None
-            else f"p99 target fixed at {float(args.max_p99_ms):g} ms (raw p50: onnxruntime directly, for reference)"
+            else f"p99 target fixed at {args.max_p99_ms:g} ms (raw p50: onnxruntime directly, for reference)"
         )
         + "; concurrency "
         f"{args.concurrency}; `bushu plan --budget {args.budget} --duration {args.duration:g}` fresh each run"
@@ -323,7 +323,7 @@ def hold(args, art, art_dir: Path, data: Path, tmp: Path) -> None:
             "runs": len(rows),
             "met": met,
             "p99_of_raw": args.p99_of_raw,
-            "max_p99_ms": None if args.p99_of_raw is not None else float(args.max_p99_ms),
+            "max_p99_ms": None if args.p99_of_raw is not None else args.max_p99_ms,
             "args": vars(args) | {"work": str(args.work)},
         },
         rows,
@@ -371,7 +371,7 @@ def run(args, tmp: Path) -> None:
             raise SystemExit(f"no p99 gap between int8 ({lo}) and fp32 ({hi}) at this concurrency; pass --max-p99-ms")
         target = round(float(np.sqrt(lo * hi)), 1)  # the geometric middle
     else:
-        target = float(args.max_p99_ms)
+        target = args.max_p99_ms
     c = Constraints(concurrency=args.concurrency, max_accuracy_drop=args.max_accuracy_drop, max_p99_ms=target)
     for r in ok:
         r["failed"] = failures(c, r)

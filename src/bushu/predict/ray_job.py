@@ -132,10 +132,9 @@ class _Infer:
                 (Path(where) / rel).parent.mkdir(parents=True, exist_ok=True)
                 (Path(where) / rel).write_bytes(blob)
             self.pred, self.text = Predictor(where, backend, threads, top_k), kind == "text"
-            self.pred.art.labels  # noqa: B018 -- read now: the artifact reads labels.txt on first use
         finally:
-            # the backend, tokenizer and labels are loaded (a mapped file outlives its name), and Ray ends
-            # actors without running their finalizers: removed now, or every run would leave a copy in /tmp
+            # Predictor has read what it needs (a mapped model file outlives its name), and Ray ends actors
+            # without running their finalizers: removed now, or every run would leave a copy in /tmp
             shutil.rmtree(where, ignore_errors=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:

@@ -126,6 +126,9 @@ class Predictor:
             self.runner, self.pipeline = classifier, classifier.pipeline
             self.input_name = classifier.pipeline.input_name
         self.art, self.backend = self.runner.art, self.runner.backend
+        # everything the rows need is read here (the artifact reads labels.txt on first use): a Ray actor
+        # deletes its unpacked copy of the artifact once this returns
+        self.art.labels  # noqa: B018
         self.preprocess = raw_input_preprocess(self.art)
         self.kind = self.preprocess.kind
         first = self.backend.inputs[0].shape[:1]
